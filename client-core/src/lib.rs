@@ -1,0 +1,15 @@
+//! Phakhi's client core: everything a phone (and a relay talking upstream) needs, with no I/O of
+//! its own except the encrypted store.
+//!
+//! - [`model`]: typed documents over automerge (`directory`, `province/<code>`, activities by
+//!   year, the device's `private` document).
+//! - [`store`]: the encrypted offline store (SQLite rows sealed with XChaCha20-Poly1305).
+//! - [`seal`]: sealed envelopes — tips, replies, member codes, invites, the peer transport.
+//! - [`mailbox`]: the grow-only, content-addressed set of envelopes relays carry.
+//! - [`sync`]: the sans-io sync engine (bytes and `now` in, bytes out).
+
+pub mod mailbox;
+pub mod model;
+pub mod seal;
+pub mod store;
+pub mod sync;

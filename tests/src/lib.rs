@@ -1,0 +1,1 @@
+//! Shared helpers for Phakhi's end-to-end tests, fault injection and benchmarks.
