@@ -316,8 +316,12 @@ pub(crate) fn opt_parsed<T: std::str::FromStr>(
 pub(crate) fn conflicts(doc: &AutoCommit, obj: &ObjId) -> Result<Vec<FieldConflict>> {
     let mut out = Vec::new();
     for field in doc.keys(obj) {
-        let values = doc.get_all(obj, field.as_str())?;
+        let mut values = doc.get_all(obj, field.as_str())?;
         if values.len() > 1 {
+            // Put the value plain reads return first.
+            if let Some((_, shown)) = doc.get(obj, field.as_str())? {
+                values.sort_by_key(|(_, id)| *id != shown);
+            }
             out.push(FieldConflict {
                 values: values.iter().map(|(value, _)| render(value)).collect(),
                 field,
