@@ -25,8 +25,8 @@ mod province_code;
 mod raw;
 
 pub use activities::{
-    Activity, ActivityFilter, ActivityKind, ActivityUpdate, ActivitiesDoc, Audience,
-    NewActivity, ProvinceActivities,
+    ActivitiesDoc, Activity, ActivityFilter, ActivityKind, ActivityUpdate, Audience, NewActivity,
+    ProvinceActivities,
 };
 pub use date::{BUDDHIST_ERA_OFFSET, Date, Era, Language, MAX_YEAR, MIN_YEAR};
 pub use directory::{Campaign, DirectoryCentre, DirectoryDoc, DirectoryProvince, Region};
