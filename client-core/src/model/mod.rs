@@ -10,7 +10,9 @@
 //!
 //! Each document type wraps an [`automerge::AutoCommit`] and hands it out (`doc`, `doc_mut`,
 //! `into_inner`, `from_automerge`) for the store and the sync engine, which work on raw documents
-//! by name.
+//! by name. Whoever writes through `doc_mut` must commit before the next model call: a model
+//! action commits (or, on error, rolls back) everything pending in the document. A replica for
+//! another device is made with `fork_replica` (fresh actor), never by cloning.
 
 mod activities;
 mod date;
@@ -46,7 +48,8 @@ pub use raw::{FieldConflict, KIND_KEY, SCHEMA_KEY, SCHEMA_VERSION};
 pub struct Edit {
     /// Human-readable description of the action (e.g. "record activity").
     pub message: String,
-    /// When the action happened, as the caller's clock says (the core reads no clock).
+    /// When the action happened, as the caller's clock says (the core reads no clock). Stored in
+    /// the change as Unix seconds.
     pub time: time::OffsetDateTime,
 }
 
