@@ -875,3 +875,75 @@ fn model_directory_centres_and_campaign_calendar() {
     assert_eq!(dir.campaigns(false).len(), 1);
     assert_eq!(dir.campaigns(true).len(), 2);
 }
+
+#[test]
+fn model_any_doc_opens_by_name_and_checks_content() {
+    let mut r = rng(15);
+    let w = world(&mut r);
+    let mut acts = ActivitiesDoc::new(maha_sarakham(), 2019, &edit("c"), &mut r).unwrap();
+    acts.create(
+        &w.province,
+        new_activity(&w, "ประชุม", d(2019, 5, 1)),
+        &edit("r"),
+        &mut r,
+    )
+    .unwrap();
+    let bytes = acts.doc_mut().save();
+    let name = DocName::parse("province/TH-44/activities/2019").unwrap();
+    let opened = AnyDoc::open(name, AutoCommit::load(&bytes).unwrap()).unwrap();
+    assert_eq!(opened.name(), name);
+    assert!(matches!(&opened, AnyDoc::Activities(a) if a.len() == 1));
+    for wrong in [
+        "province/TH-44/activities/2020",
+        "province/TH-40/activities/2019",
+        "private",
+    ] {
+        let name = DocName::parse(wrong).unwrap();
+        assert!(
+            AnyDoc::open(name, AutoCommit::load(&bytes).unwrap()).is_err(),
+            "{wrong}"
+        );
+    }
+    let empty = AnyDoc::open(DocName::Province(maha_sarakham()), AutoCommit::new()).unwrap();
+    assert_eq!(empty.name(), DocName::Province(maha_sarakham()));
+}
+
+#[test]
+fn model_concurrent_member_edits_merge_and_conflicts_show() {
+    let mut r = rng(16);
+    let mut a = world(&mut r);
+    let mut b = a.province.fork_replica(&mut r);
+    a.province
+        .update_member(
+            a.leader,
+            MemberUpdate {
+                alias: Some("นกเงือก".into()),
+                ..Default::default()
+            },
+            &edit("a"),
+        )
+        .unwrap();
+    b.update_member(
+        a.leader,
+        MemberUpdate {
+            alias: Some("นกยูง".into()),
+            status: Some(MemberStatus::Inactive),
+            ..Default::default()
+        },
+        &edit("b"),
+    )
+    .unwrap();
+    a.province.merge(&mut b).unwrap();
+    let member = a.province.member(a.leader).unwrap();
+    assert_eq!(
+        member.status,
+        MemberStatus::Inactive,
+        "b's other field kept"
+    );
+    let conflicts = a.province.member_conflicts(a.leader).unwrap();
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(conflicts[0].field, "alias");
+    assert_eq!(conflicts[0].values[0], member.alias);
+    let all: BTreeSet<&str> = conflicts[0].values.iter().map(String::as_str).collect();
+    assert_eq!(all, ["นกเงือก", "นกยูง"].into_iter().collect());
+}

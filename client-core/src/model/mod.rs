@@ -15,6 +15,7 @@
 //! another device is made with `fork_replica` (fresh actor), never by cloning.
 
 mod activities;
+mod any_doc;
 mod date;
 mod directory;
 mod doc_name;
@@ -30,6 +31,7 @@ pub use activities::{
     ActivitiesDoc, Activity, ActivityFilter, ActivityKind, ActivityUpdate, Audience, NewActivity,
     ProvinceActivities,
 };
+pub use any_doc::AnyDoc;
 pub use date::{BUDDHIST_ERA_OFFSET, Date, Era, Language, MAX_YEAR, MIN_YEAR};
 pub use directory::{Campaign, DirectoryCentre, DirectoryDoc, DirectoryProvince, Region};
 pub use doc_name::DocName;
