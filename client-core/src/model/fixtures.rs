@@ -48,8 +48,8 @@ fn fixture_edit(message: &str) -> Edit {
     Edit::new(message, time)
 }
 
-/// A province document (Maha Sarakham) with a dozen members and four centres, plus the RNG state
-/// to keep drawing from.
+/// A province document (Maha Sarakham) with twelve members and four centres, with the ids of
+/// both (the members first).
 pub fn province_document(seed: u64) -> Result<(ProvinceDoc, Vec<MemberId>, Vec<CentreId>)> {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let code = ProvinceCode::parse(FIXTURE_PROVINCE)?;
