@@ -1,13 +1,13 @@
 //! The sealed mailbox: reconciliation between peers through encoded Have/Want/Push messages with
 //! cursors, province scope, HQ acknowledgements and pruning, quotas, bounded decoding, restore.
 
+#![allow(clippy::unwrap_used)] // test helpers fail loudly on purpose
+
 use phakhi_core::mailbox::{
     Ack, EnvelopeId, EnvelopeKind, Have, Inserted, MAX_IDS_PER_MESSAGE, MailItem, Mailbox,
     MailboxError, MailboxMessage, Push, Quota, Scope, Want,
 };
-use phakhi_core::seal::{
-    MemberCode, PublicKey, StaticKeyPair, TipCategory, TipDraft, seal_tip,
-};
+use phakhi_core::seal::{MemberCode, PublicKey, StaticKeyPair, TipCategory, TipDraft, seal_tip};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use time::macros::date;
@@ -48,16 +48,15 @@ fn pull(
     cursor: u64,
     scope: &Scope,
 ) -> (u64, usize) {
-    let MailboxMessage::Have(have) =
-        wire(MailboxMessage::Have(from.have_since(cursor, scope, ALL_KINDS, 1000)))
-    else {
+    let MailboxMessage::Have(have) = wire(MailboxMessage::Have(
+        from.have_since(cursor, scope, ALL_KINDS, 1000),
+    )) else {
         panic!("not a have");
     };
     let MailboxMessage::Want(want) = wire(MailboxMessage::Want(to.want(&have))) else {
         panic!("not a want");
     };
-    let MailboxMessage::Push(push) = wire(MailboxMessage::Push(from.push_for(&want, scope)))
-    else {
+    let MailboxMessage::Push(push) = wire(MailboxMessage::Push(from.push_for(&want, scope))) else {
         panic!("not a push");
     };
     let n = push.items.len();
@@ -166,10 +165,21 @@ fn mailbox_have_lists_are_paged_and_scoped() {
     // Out-of-scope envelopes are not pushed even when asked for by id.
     let all = relay.have_since(0, &Scope::All, ALL_KINDS, 1000);
     assert_eq!(all.ids.len(), 31);
-    let push = relay.push_for(&Want { ids: all.ids.clone() }, &scope);
+    let push = relay.push_for(
+        &Want {
+            ids: all.ids.clone(),
+        },
+        &scope,
+    );
     assert!(push.items.iter().all(|i| i.province == "TH-44"));
     assert_eq!(push.items.len(), 21);
-    assert!(relay.have_since(0, &Scope::All, ALL_KINDS, usize::MAX).ids.len() <= MAX_IDS_PER_MESSAGE);
+    assert!(
+        relay
+            .have_since(0, &Scope::All, ALL_KINDS, usize::MAX)
+            .ids
+            .len()
+            <= MAX_IDS_PER_MESSAGE
+    );
 }
 
 #[test]
@@ -235,13 +245,23 @@ fn mailbox_quotas_refuse_with_a_clear_error_and_change_nothing() {
     }
     let extra = item(&mut rng, EnvelopeKind::Tip, "TH-44");
     let err = relay.insert(phone.public(), extra.clone()).unwrap_err();
-    assert!(matches!(err, MailboxError::QuotaExceeded { count: 4, max_count: 3, .. }));
+    assert!(matches!(
+        err,
+        MailboxError::QuotaExceeded {
+            count: 4,
+            max_count: 3,
+            ..
+        }
+    ));
     assert!(err.to_string().contains("quota"), "{err}");
     assert_eq!(relay.len(), 3);
     // The same envelope already held is fine even at the limit.
     let held = relay.have_since(0, &Scope::All, ALL_KINDS, 1).ids[0];
     let held_item = relay.get(&held).unwrap().item.clone();
-    assert_eq!(relay.insert(phone.public(), held_item).unwrap(), Inserted::AlreadyHeld);
+    assert_eq!(
+        relay.insert(phone.public(), held_item).unwrap(),
+        Inserted::AlreadyHeld
+    );
     // Quotas are per origin.
     assert!(relay.insert(other.public(), extra).is_ok());
     // Bytes: one 4 KiB envelope fits, the second would exceed 8 KiB together with the first.
@@ -300,21 +320,33 @@ fn mailbox_refuses_malformed_envelopes_and_messages() {
     assert!(MailboxMessage::decode(&good).is_ok());
     // Every truncation is an error, never a panic.
     for len in 0..good.len() {
-        assert!(MailboxMessage::decode(&good[..len]).is_err(), "prefix {len}");
+        assert!(
+            MailboxMessage::decode(&good[..len]).is_err(),
+            "prefix {len}"
+        );
     }
     let mut trailing = good.clone();
     trailing.push(0);
     assert!(MailboxMessage::decode(&trailing).is_err());
     let mut version = good.clone();
     version[0] = 9;
-    assert_eq!(MailboxMessage::decode(&version).unwrap_err(), MailboxError::UnknownVersion(9));
+    assert_eq!(
+        MailboxMessage::decode(&version).unwrap_err(),
+        MailboxError::UnknownVersion(9)
+    );
     // A count beyond the cap is refused before reading or allocating.
     let mut huge = vec![1u8, 2];
     huge.extend_from_slice(&u32::MAX.to_be_bytes());
-    assert!(matches!(MailboxMessage::decode(&huge), Err(MailboxError::Malformed(_))));
+    assert!(matches!(
+        MailboxMessage::decode(&huge),
+        Err(MailboxError::Malformed(_))
+    ));
     let mut many = vec![1u8, 3];
     many.extend_from_slice(&u16::MAX.to_be_bytes());
-    assert!(matches!(MailboxMessage::decode(&many), Err(MailboxError::Malformed(_))));
+    assert!(matches!(
+        MailboxMessage::decode(&many),
+        Err(MailboxError::Malformed(_))
+    ));
     assert!(matches!(
         MailboxMessage::decode(&vec![1u8; 9 * 1024 * 1024]),
         Err(MailboxError::MessageTooLarge { .. })

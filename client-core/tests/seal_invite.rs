@@ -1,6 +1,8 @@
 //! Invites: HQ-signed, one line of QR-friendly text; tampering, a foreign HQ key and expiry are
 //! refused with distinct errors.
 
+#![allow(clippy::unwrap_used)] // test helpers fail loudly on purpose
+
 use phakhi_core::seal::invite::INVITE_PREFIX;
 use phakhi_core::seal::keys::generate_hq_signing_key;
 use phakhi_core::seal::{Invite, InviteError, InviteToken, Role, SignedInvite, StaticKeyPair};
@@ -96,9 +98,15 @@ fn seal_invite_expired_tampered_and_foreign_are_rejected() {
     let other_hq = generate_hq_signing_key(&mut rng);
     let inv = invite(&mut rng);
     let signed = SignedInvite::parse(&inv.sign(&hq).unwrap()).unwrap();
-    assert!(signed.verify(&hq.verifying_key(), inv.expires_at - 1).is_ok());
+    assert!(
+        signed
+            .verify(&hq.verifying_key(), inv.expires_at - 1)
+            .is_ok()
+    );
     assert_eq!(
-        signed.verify(&hq.verifying_key(), inv.expires_at).unwrap_err(),
+        signed
+            .verify(&hq.verifying_key(), inv.expires_at)
+            .unwrap_err(),
         InviteError::Expired {
             expires_at: inv.expires_at,
             now: inv.expires_at
@@ -111,7 +119,9 @@ fn seal_invite_expired_tampered_and_foreign_are_rejected() {
     // A relay widening its own scope breaks the signature.
     let mut wider = inv.clone();
     wider.provinces.push("TH-10".into());
-    let forged_body = SignedInvite::parse(&wider.sign(&other_hq).unwrap()).unwrap().to_bytes();
+    let forged_body = SignedInvite::parse(&wider.sign(&other_hq).unwrap())
+        .unwrap()
+        .to_bytes();
     let mut spliced = forged_body[..forged_body.len() - 64].to_vec();
     spliced.extend_from_slice(&signed.to_bytes()[signed.to_bytes().len() - 64..]);
     assert_eq!(
@@ -128,8 +138,14 @@ fn seal_invite_malformed_text_gets_clear_errors() {
     let mut rng = ChaCha20Rng::seed_from_u64(43);
     let hq = generate_hq_signing_key(&mut rng);
     let text = invite(&mut rng).sign(&hq).unwrap();
-    assert_eq!(SignedInvite::parse("hello").unwrap_err(), InviteError::NotAnInvite);
-    assert_eq!(SignedInvite::parse("").unwrap_err(), InviteError::NotAnInvite);
+    assert_eq!(
+        SignedInvite::parse("hello").unwrap_err(),
+        InviteError::NotAnInvite
+    );
+    assert_eq!(
+        SignedInvite::parse("").unwrap_err(),
+        InviteError::NotAnInvite
+    );
     assert!(matches!(
         SignedInvite::parse(&text[..text.len() - 3]),
         Err(InviteError::BadText(_) | InviteError::Malformed(_))
@@ -139,12 +155,21 @@ fn seal_invite_malformed_text_gets_clear_errors() {
         Err(InviteError::BadText(_))
     ));
     let huge = format!("{INVITE_PREFIX}{}", "0".repeat(10_000));
-    assert!(matches!(SignedInvite::parse(&huge), Err(InviteError::TooLong { .. })));
+    assert!(matches!(
+        SignedInvite::parse(&huge),
+        Err(InviteError::TooLong { .. })
+    ));
     let mut no_servers = invite(&mut rng);
     no_servers.servers.clear();
-    assert!(matches!(no_servers.sign(&hq), Err(InviteError::Invalid { .. })));
+    assert!(matches!(
+        no_servers.sign(&hq),
+        Err(InviteError::Invalid { .. })
+    ));
     // Version 2 is reported as such.
     let mut bytes = SignedInvite::parse(&text).unwrap().to_bytes();
     bytes[0] = 2;
-    assert_eq!(SignedInvite::from_bytes(&bytes).unwrap_err(), InviteError::UnknownVersion(2));
+    assert_eq!(
+        SignedInvite::from_bytes(&bytes).unwrap_err(),
+        InviteError::UnknownVersion(2)
+    );
 }

@@ -2,6 +2,8 @@
 //! adjacent transposition (exhaustively, over every position and symbol pair), the measured
 //! typo-detection rates, forgiving parsing, and the keyed hash HQ stores.
 
+#![allow(clippy::unwrap_used)] // test helpers fail loudly on purpose
+
 use phakhi_core::seal::code::{CODE_DATA_SYMBOLS, CODE_SYMBOLS, CodeError};
 use phakhi_core::seal::crockford::ALPHABET;
 use phakhi_core::seal::{CodeHashKey, MemberCode};
@@ -30,7 +32,10 @@ fn code_with(base: &[u8; CODE_DATA_SYMBOLS], fixed: &[(usize, u8)]) -> MemberCod
             data[i] = v;
         }
     }
-    let check = fixed.iter().find(|(i, _)| *i == CODE_DATA_SYMBOLS).map(|&(_, v)| v);
+    let check = fixed
+        .iter()
+        .find(|(i, _)| *i == CODE_DATA_SYMBOLS)
+        .map(|&(_, v)| v);
     match check {
         None => MemberCode::from_data(&data).unwrap(),
         Some(want) => {
@@ -48,7 +53,7 @@ fn code_with(base: &[u8; CODE_DATA_SYMBOLS], fixed: &[(usize, u8)]) -> MemberCod
 
 #[test]
 fn seal_member_code_has_100_bits_and_groups() {
-    assert!(CODE_DATA_SYMBOLS * 5 >= 100);
+    const { assert!(CODE_DATA_SYMBOLS * 5 >= 100) };
     let mut rng = ChaCha20Rng::seed_from_u64(1);
     let code = MemberCode::generate(&mut rng);
     let shown = code.to_string();
@@ -56,8 +61,9 @@ fn seal_member_code_has_100_bits_and_groups() {
     assert!(shown.split('-').all(|g| g.len() == 3), "{shown}");
     assert_eq!(MemberCode::parse(&shown).unwrap(), code);
     // 1000 codes, all different.
-    let set: std::collections::HashSet<String> =
-        (0..1000).map(|_| MemberCode::generate(&mut rng).to_string()).collect();
+    let set: std::collections::HashSet<String> = (0..1000)
+        .map(|_| MemberCode::generate(&mut rng).to_string())
+        .collect();
     assert_eq!(set.len(), 1000);
 }
 
@@ -186,8 +192,14 @@ fn seal_member_code_parsing_forgives_case_spaces_and_lookalikes() {
     assert_eq!(MemberCode::parse(&format!("  {sloppy} ")).unwrap(), code);
     let capital_i = shown.replace('1', "I").replace('0', "O").replace('-', "");
     assert_eq!(MemberCode::parse(&capital_i).unwrap(), code);
-    let regrouped: String = shown.replace('-', "").chars().collect::<Vec<_>>().chunks(4)
-        .map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join("-");
+    let regrouped: String = shown
+        .replace('-', "")
+        .chars()
+        .collect::<Vec<_>>()
+        .chunks(4)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join("-");
     assert_eq!(MemberCode::parse(&regrouped).unwrap(), code);
 }
 
@@ -201,10 +213,19 @@ fn seal_member_code_rejects_u_wrong_length_and_junk_with_clear_errors() {
     assert!(err.to_string().contains("'U'"), "{err}");
     assert_eq!(
         MemberCode::parse(&shown[..shown.len() - 1]),
-        Err(CodeError::WrongLength { expected: 21, found: 20 })
+        Err(CodeError::WrongLength {
+            expected: 21,
+            found: 20
+        })
     );
-    assert!(matches!(MemberCode::parse(&format!("{shown}!")), Err(CodeError::Symbol(_))));
-    assert!(matches!(MemberCode::parse("ภาคี"), Err(CodeError::Symbol(_))));
+    assert!(matches!(
+        MemberCode::parse(&format!("{shown}!")),
+        Err(CodeError::Symbol(_))
+    ));
+    assert!(matches!(
+        MemberCode::parse("ภาคี"),
+        Err(CodeError::Symbol(_))
+    ));
     assert!(MemberCode::parse("").is_err());
 }
 

@@ -1,6 +1,8 @@
 //! Replies: a device trial-opens every reply of its province with all its reply secrets and
 //! keeps only its own; tampered or foreign envelopes are rejected; sizes hide the message.
 
+#![allow(clippy::unwrap_used)] // test helpers fail loudly on purpose
+
 use phakhi_core::seal::{
     MemberCode, Reply, ReplyStatus, SealError, StaticKeyPair, TipCategory, TipDraft, open_reply,
     open_tip, seal_reply, seal_tip, try_open_reply,
@@ -72,7 +74,10 @@ fn seal_reply_every_flipped_bit_is_rejected() {
     for bit in 0..bad.len() * 8 {
         bad[bit / 8] ^= 1 << (bit % 8);
         assert!(open_reply(&key, &bad).is_err(), "bit {bit}");
-        assert!(try_open_reply(std::slice::from_ref(&key), &bad).is_none(), "bit {bit}");
+        assert!(
+            try_open_reply(std::slice::from_ref(&key), &bad).is_none(),
+            "bit {bit}"
+        );
         bad[bit / 8] ^= 1 << (bit % 8);
     }
     assert_eq!(open_reply(&key, &bad).unwrap(), reply);

@@ -3,6 +3,8 @@
 //! A.2.1 (mode base) and A.2.3 (mode auth). The ephemeral key is fixed by feeding `ikmE` through
 //! a deterministic generator, so encapsulations, ciphertexts and exports compare byte for byte.
 
+#![allow(clippy::unwrap_used)] // test helpers fail loudly on purpose
+
 use phakhi_core::seal::suite;
 use phakhi_core::seal::{PublicKey, StaticKeyPair};
 use rand_core::{CryptoRng, RngCore};
@@ -65,17 +67,50 @@ const BASE: Vector = Vector {
     pk_sm: None,
     enc: "1afa08d3dec047a643885163f1180476fa7ddb54c6a8029ea33f95796bf2ac4a",
     encryptions: [
-        (0, "436f756e742d30", "1c5250d8034ec2b784ba2cfd69dbdb8af406cfe3ff938e131f0def8c8b60b4db21993c62ce81883d2dd1b51a28"),
-        (1, "436f756e742d31", "6b53c051e4199c518de79594e1c4ab18b96f081549d45ce015be002090bb119e85285337cc95ba5f59992dc98c"),
-        (2, "436f756e742d32", "71146bd6795ccc9c49ce25dda112a48f202ad220559502cef1f34271e0cb4b02b4f10ecac6f48c32f878fae86b"),
-        (4, "436f756e742d34", "63357a2aa291f5a4e5f27db6baa2af8cf77427c7c1a909e0b37214dd47db122bb153495ff0b02e9e54a50dbe16"),
-        (255, "436f756e742d323535", "18ab939d63ddec9f6ac2b60d61d36a7375d2070c9b683861110757062c52b8880a5f6b3936da9cd6c23ef2a95c"),
-        (256, "436f756e742d323536", "7a4a13e9ef23978e2c520fd4d2e757514ae160cd0cd05e556ef692370ca53076214c0c40d4c728d6ed9e727a5b"),
+        (
+            0,
+            "436f756e742d30",
+            "1c5250d8034ec2b784ba2cfd69dbdb8af406cfe3ff938e131f0def8c8b60b4db21993c62ce81883d2dd1b51a28",
+        ),
+        (
+            1,
+            "436f756e742d31",
+            "6b53c051e4199c518de79594e1c4ab18b96f081549d45ce015be002090bb119e85285337cc95ba5f59992dc98c",
+        ),
+        (
+            2,
+            "436f756e742d32",
+            "71146bd6795ccc9c49ce25dda112a48f202ad220559502cef1f34271e0cb4b02b4f10ecac6f48c32f878fae86b",
+        ),
+        (
+            4,
+            "436f756e742d34",
+            "63357a2aa291f5a4e5f27db6baa2af8cf77427c7c1a909e0b37214dd47db122bb153495ff0b02e9e54a50dbe16",
+        ),
+        (
+            255,
+            "436f756e742d323535",
+            "18ab939d63ddec9f6ac2b60d61d36a7375d2070c9b683861110757062c52b8880a5f6b3936da9cd6c23ef2a95c",
+        ),
+        (
+            256,
+            "436f756e742d323536",
+            "7a4a13e9ef23978e2c520fd4d2e757514ae160cd0cd05e556ef692370ca53076214c0c40d4c728d6ed9e727a5b",
+        ),
     ],
     exports: [
-        ("", "4bbd6243b8bb54cec311fac9df81841b6fd61f56538a775e7c80a9f40160606e"),
-        ("00", "8c1df14732580e5501b00f82b10a1647b40713191b7c1240ac80e2b68808ba69"),
-        ("54657374436f6e74657874", "5acb09211139c43b3090489a9da433e8a30ee7188ba8b0a9a1ccf0c229283e53"),
+        (
+            "",
+            "4bbd6243b8bb54cec311fac9df81841b6fd61f56538a775e7c80a9f40160606e",
+        ),
+        (
+            "00",
+            "8c1df14732580e5501b00f82b10a1647b40713191b7c1240ac80e2b68808ba69",
+        ),
+        (
+            "54657374436f6e74657874",
+            "5acb09211139c43b3090489a9da433e8a30ee7188ba8b0a9a1ccf0c229283e53",
+        ),
     ],
 };
 
@@ -89,17 +124,50 @@ const AUTH: Vector = Vector {
     pk_sm: Some("f0f4f9e96c54aeed3f323de8534fffd7e0577e4ce269896716bcb95643c8712b"),
     enc: "f7674cc8cd7baa5872d1f33dbaffe3314239f6197ddf5ded1746760bfc847e0e",
     encryptions: [
-        (0, "436f756e742d30", "ab1a13c9d4f01a87ec3440dbd756e2677bd2ecf9df0ce7ed73869b98e00c09be111cb9fdf077347aeb88e61bdf"),
-        (1, "436f756e742d31", "3265c7807ffff7fdace21659a2c6ccffee52a26d270c76468ed74202a65478bfaedfff9c2b7634e24f10b71016"),
-        (2, "436f756e742d32", "3aadee86ad2a05081ea860033a9d09dbccb4acac2ded0891da40f51d4df19925f7a767b076a5cbc9355c8fd35e"),
-        (4, "436f756e742d34", "502ecccd5c2be3506a081809cc58b43b94f77cbe37b8b31712d9e21c9e61aa6946a8e922f54eae630f88eb8033"),
-        (255, "436f756e742d323535", "652e597ba20f3d9241cda61f33937298b1169e6adf72974bbe454297502eb4be132e1c5064702fc165c2ddbde8"),
-        (256, "436f756e742d323536", "3be14e8b3bbd1028cf2b7d0a691dbbeff71321e7dec92d3c2cfb30a0994ab246af76168480285a60037b4ba13a"),
+        (
+            0,
+            "436f756e742d30",
+            "ab1a13c9d4f01a87ec3440dbd756e2677bd2ecf9df0ce7ed73869b98e00c09be111cb9fdf077347aeb88e61bdf",
+        ),
+        (
+            1,
+            "436f756e742d31",
+            "3265c7807ffff7fdace21659a2c6ccffee52a26d270c76468ed74202a65478bfaedfff9c2b7634e24f10b71016",
+        ),
+        (
+            2,
+            "436f756e742d32",
+            "3aadee86ad2a05081ea860033a9d09dbccb4acac2ded0891da40f51d4df19925f7a767b076a5cbc9355c8fd35e",
+        ),
+        (
+            4,
+            "436f756e742d34",
+            "502ecccd5c2be3506a081809cc58b43b94f77cbe37b8b31712d9e21c9e61aa6946a8e922f54eae630f88eb8033",
+        ),
+        (
+            255,
+            "436f756e742d323535",
+            "652e597ba20f3d9241cda61f33937298b1169e6adf72974bbe454297502eb4be132e1c5064702fc165c2ddbde8",
+        ),
+        (
+            256,
+            "436f756e742d323536",
+            "3be14e8b3bbd1028cf2b7d0a691dbbeff71321e7dec92d3c2cfb30a0994ab246af76168480285a60037b4ba13a",
+        ),
     ],
     exports: [
-        ("", "070cffafd89b67b7f0eeb800235303a223e6ff9d1e774dce8eac585c8688c872"),
-        ("00", "2852e728568d40ddb0edde284d36a4359c56558bb2fb8837cd3d92e46a3a14a8"),
-        ("54657374436f6e74657874", "1df39dc5dd60edcbf5f9ae804e15ada66e885b28ed7929116f768369a3f950ee"),
+        (
+            "",
+            "070cffafd89b67b7f0eeb800235303a223e6ff9d1e774dce8eac585c8688c872",
+        ),
+        (
+            "00",
+            "2852e728568d40ddb0edde284d36a4359c56558bb2fb8837cd3d92e46a3a14a8",
+        ),
+        (
+            "54657374436f6e74657874",
+            "1df39dc5dd60edcbf5f9ae804e15ada66e885b28ed7929116f768369a3f950ee",
+        ),
     ],
 };
 
@@ -119,8 +187,7 @@ fn run(v: &Vector) {
     assert!(rng.0.is_empty(), "the ephemeral key consumed exactly ikmE");
 
     let sender_pk: Option<PublicKey> = sender.as_ref().map(|s| *s.public());
-    let mut rctx =
-        suite::setup_receiver(&recipient, &enc, sender_pk.as_ref(), &h(INFO)).unwrap();
+    let mut rctx = suite::setup_receiver(&recipient, &enc, sender_pk.as_ref(), &h(INFO)).unwrap();
 
     // Seal and open in sequence 0..=256, comparing the published sequence numbers.
     let mut expected = v.encryptions.iter().peekable();
@@ -129,15 +196,18 @@ fn run(v: &Vector) {
         let ct = sctx.seal(&h(PT), &aad).unwrap();
         let pt = rctx.open(&ct, &aad).unwrap();
         assert_eq!(pt.as_slice(), h(PT).as_slice());
-        if let Some(&&(n, aad_hex, ct_hex)) = expected.peek() {
-            if n == seq {
-                assert_eq!(aad, h(aad_hex), "aad {seq}");
-                assert_eq!(ct, h(ct_hex), "ciphertext at sequence {seq}");
-                expected.next();
-            }
+        if let Some(&&(n, aad_hex, ct_hex)) = expected.peek()
+            && n == seq
+        {
+            assert_eq!(aad, h(aad_hex), "aad {seq}");
+            assert_eq!(ct, h(ct_hex), "ciphertext at sequence {seq}");
+            expected.next();
         }
     }
-    assert!(expected.next().is_none(), "every published encryption compared");
+    assert!(
+        expected.next().is_none(),
+        "every published encryption compared"
+    );
 
     for (ctx_hex, value_hex) in v.exports {
         let mut s = [0u8; 32];

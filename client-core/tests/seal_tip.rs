@@ -1,6 +1,8 @@
 //! Tips: round trip with Thai text, size buckets hiding the report's length, tamper and
 //! wrong-key rejection, and that nothing the sealing side keeps contains the plaintext.
 
+#![allow(clippy::unwrap_used)] // test helpers fail loudly on purpose
+
 use phakhi_core::seal::tip::MAX_REPORT_BYTES;
 use phakhi_core::seal::{
     MAILBOX_BUCKETS, MemberCode, ReceiptId, SealError, StaticKeyPair, TipCategory, TipDraft,
@@ -58,7 +60,10 @@ fn seal_tip_receipt_is_short_readable_and_parses_back() {
     let code = MemberCode::generate(&mut rng);
     let a = seal_tip(&mut rng, desk.public(), draft(THAI, &code, false)).unwrap();
     let b = seal_tip(&mut rng, desk.public(), draft(THAI, &code, false)).unwrap();
-    assert_ne!(a.receipt, b.receipt, "same text, fresh ephemeral keys, different receipts");
+    assert_ne!(
+        a.receipt, b.receipt,
+        "same text, fresh ephemeral keys, different receipts"
+    );
     let shown = a.receipt.to_string();
     assert_eq!(shown.len(), 11);
     assert_eq!(shown.as_bytes()[5], b'-');
@@ -93,7 +98,16 @@ fn seal_tip_lengths_hide_report_length() {
     }
     let too_long = "y".repeat(MAX_REPORT_BYTES + 1);
     let err = seal_tip(&mut rng, desk.public(), draft(&too_long, &code, false)).unwrap_err();
-    assert!(matches!(err, SealError::TooLarge { field: "report", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            SealError::TooLarge {
+                field: "report",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -106,7 +120,10 @@ fn seal_tip_every_flipped_bit_is_rejected() {
     let mut bad = sealed.envelope.clone();
     for bit in 0..bad.len() * 8 {
         bad[bit / 8] ^= 1 << (bit % 8);
-        assert!(open_tip(&desk, &bad).is_err(), "bit {bit} flipped was accepted");
+        assert!(
+            open_tip(&desk, &bad).is_err(),
+            "bit {bit} flipped was accepted"
+        );
         bad[bit / 8] ^= 1 << (bit % 8);
     }
     assert!(open_tip(&desk, &bad).is_ok());
@@ -119,21 +136,36 @@ fn seal_tip_wrong_recipient_and_wrong_sizes_are_rejected() {
     let other = StaticKeyPair::generate(&mut rng);
     let code = MemberCode::generate(&mut rng);
     let sealed = seal_tip(&mut rng, desk.public(), draft(THAI, &code, true)).unwrap();
-    assert_eq!(open_tip(&other, &sealed.envelope).unwrap_err(), SealError::Undecryptable);
+    assert_eq!(
+        open_tip(&other, &sealed.envelope).unwrap_err(),
+        SealError::Undecryptable
+    );
 
     let mut longer = sealed.envelope.clone();
     longer.push(0);
-    assert_eq!(open_tip(&desk, &longer).unwrap_err(), SealError::NotABucket { len: 1025 });
+    assert_eq!(
+        open_tip(&desk, &longer).unwrap_err(),
+        SealError::NotABucket { len: 1025 }
+    );
     assert_eq!(
         open_tip(&desk, &sealed.envelope[..1000]).unwrap_err(),
         SealError::NotABucket { len: 1000 }
     );
-    assert_eq!(open_tip(&desk, &[]).unwrap_err(), SealError::NotABucket { len: 0 });
+    assert_eq!(
+        open_tip(&desk, &[]).unwrap_err(),
+        SealError::NotABucket { len: 0 }
+    );
     let err = open_tip(&desk, &vec![0u8; 2048]).unwrap_err();
-    assert!(err.to_string().contains("not one of the allowed sizes"), "{err}");
+    assert!(
+        err.to_string().contains("not one of the allowed sizes"),
+        "{err}"
+    );
     let mut wrong_version = sealed.envelope.clone();
     wrong_version[0] = 2;
-    assert_eq!(open_tip(&desk, &wrong_version).unwrap_err(), SealError::UnknownVersion(2));
+    assert_eq!(
+        open_tip(&desk, &wrong_version).unwrap_err(),
+        SealError::UnknownVersion(2)
+    );
 }
 
 #[test]
@@ -144,19 +176,28 @@ fn seal_tip_invalid_drafts_are_refused() {
     let mut d = draft("   ", &code, false);
     assert!(matches!(
         seal_tip(&mut rng, desk.public(), d.clone()),
-        Err(SealError::Invalid { field: "report", .. })
+        Err(SealError::Invalid {
+            field: "report",
+            ..
+        })
     ));
     d.report = THAI.into();
     d.province = "TH 44".into();
     assert!(matches!(
         seal_tip(&mut rng, desk.public(), d.clone()),
-        Err(SealError::Invalid { field: "province", .. })
+        Err(SealError::Invalid {
+            field: "province",
+            ..
+        })
     ));
     d.province = "TH-44".into();
     d.involved = vec!["x".into(); 17];
     assert!(matches!(
         seal_tip(&mut rng, desk.public(), d.clone()),
-        Err(SealError::TooLarge { field: "involved", .. })
+        Err(SealError::TooLarge {
+            field: "involved",
+            ..
+        })
     ));
     d.involved = vec![];
     assert!(seal_tip(&mut rng, desk.public(), d).is_ok());
@@ -164,11 +205,16 @@ fn seal_tip_invalid_drafts_are_refused() {
 
 /// Every window of `needle` of `len` bytes.
 fn windows(needle: &[u8], len: usize) -> Vec<Vec<u8>> {
-    needle.windows(len.min(needle.len())).map(<[u8]>::to_vec).collect()
+    needle
+        .windows(len.min(needle.len()))
+        .map(<[u8]>::to_vec)
+        .collect()
 }
 
 fn contains_any(hay: &[u8], needles: &[Vec<u8>]) -> bool {
-    needles.iter().any(|n| hay.windows(n.len()).any(|w| w == n.as_slice()))
+    needles
+        .iter()
+        .any(|n| hay.windows(n.len()).any(|w| w == n.as_slice()))
 }
 
 #[test]
@@ -196,7 +242,10 @@ fn seal_tip_keeps_no_plaintext_in_anything_it_returns() {
     kept.extend_from_slice(secret.secret_bytes().as_slice());
     kept.extend_from_slice(secret.public().as_bytes());
     kept.extend_from_slice(format!("{sealed:?}").as_bytes());
-    assert!(!contains_any(&kept, &needles), "plaintext found in what sealing returned");
+    assert!(
+        !contains_any(&kept, &needles),
+        "plaintext found in what sealing returned"
+    );
 
     // The scan is able to find plaintext: the opened tip does contain it.
     let tip = open_tip(&desk, &sealed.envelope).unwrap();

@@ -1,6 +1,8 @@
 //! The peer transport: one request and one response, both authenticated by the peers' static
 //! keys, with replay and clock-skew protection, bound responses, tamper rejection and padding.
 
+#![allow(clippy::unwrap_used)] // test helpers fail loudly on purpose
+
 use phakhi_core::seal::transport::MAX_CLOCK_SKEW_SECS;
 use phakhi_core::seal::{
     MemoryReplayGuard, SealError, StaticKeyPair, TRANSPORT_BUCKETS, open_request, seal_request,
@@ -55,7 +57,11 @@ fn seal_transport_hides_the_sender_and_pads_to_buckets() {
         let (env, _) =
             seal_request(&mut p.rng, &p.phone, p.server.public(), NOW, &vec![1; len]).unwrap();
         assert!(TRANSPORT_BUCKETS.contains(&env.len()));
-        assert!(env.len() <= 2 * (len + 200).max(512), "{len} -> {}", env.len());
+        assert!(
+            env.len() <= 2 * (len + 200).max(512),
+            "{len} -> {}",
+            env.len()
+        );
     }
 }
 
@@ -68,8 +74,14 @@ fn seal_transport_every_flipped_bit_of_a_request_is_rejected() {
     for bit in 0..bad.len() * 8 {
         bad[bit / 8] ^= 1 << (bit % 8);
         let mut guard = MemoryReplayGuard::new();
-        assert!(open_request(&p.server, &bad, NOW, &mut guard).is_err(), "bit {bit}");
-        assert!(guard.is_empty(), "a rejected request left a trace in the guard");
+        assert!(
+            open_request(&p.server, &bad, NOW, &mut guard).is_err(),
+            "bit {bit}"
+        );
+        assert!(
+            guard.is_empty(),
+            "a rejected request left a trace in the guard"
+        );
         bad[bit / 8] ^= 1 << (bit % 8);
     }
     assert!(open_request(&p.server, &bad, NOW, &mut MemoryReplayGuard::new()).is_ok());
@@ -81,9 +93,12 @@ fn seal_transport_every_flipped_bit_of_a_response_is_rejected() {
     let response_len = {
         let (request, _) =
             seal_request(&mut p.rng, &p.phone, p.server.public(), NOW, b"pull").unwrap();
-        let opened =
-            open_request(&p.server, &request, NOW, &mut MemoryReplayGuard::new()).unwrap();
-        opened.responder.seal_response("ตอบกลับ".as_bytes()).unwrap().len()
+        let opened = open_request(&p.server, &request, NOW, &mut MemoryReplayGuard::new()).unwrap();
+        opened
+            .responder
+            .seal_response("ตอบกลับ".as_bytes())
+            .unwrap()
+            .len()
     };
     assert_eq!(response_len, 1024);
     // Deterministic replay of one exchange per flipped bit: same seed, same request, same keys.
@@ -92,8 +107,7 @@ fn seal_transport_every_flipped_bit_of_a_response_is_rejected() {
         let mut rng = base.clone();
         let (request, pending) =
             seal_request(&mut rng, &p.phone, p.server.public(), NOW, b"pull").unwrap();
-        let opened =
-            open_request(&p.server, &request, NOW, &mut MemoryReplayGuard::new()).unwrap();
+        let opened = open_request(&p.server, &request, NOW, &mut MemoryReplayGuard::new()).unwrap();
         let mut response = opened.responder.seal_response("ตอบกลับ".as_bytes()).unwrap();
         if let Some(bit) = bit {
             response[bit / 8] ^= 1 << (bit % 8);
@@ -200,7 +214,10 @@ fn seal_transport_response_is_bound_to_its_request() {
         .seal_response(b"for b")
         .unwrap();
     // B's context refuses A's response outright (exchange id) ...
-    assert_eq!(pending_b.open_response(&resp_a).unwrap_err(), SealError::WrongExchange);
+    assert_eq!(
+        pending_b.open_response(&resp_a).unwrap_err(),
+        SealError::WrongExchange
+    );
     assert_eq!(resp_b.len(), resp_a.len());
     // ... and still refuses it when the exchange id is forged to another request's.
     let (req_c, pending_c) =
@@ -212,7 +229,10 @@ fn seal_transport_response_is_bound_to_its_request() {
         .unwrap();
     let mut forged_c = resp_a.clone();
     forged_c[2..18].copy_from_slice(&resp_c[2..18]);
-    assert_eq!(pending_c.open_response(&forged_c).unwrap_err(), SealError::Undecryptable);
+    assert_eq!(
+        pending_c.open_response(&forged_c).unwrap_err(),
+        SealError::Undecryptable
+    );
     assert_eq!(pending_a.open_response(&resp_a).unwrap(), b"for a");
 }
 

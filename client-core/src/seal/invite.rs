@@ -96,7 +96,12 @@ impl Role {
             2 => Role::Coordinator,
             3 => Role::Relay,
             4 => Role::Admin,
-            value => return Err(WireError::UnknownTag { field: "role", value }),
+            value => {
+                return Err(WireError::UnknownTag {
+                    field: "role",
+                    value,
+                });
+            }
         })
     }
 }
