@@ -62,8 +62,8 @@ pub enum SyncError {
     RequestInFlight,
     #[error("the response is for round {got}, the request in flight is round {expected}")]
     RoundMismatch { expected: u8, got: u8 },
-    #[error("the exchange has already used its two rounds")]
-    TooManyRounds,
+    #[error("the response answers another request (late or replayed); it was ignored")]
+    StaleResponse,
     #[error("the response names document {0:?} that was neither requested nor acceptable")]
     UnrequestedDoc(String),
 }

@@ -11,7 +11,7 @@ use super::name::DocName;
 use super::scope::{Limits, Scope};
 use super::state::PeerState;
 use super::stats::ExchangeStats;
-use super::wire::{Chunk, DocEntry, DocStatus, Kind, Message};
+use super::wire::{Chunk, DocEntry, DocStatus, Kind, Message, request_digest};
 
 /// What the caller does next after [`Initiator::handle_response`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +50,8 @@ pub struct Initiator {
 #[derive(Debug)]
 struct InFlight {
     round: u8,
+    /// Digest of the request bytes, which the response must echo.
+    digest: [u8; 8],
     /// Heads sent for each document, as sent.
     sent: BTreeMap<DocName, Vec<ChangeHash>>,
 }
@@ -132,6 +134,7 @@ impl Initiator {
         let message = Message {
             kind: Kind::Request,
             round,
+            echo: [0; 8],
             docs: entries,
             mailbox: if round == 1 { mailbox } else { None },
         };
@@ -139,7 +142,11 @@ impl Initiator {
         self.stats.bytes_sent += bytes.len();
         self.stats.rounds = round;
         self.round = round;
-        self.in_flight = Some(InFlight { round, sent });
+        self.in_flight = Some(InFlight {
+            round,
+            digest: request_digest(&bytes),
+            sent,
+        });
         Ok(bytes)
     }
 
@@ -182,6 +189,9 @@ impl Initiator {
                 expected: in_flight.round,
                 got: response.round,
             });
+        }
+        if response.echo != in_flight.digest {
+            return Err(SyncError::StaleResponse);
         }
         let Some(in_flight) = self.in_flight.take() else {
             return Err(SyncError::NoRequestInFlight);

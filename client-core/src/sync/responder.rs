@@ -11,7 +11,7 @@ use super::error::{DocError, SyncError};
 use super::name::DocName;
 use super::scope::{Limits, Scope};
 use super::stats::ExchangeStats;
-use super::wire::{Chunk, DocEntry, DocStatus, Kind, Message};
+use super::wire::{Chunk, DocEntry, DocStatus, Kind, Message, request_digest};
 
 /// Answers exchange requests over the documents the caller loaded for this peer.
 ///
@@ -146,6 +146,7 @@ impl Responder {
             message: Message {
                 kind: Kind::Response,
                 round: request.round,
+                echo: request_digest(bytes),
                 docs: answers,
                 mailbox: None,
             },

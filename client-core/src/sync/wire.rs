@@ -6,7 +6,9 @@
 //!
 //! ```text
 //! message  = version:u8 (=1)  kind:u8 (1 request, 2 response)  round:u8 (1 or 2)
-//!            doc_count:varint  doc*  mailbox
+//!            echo:[u8;8]  doc_count:varint  doc*  mailbox
+//! echo     = zero in a request; in a response the first 8 bytes of SHA-256 of the request it
+//!            answers, so that a late response to an older request is recognised and dropped
 //! doc      = name_len:varint name:utf8  status:u8  head_count:varint  head:[u8;32]*  chunk
 //! status   = 0 ok | 1 need-from (response only) | DocError::code (response only)
 //! chunk    = 0                                       no data
@@ -133,6 +135,8 @@ pub struct Message {
     pub kind: Kind,
     /// 1 for the first round trip, 2 for the one that fills a gap.
     pub round: u8,
+    /// In a response, [`request_digest`] of the request it answers; zero in a request.
+    pub echo: [u8; 8],
     pub docs: Vec<DocEntry>,
     /// The mailbox section (have/want/push), encoded and read by the layer above.
     pub mailbox: Option<Vec<u8>>,
@@ -148,6 +152,15 @@ pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
         }
         out.push(byte | 0x80);
     }
+}
+
+/// The digest a response echoes: the first 8 bytes of SHA-256 of the request's bytes.
+pub fn request_digest(request: &[u8]) -> [u8; 8] {
+    use sha2::{Digest, Sha256};
+    let full = Sha256::digest(request);
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&full[..8]);
+    out
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -183,6 +196,7 @@ impl Message {
             Kind::Response => 2,
         });
         out.push(self.round);
+        out.extend_from_slice(&self.echo);
         put_varint(&mut out, self.docs.len() as u64);
         for doc in &self.docs {
             put_name(&mut out, &doc.name);
@@ -242,6 +256,8 @@ impl Message {
         if !(1..=2).contains(&round) {
             return Err(WireError::Round(round));
         }
+        let mut echo = [0u8; 8];
+        echo.copy_from_slice(r.take_len(8, "echo")?);
         let count = r.varint()?;
         if count > limits.max_docs as u64 {
             return Err(WireError::TooManyDocs(count, limits.max_docs));
@@ -304,6 +320,7 @@ impl Message {
         Ok(Message {
             kind,
             round,
+            echo,
             docs,
             mailbox,
         })
