@@ -167,14 +167,19 @@ fn run_exchange(
             init.handle_lost();
             return None;
         }
-        let reply = responder.handle_request(&request, &mut b.docs, &scope).unwrap();
+        let reply = responder
+            .handle_request(&request, &mut b.docs, &scope)
+            .unwrap();
         let response = reply.into_bytes(None);
         old.push((to, request.clone(), response.clone()));
         if drop_response {
             init.handle_lost();
             return None;
         }
-        match init.handle_response(&response, &mut a.docs, &scope).unwrap() {
+        match init
+            .handle_response(&response, &mut a.docs, &scope)
+            .unwrap()
+        {
             Progress::Done => {
                 a.persisted.insert(to, init.state().encode());
                 return Some(rounds);

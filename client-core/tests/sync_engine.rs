@@ -254,7 +254,9 @@ fn sync_garbage_and_truncation_change_nothing() {
     add_records(&mut phone_doc, 100, 30);
     let mut phone: Docs = BTreeMap::from([(n.clone(), phone_doc)]);
     let mut init = Initiator::new(PeerState::new(), Limits::default());
-    let request = init.poll_request(&mut phone, Some(b"mailbox".to_vec())).unwrap();
+    let request = init
+        .poll_request(&mut phone, Some(b"mailbox".to_vec()))
+        .unwrap();
 
     // Every truncation of a valid request is an error, never a panic, and changes nothing.
     for cut in 0..request.len() {
@@ -316,7 +318,10 @@ fn sync_garbage_and_truncation_change_nothing() {
     );
     assert_eq!(heads(server.get_mut(&n).unwrap()), before);
     // A garbage response is an error for the initiator too, and its state stays as it was.
-    assert!(init.handle_response(&[1, 2, 3, 4], &mut phone, &all()).is_err());
+    assert!(
+        init.handle_response(&[1, 2, 3, 4], &mut phone, &all())
+            .is_err()
+    );
     assert_eq!(init.state(), &PeerState::new());
     // Damaged persisted state is an error, not a panic.
     let mut good = PeerState::new();

@@ -14,7 +14,9 @@
 //!   known to have after the last completed exchange ([`PeerState`]). The responder keeps no
 //!   per-peer state at all.
 //! * **Round 1.** The request carries, for every document of the scope in one message, the
-//!   initiator's heads and the changes that follow the shared heads, as the smallest of: change
+//!   initiator's heads and the changes that follow the shared heads (heads only when there are
+//!   no shared heads yet: the peer may already hold most of the document, and one extra round
+//!   trip is cheaper than resending it whole), as the smallest of: change
 //!   chunks (a handful of changes), an automerge bundle (changes compressed column-wise, like a
 //!   saved document), or the whole saved document (first sync, or when most is missing).
 //!   The responder applies each document's chunk as **one batch** (automerge charges each applied
