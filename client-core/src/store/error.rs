@@ -42,7 +42,21 @@ pub enum StoreError {
     InvalidInput(&'static str),
     /// SQLite failed (I/O error, disk full, locked database, ...).
     #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e {
+            // A column holding the wrong type was put there from outside the store.
+            rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..) => {
+                StoreError::integrity("a stored row", "a column holds a value of the wrong type")
+            }
+            e => StoreError::Database(e),
+        }
+    }
 }
 
 impl StoreError {
