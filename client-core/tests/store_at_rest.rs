@@ -2,6 +2,8 @@
 //! automerge chunk header, in the database or in its WAL, shared-memory or journal files, while
 //! the store is open and after it is closed.
 
+#![allow(clippy::unwrap_used)]
+
 mod store_common;
 
 use std::path::Path;
@@ -96,7 +98,9 @@ fn store_files_hold_no_plaintext_open_or_closed() {
     // While open: the WAL holds the recent writes.
     let wal = dir.path().join("phakhi.db-wal");
     assert!(
-        std::fs::metadata(&wal).map(|m| m.len() > 0).unwrap_or(false),
+        std::fs::metadata(&wal)
+            .map(|m| m.len() > 0)
+            .unwrap_or(false),
         "expected a non-empty WAL while the store is open"
     );
     assert_eq!(leaks(dir.path()), Vec::<(String, String)>::new());
@@ -111,7 +115,10 @@ fn store_files_hold_no_plaintext_open_or_closed() {
     assert_eq!(leaks(dir.path()), Vec::<(String, String)>::new());
     let store = open(&path);
     assert_eq!(
-        store.get(SECRETS[6], SECRETS[7].as_bytes()).unwrap().as_deref(),
+        store
+            .get(SECRETS[6], SECRETS[7].as_bytes())
+            .unwrap()
+            .as_deref(),
         Some(SECRETS[0].as_bytes())
     );
     assert_eq!(store.list_docs().unwrap(), vec![SECRETS[5], SECRETS[4]]);

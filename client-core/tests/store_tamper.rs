@@ -2,6 +2,8 @@
 //! documents, keys or positions, delete chunks or put old ones back without the store noticing.
 //! Every case is played with a raw SQLite connection on a real file.
 
+#![allow(clippy::unwrap_used)]
+
 mod store_common;
 
 use automerge::transaction::Transactable;
@@ -42,7 +44,9 @@ fn setup(path: &std::path::Path) {
     store.save_doc("a", &mut a).unwrap();
     add(&mut a, "k2", "สอง");
     store.save_doc("a", &mut a).unwrap();
-    store.save_doc("b", &mut doc_with(&[("y", "บี", "b")])).unwrap();
+    store
+        .save_doc("b", &mut doc_with(&[("y", "บี", "b")]))
+        .unwrap();
     store.put("ns", b"one", b"1").unwrap();
     store.put("ns", b"two", b"2").unwrap();
 }
@@ -80,7 +84,10 @@ fn store_flipped_bit_in_any_chunk_is_an_integrity_error() {
             let store = open(&path);
             let a = store.load_doc("a");
             let b = store.load_doc("b");
-            assert!(is_integrity(a) || is_integrity(b), "flip at {pos} of seq {seq}");
+            assert!(
+                is_integrity(a) || is_integrity(b),
+                "flip at {pos} of seq {seq}"
+            );
             conn.execute(
                 "UPDATE chunks SET data = ?1 WHERE doc = ?2 AND seq = ?3",
                 params![data, doc, seq],
@@ -97,7 +104,9 @@ fn flip(path: &std::path::Path, table: &str, column: &str, filter: &str, pos: us
     let conn = raw(path);
     let rows: Vec<(i64, Vec<u8>)> = {
         let mut stmt = conn
-            .prepare(&format!("SELECT rowid, {column} FROM {table} WHERE {filter}"))
+            .prepare(&format!(
+                "SELECT rowid, {column} FROM {table} WHERE {filter}"
+            ))
             .unwrap();
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
@@ -223,7 +232,8 @@ fn store_moving_a_chunk_to_another_position_is_rejected() {
     let incs: Vec<_> = rows.iter().filter(|r| r.2 == 1).collect();
     assert_eq!(incs.len(), 2);
     // The two increments of `a` trade sequence numbers.
-    conn.execute_batch("UPDATE chunks SET seq = -seq WHERE kind = 1").unwrap();
+    conn.execute_batch("UPDATE chunks SET seq = -seq WHERE kind = 1")
+        .unwrap();
     conn.execute(
         "UPDATE chunks SET seq = ?1 WHERE seq = ?2",
         params![incs[1].1, -incs[0].1],
@@ -243,8 +253,11 @@ fn store_deleted_chunk_is_detected() {
     let path = db_path(&dir);
     setup(&path);
     let conn = raw(&path);
-    conn.execute("DELETE FROM chunks WHERE kind = 1 AND seq = (SELECT max(seq) FROM chunks WHERE kind = 1)", [])
-        .unwrap();
+    conn.execute(
+        "DELETE FROM chunks WHERE kind = 1 AND seq = (SELECT max(seq) FROM chunks WHERE kind = 1)",
+        [],
+    )
+    .unwrap();
     assert!(is_integrity(open(&path).load_doc("a")));
 }
 
@@ -296,7 +309,8 @@ fn store_old_rows_put_back_are_detected() {
     std::fs::write(&path2, &backup).unwrap();
     let conn = raw(&path2);
     let a_id = &old_inc.0;
-    conn.execute("DELETE FROM chunks WHERE doc = ?1", [a_id]).unwrap();
+    conn.execute("DELETE FROM chunks WHERE doc = ?1", [a_id])
+        .unwrap();
     for row in old_chunks.iter().filter(|r| &r.0 == a_id) {
         insert(&conn, row);
     }
@@ -319,10 +333,14 @@ fn store_recreated_document_rejects_rows_of_its_previous_life() {
     let dir = tempfile::tempdir().unwrap();
     let path = db_path(&dir);
     let mut store = open(&path);
-    store.save_doc("d", &mut doc_with(&[("old", "เก่า", "old")])).unwrap();
+    store
+        .save_doc("d", &mut doc_with(&[("old", "เก่า", "old")]))
+        .unwrap();
     let old = chunk_rows(&raw(&path));
     store.delete_doc("d").unwrap();
-    store.save_doc("d", &mut doc_with(&[("new", "ใหม่", "new")])).unwrap();
+    store
+        .save_doc("d", &mut doc_with(&[("new", "ใหม่", "new")]))
+        .unwrap();
     drop(store);
     let conn = raw(&path);
     // Same document, same sequence number, authentic ciphertext from before the deletion.
@@ -337,11 +355,15 @@ fn store_recreated_document_rejects_rows_of_its_previous_life() {
     let dir = tempfile::tempdir().unwrap();
     let path = db_path(&dir);
     let mut store = open(&path);
-    store.save_doc("gone", &mut doc_with(&[("x", "ลบ", "gone")])).unwrap();
+    store
+        .save_doc("gone", &mut doc_with(&[("x", "ลบ", "gone")]))
+        .unwrap();
     let conn = raw(&path);
     let chunks = chunk_rows(&conn);
     let manifest: (Vec<u8>, Vec<u8>) = conn
-        .query_row("SELECT id, manifest FROM docs", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row("SELECT id, manifest FROM docs", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .unwrap();
     store.delete_doc("gone").unwrap();
     drop(store);

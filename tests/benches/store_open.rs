@@ -43,7 +43,9 @@ fn build_province() -> AutoCommit {
         doc.put(&a, "kind", KINDS[i % KINDS.len()]).expect("kind");
         doc.put(&a, "title", format!("กิจกรรมรณรงค์ต่อต้านการทุจริต ครั้งที่ {i}"))
             .expect("title");
-        let desc = doc.put_object(&a, "description", ObjType::Text).expect("text");
+        let desc = doc
+            .put_object(&a, "description", ObjType::Text)
+            .expect("text");
         doc.splice_text(
             &desc,
             0,

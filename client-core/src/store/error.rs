@@ -13,7 +13,9 @@ pub enum StoreError {
     WrongKey,
     /// A stored record failed authentication or does not match the store's own bookkeeping:
     /// the file was modified outside the store, rows were mixed, or the disk corrupted it.
-    #[error("store integrity check failed for {what}: {reason}; the file was modified or corrupted, restore it from a backup")]
+    #[error(
+        "store integrity check failed for {what}: {reason}; the file was modified or corrupted, restore it from a backup"
+    )]
     Integrity {
         /// Which record failed (never includes secret content).
         what: String,
@@ -21,7 +23,9 @@ pub enum StoreError {
         reason: &'static str,
     },
     /// The file was written by a newer version of the store.
-    #[error("store format version {found} is newer than this build supports ({supported}); update the app")]
+    #[error(
+        "store format version {found} is newer than this build supports ({supported}); update the app"
+    )]
     UnsupportedVersion {
         /// Version recorded in the file.
         found: i64,

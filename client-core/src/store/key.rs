@@ -59,7 +59,8 @@ impl StorageKey {
         let mut seal = Zeroizing::new([0u8; KEY_LEN]);
         let mut name = Zeroizing::new([0u8; KEY_LEN]);
         // Expanding 32 bytes from SHA-256 HKDF cannot fail (limit is 255 * 32).
-        let ok = hk.expand(b"seal", seal.as_mut()).is_ok() && hk.expand(b"name", name.as_mut()).is_ok();
+        let ok =
+            hk.expand(b"seal", seal.as_mut()).is_ok() && hk.expand(b"name", name.as_mut()).is_ok();
         debug_assert!(ok);
         Subkeys { seal, name }
     }

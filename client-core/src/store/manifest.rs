@@ -175,10 +175,14 @@ impl Manifest {
         let ordered = chunks
             .windows(2)
             .all(|w| matches!(w, [a, b] if a.seq < b.seq));
-        let kinds_ok = chunks
-            .iter()
-            .enumerate()
-            .all(|(i, c)| c.kind == if i == 0 { KIND_SNAPSHOT } else { KIND_INCREMENT });
+        let kinds_ok = chunks.iter().enumerate().all(|(i, c)| {
+            c.kind
+                == if i == 0 {
+                    KIND_SNAPSHOT
+                } else {
+                    KIND_INCREMENT
+                }
+        });
         let below_next = chunks.last().is_none_or(|c| c.seq < next_seq);
         if !(ordered && kinds_ok && below_next) {
             return None;

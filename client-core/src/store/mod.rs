@@ -52,8 +52,8 @@ use zeroize::Zeroizing;
 
 use cipher::{Ad, Cipher, NameHash};
 pub use error::{Result, StoreError};
-pub use key::{Argon2Params, KEY_LEN, SALT_LEN, StorageKey};
 use key::KdfRecord;
+pub use key::{Argon2Params, KEY_LEN, SALT_LEN, StorageKey};
 use manifest::{ChunkEntry, KIND_INCREMENT, KIND_SNAPSHOT, Manifest};
 pub use schema::VERSION as SCHEMA_VERSION;
 
@@ -229,7 +229,15 @@ impl Store {
                     chunks: Vec::new(),
                 };
                 db::delete_chunks(&tx, &id)?;
-                push_chunk(&tx, &self.cipher, rng, &id, &mut m, KIND_SNAPSHOT, &snapshot)?;
+                push_chunk(
+                    &tx,
+                    &self.cipher,
+                    rng,
+                    &id,
+                    &mut m,
+                    KIND_SNAPSHOT,
+                    &snapshot,
+                )?;
                 m
             }
             Some(mut m) => {
@@ -255,9 +263,25 @@ impl Store {
                     let snapshot = doc.save();
                     db::delete_chunks(&tx, &id)?;
                     m.chunks.clear();
-                    push_chunk(&tx, &self.cipher, rng, &id, &mut m, KIND_SNAPSHOT, &snapshot)?;
+                    push_chunk(
+                        &tx,
+                        &self.cipher,
+                        rng,
+                        &id,
+                        &mut m,
+                        KIND_SNAPSHOT,
+                        &snapshot,
+                    )?;
                 } else {
-                    push_chunk(&tx, &self.cipher, rng, &id, &mut m, KIND_INCREMENT, &changes)?;
+                    push_chunk(
+                        &tx,
+                        &self.cipher,
+                        rng,
+                        &id,
+                        &mut m,
+                        KIND_INCREMENT,
+                        &changes,
+                    )?;
                 }
                 m
             }
@@ -291,7 +315,15 @@ impl Store {
         db::delete_chunks(&tx, &id)?;
         m.chunks.clear();
         m.heads = doc.get_heads();
-        push_chunk(&tx, &self.cipher, rng, &id, &mut m, KIND_SNAPSHOT, &snapshot)?;
+        push_chunk(
+            &tx,
+            &self.cipher,
+            rng,
+            &id,
+            &mut m,
+            KIND_SNAPSHOT,
+            &snapshot,
+        )?;
         root.generation += 1;
         m.generation = root.generation;
         root.set_doc(id, root.generation);
@@ -406,7 +438,8 @@ impl Store {
     fn kv_ids(&self, namespace: &str, key: &[u8]) -> (NameHash, NameHash) {
         (
             self.cipher.name_hash("kv-ns", &[namespace.as_bytes()]),
-            self.cipher.name_hash("kv-key", &[namespace.as_bytes(), key]),
+            self.cipher
+                .name_hash("kv-key", &[namespace.as_bytes(), key]),
         )
     }
 
@@ -569,7 +602,9 @@ fn connect(path: &Path) -> Result<Connection> {
             _ => StoreError::Database(e),
         })?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::NotAStore("the database refuses write-ahead logging"));
+        return Err(StoreError::NotAStore(
+            "the database refuses write-ahead logging",
+        ));
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(conn)
@@ -586,7 +621,9 @@ fn init(conn: &Connection, cipher: &Cipher, rng: &mut dyn CryptoRngCore) -> Resu
 fn verify(conn: &Connection, cipher: &Cipher) -> Result<()> {
     let check = db::read_meta(conn, db::META_CHECK)?
         .ok_or(StoreError::NotAStore("the key-check value is missing"))?;
-    let token = cipher.open(Ad::KeyCheck, &check).map_err(|_| StoreError::WrongKey)?;
+    let token = cipher
+        .open(Ad::KeyCheck, &check)
+        .map_err(|_| StoreError::WrongKey)?;
     if token != db::KEY_CHECK_TOKEN {
         return Err(StoreError::integrity("key-check value", "unexpected token"));
     }

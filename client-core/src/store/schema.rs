@@ -69,7 +69,9 @@ pub(crate) fn prepare(tx: &Transaction<'_>) -> Result<Prepared> {
     if version == 0 && app_id == 0 {
         let tables: i64 = tx.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
         if tables != 0 {
-            return Err(StoreError::NotAStore("the database already holds other tables"));
+            return Err(StoreError::NotAStore(
+                "the database already holds other tables",
+            ));
         }
         tx.execute_batch(CREATE_V1)?;
         tx.pragma_update(None, "application_id", APPLICATION_ID)?;
@@ -77,7 +79,9 @@ pub(crate) fn prepare(tx: &Transaction<'_>) -> Result<Prepared> {
         return Ok(Prepared::Created);
     }
     if app_id != APPLICATION_ID {
-        return Err(StoreError::NotAStore("the database belongs to another application"));
+        return Err(StoreError::NotAStore(
+            "the database belongs to another application",
+        ));
     }
     if version > VERSION {
         return Err(StoreError::UnsupportedVersion {
