@@ -44,6 +44,9 @@ pub enum StoreError {
     /// The caller passed something the store cannot hold.
     #[error("invalid argument: {0}")]
     InvalidInput(&'static str),
+    /// The document handed to `save_doc` could not be merged with the stored one.
+    #[error("the document could not be merged with the stored copy: {0}")]
+    Merge(automerge::AutomergeError),
     /// SQLite failed (I/O error, disk full, locked database, ...).
     #[error("database error: {0}")]
     Database(rusqlite::Error),

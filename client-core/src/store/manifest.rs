@@ -292,4 +292,17 @@ mod tests {
         assert!(root.remove_doc(&[1; 32]));
         assert_eq!(root.doc_generation(&[1; 32]), None);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn decoders_never_panic_on_arbitrary_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            // Both as they come and behind a valid version byte, so parsing goes past it.
+            let versioned = [&[1u8][..], &bytes].concat();
+            for input in [&bytes, &versioned] {
+                let _ = Manifest::decode(input);
+                let _ = Root::decode(input);
+                let _ = super::super::key::KdfRecord::decode(input);
+            }
+        }
+    }
 }

@@ -190,7 +190,7 @@ impl Store {
         let manifest = db::read_manifest(&tx, &self.cipher, &doc, name, generation)?;
         let rows = db::read_chunks(&tx, &doc)?;
         drop(tx);
-        self.assemble(name, &doc, &manifest, &rows).map(Some)
+        assemble(&self.cipher, name, &doc, &manifest, &rows).map(Some)
     }
 
     /// Saves `doc` as the document `name`: only the changes since the stored state, as one
@@ -255,12 +255,19 @@ impl Store {
                 heads.dedup();
                 m.heads = heads;
                 let (count, bytes) = m.increments();
-                let compact = unknown.is_empty()
-                    && (count + 1 >= self.policy.max_increments
-                        || bytes.saturating_add(changes.len() as u64)
-                            > self.policy.max_increment_bytes);
+                let compact = count + 1 >= self.policy.max_increments
+                    || bytes.saturating_add(changes.len() as u64) > self.policy.max_increment_bytes;
                 if compact {
-                    let snapshot = doc.save();
+                    let snapshot = if unknown.is_empty() {
+                        doc.save()
+                    } else {
+                        // `doc` lacks some stored changes: the snapshot is the merge of both.
+                        let rows = db::read_chunks(&tx, &id)?;
+                        let mut stored = assemble(&self.cipher, name, &id, &m, &rows)?;
+                        stored.merge(doc).map_err(StoreError::Merge)?;
+                        m.heads = stored.get_heads();
+                        stored.save()
+                    };
                     db::delete_chunks(&tx, &id)?;
                     m.chunks.clear();
                     push_chunk(
@@ -496,73 +503,72 @@ impl Store {
         }
         Ok(m.name)
     }
+}
 
-    /// Checks the chunk rows against the manifest, opens them and loads the document.
-    fn assemble(
-        &self,
-        name: &str,
-        doc: &NameHash,
-        manifest: &Manifest,
-        rows: &[db::ChunkRow],
-    ) -> Result<AutoCommit> {
-        let what = |seq: u64| format!("chunk {seq} of document {name:?}");
-        if rows.len() != manifest.chunks.len() {
+/// Checks the chunk rows against the manifest, opens them and loads the document.
+fn assemble(
+    cipher: &Cipher,
+    name: &str,
+    doc: &NameHash,
+    manifest: &Manifest,
+    rows: &[db::ChunkRow],
+) -> Result<AutoCommit> {
+    let what = |seq: u64| format!("chunk {seq} of document {name:?}");
+    if rows.len() != manifest.chunks.len() {
+        return Err(StoreError::integrity(
+            format!("chunks of document {name:?}"),
+            "rows were deleted or old rows were put back (the manifest lists a different set)",
+        ));
+    }
+    let mut snapshot = None;
+    let mut increments = Vec::new();
+    for (row, entry) in rows.iter().zip(&manifest.chunks) {
+        if row.seq != entry.seq || row.kind != entry.kind {
             return Err(StoreError::integrity(
-                format!("chunks of document {name:?}"),
-                "rows were deleted or old rows were put back (the manifest lists a different set)",
+                what(row.seq),
+                "is not the row the manifest lists at this position (deleted or put back)",
             ));
         }
-        let mut snapshot = None;
-        let mut increments = Vec::new();
-        for (row, entry) in rows.iter().zip(&manifest.chunks) {
-            if row.seq != entry.seq || row.kind != entry.kind {
-                return Err(StoreError::integrity(
-                    what(row.seq),
-                    "is not the row the manifest lists at this position (deleted or put back)",
-                ));
-            }
-            let plain = self
-                .cipher
-                .open(
-                    Ad::Chunk {
-                        doc,
-                        seq: row.seq,
-                        kind: row.kind,
-                    },
-                    &row.data,
-                )
-                .map_err(|e| StoreError::integrity(what(row.seq), e.reason()))?;
-            if db::digest(&row.data) != entry.digest {
-                return Err(StoreError::integrity(
-                    what(row.seq),
-                    "is an older row put back in place of the current one",
-                ));
-            }
-            if row.kind == KIND_SNAPSHOT {
-                snapshot = Some(plain);
-            } else {
-                increments.extend_from_slice(&plain);
-            }
+        let plain = cipher
+            .open(
+                Ad::Chunk {
+                    doc,
+                    seq: row.seq,
+                    kind: row.kind,
+                },
+                &row.data,
+            )
+            .map_err(|e| StoreError::integrity(what(row.seq), e.reason()))?;
+        if db::digest(&row.data) != entry.digest {
+            return Err(StoreError::integrity(
+                what(row.seq),
+                "is an older row put back in place of the current one",
+            ));
         }
-        let snapshot = snapshot.ok_or_else(|| {
-            StoreError::integrity(format!("document {name:?}"), "has no snapshot chunk")
-        })?;
-        let mut am = AutoCommit::load(&snapshot).map_err(|_| {
+        if row.kind == KIND_SNAPSHOT {
+            snapshot = Some(plain);
+        } else {
+            increments.extend_from_slice(&plain);
+        }
+    }
+    let snapshot = snapshot.ok_or_else(|| {
+        StoreError::integrity(format!("document {name:?}"), "has no snapshot chunk")
+    })?;
+    let mut am = AutoCommit::load(&snapshot).map_err(|_| {
+        StoreError::integrity(
+            format!("snapshot of document {name:?}"),
+            "authentic but not a valid automerge document",
+        )
+    })?;
+    if !increments.is_empty() {
+        am.load_incremental(&increments).map_err(|_| {
             StoreError::integrity(
-                format!("snapshot of document {name:?}"),
-                "authentic but not a valid automerge document",
+                format!("changes of document {name:?}"),
+                "authentic but not valid automerge changes",
             )
         })?;
-        if !increments.is_empty() {
-            am.load_incremental(&increments).map_err(|_| {
-                StoreError::integrity(
-                    format!("changes of document {name:?}"),
-                    "authentic but not valid automerge changes",
-                )
-            })?;
-        }
-        Ok(am)
     }
+    Ok(am)
 }
 
 /// Seals `bytes` as the next chunk of `doc` and records it in the manifest.

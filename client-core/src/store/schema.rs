@@ -113,3 +113,36 @@ fn upgrade_step(_tx: &Transaction<'_>, _version: i64) -> Result<()> {
         "the file records a schema version this build cannot upgrade",
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_file_gets_current_version_and_reopens_as_existing() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        let tx = conn.transaction().unwrap();
+        assert_eq!(prepare(&tx).unwrap(), Prepared::Created);
+        tx.commit().unwrap();
+        let tx = conn.transaction().unwrap();
+        assert_eq!(prepare(&tx).unwrap(), Prepared::Existing);
+        let v: i64 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, VERSION);
+    }
+
+    #[test]
+    fn unknown_past_version_fails_cleanly_and_changes_nothing() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        let tx = conn.transaction().unwrap();
+        assert!(matches!(prepare(&tx), Err(StoreError::NotAStore(_))));
+        drop(tx);
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 0);
+    }
+}
