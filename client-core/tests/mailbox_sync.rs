@@ -402,3 +402,33 @@ fn mailbox_restores_from_what_a_store_persisted() {
         MailboxError::CorruptItem
     );
 }
+
+/// The wire format is pinned byte for byte, so a change to it is always deliberate.
+#[test]
+fn mailbox_wire_format_is_pinned() {
+    let have = MailboxMessage::Have(Have {
+        cursor: 0x0102,
+        ids: vec![EnvelopeId([0xAA; 32])],
+        more: true,
+    });
+    let expected = format!("0101{:016x}01{:08x}{}", 0x0102, 1, "aa".repeat(32));
+    assert_eq!(hex::encode(have.encode()), expected);
+    let ack = MailboxMessage::Ack(Ack { ids: vec![] });
+    assert_eq!(hex::encode(ack.encode()), "010400000000");
+    let push = MailboxMessage::Push(Push {
+        items: vec![MailItem {
+            kind: EnvelopeKind::Reply,
+            province: "TH-44".into(),
+            envelope: {
+                let mut e = vec![0u8; 1024];
+                e[0] = 1;
+                e[1] = 2;
+                e
+            },
+        }],
+    });
+    let bytes = push.encode();
+    // version, tag, count 1, kind reply, "TH-44", length 1024
+    assert_eq!(hex::encode(&bytes[..15]), "01030001020554482d343400000400");
+    assert_eq!(bytes.len(), 2 + 2 + 1 + 1 + 5 + 4 + 1024);
+}

@@ -254,4 +254,11 @@ fn seal_tip_keeps_no_plaintext_in_anything_it_returns() {
     let dbg = format!("{tip:?} {:?}", draft(THAI, &code, true));
     assert!(!contains_any(dbg.as_bytes(), &needles), "{dbg}");
     assert!(!format!("{secret:?}").contains(&hex::encode(*secret.secret_bytes())));
+    // The device stores the reply secret's bytes and gets the same key back.
+    let restored = StaticKeyPair::from_secret_bytes(&secret.secret_bytes()).unwrap();
+    assert_eq!(restored.public(), secret.public());
+    assert_eq!(
+        open_tip(&desk, &sealed.envelope).unwrap().reply_key,
+        Some(*restored.public())
+    );
 }

@@ -254,3 +254,53 @@ fn seal_transport_sizes_are_checked_before_any_work() {
         Err(SealError::WrongKind { .. })
     ));
 }
+
+/// A device that seals another device's public key into the sender layer, but can only
+/// authenticate (auth mode) with its own static key, is refused. The control case builds the
+/// same layout by hand with the honest key and is accepted, so the forgery fails for the right
+/// reason.
+#[test]
+fn seal_transport_claiming_another_sender_is_refused() {
+    use phakhi_core::seal::suite;
+
+    let mut p = peers(40);
+    let victim = StaticKeyPair::generate(&mut p.rng);
+    let build = |rng: &mut ChaCha20Rng, claimed: &StaticKeyPair, actual: &StaticKeyPair| {
+        let mut env = vec![1u8, 3];
+        env.extend_from_slice(&p.server.public().key_id().0);
+        let (enc1, mut ctx1) =
+            suite::setup_sender(rng, p.server.public(), None, b"phakhi/v1/transport/sender")
+                .unwrap();
+        env.extend_from_slice(&enc1);
+        let sealed = ctx1.seal(claimed.public().as_bytes(), &env).unwrap();
+        env.extend_from_slice(&sealed);
+        let (enc2, mut ctx2) = suite::setup_sender(
+            rng,
+            p.server.public(),
+            Some(actual),
+            b"phakhi/v1/transport/request",
+        )
+        .unwrap();
+        env.extend_from_slice(&enc2);
+        let header_len = env.len();
+        env.extend_from_slice(&[9u8; 16]);
+        env.extend_from_slice(&NOW.to_be_bytes());
+        env.extend_from_slice(&3u32.to_be_bytes());
+        env.extend_from_slice(b"hi!");
+        env.resize(1024 - 16, 0);
+        let (header, body) = env.split_at_mut(header_len);
+        let tag = ctx2.seal_in_place(body, header).unwrap();
+        env.extend_from_slice(&tag);
+        env
+    };
+    let mut guard = MemoryReplayGuard::new();
+    let honest = build(&mut p.rng, &p.phone, &p.phone);
+    let opened = open_request(&p.server, &honest, NOW, &mut guard).unwrap();
+    assert_eq!(opened.sender, *p.phone.public());
+    assert_eq!(opened.payload, b"hi!");
+    let forged = build(&mut p.rng, &victim, &p.phone);
+    assert_eq!(
+        open_request(&p.server, &forged, NOW, &mut guard).unwrap_err(),
+        SealError::Undecryptable
+    );
+}

@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use automerge::transaction::Transactable;
-use automerge::{AutoCommit, ObjType, ScalarValue};
+use automerge::{AutoCommit, ObjType, ReadDoc, ScalarValue};
 use phakhi_core::store::{StorageKey, Store};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -77,6 +77,74 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
+/// Adds `n` more activities to `doc` in one commit.
+fn add_activities(doc: &mut AutoCommit, from: usize, n: usize) {
+    let (_, acts) = doc
+        .get(automerge::ROOT, "activities")
+        .expect("read")
+        .expect("activities map");
+    for i in from..from + n {
+        let a = doc
+            .put_object(&acts, format!("act-{i:05}"), ObjType::Map)
+            .expect("activity");
+        doc.put(&a, "title", format!("กิจกรรมเพิ่มเติม ครั้งที่ {i}"))
+            .expect("title");
+        doc.put(&a, "attendance", ScalarValue::counter(12))
+            .expect("attendance");
+    }
+    doc.commit();
+}
+
+/// Medians of plain `AutoCommit::load(bytes)`, `Store::open` alone, and `Store::open` +
+/// `load_doc`, each checked to reach `heads`.
+fn measure(
+    path: &std::path::Path,
+    key: &StorageKey,
+    bytes: &[u8],
+    heads: &[automerge::ChangeHash],
+) -> (Duration, Duration, Duration) {
+    // Warm both paths once (page cache, allocator) before measuring.
+    let _ = AutoCommit::load(bytes).expect("load");
+    let _ = Store::open(path, key.clone(), ChaCha20Rng::seed_from_u64(2)).expect("open");
+    let (mut plain, mut open, mut stored) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 0..RUNS {
+        let t = Instant::now();
+        let mut loaded = AutoCommit::load(bytes).expect("load");
+        plain.push(t.elapsed());
+        assert_eq!(loaded.get_heads(), heads);
+
+        let t = Instant::now();
+        let store = Store::open(path, key.clone(), ChaCha20Rng::seed_from_u64(run as u64))
+            .expect("open store");
+        open.push(t.elapsed());
+        let mut loaded = store.load_doc(DOC).expect("load doc").expect("doc present");
+        stored.push(t.elapsed());
+        assert_eq!(loaded.get_heads(), heads);
+    }
+    (median(plain), median(open), median(stored))
+}
+
+fn report(label: &str, (plain, open, stored): (Duration, Duration, Duration)) {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!("{label}");
+    println!(
+        "  plain AutoCommit::load           median {:>8.1} ms over {RUNS} runs",
+        ms(plain)
+    );
+    println!(
+        "  Store::open (key check, root)    median {:>8.2} ms",
+        ms(open)
+    );
+    println!(
+        "  Store::open + load_doc           median {:>8.1} ms",
+        ms(stored)
+    );
+    println!(
+        "  ratio store / plain: {:.3}",
+        stored.as_secs_f64() / plain.as_secs_f64()
+    );
+}
+
 fn main() {
     let t = Instant::now();
     let mut doc = build_province();
@@ -96,38 +164,32 @@ fn main() {
         store.save_doc(DOC, &mut doc).expect("save");
     }
     let heads = doc.get_heads();
+    println!(
+        "store file: {} bytes (one sealed snapshot row)",
+        std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0)
+            + std::fs::metadata(dir.path().join("bench.db-wal"))
+                .map(|m| m.len())
+                .unwrap_or(0)
+    );
+    report(
+        "compacted store (one snapshot row):",
+        measure(&path, &key, &bytes, &heads),
+    );
 
-    // Warm both paths once (page cache, allocator) before measuring.
-    let _ = AutoCommit::load(&bytes).expect("load");
-    let _ = Store::open(&path, key.clone(), ChaCha20Rng::seed_from_u64(2)).expect("open");
-
-    let mut plain = Vec::new();
-    let mut stored = Vec::new();
-    for run in 0..RUNS {
-        let t = Instant::now();
-        let mut loaded = AutoCommit::load(&bytes).expect("load");
-        plain.push(t.elapsed());
-        assert_eq!(loaded.get_heads(), heads);
-
-        let t = Instant::now();
-        let store = Store::open(&path, key.clone(), ChaCha20Rng::seed_from_u64(run as u64))
-            .expect("open store");
-        let mut loaded = store.load_doc(DOC).expect("load doc").expect("doc present");
-        stored.push(t.elapsed());
-        assert_eq!(loaded.get_heads(), heads);
+    // The same document after 30 more saves of 10 activities each, not yet compacted
+    // (default policy: 32 increments): one snapshot plus 30 sealed increments.
+    {
+        let mut store =
+            Store::open(&path, key.clone(), ChaCha20Rng::seed_from_u64(3)).expect("open store");
+        for s in 0..30 {
+            add_activities(&mut doc, RECORDS + s * 10, 10);
+            store.save_doc(DOC, &mut doc).expect("save increment");
+        }
     }
-    let plain = median(plain);
-    let stored = median(stored);
-    println!(
-        "plain AutoCommit::load:          median {:>8.1} ms over {RUNS} runs",
-        plain.as_secs_f64() * 1e3
-    );
-    println!(
-        "Store::open + load_doc (sealed): median {:>8.1} ms over {RUNS} runs",
-        stored.as_secs_f64() * 1e3
-    );
-    println!(
-        "ratio store / plain: {:.3}",
-        stored.as_secs_f64() / plain.as_secs_f64()
+    let bytes = doc.save();
+    let heads = doc.get_heads();
+    report(
+        "store with 30 pending increments (vs plain load of the full saved document):",
+        measure(&path, &key, &bytes, &heads),
     );
 }

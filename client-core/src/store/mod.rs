@@ -16,6 +16,22 @@
 //! - The key-value area ([`Store::put`], [`Store::get`], [`Store::list`]) holds what other modules
 //!   need: sync states per peer and document, mailbox envelopes, settings.
 //!
+//! # File format (schema version 1)
+//!
+//! | table | columns | content |
+//! | --- | --- | --- |
+//! | `meta` | `key`, `value` | `kdf`: plain `1 \| salt(16) \| m \| t \| p` (passphrase stores only); `check`: sealed token; `root`: sealed root |
+//! | `docs` | `id` = HMAC(name key, "doc" \| name), `manifest` | sealed manifest: name, generation, next sequence, heads, chunk list |
+//! | `chunks` | `doc` (= `docs.id`), `seq`, `kind` (0 snapshot, 1 increment), `data` | sealed automerge bytes |
+//! | `kv` | `ns` = HMAC("kv-ns" \| namespace), `id` = HMAC("kv-key" \| namespace \| key), `value` | sealed `1 \| key len \| key \| value` |
+//!
+//! A sealed record is `0x01 | nonce (24) | XChaCha20-Poly1305 ciphertext and tag`. Its associated
+//! data is `"phakhi-store/v1\0"` followed by a tag byte and the record's position: `C` (key
+//! check), `R` (root), `M | doc id` (manifest), `D | doc id | seq (u64 BE) | kind` (chunk),
+//! `V | ns hash | key hash` (value). Subkeys come from the storage key by HKDF-SHA256 (`seal`,
+//! `name`). The schema version is `PRAGMA user_version`, the owner `PRAGMA application_id`
+//! (`PHKI`).
+//!
 //! # What someone holding the file can and cannot do
 //!
 //! Rows are sealed with XChaCha20-Poly1305 under a subkey of the [`StorageKey`], with associated
