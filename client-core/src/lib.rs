@@ -10,7 +10,9 @@
 //! - `transport` (feature `http`): a small blocking HTTP carrier for envelopes.
 
 pub mod mailbox;
+pub mod device;
 pub mod model;
+pub mod protocol;
 pub mod seal;
 pub mod store;
 pub mod sync;

@@ -81,7 +81,7 @@ pub enum Role {
 }
 
 impl Role {
-    const fn to_byte(self) -> u8 {
+    pub(crate) const fn to_byte(self) -> u8 {
         match self {
             Role::Leader => 1,
             Role::Coordinator => 2,
@@ -90,7 +90,7 @@ impl Role {
         }
     }
 
-    fn from_byte(b: u8) -> Result<Self, WireError> {
+    pub(crate) fn from_byte(b: u8) -> Result<Self, WireError> {
         Ok(match b {
             1 => Role::Leader,
             2 => Role::Coordinator,
@@ -314,6 +314,13 @@ impl SignedInvite {
         let mut out = self.body.clone();
         out.extend_from_slice(&self.signature);
         out
+    }
+
+    /// What the invite claims, before anyone checked its signature. A newcomer's device pins the
+    /// server and tip-desk keys from it (it came from a coordinator's hand, and the server it
+    /// names verifies the signature before enrolling anyone); everyone else uses [`Self::verify`].
+    pub fn unverified(&self) -> Invite {
+        self.invite.clone()
     }
 
     /// Checks HQ's signature, then the expiry, and returns the invite.
