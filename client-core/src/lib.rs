@@ -9,8 +9,8 @@
 //! - [`sync`]: the sans-io sync engine (bytes and `now` in, bytes out).
 //! - `transport` (feature `http`): a small blocking HTTP carrier for envelopes.
 
-pub mod mailbox;
 pub mod device;
+pub mod mailbox;
 pub mod model;
 pub mod protocol;
 pub mod seal;

@@ -115,10 +115,9 @@ impl TestServer {
             let have = self
                 .mailbox
                 .have_since(req.cursor, &scope, &[EnvelopeKind::Reply], 256);
-            let push = self.mailbox.push_for(
-                &phakhi_core::mailbox::Want { ids: have.ids },
-                &scope,
-            );
+            let push = self
+                .mailbox
+                .push_for(&phakhi_core::mailbox::Want { ids: have.ids }, &scope);
             MailboxResponse {
                 cursor: have.cursor,
                 more: have.more,
@@ -132,7 +131,11 @@ impl TestServer {
     }
 }
 
-fn sync(device: &mut Device, server: &mut TestServer, rng: &mut ChaCha20Rng) -> phakhi_core::device::SyncReport {
+fn sync(
+    device: &mut Device,
+    server: &mut TestServer,
+    rng: &mut ChaCha20Rng,
+) -> phakhi_core::device::SyncReport {
     let mut session = device.begin_sync(rng).unwrap();
     for _ in 0..2 {
         let request = device.sync_request(&mut session, rng, NOW).unwrap();
@@ -237,7 +240,9 @@ fn device_day_enrol_record_sync_tip_and_reply() {
     // C never receives TH-44's documents.
     sync(&mut c, &mut server, rng);
     let c_acts = c
-        .activities(ProvinceCode::parse("TH-40").unwrap(), rng, |acts, _| acts.years())
+        .activities(ProvinceCode::parse("TH-40").unwrap(), rng, |acts, _| {
+            acts.years()
+        })
         .unwrap();
     assert!(c_acts.is_empty());
     assert!(matches!(

@@ -68,7 +68,8 @@ impl Enrolment {
         let mut provinces = Vec::with_capacity(n);
         for _ in 0..n {
             let code = r.text("province", LenWidth::U8, 16).map_err(corrupt)?;
-            provinces.push(ProvinceCode::parse(&code).map_err(|_| DeviceError::Corrupt("enrolment"))?);
+            provinces
+                .push(ProvinceCode::parse(&code).map_err(|_| DeviceError::Corrupt("enrolment"))?);
         }
         let role = Role::from_byte(r.u8("role").map_err(corrupt)?).map_err(corrupt)?;
         let device_id = r.text("device id", LenWidth::U8, 64).map_err(corrupt)?;

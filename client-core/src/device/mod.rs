@@ -15,6 +15,8 @@
 
 mod enrolment;
 mod error;
+#[cfg(feature = "http")]
+mod http;
 mod records;
 mod sync;
 mod tips;
@@ -25,8 +27,10 @@ use std::path::Path;
 use automerge::{ActorId, AutoCommit};
 use rand_core::CryptoRngCore;
 
-pub use enrolment::Enrolment;
+pub use enrolment::{Enrolment, PendingEnrolment};
 pub use error::{DeviceError, Result};
+#[cfg(feature = "http")]
+pub use http::{DEFAULT_TIMEOUT, unix};
 pub use sync::{SyncReport, SyncSession, SyncStep};
 pub use tips::ReceivedReply;
 

@@ -102,7 +102,11 @@ impl Device {
     fn accept_scope(&self) -> PrefixScope {
         let mut patterns = vec!["directory".to_owned()];
         if let Some(e) = &self.enrolment {
-            patterns.extend(e.provinces.iter().map(|p| format!("province/{}", p.as_str())));
+            patterns.extend(
+                e.provinces
+                    .iter()
+                    .map(|p| format!("province/{}", p.as_str())),
+            );
         }
         PrefixScope {
             read: patterns.clone(),
@@ -119,11 +123,7 @@ impl Device {
     ) -> Result<Vec<u8>> {
         let server_key = self.enrolled()?.server_key;
         let cursor = match self.store.get(ns::MAILBOX_CURSOR, server_key.as_bytes())? {
-            Some(b) => b
-                .as_slice()
-                .try_into()
-                .map(u64::from_be_bytes)
-                .unwrap_or(0),
+            Some(b) => b.as_slice().try_into().map(u64::from_be_bytes).unwrap_or(0),
             None => 0,
         };
         let mailbox = MailboxRequest {

@@ -11,7 +11,9 @@ use super::{Device, DeviceError, Result, ns};
 use crate::mailbox::{EnvelopeId, EnvelopeKind, MailItem, MailboxMessage, Push};
 use crate::model::{Date, Edit, TipReceipt, TipStatus};
 use crate::seal::wire::{LenWidth, Reader, put_blob};
-use crate::seal::{ReceiptId, Reply, ReplyStatus, StaticKeyPair, TipDraft, seal_tip, try_open_reply};
+use crate::seal::{
+    ReceiptId, Reply, ReplyStatus, StaticKeyPair, TipDraft, seal_tip, try_open_reply,
+};
 
 const REPLY_RECORD_VERSION: u8 = 1;
 
@@ -97,13 +99,11 @@ impl Device {
             if let Some(value) = self.store.get(ns::OUTBOX, &id.0)? {
                 let item = decode_item(&value)?;
                 let receipt = ReceiptId::of_envelope(&item.envelope).to_string();
-                self.edit_private(rng, |p| {
-                    match p.tip_receipt(&receipt) {
-                        Ok(r) if r.status == TipStatus::Sent => {
-                            p.set_tip_status(&receipt, TipStatus::Received, edit)
-                        }
-                        _ => Ok(()),
+                self.edit_private(rng, |p| match p.tip_receipt(&receipt) {
+                    Ok(r) if r.status == TipStatus::Sent => {
+                        p.set_tip_status(&receipt, TipStatus::Received, edit)
                     }
+                    _ => Ok(()),
                 })?;
                 self.store.delete(ns::OUTBOX, &id.0)?;
                 dropped += 1;
@@ -186,10 +186,9 @@ fn encode_item(item: &MailItem) -> Vec<u8> {
 
 fn decode_item(bytes: &[u8]) -> Result<MailItem> {
     match MailboxMessage::decode(bytes) {
-        Ok(MailboxMessage::Push(mut push)) if push.items.len() == 1 => push
-            .items
-            .pop()
-            .ok_or(DeviceError::Corrupt("outbox entry")),
+        Ok(MailboxMessage::Push(mut push)) if push.items.len() == 1 => {
+            push.items.pop().ok_or(DeviceError::Corrupt("outbox entry"))
+        }
         _ => Err(DeviceError::Corrupt("outbox entry")),
     }
 }

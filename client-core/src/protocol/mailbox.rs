@@ -44,7 +44,12 @@ impl MailboxRequest {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![PROTOCOL_VERSION];
         out.extend_from_slice(&self.cursor.to_be_bytes());
-        put_message(&mut out, MailboxMessage::Push(Push { items: self.push.clone() }));
+        put_message(
+            &mut out,
+            MailboxMessage::Push(Push {
+                items: self.push.clone(),
+            }),
+        );
         out
     }
 
@@ -63,8 +68,18 @@ impl MailboxResponse {
         let mut out = vec![PROTOCOL_VERSION];
         out.extend_from_slice(&self.cursor.to_be_bytes());
         out.push(u8::from(self.more));
-        put_message(&mut out, MailboxMessage::Push(Push { items: self.push.clone() }));
-        put_message(&mut out, MailboxMessage::Ack(Ack { ids: self.held.clone() }));
+        put_message(
+            &mut out,
+            MailboxMessage::Push(Push {
+                items: self.push.clone(),
+            }),
+        );
+        put_message(
+            &mut out,
+            MailboxMessage::Ack(Ack {
+                ids: self.held.clone(),
+            }),
+        );
         out
     }
 

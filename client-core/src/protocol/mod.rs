@@ -16,7 +16,9 @@ pub const PROTOCOL_VERSION: u8 = 1;
 /// Why a payload could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtocolError {
-    #[error("unsupported payload version {0} (this build speaks {PROTOCOL_VERSION}): update Phakhi")]
+    #[error(
+        "unsupported payload version {0} (this build speaks {PROTOCOL_VERSION}): update Phakhi"
+    )]
     Version(u8),
     #[error("malformed payload: {0}")]
     Wire(#[from] crate::seal::WireError),
