@@ -27,6 +27,9 @@ pub enum DeviceError {
     NothingInFlight,
     #[error("the device's own record {0} is damaged; restore the store from a backup")]
     Corrupt(&'static str),
+    /// The caller asked the exchange to stop; nothing is lost, the next sync resumes.
+    #[error("sync cancelled; nothing was lost, sync again to resume")]
+    Cancelled,
     #[cfg(feature = "http")]
     #[error(transparent)]
     Http(#[from] crate::transport::HttpError),

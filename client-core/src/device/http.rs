@@ -41,14 +41,29 @@ impl Device {
     }
 
     /// One whole sync with the enrolled server (or `server_url`), repeated while the server says
-    /// more mailbox envelopes wait (at most `max_exchanges` times). `progress` is called with
-    /// the bytes received so far of the current answer.
+    /// more mailbox envelopes wait (at most 16 times). `progress` is called with the bytes
+    /// received so far of the current answer.
     pub fn sync_http(
         &mut self,
         server_url: Option<&str>,
         rng: &mut impl CryptoRngCore,
         now: OffsetDateTime,
         progress: &mut dyn FnMut(u64, Option<u64>),
+    ) -> Result<SyncReport> {
+        self.sync_http_cancellable(server_url, rng, now, progress, &|| false)
+    }
+
+    /// Like [`Device::sync_http`], asking `cancelled` before every request: once it says yes,
+    /// the exchange ends as if the link had been cut and [`DeviceError::Cancelled`] is returned.
+    /// Nothing is lost; the next sync resumes. An answer already being downloaded is read to
+    /// its end (or the timeout) and applied first.
+    pub fn sync_http_cancellable(
+        &mut self,
+        server_url: Option<&str>,
+        rng: &mut impl CryptoRngCore,
+        now: OffsetDateTime,
+        progress: &mut dyn FnMut(u64, Option<u64>),
+        cancelled: &dyn Fn() -> bool,
     ) -> Result<SyncReport> {
         let url = match server_url {
             Some(url) => url.to_owned(),
@@ -62,7 +77,7 @@ impl Device {
         let transport = HttpTransport::new(&url, DEFAULT_TIMEOUT)?;
         let mut total = SyncReport::default();
         for _ in 0..16 {
-            let report = self.one_exchange(&transport, rng, now, progress)?;
+            let report = self.one_exchange(&transport, rng, now, progress, cancelled)?;
             let more = report.more_waiting;
             total.absorb(report);
             if !more {
@@ -78,10 +93,18 @@ impl Device {
         rng: &mut impl CryptoRngCore,
         now: OffsetDateTime,
         progress: &mut dyn FnMut(u64, Option<u64>),
+        cancelled: &dyn Fn() -> bool,
     ) -> Result<SyncReport> {
+        if cancelled() {
+            return Err(DeviceError::Cancelled);
+        }
         let mut session = self.begin_sync(rng)?;
         // Two rounds at most; a third request would be a protocol error on the other side.
         for _ in 0..2 {
+            if cancelled() {
+                self.sync_lost(session)?;
+                return Err(DeviceError::Cancelled);
+            }
             let request = self.sync_request(&mut session, rng, unix(now))?;
             let response = match transport.exchange_with_progress(Route::Sync, &request, progress) {
                 Ok(r) => r,

@@ -192,7 +192,19 @@ impl Device {
                 continue;
             };
             let key = name.to_string();
-            self.docs.insert(key.clone(), doc);
+            // A document edited while the exchange held it was reloaded into the cache (and
+            // saved); keep those edits by merging the exchange's copy into it.
+            match self.docs.get_mut(&key) {
+                Some(cached) => {
+                    let mut doc = doc;
+                    cached
+                        .merge(&mut doc)
+                        .map_err(|e| DeviceError::Model(e.into()))?;
+                }
+                None => {
+                    self.docs.insert(key.clone(), doc);
+                }
+            }
             // Saving an unchanged document writes nothing; round-1 changes of an abandoned
             // exchange are worth keeping.
             self.persist(&key)?;

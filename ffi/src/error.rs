@@ -1,0 +1,164 @@
+//! The one error the apps see. `phakhi-core` has a detailed error per layer; a phone screen needs
+//! to know only which of a few things happened (wrong passphrase, not enrolled yet, this phone
+//! was revoked, no network, bad input, ...) and a sentence to show. Each variant maps to one
+//! thing the app does differently; the message is the core's own advice.
+
+use phakhi_core::device::DeviceError;
+use phakhi_core::model::ModelError;
+use phakhi_core::store::StoreError;
+use phakhi_core::transport::HttpError;
+
+/// Why a call failed. Nothing was changed when one of these is returned.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum PhakhiError {
+    /// The passphrase (or the storage key from the keystore) does not open this store.
+    #[error("wrong passphrase or storage key for this store")]
+    WrongPassphrase,
+    /// Enrol this device with an invite first.
+    #[error("{message}")]
+    NotEnrolled { message: String },
+    /// This store is already enrolled; enrolling again needs a new store.
+    #[error("{message}")]
+    AlreadyEnrolled { message: String },
+    /// The server refused this device for good: its coordinator revoked it (code
+    /// `device_revoked`). Syncing again will not help; ask the coordinator for a new invite.
+    #[error("this device was revoked: {message}")]
+    DeviceRevoked { message: String },
+    /// The invite was refused: damaged, expired, already used or not issued by this network.
+    #[error("{message}")]
+    InviteRefused { message: String },
+    /// The server could not be reached or the link broke; try again later.
+    #[error("{message}")]
+    NetworkUnreachable { message: String },
+    /// The server refused the exchange for another reason (`code` is its machine-readable code).
+    #[error("{message}")]
+    ServerRefused {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// Something the app passed in is not acceptable (the message says what to fix).
+    #[error("{message}")]
+    InvalidInput { message: String },
+    /// A record named by id does not exist.
+    #[error("{message}")]
+    NotFound { message: String },
+    /// The province is outside this device's enrolment.
+    #[error("province {province} is outside this device's enrolment")]
+    OutOfScope { province: String },
+    /// The app cancelled the sync through its progress callback; nothing was lost.
+    #[error("sync cancelled; nothing was lost")]
+    Cancelled,
+    /// A raw exchange call came in the wrong order (e.g. an answer with no request waiting).
+    #[error("{message}")]
+    NoExchangeInFlight { message: String },
+    /// The exchange with the server failed (an answer that does not open or decode); sync again.
+    #[error("{message}")]
+    SyncFailed { message: String },
+    /// The store or one of its records is damaged; restore it from a backup.
+    #[error("{message}")]
+    StoreDamaged { message: String },
+    /// The data was written by a newer version of Phakhi; update the app.
+    #[error("{message}")]
+    UpdateRequired { message: String },
+    /// The phone's storage failed (disk full, file not writable, ...).
+    #[error("{message}")]
+    Storage { message: String },
+    /// An earlier call failed inside the library; close this device object and open the store
+    /// again.
+    #[error("{message}")]
+    Internal { message: String },
+}
+
+impl PhakhiError {
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        PhakhiError::InvalidInput {
+            message: message.into(),
+        }
+    }
+}
+
+impl From<DeviceError> for PhakhiError {
+    fn from(e: DeviceError) -> Self {
+        let message = e.to_string();
+        match e {
+            DeviceError::Store(e) => e.into(),
+            DeviceError::Model(e) => e.into(),
+            DeviceError::Http(e) => e.into(),
+            DeviceError::Invite(_) => PhakhiError::InviteRefused { message },
+            DeviceError::NotEnrolled => PhakhiError::NotEnrolled { message },
+            DeviceError::AlreadyEnrolled => PhakhiError::AlreadyEnrolled { message },
+            DeviceError::OutOfScope(province) => PhakhiError::OutOfScope { province },
+            DeviceError::NothingInFlight => PhakhiError::NoExchangeInFlight { message },
+            DeviceError::Cancelled => PhakhiError::Cancelled,
+            DeviceError::Corrupt(_) => PhakhiError::StoreDamaged { message },
+            DeviceError::Seal(phakhi_core::seal::SealError::UnknownVersion(_)) => {
+                PhakhiError::UpdateRequired { message }
+            }
+            DeviceError::Seal(_) | DeviceError::Sync(_) | DeviceError::Protocol(_) => {
+                PhakhiError::SyncFailed { message }
+            }
+        }
+    }
+}
+
+impl From<StoreError> for PhakhiError {
+    fn from(e: StoreError) -> Self {
+        let message = e.to_string();
+        match e {
+            StoreError::WrongKey | StoreError::NoPassphrase => PhakhiError::WrongPassphrase,
+            StoreError::UnsupportedVersion { .. } => PhakhiError::UpdateRequired { message },
+            StoreError::Integrity { .. } | StoreError::NotAStore(_) | StoreError::Merge(_) => {
+                PhakhiError::StoreDamaged { message }
+            }
+            StoreError::KdfParams(_) | StoreError::InvalidInput(_) => {
+                PhakhiError::InvalidInput { message }
+            }
+            StoreError::Database(_) => PhakhiError::Storage { message },
+        }
+    }
+}
+
+impl From<ModelError> for PhakhiError {
+    fn from(e: ModelError) -> Self {
+        let message = e.to_string();
+        match e {
+            ModelError::NotFound { .. } => PhakhiError::NotFound { message },
+            ModelError::NewerSchema { .. } => PhakhiError::UpdateRequired { message },
+            ModelError::WrongKind { .. }
+            | ModelError::WrongDocument { .. }
+            | ModelError::Malformed { .. }
+            | ModelError::Automerge(_) => PhakhiError::StoreDamaged { message },
+            _ => PhakhiError::InvalidInput { message },
+        }
+    }
+}
+
+impl From<HttpError> for PhakhiError {
+    fn from(e: HttpError) -> Self {
+        let message = e.to_string();
+        match e {
+            HttpError::Unreachable { .. } => PhakhiError::NetworkUnreachable { message },
+            HttpError::BadUrl(_) => PhakhiError::InvalidInput { message },
+            HttpError::TooLarge { .. } => PhakhiError::SyncFailed { message },
+            HttpError::Refused {
+                status,
+                code,
+                message: detail,
+            } => match code.as_str() {
+                "device_revoked" => PhakhiError::DeviceRevoked { message: detail },
+                "invite_invalid" | "invite_expired" | "invite_used" => {
+                    PhakhiError::InviteRefused { message }
+                }
+                _ => PhakhiError::ServerRefused {
+                    status,
+                    code,
+                    message,
+                },
+            },
+        }
+    }
+}
+
+/// The result of every exported call.
+pub type Result<T, E = PhakhiError> = std::result::Result<T, E>;
