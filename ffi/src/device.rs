@@ -219,9 +219,7 @@ impl PhakhiDevice {
         let update = changes.try_into()?;
         let edit = edit("update member");
         self.with_device(|d| {
-            Ok(d.edit_province(code, &mut OsRng, |p, _| {
-                p.update_member(id, update, &edit)
-            })?)
+            Ok(d.edit_province(code, &mut OsRng, |p, _| p.update_member(id, update, &edit))?)
         })
     }
 
@@ -271,9 +269,7 @@ impl PhakhiDevice {
         let update = changes.try_into()?;
         let edit = edit("update centre");
         self.with_device(|d| {
-            Ok(d.edit_province(code, &mut OsRng, |p, _| {
-                p.update_centre(id, update, &edit)
-            })?)
+            Ok(d.edit_province(code, &mut OsRng, |p, _| p.update_centre(id, update, &edit))?)
         })
     }
 
@@ -298,10 +294,7 @@ impl PhakhiDevice {
         include_archived: bool,
     ) -> Result<Vec<NoteRecord>> {
         let code = crate::types::province(&province)?;
-        let candidate = candidate
-            .as_deref()
-            .map(crate::types::id)
-            .transpose()?;
+        let candidate = candidate.as_deref().map(crate::types::id).transpose()?;
         self.with_device(|d| {
             let list = d.province(code, &mut OsRng, |p| p.notes(candidate, include_archived))?;
             Ok(list.into_iter().map(NoteRecord::from).collect())
@@ -327,9 +320,7 @@ impl PhakhiDevice {
         let id = crate::types::id(&note_id)?;
         let edit = edit("edit scouting note");
         self.with_device(|d| {
-            Ok(d.edit_province(code, &mut OsRng, |p, _| {
-                p.edit_note_text(id, &text, &edit)
-            })?)
+            Ok(d.edit_province(code, &mut OsRng, |p, _| p.edit_note_text(id, &text, &edit))?)
         })
     }
 
@@ -346,7 +337,11 @@ impl PhakhiDevice {
     // ----- activities --------------------------------------------------------------------
 
     /// The province's activities of every year held, filtered by `query`, oldest first.
-    pub fn activities(&self, province: String, query: ActivityQuery) -> Result<Vec<ActivityRecord>> {
+    pub fn activities(
+        &self,
+        province: String,
+        query: ActivityQuery,
+    ) -> Result<Vec<ActivityRecord>> {
         let code = crate::types::province(&province)?;
         let filter = query.try_into()?;
         self.with_device(|d| {
@@ -387,9 +382,7 @@ impl PhakhiDevice {
         let update = changes.try_into()?;
         let edit = edit("update activity");
         self.with_device(|d| {
-            Ok(d.edit_activities(code, &mut OsRng, |a, p, _| {
-                a.update(p, id, update, &edit)
-            })?)
+            Ok(d.edit_activities(code, &mut OsRng, |a, p, _| a.update(p, id, update, &edit))?)
         })
     }
 
@@ -587,4 +580,3 @@ fn read_file(path: &str) -> Result<Vec<u8>> {
     }
     Ok(bytes)
 }
-

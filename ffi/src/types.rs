@@ -511,12 +511,12 @@ impl TryFrom<ActivityChanges> for ActivityUpdate {
 /// Which activities to list. The default lists every activity that is not archived.
 #[derive(Debug, Clone, Default, PartialEq, Eq, uniffi::Record)]
 pub struct ActivityQuery {
-    /// Earliest date, inclusive.
+    /// Earliest date, inclusive (`YYYY-MM-DD`).
     #[uniffi(default)]
-    pub from: Option<String>,
+    pub date_from: Option<String>,
     /// Latest date, inclusive.
     #[uniffi(default)]
-    pub to: Option<String>,
+    pub date_to: Option<String>,
     #[uniffi(default)]
     pub kind: Option<ActivityKind>,
     #[uniffi(default)]
@@ -535,8 +535,8 @@ impl TryFrom<ActivityQuery> for ActivityFilter {
     type Error = PhakhiError;
     fn try_from(q: ActivityQuery) -> Result<Self> {
         Ok(ActivityFilter {
-            from: opt(q.from, date)?,
-            to: opt(q.to, date)?,
+            from: opt(q.date_from, date)?,
+            to: opt(q.date_to, date)?,
             kind: q.kind.map(Into::into),
             audience: q.audience.map(Into::into),
             district: q.district,

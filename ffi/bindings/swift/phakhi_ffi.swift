@@ -1787,13 +1787,13 @@ public func FfiConverterTypeActivityChanges_lower(_ value: ActivityChanges) -> R
  */
 public struct ActivityQuery: Equatable, Hashable {
     /**
-     * Earliest date, inclusive.
+     * Earliest date, inclusive (`YYYY-MM-DD`).
      */
-    public var from: String?
+    public var dateFrom: String?
     /**
      * Latest date, inclusive.
      */
-    public var to: String?
+    public var dateTo: String?
     public var kind: ActivityKind?
     public var audience: Audience?
     public var district: String?
@@ -1805,13 +1805,13 @@ public struct ActivityQuery: Equatable, Hashable {
     // declare one manually.
     public init(
         /**
-         * Earliest date, inclusive.
-         */from: String? = nil, 
+         * Earliest date, inclusive (`YYYY-MM-DD`).
+         */dateFrom: String? = nil, 
         /**
          * Latest date, inclusive.
-         */to: String? = nil, kind: ActivityKind? = nil, audience: Audience? = nil, district: String? = nil, centre: String? = nil, organiser: String? = nil, includeArchived: Bool = false) {
-        self.from = from
-        self.to = to
+         */dateTo: String? = nil, kind: ActivityKind? = nil, audience: Audience? = nil, district: String? = nil, centre: String? = nil, organiser: String? = nil, includeArchived: Bool = false) {
+        self.dateFrom = dateFrom
+        self.dateTo = dateTo
         self.kind = kind
         self.audience = audience
         self.district = district
@@ -1836,8 +1836,8 @@ public struct FfiConverterTypeActivityQuery: FfiConverterRustBuffer {
     public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ActivityQuery {
         return
             try ActivityQuery(
-                from: FfiConverterOptionString.read(from: &buf), 
-                to: FfiConverterOptionString.read(from: &buf), 
+                dateFrom: FfiConverterOptionString.read(from: &buf), 
+                dateTo: FfiConverterOptionString.read(from: &buf), 
                 kind: FfiConverterOptionTypeActivityKind.read(from: &buf), 
                 audience: FfiConverterOptionTypeAudience.read(from: &buf), 
                 district: FfiConverterOptionString.read(from: &buf), 
@@ -1848,8 +1848,8 @@ public struct FfiConverterTypeActivityQuery: FfiConverterRustBuffer {
     }
 
     public static func write(_ value: ActivityQuery, into buf: inout [UInt8]) {
-        FfiConverterOptionString.write(value.from, into: &buf)
-        FfiConverterOptionString.write(value.to, into: &buf)
+        FfiConverterOptionString.write(value.dateFrom, into: &buf)
+        FfiConverterOptionString.write(value.dateTo, into: &buf)
         FfiConverterOptionTypeActivityKind.write(value.kind, into: &buf)
         FfiConverterOptionTypeAudience.write(value.audience, into: &buf)
         FfiConverterOptionString.write(value.district, into: &buf)

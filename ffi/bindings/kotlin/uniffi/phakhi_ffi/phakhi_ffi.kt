@@ -3112,14 +3112,14 @@ public object FfiConverterTypeActivityChanges: FfiConverterRustBuffer<ActivityCh
  */
 data class ActivityQuery (
     /**
-     * Earliest date, inclusive.
+     * Earliest date, inclusive (`YYYY-MM-DD`).
      */
-    var `from`: kotlin.String? = null 
+    var `dateFrom`: kotlin.String? = null 
     , 
     /**
      * Latest date, inclusive.
      */
-    var `to`: kotlin.String? = null 
+    var `dateTo`: kotlin.String? = null 
     , 
     var `kind`: ActivityKind? = null 
     , 
@@ -3160,8 +3160,8 @@ public object FfiConverterTypeActivityQuery: FfiConverterRustBuffer<ActivityQuer
     }
 
     override fun allocationSize(value: ActivityQuery) = (
-            FfiConverterOptionalString.allocationSize(value.`from`) +
-            FfiConverterOptionalString.allocationSize(value.`to`) +
+            FfiConverterOptionalString.allocationSize(value.`dateFrom`) +
+            FfiConverterOptionalString.allocationSize(value.`dateTo`) +
             FfiConverterOptionalTypeActivityKind.allocationSize(value.`kind`) +
             FfiConverterOptionalTypeAudience.allocationSize(value.`audience`) +
             FfiConverterOptionalString.allocationSize(value.`district`) +
@@ -3171,8 +3171,8 @@ public object FfiConverterTypeActivityQuery: FfiConverterRustBuffer<ActivityQuer
     )
 
     override fun write(value: ActivityQuery, buf: ByteBuffer) {
-            FfiConverterOptionalString.write(value.`from`, buf)
-            FfiConverterOptionalString.write(value.`to`, buf)
+            FfiConverterOptionalString.write(value.`dateFrom`, buf)
+            FfiConverterOptionalString.write(value.`dateTo`, buf)
             FfiConverterOptionalTypeActivityKind.write(value.`kind`, buf)
             FfiConverterOptionalTypeAudience.write(value.`audience`, buf)
             FfiConverterOptionalString.write(value.`district`, buf)

@@ -1,0 +1,335 @@
+"""A phone's day through the generated bindings, against a real `phakhi serve` process.
+
+The same calls a Kotlin or Swift app makes, made from Python (the bindings UniFFI generates for
+the three languages share one C interface): open a passphrase store, enrol with an invite from
+`phakhi admin invite`, record an activity in Thai, submit a tip, sync over HTTP, read the province
+back on a second phone, carry a sync as bundle files, and get typed errors for a wrong
+passphrase, a cancelled sync, an unreachable server and a revoked device.
+
+Run by `tests/tests/ffi_python.rs` (so by `cargo test --workspace`), which sets:
+  PHAKHI_FFI_BINDINGS  folder holding phakhi_ffi.py and the library it loads
+  PHAKHI_BIN           the `phakhi` binary
+Standard library only. Every wait is bounded; the server is killed at the end whatever happens.
+"""
+
+import os
+import queue
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import unittest
+import urllib.request
+
+sys.path.insert(0, os.environ["PHAKHI_FFI_BINDINGS"])
+import phakhi_ffi as phakhi  # noqa: E402
+
+PHAKHI_BIN = os.environ["PHAKHI_BIN"]
+START_TIMEOUT_S = 60
+COMMAND_TIMEOUT_S = 60
+PROVINCE = "TH-44"
+# Argon2 cost for test stores: the default (64 MiB, 3 passes) is for phones, not for test runs.
+CHEAP = phakhi.PassphraseCost(memory_kib=8 * 1024, iterations=1, parallelism=1)
+# A member network code: eight data symbols and a check symbol (Crockford base32).
+MEMBER_CODE_DATA = "7K3MQ2PD"
+
+
+def member_code():
+    """A valid member code: the data symbols plus the check symbol the core accepts."""
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    for check in alphabet:
+        try:
+            phakhi.check_member_code(MEMBER_CODE_DATA + check)
+            return MEMBER_CODE_DATA + check
+        except phakhi.PhakhiError.InvalidInput:
+            continue
+    raise AssertionError("no check symbol makes a valid member code")
+
+
+class Server:
+    """A real `phakhi serve` on a free loopback port, with its own data folder."""
+
+    def __init__(self, data):
+        self.data = data
+        self.process = subprocess.Popen(
+            [PHAKHI_BIN, "serve", "--addr", "127.0.0.1", "--port", "0", "--data", data],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "RUST_LOG": "warn"},
+        )
+        lines = queue.Queue()
+        threading.Thread(target=self._pump, args=(lines,), daemon=True).start()
+        threading.Thread(target=self.process.stderr.read, daemon=True).start()
+        self.url = None
+        seen = []
+        while self.url is None:
+            try:
+                line = lines.get(timeout=START_TIMEOUT_S)
+            except queue.Empty:
+                self.kill()
+                raise AssertionError(f"phakhi serve printed no address; stdout {seen}")
+            if line is None:
+                self.kill()
+                raise AssertionError(f"phakhi serve exited; stdout {seen}")
+            seen.append(line)
+            if line.startswith("listening on http://"):
+                self.url = line[len("listening on "):].strip()
+
+    def _pump(self, lines):
+        for line in self.process.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    def admin(self, *args):
+        done = subprocess.run(
+            [PHAKHI_BIN, "admin", "--data", self.data, *args],
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_S,
+        )
+        if done.returncode != 0:
+            raise AssertionError(f"phakhi admin {args} failed: {done.stderr}")
+        return done.stdout
+
+    def invite(self):
+        tip_desk_key = os.urandom(32).hex()
+        out = self.admin(
+            "invite",
+            "--province", PROVINCE,
+            "--role", "leader",
+            "--server-url", self.url,
+            "--tip-desk-key", tip_desk_key,
+        )
+        lines = [line.strip() for line in out.splitlines() if line.strip()]
+        if len(lines) != 1:
+            raise AssertionError(f"expected one invite line, got {lines}")
+        return lines[0]
+
+    def kill(self):
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=COMMAND_TIMEOUT_S)
+
+
+class Recorder(phakhi.SyncProgress):
+    """A progress callback that records what it heard and cancels when told to."""
+
+    def __init__(self, cancel=False):
+        self.calls = []
+        self.cancel = cancel
+
+    def on_progress(self, received, total):
+        self.calls.append((received, total))
+
+    def is_cancelled(self):
+        return self.cancel
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sync_until_quiet(device, progress=None):
+    summary = device.sync(None, progress)
+    for _ in range(8):
+        if not summary.more_waiting:
+            break
+        summary = device.sync(None, progress)
+    return summary
+
+
+class PhoneDay(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="phakhi-ffi-")
+        cls.server = Server(os.path.join(cls.tmp, "server"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.kill()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def store(self, name):
+        return os.path.join(self.tmp, name)
+
+    def test_a_phone_day_enrol_record_tip_sync_read_back_revoke(self):
+        path = self.store("phone-a.db")
+        passphrase = "ภาคีต้านโกง 2569"
+        phone = phakhi.PhakhiDevice.open_with_passphrase(path, passphrase, CHEAP)
+        self.assertIsNone(phone.enrolment())
+
+        # Before enrolment, syncing is a typed refusal.
+        with self.assertRaises(phakhi.PhakhiError.NotEnrolled):
+            phone.sync(None, None)
+
+        enrolment = phone.enrol(self.server.invite(), "โทรศัพท์ของสมชาย", None)
+        self.assertEqual(enrolment.provinces, [PROVINCE])
+        self.assertEqual(enrolment.role, phakhi.DeviceRole.LEADER)
+        self.assertTrue(enrolment.device_id)
+        self.assertEqual(phone.enrolment(), enrolment)
+
+        # Offline work: a member, an activity in Thai, a tip.
+        leader = phone.add_member(
+            PROVINCE,
+            phakhi.NewMemberInput(
+                alias="ผู้นำมหาสารคาม",
+                role=phakhi.MemberRole.CORE_LEADER,
+                centre=None,
+                joined="2026-11-01",
+            ),
+        )
+        activity = phone.record_activity(
+            PROVINCE,
+            phakhi.NewActivityInput(
+                kind=phakhi.ActivityKind.AWARENESS_TRAINING,
+                audiences=[phakhi.Audience.YOUTH, phakhi.Audience.PUBLIC],
+                title="อบรมเยาวชนต้านทุจริต",
+                description="นักเรียนมัธยมร่วมเรียนรู้เรื่องการต่อต้านการทุจริต",
+                date="2026-11-20",
+                district="เมืองมหาสารคาม",
+                attendance=45,
+                organiser=leader,
+                centre=None,
+            ),
+        )
+        phone.add_attendance(PROVINCE, activity, 5)
+        receipt = phone.submit_tip(
+            phakhi.TipInput(
+                category=phakhi.TipCategory.PROCUREMENT_FRAUD,
+                report="ผู้รับเหมาสร้างถนนไม่ตรงตามสเปก งบประมาณถูกเบิกครบ",
+                date="2026-11-18",
+                province=PROVINCE,
+                district="กันทรวิชัย",
+                place="ถนนหมู่ 4",
+                involved=["บริษัท ก."],
+                member_code=member_code(),
+                want_reply=True,
+            )
+        )
+        self.assertTrue(receipt)
+        self.assertEqual(phone.outbox_len(), 1)
+        [sent] = phone.tip_receipts()
+        self.assertEqual((sent.receipt, sent.status), (receipt, phakhi.TipStatus.SENT))
+
+        # Sync: the tip goes to the server, the documents go up.
+        progress = Recorder()
+        summary = sync_until_quiet(phone, progress)
+        self.assertEqual(summary.tips_delivered, 1)
+        self.assertGreater(summary.bytes_sent, 0)
+        self.assertGreater(summary.bytes_received, 0)
+        self.assertEqual(summary.doc_refusals, [])
+        self.assertTrue(progress.calls, "the progress callback was never called")
+        self.assertEqual(phone.outbox_len(), 0)
+        [held] = phone.tip_receipts()
+        self.assertEqual((held.receipt, held.status), (receipt, phakhi.TipStatus.RECEIVED))
+
+        # A second phone of the province reads the province back from the server.
+        key = phakhi.generate_storage_key()
+        self.assertEqual(len(key), 32)
+        other = phakhi.PhakhiDevice.open_with_key(self.store("phone-b.db"), key)
+        other.enrol(self.server.invite(), "โทรศัพท์ของสมศรี", None)
+        summary = sync_until_quiet(other)
+        self.assertGreater(summary.changes_received, 0)
+        self.assertIn(f"province/{PROVINCE}", summary.docs_changed)
+        [member] = other.members(PROVINCE, False)
+        self.assertEqual((member.id, member.alias), (leader, "ผู้นำมหาสารคาม"))
+        [seen] = other.activities(PROVINCE, phakhi.ActivityQuery())
+        self.assertEqual(seen.id, activity)
+        self.assertEqual(seen.title, "อบรมเยาวชนต้านทุจริต")
+        self.assertEqual(seen.district, "เมืองมหาสารคาม")
+        self.assertEqual(seen.attendance, 50)
+        self.assertEqual(set(seen.audiences), {phakhi.Audience.YOUTH, phakhi.Audience.PUBLIC})
+        self.assertEqual(
+            phakhi.display_date(seen.date, phakhi.DisplayLanguage.THAI, phakhi.DisplayEra.BUDDHIST),
+            "20 พฤศจิกายน พ.ศ. 2569",
+        )
+        # Tips stay private to the phone that sent them.
+        self.assertEqual(other.tip_receipts(), [])
+
+        # The second phone archives the activity and carries that sync as bundle files,
+        # posted to the server the way a carrier with signal would; the first phone sees it.
+        other.archive_activity(PROVINCE, activity)
+        self.carry_bundles(other)
+        sync_until_quiet(phone)
+        self.assertEqual(phone.activities(PROVINCE, phakhi.ActivityQuery()), [])
+        [archived] = phone.activities(
+            PROVINCE,
+            phakhi.ActivityQuery(date_from="2026-01-01", date_to="2026-12-31", include_archived=True),
+        )
+        self.assertTrue(archived.archived)
+
+        # A wrong passphrase is its own error, and opens nothing.
+        with self.assertRaises(phakhi.PhakhiError.WrongPassphrase):
+            phakhi.PhakhiDevice.open_with_passphrase(path, "ภาคีต้านโกง 2568", CHEAP)
+
+        # A sync the app cancels ends cleanly and loses nothing.
+        with self.assertRaises(phakhi.PhakhiError.Cancelled):
+            phone.sync(None, Recorder(cancel=True))
+
+        # A server that is not there.
+        with self.assertRaises(phakhi.PhakhiError.NetworkUnreachable):
+            phone.sync(f"http://127.0.0.1:{free_port()}", None)
+
+        # The coordinator revokes the first phone: its next sync is refused as revoked.
+        self.server.admin("revoke", enrolment.device_id)
+        with self.assertRaises(phakhi.PhakhiError.DeviceRevoked):
+            phone.sync(None, None)
+        # The other phone still syncs.
+        other.sync(None, None)
+
+    def carry_bundles(self, device):
+        request_path = self.store("bundle-request.bin")
+        answer_path = self.store("bundle-answer.bin")
+        for _ in range(3):
+            device.export_bundle(request_path)
+            with open(request_path, "rb") as f:
+                body = f.read()
+            post = urllib.request.Request(
+                self.server.url + "/v1/sync",
+                data=body,
+                headers={"content-type": "application/octet-stream"},
+                method="POST",
+            )
+            with urllib.request.urlopen(post, timeout=COMMAND_TIMEOUT_S) as answer:
+                with open(answer_path, "wb") as f:
+                    f.write(answer.read())
+            step = device.import_bundle(answer_path)
+            if isinstance(step, phakhi.ExchangeStep.DONE):
+                return step.summary
+        raise AssertionError("a bundle exchange took more than three round trips")
+
+    def test_bad_input_is_a_typed_error_and_changes_nothing(self):
+        phone = phakhi.PhakhiDevice.open_with_key(
+            self.store("phone-c.db"), phakhi.generate_storage_key()
+        )
+        with self.assertRaises(phakhi.PhakhiError.InvalidInput):
+            phakhi.PhakhiDevice.open_with_key(self.store("phone-d.db"), b"short")
+        with self.assertRaises(phakhi.PhakhiError.InvalidInput):
+            phone.members("TH-99", False)
+        with self.assertRaises(phakhi.PhakhiError.InvalidInput):
+            phone.add_member(
+                PROVINCE,
+                phakhi.NewMemberInput(
+                    alias="ผู้นำ", role=phakhi.MemberRole.MEMBER, centre=None, joined="2026-02-30"
+                ),
+            )
+        with self.assertRaises(phakhi.PhakhiError.NotFound):
+            phone.archive_member(PROVINCE, "0" * 32)
+        with self.assertRaises(phakhi.PhakhiError.InvalidInput):
+            phone.archive_member(PROVINCE, "not-an-id")
+        self.assertEqual(phone.members(PROVINCE, True), [])
+        with self.assertRaises(phakhi.PhakhiError.NoExchangeInFlight):
+            phone.sync_response(b"\x01\x04")
+        with self.assertRaises(phakhi.PhakhiError.InviteRefused):
+            phone.enrol("not an invite", "phone", None)
+        self.assertIsNone(phone.enrolment())
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
