@@ -92,7 +92,9 @@ impl From<DeviceError> for PhakhiError {
             DeviceError::NothingInFlight => PhakhiError::NoExchangeInFlight { message },
             DeviceError::Cancelled => PhakhiError::Cancelled,
             DeviceError::Corrupt(_) => PhakhiError::StoreDamaged { message },
-            DeviceError::Seal(phakhi_core::seal::SealError::UnknownVersion(_)) => {
+            DeviceError::Seal(phakhi_core::seal::SealError::UnknownVersion(v))
+                if v > phakhi_core::seal::ENVELOPE_VERSION =>
+            {
                 PhakhiError::UpdateRequired { message }
             }
             DeviceError::Seal(_) | DeviceError::Sync(_) | DeviceError::Protocol(_) => {
