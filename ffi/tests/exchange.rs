@@ -340,13 +340,8 @@ fn edits_made_while_an_exchange_is_in_flight_survive_it() {
     a.record_activity(PROVINCE.into(), activity("ประชุมครั้งที่ 2", &organiser))
         .expect("record activity during the exchange");
     let mut answer = server.sync(&request);
-    loop {
-        match a.sync_response(answer).expect("sync answer") {
-            ExchangeStep::SendAgain => {
-                answer = server.sync(&a.sync_request().expect("next request"));
-            }
-            ExchangeStep::Done { .. } => break,
-        }
+    while let ExchangeStep::SendAgain = a.sync_response(answer).expect("sync answer") {
+        answer = server.sync(&a.sync_request().expect("next request"));
     }
     let both = vec!["ประชุมครั้งที่ 1".to_owned(), "ประชุมครั้งที่ 2".to_owned()];
     assert_eq!(titles(&a), both);
