@@ -314,6 +314,35 @@ async fn cut_all_cuts_every_live_connection_and_spares_later_ones() {
     assert_eq!(link.stats().cut, 3);
 }
 
+/// A cut is a reset, not a polite close, on both the client's and the server's side.
+#[tokio::test]
+async fn a_cut_resets_both_sides() {
+    let listener = TcpListener::bind(localhost()).await.unwrap();
+    let link = BadLink::start(listener.local_addr().unwrap(), Profile::loopback(), 11)
+        .await
+        .unwrap();
+    let mut client = TcpStream::connect(link.addr()).await.unwrap();
+    let (mut server, _) = timeout(GUARD, listener.accept()).await.unwrap().unwrap();
+    client.write_all(b"ping").await.unwrap();
+    let mut got = [0u8; 4];
+    timeout(GUARD, server.read_exact(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&got, b"ping");
+
+    link.cut_all();
+    let mut buf = [0u8; 8];
+    for side in [&mut client, &mut server] {
+        let err = timeout(GUARD, side.read(&mut buf))
+            .await
+            .unwrap()
+            .expect_err("a cut side reads a reset, not EOF");
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
+    }
+    assert_eq!(link.stats().cut, 1);
+}
+
 #[tokio::test]
 async fn connections_beyond_the_limit_are_refused() {
     let server = echo_server().await;

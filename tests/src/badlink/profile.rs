@@ -18,7 +18,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
 pub const MAX_ONE_WAY_DELAY: Duration = Duration::from_secs(60);
 
 /// A bandwidth cap for one direction: a token bucket refilled at `bytes_per_sec` holding at most
-/// `burst` bytes.
+/// `burst` bytes. The cap belongs to the link, as a phone's radio does: every connection through
+/// it shares the one bucket for its direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bandwidth {
     bytes_per_sec: NonZeroU64,
