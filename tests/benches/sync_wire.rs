@@ -88,7 +88,10 @@ fn phakhi(a: &mut AutoCommit, b: &mut AutoCommit, state: PeerState) -> (Phakhi, 
     let name = doc_name();
     let mut a_docs: Docs = BTreeMap::from([(name.clone(), std::mem::take(a))]);
     let mut b_docs: Docs = BTreeMap::from([(name.clone(), std::mem::take(b))]);
-    if b_docs.get_mut(&name).is_some_and(|d| d.get_heads().is_empty()) {
+    if b_docs
+        .get_mut(&name)
+        .is_some_and(|d| d.get_heads().is_empty())
+    {
         b_docs.remove(&name);
     }
     let start = Instant::now();
@@ -226,8 +229,7 @@ fn main() {
         kb(save.len()),
         ms(t.elapsed())
     );
-    let replica =
-        |saved: &[u8], a: u8| AutoCommit::load(saved).unwrap().with_actor(actor(a));
+    let replica = |saved: &[u8], a: u8| AutoCommit::load(saved).unwrap().with_actor(actor(a));
 
     // (1) First sync.
     println!("\n(1) first sync of the {RECORDS}-record document");
