@@ -1,6 +1,8 @@
 //! Scenarios of the sync engine: first sync, catch-up, many documents in one exchange, scope
 //! refusals, garbage, limits, and peers whose shared heads are wrong.
 
+#![allow(clippy::unwrap_used)] // test code: a failed step is a failed test
+
 use std::collections::BTreeMap;
 
 use automerge::transaction::Transactable;

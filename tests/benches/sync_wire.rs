@@ -3,6 +3,8 @@
 //!
 //! `cargo bench -p phakhi-tests --bench sync_wire`
 
+#![allow(clippy::unwrap_used)] // test code: a failed step is a failed test
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
