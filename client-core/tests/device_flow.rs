@@ -3,16 +3,20 @@
 //! offline, sync through the sealed transport, submit a tip, reply to it from the tip desk, and
 //! see the reply reach its own device only.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 
 use automerge::AutoCommit;
 use phakhi_core::device::{Device, SyncStep};
-use phakhi_core::mailbox::{EnvelopeKind, MailItem, Mailbox, Quota, Scope as MailScope};
+use phakhi_core::mailbox::{
+    Ack, EnvelopeKind, MailItem, Mailbox, MailboxMessage, Quota, Scope as MailScope, Want,
+};
 use phakhi_core::model::{
     ActivityFilter, ActivityKind, Audience, Date, Edit, MemberRole, NewActivity, NewMember,
     ProvinceCode, TipStatus,
 };
-use phakhi_core::protocol::{EnrolRequest, EnrolResponse, MailboxRequest, MailboxResponse};
+use phakhi_core::protocol::{EnrolRequest, EnrolResponse, decode_section, encode_section};
 use phakhi_core::seal::keys::generate_hq_signing_key;
 use phakhi_core::seal::{
     Invite, InviteToken, MemberCode, MemoryReplayGuard, Reply, ReplyStatus, Role, SignedInvite,
@@ -83,8 +87,9 @@ impl TestServer {
             .insert(*opened.sender.as_bytes(), invite.provinces.clone());
         let answer = EnrolResponse {
             device_id: hex::encode(&opened.sender.as_bytes()[..8]),
-            role: invite.role,
+            role: invite.role.to_string(),
             provinces: invite.provinces,
+            server_role: "hq".into(),
         };
         opened.responder.seal_response(&answer.encode()).unwrap()
     }
@@ -103,28 +108,37 @@ impl TestServer {
             .handle_request(&opened.payload, &mut self.docs, &scope)
             .unwrap();
         let mailbox = reply.request_mailbox().map(|section| {
-            let req = MailboxRequest::decode(section).unwrap();
+            let mut cursor = 0;
             let mut held = Vec::new();
-            for item in req.push {
-                if provinces.contains(&item.province) && item.kind == EnvelopeKind::Tip {
-                    held.push(item.id());
-                    self.mailbox.insert(&opened.sender, item).unwrap();
+            for message in decode_section(section).unwrap() {
+                match message {
+                    MailboxMessage::Have(have) => cursor = have.cursor,
+                    MailboxMessage::Push(push) => {
+                        for item in push.items {
+                            assert!(provinces.contains(&item.province));
+                            assert_eq!(item.kind, EnvelopeKind::Tip);
+                            held.push(item.id());
+                            self.mailbox.insert(&opened.sender, item).unwrap();
+                        }
+                    }
+                    other => panic!("a phone sent {other:?}"),
                 }
             }
             let scope = MailScope::provinces(provinces.clone());
             let have = self
                 .mailbox
-                .have_since(req.cursor, &scope, &[EnvelopeKind::Reply], 256);
-            let push = self
-                .mailbox
-                .push_for(&phakhi_core::mailbox::Want { ids: have.ids }, &scope);
-            MailboxResponse {
-                cursor: have.cursor,
-                more: have.more,
-                push: push.items,
-                held,
-            }
-            .encode()
+                .have_since(cursor, &scope, &[EnvelopeKind::Reply], 256);
+            let push = self.mailbox.push_for(
+                &Want {
+                    ids: have.ids.clone(),
+                },
+                &scope,
+            );
+            encode_section(&[
+                MailboxMessage::Have(have),
+                MailboxMessage::Push(push),
+                MailboxMessage::Ack(Ack { ids: held }),
+            ])
         });
         let bytes = reply.into_bytes(mailbox);
         opened.responder.seal_response(&bytes).unwrap()
@@ -165,7 +179,7 @@ fn enrolled_device(
     )
     .unwrap();
     let invite = server.invite(province, rng);
-    let (request, pending) = device.enrol_request(&invite, name, rng, NOW).unwrap();
+    let (request, pending) = device.enrol_request(&invite, rng, NOW).unwrap();
     let response = server.enrol(&request);
     let enrolment = device.enrol_response(pending, &response).unwrap();
     assert_eq!(enrolment.provinces[0].as_str(), province);

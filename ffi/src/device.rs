@@ -142,29 +142,22 @@ impl PhakhiDevice {
     }
 
     /// Enrols with the server named in the invite (or `server_url`, for the same server under
-    /// another address) over HTTP. `label` names the phone in the coordinator's device list.
+    /// another address) over HTTP.
     #[uniffi::method(default(server_url = None))]
-    pub fn enrol(
-        &self,
-        invite: String,
-        label: String,
-        server_url: Option<String>,
-    ) -> Result<EnrolmentInfo> {
+    pub fn enrol(&self, invite: String, server_url: Option<String>) -> Result<EnrolmentInfo> {
         self.with_device(|d| {
-            let enrolment =
-                d.enrol_http(&invite, &label, server_url.as_deref(), &mut OsRng, now())?;
+            let enrolment = d.enrol_http(&invite, server_url.as_deref(), &mut OsRng, now())?;
             Ok(EnrolmentInfo::from(enrolment))
         })
     }
 
     /// The sealed enrolment request, for an app that carries it itself (`POST /v1/enroll`).
     /// Hand the answer to [`PhakhiDevice::enrol_response`].
-    pub fn enrol_request(&self, invite: String, label: String) -> Result<Vec<u8>> {
+    pub fn enrol_request(&self, invite: String) -> Result<Vec<u8>> {
         let mut inner = self.lock()?;
-        let (request, pending) =
-            inner
-                .device
-                .enrol_request(&invite, &label, &mut OsRng, unix(now()))?;
+        let (request, pending) = inner
+            .device
+            .enrol_request(&invite, &mut OsRng, unix(now()))?;
         inner.enrolment = Some(pending);
         Ok(request)
     }

@@ -8,8 +8,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use automerge::AutoCommit;
-use phakhi_core::mailbox::{EnvelopeKind, MailItem, Mailbox, Quota, Scope as MailScope, Want};
-use phakhi_core::protocol::{EnrolRequest, EnrolResponse, MailboxRequest, MailboxResponse};
+use phakhi_core::mailbox::{
+    Ack, EnvelopeKind, MailItem, Mailbox, MailboxMessage, Quota, Scope as MailScope, Want,
+};
+use phakhi_core::protocol::{EnrolRequest, EnrolResponse, decode_section, encode_section};
 use phakhi_core::seal::keys::generate_hq_signing_key;
 use phakhi_core::seal::{
     HqSigningKey, Invite, InviteToken, MemoryReplayGuard, Reply, ReplyStatus, Role, SignedInvite,
@@ -81,8 +83,9 @@ impl StandIn {
             .insert(*opened.sender.as_bytes(), invite.provinces.clone());
         let answer = EnrolResponse {
             device_id: hex::encode(&opened.sender.as_bytes()[..8]),
-            role: invite.role,
+            role: invite.role.to_string(),
             provinces: invite.provinces,
+            server_role: "hq".into(),
         };
         opened
             .responder
@@ -105,28 +108,40 @@ impl StandIn {
             )
             .expect("handle sync request");
         let mailbox = reply.request_mailbox().map(|section| {
-            let request = MailboxRequest::decode(section).expect("mailbox section");
+            let mut cursor = 0;
             let mut held = Vec::new();
-            for item in request.push {
-                if provinces.contains(&item.province) && item.kind == EnvelopeKind::Tip {
-                    held.push(item.id());
-                    self.mailbox
-                        .insert(&opened.sender, item)
-                        .expect("mailbox insert");
+            for message in decode_section(section).expect("mailbox section") {
+                match message {
+                    MailboxMessage::Have(have) => cursor = have.cursor,
+                    MailboxMessage::Push(push) => {
+                        for item in push.items {
+                            if provinces.contains(&item.province) && item.kind == EnvelopeKind::Tip
+                            {
+                                held.push(item.id());
+                                self.mailbox
+                                    .insert(&opened.sender, item)
+                                    .expect("mailbox insert");
+                            }
+                        }
+                    }
+                    other => panic!("a phone sent {other:?}"),
                 }
             }
             let scope = MailScope::provinces(provinces.clone());
             let have = self
                 .mailbox
-                .have_since(request.cursor, &scope, &[EnvelopeKind::Reply], 256);
-            let push = self.mailbox.push_for(&Want { ids: have.ids }, &scope);
-            MailboxResponse {
-                cursor: have.cursor,
-                more: have.more,
-                push: push.items,
-                held,
-            }
-            .encode()
+                .have_since(cursor, &scope, &[EnvelopeKind::Reply], 256);
+            let push = self.mailbox.push_for(
+                &Want {
+                    ids: have.ids.clone(),
+                },
+                &scope,
+            );
+            encode_section(&[
+                MailboxMessage::Have(have),
+                MailboxMessage::Push(push),
+                MailboxMessage::Ack(Ack { ids: held }),
+            ])
         });
         opened
             .responder
@@ -177,7 +192,7 @@ fn enrolled(dir: &std::path::Path, name: &str, server: &mut StandIn) -> Arc<Phak
     )
     .expect("open store");
     let request = device
-        .enrol_request(server.invite(), name.into())
+        .enrol_request(server.invite())
         .expect("enrolment request");
     let info = device
         .enrol_response(server.enrol(&request))

@@ -168,7 +168,7 @@ class PhoneDay(unittest.TestCase):
         with self.assertRaises(phakhi.PhakhiError.NotEnrolled):
             phone.sync(None, None)
 
-        enrolment = phone.enrol(self.server.invite(), "โทรศัพท์ของสมชาย", None)
+        enrolment = phone.enrol(self.server.invite(), None)
         self.assertEqual(enrolment.provinces, [PROVINCE])
         self.assertEqual(enrolment.role, phakhi.DeviceRole.LEADER)
         self.assertTrue(enrolment.device_id)
@@ -233,7 +233,7 @@ class PhoneDay(unittest.TestCase):
         key = phakhi.generate_storage_key()
         self.assertEqual(len(key), 32)
         other = phakhi.PhakhiDevice.open_with_key(self.store("phone-b.db"), key)
-        other.enrol(self.server.invite(), "โทรศัพท์ของสมศรี", None)
+        other.enrol(self.server.invite(), None)
         summary = sync_until_quiet(other)
         self.assertGreater(summary.changes_received, 0)
         self.assertIn(f"province/{PROVINCE}", summary.docs_changed)
@@ -327,7 +327,7 @@ class PhoneDay(unittest.TestCase):
         with self.assertRaises(phakhi.PhakhiError.NoExchangeInFlight):
             phone.sync_response(b"\x01\x04")
         with self.assertRaises(phakhi.PhakhiError.InviteRefused):
-            phone.enrol("not an invite", "phone", None)
+            phone.enrol("not an invite", None)
         self.assertIsNone(phone.enrolment())
 
 

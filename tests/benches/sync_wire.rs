@@ -3,6 +3,8 @@
 //!
 //! `cargo bench -p phakhi-tests --bench sync_wire`
 
+#![allow(clippy::unwrap_used)] // test code: a failed step is a failed test
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -238,16 +240,27 @@ fn main() {
         let mut b = AutoCommit::new().with_actor(actor(3));
         phakhi(&mut a, &mut b, PeerState::new()).0
     });
+    let (qb, qr, qt) = med_phakhi(|| {
+        let mut a = AutoCommit::new().with_actor(actor(2));
+        let mut b = replica(&save, 3);
+        phakhi(&mut a, &mut b, PeerState::new()).0
+    });
     let (ab, ar, at) = med_plain(|| {
         let mut a = replica(&save, 2);
         let mut b = AutoCommit::new().with_actor(actor(3));
         plain(&mut a, &mut AmState::new(), &mut b, &mut AmState::new())
     });
     println!(
-        "  phakhi    {:>10}  {:.3}x save()  {pr} round(s)  {}",
+        "  phakhi    {:>10}  {:.3}x save()  {pr} round(s)  {}  (push to an empty server)",
         kb(pb),
         pb as f64 / save.len() as f64,
         ms(pt)
+    );
+    println!(
+        "  phakhi    {:>10}  {:.3}x save()  {qr} round(s)  {}  (pull onto an empty phone)",
+        kb(qb),
+        qb as f64 / save.len() as f64,
+        ms(qt)
     );
     println!(
         "  automerge {:>10}  {:.3}x save()  {ar} round(s)  {}",

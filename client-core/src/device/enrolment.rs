@@ -98,7 +98,6 @@ impl Device {
     pub fn enrol_request(
         &self,
         invite_text: &str,
-        label: &str,
         rng: &mut impl CryptoRngCore,
         now_unix: u64,
     ) -> Result<(Vec<u8>, PendingEnrolment)> {
@@ -115,7 +114,6 @@ impl Device {
         }
         let payload = EnrolRequest {
             invite: invite_text.trim().to_owned(),
-            label: label.chars().take(64).collect(),
         }
         .encode();
         let (envelope, pending) =
@@ -140,7 +138,7 @@ impl Device {
             server_key: pending.invite.server_key,
             tip_desk_key: pending.invite.tip_desk_key,
             provinces,
-            role: answer.role,
+            role: answer.role.parse()?,
             device_id: answer.device_id,
         };
         self.store.put(ns::DEVICE, ENROLMENT, &enrolment.encode())?;

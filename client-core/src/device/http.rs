@@ -19,13 +19,12 @@ impl Device {
     pub fn enrol_http(
         &mut self,
         invite_text: &str,
-        label: &str,
         server_url: Option<&str>,
         rng: &mut impl CryptoRngCore,
         now: OffsetDateTime,
     ) -> Result<&Enrolment> {
         let now_unix = unix(now);
-        let (request, pending) = self.enrol_request(invite_text, label, rng, now_unix)?;
+        let (request, pending) = self.enrol_request(invite_text, rng, now_unix)?;
         let url = match server_url {
             Some(url) => url.to_owned(),
             None => crate::seal::SignedInvite::parse(invite_text)?

@@ -13,8 +13,9 @@ use time::OffsetDateTime;
 
 use super::{Device, DeviceError, Result, ns};
 use crate::mailbox::EnvelopeId;
+use crate::mailbox::{Have, MailboxMessage, Push};
 use crate::model::{DocName, Edit};
-use crate::protocol::{MailboxRequest, MailboxResponse};
+use crate::protocol::{decode_section, encode_section};
 use crate::seal::{PendingResponse, seal_request};
 use crate::sync::{self, Initiator, Limits, PeerState, PrefixScope, Progress};
 
@@ -126,11 +127,16 @@ impl Device {
             Some(b) => b.as_slice().try_into().map(u64::from_be_bytes).unwrap_or(0),
             None => 0,
         };
-        let mailbox = MailboxRequest {
+        let mut section = vec![MailboxMessage::Have(Have {
             cursor,
-            push: self.outbox()?,
+            ids: Vec::new(),
+            more: false,
+        })];
+        let outbox = self.outbox()?;
+        if !outbox.is_empty() {
+            section.push(MailboxMessage::Push(Push { items: outbox }));
         }
-        .encode();
+        let mailbox = encode_section(&section);
         let payload = session
             .initiator
             .poll_request(&mut session.docs, Some(mailbox))?;
@@ -243,16 +249,32 @@ impl Device {
         )?;
         // Then the mailbox.
         if let Some(section) = session.initiator.take_mailbox() {
-            let answer = MailboxResponse::decode(&section)?;
             let edit = Edit::new("sync", now);
-            report.tips_delivered = self.outbox_held(&answer.held, rng, &edit)?;
-            report.replies_received = self.receive_replies(&answer.push, rng, &edit)?;
-            report.more_waiting = answer.more;
-            self.store.put(
-                ns::MAILBOX_CURSOR,
-                server_key.as_bytes(),
-                &answer.cursor.to_be_bytes(),
-            )?;
+            let mut cursor = None;
+            for message in decode_section(&section)? {
+                match message {
+                    MailboxMessage::Have(have) => {
+                        cursor = Some(have.cursor);
+                        report.more_waiting |= have.more;
+                    }
+                    MailboxMessage::Push(push) => {
+                        report.replies_received += self.receive_replies(&push.items, rng, &edit)?;
+                    }
+                    MailboxMessage::Ack(ack) => {
+                        report.tips_delivered += self.outbox_held(&ack.ids, rng, &edit)?;
+                    }
+                    // A phone announces nothing, so it is never asked for anything.
+                    MailboxMessage::Want(_) => {}
+                }
+            }
+            // The cursor moves only after the envelopes it covers are stored.
+            if let Some(cursor) = cursor {
+                self.store.put(
+                    ns::MAILBOX_CURSOR,
+                    server_key.as_bytes(),
+                    &cursor.to_be_bytes(),
+                )?;
+            }
         }
         Ok(report)
     }

@@ -1,137 +1,81 @@
-//! The mailbox section of a sync exchange, in one round trip.
+//! The mailbox section of a sync exchange: a short list of mailbox messages
+//! ([`MailboxMessage`]: have / want / push / ack) carried in the sync message's opaque mailbox
+//! field, so one round trip does everything a phone on 2G needs:
 //!
-//! The asking side pushes the envelopes it wants the other side to hold (a phone's sealed tips, a
-//! relay's collected tips going up) and says how far it has read the other side's mailbox (a
-//! cursor). The answering side stores the pushed envelopes in the same transaction as the rest of
-//! the exchange, names the ones it now holds durably (`held`), and pushes what arrived after the
-//! cursor in the asker's scope (replies going down). Nothing needs a second round: envelopes are
-//! small, content-addressed and idempotent, so a push of something already held costs bytes,
-//! never correctness. When the answering side is headquarters, `held` is its acknowledgement, and
-//! a relay may prune those envelopes.
+//! - the asking side sends `Have { cursor }` (how far it has read the other side's arrival
+//!   numbering; its id list is empty or announces envelopes the other may want) and a `Push` of
+//!   the envelopes it wants the other side to hold (a phone's sealed tips, a relay's tips going
+//!   up);
+//! - the answering side stores the push all-or-nothing within quota, and answers with a `Have`
+//!   of what arrived after the cursor in the asker's scope *and* a `Push` of those envelopes (the
+//!   cursor advancing only past what fits), a `Want` for announced envelopes it lacks, and an
+//!   `Ack` naming the pushed envelopes it now holds durably. The asker drops acknowledged
+//!   envelopes from its outbox; a relay prunes only what headquarters (its upstream) acknowledged.
+//!
+//! Layout: `version (1) || u16 count || count × (u32 length || mailbox message)`.
 
-use super::enrol::version;
 use super::{PROTOCOL_VERSION, ProtocolError};
-use crate::mailbox::{Ack, EnvelopeId, MailItem, MailboxError, MailboxMessage, Push};
-use crate::seal::WireError;
+use crate::mailbox::{MAX_MESSAGE_BYTES, MailboxMessage};
 use crate::seal::wire::{LenWidth, Reader, put_blob};
 
-const MAX_SECTION_PART: usize = crate::mailbox::MAX_MESSAGE_BYTES;
+/// Most messages in one section.
+pub const MAX_SECTION_MESSAGES: usize = 8;
 
-/// The asker's mailbox section.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MailboxRequest {
-    /// The answerer's arrival number up to which the asker has everything (0 at first).
-    pub cursor: u64,
-    /// Envelopes the asker wants the answerer to hold.
-    pub push: Vec<MailItem>,
-}
-
-/// The answerer's mailbox section.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MailboxResponse {
-    /// The cursor to send next time.
-    pub cursor: u64,
-    /// More envelopes wait after `cursor`: sync again.
-    pub more: bool,
-    /// Envelopes in the asker's scope that arrived after the asker's cursor.
-    pub push: Vec<MailItem>,
-    /// Ids of the asker's pushed envelopes that the answerer now holds durably (or had already
-    /// passed on to headquarters).
-    pub held: Vec<EnvelopeId>,
-}
-
-impl MailboxRequest {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![PROTOCOL_VERSION];
-        out.extend_from_slice(&self.cursor.to_be_bytes());
-        put_message(
-            &mut out,
-            MailboxMessage::Push(Push {
-                items: self.push.clone(),
-            }),
-        );
-        out
+/// Encodes mailbox messages as one section (at most [`MAX_SECTION_MESSAGES`]).
+pub fn encode_section(messages: &[MailboxMessage]) -> Vec<u8> {
+    let count = messages.len().min(MAX_SECTION_MESSAGES);
+    let mut out = vec![PROTOCOL_VERSION];
+    out.extend_from_slice(&u16::try_from(count).unwrap_or(0).to_be_bytes());
+    for message in &messages[..count] {
+        put_blob(&mut out, LenWidth::U32, &message.encode());
     }
-
-    pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
-        let mut r = Reader::new(bytes);
-        version(&mut r)?;
-        let cursor = r.u64("mailbox cursor")?;
-        let push = read_push(&mut r)?;
-        r.finish()?;
-        Ok(MailboxRequest { cursor, push })
-    }
+    out
 }
 
-impl MailboxResponse {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![PROTOCOL_VERSION];
-        out.extend_from_slice(&self.cursor.to_be_bytes());
-        out.push(u8::from(self.more));
-        put_message(
-            &mut out,
-            MailboxMessage::Push(Push {
-                items: self.push.clone(),
+/// Decodes a section written by [`encode_section`].
+pub fn decode_section(bytes: &[u8]) -> Result<Vec<MailboxMessage>, ProtocolError> {
+    let mut r = Reader::new(bytes);
+    match r.u8("mailbox section version")? {
+        PROTOCOL_VERSION => {}
+        v => return Err(ProtocolError::Version(v)),
+    }
+    let count = r.len("mailbox messages", LenWidth::U16, MAX_SECTION_MESSAGES)?;
+    let mut messages = Vec::with_capacity(count);
+    for _ in 0..count {
+        let bytes = r.blob("mailbox message", LenWidth::U32, MAX_MESSAGE_BYTES)?;
+        messages.push(MailboxMessage::decode(bytes)?);
+    }
+    r.finish()?;
+    Ok(messages)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mailbox::{Ack, EnvelopeId, Have};
+
+    #[test]
+    fn sections_round_trip_and_refuse_garbage() {
+        let messages = vec![
+            MailboxMessage::Have(Have {
+                cursor: 42,
+                ids: vec![],
+                more: false,
             }),
-        );
-        put_message(
-            &mut out,
             MailboxMessage::Ack(Ack {
-                ids: self.held.clone(),
+                ids: vec![EnvelopeId([7; 32])],
             }),
-        );
-        out
+        ];
+        let bytes = encode_section(&messages);
+        assert_eq!(decode_section(&bytes).unwrap(), messages);
+        for cut in 0..bytes.len() {
+            assert!(decode_section(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut extra = bytes.clone();
+        extra.push(0);
+        assert!(decode_section(&extra).is_err());
+        let mut many = vec![PROTOCOL_VERSION];
+        many.extend_from_slice(&9u16.to_be_bytes());
+        assert!(decode_section(&many).is_err());
     }
-
-    pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
-        let mut r = Reader::new(bytes);
-        version(&mut r)?;
-        let cursor = r.u64("mailbox cursor")?;
-        let more = match r.u8("more")? {
-            0 => false,
-            1 => true,
-            value => {
-                return Err(WireError::UnknownTag {
-                    field: "more",
-                    value,
-                }
-                .into());
-            }
-        };
-        let push = read_push(&mut r)?;
-        let held = match read_message(&mut r)? {
-            MailboxMessage::Ack(ack) => ack.ids,
-            _ => return Err(unexpected("held ids")),
-        };
-        r.finish()?;
-        Ok(MailboxResponse {
-            cursor,
-            more,
-            push,
-            held,
-        })
-    }
-}
-
-fn put_message(out: &mut Vec<u8>, message: MailboxMessage) {
-    put_blob(out, LenWidth::U32, &message.encode());
-}
-
-fn read_message(r: &mut Reader<'_>) -> Result<MailboxMessage, ProtocolError> {
-    let bytes = r.blob("mailbox message", LenWidth::U32, MAX_SECTION_PART)?;
-    Ok(MailboxMessage::decode(bytes)?)
-}
-
-fn read_push(r: &mut Reader<'_>) -> Result<Vec<MailItem>, ProtocolError> {
-    match read_message(r)? {
-        MailboxMessage::Push(push) => Ok(push.items),
-        _ => Err(unexpected("pushed envelopes")),
-    }
-}
-
-fn unexpected(field: &'static str) -> ProtocolError {
-    ProtocolError::Mailbox(MailboxError::Malformed(WireError::Invalid {
-        field,
-        reason: "another mailbox message stands here",
-    }))
 }

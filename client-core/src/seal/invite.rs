@@ -81,6 +81,19 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, in the order they are listed to people.
+    pub const ALL: [Role; 4] = [Role::Leader, Role::Coordinator, Role::Relay, Role::Admin];
+
+    /// The role's name on the command line and in payloads.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Leader => "leader",
+            Role::Coordinator => "coordinator",
+            Role::Relay => "relay",
+            Role::Admin => "admin",
+        }
+    }
+
     pub(crate) const fn to_byte(self) -> u8 {
         match self {
             Role::Leader => 1,
@@ -103,6 +116,26 @@ impl Role {
                 });
             }
         })
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = InviteError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or(InviteError::Invalid {
+                field: "role",
+                reason: "a role is leader, coordinator, relay or admin",
+            })
     }
 }
 

@@ -42,6 +42,17 @@
 //! before the document is touched, so garbage changes nothing.
 //!
 //! The wire layout is in [`wire`].
+//!
+//! Measured by `cargo bench -p phakhi-tests --bench sync_wire` on a 20,000-record document
+//! (`save()` = 551.5 KB), against automerge 0.12's own protocol:
+//!
+//! | case | Phakhi | automerge |
+//! | --- | --- | --- |
+//! | first sync | 1.000× `save()`, 1 round (pull) / 2 (push) | 1.091×, 2 rounds |
+//! | push 10 records, persisted state | 1,453 B, 1 round | 4,808 B, 2 rounds |
+//! | push 10 records, fresh state | 1,611 B, 2 rounds | 54.8 KB, 2 rounds |
+//! | catch up 2,000 changes | 54.9 KB (1.003× their bundle), 1 round | 893.8 KB, 2 rounds |
+//! | one new record (raw change 451 B) | 554 B, 1 round | 791 B, 2 rounds |
 
 mod chunk;
 mod error;

@@ -728,15 +728,15 @@ public protocol PhakhiDeviceProtocol: AnyObject, Sendable {
     
     /**
      * Enrols with the server named in the invite (or `server_url`, for the same server under
-     * another address) over HTTP. `label` names the phone in the coordinator's device list.
+     * another address) over HTTP.
      */
-    func enrol(invite: String, label: String, serverUrl: String?) throws  -> EnrolmentInfo
+    func enrol(invite: String, serverUrl: String?) throws  -> EnrolmentInfo
     
     /**
      * The sealed enrolment request, for an app that carries it itself (`POST /v1/enroll`).
      * Hand the answer to [`PhakhiDevice::enrol_response`].
      */
-    func enrolRequest(invite: String, label: String) throws  -> Data
+    func enrolRequest(invite: String) throws  -> Data
     
     /**
      * Reads the server's answer to [`PhakhiDevice::enrol_request`] and records the enrolment.
@@ -1104,15 +1104,14 @@ open func editNote(province: String, noteId: String, text: String)throws   {try 
     
     /**
      * Enrols with the server named in the invite (or `server_url`, for the same server under
-     * another address) over HTTP. `label` names the phone in the coordinator's device list.
+     * another address) over HTTP.
      */
-open func enrol(invite: String, label: String, serverUrl: String? = nil)throws  -> EnrolmentInfo  {
+open func enrol(invite: String, serverUrl: String? = nil)throws  -> EnrolmentInfo  {
     return try  FfiConverterTypeEnrolmentInfo_lift(try rustCallWithError(FfiConverterTypePhakhiError_lift) {
         uniffiCallStatus in
     uniffi_phakhi_ffi_fn_method_phakhidevice_enrol(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(invite),
-        FfiConverterString.lower(label),
         FfiConverterOptionString.lower(serverUrl),uniffiCallStatus
     )
 })
@@ -1122,13 +1121,12 @@ open func enrol(invite: String, label: String, serverUrl: String? = nil)throws  
      * The sealed enrolment request, for an app that carries it itself (`POST /v1/enroll`).
      * Hand the answer to [`PhakhiDevice::enrol_response`].
      */
-open func enrolRequest(invite: String, label: String)throws  -> Data  {
+open func enrolRequest(invite: String)throws  -> Data  {
     return try  FfiConverterData.lift(try rustCallWithError(FfiConverterTypePhakhiError_lift) {
         uniffiCallStatus in
     uniffi_phakhi_ffi_fn_method_phakhidevice_enrol_request(
             self.uniffiCloneHandle(),
-        FfiConverterString.lower(invite),
-        FfiConverterString.lower(label),uniffiCallStatus
+        FfiConverterString.lower(invite),uniffiCallStatus
     )
 })
 }
@@ -5039,10 +5037,10 @@ private let initializationResult: InitializationResult = {
     if (uniffi_phakhi_ffi_checksum_method_phakhidevice_edit_note() != 29668) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_phakhi_ffi_checksum_method_phakhidevice_enrol() != 57293) {
+    if (uniffi_phakhi_ffi_checksum_method_phakhidevice_enrol() != 56459) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_phakhi_ffi_checksum_method_phakhidevice_enrol_request() != 51726) {
+    if (uniffi_phakhi_ffi_checksum_method_phakhidevice_enrol_request() != 8811) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_phakhi_ffi_checksum_method_phakhidevice_enrol_response() != 10665) {

@@ -842,9 +842,9 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_phakhi_ffi_fn_method_phakhidevice_edit_note(`ptr`: Long,`province`: RustBuffer.ByValue,`noteId`: RustBuffer.ByValue,`text`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
-    external fun uniffi_phakhi_ffi_fn_method_phakhidevice_enrol(`ptr`: Long,`invite`: RustBuffer.ByValue,`label`: RustBuffer.ByValue,`serverUrl`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_phakhi_ffi_fn_method_phakhidevice_enrol(`ptr`: Long,`invite`: RustBuffer.ByValue,`serverUrl`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_phakhi_ffi_fn_method_phakhidevice_enrol_request(`ptr`: Long,`invite`: RustBuffer.ByValue,`label`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_phakhi_ffi_fn_method_phakhidevice_enrol_request(`ptr`: Long,`invite`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_phakhi_ffi_fn_method_phakhidevice_enrol_response(`ptr`: Long,`answer`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1075,10 +1075,10 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_edit_note() and 0xFFFF) != 29668) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_enrol() and 0xFFFF) != 57293) {
+    if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_enrol() and 0xFFFF) != 56459) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_enrol_request() and 0xFFFF) != 51726) {
+    if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_enrol_request() and 0xFFFF) != 8811) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_enrol_response() and 0xFFFF) != 10665) {
@@ -1749,15 +1749,15 @@ public interface PhakhiDeviceInterface {
     
     /**
      * Enrols with the server named in the invite (or `server_url`, for the same server under
-     * another address) over HTTP. `label` names the phone in the coordinator's device list.
+     * another address) over HTTP.
      */
-    fun `enrol`(`invite`: kotlin.String, `label`: kotlin.String, `serverUrl`: kotlin.String? = null): EnrolmentInfo
+    fun `enrol`(`invite`: kotlin.String, `serverUrl`: kotlin.String? = null): EnrolmentInfo
     
     /**
      * The sealed enrolment request, for an app that carries it itself (`POST /v1/enroll`).
      * Hand the answer to [`PhakhiDevice::enrol_response`].
      */
-    fun `enrolRequest`(`invite`: kotlin.String, `label`: kotlin.String): kotlin.ByteArray
+    fun `enrolRequest`(`invite`: kotlin.String): kotlin.ByteArray
     
     /**
      * Reads the server's answer to [`PhakhiDevice::enrol_request`] and records the enrolment.
@@ -2211,9 +2211,9 @@ open class PhakhiDevice: Disposable, AutoCloseable, PhakhiDeviceInterface
     
     /**
      * Enrols with the server named in the invite (or `server_url`, for the same server under
-     * another address) over HTTP. `label` names the phone in the coordinator's device list.
+     * another address) over HTTP.
      */
-    @Throws(PhakhiException::class)override fun `enrol`(`invite`: kotlin.String, `label`: kotlin.String, `serverUrl`: kotlin.String?): EnrolmentInfo {
+    @Throws(PhakhiException::class)override fun `enrol`(`invite`: kotlin.String, `serverUrl`: kotlin.String?): EnrolmentInfo {
             return FfiConverterTypeEnrolmentInfo.lift(
     callWithHandle {
     uniffiRustCallWithError(PhakhiException) { _status ->
@@ -2221,7 +2221,6 @@ open class PhakhiDevice: Disposable, AutoCloseable, PhakhiDeviceInterface
         it,
         
         FfiConverterString.lower(`invite`),
-        FfiConverterString.lower(`label`),
         FfiConverterOptionalString.lower(`serverUrl`),_status)
 }
     }
@@ -2234,15 +2233,14 @@ open class PhakhiDevice: Disposable, AutoCloseable, PhakhiDeviceInterface
      * The sealed enrolment request, for an app that carries it itself (`POST /v1/enroll`).
      * Hand the answer to [`PhakhiDevice::enrol_response`].
      */
-    @Throws(PhakhiException::class)override fun `enrolRequest`(`invite`: kotlin.String, `label`: kotlin.String): kotlin.ByteArray {
+    @Throws(PhakhiException::class)override fun `enrolRequest`(`invite`: kotlin.String): kotlin.ByteArray {
             return FfiConverterByteArray.lift(
     callWithHandle {
     uniffiRustCallWithError(PhakhiException) { _status ->
     UniffiLib.uniffi_phakhi_ffi_fn_method_phakhidevice_enrol_request(
         it,
         
-        FfiConverterString.lower(`invite`),
-        FfiConverterString.lower(`label`),_status)
+        FfiConverterString.lower(`invite`),_status)
 }
     }
     )
