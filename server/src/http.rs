@@ -1,0 +1,127 @@
+//! The HTTP face of the server: the axum `Router` with its layers (per-request tracing spans,
+//! body limit, timeout, one error shape), and [`run`], which serves it on any listener until a
+//! shutdown future resolves, so tests start it on port 0.
+
+use std::future::Future;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::{AppError, ERROR_HEADER};
+use crate::routes;
+use crate::state::AppState;
+
+/// The router with every route and layer.
+pub fn app(state: AppState) -> Router {
+    let limits = state.config().limits.clone();
+    Router::new()
+        .route("/healthz", get(routes::health::healthz))
+        .route("/metrics", get(routes::health::metrics))
+        .route("/v1/enroll", post(routes::enroll::enroll))
+        .route("/v1/sync", post(routes::sync::sync))
+        .fallback(|| async { AppError::NoRoute })
+        .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout(),
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), error_shape))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Gives responses produced by layers (body limit, timeout, method mismatch) the same JSON
+/// error shape as the handlers' own, and counts every error by code.
+async fn error_shape(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if !status.is_client_error() && !status.is_server_error() {
+        return response;
+    }
+    if let Some(code) = response
+        .headers()
+        .get(ERROR_HEADER)
+        .and_then(|value| value.to_str().ok())
+    {
+        state.metrics().error(known_code(code));
+        return response;
+    }
+    let error = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::BodyTooLarge {
+            limit: state.config().limits.max_body_bytes,
+        },
+        StatusCode::REQUEST_TIMEOUT => AppError::Timeout,
+        StatusCode::METHOD_NOT_ALLOWED => AppError::MethodNotAllowed,
+        StatusCode::NOT_FOUND => AppError::NoRoute,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => AppError::UnsupportedMediaType,
+        _ if status.is_client_error() => AppError::BadRequest("malformed HTTP request".into()),
+        _ => AppError::Internal,
+    };
+    state.metrics().error(error.code());
+    error.into_response()
+}
+
+/// Maps a code read back from a header to its `'static` form (metrics keep only known codes).
+fn known_code(code: &str) -> &'static str {
+    crate::error::ALL_CODES
+        .iter()
+        .find(|known| **known == code)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Resolves on SIGINT (ctrl-c) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT received, shutting down"),
+        () = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// An `application/octet-stream` response carrying a sealed envelope.
+pub fn envelope_response(bytes: Vec<u8>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        )],
+        bytes,
+    )
+        .into_response()
+}

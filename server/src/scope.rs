@@ -1,0 +1,128 @@
+//! Which shared documents a device may read and write. A device syncs its provinces'
+//! documents (`province/<code>` and `province/<code>/activities/<year>`), reads the
+//! `directory` (written by HQ only), and nothing else; a `private` document never leaves its
+//! device.
+
+use crate::db::devices::Device;
+
+/// What a device may do with one document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Not shared with this device: neither sent nor accepted.
+    None,
+    /// Sent to the device; changes from it are refused.
+    Read,
+    /// Sent to the device and changes from it are merged.
+    ReadWrite,
+}
+
+/// The document families the server knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DocKind<'a> {
+    Directory,
+    Province(&'a str),
+    Activities(&'a str, u16),
+}
+
+/// Parses a shared document name, or `None` for anything a server does not hold.
+pub fn parse(name: &str) -> Option<DocKind<'_>> {
+    if name == "directory" {
+        return Some(DocKind::Directory);
+    }
+    let rest = name.strip_prefix("province/")?;
+    match rest.split_once('/') {
+        None => valid_province(rest).then_some(DocKind::Province(rest)),
+        Some((code, tail)) => {
+            let year = tail.strip_prefix("activities/")?;
+            let plain_digits = year.len() == 4 && year.bytes().all(|b| b.is_ascii_digit());
+            let year: u16 = year.parse().ok().filter(|_| plain_digits)?;
+            valid_province(code).then_some(DocKind::Activities(code, year))
+        }
+    }
+}
+
+/// An ISO 3166-2 subdivision code such as `TH-44`.
+pub fn valid_province(code: &str) -> bool {
+    let Some((country, sub)) = code.split_once('-') else {
+        return false;
+    };
+    country.len() == 2
+        && country.bytes().all(|b| b.is_ascii_uppercase())
+        && (1..=3).contains(&sub.len())
+        && sub
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+/// What `device` may do with the document called `name`.
+pub fn access(device: &Device, name: &str) -> Access {
+    match parse(name) {
+        Some(DocKind::Directory) => Access::Read,
+        Some(DocKind::Province(code)) | Some(DocKind::Activities(code, _))
+            if device.provinces.iter().any(|p| p == code) =>
+        {
+            Access::ReadWrite
+        }
+        _ => Access::None,
+    }
+}
+
+/// True when a stored document belongs in what the server sends to `device`.
+pub fn readable(device: &Device, name: &str) -> bool {
+    access(device, name) != Access::None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::devices::Role;
+
+    fn leader(provinces: &[&str]) -> Device {
+        Device {
+            row: 1,
+            device_id: "abc".into(),
+            public_key: [0; 32],
+            role: Role::Leader,
+            provinces: provinces.iter().map(|p| p.to_string()).collect(),
+            enrolled_at: 0,
+            last_sync: None,
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn a_leader_writes_its_province_reads_the_directory_and_sees_nothing_else() {
+        let device = leader(&["TH-44"]);
+        assert_eq!(access(&device, "province/TH-44"), Access::ReadWrite);
+        assert_eq!(
+            access(&device, "province/TH-44/activities/2026"),
+            Access::ReadWrite
+        );
+        assert_eq!(access(&device, "directory"), Access::Read);
+        assert_eq!(access(&device, "province/TH-40"), Access::None);
+        assert_eq!(
+            access(&device, "province/TH-40/activities/2026"),
+            Access::None
+        );
+        assert_eq!(access(&device, "private"), Access::None);
+        assert_eq!(access(&device, "province/TH-44/members"), Access::None);
+        assert_eq!(
+            access(&device, "province/TH-44/activities/+026"),
+            Access::None
+        );
+        assert_eq!(access(&device, "province/th-44"), Access::None);
+        assert_eq!(access(&device, ""), Access::None);
+    }
+
+    #[test]
+    fn parses_names() {
+        assert_eq!(parse("directory"), Some(DocKind::Directory));
+        assert_eq!(
+            parse("province/TH-40/activities/2019"),
+            Some(DocKind::Activities("TH-40", 2019))
+        );
+        assert_eq!(parse("province/TH-S"), Some(DocKind::Province("TH-S")));
+        assert_eq!(parse("province/"), None);
+        assert_eq!(parse("province/TH-44/activities/"), None);
+    }
+}

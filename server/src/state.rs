@@ -1,0 +1,195 @@
+//! The state every request shares: configuration, keys, the single writer connection with the
+//! document cache (behind one lock, used only from blocking threads), a reader connection for
+//! health and metrics, counters and the rate limiter.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use rusqlite::Connection;
+
+use crate::cache::DocCache;
+use crate::config::{Config, ServerRole};
+use crate::db::{self, DbError};
+use crate::error::AppError;
+use crate::keys::{self, KeyError, ServerKeys};
+use crate::metrics::{Gauges, Metrics};
+use crate::ratelimit::RateLimiter;
+
+/// The writer side: one SQLite connection and the documents loaded from it.
+#[derive(Debug)]
+pub struct Core {
+    pub conn: Connection,
+    pub cache: DocCache,
+}
+
+/// Shared, cheaply cloned server state.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    config: Config,
+    keys: ServerKeys,
+    core: Mutex<Core>,
+    reader: Mutex<Connection>,
+    metrics: Metrics,
+    limiter: Mutex<RateLimiter>,
+}
+
+/// A failure to start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("cannot open the database in {folder}: {source}")]
+    Db { folder: String, source: DbError },
+}
+
+/// What opening the data folder found.
+#[derive(Debug)]
+pub struct Opened {
+    pub state: AppState,
+    /// True on the first start (keys were created).
+    pub first_start: bool,
+}
+
+impl AppState {
+    /// Opens the data folder named in `config`: keys (created on first start), the database
+    /// (migrated), the caches.
+    pub fn open(config: Config) -> Result<Opened, StartError> {
+        let data = config.data.clone();
+        let loaded =
+            keys::load_or_create(&data, config.role == ServerRole::Hq, &mut rand_core::OsRng)?;
+        let db_error = |source| StartError::Db {
+            folder: data.display().to_string(),
+            source,
+        };
+        let conn = db::open(&data).map_err(db_error)?;
+        let reader = db::open(&data).map_err(db_error)?;
+        let limiter = RateLimiter::new(
+            config.limits.requests_per_minute,
+            config.limits.request_burst,
+        );
+        let cache = DocCache::new(config.cache_bytes);
+        Ok(Opened {
+            first_start: loaded.created,
+            state: AppState {
+                inner: Arc::new(Shared {
+                    config,
+                    keys: loaded.keys,
+                    core: Mutex::new(Core { conn, cache }),
+                    reader: Mutex::new(reader),
+                    metrics: Metrics::default(),
+                    limiter: Mutex::new(limiter),
+                }),
+            },
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn keys(&self) -> &ServerKeys {
+        &self.inner.keys
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.config.data
+    }
+
+    /// Takes a rate-limit token for a device.
+    pub fn check_rate(&self, device: &[u8; 32]) -> Result<(), AppError> {
+        let mut limiter = self
+            .inner
+            .limiter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        limiter
+            .check(device, Instant::now())
+            .map_err(|wait| AppError::RateLimited {
+                retry_after_secs: wait.as_secs().max(1),
+            })
+    }
+
+    /// Runs `work` on a blocking thread with the writer connection and the document cache.
+    pub async fn with_core<T, F>(&self, work: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Core) -> Result<T, AppError> + Send + 'static,
+    {
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut core = state.lock_core();
+            work(&mut core)
+        })
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "storage task failed");
+            AppError::Internal
+        })?
+    }
+
+    fn lock_core(&self) -> MutexGuard<'_, Core> {
+        self.inner.core.lock().unwrap_or_else(|poisoned| {
+            // A task panicked mid-request: its transaction rolled back when dropped, but the
+            // cache may hold documents it had changed. Start the cache afresh.
+            let mut core = poisoned.into_inner();
+            core.cache = DocCache::new(self.inner.config.cache_bytes);
+            core
+        })
+    }
+
+    /// Runs `work` on a blocking thread with the reader connection.
+    pub async fn with_reader<T, F>(&self, work: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
+    {
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let reader = state
+                .inner
+                .reader
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            work(&reader).map_err(AppError::from)
+        })
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "storage task failed");
+            AppError::Internal
+        })?
+    }
+
+    /// Reads the gauges reported by `/metrics`.
+    pub async fn gauges(&self) -> Result<Gauges, AppError> {
+        let mut gauges = self
+            .with_reader(|conn| {
+                let devices = db::devices::count_active(conn)?;
+                let (documents, document_bytes) = db::documents::totals(conn)?;
+                let (mailbox_envelopes, mailbox_bytes) = db::mailbox::totals(conn)?;
+                Ok(Gauges {
+                    devices,
+                    documents,
+                    document_bytes,
+                    mailbox_envelopes,
+                    mailbox_bytes,
+                    ..Gauges::default()
+                })
+            })
+            .await?;
+        if let Ok(core) = self.inner.core.try_lock() {
+            gauges.cache_bytes = core.cache.used_bytes();
+            gauges.cached_documents = core.cache.len();
+        }
+        Ok(gauges)
+    }
+}
