@@ -7,9 +7,12 @@
 //! - [`seal`]: sealed envelopes — tips, replies, member codes, invites, the peer transport.
 //! - [`mailbox`]: the grow-only, content-addressed set of envelopes relays carry.
 //! - [`sync`]: the sans-io sync engine (bytes and `now` in, bytes out).
+//! - `transport` (feature `http`): a small blocking HTTP carrier for envelopes.
 
 pub mod mailbox;
 pub mod model;
 pub mod seal;
 pub mod store;
 pub mod sync;
+#[cfg(feature = "http")]
+pub mod transport;
