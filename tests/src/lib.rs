@@ -1,1 +1,3 @@
 //! Shared helpers for Phakhi's end-to-end tests, fault injection and benchmarks.
+
+pub mod server;
