@@ -1,1 +1,694 @@
-//! (in progress)
+//! The sealed mailbox: a grow-only, content-addressed set of envelopes (tips going up to HQ,
+//! replies coming down to a province) that relays store and forward without reading them. This
+//! is the pure data structure and its wire messages; persisting it is the store's and the
+//! server's job ([`Mailbox::items_since`], [`Mailbox::acknowledged`] and [`Mailbox::restore`]
+//! are what they need).
+//!
+//! - Identity: an envelope's id is the SHA-256 of its bytes, so the same envelope arriving by
+//!   two paths is stored once and nobody can substitute content under an id.
+//! - Reconciliation: each mailbox numbers the envelopes it accepts in arrival order (`seq`). A
+//!   peer asks "what did you get after cursor N?" and receives a [`Have`] listing those ids and
+//!   the new cursor, which it remembers for next time; so a have-list costs what is new, not the
+//!   whole set. The receiver answers [`Want`] with the ids it does not hold, and the holder sends
+//!   them in a [`Push`]. A lost cursor only costs a resend of ids: everything is idempotent.
+//! - Pruning: HQ sends [`Ack`] for envelopes it holds durably; only acknowledged envelopes are
+//!   ever removed ([`Mailbox::prune_acknowledged`]), and an acknowledged id is never stored again.
+//!   The caller makes sure an `Ack` really comes from HQ (the transport authenticates it).
+//! - Bounds: every decoded message has a version byte and counted, capped lists; each origin (the
+//!   authenticated peer that pushed an envelope) has a quota of envelopes and bytes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::seal::wire::{LenWidth, Reader};
+use crate::seal::{ENVELOPE_VERSION, KIND_REPLY, KIND_TIP, MAILBOX_BUCKETS, PublicKey};
+
+const MAX_ENVELOPE_BYTES: usize = 64 * 1024;
+
+/// First byte of every mailbox message.
+pub const MAILBOX_MESSAGE_VERSION: u8 = 1;
+/// Most ids in one `Have`, `Want` or `Ack`.
+pub const MAX_IDS_PER_MESSAGE: usize = 4096;
+/// Most envelopes in one `Push`.
+pub const MAX_PUSH_ENVELOPES: usize = 256;
+/// Most envelope bytes in one `Push`.
+pub const MAX_PUSH_BYTES: usize = 8 * 1024 * 1024;
+/// Largest encoded mailbox message.
+pub const MAX_MESSAGE_BYTES: usize = MAX_PUSH_BYTES + MAX_PUSH_ENVELOPES * 32 + 64;
+/// Longest province code.
+pub const MAX_PROVINCE_BYTES: usize = 16;
+
+const TAG_HAVE: u8 = 1;
+const TAG_WANT: u8 = 2;
+const TAG_PUSH: u8 = 3;
+const TAG_ACK: u8 = 4;
+
+/// Why the mailbox refused something. Nothing changes when an error is returned.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum MailboxError {
+    #[error("envelope of {len} bytes is not one of the mailbox sizes (1, 4, 16, 64 KiB)")]
+    NotABucket { len: usize },
+    #[error("envelope header does not match its declared kind {kind:?}")]
+    KindMismatch { kind: EnvelopeKind },
+    #[error("province code {0:?} is invalid (expected e.g. TH-44)")]
+    BadProvince(String),
+    #[error(
+        "quota of {origin:?} exceeded: it would hold {count} envelopes / {bytes} bytes, the limit is {max_count} / {max_bytes}; wait until HQ acknowledges earlier ones"
+    )]
+    QuotaExceeded {
+        origin: PublicKey,
+        count: usize,
+        bytes: usize,
+        max_count: usize,
+        max_bytes: usize,
+    },
+    #[error("mailbox message of {len} bytes exceeds the limit of {max}")]
+    MessageTooLarge { len: usize, max: usize },
+    #[error("mailbox message version {0} is not supported; update the app")]
+    UnknownVersion(u8),
+    #[error("mailbox message is malformed: {0}")]
+    Malformed(#[from] crate::seal::WireError),
+    #[error("restored item's id does not match its envelope")]
+    CorruptItem,
+}
+
+/// SHA-256 of an envelope.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EnvelopeId(pub [u8; 32]);
+
+impl EnvelopeId {
+    /// The id of `envelope`.
+    pub fn of(envelope: &[u8]) -> Self {
+        Self(Sha256::digest(envelope).into())
+    }
+}
+
+impl fmt::Debug for EnvelopeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EnvelopeId({})", hex::encode(&self.0[..8]))
+    }
+}
+
+impl fmt::Display for EnvelopeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+/// What an envelope is; attachments will be a third kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EnvelopeKind {
+    /// Going up, sealed to the tip desk.
+    Tip,
+    /// Going down, sealed to a tip's reply key.
+    Reply,
+}
+
+impl EnvelopeKind {
+    const fn to_byte(self) -> u8 {
+        match self {
+            EnvelopeKind::Tip => KIND_TIP,
+            EnvelopeKind::Reply => KIND_REPLY,
+        }
+    }
+
+    fn from_byte(b: u8) -> Result<Self, crate::seal::WireError> {
+        match b {
+            KIND_TIP => Ok(EnvelopeKind::Tip),
+            KIND_REPLY => Ok(EnvelopeKind::Reply),
+            value => Err(crate::seal::WireError::UnknownTag {
+                field: "envelope kind",
+                value,
+            }),
+        }
+    }
+}
+
+/// An envelope with the routing facts relays may know: its kind and its province.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MailItem {
+    pub kind: EnvelopeKind,
+    /// ISO 3166-2:TH code of the province it belongs to.
+    pub province: String,
+    pub envelope: Vec<u8>,
+}
+
+impl MailItem {
+    /// The content address.
+    pub fn id(&self) -> EnvelopeId {
+        EnvelopeId::of(&self.envelope)
+    }
+
+    fn validate(&self) -> Result<(), MailboxError> {
+        if !MAILBOX_BUCKETS.contains(&self.envelope.len()) {
+            return Err(MailboxError::NotABucket {
+                len: self.envelope.len(),
+            });
+        }
+        if self.envelope.first() != Some(&ENVELOPE_VERSION)
+            || self.envelope.get(1) != Some(&self.kind.to_byte())
+        {
+            return Err(MailboxError::KindMismatch { kind: self.kind });
+        }
+        let p = &self.province;
+        if p.is_empty()
+            || p.len() > MAX_PROVINCE_BYTES
+            || !p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(MailboxError::BadProvince(p.clone()));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for MailItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MailItem")
+            .field("id", &self.id())
+            .field("kind", &self.kind)
+            .field("province", &self.province)
+            .field("len", &self.envelope.len())
+            .finish()
+    }
+}
+
+/// An envelope as held, with its local arrival number and who pushed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredItem {
+    pub id: EnvelopeId,
+    pub seq: u64,
+    /// The authenticated peer it came from; its quota is charged.
+    pub origin: PublicKey,
+    pub item: MailItem,
+}
+
+/// Limits per origin on what the mailbox holds for it (until HQ acknowledges).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub max_count: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for Quota {
+    /// 500 envelopes and 16 MiB per device.
+    fn default() -> Self {
+        Self {
+            max_count: 500,
+            max_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Which provinces a peer may receive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// HQ: every province.
+    All,
+    /// A relay or a phone: these province codes.
+    Provinces(BTreeSet<String>),
+}
+
+impl Scope {
+    /// A scope of the given province codes.
+    pub fn provinces<I: IntoIterator<Item = S>, S: Into<String>>(codes: I) -> Self {
+        Scope::Provinces(codes.into_iter().map(Into::into).collect())
+    }
+
+    pub fn contains(&self, province: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Provinces(set) => set.contains(province),
+        }
+    }
+}
+
+/// What the sender holds that arrived after the receiver's last cursor.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Have {
+    /// Remember this and send it back next time.
+    pub cursor: u64,
+    pub ids: Vec<EnvelopeId>,
+    /// More ids are waiting after `cursor`.
+    pub more: bool,
+}
+
+/// The ids the receiver of a `Have` does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Want {
+    pub ids: Vec<EnvelopeId>,
+}
+
+/// Envelopes sent in answer to a `Want`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Push {
+    pub items: Vec<MailItem>,
+}
+
+/// HQ's statement that it durably holds these envelopes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Ack {
+    pub ids: Vec<EnvelopeId>,
+}
+
+/// One reconciliation message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailboxMessage {
+    Have(Have),
+    Want(Want),
+    Push(Push),
+    Ack(Ack),
+}
+
+/// The outcome of inserting one envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// Newly stored with this arrival number.
+    New { seq: u64 },
+    /// Already held.
+    AlreadyHeld,
+    /// HQ already acknowledged it; not stored again.
+    AlreadyAcknowledged,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Usage {
+    count: usize,
+    bytes: usize,
+}
+
+/// The in-memory mailbox.
+#[derive(Debug, Clone)]
+pub struct Mailbox {
+    quota: Quota,
+    items: BTreeMap<EnvelopeId, StoredItem>,
+    by_seq: BTreeMap<u64, EnvelopeId>,
+    next_seq: u64,
+    acknowledged: BTreeSet<EnvelopeId>,
+    usage: HashMap<PublicKey, Usage>,
+}
+
+impl Mailbox {
+    /// An empty mailbox with this per-origin quota.
+    pub fn new(quota: Quota) -> Self {
+        Self {
+            quota,
+            items: BTreeMap::new(),
+            by_seq: BTreeMap::new(),
+            next_seq: 1,
+            acknowledged: BTreeSet::new(),
+            usage: HashMap::new(),
+        }
+    }
+
+    /// Rebuilds a mailbox from persisted items and acknowledged ids. Items are checked against
+    /// their ids; quotas are not enforced on what was already accepted.
+    pub fn restore(
+        quota: Quota,
+        items: impl IntoIterator<Item = StoredItem>,
+        acknowledged: impl IntoIterator<Item = EnvelopeId>,
+    ) -> Result<Self, MailboxError> {
+        let mut mb = Self::new(quota);
+        mb.acknowledged = acknowledged.into_iter().collect();
+        for stored in items {
+            stored.item.validate()?;
+            if stored.item.id() != stored.id {
+                return Err(MailboxError::CorruptItem);
+            }
+            mb.next_seq = mb.next_seq.max(stored.seq.saturating_add(1));
+            mb.charge(&stored.origin, stored.item.envelope.len());
+            mb.by_seq.insert(stored.seq, stored.id);
+            mb.items.insert(stored.id, stored);
+        }
+        Ok(mb)
+    }
+
+    fn charge(&mut self, origin: &PublicKey, bytes: usize) {
+        let u = self.usage.entry(*origin).or_default();
+        u.count += 1;
+        u.bytes += bytes;
+    }
+
+    fn check_quota(
+        &self,
+        origin: &PublicKey,
+        add_count: usize,
+        add_bytes: usize,
+    ) -> Result<(), MailboxError> {
+        let u = self.usage.get(origin).copied().unwrap_or_default();
+        let count = u.count + add_count;
+        let bytes = u.bytes + add_bytes;
+        if count > self.quota.max_count || bytes > self.quota.max_bytes {
+            return Err(MailboxError::QuotaExceeded {
+                origin: *origin,
+                count,
+                bytes,
+                max_count: self.quota.max_count,
+                max_bytes: self.quota.max_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Stores one envelope pushed by `origin`. Idempotent.
+    pub fn insert(&mut self, origin: &PublicKey, item: MailItem) -> Result<Inserted, MailboxError> {
+        item.validate()?;
+        let id = item.id();
+        if self.acknowledged.contains(&id) && !self.items.contains_key(&id) {
+            return Ok(Inserted::AlreadyAcknowledged);
+        }
+        if self.items.contains_key(&id) {
+            return Ok(Inserted::AlreadyHeld);
+        }
+        self.check_quota(origin, 1, item.envelope.len())?;
+        Ok(self.insert_unchecked(origin, id, item))
+    }
+
+    fn insert_unchecked(&mut self, origin: &PublicKey, id: EnvelopeId, item: MailItem) -> Inserted {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.charge(origin, item.envelope.len());
+        self.by_seq.insert(seq, id);
+        self.items.insert(
+            id,
+            StoredItem {
+                id,
+                seq,
+                origin: *origin,
+                item,
+            },
+        );
+        Inserted::New { seq }
+    }
+
+    /// Applies a `Push` from `origin`: all of it or, on any error, none of it.
+    pub fn receive_push(
+        &mut self,
+        origin: &PublicKey,
+        push: Push,
+    ) -> Result<Vec<Inserted>, MailboxError> {
+        let mut fresh = BTreeMap::new();
+        for item in &push.items {
+            item.validate()?;
+            let id = item.id();
+            if !self.items.contains_key(&id) && !self.acknowledged.contains(&id) {
+                fresh.insert(id, item.envelope.len());
+            }
+        }
+        self.check_quota(origin, fresh.len(), fresh.values().sum())?;
+        let mut out = Vec::with_capacity(push.items.len());
+        for item in push.items {
+            let id = item.id();
+            out.push(if self.items.contains_key(&id) {
+                Inserted::AlreadyHeld
+            } else if self.acknowledged.contains(&id) {
+                Inserted::AlreadyAcknowledged
+            } else {
+                self.insert_unchecked(origin, id, item)
+            });
+        }
+        Ok(out)
+    }
+
+    /// The envelope with this id, if held.
+    pub fn get(&self, id: &EnvelopeId) -> Option<&StoredItem> {
+        self.items.get(id)
+    }
+
+    pub fn contains(&self, id: &EnvelopeId) -> bool {
+        self.items.contains_key(id)
+    }
+
+    /// How many envelopes are held.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The arrival number the next envelope will get.
+    pub const fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Envelopes (and their count and bytes) currently charged to `origin`.
+    pub fn usage(&self, origin: &PublicKey) -> (usize, usize) {
+        let u = self.usage.get(origin).copied().unwrap_or_default();
+        (u.count, u.bytes)
+    }
+
+    /// Held items that arrived after `seq`, in arrival order: what a store persists.
+    pub fn items_since(&self, seq: u64) -> impl Iterator<Item = &StoredItem> {
+        self.by_seq
+            .range(seq.saturating_add(1)..)
+            .filter_map(|(_, id)| self.items.get(id))
+    }
+
+    /// Ids HQ acknowledged.
+    pub fn acknowledged(&self) -> impl Iterator<Item = &EnvelopeId> {
+        self.acknowledged.iter()
+    }
+
+    /// The ids in `scope` (and of `kinds`) that arrived after `cursor`, at most `limit` of them.
+    pub fn have_since(
+        &self,
+        cursor: u64,
+        scope: &Scope,
+        kinds: &[EnvelopeKind],
+        limit: usize,
+    ) -> Have {
+        let limit = limit.min(MAX_IDS_PER_MESSAGE);
+        let mut have = Have {
+            cursor,
+            ids: Vec::new(),
+            more: false,
+        };
+        for (&seq, id) in self.by_seq.range(cursor.saturating_add(1)..) {
+            let Some(stored) = self.items.get(id) else {
+                continue;
+            };
+            if !scope.contains(&stored.item.province) || !kinds.contains(&stored.item.kind) {
+                have.cursor = seq;
+                continue;
+            }
+            if have.ids.len() == limit {
+                have.more = true;
+                break;
+            }
+            have.ids.push(*id);
+            have.cursor = seq;
+        }
+        if !have.more {
+            have.cursor = have.cursor.max(self.next_seq.saturating_sub(1));
+        }
+        have
+    }
+
+    /// The ids of `have` this mailbox neither holds nor knows to be acknowledged.
+    pub fn want(&self, have: &Have) -> Want {
+        Want {
+            ids: have
+                .ids
+                .iter()
+                .filter(|id| !self.items.contains_key(id) && !self.acknowledged.contains(id))
+                .copied()
+                .collect(),
+        }
+    }
+
+    /// The wanted envelopes that are held and in `scope`, up to the push limits.
+    pub fn push_for(&self, want: &Want, scope: &Scope) -> Push {
+        let mut push = Push::default();
+        let mut bytes = 0usize;
+        for id in &want.ids {
+            let Some(stored) = self.items.get(id) else {
+                continue;
+            };
+            if !scope.contains(&stored.item.province) {
+                continue;
+            }
+            let len = stored.item.envelope.len();
+            if push.items.len() == MAX_PUSH_ENVELOPES || bytes + len > MAX_PUSH_BYTES {
+                break;
+            }
+            bytes += len;
+            push.items.push(stored.item.clone());
+        }
+        push
+    }
+
+    /// Records HQ's acknowledgement. Returns how many ids were new to the acknowledged set.
+    pub fn acknowledge(&mut self, ack: &Ack) -> usize {
+        ack.ids
+            .iter()
+            .filter(|id| self.acknowledged.insert(**id))
+            .count()
+    }
+
+    /// Acknowledgement for everything held (what HQ sends after committing).
+    pub fn ack_all_held(&self) -> Ack {
+        Ack {
+            ids: self.items.keys().copied().collect(),
+        }
+    }
+
+    /// Removes every held envelope HQ acknowledged, and only those; frees their quota.
+    pub fn prune_acknowledged(&mut self) -> Vec<EnvelopeId> {
+        let doomed: Vec<EnvelopeId> = self
+            .items
+            .keys()
+            .filter(|id| self.acknowledged.contains(id))
+            .copied()
+            .collect();
+        for id in &doomed {
+            if let Some(stored) = self.items.remove(id) {
+                self.by_seq.remove(&stored.seq);
+                if let Some(u) = self.usage.get_mut(&stored.origin) {
+                    u.count = u.count.saturating_sub(1);
+                    u.bytes = u.bytes.saturating_sub(stored.item.envelope.len());
+                }
+            }
+        }
+        doomed
+    }
+}
+
+impl MailboxMessage {
+    /// `version || tag || body`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![MAILBOX_MESSAGE_VERSION];
+        let put_ids = |out: &mut Vec<u8>, ids: &[EnvelopeId]| {
+            out.extend_from_slice(&u32::try_from(ids.len()).unwrap_or(u32::MAX).to_be_bytes());
+            for id in ids {
+                out.extend_from_slice(&id.0);
+            }
+        };
+        match self {
+            MailboxMessage::Have(h) => {
+                out.push(TAG_HAVE);
+                out.extend_from_slice(&h.cursor.to_be_bytes());
+                out.push(u8::from(h.more));
+                put_ids(&mut out, &h.ids);
+            }
+            MailboxMessage::Want(w) => {
+                out.push(TAG_WANT);
+                put_ids(&mut out, &w.ids);
+            }
+            MailboxMessage::Ack(a) => {
+                out.push(TAG_ACK);
+                put_ids(&mut out, &a.ids);
+            }
+            MailboxMessage::Push(p) => {
+                out.push(TAG_PUSH);
+                out.extend_from_slice(
+                    &u16::try_from(p.items.len()).unwrap_or(u16::MAX).to_be_bytes(),
+                );
+                for item in &p.items {
+                    out.push(item.kind.to_byte());
+                    out.push(u8::try_from(item.province.len()).unwrap_or(u8::MAX));
+                    out.extend_from_slice(item.province.as_bytes());
+                    out.extend_from_slice(
+                        &u32::try_from(item.envelope.len())
+                            .unwrap_or(u32::MAX)
+                            .to_be_bytes(),
+                    );
+                    out.extend_from_slice(&item.envelope);
+                }
+            }
+        }
+        out
+    }
+
+    /// Decodes a message, checking its total size first and every count against its cap.
+    pub fn decode(bytes: &[u8]) -> Result<Self, MailboxError> {
+        use crate::seal::WireError;
+        if bytes.len() > MAX_MESSAGE_BYTES {
+            return Err(MailboxError::MessageTooLarge {
+                len: bytes.len(),
+                max: MAX_MESSAGE_BYTES,
+            });
+        }
+        let mut r = Reader::new(bytes);
+        let version = r.u8("mailbox version")?;
+        if version != MAILBOX_MESSAGE_VERSION {
+            return Err(MailboxError::UnknownVersion(version));
+        }
+        let read_ids = |r: &mut Reader<'_>| -> Result<Vec<EnvelopeId>, WireError> {
+            let n = r.len("ids", LenWidth::U32, MAX_IDS_PER_MESSAGE)?;
+            if r.remaining() < n * 32 {
+                return Err(WireError::Truncated {
+                    field: "ids",
+                    needed: n * 32,
+                    remaining: r.remaining(),
+                });
+            }
+            (0..n).map(|_| r.array("id").map(EnvelopeId)).collect()
+        };
+        let msg = match r.u8("mailbox message tag")? {
+            TAG_HAVE => {
+                let cursor = r.u64("cursor")?;
+                let more = match r.u8("more")? {
+                    0 => false,
+                    1 => true,
+                    value => return Err(WireError::UnknownTag { field: "more", value }.into()),
+                };
+                let ids = read_ids(&mut r)?;
+                MailboxMessage::Have(Have { cursor, ids, more })
+            }
+            TAG_WANT => MailboxMessage::Want(Want {
+                ids: read_ids(&mut r)?,
+            }),
+            TAG_ACK => MailboxMessage::Ack(Ack {
+                ids: read_ids(&mut r)?,
+            }),
+            TAG_PUSH => {
+                let n = usize::from(r.u16("envelopes")?);
+                if n > MAX_PUSH_ENVELOPES {
+                    return Err(WireError::TooLong {
+                        field: "envelopes",
+                        len: n,
+                        max: MAX_PUSH_ENVELOPES,
+                    }
+                    .into());
+                }
+                let mut items = Vec::with_capacity(n);
+                let mut total = 0usize;
+                for _ in 0..n {
+                    let kind = EnvelopeKind::from_byte(r.u8("envelope kind")?)?;
+                    let province = r.text("province", LenWidth::U8, MAX_PROVINCE_BYTES)?;
+                    let envelope = r.blob("envelope", LenWidth::U32, MAX_ENVELOPE_BYTES)?;
+                    total += envelope.len();
+                    if total > MAX_PUSH_BYTES {
+                        return Err(WireError::TooLong {
+                            field: "push",
+                            len: total,
+                            max: MAX_PUSH_BYTES,
+                        }
+                        .into());
+                    }
+                    let item = MailItem {
+                        kind,
+                        province,
+                        envelope: envelope.to_vec(),
+                    };
+                    item.validate()?;
+                    items.push(item);
+                }
+                MailboxMessage::Push(Push { items })
+            }
+            value => {
+                return Err(WireError::UnknownTag {
+                    field: "mailbox message tag",
+                    value,
+                }
+                .into());
+            }
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}
