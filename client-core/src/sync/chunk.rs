@@ -1,0 +1,173 @@
+//! Turning "the changes after these heads" into the smallest [`Chunk`], and applying a received
+//! chunk as one batch, validated before the document is touched.
+
+use automerge::{AutoCommit, Bundle, Change, ChangeHash, ReadDoc};
+
+use super::error::DocError;
+use super::scope::Limits;
+use super::wire::Chunk;
+
+/// Up to this many missing changes, both the change-by-change and the bundle form are built and
+/// the smaller is sent; above it a bundle always wins.
+const SMALL: usize = 16;
+
+/// Sorted, deduplicated heads: how heads are stored and compared.
+pub(crate) fn normalise(mut heads: Vec<ChangeHash>) -> Vec<ChangeHash> {
+    heads.sort_unstable();
+    heads.dedup();
+    heads
+}
+
+/// Which of `heads` this document has applied.
+pub(crate) fn known(doc: &mut AutoCommit, heads: &[ChangeHash]) -> Vec<ChangeHash> {
+    if heads.is_empty() {
+        return Vec::new();
+    }
+    let missing = doc.get_missing_deps(heads);
+    heads
+        .iter()
+        .filter(|h| !missing.contains(h))
+        .copied()
+        .collect()
+}
+
+/// Does this document have every one of `heads`, with nothing queued for missing dependencies?
+pub(crate) fn has_all(doc: &mut AutoCommit, heads: &[ChangeHash]) -> bool {
+    doc.get_missing_deps(heads).is_empty()
+}
+
+/// The changes of `doc` that a peer having `base` (all known here) lacks, as the cheapest chunk.
+/// An empty base means the peer has nothing: the whole document is sent.
+pub(crate) fn build(doc: &mut AutoCommit, base: &[ChangeHash]) -> Option<Chunk> {
+    let total = doc.stats().num_changes;
+    if total == 0 {
+        return None;
+    }
+    if base.is_empty() {
+        return Some(Chunk::Document {
+            changes: total,
+            bytes: doc.save(),
+        });
+    }
+    let hashes: Vec<ChangeHash> = doc.get_changes_meta(base).iter().map(|m| m.hash).collect();
+    if hashes.is_empty() {
+        return None;
+    }
+    let n = hashes.len();
+    let bundle = doc.bundle(hashes).ok().map(|b| b.bytes().to_vec());
+    let mut best = match bundle {
+        Some(bytes) => Chunk::Bundle {
+            changes: n as u64,
+            bytes,
+        },
+        None => Chunk::Changes(
+            doc.get_changes(base)
+                .iter_mut()
+                .map(|c| c.bytes().into_owned())
+                .collect(),
+        ),
+    };
+    if n <= SMALL && matches!(best, Chunk::Bundle { .. }) {
+        let single = Chunk::Changes(
+            doc.get_changes(base)
+                .iter_mut()
+                .map(|c| c.bytes().into_owned())
+                .collect(),
+        );
+        if single.byte_len() < best.byte_len() {
+            best = single;
+        }
+    }
+    // When most of the document is missing, the saved document (which also compresses the ops
+    // that later changes deleted) can be smaller than a bundle.
+    if (n as u64).saturating_mul(3) > total {
+        let bytes = doc.save();
+        if bytes.len() < best.byte_len() {
+            best = Chunk::Document {
+                changes: total,
+                bytes,
+            };
+        }
+    }
+    Some(best)
+}
+
+/// Decodes a chunk into changes without touching any document.
+fn decode(
+    doc: &mut AutoCommit,
+    chunk: &Chunk,
+    limits: &Limits,
+    budget: &mut usize,
+) -> Result<Decoded, DocError> {
+    if chunk.byte_len() > limits.max_chunk_bytes {
+        return Err(DocError::ChunkTooLarge);
+    }
+    let declared = usize::try_from(chunk.declared_changes()).unwrap_or(usize::MAX);
+    if declared > *budget {
+        return Err(DocError::TooManyChanges);
+    }
+    let decoded = match chunk {
+        Chunk::Changes(raw) => {
+            let changes = raw
+                .iter()
+                .map(|b| Change::try_from(b.as_slice()).map_err(|_| DocError::BadChunk))
+                .collect::<Result<Vec<_>, _>>()?;
+            Decoded::Changes(changes)
+        }
+        Chunk::Bundle { bytes, .. } => {
+            let bundle = Bundle::try_from(bytes.as_slice()).map_err(|_| DocError::BadChunk)?;
+            if bundle.iter_changes().count() > *budget {
+                return Err(DocError::TooManyChanges);
+            }
+            Decoded::Changes(bundle.to_changes().map_err(|_| DocError::BadChunk)?)
+        }
+        Chunk::Document { bytes, .. } => {
+            let mut loaded = AutoCommit::load(bytes).map_err(|_| DocError::BadChunk)?;
+            if loaded.stats().num_changes as usize > *budget {
+                return Err(DocError::TooManyChanges);
+            }
+            if doc.get_heads().is_empty() {
+                Decoded::Whole(loaded)
+            } else {
+                Decoded::Changes(doc.get_changes_added(&mut loaded))
+            }
+        }
+    };
+    let count = match &decoded {
+        Decoded::Changes(c) => c.len(),
+        Decoded::Whole(d) => d.stats().num_changes as usize,
+    };
+    if count > *budget {
+        return Err(DocError::TooManyChanges);
+    }
+    *budget -= count;
+    Ok(decoded)
+}
+
+enum Decoded {
+    Changes(Vec<Change>),
+    Whole(AutoCommit),
+}
+
+/// Applies a chunk to `doc` as one batch and returns how many changes the document gained.
+/// On error the document is unchanged: the chunk is fully decoded and verified first.
+/// `budget` is what is left of the message's change allowance; it is reduced.
+pub(crate) fn apply(
+    doc: &mut AutoCommit,
+    chunk: &Chunk,
+    limits: &Limits,
+    budget: &mut usize,
+) -> Result<u64, DocError> {
+    let before = doc.stats().num_changes;
+    match decode(doc, chunk, limits, budget)? {
+        Decoded::Whole(loaded) => {
+            let actor = doc.get_actor().clone();
+            *doc = loaded.with_actor(actor);
+        }
+        Decoded::Changes(changes) => {
+            doc.apply_changes_batch(changes)
+                .map_err(|_| DocError::ApplyFailed)?;
+        }
+    }
+    Ok(doc.stats().num_changes.saturating_sub(before))
+}

@@ -1,0 +1,297 @@
+//! The asking side of an exchange (a phone towards its server, a relay towards HQ). It owns the
+//! per-peer [`PeerState`] and drives at most two round trips per exchange.
+
+use std::collections::BTreeMap;
+
+use automerge::{AutoCommit, ChangeHash};
+
+use super::chunk::{self, normalise};
+use super::error::{DocError, SyncError};
+use super::name::DocName;
+use super::scope::{Limits, Scope};
+use super::state::PeerState;
+use super::stats::ExchangeStats;
+use super::wire::{Chunk, DocEntry, DocStatus, Kind, Message, request_digest};
+
+/// What the caller does next after [`Initiator::handle_response`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// The exchange is over: persist [`Initiator::state`], read [`Initiator::stats`].
+    Done,
+    /// Some documents need a second round: call [`Initiator::poll_request`] again and send it.
+    NeedsRound2,
+}
+
+/// Drives exchanges with one peer.
+///
+/// Call order for one exchange:
+/// 1. [`Initiator::poll_request`] with the documents in scope (and the mailbox section):
+///    returns the round-1 request bytes to send.
+/// 2. [`Initiator::handle_response`] with the bytes that came back. It applies each document's
+///    chunk as one batch and advances the shared heads of the documents that completed.
+///    - [`Progress::Done`]: persist [`Initiator::state`] (`encode()`); [`Initiator::stats`] has
+///      the figures and [`Initiator::take_mailbox`] the peer's mailbox section.
+///    - [`Progress::NeedsRound2`]: call `poll_request` again for the round-2 request, send it,
+///      and `handle_response` its answer, which is always `Done`.
+/// 3. If a request or its response is lost, call [`Initiator::handle_lost`]: the state is left
+///    as it was after the last completed exchange, and the next `poll_request` starts afresh.
+///    Nothing is ever lost by doing so; at worst some bytes are sent again.
+#[derive(Debug)]
+pub struct Initiator {
+    state: PeerState,
+    limits: Limits,
+    in_flight: Option<InFlight>,
+    round2: BTreeMap<DocName, Vec<ChangeHash>>,
+    round: u8,
+    stats: ExchangeStats,
+    mailbox: Option<Vec<u8>>,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    round: u8,
+    /// Digest of the request bytes, which the response must echo.
+    digest: [u8; 8],
+    /// Heads sent for each document, as sent.
+    sent: BTreeMap<DocName, Vec<ChangeHash>>,
+}
+
+impl Initiator {
+    /// An initiator resuming from a persisted `state` (or `PeerState::new()`).
+    pub fn new(state: PeerState, limits: Limits) -> Self {
+        Initiator {
+            state,
+            limits,
+            in_flight: None,
+            round2: BTreeMap::new(),
+            round: 0,
+            stats: ExchangeStats::default(),
+            mailbox: None,
+        }
+    }
+
+    /// The per-peer state to persist after each completed exchange.
+    pub fn state(&self) -> &PeerState {
+        &self.state
+    }
+
+    /// Figures of the current or last exchange.
+    pub fn stats(&self) -> &ExchangeStats {
+        &self.stats
+    }
+
+    /// The peer's mailbox section from the last response, once.
+    pub fn take_mailbox(&mut self) -> Option<Vec<u8>> {
+        self.mailbox.take()
+    }
+
+    /// Forgets the request in flight (lost request or response, reconnect).
+    pub fn handle_lost(&mut self) {
+        self.in_flight = None;
+        self.round2.clear();
+        self.round = 0;
+    }
+
+    /// The next request to send: round 1 for every document of `docs`, or round 2 for the
+    /// documents the peer asked more of. `mailbox` is only sent in round 1.
+    pub fn poll_request(
+        &mut self,
+        docs: &mut BTreeMap<DocName, AutoCommit>,
+        mailbox: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, SyncError> {
+        if self.in_flight.is_some() {
+            return Err(SyncError::RequestInFlight);
+        }
+        let mut entries = Vec::new();
+        let mut sent = BTreeMap::new();
+        let round = if self.round == 1 && !self.round2.is_empty() {
+            for (name, their_heads) in std::mem::take(&mut self.round2) {
+                let Some(doc) = docs.get_mut(&name) else {
+                    continue;
+                };
+                let base = chunk::known(doc, &their_heads);
+                let chunk = chunk::build(doc, &base);
+                let heads = normalise(doc.get_heads());
+                self.push(&mut entries, &mut sent, name, heads, chunk);
+            }
+            2
+        } else {
+            self.stats = ExchangeStats::default();
+            self.round2.clear();
+            for (name, doc) in docs.iter_mut() {
+                let shared = self.state.shared_heads(name).to_vec();
+                let base = chunk::known(doc, &shared);
+                let heads = normalise(doc.get_heads());
+                let chunk = if heads == base {
+                    None
+                } else {
+                    chunk::build(doc, &base)
+                };
+                self.push(&mut entries, &mut sent, name.clone(), heads, chunk);
+            }
+            1
+        };
+        let message = Message {
+            kind: Kind::Request,
+            round,
+            echo: [0; 8],
+            docs: entries,
+            mailbox: if round == 1 { mailbox } else { None },
+        };
+        let bytes = message.encode();
+        self.stats.bytes_sent += bytes.len();
+        self.stats.rounds = round;
+        self.round = round;
+        self.in_flight = Some(InFlight {
+            round,
+            digest: request_digest(&bytes),
+            sent,
+        });
+        Ok(bytes)
+    }
+
+    fn push(
+        &mut self,
+        entries: &mut Vec<DocEntry>,
+        sent: &mut BTreeMap<DocName, Vec<ChangeHash>>,
+        name: DocName,
+        heads: Vec<ChangeHash>,
+        chunk: Option<Chunk>,
+    ) {
+        self.stats.doc(name.as_str()).sent_bytes += chunk.as_ref().map_or(0, Chunk::byte_len);
+        entries.push(DocEntry {
+            name: name.as_str().to_owned(),
+            status: DocStatus::Ok,
+            heads: heads.clone(),
+            chunk,
+        });
+        sent.insert(name, heads);
+    }
+
+    /// Applies the peer's response (see the type's call order). `accept` decides which
+    /// documents the peer offers that this side did not have may be created here.
+    pub fn handle_response(
+        &mut self,
+        bytes: &[u8],
+        docs: &mut BTreeMap<DocName, AutoCommit>,
+        accept: &impl Scope,
+    ) -> Result<Progress, SyncError> {
+        let in_flight = self.in_flight.as_ref().ok_or(SyncError::NoRequestInFlight)?;
+        let response = Message::decode(bytes, &self.limits)?;
+        if response.kind != Kind::Response {
+            return Err(SyncError::UnexpectedKind {
+                expected: Kind::Response.label(),
+                got: response.kind.label(),
+            });
+        }
+        if response.round != in_flight.round {
+            return Err(SyncError::RoundMismatch {
+                expected: in_flight.round,
+                got: response.round,
+            });
+        }
+        if response.echo != in_flight.digest {
+            return Err(SyncError::StaleResponse);
+        }
+        let Some(in_flight) = self.in_flight.take() else {
+            return Err(SyncError::NoRequestInFlight);
+        };
+        self.stats.bytes_received += bytes.len();
+        if response.round == 1 {
+            self.mailbox = response.mailbox;
+        }
+        let mut budget = self.limits.max_changes;
+        for entry in response.docs {
+            let received = entry.chunk.as_ref().map_or(0, Chunk::byte_len);
+            self.stats.doc(&entry.name).received_bytes += received;
+            let outcome = self.handle_entry(&entry, &in_flight, docs, accept, &mut budget);
+            let doc_stats = self.stats.doc(&entry.name);
+            match outcome {
+                Ok(applied) => {
+                    doc_stats.changes_applied += applied;
+                    doc_stats.error = None;
+                }
+                Err((applied, e)) => {
+                    doc_stats.changes_applied += applied;
+                    doc_stats.error = Some(e);
+                }
+            }
+        }
+        if in_flight.round == 1 && !self.round2.is_empty() {
+            Ok(Progress::NeedsRound2)
+        } else {
+            self.round2.clear();
+            self.round = 0;
+            Ok(Progress::Done)
+        }
+    }
+
+    /// One document of a response: `Ok(changes gained)` or the error with what was gained.
+    fn handle_entry(
+        &mut self,
+        entry: &DocEntry,
+        in_flight: &InFlight,
+        docs: &mut BTreeMap<DocName, AutoCommit>,
+        accept: &impl Scope,
+        budget: &mut usize,
+    ) -> Result<u64, (u64, DocError)> {
+        let name = DocName::parse(&entry.name).map_err(|_| (0, DocError::InvalidName))?;
+        let sent_heads = in_flight.sent.get(&name);
+        let their_heads = normalise(entry.heads.clone());
+        if sent_heads.is_none() {
+            // An offer of a document this side did not have.
+            if in_flight.round != 1 || entry.status != DocStatus::Ok || !accept.may_read(&name) {
+                return Err((0, DocError::NotReadable));
+            }
+        }
+        let mut applied = 0;
+        if let Some(chunk) = entry.chunk.as_ref() {
+            let doc = match docs.get_mut(&name) {
+                Some(doc) => doc,
+                None => {
+                    let mut fresh = AutoCommit::new();
+                    applied = chunk::apply(&mut fresh, chunk, &self.limits, budget)
+                        .map_err(|e| (0, e))?;
+                    docs.entry(name.clone()).or_insert(fresh)
+                }
+            };
+            if applied == 0 {
+                applied = chunk::apply(doc, chunk, &self.limits, budget).map_err(|e| (0, e))?;
+            }
+        }
+        let complete = |docs: &mut BTreeMap<DocName, AutoCommit>| {
+            docs.get_mut(&name)
+                .is_some_and(|d| chunk::has_all(d, &their_heads))
+        };
+        match entry.status {
+            DocStatus::Ok => {
+                if !complete(docs) {
+                    return Err((applied, DocError::MissingDeps));
+                }
+                let mut shared = their_heads.clone();
+                shared.extend(sent_heads.into_iter().flatten().copied());
+                self.state.set_shared_heads(name, shared);
+                Ok(applied)
+            }
+            DocStatus::NeedFrom => {
+                if in_flight.round != 1 {
+                    return Err((applied, DocError::Incomplete));
+                }
+                self.round2.insert(name, their_heads);
+                Ok(applied)
+            }
+            DocStatus::Error(DocError::WriteRefused) => {
+                if complete(docs) {
+                    self.state.set_shared_heads(name, their_heads);
+                }
+                Err((applied, DocError::WriteRefused))
+            }
+            DocStatus::Error(DocError::Incomplete) => {
+                // Start this document over with the whole of it next time.
+                self.state.forget(&name);
+                Err((applied, DocError::Incomplete))
+            }
+            DocStatus::Error(e) => Err((applied, e)),
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! The sans-io sync engine: one piece of code used by phones, by relays syncing upstream, by
+//! the server and by tests. It takes bytes and documents in and gives bytes out; it does no I/O
+//! and reads no clock. The transport envelope, the mailbox and storage are the caller's.
+//!
+//! # Why not automerge's own sync protocol
+//!
+//! Automerge's Bloom-filter protocol runs one state machine per document (so many documents cost
+//! many round trips), sends missing changes one by one (~236 B each, against a few bytes per
+//! change in a compressed chunk) unless more than a third of the history is missing, and a peer
+//! can mine change hashes that collide in the filter to force a round trip per change. Phakhi
+//! uses heads and compressed chunks instead:
+//!
+//! * The initiator persists, per peer and document, the **shared heads**: heads both sides were
+//!   known to have after the last completed exchange ([`PeerState`]). The responder keeps no
+//!   per-peer state at all.
+//! * **Round 1.** The request carries, for every document of the scope in one message, the
+//!   initiator's heads and the changes that follow the shared heads, as the smallest of: change
+//!   chunks (a handful of changes), an automerge bundle (changes compressed column-wise, like a
+//!   saved document), or the whole saved document (first sync, or when most is missing).
+//!   The responder applies each document's chunk as **one batch** (automerge charges each applied
+//!   change in proportion to the document's size), then, if it now has every head of the
+//!   initiator, answers `Ok` with its own heads and the changes after the initiator's heads.
+//!   The initiator applies them; the shared heads become the union of both heads.
+//! * **Round 2**, only when the shared heads were wrong (a restored backup, a lost response,
+//!   a lying peer): the responder, lacking dependencies, answers `NeedFrom` with its heads. The
+//!   initiator sends what follows the part of those heads it knows (the whole document if it knows
+//!   none), which by construction fills every gap; the responder answers as in round 1. A
+//!   responder that still misses something in round 2 answers `Incomplete` and the initiator
+//!   forgets the shared heads of that document. No input makes an exchange last more than two
+//!   round trips, and there are no filters to poison.
+//! * A lost request or response leaves the persisted state as it was: the next exchange resends
+//!   from the old shared heads and duplicates are ignored by the CRDT.
+//! * Documents in round 1 that the responder has, may show the peer, and the peer did not name
+//!   are offered whole; the initiator creates them if its `accept` scope allows. The responder
+//!   creates a document the peer pushes only if the peer [`Scope::may_create`] it.
+//! * `private` never leaves the device: it cannot become a [`DocName`], so it cannot be sent,
+//!   and a request naming it is answered with [`DocError::Private`].
+//!
+//! Every chunk is decoded and verified (hashes, columns, change counts against [`Limits`])
+//! before the document is touched, so garbage changes nothing.
+//!
+//! The wire layout is in [`wire`].
+
+mod chunk;
+mod error;
+mod initiator;
+mod name;
+mod responder;
+mod scope;
+mod state;
+mod stats;
+pub mod wire;
+
+pub use error::{DocError, SyncError, WireError};
+pub use initiator::{Initiator, Progress};
+pub use name::{DocName, MAX_NAME_LEN, NameError};
+pub use responder::{Reply, Responder};
+pub use scope::{Limits, PrefixScope, Scope};
+pub use state::{PeerState, STATE_VERSION};
+pub use stats::{DocStats, ExchangeStats};
+
+/// The documents one exchange works on, by name.
+pub type Docs = std::collections::BTreeMap<DocName, automerge::AutoCommit>;

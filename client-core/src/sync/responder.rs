@@ -1,0 +1,258 @@
+//! The answering side of an exchange (a server for its phones, HQ for a relay). It keeps no
+//! per-peer state: everything it needs is in the request, so a server restart or a peer that
+//! comes back after weeks costs nothing extra here.
+
+use std::collections::BTreeMap;
+
+use automerge::{AutoCommit, ChangeHash};
+
+use super::chunk::{self, normalise};
+use super::error::{DocError, SyncError};
+use super::name::DocName;
+use super::scope::{Limits, Scope};
+use super::stats::ExchangeStats;
+use super::wire::{Chunk, DocEntry, DocStatus, Kind, Message, request_digest};
+
+/// Answers exchange requests over the documents the caller loaded for this peer.
+///
+/// Call order, per received request message:
+/// 1. [`Responder::handle_request`] with the bytes, the peer's documents and its [`Scope`]. It
+///    applies what the peer sent (each document as one batch) and prepares the answer.
+/// 2. Read [`Reply::request_mailbox`] and hand it to the mailbox; persist the documents listed
+///    by [`Reply::changed`].
+/// 3. [`Reply::into_bytes`] with the mailbox's answer, and send the bytes back.
+///
+/// A round-2 request is handled the same way; the responder does not need to know it saw round 1.
+#[derive(Debug, Clone, Default)]
+pub struct Responder {
+    limits: Limits,
+}
+
+/// The prepared answer to one request.
+#[derive(Debug)]
+pub struct Reply {
+    message: Message,
+    request_mailbox: Option<Vec<u8>>,
+    changed: Vec<DocName>,
+    stats: ExchangeStats,
+}
+
+impl Reply {
+    /// The opaque mailbox section of the request, if any.
+    pub fn request_mailbox(&self) -> Option<&[u8]> {
+        self.request_mailbox.as_deref()
+    }
+
+    /// Documents that gained changes (or were created) and need persisting.
+    pub fn changed(&self) -> &[DocName] {
+        &self.changed
+    }
+
+    /// Figures for this request and its answer (bytes sent are counted by `into_bytes`).
+    pub fn stats(&self) -> &ExchangeStats {
+        &self.stats
+    }
+
+    /// The decoded answer, for inspection.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// Encodes the answer with the mailbox's own answer in it.
+    pub fn into_bytes(mut self, mailbox: Option<Vec<u8>>) -> Vec<u8> {
+        self.message.mailbox = mailbox;
+        self.message.encode()
+    }
+}
+
+impl Responder {
+    /// A responder enforcing `limits` on what it accepts.
+    pub fn new(limits: Limits) -> Self {
+        Responder { limits }
+    }
+
+    /// Handles one request (see the type's call order).
+    pub fn handle_request(
+        &self,
+        bytes: &[u8],
+        docs: &mut BTreeMap<DocName, AutoCommit>,
+        scope: &impl Scope,
+    ) -> Result<Reply, SyncError> {
+        let request = Message::decode(bytes, &self.limits)?;
+        if request.kind != Kind::Request {
+            return Err(SyncError::UnexpectedKind {
+                expected: Kind::Request.label(),
+                got: request.kind.label(),
+            });
+        }
+        let mut stats = ExchangeStats {
+            rounds: request.round,
+            bytes_received: bytes.len(),
+            ..ExchangeStats::default()
+        };
+        let mut budget = self.limits.max_changes;
+        let mut changed = Vec::new();
+        let mut answers = Vec::with_capacity(request.docs.len());
+        for entry in &request.docs {
+            let received = entry.chunk.as_ref().map_or(0, Chunk::byte_len);
+            stats.doc(&entry.name).received_bytes += received;
+            let answer = match DocName::parse(&entry.name) {
+                Err(super::name::NameError::Private) => refuse(entry, DocError::Private),
+                Err(_) => refuse(entry, DocError::InvalidName),
+                Ok(name) => {
+                    let (answer, applied) = self.answer(
+                        &name,
+                        entry,
+                        request.round,
+                        docs,
+                        scope,
+                        &mut budget,
+                    );
+                    if applied > 0 {
+                        changed.push(name);
+                    }
+                    stats.doc(&entry.name).changes_applied += applied;
+                    answer
+                }
+            };
+            let doc_stats = stats.doc(&entry.name);
+            doc_stats.sent_bytes += answer.chunk.as_ref().map_or(0, Chunk::byte_len);
+            if let DocStatus::Error(e) = answer.status {
+                doc_stats.error = Some(e);
+            }
+            answers.push(answer);
+        }
+        // Offer, in round 1, every readable document the peer did not mention: it is new to it.
+        if request.round == 1 {
+            for (name, doc) in docs.iter_mut() {
+                if answers.len() >= self.limits.max_docs {
+                    break;
+                }
+                if !scope.may_read(name) || request.docs.iter().any(|d| d.name == name.as_str()) {
+                    continue;
+                }
+                if let Some(chunk) = chunk::build(doc, &[]) {
+                    stats.doc(name.as_str()).sent_bytes += chunk.byte_len();
+                    answers.push(DocEntry {
+                        name: name.as_str().to_owned(),
+                        status: DocStatus::Ok,
+                        heads: normalise(doc.get_heads()),
+                        chunk: Some(chunk),
+                    });
+                }
+            }
+        }
+        Ok(Reply {
+            message: Message {
+                kind: Kind::Response,
+                round: request.round,
+                echo: request_digest(bytes),
+                docs: answers,
+                mailbox: None,
+            },
+            request_mailbox: request.mailbox,
+            changed,
+            stats,
+        })
+    }
+
+    /// The answer for one well-named document, and how many changes it gained.
+    fn answer(
+        &self,
+        name: &DocName,
+        entry: &DocEntry,
+        round: u8,
+        docs: &mut BTreeMap<DocName, AutoCommit>,
+        scope: &impl Scope,
+        budget: &mut usize,
+    ) -> (DocEntry, u64) {
+        if entry.status != DocStatus::Ok {
+            return (refuse(entry, DocError::InvalidName), 0);
+        }
+        if !scope.may_read(name) {
+            return (refuse(entry, DocError::NotReadable), 0);
+        }
+        let their_heads = normalise(entry.heads.clone());
+        let mut applied = 0;
+        let mut write_refused = false;
+        let doc = match docs.get_mut(name) {
+            Some(doc) => doc,
+            None => {
+                let Some(chunk) = entry.chunk.as_ref() else {
+                    return (refuse(entry, DocError::NotFound), 0);
+                };
+                if !scope.may_create(name) {
+                    return (refuse(entry, DocError::NotFound), 0);
+                }
+                let mut fresh = AutoCommit::new();
+                match chunk::apply(&mut fresh, chunk, &self.limits, budget) {
+                    Ok(n) => applied = n,
+                    Err(e) => return (refuse(entry, e), 0),
+                }
+                docs.entry(name.clone()).or_insert(fresh)
+            }
+        };
+        if applied == 0 && !chunk::has_all(doc, &their_heads) {
+            if !scope.may_write(name) {
+                write_refused = true;
+            } else if let Some(chunk) = entry.chunk.as_ref() {
+                match chunk::apply(doc, chunk, &self.limits, budget) {
+                    Ok(n) => applied = n,
+                    Err(e) => return (status_only(entry, doc, DocStatus::Error(e)), 0),
+                }
+            }
+        }
+        let my_heads = normalise(doc.get_heads());
+        if write_refused {
+            // Serve the read: what follows the part of their heads we know.
+            let base = chunk::known(doc, &their_heads);
+            let chunk = chunk::build(doc, &base);
+            return (
+                DocEntry {
+                    name: entry.name.clone(),
+                    status: DocStatus::Error(DocError::WriteRefused),
+                    heads: my_heads,
+                    chunk,
+                },
+                applied,
+            );
+        }
+        if !chunk::has_all(doc, &their_heads) || !doc.get_missing_deps(&[]).is_empty() {
+            let status = if round == 1 {
+                DocStatus::NeedFrom
+            } else {
+                DocStatus::Error(DocError::Incomplete)
+            };
+            return (status_only(entry, doc, status), applied);
+        }
+        let chunk = chunk::build(doc, &their_heads);
+        (
+            DocEntry {
+                name: entry.name.clone(),
+                status: DocStatus::Ok,
+                heads: my_heads,
+                chunk,
+            },
+            applied,
+        )
+    }
+}
+
+fn refuse(entry: &DocEntry, error: DocError) -> DocEntry {
+    DocEntry {
+        name: entry.name.clone(),
+        status: DocStatus::Error(error),
+        heads: Vec::new(),
+        chunk: None,
+    }
+}
+
+fn status_only(entry: &DocEntry, doc: &mut AutoCommit, status: DocStatus) -> DocEntry {
+    let heads: Vec<ChangeHash> = normalise(doc.get_heads());
+    DocEntry {
+        name: entry.name.clone(),
+        status,
+        heads,
+        chunk: None,
+    }
+}

@@ -1,0 +1,87 @@
+//! What a peer may read, write and create, and how much one exchange may carry. The engine asks,
+//! the caller decides: a server builds a [`Scope`] from the device's enrolment (its province, read
+//! access to `directory`), a phone uses one that accepts what its server offers.
+
+use super::name::DocName;
+
+/// The authorisation hook the engine consults for every document of an exchange.
+pub trait Scope {
+    /// May the peer receive this document's data?
+    fn may_read(&self, doc: &DocName) -> bool;
+    /// May the peer's changes to this document be applied?
+    fn may_write(&self, doc: &DocName) -> bool;
+    /// May the peer's changes create this document when it does not exist here yet?
+    fn may_create(&self, doc: &DocName) -> bool {
+        self.may_write(doc)
+    }
+}
+
+/// A [`Scope`] from name prefixes: a pattern grants the document of that exact name and every
+/// document below it (`province/TH-44` grants `province/TH-44/activities/2026`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrefixScope {
+    /// Patterns the peer may read.
+    pub read: Vec<String>,
+    /// Patterns the peer may write (and create). Writing does not imply reading.
+    pub write: Vec<String>,
+}
+
+impl PrefixScope {
+    /// Read and write everything (a phone's view of its own server, tests).
+    pub fn everything() -> Self {
+        PrefixScope {
+            read: vec![String::new()],
+            write: vec![String::new()],
+        }
+    }
+
+    fn matches(patterns: &[String], doc: &DocName) -> bool {
+        let name = doc.as_str();
+        patterns.iter().any(|p| {
+            p.is_empty()
+                || name == p
+                || (name.starts_with(p.as_str()) && name.as_bytes().get(p.len()) == Some(&b'/'))
+        })
+    }
+}
+
+impl Scope for PrefixScope {
+    fn may_read(&self, doc: &DocName) -> bool {
+        Self::matches(&self.read, doc)
+    }
+    fn may_write(&self, doc: &DocName) -> bool {
+        Self::matches(&self.write, doc)
+    }
+}
+
+/// Bounds on what one message may carry. Exceeding a message-wide bound rejects the message
+/// ([`super::WireError`]); exceeding a per-document bound refuses that document
+/// ([`super::DocError`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Documents in one message.
+    pub max_docs: usize,
+    /// Heads listed for one document.
+    pub max_heads: usize,
+    /// Bytes of one document's chunk.
+    pub max_chunk_bytes: usize,
+    /// Changes carried by all chunks of one message together.
+    pub max_changes: usize,
+    /// Bytes of the opaque mailbox section.
+    pub max_mailbox_bytes: usize,
+    /// Bytes of the whole message.
+    pub max_message_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_docs: 512,
+            max_heads: 256,
+            max_chunk_bytes: 64 << 20,
+            max_changes: 1_000_000,
+            max_mailbox_bytes: 64 << 20,
+            max_message_bytes: 256 << 20,
+        }
+    }
+}

@@ -1,0 +1,441 @@
+//! Scenarios of the sync engine: first sync, catch-up, many documents in one exchange, scope
+//! refusals, garbage, limits, and peers whose shared heads are wrong.
+
+use std::collections::BTreeMap;
+
+use automerge::transaction::Transactable;
+use automerge::{ActorId, AutoCommit, ObjType, ROOT, ReadDoc, ScalarValue};
+use phakhi_core::sync::wire::{Chunk, DocEntry, DocStatus, Kind, Message};
+use phakhi_core::sync::{
+    DocError, DocName, Docs, Initiator, Limits, NameError, PeerState, PrefixScope, Progress,
+    Responder, Scope, SyncError, WireError,
+};
+
+fn name(s: &str) -> DocName {
+    DocName::parse(s).unwrap()
+}
+
+fn new_doc(actor: u8) -> AutoCommit {
+    AutoCommit::new().with_actor(ActorId::from(vec![actor; 16]))
+}
+
+/// Adds `n` activity records, one commit each, as a user would.
+fn add_records(doc: &mut AutoCommit, start: usize, n: usize) {
+    let activities = match doc.get(ROOT, "activities").unwrap() {
+        Some((_, id)) => id,
+        None => {
+            let id = doc.put_object(ROOT, "activities", ObjType::Map).unwrap();
+            doc.commit();
+            id
+        }
+    };
+    for i in start..start + n {
+        let rec = doc
+            .put_object(&activities, format!("a{i}"), ObjType::Map)
+            .unwrap();
+        doc.put(&rec, "title", format!("ประชุมเครือข่าย {i}")).unwrap();
+        let text = doc.put_object(&rec, "description", ObjType::Text).unwrap();
+        doc.splice_text(&text, 0, 0, "อบรมเยาวชนเรื่องความโปร่งใส")
+            .unwrap();
+        doc.put(&rec, "district", "Kantharawichai").unwrap();
+        doc.put(&rec, "attendance", ScalarValue::counter(i as i64 % 40))
+            .unwrap();
+        doc.commit();
+    }
+}
+
+fn heads(doc: &mut AutoCommit) -> Vec<automerge::ChangeHash> {
+    let mut h = doc.get_heads();
+    h.sort();
+    h
+}
+
+/// Runs one exchange to completion; returns the rounds used.
+fn exchange(
+    init: &mut Initiator,
+    a: &mut Docs,
+    b: &mut Docs,
+    scope: &impl Scope,
+) -> Result<u8, SyncError> {
+    let responder = Responder::new(Limits::default());
+    let mut request = init.poll_request(a, None)?;
+    let mut rounds = 1;
+    loop {
+        let reply = responder.handle_request(&request, b, scope)?;
+        let response = reply.into_bytes(None);
+        match init.handle_response(&response, a, &PrefixScope::everything())? {
+            Progress::Done => return Ok(rounds),
+            Progress::NeedsRound2 => {
+                rounds += 1;
+                request = init.poll_request(a, None)?;
+            }
+        }
+    }
+}
+
+fn all() -> PrefixScope {
+    PrefixScope::everything()
+}
+
+#[test]
+fn sync_first_sync_costs_about_one_save() {
+    let mut doc = new_doc(1);
+    add_records(&mut doc, 0, 300);
+    let save_len = doc.save().len();
+    let mut a: Docs = BTreeMap::from([(name("province/TH-44"), doc)]);
+    let mut b = Docs::new();
+    let mut init = Initiator::new(PeerState::new(), Limits::default());
+    assert_eq!(exchange(&mut init, &mut a, &mut b, &all()).unwrap(), 1);
+    let sent = init.stats().docs["province/TH-44"].sent_bytes;
+    assert!(sent as f64 <= 1.1 * save_len as f64, "{sent} vs {save_len}");
+    let da = a.get_mut(&name("province/TH-44")).unwrap();
+    let db = b.get_mut(&name("province/TH-44")).unwrap();
+    assert_eq!(heads(da), heads(db));
+    let acts = db.get(ROOT, "activities").unwrap().unwrap().1;
+    let rec = db.get(&acts, "a7").unwrap().unwrap().1;
+    let title = db.get(&rec, "title").unwrap().unwrap().0.to_string();
+    assert_eq!(title, "\"ประชุมเครือข่าย 7\"");
+}
+
+#[test]
+fn sync_many_documents_in_one_exchange() {
+    let mut a = Docs::new();
+    let mut b = Docs::new();
+    for p in 0..40u8 {
+        let n = name(&format!("province/TH-{p}/activities/2026"));
+        let mut base = new_doc(1);
+        add_records(&mut base, 0, 5);
+        let mut other = base.fork().with_actor(ActorId::from(vec![2; 16]));
+        add_records(&mut base, 100, usize::from(p % 4));
+        add_records(&mut other, 200, usize::from(p % 3));
+        a.insert(n.clone(), base);
+        b.insert(n, other);
+    }
+    let mut init = Initiator::new(PeerState::new(), Limits::default());
+    let rounds = exchange(&mut init, &mut a, &mut b, &all()).unwrap();
+    assert_eq!(rounds, 1, "forty documents, one round trip");
+    assert_eq!(init.stats().docs.len(), 40);
+    for (n, da) in a.iter_mut() {
+        assert_eq!(heads(da), heads(b.get_mut(n).unwrap()), "{n}");
+    }
+    // A second exchange with nothing new carries no automerge data at all.
+    assert_eq!(exchange(&mut init, &mut a, &mut b, &all()).unwrap(), 1);
+    assert_eq!(
+        init.stats()
+            .docs
+            .values()
+            .map(|d| d.sent_bytes + d.received_bytes)
+            .sum::<usize>(),
+        0
+    );
+}
+
+#[test]
+fn sync_catch_up_after_restart_is_compact_and_one_round() {
+    let n = name("province/TH-44/activities/2026");
+    let mut doc = new_doc(1);
+    add_records(&mut doc, 0, 200);
+    let mut a: Docs = BTreeMap::from([(n.clone(), doc)]);
+    let mut b = Docs::new();
+    let mut init = Initiator::new(PeerState::new(), Limits::default());
+    exchange(&mut init, &mut a, &mut b, &all()).unwrap();
+    // Days offline: the server gains 500 changes, the phone 3; the phone restarts.
+    let bdoc = b.get_mut(&n).unwrap();
+    let shared = bdoc.get_heads();
+    add_records(bdoc, 1000, 500);
+    let missing_raw = bdoc.save_after(&shared).len();
+    add_records(a.get_mut(&n).unwrap(), 5000, 3);
+    let persisted = init.state().encode();
+    let mut init = Initiator::new(PeerState::decode(&persisted).unwrap(), Limits::default());
+    assert_eq!(exchange(&mut init, &mut a, &mut b, &all()).unwrap(), 1);
+    let received = init.stats().docs[n.as_str()].received_bytes;
+    assert!(
+        received * 3 < missing_raw,
+        "catch-up {received} B should be far below change-by-change {missing_raw} B"
+    );
+    assert_eq!(init.stats().docs[n.as_str()].changes_applied, 500);
+    assert_eq!(heads(a.get_mut(&n).unwrap()), heads(b.get_mut(&n).unwrap()));
+}
+
+#[test]
+fn sync_private_is_refused_everywhere() {
+    assert_eq!(DocName::parse("private"), Err(NameError::Private));
+    assert_eq!(DocName::parse("private/drafts"), Err(NameError::Private));
+    let mut private = new_doc(1);
+    add_records(&mut private, 0, 2);
+    let request = Message {
+        kind: Kind::Request,
+        round: 1,
+        echo: [0; 8],
+        docs: vec![DocEntry {
+            name: "private".into(),
+            status: DocStatus::Ok,
+            heads: private.get_heads(),
+            chunk: Some(Chunk::Document {
+                changes: 3,
+                bytes: private.save(),
+            }),
+        }],
+        mailbox: None,
+    };
+    let mut b = Docs::new();
+    let reply = Responder::default()
+        .handle_request(&request.encode(), &mut b, &all())
+        .unwrap();
+    assert_eq!(
+        reply.message().docs[0].status,
+        DocStatus::Error(DocError::Private)
+    );
+    assert!(b.is_empty(), "nothing was created");
+    assert!(reply.changed().is_empty());
+}
+
+#[test]
+fn sync_read_only_directory_refuses_device_writes() {
+    let dir = name("directory");
+    let prov = name("province/TH-44");
+    let mut hq_dir = new_doc(9);
+    add_records(&mut hq_dir, 0, 10);
+    let mut prov_doc = new_doc(9);
+    add_records(&mut prov_doc, 0, 4);
+    let mut server: Docs = BTreeMap::from([(dir.clone(), hq_dir), (prov.clone(), prov_doc)]);
+    let device_scope = PrefixScope {
+        read: vec!["directory".into(), "province/TH-44".into()],
+        write: vec!["province/TH-44".into()],
+    };
+    let mut phone = Docs::new();
+    let mut init = Initiator::new(PeerState::new(), Limits::default());
+    exchange(&mut init, &mut phone, &mut server, &device_scope).unwrap();
+    assert_eq!(phone.len(), 2, "both readable documents were offered");
+    let before = heads(server.get_mut(&dir).unwrap());
+    // A rogue device writes to the directory and to its province.
+    let pd = phone.get_mut(&dir).unwrap();
+    pd.set_actor(ActorId::from(vec![7; 16]));
+    add_records(pd, 900, 2);
+    let pp = phone.get_mut(&prov).unwrap();
+    pp.set_actor(ActorId::from(vec![7; 16]));
+    add_records(pp, 900, 2);
+    exchange(&mut init, &mut phone, &mut server, &device_scope).unwrap();
+    assert_eq!(
+        init.stats().docs["directory"].error,
+        Some(DocError::WriteRefused)
+    );
+    assert_eq!(heads(server.get_mut(&dir).unwrap()), before, "unchanged");
+    assert_eq!(
+        heads(server.get_mut(&prov).unwrap()),
+        heads(phone.get_mut(&prov).unwrap()),
+        "the writable province synced in the same exchange"
+    );
+    // A peer may not read outside its scope either.
+    let other_scope = PrefixScope {
+        read: vec!["province/TH-40".into()],
+        write: vec![],
+    };
+    let mut init2 = Initiator::new(PeerState::new(), Limits::default());
+    let mut other_phone: Docs = BTreeMap::from([(prov.clone(), new_doc(3))]);
+    exchange(&mut init2, &mut other_phone, &mut server, &other_scope).unwrap();
+    assert_eq!(
+        init2.stats().docs["province/TH-44"].error,
+        Some(DocError::NotReadable)
+    );
+    assert!(!other_phone.contains_key(&dir));
+}
+
+#[test]
+fn sync_garbage_and_truncation_change_nothing() {
+    let n = name("province/TH-44");
+    let mut doc = new_doc(1);
+    add_records(&mut doc, 0, 20);
+    let mut server: Docs = BTreeMap::from([(n.clone(), doc.fork())]);
+    let before = heads(server.get_mut(&n).unwrap());
+    let responder = Responder::default();
+
+    let mut phone_doc = doc.fork().with_actor(ActorId::from(vec![5; 16]));
+    add_records(&mut phone_doc, 100, 30);
+    let mut phone: Docs = BTreeMap::from([(n.clone(), phone_doc)]);
+    let mut init = Initiator::new(PeerState::new(), Limits::default());
+    let request = init.poll_request(&mut phone, Some(b"mailbox".to_vec())).unwrap();
+
+    // Every truncation of a valid request is an error, never a panic, and changes nothing.
+    for cut in 0..request.len() {
+        assert!(
+            responder
+                .handle_request(&request[..cut], &mut server, &all())
+                .is_err(),
+            "cut at {cut}"
+        );
+    }
+    assert!(matches!(
+        responder.handle_request(&[], &mut server, &all()),
+        Err(SyncError::Wire(WireError::Empty))
+    ));
+    assert!(matches!(
+        responder.handle_request(&[9, 1, 1], &mut server, &all()),
+        Err(SyncError::Wire(WireError::Version(9)))
+    ));
+    // Garbage inside a well-formed message: that document fails, nothing is applied.
+    let mut msg = Message::decode(&request, &Limits::default()).unwrap();
+    for corrupt in [
+        Chunk::Bundle {
+            changes: 30,
+            bytes: vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3, 4, 5],
+        },
+        Chunk::Changes(vec![vec![1, 2, 3]]),
+        Chunk::Document {
+            changes: 1,
+            bytes: b"not a document".to_vec(),
+        },
+    ] {
+        msg.docs[0].chunk = Some(corrupt);
+        let reply = responder
+            .handle_request(&msg.encode(), &mut server, &all())
+            .unwrap();
+        assert_eq!(
+            reply.message().docs[0].status,
+            DocStatus::Error(DocError::BadChunk)
+        );
+        assert_eq!(heads(server.get_mut(&n).unwrap()), before);
+    }
+    // Flipping a byte inside the automerge data breaks its checksum.
+    let mut original = Message::decode(&request, &Limits::default()).unwrap();
+    let flipped = match original.docs[0].chunk.take() {
+        Some(Chunk::Document { changes, mut bytes }) => {
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 0xff;
+            Chunk::Document { changes, bytes }
+        }
+        other => panic!("a first sync sends the whole document, got {other:?}"),
+    };
+    msg.docs[0].chunk = Some(flipped);
+    let reply = responder
+        .handle_request(&msg.encode(), &mut server, &all())
+        .unwrap();
+    assert_eq!(
+        reply.message().docs[0].status,
+        DocStatus::Error(DocError::BadChunk)
+    );
+    assert_eq!(heads(server.get_mut(&n).unwrap()), before);
+    // A garbage response is an error for the initiator too, and its state stays as it was.
+    assert!(init.handle_response(&[1, 2, 3, 4], &mut phone, &all()).is_err());
+    assert_eq!(init.state(), &PeerState::new());
+    // Damaged persisted state is an error, not a panic.
+    let mut good = PeerState::new();
+    good.set_shared_heads(n.clone(), before.clone());
+    let enc = good.encode();
+    assert_eq!(PeerState::decode(&enc).unwrap(), good);
+    for cut in 0..enc.len() {
+        assert!(PeerState::decode(&enc[..cut]).is_err());
+    }
+    assert!(PeerState::decode(&[2]).is_err());
+}
+
+#[test]
+fn sync_limits_give_distinct_errors() {
+    let n = name("province/TH-44");
+    let mut doc = new_doc(1);
+    add_records(&mut doc, 0, 50);
+    let mut phone: Docs = BTreeMap::from([(n.clone(), doc)]);
+    let mut init = Initiator::new(PeerState::new(), Limits::default());
+    let request = init.poll_request(&mut phone, None).unwrap();
+
+    let few_changes = Limits {
+        max_changes: 10,
+        ..Limits::default()
+    };
+    let mut server = Docs::new();
+    let reply = Responder::new(few_changes)
+        .handle_request(&request, &mut server, &all())
+        .unwrap();
+    assert_eq!(
+        reply.message().docs[0].status,
+        DocStatus::Error(DocError::TooManyChanges)
+    );
+    assert!(server.is_empty());
+
+    let small_chunks = Limits {
+        max_chunk_bytes: 100,
+        ..Limits::default()
+    };
+    let reply = Responder::new(small_chunks)
+        .handle_request(&request, &mut server, &all())
+        .unwrap();
+    assert_eq!(
+        reply.message().docs[0].status,
+        DocStatus::Error(DocError::ChunkTooLarge)
+    );
+
+    let mut many = Docs::new();
+    for i in 0..5 {
+        many.insert(name(&format!("province/TH-{i}")), new_doc(1));
+    }
+    let mut init = Initiator::new(PeerState::new(), Limits::default());
+    let request = init.poll_request(&mut many, None).unwrap();
+    let few_docs = Limits {
+        max_docs: 4,
+        ..Limits::default()
+    };
+    assert!(matches!(
+        Responder::new(few_docs).handle_request(&request, &mut server, &all()),
+        Err(SyncError::Wire(WireError::TooManyDocs(5, 4)))
+    ));
+}
+
+#[test]
+fn sync_lying_shared_heads_converge_in_two_rounds() {
+    let n = name("province/TH-44/activities/2026");
+    let mut base = new_doc(1);
+    add_records(&mut base, 0, 50);
+    // Many concurrent changes on both sides, from several actors.
+    let mut a_doc = base.fork().with_actor(ActorId::from(vec![2; 16]));
+    let mut b_doc = base.fork().with_actor(ActorId::from(vec![3; 16]));
+    for k in 0..6u8 {
+        let mut side = a_doc.fork().with_actor(ActorId::from(vec![10 + k; 16]));
+        add_records(&mut side, 1000 * usize::from(k), 40);
+        a_doc.merge(&mut side).unwrap();
+    }
+    add_records(&mut b_doc, 50_000, 200);
+    let a_heads = a_doc.get_heads();
+    let mut a: Docs = BTreeMap::from([(n.clone(), a_doc)]);
+    let mut b: Docs = BTreeMap::from([(n.clone(), b_doc)]);
+    // The state claims the peer already has everything of ours: a lie (or a restored backup).
+    let mut lying = PeerState::new();
+    lying.set_shared_heads(n.clone(), a_heads);
+    let mut init = Initiator::new(lying, Limits::default());
+    let rounds = exchange(&mut init, &mut a, &mut b, &all()).unwrap();
+    assert_eq!(rounds, 2);
+    assert_eq!(heads(a.get_mut(&n).unwrap()), heads(b.get_mut(&n).unwrap()));
+    // Garbage shared heads (hashes nobody has) behave like no state at all.
+    let mut garbage = PeerState::new();
+    garbage.set_shared_heads(n.clone(), vec![automerge::ChangeHash([0xab; 32])]);
+    add_records(b.get_mut(&n).unwrap(), 90_000, 5);
+    let mut init = Initiator::new(garbage, Limits::default());
+    let rounds = exchange(&mut init, &mut a, &mut b, &all()).unwrap();
+    assert!(rounds <= 2);
+    assert_eq!(heads(a.get_mut(&n).unwrap()), heads(b.get_mut(&n).unwrap()));
+}
+
+#[test]
+fn sync_mailbox_section_travels_opaquely() {
+    let mut phone = Docs::new();
+    let mut server = Docs::new();
+    let mut init = Initiator::new(PeerState::new(), Limits::default());
+    let request = init
+        .poll_request(&mut phone, Some(vec![0, 1, 2, 0xff]))
+        .unwrap();
+    let reply = Responder::default()
+        .handle_request(&request, &mut server, &all())
+        .unwrap();
+    assert_eq!(reply.request_mailbox(), Some(&[0, 1, 2, 0xff][..]));
+    let response = reply.into_bytes(Some(b"answer".to_vec()));
+    assert_eq!(
+        init.handle_response(&response, &mut phone, &all()).unwrap(),
+        Progress::Done
+    );
+    assert_eq!(init.take_mailbox(), Some(b"answer".to_vec()));
+    // A replayed response is recognised as stale once another request is in flight.
+    let _next = init.poll_request(&mut phone, None).unwrap();
+    assert!(matches!(
+        init.handle_response(&response, &mut phone, &all()),
+        Err(SyncError::StaleResponse)
+    ));
+}
