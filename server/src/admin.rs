@@ -39,6 +39,16 @@ pub enum AdminError {
     BadDuration(String),
     #[error("invite could not be issued: {0}")]
     Invite(String),
+    #[error(
+        "an invite pins the tip desk's public key: pass --tip-desk-key HEX (or set tip_desk_key \
+         in the config file, or PHAKHI_TIP_DESK_KEY) with the key the tip desk gave you"
+    )]
+    NoTipDeskKey,
+    #[error(
+        "{0:?} is not a tip-desk public key: it is 64 hexadecimal characters; copy it again from \
+         the tip desk"
+    )]
+    BadTipDeskKey(String),
 }
 
 /// Opens the database of an existing data folder.

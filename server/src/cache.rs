@@ -17,6 +17,7 @@ pub const MEMORY_FACTOR: usize = 10;
 #[derive(Debug)]
 struct Entry {
     doc: AutoCommit,
+    stored: usize,
     bytes: usize,
     last_used: u64,
 }
@@ -42,11 +43,11 @@ impl DocCache {
         }
     }
 
-    /// Removes a document from the cache and hands it to the caller.
-    pub fn take(&mut self, name: &str) -> Option<AutoCommit> {
+    /// Removes a document from the cache and hands it to the caller, with its stored size.
+    pub fn take(&mut self, name: &str) -> Option<(AutoCommit, usize)> {
         let entry = self.entries.remove(name)?;
         self.used = self.used.saturating_sub(entry.bytes);
-        Some(entry.doc)
+        Some((entry.doc, entry.stored))
     }
 
     /// Puts a document (back) in the cache as the most recently used one, with its stored size,
@@ -58,6 +59,7 @@ impl DocCache {
             name.clone(),
             Entry {
                 doc,
+                stored: stored_bytes,
                 bytes,
                 last_used: self.clock,
             },
@@ -120,8 +122,9 @@ mod tests {
         cache.put("c".into(), AutoCommit::new(), 100);
         assert_eq!(cache.len(), 3);
         // Use "a" again: "b" is now the coldest.
-        let a = cache.take("a").unwrap();
-        cache.put("a".into(), a, 100);
+        let (a, stored) = cache.take("a").unwrap();
+        assert_eq!(stored, 100);
+        cache.put("a".into(), a, stored);
         cache.put("d".into(), AutoCommit::new(), 100);
         assert!(!cache.contains("b"));
         assert!(cache.contains("a") && cache.contains("c") && cache.contains("d"));

@@ -96,6 +96,9 @@ pub struct InviteArgs {
     /// Server URL written into the invite [default: the configured public URL or address].
     #[arg(long, value_name = "URL")]
     pub server_url: Option<String>,
+    /// The tip desk's public key (hex), pinned by the device [default: tip_desk_key in the config].
+    #[arg(long, env = "PHAKHI_TIP_DESK_KEY", value_name = "HEX")]
+    pub tip_desk_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -249,7 +252,9 @@ fn first_start_notice(state: &AppState) -> String {
             "  invite-verifying key (Ed25519): {}\n\
              Next: create the first invite, for example for the coordinator of Maha Sarakham:\n\
              \x20 phakhi admin --data {data} invite --province TH-44 --role coordinator \
-             --server-url {}\n",
+             --server-url {} --tip-desk-key <TIP-DESK-PUBLIC-KEY>\n\
+             (the tip desk's public key comes from the investigators' offline key; set \
+             tip_desk_key in the config file to leave the flag out)\n",
             hex::encode(verifying.as_bytes()),
             state.config().server_url()
         ));
@@ -273,7 +278,14 @@ fn admin(args: AdminArgs) -> Result<(), CliError> {
             }
         }
         AdminCommand::Invite(invite) => {
-            let text = crate::invite::issue(&config, &invite, now, &mut rand_core::OsRng)?;
+            let request = crate::invite::InviteRequest {
+                provinces: invite.provinces,
+                role: invite.role.into(),
+                expires: invite.expires,
+                server_url: invite.server_url,
+                tip_desk_key: invite.tip_desk_key,
+            };
+            let text = crate::invite::issue(&config, &request, now, &mut rand_core::OsRng)?;
             println!("{text}");
         }
     }

@@ -57,7 +57,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_body_bytes: 8 * 1024 * 1024,
+            max_body_bytes: 16 * 1024 * 1024,
             max_documents_per_exchange: 64,
             max_changes_per_message: 20_000,
             mailbox_envelopes_per_device: 1_000,
@@ -86,8 +86,10 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Memory budget of the document cache, in bytes.
     pub cache_bytes: usize,
-    /// How far an envelope's timestamp may be from the server's clock, in seconds.
-    pub replay_window_secs: u64,
+    /// HQ's invite-verifying key (hex), needed by a relay to check invites; HQ uses its own.
+    pub hq_key: Option<String>,
+    /// The tip desk's public X25519 key (hex), written into invites.
+    pub tip_desk_key: Option<String>,
     pub limits: Limits,
 }
 
@@ -100,7 +102,8 @@ impl Default for Config {
             data: PathBuf::from(DEFAULT_DATA),
             public_url: None,
             cache_bytes: 256 * 1024 * 1024,
-            replay_window_secs: 600,
+            hq_key: None,
+            tip_desk_key: None,
             limits: Limits::default(),
         }
     }
@@ -129,7 +132,8 @@ pub struct FileConfig {
     pub data: Option<PathBuf>,
     pub public_url: Option<String>,
     pub cache_mb: Option<usize>,
-    pub replay_window_secs: Option<u64>,
+    pub hq_key: Option<String>,
+    pub tip_desk_key: Option<String>,
     pub limits: Option<Limits>,
 }
 
@@ -186,8 +190,11 @@ pub fn resolve(file: Option<FileConfig>, overrides: Overrides) -> Config {
                 cache_mb: file.cache_mb,
             },
         );
-        if let Some(window) = file.replay_window_secs {
-            config.replay_window_secs = window;
+        if file.hq_key.is_some() {
+            config.hq_key = file.hq_key;
+        }
+        if file.tip_desk_key.is_some() {
+            config.tip_desk_key = file.tip_desk_key;
         }
         if let Some(limits) = file.limits {
             config.limits = limits;

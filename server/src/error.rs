@@ -18,6 +18,8 @@ pub const ALL_CODES: &[&str] = &[
     "unsupported_media_type",
     "bad_envelope",
     "replayed",
+    "clock_skew",
+    "wrong_server",
     "bad_request",
     "unknown_device",
     "device_revoked",
@@ -35,6 +37,7 @@ pub const ALL_CODES: &[&str] = &[
     "no_route",
     "method_not_allowed",
     "busy",
+    "not_configured",
     "internal",
 ];
 
@@ -49,6 +52,10 @@ pub enum AppError {
     BadEnvelope,
     #[error("the envelope was already received")]
     Replayed,
+    #[error("the envelope's timestamp is too far from the server's clock")]
+    ClockSkew,
+    #[error("the envelope is sealed for another server")]
+    WrongServer,
     #[error("the request payload is malformed: {0}")]
     BadRequest(String),
     #[error("this device is not enrolled on this server")]
@@ -83,6 +90,8 @@ pub enum AppError {
     MethodNotAllowed,
     #[error("the server is busy")]
     Busy,
+    #[error("the server is not configured for this")]
+    NotConfigured,
     #[error("internal server error")]
     Internal,
 }
@@ -95,6 +104,8 @@ impl AppError {
             AppError::UnsupportedMediaType => "unsupported_media_type",
             AppError::BadEnvelope => "bad_envelope",
             AppError::Replayed => "replayed",
+            AppError::ClockSkew => "clock_skew",
+            AppError::WrongServer => "wrong_server",
             AppError::BadRequest(_) => "bad_request",
             AppError::UnknownDevice => "unknown_device",
             AppError::DeviceRevoked => "device_revoked",
@@ -112,6 +123,7 @@ impl AppError {
             AppError::NoRoute => "no_route",
             AppError::MethodNotAllowed => "method_not_allowed",
             AppError::Busy => "busy",
+            AppError::NotConfigured => "not_configured",
             AppError::Internal => "internal",
         }
     }
@@ -124,7 +136,11 @@ impl AppError {
             | AppError::TooManyDocuments { .. }
             | AppError::TooManyChanges { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            AppError::BadEnvelope | AppError::BadRequest(_) | AppError::InviteInvalid(_) => {
+            AppError::BadEnvelope
+            | AppError::BadRequest(_)
+            | AppError::InviteInvalid(_)
+            | AppError::ClockSkew
+            | AppError::WrongServer => {
                 StatusCode::BAD_REQUEST
             }
             AppError::Replayed | AppError::AlreadyEnrolled | AppError::InviteUsed => {
@@ -139,7 +155,7 @@ impl AppError {
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Timeout => StatusCode::REQUEST_TIMEOUT,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            AppError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Busy | AppError::NotConfigured => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -158,6 +174,13 @@ impl AppError {
             AppError::BadEnvelope => "The server could not open this envelope. Check that the app \
                  was enrolled on this server (the pinned server key must match) and that the \
                  device clock is within a few minutes of the real time, then retry."
+                .into(),
+            AppError::ClockSkew => "The device's date and time are far from the server's. Set \
+                 the phone's clock (automatic time), then sync again."
+                .into(),
+            AppError::WrongServer => "This request was sealed for another server. Check the \
+                 server address in the app; if the server was reinstalled, enrol again with a new \
+                 invite."
                 .into(),
             AppError::Replayed => {
                 "This exact request was already received. Sync again: a fresh request is sealed \
@@ -217,6 +240,9 @@ impl AppError {
             AppError::NoRoute => "No such route. Check the server address in the app.".into(),
             AppError::MethodNotAllowed => "This route does not accept that method.".into(),
             AppError::Busy => "The server is busy. Sync again in a moment.".into(),
+            AppError::NotConfigured => "This server cannot check invites yet. Tell the server \
+                 operator: the relay's config needs hq_key (HQ's invite-verifying key)."
+                .into(),
             AppError::Internal => "The server hit an internal error; nothing was acknowledged. \
                  Sync again later; if it persists, tell the server operator."
                 .into(),

@@ -10,8 +10,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
+use phakhi_core::seal::{PublicKey, StaticKeyPair};
 use rand_core::CryptoRngCore;
-use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
 /// The static X25519 key file's name inside the data folder.
@@ -49,7 +49,7 @@ pub enum KeyError {
 
 /// The server's secrets. `Debug` shows only public halves; both secrets are wiped on drop.
 pub struct ServerKeys {
-    static_secret: StaticSecret,
+    static_pair: StaticKeyPair,
     signing: Option<SigningKey>,
 }
 
@@ -69,14 +69,14 @@ impl std::fmt::Debug for ServerKeys {
 }
 
 impl ServerKeys {
-    /// The static secret (for opening transport envelopes).
-    pub fn static_secret(&self) -> &StaticSecret {
-        &self.static_secret
+    /// The static key pair (for opening transport envelopes).
+    pub fn static_pair(&self) -> &StaticKeyPair {
+        &self.static_pair
     }
 
     /// The static public key devices pin.
     pub fn static_public(&self) -> PublicKey {
-        PublicKey::from(&self.static_secret)
+        *self.static_pair.public()
     }
 
     /// The invite-signing key, present on HQ only.
@@ -130,7 +130,7 @@ pub fn load_or_create(
     };
     Ok(LoadedKeys {
         keys: ServerKeys {
-            static_secret: StaticSecret::from(*static_bytes),
+            static_pair: StaticKeyPair::from_secret_bytes(&static_bytes),
             signing: signing_bytes.map(|bytes| SigningKey::from_bytes(&bytes)),
         },
         created,
@@ -144,7 +144,7 @@ pub fn load(data_dir: &Path) -> Result<Option<ServerKeys>, KeyError> {
     };
     let signing = read_key(&data_dir.join(SIGNING_KEY_FILE))?;
     Ok(Some(ServerKeys {
-        static_secret: StaticSecret::from(*static_bytes),
+        static_pair: StaticKeyPair::from_secret_bytes(&static_bytes),
         signing: signing.map(|bytes| SigningKey::from_bytes(&bytes)),
     }))
 }
@@ -255,7 +255,7 @@ mod tests {
     fn debug_shows_no_secret() {
         let dir = tempfile::tempdir().unwrap();
         let loaded = load_or_create(dir.path(), true, &mut OsRng).unwrap();
-        let secret = hex::encode(loaded.keys.static_secret().to_bytes());
+        let secret = hex::encode(*loaded.keys.static_pair().secret_bytes());
         let debug = format!("{:?}", loaded.keys);
         assert!(!debug.contains(&secret));
         assert!(debug.contains(&hex::encode(loaded.keys.static_public().as_bytes())));

@@ -24,6 +24,7 @@ pub mod exchange;
 pub mod http;
 pub mod invite;
 pub mod keys;
+pub mod mailroom;
 pub mod metrics;
 pub mod ratelimit;
 pub mod routes;

@@ -72,6 +72,25 @@ pub fn readable(device: &Device, name: &str) -> bool {
     access(device, name) != Access::None
 }
 
+/// The sync engine's view of a device's scope.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceScope<'d>(pub &'d Device);
+
+impl phakhi_core::sync::Scope for DeviceScope<'_> {
+    fn may_read(&self, doc: &phakhi_core::sync::DocName) -> bool {
+        readable(self.0, doc.as_str())
+    }
+
+    fn may_write(&self, doc: &phakhi_core::sync::DocName) -> bool {
+        access(self.0, doc.as_str()) == Access::ReadWrite
+    }
+}
+
+/// The mailbox provinces a device receives: its own.
+pub fn mailbox_scope(device: &Device) -> phakhi_core::mailbox::Scope {
+    phakhi_core::mailbox::Scope::provinces(device.provinces.iter().cloned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

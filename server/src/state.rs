@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
+use phakhi_core::mailbox::{Mailbox, Quota};
 use rusqlite::Connection;
 
 use crate::cache::DocCache;
@@ -21,6 +22,24 @@ use crate::ratelimit::RateLimiter;
 pub struct Core {
     pub conn: Connection,
     pub cache: DocCache,
+    /// The mailbox, mirrored from SQLite (every change is written in the request's transaction;
+    /// after a failed commit it is rebuilt from disk).
+    pub mailbox: Mailbox,
+    quota: Quota,
+}
+
+impl Core {
+    /// Rebuilds the in-memory mailbox from the database.
+    pub fn reload_mailbox(&mut self) -> Result<(), DbError> {
+        self.mailbox = load_mailbox(&self.conn, self.quota)?;
+        Ok(())
+    }
+}
+
+fn load_mailbox(conn: &Connection, quota: Quota) -> Result<Mailbox, DbError> {
+    let (items, acked) = db::mailbox::load(conn)?;
+    Mailbox::restore(quota, items, acked)
+        .map_err(|error| DbError::Corrupt(format!("stored mailbox: {error}")))
 }
 
 /// Shared, cheaply cloned server state.
@@ -74,13 +93,23 @@ impl AppState {
             config.limits.request_burst,
         );
         let cache = DocCache::new(config.cache_bytes);
+        let quota = Quota {
+            max_count: usize::try_from(config.limits.mailbox_envelopes_per_device).unwrap_or(0),
+            max_bytes: usize::try_from(config.limits.mailbox_bytes_per_device).unwrap_or(0),
+        };
+        let mailbox = load_mailbox(&conn, quota).map_err(db_error)?;
         Ok(Opened {
             first_start: loaded.created,
             state: AppState {
                 inner: Arc::new(Shared {
                     config,
                     keys: loaded.keys,
-                    core: Mutex::new(Core { conn, cache }),
+                    core: Mutex::new(Core {
+                        conn,
+                        cache,
+                        mailbox,
+                        quota,
+                    }),
                     reader: Mutex::new(reader),
                     metrics: Metrics::default(),
                     limiter: Mutex::new(limiter),

@@ -48,16 +48,21 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
 
     CREATE TABLE mailbox (
-        id          BLOB    PRIMARY KEY,               -- content address of the envelope
-        kind        INTEGER NOT NULL,                  -- tip, reply, ...
+        id          BLOB    PRIMARY KEY,               -- SHA-256 of the envelope
+        seq         INTEGER NOT NULL UNIQUE,           -- arrival number on this server
+        kind        INTEGER NOT NULL,                  -- 1 tip, 2 reply
         province    TEXT    NOT NULL,
         bytes       BLOB    NOT NULL,
+        origin      BLOB    NOT NULL,                  -- static key of the peer that pushed it
         from_device INTEGER REFERENCES devices(id),    -- NULL when it came from upstream
-        received_at INTEGER NOT NULL,
-        acked_at    INTEGER                            -- HQ holds it; relays may prune
+        received_at INTEGER NOT NULL
     ) STRICT;
-    CREATE INDEX mailbox_by_province ON mailbox(province);
-    CREATE INDEX mailbox_by_device ON mailbox(from_device) WHERE acked_at IS NULL;
+    CREATE INDEX mailbox_by_province ON mailbox(province, seq);
+
+    CREATE TABLE mailbox_acked (
+        id       BLOB    PRIMARY KEY,                  -- HQ holds it durably
+        acked_at INTEGER NOT NULL
+    ) STRICT;
 
     CREATE TABLE replay_guard (
         sender     BLOB    NOT NULL,
@@ -128,7 +133,7 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 7);
+        assert_eq!(tables, 8);
     }
 
     #[test]
