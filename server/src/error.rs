@@ -140,9 +140,7 @@ impl AppError {
             | AppError::BadRequest(_)
             | AppError::InviteInvalid(_)
             | AppError::ClockSkew
-            | AppError::WrongServer => {
-                StatusCode::BAD_REQUEST
-            }
+            | AppError::WrongServer => StatusCode::BAD_REQUEST,
             AppError::Replayed | AppError::AlreadyEnrolled | AppError::InviteUsed => {
                 StatusCode::CONFLICT
             }

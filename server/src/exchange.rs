@@ -88,7 +88,9 @@ fn hq_verifying_key(state: &AppState) -> Result<HqVerifyingKey, AppError> {
         HqVerifyingKey::from_bytes(&bytes).ok()
     });
     configured.ok_or_else(|| {
-        tracing::error!("cannot check invites: set hq_key (HQ's invite-verifying key) in the config");
+        tracing::error!(
+            "cannot check invites: set hq_key (HQ's invite-verifying key) in the config"
+        );
         AppError::NotConfigured
     })
 }
@@ -157,12 +159,13 @@ fn sync_inner(
         max_changes: limits.max_changes_per_message,
         ..sync::Limits::default()
     };
-    let message = Message::decode(&opened.payload, &engine_limits).map_err(|error| match error {
-        WireError::TooManyDocs(..) => AppError::TooManyDocuments {
-            limit: limits.max_documents_per_exchange,
-        },
-        other => AppError::BadRequest(format!("sync message: {other}")),
-    })?;
+    let message =
+        Message::decode(&opened.payload, &engine_limits).map_err(|error| match error {
+            WireError::TooManyDocs(..) => AppError::TooManyDocuments {
+                limit: limits.max_documents_per_exchange,
+            },
+            other => AppError::BadRequest(format!("sync message: {other}")),
+        })?;
     let declared: u64 = message
         .docs
         .iter()

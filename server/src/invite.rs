@@ -127,7 +127,10 @@ mod tests {
         ));
         crate::keys::load_or_create(dir.path(), false, &mut OsRng).unwrap();
         let err = issue(&config, &request(), 0, &mut OsRng).unwrap_err();
-        assert!(err.to_string().contains("only an HQ server signs invites"), "{err}");
+        assert!(
+            err.to_string().contains("only an HQ server signs invites"),
+            "{err}"
+        );
 
         let hq = tempfile::tempdir().unwrap();
         crate::keys::load_or_create(hq.path(), true, &mut OsRng).unwrap();

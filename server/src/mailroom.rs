@@ -44,14 +44,18 @@ pub fn encode_section(messages: &[MailboxMessage]) -> Vec<u8> {
 pub fn decode_section(bytes: &[u8]) -> Result<Vec<MailboxMessage>, String> {
     let (&version, rest) = bytes.split_first().ok_or("empty mailbox section")?;
     if version != SECTION_VERSION {
-        return Err(format!("mailbox section version {version} is not supported"));
+        return Err(format!(
+            "mailbox section version {version} is not supported"
+        ));
     }
     let (count, mut rest) = rest
         .split_first_chunk::<2>()
         .ok_or("truncated mailbox section")?;
     let count = usize::from(u16::from_be_bytes(*count));
     if count > MAX_SECTION_MESSAGES {
-        return Err(format!("{count} mailbox messages (limit {MAX_SECTION_MESSAGES})"));
+        return Err(format!(
+            "{count} mailbox messages (limit {MAX_SECTION_MESSAGES})"
+        ));
     }
     let mut messages = Vec::with_capacity(count);
     for _ in 0..count {
@@ -115,7 +119,11 @@ pub fn answer(
         return Err(AppError::OutOfScope(format!(
             "mailbox/{}/{}",
             bad.province,
-            if bad.kind == EnvelopeKind::Tip { "tips" } else { "replies" }
+            if bad.kind == EnvelopeKind::Tip {
+                "tips"
+            } else {
+                "replies"
+            }
         )));
     }
     let pushed_ids: Vec<_> = items.iter().map(|item| item.id()).collect();
@@ -130,8 +138,14 @@ pub fn answer(
 
     let mut out = Vec::new();
     if let Some(cursor) = cursor {
-        let mut have = mailbox.have_since(cursor, &peer.scope, &[EnvelopeKind::Reply], MAX_HAVE_IDS);
-        let push = mailbox.push_for(&Want { ids: have.ids.clone() }, &peer.scope);
+        let mut have =
+            mailbox.have_since(cursor, &peer.scope, &[EnvelopeKind::Reply], MAX_HAVE_IDS);
+        let push = mailbox.push_for(
+            &Want {
+                ids: have.ids.clone(),
+            },
+            &peer.scope,
+        );
         if push.items.len() < have.ids.len() {
             // Only part fitted: advance the cursor just past what is sent.
             let sent = push.items.len();

@@ -29,7 +29,12 @@ impl<'c> SqlReplayGuard<'c> {
 }
 
 impl ReplayGuard for SqlReplayGuard<'_> {
-    fn check_and_record(&mut self, sender: &PublicKey, request_id: &[u8; 16], sent_at: u64) -> bool {
+    fn check_and_record(
+        &mut self,
+        sender: &PublicKey,
+        request_id: &[u8; 16],
+        sent_at: u64,
+    ) -> bool {
         match replay::check_and_record(self.conn, sender.as_bytes(), request_id, sent_at) {
             Ok(fresh) => fresh,
             Err(error) => {

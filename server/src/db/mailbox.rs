@@ -72,9 +72,8 @@ pub fn delete(conn: &Connection, id: &EnvelopeId) -> Result<(), DbError> {
 
 /// Every stored envelope in arrival order, and every acknowledged id.
 pub fn load(conn: &Connection) -> Result<(Vec<StoredItem>, Vec<EnvelopeId>), DbError> {
-    let mut statement = conn.prepare(
-        "SELECT id, seq, kind, province, bytes, origin FROM mailbox ORDER BY seq",
-    )?;
+    let mut statement =
+        conn.prepare("SELECT id, seq, kind, province, bytes, origin FROM mailbox ORDER BY seq")?;
     let rows = statement.query_map([], |row| {
         Ok((
             row.get::<_, Vec<u8>>(0)?,
