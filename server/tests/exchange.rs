@@ -154,7 +154,7 @@ impl Phone {
         let doc = self
             .docs
             .entry(DocName::parse(doc).unwrap())
-            .or_insert_with(AutoCommit::new);
+            .or_default();
         doc.put(ROOT, key, value).unwrap();
         doc.commit();
     }
