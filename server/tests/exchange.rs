@@ -151,10 +151,7 @@ impl Phone {
     }
 
     fn write(&mut self, doc: &str, key: &str, value: &str) {
-        let doc = self
-            .docs
-            .entry(DocName::parse(doc).unwrap())
-            .or_default();
+        let doc = self.docs.entry(DocName::parse(doc).unwrap()).or_default();
         doc.put(ROOT, key, value).unwrap();
         doc.commit();
     }
