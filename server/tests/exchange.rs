@@ -538,3 +538,152 @@ async fn a_device_over_its_request_rate_is_told_to_wait() {
         Some("ครั้งแรก")
     );
 }
+
+fn reply(fill: u8, province: &str) -> MailItem {
+    let mut envelope = vec![fill; 1024];
+    envelope[0] = seal::ENVELOPE_VERSION;
+    envelope[1] = seal::KIND_REPLY;
+    MailItem {
+        kind: EnvelopeKind::Reply,
+        province: province.into(),
+        envelope,
+    }
+}
+
+fn pushed(section: &[MailboxMessage]) -> Vec<MailItem> {
+    section
+        .iter()
+        .flat_map(|m| match m {
+            MailboxMessage::Push(push) => push.items.clone(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+fn cursor(section: &[MailboxMessage]) -> u64 {
+    section
+        .iter()
+        .find_map(|m| match m {
+            MailboxMessage::Have(have) => Some(have.cursor),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[tokio::test]
+async fn replies_go_down_to_every_device_of_their_province_only() {
+    let mut server = Server::start(Limits::default());
+    // Replies as the tip desk would leave them, stored by an earlier run of the server.
+    {
+        let conn = db::open(server.dir.path()).unwrap();
+        let desk = PublicKey::from_bytes([8; 32]);
+        for (seq, item) in [
+            (1, reply(1, "TH-44")),
+            (2, reply(2, "TH-40")),
+            (3, reply(3, "TH-44")),
+        ] {
+            let stored = phakhi_core::mailbox::StoredItem {
+                id: item.id(),
+                seq,
+                origin: desk,
+                item,
+            };
+            db::mailbox::insert(&conn, &stored, None, 1).unwrap();
+        }
+    }
+    server.restart();
+    let mut phone = Phone::new();
+    let mut far = Phone::new();
+    server
+        .enrol(&phone.key, &server.invite("TH-44", Role::Leader))
+        .await
+        .unwrap();
+    server
+        .enrol(&far.key, &server.invite("TH-40", Role::Leader))
+        .await
+        .unwrap();
+
+    let ask = |cursor| {
+        mailroom::encode_section(&[MailboxMessage::Have(Have {
+            cursor,
+            ids: vec![],
+            more: false,
+        })])
+    };
+    let answer = phone.sync(&server, Some(ask(0))).await.unwrap().unwrap();
+    let answer = mailroom::decode_section(&answer).unwrap();
+    assert_eq!(pushed(&answer), vec![reply(1, "TH-44"), reply(3, "TH-44")]);
+    let seen = cursor(&answer);
+    assert_eq!(seen, 3);
+    // Asking again from the returned cursor brings nothing new.
+    let again = phone.sync(&server, Some(ask(seen))).await.unwrap().unwrap();
+    assert!(pushed(&mailroom::decode_section(&again).unwrap()).is_empty());
+
+    let answer = far.sync(&server, Some(ask(0))).await.unwrap().unwrap();
+    assert_eq!(
+        pushed(&mailroom::decode_section(&answer).unwrap()),
+        vec![reply(2, "TH-40")]
+    );
+}
+
+#[tokio::test]
+async fn many_syncs_compact_the_document_and_a_tiny_cache_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = AppState::open(Config {
+        data: dir.path().to_path_buf(),
+        cache_bytes: 0,
+        limits: Limits {
+            request_burst: 1_000,
+            ..Limits::default()
+        },
+        ..Config::default()
+    })
+    .unwrap()
+    .state;
+    let server = Server { dir, state };
+    let mut phone = Phone::new();
+    server
+        .enrol(&phone.key, &server.invite("TH-44", Role::Leader))
+        .await
+        .unwrap();
+    let compact_after = db::documents::COMPACT_AFTER_CHUNKS as usize;
+    for n in 0..compact_after + 5 {
+        phone.write(ACTIVITIES_44, &format!("note-{n}"), &format!("บันทึก {n}"));
+        phone.sync(&server, None).await.unwrap();
+    }
+    let conn = db::open(server.dir.path()).unwrap();
+    let stats = db::documents::stats(&conn, ACTIVITIES_44).unwrap().unwrap();
+    assert!(stats.chunk_count <= 6, "not compacted: {stats:?}");
+    let mut reader = Phone::new();
+    server
+        .enrol(&reader.key, &server.invite("TH-44", Role::Leader))
+        .await
+        .unwrap();
+    reader.sync(&server, None).await.unwrap();
+    for n in 0..compact_after + 5 {
+        assert_eq!(
+            reader.read(ACTIVITIES_44, &format!("note-{n}")),
+            Some(format!("บันทึก {n}"))
+        );
+    }
+
+    let response = app(server.state.clone())
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8(
+        to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        text.contains(&format!("\nphakhi_syncs_total {}\n", compact_after + 6)),
+        "{text}"
+    );
+    assert!(text.contains("\nphakhi_enrolments_total 2\n"));
+    assert!(text.contains("\nphakhi_devices 2\n"));
+    assert!(text.contains("\nphakhi_documents 1\n"));
+    assert!(!text.contains("\nphakhi_bytes_in_total 0\n"));
+}
