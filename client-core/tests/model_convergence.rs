@@ -3,6 +3,8 @@
 //! identical (same heads, same materialised records) and nothing anyone did may be lost: every
 //! created record exists, attendance is the sum of every increment, every text insertion is there.
 
+#![allow(clippy::unwrap_used)] // test helpers fail loudly by design
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use phakhi_core::model::*;
@@ -13,15 +15,46 @@ use rand_chacha::ChaCha20Rng;
 
 #[derive(Clone, Debug)]
 enum Op {
-    CreateActivity { replica: usize, attendance: i64 },
-    Retitle { replica: usize, target: usize, title: u8 },
-    Archive { replica: usize, target: usize },
-    Increment { replica: usize, target: usize, delta: i64 },
-    InsertText { replica: usize, target: usize, at_end: bool },
-    SetAudiences { replica: usize, target: usize, mask: u8 },
-    CreateMember { replica: usize },
-    RenameMember { replica: usize, target: usize, alias: u8 },
-    Sync { from: usize, to: usize },
+    CreateActivity {
+        replica: usize,
+        attendance: i64,
+    },
+    Retitle {
+        replica: usize,
+        target: usize,
+        title: u8,
+    },
+    Archive {
+        replica: usize,
+        target: usize,
+    },
+    Increment {
+        replica: usize,
+        target: usize,
+        delta: i64,
+    },
+    InsertText {
+        replica: usize,
+        target: usize,
+        at_end: bool,
+    },
+    SetAudiences {
+        replica: usize,
+        target: usize,
+        mask: u8,
+    },
+    CreateMember {
+        replica: usize,
+    },
+    RenameMember {
+        replica: usize,
+        target: usize,
+        alias: u8,
+    },
+    Sync {
+        from: usize,
+        to: usize,
+    },
 }
 
 fn op(replicas: usize) -> impl Strategy<Value = Op> {
@@ -150,7 +183,11 @@ fn run(replicas: usize, ops: &[Op], seed: u64) -> std::result::Result<(), TestCa
         .unwrap();
     ledger.activities.insert(seeded);
     ledger.attendance.insert(seeded, 3);
-    ledger.titles.entry(seeded).or_default().insert("กิจกรรมแรก".into());
+    ledger
+        .titles
+        .entry(seeded)
+        .or_default()
+        .insert("กิจกรรมแรก".into());
 
     let mut devices: Vec<Replica> = (0..replicas)
         .map(|_| Replica {
@@ -169,7 +206,12 @@ fn run(replicas: usize, ops: &[Op], seed: u64) -> std::result::Result<(), TestCa
                 let title = format!("กิจกรรม {step}");
                 let id = d
                     .activities
-                    .create(&d.province, new(&title, attendance), &edit("create"), &mut rng)
+                    .create(
+                        &d.province,
+                        new(&title, attendance),
+                        &edit("create"),
+                        &mut rng,
+                    )
                     .unwrap();
                 ledger.activities.insert(id);
                 ledger.attendance.insert(id, attendance);
@@ -207,7 +249,9 @@ fn run(replicas: usize, ops: &[Op], seed: u64) -> std::result::Result<(), TestCa
             } => {
                 let d = &mut devices[replica];
                 if let Some(id) = pick(&activity_ids(&d.activities), target) {
-                    d.activities.add_attendance(id, delta, &edit("count")).unwrap();
+                    d.activities
+                        .add_attendance(id, delta, &edit("count"))
+                        .unwrap();
                     *ledger.attendance.entry(id).or_default() += delta;
                 }
             }
@@ -281,7 +325,9 @@ fn run(replicas: usize, ops: &[Op], seed: u64) -> std::result::Result<(), TestCa
                         alias: Some(format!("นามแฝง {alias}")),
                         ..Default::default()
                     };
-                    d.province.update_member(id, update, &edit("rename")).unwrap();
+                    d.province
+                        .update_member(id, update, &edit("rename"))
+                        .unwrap();
                 }
             }
             Op::Sync { from, to } => {

@@ -2,6 +2,8 @@
 //! bad input without changing anything, filters and archive work, conflicts are visible, and
 //! independently created replicas merge.
 
+#![allow(clippy::unwrap_used)] // test helpers fail loudly by design
+
 use std::collections::BTreeSet;
 
 use automerge::AutoCommit;
@@ -96,11 +98,17 @@ fn model_province_table_is_complete_iso_3166_2_th() {
     assert_eq!(maha_sarakham().name_th(), "มหาสารคาม");
     let khon_kaen = ProvinceCode::parse("TH-40").unwrap();
     assert_eq!(khon_kaen.name_th(), "ขอนแก่น");
-    assert_eq!(ProvinceCode::parse("TH-10").unwrap().name_th(), "กรุงเทพมหานคร");
+    assert_eq!(
+        ProvinceCode::parse("TH-10").unwrap().name_th(),
+        "กรุงเทพมหานคร"
+    );
     assert_eq!(ProvinceCode::parse("TH-S").unwrap().name_th(), "พัทยา");
     for bad in ["TH-99", "th-44", "TH-28", "", "TH-", "44"] {
         assert!(
-            matches!(ProvinceCode::parse(bad), Err(ModelError::UnknownProvince(_))),
+            matches!(
+                ProvinceCode::parse(bad),
+                Err(ModelError::UnknownProvince(_))
+            ),
             "{bad:?} accepted"
         );
     }
@@ -148,9 +156,18 @@ fn model_doc_names_parse_and_display() {
 fn model_dates_show_buddhist_and_common_era() {
     let date = d(2019, 3, 14);
     assert_eq!(date.year_be(), 2562);
-    assert_eq!(date.display(Language::Thai, Era::Buddhist), "14 มีนาคม พ.ศ. 2562");
-    assert_eq!(date.display(Language::English, Era::Common), "14 March 2019 CE");
-    assert_eq!(date.display(Language::English, Era::Buddhist), "14 March 2562 BE");
+    assert_eq!(
+        date.display(Language::Thai, Era::Buddhist),
+        "14 มีนาคม พ.ศ. 2562"
+    );
+    assert_eq!(
+        date.display(Language::English, Era::Common),
+        "14 March 2019 CE"
+    );
+    assert_eq!(
+        date.display(Language::English, Era::Buddhist),
+        "14 March 2562 BE"
+    );
     assert_eq!(Date::from_buddhist_ymd(2562, 3, 14).unwrap(), date);
     assert_eq!("2019-03-14".parse::<Date>().unwrap(), date);
     assert_eq!(date.to_string(), "2019-03-14");
@@ -179,7 +196,11 @@ fn model_ids_are_random_and_round_trip() {
     assert_ne!(a, b);
     assert_eq!(a.to_string().len(), 32);
     assert_eq!(a.to_string().parse::<ActivityId>().unwrap(), a);
-    assert!("ABCDEF0123456789ABCDEF0123456789".parse::<ActivityId>().is_err());
+    assert!(
+        "ABCDEF0123456789ABCDEF0123456789"
+            .parse::<ActivityId>()
+            .is_err()
+    );
     assert!("xyz".parse::<MemberId>().is_err());
 }
 
@@ -190,7 +211,12 @@ fn model_thai_text_round_trips_through_save_and_load() {
     let mut acts = ActivitiesDoc::new(maha_sarakham(), 2019, &edit("create"), &mut r).unwrap();
     let title = "รณรงค์ต่อต้านคอร์รัปชันร่วมกับภาคเอกชน ๒๕๖๒";
     let id = acts
-        .create(&w.province, new_activity(&w, title, d(2019, 12, 9)), &edit("record"), &mut r)
+        .create(
+            &w.province,
+            new_activity(&w, title, d(2019, 12, 9)),
+            &edit("record"),
+            &mut r,
+        )
         .unwrap();
     acts.splice_description(id, 0, 0, "วันต่อต้านคอร์รัปชันสากล: ", &edit("edit"))
         .unwrap();
@@ -236,12 +262,18 @@ fn model_splice_description_counts_thai_characters() {
     let mut acts = ActivitiesDoc::new(maha_sarakham(), 2019, &edit("create"), &mut r).unwrap();
     let mut new = new_activity(&w, "ประชุม", d(2019, 5, 1));
     new.description = "กข้ค".into();
-    let id = acts.create(&w.province, new, &edit("record"), &mut r).unwrap();
+    let id = acts
+        .create(&w.province, new, &edit("record"), &mut r)
+        .unwrap();
     // "ข้" is two characters (consonant + combining tone mark); delete both.
-    acts.splice_description(id, 1, 2, "X", &edit("edit")).unwrap();
+    acts.splice_description(id, 1, 2, "X", &edit("edit"))
+        .unwrap();
     assert_eq!(acts.get(id).unwrap().description, "กXค");
     let before = acts.doc_mut().get_heads();
-    assert!(acts.splice_description(id, 4, 0, "y", &edit("edit")).is_err());
+    assert!(
+        acts.splice_description(id, 4, 0, "y", &edit("edit"))
+            .is_err()
+    );
     assert_eq!(acts.doc_mut().get_heads(), before);
 }
 
@@ -289,8 +321,8 @@ fn model_validation_refuses_bad_input_and_changes_nothing() {
         acts.create(&w.province, bad, &edit("x"), &mut r),
         Err(ModelError::NotFound { kind: "centre", .. })
     ));
-    let other = ProvinceDoc::new(ProvinceCode::parse("TH-40").unwrap(), &edit("c"), &mut r)
-        .unwrap();
+    let other =
+        ProvinceDoc::new(ProvinceCode::parse("TH-40").unwrap(), &edit("c"), &mut r).unwrap();
     assert!(matches!(
         acts.create(&other, ok.clone(), &edit("x"), &mut r),
         Err(ModelError::WrongDocument { .. })
@@ -298,7 +330,9 @@ fn model_validation_refuses_bad_input_and_changes_nothing() {
     assert_eq!(acts.doc_mut().get_heads(), heads, "nothing was written");
     assert!(acts.is_empty());
 
-    let id = acts.create(&w.province, ok, &edit("record"), &mut r).unwrap();
+    let id = acts
+        .create(&w.province, ok, &edit("record"), &mut r)
+        .unwrap();
     let heads = acts.doc_mut().get_heads();
     assert!(matches!(
         acts.add_attendance(id, -41, &edit("x")),
@@ -311,7 +345,11 @@ fn model_validation_refuses_bad_input_and_changes_nothing() {
     };
     assert!(acts.update(&w.province, id, update, &edit("x")).is_err());
     assert_eq!(acts.doc_mut().get_heads(), heads);
-    assert_eq!(acts.get(id).unwrap().title, "ประชุม", "partial update not applied");
+    assert_eq!(
+        acts.get(id).unwrap().title,
+        "ประชุม",
+        "partial update not applied"
+    );
 
     let heads = w.province.doc_mut().get_heads();
     assert!(matches!(
@@ -327,19 +365,20 @@ fn model_validation_refuses_bad_input_and_changes_nothing() {
         ),
         Err(ModelError::EmptyText { field: "alias" })
     ));
-    assert!(w
-        .province
-        .add_note(
-            NewNote {
-                candidate: MemberId::random(&mut r),
-                text: "มีศักยภาพ".into(),
-                author: w.leader,
-                date: d(2019, 1, 1),
-            },
-            &edit("x"),
-            &mut r,
-        )
-        .is_err());
+    assert!(
+        w.province
+            .add_note(
+                NewNote {
+                    candidate: MemberId::random(&mut r),
+                    text: "มีศักยภาพ".into(),
+                    author: w.leader,
+                    date: d(2019, 1, 1),
+                },
+                &edit("x"),
+                &mut r,
+            )
+            .is_err()
+    );
     assert_eq!(w.province.doc_mut().get_heads(), heads);
     assert!(ActivitiesDoc::new(maha_sarakham(), 1999, &edit("x"), &mut r).is_err());
 }
@@ -350,7 +389,12 @@ fn model_one_user_action_is_one_commit_with_message_and_time() {
     let w = world(&mut r);
     let mut acts = ActivitiesDoc::new(maha_sarakham(), 2019, &edit("create"), &mut r).unwrap();
     let id = acts
-        .create(&w.province, new_activity(&w, "ประชุม", d(2019, 5, 1)), &edit("record"), &mut r)
+        .create(
+            &w.province,
+            new_activity(&w, "ประชุม", d(2019, 5, 1)),
+            &edit("record"),
+            &mut r,
+        )
         .unwrap();
     let before = acts.doc_mut().get_changes(&[]).len();
     let update = ActivityUpdate {
@@ -369,7 +413,10 @@ fn model_one_user_action_is_one_commit_with_message_and_time() {
     assert_eq!(last.timestamp(), 1_700_000_000);
     let activity = acts.get(id).unwrap();
     assert_eq!(activity.kind, ActivityKind::Meeting);
-    assert_eq!(activity.audiences, [Audience::Officials].into_iter().collect());
+    assert_eq!(
+        activity.audiences,
+        [Audience::Officials].into_iter().collect()
+    );
     assert_eq!(activity.description, "สรุปผล");
 }
 
@@ -379,16 +426,28 @@ fn model_filters_span_years_and_archive_hides() {
     let w = world(&mut r);
     let mut all = ProvinceActivities::new(maha_sarakham());
     let a = all
-        .create(&w.province, new_activity(&w, "ก", d(2019, 3, 1)), &edit("r"), &mut r)
+        .create(
+            &w.province,
+            new_activity(&w, "ก", d(2019, 3, 1)),
+            &edit("r"),
+            &mut r,
+        )
         .unwrap();
     let mut meeting = new_activity(&w, "ข", d(2020, 6, 1));
     meeting.kind = ActivityKind::Meeting;
     meeting.audiences = [Audience::PrivateSector].into_iter().collect();
     meeting.district = "บรบือ".into();
     meeting.centre = None;
-    let b = all.create(&w.province, meeting, &edit("r"), &mut r).unwrap();
+    let b = all
+        .create(&w.province, meeting, &edit("r"), &mut r)
+        .unwrap();
     let c = all
-        .create(&w.province, new_activity(&w, "ค", d(2021, 1, 15)), &edit("r"), &mut r)
+        .create(
+            &w.province,
+            new_activity(&w, "ค", d(2021, 1, 15)),
+            &edit("r"),
+            &mut r,
+        )
         .unwrap();
     assert_eq!(all.years(), vec![2019, 2020, 2021]);
 
@@ -510,10 +569,14 @@ fn model_members_centres_notes_archive_and_update() {
     assert_eq!(m.alias, "ต้นกล้า", "untouched by a partial update");
 
     assert_eq!(w.province.members(false).len(), 2);
-    w.province.archive_member(candidate, &edit("archive")).unwrap();
+    w.province
+        .archive_member(candidate, &edit("archive"))
+        .unwrap();
     assert_eq!(w.province.members(false).len(), 1);
     assert_eq!(w.province.members(true).len(), 2);
-    w.province.archive_centre(w.centre, &edit("archive")).unwrap();
+    w.province
+        .archive_centre(w.centre, &edit("archive"))
+        .unwrap();
     assert!(w.province.centres(false).is_empty());
     assert_eq!(w.province.centres(true).len(), 1);
     w.province.archive_note(note, &edit("archive")).unwrap();
@@ -527,7 +590,12 @@ fn model_concurrent_scalar_conflict_is_visible() {
     let w = world(&mut r);
     let mut a = ActivitiesDoc::new(maha_sarakham(), 2019, &edit("create"), &mut r).unwrap();
     let id = a
-        .create(&w.province, new_activity(&w, "ประชุม", d(2019, 5, 1)), &edit("r"), &mut r)
+        .create(
+            &w.province,
+            new_activity(&w, "ประชุม", d(2019, 5, 1)),
+            &edit("r"),
+            &mut r,
+        )
         .unwrap();
     let mut b = a.fork_replica(&mut r);
     assert_ne!(a.doc().get_actor(), b.doc().get_actor());
@@ -550,8 +618,15 @@ fn model_concurrent_scalar_conflict_is_visible() {
     let values: BTreeSet<&str> = conflicts[0].values.iter().map(String::as_str).collect();
     assert_eq!(values, ["ประชุมแกนนำ", "ประชุมเยาวชน"].into_iter().collect());
     let shown = a.get(id).unwrap();
-    assert_eq!(shown.title, conflicts[0].values[0], "first value is the one shown");
-    assert_eq!(shown, b.get(id).unwrap(), "both replicas show the same winner");
+    assert_eq!(
+        shown.title, conflicts[0].values[0],
+        "first value is the one shown"
+    );
+    assert_eq!(
+        shown,
+        b.get(id).unwrap(),
+        "both replicas show the same winner"
+    );
     assert_eq!(shown.attendance, 40 + 5 + 7, "counter increments add up");
 
     // Resolving the conflict by writing one value clears it.
@@ -576,10 +651,20 @@ fn model_independently_created_documents_merge_without_losing_records() {
     let mut a1 = ActivitiesDoc::new(maha_sarakham(), 2019, &edit("c"), &mut r1).unwrap();
     let mut a2 = ActivitiesDoc::new(maha_sarakham(), 2019, &edit("c"), &mut r2).unwrap();
     let x = a1
-        .create(&w1.province, new_activity(&w1, "หนึ่ง", d(2019, 1, 2)), &edit("r"), &mut r1)
+        .create(
+            &w1.province,
+            new_activity(&w1, "หนึ่ง", d(2019, 1, 2)),
+            &edit("r"),
+            &mut r1,
+        )
         .unwrap();
     let y = a2
-        .create(&w2.province, new_activity(&w2, "สอง", d(2019, 1, 3)), &edit("r"), &mut r2)
+        .create(
+            &w2.province,
+            new_activity(&w2, "สอง", d(2019, 1, 3)),
+            &edit("r"),
+            &mut r2,
+        )
         .unwrap();
     a1.merge(&mut a2).unwrap();
     a2.merge(&mut a1).unwrap();
@@ -589,30 +674,41 @@ fn model_independently_created_documents_merge_without_losing_records() {
     // Header fields written by both sides carry equal values: the header still checks out.
     let bytes = a1.doc_mut().save();
     let reopened = ActivitiesDoc::from_automerge(AutoCommit::load(&bytes).unwrap()).unwrap();
-    assert_eq!((reopened.province(), reopened.year()), (maha_sarakham(), 2019));
+    assert_eq!(
+        (reopened.province(), reopened.year()),
+        (maha_sarakham(), 2019)
+    );
 }
 
 #[test]
 fn model_schema_and_kind_are_checked_on_open() {
     let mut r = rng(11);
     let mut newer = AutoCommit::new();
-    newer.put(automerge::ROOT, SCHEMA_KEY, SCHEMA_VERSION + 1).unwrap();
+    newer
+        .put(automerge::ROOT, SCHEMA_KEY, SCHEMA_VERSION + 1)
+        .unwrap();
     newer.put(automerge::ROOT, KIND_KEY, "province").unwrap();
     newer.put(automerge::ROOT, "province", "TH-44").unwrap();
     newer.commit();
     assert!(matches!(
         ProvinceDoc::from_automerge(newer),
-        Err(ModelError::NewerSchema { found: 2, supported: 1 })
+        Err(ModelError::NewerSchema {
+            found: 2,
+            supported: 1
+        })
     ));
 
     let mut dir = DirectoryDoc::new(&edit("c"), &mut r).unwrap();
     let bytes = dir.doc_mut().save();
     assert!(matches!(
         PrivateDoc::from_automerge(AutoCommit::load(&bytes).unwrap()),
-        Err(ModelError::WrongKind { expected: "private", .. })
+        Err(ModelError::WrongKind {
+            expected: "private",
+            ..
+        })
     ));
-    let mut th40 = ProvinceDoc::new(ProvinceCode::parse("TH-40").unwrap(), &edit("c"), &mut r)
-        .unwrap();
+    let mut th40 =
+        ProvinceDoc::new(ProvinceCode::parse("TH-40").unwrap(), &edit("c"), &mut r).unwrap();
     let bytes = th40.doc_mut().save();
     assert!(matches!(
         ProvinceDoc::open(maha_sarakham(), AutoCommit::load(&bytes).unwrap()),
@@ -646,20 +742,32 @@ fn model_malformed_records_are_errors_not_panics() {
     let w = world(&mut r);
     let mut acts = ActivitiesDoc::new(maha_sarakham(), 2019, &edit("c"), &mut r).unwrap();
     let good = acts
-        .create(&w.province, new_activity(&w, "ดี", d(2019, 2, 2)), &edit("r"), &mut r)
+        .create(
+            &w.province,
+            new_activity(&w, "ดี", d(2019, 2, 2)),
+            &edit("r"),
+            &mut r,
+        )
         .unwrap();
     // A peer writes garbage under an activity key.
     let bad = ActivityId::random(&mut r);
     let raw = acts.doc_mut();
     let obj = raw
-        .put_object(automerge::ROOT, format!("activity:{bad}"), automerge::ObjType::Map)
+        .put_object(
+            automerge::ROOT,
+            format!("activity:{bad}"),
+            automerge::ObjType::Map,
+        )
         .unwrap();
     raw.put(&obj, "title", 42).unwrap();
     raw.put(automerge::ROOT, "activity:not-an-id", "x").unwrap();
     raw.commit();
     assert!(matches!(acts.get(bad), Err(ModelError::Malformed { .. })));
     let listed = acts.list(&ActivityFilter::default()).unwrap();
-    assert_eq!(listed.into_iter().map(|a| a.id).collect::<Vec<_>>(), vec![good]);
+    assert_eq!(
+        listed.into_iter().map(|a| a.id).collect::<Vec<_>>(),
+        vec![good]
+    );
 }
 
 #[test]
@@ -682,10 +790,20 @@ fn model_private_document_keeps_settings_drafts_and_tip_receipts() {
     let draft_id = p.add_draft(&draft, &edit("draft"), &mut r).unwrap();
     p.add_tip_receipt("RCPT-7Q2K-99", d(2024, 3, 9), &edit("tip"))
         .unwrap();
-    assert!(p.add_tip_receipt("RCPT-7Q2K-99", d(2024, 3, 9), &edit("tip")).is_err());
-    assert!(p.add_tip_receipt("bad\nid", d(2024, 3, 9), &edit("tip")).is_err());
-    p.set_tip_status("RCPT-7Q2K-99", TipStatus::NeedsMoreInformation, &edit("status"))
-        .unwrap();
+    assert!(
+        p.add_tip_receipt("RCPT-7Q2K-99", d(2024, 3, 9), &edit("tip"))
+            .is_err()
+    );
+    assert!(
+        p.add_tip_receipt("bad\nid", d(2024, 3, 9), &edit("tip"))
+            .is_err()
+    );
+    p.set_tip_status(
+        "RCPT-7Q2K-99",
+        TipStatus::NeedsMoreInformation,
+        &edit("status"),
+    )
+    .unwrap();
     assert!(matches!(
         p.set_tip_status("nope", TipStatus::Closed, &edit("status")),
         Err(ModelError::NotFound { .. })
@@ -715,18 +833,37 @@ fn model_directory_centres_and_campaign_calendar() {
     let khon_kaen = ProvinceCode::parse("TH-40").unwrap();
     dir.add_centre(khon_kaen, "ศูนย์ขอนแก่น", "เมืองขอนแก่น", &edit("c"), &mut r)
         .unwrap();
-    dir.add_centre(maha_sarakham(), "ศูนย์มหาสารคาม", "เมืองมหาสารคาม", &edit("c"), &mut r)
-        .unwrap();
+    dir.add_centre(
+        maha_sarakham(),
+        "ศูนย์มหาสารคาม",
+        "เมืองมหาสารคาม",
+        &edit("c"),
+        &mut r,
+    )
+    .unwrap();
     assert_eq!(dir.centres(Some(khon_kaen)).len(), 1);
     assert_eq!(dir.centres(None).len(), 2);
-    assert!(dir
-        .set_province(khon_kaen, Some(RegionId::random(&mut r)), &edit("p"))
-        .is_err());
+    assert!(
+        dir.set_province(khon_kaen, Some(RegionId::random(&mut r)), &edit("p"))
+            .is_err()
+    );
     let late = dir
-        .add_campaign("วันต่อต้านคอร์รัปชันสากล", d(2024, 12, 9), d(2024, 12, 9), &edit("c"), &mut r)
+        .add_campaign(
+            "วันต่อต้านคอร์รัปชันสากล",
+            d(2024, 12, 9),
+            d(2024, 12, 9),
+            &edit("c"),
+            &mut r,
+        )
         .unwrap();
     let early = dir
-        .add_campaign("สัปดาห์รณรงค์", d(2024, 6, 1), d(2024, 6, 7), &edit("c"), &mut r)
+        .add_campaign(
+            "สัปดาห์รณรงค์",
+            d(2024, 6, 1),
+            d(2024, 6, 7),
+            &edit("c"),
+            &mut r,
+        )
         .unwrap();
     assert!(matches!(
         dir.add_campaign("ผิด", d(2024, 6, 7), d(2024, 6, 1), &edit("c"), &mut r),
@@ -737,4 +874,76 @@ fn model_directory_centres_and_campaign_calendar() {
     dir.archive_campaign(early, &edit("a")).unwrap();
     assert_eq!(dir.campaigns(false).len(), 1);
     assert_eq!(dir.campaigns(true).len(), 2);
+}
+
+#[test]
+fn model_any_doc_opens_by_name_and_checks_content() {
+    let mut r = rng(15);
+    let w = world(&mut r);
+    let mut acts = ActivitiesDoc::new(maha_sarakham(), 2019, &edit("c"), &mut r).unwrap();
+    acts.create(
+        &w.province,
+        new_activity(&w, "ประชุม", d(2019, 5, 1)),
+        &edit("r"),
+        &mut r,
+    )
+    .unwrap();
+    let bytes = acts.doc_mut().save();
+    let name = DocName::parse("province/TH-44/activities/2019").unwrap();
+    let opened = AnyDoc::open(name, AutoCommit::load(&bytes).unwrap()).unwrap();
+    assert_eq!(opened.name(), name);
+    assert!(matches!(&opened, AnyDoc::Activities(a) if a.len() == 1));
+    for wrong in [
+        "province/TH-44/activities/2020",
+        "province/TH-40/activities/2019",
+        "private",
+    ] {
+        let name = DocName::parse(wrong).unwrap();
+        assert!(
+            AnyDoc::open(name, AutoCommit::load(&bytes).unwrap()).is_err(),
+            "{wrong}"
+        );
+    }
+    let empty = AnyDoc::open(DocName::Province(maha_sarakham()), AutoCommit::new()).unwrap();
+    assert_eq!(empty.name(), DocName::Province(maha_sarakham()));
+}
+
+#[test]
+fn model_concurrent_member_edits_merge_and_conflicts_show() {
+    let mut r = rng(16);
+    let mut a = world(&mut r);
+    let mut b = a.province.fork_replica(&mut r);
+    a.province
+        .update_member(
+            a.leader,
+            MemberUpdate {
+                alias: Some("นกเงือก".into()),
+                ..Default::default()
+            },
+            &edit("a"),
+        )
+        .unwrap();
+    b.update_member(
+        a.leader,
+        MemberUpdate {
+            alias: Some("นกยูง".into()),
+            status: Some(MemberStatus::Inactive),
+            ..Default::default()
+        },
+        &edit("b"),
+    )
+    .unwrap();
+    a.province.merge(&mut b).unwrap();
+    let member = a.province.member(a.leader).unwrap();
+    assert_eq!(
+        member.status,
+        MemberStatus::Inactive,
+        "b's other field kept"
+    );
+    let conflicts = a.province.member_conflicts(a.leader).unwrap();
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(conflicts[0].field, "alias");
+    assert_eq!(conflicts[0].values[0], member.alias);
+    let all: BTreeSet<&str> = conflicts[0].values.iter().map(String::as_str).collect();
+    assert_eq!(all, ["นกเงือก", "นกยูง"].into_iter().collect());
 }

@@ -1,6 +1,8 @@
 //! The fixture builder others benchmark with: deterministic from its seed, realistic, and able to
 //! build a 20,000-activity year document that saves and loads intact.
 
+#![allow(clippy::unwrap_used)] // test helpers fail loudly by design
+
 use automerge::AutoCommit;
 use phakhi_core::model::fixtures::{FIXTURE_YEAR, activities_document};
 use phakhi_core::model::*;

@@ -113,13 +113,13 @@ pub struct ActivityFilter {
 
 impl ActivityFilter {
     fn check(&self) -> Result<()> {
-        if let (Some(from), Some(to)) = (self.from, self.to) {
-            if from > to {
-                return Err(ModelError::InvertedDateRange {
-                    from: from.to_string(),
-                    to: to.to_string(),
-                });
-            }
+        if let (Some(from), Some(to)) = (self.from, self.to)
+            && from > to
+        {
+            return Err(ModelError::InvertedDateRange {
+                from: from.to_string(),
+                to: to.to_string(),
+            });
         }
         Ok(())
     }
@@ -480,10 +480,10 @@ impl ActivitiesDoc {
     fn collect(&self, filter: &ActivityFilter, out: &mut Vec<Activity>) {
         for (id, obj) in raw::records(&self.doc, ACTIVITY) {
             let Ok(id) = id.parse() else { continue };
-            if let Ok(activity) = read_activity(&self.doc, id, &obj) {
-                if filter.matches(&activity) {
-                    out.push(activity);
-                }
+            if let Ok(activity) = read_activity(&self.doc, id, &obj)
+                && filter.matches(&activity)
+            {
+                out.push(activity);
             }
         }
     }

@@ -110,7 +110,8 @@ impl DirectoryDoc {
         let id = RegionId::random(rng);
         raw::transact(&mut self.doc, edit, |doc| {
             raw::ensure_header(doc, KIND, &[])?;
-            let obj = doc.put_object(automerge::ROOT, raw::record_key(REGION, &id), ObjType::Map)?;
+            let obj =
+                doc.put_object(automerge::ROOT, raw::record_key(REGION, &id), ObjType::Map)?;
             doc.put(&obj, "name_th", name_th)?;
             doc.put(&obj, "name_en", name_en)?;
             Ok(())
@@ -141,13 +142,13 @@ impl DirectoryDoc {
         region: Option<RegionId>,
         edit: &Edit,
     ) -> Result<()> {
-        if let Some(region) = region {
-            if raw::record(&self.doc, &raw::record_key(REGION, &region))?.is_none() {
-                return Err(ModelError::NotFound {
-                    kind: "region",
-                    id: region.to_string(),
-                });
-            }
+        if let Some(region) = region
+            && raw::record(&self.doc, &raw::record_key(REGION, &region))?.is_none()
+        {
+            return Err(ModelError::NotFound {
+                kind: "region",
+                id: region.to_string(),
+            });
         }
         let key = raw::record_key(PROVINCE, &code);
         let existing = raw::record(&self.doc, &key)?;
@@ -199,7 +200,8 @@ impl DirectoryDoc {
         let id = CentreId::random(rng);
         raw::transact(&mut self.doc, edit, |doc| {
             raw::ensure_header(doc, KIND, &[])?;
-            let obj = doc.put_object(automerge::ROOT, raw::record_key(CENTRE, &id), ObjType::Map)?;
+            let obj =
+                doc.put_object(automerge::ROOT, raw::record_key(CENTRE, &id), ObjType::Map)?;
             doc.put(&obj, "province", province.as_str())?;
             doc.put(&obj, "name", name)?;
             doc.put(&obj, "district", district)?;
@@ -245,8 +247,11 @@ impl DirectoryDoc {
         let id = CampaignId::random(rng);
         raw::transact(&mut self.doc, edit, |doc| {
             raw::ensure_header(doc, KIND, &[])?;
-            let obj =
-                doc.put_object(automerge::ROOT, raw::record_key(CAMPAIGN, &id), ObjType::Map)?;
+            let obj = doc.put_object(
+                automerge::ROOT,
+                raw::record_key(CAMPAIGN, &id),
+                ObjType::Map,
+            )?;
             doc.put(&obj, "title", title)?;
             doc.put(&obj, "start", start.to_string())?;
             doc.put(&obj, "end", end.to_string())?;

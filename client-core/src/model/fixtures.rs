@@ -9,13 +9,13 @@ use std::collections::BTreeSet;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
+use super::Edit;
 use super::activities::{ActivitiesDoc, ActivityKind, Audience, NewActivity};
 use super::date::Date;
 use super::error::Result;
 use super::ids::{ActivityId, CentreId, MemberId};
 use super::province::{MemberRole, NewCentre, NewMember, ProvinceDoc};
 use super::province_code::ProvinceCode;
-use super::Edit;
 
 /// Activities written per change while building a fixture.
 pub const FIXTURE_BATCH: usize = 1_000;
@@ -48,8 +48,8 @@ fn fixture_edit(message: &str) -> Edit {
     Edit::new(message, time)
 }
 
-/// A province document (Maha Sarakham) with a dozen members and four centres, plus the RNG state
-/// to keep drawing from.
+/// A province document (Maha Sarakham) with twelve members and four centres, with the ids of
+/// both (the members first).
 pub fn province_document(seed: u64) -> Result<(ProvinceDoc, Vec<MemberId>, Vec<CentreId>)> {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let code = ProvinceCode::parse(FIXTURE_PROVINCE)?;
@@ -103,7 +103,10 @@ pub fn activities_document(seed: u64, n: usize) -> Result<(ProvinceDoc, Activiti
     )?;
     let mut batch = Vec::with_capacity(FIXTURE_BATCH.min(n));
     for index in 0..n {
-        batch.push((ActivityId::random(&mut rng), activity(&mut rng, index, &members, &centres)?));
+        batch.push((
+            ActivityId::random(&mut rng),
+            activity(&mut rng, index, &members, &centres)?,
+        ));
         if batch.len() == FIXTURE_BATCH || index + 1 == n {
             doc.create_batch(&province, &batch, &fixture_edit("import activities"))?;
             batch.clear();

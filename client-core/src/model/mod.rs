@@ -10,9 +10,12 @@
 //!
 //! Each document type wraps an [`automerge::AutoCommit`] and hands it out (`doc`, `doc_mut`,
 //! `into_inner`, `from_automerge`) for the store and the sync engine, which work on raw documents
-//! by name.
+//! by name. Whoever writes through `doc_mut` must commit before the next model call: a model
+//! action commits (or, on error, rolls back) everything pending in the document. A replica for
+//! another device is made with `fork_replica` (fresh actor), never by cloning.
 
 mod activities;
+mod any_doc;
 mod date;
 mod directory;
 mod doc_name;
@@ -25,9 +28,10 @@ mod province_code;
 mod raw;
 
 pub use activities::{
-    Activity, ActivityFilter, ActivityKind, ActivityUpdate, ActivitiesDoc, Audience,
-    NewActivity, ProvinceActivities,
+    ActivitiesDoc, Activity, ActivityFilter, ActivityKind, ActivityUpdate, Audience, NewActivity,
+    ProvinceActivities,
 };
+pub use any_doc::AnyDoc;
 pub use date::{BUDDHIST_ERA_OFFSET, Date, Era, Language, MAX_YEAR, MIN_YEAR};
 pub use directory::{Campaign, DirectoryCentre, DirectoryDoc, DirectoryProvince, Region};
 pub use doc_name::DocName;
@@ -46,7 +50,8 @@ pub use raw::{FieldConflict, KIND_KEY, SCHEMA_KEY, SCHEMA_VERSION};
 pub struct Edit {
     /// Human-readable description of the action (e.g. "record activity").
     pub message: String,
-    /// When the action happened, as the caller's clock says (the core reads no clock).
+    /// When the action happened, as the caller's clock says (the core reads no clock). Stored in
+    /// the change as Unix seconds.
     pub time: time::OffsetDateTime,
 }
 

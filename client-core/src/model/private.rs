@@ -236,18 +236,20 @@ impl PrivateDoc {
             .into_iter()
             .filter_map(|(_, obj)| read_receipt(&self.doc, &obj).ok())
             .collect();
-        out.sort_by(|a, b| b.submitted.cmp(&a.submitted).then(a.receipt.cmp(&b.receipt)));
+        out.sort_by(|a, b| {
+            b.submitted
+                .cmp(&a.submitted)
+                .then(a.receipt.cmp(&b.receipt))
+        });
         out
     }
 
     fn receipt_obj(&self, receipt: &str) -> Result<ObjId> {
         check_receipt(receipt)?;
-        raw::record(&self.doc, &raw::record_key(RECEIPT, &receipt))?.ok_or(
-            ModelError::NotFound {
-                kind: "tip receipt",
-                id: receipt.to_owned(),
-            },
-        )
+        raw::record(&self.doc, &raw::record_key(RECEIPT, &receipt))?.ok_or(ModelError::NotFound {
+            kind: "tip receipt",
+            id: receipt.to_owned(),
+        })
     }
 }
 

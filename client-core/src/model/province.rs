@@ -139,13 +139,13 @@ impl ProvinceDoc {
     /// header is written with the first edit).
     pub fn open(province: ProvinceCode, doc: AutoCommit) -> Result<Self> {
         raw::check_header(&doc, KIND)?;
-        if let Some(found) = raw::opt_str(&doc, &automerge::ROOT, "province")? {
-            if found != province.as_str() {
-                return Err(ModelError::WrongDocument {
-                    expected: province.to_string(),
-                    found,
-                });
-            }
+        if let Some(found) = raw::opt_str(&doc, &automerge::ROOT, "province")?
+            && found != province.as_str()
+        {
+            return Err(ModelError::WrongDocument {
+                expected: province.to_string(),
+                found,
+            });
         }
         Ok(Self {
             code: province,
@@ -219,11 +219,8 @@ impl ProvinceDoc {
         let code = self.code;
         raw::transact(&mut self.doc, edit, |doc| {
             header(doc, code)?;
-            let obj = doc.put_object(
-                automerge::ROOT,
-                raw::record_key(MEMBER, &id),
-                ObjType::Map,
-            )?;
+            let obj =
+                doc.put_object(automerge::ROOT, raw::record_key(MEMBER, &id), ObjType::Map)?;
             doc.put(&obj, "alias", new.alias.as_str())?;
             doc.put(&obj, "role", new.role.as_str())?;
             doc.put(&obj, "centre", opt_id(new.centre))?;
@@ -326,11 +323,8 @@ impl ProvinceDoc {
         let code = self.code;
         raw::transact(&mut self.doc, edit, |doc| {
             header(doc, code)?;
-            let obj = doc.put_object(
-                automerge::ROOT,
-                raw::record_key(CENTRE, &id),
-                ObjType::Map,
-            )?;
+            let obj =
+                doc.put_object(automerge::ROOT, raw::record_key(CENTRE, &id), ObjType::Map)?;
             doc.put(&obj, "name", new.name.as_str())?;
             doc.put(&obj, "district", new.district.as_str())?;
             doc.put(&obj, "established", new.established.to_string())?;

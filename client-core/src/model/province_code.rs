@@ -132,9 +132,7 @@ impl ProvinceCode {
     /// The table row of this code.
     pub fn info(self) -> &'static ProvinceInfo {
         // The index is only ever built from a position inside PROVINCES.
-        PROVINCES
-            .get(usize::from(self.0))
-            .unwrap_or(&PROVINCES[0])
+        PROVINCES.get(usize::from(self.0)).unwrap_or(&PROVINCES[0])
     }
 
     /// The ISO code, e.g. `TH-44`.

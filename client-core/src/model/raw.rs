@@ -163,7 +163,11 @@ pub(crate) fn records(doc: &AutoCommit, prefix: &str) -> Vec<(String, ObjId)> {
 }
 
 /// Reads a string field; `None` if absent.
-pub(crate) fn opt_str(doc: &AutoCommit, obj: &ObjId, field: &'static str) -> Result<Option<String>> {
+pub(crate) fn opt_str(
+    doc: &AutoCommit,
+    obj: &ObjId,
+    field: &'static str,
+) -> Result<Option<String>> {
     match doc.get(obj, field)? {
         None => Ok(None),
         Some((value, _)) => value
@@ -241,13 +245,15 @@ pub(crate) fn splice_text_chars(
         });
     }
     let units = |range: Range<usize>| -> usize {
-        let part: String = current.chars().skip(range.start).take(range.len()).collect();
+        let part: String = current
+            .chars()
+            .skip(range.start)
+            .take(range.len())
+            .collect();
         match doc.text_encoding() {
             TextEncoding::Utf8CodeUnit => part.len(),
             TextEncoding::Utf16CodeUnit => part.encode_utf16().count(),
-            TextEncoding::UnicodeCodePoint | TextEncoding::GraphemeCluster => {
-                part.chars().count()
-            }
+            TextEncoding::UnicodeCodePoint | TextEncoding::GraphemeCluster => part.chars().count(),
         }
     };
     if doc.text_encoding() == TextEncoding::GraphemeCluster {
