@@ -118,6 +118,7 @@ pub fn sync(
             for (name, (doc, stored_bytes)) in loaded {
                 core.cache.put(name.as_str().to_string(), doc, stored_bytes);
             }
+            state.record_cache(&core.cache);
             Ok(answer)
         }
         Err(error) => {
@@ -126,6 +127,7 @@ pub fn sync(
             if let Err(reload) = core.reload_mailbox() {
                 tracing::error!(%reload, "cannot rebuild the mailbox from disk");
             }
+            state.record_cache(&core.cache);
             Err(error)
         }
     }

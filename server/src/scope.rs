@@ -3,6 +3,8 @@
 //! `directory` (written by HQ only), and nothing else; a `private` document never leaves its
 //! device.
 
+use phakhi_core::model::{DocName, ProvinceCode};
+
 use crate::db::devices::Device;
 
 /// What a device may do with one document.
@@ -16,50 +18,21 @@ pub enum Access {
     ReadWrite,
 }
 
-/// The document families the server knows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DocKind<'a> {
-    Directory,
-    Province(&'a str),
-    Activities(&'a str, u16),
-}
-
-/// Parses a shared document name, or `None` for anything a server does not hold.
-pub fn parse(name: &str) -> Option<DocKind<'_>> {
-    if name == "directory" {
-        return Some(DocKind::Directory);
-    }
-    let rest = name.strip_prefix("province/")?;
-    match rest.split_once('/') {
-        None => valid_province(rest).then_some(DocKind::Province(rest)),
-        Some((code, tail)) => {
-            let year = tail.strip_prefix("activities/")?;
-            let plain_digits = year.len() == 4 && year.bytes().all(|b| b.is_ascii_digit());
-            let year: u16 = year.parse().ok().filter(|_| plain_digits)?;
-            valid_province(code).then_some(DocKind::Activities(code, year))
-        }
-    }
-}
-
-/// An ISO 3166-2 subdivision code such as `TH-44`.
+/// An ISO 3166-2:TH code of a real province, such as `TH-44` (or `TH-S`, Pattaya).
 pub fn valid_province(code: &str) -> bool {
-    let Some((country, sub)) = code.split_once('-') else {
-        return false;
-    };
-    country.len() == 2
-        && country.bytes().all(|b| b.is_ascii_uppercase())
-        && (1..=3).contains(&sub.len())
-        && sub
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    ProvinceCode::parse(code).is_ok()
 }
 
 /// What `device` may do with the document called `name`.
 pub fn access(device: &Device, name: &str) -> Access {
-    match parse(name) {
-        Some(DocKind::Directory) => Access::Read,
-        Some(DocKind::Province(code)) | Some(DocKind::Activities(code, _))
-            if device.provinces.iter().any(|p| p == code) =>
+    // Only canonical spellings: a name must print back as itself.
+    let parsed = DocName::parse(name)
+        .ok()
+        .filter(|doc| doc.to_string() == name);
+    match parsed {
+        Some(DocName::Directory) => Access::Read,
+        Some(DocName::Province(code) | DocName::Activities(code, _))
+            if device.provinces.iter().any(|p| p == code.as_str()) =>
         {
             Access::ReadWrite
         }
@@ -130,18 +103,10 @@ mod tests {
             Access::None
         );
         assert_eq!(access(&device, "province/th-44"), Access::None);
-        assert_eq!(access(&device, ""), Access::None);
-    }
-
-    #[test]
-    fn parses_names() {
-        assert_eq!(parse("directory"), Some(DocKind::Directory));
         assert_eq!(
-            parse("province/TH-40/activities/2019"),
-            Some(DocKind::Activities("TH-40", 2019))
+            access(&device, "province/TH-44/activities/0999"),
+            Access::None
         );
-        assert_eq!(parse("province/TH-S"), Some(DocKind::Province("TH-S")));
-        assert_eq!(parse("province/"), None);
-        assert_eq!(parse("province/TH-44/activities/"), None);
+        assert_eq!(access(&device, ""), Access::None);
     }
 }

@@ -3,6 +3,7 @@
 //! health and metrics, counters and the rate limiter.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -56,6 +57,9 @@ struct Shared {
     reader: Mutex<Connection>,
     metrics: Metrics,
     limiter: Mutex<RateLimiter>,
+    /// The cache's estimated bytes and document count after the last exchange.
+    cache_bytes: AtomicUsize,
+    cached_documents: AtomicUsize,
 }
 
 /// A failure to start.
@@ -113,6 +117,8 @@ impl AppState {
                     reader: Mutex::new(reader),
                     metrics: Metrics::default(),
                     limiter: Mutex::new(limiter),
+                    cache_bytes: AtomicUsize::new(0),
+                    cached_documents: AtomicUsize::new(0),
                 }),
             },
         })
@@ -215,10 +221,18 @@ impl AppState {
                 })
             })
             .await?;
-        if let Ok(core) = self.inner.core.try_lock() {
-            gauges.cache_bytes = core.cache.used_bytes();
-            gauges.cached_documents = core.cache.len();
-        }
+        gauges.cache_bytes = self.inner.cache_bytes.load(Ordering::Relaxed);
+        gauges.cached_documents = self.inner.cached_documents.load(Ordering::Relaxed);
         Ok(gauges)
+    }
+
+    /// Records the document cache's size for `/metrics`.
+    pub fn record_cache(&self, cache: &DocCache) {
+        self.inner
+            .cache_bytes
+            .store(cache.used_bytes(), Ordering::Relaxed);
+        self.inner
+            .cached_documents
+            .store(cache.len(), Ordering::Relaxed);
     }
 }
