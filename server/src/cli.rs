@@ -212,6 +212,7 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
                 source,
             })?;
         let bound = listener.local_addr().map_err(CliError::Serve)?;
+        let shutdown = crate::http::shutdown_signal().map_err(CliError::Serve)?;
         let mut config = config;
         config.port = bound.port();
         let opened = AppState::open(config)?;
@@ -229,7 +230,7 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
             static_key = %hex::encode(state.keys().static_public().as_bytes()),
             "serving on {bound}"
         );
-        crate::http::run(listener, state, crate::http::shutdown_signal())
+        crate::http::run(listener, state, shutdown)
             .await
             .map_err(CliError::Serve)?;
         tracing::info!("stopped cleanly");

@@ -64,7 +64,7 @@ impl Default for Limits {
             mailbox_bytes_per_device: 16 * 1024 * 1024,
             requests_per_minute: 60,
             request_burst: 20,
-            request_timeout_secs: 60,
+            request_timeout_secs: 120,
         }
     }
 }

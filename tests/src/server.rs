@@ -127,13 +127,22 @@ impl ServerProcess {
     }
 
     /// Sends SIGTERM and waits for the process to exit; returns its status and stderr.
-    pub fn terminate(mut self) -> (ExitStatus, String) {
+    pub fn terminate(self) -> (ExitStatus, String) {
+        self.signal("-TERM")
+    }
+
+    /// Sends SIGINT (ctrl-c) and waits for the process to exit; returns its status and stderr.
+    pub fn interrupt(self) -> (ExitStatus, String) {
+        self.signal("-INT")
+    }
+
+    fn signal(mut self, signal: &str) -> (ExitStatus, String) {
         let pid = self.pid().to_string();
         let sent = Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([signal, &pid])
             .status()
             .expect("run kill");
-        assert!(sent.success(), "kill -TERM {pid} failed");
+        assert!(sent.success(), "kill {signal} {pid} failed");
         self.wait_exit()
     }
 

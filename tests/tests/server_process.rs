@@ -63,7 +63,7 @@ fn serve_prints_its_address_answers_healthz_and_stops_on_sigterm() {
 }
 
 #[test]
-fn a_second_start_reuses_the_keys_and_says_nothing_about_first_steps() {
+fn a_second_start_reuses_the_keys_and_stops_on_sigint() {
     let dir = tempfile::tempdir().expect("tempdir");
     let first = ServerProcess::start(dir.path(), &[]);
     let static_key = std::fs::read(dir.path().join("server-static.key")).expect("key");
@@ -83,8 +83,9 @@ fn a_second_start_reuses_the_keys_and_says_nothing_about_first_steps() {
     );
     let (status, _) = get(&format!("{}/healthz", second.url));
     assert_eq!(status, 200);
-    let (exit, _) = second.terminate();
-    assert!(exit.success());
+    let (exit, stderr) = second.interrupt();
+    assert!(exit.success(), "{stderr}");
+    assert!(stderr.contains("SIGINT received"), "{stderr}");
 }
 
 #[test]
@@ -271,6 +272,96 @@ fn admin_devices_and_revoke_work_on_a_running_servers_folder() {
         .expect("coordinator row");
     assert!(coordinator_line.ends_with("active"), "{coordinator_line}");
 
+    let (exit, _) = server.terminate();
+    assert!(exit.success());
+}
+
+#[test]
+fn admin_invite_prints_an_invite_or_says_what_is_missing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hq = dir.path().join("hq");
+    let server = ServerProcess::start(&hq, &[]);
+    let (exit, _) = server.terminate();
+    assert!(exit.success());
+
+    let desk = "07".repeat(32);
+    let out = admin(
+        &hq,
+        &[
+            "invite",
+            "--province",
+            "TH-44",
+            "--role",
+            "leader",
+            "--tip-desk-key",
+            &desk,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let invite = text(&out.stdout);
+    assert!(invite.trim().starts_with("PHAKHI1:"), "{invite}");
+    assert!(phakhi_core::seal::SignedInvite::parse(invite.trim()).is_ok());
+
+    let out = admin(&hq, &["invite", "--province", "TH-44", "--role", "leader"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--tip-desk-key"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = admin(
+        &hq,
+        &[
+            "invite",
+            "--province",
+            "TH-99",
+            "--role",
+            "leader",
+            "--tip-desk-key",
+            &desk,
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("TH-44 (Maha Sarakham)"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = admin(
+        &hq,
+        &[
+            "invite",
+            "--province",
+            "TH-44",
+            "--role",
+            "leader",
+            "--expires",
+            "soon",
+            "--tip-desk-key",
+            &desk,
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("such as 30m, 12h or 7d"));
+
+    let relay = dir.path().join("relay");
+    let server = ServerProcess::start(&relay, &["--role", "relay"]);
+    let out = admin(
+        &relay,
+        &[
+            "invite",
+            "--province",
+            "TH-44",
+            "--role",
+            "leader",
+            "--tip-desk-key",
+            &desk,
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("only an HQ server signs invites"));
     let (exit, _) = server.terminate();
     assert!(exit.success());
 }
