@@ -42,6 +42,7 @@ pub fn enroll(
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(DbError::from)?;
     let opened = transport::open(state.keys(), envelope, now, &tx)?;
+    state.check_rate(opened.sender.as_bytes())?;
     let request: EnrolRequest = wire::decode(&opened.payload)
         .map_err(|error| AppError::BadRequest(format!("enrolment request: {error}")))?;
     let hq = hq_verifying_key(state)?;
