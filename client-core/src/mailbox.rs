@@ -585,7 +585,9 @@ impl MailboxMessage {
             MailboxMessage::Push(p) => {
                 out.push(TAG_PUSH);
                 out.extend_from_slice(
-                    &u16::try_from(p.items.len()).unwrap_or(u16::MAX).to_be_bytes(),
+                    &u16::try_from(p.items.len())
+                        .unwrap_or(u16::MAX)
+                        .to_be_bytes(),
                 );
                 for item in &p.items {
                     out.push(item.kind.to_byte());
@@ -634,7 +636,13 @@ impl MailboxMessage {
                 let more = match r.u8("more")? {
                     0 => false,
                     1 => true,
-                    value => return Err(WireError::UnknownTag { field: "more", value }.into()),
+                    value => {
+                        return Err(WireError::UnknownTag {
+                            field: "more",
+                            value,
+                        }
+                        .into());
+                    }
                 };
                 let ids = read_ids(&mut r)?;
                 MailboxMessage::Have(Have { cursor, ids, more })

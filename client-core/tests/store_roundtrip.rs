@@ -1,6 +1,8 @@
 //! The store keeps what it is given: documents (Thai text included), the key-value area, the
 //! document list, passphrase stores, and compaction that bounds the row count.
 
+#![allow(clippy::unwrap_used)]
+
 mod store_common;
 
 use automerge::ReadDoc;
@@ -14,14 +16,25 @@ fn store_thai_text_round_trips_across_reopen() {
     let path = db_path(&dir);
     let mut store = open(&path);
     let mut doc = doc_with(&[
-        ("a1", "อบรมต่อต้านการทุจริต ณ มหาสารคาม", "Anti-corruption training"),
-        ("a2", "ภาคีเครือข่ายเยาวชน อำเภอเมือง", "Youth network, Mueang district"),
+        (
+            "a1",
+            "อบรมต่อต้านการทุจริต ณ มหาสารคาม",
+            "Anti-corruption training",
+        ),
+        (
+            "a2",
+            "ภาคีเครือข่ายเยาวชน อำเภอเมือง",
+            "Youth network, Mueang district",
+        ),
     ]);
     store.save_doc("province/TH-44", &mut doc).unwrap();
     drop(store);
 
     let store = open(&path);
-    let loaded = store.load_doc("province/TH-44").unwrap().expect("saved doc");
+    let loaded = store
+        .load_doc("province/TH-44")
+        .unwrap()
+        .expect("saved doc");
     assert_eq!(
         field(&loaded, "a1", "title_th").as_deref(),
         Some("อบรมต่อต้านการทุจริต ณ มหาสารคาม")
@@ -30,7 +43,10 @@ fn store_thai_text_round_trips_across_reopen() {
         field(&loaded, "a2", "title_th").as_deref(),
         Some("ภาคีเครือข่ายเยาวชน อำเภอเมือง")
     );
-    assert_eq!(field(&loaded, "a1", "title_en").as_deref(), Some("Anti-corruption training"));
+    assert_eq!(
+        field(&loaded, "a1", "title_en").as_deref(),
+        Some("Anti-corruption training")
+    );
     assert_eq!(store.load_doc("province/TH-40").unwrap().map(|_| ()), None);
 }
 
@@ -96,9 +112,45 @@ fn store_stale_doc_save_merges_instead_of_losing_changes() {
     store.save_doc("d", &mut one).unwrap();
     store.save_doc("d", &mut two).unwrap();
     let merged = store.load_doc("d").unwrap().unwrap();
-    let acts = merged.get(automerge::ROOT, "activities").unwrap().unwrap().1;
+    let acts = merged
+        .get(automerge::ROOT, "activities")
+        .unwrap()
+        .unwrap()
+        .1;
     assert!(merged.get(&acts, "x").unwrap().is_some());
     assert!(merged.get(&acts, "y").unwrap().is_some());
+}
+
+#[test]
+fn store_compaction_of_stale_saves_merges_and_stays_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let mut store = open(&path);
+    store.set_compaction_policy(CompactionPolicy {
+        max_increments: 3,
+        max_increment_bytes: 1 << 20,
+    });
+    store.save_doc("d", &mut doc_with(&[])).unwrap();
+    let mut base = store.load_doc("d").unwrap().unwrap();
+    // Two replicas forked from the same base save alternately: each one lacks the other's
+    // changes every time.
+    let mut one = base.fork();
+    let mut two = base.fork();
+    let acts = one.get(automerge::ROOT, "activities").unwrap().unwrap().1;
+    for i in 0..12 {
+        one.put(&acts, format!("one{i}"), "หนึ่ง").unwrap();
+        one.commit();
+        store.save_doc("d", &mut one).unwrap();
+        two.put(&acts, format!("two{i}"), "สอง").unwrap();
+        two.commit();
+        store.save_doc("d", &mut two).unwrap();
+        assert!(chunk_rows(&raw(&path)).len() <= 3);
+    }
+    let merged = store.load_doc("d").unwrap().unwrap();
+    for i in 0..12 {
+        assert!(merged.get(&acts, format!("one{i}")).unwrap().is_some());
+        assert!(merged.get(&acts, format!("two{i}")).unwrap().is_some());
+    }
 }
 
 #[test]
@@ -114,7 +166,8 @@ fn store_compaction_bounds_rows_and_keeps_content() {
     let acts = doc.get(automerge::ROOT, "activities").unwrap().unwrap().1;
     let mut max_rows = 0;
     for i in 0..100 {
-        doc.put(&acts, format!("k{i}"), format!("รายการ {i}")).unwrap();
+        doc.put(&acts, format!("k{i}"), format!("รายการ {i}"))
+            .unwrap();
         doc.commit();
         store.save_doc("province/TH-44", &mut doc).unwrap();
         max_rows = max_rows.max(chunk_rows(&raw(&path)).len());
@@ -150,7 +203,8 @@ fn store_byte_threshold_triggers_compaction() {
     let mut doc = doc_with(&[]);
     let acts = doc.get(automerge::ROOT, "activities").unwrap().unwrap().1;
     for i in 0..40 {
-        doc.put(&acts, format!("k{i}"), "ข้อความยาว ".repeat(20)).unwrap();
+        doc.put(&acts, format!("k{i}"), "ข้อความยาว ".repeat(20))
+            .unwrap();
         doc.commit();
         store.save_doc("d", &mut doc).unwrap();
     }
@@ -164,12 +218,22 @@ fn store_lists_and_deletes_docs() {
     let dir = tempfile::tempdir().unwrap();
     let path = db_path(&dir);
     let mut store = open(&path);
-    for name in ["province/TH-44", "private", "province/TH-40/activities/2567"] {
-        store.save_doc(name, &mut doc_with(&[("a", "ก", "a")])).unwrap();
+    for name in [
+        "province/TH-44",
+        "private",
+        "province/TH-40/activities/2567",
+    ] {
+        store
+            .save_doc(name, &mut doc_with(&[("a", "ก", "a")]))
+            .unwrap();
     }
     assert_eq!(
         store.list_docs().unwrap(),
-        vec!["private", "province/TH-40/activities/2567", "province/TH-44"]
+        vec![
+            "private",
+            "province/TH-40/activities/2567",
+            "province/TH-44"
+        ]
     );
     assert!(store.delete_doc("private").unwrap());
     assert!(!store.delete_doc("private").unwrap());
@@ -187,22 +251,36 @@ fn store_key_value_area_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     let path = db_path(&dir);
     let mut store = open(&path);
-    store.put("sync", b"peer-1/province/TH-44", b"state one").unwrap();
-    store.put("sync", b"peer-2/province/TH-44", b"state two").unwrap();
-    store.put("settings", b"language", "ภาษาไทย".as_bytes()).unwrap();
-    store.put("sync", b"peer-1/province/TH-44", b"state one v2").unwrap();
+    store
+        .put("sync", b"peer-1/province/TH-44", b"state one")
+        .unwrap();
+    store
+        .put("sync", b"peer-2/province/TH-44", b"state two")
+        .unwrap();
+    store
+        .put("settings", b"language", "ภาษาไทย".as_bytes())
+        .unwrap();
+    store
+        .put("sync", b"peer-1/province/TH-44", b"state one v2")
+        .unwrap();
     drop(store);
 
     let mut store = open(&path);
     assert_eq!(
-        store.get("sync", b"peer-1/province/TH-44").unwrap().as_deref(),
+        store
+            .get("sync", b"peer-1/province/TH-44")
+            .unwrap()
+            .as_deref(),
         Some(&b"state one v2"[..])
     );
     assert_eq!(
         store.get("settings", b"language").unwrap().as_deref(),
         Some("ภาษาไทย".as_bytes())
     );
-    assert_eq!(store.get("settings", b"peer-1/province/TH-44").unwrap(), None);
+    assert_eq!(
+        store.get("settings", b"peer-1/province/TH-44").unwrap(),
+        None
+    );
     assert_eq!(
         store.list("sync").unwrap(),
         vec![
@@ -226,7 +304,10 @@ fn store_rejects_bad_arguments_without_writing() {
         Err(StoreError::InvalidInput(_))
     ));
     let long = "ก".repeat(400);
-    assert!(matches!(store.load_doc(&long), Err(StoreError::InvalidInput(_))));
+    assert!(matches!(
+        store.load_doc(&long),
+        Err(StoreError::InvalidInput(_))
+    ));
     assert!(matches!(
         store.put("ns", &[0; 2000], b"v"),
         Err(StoreError::InvalidInput(_))
@@ -241,7 +322,9 @@ fn store_passphrase_open_create_and_reopen() {
     let mut store =
         Store::open_with_passphrase(&path, "รหัสผ่านยาวพอ correct horse", cheap_params(), rng(2))
             .unwrap();
-    store.save_doc("private", &mut doc_with(&[("a", "ร่าง", "draft")])).unwrap();
+    store
+        .save_doc("private", &mut doc_with(&[("a", "ร่าง", "draft")]))
+        .unwrap();
     drop(store);
 
     let store =

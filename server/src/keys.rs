@@ -117,20 +117,25 @@ pub fn load_or_create(
         Some(bytes) => bytes,
         None => {
             created = true;
-            create_key(&static_path, rng)?
+            let secret = StaticKeyPair::generate(rng).secret_bytes();
+            write_key(&static_path, &secret)?;
+            secret
         }
     };
     let signing_bytes = match read_key(&signing_path)? {
         Some(bytes) => Some(bytes),
         None if with_signing => {
             created = true;
-            Some(create_key(&signing_path, rng)?)
+            let mut secret = Zeroizing::new([0u8; 32]);
+            rng.fill_bytes(secret.as_mut());
+            write_key(&signing_path, &secret)?;
+            Some(secret)
         }
         None => None,
     };
     Ok(LoadedKeys {
         keys: ServerKeys {
-            static_pair: StaticKeyPair::from_secret_bytes(&static_bytes),
+            static_pair: static_pair(&static_path, &static_bytes)?,
             signing: signing_bytes.map(|bytes| SigningKey::from_bytes(&bytes)),
         },
         created,
@@ -139,12 +144,13 @@ pub fn load_or_create(
 
 /// Loads existing keys without creating any (admin commands).
 pub fn load(data_dir: &Path) -> Result<Option<ServerKeys>, KeyError> {
-    let Some(static_bytes) = read_key(&data_dir.join(STATIC_KEY_FILE))? else {
+    let static_path = data_dir.join(STATIC_KEY_FILE);
+    let Some(static_bytes) = read_key(&static_path)? else {
         return Ok(None);
     };
     let signing = read_key(&data_dir.join(SIGNING_KEY_FILE))?;
     Ok(Some(ServerKeys {
-        static_pair: StaticKeyPair::from_secret_bytes(&static_bytes),
+        static_pair: static_pair(&static_path, &static_bytes)?,
         signing: signing.map(|bytes| SigningKey::from_bytes(&bytes)),
     }))
 }
@@ -180,9 +186,14 @@ fn read_key(path: &Path) -> Result<Option<Zeroizing<[u8; 32]>>, KeyError> {
     Ok(Some(secret))
 }
 
-fn create_key(path: &Path, rng: &mut impl CryptoRngCore) -> Result<Zeroizing<[u8; 32]>, KeyError> {
-    let mut secret = Zeroizing::new([0u8; 32]);
-    rng.fill_bytes(secret.as_mut());
+fn static_pair(path: &Path, secret: &[u8; 32]) -> Result<StaticKeyPair, KeyError> {
+    StaticKeyPair::from_secret_bytes(secret).map_err(|_| KeyError::Damaged {
+        path: path.to_path_buf(),
+        why: "not a usable X25519 key",
+    })
+}
+
+fn write_key(path: &Path, secret: &[u8; 32]) -> Result<(), KeyError> {
     let mut contents = Zeroizing::new(Vec::with_capacity(KEY_FILE_LEN));
     contents.push(KEY_FILE_VERSION);
     contents.extend_from_slice(secret.as_ref());
@@ -198,7 +209,7 @@ fn create_key(path: &Path, rng: &mut impl CryptoRngCore) -> Result<Zeroizing<[u8
         .map_err(write_error)?;
     file.write_all(&contents).map_err(write_error)?;
     file.sync_all().map_err(write_error)?;
-    Ok(secret)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -89,7 +89,8 @@ impl MemberCode {
 
     /// Reads a typed code, forgiving case, spaces, dashes and look-alikes (`O`→`0`, `I`/`L`→`1`).
     pub fn parse(text: &str) -> Result<Self, CodeError> {
-        let mut symbols = [0u8; CODE_SYMBOLS];
+        // Wiped on every exit, including a bad character half-way through.
+        let mut symbols = Zeroizing::new([0u8; CODE_SYMBOLS]);
         let mut n = 0usize;
         for (position, c) in text.chars().enumerate() {
             if c == '-' || c.is_whitespace() {
@@ -102,13 +103,12 @@ impl MemberCode {
             n += 1;
         }
         if n != CODE_SYMBOLS {
-            symbols.zeroize();
             return Err(CodeError::WrongLength {
                 expected: CODE_SYMBOLS,
                 found: n,
             });
         }
-        let code = Self { symbols };
+        let code = Self { symbols: *symbols };
         if syndrome(&code.symbols) != 0 {
             return Err(CodeError::Mistyped);
         }

@@ -96,7 +96,12 @@ impl Role {
             2 => Role::Coordinator,
             3 => Role::Relay,
             4 => Role::Admin,
-            value => return Err(WireError::UnknownTag { field: "role", value }),
+            value => {
+                return Err(WireError::UnknownTag {
+                    field: "role",
+                    value,
+                });
+            }
         })
     }
 }
@@ -116,7 +121,8 @@ impl InviteToken {
 
 impl fmt::Debug for InviteToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "InviteToken({})", hex::encode(self.0))
+        // A bearer credential until the server crosses it off: never printed.
+        f.write_str("InviteToken(<secret>)")
     }
 }
 

@@ -9,6 +9,7 @@ use rand_core::CryptoRngCore;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use super::SealError;
 use super::suite::{self, Kem};
 
 pub use ed25519_dalek::{SigningKey as HqSigningKey, VerifyingKey as HqVerifyingKey};
@@ -89,15 +90,11 @@ impl StaticKeyPair {
     }
 
     /// Rebuilds a pair from its secret bytes (as returned by [`Self::secret_bytes`]).
-    pub fn from_secret_bytes(secret: &[u8; KEY_LEN]) -> Self {
-        // 32 bytes always make a valid, clamped X25519 scalar, so this conversion cannot fail;
-        // the fallback keeps the function total without a panic path.
-        let secret = match <Kem as hpke::Kem>::PrivateKey::from_bytes(secret) {
-            Ok(secret) => secret,
-            Err(_) => Kem::derive_keypair(secret).0,
-        };
+    pub fn from_secret_bytes(secret: &[u8; KEY_LEN]) -> Result<Self, SealError> {
+        let secret =
+            <Kem as hpke::Kem>::PrivateKey::from_bytes(secret).map_err(|_| SealError::BadKey)?;
         let public = Kem::sk_to_pk(&secret);
-        Self::from_parts(secret, &public)
+        Ok(Self::from_parts(secret, &public))
     }
 
     fn from_parts(

@@ -34,8 +34,8 @@ pub use receipt::{ReceiptId, ReceiptIdError};
 pub use reply::{Reply, ReplyStatus, open_reply, seal_reply, try_open_reply};
 pub use tip::{SealedTip, Tip, TipCategory, TipDraft, open_tip, seal_tip};
 pub use transport::{
-    MAX_CLOCK_SKEW_SECS, MemoryReplayGuard, OpenedRequest, PendingResponse, ReplayGuard,
-    Responder, TRANSPORT_BUCKETS, open_request, seal_request,
+    MAX_CLOCK_SKEW_SECS, MemoryReplayGuard, OpenedRequest, PendingResponse, ReplayGuard, Responder,
+    TRANSPORT_BUCKETS, open_request, seal_request,
 };
 pub use wire::WireError;
 
@@ -91,7 +91,11 @@ pub enum SealError {
     #[error(
         "request sent at {sent_at} is more than {max_skew} s away from now ({now}); check the phone's clock"
     )]
-    ClockSkew { sent_at: u64, now: u64, max_skew: u64 },
+    ClockSkew {
+        sent_at: u64,
+        now: u64,
+        max_skew: u64,
+    },
     /// This request was already accepted once.
     #[error("request was already received (replay)")]
     Replayed,

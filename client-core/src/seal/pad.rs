@@ -37,7 +37,11 @@ pub(crate) fn choose_bucket(
         .ok_or(SealError::TooLarge {
             field: "payload",
             len: payload_len,
-            max: buckets.last().copied().unwrap_or(0).saturating_sub(overhead),
+            max: buckets
+                .last()
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(overhead),
         })
 }
 
@@ -109,7 +113,9 @@ pub(crate) fn seal_oneshot(
     write(&mut envelope);
     if envelope.len() != ONESHOT_HEADER_LEN + LEN_PREFIX + payload_len {
         envelope.zeroize();
-        return Err(SealError::Crypto("payload length does not match its encoding"));
+        return Err(SealError::Crypto(
+            "payload length does not match its encoding",
+        ));
     }
     fill_padding(&mut envelope, bucket - TAG_LEN);
     let (header, area) = envelope.split_at_mut(ONESHOT_HEADER_LEN);
@@ -133,15 +139,20 @@ pub(crate) fn open_oneshot(
     envelope: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, SealError> {
     check_bucket(&MAILBOX_BUCKETS, envelope.len())?;
-    let (header, rest) = envelope
-        .split_first_chunk::<ONESHOT_HEADER_LEN>()
-        .ok_or(SealError::NotABucket { len: envelope.len() })?;
+    let (header, rest) =
+        envelope
+            .split_first_chunk::<ONESHOT_HEADER_LEN>()
+            .ok_or(SealError::NotABucket {
+                len: envelope.len(),
+            })?;
     check_version_kind(header[0], header[1], kind)?;
     let mut enc = [0u8; ENC_LEN];
     enc.copy_from_slice(&header[2..]);
     let (ciphertext, tag) = rest
         .split_last_chunk::<TAG_LEN>()
-        .ok_or(SealError::NotABucket { len: envelope.len() })?;
+        .ok_or(SealError::NotABucket {
+            len: envelope.len(),
+        })?;
     let mut ctx = suite::setup_receiver(recipient, &enc, None, info)?;
     let mut area = Zeroizing::new(ciphertext.to_vec());
     ctx.open_in_place(&mut area, header, tag)?;

@@ -106,7 +106,11 @@ pub fn setup_receiver(
 
 impl SenderContext {
     /// `ContextS.Seal`, encrypting `buf` in place and returning the tag.
-    pub fn seal_in_place(&mut self, buf: &mut [u8], aad: &[u8]) -> Result<[u8; TAG_LEN], SealError> {
+    pub fn seal_in_place(
+        &mut self,
+        buf: &mut [u8],
+        aad: &[u8],
+    ) -> Result<[u8; TAG_LEN], SealError> {
         let tag = self
             .0
             .seal_in_place_detached(buf, aad)

@@ -46,7 +46,7 @@ use rand_core::CryptoRngCore;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::keys::{KEY_ID_LEN, KEY_LEN, PublicKey, StaticKeyPair};
-use super::pad::{LEN_PREFIX, check_bucket, choose_bucket, check_version_kind, unpad};
+use super::pad::{LEN_PREFIX, check_bucket, check_version_kind, choose_bucket, unpad};
 use super::suite::{self, ENC_LEN, TAG_LEN};
 use super::{ENVELOPE_VERSION, KIND_REQUEST, KIND_RESPONSE, SealError};
 
@@ -139,7 +139,9 @@ impl ReplayGuard for MemoryReplayGuard {
     }
 
     fn forget_before(&mut self, cutoff: u64) {
-        self.seen = self.seen.split_off(&(cutoff, [0; KEY_LEN], [0; REQUEST_ID_LEN]));
+        self.seen = self
+            .seen
+            .split_off(&(cutoff, [0; KEY_LEN], [0; REQUEST_ID_LEN]));
     }
 }
 
@@ -261,11 +263,12 @@ pub fn open_request(
     replay: &mut impl ReplayGuard,
 ) -> Result<OpenedRequest, SealError> {
     check_bucket(&TRANSPORT_BUCKETS, envelope.len())?;
-    let (header, rest) = envelope
-        .split_first_chunk::<REQ_HEADER_LEN>()
-        .ok_or(SealError::NotABucket {
-            len: envelope.len(),
-        })?;
+    let (header, rest) =
+        envelope
+            .split_first_chunk::<REQ_HEADER_LEN>()
+            .ok_or(SealError::NotABucket {
+                len: envelope.len(),
+            })?;
     check_version_kind(header[0], header[1], KIND_REQUEST)?;
     if header[2..2 + KEY_ID_LEN] != recipient.public().key_id().0 {
         return Err(SealError::WrongRecipient);
@@ -364,20 +367,21 @@ impl PendingResponse {
     /// Opens the response to this request; any other envelope is refused.
     pub fn open_response(self, envelope: &[u8]) -> Result<Vec<u8>, SealError> {
         check_bucket(&TRANSPORT_BUCKETS, envelope.len())?;
-        let (header, rest) = envelope
-            .split_first_chunk::<RESP_HEADER_LEN>()
-            .ok_or(SealError::NotABucket {
-                len: envelope.len(),
-            })?;
+        let (header, rest) =
+            envelope
+                .split_first_chunk::<RESP_HEADER_LEN>()
+                .ok_or(SealError::NotABucket {
+                    len: envelope.len(),
+                })?;
         check_version_kind(header[0], header[1], KIND_RESPONSE)?;
         if header[2..] != self.exchange_id {
             return Err(SealError::WrongExchange);
         }
-        let (ciphertext, tag) = rest
-            .split_last_chunk::<TAG_LEN>()
-            .ok_or(SealError::NotABucket {
-                len: envelope.len(),
-            })?;
+        let (ciphertext, tag) =
+            rest.split_last_chunk::<TAG_LEN>()
+                .ok_or(SealError::NotABucket {
+                    len: envelope.len(),
+                })?;
         let cipher = ChaCha20Poly1305::new(self.key.as_slice().into());
         let mut body = Zeroizing::new(ciphertext.to_vec());
         cipher

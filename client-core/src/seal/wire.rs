@@ -167,8 +167,12 @@ impl LenWidth {
 pub(crate) fn put_len(out: &mut Vec<u8>, width: LenWidth, len: usize) {
     match width {
         LenWidth::U8 => out.push(u8::try_from(len).unwrap_or(u8::MAX)),
-        LenWidth::U16 => out.extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_be_bytes()),
-        LenWidth::U32 => out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes()),
+        LenWidth::U16 => {
+            out.extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_be_bytes())
+        }
+        LenWidth::U32 => {
+            out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes())
+        }
     }
 }
 

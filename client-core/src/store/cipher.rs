@@ -198,16 +198,17 @@ mod tests {
         let doc = [9u8; 32];
         let other = [8u8; 32];
         let text = "ภาคีเครือข่าย".as_bytes();
-        let sealed = c.seal(
-            &mut rng,
-            Ad::Chunk {
-                doc: &doc,
-                seq: 4,
-                kind: 1,
-            },
-            text,
-        )
-        .unwrap();
+        let sealed = c
+            .seal(
+                &mut rng,
+                Ad::Chunk {
+                    doc: &doc,
+                    seq: 4,
+                    kind: 1,
+                },
+                text,
+            )
+            .unwrap();
         assert_eq!(sealed[0], SEALED_VERSION);
         assert_eq!(sealed.len(), text.len() + SEAL_OVERHEAD);
         let ad = Ad::Chunk {

@@ -70,7 +70,8 @@ pub(crate) fn read_manifest(
     let plain = cipher
         .open(Ad::Manifest { doc }, &sealed)
         .map_err(|e| StoreError::integrity(what(), e.reason()))?;
-    let manifest = Manifest::decode(&plain).ok_or_else(|| StoreError::integrity(what(), "malformed"))?;
+    let manifest =
+        Manifest::decode(&plain).ok_or_else(|| StoreError::integrity(what(), "malformed"))?;
     if manifest.generation != generation {
         return Err(StoreError::integrity(
             what(),
@@ -122,7 +123,11 @@ pub(crate) fn read_chunks(conn: &Connection, doc: &NameHash) -> Result<Vec<Chunk
     let mut stmt =
         conn.prepare_cached("SELECT seq, kind, data FROM chunks WHERE doc = ?1 ORDER BY seq")?;
     let rows = stmt.query_map([&doc[..]], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+        ))
     })?;
     let mut out = Vec::new();
     for row in rows {
@@ -145,7 +150,8 @@ pub(crate) fn insert_chunk(
     kind: u8,
     sealed: &[u8],
 ) -> Result<()> {
-    let seq = i64::try_from(seq).map_err(|_| StoreError::InvalidInput("chunk sequence exhausted"))?;
+    let seq =
+        i64::try_from(seq).map_err(|_| StoreError::InvalidInput("chunk sequence exhausted"))?;
     conn.execute(
         "INSERT INTO chunks (doc, seq, kind, data) VALUES (?1, ?2, ?3, ?4)",
         params![&doc[..], seq, kind, sealed],

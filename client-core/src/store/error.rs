@@ -13,7 +13,9 @@ pub enum StoreError {
     WrongKey,
     /// A stored record failed authentication or does not match the store's own bookkeeping:
     /// the file was modified outside the store, rows were mixed, or the disk corrupted it.
-    #[error("store integrity check failed for {what}: {reason}; the file was modified or corrupted, restore it from a backup")]
+    #[error(
+        "store integrity check failed for {what}: {reason}; the file was modified or corrupted, restore it from a backup"
+    )]
     Integrity {
         /// Which record failed (never includes secret content).
         what: String,
@@ -21,7 +23,9 @@ pub enum StoreError {
         reason: &'static str,
     },
     /// The file was written by a newer version of the store.
-    #[error("store format version {found} is newer than this build supports ({supported}); update the app")]
+    #[error(
+        "store format version {found} is newer than this build supports ({supported}); update the app"
+    )]
     UnsupportedVersion {
         /// Version recorded in the file.
         found: i64,
@@ -40,9 +44,26 @@ pub enum StoreError {
     /// The caller passed something the store cannot hold.
     #[error("invalid argument: {0}")]
     InvalidInput(&'static str),
+    /// The document handed to `save_doc` could not be merged with the stored one.
+    #[error("the document could not be merged with the stored copy: {0}")]
+    Merge(automerge::AutomergeError),
     /// SQLite failed (I/O error, disk full, locked database, ...).
     #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e {
+            // A column holding the wrong type was put there from outside the store.
+            rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..) => {
+                StoreError::integrity("a stored row", "a column holds a value of the wrong type")
+            }
+            e => StoreError::Database(e),
+        }
+    }
 }
 
 impl StoreError {

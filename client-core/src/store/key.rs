@@ -58,9 +58,9 @@ impl StorageKey {
         let hk = Hkdf::<Sha256>::new(Some(b"phakhi-store/v1"), &self.0);
         let mut seal = Zeroizing::new([0u8; KEY_LEN]);
         let mut name = Zeroizing::new([0u8; KEY_LEN]);
-        // Expanding 32 bytes from SHA-256 HKDF cannot fail (limit is 255 * 32).
-        let ok = hk.expand(b"seal", seal.as_mut()).is_ok() && hk.expand(b"name", name.as_mut()).is_ok();
-        debug_assert!(ok);
+        const WITHIN_LIMIT: &str = "HKDF-SHA256 yields up to 8160 bytes; 32 are asked";
+        hk.expand(b"seal", seal.as_mut()).expect(WITHIN_LIMIT);
+        hk.expand(b"name", name.as_mut()).expect(WITHIN_LIMIT);
         Subkeys { seal, name }
     }
 }
@@ -207,6 +207,21 @@ mod tests {
         let sub = key.subkeys();
         assert_ne!(*sub.seal, *sub.name);
         assert_ne!(*sub.seal, [7; KEY_LEN]);
+    }
+
+    #[test]
+    fn default_params_are_accepted_and_passphrase_derivation_is_salted() {
+        assert!(Argon2Params::default().to_argon2().is_ok());
+        let small = Argon2Params {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let a = StorageKey::from_passphrase("ภาคี", &[1; SALT_LEN], &small).unwrap();
+        let b = StorageKey::from_passphrase("ภาคี", &[1; SALT_LEN], &small).unwrap();
+        let c = StorageKey::from_passphrase("ภาคี", &[2; SALT_LEN], &small).unwrap();
+        assert_eq!(a.as_bytes(), b.as_bytes());
+        assert_ne!(a.as_bytes(), c.as_bytes());
     }
 
     #[test]

@@ -175,10 +175,14 @@ impl Manifest {
         let ordered = chunks
             .windows(2)
             .all(|w| matches!(w, [a, b] if a.seq < b.seq));
-        let kinds_ok = chunks
-            .iter()
-            .enumerate()
-            .all(|(i, c)| c.kind == if i == 0 { KIND_SNAPSHOT } else { KIND_INCREMENT });
+        let kinds_ok = chunks.iter().enumerate().all(|(i, c)| {
+            c.kind
+                == if i == 0 {
+                    KIND_SNAPSHOT
+                } else {
+                    KIND_INCREMENT
+                }
+        });
         let below_next = chunks.last().is_none_or(|c| c.seq < next_seq);
         if !(ordered && kinds_ok && below_next) {
             return None;
@@ -287,5 +291,18 @@ mod tests {
         }
         assert!(root.remove_doc(&[1; 32]));
         assert_eq!(root.doc_generation(&[1; 32]), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoders_never_panic_on_arbitrary_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            // Both as they come and behind a valid version byte, so parsing goes past it.
+            let versioned = [&[1u8][..], &bytes].concat();
+            for input in [&bytes, &versioned] {
+                let _ = Manifest::decode(input);
+                let _ = Root::decode(input);
+                let _ = super::super::key::KdfRecord::decode(input);
+            }
+        }
     }
 }

@@ -16,6 +16,22 @@
 //! - The key-value area ([`Store::put`], [`Store::get`], [`Store::list`]) holds what other modules
 //!   need: sync states per peer and document, mailbox envelopes, settings.
 //!
+//! # File format (schema version 1)
+//!
+//! | table | columns | content |
+//! | --- | --- | --- |
+//! | `meta` | `key`, `value` | `kdf`: plain `1 \| salt(16) \| m \| t \| p` (passphrase stores only); `check`: sealed token; `root`: sealed root |
+//! | `docs` | `id` = HMAC(name key, "doc" \| name), `manifest` | sealed manifest: name, generation, next sequence, heads, chunk list |
+//! | `chunks` | `doc` (= `docs.id`), `seq`, `kind` (0 snapshot, 1 increment), `data` | sealed automerge bytes |
+//! | `kv` | `ns` = HMAC("kv-ns" \| namespace), `id` = HMAC("kv-key" \| namespace \| key), `value` | sealed `1 \| key len \| key \| value` |
+//!
+//! A sealed record is `0x01 | nonce (24) | XChaCha20-Poly1305 ciphertext and tag`. Its associated
+//! data is `"phakhi-store/v1\0"` followed by a tag byte and the record's position: `C` (key
+//! check), `R` (root), `M | doc id` (manifest), `D | doc id | seq (u64 BE) | kind` (chunk),
+//! `V | ns hash | key hash` (value). Subkeys come from the storage key by HKDF-SHA256 (`seal`,
+//! `name`). The schema version is `PRAGMA user_version`, the owner `PRAGMA application_id`
+//! (`PHKI`).
+//!
 //! # What someone holding the file can and cannot do
 //!
 //! Rows are sealed with XChaCha20-Poly1305 under a subkey of the [`StorageKey`], with associated
@@ -52,8 +68,8 @@ use zeroize::Zeroizing;
 
 use cipher::{Ad, Cipher, NameHash};
 pub use error::{Result, StoreError};
-pub use key::{Argon2Params, KEY_LEN, SALT_LEN, StorageKey};
 use key::KdfRecord;
+pub use key::{Argon2Params, KEY_LEN, SALT_LEN, StorageKey};
 use manifest::{ChunkEntry, KIND_INCREMENT, KIND_SNAPSHOT, Manifest};
 pub use schema::VERSION as SCHEMA_VERSION;
 
@@ -190,7 +206,7 @@ impl Store {
         let manifest = db::read_manifest(&tx, &self.cipher, &doc, name, generation)?;
         let rows = db::read_chunks(&tx, &doc)?;
         drop(tx);
-        self.assemble(name, &doc, &manifest, &rows).map(Some)
+        assemble(&self.cipher, name, &doc, &manifest, &rows).map(Some)
     }
 
     /// Saves `doc` as the document `name`: only the changes since the stored state, as one
@@ -229,7 +245,15 @@ impl Store {
                     chunks: Vec::new(),
                 };
                 db::delete_chunks(&tx, &id)?;
-                push_chunk(&tx, &self.cipher, rng, &id, &mut m, KIND_SNAPSHOT, &snapshot)?;
+                push_chunk(
+                    &tx,
+                    &self.cipher,
+                    rng,
+                    &id,
+                    &mut m,
+                    KIND_SNAPSHOT,
+                    &snapshot,
+                )?;
                 m
             }
             Some(mut m) => {
@@ -247,17 +271,40 @@ impl Store {
                 heads.dedup();
                 m.heads = heads;
                 let (count, bytes) = m.increments();
-                let compact = unknown.is_empty()
-                    && (count + 1 >= self.policy.max_increments
-                        || bytes.saturating_add(changes.len() as u64)
-                            > self.policy.max_increment_bytes);
+                let compact = count + 1 >= self.policy.max_increments
+                    || bytes.saturating_add(changes.len() as u64) > self.policy.max_increment_bytes;
                 if compact {
-                    let snapshot = doc.save();
+                    let snapshot = if unknown.is_empty() {
+                        doc.save()
+                    } else {
+                        // `doc` lacks some stored changes: the snapshot is the merge of both.
+                        let rows = db::read_chunks(&tx, &id)?;
+                        let mut stored = assemble(&self.cipher, name, &id, &m, &rows)?;
+                        stored.merge(doc).map_err(StoreError::Merge)?;
+                        m.heads = stored.get_heads();
+                        stored.save()
+                    };
                     db::delete_chunks(&tx, &id)?;
                     m.chunks.clear();
-                    push_chunk(&tx, &self.cipher, rng, &id, &mut m, KIND_SNAPSHOT, &snapshot)?;
+                    push_chunk(
+                        &tx,
+                        &self.cipher,
+                        rng,
+                        &id,
+                        &mut m,
+                        KIND_SNAPSHOT,
+                        &snapshot,
+                    )?;
                 } else {
-                    push_chunk(&tx, &self.cipher, rng, &id, &mut m, KIND_INCREMENT, &changes)?;
+                    push_chunk(
+                        &tx,
+                        &self.cipher,
+                        rng,
+                        &id,
+                        &mut m,
+                        KIND_INCREMENT,
+                        &changes,
+                    )?;
                 }
                 m
             }
@@ -291,7 +338,15 @@ impl Store {
         db::delete_chunks(&tx, &id)?;
         m.chunks.clear();
         m.heads = doc.get_heads();
-        push_chunk(&tx, &self.cipher, rng, &id, &mut m, KIND_SNAPSHOT, &snapshot)?;
+        push_chunk(
+            &tx,
+            &self.cipher,
+            rng,
+            &id,
+            &mut m,
+            KIND_SNAPSHOT,
+            &snapshot,
+        )?;
         root.generation += 1;
         m.generation = root.generation;
         root.set_doc(id, root.generation);
@@ -406,7 +461,8 @@ impl Store {
     fn kv_ids(&self, namespace: &str, key: &[u8]) -> (NameHash, NameHash) {
         (
             self.cipher.name_hash("kv-ns", &[namespace.as_bytes()]),
-            self.cipher.name_hash("kv-key", &[namespace.as_bytes(), key]),
+            self.cipher
+                .name_hash("kv-key", &[namespace.as_bytes(), key]),
         )
     }
 
@@ -463,73 +519,72 @@ impl Store {
         }
         Ok(m.name)
     }
+}
 
-    /// Checks the chunk rows against the manifest, opens them and loads the document.
-    fn assemble(
-        &self,
-        name: &str,
-        doc: &NameHash,
-        manifest: &Manifest,
-        rows: &[db::ChunkRow],
-    ) -> Result<AutoCommit> {
-        let what = |seq: u64| format!("chunk {seq} of document {name:?}");
-        if rows.len() != manifest.chunks.len() {
+/// Checks the chunk rows against the manifest, opens them and loads the document.
+fn assemble(
+    cipher: &Cipher,
+    name: &str,
+    doc: &NameHash,
+    manifest: &Manifest,
+    rows: &[db::ChunkRow],
+) -> Result<AutoCommit> {
+    let what = |seq: u64| format!("chunk {seq} of document {name:?}");
+    if rows.len() != manifest.chunks.len() {
+        return Err(StoreError::integrity(
+            format!("chunks of document {name:?}"),
+            "rows were deleted or old rows were put back (the manifest lists a different set)",
+        ));
+    }
+    let mut snapshot = None;
+    let mut increments = Vec::new();
+    for (row, entry) in rows.iter().zip(&manifest.chunks) {
+        if row.seq != entry.seq || row.kind != entry.kind {
             return Err(StoreError::integrity(
-                format!("chunks of document {name:?}"),
-                "rows were deleted or old rows were put back (the manifest lists a different set)",
+                what(row.seq),
+                "is not the row the manifest lists at this position (deleted or put back)",
             ));
         }
-        let mut snapshot = None;
-        let mut increments = Vec::new();
-        for (row, entry) in rows.iter().zip(&manifest.chunks) {
-            if row.seq != entry.seq || row.kind != entry.kind {
-                return Err(StoreError::integrity(
-                    what(row.seq),
-                    "is not the row the manifest lists at this position (deleted or put back)",
-                ));
-            }
-            let plain = self
-                .cipher
-                .open(
-                    Ad::Chunk {
-                        doc,
-                        seq: row.seq,
-                        kind: row.kind,
-                    },
-                    &row.data,
-                )
-                .map_err(|e| StoreError::integrity(what(row.seq), e.reason()))?;
-            if db::digest(&row.data) != entry.digest {
-                return Err(StoreError::integrity(
-                    what(row.seq),
-                    "is an older row put back in place of the current one",
-                ));
-            }
-            if row.kind == KIND_SNAPSHOT {
-                snapshot = Some(plain);
-            } else {
-                increments.extend_from_slice(&plain);
-            }
+        let plain = cipher
+            .open(
+                Ad::Chunk {
+                    doc,
+                    seq: row.seq,
+                    kind: row.kind,
+                },
+                &row.data,
+            )
+            .map_err(|e| StoreError::integrity(what(row.seq), e.reason()))?;
+        if db::digest(&row.data) != entry.digest {
+            return Err(StoreError::integrity(
+                what(row.seq),
+                "is an older row put back in place of the current one",
+            ));
         }
-        let snapshot = snapshot.ok_or_else(|| {
-            StoreError::integrity(format!("document {name:?}"), "has no snapshot chunk")
-        })?;
-        let mut am = AutoCommit::load(&snapshot).map_err(|_| {
+        if row.kind == KIND_SNAPSHOT {
+            snapshot = Some(plain);
+        } else {
+            increments.extend_from_slice(&plain);
+        }
+    }
+    let snapshot = snapshot.ok_or_else(|| {
+        StoreError::integrity(format!("document {name:?}"), "has no snapshot chunk")
+    })?;
+    let mut am = AutoCommit::load(&snapshot).map_err(|_| {
+        StoreError::integrity(
+            format!("snapshot of document {name:?}"),
+            "authentic but not a valid automerge document",
+        )
+    })?;
+    if !increments.is_empty() {
+        am.load_incremental(&increments).map_err(|_| {
             StoreError::integrity(
-                format!("snapshot of document {name:?}"),
-                "authentic but not a valid automerge document",
+                format!("changes of document {name:?}"),
+                "authentic but not valid automerge changes",
             )
         })?;
-        if !increments.is_empty() {
-            am.load_incremental(&increments).map_err(|_| {
-                StoreError::integrity(
-                    format!("changes of document {name:?}"),
-                    "authentic but not valid automerge changes",
-                )
-            })?;
-        }
-        Ok(am)
     }
+    Ok(am)
 }
 
 /// Seals `bytes` as the next chunk of `doc` and records it in the manifest.
@@ -569,7 +624,9 @@ fn connect(path: &Path) -> Result<Connection> {
             _ => StoreError::Database(e),
         })?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::NotAStore("the database refuses write-ahead logging"));
+        return Err(StoreError::NotAStore(
+            "the database refuses write-ahead logging",
+        ));
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(conn)
@@ -586,7 +643,9 @@ fn init(conn: &Connection, cipher: &Cipher, rng: &mut dyn CryptoRngCore) -> Resu
 fn verify(conn: &Connection, cipher: &Cipher) -> Result<()> {
     let check = db::read_meta(conn, db::META_CHECK)?
         .ok_or(StoreError::NotAStore("the key-check value is missing"))?;
-    let token = cipher.open(Ad::KeyCheck, &check).map_err(|_| StoreError::WrongKey)?;
+    let token = cipher
+        .open(Ad::KeyCheck, &check)
+        .map_err(|_| StoreError::WrongKey)?;
     if token != db::KEY_CHECK_TOKEN {
         return Err(StoreError::integrity("key-check value", "unexpected token"));
     }

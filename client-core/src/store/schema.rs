@@ -69,7 +69,9 @@ pub(crate) fn prepare(tx: &Transaction<'_>) -> Result<Prepared> {
     if version == 0 && app_id == 0 {
         let tables: i64 = tx.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
         if tables != 0 {
-            return Err(StoreError::NotAStore("the database already holds other tables"));
+            return Err(StoreError::NotAStore(
+                "the database already holds other tables",
+            ));
         }
         tx.execute_batch(CREATE_V1)?;
         tx.pragma_update(None, "application_id", APPLICATION_ID)?;
@@ -77,7 +79,9 @@ pub(crate) fn prepare(tx: &Transaction<'_>) -> Result<Prepared> {
         return Ok(Prepared::Created);
     }
     if app_id != APPLICATION_ID {
-        return Err(StoreError::NotAStore("the database belongs to another application"));
+        return Err(StoreError::NotAStore(
+            "the database belongs to another application",
+        ));
     }
     if version > VERSION {
         return Err(StoreError::UnsupportedVersion {
@@ -108,4 +112,37 @@ fn upgrade_step(_tx: &Transaction<'_>, _version: i64) -> Result<()> {
     Err(StoreError::NotAStore(
         "the file records a schema version this build cannot upgrade",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_file_gets_current_version_and_reopens_as_existing() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        let tx = conn.transaction().unwrap();
+        assert_eq!(prepare(&tx).unwrap(), Prepared::Created);
+        tx.commit().unwrap();
+        let tx = conn.transaction().unwrap();
+        assert_eq!(prepare(&tx).unwrap(), Prepared::Existing);
+        let v: i64 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, VERSION);
+    }
+
+    #[test]
+    fn unknown_past_version_fails_cleanly_and_changes_nothing() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        let tx = conn.transaction().unwrap();
+        assert!(matches!(prepare(&tx), Err(StoreError::NotAStore(_))));
+        drop(tx);
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 0);
+    }
 }
