@@ -169,9 +169,8 @@ impl AppError {
                 "Send the sealed envelope as the raw body with Content-Type: application/octet-stream."
                     .into()
             }
-            AppError::BadEnvelope => "The server could not open this envelope. Check that the app \
-                 was enrolled on this server (the pinned server key must match) and that the \
-                 device clock is within a few minutes of the real time, then retry."
+            AppError::BadEnvelope => "The server could not open this envelope: it is damaged or \
+                 not a Phakhi request. Check that the app was enrolled on this server, then retry."
                 .into(),
             AppError::ClockSkew => "The device's date and time are far from the server's. Set \
                  the phone's clock (automatic time), then sync again."

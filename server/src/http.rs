@@ -13,7 +13,8 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
 use crate::error::{AppError, ERROR_HEADER};
 use crate::routes;
@@ -34,7 +35,11 @@ pub fn app(state: AppState) -> Router {
             limits.request_timeout(),
         ))
         .layer(middleware::from_fn_with_state(state.clone(), error_shape))
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
         .with_state(state)
 }
 
