@@ -49,6 +49,11 @@ pub enum AdminError {
          the tip desk"
     )]
     BadTipDeskKey(String),
+    #[error(
+        "{0:?} is not a server static key: it is 64 hexadecimal characters, printed by the relay \
+         on its first start"
+    )]
+    BadServerKey(String),
 }
 
 /// Opens the database of an existing data folder.

@@ -59,6 +59,9 @@ pub struct ServeArgs {
     /// Memory budget of the document cache, in MiB [default: 256].
     #[arg(long, env = "PHAKHI_CACHE_MB", value_name = "MIB")]
     pub cache_mb: Option<usize>,
+    /// A relay's copy of HQ's invite-verifying key (hex, printed on HQ's first start).
+    #[arg(long, env = "PHAKHI_HQ_KEY", value_name = "HEX")]
+    pub hq_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -99,6 +102,10 @@ pub struct InviteArgs {
     /// The tip desk's public key (hex), pinned by the device [default: tip_desk_key in the config].
     #[arg(long, env = "PHAKHI_TIP_DESK_KEY", value_name = "HEX")]
     pub tip_desk_key: Option<String>,
+    /// For a provincial relay's phones: the relay's static key (hex, printed on its first start)
+    /// [default: this server's]. Give the relay's URL with --server-url too.
+    #[arg(long, value_name = "HEX", requires = "server_url")]
+    pub server_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -197,6 +204,7 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
             port: args.port,
             public_url: args.public_url.clone(),
             cache_mb: args.cache_mb,
+            hq_key: args.hq_key.clone(),
             data: None,
         },
     )?;
@@ -286,6 +294,7 @@ fn admin(args: AdminArgs) -> Result<(), CliError> {
                 expires: invite.expires,
                 server_url: invite.server_url,
                 tip_desk_key: invite.tip_desk_key,
+                server_key: invite.server_key,
             };
             let text = crate::invite::issue(&config, &request, now, &mut rand_core::OsRng)?;
             println!("{text}");

@@ -147,6 +147,7 @@ pub struct Overrides {
     pub data: Option<PathBuf>,
     pub public_url: Option<String>,
     pub cache_mb: Option<usize>,
+    pub hq_key: Option<String>,
 }
 
 /// A configuration failure.
@@ -188,11 +189,9 @@ pub fn resolve(file: Option<FileConfig>, overrides: Overrides) -> Config {
                 data: file.data,
                 public_url: file.public_url,
                 cache_mb: file.cache_mb,
+                hq_key: file.hq_key,
             },
         );
-        if file.hq_key.is_some() {
-            config.hq_key = file.hq_key;
-        }
         if file.tip_desk_key.is_some() {
             config.tip_desk_key = file.tip_desk_key;
         }
@@ -222,6 +221,9 @@ fn apply(config: &mut Config, layer: Overrides) {
     }
     if let Some(mb) = layer.cache_mb {
         config.cache_bytes = mb.saturating_mul(1024 * 1024);
+    }
+    if let Some(key) = layer.hq_key {
+        config.hq_key = Some(key);
     }
 }
 

@@ -21,6 +21,9 @@ pub struct InviteRequest {
     pub server_url: Option<String>,
     /// Overrides the configured tip-desk key (hex).
     pub tip_desk_key: Option<String>,
+    /// The static key (hex) of the server the device will enrol on, when it is not this one
+    /// (a provincial relay).
+    pub server_key: Option<String>,
 }
 
 /// Parses a 32-byte public key written in hex.
@@ -49,13 +52,19 @@ pub fn issue(
         .ok_or(AdminError::NoTipDeskKey)?;
     let tip_desk_key =
         parse_public_key(&tip_desk_text).ok_or(AdminError::BadTipDeskKey(tip_desk_text))?;
+    let server_key = match &request.server_key {
+        None => keys.static_public(),
+        Some(text) => {
+            parse_public_key(text).ok_or_else(|| AdminError::BadServerKey(text.clone()))?
+        }
+    };
     let server = request
         .server_url
         .clone()
         .unwrap_or_else(|| config.server_url());
     let invite = Invite {
         servers: vec![server],
-        server_key: keys.static_public(),
+        server_key,
         tip_desk_key,
         provinces,
         role: match request.role {
@@ -85,6 +94,7 @@ mod tests {
             expires: "7d".into(),
             server_url: Some("http://192.0.2.1:7744".into()),
             tip_desk_key: Some(hex::encode([9u8; 32])),
+            server_key: None,
         }
     }
 

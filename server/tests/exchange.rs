@@ -49,6 +49,7 @@ impl Server {
                 expires: "1d".into(),
                 server_url: None,
                 tip_desk_key: Some(hex::encode([7u8; 32])),
+                server_key: None,
             },
             now_unix(),
             &mut OsRng,
@@ -122,6 +123,19 @@ impl Server {
         conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
             .unwrap()
     }
+}
+
+fn start_relay(hq_key: Option<String>) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let state = AppState::open(Config {
+        data: dir.path().to_path_buf(),
+        role: phakhi_server::config::ServerRole::Relay,
+        hq_key,
+        ..Config::default()
+    })
+    .unwrap()
+    .state;
+    Server { dir, state }
 }
 
 fn open(dir: &tempfile::TempDir, limits: Limits) -> AppState {
@@ -687,4 +701,62 @@ async fn many_syncs_compact_the_document_and_a_tiny_cache_changes_nothing() {
     assert!(text.contains("\nphakhi_devices 2\n"));
     assert!(text.contains("\nphakhi_documents 1\n"));
     assert!(!text.contains("\nphakhi_bytes_in_total 0\n"));
+}
+
+#[tokio::test]
+async fn a_relay_enrols_phones_with_invites_hq_signed_for_it() {
+    let hq = Server::start(Limits::default());
+    let hq_key = hex::encode(hq.state.keys().verifying().unwrap().as_bytes());
+    let relay = start_relay(Some(hq_key));
+    assert!(relay.state.keys().signing().is_none());
+    let for_relay = |state: &AppState| {
+        issue(
+            hq.state.config(),
+            &InviteRequest {
+                provinces: vec!["TH-44".into()],
+                role: Role::Leader,
+                expires: "1d".into(),
+                server_url: Some("http://192.0.2.44:7744".into()),
+                tip_desk_key: Some(hex::encode([7u8; 32])),
+                server_key: Some(hex::encode(state.keys().static_public().as_bytes())),
+            },
+            now_unix(),
+            &mut OsRng,
+        )
+        .unwrap()
+    };
+    let mut phone = Phone::new();
+    let enrolled = relay
+        .enrol(&phone.key, &for_relay(&relay.state))
+        .await
+        .unwrap();
+    assert_eq!(enrolled.server_role, "relay");
+    phone.write(ACTIVITIES_44, "title", "ศูนย์ประสานงานจังหวัด");
+    phone.sync(&relay, None).await.unwrap();
+
+    // An invite pinned to the relay is refused by HQ, and a relay without HQ's key can't check.
+    let err = hq
+        .enrol(
+            &StaticKeyPair::generate(&mut OsRng),
+            &for_relay(&relay.state),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err, (StatusCode::BAD_REQUEST, "invite_invalid".to_string()));
+    let lost = start_relay(None);
+    let err = lost
+        .enrol(
+            &StaticKeyPair::generate(&mut OsRng),
+            &for_relay(&lost.state),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_configured".to_string()
+        )
+    );
+    assert_eq!(lost.count("devices"), 0);
 }
