@@ -239,7 +239,7 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
             static_key = %hex::encode(state.keys().static_public().as_bytes()),
             "serving on {bound}"
         );
-        crate::http::run(listener, state, shutdown)
+        crate::http::serve(listener, state, shutdown)
             .await
             .map_err(CliError::Serve)?;
         tracing::info!("stopped cleanly");

@@ -16,9 +16,10 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use crate::config::Config;
 use crate::error::{AppError, ERROR_HEADER};
 use crate::routes;
-use crate::state::AppState;
+use crate::state::{AppState, StartError};
 
 /// The router with every route and layer.
 pub fn app(state: AppState) -> Router {
@@ -83,8 +84,32 @@ fn known_code(code: &str) -> &'static str {
         .unwrap_or("other")
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+/// Opens the data folder named in `config` and serves on `listener` until `shutdown`
+/// resolves, then finishes in-flight requests. Any listener works: tests bind port 0.
 pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let opened = tokio::task::spawn_blocking(move || AppState::open(config))
+        .await
+        .map_err(|error| RunError::Serve(std::io::Error::other(error)))??;
+    serve(listener, opened.state, shutdown)
+        .await
+        .map_err(RunError::Serve)
+}
+
+/// A failure of [`run`].
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("the server stopped with an error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Serves an opened state on `listener` until `shutdown` resolves.
+pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -1,8 +1,9 @@
 //! The `phakhi` server: one binary, two roles (`hq` and provincial `relay`).
 //!
 //! The library holds everything; `main.rs` only calls [`cli::main`], so tests drive the same
-//! code without a process: [`http::app`] is the `Router`, [`http::run`] serves it on any
-//! listener until a shutdown future resolves.
+//! code without a process: [`http::app`] is the `Router`; [`http::run`]`(listener, config,
+//! shutdown)` opens the data folder and serves it on any listener until the shutdown future
+//! resolves.
 //!
 //! - [`config`]: defaults < TOML file < `PHAKHI_*` environment < flags.
 //! - [`keys`]: the server's static X25519 key and HQ's invite-signing key, on disk (0600).

@@ -192,3 +192,39 @@ async fn unknown_routes_and_methods_get_json_errors() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(code, "method_not_allowed");
 }
+
+#[tokio::test]
+async fn run_serves_any_listener_until_the_shutdown_future_resolves() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = Config {
+        data: dir.path().join("data"),
+        ..Config::default()
+    };
+    let server = tokio::spawn(phakhi_server::http::run(listener, config, async {
+        let _ = stopped.await;
+    }));
+    let mut answer = String::new();
+    // The data folder opens on a blocking thread: retry until the server answers.
+    for _ in 0..100 {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        answer.clear();
+        stream.read_to_string(&mut answer).await.unwrap();
+        if !answer.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"status\":\"ok\""));
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    assert!(dir.path().join("data").join("phakhi.sqlite3").exists());
+}
