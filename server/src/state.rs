@@ -37,6 +37,29 @@ impl Core {
     }
 }
 
+/// The name of the lock file a running server holds in its data folder.
+pub const LOCK_FILE: &str = "serve.lock";
+
+fn lock_data_folder(data: &Path) -> Result<std::fs::File, StartError> {
+    let folder = data.display().to_string();
+    let lock_error = |source| StartError::Lock {
+        folder: folder.clone(),
+        source,
+    };
+    std::fs::create_dir_all(data).map_err(lock_error)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(data.join(LOCK_FILE))
+        .map_err(lock_error)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::InUse(folder)),
+        Err(std::fs::TryLockError::Error(source)) => Err(lock_error(source)),
+    }
+}
+
 fn load_mailbox(conn: &Connection, quota: Quota) -> Result<Mailbox, DbError> {
     let (items, acked) = db::mailbox::load(conn)?;
     Mailbox::restore(quota, items, acked)
@@ -57,6 +80,8 @@ struct Shared {
     reader: Mutex<Connection>,
     metrics: Metrics,
     limiter: Mutex<RateLimiter>,
+    /// Held for the life of the server: one `phakhi serve` per data folder.
+    _lock: std::fs::File,
     /// The cache's estimated bytes and document count after the last exchange.
     cache_bytes: AtomicUsize,
     cached_documents: AtomicUsize,
@@ -65,6 +90,16 @@ struct Shared {
 /// A failure to start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(
+        "another phakhi serve is using the data folder {0}: stop it first, or give this one \
+         another --data folder"
+    )]
+    InUse(String),
+    #[error("cannot lock the data folder {folder}: {source}")]
+    Lock {
+        folder: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Keys(#[from] KeyError),
     #[error("cannot open the database in {folder}: {source}")]
@@ -84,6 +119,7 @@ impl AppState {
     /// (migrated), the caches.
     pub fn open(config: Config) -> Result<Opened, StartError> {
         let data = config.data.clone();
+        let lock = lock_data_folder(&data)?;
         let loaded =
             keys::load_or_create(&data, config.role == ServerRole::Hq, &mut rand_core::OsRng)?;
         let db_error = |source| StartError::Db {
@@ -117,6 +153,7 @@ impl AppState {
                     reader: Mutex::new(reader),
                     metrics: Metrics::default(),
                     limiter: Mutex::new(limiter),
+                    _lock: lock,
                     cache_bytes: AtomicUsize::new(0),
                     cached_documents: AtomicUsize::new(0),
                 }),

@@ -36,8 +36,13 @@ impl Server {
         Server { dir, state }
     }
 
-    fn restart(&mut self) {
-        self.state = open(&self.dir, self.state.config().limits.clone());
+    /// Stops the server (dropping its state releases the data folder) and opens it again.
+    fn restart(self) -> Server {
+        let Server { dir, state } = self;
+        let limits = state.config().limits.clone();
+        drop(state);
+        let state = open(&dir, limits);
+        Server { dir, state }
     }
 
     fn invite(&self, province: &str, role: Role) -> String {
@@ -210,7 +215,7 @@ const ACTIVITIES_44: &str = "province/TH-44/activities/2026";
 
 #[tokio::test]
 async fn devices_of_one_province_converge_and_other_provinces_never_see_it() {
-    let mut server = Server::start(Limits::default());
+    let server = Server::start(Limits::default());
     let mut a = Phone::new();
     let mut b = Phone::new();
     let mut c = Phone::new();
@@ -288,7 +293,7 @@ async fn devices_of_one_province_converge_and_other_provinces_never_see_it() {
     );
 
     // Every acknowledged change survives a restart (the cache is gone, SQLite is read again).
-    server.restart();
+    let server = server.restart();
     let mut d = Phone::new();
     server
         .enrol(&d.key, &server.invite("TH-44", Role::Leader))
@@ -587,7 +592,7 @@ fn cursor(section: &[MailboxMessage]) -> u64 {
 
 #[tokio::test]
 async fn replies_go_down_to_every_device_of_their_province_only() {
-    let mut server = Server::start(Limits::default());
+    let server = Server::start(Limits::default());
     // Replies as the tip desk would leave them, stored by an earlier run of the server.
     {
         let conn = db::open(server.dir.path()).unwrap();
@@ -606,7 +611,7 @@ async fn replies_go_down_to_every_device_of_their_province_only() {
             db::mailbox::insert(&conn, &stored, None, 1).unwrap();
         }
     }
-    server.restart();
+    let server = server.restart();
     let mut phone = Phone::new();
     let mut far = Phone::new();
     server

@@ -228,3 +228,17 @@ async fn run_serves_any_listener_until_the_shutdown_future_resolves() {
     server.await.unwrap().unwrap();
     assert!(dir.path().join("data").join("phakhi.sqlite3").exists());
 }
+
+#[test]
+fn one_server_per_data_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    let first = AppState::open(config.clone()).unwrap();
+    let err = AppState::open(config.clone()).unwrap_err();
+    assert!(err.to_string().contains("another phakhi serve"), "{err}");
+    drop(first);
+    AppState::open(config).unwrap();
+}

@@ -161,7 +161,7 @@ fn stop(mut child: std::process::Child) {
 }
 
 #[test]
-fn a_bad_config_file_or_busy_port_fails_with_what_to_do_next() {
+fn a_bad_config_file_busy_port_or_busy_data_folder_fails_with_what_to_do_next() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("phakhi.toml");
     std::fs::write(&config, "prot = 7744\n").expect("write");
@@ -181,6 +181,14 @@ fn a_bad_config_file_or_busy_port_fails_with_what_to_do_next() {
     let err = text(&out.stderr);
     assert!(
         err.contains("cannot listen") && err.contains("--port"),
+        "{err}"
+    );
+    let data_a = dir.path().join("a").display().to_string();
+    let out = phakhi(&["serve", "--port", "0", "--data", &data_a]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("another phakhi serve") && err.contains("--data"),
         "{err}"
     );
     let (exit, _) = server.terminate();
