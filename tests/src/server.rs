@@ -2,6 +2,7 @@
 //! address read back from its first line), with a temporary data folder, stopped by SIGTERM or
 //! killed by SIGKILL. Also runs `phakhi admin` commands and plain HTTP requests against it.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,13 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
 use std::sync::mpsc;
 use std::time::Duration;
+
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, ROOT, ReadDoc};
+use phakhi_core::seal::{self, PublicKey, StaticKeyPair};
+use phakhi_core::sync::{self, DocName, Initiator, PeerState, PrefixScope, Progress};
+use phakhi_server::wire::{self, EnrolRequest, EnrolResponse};
+use rand_core::OsRng;
 
 /// How long a server may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -220,16 +228,21 @@ pub fn get(url: &str) -> (u16, String) {
 
 /// A POST of raw bytes as `application/octet-stream`: (status, error code header, body).
 pub fn post(url: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
+    try_post(url, body).expect("POST")
+}
+
+/// Like [`post`], but a broken or refused connection is an `Err` instead of a panic.
+pub fn try_post(url: &str, body: &[u8]) -> Result<(u16, String, Vec<u8>), String> {
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
+        .timeout_global(Some(Duration::from_secs(60)))
         .build()
         .new_agent();
     let mut response = agent
         .post(url)
         .header("content-type", "application/octet-stream")
         .send(body)
-        .expect("POST");
+        .map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     let code = response
         .headers()
@@ -237,6 +250,112 @@ pub fn post(url: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let body = response.body_mut().read_to_vec().expect("body");
-    (status, code, body)
+    let body = response
+        .body_mut()
+        .read_to_vec()
+        .map_err(|e| e.to_string())?;
+    Ok((status, code, body))
+}
+
+/// Seconds since the Unix epoch (what a phone's clock says).
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A field device built from `phakhi_core` (static key, sealed transport, sync initiator)
+/// talking HTTP to a server: the minimum a test needs, not the app's orchestrator.
+#[derive(Debug)]
+pub struct Device {
+    pub key: StaticKeyPair,
+    pub server: PublicKey,
+    /// Where it sends requests (the server, or a bad link in front of it).
+    pub url: String,
+    pub docs: BTreeMap<DocName, AutoCommit>,
+    /// Shared heads with the server, kept between exchanges.
+    pub state: PeerState,
+}
+
+/// Why an exchange did not complete.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The server answered with this HTTP status and error code.
+    Refused(u16, String),
+    /// No usable answer (connection refused or broken, answer cut short).
+    Unreachable,
+}
+
+impl Device {
+    pub fn enrol(
+        url: &str,
+        invite: &str,
+        server: PublicKey,
+    ) -> Result<(Device, EnrolResponse), Failure> {
+        let device = Device {
+            key: StaticKeyPair::generate(&mut OsRng),
+            server,
+            url: url.to_string(),
+            docs: BTreeMap::new(),
+            state: PeerState::new(),
+        };
+        let payload = wire::encode(&EnrolRequest {
+            invite: invite.into(),
+        });
+        let answer = device.exchange("/v1/enroll", &payload)?;
+        let response = wire::decode(&answer).expect("enrolment answer");
+        Ok((device, response))
+    }
+
+    pub fn exchange(&self, path: &str, payload: &[u8]) -> Result<Vec<u8>, Failure> {
+        let (envelope, pending) =
+            seal::seal_request(&mut OsRng, &self.key, &self.server, now(), payload).expect("seal");
+        let url = format!("{}{path}", self.url);
+        let (status, code, body) = try_post(&url, &envelope).map_err(|_| Failure::Unreachable)?;
+        if status != 200 {
+            return Err(Failure::Refused(status, code));
+        }
+        pending
+            .open_response(&body)
+            .map_err(|_| Failure::Unreachable)
+    }
+
+    pub fn write(&mut self, doc: &str, key: &str, value: &str) {
+        let doc = self
+            .docs
+            .entry(DocName::parse(doc).expect("name"))
+            .or_default();
+        doc.put(ROOT, key, value).expect("put");
+        doc.commit();
+    }
+
+    pub fn read(&self, doc: &str, key: &str) -> Option<String> {
+        let doc = self.docs.get(&DocName::parse(doc).ok()?)?;
+        let (value, _) = doc.get(ROOT, key).ok()??;
+        value.into_string().ok()
+    }
+
+    pub fn sync(&mut self) -> Result<(), Failure> {
+        let mut initiator = Initiator::new(self.state.clone(), sync::Limits::default());
+        loop {
+            let request = initiator
+                .poll_request(&mut self.docs, None)
+                .expect("request");
+            let answer = match self.exchange("/v1/sync", &request) {
+                Ok(answer) => answer,
+                Err(failure) => {
+                    initiator.handle_lost();
+                    return Err(failure);
+                }
+            };
+            let progress = initiator
+                .handle_response(&answer, &mut self.docs, &PrefixScope::everything())
+                .expect("response applies");
+            if progress == Progress::Done {
+                self.state = initiator.state().clone();
+                return Ok(());
+            }
+        }
+    }
 }

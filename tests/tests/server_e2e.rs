@@ -3,27 +3,14 @@
 //! (static keys, sealed transport, sync initiator) talking HTTP to it. Includes SIGKILL in the
 //! middle of a stream of syncs: after a restart every acknowledged change is there.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use automerge::transaction::Transactable;
-use automerge::{AutoCommit, ROOT, ReadDoc};
-use phakhi_core::seal::{self, PublicKey, StaticKeyPair};
-use phakhi_core::sync::{self, DocName, Initiator, PeerState, PrefixScope, Progress};
-use phakhi_server::wire::{self, EnrolRequest, EnrolResponse};
-use phakhi_tests::server::{ServerProcess, admin, post};
-use rand_core::OsRng;
+use phakhi_core::seal::{self, PublicKey};
+use phakhi_tests::server::{Device, Failure, ServerProcess, admin};
 
 const TIP_DESK: &str = "0707070707070707070707070707070707070707070707070707070707070707";
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 /// The server's static key, as printed on its first start.
 fn static_key(server: &ServerProcess) -> PublicKey {
@@ -66,97 +53,6 @@ fn invite(data: &Path, province: &str, role: &str, url: &str) -> String {
         .to_string();
     assert!(seal::SignedInvite::parse(&text).is_ok(), "{text}");
     text
-}
-
-/// A field device over HTTP.
-struct Device {
-    key: StaticKeyPair,
-    server: PublicKey,
-    url: String,
-    docs: BTreeMap<DocName, AutoCommit>,
-    state: PeerState,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Failure {
-    /// The server answered with this HTTP status and error code.
-    Refused(u16, String),
-    /// No answer (connection refused or broken).
-    Unreachable,
-}
-
-impl Device {
-    fn enrol(
-        url: &str,
-        invite: &str,
-        server: PublicKey,
-    ) -> Result<(Device, EnrolResponse), Failure> {
-        let device = Device {
-            key: StaticKeyPair::generate(&mut OsRng),
-            server,
-            url: url.to_string(),
-            docs: BTreeMap::new(),
-            state: PeerState::new(),
-        };
-        let payload = wire::encode(&EnrolRequest {
-            invite: invite.into(),
-        });
-        let answer = device.exchange("/v1/enroll", &payload)?;
-        let response = wire::decode(&answer).expect("enrolment answer");
-        Ok((device, response))
-    }
-
-    fn exchange(&self, path: &str, payload: &[u8]) -> Result<Vec<u8>, Failure> {
-        let (envelope, pending) =
-            seal::seal_request(&mut OsRng, &self.key, &self.server, now(), payload).expect("seal");
-        let url = format!("{}{path}", self.url);
-        let result = std::panic::catch_unwind(|| post(&url, &envelope));
-        let Ok((status, code, body)) = result else {
-            return Err(Failure::Unreachable);
-        };
-        if status != 200 {
-            return Err(Failure::Refused(status, code));
-        }
-        Ok(pending.open_response(&body).expect("answer opens"))
-    }
-
-    fn write(&mut self, doc: &str, key: &str, value: &str) {
-        let doc = self
-            .docs
-            .entry(DocName::parse(doc).expect("name"))
-            .or_default();
-        doc.put(ROOT, key, value).expect("put");
-        doc.commit();
-    }
-
-    fn read(&self, doc: &str, key: &str) -> Option<String> {
-        let doc = self.docs.get(&DocName::parse(doc).ok()?)?;
-        let (value, _) = doc.get(ROOT, key).ok()??;
-        value.into_string().ok()
-    }
-
-    fn sync(&mut self) -> Result<(), Failure> {
-        let mut initiator = Initiator::new(self.state.clone(), sync::Limits::default());
-        loop {
-            let request = initiator
-                .poll_request(&mut self.docs, None)
-                .expect("request");
-            let answer = match self.exchange("/v1/sync", &request) {
-                Ok(answer) => answer,
-                Err(failure) => {
-                    initiator.handle_lost();
-                    return Err(failure);
-                }
-            };
-            let progress = initiator
-                .handle_response(&answer, &mut self.docs, &PrefixScope::everything())
-                .expect("response applies");
-            if progress == Progress::Done {
-                self.state = initiator.state().clone();
-                return Ok(());
-            }
-        }
-    }
 }
 
 const ACTIVITIES_44: &str = "province/TH-44/activities/2026";
