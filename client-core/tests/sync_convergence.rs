@@ -2,6 +2,8 @@
 //! seeded simulated network that drops requests and responses, replays old requests and
 //! delivers late responses, with restarts that keep only the persisted peer state.
 
+#![allow(clippy::unwrap_used)] // test code: a failed step is a failed test
+
 use std::collections::BTreeMap;
 
 use automerge::transaction::Transactable;
@@ -32,6 +34,10 @@ enum Step {
     },
     /// Replica restarts: in-memory sync state is lost, the persisted peer states survive.
     Restart { replica: usize },
+    /// Replica snapshots its documents (a backup).
+    Backup { replica: usize },
+    /// Replica restores its last backup: its peers' shared heads now overstate what it has.
+    Restore { replica: usize },
 }
 
 fn step(n: usize) -> impl Strategy<Value = Step> {
@@ -48,6 +54,8 @@ fn step(n: usize) -> impl Strategy<Value = Step> {
                 late_response: loss % 11 == 0,
             }),
         1 => (0..n).prop_map(|replica| Step::Restart { replica }),
+        1 => (0..n).prop_map(|replica| Step::Backup { replica }),
+        1 => (0..n).prop_map(|replica| Step::Restore { replica }),
     ]
 }
 
@@ -57,6 +65,10 @@ struct Replica {
     initiators: BTreeMap<usize, Initiator>,
     persisted: BTreeMap<usize, Vec<u8>>,
     edits: u64,
+    /// Bumped on every restore, so that a restored replica writes under new actors (reusing an
+    /// actor's sequence numbers after a restore would fork its history).
+    epoch: u8,
+    backup: Option<Vec<(DocName, Vec<u8>)>>,
 }
 
 fn name(i: usize) -> DocName {
@@ -68,7 +80,7 @@ fn replica(id: usize, n: usize) -> Replica {
     // Replica 0 created the documents; the others get them by syncing.
     if id == 0 {
         for d in 0..DOCS.len() {
-            let mut doc = AutoCommit::new().with_actor(actor(id, d));
+            let mut doc = AutoCommit::new().with_actor(actor(id, d, 0));
             doc.put_object(ROOT, "activities", ObjType::Map).unwrap();
             doc.commit();
             docs.insert(name(d), doc);
@@ -83,18 +95,20 @@ fn replica(id: usize, n: usize) -> Replica {
         initiators,
         persisted: BTreeMap::new(),
         edits: 0,
+        epoch: 0,
+        backup: None,
     }
 }
 
-fn actor(replica: usize, doc: usize) -> ActorId {
-    ActorId::from(vec![replica as u8 + 1, doc as u8 + 1, 0xaa, 0x55])
+fn actor(replica: usize, doc: usize, epoch: u8) -> ActorId {
+    ActorId::from(vec![replica as u8 + 1, doc as u8 + 1, epoch, 0x55])
 }
 
 fn edit(r: &mut Replica, id: usize, doc: usize, key: u8) {
     let Some(d) = r.docs.get_mut(&name(doc)) else {
         return; // not received yet
     };
-    d.set_actor(actor(id, doc));
+    d.set_actor(actor(id, doc, r.epoch));
     let Some((_, acts)) = automerge::ReadDoc::get(d, ROOT, "activities").unwrap() else {
         return;
     };
@@ -138,28 +152,24 @@ fn run_exchange(
     let responder = Responder::new(Limits::default());
     let scope = PrefixScope::everything();
     let init = a.initiators.get_mut(&to).unwrap();
-    if replay_old_request {
-        if let Some((_, req, _)) = old.iter().find(|(t, _, _)| *t == to) {
-            // An old request delivered again: harmless to the responder.
-            responder.handle_request(req, &mut b.docs, &scope).unwrap();
-        }
+    if replay_old_request && let Some((_, req, _)) = old.iter().find(|(t, _, _)| *t == to) {
+        // An old request delivered again: harmless to the responder.
+        responder.handle_request(req, &mut b.docs, &scope).unwrap();
     }
     let mut request = init.poll_request(&mut a.docs, None).unwrap();
-    if late_response {
-        if let Some((_, req, resp)) = old.iter().find(|(t, _, _)| *t == to) {
-            let late = init.handle_response(resp, &mut a.docs, &scope);
-            if *req == request {
-                // Byte-identical request: the old response answers it exactly.
-                assert!(late.is_ok(), "{late:?}");
-                if late.is_ok_and(|p| p == Progress::Done) {
-                    a.persisted.insert(to, init.state().encode());
-                    return Some(1);
-                }
-                init.handle_lost();
-                return None;
+    if late_response && let Some((_, req, resp)) = old.iter().find(|(t, _, _)| *t == to) {
+        let late = init.handle_response(resp, &mut a.docs, &scope);
+        if *req == request {
+            // Byte-identical request: the old response answers it exactly.
+            assert!(late.is_ok(), "{late:?}");
+            if late.is_ok_and(|p| p == Progress::Done) {
+                a.persisted.insert(to, init.state().encode());
+                return Some(1);
             }
-            assert!(matches!(late, Err(SyncError::StaleResponse)), "{late:?}");
+            init.handle_lost();
+            return None;
         }
+        assert!(matches!(late, Err(SyncError::StaleResponse)), "{late:?}");
     }
     let mut rounds = 1;
     loop {
@@ -167,14 +177,19 @@ fn run_exchange(
             init.handle_lost();
             return None;
         }
-        let reply = responder.handle_request(&request, &mut b.docs, &scope).unwrap();
+        let reply = responder
+            .handle_request(&request, &mut b.docs, &scope)
+            .unwrap();
         let response = reply.into_bytes(None);
         old.push((to, request.clone(), response.clone()));
         if drop_response {
             init.handle_lost();
             return None;
         }
-        match init.handle_response(&response, &mut a.docs, &scope).unwrap() {
+        match init
+            .handle_response(&response, &mut a.docs, &scope)
+            .unwrap()
+        {
             Progress::Done => {
                 a.persisted.insert(to, init.state().encode());
                 return Some(rounds);
@@ -233,6 +248,25 @@ fn check(n: usize, steps: Vec<Step>) -> Result<(), TestCaseError> {
                         None => PeerState::new(),
                     };
                     *init = Initiator::new(state, Limits::default());
+                }
+            }
+            Step::Backup { replica } => {
+                let r = &mut replicas[replica];
+                r.backup = Some(
+                    r.docs
+                        .iter_mut()
+                        .map(|(n, d)| (n.clone(), d.save()))
+                        .collect(),
+                );
+            }
+            Step::Restore { replica } => {
+                let r = &mut replicas[replica];
+                if let Some(backup) = r.backup.as_ref() {
+                    r.epoch += 1;
+                    r.docs = backup
+                        .iter()
+                        .map(|(n, bytes)| (n.clone(), AutoCommit::load(bytes).unwrap()))
+                        .collect();
                 }
             }
         }

@@ -1,6 +1,8 @@
 //! Scenarios of the sync engine: first sync, catch-up, many documents in one exchange, scope
 //! refusals, garbage, limits, and peers whose shared heads are wrong.
 
+#![allow(clippy::unwrap_used)] // test code: a failed step is a failed test
+
 use std::collections::BTreeMap;
 
 use automerge::transaction::Transactable;
@@ -84,10 +86,24 @@ fn sync_first_sync_costs_about_one_save() {
     let save_len = doc.save().len();
     let mut a: Docs = BTreeMap::from([(name("province/TH-44"), doc)]);
     let mut b = Docs::new();
+    // Pushing a document the peer lacks: heads first, then the whole document (two rounds).
     let mut init = Initiator::new(PeerState::new(), Limits::default());
-    assert_eq!(exchange(&mut init, &mut a, &mut b, &all()).unwrap(), 1);
+    assert_eq!(exchange(&mut init, &mut a, &mut b, &all()).unwrap(), 2);
     let sent = init.stats().docs["province/TH-44"].sent_bytes;
     assert!(sent as f64 <= 1.1 * save_len as f64, "{sent} vs {save_len}");
+    // Pulling it onto a third, empty replica: one round, about one save().
+    let mut c = Docs::new();
+    let mut init_c = Initiator::new(PeerState::new(), Limits::default());
+    assert_eq!(exchange(&mut init_c, &mut c, &mut b, &all()).unwrap(), 1);
+    let received = init_c.stats().docs["province/TH-44"].received_bytes;
+    assert!(
+        received as f64 <= 1.1 * save_len as f64,
+        "{received} vs {save_len}"
+    );
+    assert_eq!(
+        heads(c.get_mut(&name("province/TH-44")).unwrap()),
+        heads(a.get_mut(&name("province/TH-44")).unwrap())
+    );
     let da = a.get_mut(&name("province/TH-44")).unwrap();
     let db = b.get_mut(&name("province/TH-44")).unwrap();
     assert_eq!(heads(da), heads(db));
@@ -105,16 +121,22 @@ fn sync_many_documents_in_one_exchange() {
         let n = name(&format!("province/TH-{p}/activities/2026"));
         let mut base = new_doc(1);
         add_records(&mut base, 0, 5);
-        let mut other = base.fork().with_actor(ActorId::from(vec![2; 16]));
-        add_records(&mut base, 100, usize::from(p % 4));
-        add_records(&mut other, 200, usize::from(p % 3));
+        let other = base.fork().with_actor(ActorId::from(vec![2; 16]));
         a.insert(n.clone(), base);
         b.insert(n, other);
     }
+    // Both sides hold the same documents but have never met: heads only, one round.
     let mut init = Initiator::new(PeerState::new(), Limits::default());
+    assert_eq!(exchange(&mut init, &mut a, &mut b, &all()).unwrap(), 1);
+    // Concurrent edits on both sides of every document, then one exchange for all of them.
+    for (i, ((_, da), (_, db))) in a.iter_mut().zip(b.iter_mut()).enumerate() {
+        add_records(da, 100, 1 + i % 4);
+        add_records(db, 200, 1 + i % 3);
+    }
     let rounds = exchange(&mut init, &mut a, &mut b, &all()).unwrap();
     assert_eq!(rounds, 1, "forty documents, one round trip");
     assert_eq!(init.stats().docs.len(), 40);
+    assert!(init.stats().docs.values().all(|d| d.changes_applied > 0));
     for (n, da) in a.iter_mut() {
         assert_eq!(heads(da), heads(b.get_mut(n).unwrap()), "{n}");
     }
@@ -253,8 +275,12 @@ fn sync_garbage_and_truncation_change_nothing() {
     let mut phone_doc = doc.fork().with_actor(ActorId::from(vec![5; 16]));
     add_records(&mut phone_doc, 100, 30);
     let mut phone: Docs = BTreeMap::from([(n.clone(), phone_doc)]);
-    let mut init = Initiator::new(PeerState::new(), Limits::default());
-    let request = init.poll_request(&mut phone, Some(b"mailbox".to_vec())).unwrap();
+    let mut shared = PeerState::new();
+    shared.set_shared_heads(n.clone(), before.clone());
+    let mut init = Initiator::new(shared.clone(), Limits::default());
+    let request = init
+        .poll_request(&mut phone, Some(b"mailbox".to_vec()))
+        .unwrap();
 
     // Every truncation of a valid request is an error, never a panic, and changes nothing.
     for cut in 0..request.len() {
@@ -299,12 +325,12 @@ fn sync_garbage_and_truncation_change_nothing() {
     // Flipping a byte inside the automerge data breaks its checksum.
     let mut original = Message::decode(&request, &Limits::default()).unwrap();
     let flipped = match original.docs[0].chunk.take() {
-        Some(Chunk::Document { changes, mut bytes }) => {
+        Some(Chunk::Bundle { changes, mut bytes }) => {
             let mid = bytes.len() / 2;
             bytes[mid] ^= 0xff;
-            Chunk::Document { changes, bytes }
+            Chunk::Bundle { changes, bytes }
         }
-        other => panic!("a first sync sends the whole document, got {other:?}"),
+        other => panic!("30 changes travel as a bundle, got {other:?}"),
     };
     msg.docs[0].chunk = Some(flipped);
     let reply = responder
@@ -316,8 +342,11 @@ fn sync_garbage_and_truncation_change_nothing() {
     );
     assert_eq!(heads(server.get_mut(&n).unwrap()), before);
     // A garbage response is an error for the initiator too, and its state stays as it was.
-    assert!(init.handle_response(&[1, 2, 3, 4], &mut phone, &all()).is_err());
-    assert_eq!(init.state(), &PeerState::new());
+    assert!(
+        init.handle_response(&[1, 2, 3, 4], &mut phone, &all())
+            .is_err()
+    );
+    assert_eq!(init.state(), &shared);
     // Damaged persisted state is an error, not a panic.
     let mut good = PeerState::new();
     good.set_shared_heads(n.clone(), before.clone());
@@ -336,6 +365,17 @@ fn sync_limits_give_distinct_errors() {
     add_records(&mut doc, 0, 50);
     let mut phone: Docs = BTreeMap::from([(n.clone(), doc)]);
     let mut init = Initiator::new(PeerState::new(), Limits::default());
+    let first = init.poll_request(&mut phone, None).unwrap();
+    let mut empty = Docs::new();
+    let answer = Responder::default()
+        .handle_request(&first, &mut empty, &all())
+        .unwrap()
+        .into_bytes(None);
+    assert_eq!(
+        init.handle_response(&answer, &mut phone, &all()).unwrap(),
+        Progress::NeedsRound2
+    );
+    // The round-2 request carries the whole document.
     let request = init.poll_request(&mut phone, None).unwrap();
 
     let few_changes = Limits {

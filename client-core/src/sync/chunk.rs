@@ -127,7 +127,7 @@ fn decode(
                 return Err(DocError::TooManyChanges);
             }
             if doc.get_heads().is_empty() {
-                Decoded::Whole(loaded)
+                Decoded::Whole(Box::new(loaded))
             } else {
                 Decoded::Changes(doc.get_changes_added(&mut loaded))
             }
@@ -146,7 +146,7 @@ fn decode(
 
 enum Decoded {
     Changes(Vec<Change>),
-    Whole(AutoCommit),
+    Whole(Box<AutoCommit>),
 }
 
 /// Applies a chunk to `doc` as one batch and returns how many changes the document gained.
@@ -162,7 +162,7 @@ pub(crate) fn apply(
     match decode(doc, chunk, limits, budget)? {
         Decoded::Whole(loaded) => {
             let actor = doc.get_actor().clone();
-            *doc = loaded.with_actor(actor);
+            *doc = (*loaded).with_actor(actor);
         }
         Decoded::Changes(changes) => {
             doc.apply_changes_batch(changes)

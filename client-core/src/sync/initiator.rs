@@ -122,7 +122,10 @@ impl Initiator {
                 let shared = self.state.shared_heads(name).to_vec();
                 let base = chunk::known(doc, &shared);
                 let heads = normalise(doc.get_heads());
-                let chunk = if heads == base {
+                // With no shared heads the peer may already have most of the document (a lost
+                // state, a new relay): send heads only and let it say where it stands, rather
+                // than the whole document.
+                let chunk = if heads == base || base.is_empty() {
                     None
                 } else {
                     chunk::build(doc, &base)
@@ -176,7 +179,10 @@ impl Initiator {
         docs: &mut BTreeMap<DocName, AutoCommit>,
         accept: &impl Scope,
     ) -> Result<Progress, SyncError> {
-        let in_flight = self.in_flight.as_ref().ok_or(SyncError::NoRequestInFlight)?;
+        let in_flight = self
+            .in_flight
+            .as_ref()
+            .ok_or(SyncError::NoRequestInFlight)?;
         let response = Message::decode(bytes, &self.limits)?;
         if response.kind != Kind::Response {
             return Err(SyncError::UnexpectedKind {

@@ -14,7 +14,9 @@
 //!   known to have after the last completed exchange ([`PeerState`]). The responder keeps no
 //!   per-peer state at all.
 //! * **Round 1.** The request carries, for every document of the scope in one message, the
-//!   initiator's heads and the changes that follow the shared heads, as the smallest of: change
+//!   initiator's heads and the changes that follow the shared heads (heads only when there are
+//!   no shared heads yet: the peer may already hold most of the document, and one extra round
+//!   trip is cheaper than resending it whole), as the smallest of: change
 //!   chunks (a handful of changes), an automerge bundle (changes compressed column-wise, like a
 //!   saved document), or the whole saved document (first sync, or when most is missing).
 //!   The responder applies each document's chunk as **one batch** (automerge charges each applied
@@ -40,6 +42,17 @@
 //! before the document is touched, so garbage changes nothing.
 //!
 //! The wire layout is in [`wire`].
+//!
+//! Measured by `cargo bench -p phakhi-tests --bench sync_wire` on a 20,000-record document
+//! (`save()` = 551.5 KB), against automerge 0.12's own protocol:
+//!
+//! | case | Phakhi | automerge |
+//! | --- | --- | --- |
+//! | first sync | 1.000× `save()`, 1 round (pull) / 2 (push) | 1.091×, 2 rounds |
+//! | push 10 records, persisted state | 1,453 B, 1 round | 4,808 B, 2 rounds |
+//! | push 10 records, fresh state | 1,611 B, 2 rounds | 54.8 KB, 2 rounds |
+//! | catch up 2,000 changes | 54.9 KB (1.003× their bundle), 1 round | 893.8 KB, 2 rounds |
+//! | one new record (raw change 451 B) | 554 B, 1 round | 791 B, 2 rounds |
 
 mod chunk;
 mod error;

@@ -100,14 +100,8 @@ impl Responder {
                 Err(super::name::NameError::Private) => refuse(entry, DocError::Private),
                 Err(_) => refuse(entry, DocError::InvalidName),
                 Ok(name) => {
-                    let (answer, applied) = self.answer(
-                        &name,
-                        entry,
-                        request.round,
-                        docs,
-                        scope,
-                        &mut budget,
-                    );
+                    let (answer, applied) =
+                        self.answer(&name, entry, request.round, docs, scope, &mut budget);
                     if applied > 0 {
                         changed.push(name);
                     }
@@ -178,12 +172,26 @@ impl Responder {
         let doc = match docs.get_mut(name) {
             Some(doc) => doc,
             None => {
-                let Some(chunk) = entry.chunk.as_ref() else {
-                    return (refuse(entry, DocError::NotFound), 0);
-                };
                 if !scope.may_create(name) {
                     return (refuse(entry, DocError::NotFound), 0);
                 }
+                let Some(chunk) = entry.chunk.as_ref() else {
+                    // The peer announced a document this side lacks: ask for all of it.
+                    let status = match (their_heads.is_empty(), round) {
+                        (true, _) => DocStatus::Error(DocError::NotFound),
+                        (false, 1) => DocStatus::NeedFrom,
+                        (false, _) => DocStatus::Error(DocError::Incomplete),
+                    };
+                    return (
+                        DocEntry {
+                            name: entry.name.clone(),
+                            status,
+                            heads: Vec::new(),
+                            chunk: None,
+                        },
+                        0,
+                    );
+                };
                 let mut fresh = AutoCommit::new();
                 match chunk::apply(&mut fresh, chunk, &self.limits, budget) {
                     Ok(n) => applied = n,

@@ -343,14 +343,13 @@ impl<'a> Reader<'a> {
 
     /// A capacity to pre-allocate for `n` items: never more than the remaining input could hold.
     fn capped(&self, n: u64) -> usize {
-        usize::try_from(n).unwrap_or(usize::MAX).min(self.data.len())
+        usize::try_from(n)
+            .unwrap_or(usize::MAX)
+            .min(self.data.len())
     }
 
     pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, WireError> {
-        let (&b, rest) = self
-            .data
-            .split_first()
-            .ok_or(WireError::Truncated(what))?;
+        let (&b, rest) = self.data.split_first().ok_or(WireError::Truncated(what))?;
         self.data = rest;
         Ok(b)
     }
