@@ -183,3 +183,140 @@ pub fn answer(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phakhi_core::mailbox::{MailItem, Quota};
+    use phakhi_core::seal::{ENVELOPE_VERSION, KIND_REPLY, KIND_TIP};
+
+    fn item(kind: EnvelopeKind, province: &str, fill: u8) -> MailItem {
+        let mut envelope = vec![fill; 1024];
+        envelope[0] = ENVELOPE_VERSION;
+        envelope[1] = if kind == EnvelopeKind::Tip {
+            KIND_TIP
+        } else {
+            KIND_REPLY
+        };
+        MailItem {
+            kind,
+            province: province.into(),
+            envelope,
+        }
+    }
+
+    fn peer(province: &str, hq: bool) -> Peer {
+        Peer {
+            key: PublicKey::from_bytes([province.len() as u8; 32]),
+            scope: Scope::provinces([province]),
+            answer_with_acks: hq,
+        }
+    }
+
+    #[test]
+    fn sections_round_trip_and_refuse_damage() {
+        let messages = vec![
+            MailboxMessage::Have(Have {
+                cursor: 7,
+                ids: vec![],
+                more: false,
+            }),
+            MailboxMessage::Push(Push {
+                items: vec![item(EnvelopeKind::Tip, "TH-44", 1)],
+            }),
+        ];
+        let bytes = encode_section(&messages);
+        assert_eq!(bytes.first(), Some(&SECTION_VERSION));
+        assert_eq!(decode_section(&bytes).unwrap(), messages);
+        let mut wrong = bytes.clone();
+        wrong[0] = 2;
+        assert!(decode_section(&wrong).unwrap_err().contains("version 2"));
+        assert!(decode_section(&bytes[..bytes.len() - 1]).is_err());
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(decode_section(&trailing).unwrap_err().contains("trailing"));
+        assert!(decode_section(&[]).is_err());
+        assert!(
+            decode_section(&[1, 0xff, 0xff])
+                .unwrap_err()
+                .contains("limit")
+        );
+    }
+
+    #[test]
+    fn pushes_are_checked_whole_before_anything_is_stored() {
+        let mut mailbox = Mailbox::new(Quota::default());
+        let request = vec![MailboxMessage::Push(Push {
+            items: vec![
+                item(EnvelopeKind::Tip, "TH-44", 1),
+                item(EnvelopeKind::Tip, "TH-40", 2),
+            ],
+        })];
+        let err = answer(&mut mailbox, &peer("TH-44", true), request).unwrap_err();
+        assert_eq!(err, AppError::OutOfScope("mailbox/TH-40/tips".into()));
+        assert!(mailbox.is_empty());
+
+        // A device may not push replies: those come from the tip desk.
+        let request = vec![MailboxMessage::Push(Push {
+            items: vec![item(EnvelopeKind::Reply, "TH-44", 3)],
+        })];
+        assert!(answer(&mut mailbox, &peer("TH-44", true), request).is_err());
+        assert!(mailbox.is_empty());
+    }
+
+    #[test]
+    fn hq_acknowledges_and_a_relay_does_not() {
+        for hq in [true, false] {
+            let mut mailbox = Mailbox::new(Quota::default());
+            let tip = item(EnvelopeKind::Tip, "TH-44", 1);
+            let request = vec![MailboxMessage::Push(Push {
+                items: vec![tip.clone()],
+            })];
+            let out = answer(&mut mailbox, &peer("TH-44", hq), request).unwrap();
+            let acked: Vec<_> = out
+                .iter()
+                .filter_map(|m| match m {
+                    MailboxMessage::Ack(ack) => Some(ack.ids.clone()),
+                    _ => None,
+                })
+                .collect();
+            if hq {
+                assert_eq!(acked, vec![vec![tip.id()]]);
+            } else {
+                assert!(acked.is_empty());
+            }
+            assert!(mailbox.contains(&tip.id()));
+        }
+    }
+
+    #[test]
+    fn wants_and_announced_ids_are_answered_within_scope() {
+        let mut mailbox = Mailbox::new(Quota::default());
+        let desk = PublicKey::from_bytes([9; 32]);
+        let ours = item(EnvelopeKind::Reply, "TH-44", 1);
+        let theirs = item(EnvelopeKind::Reply, "TH-40", 2);
+        mailbox.insert(&desk, ours.clone()).unwrap();
+        mailbox.insert(&desk, theirs.clone()).unwrap();
+        let unknown = item(EnvelopeKind::Tip, "TH-44", 3).id();
+        let request = vec![
+            MailboxMessage::Want(Want {
+                ids: vec![ours.id(), theirs.id()],
+            }),
+            MailboxMessage::Have(Have {
+                cursor: 2,
+                ids: vec![unknown, ours.id()],
+                more: false,
+            }),
+        ];
+        let out = answer(&mut mailbox, &peer("TH-44", false), request).unwrap();
+        let pushed: Vec<_> = out
+            .iter()
+            .flat_map(|m| match m {
+                MailboxMessage::Push(push) => push.items.clone(),
+                _ => vec![],
+            })
+            .collect();
+        assert_eq!(pushed, vec![ours]);
+        assert!(out.contains(&MailboxMessage::Want(Want { ids: vec![unknown] })));
+    }
+}
