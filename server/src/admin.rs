@@ -182,6 +182,22 @@ pub fn parse_duration(text: &str) -> Result<Duration, AdminError> {
         .ok_or_else(bad)
 }
 
+/// The public keys of the server in `data`, one per line, labelled.
+pub fn public_keys(data: &Path) -> Result<String, AdminError> {
+    let keys = server_keys(data)?;
+    let mut out = format!(
+        "server static key (X25519):     {}\n",
+        hex::encode(keys.static_public().as_bytes())
+    );
+    if let Some(verifying) = keys.verifying() {
+        out.push_str(&format!(
+            "invite-verifying key (Ed25519): {}\n",
+            hex::encode(verifying.as_bytes())
+        ));
+    }
+    Ok(out)
+}
+
 /// Loads the keys of an existing data folder.
 pub fn server_keys(data: &Path) -> Result<keys::ServerKeys, AdminError> {
     keys::load(data)?.ok_or_else(|| AdminError::NoData(data.to_path_buf()))

@@ -78,6 +78,8 @@ pub enum AdminCommand {
     Invite(InviteArgs),
     /// List enrolled devices with role, provinces and last sync.
     Devices,
+    /// Print this server's public keys (to configure relays and invites).
+    Keys,
     /// Revoke a device: it can no longer sync or enrol again.
     Revoke {
         /// The device id (or a unique prefix of it) from `phakhi admin devices`.
@@ -279,6 +281,9 @@ fn admin(args: AdminArgs) -> Result<(), CliError> {
     match args.command {
         AdminCommand::Devices => {
             print!("{}", admin::devices_table(&data)?);
+        }
+        AdminCommand::Keys => {
+            print!("{}", admin::public_keys(&data)?);
         }
         AdminCommand::Revoke { device } => {
             let now = i64::try_from(now).unwrap_or(i64::MAX);

@@ -198,7 +198,10 @@ impl AppState {
         F: FnOnce(&mut Core) -> Result<T, AppError> + Send + 'static,
     {
         let state = self.clone();
+        // Keep the request's span on the blocking thread, so its logs name the request.
+        let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             let mut core = state.lock_core();
             work(&mut core)
         })

@@ -66,10 +66,20 @@ fn serve_prints_its_address_answers_healthz_and_stops_on_sigterm() {
 fn a_second_start_reuses_the_keys_and_stops_on_sigint() {
     let dir = tempfile::tempdir().expect("tempdir");
     let first = ServerProcess::start(dir.path(), &[]);
+    let first_banner = first.banner.clone();
     let static_key = std::fs::read(dir.path().join("server-static.key")).expect("key");
     let signing_key = std::fs::read(dir.path().join("hq-signing.key")).expect("key");
     let (exit, _) = first.terminate();
     assert!(exit.success());
+
+    let keys = admin(dir.path(), &["keys"]);
+    assert!(keys.status.success());
+    let keys = text(&keys.stdout);
+    let banner = first_banner.join("\n");
+    for line in keys.lines() {
+        assert!(banner.contains(line), "{line} not in {banner}");
+    }
+    assert_eq!(keys.lines().count(), 2);
 
     let second = ServerProcess::start(dir.path(), &[]);
     assert!(!second.banner.join("\n").contains("First start"));
@@ -204,6 +214,7 @@ fn help_is_available_on_every_command() {
         vec!["admin", "invite", "--help"],
         vec!["admin", "devices", "--help"],
         vec!["admin", "revoke", "--help"],
+        vec!["admin", "keys", "--help"],
     ] {
         let out = phakhi(&args);
         assert!(out.status.success(), "{args:?}");
