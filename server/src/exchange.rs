@@ -15,7 +15,6 @@ use phakhi_core::sync::{self, DocName, WireError};
 use rusqlite::{Connection, TransactionBehavior};
 
 use crate::cache::DocCache;
-use crate::config::ServerRole;
 use crate::db::devices::{self, Device, Role};
 use crate::db::{self, DbError, documents};
 use crate::enroll::{self, Admission};
@@ -252,7 +251,6 @@ fn sync_inner(
             let peer = mailroom::Peer {
                 key: opened.sender,
                 scope: scope::mailbox_scope(&device),
-                answer_with_acks: state.config().role == ServerRole::Hq,
             };
             let next_before = mailbox.next_seq();
             let messages = mailroom::answer(mailbox, &peer, request)?;

@@ -7,8 +7,10 @@
 //!   carries a `Have` of the replies of its provinces after that cursor *and* a `Push` with those
 //!   envelopes (the cursor advances only past what fits), so a lost answer is simply asked again;
 //! - a `Want` is answered with a `Push` of what is held and in scope;
-//! - HQ answers a `Push` with an `Ack` of every id it now holds durably, so the device (or relay)
-//!   may stop resending them. Acks from devices are ignored: only HQ acknowledges.
+//! - a `Push` is answered with an `Ack` of every id now held durably (the answer goes out only
+//!   after the transaction committed), so the device (or relay) drops them from its outbox. Acks
+//!   *from* the asking side are ignored: a server prunes only on its upstream's (HQ's) acks,
+//!   which it receives as the asker, not here.
 //!
 //! The section is `version (1) || u16 count || count × (u32 length || mailbox message)`, each
 //! message encoded by `phakhi_core::mailbox::MailboxMessage`.
@@ -82,8 +84,6 @@ pub struct Peer {
     pub key: PublicKey,
     /// Provinces it may push for and receive.
     pub scope: Scope,
-    /// True when this server is HQ (its answers acknowledge what it holds).
-    pub answer_with_acks: bool,
 }
 
 /// Applies one request section to `mailbox` and prepares the answer section's messages.
@@ -105,7 +105,7 @@ pub fn answer(
                 announced.extend(have.ids);
             }
             MailboxMessage::Want(want) => wants.extend(want.ids),
-            // Only HQ acknowledges; a device's ack is meaningless here.
+            // The asker holds nothing of ours it could acknowledge for pruning.
             MailboxMessage::Ack(_) => {}
         }
     }
@@ -174,7 +174,7 @@ pub fn answer(
             mailbox.push_for(&Want { ids: wants }, &peer.scope),
         ));
     }
-    if peer.answer_with_acks && !pushed_ids.is_empty() {
+    if !pushed_ids.is_empty() {
         let held = pushed_ids
             .into_iter()
             .filter(|id| mailbox.contains(id))
@@ -205,11 +205,10 @@ mod tests {
         }
     }
 
-    fn peer(province: &str, hq: bool) -> Peer {
+    fn peer(province: &str) -> Peer {
         Peer {
             key: PublicKey::from_bytes([province.len() as u8; 32]),
             scope: Scope::provinces([province]),
-            answer_with_acks: hq,
         }
     }
 
@@ -252,7 +251,7 @@ mod tests {
                 item(EnvelopeKind::Tip, "TH-40", 2),
             ],
         })];
-        let err = answer(&mut mailbox, &peer("TH-44", true), request).unwrap_err();
+        let err = answer(&mut mailbox, &peer("TH-44"), request).unwrap_err();
         assert_eq!(err, AppError::OutOfScope("mailbox/TH-40/tips".into()));
         assert!(mailbox.is_empty());
 
@@ -260,32 +259,26 @@ mod tests {
         let request = vec![MailboxMessage::Push(Push {
             items: vec![item(EnvelopeKind::Reply, "TH-44", 3)],
         })];
-        assert!(answer(&mut mailbox, &peer("TH-44", true), request).is_err());
+        assert!(answer(&mut mailbox, &peer("TH-44"), request).is_err());
         assert!(mailbox.is_empty());
     }
 
     #[test]
-    fn hq_acknowledges_and_a_relay_does_not() {
-        for hq in [true, false] {
-            let mut mailbox = Mailbox::new(Quota::default());
-            let tip = item(EnvelopeKind::Tip, "TH-44", 1);
+    fn pushed_envelopes_are_acknowledged_even_when_already_held() {
+        let mut mailbox = Mailbox::new(Quota::default());
+        let tip = item(EnvelopeKind::Tip, "TH-44", 1);
+        for _ in 0..2 {
             let request = vec![MailboxMessage::Push(Push {
                 items: vec![tip.clone()],
             })];
-            let out = answer(&mut mailbox, &peer("TH-44", hq), request).unwrap();
-            let acked: Vec<_> = out
-                .iter()
-                .filter_map(|m| match m {
-                    MailboxMessage::Ack(ack) => Some(ack.ids.clone()),
-                    _ => None,
-                })
-                .collect();
-            if hq {
-                assert_eq!(acked, vec![vec![tip.id()]]);
-            } else {
-                assert!(acked.is_empty());
-            }
-            assert!(mailbox.contains(&tip.id()));
+            let out = answer(&mut mailbox, &peer("TH-44"), request).unwrap();
+            assert_eq!(
+                out,
+                vec![MailboxMessage::Ack(Ack {
+                    ids: vec![tip.id()]
+                })]
+            );
+            assert_eq!(mailbox.len(), 1);
         }
     }
 
@@ -308,7 +301,7 @@ mod tests {
                 more: false,
             }),
         ];
-        let out = answer(&mut mailbox, &peer("TH-44", false), request).unwrap();
+        let out = answer(&mut mailbox, &peer("TH-44"), request).unwrap();
         let pushed: Vec<_> = out
             .iter()
             .flat_map(|m| match m {
