@@ -78,7 +78,12 @@ pub fn devices_table(data: &Path) -> Result<String, AdminError> {
             [
                 device.device_id.clone(),
                 device.role.as_str().to_string(),
-                device.provinces.join(","),
+                device
+                    .provinces
+                    .iter()
+                    .map(|code| province_label(code))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 format_time(Some(device.enrolled_at)),
                 format_time(device.last_sync),
                 match device.revoked_at {
@@ -97,10 +102,10 @@ pub fn devices_table(data: &Path) -> Result<String, AdminError> {
         "STATUS",
     ]
     .map(String::from);
-    let mut widths = header.clone().map(|h| h.chars().count());
+    let mut widths = header.clone().map(|h| display_width(&h));
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
+            *width = (*width).max(display_width(cell));
         }
     }
     let mut out = String::new();
@@ -108,12 +113,31 @@ pub fn devices_table(data: &Path) -> Result<String, AdminError> {
         let line: Vec<String> = row
             .iter()
             .zip(widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
+            .map(|(cell, width)| {
+                let pad = width.saturating_sub(display_width(cell));
+                format!("{cell}{}", " ".repeat(pad))
+            })
             .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
     Ok(out)
+}
+
+/// `TH-44 มหาสารคาม`: the code and the Thai name, for operators.
+fn province_label(code: &str) -> String {
+    match phakhi_core::model::ProvinceCode::parse(code) {
+        Ok(province) => format!("{code} {}", province.name_th()),
+        Err(_) => code.to_string(),
+    }
+}
+
+/// Columns a string takes in a terminal: Thai vowel and tone marks above or below a consonant
+/// take none.
+fn display_width(text: &str) -> usize {
+    text.chars()
+        .filter(|c| !matches!(*c as u32, 0x0E31 | 0x0E34..=0x0E3A | 0x0E47..=0x0E4E))
+        .count()
 }
 
 /// What [`revoke`] did.
@@ -267,7 +291,20 @@ mod tests {
         let table = devices_table(dir.path()).unwrap();
         assert!(table.starts_with("DEVICE"));
         assert!(table.contains(&a.device_id));
-        assert!(table.contains("TH-40"));
+        assert!(table.contains("TH-40 ขอนแก่น"), "{table}");
+        assert!(table.contains("TH-44 มหาสารคาม"), "{table}");
+        // Columns line up even though Thai marks take no column.
+        let starts: Vec<usize> = table
+            .lines()
+            .map(|line| {
+                let cut = line
+                    .find("1970-")
+                    .or_else(|| line.find("ENROLLED"))
+                    .unwrap();
+                display_width(&line[..cut])
+            })
+            .collect();
+        assert!(starts.windows(2).all(|w| w[0] == w[1]), "{table}");
         assert!(table.contains("never"));
 
         assert_eq!(
