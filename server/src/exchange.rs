@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use automerge::{AutoCommit, ChangeHash};
 use phakhi_core::mailbox::Mailbox;
+use phakhi_core::protocol::{self, EnrolRequest, EnrolResponse};
 use phakhi_core::seal::{HqVerifyingKey, InviteError, SignedInvite};
 use phakhi_core::sync::wire::Message;
 use phakhi_core::sync::{self, DocName, WireError};
@@ -23,7 +24,6 @@ use crate::mailroom;
 use crate::scope::{self, Access, DeviceScope};
 use crate::state::{AppState, Core};
 use crate::transport;
-use crate::wire::{self, EnrolRequest, EnrolResponse};
 
 fn to_i64(now: u64) -> i64 {
     i64::try_from(now).unwrap_or(i64::MAX)
@@ -42,7 +42,7 @@ pub fn enroll(
         .map_err(DbError::from)?;
     let opened = transport::open(state.keys(), envelope, now, &tx)?;
     state.check_rate(opened.sender.as_bytes())?;
-    let request: EnrolRequest = wire::decode(&opened.payload)
+    let request = EnrolRequest::decode(&opened.payload)
         .map_err(|error| AppError::BadRequest(format!("enrolment request: {error}")))?;
     let hq = hq_verifying_key(state)?;
     let invite = SignedInvite::parse(&request.invite)
@@ -67,12 +67,13 @@ pub fn enroll(
         token: invite.token.0.to_vec(),
     };
     let device = enroll::register(&tx, opened.sender.as_bytes(), &admission, to_i64(now))?;
-    let answer = wire::encode(&EnrolResponse {
+    let answer = EnrolResponse {
         device_id: device.device_id.clone(),
         role: device.role.as_str().into(),
         provinces: device.provinces.clone(),
         server_role: state.config().role.as_str().into(),
-    });
+    }
+    .encode();
     tx.commit().map_err(DbError::from)?;
     let sealed = transport::seal_response(opened.responder, &answer)?;
     Ok((sealed, device.device_id))
@@ -246,7 +247,7 @@ fn sync_inner(
     let mailbox_answer = match reply.request_mailbox() {
         None => None,
         Some(section) => {
-            let request = mailroom::decode_section(section)
+            let request = protocol::decode_section(section)
                 .map_err(|why| AppError::BadRequest(format!("mailbox section: {why}")))?;
             let peer = mailroom::Peer {
                 key: opened.sender,
@@ -257,7 +258,7 @@ fn sync_inner(
             for stored in mailbox.items_since(next_before.saturating_sub(1)) {
                 db::mailbox::insert(&tx, stored, Some(device.row), now_i)?;
             }
-            Some(mailroom::encode_section(&messages))
+            Some(protocol::encode_section(&messages))
         }
     };
 

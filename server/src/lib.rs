@@ -32,4 +32,3 @@ pub mod routes;
 pub mod scope;
 pub mod state;
 pub mod transport;
-pub mod wire;

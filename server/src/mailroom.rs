@@ -12,8 +12,8 @@
 //!   *from* the asking side are ignored: a server prunes only on its upstream's (HQ's) acks,
 //!   which it receives as the asker, not here.
 //!
-//! The section is `version (1) || u16 count || count × (u32 length || mailbox message)`, each
-//! message encoded by `phakhi_core::mailbox::MailboxMessage`.
+//! The section's encoding is `phakhi_core::protocol::{encode_section, decode_section}`, shared
+//! with the devices.
 
 use phakhi_core::mailbox::{
     Ack, EnvelopeKind, Have, Mailbox, MailboxError, MailboxMessage, Push, Scope, Want,
@@ -22,61 +22,8 @@ use phakhi_core::seal::PublicKey;
 
 use crate::error::AppError;
 
-/// Version byte of the mailbox section.
-pub const SECTION_VERSION: u8 = 1;
-/// Most messages in one section.
-pub const MAX_SECTION_MESSAGES: usize = 8;
 /// Most ids announced in one answer.
 pub const MAX_HAVE_IDS: usize = 1024;
-
-/// Encodes mailbox messages as one section.
-pub fn encode_section(messages: &[MailboxMessage]) -> Vec<u8> {
-    let mut out = vec![SECTION_VERSION];
-    let count = u16::try_from(messages.len().min(MAX_SECTION_MESSAGES)).unwrap_or(0);
-    out.extend_from_slice(&count.to_be_bytes());
-    for message in messages.iter().take(usize::from(count)) {
-        let bytes = message.encode();
-        out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_be_bytes());
-        out.extend_from_slice(&bytes);
-    }
-    out
-}
-
-/// Decodes a section written by [`encode_section`].
-pub fn decode_section(bytes: &[u8]) -> Result<Vec<MailboxMessage>, String> {
-    let (&version, rest) = bytes.split_first().ok_or("empty mailbox section")?;
-    if version != SECTION_VERSION {
-        return Err(format!(
-            "mailbox section version {version} is not supported"
-        ));
-    }
-    let (count, mut rest) = rest
-        .split_first_chunk::<2>()
-        .ok_or("truncated mailbox section")?;
-    let count = usize::from(u16::from_be_bytes(*count));
-    if count > MAX_SECTION_MESSAGES {
-        return Err(format!(
-            "{count} mailbox messages (limit {MAX_SECTION_MESSAGES})"
-        ));
-    }
-    let mut messages = Vec::with_capacity(count);
-    for _ in 0..count {
-        let (len, tail) = rest
-            .split_first_chunk::<4>()
-            .ok_or("truncated mailbox section")?;
-        let len = usize::try_from(u32::from_be_bytes(*len)).map_err(|_| "length overflow")?;
-        if tail.len() < len {
-            return Err("truncated mailbox message".into());
-        }
-        let (message, tail) = tail.split_at(len);
-        messages.push(MailboxMessage::decode(message).map_err(|e| e.to_string())?);
-        rest = tail;
-    }
-    if !rest.is_empty() {
-        return Err("trailing bytes after the mailbox section".into());
-    }
-    Ok(messages)
-}
 
 /// Who is exchanging with the mailbox.
 #[derive(Debug, Clone)]
@@ -210,36 +157,6 @@ mod tests {
             key: PublicKey::from_bytes([province.len() as u8; 32]),
             scope: Scope::provinces([province]),
         }
-    }
-
-    #[test]
-    fn sections_round_trip_and_refuse_damage() {
-        let messages = vec![
-            MailboxMessage::Have(Have {
-                cursor: 7,
-                ids: vec![],
-                more: false,
-            }),
-            MailboxMessage::Push(Push {
-                items: vec![item(EnvelopeKind::Tip, "TH-44", 1)],
-            }),
-        ];
-        let bytes = encode_section(&messages);
-        assert_eq!(bytes.first(), Some(&SECTION_VERSION));
-        assert_eq!(decode_section(&bytes).unwrap(), messages);
-        let mut wrong = bytes.clone();
-        wrong[0] = 2;
-        assert!(decode_section(&wrong).unwrap_err().contains("version 2"));
-        assert!(decode_section(&bytes[..bytes.len() - 1]).is_err());
-        let mut trailing = bytes.clone();
-        trailing.push(0);
-        assert!(decode_section(&trailing).unwrap_err().contains("trailing"));
-        assert!(decode_section(&[]).is_err());
-        assert!(
-            decode_section(&[1, 0xff, 0xff])
-                .unwrap_err()
-                .contains("limit")
-        );
     }
 
     #[test]

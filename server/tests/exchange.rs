@@ -10,6 +10,7 @@ use automerge::{AutoCommit, ROOT, ReadDoc};
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
 use phakhi_core::mailbox::{EnvelopeKind, Have, MailItem, MailboxMessage, Push};
+use phakhi_core::protocol::{EnrolRequest, EnrolResponse, decode_section, encode_section};
 use phakhi_core::seal::{self, PendingResponse, PublicKey, StaticKeyPair};
 use phakhi_core::sync::{self, DocName, Initiator, PeerState, PrefixScope, Progress};
 use phakhi_server::config::{Config, Limits};
@@ -17,10 +18,8 @@ use phakhi_server::db::{self, devices::Role};
 use phakhi_server::error::ERROR_HEADER;
 use phakhi_server::http::app;
 use phakhi_server::invite::{InviteRequest, issue};
-use phakhi_server::mailroom;
 use phakhi_server::routes::now_unix;
 use phakhi_server::state::AppState;
-use phakhi_server::wire::{self, EnrolRequest, EnrolResponse};
 use rand_core::OsRng;
 use tower::ServiceExt;
 
@@ -116,11 +115,12 @@ impl Server {
         device: &StaticKeyPair,
         invite: &str,
     ) -> Result<EnrolResponse, (StatusCode, String)> {
-        let payload = wire::encode(&EnrolRequest {
+        let payload = EnrolRequest {
             invite: invite.into(),
-        });
+        }
+        .encode();
         let answer = self.exchange("/v1/enroll", device, &payload).await?;
-        Ok(wire::decode(&answer).unwrap())
+        Ok(EnrolResponse::decode(&answer).unwrap())
     }
 
     fn count(&self, table: &str) -> i64 {
@@ -435,14 +435,14 @@ async fn tips_are_stored_acknowledged_and_bounded_by_the_device_quota() {
         .enrol(&phone.key, &server.invite("TH-44", Role::Leader))
         .await
         .unwrap();
-    let section = mailroom::encode_section(&[
+    let section = encode_section(&[
         MailboxMessage::Push(Push {
             items: vec![tip(1), tip(2)],
         }),
         MailboxMessage::Have(Have::default()),
     ]);
     let answer = phone.sync(&server, Some(section)).await.unwrap().unwrap();
-    let answer = mailroom::decode_section(&answer).unwrap();
+    let answer = decode_section(&answer).unwrap();
     let acked = answer.iter().find_map(|m| match m {
         MailboxMessage::Ack(ack) => Some(ack.ids.clone()),
         _ => None,
@@ -454,7 +454,7 @@ async fn tips_are_stored_acknowledged_and_bounded_by_the_device_quota() {
     assert_eq!(acked, expected);
     assert_eq!(server.count("mailbox"), 2);
 
-    let over = mailroom::encode_section(&[MailboxMessage::Push(Push {
+    let over = encode_section(&[MailboxMessage::Push(Push {
         items: vec![tip(3)],
     })]);
     let err = phone.sync(&server, Some(over)).await.unwrap_err();
@@ -470,7 +470,7 @@ async fn tips_are_stored_acknowledged_and_bounded_by_the_device_quota() {
     // Another province's mailbox is out of scope.
     let mut foreign = tip(4);
     foreign.province = "TH-40".into();
-    let section = mailroom::encode_section(&[MailboxMessage::Push(Push {
+    let section = encode_section(&[MailboxMessage::Push(Push {
         items: vec![foreign],
     })]);
     let err = phone.sync(&server, Some(section)).await.unwrap_err();
@@ -648,24 +648,24 @@ async fn replies_go_down_to_every_device_of_their_province_only() {
         .unwrap();
 
     let ask = |cursor| {
-        mailroom::encode_section(&[MailboxMessage::Have(Have {
+        encode_section(&[MailboxMessage::Have(Have {
             cursor,
             ids: vec![],
             more: false,
         })])
     };
     let answer = phone.sync(&server, Some(ask(0))).await.unwrap().unwrap();
-    let answer = mailroom::decode_section(&answer).unwrap();
+    let answer = decode_section(&answer).unwrap();
     assert_eq!(pushed(&answer), vec![reply(1, "TH-44"), reply(3, "TH-44")]);
     let seen = cursor(&answer);
     assert_eq!(seen, 3);
     // Asking again from the returned cursor brings nothing new.
     let again = phone.sync(&server, Some(ask(seen))).await.unwrap().unwrap();
-    assert!(pushed(&mailroom::decode_section(&again).unwrap()).is_empty());
+    assert!(pushed(&decode_section(&again).unwrap()).is_empty());
 
     let answer = far.sync(&server, Some(ask(0))).await.unwrap().unwrap();
     assert_eq!(
-        pushed(&mailroom::decode_section(&answer).unwrap()),
+        pushed(&decode_section(&answer).unwrap()),
         vec![reply(2, "TH-40")]
     );
 }

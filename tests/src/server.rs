@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ROOT, ReadDoc};
+use phakhi_core::protocol::{EnrolRequest, EnrolResponse};
 use phakhi_core::seal::{self, PublicKey, StaticKeyPair};
 use phakhi_core::sync::{self, DocName, Initiator, PeerState, PrefixScope, Progress};
-use phakhi_server::wire::{self, EnrolRequest, EnrolResponse};
 use rand_core::OsRng;
 
 /// How long a server may take to print its address.
@@ -300,11 +300,12 @@ impl Device {
             docs: BTreeMap::new(),
             state: PeerState::new(),
         };
-        let payload = wire::encode(&EnrolRequest {
+        let payload = EnrolRequest {
             invite: invite.into(),
-        });
+        }
+        .encode();
         let answer = device.exchange("/v1/enroll", &payload)?;
-        let response = wire::decode(&answer).expect("enrolment answer");
+        let response = EnrolResponse::decode(&answer).expect("enrolment answer");
         Ok((device, response))
     }
 
