@@ -3,6 +3,8 @@
 //! offline, sync through the sealed transport, submit a tip, reply to it from the tip desk, and
 //! see the reply reach its own device only.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 
 use automerge::AutoCommit;

@@ -104,9 +104,11 @@ mod tests {
             EnrolRequest::decode(&[1, b'{']),
             Err(ProtocolError::Json(_))
         ));
+        let mut unknown_field = vec![PROTOCOL_VERSION];
+        unknown_field.extend_from_slice(br#"{"invite":"x","extra":1}"#);
         assert!(matches!(
-            EnrolRequest::decode(br#"{"invite":"x","extra":1}"#.as_slice()),
-            Err(_)
+            EnrolRequest::decode(&unknown_field),
+            Err(ProtocolError::Json(_))
         ));
     }
 }
