@@ -215,9 +215,13 @@ impl AppState {
     fn lock_core(&self) -> MutexGuard<'_, Core> {
         self.inner.core.lock().unwrap_or_else(|poisoned| {
             // A task panicked mid-request: its transaction rolled back when dropped, but the
-            // cache may hold documents it had changed. Start the cache afresh.
+            // cache and the mailbox may hold what it had changed. Start both afresh from disk.
             let mut core = poisoned.into_inner();
             core.cache = DocCache::new(self.inner.config.cache_bytes);
+            if let Err(error) = core.reload_mailbox() {
+                tracing::error!(%error, "cannot rebuild the mailbox from disk");
+            }
+            self.inner.core.clear_poison();
             core
         })
     }

@@ -242,3 +242,31 @@ fn one_server_per_data_folder() {
     drop(first);
     AppState::open(config).unwrap();
 }
+
+#[tokio::test]
+async fn a_panic_on_the_storage_side_is_an_internal_error_not_a_dead_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(&dir, Limits::default());
+    let failed = state
+        .with_core(|_core| -> Result<(), phakhi_server::error::AppError> {
+            panic!("simulated bug while holding the writer")
+        })
+        .await;
+    assert_eq!(failed, Err(phakhi_server::error::AppError::Internal));
+    // The writer lock is usable again, and requests are served.
+    let devices = state
+        .with_core(|core| {
+            Ok(phakhi_server::db::devices::list(&core.conn)
+                .map_err(phakhi_server::error::AppError::from)?
+                .len())
+        })
+        .await
+        .unwrap();
+    assert_eq!(devices, 0);
+    let (status, _, _) = call(
+        &state,
+        Request::get("/healthz").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
