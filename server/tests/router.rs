@@ -3,6 +3,7 @@
 
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
+use futures_util::StreamExt;
 use phakhi_server::config::{Config, Limits};
 use phakhi_server::error::ERROR_HEADER;
 use phakhi_server::http::app;
@@ -269,4 +270,27 @@ async fn a_panic_on_the_storage_side_is_an_internal_error_not_a_dead_server() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_that_never_finishes_arriving_times_out_with_a_json_408() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(
+        &dir,
+        Limits {
+            request_timeout_secs: 30,
+            ..Limits::default()
+        },
+    );
+    // A body that starts and then never ends, like a phone that lost its signal mid-upload.
+    let stalled = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(vec![1u8; 10])])
+        .chain(futures_util::stream::pending());
+    let request = Request::post("/v1/sync")
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .body(Body::from_stream(stalled))
+        .unwrap();
+    let (status, code, text) = call(&state, request).await;
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(code, "timeout");
+    assert!(text.contains("Sync again"), "{text}");
 }
