@@ -32,7 +32,8 @@ pub enum Command {
 /// Where the configuration comes from.
 #[derive(Debug, Clone, Args)]
 pub struct ConfigArgs {
-    /// TOML config file (keys: role, addr, port, data, public_url, cache_mb, [limits]).
+    /// TOML config file (keys: role, addr, port, data, public_url, cache_mb, hq_key,
+    /// tip_desk_key and a `[limits]` table).
     #[arg(long, env = "PHAKHI_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Data folder holding the database and the server's keys [default: ./phakhi-data].

@@ -10,7 +10,9 @@
 //! - [`db`]: SQLite (WAL, `synchronous=FULL`, migrations): devices, spent invites, documents,
 //!   mailbox, replay guard.
 //! - [`cache`]: documents loaded lazily, evicted least-recently-used over a byte budget.
-//! - [`http`], [`routes`], [`exchange`], [`transport`], [`enroll`], [`scope`]: the requests.
+//! - [`http`], [`routes`], [`exchange`], [`transport`], [`enroll`], [`scope`], [`mailroom`]:
+//!   the requests, from HTTP body to committed transaction and sealed answer.
+//! - [`state`]: what requests share (one writer connection, the cache, the mailbox).
 //! - [`error`]: the one error type clients see; [`metrics`], [`ratelimit`]: operations.
 //! - [`admin`], [`invite`], [`cli`]: the command line.
 

@@ -1,5 +1,5 @@
 //! The schema and its migrations. `VERSION` is stored in `PRAGMA user_version`; each step in
-//! [`MIGRATIONS`] moves the database one version up inside one transaction, so a database is
+//! `MIGRATIONS` moves the database one version up inside one transaction, so a database is
 //! always at exactly one known version. A database newer than this program is refused rather
 //! than guessed at.
 
