@@ -1,4 +1,36 @@
 //! The `phakhi` server: one binary, two roles (`hq` and provincial `relay`).
 //!
-//! The library holds everything; `main.rs` only parses the command line and calls in here, so
-//! tests can drive the same code without a process.
+//! The library holds everything; `main.rs` only calls [`cli::main`], so tests drive the same
+//! code without a process: [`http::app`] is the `Router`; [`http::run`]`(listener, config,
+//! shutdown)` opens the data folder and serves it on any listener until the shutdown future
+//! resolves.
+//!
+//! - [`config`]: defaults < TOML file < `PHAKHI_*` environment < flags.
+//! - [`keys`]: the server's static X25519 key and HQ's invite-signing key, on disk (0600).
+//! - [`db`]: SQLite (WAL, `synchronous=FULL`, migrations): devices, spent invites, documents,
+//!   mailbox, replay guard.
+//! - [`cache`]: documents loaded lazily, evicted least-recently-used over a byte budget.
+//! - [`http`], [`routes`], [`exchange`], [`transport`], [`enroll`], [`scope`], [`mailroom`]:
+//!   the requests, from HTTP body to committed transaction and sealed answer.
+//! - [`state`]: what requests share (one writer connection, the cache, the mailbox).
+//! - [`error`]: the one error type clients see; [`metrics`], [`ratelimit`]: operations.
+//! - [`admin`], [`invite`], [`cli`]: the command line.
+
+pub mod admin;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod enroll;
+pub mod error;
+pub mod exchange;
+pub mod http;
+pub mod invite;
+pub mod keys;
+pub mod mailroom;
+pub mod metrics;
+pub mod ratelimit;
+pub mod routes;
+pub mod scope;
+pub mod state;
+pub mod transport;

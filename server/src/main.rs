@@ -1,10 +1,5 @@
-use clap::Parser;
+//! The `phakhi` binary: everything lives in the library.
 
-/// Phakhi (ภาคี): offline-first sync for a civil-society anti-corruption network.
-#[derive(Debug, Parser)]
-#[command(name = "phakhi", version, about)]
-struct Cli {}
-
-fn main() {
-    let _cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    phakhi_server::cli::main()
 }

@@ -1,3 +1,4 @@
 //! Shared helpers for Phakhi's end-to-end tests, fault injection and benchmarks.
 
 pub mod badlink;
+pub mod server;

@@ -1,0 +1,354 @@
+//! The `phakhi` command line: `serve` and the `admin` commands. Parsing is clap derive, so
+//! every command has `--help`; a flag beats its `PHAKHI_*` environment variable, which beats
+//! the config file, which beats the defaults.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::admin::{self, AdminError, Revoked};
+use crate::config::{self, Config, FileConfig, Overrides, ServerRole};
+use crate::state::AppState;
+
+/// Phakhi (ภาคี): offline-first sync for a civil-society anti-corruption network.
+#[derive(Debug, Parser)]
+#[command(name = "phakhi", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a sync server (HQ by default) until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+    /// Manage the server's data folder: invites, devices, revocation.
+    Admin(AdminArgs),
+}
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// TOML config file (keys: role, addr, port, data, public_url, cache_mb, hq_key,
+    /// tip_desk_key and a `[limits]` table).
+    #[arg(long, env = "PHAKHI_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data folder holding the database and the server's keys [default: ./phakhi-data].
+    #[arg(long, env = "PHAKHI_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Server role [default: hq].
+    #[arg(long, env = "PHAKHI_ROLE", value_enum)]
+    pub role: Option<ServerRole>,
+    /// Address to listen on [default: 127.0.0.1].
+    #[arg(long, env = "PHAKHI_ADDR")]
+    pub addr: Option<IpAddr>,
+    /// Port to listen on; 0 picks a free one [default: 7744].
+    #[arg(long, env = "PHAKHI_PORT")]
+    pub port: Option<u16>,
+    /// URL devices use to reach this server, written into invites.
+    #[arg(long, env = "PHAKHI_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Memory budget of the document cache, in MiB [default: 256].
+    #[arg(long, env = "PHAKHI_CACHE_MB", value_name = "MIB")]
+    pub cache_mb: Option<usize>,
+    /// A relay's copy of HQ's invite-verifying key (hex, printed on HQ's first start).
+    #[arg(long, env = "PHAKHI_HQ_KEY", value_name = "HEX")]
+    pub hq_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AdminArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AdminCommand {
+    /// Print a signed, one-time invite for one device (HQ data folder only).
+    Invite(InviteArgs),
+    /// List enrolled devices with role, provinces and last sync.
+    Devices,
+    /// Print this server's public keys (to configure relays and invites).
+    Keys,
+    /// Revoke a device: it can no longer sync or enrol again.
+    Revoke {
+        /// The device id (or a unique prefix of it) from `phakhi admin devices`.
+        device: String,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InviteArgs {
+    /// Province code(s) the device may sync, e.g. TH-44 (repeat or separate with commas).
+    #[arg(long = "province", required = true, value_name = "CODE")]
+    pub provinces: Vec<String>,
+    /// What the device may do.
+    #[arg(long, value_enum)]
+    pub role: InviteRole,
+    /// How long the invite stays valid (30m, 12h, 7d, 2w).
+    #[arg(long, default_value = "7d")]
+    pub expires: String,
+    /// Server URL written into the invite [default: the configured public URL or address].
+    #[arg(long, value_name = "URL")]
+    pub server_url: Option<String>,
+    /// The tip desk's public key (hex), pinned by the device [default: tip_desk_key in the config].
+    #[arg(long, env = "PHAKHI_TIP_DESK_KEY", value_name = "HEX")]
+    pub tip_desk_key: Option<String>,
+    /// For a provincial relay's phones: the relay's static key (hex, printed on its first start)
+    /// [default: this server's]. Give the relay's URL with --server-url too.
+    #[arg(long, value_name = "HEX", requires = "server_url")]
+    pub server_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InviteRole {
+    Leader,
+    Coordinator,
+    Relay,
+    Admin,
+}
+
+impl From<InviteRole> for crate::db::devices::Role {
+    fn from(role: InviteRole) -> Self {
+        use crate::db::devices::Role;
+        match role {
+            InviteRole::Leader => Role::Leader,
+            InviteRole::Coordinator => Role::Coordinator,
+            InviteRole::Relay => Role::Relay,
+            InviteRole::Admin => Role::Admin,
+        }
+    }
+}
+
+/// A failure of a command, printed as one message that says what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Start(#[from] crate::state::StartError),
+    #[error(
+        "cannot listen on {addr}: {source}; pick another port with --port (0 picks a free one) \
+         or stop the program using it"
+    )]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("the server stopped with an error: {0}")]
+    Serve(std::io::Error),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+}
+
+/// Resolves the configuration of `serve` (or of an admin command, which only needs the data
+/// folder and the server URL).
+pub fn resolve_config(args: &ConfigArgs, overrides: Overrides) -> Result<Config, CliError> {
+    let file = args.config.as_deref().map(FileConfig::read).transpose()?;
+    Ok(config::resolve(
+        file,
+        Overrides {
+            data: args.data.clone(),
+            ..overrides
+        },
+    ))
+}
+
+/// Parses the process arguments and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// Runs a parsed command.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Admin(args) => admin(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), CliError> {
+    let config = resolve_config(
+        &args.config,
+        Overrides {
+            role: args.role,
+            addr: args.addr,
+            port: args.port,
+            public_url: args.public_url.clone(),
+            cache_mb: args.cache_mb,
+            hq_key: args.hq_key.clone(),
+            data: None,
+        },
+    )?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    runtime.block_on(async move {
+        let addr = std::net::SocketAddr::new(config.addr, config.port);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| CliError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let bound = listener.local_addr().map_err(CliError::Serve)?;
+        let shutdown = crate::http::shutdown_signal().map_err(CliError::Serve)?;
+        let mut config = config;
+        config.port = bound.port();
+        let opened = AppState::open(config)?;
+        let state = opened.state;
+        let mut out = std::io::stdout().lock();
+        if opened.first_start {
+            let _ = write!(out, "{}", first_start_notice(&state));
+        }
+        let _ = writeln!(out, "listening on http://{bound}");
+        let _ = out.flush();
+        drop(out);
+        tracing::info!(
+            role = state.config().role.as_str(),
+            data = %state.data_dir().display(),
+            static_key = %hex::encode(state.keys().static_public().as_bytes()),
+            "serving on {bound}"
+        );
+        crate::http::serve(listener, state, shutdown)
+            .await
+            .map_err(CliError::Serve)?;
+        tracing::info!("stopped cleanly");
+        Ok(())
+    })
+}
+
+/// What an operator needs after the first start: the public keys and the next command.
+fn first_start_notice(state: &AppState) -> String {
+    let data = state.data_dir().display();
+    let keys = state.keys();
+    let mut text = format!(
+        "First start: created this server's keys in {data}.\n\
+         Back up that folder; never share its *.key files.\n\
+         \x20 server static key (X25519):     {}\n",
+        hex::encode(keys.static_public().as_bytes())
+    );
+    if let Some(verifying) = keys.verifying() {
+        text.push_str(&format!(
+            "  invite-verifying key (Ed25519): {}\n\
+             Next: create the first invite, for example for the coordinator of Maha Sarakham:\n\
+             \x20 phakhi admin --data {data} invite --province TH-44 --role coordinator \
+             --server-url {} --tip-desk-key <TIP-DESK-PUBLIC-KEY>\n\
+             (the tip desk's public key comes from the investigators' offline key; set \
+             tip_desk_key in the config file to leave the flag out)\n",
+            hex::encode(verifying.as_bytes()),
+            state.config().server_url()
+        ));
+    }
+    text
+}
+
+fn admin(args: AdminArgs) -> Result<(), CliError> {
+    let config = resolve_config(&args.config, Overrides::default())?;
+    let data = config.data.clone();
+    let now = crate::routes::now_unix();
+    match args.command {
+        AdminCommand::Devices => {
+            print!("{}", admin::devices_table(&data)?);
+        }
+        AdminCommand::Keys => {
+            print!("{}", admin::public_keys(&data)?);
+        }
+        AdminCommand::Revoke { device } => {
+            let now = i64::try_from(now).unwrap_or(i64::MAX);
+            match admin::revoke(&data, &device, now)? {
+                Revoked::Now(id) => println!("revoked device {id}: it can no longer sync"),
+                Revoked::Already(id) => println!("device {id} was already revoked"),
+            }
+        }
+        AdminCommand::Invite(invite) => {
+            let request = crate::invite::InviteRequest {
+                provinces: invite.provinces,
+                role: invite.role.into(),
+                expires: invite.expires,
+                server_url: invite.server_url,
+                tip_desk_key: invite.tip_desk_key,
+                server_key: invite.server_key,
+            };
+            let text = crate::invite::issue(&config, &request, now, &mut rand_core::OsRng)?;
+            println!("{text}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_serve_and_admin() {
+        let cli =
+            Cli::try_parse_from(["phakhi", "serve", "--port", "0", "--role", "relay"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("expected serve");
+        };
+        assert_eq!(args.port, Some(0));
+        assert_eq!(args.role, Some(ServerRole::Relay));
+
+        let cli = Cli::try_parse_from([
+            "phakhi",
+            "admin",
+            "--data",
+            "/tmp/x",
+            "invite",
+            "--province",
+            "TH-44",
+            "--role",
+            "leader",
+        ])
+        .unwrap();
+        let Command::Admin(args) = cli.command else {
+            panic!("expected admin");
+        };
+        assert_eq!(args.config.data, Some(PathBuf::from("/tmp/x")));
+        let AdminCommand::Invite(invite) = args.command else {
+            panic!("expected invite");
+        };
+        assert_eq!(invite.expires, "7d");
+        assert!(Cli::try_parse_from(["phakhi", "admin", "invite", "--role", "leader"]).is_err());
+    }
+}

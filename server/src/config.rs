@@ -1,0 +1,285 @@
+//! Server configuration: built-in defaults, then a TOML file (`--config`), then environment
+//! variables (`PHAKHI_*`), then command-line flags — each layer overrides the one before.
+//! Unknown keys in the file are refused, so a typo never silently falls back to a default.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The port `phakhi serve` listens on by default.
+pub const DEFAULT_PORT: u16 = 7744;
+/// The data folder `phakhi serve` uses by default.
+pub const DEFAULT_DATA: &str = "./phakhi-data";
+
+/// Which of the two server roles this process plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerRole {
+    /// Headquarters: merges every province, signs invites.
+    Hq,
+    /// Provincial coordination centre: serves its phones, relays to HQ.
+    Relay,
+}
+
+impl ServerRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerRole::Hq => "hq",
+            ServerRole::Relay => "relay",
+        }
+    }
+}
+
+/// Limits that bound the work one device can cause.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Most documents one exchange may carry.
+    pub max_documents_per_exchange: usize,
+    /// Most automerge changes one message may carry, over all its documents.
+    pub max_changes_per_message: usize,
+    /// Most unacknowledged mailbox envelopes one device may have stored.
+    pub mailbox_envelopes_per_device: i64,
+    /// Most unacknowledged mailbox bytes one device may have stored.
+    pub mailbox_bytes_per_device: i64,
+    /// Requests per minute one device may make (token bucket refill rate).
+    pub requests_per_minute: u32,
+    /// Requests one device may make in a burst (token bucket size).
+    pub request_burst: u32,
+    /// Seconds before a request is answered with a timeout.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 16 * 1024 * 1024,
+            max_documents_per_exchange: 64,
+            max_changes_per_message: 20_000,
+            mailbox_envelopes_per_device: 1_000,
+            mailbox_bytes_per_device: 16 * 1024 * 1024,
+            requests_per_minute: 60,
+            request_burst: 20,
+            request_timeout_secs: 120,
+        }
+    }
+}
+
+impl Limits {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs.max(1))
+    }
+}
+
+/// The resolved configuration of one server process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub role: ServerRole,
+    pub addr: IpAddr,
+    pub port: u16,
+    pub data: PathBuf,
+    /// The URL devices use to reach this server, written into invites.
+    pub public_url: Option<String>,
+    /// Memory budget of the document cache, in bytes.
+    pub cache_bytes: usize,
+    /// HQ's invite-verifying key (hex), needed by a relay to check invites; HQ uses its own.
+    pub hq_key: Option<String>,
+    /// The tip desk's public X25519 key (hex), written into invites.
+    pub tip_desk_key: Option<String>,
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            role: ServerRole::Hq,
+            addr: IpAddr::from([127, 0, 0, 1]),
+            port: DEFAULT_PORT,
+            data: PathBuf::from(DEFAULT_DATA),
+            public_url: None,
+            cache_bytes: 256 * 1024 * 1024,
+            hq_key: None,
+            tip_desk_key: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Config {
+    /// The URL written into invites: the configured public URL, else the listening address.
+    pub fn server_url(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| {
+            let host = match self.addr {
+                IpAddr::V6(addr) => format!("[{addr}]"),
+                IpAddr::V4(addr) => addr.to_string(),
+            };
+            format!("http://{host}:{}", self.port)
+        })
+    }
+}
+
+/// The configuration file's contents: every key optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub role: Option<ServerRole>,
+    pub addr: Option<IpAddr>,
+    pub port: Option<u16>,
+    pub data: Option<PathBuf>,
+    pub public_url: Option<String>,
+    pub cache_mb: Option<usize>,
+    pub hq_key: Option<String>,
+    pub tip_desk_key: Option<String>,
+    pub limits: Option<Limits>,
+}
+
+/// Values from the environment or the command line (clap merges the two: a flag beats its
+/// environment variable).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    pub role: Option<ServerRole>,
+    pub addr: Option<IpAddr>,
+    pub port: Option<u16>,
+    pub data: Option<PathBuf>,
+    pub public_url: Option<String>,
+    pub cache_mb: Option<usize>,
+    pub hq_key: Option<String>,
+}
+
+/// A configuration failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}; check the --config path")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the config file {path} is not valid: {message}; fix that line and start again")]
+    Parse { path: PathBuf, message: String },
+}
+
+impl FileConfig {
+    /// Reads and parses a TOML config file.
+    pub fn read(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|error| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: error.message().to_string(),
+        })
+    }
+}
+
+/// Layers defaults, then the file, then overrides (environment and flags).
+pub fn resolve(file: Option<FileConfig>, overrides: Overrides) -> Config {
+    let mut config = Config::default();
+    if let Some(file) = file {
+        apply(
+            &mut config,
+            Overrides {
+                role: file.role,
+                addr: file.addr,
+                port: file.port,
+                data: file.data,
+                public_url: file.public_url,
+                cache_mb: file.cache_mb,
+                hq_key: file.hq_key,
+            },
+        );
+        if file.tip_desk_key.is_some() {
+            config.tip_desk_key = file.tip_desk_key;
+        }
+        if let Some(limits) = file.limits {
+            config.limits = limits;
+        }
+    }
+    apply(&mut config, overrides);
+    config
+}
+
+fn apply(config: &mut Config, layer: Overrides) {
+    if let Some(role) = layer.role {
+        config.role = role;
+    }
+    if let Some(addr) = layer.addr {
+        config.addr = addr;
+    }
+    if let Some(port) = layer.port {
+        config.port = port;
+    }
+    if let Some(data) = layer.data {
+        config.data = data;
+    }
+    if let Some(url) = layer.public_url {
+        config.public_url = Some(url);
+    }
+    if let Some(mb) = layer.cache_mb {
+        config.cache_bytes = mb.saturating_mul(1024 * 1024);
+    }
+    if let Some(key) = layer.hq_key {
+        config.hq_key = Some(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_hq_on_loopback() {
+        let config = resolve(None, Overrides::default());
+        assert_eq!(config.role, ServerRole::Hq);
+        assert_eq!(config.addr.to_string(), "127.0.0.1");
+        assert_eq!(config.port, DEFAULT_PORT);
+        assert_eq!(config.data, PathBuf::from("./phakhi-data"));
+        assert_eq!(config.server_url(), "http://127.0.0.1:7744");
+    }
+
+    #[test]
+    fn file_beats_defaults_and_overrides_beat_file() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            port = 9000
+            data = "/srv/phakhi"
+            role = "relay"
+            [limits]
+            max_documents_per_exchange = 5
+            "#,
+        )
+        .unwrap();
+        let config = resolve(
+            Some(file.clone()),
+            Overrides {
+                port: Some(9001),
+                ..Overrides::default()
+            },
+        );
+        assert_eq!(config.port, 9001);
+        assert_eq!(config.data, PathBuf::from("/srv/phakhi"));
+        assert_eq!(config.role, ServerRole::Relay);
+        assert_eq!(config.limits.max_documents_per_exchange, 5);
+        assert_eq!(
+            config.limits.max_body_bytes,
+            Limits::default().max_body_bytes
+        );
+        let config = resolve(Some(file), Overrides::default());
+        assert_eq!(config.port, 9000);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_the_file_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("phakhi.toml");
+        std::fs::write(&path, "prot = 1\n").unwrap();
+        let err = FileConfig::read(&path).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("phakhi.toml"), "{text}");
+        assert!(text.contains("prot"), "{text}");
+    }
+}

@@ -1,0 +1,217 @@
+//! Enrolled devices: their static public key, role, province scope and state. A device is never
+//! deleted, only revoked, so its past changes stay attributable.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use sha2::{Digest, Sha256};
+
+use super::DbError;
+
+/// What a device may do, from the invite it enrolled with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Leader,
+    Coordinator,
+    Relay,
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Leader, Role::Coordinator, Role::Relay, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Leader => "leader",
+            Role::Coordinator => "coordinator",
+            Role::Relay => "relay",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.as_str() == text)
+    }
+}
+
+/// One enrolled device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub row: i64,
+    /// The short id operators type (`phakhi admin revoke <id>`).
+    pub device_id: String,
+    pub public_key: [u8; 32],
+    pub role: Role,
+    pub provinces: Vec<String>,
+    pub enrolled_at: i64,
+    pub last_sync: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// The short id of a device: the first 6 bytes of SHA-256 of its public key, in hex.
+pub fn device_id(public_key: &[u8; 32]) -> String {
+    let digest = Sha256::digest(public_key);
+    hex::encode(digest.get(..6).unwrap_or_default())
+}
+
+/// Registers a device. Returns `None` when this public key is already enrolled.
+pub fn insert(
+    conn: &Connection,
+    public_key: &[u8; 32],
+    role: Role,
+    provinces: &[String],
+    now: i64,
+) -> Result<Option<Device>, DbError> {
+    if by_key(conn, public_key)?.is_some() {
+        return Ok(None);
+    }
+    let id = device_id(public_key);
+    let provinces_json =
+        serde_json::to_string(provinces).map_err(|e| DbError::Corrupt(e.to_string()))?;
+    conn.execute(
+        "INSERT INTO devices (device_id, public_key, role, provinces, enrolled_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id, &public_key[..], role.as_str(), provinces_json, now],
+    )?;
+    by_key(conn, public_key)
+}
+
+const COLUMNS: &str =
+    "id, device_id, public_key, role, provinces, enrolled_at, last_sync, revoked_at";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Result<Device, DbError>> {
+    let key: Vec<u8> = row.get(2)?;
+    let role: String = row.get(3)?;
+    let provinces: String = row.get(4)?;
+    let parsed = (|| {
+        let public_key: [u8; 32] = key
+            .as_slice()
+            .try_into()
+            .map_err(|_| DbError::Corrupt("device key is not 32 bytes".into()))?;
+        let role = Role::parse(&role)
+            .ok_or_else(|| DbError::Corrupt(format!("unknown device role {role:?}")))?;
+        let provinces: Vec<String> =
+            serde_json::from_str(&provinces).map_err(|e| DbError::Corrupt(e.to_string()))?;
+        Ok((public_key, role, provinces))
+    })();
+    let device_id: String = row.get(1)?;
+    let (row_id, enrolled_at, last_sync, revoked_at) =
+        (row.get(0)?, row.get(5)?, row.get(6)?, row.get(7)?);
+    Ok(parsed.map(|(public_key, role, provinces)| Device {
+        row: row_id,
+        device_id,
+        public_key,
+        role,
+        provinces,
+        enrolled_at,
+        last_sync,
+        revoked_at,
+    }))
+}
+
+/// The device with this static public key, revoked or not.
+pub fn by_key(conn: &Connection, public_key: &[u8; 32]) -> Result<Option<Device>, DbError> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM devices WHERE public_key = ?1"),
+        [&public_key[..]],
+        from_row,
+    )
+    .optional()?
+    .transpose()
+}
+
+/// Every device, oldest enrolment first.
+pub fn list(conn: &Connection) -> Result<Vec<Device>, DbError> {
+    let mut statement = conn.prepare(&format!("SELECT {COLUMNS} FROM devices ORDER BY id"))?;
+    let rows = statement.query_map([], from_row)?;
+    let mut devices = Vec::new();
+    for row in rows {
+        devices.push(row??);
+    }
+    Ok(devices)
+}
+
+/// Devices whose id starts with `prefix` (operators may type a prefix).
+pub fn find(conn: &Connection, prefix: &str) -> Result<Vec<Device>, DbError> {
+    let prefix = prefix.trim().to_ascii_lowercase();
+    Ok(list(conn)?
+        .into_iter()
+        .filter(|device| !prefix.is_empty() && device.device_id.starts_with(&prefix))
+        .collect())
+}
+
+/// Marks a device revoked. Returns false when it was already revoked.
+pub fn revoke(conn: &Connection, row: i64, now: i64) -> Result<bool, DbError> {
+    let changed = conn.execute(
+        "UPDATE devices SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+        params![row, now],
+    )?;
+    Ok(changed == 1)
+}
+
+/// Records a successful sync.
+pub fn touch(conn: &Connection, row: i64, now: i64) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE devices SET last_sync = ?2 WHERE id = ?1",
+        params![row, now],
+    )?;
+    Ok(())
+}
+
+/// Number of devices that are not revoked.
+pub fn count_active(conn: &Connection) -> Result<i64, DbError> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM devices WHERE revoked_at IS NULL",
+        [],
+        |row| row.get(0),
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = super::super::open(dir.path()).unwrap();
+        (dir, conn)
+    }
+
+    #[test]
+    fn insert_find_touch_revoke() {
+        let (_dir, conn) = db();
+        let key = [7u8; 32];
+        let provinces = vec!["TH-44".to_string()];
+        let device = insert(&conn, &key, Role::Leader, &provinces, 100)
+            .unwrap()
+            .unwrap();
+        assert_eq!(device.device_id.len(), 12);
+        assert_eq!(device.provinces, provinces);
+        assert_eq!(device.role, Role::Leader);
+        assert!(
+            insert(&conn, &key, Role::Admin, &provinces, 101)
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(count_active(&conn).unwrap(), 1);
+
+        touch(&conn, device.row, 200).unwrap();
+        assert_eq!(by_key(&conn, &key).unwrap().unwrap().last_sync, Some(200));
+
+        let found = find(&conn, &device.device_id[..4]).unwrap();
+        assert_eq!(found.len(), 1);
+        assert!(find(&conn, "").unwrap().is_empty());
+
+        assert!(revoke(&conn, device.row, 300).unwrap());
+        assert!(!revoke(&conn, device.row, 301).unwrap());
+        let revoked = by_key(&conn, &key).unwrap().unwrap();
+        assert_eq!(revoked.revoked_at, Some(300));
+        assert_eq!(count_active(&conn).unwrap(), 0);
+    }
+
+    #[test]
+    fn roles_round_trip() {
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::parse("root"), None);
+    }
+}

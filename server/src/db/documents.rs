@@ -1,0 +1,137 @@
+//! Shared documents as stored automerge chunks. A sync appends one incremental chunk per changed
+//! document (cheap, durable at once); when a document has gathered many chunks it is compacted
+//! into a single full save, in one transaction, so loading stays fast and the file stays small.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::DbError;
+
+/// A document is compacted once it holds more chunks than this.
+pub const COMPACT_AFTER_CHUNKS: i64 = 64;
+
+/// Size accounting of one stored document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocStats {
+    pub chunk_count: i64,
+    pub byte_count: i64,
+}
+
+impl DocStats {
+    /// True when the document should be rewritten as one full save.
+    pub fn wants_compaction(self) -> bool {
+        self.chunk_count > COMPACT_AFTER_CHUNKS
+    }
+}
+
+/// Appends one chunk (an automerge save or incremental save) to a document, creating it.
+pub fn append(conn: &Connection, name: &str, chunk: &[u8], now: i64) -> Result<DocStats, DbError> {
+    let bytes = i64::try_from(chunk.len()).unwrap_or(i64::MAX);
+    conn.execute(
+        "INSERT INTO documents (name, chunk_count, byte_count, updated_at) VALUES (?1, 1, ?2, ?3)
+         ON CONFLICT(name) DO UPDATE SET chunk_count = chunk_count + 1,
+             byte_count = byte_count + excluded.byte_count, updated_at = excluded.updated_at",
+        params![name, bytes, now],
+    )?;
+    conn.execute(
+        "INSERT INTO document_chunks (doc, seq, bytes)
+         VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM document_chunks WHERE doc = ?1), ?2)",
+        params![name, chunk],
+    )?;
+    stats(conn, name)?.ok_or_else(|| DbError::Corrupt(format!("document {name} vanished")))
+}
+
+/// Replaces every chunk of a document by one full save.
+pub fn replace(conn: &Connection, name: &str, full: &[u8], now: i64) -> Result<(), DbError> {
+    conn.execute("DELETE FROM document_chunks WHERE doc = ?1", [name])?;
+    conn.execute(
+        "INSERT INTO documents (name, chunk_count, byte_count, updated_at) VALUES (?1, 1, ?2, ?3)
+         ON CONFLICT(name) DO UPDATE SET chunk_count = 1, byte_count = excluded.byte_count,
+             updated_at = excluded.updated_at",
+        params![name, i64::try_from(full.len()).unwrap_or(i64::MAX), now],
+    )?;
+    conn.execute(
+        "INSERT INTO document_chunks (doc, seq, bytes) VALUES (?1, 1, ?2)",
+        params![name, full],
+    )?;
+    Ok(())
+}
+
+/// Every chunk of a document in order, or `None` when it does not exist.
+pub fn load(conn: &Connection, name: &str) -> Result<Option<Vec<Vec<u8>>>, DbError> {
+    if stats(conn, name)?.is_none() {
+        return Ok(None);
+    }
+    let mut statement =
+        conn.prepare_cached("SELECT bytes FROM document_chunks WHERE doc = ?1 ORDER BY seq")?;
+    let chunks = statement
+        .query_map([name], |row| row.get::<_, Vec<u8>>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(chunks))
+}
+
+/// Size accounting of a document, or `None` when it does not exist.
+pub fn stats(conn: &Connection, name: &str) -> Result<Option<DocStats>, DbError> {
+    Ok(conn
+        .query_row(
+            "SELECT chunk_count, byte_count FROM documents WHERE name = ?1",
+            [name],
+            |row| {
+                Ok(DocStats {
+                    chunk_count: row.get(0)?,
+                    byte_count: row.get(1)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// Names of every stored document, sorted.
+pub fn names(conn: &Connection) -> Result<Vec<String>, DbError> {
+    let mut statement = conn.prepare_cached("SELECT name FROM documents ORDER BY name")?;
+    let names = statement
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(names)
+}
+
+/// Number of stored documents and their total stored bytes.
+pub fn totals(conn: &Connection) -> Result<(i64, i64), DbError> {
+    Ok(conn.query_row(
+        "SELECT count(*), coalesce(sum(byte_count), 0) FROM documents",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_then_replace_keeps_order_and_accounting() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::db::open(dir.path()).unwrap();
+        assert_eq!(load(&conn, "province/TH-44").unwrap(), None);
+        append(&conn, "province/TH-44", b"one", 1).unwrap();
+        let stats = append(&conn, "province/TH-44", b"three", 2).unwrap();
+        assert_eq!(
+            stats,
+            DocStats {
+                chunk_count: 2,
+                byte_count: 8
+            }
+        );
+        assert_eq!(
+            load(&conn, "province/TH-44").unwrap().unwrap(),
+            vec![b"one".to_vec(), b"three".to_vec()]
+        );
+        replace(&conn, "province/TH-44", b"full", 3).unwrap();
+        assert_eq!(
+            load(&conn, "province/TH-44").unwrap().unwrap(),
+            vec![b"full".to_vec()]
+        );
+        append(&conn, "directory", b"d", 4).unwrap();
+        assert_eq!(names(&conn).unwrap(), vec!["directory", "province/TH-44"]);
+        assert_eq!(totals(&conn).unwrap(), (2, 5));
+    }
+}

@@ -1,0 +1,155 @@
+//! The sealed mailbox as a server stores it: opaque envelopes keyed by their content address,
+//! with their arrival number, kind and province (for routing replies down) and the peer that
+//! pushed them (for its quota), plus the ids HQ acknowledged. The server never reads an
+//! envelope's contents. At start the rows rebuild `phakhi_core::mailbox::Mailbox`; each exchange
+//! writes what it added in its own transaction.
+
+use phakhi_core::mailbox::{EnvelopeId, EnvelopeKind, MailItem, StoredItem};
+use phakhi_core::seal::PublicKey;
+use rusqlite::{Connection, params};
+
+use super::DbError;
+
+fn kind_code(kind: EnvelopeKind) -> i64 {
+    match kind {
+        EnvelopeKind::Tip => 1,
+        EnvelopeKind::Reply => 2,
+    }
+}
+
+fn kind_from(code: i64) -> Result<EnvelopeKind, DbError> {
+    match code {
+        1 => Ok(EnvelopeKind::Tip),
+        2 => Ok(EnvelopeKind::Reply),
+        other => Err(DbError::Corrupt(format!("unknown envelope kind {other}"))),
+    }
+}
+
+fn array32(bytes: Vec<u8>, what: &str) -> Result<[u8; 32], DbError> {
+    bytes
+        .try_into()
+        .map_err(|_| DbError::Corrupt(format!("{what} is not 32 bytes")))
+}
+
+/// Stores one envelope the mailbox accepted. Returns false when its id was already stored.
+pub fn insert(
+    conn: &Connection,
+    stored: &StoredItem,
+    from_device: Option<i64>,
+    now: i64,
+) -> Result<bool, DbError> {
+    let inserted = conn.execute(
+        "INSERT OR IGNORE INTO mailbox (id, seq, kind, province, bytes, origin, from_device, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            &stored.id.0[..],
+            i64::try_from(stored.seq).unwrap_or(i64::MAX),
+            kind_code(stored.item.kind),
+            stored.item.province,
+            stored.item.envelope,
+            &stored.origin.as_bytes()[..],
+            from_device,
+            now
+        ],
+    )?;
+    Ok(inserted == 1)
+}
+
+/// Records that HQ holds this envelope.
+pub fn record_ack(conn: &Connection, id: &EnvelopeId, now: i64) -> Result<(), DbError> {
+    conn.execute(
+        "INSERT OR IGNORE INTO mailbox_acked (id, acked_at) VALUES (?1, ?2)",
+        params![&id.0[..], now],
+    )?;
+    Ok(())
+}
+
+/// Removes an envelope (only ever one HQ acknowledged).
+pub fn delete(conn: &Connection, id: &EnvelopeId) -> Result<(), DbError> {
+    conn.execute("DELETE FROM mailbox WHERE id = ?1", [&id.0[..]])?;
+    Ok(())
+}
+
+/// Every stored envelope in arrival order, and every acknowledged id.
+pub fn load(conn: &Connection) -> Result<(Vec<StoredItem>, Vec<EnvelopeId>), DbError> {
+    let mut statement =
+        conn.prepare("SELECT id, seq, kind, province, bytes, origin FROM mailbox ORDER BY seq")?;
+    let rows = statement.query_map([], |row| {
+        Ok((
+            row.get::<_, Vec<u8>>(0)?,
+            row.get::<_, i64>(1)?,
+            row.get::<_, i64>(2)?,
+            row.get::<_, String>(3)?,
+            row.get::<_, Vec<u8>>(4)?,
+            row.get::<_, Vec<u8>>(5)?,
+        ))
+    })?;
+    let mut items = Vec::new();
+    for row in rows {
+        let (id, seq, kind, province, envelope, origin) = row?;
+        items.push(StoredItem {
+            id: EnvelopeId(array32(id, "envelope id")?),
+            seq: u64::try_from(seq).map_err(|_| DbError::Corrupt("negative seq".into()))?,
+            origin: PublicKey::from_bytes(array32(origin, "origin key")?),
+            item: MailItem {
+                kind: kind_from(kind)?,
+                province,
+                envelope,
+            },
+        });
+    }
+    let mut statement = conn.prepare("SELECT id FROM mailbox_acked")?;
+    let acked = statement
+        .query_map([], |row| row.get::<_, Vec<u8>>(0))?
+        .map(|id| Ok(EnvelopeId(array32(id?, "acked id")?)))
+        .collect::<Result<Vec<_>, DbError>>()?;
+    Ok((items, acked))
+}
+
+/// Every stored envelope: (count, bytes).
+pub fn totals(conn: &Connection) -> Result<(i64, i64), DbError> {
+    Ok(conn.query_row(
+        "SELECT count(*), coalesce(sum(length(bytes)), 0) FROM mailbox",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tip(fill: u8) -> MailItem {
+        let mut envelope = vec![fill; 1024];
+        envelope[0] = phakhi_core::seal::ENVELOPE_VERSION;
+        envelope[1] = phakhi_core::seal::KIND_TIP;
+        MailItem {
+            kind: EnvelopeKind::Tip,
+            province: "TH-44".into(),
+            envelope,
+        }
+    }
+
+    #[test]
+    fn stored_items_and_acks_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::db::open(dir.path()).unwrap();
+        let origin = PublicKey::from_bytes([5; 32]);
+        let stored = StoredItem {
+            id: tip(7).id(),
+            seq: 1,
+            origin,
+            item: tip(7),
+        };
+        assert!(insert(&conn, &stored, None, 10).unwrap());
+        assert!(!insert(&conn, &stored, None, 11).unwrap());
+        record_ack(&conn, &stored.id, 12).unwrap();
+        record_ack(&conn, &stored.id, 13).unwrap();
+        let (items, acked) = load(&conn).unwrap();
+        assert_eq!(items, vec![stored.clone()]);
+        assert_eq!(acked, vec![stored.id]);
+        assert_eq!(totals(&conn).unwrap(), (1, 1024));
+        delete(&conn, &stored.id).unwrap();
+        assert_eq!(totals(&conn).unwrap(), (0, 0));
+    }
+}

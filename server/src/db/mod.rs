@@ -1,0 +1,130 @@
+//! The server's SQLite storage: one file in the data folder, opened in WAL mode with
+//! `synchronous=FULL`, so an acknowledged sync survives a power cut, and with a busy timeout,
+//! so the admin commands can work on the folder of a running server.
+//!
+//! The server keeps one writer connection (behind the [`crate::state`] lock, used from blocking
+//! threads only); every function here takes a `&Connection` (a `Transaction` derefs to one) so
+//! that a request's effects and its replay record commit together.
+
+pub mod devices;
+pub mod documents;
+pub mod invites;
+pub mod mailbox;
+pub mod replay;
+pub mod schema;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+/// The database file's name inside the data folder.
+pub const DB_FILE: &str = "phakhi.sqlite3";
+
+/// How long a connection waits for another writer (the running server, an admin command).
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(
+        "the database at {path} has schema version {found}, newer than this program \
+         understands ({supported}); run a newer phakhi"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("cannot create the data folder {path}: {source}")]
+    Folder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl DbError {
+    /// True when the failure is another writer holding the lock past the busy timeout.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    || e.code == rusqlite::ErrorCode::DatabaseLocked
+        )
+    }
+}
+
+/// Opens (creating if needed) the database in `data_dir` and brings its schema up to date.
+pub fn open(data_dir: &Path) -> Result<Connection, DbError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| DbError::Folder {
+        path: data_dir.to_path_buf(),
+        source,
+    })?;
+    let path = data_dir.join(DB_FILE);
+    let mut conn = Connection::open_with_flags(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    configure(&conn)?;
+    schema::migrate(&mut conn, &path)?;
+    Ok(conn)
+}
+
+/// Opens the database in `data_dir` only if it already exists (admin commands must not create
+/// an empty server by accident).
+pub fn open_existing(data_dir: &Path) -> Result<Option<Connection>, DbError> {
+    if !data_dir.join(DB_FILE).exists() {
+        return Ok(None);
+    }
+    open(data_dir).map(Some)
+}
+
+fn configure(conn: &Connection) -> Result<(), DbError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // journal_mode answers with the resulting mode, so it is read as a query.
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(DbError::Corrupt(format!(
+            "could not switch to WAL journal (got {mode})"
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_in_wal_with_full_sync_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(dir.path()).unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2, "synchronous=FULL");
+        drop(conn);
+        let conn = open(dir.path()).unwrap();
+        assert_eq!(schema::version(&conn).unwrap(), schema::VERSION);
+    }
+
+    #[test]
+    fn open_existing_does_not_create() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(open_existing(dir.path()).unwrap().is_none());
+        assert!(!dir.path().join(DB_FILE).exists());
+    }
+}

@@ -1,0 +1,157 @@
+//! The schema and its migrations. `VERSION` is stored in `PRAGMA user_version`; each step in
+//! `MIGRATIONS` moves the database one version up inside one transaction, so a database is
+//! always at exactly one known version. A database newer than this program is refused rather
+//! than guessed at.
+
+use std::path::Path;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::DbError;
+
+/// The schema version this program writes.
+pub const VERSION: i64 = 1;
+
+/// `MIGRATIONS[n]` upgrades a database from version `n` to `n + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1: the first schema.
+    r#"
+    CREATE TABLE devices (
+        id           INTEGER PRIMARY KEY,
+        device_id    TEXT    NOT NULL UNIQUE,          -- short id shown to operators
+        public_key   BLOB    NOT NULL UNIQUE,          -- the device's static X25519 key
+        role         TEXT    NOT NULL,                 -- leader | coordinator | relay | admin
+        provinces    TEXT    NOT NULL,                 -- JSON array of province codes
+        enrolled_at  INTEGER NOT NULL,                 -- unix seconds
+        last_sync    INTEGER,                          -- unix seconds
+        revoked_at   INTEGER                           -- unix seconds; NULL while active
+    ) STRICT;
+
+    CREATE TABLE used_invites (
+        token      BLOB    PRIMARY KEY,                -- the invite's one-time token
+        used_at    INTEGER NOT NULL,
+        device     INTEGER NOT NULL REFERENCES devices(id)
+    ) STRICT;
+
+    CREATE TABLE documents (
+        name        TEXT    PRIMARY KEY,               -- e.g. province/TH-44
+        chunk_count INTEGER NOT NULL,
+        byte_count  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE document_chunks (
+        doc   TEXT    NOT NULL REFERENCES documents(name),
+        seq   INTEGER NOT NULL,
+        bytes BLOB    NOT NULL,                        -- automerge save or incremental save
+        PRIMARY KEY (doc, seq)
+    ) STRICT;
+
+    CREATE TABLE mailbox (
+        id          BLOB    PRIMARY KEY,               -- SHA-256 of the envelope
+        seq         INTEGER NOT NULL UNIQUE,           -- arrival number on this server
+        kind        INTEGER NOT NULL,                  -- 1 tip, 2 reply
+        province    TEXT    NOT NULL,
+        bytes       BLOB    NOT NULL,
+        origin      BLOB    NOT NULL,                  -- static key of the peer that pushed it
+        from_device INTEGER REFERENCES devices(id),    -- NULL when it came from upstream
+        received_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX mailbox_by_province ON mailbox(province, seq);
+
+    CREATE TABLE mailbox_acked (
+        id       BLOB    PRIMARY KEY,                  -- HQ holds it durably
+        acked_at INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE replay_guard (
+        sender     BLOB    NOT NULL,
+        request_id BLOB    NOT NULL,
+        sent_at    INTEGER NOT NULL,
+        PRIMARY KEY (sender, request_id)
+    ) STRICT;
+    CREATE INDEX replay_by_time ON replay_guard(sent_at);
+    "#,
+];
+
+/// The database's current schema version.
+pub fn version(conn: &Connection) -> Result<i64, DbError> {
+    Ok(conn.query_row("PRAGMA user_version", [], |row| row.get(0))?)
+}
+
+/// Brings the database up to [`VERSION`], one transaction per step.
+pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DbError> {
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found = version(&tx)?;
+        if found > VERSION {
+            return Err(DbError::TooNew {
+                path: path.to_path_buf(),
+                found,
+                supported: VERSION,
+            });
+        }
+        let Some(step) = usize::try_from(found)
+            .ok()
+            .and_then(|index| MIGRATIONS.get(index))
+        else {
+            return Ok(());
+        };
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", found + 1)?;
+        tx.commit()?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_is_listed() {
+        assert_eq!(MIGRATIONS.len() as i64, VERSION);
+    }
+
+    #[test]
+    fn migrates_from_empty_and_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate(&mut conn, &path).unwrap();
+        assert_eq!(version(&conn).unwrap(), VERSION);
+        migrate(&mut conn, &path).unwrap();
+        assert_eq!(version(&conn).unwrap(), VERSION);
+        let mut statement = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .unwrap();
+        let tables: Vec<String> = statement
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            tables,
+            [
+                "devices",
+                "document_chunks",
+                "documents",
+                "mailbox",
+                "mailbox_acked",
+                "replay_guard",
+                "used_invites"
+            ]
+        );
+    }
+
+    #[test]
+    fn refuses_a_newer_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mut conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", VERSION + 1)
+            .unwrap();
+        let err = migrate(&mut conn, &path).unwrap_err();
+        assert!(matches!(err, DbError::TooNew { found, .. } if found == VERSION + 1));
+        assert!(err.to_string().contains("run a newer phakhi"));
+    }
+}

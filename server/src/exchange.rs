@@ -1,0 +1,328 @@
+//! The work behind `/v1/enroll` and `/v1/sync`, run on the blocking side with the writer
+//! connection: open the envelope, authorise, apply, persist, commit, then seal the answer.
+//! Every step happens inside one SQLite transaction, so a refused request changes nothing and an
+//! answered one is on disk. Documents and the mailbox are changed in memory only on the way to
+//! that commit: when anything fails, the touched documents are dropped (the cache reloads them
+//! from disk) and the mailbox is rebuilt from disk.
+
+use std::collections::BTreeMap;
+
+use automerge::{AutoCommit, ChangeHash};
+use phakhi_core::mailbox::Mailbox;
+use phakhi_core::protocol::{self, EnrolRequest, EnrolResponse};
+use phakhi_core::seal::{HqVerifyingKey, InviteError, SignedInvite};
+use phakhi_core::sync::wire::Message;
+use phakhi_core::sync::{self, DocName, WireError};
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::cache::DocCache;
+use crate::db::devices::{self, Device, Role};
+use crate::db::{self, DbError, documents};
+use crate::enroll::{self, Admission};
+use crate::error::AppError;
+use crate::mailroom;
+use crate::scope::{self, Access, DeviceScope};
+use crate::state::{AppState, Core};
+use crate::transport;
+
+fn to_i64(now: u64) -> i64 {
+    i64::try_from(now).unwrap_or(i64::MAX)
+}
+
+/// Handles an enrolment envelope. Returns the sealed answer and the new device's id.
+pub fn enroll(
+    state: &AppState,
+    core: &mut Core,
+    envelope: &[u8],
+    now: u64,
+) -> Result<(Vec<u8>, String), AppError> {
+    let tx = core
+        .conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(DbError::from)?;
+    let opened = transport::open(state.keys(), envelope, now, &tx)?;
+    state.check_rate(opened.sender.as_bytes())?;
+    let request = EnrolRequest::decode(&opened.payload)
+        .map_err(|error| AppError::BadRequest(format!("enrolment request: {error}")))?;
+    let hq = hq_verifying_key(state)?;
+    let invite = SignedInvite::parse(&request.invite)
+        .and_then(|signed| signed.verify(&hq, now))
+        .map_err(|error| match error {
+            InviteError::Expired { .. } => AppError::InviteExpired,
+            other => AppError::InviteInvalid(other.to_string()),
+        })?;
+    if invite.server_key != state.keys().static_public() {
+        return Err(AppError::InviteInvalid(
+            "it was issued for another server".into(),
+        ));
+    }
+    let admission = Admission {
+        role: match invite.role {
+            phakhi_core::seal::Role::Leader => Role::Leader,
+            phakhi_core::seal::Role::Coordinator => Role::Coordinator,
+            phakhi_core::seal::Role::Relay => Role::Relay,
+            phakhi_core::seal::Role::Admin => Role::Admin,
+        },
+        provinces: invite.provinces.clone(),
+        token: invite.token.0.to_vec(),
+    };
+    let device = enroll::register(&tx, opened.sender.as_bytes(), &admission, to_i64(now))?;
+    let answer = EnrolResponse {
+        device_id: device.device_id.clone(),
+        role: device.role.as_str().into(),
+        provinces: device.provinces.clone(),
+        server_role: state.config().role.as_str().into(),
+    }
+    .encode();
+    tx.commit().map_err(DbError::from)?;
+    let sealed = transport::seal_response(opened.responder, &answer)?;
+    Ok((sealed, device.device_id))
+}
+
+/// The key invites must be signed with: HQ's own, or (on a relay) the configured one.
+fn hq_verifying_key(state: &AppState) -> Result<HqVerifyingKey, AppError> {
+    if let Some(key) = state.keys().verifying() {
+        return Ok(key);
+    }
+    let configured = state.config().hq_key.as_deref().and_then(|text| {
+        let bytes: [u8; 32] = hex::decode(text.trim()).ok()?.try_into().ok()?;
+        HqVerifyingKey::from_bytes(&bytes).ok()
+    });
+    configured.ok_or_else(|| {
+        tracing::error!(
+            "cannot check invites: set hq_key (HQ's invite-verifying key) in the config"
+        );
+        AppError::NotConfigured
+    })
+}
+
+/// Handles a sync envelope. Returns the sealed answer.
+pub fn sync(
+    state: &AppState,
+    core: &mut Core,
+    envelope: &[u8],
+    now: u64,
+) -> Result<Vec<u8>, AppError> {
+    let mut loaded = Loaded::new();
+    let result = {
+        let Core {
+            conn,
+            cache,
+            mailbox,
+            ..
+        } = &mut *core;
+        sync_inner(state, conn, cache, mailbox, envelope, now, &mut loaded)
+    };
+    match result {
+        Ok(answer) => {
+            // Committed: the documents are what is on disk.
+            for (name, (doc, stored_bytes)) in loaded {
+                core.cache.put(name.as_str().to_string(), doc, stored_bytes);
+            }
+            state.record_cache(&core.cache);
+            Ok(answer)
+        }
+        Err(error) => {
+            // Nothing was committed: forget what this request changed in memory.
+            drop(loaded);
+            if let Err(reload) = core.reload_mailbox() {
+                tracing::error!(%reload, "cannot rebuild the mailbox from disk");
+            }
+            state.record_cache(&core.cache);
+            Err(error)
+        }
+    }
+}
+
+/// Documents taken out of the cache (or loaded) for one exchange, with their stored size.
+type Loaded = BTreeMap<DocName, (AutoCommit, usize)>;
+
+fn sync_inner(
+    state: &AppState,
+    conn: &mut Connection,
+    cache: &mut DocCache,
+    mailbox: &mut Mailbox,
+    envelope: &[u8],
+    now: u64,
+    loaded: &mut Loaded,
+) -> Result<Vec<u8>, AppError> {
+    let limits = &state.config().limits;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(DbError::from)?;
+    let opened = transport::open(state.keys(), envelope, now, &tx)?;
+    let device = authorise(&tx, opened.sender.as_bytes())?;
+    let span = tracing::info_span!("sync", device = %device.device_id);
+    let _entered = span.enter();
+    state.check_rate(&device.public_key)?;
+
+    // Look at the whole message before touching anything.
+    let engine_limits = sync::Limits {
+        max_docs: limits.max_documents_per_exchange,
+        max_changes: limits.max_changes_per_message,
+        ..sync::Limits::default()
+    };
+    let message =
+        Message::decode(&opened.payload, &engine_limits).map_err(|error| match error {
+            WireError::TooManyDocs(..) => AppError::TooManyDocuments {
+                limit: limits.max_documents_per_exchange,
+            },
+            other => AppError::BadRequest(format!("sync message: {other}")),
+        })?;
+    let declared: u64 = message
+        .docs
+        .iter()
+        .filter_map(|entry| entry.chunk.as_ref())
+        .map(|chunk| chunk.declared_changes())
+        .sum();
+    if declared > limits.max_changes_per_message as u64 {
+        return Err(AppError::TooManyChanges {
+            limit: limits.max_changes_per_message,
+        });
+    }
+    if let Some(entry) = message
+        .docs
+        .iter()
+        .find(|entry| scope::access(&device, &entry.name) == Access::None)
+    {
+        return Err(AppError::OutOfScope(entry.name.clone()));
+    }
+
+    // Every stored document the device may read, plus those it names.
+    let mut wanted: Vec<String> = documents::names(&tx)?
+        .into_iter()
+        .filter(|name| scope::readable(&device, name))
+        .collect();
+    wanted.extend(message.docs.iter().map(|entry| entry.name.clone()));
+    let mut heads_before: BTreeMap<DocName, Vec<ChangeHash>> = BTreeMap::new();
+    let mut sizes: BTreeMap<DocName, usize> = BTreeMap::new();
+    let mut docs: BTreeMap<DocName, AutoCommit> = BTreeMap::new();
+    for name in wanted {
+        let Ok(doc_name) = DocName::parse(&name) else {
+            continue;
+        };
+        if docs.contains_key(&doc_name) {
+            continue;
+        }
+        if let Some((mut doc, bytes)) = load_doc(cache, &tx, &name)? {
+            heads_before.insert(doc_name.clone(), doc.get_heads());
+            sizes.insert(doc_name.clone(), bytes);
+            docs.insert(doc_name, doc);
+        }
+    }
+
+    // The engine applies each document's chunk as one batch and prepares the answer.
+    let responder = sync::Responder::new(engine_limits);
+    let reply = responder
+        .handle_request(&opened.payload, &mut docs, &DeviceScope(&device))
+        .map_err(|error| AppError::BadRequest(format!("sync message: {error}")))?;
+    for (name, stats) in &reply.stats().docs {
+        if let Some(error) = stats.error {
+            tracing::info!(doc = %name, %error, "document refused");
+            state.metrics().error(doc_error_code(error));
+        }
+    }
+
+    // Persist every changed document: one incremental chunk, or a compaction.
+    let now_i = to_i64(now);
+    for name in reply.changed() {
+        let Some(doc) = docs.get_mut(name) else {
+            continue;
+        };
+        let chunk = match heads_before.get(name) {
+            Some(heads) => doc.save_after(heads),
+            None => doc.save(),
+        };
+        let stats = documents::append(&tx, name.as_str(), &chunk, now_i)?;
+        let mut bytes = stats.byte_count;
+        if stats.wants_compaction() {
+            let full = doc.save();
+            bytes = i64::try_from(full.len()).unwrap_or(i64::MAX);
+            documents::replace(&tx, name.as_str(), &full, now_i)?;
+        }
+        sizes.insert(name.clone(), usize::try_from(bytes).unwrap_or(usize::MAX));
+    }
+
+    // The mailbox section, in the same transaction.
+    let mailbox_answer = match reply.request_mailbox() {
+        None => None,
+        Some(section) => {
+            let request = protocol::decode_section(section)
+                .map_err(|why| AppError::BadRequest(format!("mailbox section: {why}")))?;
+            let peer = mailroom::Peer {
+                key: opened.sender,
+                scope: scope::mailbox_scope(&device),
+            };
+            let next_before = mailbox.next_seq();
+            let messages = mailroom::answer(mailbox, &peer, request)?;
+            for stored in mailbox.items_since(next_before.saturating_sub(1)) {
+                db::mailbox::insert(&tx, stored, Some(device.row), now_i)?;
+            }
+            Some(protocol::encode_section(&messages))
+        }
+    };
+
+    devices::touch(&tx, device.row, now_i)?;
+    tx.commit().map_err(DbError::from)?;
+    // Only now may the documents go back to the cache.
+    for (name, doc) in docs {
+        let bytes = sizes.get(&name).copied().unwrap_or(0);
+        loaded.insert(name, (doc, bytes));
+    }
+    tracing::info!(
+        changed = reply.changed().len(),
+        applied = reply.stats().changes_applied(),
+        "exchange committed"
+    );
+    let answer = reply.into_bytes(mailbox_answer);
+    transport::seal_response(opened.responder, &answer)
+}
+
+/// Takes a document out of the cache, or loads it from its stored chunks. `None` when the
+/// document does not exist.
+fn load_doc(
+    cache: &mut DocCache,
+    conn: &Connection,
+    name: &str,
+) -> Result<Option<(AutoCommit, usize)>, AppError> {
+    if let Some(cached) = cache.take(name) {
+        return Ok(Some(cached));
+    }
+    let Some(chunks) = documents::load(conn, name)? else {
+        return Ok(None);
+    };
+    let bytes: usize = chunks.iter().map(Vec::len).sum();
+    let corrupt = |error: automerge::AutomergeError| {
+        AppError::from(DbError::Corrupt(format!("document {name}: {error}")))
+    };
+    let mut chunks = chunks.into_iter();
+    let mut doc = match chunks.next() {
+        Some(first) => AutoCommit::load(&first).map_err(corrupt)?,
+        None => AutoCommit::new(),
+    };
+    for chunk in chunks {
+        doc.load_incremental(&chunk).map_err(corrupt)?;
+    }
+    Ok(Some((doc, bytes)))
+}
+
+/// The metrics code of a per-document refusal.
+fn doc_error_code(error: sync::DocError) -> &'static str {
+    match error {
+        sync::DocError::WriteRefused => "read_only_document",
+        sync::DocError::NotReadable | sync::DocError::NotFound | sync::DocError::Private => {
+            "out_of_scope"
+        }
+        sync::DocError::TooManyChanges => "too_many_changes",
+        _ => "document_refused",
+    }
+}
+
+/// The enrolled, unrevoked device with this static key.
+pub fn authorise(conn: &Connection, sender: &[u8; 32]) -> Result<Device, AppError> {
+    match devices::by_key(conn, sender)? {
+        None => Err(AppError::UnknownDevice),
+        Some(device) if device.revoked_at.is_some() => Err(AppError::DeviceRevoked),
+        Some(device) => Ok(device),
+    }
+}

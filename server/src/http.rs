@@ -1,0 +1,147 @@
+//! The HTTP face of the server: the axum `Router` with its layers (per-request tracing spans,
+//! body limit, timeout, one error shape), and [`run`], which serves it on any listener until a
+//! shutdown future resolves, so tests start it on port 0.
+
+use std::future::Future;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::config::Config;
+use crate::error::{AppError, ERROR_HEADER};
+use crate::routes;
+use crate::state::{AppState, StartError};
+
+/// The router with every route and layer.
+pub fn app(state: AppState) -> Router {
+    let limits = state.config().limits.clone();
+    Router::new()
+        .route("/healthz", get(routes::health::healthz))
+        .route("/metrics", get(routes::health::metrics))
+        .route("/v1/enroll", post(routes::enroll::enroll))
+        .route("/v1/sync", post(routes::sync::sync))
+        .fallback(|| async { AppError::NoRoute })
+        .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout(),
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), error_shape))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .with_state(state)
+}
+
+/// Gives responses produced by layers (body limit, timeout, method mismatch) the same JSON
+/// error shape as the handlers' own, and counts every error by code.
+async fn error_shape(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if !status.is_client_error() && !status.is_server_error() {
+        return response;
+    }
+    if let Some(code) = response
+        .headers()
+        .get(ERROR_HEADER)
+        .and_then(|value| value.to_str().ok())
+    {
+        state.metrics().error(known_code(code));
+        return response;
+    }
+    let error = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::BodyTooLarge {
+            limit: state.config().limits.max_body_bytes,
+        },
+        StatusCode::REQUEST_TIMEOUT => AppError::Timeout,
+        StatusCode::METHOD_NOT_ALLOWED => AppError::MethodNotAllowed,
+        StatusCode::NOT_FOUND => AppError::NoRoute,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => AppError::UnsupportedMediaType,
+        _ if status.is_client_error() => AppError::BadRequest("malformed HTTP request".into()),
+        _ => AppError::Internal,
+    };
+    state.metrics().error(error.code());
+    error.into_response()
+}
+
+/// Maps a code read back from a header to its `'static` form (metrics keep only known codes).
+fn known_code(code: &str) -> &'static str {
+    crate::error::ALL_CODES
+        .iter()
+        .find(|known| **known == code)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// Opens the data folder named in `config` and serves on `listener` until `shutdown`
+/// resolves, then finishes in-flight requests. Any listener works: tests bind port 0.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let opened = tokio::task::spawn_blocking(move || AppState::open(config))
+        .await
+        .map_err(|error| RunError::Serve(std::io::Error::other(error)))??;
+    serve(listener, opened.state, shutdown)
+        .await
+        .map_err(RunError::Serve)
+}
+
+/// A failure of [`run`].
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("the server stopped with an error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Serves an opened state on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Listens for SIGINT (ctrl-c) and SIGTERM from the moment it is called (so a signal that
+/// arrives right after the address is printed is not lost) and resolves on the first of them.
+/// Must be called inside the tokio runtime.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT received, shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
+        }
+    })
+}
+
+/// An `application/octet-stream` response carrying a sealed envelope.
+pub fn envelope_response(bytes: Vec<u8>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        )],
+        bytes,
+    )
+        .into_response()
+}

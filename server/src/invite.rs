@@ -1,0 +1,162 @@
+//! Issuing invites (`phakhi admin invite`): a one-time token, the device's role and provinces,
+//! an expiry, this server's address and static key and the tip desk's public key, signed with
+//! the HQ signing key (`phakhi_core::seal::Invite`). Only an HQ data folder can sign.
+
+use phakhi_core::seal::{Invite, InviteToken, PublicKey, Role as InviteRole};
+use rand_core::CryptoRngCore;
+
+use crate::admin::{self, AdminError};
+use crate::config::Config;
+use crate::db::devices::Role;
+use crate::keys::KeyError;
+
+/// What to put in an invite besides the server's own keys.
+#[derive(Debug, Clone)]
+pub struct InviteRequest {
+    pub provinces: Vec<String>,
+    pub role: Role,
+    /// `7d`, `12h`...
+    pub expires: String,
+    /// Overrides the configured server URL.
+    pub server_url: Option<String>,
+    /// Overrides the configured tip-desk key (hex).
+    pub tip_desk_key: Option<String>,
+    /// The static key (hex) of the server the device will enrol on, when it is not this one
+    /// (a provincial relay).
+    pub server_key: Option<String>,
+}
+
+/// Parses a 32-byte public key written in hex.
+pub fn parse_public_key(text: &str) -> Option<PublicKey> {
+    let bytes: [u8; 32] = hex::decode(text.trim()).ok()?.try_into().ok()?;
+    Some(PublicKey::from_bytes(bytes))
+}
+
+/// Builds and signs an invite; returns the text to hand to the device's holder.
+pub fn issue(
+    config: &Config,
+    request: &InviteRequest,
+    now: u64,
+    rng: &mut impl CryptoRngCore,
+) -> Result<String, AdminError> {
+    let keys = admin::server_keys(&config.data)?;
+    let signing = keys
+        .signing()
+        .ok_or_else(|| KeyError::NoSigningKey(config.data.clone()))?;
+    let provinces = admin::provinces(&request.provinces)?;
+    let lifetime = admin::parse_duration(&request.expires)?;
+    let tip_desk_text = request
+        .tip_desk_key
+        .clone()
+        .or_else(|| config.tip_desk_key.clone())
+        .ok_or(AdminError::NoTipDeskKey)?;
+    let tip_desk_key =
+        parse_public_key(&tip_desk_text).ok_or(AdminError::BadTipDeskKey(tip_desk_text))?;
+    let server_key = match &request.server_key {
+        None => keys.static_public(),
+        Some(text) => {
+            parse_public_key(text).ok_or_else(|| AdminError::BadServerKey(text.clone()))?
+        }
+    };
+    let server = request
+        .server_url
+        .clone()
+        .unwrap_or_else(|| config.server_url());
+    let invite = Invite {
+        servers: vec![server],
+        server_key,
+        tip_desk_key,
+        provinces,
+        role: match request.role {
+            Role::Leader => InviteRole::Leader,
+            Role::Coordinator => InviteRole::Coordinator,
+            Role::Relay => InviteRole::Relay,
+            Role::Admin => InviteRole::Admin,
+        },
+        expires_at: now.saturating_add(lifetime.as_secs()),
+        token: InviteToken::generate(rng),
+    };
+    invite
+        .sign(signing)
+        .map_err(|error| AdminError::Invite(error.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phakhi_core::seal::SignedInvite;
+    use rand_core::OsRng;
+
+    fn request() -> InviteRequest {
+        InviteRequest {
+            provinces: vec!["TH-44".into()],
+            role: Role::Leader,
+            expires: "7d".into(),
+            server_url: Some("http://192.0.2.1:7744".into()),
+            tip_desk_key: Some(hex::encode([9u8; 32])),
+            server_key: None,
+        }
+    }
+
+    #[test]
+    fn an_issued_invite_verifies_with_the_hq_key_and_pins_this_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let keys = crate::keys::load_or_create(dir.path(), true, &mut OsRng)
+            .unwrap()
+            .keys;
+        let text = issue(&config, &request(), 1_000, &mut OsRng).unwrap();
+        assert!(text.starts_with("PHAKHI1:"));
+        let invite = SignedInvite::parse(&text)
+            .unwrap()
+            .verify(&keys.verifying().unwrap(), 1_000)
+            .unwrap();
+        assert_eq!(invite.server_key, keys.static_public());
+        assert_eq!(invite.provinces, vec!["TH-44".to_string()]);
+        assert_eq!(invite.servers, vec!["http://192.0.2.1:7744".to_string()]);
+        assert_eq!(invite.expires_at, 1_000 + 7 * 86_400);
+        assert_eq!(invite.tip_desk_key, PublicKey::from_bytes([9; 32]));
+        // Two invites never share a token.
+        let other = issue(&config, &request(), 1_000, &mut OsRng).unwrap();
+        assert_ne!(text, other);
+    }
+
+    #[test]
+    fn a_relay_folder_or_missing_tip_desk_key_cannot_issue() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        assert!(matches!(
+            issue(&config, &request(), 0, &mut OsRng).unwrap_err(),
+            AdminError::NoData(_)
+        ));
+        crate::keys::load_or_create(dir.path(), false, &mut OsRng).unwrap();
+        let err = issue(&config, &request(), 0, &mut OsRng).unwrap_err();
+        assert!(
+            err.to_string().contains("only an HQ server signs invites"),
+            "{err}"
+        );
+
+        let hq = tempfile::tempdir().unwrap();
+        crate::keys::load_or_create(hq.path(), true, &mut OsRng).unwrap();
+        let config = Config {
+            data: hq.path().to_path_buf(),
+            ..Config::default()
+        };
+        let mut no_key = request();
+        no_key.tip_desk_key = None;
+        let err = issue(&config, &no_key, 0, &mut OsRng).unwrap_err();
+        assert!(err.to_string().contains("--tip-desk-key"), "{err}");
+        let mut bad_key = request();
+        bad_key.tip_desk_key = Some("zz".into());
+        assert!(matches!(
+            issue(&config, &bad_key, 0, &mut OsRng).unwrap_err(),
+            AdminError::BadTipDeskKey(_)
+        ));
+    }
+}

@@ -1,0 +1,170 @@
+//! Operational metrics in the Prometheus text format: counters kept in memory since start
+//! (syncs, enrolments, bytes, errors by code) and gauges read from storage when scraped
+//! (devices, documents, mailbox). Nothing here identifies a device or a document.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters since the process started.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    syncs: AtomicU64,
+    enrolments: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    errors: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// Values read from storage at scrape time.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Gauges {
+    pub devices: i64,
+    pub documents: i64,
+    pub document_bytes: i64,
+    pub mailbox_envelopes: i64,
+    pub mailbox_bytes: i64,
+    pub cache_bytes: usize,
+    pub cached_documents: usize,
+}
+
+impl Metrics {
+    pub fn sync_done(&self) {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn enrolment_done(&self) {
+        self.enrolments.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn bytes(&self, received: usize, sent: usize) {
+        self.bytes_in.fetch_add(received as u64, Ordering::Relaxed);
+        self.bytes_out.fetch_add(sent as u64, Ordering::Relaxed);
+    }
+
+    pub fn error(&self, code: &'static str) {
+        let mut errors = self
+            .errors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *errors.entry(code).or_insert(0) += 1;
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self, gauges: Gauges) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {value}");
+        };
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed).to_string();
+        metric(
+            "phakhi_syncs_total",
+            "counter",
+            "Sync exchanges acknowledged.",
+            load(&self.syncs),
+        );
+        metric(
+            "phakhi_enrolments_total",
+            "counter",
+            "Devices enrolled.",
+            load(&self.enrolments),
+        );
+        metric(
+            "phakhi_bytes_in_total",
+            "counter",
+            "Envelope bytes received.",
+            load(&self.bytes_in),
+        );
+        metric(
+            "phakhi_bytes_out_total",
+            "counter",
+            "Envelope bytes sent.",
+            load(&self.bytes_out),
+        );
+        metric(
+            "phakhi_devices",
+            "gauge",
+            "Enrolled devices that are not revoked.",
+            gauges.devices.to_string(),
+        );
+        metric(
+            "phakhi_documents",
+            "gauge",
+            "Stored shared documents.",
+            gauges.documents.to_string(),
+        );
+        metric(
+            "phakhi_document_bytes",
+            "gauge",
+            "Stored bytes of shared documents.",
+            gauges.document_bytes.to_string(),
+        );
+        metric(
+            "phakhi_mailbox_envelopes",
+            "gauge",
+            "Stored mailbox envelopes.",
+            gauges.mailbox_envelopes.to_string(),
+        );
+        metric(
+            "phakhi_mailbox_bytes",
+            "gauge",
+            "Stored mailbox bytes.",
+            gauges.mailbox_bytes.to_string(),
+        );
+        metric(
+            "phakhi_cache_bytes",
+            "gauge",
+            "Estimated memory held by the document cache.",
+            gauges.cache_bytes.to_string(),
+        );
+        metric(
+            "phakhi_cached_documents",
+            "gauge",
+            "Documents held in the cache.",
+            gauges.cached_documents.to_string(),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP phakhi_errors_total Requests refused, by error code."
+        );
+        let _ = writeln!(out, "# TYPE phakhi_errors_total counter");
+        let errors = self
+            .errors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (code, count) in errors.iter() {
+            let _ = writeln!(out, "phakhi_errors_total{{code=\"{code}\"}} {count}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_gauges_and_errors_by_code() {
+        let metrics = Metrics::default();
+        metrics.sync_done();
+        metrics.sync_done();
+        metrics.bytes(10, 20);
+        metrics.error("bad_envelope");
+        metrics.error("bad_envelope");
+        metrics.error("rate_limited");
+        let text = metrics.render(Gauges {
+            devices: 3,
+            ..Gauges::default()
+        });
+        assert!(text.contains("\nphakhi_syncs_total 2\n"));
+        assert!(text.contains("\nphakhi_bytes_in_total 10\n"));
+        assert!(text.contains("\nphakhi_bytes_out_total 20\n"));
+        assert!(text.contains("\nphakhi_devices 3\n"));
+        assert!(text.contains("phakhi_errors_total{code=\"bad_envelope\"} 2\n"));
+        assert!(text.contains("phakhi_errors_total{code=\"rate_limited\"} 1\n"));
+        assert!(text.contains("# TYPE phakhi_mailbox_bytes gauge\n"));
+    }
+}

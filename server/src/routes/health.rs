@@ -1,0 +1,34 @@
+//! `GET /healthz` (the process answers and its database is readable) and `GET /metrics`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// Answers 200 with the role and version when the database answers a query.
+pub async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
+    state
+        .with_reader(|conn| Ok(conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0))?))
+        .await?;
+    Ok(Json(serde_json::json!({
+        "status": "ok",
+        "role": state.config().role.as_str(),
+        "version": env!("CARGO_PKG_VERSION"),
+    })))
+}
+
+/// The Prometheus text exposition.
+pub async fn metrics(State(state): State<AppState>) -> Result<Response, AppError> {
+    let gauges = state.gauges().await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        state.metrics().render(gauges),
+    )
+        .into_response())
+}

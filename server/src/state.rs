@@ -1,0 +1,282 @@
+//! The state every request shares: configuration, keys, the single writer connection with the
+//! document cache (behind one lock, used only from blocking threads), a reader connection for
+//! health and metrics, counters and the rate limiter.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use phakhi_core::mailbox::{Mailbox, Quota};
+use rusqlite::Connection;
+
+use crate::cache::DocCache;
+use crate::config::{Config, ServerRole};
+use crate::db::{self, DbError};
+use crate::error::AppError;
+use crate::keys::{self, KeyError, ServerKeys};
+use crate::metrics::{Gauges, Metrics};
+use crate::ratelimit::RateLimiter;
+
+/// The writer side: one SQLite connection and the documents loaded from it.
+#[derive(Debug)]
+pub struct Core {
+    pub conn: Connection,
+    pub cache: DocCache,
+    /// The mailbox, mirrored from SQLite (every change is written in the request's transaction;
+    /// after a failed commit it is rebuilt from disk).
+    pub mailbox: Mailbox,
+    quota: Quota,
+}
+
+impl Core {
+    /// Rebuilds the in-memory mailbox from the database.
+    pub fn reload_mailbox(&mut self) -> Result<(), DbError> {
+        self.mailbox = load_mailbox(&self.conn, self.quota)?;
+        Ok(())
+    }
+}
+
+/// The name of the lock file a running server holds in its data folder.
+pub const LOCK_FILE: &str = "serve.lock";
+
+fn lock_data_folder(data: &Path) -> Result<std::fs::File, StartError> {
+    let folder = data.display().to_string();
+    let lock_error = |source| StartError::Lock {
+        folder: folder.clone(),
+        source,
+    };
+    std::fs::create_dir_all(data).map_err(lock_error)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(data.join(LOCK_FILE))
+        .map_err(lock_error)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::InUse(folder)),
+        Err(std::fs::TryLockError::Error(source)) => Err(lock_error(source)),
+    }
+}
+
+fn load_mailbox(conn: &Connection, quota: Quota) -> Result<Mailbox, DbError> {
+    let (items, acked) = db::mailbox::load(conn)?;
+    Mailbox::restore(quota, items, acked)
+        .map_err(|error| DbError::Corrupt(format!("stored mailbox: {error}")))
+}
+
+/// Shared, cheaply cloned server state.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    config: Config,
+    keys: ServerKeys,
+    core: Mutex<Core>,
+    reader: Mutex<Connection>,
+    metrics: Metrics,
+    limiter: Mutex<RateLimiter>,
+    /// Held for the life of the server: one `phakhi serve` per data folder.
+    _lock: std::fs::File,
+    /// The cache's estimated bytes and document count after the last exchange.
+    cache_bytes: AtomicUsize,
+    cached_documents: AtomicUsize,
+}
+
+/// A failure to start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "another phakhi serve is using the data folder {0}: stop it first, or give this one \
+         another --data folder"
+    )]
+    InUse(String),
+    #[error("cannot lock the data folder {folder}: {source}")]
+    Lock {
+        folder: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("cannot open the database in {folder}: {source}")]
+    Db { folder: String, source: DbError },
+}
+
+/// What opening the data folder found.
+#[derive(Debug)]
+pub struct Opened {
+    pub state: AppState,
+    /// True on the first start (keys were created).
+    pub first_start: bool,
+}
+
+impl AppState {
+    /// Opens the data folder named in `config`: keys (created on first start), the database
+    /// (migrated), the caches.
+    pub fn open(config: Config) -> Result<Opened, StartError> {
+        let data = config.data.clone();
+        let lock = lock_data_folder(&data)?;
+        let loaded =
+            keys::load_or_create(&data, config.role == ServerRole::Hq, &mut rand_core::OsRng)?;
+        let db_error = |source| StartError::Db {
+            folder: data.display().to_string(),
+            source,
+        };
+        let conn = db::open(&data).map_err(db_error)?;
+        let reader = db::open(&data).map_err(db_error)?;
+        let limiter = RateLimiter::new(
+            config.limits.requests_per_minute,
+            config.limits.request_burst,
+        );
+        let cache = DocCache::new(config.cache_bytes);
+        let quota = Quota {
+            max_count: usize::try_from(config.limits.mailbox_envelopes_per_device).unwrap_or(0),
+            max_bytes: usize::try_from(config.limits.mailbox_bytes_per_device).unwrap_or(0),
+        };
+        let mailbox = load_mailbox(&conn, quota).map_err(db_error)?;
+        Ok(Opened {
+            first_start: loaded.created,
+            state: AppState {
+                inner: Arc::new(Shared {
+                    config,
+                    keys: loaded.keys,
+                    core: Mutex::new(Core {
+                        conn,
+                        cache,
+                        mailbox,
+                        quota,
+                    }),
+                    reader: Mutex::new(reader),
+                    metrics: Metrics::default(),
+                    limiter: Mutex::new(limiter),
+                    _lock: lock,
+                    cache_bytes: AtomicUsize::new(0),
+                    cached_documents: AtomicUsize::new(0),
+                }),
+            },
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn keys(&self) -> &ServerKeys {
+        &self.inner.keys
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.config.data
+    }
+
+    /// Takes a rate-limit token for a device.
+    pub fn check_rate(&self, device: &[u8; 32]) -> Result<(), AppError> {
+        let mut limiter = self
+            .inner
+            .limiter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        limiter
+            .check(device, Instant::now())
+            .map_err(|wait| AppError::RateLimited {
+                retry_after_secs: wait.as_secs().max(1),
+            })
+    }
+
+    /// Runs `work` on a blocking thread with the writer connection and the document cache.
+    pub async fn with_core<T, F>(&self, work: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Core) -> Result<T, AppError> + Send + 'static,
+    {
+        let state = self.clone();
+        // Keep the request's span on the blocking thread, so its logs name the request.
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let mut core = state.lock_core();
+            work(&mut core)
+        })
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "storage task failed");
+            AppError::Internal
+        })?
+    }
+
+    fn lock_core(&self) -> MutexGuard<'_, Core> {
+        self.inner.core.lock().unwrap_or_else(|poisoned| {
+            // A task panicked mid-request: its transaction rolled back when dropped, but the
+            // cache and the mailbox may hold what it had changed. Start both afresh from disk.
+            let mut core = poisoned.into_inner();
+            core.cache = DocCache::new(self.inner.config.cache_bytes);
+            if let Err(error) = core.reload_mailbox() {
+                tracing::error!(%error, "cannot rebuild the mailbox from disk");
+            }
+            self.inner.core.clear_poison();
+            core
+        })
+    }
+
+    /// Runs `work` on a blocking thread with the reader connection.
+    pub async fn with_reader<T, F>(&self, work: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
+    {
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let reader = state
+                .inner
+                .reader
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            work(&reader).map_err(AppError::from)
+        })
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "storage task failed");
+            AppError::Internal
+        })?
+    }
+
+    /// Reads the gauges reported by `/metrics`.
+    pub async fn gauges(&self) -> Result<Gauges, AppError> {
+        let mut gauges = self
+            .with_reader(|conn| {
+                let devices = db::devices::count_active(conn)?;
+                let (documents, document_bytes) = db::documents::totals(conn)?;
+                let (mailbox_envelopes, mailbox_bytes) = db::mailbox::totals(conn)?;
+                Ok(Gauges {
+                    devices,
+                    documents,
+                    document_bytes,
+                    mailbox_envelopes,
+                    mailbox_bytes,
+                    ..Gauges::default()
+                })
+            })
+            .await?;
+        gauges.cache_bytes = self.inner.cache_bytes.load(Ordering::Relaxed);
+        gauges.cached_documents = self.inner.cached_documents.load(Ordering::Relaxed);
+        Ok(gauges)
+    }
+
+    /// Records the document cache's size for `/metrics`.
+    pub fn record_cache(&self, cache: &DocCache) {
+        self.inner
+            .cache_bytes
+            .store(cache.used_bytes(), Ordering::Relaxed);
+        self.inner
+            .cached_documents
+            .store(cache.len(), Ordering::Relaxed);
+    }
+}

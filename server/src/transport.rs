@@ -1,0 +1,85 @@
+//! The seam between HTTP bodies and `phakhi_core::seal`'s transport envelopes: opening a
+//! request with the server's static key, with the replay guard kept in SQLite inside the
+//! caller's transaction (so a request's id is recorded exactly when its effects commit), and
+//! sealing the answer to the same peer.
+
+use phakhi_core::seal::{self, PublicKey, ReplayGuard, SealError};
+use rusqlite::Connection;
+
+use crate::db::{DbError, replay};
+use crate::error::AppError;
+use crate::keys::ServerKeys;
+
+pub use seal::OpenedRequest;
+
+/// The replay guard over the `replay_guard` table, inside one transaction.
+#[derive(Debug)]
+pub struct SqlReplayGuard<'c> {
+    conn: &'c Connection,
+    failure: Option<DbError>,
+}
+
+impl<'c> SqlReplayGuard<'c> {
+    pub fn new(conn: &'c Connection) -> Self {
+        SqlReplayGuard {
+            conn,
+            failure: None,
+        }
+    }
+}
+
+impl ReplayGuard for SqlReplayGuard<'_> {
+    fn check_and_record(
+        &mut self,
+        sender: &PublicKey,
+        request_id: &[u8; 16],
+        sent_at: u64,
+    ) -> bool {
+        match replay::check_and_record(self.conn, sender.as_bytes(), request_id, sent_at) {
+            Ok(fresh) => fresh,
+            Err(error) => {
+                // Refuse the request; the caller turns the stored failure into a storage error.
+                self.failure = Some(error);
+                false
+            }
+        }
+    }
+
+    fn forget_before(&mut self, cutoff: u64) {
+        let cutoff = i64::try_from(cutoff).unwrap_or(i64::MAX);
+        if let Err(error) = replay::prune(self.conn, cutoff) {
+            self.failure = Some(error);
+        }
+    }
+}
+
+/// Opens a request envelope sealed to this server, recording it in the replay guard.
+pub fn open(
+    keys: &ServerKeys,
+    envelope: &[u8],
+    now: u64,
+    conn: &Connection,
+) -> Result<OpenedRequest, AppError> {
+    let mut guard = SqlReplayGuard::new(conn);
+    let opened = seal::open_request(keys.static_pair(), envelope, now, &mut guard);
+    if let Some(failure) = guard.failure {
+        return Err(failure.into());
+    }
+    opened.map_err(|error| {
+        tracing::debug!(%error, "envelope refused");
+        match error {
+            SealError::Replayed => AppError::Replayed,
+            SealError::ClockSkew { .. } => AppError::ClockSkew,
+            SealError::WrongRecipient => AppError::WrongServer,
+            _ => AppError::BadEnvelope,
+        }
+    })
+}
+
+/// Seals the answer to an opened request.
+pub fn seal_response(responder: seal::Responder, payload: &[u8]) -> Result<Vec<u8>, AppError> {
+    responder.seal_response(payload).map_err(|error| {
+        tracing::error!(%error, "cannot seal the response");
+        AppError::Internal
+    })
+}

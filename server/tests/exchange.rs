@@ -1,0 +1,795 @@
+//! End-to-end exchanges against the in-process `Router` with a real SQLite data folder: devices
+//! built from `phakhi_core` (static keys, sealed transport, sync initiator) enrol with signed
+//! invites and sync documents and mailbox envelopes.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, ROOT, ReadDoc};
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode, header};
+use phakhi_core::mailbox::{EnvelopeKind, Have, MailItem, MailboxMessage, Push};
+use phakhi_core::protocol::{EnrolRequest, EnrolResponse, decode_section, encode_section};
+use phakhi_core::seal::{self, PendingResponse, PublicKey, StaticKeyPair};
+use phakhi_core::sync::{self, DocName, Initiator, PeerState, PrefixScope, Progress};
+use phakhi_server::config::{Config, Limits};
+use phakhi_server::db::{self, devices::Role};
+use phakhi_server::error::ERROR_HEADER;
+use phakhi_server::http::app;
+use phakhi_server::invite::{InviteRequest, issue};
+use phakhi_server::routes::now_unix;
+use phakhi_server::state::AppState;
+use rand_core::OsRng;
+use tower::ServiceExt;
+
+struct Server {
+    dir: tempfile::TempDir,
+    state: AppState,
+}
+
+impl Server {
+    fn start(limits: Limits) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let state = open(&dir, limits);
+        Server { dir, state }
+    }
+
+    /// Stops the server (dropping its state releases the data folder) and opens it again.
+    fn restart(self) -> Server {
+        let Server { dir, state } = self;
+        let limits = state.config().limits.clone();
+        drop(state);
+        let state = open(&dir, limits);
+        Server { dir, state }
+    }
+
+    fn invite(&self, province: &str, role: Role) -> String {
+        issue(
+            self.state.config(),
+            &InviteRequest {
+                provinces: vec![province.into()],
+                role,
+                expires: "1d".into(),
+                server_url: None,
+                tip_desk_key: Some(hex::encode([7u8; 32])),
+                server_key: None,
+            },
+            now_unix(),
+            &mut OsRng,
+        )
+        .unwrap()
+    }
+
+    fn key(&self) -> PublicKey {
+        self.state.keys().static_public()
+    }
+
+    /// Raw POST: (status, error code, body).
+    async fn post(&self, path: &str, body: Vec<u8>) -> (StatusCode, String, Vec<u8>) {
+        let request = Request::post(path)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(Body::from(body))
+            .unwrap();
+        let response = app(self.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let code = response
+            .headers()
+            .get(ERROR_HEADER)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let body = to_bytes(response.into_body(), 64 << 20).await.unwrap();
+        (status, code, body.to_vec())
+    }
+
+    /// Seals `payload` from `device` and posts it; on 200 opens the answer.
+    async fn exchange(
+        &self,
+        path: &str,
+        device: &StaticKeyPair,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, (StatusCode, String)> {
+        let (envelope, pending) = self.seal(device, payload);
+        self.send(path, envelope, pending).await
+    }
+
+    fn seal(&self, device: &StaticKeyPair, payload: &[u8]) -> (Vec<u8>, PendingResponse) {
+        seal::seal_request(&mut OsRng, device, &self.key(), now_unix(), payload).unwrap()
+    }
+
+    async fn send(
+        &self,
+        path: &str,
+        envelope: Vec<u8>,
+        pending: PendingResponse,
+    ) -> Result<Vec<u8>, (StatusCode, String)> {
+        let (status, code, body) = self.post(path, envelope).await;
+        if status != StatusCode::OK {
+            return Err((status, code));
+        }
+        Ok(pending.open_response(&body).unwrap())
+    }
+
+    async fn enrol(
+        &self,
+        device: &StaticKeyPair,
+        invite: &str,
+    ) -> Result<EnrolResponse, (StatusCode, String)> {
+        let payload = EnrolRequest {
+            invite: invite.into(),
+        }
+        .encode();
+        let answer = self.exchange("/v1/enroll", device, &payload).await?;
+        Ok(EnrolResponse::decode(&answer).unwrap())
+    }
+
+    fn count(&self, table: &str) -> i64 {
+        let conn = db::open(self.dir.path()).unwrap();
+        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    }
+}
+
+fn start_relay(hq_key: Option<String>) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let state = AppState::open(Config {
+        data: dir.path().to_path_buf(),
+        role: phakhi_server::config::ServerRole::Relay,
+        hq_key,
+        ..Config::default()
+    })
+    .unwrap()
+    .state;
+    Server { dir, state }
+}
+
+fn open(dir: &tempfile::TempDir, limits: Limits) -> AppState {
+    AppState::open(Config {
+        data: dir.path().to_path_buf(),
+        limits,
+        ..Config::default()
+    })
+    .unwrap()
+    .state
+}
+
+/// A field device: its key, its documents and its sync state with the server.
+struct Phone {
+    key: StaticKeyPair,
+    docs: BTreeMap<DocName, AutoCommit>,
+    state: PeerState,
+}
+
+impl Phone {
+    fn new() -> Phone {
+        Phone {
+            key: StaticKeyPair::generate(&mut OsRng),
+            docs: BTreeMap::new(),
+            state: PeerState::new(),
+        }
+    }
+
+    fn write(&mut self, doc: &str, key: &str, value: &str) {
+        let doc = self.docs.entry(DocName::parse(doc).unwrap()).or_default();
+        doc.put(ROOT, key, value).unwrap();
+        doc.commit();
+    }
+
+    fn read(&self, doc: &str, key: &str) -> Option<String> {
+        let doc = self.docs.get(&DocName::parse(doc).unwrap())?;
+        let (value, _) = doc.get(ROOT, key).unwrap()?;
+        value.into_string().ok()
+    }
+
+    /// One full exchange (one or two rounds); returns the server's mailbox section.
+    async fn sync(
+        &mut self,
+        server: &Server,
+        mailbox: Option<Vec<u8>>,
+    ) -> Result<Option<Vec<u8>>, (StatusCode, String)> {
+        let mut initiator = Initiator::new(self.state.clone(), sync::Limits::default());
+        let mut mailbox = mailbox;
+        loop {
+            let request = initiator
+                .poll_request(&mut self.docs, mailbox.take())
+                .unwrap();
+            let answer = match server.exchange("/v1/sync", &self.key, &request).await {
+                Ok(answer) => answer,
+                Err(error) => {
+                    initiator.handle_lost();
+                    return Err(error);
+                }
+            };
+            let progress = initiator
+                .handle_response(&answer, &mut self.docs, &PrefixScope::everything())
+                .unwrap();
+            if progress == Progress::Done {
+                self.state = initiator.state().clone();
+                return Ok(initiator.take_mailbox());
+            }
+        }
+    }
+}
+
+const ACTIVITIES_44: &str = "province/TH-44/activities/2026";
+
+#[tokio::test]
+async fn devices_of_one_province_converge_and_other_provinces_never_see_it() {
+    let server = Server::start(Limits::default());
+    let mut a = Phone::new();
+    let mut b = Phone::new();
+    let mut c = Phone::new();
+    let enrolled = server
+        .enrol(&a.key, &server.invite("TH-44", Role::Leader))
+        .await
+        .unwrap();
+    assert_eq!(enrolled.provinces, vec!["TH-44".to_string()]);
+    assert_eq!(enrolled.role, "leader");
+    assert_eq!(enrolled.server_role, "hq");
+    server
+        .enrol(&b.key, &server.invite("TH-44", Role::Coordinator))
+        .await
+        .unwrap();
+    server
+        .enrol(&c.key, &server.invite("TH-40", Role::Leader))
+        .await
+        .unwrap();
+
+    a.write(ACTIVITIES_44, "title", "อบรมเยาวชนต้านทุจริต");
+    a.write("province/TH-44", "centre", "ศูนย์ประสานงานมหาสารคาม");
+    c.write(
+        "province/TH-40/activities/2026",
+        "title",
+        "เวทีภาคเอกชน ขอนแก่น",
+    );
+    a.sync(&server, None).await.unwrap();
+    c.sync(&server, None).await.unwrap();
+
+    // Concurrent offline edits on B, then both converge.
+    b.write(ACTIVITIES_44, "attendance_note", "ผู้เข้าร่วม 40 คน");
+    b.sync(&server, None).await.unwrap();
+    a.sync(&server, None).await.unwrap();
+    for phone in [&a, &b] {
+        assert_eq!(
+            phone.read(ACTIVITIES_44, "title").as_deref(),
+            Some("อบรมเยาวชนต้านทุจริต")
+        );
+        assert_eq!(
+            phone.read(ACTIVITIES_44, "attendance_note").as_deref(),
+            Some("ผู้เข้าร่วม 40 คน")
+        );
+        assert_eq!(
+            phone.read("province/TH-44", "centre").as_deref(),
+            Some("ศูนย์ประสานงานมหาสารคาม")
+        );
+        assert!(
+            phone
+                .docs
+                .keys()
+                .all(|name| !name.as_str().contains("TH-40"))
+        );
+    }
+    c.sync(&server, None).await.unwrap();
+    assert!(
+        c.docs.keys().all(|name| !name.as_str().contains("TH-44")),
+        "{:?}",
+        c.docs.keys()
+    );
+
+    // An out-of-scope ask is refused as a whole and changes nothing.
+    let before = (
+        server.count("document_chunks"),
+        server.count("replay_guard"),
+    );
+    c.write(ACTIVITIES_44, "title", "ของปลอม");
+    let err = c.sync(&server, None).await.unwrap_err();
+    assert_eq!(err, (StatusCode::NOT_FOUND, "out_of_scope".to_string()));
+    assert_eq!(
+        (
+            server.count("document_chunks"),
+            server.count("replay_guard")
+        ),
+        before
+    );
+
+    // Every acknowledged change survives a restart (the cache is gone, SQLite is read again).
+    let server = server.restart();
+    let mut d = Phone::new();
+    server
+        .enrol(&d.key, &server.invite("TH-44", Role::Leader))
+        .await
+        .unwrap();
+    d.sync(&server, None).await.unwrap();
+    assert_eq!(
+        d.read(ACTIVITIES_44, "attendance_note").as_deref(),
+        Some("ผู้เข้าร่วม 40 คน")
+    );
+    assert_eq!(
+        d.read(ACTIVITIES_44, "title").as_deref(),
+        Some("อบรมเยาวชนต้านทุจริต")
+    );
+}
+
+#[tokio::test]
+async fn the_directory_is_read_only_for_devices() {
+    let server = Server::start(Limits::default());
+    // HQ's directory, written straight into storage.
+    let mut directory = AutoCommit::new();
+    directory.put(ROOT, "region", "อีสานตอนกลาง").unwrap();
+    directory.commit();
+    {
+        let conn = db::open(server.dir.path()).unwrap();
+        db::documents::append(&conn, "directory", &directory.save(), 1).unwrap();
+    }
+    let mut phone = Phone::new();
+    server
+        .enrol(&phone.key, &server.invite("TH-44", Role::Leader))
+        .await
+        .unwrap();
+    phone.sync(&server, None).await.unwrap();
+    assert_eq!(
+        phone.read("directory", "region").as_deref(),
+        Some("อีสานตอนกลาง")
+    );
+
+    phone.write("directory", "region", "แก้ไขโดยเครื่อง");
+    phone.sync(&server, None).await.unwrap();
+    let conn = db::open(server.dir.path()).unwrap();
+    let chunks = db::documents::load(&conn, "directory").unwrap().unwrap();
+    assert_eq!(chunks.len(), 1, "the device's change was not stored");
+    let stored = AutoCommit::load(&chunks[0]).unwrap();
+    let (value, _) = stored.get(ROOT, "region").unwrap().unwrap();
+    assert_eq!(value.into_string().unwrap(), "อีสานตอนกลาง");
+}
+
+#[tokio::test]
+async fn unknown_revoked_and_replayed_requests_are_refused_and_change_nothing() {
+    let server = Server::start(Limits::default());
+    let mut stranger = Phone::new();
+    stranger.write(ACTIVITIES_44, "title", "x");
+    let err = stranger.sync(&server, None).await.unwrap_err();
+    assert_eq!(
+        err,
+        (StatusCode::UNAUTHORIZED, "unknown_device".to_string())
+    );
+
+    let mut phone = Phone::new();
+    let enrolled = server
+        .enrol(&phone.key, &server.invite("TH-44", Role::Leader))
+        .await
+        .unwrap();
+    phone.write(ACTIVITIES_44, "title", "ก่อนถูกเพิกถอน");
+    phone.sync(&server, None).await.unwrap();
+
+    // The same envelope twice: the second is a replay.
+    let payload = Initiator::new(PeerState::new(), sync::Limits::default())
+        .poll_request(&mut phone.docs, None)
+        .unwrap();
+    let (envelope, pending) = server.seal(&phone.key, &payload);
+    server
+        .send("/v1/sync", envelope.clone(), pending)
+        .await
+        .unwrap();
+    let (status, code, _) = server.post("/v1/sync", envelope).await;
+    assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "replayed"));
+
+    phakhi_server::admin::revoke(server.dir.path(), &enrolled.device_id, 5).unwrap();
+    let chunks = server.count("document_chunks");
+    phone.write(ACTIVITIES_44, "title", "หลังถูกเพิกถอน");
+    let err = phone.sync(&server, None).await.unwrap_err();
+    assert_eq!(err, (StatusCode::FORBIDDEN, "device_revoked".to_string()));
+    assert_eq!(server.count("document_chunks"), chunks);
+}
+
+#[tokio::test]
+async fn invites_are_one_time_signed_and_for_this_server() {
+    let server = Server::start(Limits::default());
+    let invite = server.invite("TH-44", Role::Leader);
+    server
+        .enrol(&StaticKeyPair::generate(&mut OsRng), &invite)
+        .await
+        .unwrap();
+    let err = server
+        .enrol(&StaticKeyPair::generate(&mut OsRng), &invite)
+        .await
+        .unwrap_err();
+    assert_eq!(err, (StatusCode::CONFLICT, "invite_used".to_string()));
+
+    // Signed by another HQ.
+    let other = Server::start(Limits::default());
+    let foreign = other.invite("TH-44", Role::Leader);
+    let err = server
+        .enrol(&StaticKeyPair::generate(&mut OsRng), &foreign)
+        .await
+        .unwrap_err();
+    assert_eq!(err, (StatusCode::BAD_REQUEST, "invite_invalid".to_string()));
+
+    let err = server
+        .enrol(&StaticKeyPair::generate(&mut OsRng), "PHAKHI1:NOPE")
+        .await
+        .unwrap_err();
+    assert_eq!(err, (StatusCode::BAD_REQUEST, "invite_invalid".to_string()));
+    assert_eq!(server.count("devices"), 1);
+    assert_eq!(server.count("used_invites"), 1);
+}
+
+fn tip(fill: u8) -> MailItem {
+    let mut envelope = vec![fill; 1024];
+    envelope[0] = seal::ENVELOPE_VERSION;
+    envelope[1] = seal::KIND_TIP;
+    MailItem {
+        kind: EnvelopeKind::Tip,
+        province: "TH-44".into(),
+        envelope,
+    }
+}
+
+#[tokio::test]
+async fn tips_are_stored_acknowledged_and_bounded_by_the_device_quota() {
+    let server = Server::start(Limits {
+        mailbox_envelopes_per_device: 2,
+        ..Limits::default()
+    });
+    let mut phone = Phone::new();
+    server
+        .enrol(&phone.key, &server.invite("TH-44", Role::Leader))
+        .await
+        .unwrap();
+    let section = encode_section(&[
+        MailboxMessage::Push(Push {
+            items: vec![tip(1), tip(2)],
+        }),
+        MailboxMessage::Have(Have::default()),
+    ]);
+    let answer = phone.sync(&server, Some(section)).await.unwrap().unwrap();
+    let answer = decode_section(&answer).unwrap();
+    let acked = answer.iter().find_map(|m| match m {
+        MailboxMessage::Ack(ack) => Some(ack.ids.clone()),
+        _ => None,
+    });
+    let mut expected = vec![tip(1).id(), tip(2).id()];
+    let mut acked = acked.unwrap();
+    expected.sort();
+    acked.sort();
+    assert_eq!(acked, expected);
+    assert_eq!(server.count("mailbox"), 2);
+
+    let over = encode_section(&[MailboxMessage::Push(Push {
+        items: vec![tip(3)],
+    })]);
+    let err = phone.sync(&server, Some(over)).await.unwrap_err();
+    assert_eq!(
+        err,
+        (
+            StatusCode::INSUFFICIENT_STORAGE,
+            "mailbox_quota_exceeded".to_string()
+        )
+    );
+    assert_eq!(server.count("mailbox"), 2);
+
+    // Another province's mailbox is out of scope.
+    let mut foreign = tip(4);
+    foreign.province = "TH-40".into();
+    let section = encode_section(&[MailboxMessage::Push(Push {
+        items: vec![foreign],
+    })]);
+    let err = phone.sync(&server, Some(section)).await.unwrap_err();
+    assert_eq!(err.0, StatusCode::NOT_FOUND);
+    assert_eq!(server.count("mailbox"), 2);
+}
+
+#[tokio::test]
+async fn message_limits_have_their_own_errors() {
+    let server = Server::start(Limits {
+        max_documents_per_exchange: 2,
+        max_changes_per_message: 3,
+        ..Limits::default()
+    });
+    let mut phone = Phone::new();
+    server
+        .enrol(&phone.key, &server.invite("TH-44", Role::Leader))
+        .await
+        .unwrap();
+    for year in 2020..2023 {
+        phone.write(&format!("province/TH-44/activities/{year}"), "title", "ปี");
+    }
+    let err = phone.sync(&server, None).await.unwrap_err();
+    assert_eq!(
+        err,
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_documents".to_string()
+        )
+    );
+
+    let mut busy = Phone::new();
+    server
+        .enrol(&busy.key, &server.invite("TH-44", Role::Leader))
+        .await
+        .unwrap();
+    for n in 0..4 {
+        busy.write(ACTIVITIES_44, "title", &format!("แก้ครั้งที่ {n}"));
+    }
+    let err = busy.sync(&server, None).await.unwrap_err();
+    assert_eq!(
+        err,
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_changes".to_string()
+        )
+    );
+    assert_eq!(server.count("document_chunks"), 0);
+}
+
+#[tokio::test]
+async fn a_device_over_its_request_rate_is_told_to_wait() {
+    let server = Server::start(Limits {
+        requests_per_minute: 1,
+        request_burst: 6,
+        ..Limits::default()
+    });
+    let mut phone = Phone::new();
+    let mut other = Phone::new();
+    server
+        .enrol(&phone.key, &server.invite("TH-44", Role::Leader))
+        .await
+        .unwrap();
+    server
+        .enrol(&other.key, &server.invite("TH-44", Role::Leader))
+        .await
+        .unwrap();
+    phone.write(ACTIVITIES_44, "title", "ครั้งแรก");
+    // Enrolment took one token and this sync one or two.
+    phone.sync(&server, None).await.unwrap();
+    let chunks = server.count("document_chunks");
+    phone.write(ACTIVITIES_44, "title", "ครั้งต่อไป");
+    let mut answered = 0;
+    let refusal = loop {
+        let payload = Initiator::new(phone.state.clone(), sync::Limits::default())
+            .poll_request(&mut phone.docs, None)
+            .unwrap();
+        match server.exchange("/v1/sync", &phone.key, &payload).await {
+            Ok(_) => answered += 1,
+            Err(error) => break error,
+        }
+        assert!(answered <= 6, "never limited");
+    };
+    assert_eq!(
+        refusal,
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited".to_string())
+    );
+    assert!((3..=4).contains(&answered), "{answered} answered");
+    assert!(server.count("document_chunks") > chunks);
+    let stored = server.count("document_chunks");
+    let payload = Initiator::new(phone.state.clone(), sync::Limits::default())
+        .poll_request(&mut phone.docs, None)
+        .unwrap();
+    assert!(
+        server
+            .exchange("/v1/sync", &phone.key, &payload)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        server.count("document_chunks"),
+        stored,
+        "a refused request stores nothing"
+    );
+    // The bucket is per device.
+    other.sync(&server, None).await.unwrap();
+    assert_eq!(
+        other.read(ACTIVITIES_44, "title").as_deref(),
+        Some("ครั้งต่อไป")
+    );
+}
+
+fn reply(fill: u8, province: &str) -> MailItem {
+    let mut envelope = vec![fill; 1024];
+    envelope[0] = seal::ENVELOPE_VERSION;
+    envelope[1] = seal::KIND_REPLY;
+    MailItem {
+        kind: EnvelopeKind::Reply,
+        province: province.into(),
+        envelope,
+    }
+}
+
+fn pushed(section: &[MailboxMessage]) -> Vec<MailItem> {
+    section
+        .iter()
+        .flat_map(|m| match m {
+            MailboxMessage::Push(push) => push.items.clone(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+fn cursor(section: &[MailboxMessage]) -> u64 {
+    section
+        .iter()
+        .find_map(|m| match m {
+            MailboxMessage::Have(have) => Some(have.cursor),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[tokio::test]
+async fn replies_go_down_to_every_device_of_their_province_only() {
+    let server = Server::start(Limits::default());
+    // Replies as the tip desk would leave them, stored by an earlier run of the server.
+    {
+        let conn = db::open(server.dir.path()).unwrap();
+        let desk = PublicKey::from_bytes([8; 32]);
+        for (seq, item) in [
+            (1, reply(1, "TH-44")),
+            (2, reply(2, "TH-40")),
+            (3, reply(3, "TH-44")),
+        ] {
+            let stored = phakhi_core::mailbox::StoredItem {
+                id: item.id(),
+                seq,
+                origin: desk,
+                item,
+            };
+            db::mailbox::insert(&conn, &stored, None, 1).unwrap();
+        }
+    }
+    let server = server.restart();
+    let mut phone = Phone::new();
+    let mut far = Phone::new();
+    server
+        .enrol(&phone.key, &server.invite("TH-44", Role::Leader))
+        .await
+        .unwrap();
+    server
+        .enrol(&far.key, &server.invite("TH-40", Role::Leader))
+        .await
+        .unwrap();
+
+    let ask = |cursor| {
+        encode_section(&[MailboxMessage::Have(Have {
+            cursor,
+            ids: vec![],
+            more: false,
+        })])
+    };
+    let answer = phone.sync(&server, Some(ask(0))).await.unwrap().unwrap();
+    let answer = decode_section(&answer).unwrap();
+    assert_eq!(pushed(&answer), vec![reply(1, "TH-44"), reply(3, "TH-44")]);
+    let seen = cursor(&answer);
+    assert_eq!(seen, 3);
+    // Asking again from the returned cursor brings nothing new.
+    let again = phone.sync(&server, Some(ask(seen))).await.unwrap().unwrap();
+    assert!(pushed(&decode_section(&again).unwrap()).is_empty());
+
+    let answer = far.sync(&server, Some(ask(0))).await.unwrap().unwrap();
+    assert_eq!(
+        pushed(&decode_section(&answer).unwrap()),
+        vec![reply(2, "TH-40")]
+    );
+}
+
+#[tokio::test]
+async fn many_syncs_compact_the_document_and_a_tiny_cache_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = AppState::open(Config {
+        data: dir.path().to_path_buf(),
+        cache_bytes: 0,
+        limits: Limits {
+            request_burst: 1_000,
+            ..Limits::default()
+        },
+        ..Config::default()
+    })
+    .unwrap()
+    .state;
+    let server = Server { dir, state };
+    let mut phone = Phone::new();
+    server
+        .enrol(&phone.key, &server.invite("TH-44", Role::Leader))
+        .await
+        .unwrap();
+    let compact_after = db::documents::COMPACT_AFTER_CHUNKS as usize;
+    for n in 0..compact_after + 5 {
+        phone.write(ACTIVITIES_44, &format!("note-{n}"), &format!("บันทึก {n}"));
+        phone.sync(&server, None).await.unwrap();
+    }
+    let conn = db::open(server.dir.path()).unwrap();
+    let stats = db::documents::stats(&conn, ACTIVITIES_44).unwrap().unwrap();
+    assert!(stats.chunk_count <= 6, "not compacted: {stats:?}");
+    let mut reader = Phone::new();
+    server
+        .enrol(&reader.key, &server.invite("TH-44", Role::Leader))
+        .await
+        .unwrap();
+    reader.sync(&server, None).await.unwrap();
+    for n in 0..compact_after + 5 {
+        assert_eq!(
+            reader.read(ACTIVITIES_44, &format!("note-{n}")),
+            Some(format!("บันทึก {n}"))
+        );
+    }
+
+    let response = app(server.state.clone())
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8(
+        to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    let syncs: usize = text
+        .lines()
+        .find_map(|line| line.strip_prefix("phakhi_syncs_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    // At least one exchange per device sync (a first sync may take two).
+    assert!(syncs >= compact_after + 6, "{text}");
+    assert!(text.contains("\nphakhi_enrolments_total 2\n"));
+    assert!(text.contains("\nphakhi_devices 2\n"));
+    assert!(text.contains("\nphakhi_documents 1\n"));
+    assert!(!text.contains("\nphakhi_bytes_in_total 0\n"));
+}
+
+#[tokio::test]
+async fn a_relay_enrols_phones_with_invites_hq_signed_for_it() {
+    let hq = Server::start(Limits::default());
+    let hq_key = hex::encode(hq.state.keys().verifying().unwrap().as_bytes());
+    let relay = start_relay(Some(hq_key));
+    assert!(relay.state.keys().signing().is_none());
+    let for_relay = |state: &AppState| {
+        issue(
+            hq.state.config(),
+            &InviteRequest {
+                provinces: vec!["TH-44".into()],
+                role: Role::Leader,
+                expires: "1d".into(),
+                server_url: Some("http://192.0.2.44:7744".into()),
+                tip_desk_key: Some(hex::encode([7u8; 32])),
+                server_key: Some(hex::encode(state.keys().static_public().as_bytes())),
+            },
+            now_unix(),
+            &mut OsRng,
+        )
+        .unwrap()
+    };
+    let mut phone = Phone::new();
+    let enrolled = relay
+        .enrol(&phone.key, &for_relay(&relay.state))
+        .await
+        .unwrap();
+    assert_eq!(enrolled.server_role, "relay");
+    phone.write(ACTIVITIES_44, "title", "ศูนย์ประสานงานจังหวัด");
+    phone.sync(&relay, None).await.unwrap();
+
+    // An invite pinned to the relay is refused by HQ, and a relay without HQ's key can't check.
+    let err = hq
+        .enrol(
+            &StaticKeyPair::generate(&mut OsRng),
+            &for_relay(&relay.state),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err, (StatusCode::BAD_REQUEST, "invite_invalid".to_string()));
+    let lost = start_relay(None);
+    let err = lost
+        .enrol(
+            &StaticKeyPair::generate(&mut OsRng),
+            &for_relay(&lost.state),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_configured".to_string()
+        )
+    );
+    assert_eq!(lost.count("devices"), 0);
+}

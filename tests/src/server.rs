@@ -1,0 +1,362 @@
+//! Running a real `phakhi serve` process for tests: on a free loopback port (`--port 0`, the
+//! address read back from its first line), with a temporary data folder, stopped by SIGTERM or
+//! killed by SIGKILL. Also runs `phakhi admin` commands and plain HTTP requests against it.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, ROOT, ReadDoc};
+use phakhi_core::protocol::{EnrolRequest, EnrolResponse};
+use phakhi_core::seal::{self, PublicKey, StaticKeyPair};
+use phakhi_core::sync::{self, DocName, Initiator, PeerState, PrefixScope, Progress};
+use rand_core::OsRng;
+
+/// How long a server may take to print its address.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a server may take to stop after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `phakhi` binary of this workspace, built once per test process so it is never stale.
+pub fn phakhi_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(path) = std::env::var_os("PHAKHI_BIN") {
+            return PathBuf::from(path);
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "phakhi-server", "--bin", "phakhi"])
+            .status()
+            .expect("run cargo build for the phakhi binary");
+        assert!(status.success(), "building the phakhi binary failed");
+        // target/debug/deps/<test> -> target/debug/phakhi
+        let exe = std::env::current_exe().expect("current test executable");
+        let debug = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test executable lives in target/<profile>/deps");
+        debug.join("phakhi")
+    })
+    .clone()
+}
+
+/// A running `phakhi serve` process.
+#[derive(Debug)]
+pub struct ServerProcess {
+    child: Option<Child>,
+    /// The address it printed.
+    pub addr: SocketAddr,
+    /// `http://<addr>`.
+    pub url: String,
+    /// Its data folder.
+    pub data: PathBuf,
+    /// Everything it printed on stdout up to and including the `listening on` line.
+    pub banner: Vec<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl ServerProcess {
+    /// Starts `phakhi serve --addr 127.0.0.1 --port 0 --data <data> <extra>` and waits for its
+    /// address.
+    pub fn start(data: &Path, extra: &[&str]) -> ServerProcess {
+        let mut args = vec!["serve", "--addr", "127.0.0.1", "--port", "0"];
+        args.extend_from_slice(extra);
+        Self::start_with(data, &args, &[])
+    }
+
+    /// Starts `phakhi <args> --data <data>` with extra environment variables.
+    pub fn start_with(data: &Path, args: &[&str], env: &[(&str, &str)]) -> ServerProcess {
+        let mut command = Command::new(phakhi_bin());
+        command
+            .args(args)
+            .arg("--data")
+            .arg(data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("RUST_LOG", "info");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("spawn phakhi serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        let (lines_tx, lines_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut banner = Vec::new();
+        let addr = loop {
+            let line = match lines_rx.recv_timeout(START_TIMEOUT) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let err = stderr.join().unwrap_or_default();
+                    panic!("server did not print its address; stdout {banner:?}; stderr:\n{err}");
+                }
+            };
+            banner.push(line.clone());
+            if let Some(addr) = line.strip_prefix("listening on http://") {
+                break addr.parse::<SocketAddr>().expect("a socket address");
+            }
+        };
+        assert!(addr.ip().is_loopback(), "tests only listen on loopback");
+        ServerProcess {
+            child: Some(child),
+            url: format!("http://{addr}"),
+            addr,
+            data: data.to_path_buf(),
+            banner,
+            stderr: Some(stderr),
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns its status and stderr.
+    pub fn terminate(self) -> (ExitStatus, String) {
+        self.signal("-TERM")
+    }
+
+    /// Sends SIGINT (ctrl-c) and waits for the process to exit; returns its status and stderr.
+    pub fn interrupt(self) -> (ExitStatus, String) {
+        self.signal("-INT")
+    }
+
+    fn signal(mut self, signal: &str) -> (ExitStatus, String) {
+        let pid = self.pid().to_string();
+        let sent = Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill {signal} {pid} failed");
+        self.wait_exit()
+    }
+
+    /// Sends SIGKILL (no chance to clean up) and waits for the process to die.
+    pub fn kill(mut self) -> (ExitStatus, String) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+        }
+        self.wait_exit()
+    }
+
+    fn wait_exit(&mut self) -> (ExitStatus, String) {
+        let mut child = self.child.take().expect("process still owned");
+        let deadline = std::time::Instant::now() + STOP_TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for server") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("server did not stop within {STOP_TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|handle| handle.join().ok())
+            .unwrap_or_default();
+        (status, stderr)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `phakhi admin --data <data> <args>` to completion.
+pub fn admin(data: &Path, args: &[&str]) -> Output {
+    Command::new(phakhi_bin())
+        .arg("admin")
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .output()
+        .expect("run phakhi admin")
+}
+
+/// Runs `phakhi <args>` to completion.
+pub fn phakhi(args: &[&str]) -> Output {
+    Command::new(phakhi_bin())
+        .args(args)
+        .output()
+        .expect("run phakhi")
+}
+
+/// A plain GET: (status, body).
+pub fn get(url: &str) -> (u16, String) {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .new_agent();
+    let mut response = agent.get(url).call().expect("GET");
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string().expect("body");
+    (status, body)
+}
+
+/// A POST of raw bytes as `application/octet-stream`: (status, error code header, body).
+pub fn post(url: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
+    try_post(url, body).expect("POST")
+}
+
+/// Like [`post`], but a broken or refused connection is an `Err` instead of a panic.
+pub fn try_post(url: &str, body: &[u8]) -> Result<(u16, String, Vec<u8>), String> {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .new_agent();
+    let mut response = agent
+        .post(url)
+        .header("content-type", "application/octet-stream")
+        .send(body)
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let code = response
+        .headers()
+        .get("x-phakhi-error")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = response
+        .body_mut()
+        .read_to_vec()
+        .map_err(|e| e.to_string())?;
+    Ok((status, code, body))
+}
+
+/// Seconds since the Unix epoch (what a phone's clock says).
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A field device built from `phakhi_core` (static key, sealed transport, sync initiator)
+/// talking HTTP to a server: the minimum a test needs, not the app's orchestrator.
+#[derive(Debug)]
+pub struct Device {
+    pub key: StaticKeyPair,
+    pub server: PublicKey,
+    /// Where it sends requests (the server, or a bad link in front of it).
+    pub url: String,
+    pub docs: BTreeMap<DocName, AutoCommit>,
+    /// Shared heads with the server, kept between exchanges.
+    pub state: PeerState,
+}
+
+/// Why an exchange did not complete.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The server answered with this HTTP status and error code.
+    Refused(u16, String),
+    /// No usable answer (connection refused or broken, answer cut short).
+    Unreachable,
+}
+
+impl Device {
+    pub fn enrol(
+        url: &str,
+        invite: &str,
+        server: PublicKey,
+    ) -> Result<(Device, EnrolResponse), Failure> {
+        let device = Device {
+            key: StaticKeyPair::generate(&mut OsRng),
+            server,
+            url: url.to_string(),
+            docs: BTreeMap::new(),
+            state: PeerState::new(),
+        };
+        let payload = EnrolRequest {
+            invite: invite.into(),
+        }
+        .encode();
+        let answer = device.exchange("/v1/enroll", &payload)?;
+        let response = EnrolResponse::decode(&answer).expect("enrolment answer");
+        Ok((device, response))
+    }
+
+    pub fn exchange(&self, path: &str, payload: &[u8]) -> Result<Vec<u8>, Failure> {
+        let (envelope, pending) =
+            seal::seal_request(&mut OsRng, &self.key, &self.server, now(), payload).expect("seal");
+        let url = format!("{}{path}", self.url);
+        let (status, code, body) = try_post(&url, &envelope).map_err(|_| Failure::Unreachable)?;
+        if status != 200 {
+            return Err(Failure::Refused(status, code));
+        }
+        pending
+            .open_response(&body)
+            .map_err(|_| Failure::Unreachable)
+    }
+
+    pub fn write(&mut self, doc: &str, key: &str, value: &str) {
+        let doc = self
+            .docs
+            .entry(DocName::parse(doc).expect("name"))
+            .or_default();
+        doc.put(ROOT, key, value).expect("put");
+        doc.commit();
+    }
+
+    pub fn read(&self, doc: &str, key: &str) -> Option<String> {
+        let doc = self.docs.get(&DocName::parse(doc).ok()?)?;
+        let (value, _) = doc.get(ROOT, key).ok()??;
+        value.into_string().ok()
+    }
+
+    pub fn sync(&mut self) -> Result<(), Failure> {
+        let mut initiator = Initiator::new(self.state.clone(), sync::Limits::default());
+        loop {
+            let request = initiator
+                .poll_request(&mut self.docs, None)
+                .expect("request");
+            let answer = match self.exchange("/v1/sync", &request) {
+                Ok(answer) => answer,
+                Err(failure) => {
+                    initiator.handle_lost();
+                    return Err(failure);
+                }
+            };
+            let progress = initiator
+                .handle_response(&answer, &mut self.docs, &PrefixScope::everything())
+                .expect("response applies");
+            if progress == Progress::Done {
+                self.state = initiator.state().clone();
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! End to end across real processes: a `phakhi serve` process on a loopback port, invites made
+//! by `phakhi admin invite` on its data folder, and field devices built from `phakhi_core`
+//! (static keys, sealed transport, sync initiator) talking HTTP to it. Includes SIGKILL in the
+//! middle of a stream of syncs: after a restart every acknowledged change is there.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use phakhi_core::seal::{self, PublicKey};
+use phakhi_tests::server::{Device, Failure, ServerProcess, admin};
+
+const TIP_DESK: &str = "0707070707070707070707070707070707070707070707070707070707070707";
+
+/// The server's static key, as printed on its first start.
+fn static_key(server: &ServerProcess) -> PublicKey {
+    let line = server
+        .banner
+        .iter()
+        .find_map(|line| line.trim().strip_prefix("server static key (X25519):"))
+        .expect("first start prints the static key");
+    let bytes: [u8; 32] = hex::decode(line.trim())
+        .expect("hex")
+        .try_into()
+        .expect("32 bytes");
+    PublicKey::from_bytes(bytes)
+}
+
+/// An invite made by `phakhi admin invite` on the server's data folder.
+fn invite(data: &Path, province: &str, role: &str, url: &str) -> String {
+    let out = admin(
+        data,
+        &[
+            "invite",
+            "--province",
+            province,
+            "--role",
+            role,
+            "--server-url",
+            url,
+            "--tip-desk-key",
+            TIP_DESK,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string();
+    assert!(seal::SignedInvite::parse(&text).is_ok(), "{text}");
+    text
+}
+
+const ACTIVITIES_44: &str = "province/TH-44/activities/2026";
+
+#[test]
+fn three_devices_two_provinces_converge_scope_holds_and_revocation_bites() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerProcess::start(dir.path(), &[]);
+    let key = static_key(&server);
+    let invite_a = invite(dir.path(), "TH-44", "leader", &server.url);
+    let invite_b = invite(dir.path(), "TH-44", "coordinator", &server.url);
+    let invite_c = invite(dir.path(), "TH-40", "leader", &server.url);
+    let (mut a, enrolled_a) = Device::enrol(&server.url, &invite_a, key).expect("enrol a");
+    let (mut b, _) = Device::enrol(&server.url, &invite_b, key).expect("enrol b");
+    let (mut c, _) = Device::enrol(&server.url, &invite_c, key).expect("enrol c");
+    assert_eq!(
+        Device::enrol(&server.url, &invite_a, key).err(),
+        Some(Failure::Refused(409, "invite_used".into()))
+    );
+
+    a.write(ACTIVITIES_44, "title", "รณรงค์ต่อต้านการทุจริตในโรงเรียน");
+    b.write(ACTIVITIES_44, "district", "อำเภอเมืองมหาสารคาม");
+    c.write("province/TH-40/activities/2026", "title", "สัมมนาภาคเอกชน");
+    for device in [&mut a, &mut b, &mut c] {
+        device.sync().expect("sync");
+    }
+    a.sync().expect("sync");
+    for device in [&a, &b] {
+        assert_eq!(
+            device.read(ACTIVITIES_44, "title").as_deref(),
+            Some("รณรงค์ต่อต้านการทุจริตในโรงเรียน")
+        );
+        assert_eq!(
+            device.read(ACTIVITIES_44, "district").as_deref(),
+            Some("อำเภอเมืองมหาสารคาม")
+        );
+    }
+    c.sync().expect("sync");
+    assert!(c.docs.keys().all(|name| !name.as_str().contains("TH-44")));
+
+    let table = String::from_utf8(admin(dir.path(), &["devices"]).stdout).expect("utf-8");
+    assert_eq!(table.lines().count(), 4, "{table}");
+    let out = admin(dir.path(), &["revoke", &enrolled_a.device_id]);
+    assert!(out.status.success());
+    a.write(ACTIVITIES_44, "title", "หลังถูกเพิกถอน");
+    assert_eq!(
+        a.sync(),
+        Err(Failure::Refused(403, "device_revoked".into()))
+    );
+    b.sync().expect("sync");
+    assert_eq!(
+        b.read(ACTIVITIES_44, "title").as_deref(),
+        Some("รณรงค์ต่อต้านการทุจริตในโรงเรียน")
+    );
+
+    let (exit, _) = server.terminate();
+    assert!(exit.success());
+}
+
+#[test]
+fn sigkill_during_syncs_loses_no_acknowledged_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("phakhi.toml");
+    std::fs::write(
+        &config,
+        "[limits]\nrequests_per_minute = 100000\nrequest_burst = 100000\n",
+    )
+    .expect("config");
+    let config = config.display().to_string();
+    let data = dir.path().join("data");
+    let server = ServerProcess::start(&data, &["--config", &config]);
+    let key = static_key(&server);
+    let invite_a = invite(&data, "TH-44", "leader", &server.url);
+    let (mut writer, _) = Device::enrol(&server.url, &invite_a, key).expect("enrol");
+
+    // One thread syncs a new change after another; the test kills the server under it.
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopper = stop.clone();
+    let done = Arc::new(AtomicUsize::new(0));
+    let counter = done.clone();
+    let syncing = std::thread::spawn(move || {
+        let mut acknowledged = Vec::new();
+        for n in 0..10_000u32 {
+            if stopper.load(Ordering::Relaxed) {
+                break;
+            }
+            let key = format!("change-{n}");
+            writer.write(ACTIVITIES_44, &key, &format!("บันทึกที่ {n}"));
+            match writer.sync() {
+                Ok(()) => {
+                    acknowledged.push(key);
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(Failure::Unreachable) => break,
+                Err(other) => panic!("unexpected refusal {other:?}"),
+            }
+        }
+        acknowledged
+    });
+    // Let some syncs through, then SIGKILL: no chance to flush anything.
+    while !syncing.is_finished() && done.load(Ordering::Relaxed) < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let (status, _) = server.kill();
+    assert!(!status.success());
+    stop.store(true, Ordering::Relaxed);
+    let acknowledged = syncing.join().expect("sync thread");
+    assert!(
+        acknowledged.len() >= 20,
+        "only {} syncs ran",
+        acknowledged.len()
+    );
+
+    let server = ServerProcess::start(&data, &["--config", &config]);
+    let invite_b = invite(&data, "TH-44", "leader", &server.url);
+    let (mut reader, _) = Device::enrol(&server.url, &invite_b, key).expect("enrol after restart");
+    reader.sync().expect("sync after restart");
+    for key in &acknowledged {
+        assert!(
+            reader.read(ACTIVITIES_44, key).is_some(),
+            "acknowledged {key} lost ({} acknowledged)",
+            acknowledged.len()
+        );
+    }
+    let (exit, _) = server.terminate();
+    assert!(exit.success());
+}
