@@ -32,8 +32,8 @@ COMMAND_TIMEOUT_S = 60
 PROVINCE = "TH-44"
 # Argon2 cost for test stores: the default (64 MiB, 3 passes) is for phones, not for test runs.
 CHEAP = phakhi.PassphraseCost(memory_kib=8 * 1024, iterations=1, parallelism=1)
-# A member network code: eight data symbols and a check symbol (Crockford base32).
-MEMBER_CODE_DATA = "7K3MQ2PD"
+# A member network code: twenty data symbols and a check symbol (Crockford base32).
+MEMBER_CODE_DATA = "7K3MQ2PDXR9A4HT6WNBC"
 
 
 def member_code():
