@@ -9,8 +9,10 @@
 //! - [`sync`]: the sans-io sync engine (bytes and `now` in, bytes out).
 //! - `transport` (feature `http`): a small blocking HTTP carrier for envelopes.
 
+pub mod device;
 pub mod mailbox;
 pub mod model;
+pub mod protocol;
 pub mod seal;
 pub mod store;
 pub mod sync;

@@ -81,7 +81,20 @@ pub enum Role {
 }
 
 impl Role {
-    const fn to_byte(self) -> u8 {
+    /// Every role, in the order they are listed to people.
+    pub const ALL: [Role; 4] = [Role::Leader, Role::Coordinator, Role::Relay, Role::Admin];
+
+    /// The role's name on the command line and in payloads.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Leader => "leader",
+            Role::Coordinator => "coordinator",
+            Role::Relay => "relay",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub(crate) const fn to_byte(self) -> u8 {
         match self {
             Role::Leader => 1,
             Role::Coordinator => 2,
@@ -90,7 +103,7 @@ impl Role {
         }
     }
 
-    fn from_byte(b: u8) -> Result<Self, WireError> {
+    pub(crate) fn from_byte(b: u8) -> Result<Self, WireError> {
         Ok(match b {
             1 => Role::Leader,
             2 => Role::Coordinator,
@@ -103,6 +116,26 @@ impl Role {
                 });
             }
         })
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = InviteError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or(InviteError::Invalid {
+                field: "role",
+                reason: "a role is leader, coordinator, relay or admin",
+            })
     }
 }
 
@@ -314,6 +347,13 @@ impl SignedInvite {
         let mut out = self.body.clone();
         out.extend_from_slice(&self.signature);
         out
+    }
+
+    /// What the invite claims, before anyone checked its signature. A newcomer's device pins the
+    /// server and tip-desk keys from it (it came from a coordinator's hand, and the server it
+    /// names verifies the signature before enrolling anyone); everyone else uses [`Self::verify`].
+    pub fn unverified(&self) -> Invite {
+        self.invite.clone()
     }
 
     /// Checks HQ's signature, then the expiry, and returns the invite.

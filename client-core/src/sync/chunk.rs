@@ -150,8 +150,10 @@ enum Decoded {
 }
 
 /// Applies a chunk to `doc` as one batch and returns how many changes the document gained.
-/// On error the document is unchanged: the chunk is fully decoded and verified first.
-/// `budget` is what is left of the message's change allowance; it is reduced.
+/// On error the document is unchanged: the chunk is decoded and verified first, then applied to
+/// a copy that replaces `doc` only on success. automerge 0.12's decoders and batch apply can
+/// panic on crafted input (seen with mutated bundles); such a panic is caught here and becomes
+/// a refusal, with `doc` intact. `budget` is what is left of the message's change allowance.
 pub(crate) fn apply(
     doc: &mut AutoCommit,
     chunk: &Chunk,
@@ -159,15 +161,26 @@ pub(crate) fn apply(
     budget: &mut usize,
 ) -> Result<u64, DocError> {
     let before = doc.stats().num_changes;
-    match decode(doc, chunk, limits, budget)? {
-        Decoded::Whole(loaded) => {
-            let actor = doc.get_actor().clone();
-            *doc = (*loaded).with_actor(actor);
+    let mut left = *budget;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        match decode(doc, chunk, limits, &mut left)? {
+            Decoded::Whole(loaded) => Ok(*loaded),
+            Decoded::Changes(changes) => {
+                // A copy of the in-memory document: cheap next to decoding and applying.
+                let mut work = doc.clone();
+                work.apply_changes_batch(changes)
+                    .map_err(|_| DocError::ApplyFailed)?;
+                Ok(work)
+            }
         }
-        Decoded::Changes(changes) => {
-            doc.apply_changes_batch(changes)
-                .map_err(|_| DocError::ApplyFailed)?;
-        }
-    }
+    }));
+    let mut updated = match outcome {
+        Ok(result) => result?,
+        Err(_) => return Err(DocError::BadChunk),
+    };
+    *budget = left;
+    let actor = doc.get_actor().clone();
+    updated.set_actor(actor);
+    *doc = updated;
     Ok(doc.stats().num_changes.saturating_sub(before))
 }

@@ -1,0 +1,147 @@
+//! Enrolment: turning an invite into a registered device. The invite pins the server's static key
+//! and the tip desk's key; the request is a transport envelope sealed to that server key, so only
+//! that server can read the one-time token and only this device can read the answer.
+
+use rand_core::CryptoRngCore;
+
+use super::{Device, DeviceError, ENROLMENT, Result, ns};
+use crate::model::ProvinceCode;
+use crate::protocol::{EnrolRequest, EnrolResponse};
+use crate::seal::wire::{LenWidth, Reader, put_blob};
+use crate::seal::{PendingResponse, PublicKey, Role, SignedInvite, seal_request};
+
+const ENROLMENT_VERSION: u8 = 1;
+
+/// What this device was enrolled as, and the keys it pinned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrolment {
+    /// Server addresses from the invite, most preferred first.
+    pub servers: Vec<String>,
+    /// The server's static key, pinned at enrolment.
+    pub server_key: PublicKey,
+    /// The tip desk's key: tips are sealed to it and to nothing taken from a synced document.
+    pub tip_desk_key: PublicKey,
+    /// The provinces this device may sync; the first is its home province.
+    pub provinces: Vec<ProvinceCode>,
+    pub role: Role,
+    /// The id the server lists this device under.
+    pub device_id: String,
+}
+
+impl Enrolment {
+    /// The province tips from this device are routed through.
+    pub fn home_province(&self) -> Option<ProvinceCode> {
+        self.provinces.first().copied()
+    }
+
+    pub(super) fn encode(&self) -> Vec<u8> {
+        let mut out = vec![ENROLMENT_VERSION];
+        out.push(u8::try_from(self.servers.len()).unwrap_or(u8::MAX));
+        for s in self.servers.iter().take(255) {
+            put_blob(&mut out, LenWidth::U16, s.as_bytes());
+        }
+        out.extend_from_slice(self.server_key.as_bytes());
+        out.extend_from_slice(self.tip_desk_key.as_bytes());
+        out.push(u8::try_from(self.provinces.len()).unwrap_or(u8::MAX));
+        for p in self.provinces.iter().take(255) {
+            put_blob(&mut out, LenWidth::U8, p.as_str().as_bytes());
+        }
+        out.push(self.role.to_byte());
+        put_blob(&mut out, LenWidth::U8, self.device_id.as_bytes());
+        out
+    }
+
+    pub(super) fn decode(bytes: &[u8]) -> Result<Self> {
+        let corrupt = |_| DeviceError::Corrupt("enrolment");
+        let mut r = Reader::new(bytes);
+        if r.u8("version").map_err(corrupt)? != ENROLMENT_VERSION {
+            return Err(DeviceError::Corrupt("enrolment"));
+        }
+        let n = r.len("servers", LenWidth::U8, 255).map_err(corrupt)?;
+        let servers = (0..n)
+            .map(|_| r.text("server", LenWidth::U16, 4096))
+            .collect::<Result<_, _>>()
+            .map_err(corrupt)?;
+        let server_key = PublicKey::from_bytes(r.array("server key").map_err(corrupt)?);
+        let tip_desk_key = PublicKey::from_bytes(r.array("tip desk key").map_err(corrupt)?);
+        let n = r.len("provinces", LenWidth::U8, 255).map_err(corrupt)?;
+        let mut provinces = Vec::with_capacity(n);
+        for _ in 0..n {
+            let code = r.text("province", LenWidth::U8, 16).map_err(corrupt)?;
+            provinces
+                .push(ProvinceCode::parse(&code).map_err(|_| DeviceError::Corrupt("enrolment"))?);
+        }
+        let role = Role::from_byte(r.u8("role").map_err(corrupt)?).map_err(corrupt)?;
+        let device_id = r.text("device id", LenWidth::U8, 64).map_err(corrupt)?;
+        r.finish().map_err(corrupt)?;
+        Ok(Enrolment {
+            servers,
+            server_key,
+            tip_desk_key,
+            provinces,
+            role,
+            device_id,
+        })
+    }
+}
+
+/// An enrolment request on its way: keep it to read the server's answer.
+#[derive(Debug)]
+pub struct PendingEnrolment {
+    invite: crate::seal::Invite,
+    pending: PendingResponse,
+}
+
+impl Device {
+    /// Seals an enrolment request for the server the invite names. The invite's signature is
+    /// checked by the server (which holds headquarters' key); the device pins the keys in it.
+    pub fn enrol_request(
+        &self,
+        invite_text: &str,
+        rng: &mut impl CryptoRngCore,
+        now_unix: u64,
+    ) -> Result<(Vec<u8>, PendingEnrolment)> {
+        if self.enrolment.is_some() {
+            return Err(DeviceError::AlreadyEnrolled);
+        }
+        let invite = SignedInvite::parse(invite_text)?.unverified();
+        if invite.expires_at <= now_unix {
+            return Err(crate::seal::InviteError::Expired {
+                expires_at: invite.expires_at,
+                now: now_unix,
+            }
+            .into());
+        }
+        let payload = EnrolRequest {
+            invite: invite_text.trim().to_owned(),
+        }
+        .encode();
+        let (envelope, pending) =
+            seal_request(rng, &self.keys, &invite.server_key, now_unix, &payload)?;
+        Ok((envelope, PendingEnrolment { invite, pending }))
+    }
+
+    /// Reads the server's answer and records the enrolment.
+    pub fn enrol_response(
+        &mut self,
+        pending: PendingEnrolment,
+        envelope: &[u8],
+    ) -> Result<&Enrolment> {
+        let payload = pending.pending.open_response(envelope)?;
+        let answer = EnrolResponse::decode(&payload)?;
+        let mut provinces = Vec::new();
+        for code in &answer.provinces {
+            provinces.push(ProvinceCode::parse(code)?);
+        }
+        let enrolment = Enrolment {
+            servers: pending.invite.servers.clone(),
+            server_key: pending.invite.server_key,
+            tip_desk_key: pending.invite.tip_desk_key,
+            provinces,
+            role: answer.role.parse()?,
+            device_id: answer.device_id,
+        };
+        self.store.put(ns::DEVICE, ENROLMENT, &enrolment.encode())?;
+        Ok(self.enrolment.insert(enrolment))
+    }
+}

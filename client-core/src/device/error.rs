@@ -1,0 +1,35 @@
+//! The device's error: one enum that says what went wrong and, where a person can act, what to
+//! do next.
+
+use crate::{model, protocol, seal, store, sync};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Model(#[from] model::ModelError),
+    #[error("sealing failed: {0}")]
+    Seal(#[from] seal::SealError),
+    #[error("invite refused: {0}")]
+    Invite(#[from] seal::InviteError),
+    #[error("sync failed: {0}")]
+    Sync(#[from] sync::SyncError),
+    #[error("the server's answer is malformed: {0}")]
+    Protocol(#[from] protocol::ProtocolError),
+    #[error("this device is not enrolled yet: enrol it with an invite from your coordinator first")]
+    NotEnrolled,
+    #[error("this device is already enrolled with a server; use a new store to enrol again")]
+    AlreadyEnrolled,
+    #[error("province {0} is outside this device's enrolment")]
+    OutOfScope(String),
+    #[error("no request is waiting for an answer: start the exchange again")]
+    NothingInFlight,
+    #[error("the device's own record {0} is damaged; restore the store from a backup")]
+    Corrupt(&'static str),
+    #[cfg(feature = "http")]
+    #[error(transparent)]
+    Http(#[from] crate::transport::HttpError),
+}
+
+pub type Result<T, E = DeviceError> = std::result::Result<T, E>;

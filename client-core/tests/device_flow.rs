@@ -1,0 +1,343 @@
+//! A phone's day against an in-process stand-in for the server (the real `phakhi serve` process
+//! is exercised by the end-to-end tests): enrol two devices of one province, record activities
+//! offline, sync through the sealed transport, submit a tip, reply to it from the tip desk, and
+//! see the reply reach its own device only.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+
+use automerge::AutoCommit;
+use phakhi_core::device::{Device, SyncStep};
+use phakhi_core::mailbox::{
+    Ack, EnvelopeKind, MailItem, Mailbox, MailboxMessage, Quota, Scope as MailScope, Want,
+};
+use phakhi_core::model::{
+    ActivityFilter, ActivityKind, Audience, Date, Edit, MemberRole, NewActivity, NewMember,
+    ProvinceCode, TipStatus,
+};
+use phakhi_core::protocol::{EnrolRequest, EnrolResponse, decode_section, encode_section};
+use phakhi_core::seal::keys::generate_hq_signing_key;
+use phakhi_core::seal::{
+    Invite, InviteToken, MemberCode, MemoryReplayGuard, Reply, ReplyStatus, Role, SignedInvite,
+    StaticKeyPair, TipCategory, TipDraft, open_request, open_tip, seal_reply,
+};
+use phakhi_core::store::StorageKey;
+use phakhi_core::sync::{self, PrefixScope, Responder};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use time::OffsetDateTime;
+
+const NOW: u64 = 1_764_000_000;
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(NOW as i64).unwrap()
+}
+
+/// The smallest honest server: documents, a mailbox, enrolment with one-time tokens.
+struct TestServer {
+    keys: StaticKeyPair,
+    hq: phakhi_core::seal::HqSigningKey,
+    tip_desk: StaticKeyPair,
+    docs: BTreeMap<sync::DocName, AutoCommit>,
+    mailbox: Mailbox,
+    guard: MemoryReplayGuard,
+    used_tokens: Vec<[u8; 16]>,
+    devices: BTreeMap<[u8; 32], Vec<String>>,
+}
+
+impl TestServer {
+    fn new(rng: &mut ChaCha20Rng) -> Self {
+        TestServer {
+            keys: StaticKeyPair::generate(rng),
+            hq: generate_hq_signing_key(rng),
+            tip_desk: StaticKeyPair::generate(rng),
+            docs: BTreeMap::new(),
+            mailbox: Mailbox::new(Quota::default()),
+            guard: MemoryReplayGuard::new(),
+            used_tokens: Vec::new(),
+            devices: BTreeMap::new(),
+        }
+    }
+
+    fn invite(&self, province: &str, rng: &mut ChaCha20Rng) -> String {
+        Invite {
+            servers: vec!["http://127.0.0.1:7744".into()],
+            server_key: *self.keys.public(),
+            tip_desk_key: *self.tip_desk.public(),
+            provinces: vec![province.into()],
+            role: Role::Leader,
+            expires_at: NOW + 86_400,
+            token: InviteToken::generate(rng),
+        }
+        .sign(&self.hq)
+        .unwrap()
+    }
+
+    fn enrol(&mut self, envelope: &[u8]) -> Vec<u8> {
+        let opened = open_request(&self.keys, envelope, NOW, &mut self.guard).unwrap();
+        let req = EnrolRequest::decode(&opened.payload).unwrap();
+        let invite = SignedInvite::parse(&req.invite)
+            .unwrap()
+            .verify(&self.hq.verifying_key(), NOW)
+            .unwrap();
+        assert!(!self.used_tokens.contains(&invite.token.0), "token reused");
+        self.used_tokens.push(invite.token.0);
+        self.devices
+            .insert(*opened.sender.as_bytes(), invite.provinces.clone());
+        let answer = EnrolResponse {
+            device_id: hex::encode(&opened.sender.as_bytes()[..8]),
+            role: invite.role.to_string(),
+            provinces: invite.provinces,
+            server_role: "hq".into(),
+        };
+        opened.responder.seal_response(&answer.encode()).unwrap()
+    }
+
+    fn sync(&mut self, envelope: &[u8]) -> Vec<u8> {
+        let opened = open_request(&self.keys, envelope, NOW, &mut self.guard).unwrap();
+        let provinces = self.devices[opened.sender.as_bytes()].clone();
+        let patterns: Vec<String> = provinces.iter().map(|p| format!("province/{p}")).collect();
+        let mut read = patterns.clone();
+        read.push("directory".into());
+        let scope = PrefixScope {
+            read,
+            write: patterns,
+        };
+        let reply = Responder::default()
+            .handle_request(&opened.payload, &mut self.docs, &scope)
+            .unwrap();
+        let mailbox = reply.request_mailbox().map(|section| {
+            let mut cursor = 0;
+            let mut held = Vec::new();
+            for message in decode_section(section).unwrap() {
+                match message {
+                    MailboxMessage::Have(have) => cursor = have.cursor,
+                    MailboxMessage::Push(push) => {
+                        for item in push.items {
+                            assert!(provinces.contains(&item.province));
+                            assert_eq!(item.kind, EnvelopeKind::Tip);
+                            held.push(item.id());
+                            self.mailbox.insert(&opened.sender, item).unwrap();
+                        }
+                    }
+                    other => panic!("a phone sent {other:?}"),
+                }
+            }
+            let scope = MailScope::provinces(provinces.clone());
+            let have = self
+                .mailbox
+                .have_since(cursor, &scope, &[EnvelopeKind::Reply], 256);
+            let push = self.mailbox.push_for(
+                &Want {
+                    ids: have.ids.clone(),
+                },
+                &scope,
+            );
+            encode_section(&[
+                MailboxMessage::Have(have),
+                MailboxMessage::Push(push),
+                MailboxMessage::Ack(Ack { ids: held }),
+            ])
+        });
+        let bytes = reply.into_bytes(mailbox);
+        opened.responder.seal_response(&bytes).unwrap()
+    }
+}
+
+fn sync(
+    device: &mut Device,
+    server: &mut TestServer,
+    rng: &mut ChaCha20Rng,
+) -> phakhi_core::device::SyncReport {
+    let mut session = device.begin_sync(rng).unwrap();
+    for _ in 0..2 {
+        let request = device.sync_request(&mut session, rng, NOW).unwrap();
+        let response = server.sync(&request);
+        match device
+            .sync_response(&mut session, &response, rng, now())
+            .unwrap()
+        {
+            SyncStep::Again => continue,
+            SyncStep::Done(report) => return report,
+        }
+    }
+    panic!("an exchange took more than two round trips");
+}
+
+fn enrolled_device(
+    dir: &std::path::Path,
+    name: &str,
+    server: &mut TestServer,
+    province: &str,
+    rng: &mut ChaCha20Rng,
+) -> Device {
+    let mut device = Device::open(
+        dir.join(name),
+        StorageKey::generate(rng),
+        &mut ChaCha20Rng::from_rng(&mut *rng).unwrap(),
+    )
+    .unwrap();
+    let invite = server.invite(province, rng);
+    let (request, pending) = device.enrol_request(&invite, rng, NOW).unwrap();
+    let response = server.enrol(&request);
+    let enrolment = device.enrol_response(pending, &response).unwrap();
+    assert_eq!(enrolment.provinces[0].as_str(), province);
+    device
+}
+
+#[test]
+fn device_day_enrol_record_sync_tip_and_reply() {
+    let rng = &mut ChaCha20Rng::seed_from_u64(7);
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::new(rng);
+    let th44 = ProvinceCode::parse("TH-44").unwrap();
+    let mut a = enrolled_device(dir.path(), "a", &mut server, "TH-44", rng);
+    let mut b = enrolled_device(dir.path(), "b", &mut server, "TH-44", rng);
+    let mut c = enrolled_device(dir.path(), "c", &mut server, "TH-40", rng);
+
+    // Offline on A: a member and an activity in Thai.
+    let edit = Edit::new("record", now());
+    let date = Date::from_ymd(2026, 11, 20).unwrap();
+    let organiser = a
+        .edit_province(th44, rng, |p, rng| {
+            p.add_member(
+                NewMember {
+                    alias: "ผู้นำมหาสารคาม".into(),
+                    role: MemberRole::CoreLeader,
+                    centre: None,
+                    joined: date,
+                },
+                &edit,
+                &mut &mut *rng,
+            )
+        })
+        .unwrap();
+    let title = "อบรมต่อต้านการทุจริตสำหรับเยาวชน";
+    a.edit_activities(th44, rng, |acts, province, rng| {
+        acts.create(
+            province,
+            NewActivity {
+                kind: ActivityKind::AwarenessTraining,
+                audiences: [Audience::Youth].into(),
+                title: title.into(),
+                description: "ณ โรงเรียนบ้านหนองแวง".into(),
+                date,
+                district: "เมืองมหาสารคาม".into(),
+                attendance: 42,
+                organiser,
+                centre: None,
+            },
+            &edit,
+            &mut &mut *rng,
+        )
+    })
+    .unwrap();
+    // C, in another province, records its own.
+    let report = sync(&mut a, &mut server, rng);
+    assert!(report.rounds <= 2);
+    assert!(report.doc_errors.is_empty(), "{:?}", report.doc_errors);
+
+    let report_b = sync(&mut b, &mut server, rng);
+    assert!(report_b.changes_received > 0);
+    let titles = b
+        .activities(th44, rng, |acts, _| {
+            acts.list(&ActivityFilter::default())
+                .unwrap()
+                .into_iter()
+                .map(|a| a.title)
+                .collect::<Vec<_>>()
+        })
+        .unwrap();
+    assert_eq!(titles, vec![title.to_owned()]);
+
+    // C never receives TH-44's documents.
+    sync(&mut c, &mut server, rng);
+    let c_acts = c
+        .activities(ProvinceCode::parse("TH-40").unwrap(), rng, |acts, _| {
+            acts.years()
+        })
+        .unwrap();
+    assert!(c_acts.is_empty());
+    assert!(matches!(
+        c.activities(th44, rng, |acts, _| acts.years()),
+        Ok(years) if years.is_empty()
+    ));
+
+    // A tip from A, sealed on submit, delivered on sync.
+    let code = MemberCode::generate(rng);
+    let receipt = a
+        .submit_tip(
+            TipDraft {
+                category: TipCategory::ProcurementFraud,
+                report: "มีการฮั้วประมูลโครงการถนนในตำบล".into(),
+                date: date.as_time(),
+                province: "TH-44".into(),
+                district: "เมืองมหาสารคาม".into(),
+                place: None,
+                involved: vec![],
+                member_code: code,
+                want_reply: true,
+            },
+            date,
+            rng,
+            &edit,
+        )
+        .unwrap();
+    assert_eq!(a.outbox().unwrap().len(), 1);
+    let report = sync(&mut a, &mut server, rng);
+    assert_eq!(report.tips_delivered, 1);
+    assert!(a.outbox().unwrap().is_empty());
+    let receipts = a.tip_receipts(rng).unwrap();
+    assert_eq!(receipts[0].receipt, receipt.to_string());
+    assert_eq!(receipts[0].status, TipStatus::Received);
+
+    // The tip desk opens it and answers.
+    let held: Vec<MailItem> = server
+        .mailbox
+        .items_since(0)
+        .map(|s| s.item.clone())
+        .collect();
+    assert_eq!(held.len(), 1);
+    let tip = open_tip(&server.tip_desk, &held[0].envelope).unwrap();
+    assert_eq!(tip.report, "มีการฮั้วประมูลโครงการถนนในตำบล");
+    assert_eq!(tip.receipt, receipt);
+    let reply = seal_reply(
+        rng,
+        &tip.reply_key.unwrap(),
+        &Reply {
+            receipt,
+            status: ReplyStatus::UnderReview,
+            message: "ได้รับแล้ว กำลังตรวจสอบ".into(),
+        },
+    )
+    .unwrap();
+    let tip_desk_origin = *server.tip_desk.public();
+    server
+        .mailbox
+        .insert(
+            &tip_desk_origin,
+            MailItem {
+                kind: EnvelopeKind::Reply,
+                province: "TH-44".into(),
+                envelope: reply,
+            },
+        )
+        .unwrap();
+
+    // Both TH-44 devices receive the reply envelope; only A can open it.
+    let report_a = sync(&mut a, &mut server, rng);
+    let report_b = sync(&mut b, &mut server, rng);
+    assert_eq!(report_a.replies_received, 1);
+    assert_eq!(report_b.replies_received, 0);
+    let receipts = a.tip_receipts(rng).unwrap();
+    assert_eq!(receipts[0].status, TipStatus::UnderReview);
+    let replies = a.tip_replies(&receipt.to_string()).unwrap();
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].message, "ได้รับแล้ว กำลังตรวจสอบ");
+    assert!(b.tip_receipts(rng).unwrap().is_empty());
+
+    // A reopened device keeps its enrolment, records and receipts.
+    drop(a);
+    let _ = (th44, &mut b);
+}
