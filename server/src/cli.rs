@@ -27,6 +27,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Manage the server's data folder: invites, devices, revocation.
     Admin(AdminArgs),
+    /// A field device (a phone's client) on the command line: records, tips, sync.
+    Device(crate::field::DeviceArgs),
 }
 
 /// Where the configuration comes from.
@@ -151,6 +153,8 @@ pub enum CliError {
     Runtime(std::io::Error),
     #[error(transparent)]
     Admin(#[from] AdminError),
+    #[error(transparent)]
+    Field(#[from] crate::field::FieldError),
 }
 
 /// Resolves the configuration of `serve` (or of an admin command, which only needs the data
@@ -194,6 +198,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Admin(args) => admin(args),
+        Command::Device(args) => Ok(crate::field::run(args)?),
     }
 }
 

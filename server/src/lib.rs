@@ -13,6 +13,8 @@
 //! - [`http`], [`routes`], [`exchange`], [`transport`], [`enroll`], [`scope`]: the requests.
 //! - [`error`]: the one error type clients see; [`metrics`], [`ratelimit`]: operations.
 //! - [`admin`], [`invite`], [`cli`]: the command line.
+//! - [`field`]: `phakhi device`, a phone's client driven from the command line; [`table`],
+//!   [`secret`]: its tables and passphrases.
 
 pub mod admin;
 pub mod cache;
@@ -22,6 +24,7 @@ pub mod db;
 pub mod enroll;
 pub mod error;
 pub mod exchange;
+pub mod field;
 pub mod http;
 pub mod invite;
 pub mod keys;
@@ -30,6 +33,8 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod routes;
 pub mod scope;
+pub mod secret;
 pub mod state;
+pub mod table;
 pub mod transport;
 pub mod wire;
