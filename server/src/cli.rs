@@ -29,6 +29,8 @@ pub enum Command {
     Admin(AdminArgs),
     /// A field device (a phone's client) on the command line: records, tips, sync.
     Device(crate::field::DeviceArgs),
+    /// The investigators' offline tip desk: keys, member codes, opening tips, replies.
+    Tipdesk(crate::tipdesk::TipdeskArgs),
 }
 
 /// Where the configuration comes from.
@@ -155,6 +157,8 @@ pub enum CliError {
     Admin(#[from] AdminError),
     #[error(transparent)]
     Field(#[from] crate::field::FieldError),
+    #[error(transparent)]
+    Tipdesk(#[from] crate::tipdesk::TipdeskError),
 }
 
 /// Resolves the configuration of `serve` (or of an admin command, which only needs the data
@@ -199,6 +203,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve(args) => serve(args),
         Command::Admin(args) => admin(args),
         Command::Device(args) => Ok(crate::field::run(args)?),
+        Command::Tipdesk(args) => Ok(crate::tipdesk::run(args)?),
     }
 }
 

@@ -14,7 +14,8 @@
 //! - [`error`]: the one error type clients see; [`metrics`], [`ratelimit`]: operations.
 //! - [`admin`], [`invite`], [`cli`]: the command line.
 //! - [`field`]: `phakhi device`, a phone's client driven from the command line; [`table`],
-//!   [`secret`]: its tables and passphrases.
+//!   [`secret`]: its tables and passphrases; [`tipdesk`]: `phakhi tipdesk`, the
+//!   investigators' offline desk that opens tips and answers them.
 
 pub mod admin;
 pub mod cache;
@@ -36,5 +37,6 @@ pub mod scope;
 pub mod secret;
 pub mod state;
 pub mod table;
+pub mod tipdesk;
 pub mod transport;
 pub mod wire;
