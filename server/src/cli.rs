@@ -31,6 +31,8 @@ pub enum Command {
     Device(crate::field::DeviceArgs),
     /// The investigators' offline tip desk: keys, member codes, opening tips, replies.
     Tipdesk(crate::tipdesk::TipdeskArgs),
+    /// Headquarters' figures per province and each device's last sync.
+    Report(crate::report::ReportArgs),
 }
 
 /// Where the configuration comes from.
@@ -159,6 +161,8 @@ pub enum CliError {
     Field(#[from] crate::field::FieldError),
     #[error(transparent)]
     Tipdesk(#[from] crate::tipdesk::TipdeskError),
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
 }
 
 /// Resolves the configuration of `serve` (or of an admin command, which only needs the data
@@ -204,6 +208,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Admin(args) => admin(args),
         Command::Device(args) => Ok(crate::field::run(args)?),
         Command::Tipdesk(args) => Ok(crate::tipdesk::run(args)?),
+        Command::Report(args) => Ok(crate::report::run(args)?),
     }
 }
 

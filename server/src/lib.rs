@@ -15,7 +15,7 @@
 //! - [`admin`], [`invite`], [`cli`]: the command line.
 //! - [`field`]: `phakhi device`, a phone's client driven from the command line; [`table`],
 //!   [`secret`]: its tables and passphrases; [`tipdesk`]: `phakhi tipdesk`, the
-//!   investigators' offline desk that opens tips and answers them.
+//!   investigators' offline desk that opens tips and answers them; [`report`]: `phakhi report`, HQ's figures per province.
 
 pub mod admin;
 pub mod cache;
@@ -32,6 +32,7 @@ pub mod keys;
 pub mod mailroom;
 pub mod metrics;
 pub mod ratelimit;
+pub mod report;
 pub mod routes;
 pub mod scope;
 pub mod secret;
