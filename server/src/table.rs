@@ -100,7 +100,7 @@ mod tests {
         table.row(["meeting", "y"]);
         let text = table.render();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[1], "ประชุม   x");
+        assert_eq!(lines[1], "ประชุม    x");
         assert_eq!(lines[2], "meeting  y");
     }
 

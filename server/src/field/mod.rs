@@ -73,7 +73,7 @@ pub enum DeviceCommand {
 #[derive(Debug, thiserror::Error)]
 pub enum FieldError {
     #[error("{0}")]
-    Device(#[from] DeviceError),
+    Device(Box<DeviceError>),
     #[error(transparent)]
     Secret(#[from] SecretError),
     #[error("cannot read {path}: {source}")]
@@ -87,6 +87,12 @@ pub enum FieldError {
     KeyFile(String),
     #[error("{0}")]
     Input(String),
+}
+
+impl From<DeviceError> for FieldError {
+    fn from(error: DeviceError) -> Self {
+        FieldError::Device(Box::new(error))
+    }
 }
 
 impl FieldError {
@@ -119,7 +125,7 @@ impl Session {
         self.device
             .enrolment()
             .and_then(|e| e.home_province())
-            .ok_or(FieldError::Device(DeviceError::NotEnrolled))
+            .ok_or_else(|| DeviceError::NotEnrolled.into())
     }
 }
 
