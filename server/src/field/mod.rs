@@ -194,10 +194,18 @@ fn read_key_file(path: &std::path::Path) -> Result<StorageKey, FieldError> {
 }
 
 fn enroll(session: &mut Session, invite: &str, server: Option<String>) -> Result<(), FieldError> {
-    let enrolment =
-        session
-            .device
-            .enrol_http(invite, server.as_deref(), &mut session.rng, session.now)?;
+    let enrolment = session
+        .device
+        .enrol_http(invite, server.as_deref(), &mut session.rng, session.now)
+        .map_err(|e| match e {
+            DeviceError::Http(phakhi_core::transport::HttpError::Refused { message, .. }) => {
+                FieldError::input(format!(
+                    "the server refused the enrolment: {message}. Ask your coordinator for a \
+                     new invite if this one was used, revoked or has expired"
+                ))
+            }
+            other => other.into(),
+        })?;
     println!(
         "enrolled as device {} ({}) for {}",
         enrolment.device_id,

@@ -6,7 +6,9 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use phakhi_core::device::DeviceError;
 use phakhi_core::seal::{MemberCode, TipCategory, TipDraft};
+use phakhi_core::transport::HttpError;
 use zeroize::Zeroizing;
 
 use super::dates::{self, InputEra, ShowEra};
@@ -225,7 +227,11 @@ pub(super) fn sync(session: &mut Session, server: Option<&str>) -> Result<(), Fi
         bar.finish_and_clear();
     }
     let report = result.map_err(|e| match e {
-        phakhi_core::device::DeviceError::Http(http) => FieldError::input(format!(
+        DeviceError::Http(HttpError::Refused { message, .. }) => FieldError::input(format!(
+            "the server refused the sync: {message}. If this device was revoked, ask your \
+             coordinator for a new invite"
+        )),
+        DeviceError::Http(http) => FieldError::input(format!(
             "sync did not complete: {http}. Nothing was lost; run `sync` again when the \
              connection is better"
         )),
