@@ -119,8 +119,10 @@ fn model_error(name: &str) -> impl FnOnce(phakhi_core::model::ModelError) -> Rep
 
 /// Builds the report from a data folder.
 pub fn build(data: &Path, lang: Lang, era: ShowEra) -> Result<Report, ReportError> {
-    let conn =
+    let mut conn =
         db::open_existing(data)?.ok_or_else(|| ReportError::NoData(data.display().to_string()))?;
+    // One read transaction: a running server's writes and compactions do not tear the report.
+    let conn = conn.transaction().map_err(DbError::from)?;
     let mut provinces: BTreeMap<ProvinceCode, ProvinceDoc> = BTreeMap::new();
     let mut activities: BTreeMap<ProvinceCode, ProvinceActivities> = BTreeMap::new();
     for name in documents::names(&conn)? {
