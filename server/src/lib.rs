@@ -14,8 +14,9 @@
 //! - [`error`]: the one error type clients see; [`metrics`], [`ratelimit`]: operations.
 //! - [`admin`], [`invite`], [`cli`]: the command line.
 //! - [`field`]: `phakhi device`, a phone's client driven from the command line; [`table`],
-//!   [`secret`]: its tables and passphrases; [`tipdesk`]: `phakhi tipdesk`, the
-//!   investigators' offline desk that opens tips and answers them; [`report`]: `phakhi report`, HQ's figures per province.
+//!   [`secret`]: its tables and passphrases.
+//! - [`tipdesk`]: `phakhi tipdesk`, the investigators' offline desk that opens tips and
+//!   answers them; [`report`]: `phakhi report`, headquarters' figures per province.
 
 pub mod admin;
 pub mod cache;
