@@ -341,3 +341,84 @@ fn device_day_enrol_record_sync_tip_and_reply() {
     drop(a);
     let _ = (th44, &mut b);
 }
+
+/// Every byte of the store files that start with `prefix` in `dir` (database, WAL, journal).
+fn store_bytes(dir: &std::path::Path, prefix: &str) -> Vec<(String, Vec<u8>)> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+        })
+        .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+        .collect()
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn device_keeps_no_plaintext_of_a_submitted_tip_in_its_store_files() {
+    let rng = &mut ChaCha20Rng::seed_from_u64(11);
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::new(rng);
+    let mut phone = enrolled_device(dir.path(), "phone", &mut server, "TH-44", rng);
+    let edit = Edit::new("tip", now());
+    let date = Date::from_ymd(2026, 11, 20).unwrap();
+    let report = "ปลัดอำเภอเรียกรับเงินใต้โต๊ะจากผู้รับเหมาก่อสร้างสะพาน";
+    let place = "หน้าที่ว่าการอำเภอโกสุมพิสัย";
+    let code = MemberCode::generate(rng);
+    let code_text = code.to_string();
+    let code_plain: String = code_text.chars().filter(|c| *c != '-').collect();
+    phone
+        .submit_tip(
+            TipDraft {
+                category: TipCategory::Bribery,
+                report: report.into(),
+                date: date.as_time(),
+                province: "TH-44".into(),
+                district: "โกสุมพิสัย".into(),
+                place: Some(place.into()),
+                involved: vec!["ปลัดสมศักดิ์".into()],
+                member_code: code,
+                want_reply: true,
+            },
+            date,
+            rng,
+            &edit,
+        )
+        .unwrap();
+    let needles: [&[u8]; 5] = [
+        report.as_bytes(),
+        place.as_bytes(),
+        "ปลัดสมศักดิ์".as_bytes(),
+        code_text.as_bytes(),
+        code_plain.as_bytes(),
+    ];
+    // While the store is open (WAL present), after a sync, and after it is closed.
+    let check = |when: &str| {
+        let files = store_bytes(dir.path(), "phone");
+        assert!(!files.is_empty());
+        for (name, bytes) in &files {
+            for needle in needles {
+                assert!(
+                    !find(bytes, needle),
+                    "{when}: {name} holds {:?}",
+                    String::from_utf8_lossy(needle)
+                );
+            }
+        }
+    };
+    check("after submitting");
+    sync(&mut phone, &mut server, rng);
+    check("after syncing");
+    drop(phone);
+    check("after closing");
+    // The control: the tip desk reads all of it from the envelope the server holds.
+    let held = server.mailbox.items_since(0).next().unwrap().item.clone();
+    let tip = open_tip(&server.tip_desk, &held.envelope).unwrap();
+    assert_eq!(tip.report, report);
+    assert_eq!(tip.member_code.to_string(), code_text);
+}

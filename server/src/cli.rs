@@ -27,6 +27,12 @@ pub enum Command {
     Serve(ServeArgs),
     /// Manage the server's data folder: invites, devices, revocation.
     Admin(AdminArgs),
+    /// A field device (a phone's client) on the command line: records, tips, sync.
+    Device(crate::field::DeviceArgs),
+    /// The investigators' offline tip desk: keys, member codes, opening tips, replies.
+    Tipdesk(crate::tipdesk::TipdeskArgs),
+    /// Headquarters' figures per province and each device's last sync.
+    Report(crate::report::ReportArgs),
 }
 
 /// Where the configuration comes from.
@@ -152,6 +158,12 @@ pub enum CliError {
     Runtime(std::io::Error),
     #[error(transparent)]
     Admin(#[from] AdminError),
+    #[error(transparent)]
+    Field(#[from] crate::field::FieldError),
+    #[error(transparent)]
+    Tipdesk(#[from] crate::tipdesk::TipdeskError),
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
 }
 
 /// Resolves the configuration of `serve` (or of an admin command, which only needs the data
@@ -195,6 +207,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Admin(args) => admin(args),
+        Command::Device(args) => Ok(crate::field::run(args)?),
+        Command::Tipdesk(args) => Ok(crate::tipdesk::run(args)?),
+        Command::Report(args) => Ok(crate::report::run(args)?),
     }
 }
 

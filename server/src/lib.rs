@@ -15,6 +15,10 @@
 //! - [`state`]: what requests share (one writer connection, the cache, the mailbox).
 //! - [`error`]: the one error type clients see; [`metrics`], [`ratelimit`]: operations.
 //! - [`admin`], [`invite`], [`cli`]: the command line.
+//! - [`field`]: `phakhi device`, a phone's client driven from the command line; [`table`],
+//!   [`secret`]: its tables and passphrases.
+//! - [`tipdesk`]: `phakhi tipdesk`, the investigators' offline desk that opens tips and
+//!   answers them; [`report`]: `phakhi report`, headquarters' figures per province.
 
 pub mod admin;
 pub mod cache;
@@ -24,13 +28,18 @@ pub mod db;
 pub mod enroll;
 pub mod error;
 pub mod exchange;
+pub mod field;
 pub mod http;
 pub mod invite;
 pub mod keys;
 pub mod mailroom;
 pub mod metrics;
 pub mod ratelimit;
+pub mod report;
 pub mod routes;
 pub mod scope;
+pub mod secret;
 pub mod state;
+pub mod table;
+pub mod tipdesk;
 pub mod transport;

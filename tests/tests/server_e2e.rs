@@ -57,6 +57,20 @@ fn invite(data: &Path, province: &str, role: &str, url: &str) -> String {
 
 const ACTIVITIES_44: &str = "province/TH-44/activities/2026";
 
+/// Every stored document chunk on the server, by document name.
+fn stored_documents(data: &Path) -> Vec<(String, Vec<u8>)> {
+    let conn = phakhi_server::db::open_existing(data)
+        .expect("open data folder")
+        .expect("a database");
+    let mut stmt = conn
+        .prepare("SELECT doc, bytes FROM document_chunks ORDER BY doc, seq")
+        .expect("query");
+    stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("read rows")
+}
+
 #[test]
 fn three_devices_two_provinces_converge_scope_holds_and_revocation_bites() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -92,6 +106,16 @@ fn three_devices_two_provinces_converge_scope_holds_and_revocation_bites() {
     }
     c.sync().expect("sync");
     assert!(c.docs.keys().all(|name| !name.as_str().contains("TH-44")));
+
+    // A device's write to the read-only directory is refused and changes nothing stored.
+    let before = stored_documents(dir.path());
+    a.write("directory", "notice", "ประกาศปลอมจากอุปกรณ์");
+    a.sync()
+        .expect("a refused document does not fail the exchange");
+    assert_eq!(stored_documents(dir.path()), before);
+    assert!(before.iter().all(|(name, _)| name != "directory"));
+    c.sync().expect("sync");
+    assert_eq!(c.read("directory", "notice"), None);
 
     let table = String::from_utf8(admin(dir.path(), &["devices"]).stdout).expect("utf-8");
     assert_eq!(table.lines().count(), 4, "{table}");

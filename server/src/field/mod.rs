@@ -1,0 +1,249 @@
+//! `phakhi device`: a field device on the command line. It drives `phakhi_core::device::Device`
+//! exactly as a phone app does — the same encrypted store, enrolment, typed records, sealed tips
+//! and sync — so a coordinator can work from a laptop and tests can run whole phones as
+//! processes. Nothing here re-implements the client: every action is one `Device` call.
+
+pub mod dates;
+mod records;
+mod tips;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use phakhi_core::device::{Device, DeviceError};
+use phakhi_core::model::{Edit, ProvinceCode};
+use phakhi_core::store::{Argon2Params, StorageKey};
+use rand_core::OsRng;
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use crate::secret::{self, SecretError};
+pub use dates::{InputEra, ShowEra};
+
+/// `phakhi device --store PATH [--passphrase-env VAR | --key-file FILE] COMMAND`.
+#[derive(Debug, Clone, Args)]
+pub struct DeviceArgs {
+    /// The device's encrypted store file (created on first use).
+    #[arg(long, value_name = "PATH")]
+    pub store: PathBuf,
+    /// Read the store passphrase from this environment variable instead of asking for it.
+    #[arg(long, value_name = "VAR", conflicts_with = "key_file")]
+    pub passphrase_env: Option<String>,
+    /// Open the store with a raw 32-byte key from this file (64 hex characters or 32 bytes).
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: DeviceCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DeviceCommand {
+    /// Enrol this device with the invite text from `phakhi admin invite`.
+    Enroll {
+        /// The invite (one line of text).
+        invite: String,
+        /// Reach the server under this URL instead of the one in the invite.
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+    },
+    /// Show what this device is enrolled as.
+    Info,
+    /// Members of a province (by alias).
+    #[command(subcommand)]
+    Member(records::MemberCommand),
+    /// Coordination centres of a province.
+    #[command(subcommand)]
+    Centre(records::CentreCommand),
+    /// Activities: campaigns, trainings, meetings.
+    #[command(subcommand)]
+    Activity(records::ActivityCommand),
+    /// Tips: sealed to the tip desk on submission; receipts and replies.
+    #[command(subcommand)]
+    Tip(tips::TipCommand),
+    /// Exchange documents, tips and replies with the server.
+    Sync {
+        /// Reach the server under this URL instead of the enrolled one.
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+    },
+}
+
+/// A failure of a device command, saying what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum FieldError {
+    #[error("{0}")]
+    Device(Box<DeviceError>),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "the key file {0} does not hold a 32-byte key (64 hexadecimal characters or 32 raw bytes)"
+    )]
+    KeyFile(String),
+    #[error("{0}")]
+    Input(String),
+}
+
+impl From<DeviceError> for FieldError {
+    fn from(error: DeviceError) -> Self {
+        FieldError::Device(Box::new(error))
+    }
+}
+
+impl FieldError {
+    fn input(text: impl Into<String>) -> FieldError {
+        FieldError::Input(text.into())
+    }
+}
+
+/// The device with what every command needs.
+pub(crate) struct Session {
+    pub device: Device,
+    pub rng: OsRng,
+    pub now: OffsetDateTime,
+}
+
+impl Session {
+    fn edit(&self, message: &str) -> Edit {
+        Edit::new(message, self.now)
+    }
+
+    /// The given province, or the device's home province.
+    fn province(&self, given: Option<&str>) -> Result<ProvinceCode, FieldError> {
+        if let Some(code) = given {
+            return ProvinceCode::parse(code).map_err(|e| {
+                FieldError::input(format!(
+                    "{e}; give an ISO code such as TH-44 (Maha Sarakham)"
+                ))
+            });
+        }
+        self.device
+            .enrolment()
+            .and_then(|e| e.home_province())
+            .ok_or_else(|| DeviceError::NotEnrolled.into())
+    }
+}
+
+/// Runs a device command.
+pub fn run(args: DeviceArgs) -> Result<(), FieldError> {
+    let mut session = open(&args)?;
+    match args.command {
+        DeviceCommand::Enroll { invite, server } => enroll(&mut session, &invite, server),
+        DeviceCommand::Info => info(&session),
+        DeviceCommand::Member(command) => records::member(&mut session, command),
+        DeviceCommand::Centre(command) => records::centre(&mut session, command),
+        DeviceCommand::Activity(command) => records::activity(&mut session, command),
+        DeviceCommand::Tip(command) => tips::tip(&mut session, command),
+        DeviceCommand::Sync { server } => tips::sync(&mut session, server.as_deref()),
+    }
+}
+
+fn open(args: &DeviceArgs) -> Result<Session, FieldError> {
+    let mut rng = OsRng;
+    let now = OffsetDateTime::now_utc();
+    let device = match &args.key_file {
+        Some(path) => {
+            let key = read_key_file(path)?;
+            Device::open(&args.store, key, &mut rng)?
+        }
+        None => {
+            let new = !args.store.exists();
+            let passphrase =
+                secret::passphrase(args.passphrase_env.as_deref(), "store passphrase: ", new)?;
+            Device::open_with_passphrase(
+                &args.store,
+                &passphrase,
+                Argon2Params::default(),
+                &mut rng,
+            )
+            .map_err(|e| match e {
+                DeviceError::Store(phakhi_core::store::StoreError::WrongKey) => {
+                    FieldError::input(format!(
+                        "wrong passphrase for the store {}; try again (the passphrase cannot \
+                         be recovered: without it, enrol a new store)",
+                        args.store.display()
+                    ))
+                }
+                other => other.into(),
+            })?
+        }
+    };
+    Ok(Session { device, rng, now })
+}
+
+fn read_key_file(path: &std::path::Path) -> Result<StorageKey, FieldError> {
+    let bytes = Zeroizing::new(std::fs::read(path).map_err(|source| FieldError::Read {
+        path: path.display().to_string(),
+        source,
+    })?);
+    let mut key = Zeroizing::new([0u8; 32]);
+    let text = std::str::from_utf8(&bytes).map(str::trim).unwrap_or("");
+    if text.len() == 64 && hex::decode_to_slice(text, key.as_mut_slice()).is_ok() {
+        return Ok(StorageKey::from_bytes(*key));
+    }
+    if bytes.len() == 32 {
+        key.copy_from_slice(&bytes);
+        return Ok(StorageKey::from_bytes(*key));
+    }
+    Err(FieldError::KeyFile(path.display().to_string()))
+}
+
+fn enroll(session: &mut Session, invite: &str, server: Option<String>) -> Result<(), FieldError> {
+    let enrolment = session
+        .device
+        .enrol_http(invite, server.as_deref(), &mut session.rng, session.now)
+        .map_err(|e| match e {
+            DeviceError::Http(phakhi_core::transport::HttpError::Refused { message, .. }) => {
+                FieldError::input(format!(
+                    "the server refused the enrolment: {message}. Ask your coordinator for a \
+                     new invite if this one was used, revoked or has expired"
+                ))
+            }
+            other => other.into(),
+        })?;
+    println!(
+        "enrolled as device {} ({}) for {}",
+        enrolment.device_id,
+        enrolment.role.as_str(),
+        province_list(&enrolment.provinces)
+    );
+    println!("next: record activities, then run `phakhi device --store ... sync`");
+    Ok(())
+}
+
+fn info(session: &Session) -> Result<(), FieldError> {
+    let Some(e) = session.device.enrolment() else {
+        println!(
+            "not enrolled yet: run `phakhi device --store ... enroll INVITE` with an invite from \
+             your coordinator"
+        );
+        return Ok(());
+    };
+    println!("device:    {}", e.device_id);
+    println!("role:      {}", e.role.as_str());
+    println!("provinces: {}", province_list(&e.provinces));
+    println!(
+        "server:    {}",
+        e.servers.first().map_or("-", String::as_str)
+    );
+    println!("waiting tips: {}", session.device.outbox()?.len());
+    Ok(())
+}
+
+fn province_list(codes: &[ProvinceCode]) -> String {
+    codes
+        .iter()
+        .map(|p| format!("{} {}", p.as_str(), p.name_th()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// True when progress bars should be drawn.
+fn stderr_is_terminal() -> bool {
+    std::io::stderr().is_terminal()
+}

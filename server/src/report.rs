@@ -1,0 +1,529 @@
+//! `phakhi report`: headquarters' figures per province, read from the server's data folder —
+//! members by role, coordination centres, activities by kind and by audience, total attendance,
+//! leader candidates, tips received (counts only: the server cannot read them) — and each
+//! device's last successful sync. Documents are loaded from their stored automerge chunks and
+//! read through the typed model, so the report counts exactly what the phones show.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use automerge::AutoCommit;
+use clap::Args;
+use phakhi_core::model::{
+    ActivitiesDoc, ActivityFilter, ActivityKind, Audience, Date, DocName, MemberRole,
+    ProvinceActivities, ProvinceCode, ProvinceDoc,
+};
+use serde::Serialize;
+
+use crate::db::{self, DbError, devices, documents};
+use crate::field::dates::{self, ShowEra};
+use crate::table::Table;
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// The HQ server's data folder.
+    #[arg(long, env = "PHAKHI_DATA", value_name = "DIR")]
+    pub data: PathBuf,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Language of labels and province names.
+    #[arg(long, value_enum, default_value = "th")]
+    pub lang: Lang,
+    /// Era of dates.
+    #[arg(long, value_enum, default_value = "be")]
+    pub era: ShowEra,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    /// One row per province, then a blank line and one row per device.
+    Csv,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    Th,
+    En,
+}
+
+/// Why the report could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{0} holds no server database; give the HQ data folder with --data DIR")]
+    NoData(String),
+    #[error("reading the data folder: {0}")]
+    Db(#[from] DbError),
+    #[error("stored document {name} does not load: {reason}")]
+    Document { name: String, reason: String },
+}
+
+/// One province's figures.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ProvinceReport {
+    pub code: String,
+    pub name: String,
+    /// Active members by role tag (core_leader, member, leader_candidate).
+    pub members: BTreeMap<String, u64>,
+    pub centres: u64,
+    pub activities: u64,
+    pub activities_by_kind: BTreeMap<String, u64>,
+    pub activities_by_audience: BTreeMap<String, u64>,
+    pub attendance: i64,
+    pub leader_candidates: u64,
+    pub tips: u64,
+}
+
+/// One device's last successful sync.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DeviceReport {
+    pub device: String,
+    pub role: String,
+    pub provinces: Vec<String>,
+    /// Unix seconds, or null when it never synced.
+    pub last_sync_unix: Option<i64>,
+    pub last_sync: String,
+    pub revoked: bool,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Report {
+    pub provinces: Vec<ProvinceReport>,
+    pub devices: Vec<DeviceReport>,
+}
+
+fn load(chunks: Vec<Vec<u8>>, name: &str) -> Result<AutoCommit, ReportError> {
+    let bad = |e: automerge::AutomergeError| ReportError::Document {
+        name: name.to_owned(),
+        reason: e.to_string(),
+    };
+    let mut chunks = chunks.into_iter();
+    let mut doc = match chunks.next() {
+        Some(first) => AutoCommit::load(&first).map_err(bad)?,
+        None => AutoCommit::new(),
+    };
+    for chunk in chunks {
+        doc.load_incremental(&chunk).map_err(bad)?;
+    }
+    Ok(doc)
+}
+
+fn model_error(name: &str) -> impl FnOnce(phakhi_core::model::ModelError) -> ReportError + '_ {
+    move |e| ReportError::Document {
+        name: name.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// Builds the report from a data folder.
+pub fn build(data: &Path, lang: Lang, era: ShowEra) -> Result<Report, ReportError> {
+    let mut conn =
+        db::open_existing(data)?.ok_or_else(|| ReportError::NoData(data.display().to_string()))?;
+    // One read transaction: a running server's writes and compactions do not tear the report.
+    let conn = conn.transaction().map_err(DbError::from)?;
+    let mut provinces: BTreeMap<ProvinceCode, ProvinceDoc> = BTreeMap::new();
+    let mut activities: BTreeMap<ProvinceCode, ProvinceActivities> = BTreeMap::new();
+    for name in documents::names(&conn)? {
+        let Ok(parsed) = DocName::parse(&name) else {
+            continue;
+        };
+        let Some(chunks) = documents::load(&conn, &name)? else {
+            continue;
+        };
+        match parsed {
+            DocName::Province(code) => {
+                let doc =
+                    ProvinceDoc::open(code, load(chunks, &name)?).map_err(model_error(&name))?;
+                provinces.insert(code, doc);
+            }
+            DocName::Activities(code, year) => {
+                let doc = ActivitiesDoc::open(code, year, load(chunks, &name)?)
+                    .map_err(model_error(&name))?;
+                activities
+                    .entry(code)
+                    .or_insert_with(|| ProvinceActivities::new(code))
+                    .insert(doc)
+                    .map_err(model_error(&name))?;
+            }
+            DocName::Directory | DocName::Private => {}
+        }
+    }
+    let mut tips: BTreeMap<String, u64> = BTreeMap::new();
+    {
+        let mut statement = conn
+            .prepare("SELECT province, count(*) FROM mailbox WHERE kind = 1 GROUP BY province")
+            .map_err(DbError::from)?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })
+            .map_err(DbError::from)?;
+        for row in rows {
+            let (province, count) = row.map_err(DbError::from)?;
+            tips.insert(province, u64::try_from(count).unwrap_or(0));
+        }
+    }
+    let device_rows = devices::list(&conn)?;
+
+    let mut codes: BTreeSet<ProvinceCode> = provinces.keys().copied().collect();
+    codes.extend(activities.keys().copied());
+    codes.extend(tips.keys().filter_map(|p| ProvinceCode::parse(p).ok()));
+    for device in &device_rows {
+        codes.extend(
+            device
+                .provinces
+                .iter()
+                .filter_map(|p| ProvinceCode::parse(p).ok()),
+        );
+    }
+
+    let mut out = Vec::new();
+    for code in codes {
+        let mut r = ProvinceReport {
+            code: code.as_str().to_owned(),
+            name: match lang {
+                Lang::Th => code.name_th(),
+                Lang::En => code.name_en(),
+            }
+            .to_owned(),
+            tips: tips.get(code.as_str()).copied().unwrap_or(0),
+            ..ProvinceReport::default()
+        };
+        for role in MemberRole::ALL {
+            r.members.insert(role.as_str().to_owned(), 0);
+        }
+        for kind in ActivityKind::ALL {
+            r.activities_by_kind.insert(kind.as_str().to_owned(), 0);
+        }
+        for audience in Audience::ALL {
+            r.activities_by_audience
+                .insert(audience.as_str().to_owned(), 0);
+        }
+        if let Some(p) = provinces.get(&code) {
+            for m in p.members(false) {
+                *r.members.entry(m.role.as_str().to_owned()).or_default() += 1;
+                if m.role == MemberRole::LeaderCandidate {
+                    r.leader_candidates += 1;
+                }
+            }
+            r.centres = u64::try_from(p.centres(false).len()).unwrap_or(0);
+        }
+        if let Some(acts) = activities.get(&code) {
+            let list = acts
+                .list(&ActivityFilter::default())
+                .map_err(model_error(code.as_str()))?;
+            for a in list {
+                r.activities += 1;
+                r.attendance = r.attendance.saturating_add(a.attendance);
+                *r.activities_by_kind
+                    .entry(a.kind.as_str().to_owned())
+                    .or_default() += 1;
+                for audience in &a.audiences {
+                    *r.activities_by_audience
+                        .entry(audience.as_str().to_owned())
+                        .or_default() += 1;
+                }
+            }
+        }
+        out.push(r);
+    }
+    let devices = device_rows
+        .into_iter()
+        .map(|d| DeviceReport {
+            device: d.device_id,
+            role: d.role.as_str().to_owned(),
+            provinces: d.provinces,
+            last_sync_unix: d.last_sync,
+            last_sync: sync_time(d.last_sync, lang, era),
+            revoked: d.revoked_at.is_some(),
+        })
+        .collect();
+    Ok(Report {
+        provinces: out,
+        devices,
+    })
+}
+
+fn sync_time(at: Option<i64>, lang: Lang, era: ShowEra) -> String {
+    let never = match lang {
+        Lang::Th => "ยังไม่เคย",
+        Lang::En => "never",
+    };
+    let Some(t) = at.and_then(|at| time::OffsetDateTime::from_unix_timestamp(at).ok()) else {
+        return never.to_owned();
+    };
+    let day =
+        Date::from_time(t.date()).map_or_else(|_| t.date().to_string(), |d| dates::show(d, era));
+    format!("{day} {:02}:{:02}Z", t.hour(), t.minute())
+}
+
+struct Labels {
+    province: &'static str,
+    roles: [&'static str; 3],
+    centres: &'static str,
+    activities: &'static str,
+    attendance: &'static str,
+    tips: &'static str,
+    device: &'static str,
+    role: &'static str,
+    provinces: &'static str,
+    last_sync: &'static str,
+}
+
+fn labels(lang: Lang) -> Labels {
+    match lang {
+        Lang::Th => Labels {
+            province: "จังหวัด",
+            roles: ["แกนนำหลัก", "สมาชิก", "ว่าที่แกนนำ"],
+            centres: "ศูนย์ประสานงาน",
+            activities: "กิจกรรม",
+            attendance: "ผู้เข้าร่วม",
+            tips: "เบาะแส",
+            device: "อุปกรณ์",
+            role: "บทบาท",
+            provinces: "จังหวัด",
+            last_sync: "ซิงก์ล่าสุด",
+        },
+        Lang::En => Labels {
+            province: "PROVINCE",
+            roles: ["CORE LEADERS", "MEMBERS", "LEADER CANDIDATES"],
+            centres: "CENTRES",
+            activities: "ACTIVITIES",
+            attendance: "ATTENDANCE",
+            tips: "TIPS",
+            device: "DEVICE",
+            role: "ROLE",
+            provinces: "PROVINCES",
+            last_sync: "LAST SYNC",
+        },
+    }
+}
+
+fn kind_label(kind: ActivityKind, lang: Lang) -> String {
+    match (lang, kind) {
+        (Lang::Th, ActivityKind::Campaign) => "รณรงค์".into(),
+        (Lang::Th, ActivityKind::KnowledgeDissemination) => "เผยแพร่ความรู้".into(),
+        (Lang::Th, ActivityKind::AwarenessTraining) => "อบรมสร้างความตระหนัก".into(),
+        (Lang::Th, ActivityKind::Meeting) => "ประชุม".into(),
+        (Lang::Th, ActivityKind::Other) => "อื่น ๆ".into(),
+        (Lang::En, kind) => kind.as_str().replace('_', " ").to_uppercase(),
+    }
+}
+
+fn audience_label(audience: Audience, lang: Lang) -> String {
+    match (lang, audience) {
+        (Lang::Th, Audience::Public) => "ประชาชน".into(),
+        (Lang::Th, Audience::Youth) => "เยาวชน".into(),
+        (Lang::Th, Audience::PrivateSector) => "ภาคเอกชน".into(),
+        (Lang::Th, Audience::Officials) => "เจ้าหน้าที่รัฐ".into(),
+        (Lang::En, audience) => audience.as_str().replace('_', " ").to_uppercase(),
+    }
+}
+
+fn count(map: &BTreeMap<String, u64>, key: &str) -> String {
+    map.get(key).copied().unwrap_or(0).to_string()
+}
+
+/// The report as text in the chosen format.
+pub fn render(report: &Report, format: Format, lang: Lang) -> String {
+    match format {
+        Format::Json => {
+            let mut text = serde_json::to_string_pretty(report).unwrap_or_default();
+            text.push('\n');
+            text
+        }
+        Format::Table => render_table(report, lang),
+        Format::Csv => render_csv(report),
+    }
+}
+
+fn render_table(report: &Report, lang: Lang) -> String {
+    let l = labels(lang);
+    let mut summary = Table::new([l.province].into_iter().chain(l.roles).chain([
+        l.centres,
+        l.activities,
+        l.attendance,
+        l.tips,
+    ]));
+    let mut kinds = Table::new(
+        std::iter::once(l.province.to_owned())
+            .chain(ActivityKind::ALL.iter().map(|k| kind_label(*k, lang))),
+    );
+    let mut audiences = Table::new(
+        std::iter::once(l.province.to_owned())
+            .chain(Audience::ALL.iter().map(|a| audience_label(*a, lang))),
+    );
+    for p in &report.provinces {
+        let label = format!("{} {}", p.code, p.name);
+        summary.row(
+            [label.clone()]
+                .into_iter()
+                .chain(
+                    MemberRole::ALL
+                        .iter()
+                        .map(|r| count(&p.members, r.as_str())),
+                )
+                .chain([
+                    p.centres.to_string(),
+                    p.activities.to_string(),
+                    p.attendance.to_string(),
+                    p.tips.to_string(),
+                ]),
+        );
+        kinds.row(
+            std::iter::once(label.clone()).chain(
+                ActivityKind::ALL
+                    .iter()
+                    .map(|k| count(&p.activities_by_kind, k.as_str())),
+            ),
+        );
+        audiences.row(
+            std::iter::once(label).chain(
+                Audience::ALL
+                    .iter()
+                    .map(|a| count(&p.activities_by_audience, a.as_str())),
+            ),
+        );
+    }
+    let mut devices = Table::new([l.device, l.role, l.provinces, l.last_sync]);
+    for d in &report.devices {
+        devices.row([
+            d.device.clone(),
+            if d.revoked {
+                format!("{} (revoked)", d.role)
+            } else {
+                d.role.clone()
+            },
+            d.provinces.join(","),
+            d.last_sync.clone(),
+        ]);
+    }
+    let mut out = String::new();
+    if report.provinces.is_empty() {
+        out.push_str("no provinces have data yet\n");
+    } else {
+        out.push_str(&summary.render());
+        out.push('\n');
+        out.push_str(&kinds.render());
+        out.push('\n');
+        out.push_str(&audiences.render());
+    }
+    if !report.devices.is_empty() {
+        out.push('\n');
+        out.push_str(&devices.render());
+    }
+    out
+}
+
+/// A CSV field, quoted when it must be.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+fn csv_line<S: AsRef<str>>(fields: impl IntoIterator<Item = S>) -> String {
+    let mut line = fields
+        .into_iter()
+        .map(|f| csv_field(f.as_ref()))
+        .collect::<Vec<_>>()
+        .join(",");
+    line.push('\n');
+    line
+}
+
+fn render_csv(report: &Report) -> String {
+    let mut header = vec!["province".to_owned(), "name".to_owned()];
+    header.extend(
+        MemberRole::ALL
+            .iter()
+            .map(|r| format!("members_{}", r.as_str())),
+    );
+    header.extend(["centres", "activities"].map(String::from));
+    header.extend(
+        ActivityKind::ALL
+            .iter()
+            .map(|k| format!("kind_{}", k.as_str())),
+    );
+    header.extend(
+        Audience::ALL
+            .iter()
+            .map(|a| format!("audience_{}", a.as_str())),
+    );
+    header.extend(["attendance", "leader_candidates", "tips"].map(String::from));
+    let mut out = csv_line(&header);
+    for p in &report.provinces {
+        let mut row = vec![p.code.clone(), p.name.clone()];
+        row.extend(
+            MemberRole::ALL
+                .iter()
+                .map(|r| count(&p.members, r.as_str())),
+        );
+        row.extend([p.centres.to_string(), p.activities.to_string()]);
+        row.extend(
+            ActivityKind::ALL
+                .iter()
+                .map(|k| count(&p.activities_by_kind, k.as_str())),
+        );
+        row.extend(
+            Audience::ALL
+                .iter()
+                .map(|a| count(&p.activities_by_audience, a.as_str())),
+        );
+        row.extend([
+            p.attendance.to_string(),
+            p.leader_candidates.to_string(),
+            p.tips.to_string(),
+        ]);
+        out.push_str(&csv_line(&row));
+    }
+    out.push('\n');
+    out.push_str(&csv_line([
+        "device",
+        "role",
+        "provinces",
+        "last_sync_unix",
+        "revoked",
+    ]));
+    for d in &report.devices {
+        out.push_str(&csv_line([
+            d.device.clone(),
+            d.role.clone(),
+            d.provinces.join(" "),
+            d.last_sync_unix.map_or_else(String::new, |t| t.to_string()),
+            d.revoked.to_string(),
+        ]));
+    }
+    out
+}
+
+/// Runs `phakhi report`.
+pub fn run(args: ReportArgs) -> Result<(), ReportError> {
+    let report = build(&args.data, args.lang, args.era)?;
+    print!("{}", render(&report, args.format, args.lang));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_when_needed() {
+        assert_eq!(csv_field("มหาสารคาม"), "มหาสารคาม");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"x\""), "\"say \"\"x\"\"\"");
+    }
+
+    #[test]
+    fn a_missing_folder_is_refused_with_advice() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = build(dir.path(), Lang::En, ShowEra::Be).unwrap_err();
+        assert!(err.to_string().contains("--data DIR"), "{err}");
+        assert!(!dir.path().join(db::DB_FILE).exists());
+    }
+}

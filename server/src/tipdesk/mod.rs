@@ -1,0 +1,549 @@
+//! `phakhi tipdesk`: the investigators' offline desk. It holds the only key that opens tips, the
+//! key that hashes member codes, and its own encrypted store (tips pulled from HQ, the registry
+//! of issued codes, the replies sent). HQ's server only carries sealed envelopes; the desk pulls
+//! them from an HQ data folder, opens them, checks each member code against the registry, and
+//! writes sealed replies back for the province's devices.
+//!
+//! The folder holds `tipdesk.key` (secrets sealed under the passphrase, see [`keyfile`]),
+//! `tipdesk.pub` (the public key, for `phakhi admin invite --tip-desk-key`) and `tipdesk.store`
+//! (a Phakhi encrypted store keyed by a secret from the key file). No tip is ever written in
+//! plain text.
+
+pub mod hq;
+pub mod keyfile;
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use phakhi_core::model::{Date, ProvinceCode};
+use phakhi_core::seal::{
+    MemberCode, ReceiptId, Reply, ReplyStatus, Tip, TipCategory, open_tip, seal_reply,
+};
+use phakhi_core::store::{Argon2Params, StorageKey, Store, StoreError};
+use rand_core::OsRng;
+use serde::{Deserialize, Serialize};
+
+use crate::field::dates::{self, ShowEra};
+use crate::secret::{self, SecretError};
+use crate::table::{Table, one_line};
+use keyfile::{KeyFileError, TipDeskKeys};
+
+const KEY_FILE: &str = "tipdesk.key";
+const PUBLIC_FILE: &str = "tipdesk.pub";
+const STORE_FILE: &str = "tipdesk.store";
+/// Version byte of the desk's stored records.
+const RECORD_VERSION: u8 = 1;
+
+mod ns {
+    pub const CODES: &str = "codes";
+    pub const TIPS: &str = "tips";
+    pub const REPLIES: &str = "replies";
+}
+
+/// `phakhi tipdesk --dir DIR [--passphrase-env VAR] COMMAND`.
+#[derive(Debug, Clone, Args)]
+pub struct TipdeskArgs {
+    /// The tip desk's folder (keep it on an offline machine).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Read the tip-desk passphrase from this environment variable instead of asking for it.
+    #[arg(long, value_name = "VAR")]
+    pub passphrase_env: Option<String>,
+    #[command(subcommand)]
+    pub command: TipdeskCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum TipdeskCommand {
+    /// Create the tip desk's keys; prints the public key for invites.
+    Init,
+    /// Member network codes.
+    #[command(subcommand)]
+    Codes(CodesCommand),
+    /// Copy the sealed tips from an HQ data folder into the desk's store.
+    Pull {
+        /// HQ's data folder.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+    },
+    /// List the tips held, newest last.
+    List {
+        #[arg(long, value_enum, default_value = "be")]
+        era: ShowEra,
+    },
+    /// Show one tip in full.
+    Show {
+        receipt: String,
+        #[arg(long, value_enum, default_value = "be")]
+        era: ShowEra,
+    },
+    /// Seal a reply to a tip and put it in HQ's mailbox for the tip's province.
+    Reply {
+        receipt: String,
+        #[arg(long, value_enum)]
+        status: StatusArg,
+        /// The message to the member (Thai or English).
+        #[arg(long)]
+        message: String,
+        /// HQ's data folder (the server must be stopped while the reply is written).
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum CodesCommand {
+    /// Issue a member network code: printed once, only its keyed hash is kept.
+    Issue {
+        /// Who it is for, as the desk knows them.
+        #[arg(long)]
+        alias: String,
+    },
+    /// List the aliases codes were issued to.
+    List,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusArg {
+    Received,
+    UnderReview,
+    NeedsMoreInformation,
+    Referred,
+    Closed,
+}
+
+impl From<StatusArg> for ReplyStatus {
+    fn from(s: StatusArg) -> Self {
+        match s {
+            StatusArg::Received => ReplyStatus::Received,
+            StatusArg::UnderReview => ReplyStatus::UnderReview,
+            StatusArg::NeedsMoreInformation => ReplyStatus::NeedsMoreInformation,
+            StatusArg::Referred => ReplyStatus::Referred,
+            StatusArg::Closed => ReplyStatus::Closed,
+        }
+    }
+}
+
+/// A failure of a tip-desk command, saying what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum TipdeskError {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("the tip-desk key: {0}")]
+    Key(#[from] KeyFileError),
+    #[error("the tip desk's store: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Hq(#[from] hq::HqError),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0} already holds a tip desk; use another --dir to make a new one")]
+    Exists(String),
+    #[error("{0} holds no tip desk; create one with `phakhi tipdesk --dir DIR init`")]
+    Missing(String),
+    #[error("no tip with receipt {0} here; run `tipdesk pull --data HQ_DIR`, then `tipdesk list`")]
+    UnknownReceipt(String),
+    #[error("a stored record is damaged: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Input(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TipdeskError + '_ {
+    move |source| TipdeskError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// An opened tip desk.
+struct Desk {
+    keys: TipDeskKeys,
+    store: Store,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredTip {
+    province: String,
+    pulled: u64,
+    envelope: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SentReply {
+    receipt: String,
+    status: String,
+    message: String,
+    sent_at: i64,
+    seq: u64,
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![RECORD_VERSION];
+    // Serialising plain structs of strings and numbers cannot fail.
+    out.extend(serde_json::to_vec(value).unwrap_or_default());
+    out
+}
+
+fn decode<T: for<'a> Deserialize<'a>>(bytes: &[u8], what: &str) -> Result<T, TipdeskError> {
+    match bytes.split_first() {
+        Some((&RECORD_VERSION, rest)) => {
+            serde_json::from_slice(rest).map_err(|e| TipdeskError::Corrupt(format!("{what}: {e}")))
+        }
+        _ => Err(TipdeskError::Corrupt(format!("{what}: unknown version"))),
+    }
+}
+
+/// Runs a tip-desk command.
+pub fn run(args: TipdeskArgs) -> Result<(), TipdeskError> {
+    if let TipdeskCommand::Init = args.command {
+        return init(&args);
+    }
+    let mut desk = open(&args)?;
+    match args.command {
+        TipdeskCommand::Init => Ok(()),
+        TipdeskCommand::Codes(CodesCommand::Issue { alias }) => issue(&mut desk, &alias),
+        TipdeskCommand::Codes(CodesCommand::List) => list_codes(&desk),
+        TipdeskCommand::Pull { data } => pull(&mut desk, &data),
+        TipdeskCommand::List { era } => list(&desk, era),
+        TipdeskCommand::Show { receipt, era } => show(&desk, &receipt, era),
+        TipdeskCommand::Reply {
+            receipt,
+            status,
+            message,
+            data,
+        } => reply(&mut desk, &receipt, status.into(), message, &data),
+    }
+}
+
+fn init(args: &TipdeskArgs) -> Result<(), TipdeskError> {
+    let dir = &args.dir;
+    let key_path = dir.join(KEY_FILE);
+    if key_path.exists() {
+        return Err(TipdeskError::Exists(dir.display().to_string()));
+    }
+    let passphrase = secret::passphrase(
+        args.passphrase_env.as_deref(),
+        "new tip-desk passphrase: ",
+        true,
+    )?;
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let keys = TipDeskKeys::generate(&mut OsRng);
+    let file = keys.seal(&passphrase, Argon2Params::default(), &mut OsRng)?;
+    write_private(&key_path, &file)?;
+    let public = hex::encode(keys.keys.public().as_bytes());
+    let public_path = dir.join(PUBLIC_FILE);
+    std::fs::write(&public_path, format!("{public}\n")).map_err(io(&public_path))?;
+    // Create the store now so a wrong key shows at once later.
+    Store::open(
+        dir.join(STORE_FILE),
+        StorageKey::from_bytes(*keys.store_key),
+        OsRng,
+    )?;
+    println!("tip-desk public key: {public}");
+    println!(
+        "Keep {} and its passphrase offline; without both, no tip can be opened.\n\
+         Next: put the public key in every invite:\n  phakhi admin --data HQ_DIR invite \
+         --province TH-44 --role leader --tip-desk-key {public}\n\
+         and issue member codes with `phakhi tipdesk --dir {} codes issue --alias NAME`.",
+        key_path.display(),
+        dir.display()
+    );
+    Ok(())
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TipdeskError> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(io(path))?;
+    file.write_all(bytes).map_err(io(path))?;
+    file.sync_all().map_err(io(path))
+}
+
+fn open(args: &TipdeskArgs) -> Result<Desk, TipdeskError> {
+    let key_path = args.dir.join(KEY_FILE);
+    if !key_path.exists() {
+        return Err(TipdeskError::Missing(args.dir.display().to_string()));
+    }
+    let file = std::fs::read(&key_path).map_err(io(&key_path))?;
+    let passphrase = secret::passphrase(
+        args.passphrase_env.as_deref(),
+        "tip-desk passphrase: ",
+        false,
+    )?;
+    let keys = TipDeskKeys::open(&file, &passphrase)?;
+    let store = Store::open(
+        args.dir.join(STORE_FILE),
+        StorageKey::from_bytes(*keys.store_key),
+        OsRng,
+    )?;
+    Ok(Desk { keys, store })
+}
+
+fn issue(desk: &mut Desk, alias: &str) -> Result<(), TipdeskError> {
+    let alias = alias.trim();
+    if alias.is_empty() || alias.chars().count() > 100 {
+        return Err(TipdeskError::Input(
+            "give an alias of 1 to 100 characters with --alias".into(),
+        ));
+    }
+    let code = MemberCode::generate(&mut OsRng);
+    let hash = code.keyed_hash(&desk.keys.code_key);
+    desk.store
+        .put(ns::CODES, &hash.to_bytes(), alias.as_bytes())?;
+    println!("member code for {alias}: {code}");
+    println!(
+        "It is shown only this once and the desk keeps only its keyed hash: hand it to the \
+         member in person."
+    );
+    Ok(())
+}
+
+fn list_codes(desk: &Desk) -> Result<(), TipdeskError> {
+    let codes = desk.store.list(ns::CODES)?;
+    if codes.is_empty() {
+        println!("no codes issued yet: `tipdesk codes issue --alias NAME`");
+    }
+    let mut aliases: Vec<String> = codes
+        .into_iter()
+        .map(|(_, alias)| String::from_utf8_lossy(&alias).into_owned())
+        .collect();
+    aliases.sort();
+    for alias in aliases {
+        println!("{alias}");
+    }
+    Ok(())
+}
+
+fn pull(desk: &mut Desk, data: &Path) -> Result<(), TipdeskError> {
+    let tips = hq::tips(data)?;
+    let mut pulled = u64::try_from(desk.store.list(ns::TIPS)?.len()).unwrap_or(u64::MAX);
+    let (mut new, mut known, mut foreign) = (0, 0, 0);
+    for item in tips {
+        let tip = match open_tip(&desk.keys.keys, &item.envelope) {
+            Ok(tip) => tip,
+            Err(_) => {
+                foreign += 1;
+                continue;
+            }
+        };
+        let key = tip.receipt.to_string();
+        if desk.store.get(ns::TIPS, key.as_bytes())?.is_some() {
+            known += 1;
+            continue;
+        }
+        pulled += 1;
+        let record = StoredTip {
+            province: item.province.clone(),
+            pulled,
+            envelope: hex::encode(&item.envelope),
+        };
+        desk.store.put(ns::TIPS, key.as_bytes(), &encode(&record))?;
+        new += 1;
+    }
+    println!("pulled {new} new tip(s); {known} already here");
+    if foreign > 0 {
+        println!(
+            "{foreign} tip(s) did not open with this desk's key (sealed to another tip desk, or \
+             damaged)"
+        );
+    }
+    Ok(())
+}
+
+/// A tip held by the desk, opened.
+struct Opened {
+    tip: Tip,
+    province: String,
+    pulled: u64,
+}
+
+fn opened_tips(desk: &Desk) -> Result<Vec<Opened>, TipdeskError> {
+    let mut out = Vec::new();
+    for (_, value) in desk.store.list(ns::TIPS)? {
+        out.push(open_stored(desk, &value)?);
+    }
+    out.sort_by_key(|o| o.pulled);
+    Ok(out)
+}
+
+fn open_stored(desk: &Desk, value: &[u8]) -> Result<Opened, TipdeskError> {
+    let record: StoredTip = decode(value, "stored tip")?;
+    let envelope = hex::decode(&record.envelope)
+        .map_err(|e| TipdeskError::Corrupt(format!("stored tip: {e}")))?;
+    let tip = open_tip(&desk.keys.keys, &envelope)
+        .map_err(|e| TipdeskError::Corrupt(format!("stored tip: {e}")))?;
+    Ok(Opened {
+        tip,
+        province: record.province,
+        pulled: record.pulled,
+    })
+}
+
+fn find(desk: &Desk, receipt: &str) -> Result<Opened, TipdeskError> {
+    let canonical = ReceiptId::parse(receipt)
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| receipt.trim().to_owned());
+    match desk.store.get(ns::TIPS, canonical.as_bytes())? {
+        Some(value) => open_stored(desk, &value),
+        None => Err(TipdeskError::UnknownReceipt(receipt.to_owned())),
+    }
+}
+
+/// What the member code in a tip says about its sender.
+fn verify(desk: &Desk, code: &MemberCode) -> Result<String, TipdeskError> {
+    let hash = code.keyed_hash(&desk.keys.code_key);
+    Ok(match desk.store.get(ns::CODES, &hash.to_bytes())? {
+        Some(alias) => format!("valid member ({})", String::from_utf8_lossy(&alias)),
+        None => "unknown code".to_owned(),
+    })
+}
+
+fn replies(desk: &Desk, receipt: &str) -> Result<Vec<SentReply>, TipdeskError> {
+    let mut out = Vec::new();
+    for (_, value) in desk.store.list(ns::REPLIES)? {
+        let reply: SentReply = decode(&value, "sent reply")?;
+        if reply.receipt == receipt {
+            out.push(reply);
+        }
+    }
+    out.sort_by_key(|r| r.seq);
+    Ok(out)
+}
+
+fn category(c: TipCategory) -> &'static str {
+    match c {
+        TipCategory::Bribery => "bribery",
+        TipCategory::ProcurementFraud => "procurement-fraud",
+        TipCategory::AbuseOfPower => "abuse-of-power",
+        TipCategory::Embezzlement => "embezzlement",
+        TipCategory::Other => "other",
+    }
+}
+
+fn status_name(s: ReplyStatus) -> &'static str {
+    match s {
+        ReplyStatus::Received => "received",
+        ReplyStatus::UnderReview => "under-review",
+        ReplyStatus::NeedsMoreInformation => "needs-more-information",
+        ReplyStatus::Referred => "referred",
+        ReplyStatus::Closed => "closed",
+    }
+}
+
+fn show_date(date: time::Date, era: ShowEra) -> String {
+    Date::from_time(date).map_or_else(|_| date.to_string(), |d| dates::show(d, era))
+}
+
+fn province_label(code: &str) -> String {
+    ProvinceCode::parse(code)
+        .map_or_else(|_| code.to_owned(), |p| format!("{code} {}", p.name_th()))
+}
+
+fn list(desk: &Desk, era: ShowEra) -> Result<(), TipdeskError> {
+    let tips = opened_tips(desk)?;
+    if tips.is_empty() {
+        println!("no tips here: run `tipdesk pull --data HQ_DIR`");
+        return Ok(());
+    }
+    let mut table = Table::new([
+        "RECEIPT", "DATE", "PROVINCE", "DISTRICT", "CATEGORY", "SENDER", "STATUS", "REPORT",
+    ]);
+    for o in &tips {
+        let receipt = o.tip.receipt.to_string();
+        let status = replies(desk, &receipt)?
+            .last()
+            .map_or_else(|| "new".to_owned(), |r| r.status.clone());
+        table.row([
+            receipt,
+            show_date(o.tip.date, era),
+            province_label(&o.tip.province),
+            o.tip.district.clone(),
+            category(o.tip.category).to_owned(),
+            verify(desk, &o.tip.member_code)?,
+            status,
+            one_line(&o.tip.report, 40),
+        ]);
+    }
+    print!("{}", table.render());
+    Ok(())
+}
+
+fn show(desk: &Desk, receipt: &str, era: ShowEra) -> Result<(), TipdeskError> {
+    let o = find(desk, receipt)?;
+    let tip = &o.tip;
+    let receipt = tip.receipt.to_string();
+    println!("receipt:   {receipt}");
+    println!("category:  {}", category(tip.category));
+    println!("date:      {}", show_date(tip.date, era));
+    println!("province:  {}", province_label(&tip.province));
+    println!("district:  {}", tip.district);
+    if let Some(place) = &tip.place {
+        println!("place:     {place}");
+    }
+    if !tip.involved.is_empty() {
+        println!("involved:  {}", tip.involved.join("; "));
+    }
+    println!("sender:    {}", verify(desk, &tip.member_code)?);
+    println!(
+        "replies:   {}",
+        if tip.reply_key.is_some() {
+            "the member can receive replies"
+        } else {
+            "the member asked for no replies"
+        }
+    );
+    println!("routed:    {}", province_label(&o.province));
+    println!("\n{}\n", tip.report);
+    for r in replies(desk, &receipt)? {
+        println!("replied ({}): {}", r.status, r.message);
+    }
+    Ok(())
+}
+
+fn reply(
+    desk: &mut Desk,
+    receipt: &str,
+    status: ReplyStatus,
+    message: String,
+    data: &Path,
+) -> Result<(), TipdeskError> {
+    let o = find(desk, receipt)?;
+    let Some(reply_key) = o.tip.reply_key else {
+        return Err(TipdeskError::Input(format!(
+            "the member sent tip {receipt} without a reply key: no reply can reach them"
+        )));
+    };
+    let answer = Reply {
+        receipt: o.tip.receipt,
+        status,
+        message,
+    };
+    let envelope = seal_reply(&mut OsRng, &reply_key, &answer)
+        .map_err(|e| TipdeskError::Input(format!("cannot seal the reply: {e}")))?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let id = phakhi_core::mailbox::EnvelopeId::of(&envelope);
+    hq::insert_reply(data, &o.province, envelope, desk.keys.keys.public(), now)?;
+    let sent = SentReply {
+        receipt: o.tip.receipt.to_string(),
+        status: status_name(status).to_owned(),
+        message: answer.message.clone(),
+        sent_at: now,
+        seq: u64::try_from(desk.store.list(ns::REPLIES)?.len()).unwrap_or(u64::MAX) + 1,
+    };
+    desk.store.put(ns::REPLIES, &id.0, &encode(&sent))?;
+    println!(
+        "reply to {} ({}) is in HQ's mailbox for {}; it reaches the member's device with its \
+         next sync",
+        sent.receipt,
+        sent.status,
+        province_label(&o.province)
+    );
+    Ok(())
+}
