@@ -2,9 +2,10 @@
 
 The same calls a Kotlin or Swift app makes, made from Python (the bindings UniFFI generates for
 the three languages share one C interface): open a passphrase store, enrol with an invite from
-`phakhi admin invite`, record an activity in Thai, submit a tip, sync over HTTP, read the province
-back on a second phone, carry a sync as bundle files, and get typed errors for a wrong
-passphrase, a cancelled sync, an unreachable server and a revoked device.
+`phakhi admin invite`, record an activity in Thai, submit a tip with a member code from
+`phakhi tipdesk`, sync over HTTP, receive the tip desk's reply, read the province back on a
+second phone, carry a sync as bundle files, and get typed errors for a wrong passphrase, a
+cancelled sync, an unreachable server and a revoked device.
 
 Run by `tests/tests/ffi_python.rs` (so by `cargo test --workspace`), which sets:
   PHAKHI_FFI_BINDINGS  folder holding phakhi_ffi.py and the library it loads
@@ -32,27 +33,25 @@ COMMAND_TIMEOUT_S = 60
 PROVINCE = "TH-44"
 # Argon2 cost for test stores: the default (64 MiB, 3 passes) is for phones, not for test runs.
 CHEAP = phakhi.PassphraseCost(memory_kib=8 * 1024, iterations=1, parallelism=1)
-# A member network code: twenty data symbols and a check symbol (Crockford base32).
-MEMBER_CODE_DATA = "7K3MQ2PDXR9A4HT6WNBC"
 
 
-def member_code():
-    """A valid member code: the data symbols plus the check symbol the core accepts."""
-    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-    for check in alphabet:
-        try:
-            phakhi.check_member_code(MEMBER_CODE_DATA + check)
-            return MEMBER_CODE_DATA + check
-        except phakhi.PhakhiError.InvalidInput:
-            continue
-    raise AssertionError("no check symbol makes a valid member code")
+def mistyped(code):
+    """The code with its first symbol changed: the check symbol must catch it."""
+    first = "1" if code[0] != "1" else "2"
+    return first + code[1:]
 
 
 class Server:
     """A real `phakhi serve` on a free loopback port, with its own data folder."""
 
-    def __init__(self, data):
+    def __init__(self, data, desk):
         self.data = data
+        self.desk = desk
+        self.tip_desk_key = None
+        self.start()
+
+    def start(self):
+        data = self.data
         self.process = subprocess.Popen(
             [PHAKHI_BIN, "serve", "--addr", "127.0.0.1", "--port", "0", "--data", data],
             stdin=subprocess.DEVNULL,
@@ -95,8 +94,29 @@ class Server:
             raise AssertionError(f"phakhi admin {args} failed: {done.stderr}")
         return done.stdout
 
+    def tipdesk(self, *args):
+        done = subprocess.run(
+            [PHAKHI_BIN, "tipdesk", "--dir", self.desk, "--passphrase-env", "PHAKHI_TEST_DESK",
+             *args],
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_S,
+            env={**os.environ, "PHAKHI_TEST_DESK": "โต๊ะรับเรื่อง ทดสอบ"},
+        )
+        if done.returncode != 0:
+            raise AssertionError(f"phakhi tipdesk {args} failed: {done.stderr}")
+        return done.stdout
+
+    def after(self, out, prefix):
+        for line in out.splitlines():
+            if line.startswith(prefix):
+                return line[len(prefix):].strip()
+        raise AssertionError(f"no line starting with {prefix!r} in {out!r}")
+
     def invite(self):
-        tip_desk_key = os.urandom(32).hex()
+        if self.tip_desk_key is None:
+            self.tip_desk_key = self.after(self.tipdesk("init"), "tip-desk public key:")
+        tip_desk_key = self.tip_desk_key
         out = self.admin(
             "invite",
             "--province", PROVINCE,
@@ -135,12 +155,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def sync_until_quiet(device, progress=None):
-    summary = device.sync(None, progress)
+def sync_until_quiet(device, url, progress=None):
+    summary = device.sync(url, progress)
     for _ in range(8):
         if not summary.more_waiting:
             break
-        summary = device.sync(None, progress)
+        summary = device.sync(url, progress)
     return summary
 
 
@@ -148,7 +168,7 @@ class PhoneDay(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="phakhi-ffi-")
-        cls.server = Server(os.path.join(cls.tmp, "server"))
+        cls.server = Server(os.path.join(cls.tmp, "server"), os.path.join(cls.tmp, "desk"))
 
     @classmethod
     def tearDownClass(cls):
@@ -173,6 +193,14 @@ class PhoneDay(unittest.TestCase):
         self.assertEqual(enrolment.role, phakhi.DeviceRole.LEADER)
         self.assertTrue(enrolment.device_id)
         self.assertEqual(phone.enrolment(), enrolment)
+
+        # The tip desk issues this member's network code; a mistyped one is caught on the phone.
+        code = self.server.after(
+            self.server.tipdesk("codes", "issue", "--alias", "สมชาย"), "member code for สมชาย:"
+        )
+        phakhi.check_member_code(code)
+        with self.assertRaises(phakhi.PhakhiError.InvalidInput):
+            phakhi.check_member_code(mistyped(code))
 
         # Offline work: a member, an activity in Thai, a tip.
         leader = phone.add_member(
@@ -208,7 +236,7 @@ class PhoneDay(unittest.TestCase):
                 district="กันทรวิชัย",
                 place="ถนนหมู่ 4",
                 involved=["บริษัท ก."],
-                member_code=member_code(),
+                member_code=code,
                 want_reply=True,
             )
         )
@@ -219,7 +247,7 @@ class PhoneDay(unittest.TestCase):
 
         # Sync: the tip goes to the server, the documents go up.
         progress = Recorder()
-        summary = sync_until_quiet(phone, progress)
+        summary = sync_until_quiet(phone, self.server.url, progress)
         self.assertEqual(summary.tips_delivered, 1)
         self.assertGreater(summary.bytes_sent, 0)
         self.assertGreater(summary.bytes_received, 0)
@@ -229,12 +257,32 @@ class PhoneDay(unittest.TestCase):
         [held] = phone.tip_receipts()
         self.assertEqual((held.receipt, held.status), (receipt, phakhi.TipStatus.RECEIVED))
 
+        # The tip desk pulls the tip and answers it; the answer is written while HQ is stopped,
+        # and reaches the phone on its next sync (the server comes back on a new port).
+        self.server.process.terminate()
+        self.server.process.wait(timeout=COMMAND_TIMEOUT_S)
+        self.assertIn("1 new tip", self.server.tipdesk("pull", "--data", self.server.data))
+        self.server.tipdesk(
+            "reply", receipt, "--status", "under-review",
+            "--message", "ได้รับเรื่องแล้ว กำลังตรวจสอบ", "--data", self.server.data,
+        )
+        self.server.start()
+        summary = sync_until_quiet(phone, self.server.url)
+        self.assertEqual(summary.replies_received, 1)
+        [answered] = phone.tip_receipts()
+        self.assertEqual(answered.status, phakhi.TipStatus.UNDER_REVIEW)
+        self.assertEqual(
+            answered.replies,
+            [phakhi.TipReply(status=phakhi.TipStatus.UNDER_REVIEW,
+                             message="ได้รับเรื่องแล้ว กำลังตรวจสอบ")],
+        )
+
         # A second phone of the province reads the province back from the server.
         key = phakhi.generate_storage_key()
         self.assertEqual(len(key), 32)
         other = phakhi.PhakhiDevice.open_with_key(self.store("phone-b.db"), key)
         other.enrol(self.server.invite(), None)
-        summary = sync_until_quiet(other)
+        summary = sync_until_quiet(other, self.server.url)
         self.assertGreater(summary.changes_received, 0)
         self.assertIn(f"province/{PROVINCE}", summary.docs_changed)
         [member] = other.members(PROVINCE, False)
@@ -256,7 +304,7 @@ class PhoneDay(unittest.TestCase):
         # posted to the server the way a carrier with signal would; the first phone sees it.
         other.archive_activity(PROVINCE, activity)
         self.carry_bundles(other)
-        sync_until_quiet(phone)
+        sync_until_quiet(phone, self.server.url)
         self.assertEqual(phone.activities(PROVINCE, phakhi.ActivityQuery()), [])
         [archived] = phone.activities(
             PROVINCE,
@@ -270,7 +318,7 @@ class PhoneDay(unittest.TestCase):
 
         # A sync the app cancels ends cleanly and loses nothing.
         with self.assertRaises(phakhi.PhakhiError.Cancelled):
-            phone.sync(None, Recorder(cancel=True))
+            phone.sync(self.server.url, Recorder(cancel=True))
 
         # A server that is not there.
         with self.assertRaises(phakhi.PhakhiError.NetworkUnreachable):
@@ -279,9 +327,9 @@ class PhoneDay(unittest.TestCase):
         # The coordinator revokes the first phone: its next sync is refused as revoked.
         self.server.admin("revoke", enrolment.device_id)
         with self.assertRaises(phakhi.PhakhiError.DeviceRevoked):
-            phone.sync(None, None)
+            phone.sync(self.server.url, None)
         # The other phone still syncs.
-        other.sync(None, None)
+        other.sync(self.server.url, None)
 
     def carry_bundles(self, device):
         request_path = self.store("bundle-request.bin")
