@@ -164,3 +164,80 @@ impl From<HttpError> for PhakhiError {
 
 /// The result of every exported call.
 pub type Result<T, E = PhakhiError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phakhi_core::seal::SealError;
+
+    fn refused(status: u16, code: &str) -> PhakhiError {
+        DeviceError::Http(HttpError::Refused {
+            status,
+            code: code.into(),
+            message: "ask your coordinator".into(),
+        })
+        .into()
+    }
+
+    #[test]
+    fn server_refusals_map_to_what_the_app_does_next() {
+        assert!(matches!(
+            refused(403, "device_revoked"),
+            PhakhiError::DeviceRevoked { message } if message == "ask your coordinator"
+        ));
+        for code in ["invite_invalid", "invite_expired", "invite_used"] {
+            assert!(matches!(
+                refused(403, code),
+                PhakhiError::InviteRefused { .. }
+            ));
+        }
+        assert!(matches!(
+            refused(429, "rate_limited"),
+            PhakhiError::ServerRefused { status: 429, code, .. } if code == "rate_limited"
+        ));
+        let unreachable: PhakhiError = DeviceError::Http(HttpError::Unreachable {
+            url: "http://127.0.0.1:9".into(),
+            detail: "connection refused".into(),
+        })
+        .into();
+        assert!(matches!(
+            unreachable,
+            PhakhiError::NetworkUnreachable { .. }
+        ));
+    }
+
+    #[test]
+    fn local_failures_map_to_their_own_cases() {
+        assert!(matches!(
+            PhakhiError::from(DeviceError::Store(StoreError::WrongKey)),
+            PhakhiError::WrongPassphrase
+        ));
+        assert!(matches!(
+            PhakhiError::from(DeviceError::NotEnrolled),
+            PhakhiError::NotEnrolled { .. }
+        ));
+        assert!(matches!(
+            PhakhiError::from(DeviceError::Cancelled),
+            PhakhiError::Cancelled
+        ));
+        assert!(matches!(
+            PhakhiError::from(DeviceError::OutOfScope("TH-40".into())),
+            PhakhiError::OutOfScope { province } if province == "TH-40"
+        ));
+        // Only a newer envelope asks for an update; garbage is a failed sync.
+        assert!(matches!(
+            PhakhiError::from(DeviceError::Seal(SealError::UnknownVersion(0))),
+            PhakhiError::SyncFailed { .. }
+        ));
+        assert!(matches!(
+            PhakhiError::from(DeviceError::Seal(SealError::UnknownVersion(200))),
+            PhakhiError::UpdateRequired { .. }
+        ));
+        assert!(matches!(
+            PhakhiError::from(DeviceError::Model(ModelError::InvalidDate(
+                "2026-02-30".into()
+            ))),
+            PhakhiError::InvalidInput { .. }
+        ));
+    }
+}
