@@ -81,6 +81,7 @@ fn fuzz_harnesses_accept_their_valid_fixtures() {
     // Mode 1..=3 with no edits: the valid bundle, changes and document requests.
     for mode in 1..=3u8 {
         assert_eq!(harness::exchange(&[mode]), Ok(()), "template {mode}");
+        assert_eq!(harness::exchange_doc_status(&[mode]).as_deref(), Some("Ok"));
     }
     assert_eq!(harness::invite(&[2]), Ok(()));
     assert_eq!(harness::invite(&[3]), Ok(()));
@@ -95,4 +96,18 @@ fn fuzz_harnesses_accept_their_valid_fixtures() {
     let code = phakhi_core::seal::MemberCode::generate(&mut rng).to_string();
     assert_eq!(harness::member_code(code.as_bytes()), Ok(()));
     assert_eq!(harness::member_code(code.to_lowercase().as_bytes()), Ok(()));
+}
+
+/// The input the `exchange` target found hanging automerge 0.12's bundle decoder (one byte of a
+/// valid bundle flipped: a column run length became huge). The engine now checks the bundle's
+/// checksum first, so this is a quick refusal of that document and nothing changes.
+#[test]
+fn fuzz_damaged_bundle_is_refused_without_decoding() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz-corpus-regressions/exchange/hang-bundle-b824710b");
+    let input = std::fs::read(path).unwrap();
+    // The harness itself asserts the documents are unchanged on refusal; the request still
+    // decodes, and the damaged document is answered with an error status.
+    assert_eq!(harness::exchange(&input), Ok(()));
+    assert_eq!(harness::exchange_doc_status(&input), Some("Error(BadChunk)".to_owned()));
 }

@@ -289,7 +289,7 @@ fn request(docs: Vec<DocEntry>) -> Vec<u8> {
 
 fn exchange_scope() -> PrefixScope {
     PrefixScope {
-        read: vec![DOC_40.into(), DOC_DIRECTORY.into()],
+        read: vec![DOC_40.into(), DOC_41.into(), DOC_DIRECTORY.into()],
         write: vec![DOC_40.into(), DOC_41.into()],
     }
 }
@@ -347,6 +347,24 @@ pub fn exchange(data: &[u8]) -> Result<(), String> {
             }
         }
     }
+}
+
+/// For tests: the status the responder gave the first document of the request `data` makes
+/// (as in [`exchange`], modes 0 to 3), if the request was answered.
+pub fn exchange_doc_status(data: &[u8]) -> Option<String> {
+    let (mode, rest) = split_mode(data)?;
+    let f = exchange_fixture();
+    let bytes = match mode % 6 {
+        0 => rest.to_vec(),
+        t @ 1..=3 => mutate(&f.templates[usize::from(t - 1)], rest),
+        _ => return None,
+    };
+    let mut docs = f.docs.clone();
+    let reply = Responder::new(Limits::default())
+        .handle_request(&bytes, &mut docs, &exchange_scope())
+        .ok()?;
+    let first = reply.message().docs.first()?;
+    Some(format!("{:?}", first.status))
 }
 
 // ---------------------------------------------------------------------------------------------
