@@ -109,5 +109,8 @@ fn fuzz_damaged_bundle_is_refused_without_decoding() {
     // The harness itself asserts the documents are unchanged on refusal; the request still
     // decodes, and the damaged document is answered with an error status.
     assert_eq!(harness::exchange(&input), Ok(()));
-    assert_eq!(harness::exchange_doc_status(&input), Some("Error(BadChunk)".to_owned()));
+    assert_eq!(
+        harness::exchange_doc_status(&input),
+        Some("Error(BadChunk)".to_owned())
+    );
 }

@@ -48,7 +48,11 @@ fn mutate(template: &[u8], edits: &[u8]) -> Vec<u8> {
         let pos = usize::from(u16::from_be_bytes([t[0], t[1]])) % out.len();
         out[pos] ^= t[2];
     }
-    let cut: usize = triples.remainder().iter().map(|&b| usize::from(b) * 7).sum();
+    let cut: usize = triples
+        .remainder()
+        .iter()
+        .map(|&b| usize::from(b) * 7)
+        .sum();
     out.truncate(out.len().saturating_sub(cut));
     out
 }
@@ -105,9 +109,13 @@ fn forged_request(body: &[u8]) -> Vec<u8> {
     let mut r = rng(5);
     let mut envelope = vec![1u8, 3];
     envelope.extend_from_slice(&f.server.public().key_id().0);
-    let (enc1, mut ctx1) =
-        suite::setup_sender(&mut r, f.server.public(), None, b"phakhi/v1/transport/sender")
-            .unwrap();
+    let (enc1, mut ctx1) = suite::setup_sender(
+        &mut r,
+        f.server.public(),
+        None,
+        b"phakhi/v1/transport/sender",
+    )
+    .unwrap();
     envelope.extend_from_slice(&enc1);
     let sealed = ctx1.seal(f.device.public().as_bytes(), &envelope).unwrap();
     envelope.extend_from_slice(&sealed);
@@ -161,7 +169,9 @@ pub fn transport_envelope(data: &[u8]) -> Result<(), String> {
         3 => {
             let envelope = mutate(&f.response, rest);
             let (_, pending) = pending(&f.server, &f.device);
-            let payload = pending.open_response(&envelope).map_err(|e| e.to_string())?;
+            let payload = pending
+                .open_response(&envelope)
+                .map_err(|e| e.to_string())?;
             assert_eq!(envelope, f.response, "an altered response authenticated");
             assert_eq!(payload, RESPONSE_PAYLOAD);
             Ok(())
@@ -219,7 +229,11 @@ fn exchange_fixture() -> &'static ExchangeFixture {
             phone.put(ROOT, format!("n{i}"), i).unwrap();
             phone.commit();
         }
-        let hashes: Vec<ChangeHash> = phone.get_changes_meta(&base).iter().map(|m| m.hash).collect();
+        let hashes: Vec<ChangeHash> = phone
+            .get_changes_meta(&base)
+            .iter()
+            .map(|m| m.hash)
+            .collect();
         let count = hashes.len() as u64;
         let bundle = phone.bundle(hashes).unwrap().bytes().to_vec();
         let bundle_request = request(vec![entry(
@@ -331,7 +345,11 @@ pub fn exchange(data: &[u8]) -> Result<(), String> {
             let responder = Responder::new(Limits::default());
             match responder.handle_request(&bytes, &mut docs, &exchange_scope()) {
                 Err(e) => {
-                    assert_eq!(heads_of(&mut docs), before, "a refused message changed a document");
+                    assert_eq!(
+                        heads_of(&mut docs),
+                        before,
+                        "a refused message changed a document"
+                    );
                     Err(e.to_string())
                 }
                 Ok(reply) => {
@@ -403,7 +421,10 @@ fn check_invite(parsed: &SignedInvite) -> Result<(), String> {
     let f = invite_fixture();
     // The binary form round-trips.
     let again = SignedInvite::from_bytes(&parsed.to_bytes()).expect("re-parsing an invite");
-    assert!(again == *parsed, "an invite's binary form does not round-trip");
+    assert!(
+        again == *parsed,
+        "an invite's binary form does not round-trip"
+    );
     let invite = parsed
         .verify(&f.hq.verifying_key(), NOW)
         .map_err(|e| e.to_string())?;

@@ -16,9 +16,10 @@ pub fn contain_engine_panics() {
     static SEEN: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
     ONCE.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
-            let place = info
-                .location()
-                .map_or_else(|| "unknown".to_owned(), |l| format!("{}:{}", l.file(), l.line()));
+            let place = info.location().map_or_else(
+                || "unknown".to_owned(),
+                |l| format!("{}:{}", l.file(), l.line()),
+            );
             if let Ok(mut seen) = SEEN.lock()
                 && seen.insert(place.clone())
             {
