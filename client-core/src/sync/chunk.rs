@@ -239,3 +239,41 @@ pub(crate) fn apply(
     *doc = updated;
     Ok(doc.stats().num_changes.saturating_sub(before))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a failed step is a failed test
+
+    use automerge::transaction::Transactable;
+    use automerge::{ActorId, ROOT};
+
+    use super::*;
+
+    fn bundle_bytes() -> Vec<u8> {
+        let mut doc = AutoCommit::new().with_actor(ActorId::from(vec![4u8; 8]));
+        for i in 0..12 {
+            doc.put(ROOT, format!("k{i}"), format!("ค่า {i}")).unwrap();
+            doc.commit();
+        }
+        let hashes: Vec<ChangeHash> = doc.get_changes_meta(&[]).iter().map(|m| m.hash).collect();
+        doc.bundle(hashes).unwrap().bytes().to_vec()
+    }
+
+    #[test]
+    fn bundle_checksum_accepts_real_bundles_and_refuses_any_flipped_byte() {
+        let bytes = bundle_bytes();
+        assert!(bundle_checksum_valid(&bytes));
+        for i in 0..bytes.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut damaged = bytes.clone();
+                damaged[i] ^= flip;
+                assert!(!bundle_checksum_valid(&damaged), "byte {i} ^ {flip:#x}");
+            }
+        }
+        assert!(!bundle_checksum_valid(&bytes[..bytes.len() - 1]));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(!bundle_checksum_valid(&longer));
+        assert!(!bundle_checksum_valid(&[]));
+    }
+}
