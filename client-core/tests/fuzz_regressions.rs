@@ -83,6 +83,8 @@ fn fuzz_harnesses_accept_their_valid_fixtures() {
         assert_eq!(harness::exchange(&[mode]), Ok(()), "template {mode}");
         assert_eq!(harness::exchange_doc_status(&[mode]).as_deref(), Some("Ok"));
     }
+    // A re-checksummed unedited bundle is the valid bundle.
+    assert_eq!(harness::exchange_forged_bundle(&[]), Ok(()));
     assert_eq!(harness::invite(&[2]), Ok(()));
     assert_eq!(harness::invite(&[3]), Ok(()));
     // Mode 4: an authentic request whose body is given; a well-formed one opens.

@@ -214,6 +214,8 @@ struct ExchangeFixture {
     docs: Docs,
     /// Valid requests: a bundle, change chunks, a whole document creating a new one.
     templates: [Vec<u8>; 3],
+    /// The bundle of the first template, its change count and the heads it leads to.
+    bundle: (Vec<u8>, u64, Vec<ChangeHash>),
 }
 
 fn exchange_fixture() -> &'static ExchangeFixture {
@@ -236,12 +238,13 @@ fn exchange_fixture() -> &'static ExchangeFixture {
             .collect();
         let count = hashes.len() as u64;
         let bundle = phone.bundle(hashes).unwrap().bytes().to_vec();
+        let bundle_heads = phone.get_heads();
         let bundle_request = request(vec![entry(
             DOC_40,
-            phone.get_heads(),
+            bundle_heads.clone(),
             Some(Chunk::Bundle {
                 changes: count,
-                bytes: bundle,
+                bytes: bundle.clone(),
             }),
         )]);
 
@@ -277,6 +280,7 @@ fn exchange_fixture() -> &'static ExchangeFixture {
         ExchangeFixture {
             docs,
             templates: [bundle_request, changes_request, document_request],
+            bundle: (bundle, count, bundle_heads),
         }
     })
 }
@@ -364,6 +368,82 @@ pub fn exchange(data: &[u8]) -> Result<(), String> {
                 }
             }
         }
+    }
+}
+
+/// Rewrites an automerge chunk's checksum to match its (edited) data, as a peer crafting bytes
+/// on purpose would; leaves bytes whose header does not parse alone.
+fn fix_checksum(bytes: &mut [u8]) {
+    use sha2::{Digest, Sha256};
+    let Some(&chunk_type) = bytes.get(8) else {
+        return;
+    };
+    let mut len: u64 = 0;
+    let mut at = 9;
+    for shift in (0..64).step_by(7) {
+        let Some(&b) = bytes.get(at) else {
+            return;
+        };
+        at += 1;
+        len |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    let Some(data) = usize::try_from(len)
+        .ok()
+        .and_then(|l| bytes.get(at..at.checked_add(l)?))
+    else {
+        return;
+    };
+    let mut header = vec![chunk_type];
+    let mut v = len;
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            header.push(byte);
+            break;
+        }
+        header.push(byte | 0x80);
+    }
+    let digest = Sha256::new()
+        .chain_update(&header)
+        .chain_update(data)
+        .finalize();
+    bytes[4..8].copy_from_slice(&digest[..4]);
+}
+
+/// A hostile peer's bundle: the fixture bundle with the input's edits and a recomputed checksum,
+/// sent in an otherwise valid request. Shows what the bundle checksum check cannot stop.
+pub fn exchange_forged_bundle(data: &[u8]) -> Result<(), String> {
+    let f = exchange_fixture();
+    let (bundle, count, heads) = &f.bundle;
+    let mut bytes = mutate(bundle, data);
+    fix_checksum(&mut bytes);
+    let message = request(vec![entry(
+        DOC_40,
+        heads.clone(),
+        Some(Chunk::Bundle {
+            changes: *count,
+            bytes,
+        }),
+    )]);
+    let mut docs = f.docs.clone();
+    let before = heads_of(&mut docs);
+    match Responder::new(Limits::default()).handle_request(&message, &mut docs, &exchange_scope()) {
+        Err(e) => {
+            assert_eq!(
+                heads_of(&mut docs),
+                before,
+                "a refused message changed a document"
+            );
+            Err(e.to_string())
+        }
+        Ok(reply) => match reply.message().docs.first().map(|d| d.status) {
+            Some(DocStatus::Ok) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
     }
 }
 
