@@ -5,7 +5,7 @@ use automerge::{AutoCommit, Bundle, Change, ChangeHash, ReadDoc};
 
 use super::error::DocError;
 use super::scope::Limits;
-use super::wire::Chunk;
+use super::wire::{Chunk, put_varint};
 
 /// Up to this many missing changes, both the change-by-change and the bundle form are built and
 /// the smaller is sent; above it a bundle always wins.
@@ -115,6 +115,9 @@ fn decode(
             Decoded::Changes(changes)
         }
         Chunk::Bundle { bytes, .. } => {
+            if !bundle_checksum_valid(bytes) {
+                return Err(DocError::BadChunk);
+            }
             let bundle = Bundle::try_from(bytes.as_slice()).map_err(|_| DocError::BadChunk)?;
             if bundle.iter_changes().count() > *budget {
                 return Err(DocError::TooManyChanges);
@@ -142,6 +145,58 @@ fn decode(
     }
     *budget -= count;
     Ok(decoded)
+}
+
+/// The first bytes of every automerge chunk.
+const AUTOMERGE_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+
+/// Checks a bundle's checksum (the first 4 bytes of SHA-256 over its chunk type, length and
+/// data, which must end exactly where the bytes end) before automerge decodes it. automerge 0.12
+/// checks this for changes and documents but not for bundles, and its bundle decoder can run for
+/// minutes on one flipped byte in a column (a run length read as huge). This refuses every
+/// damaged bundle in one SHA-256 pass; a peer that writes a bundle with a valid checksum on
+/// purpose is not stopped by it (see `tests/fuzz_regressions.rs`).
+fn bundle_checksum_valid(bytes: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    let Some((magic, rest)) = bytes.split_first_chunk::<4>() else {
+        return false;
+    };
+    let Some((checksum, rest)) = rest.split_first_chunk::<4>() else {
+        return false;
+    };
+    let Some((&chunk_type, mut rest)) = rest.split_first() else {
+        return false;
+    };
+    if *magic != AUTOMERGE_MAGIC {
+        return false;
+    }
+    // The data length, unsigned LEB128 (at most 10 bytes).
+    let mut len: u64 = 0;
+    let mut shift = 0u32;
+    loop {
+        let Some((&b, tail)) = rest.split_first() else {
+            return false;
+        };
+        rest = tail;
+        if shift >= 64 {
+            return false;
+        }
+        len |= u64::from(b & 0x7f) << shift;
+        shift += 7;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    if usize::try_from(len).ok() != Some(rest.len()) {
+        return false;
+    }
+    let mut header = vec![chunk_type];
+    put_varint(&mut header, len);
+    let digest = Sha256::new()
+        .chain_update(&header)
+        .chain_update(rest)
+        .finalize();
+    digest.get(..4) == Some(checksum.as_slice())
 }
 
 enum Decoded {
@@ -183,4 +238,42 @@ pub(crate) fn apply(
     updated.set_actor(actor);
     *doc = updated;
     Ok(doc.stats().num_changes.saturating_sub(before))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a failed step is a failed test
+
+    use automerge::transaction::Transactable;
+    use automerge::{ActorId, ROOT};
+
+    use super::*;
+
+    fn bundle_bytes() -> Vec<u8> {
+        let mut doc = AutoCommit::new().with_actor(ActorId::from(vec![4u8; 8]));
+        for i in 0..12 {
+            doc.put(ROOT, format!("k{i}"), format!("ค่า {i}")).unwrap();
+            doc.commit();
+        }
+        let hashes: Vec<ChangeHash> = doc.get_changes_meta(&[]).iter().map(|m| m.hash).collect();
+        doc.bundle(hashes).unwrap().bytes().to_vec()
+    }
+
+    #[test]
+    fn bundle_checksum_accepts_real_bundles_and_refuses_any_flipped_byte() {
+        let bytes = bundle_bytes();
+        assert!(bundle_checksum_valid(&bytes));
+        for i in 0..bytes.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut damaged = bytes.clone();
+                damaged[i] ^= flip;
+                assert!(!bundle_checksum_valid(&damaged), "byte {i} ^ {flip:#x}");
+            }
+        }
+        assert!(!bundle_checksum_valid(&bytes[..bytes.len() - 1]));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(!bundle_checksum_valid(&longer));
+        assert!(!bundle_checksum_valid(&[]));
+    }
 }
