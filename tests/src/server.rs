@@ -130,6 +130,20 @@ impl ServerProcess {
     }
 
     /// The process id.
+    /// The server's static key, as printed on its first start.
+    pub fn static_key(&self) -> PublicKey {
+        let line = self
+            .banner
+            .iter()
+            .find_map(|line| line.trim().strip_prefix("server static key (X25519):"))
+            .expect("first start prints the static key");
+        let bytes: [u8; 32] = hex::decode(line.trim())
+            .expect("hex")
+            .try_into()
+            .expect("32 bytes");
+        PublicKey::from_bytes(bytes)
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).unwrap_or(0)
     }
@@ -195,6 +209,36 @@ impl Drop for ServerProcess {
 }
 
 /// Runs `phakhi admin --data <data> <args>` to completion.
+/// A one-time invite made by `phakhi admin invite` on the data folder `data`, for a server
+/// reached at `url`, pinning the tip desk key `tip_desk_key` (hex).
+pub fn invite(data: &Path, province: &str, role: &str, url: &str, tip_desk_key: &str) -> String {
+    let out = admin(
+        data,
+        &[
+            "invite",
+            "--province",
+            province,
+            "--role",
+            role,
+            "--server-url",
+            url,
+            "--tip-desk-key",
+            tip_desk_key,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "phakhi admin invite failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string();
+    assert!(seal::SignedInvite::parse(&text).is_ok(), "{text}");
+    text
+}
+
 pub fn admin(data: &Path, args: &[&str]) -> Output {
     Command::new(phakhi_bin())
         .arg("admin")

@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use phakhi_tests::server::{ServerProcess, admin, phakhi_bin};
+use phakhi_tests::server::{ServerProcess, invite, phakhi_bin};
 use rand_core::OsRng;
 
 const STORE_PASSPHRASE: &str = "รหัสผ่าน-ของ-โทรศัพท์";
@@ -62,29 +62,6 @@ fn desk<'a>(dir: &'a str, args: &[&'a str]) -> Vec<&'a str> {
     all
 }
 
-fn invite(data: &Path, url: &str, tip_desk_key: &str) -> String {
-    let out = admin(
-        data,
-        &[
-            "invite",
-            "--province",
-            "TH-44",
-            "--role",
-            "leader",
-            "--server-url",
-            url,
-            "--tip-desk-key",
-            tip_desk_key,
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 #[test]
 fn phones_tip_desk_and_report_work_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();
@@ -120,8 +97,8 @@ fn phones_tip_desk_and_report_work_end_to_end() {
 
     // HQ and two phones.
     let server = ServerProcess::start(Path::new(&hq), &[]);
-    let invite_a = invite(Path::new(&hq), &server.url, &key);
-    let invite_b = invite(Path::new(&hq), &server.url, &key);
+    let invite_a = invite(Path::new(&hq), "TH-44", "leader", &server.url, &key);
+    let invite_b = invite(Path::new(&hq), "TH-44", "leader", &server.url, &key);
     assert!(ok(&device(&a, &["enroll", &invite_a])).contains("TH-44 มหาสารคาม"));
     assert!(ok(&device(&b, &["enroll", &invite_b])).contains("enrolled"));
     // A spent invite is refused with a reason.

@@ -4,49 +4,10 @@
 //! clean link then sees everything.
 
 use phakhi_tests::badlink::{BlockingBadLink, Profile};
-use phakhi_tests::server::{Device, Failure, ServerProcess, admin};
+use phakhi_tests::server::{Device, Failure, ServerProcess, invite};
 
 const ACTIVITIES: &str = "province/TH-44/activities/2026";
 const TIP_DESK: &str = "0707070707070707070707070707070707070707070707070707070707070707";
-
-fn invite(server: &ServerProcess, url: &str) -> String {
-    let out = admin(
-        &server.data,
-        &[
-            "invite",
-            "--province",
-            "TH-44",
-            "--role",
-            "leader",
-            "--server-url",
-            url,
-            "--tip-desk-key",
-            TIP_DESK,
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string()
-}
-
-fn static_key(server: &ServerProcess) -> phakhi_core::seal::PublicKey {
-    let line = server
-        .banner
-        .iter()
-        .find_map(|line| line.trim().strip_prefix("server static key (X25519):"))
-        .expect("first start prints the static key");
-    let bytes: [u8; 32] = hex::decode(line.trim())
-        .expect("hex")
-        .try_into()
-        .expect("32 bytes");
-    phakhi_core::seal::PublicKey::from_bytes(bytes)
-}
 
 #[test]
 fn cut_connections_lose_nothing_and_retries_converge() {
@@ -61,7 +22,7 @@ fn cut_connections_lose_nothing_and_retries_converge() {
         &dir.path().join("data"),
         &["--config", &config.display().to_string()],
     );
-    let key = static_key(&server);
+    let key = server.static_key();
     let profile = Profile::builder("cutting")
         .cut_probability(0.4)
         .cut_after_bytes(200..=6_000)
@@ -70,8 +31,12 @@ fn cut_connections_lose_nothing_and_retries_converge() {
     let link = BlockingBadLink::start(server.addr, profile, 44).expect("bad link");
     let link_url = format!("http://{}", link.addr());
 
-    let (mut phone, _) = Device::enrol(&server.url, &invite(&server, &server.url), key)
-        .expect("enrol on a clean link");
+    let (mut phone, _) = Device::enrol(
+        &server.url,
+        &invite(&server.data, "TH-44", "leader", &server.url, TIP_DESK),
+        key,
+    )
+    .expect("enrol on a clean link");
     phone.url = link_url;
     let mut failures = 0;
     for n in 0..40 {
@@ -91,8 +56,12 @@ fn cut_connections_lose_nothing_and_retries_converge() {
     // Back on a clean link, one sync finishes the job.
     phone.url = server.url.clone();
     phone.sync().expect("clean sync");
-    let (mut reader, _) =
-        Device::enrol(&server.url, &invite(&server, &server.url), key).expect("enrol reader");
+    let (mut reader, _) = Device::enrol(
+        &server.url,
+        &invite(&server.data, "TH-44", "leader", &server.url, TIP_DESK),
+        key,
+    )
+    .expect("enrol reader");
     reader.sync().expect("reader sync");
     for n in 0..40 {
         assert_eq!(

@@ -15,36 +15,10 @@ use phakhi_core::seal::{
 use phakhi_core::store::StorageKey;
 use phakhi_core::transport::HttpError;
 use phakhi_server::db;
-use phakhi_tests::server::{ServerProcess, admin};
+use phakhi_tests::server::{ServerProcess, admin, invite};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use time::OffsetDateTime;
-
-fn invite(server: &ServerProcess, province: &str, role: &str, tip_desk: &StaticKeyPair) -> String {
-    let out = admin(
-        &server.data,
-        &[
-            "invite",
-            "--province",
-            province,
-            "--role",
-            role,
-            "--server-url",
-            &server.url,
-            "--tip-desk-key",
-            &hex::encode(tip_desk.public().as_bytes()),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string()
-}
 
 fn phone(dir: &std::path::Path, name: &str, invite: &str, rng: &mut ChaCha20Rng) -> Device {
     let mut device = Device::open(
@@ -70,6 +44,7 @@ fn a_field_day_with_the_real_device_client() {
     let rng = &mut ChaCha20Rng::seed_from_u64(44);
     let dir = tempfile::tempdir().expect("tempdir");
     let tip_desk = StaticKeyPair::generate(rng);
+    let tip_desk_hex = hex::encode(tip_desk.public().as_bytes());
     let data = dir.path().join("hq");
     let server = ServerProcess::start(&data, &[]);
     let th44 = ProvinceCode::parse("TH-44").expect("code");
@@ -77,19 +52,25 @@ fn a_field_day_with_the_real_device_client() {
     let mut a = phone(
         dir.path(),
         "a",
-        &invite(&server, "TH-44", "leader", &tip_desk),
+        &invite(&server.data, "TH-44", "leader", &server.url, &tip_desk_hex),
         rng,
     );
     let mut b = phone(
         dir.path(),
         "b",
-        &invite(&server, "TH-44", "coordinator", &tip_desk),
+        &invite(
+            &server.data,
+            "TH-44",
+            "coordinator",
+            &server.url,
+            &tip_desk_hex,
+        ),
         rng,
     );
     let mut c = phone(
         dir.path(),
         "c",
-        &invite(&server, "TH-40", "leader", &tip_desk),
+        &invite(&server.data, "TH-40", "leader", &server.url, &tip_desk_hex),
         rng,
     );
 

@@ -7,53 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use phakhi_core::seal::{self, PublicKey};
-use phakhi_tests::server::{Device, Failure, ServerProcess, admin};
+use phakhi_tests::server::{Device, Failure, ServerProcess, admin, invite};
 
 const TIP_DESK: &str = "0707070707070707070707070707070707070707070707070707070707070707";
-
-/// The server's static key, as printed on its first start.
-fn static_key(server: &ServerProcess) -> PublicKey {
-    let line = server
-        .banner
-        .iter()
-        .find_map(|line| line.trim().strip_prefix("server static key (X25519):"))
-        .expect("first start prints the static key");
-    let bytes: [u8; 32] = hex::decode(line.trim())
-        .expect("hex")
-        .try_into()
-        .expect("32 bytes");
-    PublicKey::from_bytes(bytes)
-}
-
-/// An invite made by `phakhi admin invite` on the server's data folder.
-fn invite(data: &Path, province: &str, role: &str, url: &str) -> String {
-    let out = admin(
-        data,
-        &[
-            "invite",
-            "--province",
-            province,
-            "--role",
-            role,
-            "--server-url",
-            url,
-            "--tip-desk-key",
-            TIP_DESK,
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string();
-    assert!(seal::SignedInvite::parse(&text).is_ok(), "{text}");
-    text
-}
 
 const ACTIVITIES_44: &str = "province/TH-44/activities/2026";
 
@@ -75,10 +31,10 @@ fn stored_documents(data: &Path) -> Vec<(String, Vec<u8>)> {
 fn three_devices_two_provinces_converge_scope_holds_and_revocation_bites() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = ServerProcess::start(dir.path(), &[]);
-    let key = static_key(&server);
-    let invite_a = invite(dir.path(), "TH-44", "leader", &server.url);
-    let invite_b = invite(dir.path(), "TH-44", "coordinator", &server.url);
-    let invite_c = invite(dir.path(), "TH-40", "leader", &server.url);
+    let key = server.static_key();
+    let invite_a = invite(dir.path(), "TH-44", "leader", &server.url, TIP_DESK);
+    let invite_b = invite(dir.path(), "TH-44", "coordinator", &server.url, TIP_DESK);
+    let invite_c = invite(dir.path(), "TH-40", "leader", &server.url, TIP_DESK);
     let (mut a, enrolled_a) = Device::enrol(&server.url, &invite_a, key).expect("enrol a");
     let (mut b, _) = Device::enrol(&server.url, &invite_b, key).expect("enrol b");
     let (mut c, _) = Device::enrol(&server.url, &invite_c, key).expect("enrol c");
@@ -148,8 +104,8 @@ fn sigkill_during_syncs_loses_no_acknowledged_change() {
     let config = config.display().to_string();
     let data = dir.path().join("data");
     let server = ServerProcess::start(&data, &["--config", &config]);
-    let key = static_key(&server);
-    let invite_a = invite(&data, "TH-44", "leader", &server.url);
+    let key = server.static_key();
+    let invite_a = invite(&data, "TH-44", "leader", &server.url, TIP_DESK);
     let (mut writer, _) = Device::enrol(&server.url, &invite_a, key).expect("enrol");
 
     // One thread syncs a new change after another; the test kills the server under it.
@@ -191,7 +147,7 @@ fn sigkill_during_syncs_loses_no_acknowledged_change() {
     );
 
     let server = ServerProcess::start(&data, &["--config", &config]);
-    let invite_b = invite(&data, "TH-44", "leader", &server.url);
+    let invite_b = invite(&data, "TH-44", "leader", &server.url, TIP_DESK);
     let (mut reader, _) = Device::enrol(&server.url, &invite_b, key).expect("enrol after restart");
     reader.sync().expect("sync after restart");
     for key in &acknowledged {
