@@ -366,6 +366,42 @@ impl Mailbox {
         Ok(self.insert_unchecked(origin, id, item))
     }
 
+    /// Stores one envelope that the holder of the mailbox itself authorised (HQ storing the tip
+    /// desk's replies), outside any quota: replies are never pruned at HQ, so a per-origin quota
+    /// would end the tip desk's answers. Idempotent.
+    pub fn insert_authorised(
+        &mut self,
+        origin: &PublicKey,
+        item: MailItem,
+    ) -> Result<Inserted, MailboxError> {
+        item.validate()?;
+        let id = item.id();
+        if self.items.contains_key(&id) {
+            return Ok(Inserted::AlreadyHeld);
+        }
+        if self.acknowledged.contains(&id) {
+            return Ok(Inserted::AlreadyAcknowledged);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.by_seq.insert(seq, id);
+        self.items.insert(
+            id,
+            StoredItem {
+                id,
+                seq,
+                origin: *origin,
+                item,
+            },
+        );
+        Ok(Inserted::New { seq })
+    }
+
+    /// True when HQ (or, at HQ, the tip desk) acknowledged this id.
+    pub fn is_acknowledged(&self, id: &EnvelopeId) -> bool {
+        self.acknowledged.contains(id)
+    }
+
     fn insert_unchecked(&mut self, origin: &PublicKey, id: EnvelopeId, item: MailItem) -> Inserted {
         let seq = self.next_seq;
         self.next_seq += 1;

@@ -97,9 +97,10 @@ impl From<DeviceError> for PhakhiError {
             {
                 PhakhiError::UpdateRequired { message }
             }
-            DeviceError::Seal(_) | DeviceError::Sync(_) | DeviceError::Protocol(_) => {
-                PhakhiError::SyncFailed { message }
-            }
+            DeviceError::Seal(_)
+            | DeviceError::Sync(_)
+            | DeviceError::Protocol(_)
+            | DeviceError::Bundle(_) => PhakhiError::SyncFailed { message },
         }
     }
 }

@@ -15,6 +15,8 @@ pub enum DeviceError {
     Invite(#[from] seal::InviteError),
     #[error("sync failed: {0}")]
     Sync(#[from] sync::SyncError),
+    #[error(transparent)]
+    Bundle(#[from] super::BundleError),
     #[error("the server's answer is malformed: {0}")]
     Protocol(#[from] protocol::ProtocolError),
     #[error("this device is not enrolled yet: enrol it with an invite from your coordinator first")]

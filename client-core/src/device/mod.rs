@@ -7,12 +7,14 @@
 //! take the sealed answer back ([`Device::enrol_request`] / [`Device::enrol_response`],
 //! [`Device::sync_request`] / [`Device::sync_response`]). The `http` feature adds a driver that
 //! carries them over HTTP ([`Device::sync_http`]); apps may carry them any other way, a file on a
-//! USB stick included.
+//! USB stick included ([`Device::export_bundle`] / [`Device::import_bundle`] keep the exchange
+//! in the store between processes).
 //!
 //! Documents are kept in memory once opened (an activities document of a busy year costs about a
 //! second to load on a phone) and written to the store after every user action, one automerge
 //! commit per action.
 
+mod bundle;
 mod enrolment;
 mod error;
 #[cfg(feature = "http")]
@@ -27,6 +29,7 @@ use std::path::Path;
 use automerge::{ActorId, AutoCommit};
 use rand_core::CryptoRngCore;
 
+pub use bundle::{BundleError, BundleKind, decode_bundle, encode_bundle};
 pub use enrolment::{Enrolment, PendingEnrolment};
 pub use error::{DeviceError, Result};
 #[cfg(feature = "http")]
@@ -46,6 +49,7 @@ mod ns {
     pub const OUTBOX: &str = "outbox";
     pub const REPLY_KEYS: &str = "reply-keys";
     pub const REPLIES: &str = "replies";
+    pub const BUNDLE: &str = "bundle";
 }
 const IDENTITY: &[u8] = b"identity";
 const ENROLMENT: &[u8] = b"enrolment";

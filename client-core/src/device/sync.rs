@@ -22,9 +22,9 @@ use crate::sync::{self, Initiator, Limits, PeerState, PrefixScope, Progress};
 /// An exchange in progress with the device's server.
 #[derive(Debug)]
 pub struct SyncSession {
-    initiator: Initiator,
+    pub(super) initiator: Initiator,
     docs: sync::Docs,
-    pending: Option<PendingResponse>,
+    pub(super) pending: Option<PendingResponse>,
 }
 
 /// What the caller does after [`Device::sync_response`].

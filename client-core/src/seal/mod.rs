@@ -34,8 +34,9 @@ pub use receipt::{ReceiptId, ReceiptIdError};
 pub use reply::{Reply, ReplyStatus, open_reply, seal_reply, try_open_reply};
 pub use tip::{SealedTip, Tip, TipCategory, TipDraft, open_tip, seal_tip};
 pub use transport::{
-    MAX_CLOCK_SKEW_SECS, MemoryReplayGuard, OpenedRequest, PendingResponse, ReplayGuard, Responder,
-    TRANSPORT_BUCKETS, open_request, seal_request,
+    MAX_BUNDLE_AGE_SECS, MAX_CLOCK_SKEW_SECS, MemoryReplayGuard, OpenedRequest, PendingResponse,
+    ReplayGuard, Responder, TRANSPORT_BUCKETS, open_request, open_request_within,
+    response_exchange_id, seal_request,
 };
 pub use wire::WireError;
 

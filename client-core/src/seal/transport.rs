@@ -33,9 +33,12 @@
 //! ```
 //!
 //! Clock skew: phones' clocks are often wrong by hours; requests whose `sent_at` is more than
-//! [`MAX_CLOCK_SKEW_SECS`] (one day) away from the recipient's `now` are refused. Inside the
-//! window the replay guard remembers every request id it accepted, so it must keep entries for
-//! at least twice the window; [`open_request`] tells it what it may forget.
+//! [`MAX_CLOCK_SKEW_SECS`] (one day) away from the recipient's `now` are refused. A request
+//! carried by hand as a file (a bundle) may be days old when it arrives, so
+//! [`open_request_within`] lets the recipient accept a `sent_at` up to [`MAX_BUNDLE_AGE_SECS`]
+//! (fourteen days) in the past. The replay guard remembers every request id it accepted for that
+//! longest window, whichever route the request came by; [`open_request_within`] tells it what it
+//! may forget.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -57,6 +60,10 @@ const EXPORT_EXCHANGE_ID: &[u8] = b"phakhi/v1/transport/exchange-id";
 
 /// How far a request's timestamp may be from the recipient's clock, either way: one day.
 pub const MAX_CLOCK_SKEW_SECS: u64 = 24 * 60 * 60;
+
+/// How old a hand-carried request (a bundle) may be when it is opened: fourteen days. The
+/// replay guard keeps every request id this long.
+pub const MAX_BUNDLE_AGE_SECS: u64 = 14 * 24 * 60 * 60;
 
 /// Transport envelope sizes: powers of two from 1 KiB to 16 MiB. Padding costs at most half the
 /// bytes on the wire (2G links are slow) and leaks only the size class.
@@ -185,11 +192,61 @@ impl fmt::Debug for Responder {
     }
 }
 
+/// Version byte of [`PendingResponse::to_secret_bytes`].
+const PENDING_VERSION: u8 = 1;
+/// Length of [`PendingResponse::to_secret_bytes`].
+pub const PENDING_SECRET_LEN: usize = 1 + 32 + EXCHANGE_ID_LEN + REQUEST_ID_LEN;
+
 impl PendingResponse {
     /// The random id carried inside the request.
     pub const fn request_id(&self) -> &[u8; REQUEST_ID_LEN] {
         &self.request_id
     }
+
+    /// The id the response to this request carries in its clear header.
+    pub const fn exchange_id(&self) -> &[u8; EXCHANGE_ID_LEN] {
+        &self.exchange_id
+    }
+
+    /// The secret needed to open the response, to keep across processes while a request travels
+    /// by hand (a bundle). Store it only encrypted (the device's store); it is wiped on drop.
+    /// Layout: `version (1) | response key (32) | exchange id (16) | request id (16)`.
+    pub fn to_secret_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(PENDING_SECRET_LEN));
+        out.push(PENDING_VERSION);
+        out.extend_from_slice(self.key.as_slice());
+        out.extend_from_slice(&self.exchange_id);
+        out.extend_from_slice(&self.request_id);
+        out
+    }
+
+    /// Reads back [`PendingResponse::to_secret_bytes`].
+    pub fn from_secret_bytes(bytes: &[u8]) -> Result<PendingResponse, SealError> {
+        if bytes.len() != PENDING_SECRET_LEN || bytes.first() != Some(&PENDING_VERSION) {
+            return Err(SealError::Undecryptable);
+        }
+        let mut key = Zeroizing::new([0u8; 32]);
+        let mut exchange_id = [0u8; EXCHANGE_ID_LEN];
+        let mut request_id = [0u8; REQUEST_ID_LEN];
+        key.copy_from_slice(&bytes[1..33]);
+        exchange_id.copy_from_slice(&bytes[33..33 + EXCHANGE_ID_LEN]);
+        request_id.copy_from_slice(&bytes[33 + EXCHANGE_ID_LEN..]);
+        Ok(PendingResponse {
+            key,
+            exchange_id,
+            request_id,
+        })
+    }
+}
+
+/// The exchange id in a response envelope's clear header, if it has the shape of one (to tell
+/// an answer to an earlier request from a damaged one).
+pub fn response_exchange_id(envelope: &[u8]) -> Option<[u8; EXCHANGE_ID_LEN]> {
+    let header = envelope.get(..RESP_HEADER_LEN)?;
+    if header.first() != Some(&ENVELOPE_VERSION) || header.get(1) != Some(&KIND_RESPONSE) {
+        return None;
+    }
+    header.get(2..)?.try_into().ok()
 }
 
 fn bucket_for(payload_len: usize, header: usize, prefix: usize) -> Result<usize, SealError> {
@@ -262,6 +319,20 @@ pub fn open_request(
     now_unix: u64,
     replay: &mut impl ReplayGuard,
 ) -> Result<OpenedRequest, SealError> {
+    open_request_within(recipient, envelope, now_unix, MAX_CLOCK_SKEW_SECS, replay)
+}
+
+/// Like [`open_request`], accepting a `sent_at` up to `max_age` seconds in the past (at most
+/// [`MAX_BUNDLE_AGE_SECS`]; a larger value is capped). A request from the future is still
+/// refused beyond [`MAX_CLOCK_SKEW_SECS`].
+pub fn open_request_within(
+    recipient: &StaticKeyPair,
+    envelope: &[u8],
+    now_unix: u64,
+    max_age: u64,
+    replay: &mut impl ReplayGuard,
+) -> Result<OpenedRequest, SealError> {
+    let max_age = max_age.min(MAX_BUNDLE_AGE_SECS);
     check_bucket(&TRANSPORT_BUCKETS, envelope.len())?;
     let (header, rest) =
         envelope
@@ -305,17 +376,23 @@ pub fn open_request(
         .split_first_chunk::<8>()
         .ok_or(SealError::Undecryptable)?;
     let sent_at = u64::from_be_bytes(*sent_at);
-    if sent_at.abs_diff(now_unix) > MAX_CLOCK_SKEW_SECS {
+    let too_old = sent_at < now_unix && now_unix - sent_at > max_age;
+    let too_new = sent_at > now_unix && sent_at - now_unix > MAX_CLOCK_SKEW_SECS;
+    if too_old || too_new {
         return Err(SealError::ClockSkew {
             sent_at,
             now: now_unix,
-            max_skew: MAX_CLOCK_SKEW_SECS,
+            max_skew: if too_old {
+                max_age
+            } else {
+                MAX_CLOCK_SKEW_SECS
+            },
         });
     }
     let padded = Zeroizing::new(body.get(REQUEST_ID_LEN + 8..).unwrap_or_default().to_vec());
     let payload = unpad(padded)?;
 
-    replay.forget_before(now_unix.saturating_sub(MAX_CLOCK_SKEW_SECS));
+    replay.forget_before(now_unix.saturating_sub(MAX_BUNDLE_AGE_SECS));
     if !replay.check_and_record(&sender, &request_id, sent_at) {
         return Err(SealError::Replayed);
     }

@@ -6,12 +6,16 @@ use std::collections::BTreeMap;
 use automerge::{AutoCommit, ChangeHash};
 
 use super::chunk::{self, normalise};
+use super::error::WireError;
 use super::error::{DocError, SyncError};
 use super::name::DocName;
 use super::scope::{Limits, Scope};
 use super::state::PeerState;
 use super::stats::ExchangeStats;
-use super::wire::{Chunk, DocEntry, DocStatus, Kind, Message, request_digest};
+use super::wire::{
+    Chunk, DocEntry, DocStatus, Kind, Message, Reader, put_heads, put_name, put_varint,
+    request_digest,
+};
 
 /// What the caller does next after [`Initiator::handle_response`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +49,42 @@ pub struct Initiator {
     round: u8,
     stats: ExchangeStats,
     mailbox: Option<Vec<u8>>,
+}
+
+/// Version byte of [`Initiator::encode_session`].
+const SESSION_VERSION: u8 = 1;
+/// Bounds on a decoded session (it comes from local storage, which can be damaged).
+const MAX_SESSION_DOCS: u64 = 100_000;
+const MAX_SESSION_HEADS: usize = 4_096;
+
+fn put_blob(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+fn put_docs(out: &mut Vec<u8>, docs: &BTreeMap<DocName, Vec<ChangeHash>>) {
+    put_varint(out, docs.len() as u64);
+    for (name, heads) in docs {
+        put_name(out, name.as_str());
+        put_heads(out, heads);
+    }
+}
+
+fn read_docs(r: &mut Reader<'_>) -> Result<BTreeMap<DocName, Vec<ChangeHash>>, WireError> {
+    let n = r.varint()?;
+    if n > MAX_SESSION_DOCS {
+        return Err(WireError::TooManyDocs(n, MAX_SESSION_DOCS as usize));
+    }
+    let mut docs = BTreeMap::new();
+    for _ in 0..n {
+        let raw = r.name()?;
+        let name = DocName::parse(&raw).map_err(|_| WireError::BadName(raw.clone()))?;
+        let heads = r.heads(MAX_SESSION_HEADS)?;
+        if docs.insert(name, heads).is_some() {
+            return Err(WireError::DuplicateDoc(raw));
+        }
+    }
+    Ok(docs)
 }
 
 #[derive(Debug)]
@@ -169,6 +209,89 @@ impl Initiator {
             chunk,
         });
         sent.insert(name, heads);
+    }
+
+    /// Everything this initiator must remember while an exchange waits for an answer carried
+    /// by hand (a bundle file): the peer state, the request in flight, the documents awaiting
+    /// a second round and the peer's mailbox section from round 1. [`Initiator::resume`] reads
+    /// it back in another process. The figures ([`Initiator::stats`]) are not kept.
+    ///
+    /// `version:u8 round:u8 state:bytes in_flight:u8(0|1) [round:u8 digest:[8] sent:docs]
+    ///  round2:docs mailbox:u8(0|1) [bytes]`, where `docs` is `count:varint (name heads)*`.
+    pub fn encode_session(&self) -> Vec<u8> {
+        let mut out = vec![SESSION_VERSION, self.round];
+        put_blob(&mut out, &self.state.encode());
+        match &self.in_flight {
+            None => out.push(0),
+            Some(f) => {
+                out.push(1);
+                out.push(f.round);
+                out.extend_from_slice(&f.digest);
+                put_docs(&mut out, &f.sent);
+            }
+        }
+        put_docs(&mut out, &self.round2);
+        match &self.mailbox {
+            None => out.push(0),
+            Some(m) => {
+                out.push(1);
+                put_blob(&mut out, m);
+            }
+        }
+        out
+    }
+
+    /// An initiator in the middle of an exchange, from [`Initiator::encode_session`]. Damaged
+    /// bytes are an error, never a panic.
+    pub fn resume(bytes: &[u8], limits: Limits) -> Result<Self, WireError> {
+        let mut r = Reader::new(bytes);
+        let version = r.u8("session version").map_err(|_| WireError::Empty)?;
+        if version != SESSION_VERSION {
+            return Err(WireError::Version(version));
+        }
+        let round = r.u8("session round")?;
+        if round > 2 {
+            return Err(WireError::Round(round));
+        }
+        let state = PeerState::decode(r.bytes("peer state")?)?;
+        let in_flight = match r.u8("in flight")? {
+            0 => None,
+            1 => {
+                let round = r.u8("in-flight round")?;
+                if !(1..=2).contains(&round) {
+                    return Err(WireError::Round(round));
+                }
+                let digest: [u8; 8] = r
+                    .take_len(8, "request digest")?
+                    .try_into()
+                    .map_err(|_| WireError::Truncated("request digest"))?;
+                let sent = read_docs(&mut r)?;
+                Some(InFlight {
+                    round,
+                    digest,
+                    sent,
+                })
+            }
+            other => return Err(WireError::Status(other)),
+        };
+        let round2 = read_docs(&mut r)?;
+        let mailbox = match r.u8("mailbox flag")? {
+            0 => None,
+            1 => Some(r.bytes("mailbox section")?.to_vec()),
+            other => return Err(WireError::Status(other)),
+        };
+        if r.remaining() != 0 {
+            return Err(WireError::Trailing(r.remaining()));
+        }
+        Ok(Initiator {
+            state,
+            limits,
+            in_flight,
+            round2,
+            round,
+            stats: ExchangeStats::default(),
+            mailbox,
+        })
     }
 
     /// Applies the peer's response (see the type's call order). `accept` decides which
