@@ -22,6 +22,8 @@ pub enum Route {
     Sync,
     /// `POST /v1/admin`: an authenticated admin exchange (tip desk, relays).
     Admin,
+    /// `POST /v1/bundle`: a sync request carried by hand as a file, handed in late.
+    Bundle,
 }
 
 impl Route {
@@ -31,6 +33,7 @@ impl Route {
             Route::Enroll => "/v1/enroll",
             Route::Sync => "/v1/sync",
             Route::Admin => "/v1/admin",
+            Route::Bundle => "/v1/bundle",
         }
     }
 }

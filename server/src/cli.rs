@@ -92,6 +92,17 @@ pub enum AdminCommand {
         /// The device id (or a unique prefix of it) from `phakhi admin devices`.
         device: String,
     },
+    /// Apply a sync bundle a device exported (carried by hand) and write the answer bundle.
+    ImportBundle {
+        /// The bundle from `phakhi device export-bundle` (or a phone's export).
+        file: PathBuf,
+        /// Where to write the answer bundle to carry back to the device.
+        #[arg(long, value_name = "FILE")]
+        answer: PathBuf,
+        /// The running server's address, when a server is running on the data folder.
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -164,6 +175,8 @@ pub enum CliError {
     Tipdesk(#[from] crate::tipdesk::TipdeskError),
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
+    #[error(transparent)]
+    Bundle(#[from] crate::bundle::ImportError),
 }
 
 /// Resolves the configuration of `serve` (or of an admin command, which only needs the data
@@ -307,6 +320,21 @@ fn admin(args: AdminArgs) -> Result<(), CliError> {
                 Revoked::Now(id) => println!("revoked device {id}: it can no longer sync"),
                 Revoked::Already(id) => println!("device {id} was already revoked"),
             }
+        }
+        AdminCommand::ImportBundle {
+            file,
+            answer,
+            server,
+        } => {
+            let done = crate::bundle::import(config, &file, &answer, server.as_deref(), now)?;
+            println!(
+                "bundle applied ({} bytes in); answer written to {} ({} bytes): carry it back \
+                 and run `phakhi device --store ... import-bundle {}`",
+                done.request_bytes,
+                done.answer.display(),
+                done.answer_bytes,
+                done.answer.display()
+            );
         }
         AdminCommand::Invite(invite) => {
             let request = crate::invite::InviteRequest {

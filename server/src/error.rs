@@ -23,6 +23,7 @@ pub const ALL_CODES: &[&str] = &[
     "bad_request",
     "unknown_device",
     "device_revoked",
+    "not_admin",
     "already_enrolled",
     "invite_invalid",
     "invite_expired",
@@ -62,6 +63,8 @@ pub enum AppError {
     UnknownDevice,
     #[error("this device was revoked")]
     DeviceRevoked,
+    #[error("this device is not an admin device")]
+    NotAdmin,
     #[error("this device is already enrolled")]
     AlreadyEnrolled,
     #[error("the invite is not valid: {0}")]
@@ -109,6 +112,7 @@ impl AppError {
             AppError::BadRequest(_) => "bad_request",
             AppError::UnknownDevice => "unknown_device",
             AppError::DeviceRevoked => "device_revoked",
+            AppError::NotAdmin => "not_admin",
             AppError::AlreadyEnrolled => "already_enrolled",
             AppError::InviteInvalid(_) => "invite_invalid",
             AppError::InviteExpired => "invite_expired",
@@ -145,7 +149,7 @@ impl AppError {
                 StatusCode::CONFLICT
             }
             AppError::UnknownDevice => StatusCode::UNAUTHORIZED,
-            AppError::DeviceRevoked => StatusCode::FORBIDDEN,
+            AppError::DeviceRevoked | AppError::NotAdmin => StatusCode::FORBIDDEN,
             AppError::InviteExpired => StatusCode::GONE,
             AppError::OutOfScope(_) | AppError::NoRoute => StatusCode::NOT_FOUND,
             AppError::ReadOnly(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -193,6 +197,10 @@ impl AppError {
                 .into(),
             AppError::DeviceRevoked => "This device was revoked by an administrator and can no \
                  longer sync. Contact your coordinator."
+                .into(),
+            AppError::NotAdmin => "Only a device enrolled with an admin invite (the tip desk) \
+                 may use this route. Nothing was changed. Enrol the tip desk with an invite from \
+                 `phakhi admin invite --role admin`."
                 .into(),
             AppError::AlreadyEnrolled => {
                 "This device is already enrolled on this server; it can sync now.".into()

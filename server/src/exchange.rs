@@ -103,6 +103,24 @@ pub fn sync(
     envelope: &[u8],
     now: u64,
 ) -> Result<Vec<u8>, AppError> {
+    sync_within(
+        state,
+        core,
+        envelope,
+        now,
+        phakhi_core::seal::MAX_CLOCK_SKEW_SECS,
+    )
+}
+
+/// Like [`sync`], accepting a request sent up to `max_age` seconds ago: a bundle carried by
+/// hand (`phakhi_core::seal::MAX_BUNDLE_AGE_SECS`).
+pub fn sync_within(
+    state: &AppState,
+    core: &mut Core,
+    envelope: &[u8],
+    now: u64,
+    max_age: u64,
+) -> Result<Vec<u8>, AppError> {
     let mut loaded = Loaded::new();
     let result = {
         let Core {
@@ -111,7 +129,7 @@ pub fn sync(
             mailbox,
             ..
         } = &mut *core;
-        sync_inner(state, conn, cache, mailbox, envelope, now, &mut loaded)
+        sync_inner(state, conn, cache, mailbox, envelope, now, max_age, &mut loaded)
     };
     match result {
         Ok(answer) => {
@@ -137,6 +155,7 @@ pub fn sync(
 /// Documents taken out of the cache (or loaded) for one exchange, with their stored size.
 type Loaded = BTreeMap<DocName, (AutoCommit, usize)>;
 
+#[allow(clippy::too_many_arguments)]
 fn sync_inner(
     state: &AppState,
     conn: &mut Connection,
@@ -144,13 +163,14 @@ fn sync_inner(
     mailbox: &mut Mailbox,
     envelope: &[u8],
     now: u64,
+    max_age: u64,
     loaded: &mut Loaded,
 ) -> Result<Vec<u8>, AppError> {
     let limits = &state.config().limits;
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(DbError::from)?;
-    let opened = transport::open(state.keys(), envelope, now, &tx)?;
+    let opened = transport::open_within(state.keys(), envelope, now, max_age, &tx)?;
     let device = authorise(&tx, opened.sender.as_bytes())?;
     let span = tracing::info_span!("sync", device = %device.device_id);
     let _entered = span.enter();

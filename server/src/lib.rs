@@ -21,6 +21,8 @@
 //!   answers them; [`report`]: `phakhi report`, headquarters' figures per province.
 
 pub mod admin;
+pub mod adminx;
+pub mod bundle;
 pub mod cache;
 pub mod cli;
 pub mod config;

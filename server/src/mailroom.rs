@@ -124,7 +124,8 @@ pub fn answer(
     if !pushed_ids.is_empty() {
         let held = pushed_ids
             .into_iter()
-            .filter(|id| mailbox.contains(id))
+            // Held here, or already passed on and acknowledged (at HQ: released by the tip desk).
+            .filter(|id| mailbox.contains(id) || mailbox.is_acknowledged(id))
             .collect();
         out.push(MailboxMessage::Ack(Ack { ids: held }));
     }

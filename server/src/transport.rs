@@ -60,8 +60,20 @@ pub fn open(
     now: u64,
     conn: &Connection,
 ) -> Result<OpenedRequest, AppError> {
+    open_within(keys, envelope, now, seal::MAX_CLOCK_SKEW_SECS, conn)
+}
+
+/// Like [`open`], accepting a request sent up to `max_age` seconds ago (a bundle carried by
+/// hand may take days; see `seal::MAX_BUNDLE_AGE_SECS`).
+pub fn open_within(
+    keys: &ServerKeys,
+    envelope: &[u8],
+    now: u64,
+    max_age: u64,
+    conn: &Connection,
+) -> Result<OpenedRequest, AppError> {
     let mut guard = SqlReplayGuard::new(conn);
-    let opened = seal::open_request(keys.static_pair(), envelope, now, &mut guard);
+    let opened = seal::open_request_within(keys.static_pair(), envelope, now, max_age, &mut guard);
     if let Some(failure) = guard.failure {
         return Err(failure.into());
     }

@@ -3,6 +3,10 @@
 //! pushed them (for its quota), plus the ids HQ acknowledged. The server never reads an
 //! envelope's contents. At start the rows rebuild `phakhi_core::mailbox::Mailbox`; each exchange
 //! writes what it added in its own transaction.
+//!
+//! At HQ, the tip desk releases the tips it holds (`mailbox_released`): their bodies are
+//! deleted, and their ids count as acknowledged when the mailbox is rebuilt, so a device that
+//! pushes one again is told it is held and it is not stored twice.
 
 use phakhi_core::mailbox::{EnvelopeId, EnvelopeKind, MailItem, StoredItem};
 use phakhi_core::seal::PublicKey;
@@ -64,7 +68,26 @@ pub fn record_ack(conn: &Connection, id: &EnvelopeId, now: i64) -> Result<(), Db
     Ok(())
 }
 
-/// Removes an envelope (only ever one HQ acknowledged).
+/// Records that the tip desk released this tip. Returns false when it already was.
+pub fn record_release(
+    conn: &Connection,
+    id: &EnvelopeId,
+    by_device: i64,
+    now: i64,
+) -> Result<bool, DbError> {
+    let inserted = conn.execute(
+        "INSERT OR IGNORE INTO mailbox_released (id, released_at, released_by) VALUES (?1, ?2, ?3)",
+        params![&id.0[..], now, by_device],
+    )?;
+    Ok(inserted == 1)
+}
+
+/// How many tips the tip desk released.
+pub fn released_count(conn: &Connection) -> Result<i64, DbError> {
+    Ok(conn.query_row("SELECT count(*) FROM mailbox_released", [], |row| row.get(0))?)
+}
+
+/// Removes an envelope (only ever one HQ acknowledged, or a tip the tip desk released).
 pub fn delete(conn: &Connection, id: &EnvelopeId) -> Result<(), DbError> {
     conn.execute("DELETE FROM mailbox WHERE id = ?1", [&id.0[..]])?;
     Ok(())
@@ -98,7 +121,8 @@ pub fn load(conn: &Connection) -> Result<(Vec<StoredItem>, Vec<EnvelopeId>), DbE
             },
         });
     }
-    let mut statement = conn.prepare("SELECT id FROM mailbox_acked")?;
+    let mut statement =
+        conn.prepare("SELECT id FROM mailbox_acked UNION SELECT id FROM mailbox_released")?;
     let acked = statement
         .query_map([], |row| row.get::<_, Vec<u8>>(0))?
         .map(|id| Ok(EnvelopeId(array32(id?, "acked id")?)))

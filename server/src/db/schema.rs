@@ -10,7 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::DbError;
 
 /// The schema version this program writes.
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 /// `MIGRATIONS[n]` upgrades a database from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -71,6 +71,15 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (sender, request_id)
     ) STRICT;
     CREATE INDEX replay_by_time ON replay_guard(sent_at);
+    "#,
+    // 1 -> 2: tips the tip desk released (it holds them; HQ drops their bodies and stops
+    // charging them to the sending device's quota).
+    r#"
+    CREATE TABLE mailbox_released (
+        id          BLOB    PRIMARY KEY,               -- the tip envelope's id
+        released_at INTEGER NOT NULL,                  -- unix seconds
+        released_by INTEGER NOT NULL REFERENCES devices(id)
+    ) STRICT;
     "#,
 ];
 
@@ -137,6 +146,7 @@ mod tests {
                 "documents",
                 "mailbox",
                 "mailbox_acked",
+                "mailbox_released",
                 "replay_guard",
                 "used_invites"
             ]

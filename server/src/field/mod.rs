@@ -3,6 +3,7 @@
 //! and sync — so a coordinator can work from a laptop and tests can run whole phones as
 //! processes. Nothing here re-implements the client: every action is one `Device` call.
 
+mod bundles;
 pub mod dates;
 mod records;
 mod tips;
@@ -67,6 +68,16 @@ pub enum DeviceCommand {
         #[arg(long, value_name = "URL")]
         server: Option<String>,
     },
+    /// Write the next sync request to a file to carry to the server by hand.
+    ExportBundle {
+        /// Where to write the bundle.
+        file: PathBuf,
+    },
+    /// Apply the server's answer bundle (from `phakhi admin import-bundle`).
+    ImportBundle {
+        /// The answer bundle.
+        file: PathBuf,
+    },
 }
 
 /// A failure of a device command, saying what to do next.
@@ -78,6 +89,11 @@ pub enum FieldError {
     Secret(#[from] SecretError),
     #[error("cannot read {path}: {source}")]
     Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}; check the folder exists and has space")]
+    Write {
         path: String,
         source: std::io::Error,
     },
@@ -140,6 +156,8 @@ pub fn run(args: DeviceArgs) -> Result<(), FieldError> {
         DeviceCommand::Activity(command) => records::activity(&mut session, command),
         DeviceCommand::Tip(command) => tips::tip(&mut session, command),
         DeviceCommand::Sync { server } => tips::sync(&mut session, server.as_deref()),
+        DeviceCommand::ExportBundle { file } => bundles::export(&mut session, &file),
+        DeviceCommand::ImportBundle { file } => bundles::import(&mut session, &file),
     }
 }
 

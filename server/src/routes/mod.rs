@@ -1,5 +1,7 @@
 //! Route handlers. They are thin: check the body, hand it to the blocking storage side, answer.
 
+pub mod admin;
+pub mod bundle;
 pub mod enroll;
 pub mod health;
 pub mod sync;

@@ -1,0 +1,195 @@
+//! The work behind `/v1/admin`: the tip desk's exchange with HQ, run on the blocking side with
+//! the writer connection like a sync. Open the envelope (replay-guarded), check that the sender
+//! is an enrolled, unrevoked `admin` device, do the request inside one IMMEDIATE transaction,
+//! commit, then seal the answer. The in-memory mailbox is changed on the way to that commit, so
+//! replies pushed here go down with the provinces' next syncs while the server runs; when
+//! anything fails, the mailbox is rebuilt from disk and nothing is changed.
+//!
+//! An admin device acts for every province: invites name provinces, but the tip desk reads every
+//! tip and answers any province.
+
+use phakhi_core::mailbox::{Ack, EnvelopeKind, Inserted, MAX_PUSH_BYTES, Mailbox};
+use phakhi_core::protocol::{AdminRequest, AdminResponse, MAX_PULL_TIPS, PulledTip};
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::db::devices::{self, Device, Role};
+use crate::db::{self, DbError};
+use crate::error::AppError;
+use crate::exchange::authorise;
+use crate::scope;
+use crate::state::{AppState, Core};
+use crate::transport;
+
+/// What one admin exchange did, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Done {
+    Pulled(usize),
+    Stored(u32),
+    Released(u32),
+}
+
+/// Handles an admin envelope. Returns the sealed answer and what was done.
+pub fn admin(
+    state: &AppState,
+    core: &mut Core,
+    envelope: &[u8],
+    now: u64,
+) -> Result<(Vec<u8>, Done), AppError> {
+    let result = {
+        let Core { conn, mailbox, .. } = &mut *core;
+        admin_inner(state, conn, mailbox, envelope, now)
+    };
+    if result.is_err()
+        && let Err(reload) = core.reload_mailbox()
+    {
+        tracing::error!(%reload, "cannot rebuild the mailbox from disk");
+    }
+    result
+}
+
+fn admin_inner(
+    state: &AppState,
+    conn: &mut Connection,
+    mailbox: &mut Mailbox,
+    envelope: &[u8],
+    now: u64,
+) -> Result<(Vec<u8>, Done), AppError> {
+    let now_i = i64::try_from(now).unwrap_or(i64::MAX);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(DbError::from)?;
+    let opened = transport::open(state.keys(), envelope, now, &tx)?;
+    let device = authorise(&tx, opened.sender.as_bytes())?;
+    if device.role != Role::Admin {
+        tracing::info!(device = %device.device_id, role = device.role.as_str(), "admin refused");
+        return Err(AppError::NotAdmin);
+    }
+    state.check_rate(&device.public_key)?;
+    let request = AdminRequest::decode(&opened.payload)
+        .map_err(|error| AppError::BadRequest(format!("admin request: {error}")))?;
+    let (answer, done) = match request {
+        AdminRequest::Pull { after, max } => {
+            let answer = pull(mailbox, after, max);
+            let count = match &answer {
+                AdminResponse::Tips { tips, .. } => tips.len(),
+                _ => 0,
+            };
+            (answer, Done::Pulled(count))
+        }
+        AdminRequest::PushReplies { replies } => {
+            let answer = push_replies(&tx, mailbox, &device, &opened.sender, replies, now_i)?;
+            let new = match &answer {
+                AdminResponse::Stored { new, .. } => *new,
+                _ => 0,
+            };
+            (answer, Done::Stored(new))
+        }
+        AdminRequest::Ack { ids } => {
+            let answer = release(&tx, mailbox, &device, &ids, now_i)?;
+            let released = match &answer {
+                AdminResponse::Released { released, .. } => *released,
+                _ => 0,
+            };
+            (answer, Done::Released(released))
+        }
+    };
+    devices::touch(&tx, device.row, now_i)?;
+    tx.commit().map_err(DbError::from)?;
+    tracing::info!(device = %device.device_id, ?done, "admin exchange committed");
+    let sealed = transport::seal_response(opened.responder, &answer.encode())?;
+    Ok((sealed, done))
+}
+
+/// The tips after `after`, within the count and byte limits of one answer.
+fn pull(mailbox: &Mailbox, after: u64, max: u16) -> AdminResponse {
+    let max = usize::from(max.clamp(1, MAX_PULL_TIPS));
+    let mut tips = Vec::new();
+    let mut bytes = 0usize;
+    let mut cursor = after;
+    let mut more = false;
+    for stored in mailbox.items_since(after) {
+        if stored.item.kind != EnvelopeKind::Tip {
+            cursor = stored.seq;
+            continue;
+        }
+        let len = stored.item.envelope.len();
+        if tips.len() >= max || bytes + len > MAX_PUSH_BYTES {
+            more = true;
+            break;
+        }
+        bytes += len;
+        cursor = stored.seq;
+        tips.push(PulledTip {
+            seq: stored.seq,
+            item: stored.item.clone(),
+        });
+    }
+    AdminResponse::Tips { tips, cursor, more }
+}
+
+/// Stores the tip desk's replies, all or nothing, in memory and in the transaction.
+fn push_replies(
+    tx: &Connection,
+    mailbox: &mut Mailbox,
+    device: &Device,
+    origin: &phakhi_core::seal::PublicKey,
+    replies: Vec<phakhi_core::mailbox::MailItem>,
+    now: i64,
+) -> Result<AdminResponse, AppError> {
+    if let Some(bad) = replies
+        .iter()
+        .find(|item| item.kind != EnvelopeKind::Reply || !scope::valid_province(&item.province))
+    {
+        return Err(AppError::BadRequest(format!(
+            "a reply must be addressed to a province code such as TH-44, not {:?}",
+            bad.province
+        )));
+    }
+    let before = mailbox.next_seq();
+    let mut new = 0u32;
+    let mut ids = Vec::with_capacity(replies.len());
+    for item in replies {
+        ids.push(item.id());
+        match mailbox.insert_authorised(origin, item) {
+            Ok(Inserted::New { .. }) => new += 1,
+            Ok(_) => {}
+            Err(error) => return Err(AppError::BadRequest(format!("reply refused: {error}"))),
+        }
+    }
+    for stored in mailbox.items_since(before.saturating_sub(1)) {
+        db::mailbox::insert(tx, stored, Some(device.row), now)?;
+    }
+    ids.retain(|id| mailbox.contains(id));
+    Ok(AdminResponse::Stored { new, ids })
+}
+
+/// Releases the tips the tip desk holds: recorded, bodies deleted, quota freed.
+fn release(
+    tx: &Connection,
+    mailbox: &mut Mailbox,
+    device: &Device,
+    ids: &[phakhi_core::mailbox::EnvelopeId],
+    now: i64,
+) -> Result<AdminResponse, AppError> {
+    let mut released = Vec::new();
+    let mut unknown = 0u32;
+    for id in ids {
+        match mailbox.get(id) {
+            Some(stored) if stored.item.kind == EnvelopeKind::Tip => {
+                db::mailbox::record_release(tx, id, device.row, now)?;
+                db::mailbox::delete(tx, id)?;
+                released.push(*id);
+            }
+            // Released earlier: acknowledging again is harmless.
+            None if mailbox.is_acknowledged(id) => {}
+            _ => unknown += 1,
+        }
+    }
+    let count = u32::try_from(released.len()).unwrap_or(u32::MAX);
+    mailbox.acknowledge(&Ack { ids: released });
+    mailbox.prune_acknowledged();
+    Ok(AdminResponse::Released {
+        released: count,
+        unknown,
+    })
+}
