@@ -137,8 +137,8 @@ pub fn import(
 }
 
 fn through_server(url: &str, envelope: &[u8]) -> Result<Vec<u8>, ImportError> {
-    let transport = HttpTransport::new(url, std::time::Duration::from_secs(300))
-        .map_err(ImportError::Http)?;
+    let transport =
+        HttpTransport::new(url, std::time::Duration::from_secs(300)).map_err(ImportError::Http)?;
     transport
         .exchange(Route::Bundle, envelope)
         .map_err(|error| match error {

@@ -129,7 +129,16 @@ pub fn sync_within(
             mailbox,
             ..
         } = &mut *core;
-        sync_inner(state, conn, cache, mailbox, envelope, now, max_age, &mut loaded)
+        sync_inner(
+            state,
+            conn,
+            cache,
+            mailbox,
+            envelope,
+            now,
+            max_age,
+            &mut loaded,
+        )
     };
     match result {
         Ok(answer) => {

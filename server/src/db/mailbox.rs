@@ -84,7 +84,11 @@ pub fn record_release(
 
 /// How many tips the tip desk released.
 pub fn released_count(conn: &Connection) -> Result<i64, DbError> {
-    Ok(conn.query_row("SELECT count(*) FROM mailbox_released", [], |row| row.get(0))?)
+    Ok(
+        conn.query_row("SELECT count(*) FROM mailbox_released", [], |row| {
+            row.get(0)
+        })?,
+    )
 }
 
 /// Removes an envelope (only ever one HQ acknowledged, or a tip the tip desk released).

@@ -1,16 +1,19 @@
-//! `phakhi tipdesk`: the investigators' offline desk. It holds the only key that opens tips, the
-//! key that hashes member codes, and its own encrypted store (tips pulled from HQ, the registry
-//! of issued codes, the replies sent). HQ's server only carries sealed envelopes; the desk pulls
-//! them from an HQ data folder, opens them, checks each member code against the registry, and
-//! writes sealed replies back for the province's devices.
+//! `phakhi tipdesk`: the investigators' desk. It holds the only key that opens tips, the key that
+//! hashes member codes, and its own encrypted store (tips pulled from HQ, the registry of issued
+//! codes, the replies sent). HQ's server only carries sealed envelopes; the desk enrols at HQ as
+//! an admin device and, over the sealed admin exchange ([`net`]), pulls the tips while HQ runs,
+//! opens them, checks each member code against the registry, pushes sealed replies into HQ's
+//! mailbox for the province's devices, and releases the tips it holds so HQ can drop them. (An
+//! HQ data folder can still be read directly with `--data`, see [`hq`].)
 //!
 //! The folder holds `tipdesk.key` (secrets sealed under the passphrase, see [`keyfile`]),
 //! `tipdesk.pub` (the public key, for `phakhi admin invite --tip-desk-key`) and `tipdesk.store`
-//! (a Phakhi encrypted store keyed by a secret from the key file). No tip is ever written in
-//! plain text.
+//! (a Phakhi encrypted store keyed by a secret from the key file, which also keeps the desk's
+//! device key and HQ's pinned key). No tip is ever written in plain text.
 
 pub mod hq;
 pub mod keyfile;
+mod net;
 
 use std::path::{Path, PathBuf};
 
@@ -60,11 +63,28 @@ pub enum TipdeskCommand {
     /// Member network codes.
     #[command(subcommand)]
     Codes(CodesCommand),
-    /// Copy the sealed tips from an HQ data folder into the desk's store.
+    /// Enrol the desk at HQ with an invite from `phakhi admin invite --role admin`.
+    Enroll {
+        /// The invite (one line of text).
+        invite: String,
+        /// Reach HQ under this URL instead of the one in the invite.
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+    },
+    /// Copy the sealed tips from HQ (over the network, while HQ runs) into the desk's store.
     Pull {
-        /// HQ's data folder.
+        /// HQ's address [default: the one the desk enrolled with].
+        #[arg(long, value_name = "URL", conflicts_with = "data")]
+        server: Option<String>,
+        /// Read an HQ data folder directly instead.
         #[arg(long, value_name = "DIR")]
-        data: PathBuf,
+        data: Option<PathBuf>,
+    },
+    /// Tell HQ the desk holds every pulled tip: HQ releases them (drops their bodies).
+    Ack {
+        /// HQ's address [default: the one the desk enrolled with].
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
     },
     /// List the tips held, newest last.
     List {
@@ -77,7 +97,7 @@ pub enum TipdeskCommand {
         #[arg(long, value_enum, default_value = "be")]
         era: ShowEra,
     },
-    /// Seal a reply to a tip and put it in HQ's mailbox for the tip's province.
+    /// Seal a reply to a tip and push it into HQ's mailbox for the tip's province.
     Reply {
         receipt: String,
         #[arg(long, value_enum)]
@@ -85,9 +105,12 @@ pub enum TipdeskCommand {
         /// The message to the member (Thai or English).
         #[arg(long)]
         message: String,
-        /// HQ's data folder (the server must be stopped while the reply is written).
+        /// HQ's address [default: the one the desk enrolled with].
+        #[arg(long, value_name = "URL", conflicts_with = "data")]
+        server: Option<String>,
+        /// Write into a stopped HQ's data folder instead.
         #[arg(long, value_name = "DIR")]
-        data: PathBuf,
+        data: Option<PathBuf>,
     },
 }
 
@@ -144,8 +167,24 @@ pub enum TipdeskError {
     Exists(String),
     #[error("{0} holds no tip desk; create one with `phakhi tipdesk --dir DIR init`")]
     Missing(String),
-    #[error("no tip with receipt {0} here; run `tipdesk pull --data HQ_DIR`, then `tipdesk list`")]
+    #[error("no tip with receipt {0} here; run `tipdesk pull`, then `tipdesk list`")]
     UnknownReceipt(String),
+    #[error(
+        "this tip desk is not enrolled at HQ: run `phakhi tipdesk --dir DIR enroll INVITE` with \
+         an invite from `phakhi admin invite --role admin --province TH-44`"
+    )]
+    NotEnrolled,
+    #[error(
+        "cannot reach HQ at {url}: {detail}. Check that HQ's server runs and the address (give \
+         it with --server URL), then run the command again; nothing was changed"
+    )]
+    Unreachable { url: String, detail: String },
+    #[error("HQ refused ({code}): {message} Next: {advice}")]
+    Refused {
+        code: String,
+        message: String,
+        advice: String,
+    },
     #[error("a stored record is damaged: {0}")]
     Corrupt(String),
     #[error("{0}")]
@@ -207,15 +246,27 @@ pub fn run(args: TipdeskArgs) -> Result<(), TipdeskError> {
         TipdeskCommand::Init => Ok(()),
         TipdeskCommand::Codes(CodesCommand::Issue { alias }) => issue(&mut desk, &alias),
         TipdeskCommand::Codes(CodesCommand::List) => list_codes(&desk),
-        TipdeskCommand::Pull { data } => pull(&mut desk, &data),
+        TipdeskCommand::Enroll { invite, server } => enroll(&mut desk, &invite, server.as_deref()),
+        TipdeskCommand::Pull {
+            data: Some(data), ..
+        } => pull_folder(&mut desk, &data),
+        TipdeskCommand::Pull { server, data: None } => pull(&mut desk, server.as_deref()),
+        TipdeskCommand::Ack { server } => ack(&mut desk, server.as_deref()),
         TipdeskCommand::List { era } => list(&desk, era),
         TipdeskCommand::Show { receipt, era } => show(&desk, &receipt, era),
         TipdeskCommand::Reply {
             receipt,
             status,
             message,
+            server,
             data,
-        } => reply(&mut desk, &receipt, status.into(), message, &data),
+        } => {
+            let to = match &data {
+                Some(data) => To::Folder(data),
+                None => To::Network(server.as_deref()),
+            };
+            reply(&mut desk, &receipt, status.into(), message, to)
+        }
     }
 }
 
@@ -248,8 +299,12 @@ fn init(args: &TipdeskArgs) -> Result<(), TipdeskError> {
         "Keep {} and its passphrase offline; without both, no tip can be opened.\n\
          Next: put the public key in every invite:\n  phakhi admin --data HQ_DIR invite \
          --province TH-44 --role leader --tip-desk-key {public}\n\
-         and issue member codes with `phakhi tipdesk --dir {} codes issue --alias NAME`.",
+         and issue member codes with `phakhi tipdesk --dir {} codes issue --alias NAME`.\n\
+         To pull tips from HQ over the network, enrol this desk with an admin invite:\n  \
+         phakhi tipdesk --dir {} enroll \"$(phakhi admin --data HQ_DIR invite --province \
+         TH-44 --role admin --tip-desk-key {public})\"",
         key_path.display(),
+        dir.display(),
         dir.display()
     );
     Ok(())
@@ -321,21 +376,47 @@ fn list_codes(desk: &Desk) -> Result<(), TipdeskError> {
     Ok(())
 }
 
-fn pull(desk: &mut Desk, data: &Path) -> Result<(), TipdeskError> {
-    let tips = hq::tips(data)?;
+fn enroll(desk: &mut Desk, invite: &str, server: Option<&str>) -> Result<(), TipdeskError> {
+    let record = net::enroll(&mut desk.store, invite, server)?;
+    println!(
+        "tip desk enrolled at {} as admin device {}",
+        record.url, record.device_id
+    );
+    println!("next: `phakhi tipdesk --dir DIR pull` fetches the tips while HQ runs");
+    Ok(())
+}
+
+/// What storing a batch of pulled tips found.
+#[derive(Debug, Default)]
+struct Pulled {
+    new: usize,
+    known: usize,
+    foreign: usize,
+}
+
+/// Opens and keeps the tips the desk does not hold yet. Tips that open are remembered for
+/// release at HQ (`ack`) when `release` is set.
+fn store_tips(
+    desk: &mut Desk,
+    items: Vec<phakhi_core::mailbox::MailItem>,
+    release: bool,
+    counts: &mut Pulled,
+) -> Result<(), TipdeskError> {
     let mut pulled = u64::try_from(desk.store.list(ns::TIPS)?.len()).unwrap_or(u64::MAX);
-    let (mut new, mut known, mut foreign) = (0, 0, 0);
-    for item in tips {
+    for item in items {
         let tip = match open_tip(&desk.keys.keys, &item.envelope) {
             Ok(tip) => tip,
             Err(_) => {
-                foreign += 1;
+                counts.foreign += 1;
                 continue;
             }
         };
+        if release {
+            desk.store.put(net::ns::UNRELEASED, &item.id().0, &[])?;
+        }
         let key = tip.receipt.to_string();
         if desk.store.get(ns::TIPS, key.as_bytes())?.is_some() {
-            known += 1;
+            counts.known += 1;
             continue;
         }
         pulled += 1;
@@ -345,15 +426,132 @@ fn pull(desk: &mut Desk, data: &Path) -> Result<(), TipdeskError> {
             envelope: hex::encode(&item.envelope),
         };
         desk.store.put(ns::TIPS, key.as_bytes(), &encode(&record))?;
-        new += 1;
+        counts.new += 1;
     }
-    println!("pulled {new} new tip(s); {known} already here");
-    if foreign > 0 {
+    Ok(())
+}
+
+fn print_pulled(counts: &Pulled) {
+    println!(
+        "pulled {} new tip(s); {} already here",
+        counts.new, counts.known
+    );
+    if counts.foreign > 0 {
         println!(
-            "{foreign} tip(s) did not open with this desk's key (sealed to another tip desk, or \
-             damaged)"
+            "{} tip(s) did not open with this desk's key (sealed to another tip desk, or \
+             damaged)",
+            counts.foreign
         );
     }
+}
+
+fn pull_folder(desk: &mut Desk, data: &Path) -> Result<(), TipdeskError> {
+    let tips = hq::tips(data)?;
+    let mut counts = Pulled::default();
+    store_tips(desk, tips, false, &mut counts)?;
+    print_pulled(&counts);
+    Ok(())
+}
+
+/// Most tips asked for per page.
+const PULL_PAGE: u16 = 64;
+/// Most pages in one pull (then the summary says to pull again).
+const MAX_PAGES: usize = 10_000;
+
+fn pull(desk: &mut Desk, server: Option<&str>) -> Result<(), TipdeskError> {
+    let link = net::Link::open(&mut desk.store, server)?;
+    let mut counts = Pulled::default();
+    let mut cursor = net::cursor(&desk.store)?;
+    let mut more = false;
+    for page in 1..=MAX_PAGES {
+        let answer = link.exchange(&phakhi_core::protocol::AdminRequest::Pull {
+            after: cursor,
+            max: PULL_PAGE,
+        })?;
+        let phakhi_core::protocol::AdminResponse::Tips {
+            tips,
+            cursor: next,
+            more: waiting,
+        } = answer
+        else {
+            return Err(TipdeskError::Input(
+                "HQ answered a pull with something else: update phakhi".into(),
+            ));
+        };
+        let count = tips.len();
+        store_tips(
+            desk,
+            tips.into_iter().map(|t| t.item).collect(),
+            true,
+            &mut counts,
+        )?;
+        // The cursor moves only once the page's tips are stored.
+        cursor = next.max(cursor);
+        net::set_cursor(&mut desk.store, cursor)?;
+        more = waiting;
+        if more {
+            eprintln!("page {page}: {count} tip(s), more waiting at HQ…");
+        } else {
+            break;
+        }
+    }
+    print_pulled(&counts);
+    if more {
+        println!("more tips wait at HQ: run `tipdesk pull` again");
+    }
+    let unreleased = desk.store.list(net::ns::UNRELEASED)?.len();
+    if unreleased > 0 {
+        println!(
+            "{unreleased} tip(s) held here are not released at HQ yet: once this folder is \
+             backed up, run `tipdesk ack` so HQ drops them"
+        );
+    }
+    Ok(())
+}
+
+/// Most ids acknowledged per exchange.
+const ACK_PAGE: usize = 1024;
+
+fn ack(desk: &mut Desk, server: Option<&str>) -> Result<(), TipdeskError> {
+    let ids: Vec<phakhi_core::mailbox::EnvelopeId> = desk
+        .store
+        .list(net::ns::UNRELEASED)?
+        .into_iter()
+        .filter_map(|(key, _)| key.try_into().ok().map(phakhi_core::mailbox::EnvelopeId))
+        .collect();
+    if ids.is_empty() {
+        println!("nothing to acknowledge: every pulled tip is released at HQ (pull first)");
+        return Ok(());
+    }
+    let link = net::Link::open(&mut desk.store, server)?;
+    let (mut released, mut gone) = (0u64, 0u64);
+    for page in ids.chunks(ACK_PAGE) {
+        let answer =
+            link.exchange(&phakhi_core::protocol::AdminRequest::Ack { ids: page.to_vec() })?;
+        let phakhi_core::protocol::AdminResponse::Released {
+            released: now,
+            unknown,
+        } = answer
+        else {
+            return Err(TipdeskError::Input(
+                "HQ answered an acknowledgement with something else: update phakhi".into(),
+            ));
+        };
+        released += u64::from(now);
+        gone += u64::from(unknown);
+        for id in page {
+            desk.store.delete(net::ns::UNRELEASED, &id.0)?;
+        }
+    }
+    println!(
+        "acknowledged {} tip(s): HQ released {released} now{}",
+        ids.len(),
+        if gone > 0 {
+            format!(" ({gone} were no longer held there)")
+        } else {
+            String::new()
+        }
+    );
     Ok(())
 }
 
@@ -449,7 +647,7 @@ fn province_label(code: &str) -> String {
 fn list(desk: &Desk, era: ShowEra) -> Result<(), TipdeskError> {
     let tips = opened_tips(desk)?;
     if tips.is_empty() {
-        println!("no tips here: run `tipdesk pull --data HQ_DIR`");
+        println!("no tips here: run `tipdesk pull`");
         return Ok(());
     }
     let mut table = Table::new([
@@ -507,12 +705,18 @@ fn show(desk: &Desk, receipt: &str, era: ShowEra) -> Result<(), TipdeskError> {
     Ok(())
 }
 
+/// Where a reply goes.
+enum To<'a> {
+    Network(Option<&'a str>),
+    Folder(&'a Path),
+}
+
 fn reply(
     desk: &mut Desk,
     receipt: &str,
     status: ReplyStatus,
     message: String,
-    data: &Path,
+    to: To<'_>,
 ) -> Result<(), TipdeskError> {
     let o = find(desk, receipt)?;
     let Some(reply_key) = o.tip.reply_key else {
@@ -529,7 +733,31 @@ fn reply(
         .map_err(|e| TipdeskError::Input(format!("cannot seal the reply: {e}")))?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let id = phakhi_core::mailbox::EnvelopeId::of(&envelope);
-    hq::insert_reply(data, &o.province, envelope, desk.keys.keys.public(), now)?;
+    match to {
+        To::Folder(data) => {
+            hq::insert_reply(data, &o.province, envelope, desk.keys.keys.public(), now)?;
+        }
+        To::Network(server) => {
+            let link = net::Link::open(&mut desk.store, server)?;
+            let item = phakhi_core::mailbox::MailItem {
+                kind: phakhi_core::mailbox::EnvelopeKind::Reply,
+                province: o.province.clone(),
+                envelope,
+            };
+            let answer = link.exchange(&phakhi_core::protocol::AdminRequest::PushReplies {
+                replies: vec![item],
+            })?;
+            let held = matches!(
+                &answer,
+                phakhi_core::protocol::AdminResponse::Stored { ids, .. } if ids.contains(&id)
+            );
+            if !held {
+                return Err(TipdeskError::Input(
+                    "HQ did not confirm it holds the reply: run the reply again".into(),
+                ));
+            }
+        }
+    }
     let sent = SentReply {
         receipt: o.tip.receipt.to_string(),
         status: status_name(status).to_owned(),
