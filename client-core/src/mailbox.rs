@@ -397,6 +397,13 @@ impl Mailbox {
         Ok(Inserted::New { seq })
     }
 
+    /// Makes the next arrival number at least `next`: a store that deleted its newest envelopes
+    /// (released or pruned) must never hand their numbers out again, or a peer whose cursor is
+    /// past them would miss what arrives next.
+    pub fn reserve_seq(&mut self, next: u64) {
+        self.next_seq = self.next_seq.max(next);
+    }
+
     /// True when HQ (or, at HQ, the tip desk) acknowledged this id.
     pub fn is_acknowledged(&self, id: &EnvelopeId) -> bool {
         self.acknowledged.contains(id)

@@ -176,7 +176,7 @@ fn release(
     for id in ids {
         match mailbox.get(id) {
             Some(stored) if stored.item.kind == EnvelopeKind::Tip => {
-                db::mailbox::record_release(tx, id, device.row, now)?;
+                db::mailbox::record_release(tx, id, stored.seq, device.row, now)?;
                 db::mailbox::delete(tx, id)?;
                 released.push(*id);
             }

@@ -62,8 +62,11 @@ fn lock_data_folder(data: &Path) -> Result<std::fs::File, StartError> {
 
 fn load_mailbox(conn: &Connection, quota: Quota) -> Result<Mailbox, DbError> {
     let (items, acked) = db::mailbox::load(conn)?;
-    Mailbox::restore(quota, items, acked)
-        .map_err(|error| DbError::Corrupt(format!("stored mailbox: {error}")))
+    let mut mailbox = Mailbox::restore(quota, items, acked)
+        .map_err(|error| DbError::Corrupt(format!("stored mailbox: {error}")))?;
+    // Numbers of released tips are never reused.
+    mailbox.reserve_seq(db::mailbox::next_seq_floor(conn)?);
+    Ok(mailbox)
 }
 
 /// Shared, cheaply cloned server state.

@@ -72,14 +72,33 @@ pub fn record_ack(conn: &Connection, id: &EnvelopeId, now: i64) -> Result<(), Db
 pub fn record_release(
     conn: &Connection,
     id: &EnvelopeId,
+    seq: u64,
     by_device: i64,
     now: i64,
 ) -> Result<bool, DbError> {
     let inserted = conn.execute(
-        "INSERT OR IGNORE INTO mailbox_released (id, released_at, released_by) VALUES (?1, ?2, ?3)",
-        params![&id.0[..], now, by_device],
+        "INSERT OR IGNORE INTO mailbox_released (id, seq, released_at, released_by)
+         VALUES (?1, ?2, ?3, ?4)",
+        params![
+            &id.0[..],
+            i64::try_from(seq).unwrap_or(i64::MAX),
+            now,
+            by_device
+        ],
     )?;
     Ok(inserted == 1)
+}
+
+/// The lowest arrival number the next envelope may get: above every envelope stored or
+/// released, so a deleted envelope's number is never handed out again.
+pub fn next_seq_floor(conn: &Connection) -> Result<u64, DbError> {
+    let max: i64 = conn.query_row(
+        "SELECT max(coalesce((SELECT max(seq) FROM mailbox), 0),
+                    coalesce((SELECT max(seq) FROM mailbox_released), 0))",
+        [],
+        |row| row.get(0),
+    )?;
+    Ok(u64::try_from(max).unwrap_or(0).saturating_add(1))
 }
 
 /// How many tips the tip desk released.

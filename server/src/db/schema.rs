@@ -77,6 +77,7 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE TABLE mailbox_released (
         id          BLOB    PRIMARY KEY,               -- the tip envelope's id
+        seq         INTEGER NOT NULL,                  -- its arrival number (never reused)
         released_at INTEGER NOT NULL,                  -- unix seconds
         released_by INTEGER NOT NULL REFERENCES devices(id)
     ) STRICT;

@@ -78,11 +78,7 @@ pub fn insert_reply(
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(DbError::from)?;
-    let seq: i64 = tx
-        .query_row("SELECT coalesce(max(seq), 0) + 1 FROM mailbox", [], |row| {
-            row.get(0)
-        })
-        .map_err(DbError::from)?;
+    let seq = db::mailbox::next_seq_floor(&tx)?;
     let item = MailItem {
         kind: EnvelopeKind::Reply,
         province: province.to_owned(),
@@ -90,7 +86,7 @@ pub fn insert_reply(
     };
     let stored = StoredItem {
         id: item.id(),
-        seq: u64::try_from(seq).map_err(|_| DbError::Corrupt("negative seq".into()))?,
+        seq,
         origin: *origin,
         item,
     };
