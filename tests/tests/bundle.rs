@@ -1,0 +1,324 @@
+//! Sync by files alone: a phone exports a bundle, the server's folder applies it with
+//! `phakhi admin import-bundle` (stopped, or through the running server), the phone imports the
+//! answer in a later process. Records and a tip arrive at HQ, HQ's documents reach the phone.
+//! Damaged bundles (a flipped byte, a cut file, a bundle for another server) and a replayed
+//! bundle are refused with a clear error and leave the database unchanged; a bundle may be days
+//! old, up to the fourteen-day window.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use phakhi_core::device::{BundleKind, encode_bundle};
+use phakhi_core::seal::{self, StaticKeyPair};
+use phakhi_core::sync::{Initiator, Limits, PeerState};
+use phakhi_tests::server::{Device, ServerProcess, invite, now, phakhi_bin, post};
+use rand_core::OsRng;
+
+const STORE_PASSPHRASE: &str = "รหัสผ่าน-ของ-โทรศัพท์";
+
+fn run(args: &[&str], code: Option<&str>) -> Output {
+    let mut command = Command::new(phakhi_bin());
+    command
+        .args(args)
+        .env("PW", STORE_PASSPHRASE)
+        .stdin(Stdio::null());
+    if let Some(code) = code {
+        command.env("MC", code);
+    }
+    command.output().unwrap()
+}
+
+fn ok_with(args: &[&str], code: Option<&str>) -> String {
+    let out = run(args, code);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "phakhi {args:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    stdout
+}
+
+fn ok(args: &[&str]) -> String {
+    ok_with(args, None)
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = run(args, None);
+    assert!(!out.status.success(), "phakhi {args:?} should fail");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn device<'a>(store: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec!["device", "--store", store, "--passphrase-env", "PW"];
+    all.extend_from_slice(args);
+    all
+}
+
+fn import<'a>(data: &'a str, file: &'a str, answer: &'a str) -> Vec<&'a str> {
+    vec![
+        "admin",
+        "--data",
+        data,
+        "import-bundle",
+        file,
+        "--answer",
+        answer,
+    ]
+}
+
+/// Everything an exchange could change in a server's database.
+fn snapshot(data: &str) -> Vec<i64> {
+    let conn = rusqlite::Connection::open(Path::new(data).join("phakhi.sqlite3")).unwrap();
+    [
+        "SELECT count(*) FROM mailbox",
+        "SELECT coalesce(sum(length(bytes)), 0) FROM mailbox",
+        "SELECT count(*) FROM document_chunks",
+        "SELECT coalesce(sum(length(bytes)), 0) FROM document_chunks",
+        "SELECT count(*) FROM replay_guard",
+        "SELECT coalesce(sum(last_sync), 0) FROM devices",
+    ]
+    .iter()
+    .map(|sql| conn.query_row(sql, [], |r| r.get(0)).unwrap())
+    .collect()
+}
+
+/// Carries one exchange by files (more rounds if the server asks): export, import at the
+/// server, import the answer. Returns the device's last summary line.
+fn carry(store: &str, data: &str, dir: &str, server: Option<&str>) -> String {
+    for round in 0..3 {
+        let out = format!("{dir}/out-{round}.bundle");
+        let answer = format!("{dir}/answer-{round}.bundle");
+        ok(&device(store, &["export-bundle", &out]));
+        let mut args = import(data, &out, &answer);
+        if let Some(url) = server {
+            args.extend(["--server", url]);
+        }
+        assert!(ok(&args).contains("answer written"));
+        let done = ok(&device(store, &["import-bundle", &answer]));
+        eprintln!("carried round {round}: {done}");
+        if done.contains("bundle synced") {
+            return done;
+        }
+        assert!(done.contains("second round"), "{done}");
+    }
+    panic!("the exchange did not finish in three carried rounds");
+}
+
+#[test]
+fn a_phone_syncs_by_files_alone_and_damaged_or_replayed_bundles_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap().to_owned();
+    let path = |name: &str| tmp.path().join(name).to_str().unwrap().to_owned();
+    let (hq, a, b) = (path("hq"), path("a.store"), path("b.store"));
+    let desk_key = hex::encode(StaticKeyPair::generate(&mut OsRng).public().as_bytes());
+
+    // Enrolment over the network; B records over HTTP.
+    let server = ServerProcess::start(Path::new(&hq), &[]);
+    let invite_a = invite(Path::new(&hq), "TH-44", "leader", &server.url, &desk_key);
+    let invite_b = invite(Path::new(&hq), "TH-44", "leader", &server.url, &desk_key);
+    ok(&device(&a, &["enroll", &invite_a]));
+    ok(&device(&b, &["enroll", &invite_b]));
+    ok(&device(&b, &["member", "add", "--alias", "สมชาย"]));
+    ok(&device(&b, &["sync"]));
+    let (status, _) = server.terminate();
+    assert!(status.success());
+
+    // A works offline: a member and a tip, then syncs by files with the server stopped.
+    ok(&device(&a, &["member", "add", "--alias", "น้องใหม่"]));
+    let report = path("tip.txt");
+    std::fs::write(&report, "ผู้ใหญ่บ้านเรียกรับเงินค่าโครงการถนน").unwrap();
+    let code = seal::MemberCode::generate(&mut OsRng).to_string();
+    ok_with(
+        &device(
+            &a,
+            &[
+                "tip",
+                "submit",
+                "--file",
+                &report,
+                "--district",
+                "เมืองมหาสารคาม",
+                "--code-env",
+                "MC",
+            ],
+        ),
+        Some(&code),
+    );
+    let done = carry(&a, &hq, &dir, None);
+    assert!(done.contains("1 tip(s) delivered"), "{done}");
+    // HQ's documents reached the phone; the tip is in HQ's mailbox.
+    let members = ok(&device(&a, &["member", "list"]));
+    assert!(
+        members.contains("สมชาย") && members.contains("น้องใหม่"),
+        "{members}"
+    );
+    let conn = rusqlite::Connection::open(Path::new(&hq).join("phakhi.sqlite3")).unwrap();
+    let tips: i64 = conn
+        .query_row("SELECT count(*) FROM mailbox WHERE kind = 1", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(tips, 1);
+    drop(conn);
+    assert!(ok(&device(&a, &["info"])).contains("waiting tips: 0"));
+
+    // Damaged bundles are refused with a clear error and change nothing.
+    ok(&device(&a, &["member", "add", "--alias", "ผู้ช่วย"]));
+    let good = path("good.bundle");
+    ok(&device(&a, &["export-bundle", &good]));
+    let bytes = std::fs::read(&good).unwrap();
+    let before = snapshot(&hq);
+    let answer = path("x.answer");
+
+    let flipped = path("flipped.bundle");
+    let mut damaged = bytes.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x01;
+    std::fs::write(&flipped, &damaged).unwrap();
+    let err = fails(&import(&hq, &flipped, &answer));
+    assert!(err.contains("bad_envelope"), "{err}");
+
+    let cut = path("cut.bundle");
+    std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
+    let err = fails(&import(&hq, &cut, &answer));
+    assert!(err.contains("cut short"), "{err}");
+
+    let header = path("header.bundle");
+    let mut damaged = bytes.clone();
+    damaged[0] ^= 0x20;
+    std::fs::write(&header, &damaged).unwrap();
+    let err = fails(&import(&hq, &header, &answer));
+    assert!(err.contains("not a Phakhi bundle"), "{err}");
+
+    // A bundle for another server.
+    let other = path("other-hq");
+    drop(ServerProcess::start(Path::new(&other), &[]).terminate());
+    let other_before = snapshot(&other);
+    let err = fails(&import(&other, &good, &answer));
+    assert!(err.contains("wrong_server"), "{err}");
+    assert_eq!(snapshot(&other), other_before);
+
+    // An answer bundle handed to the server is refused as one.
+    assert_eq!(snapshot(&hq), before);
+    assert!(!Path::new(&answer).exists());
+
+    // The good bundle goes through once; the same file again is a replay.
+    let answer_good = path("good.answer");
+    ok(&import(&hq, &good, &answer_good));
+    let after = snapshot(&hq);
+    assert_ne!(after, before);
+    let err = fails(&import(&hq, &good, &path("again.answer")));
+    assert!(err.contains("replayed"), "{err}");
+    assert_eq!(snapshot(&hq), after);
+
+    // The device refuses a damaged answer, keeps waiting, then takes the right one.
+    let bad_answer = path("bad.answer");
+    let mut damaged = std::fs::read(&answer_good).unwrap();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0x01;
+    std::fs::write(&bad_answer, &damaged).unwrap();
+    let err = fails(&device(&a, &["import-bundle", &bad_answer]));
+    assert!(err.contains("does not open"), "{err}");
+    let done = ok(&device(&a, &["import-bundle", &answer_good]));
+    assert!(
+        done.contains("bundle synced") || done.contains("second round"),
+        "{done}"
+    );
+    let err = fails(&device(&a, &["import-bundle", &answer_good]));
+    assert!(
+        err.contains("export a bundle first") || err.contains("export the next bundle"),
+        "{err}"
+    );
+
+    // A second export replaces a waiting one: the old answer is refused with a clear message.
+    let first = path("first.bundle");
+    let second = path("second.bundle");
+    ok(&device(&a, &["export-bundle", &first]));
+    let replaced = ok(&device(&a, &["export-bundle", &second]));
+    assert!(replaced.contains("replaces it"), "{replaced}");
+    let first_answer = path("first.answer");
+    ok(&import(&hq, &first, &first_answer));
+    let err = fails(&device(&a, &["import-bundle", &first_answer]));
+    assert!(err.contains("newer export replaced"), "{err}");
+
+    // With the server running, the folder is not touched behind its back: the bundle goes
+    // through it with --server.
+    let server = ServerProcess::start(Path::new(&hq), &[]);
+    let err = fails(&import(&hq, &second, &path("second.answer")));
+    assert!(err.contains("--server URL"), "{err}");
+    let second_answer = path("second.answer");
+    let mut args = import(&hq, &second, &second_answer);
+    args.extend(["--server", &server.url]);
+    ok(&args);
+    let done = ok(&device(&a, &["import-bundle", &second_answer]));
+    assert!(
+        done.contains("bundle synced") || done.contains("second round"),
+        "{done}"
+    );
+    // B, over HTTP, sees what A carried by hand.
+    ok(&device(&b, &["sync", "--server", &server.url]));
+    let members = ok(&device(&b, &["member", "list"]));
+    assert!(
+        members.contains("น้องใหม่") && members.contains("ผู้ช่วย"),
+        "{members}"
+    );
+    drop(server);
+}
+
+#[test]
+fn a_bundle_may_be_days_old_but_not_older_than_fourteen_days() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hq = tmp.path().join("hq");
+    let hq_text = hq.to_str().unwrap().to_owned();
+    let server = ServerProcess::start(&hq, &[]);
+    let desk_key = hex::encode(StaticKeyPair::generate(&mut OsRng).public().as_bytes());
+    let leader = invite(&hq, "TH-44", "leader", &server.url, &desk_key);
+    let (phone, _) = Device::enrol(&server.url, &leader, server.static_key()).unwrap();
+
+    let request = |sent_at: u64| {
+        let mut initiator = Initiator::new(PeerState::new(), Limits::default());
+        let payload = initiator.poll_request(&mut BTreeMap::new(), None).unwrap();
+        let (envelope, pending) = seal::seal_request(
+            &mut OsRng,
+            &phone.key,
+            &server.static_key(),
+            sent_at,
+            &payload,
+        )
+        .unwrap();
+        (envelope, pending)
+    };
+    let day = 24 * 60 * 60;
+    let (ten_days_old, pending) = request(now() - 10 * day);
+    // Over HTTP sync, ten days is too far from the server's clock.
+    let (status, code, _) = post(&format!("{}/v1/sync", server.url), &ten_days_old);
+    assert_eq!((status, code.as_str()), (400, "clock_skew"));
+    // Carried by hand it is accepted (through the running server), once.
+    let file = tmp.path().join("old.bundle");
+    std::fs::write(&file, encode_bundle(BundleKind::Request, &ten_days_old)).unwrap();
+    let file = file.to_str().unwrap().to_owned();
+    let answer = tmp.path().join("old.answer").to_str().unwrap().to_owned();
+    let mut args = import(&hq_text, &file, &answer);
+    args.extend(["--server", &server.url]);
+    ok(&args);
+    let bytes = std::fs::read(&answer).unwrap();
+    let envelope = phakhi_core::device::decode_bundle(&bytes, BundleKind::Answer).unwrap();
+    assert!(pending.open_response(envelope).is_ok());
+    let err = fails(&args);
+    assert!(err.contains("replayed"), "{err}");
+
+    // Fifteen days is too old even by hand.
+    let (too_old, _) = request(now() - 15 * day);
+    let old_file = tmp.path().join("too-old.bundle");
+    std::fs::write(&old_file, encode_bundle(BundleKind::Request, &too_old)).unwrap();
+    let old_file = old_file.to_str().unwrap().to_owned();
+    let mut args = import(&hq_text, &old_file, &answer);
+    args.extend(["--server", &server.url]);
+    let err = fails(&args);
+    assert!(err.contains("clock_skew"), "{err}");
+    drop(server);
+}
