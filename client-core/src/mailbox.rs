@@ -743,3 +743,56 @@ impl MailboxMessage {
         Ok(msg)
     }
 }
+
+#[cfg(test)]
+mod authorised_tests {
+    use super::*;
+
+    fn reply(fill: u8) -> MailItem {
+        let mut envelope = vec![fill; 1024];
+        envelope[0] = ENVELOPE_VERSION;
+        envelope[1] = KIND_REPLY;
+        MailItem {
+            kind: EnvelopeKind::Reply,
+            province: "TH-44".into(),
+            envelope,
+        }
+    }
+
+    #[test]
+    fn authorised_envelopes_bypass_the_quota_and_numbers_are_never_reused() {
+        let mut mailbox = Mailbox::new(Quota {
+            max_count: 1,
+            max_bytes: 1 << 20,
+        });
+        let desk = PublicKey::from_bytes([9; 32]);
+        for fill in 1..=3 {
+            assert!(matches!(
+                mailbox.insert_authorised(&desk, reply(fill)),
+                Ok(Inserted::New { .. })
+            ));
+        }
+        assert_eq!(mailbox.usage(&desk), (0, 0));
+        assert_eq!(
+            mailbox.insert_authorised(&desk, reply(1)),
+            Ok(Inserted::AlreadyHeld)
+        );
+        // Released (acknowledged and pruned) envelopes are not stored again.
+        let id = reply(2).id();
+        mailbox.acknowledge(&Ack { ids: vec![id] });
+        mailbox.prune_acknowledged();
+        assert!(mailbox.is_acknowledged(&id) && !mailbox.contains(&id));
+        assert_eq!(
+            mailbox.insert_authorised(&desk, reply(2)),
+            Ok(Inserted::AlreadyAcknowledged)
+        );
+        let mut bad = reply(4);
+        bad.kind = EnvelopeKind::Tip;
+        assert!(mailbox.insert_authorised(&desk, bad).is_err());
+        // A restored mailbox continues above the floor it is given.
+        mailbox.reserve_seq(10);
+        assert_eq!(mailbox.next_seq(), 10);
+        mailbox.reserve_seq(5);
+        assert_eq!(mailbox.next_seq(), 10);
+    }
+}

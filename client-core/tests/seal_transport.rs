@@ -5,7 +5,8 @@
 
 use phakhi_core::seal::transport::MAX_CLOCK_SKEW_SECS;
 use phakhi_core::seal::{
-    MemoryReplayGuard, SealError, StaticKeyPair, TRANSPORT_BUCKETS, open_request, seal_request,
+    MAX_BUNDLE_AGE_SECS, MemoryReplayGuard, PendingResponse, SealError, StaticKeyPair,
+    TRANSPORT_BUCKETS, open_request, open_request_within, response_exchange_id, seal_request,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -184,15 +185,68 @@ fn seal_transport_guard_forgets_what_can_no_longer_be_replayed() {
     let (old, _) = seal_request(&mut p.rng, &p.phone, p.server.public(), NOW, b"x").unwrap();
     open_request(&p.server, &old, NOW, &mut guard).unwrap();
     assert_eq!(guard.len(), 1);
-    let later = NOW + 3 * MAX_CLOCK_SKEW_SECS;
+    // The guard remembers for the longest window (a carried bundle's fourteen days).
+    let within = NOW + 3 * MAX_CLOCK_SKEW_SECS;
+    let (mid, _) = seal_request(&mut p.rng, &p.phone, p.server.public(), within, b"x").unwrap();
+    open_request(&p.server, &mid, within, &mut guard).unwrap();
+    assert_eq!(guard.len(), 2, "entries inside the bundle window are kept");
+    let later = NOW + MAX_BUNDLE_AGE_SECS + 4 * MAX_CLOCK_SKEW_SECS;
     let (new, _) = seal_request(&mut p.rng, &p.phone, p.server.public(), later, b"x").unwrap();
     open_request(&p.server, &new, later, &mut guard).unwrap();
-    assert_eq!(guard.len(), 1, "the old entry was forgotten");
+    assert_eq!(guard.len(), 1, "the old entries were forgotten");
     // And the forgotten request is still refused, by the clock-skew check.
     assert!(matches!(
         open_request(&p.server, &old, later, &mut guard),
         Err(SealError::ClockSkew { .. })
     ));
+}
+
+#[test]
+fn seal_transport_carried_requests_may_be_fourteen_days_old_and_still_open_once() {
+    let mut p = peers(39);
+    let mut guard = MemoryReplayGuard::new();
+    let day = 24 * 60 * 60;
+    let now = NOW + 20 * day;
+    let (old, pending) = seal_request(
+        &mut p.rng,
+        &p.phone,
+        p.server.public(),
+        now - 10 * day,
+        b"x",
+    )
+    .unwrap();
+    // Too old for a live exchange, fine for a carried one.
+    assert!(matches!(
+        open_request(&p.server, &old, now, &mut guard),
+        Err(SealError::ClockSkew { .. })
+    ));
+    let opened =
+        open_request_within(&p.server, &old, now, MAX_BUNDLE_AGE_SECS, &mut guard).unwrap();
+    // The requester kept only the secret bytes (another process): it still opens the answer,
+    // sealed whenever the server got to it.
+    let kept = pending.to_secret_bytes();
+    let restored = PendingResponse::from_secret_bytes(&kept).unwrap();
+    let answer = opened.responder.seal_response(b"answer").unwrap();
+    assert_eq!(
+        response_exchange_id(&answer).as_ref(),
+        Some(restored.exchange_id())
+    );
+    assert_eq!(restored.open_response(&answer).unwrap(), b"answer");
+    assert!(PendingResponse::from_secret_bytes(&kept[1..]).is_err());
+    // Replays are refused, even later inside the window.
+    assert!(matches!(
+        open_request_within(&p.server, &old, now + day, MAX_BUNDLE_AGE_SECS, &mut guard),
+        Err(SealError::Replayed)
+    ));
+    // Past fourteen days, or from more than a day ahead, it is refused by its timestamp.
+    for sent in [now - 15 * day, now + 2 * day] {
+        let (request, _) =
+            seal_request(&mut p.rng, &p.phone, p.server.public(), sent, b"x").unwrap();
+        assert!(matches!(
+            open_request_within(&p.server, &request, now, MAX_BUNDLE_AGE_SECS, &mut guard),
+            Err(SealError::ClockSkew { .. })
+        ));
+    }
 }
 
 #[test]

@@ -424,3 +424,45 @@ impl Initiator {
         }
     }
 }
+
+#[cfg(test)]
+mod session_tests {
+    use super::*;
+    use automerge::ROOT;
+    use automerge::transaction::Transactable;
+
+    #[test]
+    fn a_session_in_flight_survives_encoding_and_damage_is_refused() {
+        let mut doc = AutoCommit::new();
+        doc.put(ROOT, "alias", "สมชาย").unwrap();
+        doc.commit();
+        let mut docs = BTreeMap::new();
+        docs.insert(DocName::parse("province/TH-44").unwrap(), doc);
+        let mut initiator = Initiator::new(PeerState::new(), Limits::default());
+        let request = initiator
+            .poll_request(&mut docs, Some(vec![1, 2, 3]))
+            .unwrap();
+        let bytes = initiator.encode_session();
+        let resumed = Initiator::resume(&bytes, Limits::default()).unwrap();
+        assert_eq!(resumed.encode_session(), bytes);
+        let in_flight = resumed.in_flight.as_ref().unwrap();
+        assert_eq!(in_flight.digest, request_digest(&request));
+        assert_eq!(in_flight.round, 1);
+        assert_eq!(in_flight.sent.len(), 1);
+        // A resumed initiator refuses a second request while one is in flight, as the original.
+        let mut resumed = resumed;
+        assert!(matches!(
+            resumed.poll_request(&mut docs, None),
+            Err(SyncError::RequestInFlight)
+        ));
+        for cut in 0..bytes.len() {
+            assert!(Initiator::resume(&bytes[..cut], Limits::default()).is_err());
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(Initiator::resume(&longer, Limits::default()).is_err());
+        let mut version = bytes;
+        version[0] = 9;
+        assert!(Initiator::resume(&version, Limits::default()).is_err());
+    }
+}

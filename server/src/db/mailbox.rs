@@ -199,4 +199,37 @@ mod tests {
         delete(&conn, &stored.id).unwrap();
         assert_eq!(totals(&conn).unwrap(), (0, 0));
     }
+
+    #[test]
+    fn released_tips_count_as_acknowledged_and_keep_their_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::db::open(dir.path()).unwrap();
+        let device = crate::db::devices::insert(
+            &conn,
+            &[1; 32],
+            crate::db::devices::Role::Admin,
+            &["TH-44".into()],
+            0,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(next_seq_floor(&conn).unwrap(), 1);
+        let stored = StoredItem {
+            id: tip(3).id(),
+            seq: 7,
+            origin: PublicKey::from_bytes([5; 32]),
+            item: tip(3),
+        };
+        insert(&conn, &stored, None, 10).unwrap();
+        assert_eq!(next_seq_floor(&conn).unwrap(), 8);
+        assert!(record_release(&conn, &stored.id, 7, device.row, 11).unwrap());
+        assert!(!record_release(&conn, &stored.id, 7, device.row, 12).unwrap());
+        delete(&conn, &stored.id).unwrap();
+        let (items, acked) = load(&conn).unwrap();
+        assert!(items.is_empty());
+        assert_eq!(acked, vec![stored.id]);
+        assert_eq!(released_count(&conn).unwrap(), 1);
+        // The body is gone, its number is not handed out again.
+        assert_eq!(next_seq_floor(&conn).unwrap(), 8);
+    }
 }
