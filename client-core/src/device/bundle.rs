@@ -216,7 +216,7 @@ impl Device {
     ) -> Result<Vec<u8>> {
         self.enrolled()?;
         let previous = match self.store.get(ns::BUNDLE, PENDING)? {
-            Some(bytes) => Some(PendingRecord::decode(&bytes)?),
+            Some(bytes) => Some(PendingRecord::decode(&zeroize::Zeroizing::new(bytes))?),
             None => None,
         };
         let mut session = self.begin_sync(rng)?;
@@ -278,7 +278,7 @@ impl Device {
         self.enrolled()?;
         let envelope = decode_bundle(bundle, BundleKind::Answer)?;
         let record = match self.store.get(ns::BUNDLE, PENDING)? {
-            Some(bytes) => PendingRecord::decode(&bytes)?,
+            Some(bytes) => PendingRecord::decode(&zeroize::Zeroizing::new(bytes))?,
             None => return Err(BundleError::NonePending.into()),
         };
         let Some(secret) = &record.secret else {
