@@ -16,7 +16,7 @@ use phakhi_core::device::{BundleError, BundleKind, decode_bundle, encode_bundle}
 use phakhi_core::seal::MAX_BUNDLE_AGE_SECS;
 use phakhi_core::transport::{HttpError, HttpTransport, Route};
 
-use crate::config::Config;
+use crate::config::{Config, ServerRole};
 use crate::db;
 use crate::error::AppError;
 use crate::state::{AppState, StartError};
@@ -147,11 +147,21 @@ fn through_server(url: &str, envelope: &[u8]) -> Result<Vec<u8>, ImportError> {
         })
 }
 
-fn in_folder(config: Config, envelope: &[u8], now: u64) -> Result<Vec<u8>, ImportError> {
+fn in_folder(mut config: Config, envelope: &[u8], now: u64) -> Result<Vec<u8>, ImportError> {
     let data = config.data.clone();
     if !data.join(db::DB_FILE).exists() {
         return Err(ImportError::NoData(data));
     }
+    // The folder says what it is: opening a relay's folder as HQ would create keys it must not
+    // have.
+    let keys = crate::keys::load(&data)
+        .map_err(|e| ImportError::Start(StartError::Keys(e)))?
+        .ok_or_else(|| ImportError::NoData(data.clone()))?;
+    config.role = if keys.verifying().is_some() {
+        ServerRole::Hq
+    } else {
+        ServerRole::Relay
+    };
     let state = match AppState::open(config) {
         Ok(opened) => opened.state,
         Err(StartError::InUse(folder)) => return Err(ImportError::ServerRunning(folder)),
