@@ -313,6 +313,22 @@ fn the_tip_desk_pulls_replies_and_releases_over_the_network_while_hq_runs() {
     let synced_a = ok(&device(&a, &["sync", "--server", &url]));
     assert!(synced_a.contains("1 repl(ies) received"), "{synced_a}");
     assert!(ok(&device(&a, &["tip", "status"])).contains(message2));
+
+    // A revoked tip desk is told so, and what to do.
+    let desk_id = enrolled
+        .split("admin device ")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .unwrap()
+        .trim()
+        .to_owned();
+    let revoked = phakhi_tests::server::admin(Path::new(&hq), &["revoke", &desk_id]);
+    assert!(revoked.status.success());
+    let err = fails(&desk(&desk_dir, &["pull", "--server", &url]));
+    assert!(
+        err.contains("device_revoked") && err.contains("new admin invite"),
+        "{err}"
+    );
     drop(server);
 }
 
