@@ -25,7 +25,7 @@ pub struct Cli {
 pub enum Command {
     /// Run a sync server (HQ by default) until SIGINT or SIGTERM.
     Serve(ServeArgs),
-    /// Manage the server's data folder: invites, devices, revocation.
+    /// Manage the server's data folder: invites, devices, revocation, carried sync bundles.
     Admin(AdminArgs),
     /// A field device (a phone's client) on the command line: records, tips, sync.
     Device(crate::field::DeviceArgs),

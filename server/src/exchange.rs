@@ -112,7 +112,7 @@ pub fn sync(
     )
 }
 
-/// Like [`sync`], accepting a request sent up to `max_age` seconds ago: a bundle carried by
+/// Like [`sync()`], accepting a request sent up to `max_age` seconds ago: a bundle carried by
 /// hand (`phakhi_core::seal::MAX_BUNDLE_AGE_SECS`).
 pub fn sync_within(
     state: &AppState,

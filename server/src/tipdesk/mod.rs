@@ -1,7 +1,7 @@
 //! `phakhi tipdesk`: the investigators' desk. It holds the only key that opens tips, the key that
 //! hashes member codes, and its own encrypted store (tips pulled from HQ, the registry of issued
 //! codes, the replies sent). HQ's server only carries sealed envelopes; the desk enrols at HQ as
-//! an admin device and, over the sealed admin exchange ([`net`]), pulls the tips while HQ runs,
+//! an admin device and, over the sealed admin exchange (`net.rs`), pulls the tips while HQ runs,
 //! opens them, checks each member code against the registry, pushes sealed replies into HQ's
 //! mailbox for the province's devices, and releases the tips it holds so HQ can drop them. (An
 //! HQ data folder can still be read directly with `--data`, see [`hq`].)
