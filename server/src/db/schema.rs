@@ -155,6 +155,31 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_database_keeps_its_rows_and_gains_released_tips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mut conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO mailbox (id, seq, kind, province, bytes, origin, received_at)
+             VALUES (x'01', 5, 1, 'TH-44', x'00', x'02', 0)",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn, &path).unwrap();
+        assert_eq!(version(&conn).unwrap(), VERSION);
+        let seq: i64 = conn
+            .query_row("SELECT seq FROM mailbox", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(seq, 5);
+        let released: i64 = conn
+            .query_row("SELECT count(*) FROM mailbox_released", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(released, 0);
+    }
+
+    #[test]
     fn refuses_a_newer_database() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
