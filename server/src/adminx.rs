@@ -193,3 +193,72 @@ fn release(
         unknown,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phakhi_core::mailbox::{MailItem, Quota};
+    use phakhi_core::seal::{ENVELOPE_VERSION, KIND_REPLY, KIND_TIP, PublicKey};
+
+    fn item(kind: EnvelopeKind, fill: u8) -> MailItem {
+        let mut envelope = vec![fill; 1024];
+        envelope[0] = ENVELOPE_VERSION;
+        envelope[1] = if kind == EnvelopeKind::Tip {
+            KIND_TIP
+        } else {
+            KIND_REPLY
+        };
+        MailItem {
+            kind,
+            province: "TH-44".into(),
+            envelope,
+        }
+    }
+
+    #[test]
+    fn pulls_page_through_tips_only_and_the_cursor_never_skips_one() {
+        let mut mailbox = Mailbox::new(Quota::default());
+        let phone = PublicKey::from_bytes([1; 32]);
+        for fill in 1..=5 {
+            mailbox
+                .insert(&phone, item(EnvelopeKind::Tip, fill))
+                .unwrap();
+            if fill == 2 {
+                mailbox
+                    .insert_authorised(&phone, item(EnvelopeKind::Reply, 50))
+                    .unwrap();
+            }
+        }
+        let mut cursor = 0;
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            let AdminResponse::Tips {
+                tips,
+                cursor: next,
+                more,
+            } = pull(&mailbox, cursor, 2)
+            else {
+                panic!("a pull answers with tips");
+            };
+            assert!(tips.len() <= 2);
+            assert!(tips.iter().all(|t| t.item.kind == EnvelopeKind::Tip));
+            seen.extend(tips.iter().map(|t| t.item.envelope[2]));
+            assert!(next >= cursor);
+            cursor = next;
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(seen, vec![1, 2, 3, 4, 5]);
+        // Nothing new: an empty page at the same cursor.
+        assert!(matches!(
+            pull(&mailbox, cursor, 2),
+            AdminResponse::Tips { tips, more: false, cursor: c } if tips.is_empty() && c == cursor
+        ));
+        // A zero page size still moves forward.
+        assert!(matches!(
+            pull(&mailbox, 0, 0),
+            AdminResponse::Tips { tips, .. } if tips.len() == 1
+        ));
+    }
+}
