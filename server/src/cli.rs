@@ -92,6 +92,16 @@ pub enum AdminCommand {
         /// The device id (or a unique prefix of it) from `phakhi admin devices`.
         device: String,
     },
+    /// Print a one-time login link to the dashboard (`/dashboard`) of this data folder's server.
+    DashboardLogin {
+        /// How long the link stays valid (30m, 12h; at most 1d).
+        #[arg(long, default_value = "15m")]
+        expires: String,
+        /// The server's address as the browser reaches it [default: the configured public URL
+        /// or address].
+        #[arg(long, value_name = "URL")]
+        server_url: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -307,6 +317,24 @@ fn admin(args: AdminArgs) -> Result<(), CliError> {
                 Revoked::Now(id) => println!("revoked device {id}: it can no longer sync"),
                 Revoked::Already(id) => println!("device {id} was already revoked"),
             }
+        }
+        AdminCommand::DashboardLogin {
+            expires,
+            server_url,
+        } => {
+            let valid = admin::parse_duration(&expires)?;
+            let valid = i64::try_from(valid.as_secs()).unwrap_or(i64::MAX);
+            if valid > crate::dashboard::session::MAX_LOGIN_SECS {
+                return Err(AdminError::BadDuration(expires).into());
+            }
+            let base = server_url.unwrap_or_else(|| config.server_url());
+            let now = i64::try_from(now).unwrap_or(i64::MAX);
+            let link = crate::dashboard::login_link(&data, &base, valid, now)?;
+            println!("{link}");
+            eprintln!(
+                "Open this link in a browser within {expires}; it works once and signs you in \
+                 for 8 hours."
+            );
         }
         AdminCommand::Invite(invite) => {
             let request = crate::invite::InviteRequest {

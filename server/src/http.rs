@@ -29,6 +29,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(routes::health::metrics))
         .route("/v1/enroll", post(routes::enroll::enroll))
         .route("/v1/sync", post(routes::sync::sync))
+        .merge(crate::dashboard::router(state.clone()))
         .fallback(|| async { AppError::NoRoute })
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(

@@ -10,7 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::DbError;
 
 /// The schema version this program writes.
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 /// `MIGRATIONS[n]` upgrades a database from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -72,6 +72,22 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX replay_by_time ON replay_guard(sent_at);
     "#,
+    // 1 -> 2: the dashboard's one-time login links and sessions (only SHA-256 hashes of the
+    // secrets are stored). Additive: it touches no earlier table.
+    r#"
+    CREATE TABLE IF NOT EXISTS dashboard_logins (
+        token_hash BLOB    PRIMARY KEY,                -- SHA-256 of the one-time token
+        created_at INTEGER NOT NULL,                   -- unix seconds
+        expires_at INTEGER NOT NULL,
+        used_at    INTEGER                             -- NULL until the link is used
+    ) STRICT;
+
+    CREATE TABLE IF NOT EXISTS dashboard_sessions (
+        session_hash BLOB    PRIMARY KEY,              -- SHA-256 of the session cookie's id
+        created_at   INTEGER NOT NULL,
+        expires_at   INTEGER NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// The database's current schema version.
@@ -132,6 +148,8 @@ mod tests {
         assert_eq!(
             tables,
             [
+                "dashboard_logins",
+                "dashboard_sessions",
                 "devices",
                 "document_chunks",
                 "documents",
