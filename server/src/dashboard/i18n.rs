@@ -299,6 +299,7 @@ pub struct Labels {
     pub signed_out: &'static str,
     pub not_found: &'static str,
     pub tips_note: &'static str,
+    pub all_figures: &'static str,
 }
 
 pub static TH: Labels = Labels {
@@ -368,6 +369,7 @@ pub static TH: Labels = Labels {
     signed_out: "ออกจากระบบแล้ว",
     not_found: "ไม่พบหน้านี้",
     tips_note: "นับจากเวลาที่ซองปิดผนึกมาถึงเซิร์ฟเวอร์ เซิร์ฟเวอร์อ่านเนื้อหาเบาะแสไม่ได้",
+    all_figures: "ตัวเลขทั้งหมดของจังหวัด",
 };
 
 pub static EN: Labels = Labels {
@@ -437,6 +439,7 @@ pub static EN: Labels = Labels {
     signed_out: "Signed out",
     not_found: "No such page",
     tips_note: "Counted by when the sealed envelope reached this server; the server cannot read tips.",
+    all_figures: "Every figure of the province",
 };
 
 #[cfg(test)]

@@ -653,7 +653,21 @@ pub fn province(ctx: &Context<'_>, dataset: &Dataset, code: ProvinceCode) -> Str
             i18n::number(value)
         );
     }
-    body.push_str("</dl><div class=\"charts\">");
+    // Every figure of the report, in one table.
+    let _ = write!(
+        body,
+        "</dl><details class=\"all\"><summary>{}</summary><table class=\"fallback\"><tbody>",
+        l.all_figures
+    );
+    for (key, label, value) in figure_rows(&report, l, lang) {
+        let _ = write!(
+            body,
+            "<tr><th scope=\"row\">{}</th>{}</tr>",
+            escape(&label),
+            figure_cell(&report.code, &key, value)
+        );
+    }
+    body.push_str("</tbody></table></details><div class=\"charts\">");
     let roles: Vec<(String, i64)> = MemberRole::ALL
         .iter()
         .map(|r| {

@@ -116,8 +116,13 @@ pub fn stacked_bars(chart: &Chart, empty: &str) -> String {
     let count = chart.categories.len();
     let max = (0..count).map(|c| chart.stack(c)).max().unwrap_or(0);
     let top = nice_ceiling(max);
-    // Axis and grid: 0, half, top.
-    for tick in [0, top / 2, top] {
+    // Axis and grid: 0, the top and, when it is a whole number, the half.
+    let ticks = if top % 2 == 0 {
+        vec![0, top / 2, top]
+    } else {
+        vec![0, top]
+    };
+    for tick in ticks {
         let y = base - tick.saturating_mul(plot_h) / top;
         let _ = write!(
             out,
