@@ -83,13 +83,16 @@ impl IntoResponse for DashboardError {
     }
 }
 
+/// The figures of one data version.
+type Cached = Option<(String, Arc<Dataset>)>;
+
 /// The dashboard's own state: its database connection (opened on first use, apart from the sync
 /// writer so a long report never holds up a sync) and the figures of the last version read.
 #[derive(Debug, Clone)]
 struct Dash {
     app: AppState,
     conn: Arc<Mutex<Option<Connection>>>,
-    cache: Arc<Mutex<Option<(String, Arc<Dataset>)>>>,
+    cache: Arc<Mutex<Cached>>,
 }
 
 impl Dash {
