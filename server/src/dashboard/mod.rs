@@ -647,6 +647,122 @@ mod tests {
         assert_eq!(set, vec!["phakhi_lang=en", "phakhi_era=be"]);
     }
 
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    async fn call(
+        app: &Router,
+        uri: &str,
+        cookie: Option<&str>,
+        method: &str,
+    ) -> (StatusCode, HeaderMap, String) {
+        let mut request = axum::http::Request::builder().method(method).uri(uri);
+        if let Some(cookie) = cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        let response = app
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
+            .await
+            .unwrap();
+        (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_relay_serves_the_dashboard_behind_a_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::Config {
+            role: crate::config::ServerRole::Relay,
+            data: dir.path().to_path_buf(),
+            public_url: Some("https://relay.example".into()),
+            ..crate::config::Config::default()
+        };
+        let state = AppState::open(config).unwrap().state;
+        let app = crate::http::app(state);
+
+        // Nothing but the login link and the assets answers without a session.
+        let (status, headers, body) = call(&app, "/dashboard", None, "GET").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(body.contains("dashboard-login"));
+        assert!(
+            headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+        assert!(
+            headers[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .contains("script-src 'self'")
+        );
+        let (status, _, body) = call(&app, "/dashboard/api/figures", None, "GET").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(body.contains("\"no_session\""));
+        let (status, _, _) = call(&app, "/dashboard/logout", None, "POST").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _, css) = call(&app, "/dashboard/assets/dashboard.css", None, "GET").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(css, CSS);
+
+        // A link made after the server started opens a Secure session (public_url is https).
+        let link = login_link(dir.path(), "https://relay.example", 900, now()).unwrap();
+        let path = link.strip_prefix("https://relay.example").unwrap();
+        let (status, headers, _) = call(&app, path, None, "GET").await;
+        assert_eq!(status, StatusCode::OK);
+        let set = headers[header::SET_COOKIE].to_str().unwrap().to_owned();
+        assert!(
+            set.contains("; Secure") && set.contains("HttpOnly"),
+            "{set}"
+        );
+        let cookie = set.split(';').next().unwrap().to_owned();
+        let (status, headers, _) = call(&app, path, None, "GET").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(!headers.contains_key(header::SET_COOKIE));
+
+        let (status, _, page) = call(&app, "/dashboard?lang=en", Some(&cookie), "GET").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("Provincial relay: this centre's provinces"));
+        let (status, headers, body) =
+            call(&app, "/dashboard/api/figures", Some(&cookie), "GET").await;
+        assert_eq!(status, StatusCode::OK);
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["role"], "relay");
+        let etag = headers[header::ETAG].to_str().unwrap().to_owned();
+        assert_eq!(etag, format!("\"{}\"", json["version"].as_str().unwrap()));
+        let mut request = axum::http::Request::builder()
+            .uri("/dashboard/api/figures")
+            .header(header::COOKIE, &cookie)
+            .header(header::IF_NONE_MATCH, &etag);
+        request = request.method("GET");
+        let response = app
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+        let (status, _, _) = call(&app, "/dashboard/province/XX-99", Some(&cookie), "GET").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+
+        // Logout ends it.
+        let (status, headers, _) = call(&app, "/dashboard/logout", Some(&cookie), "POST").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            headers[header::SET_COOKIE]
+                .to_str()
+                .unwrap()
+                .contains("Max-Age=0")
+        );
+        let (status, _, _) = call(&app, "/dashboard", Some(&cookie), "GET").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
     #[test]
     fn a_login_link_needs_an_existing_data_folder() {
         let dir = tempfile::tempdir().unwrap();
