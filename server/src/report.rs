@@ -669,6 +669,79 @@ mod tests {
     }
 
     #[test]
+    fn the_dashboards_months_add_up_to_the_reports_totals() {
+        use phakhi_core::model::fixtures;
+        let dir = tempfile::tempdir().unwrap();
+        let conn = db::open(dir.path()).unwrap();
+        let (mut province, mut activities) = fixtures::activities_document(7, 300).unwrap();
+        documents::append(&conn, "province/TH-44", &province.doc_mut().save(), 1).unwrap();
+        documents::append(
+            &conn,
+            "province/TH-44/activities/2019",
+            &activities.doc_mut().save(),
+            1,
+        )
+        .unwrap();
+        // Two tips in March 2019 and one in April (UTC), as the mailbox stores them.
+        for (n, at) in [
+            (1u8, 1_552_000_000i64),
+            (2, 1_552_100_000),
+            (3, 1_555_000_000),
+        ] {
+            conn.execute(
+                "INSERT INTO mailbox (id, seq, kind, province, bytes, origin, received_at)
+                 VALUES (?1, ?2, 1, 'TH-44', x'00', ?3, ?4)",
+                rusqlite::params![vec![n; 32], i64::from(n), vec![0u8; 32], at],
+            )
+            .unwrap();
+        }
+        drop(conn);
+        let report = build(dir.path(), Lang::En, ShowEra::Ce).unwrap();
+        let mut conn = db::open(dir.path()).unwrap();
+        let tx = conn.transaction().unwrap();
+        let dataset = collect(&tx, Lang::En, ShowEra::Ce).unwrap();
+        assert_eq!(dataset.report, report);
+        let p = &report.provinces[0];
+        assert_eq!(p.activities, 300);
+        assert_eq!(p.tips, 3);
+        let detail = &dataset.details["TH-44"];
+        let by_month: u64 = detail
+            .activities_by_month
+            .values()
+            .flat_map(|kinds| kinds.values())
+            .sum();
+        assert_eq!(by_month, p.activities);
+        for (kind, total) in &p.activities_by_kind {
+            let monthly: u64 = detail
+                .activities_by_month
+                .values()
+                .filter_map(|kinds| kinds.get(kind))
+                .sum();
+            assert_eq!(monthly, *total, "{kind}");
+        }
+        assert_eq!(
+            detail.attendance_by_month.values().sum::<i64>(),
+            p.attendance
+        );
+        assert_eq!(
+            detail
+                .tips_by_month
+                .iter()
+                .map(|(m, n)| (*m, *n))
+                .collect::<Vec<_>>(),
+            vec![((2019, 3), 2), ((2019, 4), 1)]
+        );
+        assert_eq!(detail.activities.len(), 300);
+        assert!(detail.activities.windows(2).all(|w| w[0].date >= w[1].date));
+        assert_eq!(
+            u64::try_from(detail.candidates.len()).unwrap(),
+            p.leader_candidates
+        );
+        assert_eq!(u64::try_from(detail.centres.len()).unwrap(), p.centres);
+        assert!(dataset.regions.is_empty());
+    }
+
+    #[test]
     fn a_missing_folder_is_refused_with_advice() {
         let dir = tempfile::tempdir().unwrap();
         let err = build(dir.path(), Lang::En, ShowEra::Be).unwrap_err();
