@@ -19,6 +19,7 @@ pub mod svg;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Path as UrlPath, Query, Request, State};
@@ -83,8 +84,17 @@ impl IntoResponse for DashboardError {
     }
 }
 
-/// The figures of one data version.
-type Cached = Option<(String, Arc<Dataset>)>;
+/// The figures of one data version, and when they were read.
+#[derive(Debug)]
+struct Cached {
+    version: String,
+    dataset: Arc<Dataset>,
+    read_at: Instant,
+}
+
+/// Figures are read again at most this often, however many syncs and readers there are (each
+/// read loads every document); pages catch up on their next poll.
+const MIN_REREAD: Duration = Duration::from_secs(5);
 
 /// The dashboard's own state: its database connection (opened on first use, apart from the sync
 /// writer so a long report never holds up a sync) and the figures of the last version read.
@@ -92,7 +102,7 @@ type Cached = Option<(String, Arc<Dataset>)>;
 struct Dash {
     app: AppState,
     conn: Arc<Mutex<Option<Connection>>>,
-    cache: Arc<Mutex<Cached>>,
+    cache: Arc<Mutex<Option<Cached>>>,
 }
 
 impl Dash {
@@ -125,20 +135,25 @@ impl Dash {
             .is_some_and(|url| url.to_ascii_lowercase().starts_with("https://"))
     }
 
-    /// The current data version and its figures (read again only when the version changed).
+    /// A data version and its figures: read again only when the version changed, and not
+    /// within [`MIN_REREAD`] of the last read (the figures then keep their older version).
     async fn figures(&self, now: i64) -> Result<(String, Arc<Dataset>), DashboardError> {
         let cache = self.cache.clone();
         self.with_db(move |conn| {
             let tx = conn.transaction().map_err(DbError::from)?;
             let version = figures::fingerprint(&tx, now)?;
             let mut cached = cache.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some((known, dataset)) = cached.as_ref()
-                && *known == version
+            if let Some(known) = cached.as_ref()
+                && (known.version == version || known.read_at.elapsed() < MIN_REREAD)
             {
-                return Ok((version, dataset.clone()));
+                return Ok((known.version.clone(), known.dataset.clone()));
             }
             let dataset = Arc::new(report::collect(&tx, Lang::En, Era::Be)?);
-            *cached = Some((version.clone(), dataset.clone()));
+            *cached = Some(Cached {
+                version: version.clone(),
+                dataset: dataset.clone(),
+                read_at: Instant::now(),
+            });
             Ok((version, dataset))
         })
         .await
