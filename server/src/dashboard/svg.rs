@@ -69,11 +69,11 @@ pub fn nice_ceiling(value: i64) -> i64 {
     }
 }
 
-fn open_svg(out: &mut String, id: &str, title: &str, description: &str) {
+fn open_svg(out: &mut String, id: &str, title: &str, description: &str, height: i64) {
     let id = escape(id);
     let _ = write!(
         out,
-        "<svg class=\"chart\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" \
+        "<svg class=\"chart\" viewBox=\"0 0 {WIDTH} {height}\" role=\"img\" \
          aria-labelledby=\"{id}-t {id}-d\" xmlns=\"http://www.w3.org/2000/svg\">\
          <title id=\"{id}-t\">{}</title><desc id=\"{id}-d\">{}</desc>",
         escape(title),
@@ -105,7 +105,13 @@ fn legend(out: &mut String, names: &[&str]) {
 /// zero categories (an empty frame that says `empty`), one, or many.
 pub fn stacked_bars(chart: &Chart, empty: &str) -> String {
     let mut out = String::new();
-    open_svg(&mut out, &chart.id, &chart.title, &chart.description);
+    open_svg(
+        &mut out,
+        &chart.id,
+        &chart.title,
+        &chart.description,
+        HEIGHT,
+    );
     let names: Vec<&str> = chart.series.iter().map(|s| s.name.as_str()).collect();
     if chart.series.len() > 1 {
         legend(&mut out, &names);
@@ -147,6 +153,7 @@ pub fn stacked_bars(chart: &Chart, empty: &str) -> String {
         let slot = plot_w / i64::try_from(count).unwrap_or(1).max(1);
         let bar = (slot * 7 / 10).max(1);
         let label_every = count.div_ceil(12).max(1);
+        let mut previous_year = "";
         for (c, category) in chart.categories.iter().enumerate() {
             let x = LEFT + slot * i64::try_from(c).unwrap_or(0) + (slot - bar) / 2;
             let mut y = base;
@@ -171,13 +178,27 @@ pub fn stacked_bars(chart: &Chart, empty: &str) -> String {
                 );
             }
             if c % label_every == 0 {
+                // "Nov 2026" is drawn as "Nov" with the year underneath where it changes, so
+                // twelve months fit a tablet's width.
+                let (first, year) = category.rsplit_once(' ').unwrap_or((category, ""));
+                let shown_year = (c == 0 || year != previous_year).then_some(year);
+                previous_year = year;
                 let _ = write!(
                     out,
                     "<text x=\"{}\" y=\"{}\" class=\"tick\" text-anchor=\"middle\">{}</text>",
                     x + bar / 2,
-                    base + 18,
-                    escape(category)
+                    base + 16,
+                    escape(first)
                 );
+                if let Some(year) = shown_year.filter(|y| !y.is_empty()) {
+                    let _ = write!(
+                        out,
+                        "<text x=\"{}\" y=\"{}\" class=\"tick\" text-anchor=\"middle\">{}</text>",
+                        x + bar / 2,
+                        base + 30,
+                        escape(year)
+                    );
+                }
             }
         }
     }
@@ -193,19 +214,21 @@ pub fn horizontal_bars(id: &str, title: &str, items: &[(String, i64)], empty: &s
         .map(|(label, value)| format!("{label}: {}", super::i18n::number(*value)))
         .collect::<Vec<_>>()
         .join("; ");
-    open_svg(&mut out, id, title, &description);
+    // One 36-unit row per item, so a short list stays short.
+    let row_h = 36;
+    let height = 20 + row_h * i64::try_from(items.len()).unwrap_or(0).max(1);
+    open_svg(&mut out, id, title, &description, height);
     let max = items.iter().map(|(_, v)| (*v).max(0)).max().unwrap_or(0);
     let top = nice_ceiling(max);
     let label_w = 190;
     let plot_w = WIDTH - label_w - 70;
-    let row_h = (HEIGHT - 20) / i64::try_from(items.len()).unwrap_or(1).max(1);
-    let bar_h = (row_h * 6 / 10).clamp(4, 32);
+    let bar_h = 22;
     if items.is_empty() || max == 0 {
         let _ = write!(
             out,
             "<text x=\"{}\" y=\"{}\" class=\"empty\" text-anchor=\"middle\">{}</text>",
             WIDTH / 2,
-            HEIGHT / 2,
+            height / 2 + 5,
             escape(empty)
         );
     }
@@ -337,8 +360,16 @@ mod tests {
         assert_eq!(drawn.iter().sum::<i64>(), a.iter().chain(&b).sum::<i64>());
         // Labels every other month when there are more than 12.
         assert!(svg.contains(">m0<") && svg.contains(">m2<") && !svg.contains(">m1<"));
+        // A month's year is written under it only where the year changes.
+        let mut months = chart(3, &[&[1, 1, 1]]);
+        months.categories = vec!["Dec 2025".into(), "Jan 2026".into(), "Feb 2026".into()];
+        let svg = stacked_bars(&months, "none");
+        assert_eq!(svg.matches(">2025<").count(), 1);
+        assert_eq!(svg.matches(">2026<").count(), 1);
+        assert!(svg.contains(">Feb<"));
         // Legend names both series.
-        assert!(svg.contains(">s0<") && svg.contains(">s1<"));
+        let legend = stacked_bars(&chart(24, &[&a, &b]), "none");
+        assert!(legend.contains(">s0<") && legend.contains(">s1<"));
         let table = table(&chart(24, &[&a, &b]), "เดือน");
         assert_eq!(table.matches("<tr>").count(), 25);
         assert!(table.contains("<th scope=\"row\">m23</th><td>23</td><td>2</td>"));
