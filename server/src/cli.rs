@@ -174,6 +174,11 @@ pub enum CliError {
     Tipdesk(#[from] crate::tipdesk::TipdeskError),
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
+    #[error(
+        "a dashboard login link may last at most 1d, not {0}: give --expires 15m (the default) \
+         or up to 1d"
+    )]
+    LoginTooLong(String),
 }
 
 /// Resolves the configuration of `serve` (or of an admin command, which only needs the data
@@ -325,7 +330,7 @@ fn admin(args: AdminArgs) -> Result<(), CliError> {
             let valid = admin::parse_duration(&expires)?;
             let valid = i64::try_from(valid.as_secs()).unwrap_or(i64::MAX);
             if valid > crate::dashboard::session::MAX_LOGIN_SECS {
-                return Err(AdminError::BadDuration(expires).into());
+                return Err(CliError::LoginTooLong(expires));
             }
             let base = server_url.unwrap_or_else(|| config.server_url());
             let now = i64::try_from(now).unwrap_or(i64::MAX);
@@ -393,5 +398,59 @@ mod tests {
         };
         assert_eq!(invite.expires, "7d");
         assert!(Cli::try_parse_from(["phakhi", "admin", "invite", "--role", "leader"]).is_err());
+    }
+
+    #[test]
+    fn dashboard_login_prints_a_link_and_refuses_long_expiries() {
+        let cli = Cli::try_parse_from(["phakhi", "admin", "dashboard-login"]).unwrap();
+        let Command::Admin(args) = cli.command else {
+            panic!("expected admin");
+        };
+        let AdminCommand::DashboardLogin {
+            expires,
+            server_url,
+        } = args.command
+        else {
+            panic!("expected dashboard-login");
+        };
+        assert_eq!(expires, "15m");
+        assert_eq!(server_url, None);
+
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_str().unwrap();
+        let login = |expires: &str| {
+            run(Cli::try_parse_from([
+                "phakhi",
+                "admin",
+                "--data",
+                data,
+                "dashboard-login",
+                "--expires",
+                expires,
+            ])
+            .unwrap())
+        };
+        // No data folder yet: it says how to make one.
+        assert!(
+            login("15m")
+                .unwrap_err()
+                .to_string()
+                .contains("phakhi serve")
+        );
+        crate::db::open(dir.path()).unwrap();
+        login("15m").unwrap();
+        assert!(matches!(
+            login("2d").unwrap_err(),
+            CliError::LoginTooLong(_)
+        ));
+        assert!(matches!(
+            login("soon").unwrap_err(),
+            CliError::Admin(AdminError::BadDuration(_))
+        ));
+        let conn = crate::db::open(dir.path()).unwrap();
+        let logins: i64 = conn
+            .query_row("SELECT count(*) FROM dashboard_logins", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(logins, 1);
     }
 }
