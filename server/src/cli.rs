@@ -103,6 +103,16 @@ pub enum AdminCommand {
         #[arg(long, value_name = "URL")]
         server: Option<String>,
     },
+    /// Print a one-time login link to the dashboard (`/dashboard`) of this data folder's server.
+    DashboardLogin {
+        /// How long the link stays valid (30m, 12h; at most 1d).
+        #[arg(long, default_value = "15m")]
+        expires: String,
+        /// The server's address as the browser reaches it [default: the configured public URL
+        /// or address].
+        #[arg(long, value_name = "URL")]
+        server_url: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -177,6 +187,11 @@ pub enum CliError {
     Report(#[from] crate::report::ReportError),
     #[error(transparent)]
     Bundle(#[from] crate::bundle::ImportError),
+    #[error(
+        "a dashboard login link may last at most 1d, not {0}: give --expires 15m (the default) \
+         or up to 1d"
+    )]
+    LoginTooLong(String),
 }
 
 /// Resolves the configuration of `serve` (or of an admin command, which only needs the data
@@ -336,6 +351,24 @@ fn admin(args: AdminArgs) -> Result<(), CliError> {
                 done.answer.display()
             );
         }
+        AdminCommand::DashboardLogin {
+            expires,
+            server_url,
+        } => {
+            let valid = admin::parse_duration(&expires)?;
+            let valid = i64::try_from(valid.as_secs()).unwrap_or(i64::MAX);
+            if valid > crate::dashboard::session::MAX_LOGIN_SECS {
+                return Err(CliError::LoginTooLong(expires));
+            }
+            let base = server_url.unwrap_or_else(|| config.server_url());
+            let now = i64::try_from(now).unwrap_or(i64::MAX);
+            let link = crate::dashboard::login_link(&data, &base, valid, now)?;
+            println!("{link}");
+            eprintln!(
+                "Open this link in a browser within {expires}; it works once and signs you in \
+                 for 8 hours."
+            );
+        }
         AdminCommand::Invite(invite) => {
             let request = crate::invite::InviteRequest {
                 provinces: invite.provinces,
@@ -393,5 +426,59 @@ mod tests {
         };
         assert_eq!(invite.expires, "7d");
         assert!(Cli::try_parse_from(["phakhi", "admin", "invite", "--role", "leader"]).is_err());
+    }
+
+    #[test]
+    fn dashboard_login_prints_a_link_and_refuses_long_expiries() {
+        let cli = Cli::try_parse_from(["phakhi", "admin", "dashboard-login"]).unwrap();
+        let Command::Admin(args) = cli.command else {
+            panic!("expected admin");
+        };
+        let AdminCommand::DashboardLogin {
+            expires,
+            server_url,
+        } = args.command
+        else {
+            panic!("expected dashboard-login");
+        };
+        assert_eq!(expires, "15m");
+        assert_eq!(server_url, None);
+
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_str().unwrap();
+        let login = |expires: &str| {
+            run(Cli::try_parse_from([
+                "phakhi",
+                "admin",
+                "--data",
+                data,
+                "dashboard-login",
+                "--expires",
+                expires,
+            ])
+            .unwrap())
+        };
+        // No data folder yet: it says how to make one.
+        assert!(
+            login("15m")
+                .unwrap_err()
+                .to_string()
+                .contains("phakhi serve")
+        );
+        crate::db::open(dir.path()).unwrap();
+        login("15m").unwrap();
+        assert!(matches!(
+            login("2d").unwrap_err(),
+            CliError::LoginTooLong(_)
+        ));
+        assert!(matches!(
+            login("soon").unwrap_err(),
+            CliError::Admin(AdminError::BadDuration(_))
+        ));
+        let conn = crate::db::open(dir.path()).unwrap();
+        let logins: i64 = conn
+            .query_row("SELECT count(*) FROM dashboard_logins", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(logins, 1);
     }
 }

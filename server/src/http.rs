@@ -31,6 +31,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/sync", post(routes::sync::sync))
         .route("/v1/admin", post(routes::admin::admin))
         .route("/v1/bundle", post(routes::bundle::bundle))
+        .merge(crate::dashboard::router(state.clone()))
         .fallback(|| async { AppError::NoRoute })
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(

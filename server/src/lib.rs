@@ -18,7 +18,8 @@
 //! - [`field`]: `phakhi device`, a phone's client driven from the command line; [`table`],
 //!   [`secret`]: its tables and passphrases.
 //! - [`tipdesk`]: `phakhi tipdesk`, the investigators' offline desk that opens tips and
-//!   answers them; [`report`]: `phakhi report`, headquarters' figures per province.
+//!   answers them; [`report`]: `phakhi report`, headquarters' figures per province;
+//!   [`dashboard`]: the same figures as web pages at `/dashboard`, for administrators.
 
 pub mod admin;
 pub mod adminx;
@@ -26,6 +27,7 @@ pub mod bundle;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod db;
 pub mod enroll;
 pub mod error;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use automerge::AutoCommit;
 use clap::Args;
 use phakhi_core::model::{
-    ActivitiesDoc, ActivityFilter, ActivityKind, Audience, Date, DocName, MemberRole,
+    ActivitiesDoc, ActivityFilter, ActivityKind, Audience, Date, DirectoryDoc, DocName, MemberRole,
     ProvinceActivities, ProvinceCode, ProvinceDoc,
 };
 use serde::Serialize;
@@ -122,14 +122,88 @@ pub fn build(data: &Path, lang: Lang, era: ShowEra) -> Result<Report, ReportErro
     let mut conn =
         db::open_existing(data)?.ok_or_else(|| ReportError::NoData(data.display().to_string()))?;
     // One read transaction: a running server's writes and compactions do not tear the report.
-    let conn = conn.transaction().map_err(DbError::from)?;
+    let tx = conn.transaction().map_err(DbError::from)?;
+    Ok(collect(&tx, lang, era)?.report)
+}
+
+/// A year and month (1–12), Common era.
+pub type Month = (i32, u8);
+
+/// One activity as the dashboard lists it (user text: escape it before showing it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityRow {
+    pub date: Date,
+    pub kind: ActivityKind,
+    pub audiences: Vec<Audience>,
+    pub title: String,
+    pub district: String,
+    pub attendance: i64,
+}
+
+/// A coordination centre as the dashboard lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CentreRow {
+    pub name: String,
+    pub district: String,
+}
+
+/// What the dashboard shows of one province beyond the report's totals: the same activities,
+/// counted per month.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProvinceDetail {
+    /// Activities per month, by kind tag.
+    pub activities_by_month: BTreeMap<Month, BTreeMap<String, u64>>,
+    /// Attendance per month.
+    pub attendance_by_month: BTreeMap<Month, i64>,
+    /// Tips per month of arrival on this server.
+    pub tips_by_month: BTreeMap<Month, u64>,
+    /// Every counted activity, newest first.
+    pub activities: Vec<ActivityRow>,
+    /// Aliases of the active leader candidates.
+    pub candidates: Vec<String>,
+    pub centres: Vec<CentreRow>,
+}
+
+/// A region as the directory document defines it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionInfo {
+    pub id: String,
+    pub name_th: String,
+    pub name_en: String,
+    pub provinces: Vec<ProvinceCode>,
+}
+
+/// Everything read from a data folder in one pass: the report, and per province the monthly
+/// detail the dashboard draws. The report's figures and the detail come from the same loaded
+/// documents, so the two always agree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dataset {
+    pub report: Report,
+    /// By province code, one entry per province of the report.
+    pub details: BTreeMap<String, ProvinceDetail>,
+    /// Regions from the directory document (empty when there is none).
+    pub regions: Vec<RegionInfo>,
+}
+
+fn month_of(date: Date) -> Month {
+    (date.year(), date.month())
+}
+
+/// Reads the report and the dashboard's detail through `conn` (give it a transaction so a
+/// running server's writes do not tear the figures).
+pub fn collect(
+    conn: &rusqlite::Connection,
+    lang: Lang,
+    era: ShowEra,
+) -> Result<Dataset, ReportError> {
     let mut provinces: BTreeMap<ProvinceCode, ProvinceDoc> = BTreeMap::new();
     let mut activities: BTreeMap<ProvinceCode, ProvinceActivities> = BTreeMap::new();
-    for name in documents::names(&conn)? {
+    let mut regions = Vec::new();
+    for name in documents::names(conn)? {
         let Ok(parsed) = DocName::parse(&name) else {
             continue;
         };
-        let Some(chunks) = documents::load(&conn, &name)? else {
+        let Some(chunks) = documents::load(conn, &name)? else {
             continue;
         };
         match parsed {
@@ -147,13 +221,27 @@ pub fn build(data: &Path, lang: Lang, era: ShowEra) -> Result<Report, ReportErro
                     .insert(doc)
                     .map_err(model_error(&name))?;
             }
-            DocName::Directory | DocName::Private => {}
+            DocName::Directory => {
+                // Regions only group provinces on the dashboard: a directory that does not load
+                // leaves them ungrouped instead of failing the report.
+                if let Some(directory) = load(chunks, &name)
+                    .ok()
+                    .and_then(|doc| DirectoryDoc::from_automerge(doc).ok())
+                {
+                    regions = directory_regions(&directory);
+                }
+            }
+            DocName::Private => {}
         }
     }
     let mut tips: BTreeMap<String, u64> = BTreeMap::new();
+    let mut tips_by_month: BTreeMap<String, BTreeMap<Month, u64>> = BTreeMap::new();
     {
         let mut statement = conn
-            .prepare("SELECT province, count(*) FROM mailbox WHERE kind = 1 GROUP BY province")
+            .prepare(
+                "SELECT province, received_at FROM mailbox WHERE kind = 1
+                 UNION ALL SELECT province, received_at FROM mailbox_released",
+            )
             .map_err(DbError::from)?;
         let rows = statement
             .query_map([], |row| {
@@ -161,11 +249,18 @@ pub fn build(data: &Path, lang: Lang, era: ShowEra) -> Result<Report, ReportErro
             })
             .map_err(DbError::from)?;
         for row in rows {
-            let (province, count) = row.map_err(DbError::from)?;
-            tips.insert(province, u64::try_from(count).unwrap_or(0));
+            let (province, received_at) = row.map_err(DbError::from)?;
+            *tips.entry(province.clone()).or_default() += 1;
+            if let Ok(at) = time::OffsetDateTime::from_unix_timestamp(received_at) {
+                *tips_by_month
+                    .entry(province)
+                    .or_default()
+                    .entry((at.year(), u8::from(at.month())))
+                    .or_default() += 1;
+            }
         }
     }
-    let device_rows = devices::list(&conn)?;
+    let device_rows = devices::list(conn)?;
 
     let mut codes: BTreeSet<ProvinceCode> = provinces.keys().copied().collect();
     codes.extend(activities.keys().copied());
@@ -180,6 +275,7 @@ pub fn build(data: &Path, lang: Lang, era: ShowEra) -> Result<Report, ReportErro
     }
 
     let mut out = Vec::new();
+    let mut details = BTreeMap::new();
     for code in codes {
         let mut r = ProvinceReport {
             code: code.as_str().to_owned(),
@@ -190,6 +286,10 @@ pub fn build(data: &Path, lang: Lang, era: ShowEra) -> Result<Report, ReportErro
             .to_owned(),
             tips: tips.get(code.as_str()).copied().unwrap_or(0),
             ..ProvinceReport::default()
+        };
+        let mut detail = ProvinceDetail {
+            tips_by_month: tips_by_month.remove(code.as_str()).unwrap_or_default(),
+            ..ProvinceDetail::default()
         };
         for role in MemberRole::ALL {
             r.members.insert(role.as_str().to_owned(), 0);
@@ -206,9 +306,18 @@ pub fn build(data: &Path, lang: Lang, era: ShowEra) -> Result<Report, ReportErro
                 *r.members.entry(m.role.as_str().to_owned()).or_default() += 1;
                 if m.role == MemberRole::LeaderCandidate {
                     r.leader_candidates += 1;
+                    detail.candidates.push(m.alias.clone());
                 }
             }
-            r.centres = u64::try_from(p.centres(false).len()).unwrap_or(0);
+            let centres = p.centres(false);
+            r.centres = u64::try_from(centres.len()).unwrap_or(0);
+            detail.centres = centres
+                .into_iter()
+                .map(|c| CentreRow {
+                    name: c.name,
+                    district: c.district,
+                })
+                .collect();
         }
         if let Some(acts) = activities.get(&code) {
             let list = acts
@@ -225,8 +334,29 @@ pub fn build(data: &Path, lang: Lang, era: ShowEra) -> Result<Report, ReportErro
                         .entry(audience.as_str().to_owned())
                         .or_default() += 1;
                 }
+                let month = month_of(a.date);
+                *detail
+                    .activities_by_month
+                    .entry(month)
+                    .or_default()
+                    .entry(a.kind.as_str().to_owned())
+                    .or_default() += 1;
+                let attendance = detail.attendance_by_month.entry(month).or_default();
+                *attendance = attendance.saturating_add(a.attendance);
+                detail.activities.push(ActivityRow {
+                    date: a.date,
+                    kind: a.kind,
+                    audiences: a.audiences.iter().copied().collect(),
+                    title: a.title,
+                    district: a.district,
+                    attendance: a.attendance,
+                });
             }
         }
+        detail
+            .activities
+            .sort_by(|a, b| b.date.cmp(&a.date).then_with(|| a.title.cmp(&b.title)));
+        details.insert(r.code.clone(), detail);
         out.push(r);
     }
     let devices = device_rows
@@ -240,10 +370,32 @@ pub fn build(data: &Path, lang: Lang, era: ShowEra) -> Result<Report, ReportErro
             revoked: d.revoked_at.is_some(),
         })
         .collect();
-    Ok(Report {
-        provinces: out,
-        devices,
+    Ok(Dataset {
+        report: Report {
+            provinces: out,
+            devices,
+        },
+        details,
+        regions,
     })
+}
+
+fn directory_regions(directory: &DirectoryDoc) -> Vec<RegionInfo> {
+    let listed = directory.provinces();
+    directory
+        .regions()
+        .into_iter()
+        .map(|region| RegionInfo {
+            id: region.id.to_string(),
+            name_th: region.name_th,
+            name_en: region.name_en,
+            provinces: listed
+                .iter()
+                .filter(|p| p.region == Some(region.id))
+                .map(|p| p.code)
+                .collect(),
+        })
+        .collect()
 }
 
 fn sync_time(at: Option<i64>, lang: Lang, era: ShowEra) -> String {
@@ -517,6 +669,92 @@ mod tests {
         assert_eq!(csv_field("มหาสารคาม"), "มหาสารคาม");
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"x\""), "\"say \"\"x\"\"\"");
+    }
+
+    #[test]
+    fn the_dashboards_months_add_up_to_the_reports_totals() {
+        use phakhi_core::model::fixtures;
+        let dir = tempfile::tempdir().unwrap();
+        let conn = db::open(dir.path()).unwrap();
+        let (mut province, mut activities) = fixtures::activities_document(7, 300).unwrap();
+        documents::append(&conn, "province/TH-44", &province.doc_mut().save(), 1).unwrap();
+        documents::append(
+            &conn,
+            "province/TH-44/activities/2019",
+            &activities.doc_mut().save(),
+            1,
+        )
+        .unwrap();
+        // Two tips in March 2019 and one in April (UTC), as the mailbox stores them.
+        for (n, at) in [
+            (1u8, 1_552_000_000i64),
+            (2, 1_552_100_000),
+            (3, 1_555_000_000),
+        ] {
+            conn.execute(
+                "INSERT INTO mailbox (id, seq, kind, province, bytes, origin, received_at)
+                 VALUES (?1, ?2, 1, 'TH-44', x'00', ?3, ?4)",
+                rusqlite::params![vec![n; 32], i64::from(n), vec![0u8; 32], at],
+            )
+            .unwrap();
+        }
+        // The tip desk released the April tip: its body is gone, yet it still counts.
+        let desk = db::devices::insert(
+            &conn,
+            &[9; 32],
+            db::devices::Role::Admin,
+            &["TH-44".into()],
+            0,
+        )
+        .unwrap()
+        .unwrap();
+        let april = phakhi_core::mailbox::EnvelopeId([3; 32]);
+        assert!(db::mailbox::record_release(&conn, &april, 3, desk.row, 1_556_000_000).unwrap());
+        db::mailbox::delete(&conn, &april).unwrap();
+        drop(conn);
+        let report = build(dir.path(), Lang::En, ShowEra::Ce).unwrap();
+        let mut conn = db::open(dir.path()).unwrap();
+        let tx = conn.transaction().unwrap();
+        let dataset = collect(&tx, Lang::En, ShowEra::Ce).unwrap();
+        assert_eq!(dataset.report, report);
+        let p = &report.provinces[0];
+        assert_eq!(p.activities, 300);
+        assert_eq!(p.tips, 3);
+        let detail = &dataset.details["TH-44"];
+        let by_month: u64 = detail
+            .activities_by_month
+            .values()
+            .flat_map(|kinds| kinds.values())
+            .sum();
+        assert_eq!(by_month, p.activities);
+        for (kind, total) in &p.activities_by_kind {
+            let monthly: u64 = detail
+                .activities_by_month
+                .values()
+                .filter_map(|kinds| kinds.get(kind))
+                .sum();
+            assert_eq!(monthly, *total, "{kind}");
+        }
+        assert_eq!(
+            detail.attendance_by_month.values().sum::<i64>(),
+            p.attendance
+        );
+        assert_eq!(
+            detail
+                .tips_by_month
+                .iter()
+                .map(|(m, n)| (*m, *n))
+                .collect::<Vec<_>>(),
+            vec![((2019, 3), 2), ((2019, 4), 1)]
+        );
+        assert_eq!(detail.activities.len(), 300);
+        assert!(detail.activities.windows(2).all(|w| w[0].date >= w[1].date));
+        assert_eq!(
+            u64::try_from(detail.candidates.len()).unwrap(),
+            p.leader_candidates
+        );
+        assert_eq!(u64::try_from(detail.centres.len()).unwrap(), p.centres);
+        assert!(dataset.regions.is_empty());
     }
 
     #[test]

@@ -68,7 +68,9 @@ pub fn record_ack(conn: &Connection, id: &EnvelopeId, now: i64) -> Result<(), Db
     Ok(())
 }
 
-/// Records that the tip desk released this tip. Returns false when it already was.
+/// Records that the tip desk released this tip, keeping its province and arrival time for the
+/// reports. Call it before deleting the body. Returns false when it already was released (or
+/// is not held).
 pub fn record_release(
     conn: &Connection,
     id: &EnvelopeId,
@@ -77,8 +79,9 @@ pub fn record_release(
     now: i64,
 ) -> Result<bool, DbError> {
     let inserted = conn.execute(
-        "INSERT OR IGNORE INTO mailbox_released (id, seq, released_at, released_by)
-         VALUES (?1, ?2, ?3, ?4)",
+        "INSERT OR IGNORE INTO mailbox_released
+             (id, seq, released_at, released_by, province, received_at)
+         SELECT id, ?2, ?3, ?4, province, received_at FROM mailbox WHERE id = ?1",
         params![
             &id.0[..],
             i64::try_from(seq).unwrap_or(i64::MAX),

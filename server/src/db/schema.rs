@@ -10,7 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::DbError;
 
 /// The schema version this program writes.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 /// `MIGRATIONS[n]` upgrades a database from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -79,7 +79,25 @@ const MIGRATIONS: &[&str] = &[
         id          BLOB    PRIMARY KEY,               -- the tip envelope's id
         seq         INTEGER NOT NULL,                  -- its arrival number (never reused)
         released_at INTEGER NOT NULL,                  -- unix seconds
-        released_by INTEGER NOT NULL REFERENCES devices(id)
+        released_by INTEGER NOT NULL REFERENCES devices(id),
+        province    TEXT    NOT NULL,                  -- kept so reports still count the tip
+        received_at INTEGER NOT NULL                   -- when it first arrived (unix seconds)
+    ) STRICT;
+    "#,
+    // 2 -> 3: the dashboard's one-time login links and sessions (only SHA-256 hashes of the
+    // secrets are stored). Additive: it touches no earlier table.
+    r#"
+    CREATE TABLE IF NOT EXISTS dashboard_logins (
+        token_hash BLOB    PRIMARY KEY,                -- SHA-256 of the one-time token
+        created_at INTEGER NOT NULL,                   -- unix seconds
+        expires_at INTEGER NOT NULL,
+        used_at    INTEGER                             -- NULL until the link is used
+    ) STRICT;
+
+    CREATE TABLE IF NOT EXISTS dashboard_sessions (
+        session_hash BLOB    PRIMARY KEY,              -- SHA-256 of the session cookie's id
+        created_at   INTEGER NOT NULL,
+        expires_at   INTEGER NOT NULL
     ) STRICT;
     "#,
 ];
@@ -142,6 +160,8 @@ mod tests {
         assert_eq!(
             tables,
             [
+                "dashboard_logins",
+                "dashboard_sessions",
                 "devices",
                 "document_chunks",
                 "documents",
