@@ -39,8 +39,6 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct RelayArgs {
-    #[command(flatten)]
-    pub config: ConfigArgs,
     #[command(subcommand)]
     pub command: RelayCommand,
 }
@@ -55,6 +53,8 @@ pub enum RelayCommand {
         /// HQ's address, when it is not the one written in the invite.
         #[arg(long, value_name = "URL")]
         server: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
     },
 }
 
@@ -256,9 +256,13 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 fn relay(args: RelayArgs) -> Result<(), CliError> {
-    let config = resolve_config(&args.config, Overrides::default())?;
     match args.command {
-        RelayCommand::Join { invite, server } => {
+        RelayCommand::Join {
+            invite,
+            server,
+            config,
+        } => {
+            let config = resolve_config(&config, Overrides::default())?;
             let outcome = crate::relay::join::join(
                 &config.data,
                 &invite,

@@ -94,15 +94,18 @@ fn relay_phone_invite(hq: &Path, relay_url: &str, relay_key: &str, tip_desk: &st
         .to_owned()
 }
 
-fn open(data: &Path) -> rusqlite::Connection {
-    phakhi_server::db::open_existing(data)
-        .expect("open the data folder")
-        .expect("a database")
+/// The database of a data folder (the server may be running: WAL lets both in).
+macro_rules! open {
+    ($data:expr) => {
+        phakhi_server::db::open_existing($data)
+            .expect("open the data folder")
+            .expect("a database")
+    };
 }
 
 /// Heads of every stored document of a data folder, by name.
 fn all_heads(data: &Path) -> BTreeMap<String, Vec<ChangeHash>> {
-    let conn = open(data);
+    let conn = open!(data);
     let mut out = BTreeMap::new();
     for name in phakhi_server::db::documents::names(&conn).expect("names") {
         let chunks = phakhi_server::db::documents::load(&conn, &name)
@@ -122,7 +125,7 @@ fn all_heads(data: &Path) -> BTreeMap<String, Vec<ChangeHash>> {
 
 /// Ids (hex) of the stored mailbox envelopes of a kind (1 tip, 2 reply).
 fn mailbox_ids(data: &Path, kind: i64) -> Vec<String> {
-    let conn = open(data);
+    let conn = open!(data);
     let mut statement = conn
         .prepare("SELECT hex(id) FROM mailbox WHERE kind = ?1 ORDER BY seq")
         .expect("query");
@@ -134,7 +137,7 @@ fn mailbox_ids(data: &Path, kind: i64) -> Vec<String> {
 }
 
 fn acked_ids(data: &Path) -> Vec<String> {
-    let conn = open(data);
+    let conn = open!(data);
     let mut statement = conn
         .prepare("SELECT hex(id) FROM mailbox_acked")
         .expect("query");
@@ -146,7 +149,7 @@ fn acked_ids(data: &Path) -> Vec<String> {
 }
 
 fn devices(data: &Path) -> Vec<phakhi_server::db::devices::Device> {
-    phakhi_server::db::devices::list(&open(data)).expect("devices")
+    phakhi_server::db::devices::list(&open!(data)).expect("devices")
 }
 
 fn upstream(relay: &ServerProcess) -> serde_json::Value {
@@ -221,6 +224,11 @@ fn a_relay_serves_phones_while_hq_is_down_and_catches_up_when_it_returns() {
     let title_a = "อบรมต่อต้านการทุจริตให้เยาวชนบ้านหนองโน";
     let title_b = "ประชุมภาคเอกชนเรื่องความโปร่งใสในการจัดซื้อ";
     for (store, title) in [(&a, title_a), (&b, title_b)] {
+        ok(
+            store,
+            &["member", "add", "--alias", "สมชาย", "--role", "core-leader"],
+            None,
+        );
         ok(
             store,
             &[

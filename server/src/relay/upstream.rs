@@ -232,9 +232,18 @@ pub async fn run(state: AppState, config: UpstreamConfig, mut shutdown: watch::R
 /// One round: every document with unconfirmed changes, then the closing exchanges.
 async fn round(state: &AppState, link: &Link) -> Result<(), UpstreamError> {
     let planner = link.clone();
-    let to_push = state
-        .with_core(move |core| plan(core, &planner).map_err(AppError::from))
+    let (to_push, pending_tips, pending_registrations) = state
+        .with_core(move |core| {
+            let to_push = plan(core, &planner)?;
+            let pending_registrations = devices::count_pending_upstream(&core.conn)?;
+            Ok((to_push, pending_tips(core), pending_registrations))
+        })
         .await?;
+    // What waits for HQ is known even while HQ does not answer.
+    state.update_upstream(|status| {
+        status.pending_envelopes = pending_tips;
+        status.pending_registrations = pending_registrations;
+    });
     for name in to_push {
         exchange(state, link, Step::Document(name)).await?;
     }
@@ -253,6 +262,14 @@ enum Step {
     Document(String),
     /// Every document, the mailbox, registrations and revocations.
     Closing,
+}
+
+/// Tips held here, all waiting for HQ's acknowledgement (acknowledged ones are pruned at once).
+fn pending_tips(core: &Core) -> usize {
+    core.mailbox
+        .items_since(0)
+        .filter(|stored| stored.item.kind == EnvelopeKind::Tip)
+        .count()
 }
 
 /// The documents of the relay's scope it may write, whose heads differ from the heads shared
