@@ -471,4 +471,48 @@ mod tests {
         assert_eq!(invite.expires, "7d");
         assert!(Cli::try_parse_from(["phakhi", "admin", "invite", "--role", "leader"]).is_err());
     }
+
+    #[test]
+    fn parses_relay_join_and_serve_upstream() {
+        let cli = Cli::try_parse_from([
+            "phakhi",
+            "relay",
+            "join",
+            "PHAKHI1:ABC",
+            "--data",
+            "/srv/relay",
+            "--server",
+            "http://192.0.2.1:7744",
+        ])
+        .unwrap();
+        let Command::Relay(RelayArgs {
+            command:
+                RelayCommand::Join {
+                    invite,
+                    server,
+                    config,
+                },
+        }) = cli.command
+        else {
+            panic!("expected relay join");
+        };
+        assert_eq!(invite, "PHAKHI1:ABC");
+        assert_eq!(server.as_deref(), Some("http://192.0.2.1:7744"));
+        assert_eq!(config.data, Some(PathBuf::from("/srv/relay")));
+
+        // --upstream alone means "the address recorded at join".
+        for (args, expected) in [
+            (vec!["phakhi", "serve", "--upstream"], Some("")),
+            (
+                vec!["phakhi", "serve", "--upstream", "http://192.0.2.1:7744"],
+                Some("http://192.0.2.1:7744"),
+            ),
+            (vec!["phakhi", "serve"], None),
+        ] {
+            let Command::Serve(serve) = Cli::try_parse_from(args).unwrap().command else {
+                panic!("expected serve");
+            };
+            assert_eq!(serve.upstream.as_deref(), expected);
+        }
+    }
 }

@@ -10,6 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use automerge::{AutoCommit, ChangeHash};
+use phakhi_core::protocol::relay::{self, UpstreamRequest};
 use phakhi_core::seal::{MemberCode, StaticKeyPair};
 use phakhi_tests::badlink::{BlockingBadLink, Profile};
 use phakhi_tests::server::{
@@ -496,6 +497,13 @@ fn a_cut_link_to_hq_resumes_without_resending_finished_documents() {
     assert_eq!(
         Device::enrol(&relay.url, &invite_text, relay_key).err(),
         Some(Failure::Refused(409, "invite_used".into()))
+    );
+    // A phone may not send the relay section, and a relay only sends it to HQ.
+    let section = UpstreamRequest::default().encode();
+    let wrapped = relay::wrap(&[1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], &section);
+    assert_eq!(
+        phone.exchange("/v1/sync", &wrapped).err(),
+        Some(Failure::Refused(400, "bad_request".into()))
     );
 
     link.shutdown();

@@ -139,13 +139,16 @@ pub fn wrap(sync: &[u8], section: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A relay payload split into its sync message and its section.
+pub type Unwrapped<'a> = (&'a [u8], &'a [u8]);
+
 /// Splits a payload: `None` for a bare sync message (a phone's), else the wrapped sync message
 /// and the section.
-pub fn unwrap(payload: &[u8]) -> Option<Result<(&[u8], &[u8]), ProtocolError>> {
+pub fn unwrap(payload: &[u8]) -> Option<Result<Unwrapped<'_>, ProtocolError>> {
     if payload.first() != Some(&RELAY_PAYLOAD_TAG) {
         return None;
     }
-    let split = || -> Result<(&[u8], &[u8]), WireError> {
+    let split = || -> Result<Unwrapped<'_>, WireError> {
         let mut r = Reader::new(payload);
         r.u8("relay payload tag")?;
         let sync = r.blob("sync message", LenWidth::U32, MAX_WRAPPED)?;

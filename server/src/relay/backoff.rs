@@ -50,7 +50,7 @@ impl Backoff {
         let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX - 1);
         // Scale one 64-bit draw onto 0..=millis (multiply and keep the high half): no
         // rejection loop, and a draw of all ones lands exactly on the ceiling.
-        let scaled = (u128::from(millis) + 1) * u128::from(rng.next_u64()) >> 64;
+        let scaled = ((u128::from(millis) + 1) * u128::from(rng.next_u64())) >> 64;
         Duration::from_millis(u64::try_from(scaled).unwrap_or(millis))
     }
 }

@@ -151,7 +151,7 @@ pub async fn run(state: AppState, config: UpstreamConfig, mut shutdown: watch::R
     let progress = {
         let reader = state.clone();
         reader
-            .with_reader(|conn| db::upstream::progress(conn))
+            .with_reader(db::upstream::progress)
             .await
             .unwrap_or_default()
     };
