@@ -152,3 +152,125 @@ fn revoked_in(conn: &rusqlite::Connection, relay: &Device) -> Result<Vec<Revocat
     out.truncate(MAX_REVOCATIONS);
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phakhi_core::seal::{HqSigningKey, Invite, InviteToken, PublicKey};
+    use rand_core::OsRng;
+
+    struct Hq {
+        _dir: tempfile::TempDir,
+        conn: rusqlite::Connection,
+        signing: HqSigningKey,
+        relay: Device,
+    }
+
+    fn hq() -> Hq {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::db::open(dir.path()).unwrap();
+        let relay = devices::insert(&conn, &[9; 32], Role::Relay, &["TH-44".into()], 1)
+            .unwrap()
+            .unwrap();
+        Hq {
+            _dir: dir,
+            conn,
+            signing: phakhi_core::seal::keys::generate_hq_signing_key(&mut OsRng),
+            relay,
+        }
+    }
+
+    fn registration(hq: &Hq, key: u8, server: [u8; 32], provinces: &[&str]) -> Registration {
+        let invite = Invite {
+            servers: vec!["http://192.0.2.44:7744".into()],
+            server_key: PublicKey::from_bytes(server),
+            tip_desk_key: PublicKey::from_bytes([7; 32]),
+            provinces: provinces.iter().map(|p| p.to_string()).collect(),
+            role: phakhi_core::seal::Role::Leader,
+            expires_at: 1_000,
+            token: InviteToken::generate(&mut OsRng),
+        };
+        Registration {
+            public_key: [key; 32],
+            role: "leader".into(),
+            provinces: invite.provinces.clone(),
+            enrolled_at: 500,
+            invite: invite.sign(&hq.signing).unwrap(),
+        }
+    }
+
+    fn run(hq: &mut Hq, registrations: Vec<Registration>, now: u64) -> UpstreamResponse {
+        let verifying = hq.signing.verifying_key();
+        let relay = hq.relay.clone();
+        let mut tx = hq.conn.transaction().unwrap();
+        let request = UpstreamRequest {
+            named_only: false,
+            registrations,
+        };
+        let out = answer(&mut tx, &verifying, &relay, &request, now).unwrap();
+        tx.commit().unwrap();
+        out
+    }
+
+    #[test]
+    fn good_registrations_are_taken_once_and_bad_ones_leave_no_trace() {
+        let mut hq = hq();
+        let good = registration(&hq, 1, [9; 32], &["TH-44"]);
+        let other_server = registration(&hq, 2, [8; 32], &["TH-44"]);
+        let other_province = registration(&hq, 3, [9; 32], &["TH-40"]);
+        let mut forged = registration(&hq, 4, [9; 32], &["TH-44"]);
+        forged.invite = registration(&hq, 4, [9; 32], &["TH-44"])
+            .invite
+            .replace('A', "B");
+        // Checked at the time the relay admitted it (500), although HQ hears of it at 2,000.
+        let out = run(
+            &mut hq,
+            vec![good.clone(), other_server, other_province, forged],
+            2_000,
+        );
+        assert_eq!(out.accepted, vec![[1; 32]]);
+        let refused: Vec<u8> = out.refused.iter().map(|r| r.public_key[0]).collect();
+        assert_eq!(refused, vec![2, 3, 4]);
+        assert!(out.refused[0].reason.contains("another server"), "{out:?}");
+        assert!(out.refused[1].reason.contains("TH-40"), "{out:?}");
+        let listed = devices::list(&hq.conn).unwrap();
+        assert_eq!(listed.len(), 2, "the relay and the one good phone");
+        assert_eq!(listed[1].public_key, [1; 32]);
+        assert_eq!(listed[1].enrolled_at, 500);
+
+        // Sent again (a lost answer): accepted again, registered once.
+        let out = run(&mut hq, vec![good.clone()], 2_001);
+        assert_eq!(out.accepted, vec![[1; 32]]);
+        assert_eq!(devices::list(&hq.conn).unwrap().len(), 2);
+        // The same invite for another key: its token is spent.
+        let mut reused = good;
+        reused.public_key = [5; 32];
+        let out = run(&mut hq, vec![reused], 2_002);
+        assert!(out.accepted.is_empty());
+        assert_eq!(devices::list(&hq.conn).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn revocations_of_the_relays_provinces_go_down() {
+        let mut hq = hq();
+        let ours = devices::insert(&hq.conn, &[1; 32], Role::Leader, &["TH-44".into()], 1)
+            .unwrap()
+            .unwrap();
+        let theirs = devices::insert(&hq.conn, &[2; 32], Role::Leader, &["TH-40".into()], 1)
+            .unwrap()
+            .unwrap();
+        devices::insert(&hq.conn, &[3; 32], Role::Leader, &["TH-44".into()], 1)
+            .unwrap()
+            .unwrap();
+        devices::revoke(&hq.conn, ours.row, 70).unwrap();
+        devices::revoke(&hq.conn, theirs.row, 71).unwrap();
+        let out = run(&mut hq, Vec::new(), 100);
+        assert_eq!(
+            out.revoked,
+            vec![Revocation {
+                public_key: [1; 32],
+                revoked_at: 70
+            }]
+        );
+    }
+}
