@@ -392,12 +392,18 @@ fn a_cut_link_to_hq_resumes_without_resending_finished_documents() {
     let (hq_dir, relay_dir) = (tmp.path().join("hq"), tmp.path().join("relay"));
     let tip_desk = tip_desk_key();
     let hq = ServerProcess::start(&hq_dir, &["--config", &config]);
-    let joined = relay_join(
-        &relay_dir,
-        &invite(&hq_dir, "TH-44", "relay", &hq.url, &tip_desk),
-    );
+    let relay_invite = invite(&hq_dir, "TH-44", "relay", &hq.url, &tip_desk);
+    let joined = relay_join(&relay_dir, &relay_invite);
     assert!(joined.status.success(), "{joined:?}");
     let relay_key = joined_relay_key(&joined);
+    // The same invite for another relay: HQ refuses it, and the message says what to do.
+    let twice = relay_join(&tmp.path().join("other-relay"), &relay_invite);
+    let twice_err = String::from_utf8_lossy(&twice.stderr);
+    assert!(
+        twice_err.contains("HQ refused the invite (invite_used)")
+            && twice_err.contains("ask HQ for a new relay invite"),
+        "{twice_err}"
+    );
 
     // The relay reaches HQ through a link that is down for now, then cuts connections part-way.
     let profile = Profile::builder("cutting")
