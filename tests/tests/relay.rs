@@ -518,3 +518,88 @@ fn a_cut_link_to_hq_resumes_without_resending_finished_documents() {
     let (exit, _) = hq.terminate();
     assert!(exit.success());
 }
+
+#[test]
+fn a_full_quota_at_hq_holds_tips_back_but_not_the_rest() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let relay_config = config(tmp.path());
+    let hq_config = tmp.path().join("hq.toml");
+    std::fs::write(
+        &hq_config,
+        "[limits]\nrequests_per_minute = 100000\nrequest_burst = 100000\n\
+         mailbox_envelopes_per_device = 0\n",
+    )
+    .expect("config");
+    let hq_config = hq_config.display().to_string();
+    let (hq_dir, relay_dir) = (tmp.path().join("hq"), tmp.path().join("relay"));
+    let tip_desk = tip_desk_key();
+    let hq = ServerProcess::start(&hq_dir, &["--config", &hq_config]);
+    let joined = relay_join(
+        &relay_dir,
+        &invite(&hq_dir, "TH-44", "relay", &hq.url, &tip_desk),
+    );
+    assert!(joined.status.success(), "{joined:?}");
+    let relay_key = hex::encode(joined_relay_key(&joined).as_bytes());
+    let relay = ServerProcess::start_relay(&relay_dir, None, 1, 1, &["--config", &relay_config]);
+
+    let phone = tmp.path().join("phone.store");
+    ok(
+        &phone,
+        &[
+            "enroll",
+            &relay_phone_invite(&hq_dir, &relay.url, &relay_key, &tip_desk),
+        ],
+        None,
+    );
+    ok(
+        &phone,
+        &["member", "add", "--alias", "น้องใหม่", "--role", "member"],
+        None,
+    );
+    let report = tmp.path().join("tip.txt");
+    std::fs::write(&report, "มีการฮั้วประมูลโครงการขุดลอกคลอง").expect("tip");
+    let code = MemberCode::generate(&mut OsRng).to_string();
+    ok(
+        &phone,
+        &[
+            "tip",
+            "submit",
+            "--file",
+            report.to_str().expect("path"),
+            "--district",
+            "โกสุมพิสัย",
+            "--code-env",
+            "MC",
+        ],
+        Some(&code),
+    );
+    assert!(ok(&phone, &["sync"], None).contains("1 tip(s) delivered"));
+
+    // The tip waits at the relay, with the reason; the phone and its records reach HQ anyway.
+    let status = wait_for("the relay to report HQ's full quota", CATCH_UP, || {
+        let status = upstream(&relay);
+        (status["pending_registrations"] == 0
+            && status["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("mailbox_envelopes_per_device")))
+        .then_some(status)
+    });
+    assert_eq!(status["pending_envelopes"], 1, "{status}");
+    assert_eq!(mailbox_ids(&relay_dir, 1).len(), 1);
+    assert!(mailbox_ids(&hq_dir, 1).is_empty());
+    assert_eq!(devices(&hq_dir).len(), 2, "the relay and its phone");
+    let relay_docs = all_heads(&relay_dir);
+    assert!(relay_docs.contains_key("province/TH-44"), "{relay_docs:?}");
+    wait_for("HQ to hold the relay's documents", CATCH_UP, || {
+        let hq_docs = all_heads(&hq_dir);
+        relay_docs
+            .iter()
+            .all(|(name, heads)| hq_docs.get(name) == Some(heads))
+            .then_some(())
+    });
+
+    let (exit, _) = relay.terminate();
+    assert!(exit.success());
+    let (exit, _) = hq.terminate();
+    assert!(exit.success());
+}

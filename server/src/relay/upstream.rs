@@ -247,21 +247,43 @@ async fn round(state: &AppState, link: &Link) -> Result<(), UpstreamError> {
     for name in to_push {
         exchange(state, link, Step::Document(name)).await?;
     }
+    // HQ keeps every tip, so its quota for this relay can fill up; tips then wait here while
+    // documents, replies, registrations and revocations keep flowing.
+    let mut push_tips = true;
     for _ in 0..MAX_CLOSING_EXCHANGES {
-        if !exchange(state, link, Step::Closing).await? {
-            break;
+        match exchange(state, link, Step::Closing { push_tips }).await {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(UpstreamError::Refused { code, .. }) if push_tips && code == QUOTA_REFUSAL => {
+                push_tips = false;
+            }
+            Err(error) => return Err(error),
         }
     }
-    Ok(())
+    if push_tips {
+        Ok(())
+    } else {
+        Err(UpstreamError::Refused {
+            code: QUOTA_REFUSAL.into(),
+            message: "HQ's mailbox quota for this relay is full, so tips wait here (everything \
+                      else still syncs); at HQ raise mailbox_envelopes_per_device and \
+                      mailbox_bytes_per_device under [limits] in the config"
+                .into(),
+        })
+    }
 }
+
+/// HQ's error code when a push would pass the relay's mailbox quota there.
+const QUOTA_REFUSAL: &str = "mailbox_quota_exceeded";
 
 /// What one exchange carries.
 #[derive(Debug, Clone)]
 enum Step {
     /// One document's changes, alone.
     Document(String),
-    /// Every document, the mailbox, registrations and revocations.
-    Closing,
+    /// Every document, the mailbox (tips pushed only if `push_tips`), registrations and
+    /// revocations.
+    Closing { push_tips: bool },
 }
 
 /// Tips held here, all waiting for HQ's acknowledgement (acknowledged ones are pruned at once).
@@ -334,7 +356,7 @@ struct Talked {
 /// for another.
 async fn exchange(state: &AppState, link: &Link, step: Step) -> Result<bool, UpstreamError> {
     let planner = link.clone();
-    let closing = matches!(step, Step::Closing);
+    let closing = matches!(step, Step::Closing { .. });
     let snapshot = state
         .with_core(move |core| snapshot(core, &planner, &step).map_err(AppError::from))
         .await?;
@@ -364,7 +386,7 @@ fn snapshot(core: &mut Core, link: &Link, step: &Step) -> Result<Snapshot, DbErr
     let state = peer_state(&core.conn)?;
     let names: Vec<String> = match step {
         Step::Document(name) => vec![name.clone()],
-        Step::Closing => documents::names(&core.conn)?
+        Step::Closing { .. } => documents::names(&core.conn)?
             .into_iter()
             .filter(|name| scope::readable(&link.me, name))
             .collect(),
@@ -392,12 +414,12 @@ fn snapshot(core: &mut Core, link: &Link, step: &Step) -> Result<Snapshot, DbErr
             }
             .encode(),
         ),
-        Step::Closing => {
+        Step::Closing { push_tips } => {
             let progress = db::upstream::progress(&core.conn)?;
             let tips: Vec<MailItem> = core
                 .mailbox
                 .items_since(0)
-                .filter(|stored| stored.item.kind == EnvelopeKind::Tip)
+                .filter(|stored| *push_tips && stored.item.kind == EnvelopeKind::Tip)
                 .take(PUSH_BATCH)
                 .map(|stored| stored.item.clone())
                 .collect();
