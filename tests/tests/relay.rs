@@ -466,9 +466,11 @@ fn a_cut_link_to_hq_resumes_without_resending_finished_documents() {
     let (failed, chunks) = (stat("exchanges_failed"), stat("doc_chunks_sent"));
     eprintln!(
         "cut link: {} connections cut, {failed} exchanges failed, {chunks} document chunks sent \
-         for {} documents, {} document bytes, {} sealed bytes up, {} down",
+         for {} documents ({} rounds cut after finished documents), {} document bytes, {} \
+         sealed bytes up, {} down",
         link.stats().cut,
         names.len(),
+        stat("rounds_cut_after_progress"),
         stat("doc_bytes_sent"),
         stat("bytes_sent"),
         stat("bytes_received"),
@@ -478,6 +480,8 @@ fn a_cut_link_to_hq_resumes_without_resending_finished_documents() {
         "the link cut nothing: the test proves nothing"
     );
     assert!(failed > 0, "{after}");
+    // At least one round was cut after finishing some documents, so resuming was exercised.
+    assert!(stat("rounds_cut_after_progress") > 0, "{after}");
     // Each failed exchange costs at most the one document it carried: finished documents are
     // never sent again (sending the whole round again would cost nine per failure).
     assert!(
@@ -533,6 +537,25 @@ fn a_full_quota_at_hq_holds_tips_back_but_not_the_rest() {
     let hq_config = hq_config.display().to_string();
     let (hq_dir, relay_dir) = (tmp.path().join("hq"), tmp.path().join("relay"));
     let tip_desk = tip_desk_key();
+    // Serving upstream needs a join first, and says so.
+    let unjoined = Command::new(phakhi_bin())
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--upstream",
+            "--data",
+        ])
+        .arg(tmp.path().join("never-joined"))
+        .output()
+        .expect("run phakhi serve");
+    assert!(!unjoined.status.success());
+    assert!(
+        String::from_utf8_lossy(&unjoined.stderr).contains("run `phakhi relay join INVITE"),
+        "{unjoined:?}"
+    );
     let hq = ServerProcess::start(&hq_dir, &["--config", &hq_config]);
     let joined = relay_join(
         &relay_dir,

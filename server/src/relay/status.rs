@@ -28,6 +28,8 @@ pub struct UpstreamStatus {
     /// Exchanges with HQ attempted, and those that failed.
     pub exchanges: u64,
     pub exchanges_failed: u64,
+    /// Rounds cut after some of their documents were finished (the next round resumed there).
+    pub rounds_cut_after_progress: u64,
     /// Documents whose changes were sent up (one per document per exchange that carried any),
     /// and their automerge bytes.
     pub doc_chunks_sent: u64,

@@ -244,8 +244,16 @@ async fn round(state: &AppState, link: &Link) -> Result<(), UpstreamError> {
         status.pending_envelopes = pending_tips;
         status.pending_registrations = pending_registrations;
     });
-    for name in to_push {
-        exchange(state, link, Step::Document(name)).await?;
+    let planned = to_push.len();
+    for (done, name) in to_push.into_iter().enumerate() {
+        if let Err(error) = exchange(state, link, Step::Document(name)).await {
+            if done > 0 {
+                // The documents finished so far stay finished: the next round skips them.
+                state.update_upstream(|status| status.rounds_cut_after_progress += 1);
+                tracing::debug!(done, planned, "upstream round cut after finished documents");
+            }
+            return Err(error);
+        }
     }
     // HQ keeps every tip, so its quota for this relay can fill up; tips then wait here while
     // documents, replies, registrations and revocations keep flowing.
