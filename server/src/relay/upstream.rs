@@ -716,7 +716,13 @@ fn commit_inner(
                     }
                     if let Err(error) = mailbox.receive_push(&link.hq_key, Push { items }) {
                         // Keep the cursor where it was: the replies are asked again next time.
-                        tracing::error!(%error, "cannot store HQ's replies here");
+                        tracing::error!(
+                            %error,
+                            "cannot store HQ's replies here: replies are kept for the phones and \
+                             count against HQ's quota on this relay; raise \
+                             mailbox_envelopes_per_device and mailbox_bytes_per_device under \
+                             [limits] in this relay's config"
+                        );
                         cursor = None;
                     }
                 }
