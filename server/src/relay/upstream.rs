@@ -302,8 +302,7 @@ fn pending_tips(core: &Core) -> usize {
         .count()
 }
 
-/// The documents of the relay's scope it may write, whose heads differ from the heads shared
-/// with HQ: they hold changes HQ has not confirmed.
+/// The documents of the relay's scope it may write that hold changes HQ has not confirmed.
 fn plan(core: &mut Core, link: &Link) -> Result<Vec<String>, DbError> {
     let state = peer_state(&core.conn)?;
     let mut out = Vec::new();
@@ -319,12 +318,12 @@ fn plan(core: &mut Core, link: &Link) -> Result<Vec<String>, DbError> {
         else {
             continue;
         };
-        let mut heads = doc.get_heads();
-        heads.sort();
-        let mut shared = state.shared_heads(&wire).to_vec();
-        shared.sort();
+        // HQ holds every change of a head it shared with us (and all that head's ancestors):
+        // only a head outside the shared ones means changes HQ has not confirmed.
+        let shared = state.shared_heads(&wire);
+        let unconfirmed = doc.get_heads().iter().any(|head| !shared.contains(head));
         core.cache.put(name.clone(), doc, bytes);
-        if heads != shared {
+        if unconfirmed {
             out.push(name);
         }
     }
