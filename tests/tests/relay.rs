@@ -39,6 +39,28 @@ fn tip_desk_key() -> String {
     hex::encode(StaticKeyPair::generate(&mut OsRng).public().as_bytes())
 }
 
+const DESK_PASSPHRASE: &str = "desk passphrase ภาคี";
+
+/// `phakhi tipdesk --dir <dir> --passphrase-env TD <args>`, which must succeed; its stdout.
+fn desk(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(phakhi_bin())
+        .args(["tipdesk", "--dir"])
+        .arg(dir)
+        .args(["--passphrase-env", "TD"])
+        .args(args)
+        .env("TD", DESK_PASSPHRASE)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run phakhi tipdesk");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "phakhi tipdesk {args:?} failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// `phakhi device --store <store> --passphrase-env PW <args>`, with the member code in `MC`.
 fn device(store: &Path, args: &[&str], code: Option<&str>) -> Output {
     let mut command = Command::new(phakhi_bin());
@@ -162,7 +184,13 @@ fn a_relay_serves_phones_while_hq_is_down_and_catches_up_when_it_returns() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = config(tmp.path());
     let (hq_dir, relay_dir) = (tmp.path().join("hq"), tmp.path().join("relay"));
-    let tip_desk = tip_desk_key();
+    // The investigators' tip desk, whose public key the invites pin.
+    let desk_dir = tmp.path().join("desk");
+    desk(&desk_dir, &["init"]);
+    let tip_desk = std::fs::read_to_string(desk_dir.join("tipdesk.pub"))
+        .expect("tip desk key")
+        .trim()
+        .to_owned();
 
     // HQ, and the relay joining it.
     let hq = ServerProcess::start(&hq_dir, &["--config", &config]);
@@ -254,7 +282,7 @@ fn a_relay_serves_phones_while_hq_is_down_and_catches_up_when_it_returns() {
     let report = tmp.path().join("tip.txt");
     std::fs::write(&report, "นายก อบต. เรียกรับเงินจากผู้รับเหมา 50,000 บาท").expect("tip");
     let code = MemberCode::generate(&mut OsRng).to_string();
-    ok(
+    let submitted = ok(
         &a,
         &[
             "tip",
@@ -268,6 +296,12 @@ fn a_relay_serves_phones_while_hq_is_down_and_catches_up_when_it_returns() {
         ],
         Some(&code),
     );
+    let receipt = submitted
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("receipt: "))
+        .expect("a receipt")
+        .to_owned();
     assert!(ok(&a, &["sync"], None).contains("1 tip(s) delivered"));
     ok(&b, &["sync"], None);
     let listed = ok(&a, &["sync"], None);
@@ -359,6 +393,43 @@ fn a_relay_serves_phones_while_hq_is_down_and_catches_up_when_it_returns() {
         at_hq_list.contains(title_a) && at_hq_list.contains(title_b),
         "{at_hq_list}"
     );
+
+    // The tip desk opens the tip at HQ and answers; the answer comes down through the relay
+    // to the phone that sent the tip.
+    assert!(
+        desk(
+            &desk_dir,
+            &["pull", "--data", hq_dir.to_str().expect("path")]
+        )
+        .contains("pulled 1 new tip(s)")
+    );
+    let (exit, _) = hq.terminate();
+    assert!(exit.success());
+    let message = "ได้รับเบาะแสแล้ว เจ้าหน้าที่กำลังตรวจสอบ";
+    desk(
+        &desk_dir,
+        &[
+            "reply",
+            &receipt,
+            "--status",
+            "under-review",
+            "--message",
+            message,
+            "--data",
+            hq_dir.to_str().expect("path"),
+        ],
+    );
+    let hq = ServerProcess::start_at(&hq_dir, hq_port, &["--config", &config]);
+    wait_for("HQ's reply to reach the relay", CATCH_UP, || {
+        (mailbox_ids(&relay_dir, 2).len() == 1).then_some(())
+    });
+    assert!(ok(&a, &["sync"], None).contains("1 repl(ies) received"));
+    let status_a = ok(&a, &["tip", "status"], None);
+    assert!(
+        status_a.contains(&receipt) && status_a.contains(message),
+        "{status_a}"
+    );
+    assert!(ok(&b, &["sync"], None).contains("0 repl(ies) received"));
 
     // HQ revokes phone A: the revocation reaches the relay, which then refuses it.
     let revoked = admin(&hq_dir, &["revoke", &id_a]);
