@@ -587,6 +587,18 @@ fn a_cut_link_to_hq_resumes_without_resending_finished_documents() {
         Some(Failure::Refused(400, "bad_request".into()))
     );
 
+    // The shared heads with HQ live in the relay's database: after a restart its rounds send
+    // no document again.
+    let (exit, _) = relay.terminate();
+    assert!(exit.success());
+    let relay = ServerProcess::start_relay(&relay_dir, Some(&hq.url), 1, 1, &["--config", &config]);
+    let restarted = wait_for("a round after the restart", CATCH_UP, || {
+        let status = upstream(&relay);
+        (status["rounds"].as_u64() >= Some(2)).then_some(status)
+    });
+    assert_eq!(restarted["doc_chunks_sent"], 0, "{restarted}");
+    assert_eq!(restarted["exchanges_failed"], 0, "{restarted}");
+
     link.shutdown();
     let (exit, _) = relay.terminate();
     assert!(exit.success());
