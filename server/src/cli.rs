@@ -33,6 +33,29 @@ pub enum Command {
     Tipdesk(crate::tipdesk::TipdeskArgs),
     /// Headquarters' figures per province and each device's last sync.
     Report(crate::report::ReportArgs),
+    /// A provincial relay's link to HQ.
+    Relay(RelayArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RelayArgs {
+    #[command(subcommand)]
+    pub command: RelayCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum RelayCommand {
+    /// Enrol this relay at HQ with a relay invite (`phakhi admin invite --role relay` at HQ) and
+    /// record HQ's address and keys in the data folder; then run `phakhi serve --upstream`.
+    Join {
+        /// The invite text HQ gave you (PHAKHI1:…).
+        invite: String,
+        /// HQ's address, when it is not the one written in the invite.
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 /// Where the configuration comes from.
@@ -66,9 +89,20 @@ pub struct ServeArgs {
     /// Memory budget of the document cache, in MiB [default: 256].
     #[arg(long, env = "PHAKHI_CACHE_MB", value_name = "MIB")]
     pub cache_mb: Option<usize>,
-    /// A relay's copy of HQ's invite-verifying key (hex, printed on HQ's first start).
+    /// A relay's copy of HQ's invite-verifying key (hex, printed on HQ's first start); not
+    /// needed after `phakhi relay join`.
     #[arg(long, env = "PHAKHI_HQ_KEY", value_name = "HEX")]
     pub hq_key: Option<String>,
+    /// Sync with HQ in the background (implies --role relay); without a URL, at the address
+    /// recorded by `phakhi relay join`.
+    #[arg(long, env = "PHAKHI_UPSTREAM", value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    pub upstream: Option<String>,
+    /// Seconds between upstream rounds while HQ answers [default: 30].
+    #[arg(long, env = "PHAKHI_UPSTREAM_INTERVAL", value_name = "SECS")]
+    pub upstream_interval: Option<u64>,
+    /// Longest wait in seconds between attempts while HQ is unreachable [default: 300].
+    #[arg(long, env = "PHAKHI_UPSTREAM_BACKOFF_CAP", value_name = "SECS")]
+    pub upstream_backoff_cap: Option<u64>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -192,6 +226,13 @@ pub enum CliError {
          or up to 1d"
     )]
     LoginTooLong(String),
+    #[error(transparent)]
+    Join(#[from] crate::relay::join::JoinError),
+    #[error(
+        "this data folder has not joined HQ: run `phakhi relay join INVITE --data {0}` first \
+         (HQ makes the invite with `phakhi admin invite --role relay --province CODE`)"
+    )]
+    NotJoined(String),
 }
 
 /// Resolves the configuration of `serve` (or of an admin command, which only needs the data
@@ -238,7 +279,42 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Device(args) => Ok(crate::field::run(args)?),
         Command::Tipdesk(args) => Ok(crate::tipdesk::run(args)?),
         Command::Report(args) => Ok(crate::report::run(args)?),
+        Command::Relay(args) => relay(args),
     }
+}
+
+fn relay(args: RelayArgs) -> Result<(), CliError> {
+    match args.command {
+        RelayCommand::Join {
+            invite,
+            server,
+            config,
+        } => {
+            let config = resolve_config(&config, Overrides::default())?;
+            let outcome = crate::relay::join::join(
+                &config.data,
+                &invite,
+                server.as_deref(),
+                crate::routes::now_unix(),
+                &mut rand_core::OsRng,
+            )?;
+            let joined = &outcome.joined;
+            println!(
+                "joined HQ at {} as relay {} for {}",
+                joined.hq_url,
+                joined.device_id,
+                joined.provinces.join(", ")
+            );
+            println!("relay static key (X25519): {}", outcome.relay_key);
+            println!(
+                "Next: start it with `phakhi serve --data {} --upstream`; HQ invites this relay's \
+                 phones with --server-url <THIS RELAY'S URL> --server-key {}",
+                config.data.display(),
+                outcome.relay_key
+            );
+        }
+    }
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> Result<(), CliError> {
@@ -252,13 +328,19 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
             cache_mb: args.cache_mb,
             hq_key: args.hq_key.clone(),
             data: None,
+            upstream: args
+                .upstream
+                .clone()
+                .map(|url| Some(url).filter(|u| !u.trim().is_empty())),
+            upstream_interval_secs: args.upstream_interval,
+            upstream_backoff_cap_secs: args.upstream_backoff_cap,
         },
     )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(CliError::Runtime)?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let addr = std::net::SocketAddr::new(config.addr, config.port);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -272,6 +354,10 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
         config.port = bound.port();
         let opened = AppState::open(config)?;
         let state = opened.state;
+        let upstream = state.config().upstream.clone();
+        if upstream.is_some() && state.joined().is_none() {
+            return Err(CliError::NotJoined(state.data_dir().display().to_string()));
+        }
         let mut out = std::io::stdout().lock();
         if opened.first_start {
             let _ = write!(out, "{}", first_start_notice(&state));
@@ -285,12 +371,31 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
             static_key = %hex::encode(state.keys().static_public().as_bytes()),
             "serving on {bound}"
         );
+        // The upstream task stops with the server.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let upstream_task = upstream.map(|settings| {
+            tokio::spawn(crate::relay::upstream::run(
+                state.clone(),
+                settings,
+                stop_rx,
+            ))
+        });
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        };
         crate::http::serve(listener, state, shutdown)
             .await
             .map_err(CliError::Serve)?;
+        if let Some(task) = upstream_task {
+            task.abort();
+        }
         tracing::info!("stopped cleanly");
         Ok(())
-    })
+    });
+    // An exchange with HQ in flight on a blocking thread is not waited for long.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    result
 }
 
 /// What an operator needs after the first start: the public keys and the next command.
@@ -480,5 +585,49 @@ mod tests {
             .query_row("SELECT count(*) FROM dashboard_logins", [], |r| r.get(0))
             .unwrap();
         assert_eq!(logins, 1);
+    }
+
+    #[test]
+    fn parses_relay_join_and_serve_upstream() {
+        let cli = Cli::try_parse_from([
+            "phakhi",
+            "relay",
+            "join",
+            "PHAKHI1:ABC",
+            "--data",
+            "/srv/relay",
+            "--server",
+            "http://192.0.2.1:7744",
+        ])
+        .unwrap();
+        let Command::Relay(RelayArgs {
+            command:
+                RelayCommand::Join {
+                    invite,
+                    server,
+                    config,
+                },
+        }) = cli.command
+        else {
+            panic!("expected relay join");
+        };
+        assert_eq!(invite, "PHAKHI1:ABC");
+        assert_eq!(server.as_deref(), Some("http://192.0.2.1:7744"));
+        assert_eq!(config.data, Some(PathBuf::from("/srv/relay")));
+
+        // --upstream alone means "the address recorded at join".
+        for (args, expected) in [
+            (vec!["phakhi", "serve", "--upstream"], Some("")),
+            (
+                vec!["phakhi", "serve", "--upstream", "http://192.0.2.1:7744"],
+                Some("http://192.0.2.1:7744"),
+            ),
+            (vec!["phakhi", "serve"], None),
+        ] {
+            let Command::Serve(serve) = Cli::try_parse_from(args).unwrap().command else {
+                panic!("expected serve");
+            };
+            assert_eq!(serve.upstream.as_deref(), expected);
+        }
     }
 }

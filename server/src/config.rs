@@ -75,6 +75,36 @@ impl Limits {
     }
 }
 
+/// A relay's link to HQ (`phakhi serve --upstream`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    /// HQ's address; `None` uses the one `phakhi relay join` recorded.
+    pub url: Option<String>,
+    /// Time between rounds while HQ answers.
+    pub interval: Duration,
+    /// Longest wait between attempts while HQ is unreachable.
+    pub backoff_cap: Duration,
+}
+
+/// Default time between upstream rounds, in seconds.
+pub const DEFAULT_UPSTREAM_INTERVAL_SECS: u64 = 30;
+/// Default longest wait between attempts while HQ is down, in seconds.
+pub const DEFAULT_UPSTREAM_BACKOFF_CAP_SECS: u64 = 300;
+
+impl UpstreamConfig {
+    fn from_layer(url: Option<String>, interval: Option<u64>, cap: Option<u64>) -> Self {
+        UpstreamConfig {
+            url: url.filter(|url| !url.trim().is_empty()),
+            interval: Duration::from_secs(
+                interval.unwrap_or(DEFAULT_UPSTREAM_INTERVAL_SECS).max(1),
+            ),
+            backoff_cap: Duration::from_secs(
+                cap.unwrap_or(DEFAULT_UPSTREAM_BACKOFF_CAP_SECS).max(1),
+            ),
+        }
+    }
+}
+
 /// The resolved configuration of one server process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -91,6 +121,8 @@ pub struct Config {
     /// The tip desk's public X25519 key (hex), written into invites.
     pub tip_desk_key: Option<String>,
     pub limits: Limits,
+    /// Set on a relay that syncs with HQ.
+    pub upstream: Option<UpstreamConfig>,
 }
 
 impl Default for Config {
@@ -105,6 +137,7 @@ impl Default for Config {
             hq_key: None,
             tip_desk_key: None,
             limits: Limits::default(),
+            upstream: None,
         }
     }
 }
@@ -135,6 +168,10 @@ pub struct FileConfig {
     pub hq_key: Option<String>,
     pub tip_desk_key: Option<String>,
     pub limits: Option<Limits>,
+    /// HQ's address for a relay's upstream sync (`""` or `"joined"`: the one recorded at join).
+    pub upstream: Option<String>,
+    pub upstream_interval_secs: Option<u64>,
+    pub upstream_backoff_cap_secs: Option<u64>,
 }
 
 /// Values from the environment or the command line (clap merges the two: a flag beats its
@@ -148,6 +185,10 @@ pub struct Overrides {
     pub public_url: Option<String>,
     pub cache_mb: Option<usize>,
     pub hq_key: Option<String>,
+    /// `Some(None)`: sync with HQ at the address recorded at join; `Some(Some(url))`: at `url`.
+    pub upstream: Option<Option<String>>,
+    pub upstream_interval_secs: Option<u64>,
+    pub upstream_backoff_cap_secs: Option<u64>,
 }
 
 /// A configuration failure.
@@ -190,6 +231,11 @@ pub fn resolve(file: Option<FileConfig>, overrides: Overrides) -> Config {
                 public_url: file.public_url,
                 cache_mb: file.cache_mb,
                 hq_key: file.hq_key,
+                upstream: file
+                    .upstream
+                    .map(|url| Some(url).filter(|url| !matches!(url.trim(), "" | "joined"))),
+                upstream_interval_secs: file.upstream_interval_secs,
+                upstream_backoff_cap_secs: file.upstream_backoff_cap_secs,
             },
         );
         if file.tip_desk_key.is_some() {
@@ -224,6 +270,29 @@ fn apply(config: &mut Config, layer: Overrides) {
     }
     if let Some(key) = layer.hq_key {
         config.hq_key = Some(key);
+    }
+    let before = config.upstream.take();
+    let url = match (layer.upstream, &before) {
+        (Some(url), _) => Some(url),
+        (None, Some(set)) => Some(set.url.clone()),
+        (None, None) => None,
+    };
+    config.upstream = url.map(|url| {
+        let keep =
+            |pick: fn(&UpstreamConfig) -> Duration| before.as_ref().map(|b| pick(b).as_secs());
+        UpstreamConfig::from_layer(
+            url,
+            layer
+                .upstream_interval_secs
+                .or_else(|| keep(|b| b.interval)),
+            layer
+                .upstream_backoff_cap_secs
+                .or_else(|| keep(|b| b.backoff_cap)),
+        )
+    });
+    if config.upstream.is_some() {
+        // Syncing with HQ is what a relay does.
+        config.role = ServerRole::Relay;
     }
 }
 
@@ -270,6 +339,40 @@ mod tests {
         );
         let config = resolve(Some(file), Overrides::default());
         assert_eq!(config.port, 9000);
+    }
+
+    #[test]
+    fn upstream_implies_a_relay_and_keeps_its_timings_across_layers() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            upstream = "joined"
+            upstream_backoff_cap_secs = 60
+            "#,
+        )
+        .unwrap();
+        let config = resolve(Some(file.clone()), Overrides::default());
+        assert_eq!(config.role, ServerRole::Relay);
+        let upstream = config.upstream.unwrap();
+        assert_eq!(upstream.url, None);
+        assert_eq!(upstream.backoff_cap, Duration::from_secs(60));
+        assert_eq!(
+            upstream.interval,
+            Duration::from_secs(DEFAULT_UPSTREAM_INTERVAL_SECS)
+        );
+        let config = resolve(
+            Some(file),
+            Overrides {
+                upstream: Some(Some("http://192.0.2.1:7744".into())),
+                upstream_interval_secs: Some(5),
+                ..Overrides::default()
+            },
+        );
+        let upstream = config.upstream.unwrap();
+        assert_eq!(upstream.url.as_deref(), Some("http://192.0.2.1:7744"));
+        assert_eq!(upstream.interval, Duration::from_secs(5));
+        assert_eq!(upstream.backoff_cap, Duration::from_secs(60));
+        // Without --upstream there is no upstream task and the role stays as given.
+        assert_eq!(resolve(None, Overrides::default()).upstream, None);
     }
 
     #[test]

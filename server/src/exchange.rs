@@ -66,15 +66,35 @@ pub fn enroll(
         provinces: invite.provinces.clone(),
         token: invite.token.0.to_vec(),
     };
-    let device = enroll::register(&tx, opened.sender.as_bytes(), &admission, to_i64(now))?;
-    let answer = EnrolResponse {
-        device_id: device.device_id.clone(),
-        role: device.role.as_str().into(),
-        provinces: device.provinces.clone(),
-        server_role: state.config().role.as_str().into(),
+    if admission.role == Role::Relay && state.config().role != crate::config::ServerRole::Hq {
+        return Err(AppError::InviteInvalid(
+            "a relay joins HQ, not another relay".into(),
+        ));
     }
-    .encode();
+    let device = enroll::register(&tx, opened.sender.as_bytes(), &admission, to_i64(now))?;
+    // Kept so a relay can show HQ the invite it admitted the device with.
+    devices::set_invite(&tx, device.row, request.invite.trim())?;
+    let answer = if device.role == Role::Relay {
+        protocol::JoinResponse {
+            device_id: device.device_id.clone(),
+            role: device.role.as_str().into(),
+            provinces: device.provinces.clone(),
+            server_role: state.config().role.as_str().into(),
+            hq_verifying_key: hex::encode(hq.as_bytes()),
+        }
+        .encode()
+    } else {
+        EnrolResponse {
+            device_id: device.device_id.clone(),
+            role: device.role.as_str().into(),
+            provinces: device.provinces.clone(),
+            server_role: state.config().role.as_str().into(),
+        }
+        .encode()
+    };
     tx.commit().map_err(DbError::from)?;
+    // A relay tells HQ about the device soon.
+    state.nudge_upstream();
     let sealed = transport::seal_response(opened.responder, &answer)?;
     Ok((sealed, device.device_id))
 }
@@ -84,13 +104,19 @@ fn hq_verifying_key(state: &AppState) -> Result<HqVerifyingKey, AppError> {
     if let Some(key) = state.keys().verifying() {
         return Ok(key);
     }
+    if let Some(joined) = state.joined()
+        && let Ok(key) = HqVerifyingKey::from_bytes(&joined.hq_verifying)
+    {
+        return Ok(key);
+    }
     let configured = state.config().hq_key.as_deref().and_then(|text| {
         let bytes: [u8; 32] = hex::decode(text.trim()).ok()?.try_into().ok()?;
         HqVerifyingKey::from_bytes(&bytes).ok()
     });
     configured.ok_or_else(|| {
         tracing::error!(
-            "cannot check invites: set hq_key (HQ's invite-verifying key) in the config"
+            "cannot check invites: run `phakhi relay join INVITE` on this data folder, or set \
+             hq_key (HQ's invite-verifying key) in the config"
         );
         AppError::NotConfigured
     })
@@ -176,7 +202,8 @@ fn sync_inner(
     loaded: &mut Loaded,
 ) -> Result<Vec<u8>, AppError> {
     let limits = &state.config().limits;
-    let tx = conn
+    let mut pushed_here = false;
+    let mut tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(DbError::from)?;
     let opened = transport::open_within(state.keys(), envelope, now, max_age, &tx)?;
@@ -185,19 +212,36 @@ fn sync_inner(
     let _entered = span.enter();
     state.check_rate(&device.public_key)?;
 
+    // A relay at HQ wraps its sync message with its own section; a phone sends it bare.
+    let (payload, relay_request) = match protocol::relay::unwrap(&opened.payload) {
+        None => (opened.payload.as_slice(), None),
+        Some(split) => {
+            let (sync_bytes, section) =
+                split.map_err(|why| AppError::BadRequest(format!("relay payload: {why}")))?;
+            if device.role != Role::Relay || state.config().role != crate::config::ServerRole::Hq {
+                return Err(AppError::BadRequest(
+                    "only a relay sends a relay section, and only to HQ".into(),
+                ));
+            }
+            let request = protocol::relay::UpstreamRequest::decode(section)
+                .map_err(|why| AppError::BadRequest(format!("relay section: {why}")))?;
+            (sync_bytes, Some(request))
+        }
+    };
+    let named_only = relay_request.as_ref().is_some_and(|r| r.named_only);
+
     // Look at the whole message before touching anything.
     let engine_limits = sync::Limits {
         max_docs: limits.max_documents_per_exchange,
         max_changes: limits.max_changes_per_message,
         ..sync::Limits::default()
     };
-    let message =
-        Message::decode(&opened.payload, &engine_limits).map_err(|error| match error {
-            WireError::TooManyDocs(..) => AppError::TooManyDocuments {
-                limit: limits.max_documents_per_exchange,
-            },
-            other => AppError::BadRequest(format!("sync message: {other}")),
-        })?;
+    let message = Message::decode(payload, &engine_limits).map_err(|error| match error {
+        WireError::TooManyDocs(..) => AppError::TooManyDocuments {
+            limit: limits.max_documents_per_exchange,
+        },
+        other => AppError::BadRequest(format!("sync message: {other}")),
+    })?;
     let declared: u64 = message
         .docs
         .iter()
@@ -218,10 +262,15 @@ fn sync_inner(
     }
 
     // Every stored document the device may read, plus those it names.
-    let mut wanted: Vec<String> = documents::names(&tx)?
-        .into_iter()
-        .filter(|name| scope::readable(&device, name))
-        .collect();
+    // (A relay's resumable step names only some documents: answer for those alone.)
+    let mut wanted: Vec<String> = if named_only {
+        Vec::new()
+    } else {
+        documents::names(&tx)?
+            .into_iter()
+            .filter(|name| scope::readable(&device, name))
+            .collect()
+    };
     wanted.extend(message.docs.iter().map(|entry| entry.name.clone()));
     let mut heads_before: BTreeMap<DocName, Vec<ChangeHash>> = BTreeMap::new();
     let mut sizes: BTreeMap<DocName, usize> = BTreeMap::new();
@@ -243,7 +292,7 @@ fn sync_inner(
     // The engine applies each document's chunk as one batch and prepares the answer.
     let responder = sync::Responder::new(engine_limits);
     let reply = responder
-        .handle_request(&opened.payload, &mut docs, &DeviceScope(&device))
+        .handle_request(payload, &mut docs, &DeviceScope(&device))
         .map_err(|error| AppError::BadRequest(format!("sync message: {error}")))?;
     for (name, stats) in &reply.stats().docs {
         if let Some(error) = stats.error {
@@ -286,13 +335,26 @@ fn sync_inner(
             let messages = mailroom::answer(mailbox, &peer, request)?;
             for stored in mailbox.items_since(next_before.saturating_sub(1)) {
                 db::mailbox::insert(&tx, stored, Some(device.row), now_i)?;
+                pushed_here = true;
             }
             Some(protocol::encode_section(&messages))
         }
     };
 
+    // The relay's registrations and the revocations it must apply, in the same transaction.
+    let relay_answer = match &relay_request {
+        None => None,
+        Some(request) => {
+            let hq = hq_verifying_key(state)?;
+            Some(crate::relay::hq::answer(&mut tx, &hq, &device, request, now)?.encode())
+        }
+    };
+
     devices::touch(&tx, device.row, now_i)?;
     tx.commit().map_err(DbError::from)?;
+    if pushed_here || !reply.changed().is_empty() {
+        state.nudge_upstream();
+    }
     // Only now may the documents go back to the cache.
     for (name, doc) in docs {
         let bytes = sizes.get(&name).copied().unwrap_or(0);
@@ -304,12 +366,16 @@ fn sync_inner(
         "exchange committed"
     );
     let answer = reply.into_bytes(mailbox_answer);
+    let answer = match relay_answer {
+        Some(section) => protocol::relay::wrap(&answer, &section),
+        None => answer,
+    };
     transport::seal_response(opened.responder, &answer)
 }
 
 /// Takes a document out of the cache, or loads it from its stored chunks. `None` when the
 /// document does not exist.
-fn load_doc(
+pub(crate) fn load_doc(
     cache: &mut DocCache,
     conn: &Connection,
     name: &str,

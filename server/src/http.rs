@@ -26,6 +26,7 @@ pub fn app(state: AppState) -> Router {
     let limits = state.config().limits.clone();
     Router::new()
         .route("/healthz", get(routes::health::healthz))
+        .route("/v1/health", get(routes::health::healthz))
         .route("/metrics", get(routes::health::metrics))
         .route("/v1/enroll", post(routes::enroll::enroll))
         .route("/v1/sync", post(routes::sync::sync))

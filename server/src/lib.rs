@@ -12,6 +12,8 @@
 //! - [`cache`]: documents loaded lazily, evicted least-recently-used over a byte budget.
 //! - [`http`], [`routes`], [`exchange`], [`transport`], [`enroll`], [`scope`], [`mailroom`]:
 //!   the requests, from HTTP body to committed transaction and sealed answer.
+//! - [`relay`]: a provincial relay's link to HQ (`phakhi relay join`, the upstream task of
+//!   `phakhi serve --upstream`) and HQ's side of it.
 //! - [`state`]: what requests share (one writer connection, the cache, the mailbox).
 //! - [`error`]: the one error type clients see; [`metrics`], [`ratelimit`]: operations.
 //! - [`admin`], [`invite`], [`cli`]: the command line.
@@ -39,6 +41,7 @@ pub mod keys;
 pub mod mailroom;
 pub mod metrics;
 pub mod ratelimit;
+pub mod relay;
 pub mod report;
 pub mod routes;
 pub mod scope;

@@ -240,7 +240,10 @@ pub fn collect(
         let mut statement = conn
             .prepare(
                 "SELECT province, received_at FROM mailbox WHERE kind = 1
-                 UNION ALL SELECT province, received_at FROM mailbox_released",
+                 UNION ALL SELECT province, received_at FROM mailbox_released
+                 UNION ALL SELECT province, received_at FROM mailbox_acked
+                     WHERE kind = 1 AND province IS NOT NULL
+                       AND id NOT IN (SELECT id FROM mailbox)",
             )
             .map_err(DbError::from)?;
         let rows = statement
@@ -711,6 +714,16 @@ mod tests {
         let april = phakhi_core::mailbox::EnvelopeId([3; 32]);
         assert!(db::mailbox::record_release(&conn, &april, 3, desk.row, 1_556_000_000).unwrap());
         db::mailbox::delete(&conn, &april).unwrap();
+        // A relay pruned a May tip once HQ acknowledged it: it still counts here too.
+        conn.execute(
+            "INSERT INTO mailbox (id, seq, kind, province, bytes, origin, received_at)
+             VALUES (?1, 4, 1, 'TH-44', x'00', ?2, 1557000000)",
+            rusqlite::params![vec![4u8; 32], vec![0u8; 32]],
+        )
+        .unwrap();
+        let may = phakhi_core::mailbox::EnvelopeId([4; 32]);
+        db::mailbox::record_ack(&conn, &may, 1_557_100_000).unwrap();
+        db::mailbox::delete(&conn, &may).unwrap();
         drop(conn);
         let report = build(dir.path(), Lang::En, ShowEra::Ce).unwrap();
         let mut conn = db::open(dir.path()).unwrap();
@@ -719,7 +732,7 @@ mod tests {
         assert_eq!(dataset.report, report);
         let p = &report.provinces[0];
         assert_eq!(p.activities, 300);
-        assert_eq!(p.tips, 3);
+        assert_eq!(p.tips, 4);
         let detail = &dataset.details["TH-44"];
         let by_month: u64 = detail
             .activities_by_month
@@ -745,7 +758,7 @@ mod tests {
                 .iter()
                 .map(|(m, n)| (*m, *n))
                 .collect::<Vec<_>>(),
-            vec![((2019, 3), 2), ((2019, 4), 1)]
+            vec![((2019, 3), 2), ((2019, 4), 1), ((2019, 5), 1)]
         );
         assert_eq!(detail.activities.len(), 300);
         assert!(detail.activities.windows(2).all(|w| w[0].date >= w[1].date));

@@ -17,6 +17,7 @@ use crate::error::AppError;
 use crate::keys::{self, KeyError, ServerKeys};
 use crate::metrics::{Gauges, Metrics};
 use crate::ratelimit::RateLimiter;
+use crate::relay::status::UpstreamStatus;
 
 /// The writer side: one SQLite connection and the documents loaded from it.
 #[derive(Debug)]
@@ -88,6 +89,12 @@ struct Shared {
     /// The cache's estimated bytes and document count after the last exchange.
     cache_bytes: AtomicUsize,
     cached_documents: AtomicUsize,
+    /// A relay's join record (HQ's address and keys), read at start.
+    joined: Option<db::upstream::Joined>,
+    /// The upstream task's report, when it runs.
+    upstream: Mutex<Option<UpstreamStatus>>,
+    /// Wakes the upstream task early after a phone brought something new.
+    nudge: tokio::sync::Notify,
 }
 
 /// A failure to start.
@@ -141,6 +148,7 @@ impl AppState {
             max_bytes: usize::try_from(config.limits.mailbox_bytes_per_device).unwrap_or(0),
         };
         let mailbox = load_mailbox(&conn, quota).map_err(db_error)?;
+        let joined = db::upstream::joined(&conn).map_err(db_error)?;
         Ok(Opened {
             first_start: loaded.created,
             state: AppState {
@@ -159,6 +167,9 @@ impl AppState {
                     _lock: lock,
                     cache_bytes: AtomicUsize::new(0),
                     cached_documents: AtomicUsize::new(0),
+                    joined,
+                    upstream: Mutex::new(None),
+                    nudge: tokio::sync::Notify::new(),
                 }),
             },
         })
@@ -178,6 +189,40 @@ impl AppState {
 
     pub fn data_dir(&self) -> &Path {
         &self.inner.config.data
+    }
+
+    /// The relay's join record, if this data folder joined HQ.
+    pub fn joined(&self) -> Option<&db::upstream::Joined> {
+        self.inner.joined.as_ref()
+    }
+
+    /// The upstream task's last report (`None` when no upstream task runs).
+    pub fn upstream_status(&self) -> Option<UpstreamStatus> {
+        self.inner
+            .upstream
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Changes the upstream report.
+    pub fn update_upstream(&self, change: impl FnOnce(&mut UpstreamStatus)) {
+        let mut status = self
+            .inner
+            .upstream
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        change(status.get_or_insert_with(UpstreamStatus::default));
+    }
+
+    /// Asks the upstream task (if any) for a round soon.
+    pub fn nudge_upstream(&self) {
+        self.inner.nudge.notify_one();
+    }
+
+    /// Resolves after the next [`AppState::nudge_upstream`] (or at once if one is pending).
+    pub async fn upstream_nudged(&self) {
+        self.inner.nudge.notified().await;
     }
 
     /// Takes a rate-limit token for a device.

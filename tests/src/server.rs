@@ -71,6 +71,49 @@ impl ServerProcess {
         Self::start_with(data, &args, &[])
     }
 
+    /// Starts `phakhi serve --addr 127.0.0.1 --port <port> --data <data> <extra>`: a server
+    /// restarted on the data folder and port it had before.
+    pub fn start_at(data: &Path, port: u16, extra: &[&str]) -> ServerProcess {
+        let port = port.to_string();
+        let mut args = vec!["serve", "--addr", "127.0.0.1", "--port", port.as_str()];
+        args.extend_from_slice(extra);
+        Self::start_with(data, &args, &[])
+    }
+
+    /// Starts a provincial relay on the data folder `data` (which joined HQ with
+    /// [`relay_join`]) syncing upstream with HQ at `upstream` (`None`: the address recorded at
+    /// join), with the given period and backoff cap in seconds, plus `extra` flags.
+    pub fn start_relay(
+        data: &Path,
+        upstream: Option<&str>,
+        interval_secs: u64,
+        backoff_cap_secs: u64,
+        extra: &[&str],
+    ) -> ServerProcess {
+        let interval = interval_secs.to_string();
+        let cap = backoff_cap_secs.to_string();
+        let mut args = vec!["serve", "--addr", "127.0.0.1", "--port", "0"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[
+            "--upstream-interval",
+            interval.as_str(),
+            "--upstream-backoff-cap",
+            cap.as_str(),
+            "--upstream",
+        ]);
+        if let Some(url) = upstream {
+            args.push(url);
+        }
+        Self::start_with(data, &args, &[])
+    }
+
+    /// This server's `/v1/health` JSON.
+    pub fn health(&self) -> serde_json::Value {
+        let (status, body) = get(&format!("{}/v1/health", self.url));
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("health is JSON")
+    }
+
     /// Starts `phakhi <args> --data <data>` with extra environment variables.
     pub fn start_with(data: &Path, args: &[&str], env: &[(&str, &str)]) -> ServerProcess {
         let mut command = Command::new(phakhi_bin());
@@ -247,6 +290,45 @@ pub fn admin(data: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run phakhi admin")
+}
+
+/// Runs `phakhi relay join <invite> --data <data>` to completion.
+pub fn relay_join(data: &Path, invite: &str) -> Output {
+    Command::new(phakhi_bin())
+        .args(["relay", "join", invite, "--data"])
+        .arg(data)
+        .output()
+        .expect("run phakhi relay join")
+}
+
+/// The relay static key `phakhi relay join` printed.
+pub fn joined_relay_key(join_output: &Output) -> PublicKey {
+    let stdout = String::from_utf8_lossy(&join_output.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("relay static key (X25519):"))
+        .unwrap_or_else(|| panic!("join printed no relay key: {stdout}"));
+    let bytes: [u8; 32] = hex::decode(line.trim())
+        .expect("hex")
+        .try_into()
+        .expect("32 bytes");
+    PublicKey::from_bytes(bytes)
+}
+
+/// Calls `check` until it returns `Some`, at most for `timeout`; panics naming `what` if it
+/// never does. For conditions another process brings about (no fixed sleeps as assertions).
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Runs `phakhi <args>` to completion.

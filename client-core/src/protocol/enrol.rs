@@ -56,7 +56,7 @@ impl EnrolResponse {
     }
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = vec![PROTOCOL_VERSION];
     // Serialising these plain structs cannot fail; an empty payload is refused by the peer.
     if let Ok(json) = serde_json::to_vec(value) {
@@ -65,7 +65,7 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     out
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ProtocolError> {
+pub(super) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ProtocolError> {
     let (&version, json) = bytes.split_first().ok_or(ProtocolError::Empty)?;
     if version != PROTOCOL_VERSION {
         return Err(ProtocolError::Version(version));

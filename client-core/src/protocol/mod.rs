@@ -1,6 +1,6 @@
 //! What travels inside transport envelopes between two peers, beyond the sync engine's own
-//! message: the enrolment payloads, the admin exchange and the mailbox section of a sync
-//! exchange. Phones, servers
+//! message: the enrolment payloads, the admin exchange, the mailbox section of a sync
+//! exchange and the relay's section ([`relay`]). Phones, servers
 //! and relays all encode and decode through here, so both ends of every route share one
 //! definition. Every format starts with a version byte and decodes with bounds: malformed bytes
 //! are an error, never a panic.
@@ -8,10 +8,12 @@
 mod admin;
 mod enrol;
 mod mailbox;
+pub mod relay;
 
 pub use admin::{AdminRequest, AdminResponse, MAX_PULL_TIPS, PulledTip};
 pub use enrol::{EnrolRequest, EnrolResponse};
 pub use mailbox::{MAX_SECTION_MESSAGES, decode_section, encode_section};
+pub use relay::JoinResponse;
 
 /// Version byte of every payload in this module.
 pub const PROTOCOL_VERSION: u8 = 1;

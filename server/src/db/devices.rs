@@ -156,6 +156,58 @@ pub fn touch(conn: &Connection, row: i64, now: i64) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Keeps the signed invite a device enrolled with (a relay sends it to HQ with the
+/// registration, so HQ can check that it issued it).
+pub fn set_invite(conn: &Connection, row: i64, invite: &str) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE devices SET invite = ?2 WHERE id = ?1",
+        params![row, invite],
+    )?;
+    Ok(())
+}
+
+/// Devices enrolled here whose registration HQ has not answered yet, with their invite, oldest
+/// first, at most `limit`.
+pub fn pending_upstream(conn: &Connection, limit: usize) -> Result<Vec<(Device, String)>, DbError> {
+    let mut statement = conn.prepare(&format!(
+        "SELECT {COLUMNS}, invite FROM devices
+         WHERE invite IS NOT NULL AND upstream_at IS NULL ORDER BY id LIMIT ?1"
+    ))?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = statement.query_map([limit], |row| {
+        let invite: String = row.get(8)?;
+        Ok(from_row(row)?.map(|device| (device, invite)))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row??);
+    }
+    Ok(out)
+}
+
+/// Number of devices whose registration HQ has not answered yet.
+pub fn count_pending_upstream(conn: &Connection) -> Result<i64, DbError> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM devices WHERE invite IS NOT NULL AND upstream_at IS NULL",
+        [],
+        |row| row.get(0),
+    )?)
+}
+
+/// Records HQ's answer to a device's registration: taken (`note` `None`) or refused with why.
+pub fn mark_upstream(
+    conn: &Connection,
+    public_key: &[u8; 32],
+    now: i64,
+    note: Option<&str>,
+) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE devices SET upstream_at = ?2, upstream_note = ?3 WHERE public_key = ?1",
+        params![&public_key[..], now, note],
+    )?;
+    Ok(())
+}
+
 /// Number of devices that are not revoked.
 pub fn count_active(conn: &Connection) -> Result<i64, DbError> {
     Ok(conn.query_row(
@@ -205,6 +257,25 @@ mod tests {
         let revoked = by_key(&conn, &key).unwrap().unwrap();
         assert_eq!(revoked.revoked_at, Some(300));
         assert_eq!(count_active(&conn).unwrap(), 0);
+    }
+
+    #[test]
+    fn registrations_wait_for_hq_until_answered() {
+        let (_dir, conn) = db();
+        let a = insert(&conn, &[1; 32], Role::Leader, &["TH-44".into()], 1)
+            .unwrap()
+            .unwrap();
+        insert(&conn, &[2; 32], Role::Leader, &["TH-44".into()], 2)
+            .unwrap()
+            .unwrap();
+        // Only devices with an invite go up (the second was never enrolled by invite here).
+        set_invite(&conn, a.row, "PHAKHI1:AAAA").unwrap();
+        let pending = pending_upstream(&conn, 10).unwrap();
+        assert_eq!(pending, vec![(a.clone(), "PHAKHI1:AAAA".to_string())]);
+        assert_eq!(count_pending_upstream(&conn).unwrap(), 1);
+        mark_upstream(&conn, &a.public_key, 5, None).unwrap();
+        assert!(pending_upstream(&conn, 10).unwrap().is_empty());
+        assert_eq!(count_pending_upstream(&conn).unwrap(), 0);
     }
 
     #[test]

@@ -59,10 +59,14 @@ pub fn insert(
     Ok(inserted == 1)
 }
 
-/// Records that HQ holds this envelope.
+/// Records that HQ holds this envelope, with its kind, province and arrival time (for the
+/// reports, once the body is pruned). Call it before deleting the body.
 pub fn record_ack(conn: &Connection, id: &EnvelopeId, now: i64) -> Result<(), DbError> {
     conn.execute(
-        "INSERT OR IGNORE INTO mailbox_acked (id, acked_at) VALUES (?1, ?2)",
+        "INSERT OR IGNORE INTO mailbox_acked (id, acked_at, kind, province, received_at)
+         VALUES (?1, ?2, (SELECT kind FROM mailbox WHERE id = ?1),
+                 (SELECT province FROM mailbox WHERE id = ?1),
+                 (SELECT received_at FROM mailbox WHERE id = ?1))",
         params![&id.0[..], now],
     )?;
     Ok(())

@@ -12,6 +12,7 @@ pub mod invites;
 pub mod mailbox;
 pub mod replay;
 pub mod schema;
+pub mod upstream;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

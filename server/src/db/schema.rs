@@ -10,7 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::DbError;
 
 /// The schema version this program writes.
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 /// `MIGRATIONS[n]` upgrades a database from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -100,6 +100,30 @@ const MIGRATIONS: &[&str] = &[
         expires_at   INTEGER NOT NULL
     ) STRICT;
     "#,
+    // 3 -> 4: a relay's link to HQ.
+    r#"
+    ALTER TABLE devices ADD COLUMN invite TEXT;        -- the signed invite it enrolled with
+    ALTER TABLE devices ADD COLUMN upstream_at INTEGER; -- relay: when HQ answered its registration
+    ALTER TABLE devices ADD COLUMN upstream_note TEXT;  -- relay: HQ's reason when it refused it
+    -- What a pruned envelope was, so a relay's reports still count the tips it forwarded.
+    ALTER TABLE mailbox_acked ADD COLUMN kind INTEGER;
+    ALTER TABLE mailbox_acked ADD COLUMN province TEXT;
+    ALTER TABLE mailbox_acked ADD COLUMN received_at INTEGER;
+
+    CREATE TABLE upstream (
+        id              INTEGER PRIMARY KEY CHECK (id = 1), -- one HQ per relay
+        hq_url          TEXT    NOT NULL,
+        hq_key          BLOB    NOT NULL,                   -- HQ's static X25519 key
+        hq_verifying    BLOB    NOT NULL,                   -- HQ's invite-verifying key
+        device_id       TEXT    NOT NULL,                   -- this relay's id at HQ
+        provinces       TEXT    NOT NULL,                   -- JSON array of province codes
+        joined_at       INTEGER NOT NULL,
+        sync_state      BLOB,                               -- shared heads with HQ per document
+        mailbox_cursor  INTEGER NOT NULL DEFAULT 0,         -- how far HQ's replies were read
+        last_success    INTEGER,
+        last_error      TEXT
+    ) STRICT;
+    "#,
 ];
 
 /// The database's current schema version.
@@ -169,6 +193,7 @@ mod tests {
                 "mailbox_acked",
                 "mailbox_released",
                 "replay_guard",
+                "upstream",
                 "used_invites"
             ]
         );
@@ -197,6 +222,29 @@ mod tests {
             .query_row("SELECT count(*) FROM mailbox_released", [], |r| r.get(0))
             .unwrap();
         assert_eq!(released, 0);
+    }
+
+    #[test]
+    fn a_version_1_database_keeps_its_rows_through_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mut conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO devices (device_id, public_key, role, provinces, enrolled_at)
+             VALUES ('abc', x'01', 'leader', '[\"TH-44\"]', 5)",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn, &path).unwrap();
+        assert_eq!(version(&conn).unwrap(), VERSION);
+        let (id, invite): (String, Option<String>) = conn
+            .query_row("SELECT device_id, invite FROM devices", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((id.as_str(), invite), ("abc", None));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `GET /healthz` (the process answers and its database is readable) and `GET /metrics`.
+//! `GET /healthz` (the process answers and its database is readable; on a relay syncing with
+//! HQ, the upstream link's state under `upstream`) and `GET /metrics`.
 
 use axum::Json;
 use axum::extract::State;
@@ -13,11 +14,21 @@ pub async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::V
     state
         .with_reader(|conn| Ok(conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0))?))
         .await?;
-    Ok(Json(serde_json::json!({
+    let mut body = serde_json::json!({
         "status": "ok",
         "role": state.config().role.as_str(),
         "version": env!("CARGO_PKG_VERSION"),
-    })))
+    });
+    // A relay syncing with HQ reports how that goes.
+    if let Some(upstream) = state.upstream_status()
+        && let Some(fields) = body.as_object_mut()
+    {
+        fields.insert(
+            "upstream".into(),
+            serde_json::to_value(upstream).unwrap_or_default(),
+        );
+    }
+    Ok(Json(body))
 }
 
 /// The Prometheus text exposition.

@@ -1,0 +1,179 @@
+//! A relay's link to HQ, as `phakhi relay join` recorded it: HQ's address and keys, the relay's
+//! id and provinces at HQ, and what the upstream task must remember between connections (the
+//! per-document shared heads with HQ, how far HQ's replies were read, the last success and the
+//! last error). One row: a relay has one HQ.
+
+use phakhi_core::seal::PublicKey;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::DbError;
+
+/// What joining HQ recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    pub hq_url: String,
+    /// HQ's static X25519 key (the relay seals its requests to it).
+    pub hq_key: PublicKey,
+    /// HQ's Ed25519 invite-verifying key.
+    pub hq_verifying: [u8; 32],
+    /// This relay's id at HQ.
+    pub device_id: String,
+    pub provinces: Vec<String>,
+    pub joined_at: i64,
+}
+
+/// What the upstream task resumes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The encoded `phakhi_core::sync::PeerState` with HQ, if any exchange completed.
+    pub sync_state: Option<Vec<u8>>,
+    /// HQ's mailbox arrival number up to which replies were stored here.
+    pub mailbox_cursor: u64,
+    pub last_success: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+fn key32(bytes: Vec<u8>, what: &str) -> Result<[u8; 32], DbError> {
+    bytes
+        .try_into()
+        .map_err(|_| DbError::Corrupt(format!("{what} is not 32 bytes")))
+}
+
+/// Records the join. Returns false (and changes nothing) when this relay already joined.
+pub fn record_join(conn: &Connection, joined: &Joined) -> Result<bool, DbError> {
+    let provinces =
+        serde_json::to_string(&joined.provinces).map_err(|e| DbError::Corrupt(e.to_string()))?;
+    let inserted = conn.execute(
+        "INSERT OR IGNORE INTO upstream
+             (id, hq_url, hq_key, hq_verifying, device_id, provinces, joined_at)
+         VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            joined.hq_url,
+            &joined.hq_key.as_bytes()[..],
+            &joined.hq_verifying[..],
+            joined.device_id,
+            provinces,
+            joined.joined_at
+        ],
+    )?;
+    Ok(inserted == 1)
+}
+
+/// The join record, if this data folder joined HQ.
+pub fn joined(conn: &Connection) -> Result<Option<Joined>, DbError> {
+    let row = conn
+        .query_row(
+            "SELECT hq_url, hq_key, hq_verifying, device_id, provinces, joined_at
+             FROM upstream WHERE id = 1",
+            [],
+            |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, Vec<u8>>(1)?,
+                    row.get::<_, Vec<u8>>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, i64>(5)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((hq_url, hq_key, hq_verifying, device_id, provinces, joined_at)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(Joined {
+        hq_url,
+        hq_key: PublicKey::from_bytes(key32(hq_key, "HQ's static key")?),
+        hq_verifying: key32(hq_verifying, "HQ's verifying key")?,
+        device_id,
+        provinces: serde_json::from_str(&provinces).map_err(|e| DbError::Corrupt(e.to_string()))?,
+        joined_at,
+    }))
+}
+
+/// The upstream task's memory (empty before the first exchange).
+pub fn progress(conn: &Connection) -> Result<Progress, DbError> {
+    let row = conn
+        .query_row(
+            "SELECT sync_state, mailbox_cursor, last_success, last_error FROM upstream WHERE id = 1",
+            [],
+            |row| {
+                Ok(Progress {
+                    sync_state: row.get(0)?,
+                    mailbox_cursor: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
+                    last_success: row.get(2)?,
+                    last_error: row.get(3)?,
+                })
+            },
+        )
+        .optional()?;
+    Ok(row.unwrap_or_default())
+}
+
+/// Stores the shared heads after a completed exchange.
+pub fn save_sync_state(conn: &Connection, state: &[u8]) -> Result<(), DbError> {
+    conn.execute("UPDATE upstream SET sync_state = ?1 WHERE id = 1", [state])?;
+    Ok(())
+}
+
+/// Stores how far HQ's replies were read.
+pub fn save_mailbox_cursor(conn: &Connection, cursor: u64) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE upstream SET mailbox_cursor = ?1 WHERE id = 1",
+        [i64::try_from(cursor).unwrap_or(i64::MAX)],
+    )?;
+    Ok(())
+}
+
+/// Records the outcome of one upstream round.
+pub fn record_outcome(conn: &Connection, now: i64, error: Option<&str>) -> Result<(), DbError> {
+    match error {
+        None => conn.execute(
+            "UPDATE upstream SET last_success = ?1, last_error = NULL WHERE id = 1",
+            params![now],
+        )?,
+        Some(error) => conn.execute(
+            "UPDATE upstream SET last_error = ?1 WHERE id = 1",
+            params![error],
+        )?,
+    };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_join_is_recorded_once_and_progress_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::db::open(dir.path()).unwrap();
+        assert_eq!(joined(&conn).unwrap(), None);
+        assert_eq!(progress(&conn).unwrap(), Progress::default());
+        let join = Joined {
+            hq_url: "http://192.0.2.7:7744".into(),
+            hq_key: PublicKey::from_bytes([1; 32]),
+            hq_verifying: [2; 32],
+            device_id: "0a0b0c0d0e0f".into(),
+            provinces: vec!["TH-44".into()],
+            joined_at: 10,
+        };
+        assert!(record_join(&conn, &join).unwrap());
+        let mut other = join.clone();
+        other.hq_url = "http://192.0.2.8:7744".into();
+        assert!(!record_join(&conn, &other).unwrap());
+        assert_eq!(joined(&conn).unwrap(), Some(join));
+
+        save_sync_state(&conn, b"\x01\x00").unwrap();
+        save_mailbox_cursor(&conn, 42).unwrap();
+        record_outcome(&conn, 0, Some("HQ unreachable")).unwrap();
+        let progress_now = progress(&conn).unwrap();
+        assert_eq!(progress_now.sync_state.as_deref(), Some(&b"\x01\x00"[..]));
+        assert_eq!(progress_now.mailbox_cursor, 42);
+        assert_eq!(progress_now.last_error.as_deref(), Some("HQ unreachable"));
+        record_outcome(&conn, 99, None).unwrap();
+        let progress_now = progress(&conn).unwrap();
+        assert_eq!(progress_now.last_success, Some(99));
+        assert_eq!(progress_now.last_error, None);
+    }
+}

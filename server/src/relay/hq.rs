@@ -1,0 +1,276 @@
+//! HQ's side of a relay's section: registering the devices the relay enrolled (each checked
+//! against the HQ-signed invite it presented, whose one-time token HQ then spends), and listing
+//! the revocations the relay must apply. Runs inside the sync exchange's transaction, so the
+//! registrations commit exactly when the rest of the exchange does.
+
+use phakhi_core::protocol::relay::{
+    MAX_REVOCATIONS, Refusal, Registration, Revocation, UpstreamRequest, UpstreamResponse,
+};
+use phakhi_core::seal::{HqVerifyingKey, InviteError, SignedInvite};
+use rusqlite::Transaction;
+
+use crate::db::DbError;
+use crate::db::devices::{self, Device, Role};
+use crate::enroll::{self, Admission};
+use crate::error::AppError;
+
+/// Registers what `relay` sends and prepares the answer. A registration HQ refuses is named in
+/// the answer (with why) and changes nothing; a storage failure fails the whole exchange.
+pub fn answer(
+    tx: &mut Transaction<'_>,
+    hq: &HqVerifyingKey,
+    relay: &Device,
+    request: &UpstreamRequest,
+    now: u64,
+) -> Result<UpstreamResponse, AppError> {
+    let mut out = UpstreamResponse::default();
+    for registration in &request.registrations {
+        // One savepoint per registration: a refused one leaves no trace.
+        let savepoint = tx.savepoint().map_err(DbError::from)?;
+        match register(&savepoint, hq, relay, registration, now) {
+            Ok(()) => {
+                savepoint.commit().map_err(DbError::from)?;
+                out.accepted.push(registration.public_key);
+            }
+            Err(Refused::Fatal(error)) => return Err(error),
+            Err(Refused::Because(reason)) => {
+                drop(savepoint);
+                tracing::warn!(
+                    relay = %relay.device_id,
+                    device = %devices::device_id(&registration.public_key),
+                    %reason,
+                    "registration from the relay refused"
+                );
+                out.refused.push(Refusal {
+                    public_key: registration.public_key,
+                    reason,
+                });
+            }
+        }
+    }
+    out.revoked = revoked_in(tx, relay)?;
+    Ok(out)
+}
+
+enum Refused {
+    /// This registration only: named in the answer.
+    Because(String),
+    /// The exchange fails (storage).
+    Fatal(AppError),
+}
+
+impl From<DbError> for Refused {
+    fn from(error: DbError) -> Self {
+        Refused::Fatal(error.into())
+    }
+}
+
+fn register(
+    conn: &rusqlite::Connection,
+    hq: &HqVerifyingKey,
+    relay: &Device,
+    registration: &Registration,
+    now: u64,
+) -> Result<(), Refused> {
+    // The invite is checked at the time the relay admitted the device (HQ may have been out of
+    // reach for days since), never later than now.
+    let at = registration.enrolled_at.min(now);
+    let invite = SignedInvite::parse(&registration.invite)
+        .and_then(|signed| signed.verify(hq, at))
+        .map_err(|error| match error {
+            InviteError::Expired { .. } => {
+                Refused::Because("the invite had expired when the relay admitted it".into())
+            }
+            other => Refused::Because(format!("invite: {other}")),
+        })?;
+    if invite.server_key.as_bytes() != &relay.public_key {
+        return Err(Refused::Because(
+            "the invite was issued for another server than this relay".into(),
+        ));
+    }
+    if let Some(outside) = invite
+        .provinces
+        .iter()
+        .find(|code| !relay.provinces.contains(code))
+    {
+        return Err(Refused::Because(format!(
+            "the invite names {outside}, which this relay does not serve"
+        )));
+    }
+    let role = match invite.role {
+        phakhi_core::seal::Role::Leader => Role::Leader,
+        phakhi_core::seal::Role::Coordinator => Role::Coordinator,
+        phakhi_core::seal::Role::Admin => Role::Admin,
+        phakhi_core::seal::Role::Relay => {
+            return Err(Refused::Because(
+                "a relay cannot enrol another relay".into(),
+            ));
+        }
+    };
+    if let Some(known) = devices::by_key(conn, &registration.public_key)? {
+        // Already registered (an earlier answer was lost, or it enrolled here directly).
+        return if known.role == role {
+            Ok(())
+        } else {
+            Err(Refused::Because(format!(
+                "HQ already knows this device as {}",
+                known.role.as_str()
+            )))
+        };
+    }
+    let admission = Admission {
+        role,
+        provinces: invite.provinces.clone(),
+        token: invite.token.0.to_vec(),
+    };
+    let at = i64::try_from(at).unwrap_or(i64::MAX);
+    let device =
+        enroll::register(conn, &registration.public_key, &admission, at).map_err(|error| {
+            match error {
+                fatal @ (AppError::Internal | AppError::Busy) => Refused::Fatal(fatal),
+                other => Refused::Because(other.to_string()),
+            }
+        })?;
+    devices::set_invite(conn, device.row, registration.invite.trim())?;
+    Ok(())
+}
+
+/// Revoked devices of the relay's provinces (never the relay itself), oldest first.
+fn revoked_in(conn: &rusqlite::Connection, relay: &Device) -> Result<Vec<Revocation>, DbError> {
+    let mut out: Vec<Revocation> = devices::list(conn)?
+        .into_iter()
+        .filter(|device| device.row != relay.row)
+        .filter(|device| device.provinces.iter().any(|p| relay.provinces.contains(p)))
+        .filter_map(|device| {
+            device.revoked_at.map(|at| Revocation {
+                public_key: device.public_key,
+                revoked_at: u64::try_from(at).unwrap_or(0),
+            })
+        })
+        .collect();
+    out.sort_by_key(|revocation| revocation.revoked_at);
+    out.truncate(MAX_REVOCATIONS);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phakhi_core::seal::{HqSigningKey, Invite, InviteToken, PublicKey};
+    use rand_core::OsRng;
+
+    struct Hq {
+        _dir: tempfile::TempDir,
+        conn: rusqlite::Connection,
+        signing: HqSigningKey,
+        relay: Device,
+    }
+
+    fn hq() -> Hq {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::db::open(dir.path()).unwrap();
+        let relay = devices::insert(&conn, &[9; 32], Role::Relay, &["TH-44".into()], 1)
+            .unwrap()
+            .unwrap();
+        Hq {
+            _dir: dir,
+            conn,
+            signing: phakhi_core::seal::keys::generate_hq_signing_key(&mut OsRng),
+            relay,
+        }
+    }
+
+    fn registration(hq: &Hq, key: u8, server: [u8; 32], provinces: &[&str]) -> Registration {
+        let invite = Invite {
+            servers: vec!["http://192.0.2.44:7744".into()],
+            server_key: PublicKey::from_bytes(server),
+            tip_desk_key: PublicKey::from_bytes([7; 32]),
+            provinces: provinces.iter().map(|p| p.to_string()).collect(),
+            role: phakhi_core::seal::Role::Leader,
+            expires_at: 1_000,
+            token: InviteToken::generate(&mut OsRng),
+        };
+        Registration {
+            public_key: [key; 32],
+            role: "leader".into(),
+            provinces: invite.provinces.clone(),
+            enrolled_at: 500,
+            invite: invite.sign(&hq.signing).unwrap(),
+        }
+    }
+
+    fn run(hq: &mut Hq, registrations: Vec<Registration>, now: u64) -> UpstreamResponse {
+        let verifying = hq.signing.verifying_key();
+        let relay = hq.relay.clone();
+        let mut tx = hq.conn.transaction().unwrap();
+        let request = UpstreamRequest {
+            named_only: false,
+            registrations,
+        };
+        let out = answer(&mut tx, &verifying, &relay, &request, now).unwrap();
+        tx.commit().unwrap();
+        out
+    }
+
+    #[test]
+    fn good_registrations_are_taken_once_and_bad_ones_leave_no_trace() {
+        let mut hq = hq();
+        let good = registration(&hq, 1, [9; 32], &["TH-44"]);
+        let other_server = registration(&hq, 2, [8; 32], &["TH-44"]);
+        let other_province = registration(&hq, 3, [9; 32], &["TH-40"]);
+        let mut forged = registration(&hq, 4, [9; 32], &["TH-44"]);
+        forged.invite = registration(&hq, 4, [9; 32], &["TH-44"])
+            .invite
+            .replace('A', "B");
+        // Checked at the time the relay admitted it (500), although HQ hears of it at 2,000.
+        let out = run(
+            &mut hq,
+            vec![good.clone(), other_server, other_province, forged],
+            2_000,
+        );
+        assert_eq!(out.accepted, vec![[1; 32]]);
+        let refused: Vec<u8> = out.refused.iter().map(|r| r.public_key[0]).collect();
+        assert_eq!(refused, vec![2, 3, 4]);
+        assert!(out.refused[0].reason.contains("another server"), "{out:?}");
+        assert!(out.refused[1].reason.contains("TH-40"), "{out:?}");
+        let listed = devices::list(&hq.conn).unwrap();
+        assert_eq!(listed.len(), 2, "the relay and the one good phone");
+        assert_eq!(listed[1].public_key, [1; 32]);
+        assert_eq!(listed[1].enrolled_at, 500);
+
+        // Sent again (a lost answer): accepted again, registered once.
+        let out = run(&mut hq, vec![good.clone()], 2_001);
+        assert_eq!(out.accepted, vec![[1; 32]]);
+        assert_eq!(devices::list(&hq.conn).unwrap().len(), 2);
+        // The same invite for another key: its token is spent.
+        let mut reused = good;
+        reused.public_key = [5; 32];
+        let out = run(&mut hq, vec![reused], 2_002);
+        assert!(out.accepted.is_empty());
+        assert_eq!(devices::list(&hq.conn).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn revocations_of_the_relays_provinces_go_down() {
+        let mut hq = hq();
+        let ours = devices::insert(&hq.conn, &[1; 32], Role::Leader, &["TH-44".into()], 1)
+            .unwrap()
+            .unwrap();
+        let theirs = devices::insert(&hq.conn, &[2; 32], Role::Leader, &["TH-40".into()], 1)
+            .unwrap()
+            .unwrap();
+        devices::insert(&hq.conn, &[3; 32], Role::Leader, &["TH-44".into()], 1)
+            .unwrap()
+            .unwrap();
+        devices::revoke(&hq.conn, ours.row, 70).unwrap();
+        devices::revoke(&hq.conn, theirs.row, 71).unwrap();
+        let out = run(&mut hq, Vec::new(), 100);
+        assert_eq!(
+            out.revoked,
+            vec![Revocation {
+                public_key: [1; 32],
+                revoked_at: 70
+            }]
+        );
+    }
+}

@@ -1,0 +1,162 @@
+//! `phakhi relay join INVITE`: a provincial relay enrols at HQ like a phone does (the same
+//! sealed enrolment envelope through `/v1/enroll`, sealed with the relay's own static key), and
+//! records in its data folder what it needs to serve phones and to sync upstream: HQ's address
+//! and static key (from the invite), HQ's invite-verifying key (from HQ's answer, checked
+//! against the invite's signature), its id and provinces at HQ.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use phakhi_core::protocol::{EnrolRequest, JoinResponse};
+use phakhi_core::seal::{self, HqVerifyingKey, Role, SignedInvite};
+use phakhi_core::transport::{HttpError, HttpTransport, Route};
+use rand_core::CryptoRngCore;
+
+use crate::db::{self, DbError, upstream::Joined};
+use crate::keys::{self, KeyError};
+
+/// How long the enrolment exchange with HQ may take.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Why joining failed; each message says what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("this is not a Phakhi invite ({0}); copy the whole PHAKHI1:… line HQ gave you")]
+    BadInvite(String),
+    #[error(
+        "this invite is for a {0} (a phone), not a relay; ask HQ for one made with \
+         `phakhi admin invite --role relay --province CODE`"
+    )]
+    NotARelayInvite(String),
+    #[error("this invite expired; ask HQ for a new relay invite")]
+    Expired,
+    #[error("the invite names no HQ address; pass it with --server http://HOST:PORT")]
+    NoAddress,
+    #[error(
+        "this data folder {folder} already joined HQ at {hq_url} as relay {device_id}; to join \
+         again use a new, empty --data folder"
+    )]
+    AlreadyJoined {
+        folder: PathBuf,
+        hq_url: String,
+        device_id: String,
+    },
+    #[error(
+        "cannot reach HQ at {url}: {detail}; the invite is still unused: run `phakhi relay join` \
+         again when the link to HQ is up"
+    )]
+    Unreachable { url: String, detail: String },
+    #[error("HQ refused the invite ({code}): {message}; ask HQ for a new relay invite")]
+    Refused { code: String, message: String },
+    #[error(
+        "HQ's answer could not be read ({0}); check that --server points at HQ and run join again"
+    )]
+    BadAnswer(String),
+    #[error("{0}")]
+    Keys(#[from] KeyError),
+    #[error("cannot use the data folder: {0}")]
+    Db(#[from] DbError),
+}
+
+/// What [`join`] recorded.
+#[derive(Debug, Clone)]
+pub struct JoinOutcome {
+    pub joined: Joined,
+    /// The relay's static key (hex), for HQ's invites to this relay's phones.
+    pub relay_key: String,
+}
+
+/// Enrols the relay whose data folder is `data` at HQ with `invite_text`, at HQ's address from
+/// the invite or `server`.
+pub fn join(
+    data: &Path,
+    invite_text: &str,
+    server: Option<&str>,
+    now: u64,
+    rng: &mut impl CryptoRngCore,
+) -> Result<JoinOutcome, JoinError> {
+    let signed = SignedInvite::parse(invite_text.trim())
+        .map_err(|error| JoinError::BadInvite(error.to_string()))?;
+    let invite = signed.unverified();
+    if invite.role != Role::Relay {
+        return Err(JoinError::NotARelayInvite(invite.role.to_string()));
+    }
+    if invite.expires_at <= now {
+        return Err(JoinError::Expired);
+    }
+    let url = match server {
+        Some(url) => url.to_owned(),
+        None => invite
+            .servers
+            .first()
+            .cloned()
+            .ok_or(JoinError::NoAddress)?,
+    };
+
+    let conn = db::open(data)?;
+    if let Some(already) = db::upstream::joined(&conn)? {
+        return Err(JoinError::AlreadyJoined {
+            folder: data.to_path_buf(),
+            hq_url: already.hq_url,
+            device_id: already.device_id,
+        });
+    }
+    let keys = keys::load_or_create(data, false, rng)?.keys;
+
+    let payload = EnrolRequest {
+        invite: invite_text.trim().to_owned(),
+    }
+    .encode();
+    let (envelope, pending) =
+        seal::seal_request(rng, keys.static_pair(), &invite.server_key, now, &payload)
+            .map_err(|error| JoinError::BadInvite(error.to_string()))?;
+    let transport =
+        HttpTransport::new(&url, JOIN_TIMEOUT).map_err(|error| JoinError::Unreachable {
+            url: url.clone(),
+            detail: error.to_string(),
+        })?;
+    let answer = transport
+        .exchange(Route::Enroll, &envelope)
+        .map_err(|error| match error {
+            HttpError::Refused { code, message, .. } => JoinError::Refused { code, message },
+            other => JoinError::Unreachable {
+                url: url.clone(),
+                detail: other.to_string(),
+            },
+        })?;
+    let answer = pending
+        .open_response(&answer)
+        .map_err(|error| JoinError::BadAnswer(error.to_string()))?;
+    let answer =
+        JoinResponse::decode(&answer).map_err(|error| JoinError::BadAnswer(error.to_string()))?;
+    let verifying: [u8; 32] = hex::decode(&answer.hq_verifying_key)
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| JoinError::BadAnswer("HQ's verifying key is not 32 hex bytes".into()))?;
+    let key = HqVerifyingKey::from_bytes(&verifying)
+        .map_err(|_| JoinError::BadAnswer("HQ's verifying key is not an Ed25519 key".into()))?;
+    // The key HQ sent must be the one that signed this invite.
+    signed
+        .verify(&key, now)
+        .map_err(|_| JoinError::BadAnswer("HQ's verifying key did not sign this invite".into()))?;
+
+    let joined = Joined {
+        hq_url: url,
+        hq_key: invite.server_key,
+        hq_verifying: verifying,
+        device_id: answer.device_id,
+        provinces: answer.provinces,
+        joined_at: i64::try_from(now).unwrap_or(i64::MAX),
+    };
+    if !db::upstream::record_join(&conn, &joined)? {
+        return Err(JoinError::AlreadyJoined {
+            folder: data.to_path_buf(),
+            hq_url: joined.hq_url,
+            device_id: joined.device_id,
+        });
+    }
+    Ok(JoinOutcome {
+        joined,
+        relay_key: hex::encode(keys.static_public().as_bytes()),
+    })
+}

@@ -1,0 +1,48 @@
+//! What a relay's upstream task reports about itself: when HQ last answered, the last error,
+//! what is still waiting to go up, and running counts of what went up and came down. Shown in
+//! `/healthz` (JSON, under `upstream`) so an operator, the tests and the dashboard can read it.
+
+use serde::Serialize;
+
+/// The upstream link's state, as last reported by the upstream task.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct UpstreamStatus {
+    /// HQ's address.
+    pub hq_url: String,
+    /// This relay's id at HQ.
+    pub device_id: String,
+    /// Unix seconds of the last round that completed.
+    pub last_success: Option<i64>,
+    /// Unix seconds of the last attempt.
+    pub last_attempt: Option<i64>,
+    /// The last failure, with what to do; cleared by a success.
+    pub last_error: Option<String>,
+    /// Failed rounds since the last success.
+    pub consecutive_failures: u32,
+    /// Tips held here that HQ has not acknowledged yet.
+    pub pending_envelopes: usize,
+    /// Devices enrolled here that HQ has not registered yet.
+    pub pending_registrations: i64,
+    /// Rounds that completed.
+    pub rounds: u64,
+    /// Exchanges with HQ attempted, and those that failed.
+    pub exchanges: u64,
+    pub exchanges_failed: u64,
+    /// Rounds cut after some of their documents were finished (the next round resumed there).
+    pub rounds_cut_after_progress: u64,
+    /// Documents whose changes were sent up (one per document per exchange that carried any),
+    /// and their automerge bytes.
+    pub doc_chunks_sent: u64,
+    pub doc_bytes_sent: u64,
+    /// Sealed bytes sent to HQ and received from it.
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// Tips pushed to HQ (counting resends), and those HQ acknowledged and were pruned here.
+    pub envelopes_pushed: u64,
+    pub envelopes_pruned: u64,
+    /// Replies from HQ stored here for the phones.
+    pub replies_received: u64,
+    pub registrations_accepted: u64,
+    pub registrations_refused: u64,
+    pub revocations_applied: u64,
+}

@@ -1,0 +1,222 @@
+//! One exchange's last step, under the writer lock: store what HQ sent in one transaction
+//! (documents merged into the current copies, the shared heads, the mailbox, registrations
+//! answered, revocations applied), or on any failure leave the database as it was and rebuild
+//! the in-memory mailbox from it.
+
+use std::collections::BTreeMap;
+
+use automerge::AutoCommit;
+use phakhi_core::mailbox::{EnvelopeKind, MailItem, MailboxMessage, Push};
+use phakhi_core::protocol::decode_section;
+use rusqlite::TransactionBehavior;
+
+use super::{Link, Talked};
+use crate::db::devices;
+use crate::db::{self, DbError, documents};
+use crate::error::AppError;
+use crate::state::{AppState, Core};
+
+/// Stores what HQ sent, in one transaction: documents (merged into the current copies, which
+/// phones may have changed meanwhile), the shared heads, the mailbox, registrations answered and
+/// revocations. Returns whether a closing exchange should follow.
+pub(super) fn commit(
+    state: &AppState,
+    core: &mut Core,
+    link: &Link,
+    talked: Talked,
+) -> Result<bool, AppError> {
+    let mut merged = BTreeMap::new();
+    let result = commit_inner(state, core, link, talked, &mut merged);
+    match result {
+        Ok(more) => {
+            for (name, (doc, bytes)) in merged {
+                core.cache.put(name, doc, bytes);
+            }
+            state.record_cache(&core.cache);
+            Ok(more)
+        }
+        Err(error) => {
+            drop(merged);
+            if let Err(reload) = core.reload_mailbox() {
+                tracing::error!(%reload, "cannot rebuild the mailbox from disk");
+            }
+            Err(error)
+        }
+    }
+}
+
+fn commit_inner(
+    state: &AppState,
+    core: &mut Core,
+    link: &Link,
+    talked: Talked,
+    merged: &mut BTreeMap<String, (AutoCommit, usize)>,
+) -> Result<bool, AppError> {
+    let Core {
+        conn,
+        cache,
+        mailbox,
+        ..
+    } = &mut *core;
+    let now = i64::try_from(crate::routes::now_unix()).unwrap_or(i64::MAX);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(DbError::from)?;
+    let Talked {
+        docs,
+        initiator,
+        mailbox: mailbox_answer,
+        answer,
+        registrations_sent,
+    } = talked;
+
+    // Documents that gained changes from HQ.
+    let stats = initiator.stats().clone();
+    for (wire, mut theirs) in docs {
+        let name = wire.as_str().to_owned();
+        let gained = stats
+            .docs
+            .get(&name)
+            .is_some_and(|doc| doc.changes_applied > 0);
+        if !gained {
+            continue;
+        }
+        let (mut doc, heads_before) = match crate::exchange::load_doc(cache, &tx, &name)? {
+            Some((mut doc, _)) => {
+                let heads = doc.get_heads();
+                (doc, Some(heads))
+            }
+            None => (AutoCommit::new(), None),
+        };
+        doc.merge(&mut theirs)
+            .map_err(|error| AppError::from(DbError::Corrupt(format!("{name}: {error}"))))?;
+        let chunk = match &heads_before {
+            Some(heads) => doc.save_after(heads),
+            None => doc.save(),
+        };
+        let mut bytes = 0;
+        if !chunk.is_empty() {
+            let stored = documents::append(&tx, &name, &chunk, now)?;
+            bytes = stored.byte_count;
+            if stored.wants_compaction() {
+                let full = doc.save();
+                bytes = i64::try_from(full.len()).unwrap_or(i64::MAX);
+                documents::replace(&tx, &name, &full, now)?;
+            }
+        }
+        merged.insert(name, (doc, usize::try_from(bytes).unwrap_or(0)));
+    }
+    for (name, error) in stats.errors() {
+        tracing::warn!(doc = %name, %error, "HQ refused a document from this relay");
+    }
+    // The shared heads, now that the documents they describe are stored.
+    db::upstream::save_sync_state(&tx, &initiator.state().encode())?;
+
+    // The mailbox: replies for the phones, acknowledgements that free tips.
+    let mut more = false;
+    let mut replies = 0u64;
+    let mut pruned = 0u64;
+    if let Some(section) = mailbox_answer {
+        let messages = decode_section(&section)
+            .map_err(|why| AppError::BadRequest(format!("HQ's mailbox section: {why}")))?;
+        let scope = link.mailbox_scope();
+        let next_before = mailbox.next_seq();
+        let mut cursor = None;
+        for message in messages {
+            match message {
+                MailboxMessage::Have(have) => {
+                    cursor = Some(have.cursor);
+                    more |= have.more;
+                }
+                MailboxMessage::Push(push) => {
+                    let items: Vec<MailItem> = push
+                        .items
+                        .into_iter()
+                        .filter(|item| {
+                            item.kind == EnvelopeKind::Reply && scope.contains(&item.province)
+                        })
+                        .collect();
+                    if items.is_empty() {
+                        continue;
+                    }
+                    if let Err(error) = mailbox.receive_push(&link.hq_key, Push { items }) {
+                        // Keep the cursor where it was: the replies are asked again next time.
+                        tracing::error!(
+                            %error,
+                            "cannot store HQ's replies here: replies are kept for the phones and \
+                             count against HQ's quota on this relay; raise \
+                             mailbox_envelopes_per_device and mailbox_bytes_per_device under \
+                             [limits] in this relay's config"
+                        );
+                        cursor = None;
+                    }
+                }
+                MailboxMessage::Ack(ack) => {
+                    mailbox.acknowledge(&ack);
+                    for id in &ack.ids {
+                        db::mailbox::record_ack(&tx, id, now)?;
+                    }
+                }
+                MailboxMessage::Want(_) => {}
+            }
+        }
+        for stored in mailbox.items_since(next_before.saturating_sub(1)) {
+            db::mailbox::insert(&tx, stored, None, now)?;
+            replies += 1;
+        }
+        for id in mailbox.prune_acknowledged() {
+            db::mailbox::delete(&tx, &id)?;
+            pruned += 1;
+        }
+        if let Some(cursor) = cursor {
+            db::upstream::save_mailbox_cursor(&tx, cursor)?;
+        }
+    }
+
+    // Registrations HQ answered, revocations it sent.
+    for key in &answer.accepted {
+        devices::mark_upstream(&tx, key, now, None)?;
+    }
+    for refusal in &answer.refused {
+        tracing::error!(
+            device = %devices::device_id(&refusal.public_key),
+            reason = %refusal.reason,
+            "HQ refused to register a device this relay enrolled; it keeps syncing here"
+        );
+        devices::mark_upstream(&tx, &refusal.public_key, now, Some(&refusal.reason))?;
+    }
+    let mut revoked = 0u64;
+    for revocation in &answer.revoked {
+        if let Some(device) = devices::by_key(&tx, &revocation.public_key)?
+            && device.revoked_at.is_none()
+        {
+            let at = i64::try_from(revocation.revoked_at).unwrap_or(now);
+            if devices::revoke(&tx, device.row, at)? {
+                tracing::info!(device = %device.device_id, "revoked here, as HQ revoked it");
+                revoked += 1;
+            }
+        }
+    }
+    let pending_tips = mailbox
+        .items_since(0)
+        .filter(|stored| stored.item.kind == EnvelopeKind::Tip)
+        .count();
+    let pending_registrations = devices::count_pending_upstream(&tx)?;
+    tx.commit().map_err(DbError::from)?;
+
+    let answered = answer.accepted.len() + answer.refused.len();
+    state.update_upstream(|status| {
+        status.replies_received += replies;
+        status.envelopes_pruned += pruned;
+        status.registrations_accepted += answer.accepted.len() as u64;
+        status.registrations_refused += answer.refused.len() as u64;
+        status.revocations_applied += revoked;
+        status.pending_envelopes = pending_tips;
+        status.pending_registrations = pending_registrations;
+    });
+    // Another closing exchange when HQ has more replies, or a batch of tips or registrations
+    // went and more wait.
+    more |= pruned > 0 && pending_tips > 0;
+    more |= registrations_sent > 0 && answered > 0 && pending_registrations > 0;
+    Ok(more)
+}

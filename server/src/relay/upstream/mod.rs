@@ -1,0 +1,392 @@
+//! The relay's upstream task: while `phakhi serve --upstream` serves its phones, this tokio task
+//! syncs with HQ as a client whenever HQ answers, with the same sans-io sync engine a phone uses
+//! (`phakhi_core::sync::Initiator`) and the same sealed transport to HQ's `/v1/sync`.
+//!
+//! One round is a series of small exchanges, each committed on both sides before the next:
+//!
+//! 1. every document of the relay's scope with changes HQ has not confirmed goes up in an
+//!    exchange of its own (the request names only that document, so HQ answers for it alone);
+//!    the shared heads are saved after each, so a cut link resumes at the document it was on and
+//!    never re-sends the ones already finished;
+//! 2. a closing exchange names every document (HQ offers those the relay lacks, such as the
+//!    directory), pushes the tips HQ has not acknowledged (in batches), asks for HQ's replies
+//!    for the relay's provinces, sends the registrations of the phones the relay enrolled, and
+//!    receives the revocations of its provinces. It repeats while anything is left.
+//!
+//! The network part runs on a blocking thread without the writer lock, so phones are served
+//! while HQ is slow; snapshots are taken and results committed through the one writer
+//! ([`AppState::with_core`]). A tip is pruned here only after HQ acknowledged it, and its id
+//! is kept so it is never taken again. While HQ is unreachable the task waits with exponential
+//! backoff and full jitter ([`super::backoff`]); a phone's new data brings the next round
+//! forward while HQ answers.
+//!
+//! Each exchange is snapshot and network (`talk.rs`), then commit (`apply.rs`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use automerge::AutoCommit;
+use phakhi_core::mailbox::{EnvelopeKind, Scope};
+use phakhi_core::protocol::relay::UpstreamResponse;
+use phakhi_core::seal::PublicKey;
+use phakhi_core::sync::{DocName, Initiator, PeerState, PrefixScope};
+use rand::SeedableRng;
+use tokio::sync::watch;
+
+mod apply;
+mod talk;
+
+use super::backoff::Backoff;
+use crate::config::UpstreamConfig;
+use crate::db::devices::{self, Device, Role};
+use crate::db::{self, DbError, documents};
+use crate::error::AppError;
+use crate::scope;
+use crate::state::{AppState, Core};
+
+/// First wait after a failure.
+const BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// How long a round waits after a phone's nudge, so a burst of phones makes one round.
+const NUDGE_DELAY: Duration = Duration::from_millis(500);
+/// How long one HTTP exchange with HQ may take.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Tips pushed in one exchange.
+const PUSH_BATCH: usize = 64;
+/// Registrations sent in one exchange.
+const REGISTRATION_BATCH: usize = 64;
+/// Closing exchanges in one round at most (each moves a batch).
+const MAX_CLOSING_EXCHANGES: usize = 32;
+
+/// Why a round stopped. The relay keeps serving its phones whatever happens here.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error(
+        "cannot reach HQ at {url} ({detail}); phones are still served here and their data waits; \
+         retrying with backoff — check the link to HQ"
+    )]
+    Unreachable { url: String, detail: String },
+    #[error(
+        "HQ refused this relay ({code}): {message}; if HQ revoked it, ask HQ for a new relay \
+         invite and join from a new data folder"
+    )]
+    Refused { code: String, message: String },
+    #[error("HQ's answer could not be used ({0}); retrying with backoff")]
+    Protocol(String),
+    #[error("the relay's storage failed ({0}); see the log above, retrying with backoff")]
+    Storage(String),
+}
+
+impl UpstreamError {
+    /// A short name of the failure, so a repeated failure is logged once.
+    fn kind(&self) -> String {
+        match self {
+            UpstreamError::Unreachable { .. } => "unreachable".into(),
+            UpstreamError::Refused { code, .. } => format!("refused {code}"),
+            UpstreamError::Protocol(_) => "protocol".into(),
+            UpstreamError::Storage(_) => "storage".into(),
+        }
+    }
+}
+
+impl From<AppError> for UpstreamError {
+    fn from(error: AppError) -> Self {
+        UpstreamError::Storage(error.to_string())
+    }
+}
+
+impl From<DbError> for UpstreamError {
+    fn from(error: DbError) -> Self {
+        UpstreamError::Storage(error.to_string())
+    }
+}
+
+/// Where and who HQ is, from the join record.
+#[derive(Debug, Clone)]
+struct Link {
+    url: String,
+    hq_key: PublicKey,
+    /// The relay as a device of its own scope (for the document rules of [`crate::scope`]).
+    me: Device,
+}
+
+impl Link {
+    fn accept(&self) -> PrefixScope {
+        let mut patterns = vec!["directory".to_owned()];
+        patterns.extend(
+            self.me
+                .provinces
+                .iter()
+                .map(|code| format!("province/{code}")),
+        );
+        PrefixScope {
+            read: patterns.clone(),
+            write: patterns,
+        }
+    }
+
+    fn mailbox_scope(&self) -> Scope {
+        Scope::provinces(self.me.provinces.iter().cloned())
+    }
+}
+
+/// Runs upstream rounds until `shutdown` turns true. Returns at once (with an error in the log)
+/// when the data folder never joined HQ.
+pub async fn run(state: AppState, config: UpstreamConfig, mut shutdown: watch::Receiver<bool>) {
+    let Some(joined) = state.joined().cloned() else {
+        tracing::error!("no upstream sync: run `phakhi relay join INVITE` on this data folder");
+        return;
+    };
+    let link = Link {
+        url: config.url.clone().unwrap_or_else(|| joined.hq_url.clone()),
+        hq_key: joined.hq_key,
+        me: Device {
+            row: 0,
+            device_id: joined.device_id.clone(),
+            public_key: *state.keys().static_public().as_bytes(),
+            role: Role::Relay,
+            provinces: joined.provinces.clone(),
+            enrolled_at: joined.joined_at,
+            last_sync: None,
+            revoked_at: None,
+        },
+    };
+    let progress = {
+        let reader = state.clone();
+        reader
+            .with_reader(db::upstream::progress)
+            .await
+            .unwrap_or_default()
+    };
+    state.update_upstream(|status| {
+        status.hq_url = link.url.clone();
+        status.device_id = joined.device_id.clone();
+        status.last_success = progress.last_success;
+        status.last_error = progress.last_error.clone();
+    });
+    tracing::info!(hq = %link.url, relay = %joined.device_id, "upstream sync with HQ started");
+    let mut backoff = Backoff::new(BACKOFF_BASE, config.backoff_cap);
+    let mut rng = rand::rngs::StdRng::from_entropy();
+    let mut failing: Option<String> = None;
+    loop {
+        let result = round(&state, &link).await;
+        let now = i64::try_from(crate::routes::now_unix()).unwrap_or(i64::MAX);
+        let error_text = result.as_ref().err().map(ToString::to_string);
+        let recorded = {
+            let error_text = error_text.clone();
+            state
+                .with_core(move |core| {
+                    Ok(db::upstream::record_outcome(
+                        &core.conn,
+                        now,
+                        error_text.as_deref(),
+                    )?)
+                })
+                .await
+        };
+        if let Err(error) = recorded {
+            tracing::warn!(%error, "cannot record the upstream outcome");
+        }
+        let wait = match &result {
+            Ok(()) => {
+                if failing.take().is_some() {
+                    tracing::info!(hq = %link.url, "HQ answers again; upstream sync caught up");
+                }
+                backoff.reset();
+                state.update_upstream(|status| {
+                    status.last_success = Some(now);
+                    status.last_attempt = Some(now);
+                    status.last_error = None;
+                    status.consecutive_failures = 0;
+                    status.rounds += 1;
+                });
+                config.interval
+            }
+            Err(error) => {
+                let kind = error.kind();
+                if failing.as_deref() != Some(kind.as_str()) {
+                    tracing::warn!("upstream sync: {error}");
+                } else {
+                    tracing::debug!("upstream sync still failing: {error}");
+                }
+                failing = Some(kind);
+                state.update_upstream(|status| {
+                    status.last_attempt = Some(now);
+                    status.last_error = error_text.clone();
+                    status.consecutive_failures = status.consecutive_failures.saturating_add(1);
+                });
+                backoff.next_delay(&mut rng)
+            }
+        };
+        let healthy = failing.is_none();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = state.upstream_nudged(), if healthy => {
+                tokio::time::sleep(NUDGE_DELAY).await;
+            }
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+/// One round: every document with unconfirmed changes, then the closing exchanges.
+async fn round(state: &AppState, link: &Link) -> Result<(), UpstreamError> {
+    let planner = link.clone();
+    let (to_push, pending_tips, pending_registrations) = state
+        .with_core(move |core| {
+            let to_push = plan(core, &planner)?;
+            let pending_registrations = devices::count_pending_upstream(&core.conn)?;
+            Ok((to_push, pending_tips(core), pending_registrations))
+        })
+        .await?;
+    // What waits for HQ is known even while HQ does not answer.
+    state.update_upstream(|status| {
+        status.pending_envelopes = pending_tips;
+        status.pending_registrations = pending_registrations;
+    });
+    let planned = to_push.len();
+    for (done, name) in to_push.into_iter().enumerate() {
+        if let Err(error) = exchange(state, link, Step::Document(name)).await {
+            if done > 0 {
+                // The documents finished so far stay finished: the next round skips them.
+                state.update_upstream(|status| status.rounds_cut_after_progress += 1);
+                tracing::debug!(done, planned, "upstream round cut after finished documents");
+            }
+            return Err(error);
+        }
+    }
+    // HQ keeps every tip, so its quota for this relay can fill up; tips then wait here while
+    // documents, replies, registrations and revocations keep flowing.
+    let mut push_tips = true;
+    for _ in 0..MAX_CLOSING_EXCHANGES {
+        match exchange(state, link, Step::Closing { push_tips }).await {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(UpstreamError::Refused { code, .. }) if push_tips && code == QUOTA_REFUSAL => {
+                push_tips = false;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    if push_tips {
+        Ok(())
+    } else {
+        Err(UpstreamError::Refused {
+            code: QUOTA_REFUSAL.into(),
+            message: "HQ's mailbox quota for this relay is full, so tips wait here (everything \
+                      else still syncs); at HQ raise mailbox_envelopes_per_device and \
+                      mailbox_bytes_per_device under [limits] in the config"
+                .into(),
+        })
+    }
+}
+
+/// HQ's error code when a push would pass the relay's mailbox quota there.
+const QUOTA_REFUSAL: &str = "mailbox_quota_exceeded";
+
+/// What one exchange carries.
+#[derive(Debug, Clone)]
+enum Step {
+    /// One document's changes, alone.
+    Document(String),
+    /// Every document, the mailbox (tips pushed only if `push_tips`), registrations and
+    /// revocations.
+    Closing { push_tips: bool },
+}
+
+/// Tips held here, all waiting for HQ's acknowledgement (acknowledged ones are pruned at once).
+fn pending_tips(core: &Core) -> usize {
+    core.mailbox
+        .items_since(0)
+        .filter(|stored| stored.item.kind == EnvelopeKind::Tip)
+        .count()
+}
+
+/// The documents of the relay's scope it may write that hold changes HQ has not confirmed.
+fn plan(core: &mut Core, link: &Link) -> Result<Vec<String>, DbError> {
+    let state = peer_state(&core.conn)?;
+    let mut out = Vec::new();
+    for name in documents::names(&core.conn)? {
+        if scope::access(&link.me, &name) != scope::Access::ReadWrite {
+            continue;
+        }
+        let Ok(wire) = DocName::parse(&name) else {
+            continue;
+        };
+        let Ok(Some((mut doc, bytes))) =
+            crate::exchange::load_doc(&mut core.cache, &core.conn, &name)
+        else {
+            continue;
+        };
+        // HQ holds every change of a head it shared with us (and all that head's ancestors):
+        // only a head outside the shared ones means changes HQ has not confirmed.
+        let shared = state.shared_heads(&wire);
+        let unconfirmed = doc.get_heads().iter().any(|head| !shared.contains(head));
+        core.cache.put(name.clone(), doc, bytes);
+        if unconfirmed {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
+fn peer_state(conn: &rusqlite::Connection) -> Result<PeerState, DbError> {
+    let progress = db::upstream::progress(conn)?;
+    Ok(match progress.sync_state {
+        Some(bytes) => PeerState::decode(&bytes).unwrap_or_else(|error| {
+            tracing::warn!(%error, "stored sync state with HQ is damaged; starting afresh");
+            PeerState::new()
+        }),
+        None => PeerState::new(),
+    })
+}
+
+/// What an exchange starts from, taken under the writer lock.
+pub(super) struct Snapshot {
+    docs: BTreeMap<DocName, AutoCommit>,
+    state: PeerState,
+    mailbox: Option<Vec<u8>>,
+    section: Vec<u8>,
+    pushed: usize,
+}
+
+/// What came back from HQ.
+pub(super) struct Talked {
+    docs: BTreeMap<DocName, AutoCommit>,
+    initiator: Initiator,
+    mailbox: Option<Vec<u8>>,
+    answer: UpstreamResponse,
+    registrations_sent: usize,
+}
+
+/// One exchange with HQ: snapshot, talk, commit. Returns whether a closing exchange left work
+/// for another.
+async fn exchange(state: &AppState, link: &Link, step: Step) -> Result<bool, UpstreamError> {
+    let planner = link.clone();
+    let closing = matches!(step, Step::Closing { .. });
+    let snapshot = state
+        .with_core(move |core| talk::snapshot(core, &planner, &step).map_err(AppError::from))
+        .await?;
+    let pushed = snapshot.pushed;
+    let talker = state.clone();
+    let talk_link = link.clone();
+    let talked = tokio::task::spawn_blocking(move || talk::talk(&talker, &talk_link, snapshot))
+        .await
+        .map_err(|error| UpstreamError::Storage(format!("upstream task failed: {error}")))?;
+    state.update_upstream(|status| {
+        status.exchanges += 1;
+        status.envelopes_pushed += pushed as u64;
+        if talked.is_err() {
+            status.exchanges_failed += 1;
+        }
+    });
+    let talked = talked?;
+    let committer = state.clone();
+    let commit_link = link.clone();
+    let more = state
+        .with_core(move |core| apply::commit(&committer, core, &commit_link, talked))
+        .await?;
+    Ok(closing && more)
+}

@@ -1,0 +1,227 @@
+//! One exchange's first two steps: the snapshot taken under the writer lock (copies of the
+//! documents, the shared heads, what waits to go up), and the network part on a blocking thread
+//! without the lock: seal, post to HQ's `/v1/sync`, open, and let the sync engine apply HQ's
+//! answer to the copies.
+
+use std::collections::BTreeMap;
+
+use phakhi_core::mailbox::{EnvelopeKind, Have, MailItem, MailboxMessage, Push};
+use phakhi_core::protocol::encode_section;
+use phakhi_core::protocol::relay::{self, Registration, UpstreamRequest, UpstreamResponse};
+use phakhi_core::seal;
+use phakhi_core::sync::{self, DocName, Initiator, Progress};
+use phakhi_core::transport::{HttpError, HttpTransport, Route};
+
+use super::{
+    EXCHANGE_TIMEOUT, Link, PUSH_BATCH, REGISTRATION_BATCH, Snapshot, Step, Talked, UpstreamError,
+    peer_state,
+};
+use crate::db::devices;
+use crate::db::{self, DbError, documents};
+use crate::scope;
+use crate::state::{AppState, Core};
+
+pub(super) fn snapshot(core: &mut Core, link: &Link, step: &Step) -> Result<Snapshot, DbError> {
+    let state = peer_state(&core.conn)?;
+    let names: Vec<String> = match step {
+        Step::Document(name) => vec![name.clone()],
+        Step::Closing { .. } => documents::names(&core.conn)?
+            .into_iter()
+            .filter(|name| scope::readable(&link.me, name))
+            .collect(),
+    };
+    let mut docs = BTreeMap::new();
+    for name in names {
+        let Ok(wire) = DocName::parse(&name) else {
+            continue;
+        };
+        let loaded = crate::exchange::load_doc(&mut core.cache, &core.conn, &name)
+            .map_err(|error| DbError::Corrupt(format!("document {name}: {error}")))?;
+        if let Some((mut doc, bytes)) = loaded {
+            // A copy of its own: phones keep syncing the cached one meanwhile.
+            docs.insert(wire, doc.fork());
+            core.cache.put(name, doc, bytes);
+        }
+    }
+    let (mailbox, pushed, section) = match step {
+        Step::Document(_) => (
+            None,
+            0,
+            UpstreamRequest {
+                named_only: true,
+                registrations: Vec::new(),
+            }
+            .encode(),
+        ),
+        Step::Closing { push_tips } => {
+            let progress = db::upstream::progress(&core.conn)?;
+            let tips: Vec<MailItem> = core
+                .mailbox
+                .items_since(0)
+                .filter(|stored| *push_tips && stored.item.kind == EnvelopeKind::Tip)
+                .take(PUSH_BATCH)
+                .map(|stored| stored.item.clone())
+                .collect();
+            let pushed = tips.len();
+            let mut messages = vec![MailboxMessage::Have(Have {
+                cursor: progress.mailbox_cursor,
+                ids: Vec::new(),
+                more: false,
+            })];
+            if !tips.is_empty() {
+                messages.push(MailboxMessage::Push(Push { items: tips }));
+            }
+            let registrations = devices::pending_upstream(&core.conn, REGISTRATION_BATCH)?
+                .into_iter()
+                .map(|(device, invite)| Registration {
+                    public_key: device.public_key,
+                    role: device.role.as_str().to_owned(),
+                    provinces: device.provinces,
+                    enrolled_at: u64::try_from(device.enrolled_at).unwrap_or(0),
+                    invite,
+                })
+                .collect();
+            let section = UpstreamRequest {
+                named_only: false,
+                registrations,
+            }
+            .encode();
+            (Some(encode_section(&messages)), pushed, section)
+        }
+    };
+    Ok(Snapshot {
+        docs,
+        state,
+        mailbox,
+        section,
+        pushed,
+    })
+}
+
+/// The network part, on a blocking thread without the writer lock.
+pub(super) fn talk(
+    state: &AppState,
+    link: &Link,
+    snapshot: Snapshot,
+) -> Result<Talked, UpstreamError> {
+    let transport = HttpTransport::new(&link.url, EXCHANGE_TIMEOUT).map_err(|error| {
+        UpstreamError::Unreachable {
+            url: link.url.clone(),
+            detail: error.to_string(),
+        }
+    })?;
+    let Snapshot {
+        mut docs,
+        state: peer,
+        mut mailbox,
+        section,
+        ..
+    } = snapshot;
+    let mut initiator = Initiator::new(peer, sync::Limits::default());
+    let accept = link.accept();
+    let mut answer = UpstreamResponse::default();
+    let mut registrations_sent = 0;
+    for _ in 0..2 {
+        let before: BTreeMap<String, usize> = initiator
+            .stats()
+            .docs
+            .iter()
+            .map(|(name, doc)| (name.clone(), doc.sent_bytes))
+            .collect();
+        let request = initiator
+            .poll_request(&mut docs, mailbox.take())
+            .map_err(|error| UpstreamError::Protocol(error.to_string()))?;
+        let round_one = initiator.stats().rounds == 1;
+        let (chunks, chunk_bytes) =
+            initiator
+                .stats()
+                .docs
+                .iter()
+                .fold((0u64, 0u64), |(count, bytes), (name, doc)| {
+                    let earlier = if round_one {
+                        0
+                    } else {
+                        before.get(name).copied().unwrap_or(0)
+                    };
+                    let added = doc.sent_bytes.saturating_sub(earlier);
+                    (count + u64::from(added > 0), bytes + added as u64)
+                });
+        if round_one {
+            registrations_sent = UpstreamRequest::decode(&section)
+                .map(|request| request.registrations.len())
+                .unwrap_or(0);
+        }
+        let payload = relay::wrap(&request, &section);
+        let now = crate::routes::now_unix();
+        let (envelope, pending) = seal::seal_request(
+            &mut rand_core::OsRng,
+            state.keys().static_pair(),
+            &link.hq_key,
+            now,
+            &payload,
+        )
+        .map_err(|error| UpstreamError::Protocol(format!("cannot seal the request: {error}")))?;
+        state.update_upstream(|status| {
+            status.doc_chunks_sent += chunks;
+            status.doc_bytes_sent += chunk_bytes;
+            status.bytes_sent += envelope.len() as u64;
+        });
+        let sealed = match transport.exchange(Route::Sync, &envelope) {
+            Ok(sealed) => sealed,
+            Err(error) => {
+                initiator.handle_lost();
+                return Err(match error {
+                    HttpError::Refused { code, message, .. } if !error_is_retryable(&code) => {
+                        UpstreamError::Refused { code, message }
+                    }
+                    other => UpstreamError::Unreachable {
+                        url: link.url.clone(),
+                        detail: other.to_string(),
+                    },
+                });
+            }
+        };
+        state.update_upstream(|status| status.bytes_received += sealed.len() as u64);
+        let opened = pending
+            .open_response(&sealed)
+            .map_err(|error| UpstreamError::Protocol(error.to_string()))?;
+        let (sync_answer, section_answer) = match relay::unwrap(&opened) {
+            Some(Ok(parts)) => parts,
+            Some(Err(error)) => return Err(UpstreamError::Protocol(error.to_string())),
+            None => {
+                return Err(UpstreamError::Protocol(
+                    "HQ answered without a relay section: is the upstream address HQ's?".into(),
+                ));
+            }
+        };
+        let part = UpstreamResponse::decode(section_answer)
+            .map_err(|error| UpstreamError::Protocol(error.to_string()))?;
+        answer.accepted.extend(part.accepted);
+        answer.refused.extend(part.refused);
+        answer.revoked = part.revoked;
+        let progress = initiator
+            .handle_response(sync_answer, &mut docs, &accept)
+            .map_err(|error| UpstreamError::Protocol(error.to_string()))?;
+        if progress == Progress::Done {
+            let mailbox = initiator.take_mailbox();
+            return Ok(Talked {
+                docs,
+                initiator,
+                mailbox,
+                answer,
+                registrations_sent,
+            });
+        }
+    }
+    Err(UpstreamError::Protocol(
+        "HQ asked for a third round; the exchange was abandoned".into(),
+    ))
+}
+
+/// Refusals that clear by themselves (rate limit, busy, timeout, a server error).
+fn error_is_retryable(code: &str) -> bool {
+    matches!(
+        code,
+        "rate_limited" | "busy" | "timeout" | "internal" | "http_error" | "replayed" | "clock_skew"
+    )
+}
