@@ -40,7 +40,8 @@ fn ten_megabytes_round_trip_in_order_and_out_of_order() {
     assert!(enc.chunks.iter().all(|c| c.len() == CHUNK_LEN));
     assert_eq!(enc.manifest_chunk.len(), CHUNK_LEN);
 
-    let opened = open_attachment(&enc.reference, &enc.manifest_chunk, &slices(&enc.chunks)).unwrap();
+    let opened =
+        open_attachment(&enc.reference, &enc.manifest_chunk, &slices(&enc.chunks)).unwrap();
     assert!(opened.data.as_slice() == data.as_slice());
     assert_eq!(opened.manifest.media_type, MediaType::Pdf);
 
@@ -56,8 +57,14 @@ fn ten_megabytes_round_trip_in_order_and_out_of_order() {
             manifest_id: enc.reference.manifest_id
         }
     );
-    assert_eq!(desk.add_chunk(&enc.manifest_chunk).unwrap(), Added::Manifest);
-    assert_eq!(desk.add_chunk(&enc.manifest_chunk).unwrap(), Added::Duplicate);
+    assert_eq!(
+        desk.add_chunk(&enc.manifest_chunk).unwrap(),
+        Added::Manifest
+    );
+    assert_eq!(
+        desk.add_chunk(&enc.manifest_chunk).unwrap(),
+        Added::Duplicate
+    );
     for (index, chunk) in enc.chunks.iter().enumerate().rev() {
         assert!(!desk.is_complete());
         assert_eq!(desk.add_chunk(chunk).unwrap(), Added::Data { index });
@@ -77,24 +84,34 @@ fn every_tampering_is_refused_with_its_own_error() {
     assert_eq!(n, 6);
     let reference = &enc.reference;
     let key = &reference.key;
-    let open = |chunks: &[Vec<u8>]| open_attachment(reference, &enc.manifest_chunk, &slices(chunks));
+    let open =
+        |chunks: &[Vec<u8>]| open_attachment(reference, &enc.manifest_chunk, &slices(chunks));
 
     // A flipped byte.
     let mut flipped = enc.chunks.clone();
     flipped[3][1000] ^= 0x01;
-    assert_eq!(open(&flipped).unwrap_err(), ChunkError::HashMismatch { index: 3 });
+    assert_eq!(
+        open(&flipped).unwrap_err(),
+        ChunkError::HashMismatch { index: 3 }
+    );
     assert_eq!(
         decrypt_data(key, &slices(&flipped)).unwrap_err(),
         ChunkError::Undecryptable { index: 3 }
     );
     let mut desk = Assembler::new(reference.clone());
     desk.add_chunk(&enc.manifest_chunk).unwrap();
-    assert!(matches!(desk.add_chunk(&flipped[3]).unwrap_err(), ChunkError::Unexpected { .. }));
+    assert!(matches!(
+        desk.add_chunk(&flipped[3]).unwrap_err(),
+        ChunkError::Unexpected { .. }
+    ));
 
     // Two chunks swapped.
     let mut swapped = enc.chunks.clone();
     swapped.swap(1, 2);
-    assert_eq!(open(&swapped).unwrap_err(), ChunkError::HashMismatch { index: 1 });
+    assert_eq!(
+        open(&swapped).unwrap_err(),
+        ChunkError::HashMismatch { index: 1 }
+    );
     assert_eq!(
         decrypt_data(key, &slices(&swapped)).unwrap_err(),
         ChunkError::Undecryptable { index: 1 }
@@ -126,7 +143,13 @@ fn every_tampering_is_refused_with_its_own_error() {
             total: n
         }
     );
-    assert_eq!(desk.finish().unwrap_err(), ChunkError::Missing { missing: 1, total: n });
+    assert_eq!(
+        desk.finish().unwrap_err(),
+        ChunkError::Missing {
+            missing: 1,
+            total: n
+        }
+    );
 
     // An extra chunk: one of another attachment, or a copy of the last one.
     let other = encrypt(rng, &data);
@@ -148,7 +171,10 @@ fn every_tampering_is_refused_with_its_own_error() {
     );
     let mut desk = Assembler::new(reference.clone());
     desk.add_chunk(&enc.manifest_chunk).unwrap();
-    assert!(matches!(desk.add_chunk(&other.chunks[0]).unwrap_err(), ChunkError::Unexpected { .. }));
+    assert!(matches!(
+        desk.add_chunk(&other.chunks[0]).unwrap_err(),
+        ChunkError::Unexpected { .. }
+    ));
 
     // A wrong key.
     let wrong = AttachmentRef {
@@ -160,7 +186,9 @@ fn every_tampering_is_refused_with_its_own_error() {
         ChunkError::ManifestUndecryptable
     );
     assert_eq!(
-        Assembler::new(wrong.clone()).add_chunk(&enc.manifest_chunk).unwrap_err(),
+        Assembler::new(wrong.clone())
+            .add_chunk(&enc.manifest_chunk)
+            .unwrap_err(),
         ChunkError::ManifestUndecryptable
     );
     assert_eq!(
@@ -194,9 +222,16 @@ fn every_tampering_is_refused_with_its_own_error() {
     versioned[0][0] = 9;
     assert_eq!(
         decrypt_data(key, &slices(&versioned)).unwrap_err(),
-        ChunkError::UnknownVersion { index: 0, version: 9 }
+        ChunkError::UnknownVersion {
+            index: 0,
+            version: 9
+        }
     );
-    assert!(Assembler::new(reference.clone()).add_chunk(&[0u8; 10]).is_err());
+    assert!(
+        Assembler::new(reference.clone())
+            .add_chunk(&[0u8; 10])
+            .is_err()
+    );
     assert_eq!(decrypt_data(key, &[]).unwrap_err(), ChunkError::Empty);
 
     // Untouched, it still opens.
@@ -210,11 +245,15 @@ fn manifest_keeps_thai_file_names_and_ids_are_sha256_of_chunks() {
     let data = random_bytes(rng, 3 * CHUNK_DATA_LEN);
     let enc = encrypt_attachment(rng, MediaType::Jpeg, Some(name), &data).unwrap();
     assert_eq!(enc.chunks.len(), 3);
-    let opened = open_attachment(&enc.reference, &enc.manifest_chunk, &slices(&enc.chunks)).unwrap();
+    let opened =
+        open_attachment(&enc.reference, &enc.manifest_chunk, &slices(&enc.chunks)).unwrap();
     assert_eq!(opened.manifest.file_name.as_deref(), Some(name));
     assert_eq!(opened.manifest.media_type, MediaType::Jpeg);
     for (id, chunk) in enc.all_chunks() {
-        assert_eq!(id.0, <sha2::Sha256 as sha2::Digest>::digest(chunk).as_slice());
+        assert_eq!(
+            id.0,
+            <sha2::Sha256 as sha2::Digest>::digest(chunk).as_slice()
+        );
     }
     // The name is inside the ciphertext only.
     for (_, chunk) in enc.all_chunks() {
@@ -222,7 +261,11 @@ fn manifest_keeps_thai_file_names_and_ids_are_sha256_of_chunks() {
     }
     // Two encryptions of the same file share no chunk (fresh key each time).
     let again = encrypt_attachment(rng, MediaType::Jpeg, Some(name), &data).unwrap();
-    assert!(again.all_chunks().all(|(id, _)| enc.all_chunks().all(|(other, _)| other != id)));
+    assert!(
+        again
+            .all_chunks()
+            .all(|(id, _)| enc.all_chunks().all(|(other, _)| other != id))
+    );
     // Debug never shows the key.
     let shown = format!("{:?} {:?}", enc.reference, enc.reference.key);
     assert!(!shown.contains(&hex::encode(enc.reference.key.as_bytes())));

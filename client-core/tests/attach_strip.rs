@@ -48,21 +48,41 @@ fn jpeg_loses_gps_serial_and_every_metadata_block_and_still_decodes_to_the_same_
     assert_eq!(prepared.media_type(), MediaType::Jpeg);
     let out = prepared.bytes();
     for secret in secrets() {
-        assert!(!contains(out, &secret), "{:?} left the device", String::from_utf8_lossy(&secret));
+        assert!(
+            !contains(out, &secret),
+            "{:?} left the device",
+            String::from_utf8_lossy(&secret)
+        );
     }
     let removed = &prepared.report().removed;
     assert!(removed.iter().any(|r| matches!(r, Removed::Exif { .. })));
     assert!(removed.iter().any(|r| matches!(r, Removed::Xmp { .. })));
     assert!(removed.iter().any(|r| matches!(r, Removed::Iptc { .. })));
     assert!(removed.iter().any(|r| matches!(r, Removed::Comment { .. })));
-    assert!(removed.iter().any(|r| matches!(r, Removed::TrailingData { bytes } if *bytes > 0)));
-    assert!(prepared.report().residual.contains(&Residual::OrientationDropped));
-    assert!(!prepared.needs_consent(), "a stripped photo needs no consent");
+    assert!(
+        removed
+            .iter()
+            .any(|r| matches!(r, Removed::TrailingData { bytes } if *bytes > 0))
+    );
+    assert!(
+        prepared
+            .report()
+            .residual
+            .contains(&Residual::OrientationDropped)
+    );
+    assert!(
+        !prepared.needs_consent(),
+        "a stripped photo needs no consent"
+    );
 
     let before = image::load_from_memory_with_format(&original, ImageFormat::Jpeg).unwrap();
     let after = image::load_from_memory_with_format(out, ImageFormat::Jpeg).unwrap();
     assert_eq!((after.width(), after.height()), (48, 32));
-    assert_eq!(before.to_rgb8(), after.to_rgb8(), "the scan data must be untouched");
+    assert_eq!(
+        before.to_rgb8(),
+        after.to_rgb8(),
+        "the scan data must be untouched"
+    );
     assert!(out.ends_with(&[0xFF, 0xD9]));
     assert!(out.len() < original.len());
 
@@ -98,11 +118,16 @@ fn jpeg_thumbnail_in_the_jfif_header_is_dropped() {
     jpeg.segments_mut()[0] =
         img_parts::jpeg::JpegSegment::new_with_contents(0xE0, Bytes::from(app0));
     let prepared = prepare(&jpeg.encoder().bytes());
-    assert!(!contains(prepared.bytes(), &[0xAA, 0xBB, 0xCC, 0xDD, 0xEE, 0xFF]));
-    assert!(prepared
-        .report()
-        .removed
-        .contains(&Removed::Thumbnail { bytes: 6 }));
+    assert!(!contains(
+        prepared.bytes(),
+        &[0xAA, 0xBB, 0xCC, 0xDD, 0xEE, 0xFF]
+    ));
+    assert!(
+        prepared
+            .report()
+            .removed
+            .contains(&Removed::Thumbnail { bytes: 6 })
+    );
     image::load_from_memory_with_format(prepared.bytes(), ImageFormat::Jpeg).unwrap();
 }
 
@@ -114,7 +139,11 @@ fn png_loses_exif_xmp_text_and_time_chunks_and_trailing_bytes() {
     assert_eq!(prepared.media_type(), MediaType::Png);
     let out = prepared.bytes();
     for secret in secrets() {
-        assert!(!contains(out, &secret), "{:?} left the device", String::from_utf8_lossy(&secret));
+        assert!(
+            !contains(out, &secret),
+            "{:?} left the device",
+            String::from_utf8_lossy(&secret)
+        );
     }
     let kinds: Vec<[u8; 4]> = Png::from_bytes(Bytes::copy_from_slice(out))
         .unwrap()
@@ -124,8 +153,11 @@ fn png_loses_exif_xmp_text_and_time_chunks_and_trailing_bytes() {
         .collect();
     for kind in &kinds {
         assert!(
-            [*b"IHDR", *b"PLTE", *b"IDAT", *b"IEND", *b"tRNS", *b"gAMA", *b"cHRM", *b"sRGB", *b"sBIT"]
-                .contains(kind),
+            [
+                *b"IHDR", *b"PLTE", *b"IDAT", *b"IEND", *b"tRNS", *b"gAMA", *b"cHRM", *b"sRGB",
+                *b"sBIT"
+            ]
+            .contains(kind),
             "kept {}",
             String::from_utf8_lossy(kind)
         );
@@ -134,8 +166,16 @@ fn png_loses_exif_xmp_text_and_time_chunks_and_trailing_bytes() {
     assert!(removed.iter().any(|r| matches!(r, Removed::Exif { .. })));
     assert!(removed.iter().any(|r| matches!(r, Removed::Xmp { .. })));
     assert!(removed.iter().any(|r| matches!(r, Removed::Comment { .. })));
-    assert!(removed.iter().any(|r| matches!(r, Removed::Other { name, .. } if name.contains("tIME"))));
-    assert!(removed.iter().any(|r| matches!(r, Removed::TrailingData { .. })));
+    assert!(
+        removed
+            .iter()
+            .any(|r| matches!(r, Removed::Other { name, .. } if name.contains("tIME")))
+    );
+    assert!(
+        removed
+            .iter()
+            .any(|r| matches!(r, Removed::TrailingData { .. }))
+    );
     let before = image::load_from_memory_with_format(&original, ImageFormat::Png).unwrap();
     let after = image::load_from_memory_with_format(out, ImageFormat::Png).unwrap();
     assert_eq!(before.to_rgb8(), after.to_rgb8());
@@ -144,14 +184,35 @@ fn png_loses_exif_xmp_text_and_time_chunks_and_trailing_bytes() {
 #[test]
 fn pdf_loses_info_xmp_file_id_and_photo_exif_and_still_parses() {
     let original = tagged_pdf();
-    for secret in [AUTHOR, "ScanCorp", "DESKTOP-SOMCHAI", SERIAL, "0123456789abcdef"] {
-        assert!(contains(&original, secret.as_bytes()), "fixture lacks {secret}");
+    for secret in [
+        AUTHOR,
+        "ScanCorp",
+        "DESKTOP-SOMCHAI",
+        SERIAL,
+        "0123456789abcdef",
+    ] {
+        assert!(
+            contains(&original, secret.as_bytes()),
+            "fixture lacks {secret}"
+        );
     }
     let prepared = prepare(&original);
     assert_eq!(prepared.media_type(), MediaType::Pdf);
     let out = prepared.bytes();
-    for secret in [AUTHOR, THAI_AUTHOR, "ScanCorp", "DESKTOP-SOMCHAI", SERIAL, "0123456789abcdef", "xmpmeta", MAKE] {
-        assert!(!contains(out, secret.as_bytes()), "{secret} left the device");
+    for secret in [
+        AUTHOR,
+        THAI_AUTHOR,
+        "ScanCorp",
+        "DESKTOP-SOMCHAI",
+        SERIAL,
+        "0123456789abcdef",
+        "xmpmeta",
+        MAKE,
+    ] {
+        assert!(
+            !contains(out, secret.as_bytes()),
+            "{secret} left the device"
+        );
     }
     assert!(!contains(out, &rationals(&LATITUDE)));
     let report = prepared.report();
@@ -167,8 +228,17 @@ fn pdf_loses_info_xmp_file_id_and_photo_exif_and_still_parses() {
         assert!(info_keys.iter().any(|k| k == key), "{key} not reported");
     }
     assert!(report.removed.contains(&Removed::PdfDocumentId));
-    assert!(report.removed.iter().any(|r| matches!(r, Removed::PdfXmp { streams } if *streams >= 1)));
-    assert!(report.removed.contains(&Removed::PdfImageMetadata { images: 1 }));
+    assert!(
+        report
+            .removed
+            .iter()
+            .any(|r| matches!(r, Removed::PdfXmp { streams } if *streams >= 1))
+    );
+    assert!(
+        report
+            .removed
+            .contains(&Removed::PdfImageMetadata { images: 1 })
+    );
     assert!(report.residual.contains(&Residual::PdfContent));
     assert!(!prepared.needs_consent());
 
@@ -206,7 +276,10 @@ fn heic_is_refused_as_cannot_strip() {
             ..
         })
     ));
-    assert!(err.to_string().contains("JPEG"), "tells the member what to do: {err}");
+    assert!(
+        err.to_string().contains("JPEG"),
+        "tells the member what to do: {err}"
+    );
 }
 
 #[test]
@@ -223,9 +296,11 @@ fn audio_is_passed_through_only_with_the_members_consent() {
             media: MediaType::AudioMpeg
         }]
     );
-    assert!(prepared.report().residual[0]
-        .to_string()
-        .contains("metadata not inspected"));
+    assert!(
+        prepared.report().residual[0]
+            .to_string()
+            .contains("metadata not inspected")
+    );
     assert!(prepared.needs_consent());
     let mut rng = ChaCha20Rng::seed_from_u64(1);
     assert_eq!(
@@ -257,7 +332,13 @@ fn unknown_damaged_and_oversized_files_are_refused() {
     for cut in [3, 20, 200, jpeg.len() / 2] {
         let err = PreparedAttachment::prepare(&jpeg[..cut], None, &limits).unwrap_err();
         assert!(
-            matches!(err, AttachError::Strip(StripError::Malformed { media: MediaType::Jpeg, .. })),
+            matches!(
+                err,
+                AttachError::Strip(StripError::Malformed {
+                    media: MediaType::Jpeg,
+                    ..
+                })
+            ),
             "cut at {cut}: {err:?}"
         );
     }
@@ -266,7 +347,10 @@ fn unknown_damaged_and_oversized_files_are_refused() {
     let pdf = tagged_pdf();
     assert!(matches!(
         PreparedAttachment::prepare(&pdf[..40], None, &limits).unwrap_err(),
-        AttachError::Strip(StripError::Malformed { media: MediaType::Pdf, .. })
+        AttachError::Strip(StripError::Malformed {
+            media: MediaType::Pdf,
+            ..
+        })
     ));
     let small = AttachLimits {
         max_attachment_bytes: 1000,
@@ -288,7 +372,14 @@ fn file_names_keep_thai_and_refuse_paths() {
     let name = "ใบเสร็จรับเงิน_อบต._๒๕๖๘.jpg";
     let prepared = PreparedAttachment::prepare(&jpeg, Some(name), &limits).unwrap();
     assert_eq!(prepared.file_name(), Some(name));
-    for bad in ["../../etc/passwd", "a\\b.jpg", "", "  ", "bad\nname.jpg", ".."] {
+    for bad in [
+        "../../etc/passwd",
+        "a\\b.jpg",
+        "",
+        "  ",
+        "bad\nname.jpg",
+        "..",
+    ] {
         assert!(
             matches!(
                 PreparedAttachment::prepare(&jpeg, Some(bad), &limits).unwrap_err(),

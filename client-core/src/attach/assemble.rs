@@ -33,10 +33,7 @@ pub enum AttachmentStatus {
     /// The manifest chunk has not arrived, so the data chunks are not known yet.
     NeedManifest { manifest_id: ChunkId },
     /// These data chunks are still missing.
-    Incomplete {
-        missing: Vec<ChunkId>,
-        total: usize,
-    },
+    Incomplete { missing: Vec<ChunkId>, total: usize },
     /// Every chunk is here; [`Assembler::finish`] will decrypt it.
     Complete,
 }

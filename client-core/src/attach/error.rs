@@ -58,7 +58,11 @@ pub enum ChunkError {
     #[error("chunk {id} is not part of this attachment")]
     Unexpected { id: String },
     #[error("chunk {index} declares {len} bytes of content, at most {max} fit")]
-    BadLength { index: usize, len: usize, max: usize },
+    BadLength {
+        index: usize,
+        len: usize,
+        max: usize,
+    },
     #[error("chunk {index} is not the last one but is not full")]
     ShortChunk { index: usize },
     #[error("chunk {index} has non-zero padding")]

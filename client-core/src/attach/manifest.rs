@@ -169,7 +169,10 @@ pub(crate) fn check_file_name(name: &str) -> Result<String, AttachError> {
     if name.len() > MAX_FILE_NAME_BYTES {
         return Err(AttachError::FileName("longer than 512 bytes"));
     }
-    if name.chars().any(|c| c.is_control() || c == '/' || c == '\\') {
+    if name
+        .chars()
+        .any(|c| c.is_control() || c == '/' || c == '\\')
+    {
         return Err(AttachError::FileName(
             "must not contain '/', '\\' or control characters",
         ));
@@ -207,7 +210,12 @@ impl fmt::Debug for Manifest {
 
 impl Manifest {
     pub(crate) fn encoded_len(&self) -> usize {
-        3 + self.file_name.as_ref().map_or(0, |n| 2 + n.len()) + 8 + 32 + 4 + 4 + 32 * self.chunks.len()
+        3 + self.file_name.as_ref().map_or(0, |n| 2 + n.len())
+            + 8
+            + 32
+            + 4
+            + 4
+            + 32 * self.chunks.len()
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {

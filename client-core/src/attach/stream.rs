@@ -187,7 +187,10 @@ pub fn encrypt_attachment(
 
 /// Decrypts data chunks given in order with the attachment's key, checking only what STREAM
 /// checks (no ids, no manifest): the lower half of [`super::open_attachment`].
-pub fn decrypt_data(key: &AttachmentKey, chunks: &[&[u8]]) -> Result<Zeroizing<Vec<u8>>, ChunkError> {
+pub fn decrypt_data(
+    key: &AttachmentKey,
+    chunks: &[&[u8]],
+) -> Result<Zeroizing<Vec<u8>>, ChunkError> {
     decrypt_chunks(&key.subkey(INFO_DATA), chunks)
 }
 
@@ -247,7 +250,9 @@ fn decrypt_chunks(key: &[u8; 32], chunks: &[&[u8]]) -> Result<Zeroizing<Vec<u8>>
     let Some((last, init)) = chunks.split_last() else {
         return Err(ChunkError::Empty);
     };
-    let mut out = Zeroizing::new(Vec::with_capacity(chunks.len().saturating_mul(CHUNK_DATA_LEN)));
+    let mut out = Zeroizing::new(Vec::with_capacity(
+        chunks.len().saturating_mul(CHUNK_DATA_LEN),
+    ));
     let mut area = Zeroizing::new(Vec::with_capacity(AREA_LEN + TAG_LEN));
     let mut dec = decryptor(key);
     for (index, chunk) in init.iter().enumerate() {

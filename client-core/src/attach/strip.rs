@@ -153,9 +153,9 @@ impl fmt::Display for Residual {
             Residual::PdfContent => f.write_str(
                 "PDF: the visible text, signatures, annotations and form fields are not changed",
             ),
-            Residual::PictureContent => f.write_str(
-                "photo: the picture itself (faces, places, reflections) is not changed",
-            ),
+            Residual::PictureContent => {
+                f.write_str("photo: the picture itself (faces, places, reflections) is not changed")
+            }
             Residual::OrientationDropped => {
                 f.write_str("photo: the rotation flag was removed with EXIF; it may show sideways")
             }
@@ -241,7 +241,10 @@ fn strip_jpeg(bytes: &[u8]) -> Result<(Zeroizing<Vec<u8>>, StripReport), StripEr
 }
 
 /// Strips one JPEG, appending what was removed to `removed`.
-fn strip_jpeg_into(bytes: &[u8], removed: &mut Vec<Removed>) -> Result<Zeroizing<Vec<u8>>, StripError> {
+fn strip_jpeg_into(
+    bytes: &[u8],
+    removed: &mut Vec<Removed>,
+) -> Result<Zeroizing<Vec<u8>>, StripError> {
     let bad = |reason: &str| malformed(MediaType::Jpeg, reason);
     let jpeg = Jpeg::from_bytes(Bytes::copy_from_slice(bytes))
         .map_err(|e| malformed(MediaType::Jpeg, e))?;
@@ -381,7 +384,10 @@ fn strip_png(bytes: &[u8]) -> Result<(Zeroizing<Vec<u8>>, StripReport), StripErr
     let mut png =
         Png::from_bytes(Bytes::copy_from_slice(bytes)).map_err(|e| malformed(MediaType::Png, e))?;
     if png.chunks().last().map(|c| c.kind()) != Some(*b"IEND") {
-        return Err(malformed(MediaType::Png, "the image is cut short (no IEND)"));
+        return Err(malformed(
+            MediaType::Png,
+            "the image is cut short (no IEND)",
+        ));
     }
     let parsed_len = png.len();
     for chunk in png.chunks() {
@@ -513,7 +519,9 @@ fn strip_pdf(bytes: &[u8]) -> Result<(Zeroizing<Vec<u8>>, StripReport), StripErr
         report.removed.push(Removed::PdfXmp { streams: xmp });
     }
     if piece_info > 0 {
-        report.removed.push(Removed::PdfPieceInfo { count: piece_info });
+        report
+            .removed
+            .push(Removed::PdfPieceInfo { count: piece_info });
     }
     if jpeg_images > 0 {
         report.removed.push(Removed::PdfImageMetadata {

@@ -189,7 +189,11 @@ impl Device {
         }
         for (receipt, value) in self.store.list(NS_ATTACH_INDEX)? {
             let ids = decode_chunk_index(&value)?;
-            let left: Vec<ChunkId> = ids.iter().filter(|id| !held.contains(id)).copied().collect();
+            let left: Vec<ChunkId> = ids
+                .iter()
+                .filter(|id| !held.contains(id))
+                .copied()
+                .collect();
             if left.is_empty() {
                 self.store.delete(NS_ATTACH_INDEX, &receipt)?;
             } else if left.len() != ids.len() {

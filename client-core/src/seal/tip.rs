@@ -24,13 +24,13 @@ use time::Date;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::code::{CODE_SYMBOLS, MemberCode};
-use crate::attach::MAX_ATTACHMENTS_PER_TIP;
-use crate::attach::manifest::{AttachmentRef, REF_LEN};
 use super::keys::{KEY_LEN, PublicKey, StaticKeyPair};
 use super::pad::{self, MAX_ONESHOT_PAYLOAD};
 use super::receipt::ReceiptId;
 use super::wire::{LenWidth, Reader, WireError, put_blob};
 use super::{KIND_TIP, SealError};
+use crate::attach::MAX_ATTACHMENTS_PER_TIP;
+use crate::attach::manifest::{AttachmentRef, REF_LEN};
 
 const INFO_TIP: &[u8] = b"phakhi/v1/tip";
 const PAYLOAD_VERSION: u8 = 1;

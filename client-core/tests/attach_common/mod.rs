@@ -31,7 +31,9 @@ pub fn rationals(values: &[(u32, u32); 3]) -> Vec<u8> {
 
 /// A small test picture with a gradient, so decoding can be compared pixel by pixel.
 pub fn picture() -> RgbImage {
-    RgbImage::from_fn(48, 32, |x, y| image::Rgb([(x * 5) as u8, (y * 7) as u8, 128]))
+    RgbImage::from_fn(48, 32, |x, y| {
+        image::Rgb([(x * 5) as u8, (y * 7) as u8, 128])
+    })
 }
 
 pub fn encode(format: ImageFormat) -> Vec<u8> {
