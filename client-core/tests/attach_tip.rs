@@ -388,6 +388,9 @@ fn device_refuses_too_many_too_large_or_unconsented_attachments_and_changes_noth
 
     assert!(phone.outbox().unwrap().is_empty());
     assert!(phone.pending_chunks().unwrap().is_empty());
+    // The refused draft's chunks were written before sealing failed, and removed again.
+    assert!(phone.store().list("attach-chunks").unwrap().is_empty());
+    assert!(phone.store().list("attach-index").unwrap().is_empty());
     assert!(phone.tip_receipts(rng).unwrap().is_empty());
 
     // With consent, the recording goes.

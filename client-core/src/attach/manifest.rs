@@ -339,3 +339,90 @@ impl AttachmentRef {
         Ok(Self { key, manifest_id })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(size: u64, name: Option<&str>) -> Manifest {
+        let n = usize::try_from(size)
+            .unwrap()
+            .div_ceil(CHUNK_DATA_LEN)
+            .max(1);
+        Manifest {
+            media_type: MediaType::Png,
+            file_name: name.map(str::to_owned),
+            size,
+            sha256: [7; 32],
+            chunks: (0..n).map(|i| ChunkId([i as u8; 32])).collect(),
+        }
+    }
+
+    #[test]
+    fn manifests_round_trip_and_every_cut_or_extra_byte_is_refused() {
+        for m in [
+            manifest(0, None),
+            manifest(1, Some("หลักฐาน.png")),
+            manifest(3 * CHUNK_DATA_LEN as u64 + 5, None),
+        ] {
+            let bytes = m.encode();
+            assert_eq!(bytes.len(), m.encoded_len());
+            assert_eq!(Manifest::decode(&bytes).unwrap(), m);
+            for cut in 0..bytes.len() {
+                assert!(Manifest::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+            }
+            let mut extra = bytes.clone();
+            extra.push(0);
+            assert_eq!(Manifest::decode(&extra), Err(WireError::Trailing(1)));
+        }
+    }
+
+    #[test]
+    fn the_largest_manifest_fits_one_chunk() {
+        let name = "ก".repeat(MAX_FILE_NAME_BYTES / 3);
+        let m = manifest((MAX_CHUNKS * CHUNK_DATA_LEN) as u64, Some(&name));
+        assert_eq!(m.chunks.len(), MAX_CHUNKS);
+        assert!(m.encoded_len() <= CHUNK_DATA_LEN);
+    }
+
+    #[test]
+    fn inconsistent_manifests_are_refused() {
+        // More chunks than the size needs, or fewer.
+        let mut m = manifest(10, None);
+        m.chunks.push(ChunkId([1; 32]));
+        assert!(Manifest::decode(&m.encode()).is_err());
+        let mut m = manifest(2 * CHUNK_DATA_LEN as u64 + 1, None);
+        m.chunks.pop();
+        assert!(Manifest::decode(&m.encode()).is_err());
+        // A file name that is a path.
+        let m = manifest(10, Some("../../x"));
+        assert!(Manifest::decode(&m.encode()).is_err());
+        // An unknown media type, version or chunk size.
+        for (at, value) in [(0, 2), (1, 0), (1, 10)] {
+            let mut bytes = manifest(10, None).encode();
+            bytes[at] = value;
+            assert!(Manifest::decode(&bytes).is_err());
+        }
+        let mut bytes = manifest(10, None).encode();
+        let chunk_len_at = 3 + 8 + 32;
+        bytes[chunk_len_at + 3] ^= 1;
+        assert!(Manifest::decode(&bytes).is_err());
+    }
+
+    #[test]
+    fn sniffing_needs_the_real_signature() {
+        assert_eq!(
+            MediaType::sniff(&[0xFF, 0xD8, 0xFF, 0xE0]),
+            Some(MediaType::Jpeg)
+        );
+        assert_eq!(MediaType::sniff(b"%PDF-1.7"), Some(MediaType::Pdf));
+        assert_eq!(
+            MediaType::sniff(b"\0\0\0\x18ftypmif1"),
+            Some(MediaType::Heic)
+        );
+        assert_eq!(MediaType::sniff(b"\0\0\0\x18ftypqt  "), None);
+        assert_eq!(MediaType::sniff(b""), None);
+        assert_eq!(MediaType::sniff(b"\xFF"), None);
+        assert_eq!(MediaType::sniff(b"RIFF\0\0\0\0WEBP"), None);
+    }
+}

@@ -15,14 +15,12 @@
 use rand_core::CryptoRngCore;
 
 use super::{Device, DeviceError, Result, ns};
-use crate::attach::{
-    AttachError, AttachLimits, CHUNK_LEN, ChunkId, EncryptedAttachment, PreparedAttachment,
-};
+use crate::attach::{AttachError, AttachLimits, CHUNK_LEN, ChunkId, PreparedAttachment};
 use crate::mailbox::{EnvelopeId, EnvelopeKind, MailItem, MailboxMessage, Push};
 use crate::model::{Date, Edit, TipReceipt, TipStatus};
 use crate::seal::wire::{LenWidth, Reader, put_blob};
 use crate::seal::{
-    ReceiptId, Reply, ReplyStatus, StaticKeyPair, TipDraft, seal_tip_with_attachments,
+    ReceiptId, Reply, ReplyStatus, SealedTip, StaticKeyPair, TipDraft, seal_tip_with_attachments,
     try_open_reply,
 };
 
@@ -75,9 +73,12 @@ impl Device {
         rng: &mut impl CryptoRngCore,
         edit: &Edit,
     ) -> Result<ReceiptId> {
-        let enrolment = self.enrolled()?;
-        let tip_desk = enrolment.tip_desk_key;
-        let home = enrolment.home_province().ok_or(DeviceError::NotEnrolled)?;
+        let province = self
+            .enrolled()?
+            .home_province()
+            .ok_or(DeviceError::NotEnrolled)?
+            .as_str()
+            .to_owned();
         limits.check_count(attachments.len())?;
         for attachment in &attachments {
             let len = attachment.bytes().len();
@@ -88,43 +89,40 @@ impl Device {
                 }
                 .into());
             }
-        }
-        let encrypted = attachments
-            .iter()
-            .map(|a| a.encrypt(rng))
-            .collect::<Result<Vec<EncryptedAttachment>, AttachError>>()?;
-        drop(attachments);
-        let refs: Vec<_> = encrypted.iter().map(|e| e.reference.clone()).collect();
-        let sealed = seal_tip_with_attachments(rng, &tip_desk, draft, &refs)?;
-        let mut chunk_ids = Vec::new();
-        for attachment in &encrypted {
-            for (id, chunk) in attachment.all_chunks() {
-                self.store.put(NS_ATTACH_CHUNKS, &id.0, chunk)?;
-                chunk_ids.push(id);
+            if attachment.needs_consent() {
+                return Err(AttachError::ConsentRequired.into());
             }
         }
-        if !chunk_ids.is_empty() {
-            self.store.put(
-                NS_ATTACH_INDEX,
-                sealed.receipt.to_string().as_bytes(),
-                &encode_chunk_index(&chunk_ids),
-            )?;
-        }
-        let item = MailItem {
-            kind: EnvelopeKind::Tip,
-            province: home.as_str().to_owned(),
-            envelope: sealed.envelope,
+        // One attachment at a time: encrypt, store its chunks, let go of its ciphertext, so a
+        // phone never holds more than one encrypted file in memory. If anything fails before
+        // the tip is in the outbox, the chunks written so far are removed again.
+        let mut chunk_ids = Vec::new();
+        let queued = self
+            .queue_tip(draft, attachments, &mut chunk_ids, rng)
+            .and_then(|sealed| {
+                let item = MailItem {
+                    kind: EnvelopeKind::Tip,
+                    province,
+                    envelope: sealed.envelope.clone(),
+                };
+                if let Some(secret) = &sealed.reply_secret {
+                    self.store.put(
+                        ns::REPLY_KEYS,
+                        sealed.receipt.to_string().as_bytes(),
+                        secret.secret_bytes().as_slice(),
+                    )?;
+                }
+                self.store
+                    .put(ns::OUTBOX, &item.id().0, &encode_item(&item))?;
+                Ok(sealed.receipt)
+            });
+        let receipt = match queued {
+            Ok(receipt) => receipt,
+            Err(e) => {
+                self.forget_chunks(&chunk_ids);
+                return Err(e);
+            }
         };
-        let id = item.id();
-        let receipt = sealed.receipt;
-        if let Some(secret) = &sealed.reply_secret {
-            self.store.put(
-                ns::REPLY_KEYS,
-                receipt.to_string().as_bytes(),
-                secret.secret_bytes().as_slice(),
-            )?;
-        }
-        self.store.put(ns::OUTBOX, &id.0, &encode_item(&item))?;
         self.edit_private(rng, |p| {
             p.add_tip_receipt(&receipt.to_string(), submitted, edit)
         })?;
@@ -156,6 +154,53 @@ impl Device {
             .into_iter()
             .map(|(_, v)| decode_item(&v))
             .collect()
+    }
+
+    /// Encrypts and stores each attachment's chunks (recording their ids in `chunk_ids` as they
+    /// are written), seals the tip with their references and writes the chunk index.
+    fn queue_tip(
+        &mut self,
+        draft: TipDraft,
+        attachments: Vec<PreparedAttachment>,
+        chunk_ids: &mut Vec<ChunkId>,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<SealedTip> {
+        let tip_desk = self.enrolled()?.tip_desk_key;
+        let mut refs = Vec::with_capacity(attachments.len());
+        for attachment in attachments {
+            let encrypted = attachment.encrypt(rng)?;
+            drop(attachment);
+            for (id, chunk) in encrypted.all_chunks() {
+                self.store.put(NS_ATTACH_CHUNKS, &id.0, chunk)?;
+                chunk_ids.push(id);
+            }
+            refs.push(encrypted.reference.clone());
+        }
+        let sealed = seal_tip_with_attachments(rng, &tip_desk, draft, &refs)?;
+        if !chunk_ids.is_empty() {
+            self.store.put(
+                NS_ATTACH_INDEX,
+                sealed.receipt.to_string().as_bytes(),
+                &encode_chunk_index(chunk_ids),
+            )?;
+        }
+        Ok(sealed)
+    }
+
+    /// Best-effort removal of chunks of a tip that was not queued (and of its index entry).
+    fn forget_chunks(&mut self, ids: &[ChunkId]) {
+        for id in ids {
+            let _ = self.store.delete(NS_ATTACH_CHUNKS, &id.0);
+        }
+        if let Ok(entries) = self.store.list(NS_ATTACH_INDEX) {
+            for (receipt, value) in entries {
+                if decode_chunk_index(&value)
+                    .is_ok_and(|list| list.iter().any(|id| ids.contains(id)))
+                {
+                    let _ = self.store.delete(NS_ATTACH_INDEX, &receipt);
+                }
+            }
+        }
     }
 
     /// Ids of the attachment chunks not yet held by a server, tip by tip, each tip's manifest
