@@ -239,6 +239,23 @@ fn pdf_loses_info_xmp_file_id_and_photo_exif_and_still_parses() {
             .removed
             .contains(&Removed::PdfImageMetadata { images: 1 })
     );
+    assert!(
+        report
+            .removed
+            .contains(&Removed::PdfAnnotationAuthors { annotations: 1 })
+    );
+    assert!(
+        !contains(out, b"20251121093000"),
+        "the comment's date left the device"
+    );
+    assert!(
+        contains(out, b"see the second invoice"),
+        "the comment itself stays"
+    );
+    assert!(
+        contains(out, b"invoice_number"),
+        "a form field keeps its name"
+    );
     assert!(report.residual.contains(&Residual::PdfContent));
     assert!(!prepared.needs_consent());
 

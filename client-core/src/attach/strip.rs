@@ -73,6 +73,8 @@ pub enum Removed {
     PdfPieceInfo { count: usize },
     /// Metadata removed from JPEG images inside the PDF.
     PdfImageMetadata { images: usize },
+    /// Authors (`/T`) and dates (`/M`, `/CreationDate`) of comments and highlights in the PDF.
+    PdfAnnotationAuthors { annotations: usize },
 }
 
 /// Something that may still identify the member.
@@ -132,6 +134,10 @@ impl fmt::Display for Removed {
             Removed::PdfImageMetadata { images } => {
                 write!(f, "metadata of {images} JPEG image(s) inside the PDF")
             }
+            Removed::PdfAnnotationAuthors { annotations } => write!(
+                f,
+                "author names and dates of {annotations} comment(s) in the PDF"
+            ),
         }
     }
 }
@@ -429,6 +435,16 @@ fn strip_png(bytes: &[u8]) -> Result<(Zeroizing<Vec<u8>>, StripReport), StripErr
     Ok((Zeroizing::new(png.encoder().bytes().to_vec()), report))
 }
 
+/// A comment-like annotation (a note, highlight, ink mark…), whose `/T` is its author's name.
+/// Form fields (`/Widget`) are left alone: their `/T` is the field's name, which forms need.
+fn is_markup_annotation(dict: &lopdf::Dictionary) -> bool {
+    let subtype = match dict.get(b"Subtype") {
+        Ok(Object::Name(name)) => name.as_slice(),
+        _ => return false,
+    };
+    dict.has(b"Rect") && !matches!(subtype, b"Widget" | b"Link" | b"Popup" | b"Image" | b"Form")
+}
+
 fn strip_pdf(bytes: &[u8]) -> Result<(Zeroizing<Vec<u8>>, StripReport), StripError> {
     let mut report = StripReport::new(MediaType::Pdf);
     let mut doc = Document::load_mem(bytes).map_err(|e| match e {
@@ -461,6 +477,7 @@ fn strip_pdf(bytes: &[u8]) -> Result<(Zeroizing<Vec<u8>>, StripReport), StripErr
     let mut jpeg_images = 0;
     let mut unchecked_images = 0;
     let mut embedded_files = false;
+    let mut annotations = 0;
     let mut jpeg_removed = Vec::new();
     let mut metadata_streams = Vec::new();
     for (id, object) in doc.objects.iter_mut() {
@@ -474,6 +491,13 @@ fn strip_pdf(bytes: &[u8]) -> Result<(Zeroizing<Vec<u8>>, StripReport), StripErr
         }
         if dict.remove(b"PieceInfo").is_some() {
             piece_info += 1;
+        }
+        if is_markup_annotation(dict) {
+            let mut touched = false;
+            for key in [&b"T"[..], b"M", b"CreationDate"] {
+                touched |= dict.remove(key).is_some();
+            }
+            annotations += usize::from(touched);
         }
         if dict.has_type(b"Metadata") {
             metadata_streams.push(*id);
@@ -527,6 +551,11 @@ fn strip_pdf(bytes: &[u8]) -> Result<(Zeroizing<Vec<u8>>, StripReport), StripErr
         report.removed.push(Removed::PdfImageMetadata {
             images: jpeg_images,
         });
+    }
+    if annotations > 0 {
+        report
+            .removed
+            .push(Removed::PdfAnnotationAuthors { annotations });
     }
     if unchecked_images > 0 {
         report.residual.push(Residual::PdfImagesNotInspected {

@@ -226,7 +226,20 @@ pub fn tagged_pdf() -> Vec<u8> {
     ));
     let content = b"BT /F1 24 Tf 72 700 Td (Receipt 2568-114 evidence page) Tj ET q 48 0 0 32 72 600 cm /Im1 Do Q";
     let content_id = doc.add_object(Stream::new(dictionary! {}, content.to_vec()));
+    let note_id = doc.add_object(dictionary! {
+        "Type" => "Annot", "Subtype" => "Text",
+        "Rect" => vec![10.into(), 10.into(), 30.into(), 30.into()],
+        "Contents" => Object::string_literal("see the second invoice"),
+        "T" => Object::string_literal(format!("{AUTHOR} (annotation)")),
+        "M" => Object::string_literal("D:20251121093000+07'00'"),
+    });
+    let field_id = doc.add_object(dictionary! {
+        "Type" => "Annot", "Subtype" => "Widget", "FT" => "Tx",
+        "Rect" => vec![10.into(), 40.into(), 200.into(), 60.into()],
+        "T" => Object::string_literal("invoice_number"),
+    });
     let page_id = doc.add_object(dictionary! {
+        "Annots" => vec![note_id.into(), field_id.into()],
         "Type" => "Page",
         "Parent" => pages_id,
         "Contents" => content_id,
