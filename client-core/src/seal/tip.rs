@@ -436,3 +436,83 @@ fn decode_tip(payload: &[u8], receipt: ReceiptId) -> Result<Tip, WireError> {
         attachments,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    use super::*;
+    use crate::attach::{AttachmentKey, ChunkId};
+
+    /// A payload written field by field, as a foreign or hostile sealer might.
+    fn payload(version: u8, attachments: Option<(u8, usize)>) -> Vec<u8> {
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let code = MemberCode::generate(&mut rng);
+        let mut out = vec![version, 1];
+        out.extend_from_slice(&2_460_000i32.to_be_bytes());
+        put_blob(&mut out, LenWidth::U8, b"TH-44");
+        put_blob(&mut out, LenWidth::U8, "เมือง".as_bytes());
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(code.canonical().as_slice());
+        out.push(0);
+        put_blob(&mut out, LenWidth::U32, "รายงาน".as_bytes());
+        if let Some((declared, present)) = attachments {
+            out.push(declared);
+            for i in 0..present {
+                let reference = AttachmentRef {
+                    key: AttachmentKey::from_bytes([i as u8; 32]),
+                    manifest_id: ChunkId([0xA0 + i as u8; 32]),
+                };
+                reference.write(&mut out);
+            }
+        }
+        out
+    }
+
+    fn receipt() -> ReceiptId {
+        ReceiptId::of_envelope(b"test")
+    }
+
+    #[test]
+    fn version_1_and_2_payloads_decode_and_malformed_attachment_lists_are_refused() {
+        let v1 = decode_tip(&payload(1, None), receipt()).unwrap();
+        assert!(v1.attachments.is_empty());
+        let v2 = decode_tip(&payload(2, Some((2, 2))), receipt()).unwrap();
+        assert_eq!(v2.attachments.len(), 2);
+        assert_eq!(v2.attachments[1].manifest_id, ChunkId([0xA1; 32]));
+        assert_eq!(v2.attachments[0].key, AttachmentKey::from_bytes([0; 32]));
+
+        // Attachments in a version 1 payload are trailing garbage.
+        assert_eq!(
+            decode_tip(&payload(1, Some((1, 1))), receipt()).unwrap_err(),
+            WireError::Trailing(65)
+        );
+        // A version 2 payload without the list, with an empty list, too long a list, a list
+        // cut short, or bytes after it.
+        assert!(decode_tip(&payload(2, None), receipt()).is_err());
+        assert!(decode_tip(&payload(2, Some((0, 0))), receipt()).is_err());
+        assert!(matches!(
+            decode_tip(&payload(2, Some((17, 17))), receipt()).unwrap_err(),
+            WireError::TooLong { .. }
+        ));
+        assert!(matches!(
+            decode_tip(&payload(2, Some((3, 2))), receipt()).unwrap_err(),
+            WireError::Truncated { .. }
+        ));
+        let mut extra = payload(2, Some((1, 1)));
+        extra.push(0);
+        assert_eq!(
+            decode_tip(&extra, receipt()).unwrap_err(),
+            WireError::Trailing(1)
+        );
+        let full = payload(2, Some((1, 1)));
+        for cut in 0..full.len() {
+            assert!(decode_tip(&full[..cut], receipt()).is_err(), "cut at {cut}");
+        }
+        assert!(matches!(
+            decode_tip(&payload(3, None), receipt()).unwrap_err(),
+            WireError::UnknownTag { .. }
+        ));
+    }
+}
