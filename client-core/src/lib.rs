@@ -1,6 +1,7 @@
 //! Phakhi's client core: everything a phone (and a relay talking upstream) needs, with no I/O of
 //! its own except the encrypted store.
 //!
+//! - [`attach`]: evidence attachments — metadata stripping, chunked STREAM encryption, reassembly.
 //! - [`model`]: typed documents over automerge (`directory`, `province/<code>`, activities by
 //!   year, the device's `private` document).
 //! - [`store`]: the encrypted offline store (SQLite rows sealed with XChaCha20-Poly1305).
@@ -9,6 +10,7 @@
 //! - [`sync`]: the sans-io sync engine (bytes and `now` in, bytes out).
 //! - `transport` (feature `http`): a small blocking HTTP carrier for envelopes.
 
+pub mod attach;
 pub mod device;
 pub mod mailbox;
 pub mod model;

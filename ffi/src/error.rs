@@ -92,6 +92,7 @@ impl From<DeviceError> for PhakhiError {
             DeviceError::NothingInFlight => PhakhiError::NoExchangeInFlight { message },
             DeviceError::Cancelled => PhakhiError::Cancelled,
             DeviceError::Corrupt(_) => PhakhiError::StoreDamaged { message },
+            DeviceError::Attach(_) => PhakhiError::InvalidInput { message },
             DeviceError::Seal(phakhi_core::seal::SealError::UnknownVersion(v))
                 if v > phakhi_core::seal::ENVELOPE_VERSION =>
             {

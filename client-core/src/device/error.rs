@@ -11,6 +11,8 @@ pub enum DeviceError {
     Model(#[from] model::ModelError),
     #[error("sealing failed: {0}")]
     Seal(#[from] seal::SealError),
+    #[error("attachment refused: {0}")]
+    Attach(#[from] crate::attach::AttachError),
     #[error("invite refused: {0}")]
     Invite(#[from] seal::InviteError),
     #[error("sync failed: {0}")]

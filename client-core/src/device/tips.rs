@@ -4,18 +4,33 @@
 //! After [`Device::submit_tip`] returns, the device holds no plaintext of the tip: the draft is
 //! wiped, the outbox holds the sealed envelope, and the private document keeps only the receipt
 //! and its status. The reply secret lives in the store under the storage key.
+//!
+//! Evidence attachments ([`Device::submit_tip_with_attachments`]) are stripped and prepared by the
+//! app first ([`PreparedAttachment::prepare`], whose report the member sees), then encrypted here
+//! into chunks that wait in the store (sealed again by it, like every row) until a transport
+//! carries them: [`Device::pending_chunks`], [`Device::pending_chunk`], [`Device::chunks_held`].
+//! Chunks are written before the tip joins the outbox, so a tip never waits on chunks the device
+//! lost; a crash in between leaves only unlisted chunks behind.
 
 use rand_core::CryptoRngCore;
 
 use super::{Device, DeviceError, Result, ns};
+use crate::attach::{AttachError, AttachLimits, CHUNK_LEN, ChunkId, PreparedAttachment};
 use crate::mailbox::{EnvelopeId, EnvelopeKind, MailItem, MailboxMessage, Push};
 use crate::model::{Date, Edit, TipReceipt, TipStatus};
 use crate::seal::wire::{LenWidth, Reader, put_blob};
 use crate::seal::{
-    ReceiptId, Reply, ReplyStatus, StaticKeyPair, TipDraft, seal_tip, try_open_reply,
+    ReceiptId, Reply, ReplyStatus, SealedTip, StaticKeyPair, TipDraft, seal_tip_with_attachments,
+    try_open_reply,
 };
 
 const REPLY_RECORD_VERSION: u8 = 1;
+/// Version byte of a tip's list of pending chunk ids.
+const CHUNK_INDEX_VERSION: u8 = 1;
+/// Encrypted attachment chunks waiting for transport, by chunk id.
+const NS_ATTACH_CHUNKS: &str = "attach-chunks";
+/// Per receipt: the ids of its chunks not yet held by a server.
+const NS_ATTACH_INDEX: &str = "attach-index";
 
 /// A reply the tip desk sent to one of this device's tips.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,25 +50,79 @@ impl Device {
         rng: &mut impl CryptoRngCore,
         edit: &Edit,
     ) -> Result<ReceiptId> {
-        let enrolment = self.enrolled()?;
-        let tip_desk = enrolment.tip_desk_key;
-        let home = enrolment.home_province().ok_or(DeviceError::NotEnrolled)?;
-        let sealed = seal_tip(rng, &tip_desk, draft)?;
-        let item = MailItem {
-            kind: EnvelopeKind::Tip,
-            province: home.as_str().to_owned(),
-            envelope: sealed.envelope,
-        };
-        let id = item.id();
-        let receipt = sealed.receipt;
-        if let Some(secret) = &sealed.reply_secret {
-            self.store.put(
-                ns::REPLY_KEYS,
-                receipt.to_string().as_bytes(),
-                secret.secret_bytes().as_slice(),
-            )?;
+        self.submit_tip_with_attachments(
+            draft,
+            Vec::new(),
+            &AttachLimits::default(),
+            submitted,
+            rng,
+            edit,
+        )
+    }
+
+    /// Like [`Device::submit_tip`], with evidence attachments: each is encrypted under its own
+    /// key, its chunks are queued for transport, and the tip carries the keys. Refuses (changing
+    /// nothing) more attachments or larger ones than `limits` allow, and any attachment whose
+    /// strip report has risks the member has not accepted.
+    pub fn submit_tip_with_attachments(
+        &mut self,
+        draft: TipDraft,
+        attachments: Vec<PreparedAttachment>,
+        limits: &AttachLimits,
+        submitted: Date,
+        rng: &mut impl CryptoRngCore,
+        edit: &Edit,
+    ) -> Result<ReceiptId> {
+        let province = self
+            .enrolled()?
+            .home_province()
+            .ok_or(DeviceError::NotEnrolled)?
+            .as_str()
+            .to_owned();
+        limits.check_count(attachments.len())?;
+        for attachment in &attachments {
+            let len = attachment.bytes().len();
+            if len > limits.attachment_bytes() {
+                return Err(AttachError::TooLarge {
+                    len,
+                    max: limits.attachment_bytes(),
+                }
+                .into());
+            }
+            if attachment.needs_consent() {
+                return Err(AttachError::ConsentRequired.into());
+            }
         }
-        self.store.put(ns::OUTBOX, &id.0, &encode_item(&item))?;
+        // One attachment at a time: encrypt, store its chunks, let go of its ciphertext, so a
+        // phone never holds more than one encrypted file in memory. If anything fails before
+        // the tip is in the outbox, the chunks written so far are removed again.
+        let mut chunk_ids = Vec::new();
+        let queued = self
+            .queue_tip(draft, attachments, &mut chunk_ids, rng)
+            .and_then(|sealed| {
+                let item = MailItem {
+                    kind: EnvelopeKind::Tip,
+                    province,
+                    envelope: sealed.envelope.clone(),
+                };
+                if let Some(secret) = &sealed.reply_secret {
+                    self.store.put(
+                        ns::REPLY_KEYS,
+                        sealed.receipt.to_string().as_bytes(),
+                        secret.secret_bytes().as_slice(),
+                    )?;
+                }
+                self.store
+                    .put(ns::OUTBOX, &item.id().0, &encode_item(&item))?;
+                Ok(sealed.receipt)
+            });
+        let receipt = match queued {
+            Ok(receipt) => receipt,
+            Err(e) => {
+                self.forget_chunks(&chunk_ids);
+                return Err(e);
+            }
+        };
         self.edit_private(rng, |p| {
             p.add_tip_receipt(&receipt.to_string(), submitted, edit)
         })?;
@@ -85,6 +154,99 @@ impl Device {
             .into_iter()
             .map(|(_, v)| decode_item(&v))
             .collect()
+    }
+
+    /// Encrypts and stores each attachment's chunks (recording their ids in `chunk_ids` as they
+    /// are written), seals the tip with their references and writes the chunk index.
+    fn queue_tip(
+        &mut self,
+        draft: TipDraft,
+        attachments: Vec<PreparedAttachment>,
+        chunk_ids: &mut Vec<ChunkId>,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<SealedTip> {
+        let tip_desk = self.enrolled()?.tip_desk_key;
+        let mut refs = Vec::with_capacity(attachments.len());
+        for attachment in attachments {
+            let encrypted = attachment.encrypt(rng)?;
+            drop(attachment);
+            for (id, chunk) in encrypted.all_chunks() {
+                self.store.put(NS_ATTACH_CHUNKS, &id.0, chunk)?;
+                chunk_ids.push(id);
+            }
+            refs.push(encrypted.reference.clone());
+        }
+        let sealed = seal_tip_with_attachments(rng, &tip_desk, draft, &refs)?;
+        if !chunk_ids.is_empty() {
+            self.store.put(
+                NS_ATTACH_INDEX,
+                sealed.receipt.to_string().as_bytes(),
+                &encode_chunk_index(chunk_ids),
+            )?;
+        }
+        Ok(sealed)
+    }
+
+    /// Best-effort removal of chunks of a tip that was not queued (and of its index entry).
+    fn forget_chunks(&mut self, ids: &[ChunkId]) {
+        for id in ids {
+            let _ = self.store.delete(NS_ATTACH_CHUNKS, &id.0);
+        }
+        if let Ok(entries) = self.store.list(NS_ATTACH_INDEX) {
+            for (receipt, value) in entries {
+                if decode_chunk_index(&value)
+                    .is_ok_and(|list| list.iter().any(|id| ids.contains(id)))
+                {
+                    let _ = self.store.delete(NS_ATTACH_INDEX, &receipt);
+                }
+            }
+        }
+    }
+
+    /// Ids of the attachment chunks not yet held by a server, tip by tip, each tip's manifest
+    /// chunk first.
+    pub fn pending_chunks(&self) -> Result<Vec<ChunkId>> {
+        let mut out = Vec::new();
+        for (_, value) in self.store.list(NS_ATTACH_INDEX)? {
+            out.extend(decode_chunk_index(&value)?);
+        }
+        Ok(out)
+    }
+
+    /// One pending chunk's bytes (exactly [`CHUNK_LEN`] long), if still held.
+    pub fn pending_chunk(&self, id: &ChunkId) -> Result<Option<Vec<u8>>> {
+        match self.store.get(NS_ATTACH_CHUNKS, &id.0)? {
+            Some(chunk) if chunk.len() == CHUNK_LEN && ChunkId::of(&chunk) == *id => {
+                Ok(Some(chunk))
+            }
+            Some(_) => Err(DeviceError::Corrupt("attachment chunk")),
+            None => Ok(None),
+        }
+    }
+
+    /// A server holds these chunks: drop them from the store. Returns how many were dropped.
+    pub fn chunks_held(&mut self, held: &[ChunkId]) -> Result<usize> {
+        let mut dropped = 0;
+        for id in held {
+            if self.store.delete(NS_ATTACH_CHUNKS, &id.0)? {
+                dropped += 1;
+            }
+        }
+        for (receipt, value) in self.store.list(NS_ATTACH_INDEX)? {
+            let ids = decode_chunk_index(&value)?;
+            let left: Vec<ChunkId> = ids
+                .iter()
+                .filter(|id| !held.contains(id))
+                .copied()
+                .collect();
+            if left.is_empty() {
+                self.store.delete(NS_ATTACH_INDEX, &receipt)?;
+            } else if left.len() != ids.len() {
+                self.store
+                    .put(NS_ATTACH_INDEX, &receipt, &encode_chunk_index(&left))?;
+            }
+        }
+        Ok(dropped)
     }
 
     /// A server holds these envelopes: drop them from the outbox and mark their receipts.
@@ -191,6 +353,32 @@ fn decode_item(bytes: &[u8]) -> Result<MailItem> {
         }
         _ => Err(DeviceError::Corrupt("outbox entry")),
     }
+}
+
+fn encode_chunk_index(ids: &[ChunkId]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + 32 * ids.len());
+    out.push(CHUNK_INDEX_VERSION);
+    out.extend_from_slice(&u32::try_from(ids.len()).unwrap_or(u32::MAX).to_be_bytes());
+    for id in ids {
+        out.extend_from_slice(&id.0);
+    }
+    out
+}
+
+fn decode_chunk_index(bytes: &[u8]) -> Result<Vec<ChunkId>> {
+    let corrupt = |_| DeviceError::Corrupt("attachment chunk index");
+    let mut r = Reader::new(bytes);
+    if r.u8("version").map_err(corrupt)? != CHUNK_INDEX_VERSION {
+        return Err(DeviceError::Corrupt("attachment chunk index"));
+    }
+    let max = crate::attach::MAX_ATTACHMENTS_PER_TIP * (crate::attach::MAX_CHUNKS + 1);
+    let n = r.len("chunks", LenWidth::U32, max).map_err(corrupt)?;
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        ids.push(ChunkId(r.array("chunk id").map_err(corrupt)?));
+    }
+    r.finish().map_err(corrupt)?;
+    Ok(ids)
 }
 
 fn encode_reply(seq: u64, reply: &ReceivedReply) -> Vec<u8> {

@@ -32,7 +32,9 @@ pub use keys::{HqSigningKey, HqVerifyingKey, KeyId, PublicKey, StaticKeyPair};
 pub use pad::{MAILBOX_BUCKETS, MAX_ONESHOT_PAYLOAD};
 pub use receipt::{ReceiptId, ReceiptIdError};
 pub use reply::{Reply, ReplyStatus, open_reply, seal_reply, try_open_reply};
-pub use tip::{SealedTip, Tip, TipCategory, TipDraft, open_tip, seal_tip};
+pub use tip::{
+    SealedTip, Tip, TipCategory, TipDraft, open_tip, seal_tip, seal_tip_with_attachments,
+};
 pub use transport::{
     MAX_BUNDLE_AGE_SECS, MAX_CLOCK_SKEW_SECS, MemoryReplayGuard, OpenedRequest, PendingResponse,
     ReplayGuard, Responder, TRANSPORT_BUCKETS, open_request, open_request_within,

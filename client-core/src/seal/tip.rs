@@ -9,6 +9,13 @@
 //! `u8 version=1 | u8 category | i32 julian day | str8 province | str8 district |
 //!  u8 has_place [str16 place] | u8 n_involved {str16 name} | 21 member-code symbols |
 //!  u8 has_reply [32 reply public key] | str32 report`.
+//!
+//! A tip with evidence attachments uses payload version 2: the same fields, then
+//! `u8 n_attachments (1..=16) | n × (32 attachment key | 32 manifest chunk id)`. A tip without
+//! attachments is still written as version 1, byte for byte as before, so tip desks that predate
+//! attachments open it; this version opens both. Each attachment adds 64 bytes whatever the file's
+//! size (its chunk list rides in its own sealed manifest chunk, see [`crate::attach::manifest`]),
+//! so the usual buckets hold: a short report with 8 attachments (513 bytes more) still fits 4 KiB.
 
 use std::fmt;
 
@@ -22,9 +29,13 @@ use super::pad::{self, MAX_ONESHOT_PAYLOAD};
 use super::receipt::ReceiptId;
 use super::wire::{LenWidth, Reader, WireError, put_blob};
 use super::{KIND_TIP, SealError};
+use crate::attach::MAX_ATTACHMENTS_PER_TIP;
+use crate::attach::manifest::{AttachmentRef, REF_LEN};
 
 const INFO_TIP: &[u8] = b"phakhi/v1/tip";
 const PAYLOAD_VERSION: u8 = 1;
+/// The payload version of tips that carry attachments.
+const PAYLOAD_VERSION_ATTACHMENTS: u8 = 2;
 
 /// Longest report, in UTF-8 bytes (48 KiB: about 16 000 Thai characters).
 pub const MAX_REPORT_BYTES: usize = 48 * 1024;
@@ -118,6 +129,8 @@ pub struct Tip {
     /// The receipt number the member was shown.
     #[zeroize(skip)]
     pub receipt: ReceiptId,
+    /// Keys and manifest ids of the tip's evidence attachments (empty for most tips).
+    pub attachments: Vec<AttachmentRef>,
 }
 
 /// The result of sealing a tip. Holds no plaintext of the tip.
@@ -159,6 +172,7 @@ impl fmt::Debug for Tip {
             .field("report_bytes", &self.report.len())
             .field("date", &self.date)
             .field("province", &self.province)
+            .field("attachments", &self.attachments.len())
             .finish_non_exhaustive()
     }
 }
@@ -224,7 +238,7 @@ fn validate(f: &Fields<'_>) -> Result<(), SealError> {
     Ok(())
 }
 
-fn payload_len(f: &Fields<'_>, has_reply: bool) -> usize {
+fn payload_len(f: &Fields<'_>, has_reply: bool, attachments: usize) -> usize {
     let str_len = |w: LenWidth, s: &str| w.size() + s.len();
     2 + 4
         + str_len(LenWidth::U8, f.province)
@@ -240,6 +254,11 @@ fn payload_len(f: &Fields<'_>, has_reply: bool) -> usize {
         + 1
         + if has_reply { KEY_LEN } else { 0 }
         + str_len(LenWidth::U32, f.report)
+        + if attachments > 0 {
+            1 + attachments * REF_LEN
+        } else {
+            0
+        }
 }
 
 /// Seals `draft` to the tip desk. The draft is consumed and wiped.
@@ -248,6 +267,24 @@ pub fn seal_tip(
     tip_desk: &PublicKey,
     draft: TipDraft,
 ) -> Result<SealedTip, SealError> {
+    seal_tip_with_attachments(rng, tip_desk, draft, &[])
+}
+
+/// Seals `draft` with references to its encrypted attachments (see
+/// [`crate::attach::PreparedAttachment::encrypt`]); with none, the same as [`seal_tip`].
+pub fn seal_tip_with_attachments(
+    rng: &mut impl CryptoRngCore,
+    tip_desk: &PublicKey,
+    draft: TipDraft,
+    attachments: &[AttachmentRef],
+) -> Result<SealedTip, SealError> {
+    if attachments.len() > MAX_ATTACHMENTS_PER_TIP {
+        return Err(SealError::TooLarge {
+            field: "attachments",
+            len: attachments.len(),
+            max: MAX_ATTACHMENTS_PER_TIP,
+        });
+    }
     let fields = Fields {
         report: &draft.report,
         province: &draft.province,
@@ -256,7 +293,7 @@ pub fn seal_tip(
         involved: &draft.involved,
     };
     validate(&fields)?;
-    let len = payload_len(&fields, draft.want_reply);
+    let len = payload_len(&fields, draft.want_reply, attachments.len());
     if len > MAX_ONESHOT_PAYLOAD {
         return Err(SealError::TooLarge {
             field: "tip",
@@ -268,7 +305,11 @@ pub fn seal_tip(
     let reply_public = reply_secret.as_ref().map(|k| *k.public());
     let code = draft.member_code.canonical();
     let envelope = pad::seal_oneshot(rng, tip_desk, KIND_TIP, INFO_TIP, len, |out| {
-        out.push(PAYLOAD_VERSION);
+        out.push(if attachments.is_empty() {
+            PAYLOAD_VERSION
+        } else {
+            PAYLOAD_VERSION_ATTACHMENTS
+        });
         out.push(draft.category.to_byte());
         out.extend_from_slice(&draft.date.to_julian_day().to_be_bytes());
         put_blob(out, LenWidth::U8, fields.province.as_bytes());
@@ -293,6 +334,12 @@ pub fn seal_tip(
             None => out.push(0),
         }
         put_blob(out, LenWidth::U32, fields.report.as_bytes());
+        if !attachments.is_empty() {
+            out.push(u8::try_from(attachments.len()).unwrap_or(u8::MAX));
+            for attachment in attachments {
+                attachment.write(out);
+            }
+        }
     })?;
     let receipt = ReceiptId::of_envelope(&envelope);
     Ok(SealedTip {
@@ -312,7 +359,7 @@ pub fn open_tip(tip_desk: &StaticKeyPair, envelope: &[u8]) -> Result<Tip, SealEr
 fn decode_tip(payload: &[u8], receipt: ReceiptId) -> Result<Tip, WireError> {
     let mut r = Reader::new(payload);
     let version = r.u8("tip version")?;
-    if version != PAYLOAD_VERSION {
+    if version != PAYLOAD_VERSION && version != PAYLOAD_VERSION_ATTACHMENTS {
         return Err(WireError::UnknownTag {
             field: "tip version",
             value: version,
@@ -360,6 +407,20 @@ fn decode_tip(payload: &[u8], receipt: ReceiptId) -> Result<Tip, WireError> {
         }
     };
     let report = r.text("report", LenWidth::U32, MAX_REPORT_BYTES)?;
+    let mut attachments = Vec::new();
+    if version == PAYLOAD_VERSION_ATTACHMENTS {
+        let n = r.len("attachments", LenWidth::U8, MAX_ATTACHMENTS_PER_TIP)?;
+        if n == 0 {
+            return Err(WireError::Invalid {
+                field: "attachments",
+                reason: "a version 2 tip carries at least one attachment",
+            });
+        }
+        attachments.reserve_exact(n);
+        for _ in 0..n {
+            attachments.push(AttachmentRef::read(&mut r)?);
+        }
+    }
     r.finish()?;
     Ok(Tip {
         category,
@@ -372,5 +433,86 @@ fn decode_tip(payload: &[u8], receipt: ReceiptId) -> Result<Tip, WireError> {
         member_code,
         reply_key,
         receipt,
+        attachments,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    use super::*;
+    use crate::attach::{AttachmentKey, ChunkId};
+
+    /// A payload written field by field, as a foreign or hostile sealer might.
+    fn payload(version: u8, attachments: Option<(u8, usize)>) -> Vec<u8> {
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let code = MemberCode::generate(&mut rng);
+        let mut out = vec![version, 1];
+        out.extend_from_slice(&2_460_000i32.to_be_bytes());
+        put_blob(&mut out, LenWidth::U8, b"TH-44");
+        put_blob(&mut out, LenWidth::U8, "เมือง".as_bytes());
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(code.canonical().as_slice());
+        out.push(0);
+        put_blob(&mut out, LenWidth::U32, "รายงาน".as_bytes());
+        if let Some((declared, present)) = attachments {
+            out.push(declared);
+            for i in 0..present {
+                let reference = AttachmentRef {
+                    key: AttachmentKey::from_bytes([i as u8; 32]),
+                    manifest_id: ChunkId([0xA0 + i as u8; 32]),
+                };
+                reference.write(&mut out);
+            }
+        }
+        out
+    }
+
+    fn receipt() -> ReceiptId {
+        ReceiptId::of_envelope(b"test")
+    }
+
+    #[test]
+    fn version_1_and_2_payloads_decode_and_malformed_attachment_lists_are_refused() {
+        let v1 = decode_tip(&payload(1, None), receipt()).unwrap();
+        assert!(v1.attachments.is_empty());
+        let v2 = decode_tip(&payload(2, Some((2, 2))), receipt()).unwrap();
+        assert_eq!(v2.attachments.len(), 2);
+        assert_eq!(v2.attachments[1].manifest_id, ChunkId([0xA1; 32]));
+        assert_eq!(v2.attachments[0].key, AttachmentKey::from_bytes([0; 32]));
+
+        // Attachments in a version 1 payload are trailing garbage.
+        assert_eq!(
+            decode_tip(&payload(1, Some((1, 1))), receipt()).unwrap_err(),
+            WireError::Trailing(65)
+        );
+        // A version 2 payload without the list, with an empty list, too long a list, a list
+        // cut short, or bytes after it.
+        assert!(decode_tip(&payload(2, None), receipt()).is_err());
+        assert!(decode_tip(&payload(2, Some((0, 0))), receipt()).is_err());
+        assert!(matches!(
+            decode_tip(&payload(2, Some((17, 17))), receipt()).unwrap_err(),
+            WireError::TooLong { .. }
+        ));
+        assert!(matches!(
+            decode_tip(&payload(2, Some((3, 2))), receipt()).unwrap_err(),
+            WireError::Truncated { .. }
+        ));
+        let mut extra = payload(2, Some((1, 1)));
+        extra.push(0);
+        assert_eq!(
+            decode_tip(&extra, receipt()).unwrap_err(),
+            WireError::Trailing(1)
+        );
+        let full = payload(2, Some((1, 1)));
+        for cut in 0..full.len() {
+            assert!(decode_tip(&full[..cut], receipt()).is_err(), "cut at {cut}");
+        }
+        assert!(matches!(
+            decode_tip(&payload(3, None), receipt()).unwrap_err(),
+            WireError::UnknownTag { .. }
+        ));
+    }
 }
