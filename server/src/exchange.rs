@@ -104,6 +104,7 @@ pub fn sync(
     now: u64,
 ) -> Result<Vec<u8>, AppError> {
     let mut loaded = Loaded::new();
+    let mailbox_before = mailbox_mark(&core.mailbox);
     let result = {
         let Core {
             conn,
@@ -123,15 +124,30 @@ pub fn sync(
             Ok(answer)
         }
         Err(error) => {
-            // Nothing was committed: forget what this request changed in memory.
+            // Nothing was committed: forget what this request changed in memory. Most
+            // refusals come before the mailbox section is applied; rebuilding the mailbox from
+            // disk for those would let anyone make the server re-read every envelope it holds
+            // by sending garbage.
             drop(loaded);
-            if let Err(reload) = core.reload_mailbox() {
+            if mailbox_mark(&core.mailbox) != mailbox_before
+                && let Err(reload) = core.reload_mailbox()
+            {
                 tracing::error!(%reload, "cannot rebuild the mailbox from disk");
             }
             state.record_cache(&core.cache);
             Err(error)
         }
     }
+}
+
+/// What changes whenever the in-memory mailbox does (an envelope stored, pruned or marked as
+/// acknowledged), to tell whether a failed exchange left it different from the disk.
+fn mailbox_mark(mailbox: &Mailbox) -> (u64, usize, usize) {
+    (
+        mailbox.next_seq(),
+        mailbox.len(),
+        mailbox.acknowledged().count(),
+    )
 }
 
 /// Documents taken out of the cache (or loaded) for one exchange, with their stored size.

@@ -877,3 +877,73 @@ fn a_message_declaring_more_changes_than_allowed_is_refused() {
     fx.refused("/v1/sync", &envelope, 413, "too_many_changes");
     fx.finish();
 }
+
+/// Envelopes of `kind` the server sends this device when asked for everything after cursor 0.
+fn served_envelopes(device: &mut Device) -> Vec<phakhi_core::mailbox::EnvelopeId> {
+    let ask = encode_section(&[MailboxMessage::Have(phakhi_core::mailbox::Have {
+        cursor: 0,
+        ids: vec![],
+        more: false,
+    })]);
+    let answer = device
+        .sync_with_mailbox(Some(ask))
+        .expect("sync")
+        .expect("a mailbox answer");
+    decode_section(&answer)
+        .expect("section")
+        .into_iter()
+        .flat_map(|message| match message {
+            MailboxMessage::Push(push) => push.items,
+            _ => vec![],
+        })
+        .map(|item| item.id())
+        .collect()
+}
+
+/// A refused request must cost the server no more than refusing it. The server mirrors its
+/// mailbox in memory and rebuilds the mirror from SQLite only when a failed exchange may have
+/// changed it; rebuilding it on every refusal would let anyone make the server re-read every
+/// envelope it holds with a few bytes of garbage. The observable: a reply written into the
+/// database behind the running server's back is invisible to devices until the mirror is
+/// rebuilt, so it must stay invisible after a stream of refused requests.
+#[test]
+fn refused_requests_do_not_make_the_server_reread_its_mailbox() {
+    let mut fx = Fixture::start("");
+    let mut envelope = vec![0x42; 1024];
+    envelope[0] = seal::ENVELOPE_VERSION;
+    envelope[1] = seal::KIND_REPLY;
+    let item = MailItem {
+        kind: EnvelopeKind::Reply,
+        province: "TH-44".into(),
+        envelope,
+    };
+    let behind_its_back = item.id();
+    {
+        let conn = phakhi_server::db::open(fx.data()).expect("db");
+        let stored = phakhi_core::mailbox::StoredItem {
+            id: item.id(),
+            seq: 1_000_000,
+            origin: *fx.desk.public(),
+            item,
+        };
+        phakhi_server::db::mailbox::insert(&conn, &stored, None, 0).expect("insert");
+    }
+    assert!(!served_envelopes(&mut fx.device).contains(&behind_its_back));
+    let mut junk = vec![0u8; 1024];
+    OsRng.fill_bytes(&mut junk);
+    let (replayed, _) = fx.device.seal(&request(vec![], None), now());
+    assert_eq!(post(&fx.url("/v1/sync"), &replayed).0, 200);
+    for body in [&junk, &replayed] {
+        let (status, _, _) = post(&fx.url("/v1/sync"), body);
+        assert!(status >= 400);
+    }
+    let (out_of_scope, _) = fx
+        .device
+        .seal(&request(vec![entry(ACT40, None)], None), now());
+    assert_eq!(post(&fx.url("/v1/sync"), &out_of_scope).0, 404);
+    assert!(
+        !served_envelopes(&mut fx.device).contains(&behind_its_back),
+        "a refused request made the server re-read its whole mailbox"
+    );
+    fx.finish();
+}
