@@ -190,7 +190,8 @@ fn sync_inner(
         .iter()
         .filter_map(|entry| entry.chunk.as_ref())
         .map(|chunk| chunk.declared_changes())
-        .sum();
+        // The counts come from the wire: a sum past 2^64 must not wrap below the limit.
+        .fold(0, u64::saturating_add);
     if declared > limits.max_changes_per_message as u64 {
         return Err(AppError::TooManyChanges {
             limit: limits.max_changes_per_message,

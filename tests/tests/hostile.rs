@@ -875,6 +875,21 @@ fn a_message_declaring_more_changes_than_allowed_is_refused() {
         now(),
     );
     fx.refused("/v1/sync", &envelope, 413, "too_many_changes");
+    // Counts that add up past 2^64: refused, not wrapped around (or a panic).
+    let huge = |name: &str| {
+        with_heads(entry(
+            name,
+            Some(Chunk::Bundle {
+                changes: u64::MAX / 2 + 1,
+                bytes: vec![0; 64],
+            }),
+        ))
+    };
+    let (envelope, _) = fx.device.seal(
+        &request(vec![huge(ACT44), huge("province/TH-44")], None),
+        now(),
+    );
+    fx.refused("/v1/sync", &envelope, 413, "too_many_changes");
     fx.finish();
 }
 
