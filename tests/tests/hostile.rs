@@ -962,3 +962,86 @@ fn refused_requests_do_not_make_the_server_reread_its_mailbox() {
     );
     fx.finish();
 }
+
+/// Every one-byte corruption of a valid sync message (documents and mailbox section), sealed in
+/// a valid envelope: each is refused with a documented client error or answered, never a server
+/// error, and the server keeps answering.
+#[test]
+fn every_one_byte_corruption_of_a_sync_message_is_refused_or_answered() {
+    let mut fx = Fixture::start("");
+    fx.device.write(ACT44, "corrupted", "ข้อความที่จะถูกทำลาย");
+    let mut initiator = sync::Initiator::new(fx.device.state.clone(), sync::Limits::default());
+    let section = encode_section(&[
+        MailboxMessage::Push(Push {
+            items: vec![sealed_tip(fx.desk.public(), "TH-44", "ต้นฉบับ")],
+        }),
+        MailboxMessage::Have(phakhi_core::mailbox::Have {
+            cursor: 0,
+            ids: vec![],
+            more: false,
+        }),
+    ]);
+    let valid = initiator
+        .poll_request(&mut fx.device.docs, Some(section))
+        .expect("request");
+    let mut statuses = std::collections::BTreeMap::<(u16, String), usize>::new();
+    let documented: Vec<&str> = phakhi_server::error::ALL_CODES.to_vec();
+    // The mailbox tip is 1 KiB of ciphertext: corrupting it byte by byte says nothing new, so
+    // its middle is sampled.
+    let positions: Vec<usize> = (0..valid.len())
+        .filter(|at| *at < 400 || *at + 200 > valid.len() || at % 97 == 0)
+        .collect();
+    for at in positions {
+        for flip in [0x01u8, 0x80, 0xff] {
+            let mut corrupted = valid.clone();
+            corrupted[at] ^= flip;
+            let (envelope, _) = fx.device.seal(&corrupted, now());
+            let (status, code, body) = post(&fx.url("/v1/sync"), &envelope);
+            assert!(
+                status == 200 || (400..500).contains(&status) || status == 507,
+                "byte {at} ^ {flip:#x}: {status} {}",
+                String::from_utf8_lossy(&body)
+            );
+            if status != 200 {
+                assert!(documented.contains(&code.as_str()), "{code}");
+                check_error_body(&body, &code);
+            }
+            *statuses.entry((status, code)).or_default() += 1;
+        }
+    }
+    eprintln!("answers to one-byte corruptions: {statuses:?}");
+    fx.alive();
+    fx.finish();
+}
+
+/// Every one-byte corruption of a valid enrolment request is refused with a documented client
+/// error and enrols nothing.
+#[test]
+fn every_one_byte_corruption_of_an_enrolment_is_refused() {
+    let fx = Fixture::start("");
+    let invite = issue_invite(fx.data(), "TH-44", &fx.server.url, &fx.desk_hex, "7d");
+    let valid = EnrolRequest { invite }.encode();
+    let before = fx.sum();
+    let mut statuses = std::collections::BTreeMap::<(u16, String), usize>::new();
+    for at in 0..valid.len() {
+        for flip in [0x01u8, 0x80] {
+            let mut corrupted = valid.clone();
+            corrupted[at] ^= flip;
+            let newcomer = StaticKeyPair::generate(&mut OsRng);
+            let (envelope, _) =
+                seal::seal_request(&mut OsRng, &newcomer, &fx.key, now(), &corrupted)
+                    .expect("seal");
+            let (status, code, body) = post(&fx.url("/v1/enroll"), &envelope);
+            assert!(
+                (400..500).contains(&status),
+                "byte {at} ^ {flip:#x}: {status} {}",
+                String::from_utf8_lossy(&body)
+            );
+            check_error_body(&body, &code);
+            *statuses.entry((status, code)).or_default() += 1;
+        }
+    }
+    eprintln!("answers to one-byte corruptions: {statuses:?}");
+    assert_eq!(fx.sum(), before);
+    fx.finish();
+}
