@@ -41,8 +41,11 @@ const PROVINCES: [&str; 4] = ["TH-44", "TH-40", "TH-45", "TH-46"];
 /// Bounds every wait in this file.
 const GUARD: Duration = Duration::from_secs(240);
 
-fn activities(province: &str) -> String {
-    format!("province/{province}/activities/2026")
+/// The activities document of `province` that repetition `round` records into. Each repetition
+/// moves to another year's document, as the app does once a year: documents stay bounded, so
+/// ten repetitions cost about ten times one.
+fn activities(province: &str, round: usize) -> String {
+    format!("province/{province}/activities/{}", 2026 - round)
 }
 
 /// One enrolled device: its key, province and its own copy of the province's document.
@@ -55,7 +58,7 @@ struct Phone {
 /// What one acknowledged exchange promised.
 #[derive(Debug, Clone)]
 struct Acked {
-    province: &'static str,
+    doc: String,
     heads: Vec<ChangeHash>,
     tips: Vec<EnvelopeId>,
 }
@@ -65,6 +68,8 @@ struct Lane {
     phone: usize,
     lane: usize,
     province: &'static str,
+    /// The document it records into.
+    doc: String,
     device: Device,
     outbox: Vec<MailItem>,
     /// Records written and tips sealed in this lane.
@@ -79,8 +84,9 @@ fn copy_key(key: &StaticKeyPair) -> StaticKeyPair {
 }
 
 impl Lane {
-    fn new(phone: &mut Phone, lane: usize) -> Lane {
-        let name = DocName::parse(&activities(phone.province)).expect("name");
+    fn new(phone: &mut Phone, lane: usize, round: usize) -> Lane {
+        let doc = activities(phone.province, round);
+        let name = DocName::parse(&doc).expect("name");
         let fork = phone
             .device
             .docs
@@ -91,6 +97,7 @@ impl Lane {
             phone: phone.index,
             lane,
             province: phone.province,
+            doc,
             device: Device {
                 key: copy_key(&phone.device.key),
                 server: phone.device.server,
@@ -109,11 +116,8 @@ impl Lane {
     /// answer came back and applied.
     fn exchange(&mut self, desk: &PublicKey, round: usize, n: usize) -> Result<Acked, Failure> {
         let key = format!("r{round}-d{:03}-l{}-x{n}", self.phone, self.lane);
-        self.device.write(
-            &activities(self.province),
-            &key,
-            &format!("กิจกรรมรณรงค์ครั้งที่ {n} รอบ {round}"),
-        );
+        self.device
+            .write(&self.doc, &key, &format!("กิจกรรมรณรงค์ครั้งที่ {n} รอบ {round}"));
         self.records += 1;
         let tip = sealed_tip(desk, self.province, &format!("รายงาน {key}"));
         self.tips.push(tip.id());
@@ -146,7 +150,7 @@ impl Lane {
         self.outbox.clear();
         self.pending = false;
         Ok(Acked {
-            province: self.province,
+            doc: self.doc.clone(),
             heads,
             tips: pushed,
         })
@@ -231,7 +235,7 @@ fn sigkill_during_1000_concurrent_syncs_loses_and_duplicates_nothing() {
     let desk = StaticKeyPair::generate(&mut OsRng);
     let desk_hex = hex::encode(desk.public().as_bytes());
 
-    // Enrol every device with its own invite and give each province document a first record.
+    // Enrol every device with its own invite.
     let started = Instant::now();
     let mut phones: Vec<Phone> = (0..DEVICES)
         .map(|index| {
@@ -245,30 +249,31 @@ fn sigkill_during_1000_concurrent_syncs_loses_and_duplicates_nothing() {
             }
         })
         .collect();
-    for phone in &mut phones {
-        phone.device.write(
-            &activities(phone.province),
-            &format!("enrolled-{:03}", phone.index),
-            "ลงทะเบียนแล้ว",
-        );
-        phone.device.sync().expect("first sync");
-    }
     eprintln!(
-        "{DEVICES} devices enrolled and synced in {:?}",
+        "{DEVICES} devices enrolled in {:?}",
         started.elapsed()
     );
 
-    let mut written: BTreeMap<&str, usize> = BTreeMap::new();
-    for phone in &phones {
-        *written.entry(phone.province).or_default() += 1;
-    }
+    // Records written per document, and the province the document belongs to.
+    let mut written: BTreeMap<String, (&str, usize)> = BTreeMap::new();
     let mut sealed_tips: Vec<EnvelopeId> = Vec::new();
     for round in 0..rounds {
+        // Every device starts the round's document with a record and syncs it.
+        for phone in &mut phones {
+            let doc = activities(phone.province, round);
+            phone.device.write(
+                &doc,
+                &format!("r{round}-d{:03}-start", phone.index),
+                "เริ่มบันทึกรอบใหม่",
+            );
+            phone.device.sync().expect("round-start sync");
+            written.entry(doc).or_insert((phone.province, 0)).1 += 1;
+        }
         let lanes: Vec<Lane> = phones
             .iter_mut()
             .flat_map(|phone| {
                 (0..LANES)
-                    .map(|lane| Lane::new(phone, lane))
+                    .map(|lane| Lane::new(phone, lane, round))
                     .collect::<Vec<_>>()
             })
             .collect();
@@ -277,16 +282,16 @@ fn sigkill_during_1000_concurrent_syncs_loses_and_duplicates_nothing() {
         server = restarted;
 
         // Every acknowledged change and tip is stored, before anything is retried.
-        for province in written.keys() {
-            let doc = stored_doc(&data, &activities(province));
-            for promise in acked.iter().filter(|a| a.province == *province) {
+        for name in written.keys() {
+            let doc = stored_doc(&data, name);
+            for promise in acked.iter().filter(|a| a.doc == *name) {
                 assert!(
                     doc.get_missing_deps(&promise.heads).is_empty()
                         && promise
                             .heads
                             .iter()
                             .all(|h| doc.get_change_by_hash(h).is_some()),
-                    "an acknowledged change of {province} is missing after the kill"
+                    "an acknowledged change of {name} is missing after the kill"
                 );
             }
         }
@@ -321,7 +326,7 @@ fn sigkill_during_1000_concurrent_syncs_loses_and_duplicates_nothing() {
             }
         });
         for lane in &lanes {
-            *written.entry(lane.province).or_default() += lane.records;
+            written.get_mut(&lane.doc).expect("the round's document").1 += lane.records;
             sealed_tips.extend(lane.tips.iter().copied());
         }
         for lane in lanes {
@@ -365,9 +370,8 @@ fn sigkill_during_1000_concurrent_syncs_loses_and_duplicates_nothing() {
         let sealed: BTreeSet<EnvelopeId> = sealed_tips.iter().copied().collect();
         assert_eq!(sealed.len(), sealed_tips.len());
         assert_eq!(unique, sealed, "the mailbox holds exactly the tips sealed");
-        for (province, records) in &written {
-            let name = activities(province);
-            let mut doc = stored_doc(&data, &name);
+        for (name, (province, records)) in &written {
+            let mut doc = stored_doc(&data, name);
             assert_eq!(
                 doc.keys(ROOT).count(),
                 *records,
@@ -379,7 +383,7 @@ fn sigkill_during_1000_concurrent_syncs_loses_and_duplicates_nothing() {
                 let copy = phone
                     .device
                     .docs
-                    .get_mut(&DocName::parse(&name).expect("name"))
+                    .get_mut(&DocName::parse(name).expect("name"))
                     .expect("copy");
                 let mut heads = copy.get_heads();
                 heads.sort();

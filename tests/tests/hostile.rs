@@ -459,13 +459,12 @@ fn a_revoked_device_and_an_unknown_device_are_refused() {
     // A key that never enrolled.
     let stranger = Device {
         key: StaticKeyPair::generate(&mut OsRng),
-        ..fx.device
+        server: fx.key,
+        url: fx.server.url.clone(),
+        docs: Default::default(),
+        state: sync::PeerState::new(),
     };
     let (envelope, _) = stranger.seal(&request(vec![entry(ACT44, None)], None), now());
-    let fx = Fixture {
-        device: stranger,
-        ..fx
-    };
     fx.refused("/v1/sync", &envelope, 401, "unknown_device");
     fx.finish();
 }
@@ -893,7 +892,7 @@ fn a_message_declaring_more_changes_than_allowed_is_refused() {
     fx.finish();
 }
 
-/// Envelopes of `kind` the server sends this device when asked for everything after cursor 0.
+/// Ids of the envelopes the server sends this device when asked for everything after cursor 0.
 fn served_envelopes(device: &mut Device) -> Vec<phakhi_core::mailbox::EnvelopeId> {
     let ask = encode_section(&[MailboxMessage::Have(phakhi_core::mailbox::Have {
         cursor: 0,
