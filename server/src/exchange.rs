@@ -148,6 +148,7 @@ pub fn sync_within(
     max_age: u64,
 ) -> Result<Vec<u8>, AppError> {
     let mut loaded = Loaded::new();
+    let mailbox_before = mailbox_mark(&core.mailbox);
     let result = {
         let Core {
             conn,
@@ -176,15 +177,30 @@ pub fn sync_within(
             Ok(answer)
         }
         Err(error) => {
-            // Nothing was committed: forget what this request changed in memory.
+            // Nothing was committed: forget what this request changed in memory. Most
+            // refusals come before the mailbox section is applied; rebuilding the mailbox from
+            // disk for those would let anyone make the server re-read every envelope it holds
+            // by sending garbage.
             drop(loaded);
-            if let Err(reload) = core.reload_mailbox() {
+            if mailbox_mark(&core.mailbox) != mailbox_before
+                && let Err(reload) = core.reload_mailbox()
+            {
                 tracing::error!(%reload, "cannot rebuild the mailbox from disk");
             }
             state.record_cache(&core.cache);
             Err(error)
         }
     }
+}
+
+/// What changes whenever the in-memory mailbox does (an envelope stored, pruned or marked as
+/// acknowledged), to tell whether a failed exchange left it different from the disk.
+fn mailbox_mark(mailbox: &Mailbox) -> (u64, usize, usize) {
+    (
+        mailbox.next_seq(),
+        mailbox.len(),
+        mailbox.acknowledged().count(),
+    )
 }
 
 /// Documents taken out of the cache (or loaded) for one exchange, with their stored size.
@@ -247,7 +263,8 @@ fn sync_inner(
         .iter()
         .filter_map(|entry| entry.chunk.as_ref())
         .map(|chunk| chunk.declared_changes())
-        .sum();
+        // The counts come from the wire: a sum past 2^64 must not wrap below the limit.
+        .fold(0, u64::saturating_add);
     if declared > limits.max_changes_per_message as u64 {
         return Err(AppError::TooManyChanges {
             limit: limits.max_changes_per_message,

@@ -486,3 +486,124 @@ impl Device {
         }
     }
 }
+
+/// Writes a `phakhi.toml` in `dir` whose `[limits]` table holds `limits` (TOML lines) plus a rate
+/// limit no test reaches; returns its path as text, for `--config`.
+pub fn config_with_limits(dir: &Path, limits: &str) -> String {
+    let path = dir.join("phakhi.toml");
+    std::fs::write(
+        &path,
+        format!("[limits]\nrequests_per_minute = 1000000\nrequest_burst = 1000000\n{limits}\n"),
+    )
+    .expect("write config");
+    path.display().to_string()
+}
+
+impl ServerProcess {
+    /// Starts `phakhi serve --addr 127.0.0.1 --port <port> --data <data> <extra>` (a restart on
+    /// the port devices already know). Retries for a few seconds while the port is still held
+    /// by a process that was just killed.
+    pub fn start_on_port(data: &Path, port: u16, extra: &[&str]) -> ServerProcess {
+        let port = port.to_string();
+        let mut args = vec!["serve", "--addr", "127.0.0.1", "--port", &port];
+        args.extend_from_slice(extra);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let attempt = std::panic::catch_unwind(|| Self::start_with(data, &args, &[]));
+            match attempt {
+                Ok(server) => return server,
+                Err(panic) if std::time::Instant::now() > deadline => {
+                    std::panic::resume_unwind(panic)
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+}
+
+/// A one-time invite signed in this process with the HQ key of the data folder `data`, exactly
+/// as `phakhi admin invite` signs it, but without starting a process per invite (for tests that
+/// enrol many devices). `expires` is a duration such as `7d`.
+pub fn issue_invite(
+    data: &Path,
+    province: &str,
+    url: &str,
+    tip_desk_key: &str,
+    expires: &str,
+) -> String {
+    let config = phakhi_server::config::Config {
+        data: data.to_path_buf(),
+        ..phakhi_server::config::Config::default()
+    };
+    let request = phakhi_server::invite::InviteRequest {
+        provinces: vec![province.to_string()],
+        role: phakhi_server::db::devices::Role::Leader,
+        expires: expires.to_string(),
+        server_url: Some(url.to_string()),
+        tip_desk_key: Some(tip_desk_key.to_string()),
+        server_key: None,
+    };
+    phakhi_server::invite::issue(&config, &request, now(), &mut OsRng).expect("issue invite")
+}
+
+/// A real tip for `province`, sealed to `tip_desk` and padded to a mailbox bucket.
+pub fn sealed_tip(
+    tip_desk: &PublicKey,
+    province: &str,
+    report: &str,
+) -> phakhi_core::mailbox::MailItem {
+    let draft = seal::TipDraft {
+        category: seal::TipCategory::ProcurementFraud,
+        report: report.to_string(),
+        date: time::Date::from_calendar_date(2026, time::Month::November, 20).expect("date"),
+        province: province.to_string(),
+        district: "เมือง".into(),
+        place: None,
+        involved: vec![],
+        member_code: seal::MemberCode::generate(&mut OsRng),
+        want_reply: false,
+    };
+    let sealed = seal::seal_tip(&mut OsRng, tip_desk, draft).expect("seal tip");
+    phakhi_core::mailbox::MailItem {
+        kind: phakhi_core::mailbox::EnvelopeKind::Tip,
+        province: province.to_string(),
+        envelope: sealed.envelope,
+    }
+}
+
+impl Device {
+    /// Seals `payload` to the server as this device at `now` (unix seconds): the exact bytes a
+    /// request would carry, and what opens the answer.
+    pub fn seal(&self, payload: &[u8], now: u64) -> (Vec<u8>, seal::PendingResponse) {
+        seal::seal_request(&mut OsRng, &self.key, &self.server, now, payload).expect("seal")
+    }
+
+    /// Like [`Device::sync`], with a mailbox section in the first round; returns the server's
+    /// mailbox section.
+    pub fn sync_with_mailbox(
+        &mut self,
+        section: Option<Vec<u8>>,
+    ) -> Result<Option<Vec<u8>>, Failure> {
+        let mut initiator = Initiator::new(self.state.clone(), sync::Limits::default());
+        let mut section = section;
+        loop {
+            let request = initiator
+                .poll_request(&mut self.docs, section.take())
+                .expect("request");
+            let answer = match self.exchange("/v1/sync", &request) {
+                Ok(answer) => answer,
+                Err(failure) => {
+                    initiator.handle_lost();
+                    return Err(failure);
+                }
+            };
+            let progress = initiator
+                .handle_response(&answer, &mut self.docs, &PrefixScope::everything())
+                .expect("response applies");
+            if progress == Progress::Done {
+                self.state = initiator.state().clone();
+                return Ok(initiator.take_mailbox());
+            }
+        }
+    }
+}
