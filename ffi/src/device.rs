@@ -22,8 +22,8 @@ use crate::error::{PhakhiError, Result};
 use crate::progress::{Progress, SyncProgress};
 use crate::types::*;
 
-/// The largest bundle file read back (the same bound as an HTTP answer).
-const MAX_BUNDLE_BYTES: u64 = 64 * 1024 * 1024;
+/// The largest bundle file read back: the largest envelope behind its header.
+const MAX_BUNDLE_BYTES: u64 = phakhi_core::seal::transport::MAX_TRANSPORT_ENVELOPE as u64 + 64;
 
 /// One phone's client over its encrypted store. Open it once per store file and share it.
 #[derive(Debug, uniffi::Object)]
@@ -34,7 +34,7 @@ pub struct PhakhiDevice {
 #[derive(Debug)]
 struct Inner {
     device: Device,
-    /// A sync the app is carrying itself (raw bytes or bundle files).
+    /// A sync the app is carrying itself as raw bytes (bundle exchanges live in the store).
     exchange: Option<SyncSession>,
     /// An enrolment request the app is carrying itself.
     enrolment: Option<PendingEnrolment>,
@@ -527,25 +527,46 @@ impl PhakhiDevice {
         self.lock()?.abandon_exchange()
     }
 
-    /// Writes the next sync request to a file (a bundle) for a carrier — a USB stick, a phone
-    /// that has signal — to post to the server's `/v1/sync`; the answer comes back as a file for
-    /// [`PhakhiDevice::import_bundle`]. The bundle is the same sealed envelope the HTTP sync
-    /// sends: only the enrolled server can open it, only this device can open the answer. The
-    /// exchange lives in memory: import the answer before this device object is closed.
+    /// Writes the next sync request to a bundle file for a carrier — a USB stick, a phone that
+    /// reaches signal — to hand to the server (`phakhi admin import-bundle FILE --answer OUT`);
+    /// the answer comes back as a file for [`PhakhiDevice::import_bundle`]. Only the enrolled
+    /// server opens the bundle, only this device opens the answer, and the server accepts it
+    /// for fourteen days.
+    ///
+    /// What opening the answer needs is kept encrypted in the store, so the answer may be
+    /// imported after the app was closed and opened again. One export waits at a time:
+    /// exporting again replaces it (the newer bundle carries everything the older one did, and
+    /// the older one's answer is then refused). A raw exchange in flight is abandoned first.
     pub fn export_bundle(&self, path: String) -> Result<()> {
-        let request = self.sync_request()?;
-        let written = write_file(&path, &request);
-        if written.is_err() {
-            self.abandon_exchange()?;
-        }
-        written
+        let mut inner = self.lock()?;
+        inner.abandon_exchange()?;
+        let bundle = inner.device.export_bundle(&mut OsRng, unix(now()))?;
+        // A bundle that never reached the file is simply replaced by the next export.
+        write_file(&path, &bundle)
     }
 
-    /// Reads the server's answer from a bundle file and applies it, like
-    /// [`PhakhiDevice::sync_response`].
+    /// Reads the server's answer bundle to the last export and applies it. `SendAgain` means
+    /// the server needs a second round: export the next bundle and carry it too. A refused
+    /// answer (a damaged file, the answer to a replaced export, another device's or another
+    /// server's answer) changes nothing, and the export keeps waiting for its own answer.
     pub fn import_bundle(&self, path: String) -> Result<ExchangeStep> {
         let answer = read_file(&path)?;
-        self.sync_response(answer)
+        let mut inner = self.lock()?;
+        inner.abandon_exchange()?;
+        Ok(
+            match inner.device.import_bundle(&answer, &mut OsRng, now())? {
+                SyncStep::Again => ExchangeStep::SendAgain,
+                SyncStep::Done(report) => ExchangeStep::Done {
+                    summary: report.into(),
+                },
+            },
+        )
+    }
+
+    /// True while an exported bundle waits for its answer (or, after a `SendAgain`, for the
+    /// next export), also after the app was closed and opened again.
+    pub fn bundle_pending(&self) -> Result<bool> {
+        self.with_device(|d| Ok(d.bundle_pending()?))
     }
 }
 
@@ -567,9 +588,9 @@ fn read_file(path: &str) -> Result<Vec<u8>> {
         .read_to_end(&mut bytes)
         .map_err(|e| storage("read", path, e))?;
     if bytes.len() as u64 > MAX_BUNDLE_BYTES {
-        return Err(PhakhiError::invalid(format!(
-            "{path} is larger than {MAX_BUNDLE_BYTES} bytes: not a Phakhi bundle"
-        )));
+        return Err(PhakhiError::BundleDamaged {
+            message: format!("{path} is larger than any bundle: not a Phakhi bundle"),
+        });
     }
     Ok(bytes)
 }

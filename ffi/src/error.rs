@@ -3,7 +3,7 @@
 //! was revoked, no network, bad input, ...) and a sentence to show. Each variant maps to one
 //! thing the app does differently; the message is the core's own advice.
 
-use phakhi_core::device::DeviceError;
+use phakhi_core::device::{BundleError, DeviceError};
 use phakhi_core::model::ModelError;
 use phakhi_core::store::StoreError;
 use phakhi_core::transport::HttpError;
@@ -55,6 +55,18 @@ pub enum PhakhiError {
     /// The exchange with the server failed (an answer that does not open or decode); sync again.
     #[error("{message}")]
     SyncFailed { message: String },
+    /// The file is not an answer bundle: damaged, cut short, or the request instead of its
+    /// answer. Copy the answer file again from the carrier.
+    #[error("{message}")]
+    BundleDamaged { message: String },
+    /// The answer is for an earlier export that a newer export replaced; import the answer to
+    /// the newest bundle (nothing was lost).
+    #[error("{message}")]
+    BundleReplaced { message: String },
+    /// The answer is not for this device's waiting export: another device's answer, or an
+    /// answer from a server this device is not enrolled with.
+    #[error("{message}")]
+    BundleNotForThisDevice { message: String },
     /// The store or one of its records is damaged; restore it from a backup.
     #[error("{message}")]
     StoreDamaged { message: String },
@@ -98,10 +110,27 @@ impl From<DeviceError> for PhakhiError {
             {
                 PhakhiError::UpdateRequired { message }
             }
-            DeviceError::Seal(_)
-            | DeviceError::Sync(_)
-            | DeviceError::Protocol(_)
-            | DeviceError::Bundle(_) => PhakhiError::SyncFailed { message },
+            DeviceError::Bundle(e) => e.into(),
+            DeviceError::Seal(_) | DeviceError::Sync(_) | DeviceError::Protocol(_) => {
+                PhakhiError::SyncFailed { message }
+            }
+        }
+    }
+}
+
+impl From<BundleError> for PhakhiError {
+    fn from(e: BundleError) -> Self {
+        let message = e.to_string();
+        match e {
+            BundleError::NotABundle
+            | BundleError::WrongKind { .. }
+            | BundleError::Length { .. } => PhakhiError::BundleDamaged { message },
+            BundleError::Version(_) => PhakhiError::UpdateRequired { message },
+            BundleError::Replaced => PhakhiError::BundleReplaced { message },
+            BundleError::NotThisExport => PhakhiError::BundleNotForThisDevice { message },
+            BundleError::NonePending | BundleError::SecondRoundFirst => {
+                PhakhiError::NoExchangeInFlight { message }
+            }
         }
     }
 }
@@ -234,6 +263,35 @@ mod tests {
         assert!(matches!(
             PhakhiError::from(DeviceError::Seal(SealError::UnknownVersion(200))),
             PhakhiError::UpdateRequired { .. }
+        ));
+        // Bundle refusals: what to carry or copy again.
+        let bundle = |e: BundleError| PhakhiError::from(DeviceError::Bundle(e));
+        assert!(matches!(
+            bundle(BundleError::NotABundle),
+            PhakhiError::BundleDamaged { .. }
+        ));
+        assert!(matches!(
+            bundle(BundleError::Length {
+                declared: 9,
+                held: 4
+            }),
+            PhakhiError::BundleDamaged { .. }
+        ));
+        assert!(matches!(
+            bundle(BundleError::Replaced),
+            PhakhiError::BundleReplaced { message } if message.contains("newest bundle")
+        ));
+        assert!(matches!(
+            bundle(BundleError::NotThisExport),
+            PhakhiError::BundleNotForThisDevice { .. }
+        ));
+        assert!(matches!(
+            bundle(BundleError::Version(9)),
+            PhakhiError::UpdateRequired { .. }
+        ));
+        assert!(matches!(
+            bundle(BundleError::SecondRoundFirst),
+            PhakhiError::NoExchangeInFlight { message } if message.contains("second round")
         ));
         assert!(matches!(
             PhakhiError::from(DeviceError::Model(ModelError::InvalidDate(

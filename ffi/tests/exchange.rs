@@ -1,13 +1,17 @@
 //! The bindings' own exchange paths, without a network: `PhakhiDevice` enrols and syncs through
-//! raw bytes and bundle files carried to an in-process stand-in for the server (built from
-//! `phakhi-core`'s sealed transport, sync responder and mailbox), the tip desk answers a tip,
-//! and edits made while an exchange is in flight survive it. The real `phakhi serve` process is
-//! exercised by the Python phone-day test (`tests/tests/ffi_python.rs`).
+//! raw bytes and bundle files (with their `PKBN` header) carried to an in-process stand-in for
+//! the server (built from `phakhi-core`'s sealed transport, bundle format, sync responder and
+//! mailbox), the tip desk answers a tip, edits made while an exchange is in flight survive it,
+//! and a bundle's answer imports after the device was closed and opened again while wrong
+//! answer files are refused with their own errors. The real `phakhi serve` and
+//! `phakhi admin import-bundle` are exercised by the Python phone-day test
+//! (`tests/tests/ffi_python.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use automerge::AutoCommit;
+use phakhi_core::device::{BundleKind, decode_bundle, encode_bundle};
 use phakhi_core::mailbox::{
     Ack, EnvelopeKind, MailItem, Mailbox, MailboxMessage, Quota, Scope as MailScope, Want,
 };
@@ -149,6 +153,12 @@ impl StandIn {
             .expect("seal answer")
     }
 
+    /// Answers a carried request bundle with an answer bundle, as `phakhi admin import-bundle`.
+    fn sync_bundle(&mut self, bundle: &[u8]) -> Vec<u8> {
+        let request = decode_bundle(bundle, BundleKind::Request).expect("a request bundle");
+        encode_bundle(BundleKind::Answer, &self.sync(request))
+    }
+
     /// The tip desk opens every tip held and answers each.
     fn answer_tips(&mut self, status: ReplyStatus, message: &str) -> usize {
         let held: Vec<MailItem> = self
@@ -185,12 +195,18 @@ impl StandIn {
     }
 }
 
-fn enrolled(dir: &std::path::Path, name: &str, server: &mut StandIn) -> Arc<PhakhiDevice> {
-    let device = PhakhiDevice::open_with_key(
-        dir.join(name).to_string_lossy().into_owned(),
-        generate_storage_key(),
-    )
-    .expect("open store");
+fn open(dir: &std::path::Path, name: &str, key: &[u8]) -> Arc<PhakhiDevice> {
+    PhakhiDevice::open_with_key(dir.join(name).to_string_lossy().into_owned(), key.to_vec())
+        .expect("open store")
+}
+
+fn enrolled_with_key(
+    dir: &std::path::Path,
+    name: &str,
+    key: &[u8],
+    server: &mut StandIn,
+) -> Arc<PhakhiDevice> {
+    let device = open(dir, name, key);
     let request = device
         .enrol_request(server.invite())
         .expect("enrolment request");
@@ -200,6 +216,14 @@ fn enrolled(dir: &std::path::Path, name: &str, server: &mut StandIn) -> Arc<Phak
     assert_eq!(info.provinces, vec![PROVINCE.to_owned()]);
     assert_eq!(info.role, DeviceRole::Leader);
     device
+}
+
+fn enrolled(dir: &std::path::Path, name: &str, server: &mut StandIn) -> Arc<PhakhiDevice> {
+    enrolled_with_key(dir, name, &generate_storage_key(), server)
+}
+
+fn path(dir: &std::path::Path, name: &str) -> String {
+    dir.join(name).to_string_lossy().into_owned()
 }
 
 /// One whole sync over raw bytes.
@@ -219,15 +243,20 @@ fn sync_raw(device: &PhakhiDevice, server: &mut StandIn) -> SyncSummary {
 
 /// One whole sync carried as bundle files.
 fn sync_bundles(device: &PhakhiDevice, server: &mut StandIn, dir: &std::path::Path) -> SyncSummary {
-    let out = dir.join("request.bundle").to_string_lossy().into_owned();
-    let back = dir.join("answer.bundle").to_string_lossy().into_owned();
+    let out = path(dir, "request.bundle");
+    let back = path(dir, "answer.bundle");
     for _ in 0..3 {
         device.export_bundle(out.clone()).expect("export bundle");
+        assert!(device.bundle_pending().expect("pending"));
         let request = std::fs::read(&out).expect("read the bundle");
-        std::fs::write(&back, server.sync(&request)).expect("write the answer");
+        assert_eq!(&request[..4], b"PKBN");
+        std::fs::write(&back, server.sync_bundle(&request)).expect("write the answer");
         match device.import_bundle(back.clone()).expect("import bundle") {
             ExchangeStep::SendAgain => continue,
-            ExchangeStep::Done { summary } => return summary,
+            ExchangeStep::Done { summary } => {
+                assert!(!device.bundle_pending().expect("pending"));
+                return summary;
+            }
         }
     }
     panic!("an exchange took more than two round trips");
@@ -392,6 +421,117 @@ fn an_abandoned_exchange_loses_nothing() {
     let b = enrolled(dir.path(), "b.db", &mut server);
     sync_raw(&b, &mut server);
     assert_eq!(titles(&b), vec!["รณรงค์วันต่อต้านคอร์รัปชัน".to_owned()]);
+}
+
+#[test]
+fn a_bundle_answer_imports_after_reopening_and_wrong_answers_change_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let mut server = StandIn::new(5);
+    let key = generate_storage_key();
+    let a = enrolled_with_key(d, "a.db", &key, &mut server);
+    let organiser = leader(&a);
+    a.record_activity(PROVINCE.into(), activity("เวทีประชาคมหมู่บ้าน", &organiser))
+        .expect("record activity");
+    assert!(!a.bundle_pending().expect("pending"));
+    assert!(matches!(
+        a.import_bundle(path(d, "nothing-yet.bundle")),
+        Err(PhakhiError::Storage { .. })
+    ));
+
+    // A first export is carried off, then replaced by a newer one before its answer came.
+    a.export_bundle(path(d, "old.bundle")).expect("export");
+    a.export_bundle(path(d, "new.bundle"))
+        .expect("export again");
+    let old = std::fs::read(path(d, "old.bundle")).expect("read");
+    let new = std::fs::read(path(d, "new.bundle")).expect("read");
+    std::fs::write(path(d, "old-answer.bundle"), server.sync_bundle(&old)).expect("write");
+    let answer = server.sync_bundle(&new);
+    std::fs::write(path(d, "answer.bundle"), &answer).expect("write");
+
+    // The app is closed while the bundles travel; the export waits in the store.
+    drop(a);
+    let a = open(d, "a.db", &key);
+    assert!(a.bundle_pending().expect("pending after reopening"));
+
+    // The replaced export's answer.
+    let refused = a.import_bundle(path(d, "old-answer.bundle"));
+    assert!(
+        matches!(&refused, Err(PhakhiError::BundleReplaced { message }) if message.contains("newest")),
+        "{refused:?}"
+    );
+    // Damaged files: the request itself, a cut answer, a longer one, not a bundle at all.
+    let mut cut = answer.clone();
+    cut.truncate(answer.len() / 2);
+    let mut longer = answer.clone();
+    longer.push(0);
+    for (name, bytes) in [
+        ("request-as-answer.bundle", new.clone()),
+        ("cut.bundle", cut),
+        ("longer.bundle", longer),
+        ("photo.jpg", b"\xff\xd8\xff\xe0 not a bundle".to_vec()),
+    ] {
+        std::fs::write(path(d, name), bytes).expect("write");
+        let refused = a.import_bundle(path(d, name));
+        assert!(
+            matches!(refused, Err(PhakhiError::BundleDamaged { .. })),
+            "{name}: {refused:?}"
+        );
+    }
+    // An answer whose sealed body was damaged in transit (the header intact).
+    let mut flipped = answer.clone();
+    if let Some(last) = flipped.last_mut() {
+        *last ^= 1;
+    }
+    std::fs::write(path(d, "flipped.bundle"), flipped).expect("write");
+    let refused = a.import_bundle(path(d, "flipped.bundle"));
+    assert!(
+        matches!(refused, Err(PhakhiError::SyncFailed { .. })),
+        "{refused:?}"
+    );
+    // Another server's answer, to its own device's bundle.
+    let mut foreign = StandIn::new(6);
+    let c = enrolled(d, "c.db", &mut foreign);
+    c.export_bundle(path(d, "c.bundle")).expect("export");
+    let theirs = foreign.sync_bundle(&std::fs::read(path(d, "c.bundle")).expect("read"));
+    std::fs::write(path(d, "foreign-answer.bundle"), theirs).expect("write");
+    let refused = a.import_bundle(path(d, "foreign-answer.bundle"));
+    assert!(
+        matches!(refused, Err(PhakhiError::BundleNotForThisDevice { .. })),
+        "{refused:?}"
+    );
+
+    // None of that changed anything: the right answer still imports.
+    assert!(a.bundle_pending().expect("pending"));
+    let mut a = a;
+    let mut step = a
+        .import_bundle(path(d, "answer.bundle"))
+        .expect("the right answer");
+    for _ in 0..2 {
+        if let ExchangeStep::Done { .. } = step {
+            break;
+        }
+        // The server asked for a second round; it too may cross a restart of the app.
+        a.export_bundle(path(d, "next.bundle"))
+            .expect("export the next round");
+        let next = std::fs::read(path(d, "next.bundle")).expect("read");
+        std::fs::write(path(d, "answer.bundle"), server.sync_bundle(&next)).expect("write");
+        drop(a);
+        a = open(d, "a.db", &key);
+        step = a
+            .import_bundle(path(d, "answer.bundle"))
+            .expect("the next answer");
+    }
+    assert!(matches!(step, ExchangeStep::Done { .. }), "{step:?}");
+    assert!(!a.bundle_pending().expect("pending"));
+    assert!(matches!(
+        a.import_bundle(path(d, "answer.bundle")),
+        Err(PhakhiError::NoExchangeInFlight { .. })
+    ));
+    // The activity reached the server: a second phone reads it back, Thai intact.
+    let b = enrolled(d, "b.db", &mut server);
+    sync_raw(&b, &mut server);
+    assert_eq!(titles(&b), vec!["เวทีประชาคมหมู่บ้าน".to_owned()]);
 }
 
 #[test]

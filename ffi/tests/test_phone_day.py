@@ -4,7 +4,9 @@ The same calls a Kotlin or Swift app makes, made from Python (the bindings UniFF
 the three languages share one C interface): open a passphrase store, enrol with an invite from
 `phakhi admin invite`, record an activity in Thai, submit a tip with a member code from
 `phakhi tipdesk`, sync over HTTP, receive the tip desk's reply, read the province back on a
-second phone, carry a sync as bundle files, and get typed errors for a wrong passphrase, a
+second phone, carry a sync as bundle files through `phakhi admin import-bundle` on the stopped
+server's data folder (the phone app closed and opened again while the files travel, a replaced
+export's answer and damaged files refused), and get typed errors for a wrong passphrase, a
 cancelled sync, an unreachable server and a revoked device.
 
 Run by `tests/tests/ffi_python.rs` (so by `cargo test --workspace`), which sets:
@@ -128,6 +130,10 @@ class Server:
         if len(lines) != 1:
             raise AssertionError(f"expected one invite line, got {lines}")
         return lines[0]
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=COMMAND_TIMEOUT_S)
 
     def kill(self):
         if self.process.poll() is None:
@@ -259,8 +265,7 @@ class PhoneDay(unittest.TestCase):
 
         # The tip desk pulls the tip and answers it; the answer is written while HQ is stopped,
         # and reaches the phone on its next sync (the server comes back on a new port).
-        self.server.process.terminate()
-        self.server.process.wait(timeout=COMMAND_TIMEOUT_S)
+        self.server.stop()
         self.assertIn("1 new tip", self.server.tipdesk("pull", "--data", self.server.data))
         self.server.tipdesk(
             "reply", receipt, "--status", "under-review",
@@ -300,10 +305,12 @@ class PhoneDay(unittest.TestCase):
         # Tips stay private to the phone that sent them.
         self.assertEqual(other.tip_receipts(), [])
 
-        # The second phone archives the activity and carries that sync as bundle files,
-        # posted to the server the way a carrier with signal would; the first phone sees it.
+        # The second phone archives the activity and carries that sync as bundle files to the
+        # stopped server; the app is closed while they travel. The first phone sees it.
         other.archive_activity(PROVINCE, activity)
-        self.carry_bundles(other)
+        del other
+        other = self.carry_bundles(lambda: phakhi.PhakhiDevice.open_with_key(
+            self.store("phone-b.db"), key))
         sync_until_quiet(phone, self.server.url)
         self.assertEqual(phone.activities(PROVINCE, phakhi.ActivityQuery()), [])
         [archived] = phone.activities(
@@ -331,26 +338,59 @@ class PhoneDay(unittest.TestCase):
         # The other phone still syncs.
         other.sync(self.server.url, None)
 
-    def carry_bundles(self, device):
-        request_path = self.store("bundle-request.bin")
-        answer_path = self.store("bundle-answer.bin")
-        for _ in range(3):
-            device.export_bundle(request_path)
-            with open(request_path, "rb") as f:
-                body = f.read()
-            post = urllib.request.Request(
-                self.server.url + "/v1/sync",
-                data=body,
-                headers={"content-type": "application/octet-stream"},
-                method="POST",
-            )
-            with urllib.request.urlopen(post, timeout=COMMAND_TIMEOUT_S) as answer:
-                with open(answer_path, "wb") as f:
-                    f.write(answer.read())
-            step = device.import_bundle(answer_path)
-            if isinstance(step, phakhi.ExchangeStep.DONE):
-                return step.summary
-        raise AssertionError("a bundle exchange took more than three round trips")
+    def import_at_server(self, request, answer):
+        """The carrier hands a request bundle to the stopped server's data folder."""
+        out = self.server.admin("import-bundle", request, "--answer", answer)
+        self.assertIn("answer written", out)
+
+    def carry_bundles(self, open_phone):
+        """Syncs by bundle files with the server stopped, closing and reopening the phone between
+        export and import. Returns the phone, open."""
+        phone = open_phone()
+        stale = self.store("bundle-stale.bin")
+        phone.export_bundle(stale)
+        self.server.stop()
+        try:
+            for round in range(3):
+                request = self.store(f"bundle-request-{round}.bin")
+                answer = self.store(f"bundle-answer-{round}.bin")
+                # Exporting again replaces the stale export (which never got its answer).
+                phone.export_bundle(request)
+                self.assertTrue(phone.bundle_pending())
+                with open(request, "rb") as f:
+                    self.assertEqual(f.read(4), b"PKBN")
+                del phone  # the app is closed while the bundle travels
+                self.import_at_server(request, answer)
+                phone = open_phone()
+                self.assertTrue(phone.bundle_pending())
+                if round == 0:
+                    self.refuse_wrong_answers(phone, stale, request, answer)
+                step = phone.import_bundle(answer)
+                if isinstance(step, phakhi.ExchangeStep.DONE):
+                    self.assertFalse(phone.bundle_pending())
+                    with self.assertRaises(phakhi.PhakhiError.NoExchangeInFlight):
+                        phone.import_bundle(answer)
+                    return phone
+                self.assertIsInstance(step, phakhi.ExchangeStep.SEND_AGAIN)
+            raise AssertionError("a bundle exchange took more than three round trips")
+        finally:
+            self.server.start()
+
+    def refuse_wrong_answers(self, phone, stale, request, answer):
+        """Wrong answer files are refused with their own errors and change nothing."""
+        stale_answer = self.store("bundle-stale-answer.bin")
+        self.import_at_server(stale, stale_answer)
+        with self.assertRaises(phakhi.PhakhiError.BundleReplaced):
+            phone.import_bundle(stale_answer)
+        with open(answer, "rb") as f:
+            good = f.read()
+        cut = self.store("bundle-cut.bin")
+        with open(cut, "wb") as f:
+            f.write(good[: len(good) // 2])
+        for wrong in (cut, request):
+            with self.assertRaises(phakhi.PhakhiError.BundleDamaged):
+                phone.import_bundle(wrong)
+        self.assertTrue(phone.bundle_pending())
 
     def test_bad_input_is_a_typed_error_and_changes_nothing(self):
         phone = phakhi.PhakhiDevice.open_with_key(

@@ -1,8 +1,9 @@
 //! The phone bindings, end to end: builds `phakhi-ffi` and the `phakhi` binary, generates the
 //! Python bindings for the library just built, and runs `ffi/tests/test_phone_day.py` — a phone's
 //! day through the same C interface the Kotlin and Swift apps use, against a real `phakhi serve`
-//! process. Also checks that the committed Kotlin and Swift bindings in `ffi/bindings/` are
-//! exactly what the current library generates.
+//! process and `phakhi admin import-bundle` on its stopped data folder. Also checks that the
+//! committed Kotlin and Swift bindings in `ffi/bindings/` are exactly what the current library
+//! generates.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

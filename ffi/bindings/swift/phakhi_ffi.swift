@@ -717,6 +717,12 @@ public protocol PhakhiDeviceProtocol: AnyObject, Sendable {
     func archiveNote(province: String, noteId: String) throws 
     
     /**
+     * True while an exported bundle waits for its answer (or, after a `SendAgain`, for the
+     * next export), also after the app was closed and opened again.
+     */
+    func bundlePending() throws  -> Bool
+    
+    /**
      * The province's coordination centres.
      */
     func centres(province: String, includeArchived: Bool) throws  -> [CentreRecord]
@@ -749,17 +755,24 @@ public protocol PhakhiDeviceProtocol: AnyObject, Sendable {
     func enrolment() throws  -> EnrolmentInfo?
     
     /**
-     * Writes the next sync request to a file (a bundle) for a carrier — a USB stick, a phone
-     * that has signal — to post to the server's `/v1/sync`; the answer comes back as a file for
-     * [`PhakhiDevice::import_bundle`]. The bundle is the same sealed envelope the HTTP sync
-     * sends: only the enrolled server can open it, only this device can open the answer. The
-     * exchange lives in memory: import the answer before this device object is closed.
+     * Writes the next sync request to a bundle file for a carrier — a USB stick, a phone that
+     * reaches signal — to hand to the server (`phakhi admin import-bundle FILE --answer OUT`);
+     * the answer comes back as a file for [`PhakhiDevice::import_bundle`]. Only the enrolled
+     * server opens the bundle, only this device opens the answer, and the server accepts it
+     * for fourteen days.
+     *
+     * What opening the answer needs is kept encrypted in the store, so the answer may be
+     * imported after the app was closed and opened again. One export waits at a time:
+     * exporting again replaces it (the newer bundle carries everything the older one did, and
+     * the older one's answer is then refused). A raw exchange in flight is abandoned first.
      */
     func exportBundle(path: String) throws 
     
     /**
-     * Reads the server's answer from a bundle file and applies it, like
-     * [`PhakhiDevice::sync_response`].
+     * Reads the server's answer bundle to the last export and applies it. `SendAgain` means
+     * the server needs a second round: export the next bundle and carry it too. A refused
+     * answer (a damaged file, the answer to a replaced export, another device's or another
+     * server's answer) changes nothing, and the export keeps waiting for its own answer.
      */
     func importBundle(path: String) throws  -> ExchangeStep
     
@@ -1075,6 +1088,19 @@ open func archiveNote(province: String, noteId: String)throws   {try rustCallWit
 }
     
     /**
+     * True while an exported bundle waits for its answer (or, after a `SendAgain`, for the
+     * next export), also after the app was closed and opened again.
+     */
+open func bundlePending()throws  -> Bool  {
+    return try  FfiConverterBool.lift(try rustCallWithError(FfiConverterTypePhakhiError_lift) {
+        uniffiCallStatus in
+    uniffi_phakhi_ffi_fn_method_phakhidevice_bundle_pending(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * The province's coordination centres.
      */
 open func centres(province: String, includeArchived: Bool)throws  -> [CentreRecord]  {
@@ -1157,11 +1183,16 @@ open func enrolment()throws  -> EnrolmentInfo?  {
 }
     
     /**
-     * Writes the next sync request to a file (a bundle) for a carrier — a USB stick, a phone
-     * that has signal — to post to the server's `/v1/sync`; the answer comes back as a file for
-     * [`PhakhiDevice::import_bundle`]. The bundle is the same sealed envelope the HTTP sync
-     * sends: only the enrolled server can open it, only this device can open the answer. The
-     * exchange lives in memory: import the answer before this device object is closed.
+     * Writes the next sync request to a bundle file for a carrier — a USB stick, a phone that
+     * reaches signal — to hand to the server (`phakhi admin import-bundle FILE --answer OUT`);
+     * the answer comes back as a file for [`PhakhiDevice::import_bundle`]. Only the enrolled
+     * server opens the bundle, only this device opens the answer, and the server accepts it
+     * for fourteen days.
+     *
+     * What opening the answer needs is kept encrypted in the store, so the answer may be
+     * imported after the app was closed and opened again. One export waits at a time:
+     * exporting again replaces it (the newer bundle carries everything the older one did, and
+     * the older one's answer is then refused). A raw exchange in flight is abandoned first.
      */
 open func exportBundle(path: String)throws   {try rustCallWithError(FfiConverterTypePhakhiError_lift) {
         uniffiCallStatus in
@@ -1173,8 +1204,10 @@ open func exportBundle(path: String)throws   {try rustCallWithError(FfiConverter
 }
     
     /**
-     * Reads the server's answer from a bundle file and applies it, like
-     * [`PhakhiDevice::sync_response`].
+     * Reads the server's answer bundle to the last export and applies it. `SendAgain` means
+     * the server needs a second round: export the next bundle and carry it too. A refused
+     * answer (a damaged file, the answer to a replaced export, another device's or another
+     * server's answer) changes nothing, and the export keeps waiting for its own answer.
      */
 open func importBundle(path: String)throws  -> ExchangeStep  {
     return try  FfiConverterTypeExchangeStep_lift(try rustCallWithError(FfiConverterTypePhakhiError_lift) {
@@ -4009,6 +4042,24 @@ enum PhakhiError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
     case SyncFailed(message: String
     )
     /**
+     * The file is not an answer bundle: damaged, cut short, or the request instead of its
+     * answer. Copy the answer file again from the carrier.
+     */
+    case BundleDamaged(message: String
+    )
+    /**
+     * The answer is for an earlier export that a newer export replaced; import the answer to
+     * the newest bundle (nothing was lost).
+     */
+    case BundleReplaced(message: String
+    )
+    /**
+     * The answer is not for this device's waiting export: another device's answer, or an
+     * answer from a server this device is not enrolled with.
+     */
+    case BundleNotForThisDevice(message: String
+    )
+    /**
      * The store or one of its records is damaged; restore it from a backup.
      */
     case StoreDamaged(message: String
@@ -4095,16 +4146,25 @@ public struct FfiConverterTypePhakhiError: FfiConverterRustBuffer {
         case 13: return .SyncFailed(
             message: try FfiConverterString.read(from: &buf)
             )
-        case 14: return .StoreDamaged(
+        case 14: return .BundleDamaged(
             message: try FfiConverterString.read(from: &buf)
             )
-        case 15: return .UpdateRequired(
+        case 15: return .BundleReplaced(
             message: try FfiConverterString.read(from: &buf)
             )
-        case 16: return .Storage(
+        case 16: return .BundleNotForThisDevice(
             message: try FfiConverterString.read(from: &buf)
             )
-        case 17: return .Internal(
+        case 17: return .StoreDamaged(
+            message: try FfiConverterString.read(from: &buf)
+            )
+        case 18: return .UpdateRequired(
+            message: try FfiConverterString.read(from: &buf)
+            )
+        case 19: return .Storage(
+            message: try FfiConverterString.read(from: &buf)
+            )
+        case 20: return .Internal(
             message: try FfiConverterString.read(from: &buf)
             )
 
@@ -4184,23 +4244,38 @@ public struct FfiConverterTypePhakhiError: FfiConverterRustBuffer {
             FfiConverterString.write(message, into: &buf)
             
         
-        case let .StoreDamaged(message):
+        case let .BundleDamaged(message):
             writeInt(&buf, Int32(14))
             FfiConverterString.write(message, into: &buf)
             
         
-        case let .UpdateRequired(message):
+        case let .BundleReplaced(message):
             writeInt(&buf, Int32(15))
             FfiConverterString.write(message, into: &buf)
             
         
-        case let .Storage(message):
+        case let .BundleNotForThisDevice(message):
             writeInt(&buf, Int32(16))
             FfiConverterString.write(message, into: &buf)
             
         
-        case let .Internal(message):
+        case let .StoreDamaged(message):
             writeInt(&buf, Int32(17))
+            FfiConverterString.write(message, into: &buf)
+            
+        
+        case let .UpdateRequired(message):
+            writeInt(&buf, Int32(18))
+            FfiConverterString.write(message, into: &buf)
+            
+        
+        case let .Storage(message):
+            writeInt(&buf, Int32(19))
+            FfiConverterString.write(message, into: &buf)
+            
+        
+        case let .Internal(message):
+            writeInt(&buf, Int32(20))
             FfiConverterString.write(message, into: &buf)
             
         }
@@ -5031,6 +5106,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_phakhi_ffi_checksum_method_phakhidevice_archive_note() != 40711) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_phakhi_ffi_checksum_method_phakhidevice_bundle_pending() != 32958) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_phakhi_ffi_checksum_method_phakhidevice_centres() != 47191) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -5049,10 +5127,10 @@ private let initializationResult: InitializationResult = {
     if (uniffi_phakhi_ffi_checksum_method_phakhidevice_enrolment() != 55211) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_phakhi_ffi_checksum_method_phakhidevice_export_bundle() != 60836) {
+    if (uniffi_phakhi_ffi_checksum_method_phakhidevice_export_bundle() != 36377) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_phakhi_ffi_checksum_method_phakhidevice_import_bundle() != 26224) {
+    if (uniffi_phakhi_ffi_checksum_method_phakhidevice_import_bundle() != 15095) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_phakhi_ffi_checksum_method_phakhidevice_members() != 24597) {

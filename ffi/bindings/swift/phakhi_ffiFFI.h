@@ -342,6 +342,11 @@ void uniffi_phakhi_ffi_fn_method_phakhidevice_archive_member(uint64_t ptr, RustB
 void uniffi_phakhi_ffi_fn_method_phakhidevice_archive_note(uint64_t ptr, RustBuffer province, RustBuffer note_id, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIDEVICE_BUNDLE_PENDING
+#define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIDEVICE_BUNDLE_PENDING
+int8_t uniffi_phakhi_ffi_fn_method_phakhidevice_bundle_pending(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIDEVICE_CENTRES
 #define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIDEVICE_CENTRES
 RustBuffer uniffi_phakhi_ffi_fn_method_phakhidevice_centres(uint64_t ptr, RustBuffer province, int8_t include_archived, RustCallStatus *_Nonnull out_status
@@ -857,6 +862,12 @@ uint16_t uniffi_phakhi_ffi_checksum_method_phakhidevice_archive_member(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_METHOD_PHAKHIDEVICE_ARCHIVE_NOTE
 #define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_METHOD_PHAKHIDEVICE_ARCHIVE_NOTE
 uint16_t uniffi_phakhi_ffi_checksum_method_phakhidevice_archive_note(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_METHOD_PHAKHIDEVICE_BUNDLE_PENDING
+#define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_METHOD_PHAKHIDEVICE_BUNDLE_PENDING
+uint16_t uniffi_phakhi_ffi_checksum_method_phakhidevice_bundle_pending(void
     
 );
 #endif

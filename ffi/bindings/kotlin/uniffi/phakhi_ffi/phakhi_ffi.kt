@@ -735,6 +735,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_phakhi_ffi_checksum_method_phakhidevice_archive_note(
     ): Int
+    external fun uniffi_phakhi_ffi_checksum_method_phakhidevice_bundle_pending(
+    ): Int
     external fun uniffi_phakhi_ffi_checksum_method_phakhidevice_centres(
     ): Int
     external fun uniffi_phakhi_ffi_checksum_method_phakhidevice_edit_note(
@@ -838,6 +840,8 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_phakhi_ffi_fn_method_phakhidevice_archive_note(`ptr`: Long,`province`: RustBuffer.ByValue,`noteId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_phakhi_ffi_fn_method_phakhidevice_bundle_pending(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
     external fun uniffi_phakhi_ffi_fn_method_phakhidevice_centres(`ptr`: Long,`province`: RustBuffer.ByValue,`includeArchived`: Byte,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_phakhi_ffi_fn_method_phakhidevice_edit_note(`ptr`: Long,`province`: RustBuffer.ByValue,`noteId`: RustBuffer.ByValue,`text`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -1069,6 +1073,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_archive_note() and 0xFFFF) != 40711) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_bundle_pending() and 0xFFFF) != 32958) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_centres() and 0xFFFF) != 47191) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1087,10 +1094,10 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_enrolment() and 0xFFFF) != 55211) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_export_bundle() and 0xFFFF) != 60836) {
+    if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_export_bundle() and 0xFFFF) != 36377) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_import_bundle() and 0xFFFF) != 26224) {
+    if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_import_bundle() and 0xFFFF) != 15095) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_members() and 0xFFFF) != 24597) {
@@ -1738,6 +1745,12 @@ public interface PhakhiDeviceInterface {
     fun `archiveNote`(`province`: kotlin.String, `noteId`: kotlin.String)
     
     /**
+     * True while an exported bundle waits for its answer (or, after a `SendAgain`, for the
+     * next export), also after the app was closed and opened again.
+     */
+    fun `bundlePending`(): kotlin.Boolean
+    
+    /**
      * The province's coordination centres.
      */
     fun `centres`(`province`: kotlin.String, `includeArchived`: kotlin.Boolean): List<CentreRecord>
@@ -1770,17 +1783,24 @@ public interface PhakhiDeviceInterface {
     fun `enrolment`(): EnrolmentInfo?
     
     /**
-     * Writes the next sync request to a file (a bundle) for a carrier — a USB stick, a phone
-     * that has signal — to post to the server's `/v1/sync`; the answer comes back as a file for
-     * [`PhakhiDevice::import_bundle`]. The bundle is the same sealed envelope the HTTP sync
-     * sends: only the enrolled server can open it, only this device can open the answer. The
-     * exchange lives in memory: import the answer before this device object is closed.
+     * Writes the next sync request to a bundle file for a carrier — a USB stick, a phone that
+     * reaches signal — to hand to the server (`phakhi admin import-bundle FILE --answer OUT`);
+     * the answer comes back as a file for [`PhakhiDevice::import_bundle`]. Only the enrolled
+     * server opens the bundle, only this device opens the answer, and the server accepts it
+     * for fourteen days.
+     *
+     * What opening the answer needs is kept encrypted in the store, so the answer may be
+     * imported after the app was closed and opened again. One export waits at a time:
+     * exporting again replaces it (the newer bundle carries everything the older one did, and
+     * the older one's answer is then refused). A raw exchange in flight is abandoned first.
      */
     fun `exportBundle`(`path`: kotlin.String)
     
     /**
-     * Reads the server's answer from a bundle file and applies it, like
-     * [`PhakhiDevice::sync_response`].
+     * Reads the server's answer bundle to the last export and applies it. `SendAgain` means
+     * the server needs a second round: export the next bundle and carry it too. A refused
+     * answer (a damaged file, the answer to a replaced export, another device's or another
+     * server's answer) changes nothing, and the export keeps waiting for its own answer.
      */
     fun `importBundle`(`path`: kotlin.String): ExchangeStep
     
@@ -2172,6 +2192,24 @@ open class PhakhiDevice: Disposable, AutoCloseable, PhakhiDeviceInterface
 
     
     /**
+     * True while an exported bundle waits for its answer (or, after a `SendAgain`, for the
+     * next export), also after the app was closed and opened again.
+     */
+    @Throws(PhakhiException::class)override fun `bundlePending`(): kotlin.Boolean {
+            return FfiConverterBoolean.lift(
+    callWithHandle {
+    uniffiRustCallWithError(PhakhiException) { _status ->
+    UniffiLib.uniffi_phakhi_ffi_fn_method_phakhidevice_bundle_pending(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * The province's coordination centres.
      */
     @Throws(PhakhiException::class)override fun `centres`(`province`: kotlin.String, `includeArchived`: kotlin.Boolean): List<CentreRecord> {
@@ -2284,11 +2322,16 @@ open class PhakhiDevice: Disposable, AutoCloseable, PhakhiDeviceInterface
 
     
     /**
-     * Writes the next sync request to a file (a bundle) for a carrier — a USB stick, a phone
-     * that has signal — to post to the server's `/v1/sync`; the answer comes back as a file for
-     * [`PhakhiDevice::import_bundle`]. The bundle is the same sealed envelope the HTTP sync
-     * sends: only the enrolled server can open it, only this device can open the answer. The
-     * exchange lives in memory: import the answer before this device object is closed.
+     * Writes the next sync request to a bundle file for a carrier — a USB stick, a phone that
+     * reaches signal — to hand to the server (`phakhi admin import-bundle FILE --answer OUT`);
+     * the answer comes back as a file for [`PhakhiDevice::import_bundle`]. Only the enrolled
+     * server opens the bundle, only this device opens the answer, and the server accepts it
+     * for fourteen days.
+     *
+     * What opening the answer needs is kept encrypted in the store, so the answer may be
+     * imported after the app was closed and opened again. One export waits at a time:
+     * exporting again replaces it (the newer bundle carries everything the older one did, and
+     * the older one's answer is then refused). A raw exchange in flight is abandoned first.
      */
     @Throws(PhakhiException::class)override fun `exportBundle`(`path`: kotlin.String)
         = 
@@ -2305,8 +2348,10 @@ open class PhakhiDevice: Disposable, AutoCloseable, PhakhiDeviceInterface
 
     
     /**
-     * Reads the server's answer from a bundle file and applies it, like
-     * [`PhakhiDevice::sync_response`].
+     * Reads the server's answer bundle to the last export and applies it. `SendAgain` means
+     * the server needs a second round: export the next bundle and carry it too. A refused
+     * answer (a damaged file, the answer to a replaced export, another device's or another
+     * server's answer) changes nothing, and the export keeps waiting for its own answer.
      */
     @Throws(PhakhiException::class)override fun `importBundle`(`path`: kotlin.String): ExchangeStep {
             return FfiConverterTypeExchangeStep.lift(
@@ -4811,6 +4856,42 @@ sealed class PhakhiException: kotlin.Exception() {
     }
     
     /**
+     * The file is not an answer bundle: damaged, cut short, or the request instead of its
+     * answer. Copy the answer file again from the carrier.
+     */
+    class BundleDamaged(
+        
+        val `message`: kotlin.String
+        ) : PhakhiException() {
+        override val message
+            get() = "message=${ `message` }"
+    }
+    
+    /**
+     * The answer is for an earlier export that a newer export replaced; import the answer to
+     * the newest bundle (nothing was lost).
+     */
+    class BundleReplaced(
+        
+        val `message`: kotlin.String
+        ) : PhakhiException() {
+        override val message
+            get() = "message=${ `message` }"
+    }
+    
+    /**
+     * The answer is not for this device's waiting export: another device's answer, or an
+     * answer from a server this device is not enrolled with.
+     */
+    class BundleNotForThisDevice(
+        
+        val `message`: kotlin.String
+        ) : PhakhiException() {
+        override val message
+            get() = "message=${ `message` }"
+    }
+    
+    /**
      * The store or one of its records is damaged; restore it from a backup.
      */
     class StoreDamaged(
@@ -4911,16 +4992,25 @@ public object FfiConverterTypePhakhiError : FfiConverterRustBuffer<PhakhiExcepti
             13 -> PhakhiException.SyncFailed(
                 FfiConverterString.read(buf),
                 )
-            14 -> PhakhiException.StoreDamaged(
+            14 -> PhakhiException.BundleDamaged(
                 FfiConverterString.read(buf),
                 )
-            15 -> PhakhiException.UpdateRequired(
+            15 -> PhakhiException.BundleReplaced(
                 FfiConverterString.read(buf),
                 )
-            16 -> PhakhiException.Storage(
+            16 -> PhakhiException.BundleNotForThisDevice(
                 FfiConverterString.read(buf),
                 )
-            17 -> PhakhiException.Internal(
+            17 -> PhakhiException.StoreDamaged(
+                FfiConverterString.read(buf),
+                )
+            18 -> PhakhiException.UpdateRequired(
+                FfiConverterString.read(buf),
+                )
+            19 -> PhakhiException.Storage(
+                FfiConverterString.read(buf),
+                )
+            20 -> PhakhiException.Internal(
                 FfiConverterString.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
@@ -4990,6 +5080,21 @@ public object FfiConverterTypePhakhiError : FfiConverterRustBuffer<PhakhiExcepti
                 + FfiConverterString.allocationSize(value.`message`)
             )
             is PhakhiException.SyncFailed -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`message`)
+            )
+            is PhakhiException.BundleDamaged -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`message`)
+            )
+            is PhakhiException.BundleReplaced -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`message`)
+            )
+            is PhakhiException.BundleNotForThisDevice -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterString.allocationSize(value.`message`)
@@ -5084,23 +5189,38 @@ public object FfiConverterTypePhakhiError : FfiConverterRustBuffer<PhakhiExcepti
                 FfiConverterString.write(value.`message`, buf)
                 Unit
             }
-            is PhakhiException.StoreDamaged -> {
+            is PhakhiException.BundleDamaged -> {
                 buf.putInt(14)
                 FfiConverterString.write(value.`message`, buf)
                 Unit
             }
-            is PhakhiException.UpdateRequired -> {
+            is PhakhiException.BundleReplaced -> {
                 buf.putInt(15)
                 FfiConverterString.write(value.`message`, buf)
                 Unit
             }
-            is PhakhiException.Storage -> {
+            is PhakhiException.BundleNotForThisDevice -> {
                 buf.putInt(16)
                 FfiConverterString.write(value.`message`, buf)
                 Unit
             }
-            is PhakhiException.Internal -> {
+            is PhakhiException.StoreDamaged -> {
                 buf.putInt(17)
+                FfiConverterString.write(value.`message`, buf)
+                Unit
+            }
+            is PhakhiException.UpdateRequired -> {
+                buf.putInt(18)
+                FfiConverterString.write(value.`message`, buf)
+                Unit
+            }
+            is PhakhiException.Storage -> {
+                buf.putInt(19)
+                FfiConverterString.write(value.`message`, buf)
+                Unit
+            }
+            is PhakhiException.Internal -> {
+                buf.putInt(20)
                 FfiConverterString.write(value.`message`, buf)
                 Unit
             }
