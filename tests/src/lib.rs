@@ -1,4 +1,5 @@
 //! Shared helpers for Phakhi's end-to-end tests, fault injection and benchmarks.
 
 pub mod badlink;
+pub mod bench;
 pub mod server;
