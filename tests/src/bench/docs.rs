@@ -21,7 +21,11 @@ pub fn actor(b: u8) -> ActorId {
 }
 
 /// Appends `n` activity records numbered from `start`, one commit per record.
-pub fn add_records(doc: &mut AutoCommit, start: usize, n: usize) -> Result<(), automerge::AutomergeError> {
+pub fn add_records(
+    doc: &mut AutoCommit,
+    start: usize,
+    n: usize,
+) -> Result<(), automerge::AutomergeError> {
     let acts = match doc.get(ROOT, "activities")? {
         Some((_, id)) => id,
         None => {
@@ -32,7 +36,11 @@ pub fn add_records(doc: &mut AutoCommit, start: usize, n: usize) -> Result<(), a
     };
     for i in start..start + n {
         let rec = doc.put_object(&acts, format!("act-{i:06}"), ObjType::Map)?;
-        doc.put(&rec, "kind", if i % 3 == 0 { "campaign" } else { "training" })?;
+        doc.put(
+            &rec,
+            "kind",
+            if i % 3 == 0 { "campaign" } else { "training" },
+        )?;
         doc.put(&rec, "title", format!("อบรมต่อต้านการทุจริต ครั้งที่ {i}"))?;
         let text = doc.put_object(&rec, "description", ObjType::Text)?;
         doc.splice_text(
@@ -41,7 +49,11 @@ pub fn add_records(doc: &mut AutoCommit, start: usize, n: usize) -> Result<(), a
             0,
             &format!("ภาคีเครือข่ายให้ความรู้เรื่องงบประมาณและการจัดซื้อจัดจ้าง รอบที่ {i}"),
         )?;
-        doc.put(&rec, "date", format!("2026-{:02}-{:02}", 1 + i % 12, 1 + i % 28))?;
+        doc.put(
+            &rec,
+            "date",
+            format!("2026-{:02}-{:02}", 1 + i % 12, 1 + i % 28),
+        )?;
         doc.put(&rec, "district", DISTRICTS[i % DISTRICTS.len()])?;
         doc.put(&rec, "attendance", ScalarValue::counter((i % 90) as i64))?;
         doc.put(&rec, "organiser", format!("leader-{}", i % 37))?;

@@ -75,7 +75,9 @@ pub struct Counter {
 
 impl std::fmt::Debug for Counter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Counter").field("addr", &self.link.addr()).finish()
+        f.debug_struct("Counter")
+            .field("addr", &self.link.addr())
+            .finish()
     }
 }
 
@@ -86,7 +88,10 @@ impl Counter {
             .thread_name("bench-proxy")
             .enable_all()
             .build()?;
-        let profile = Profile::loopback().to_builder().max_connections(4096).build()?;
+        let profile = Profile::loopback()
+            .to_builder()
+            .max_connections(4096)
+            .build()?;
         let link = runtime.block_on(BadLink::start(target, profile, 1))?;
         Ok(Counter { link, runtime })
     }
@@ -116,7 +121,13 @@ pub fn phakhi(scale: &Scale) -> Result<Fleet> {
     let desk = StaticKeyPair::generate(rng);
     let provinces: Vec<&str> = REGION.iter().take(scale.provinces).copied().collect();
     progress(format!("phakhi fleet: issuing {} invites", scale.devices));
-    let invites = procs::invites(&server.data, &url, &hex::encode(desk.public().as_bytes()), &provinces, scale.devices)?;
+    let invites = procs::invites(
+        &server.data,
+        &url,
+        &hex::encode(desk.public().as_bytes()),
+        &provinces,
+        scale.devices,
+    )?;
 
     progress(format!(
         "phakhi fleet: {} phones enrol and record {} activities each, offline",
@@ -124,11 +135,13 @@ pub fn phakhi(scale: &Scale) -> Result<Fleet> {
     ));
     let t = Instant::now();
     let next = AtomicUsize::new(0);
-    let devices: Vec<Mutex<Option<Device>>> = (0..scale.devices).map(|_| Mutex::new(None)).collect();
+    let devices: Vec<Mutex<Option<Device>>> =
+        (0..scale.devices).map(|_| Mutex::new(None)).collect();
     let failure: Mutex<Option<String>> = Mutex::new(None);
     std::thread::scope(|s| {
         for w in 0..4 {
-            let (next, devices, invites, failure, dir) = (&next, &devices, &invites, &failure, dir.path());
+            let (next, devices, invites, failure, dir) =
+                (&next, &devices, &invites, &failure, dir.path());
             s.spawn(move || {
                 let rng = &mut ChaCha20Rng::seed_from_u64(2000 + w);
                 loop {
@@ -191,7 +204,9 @@ pub fn phakhi(scale: &Scale) -> Result<Fleet> {
         return Err(e.into());
     }
     let after = counter.stats();
-    let server_cpu = procs::cpu_time(server.pid()).zip(cpu_before).map(|(a, b)| a.saturating_sub(b));
+    let server_cpu = procs::cpu_time(server.pid())
+        .zip(cpu_before)
+        .map(|(a, b)| a.saturating_sub(b));
     let peak = peak_rss(server.pid()).unwrap_or(0);
 
     // Check: one more phone per province pulls its province and finds every record.
@@ -206,7 +221,9 @@ pub fn phakhi(scale: &Scale) -> Result<Fleet> {
     }
     let records = scale.devices * scale.per_device;
     if found != records {
-        return Err(format!("the server holds {found} of the {records} records after the run").into());
+        return Err(
+            format!("the server holds {found} of the {records} records after the run").into(),
+        );
     }
     counter.stop();
     let (_status, _stderr) = server.terminate();
@@ -228,13 +245,22 @@ pub fn phakhi(scale: &Scale) -> Result<Fleet> {
              one phone per province pulled its province and found all {records} records. A \
              phone also downloads what the others of its province recorded before it (shared \
              documents), which the baselines' private documents never do.",
-            scale.devices, provinces.len(), scale.per_device, PHAKHI_CONCURRENCY
+            scale.devices,
+            provinces.len(),
+            scale.per_device,
+            PHAKHI_CONCURRENCY
         )],
     })
 }
 
 /// One phone: store, enrolment, a member and `records` activities.
-fn prepare(dir: &Path, i: usize, invite: &str, records: usize, rng: &mut ChaCha20Rng) -> Result<Device> {
+fn prepare(
+    dir: &Path,
+    i: usize,
+    invite: &str,
+    records: usize,
+    rng: &mut ChaCha20Rng,
+) -> Result<Device> {
     let mut device = Device::open(
         dir.join(format!("phone-{i}.db")),
         StorageKey::generate(rng),
@@ -263,25 +289,38 @@ fn prepare(dir: &Path, i: usize, invite: &str, records: usize, rng: &mut ChaCha2
     for r in 0..records {
         let date = Date::from_ymd(2026, 1 + (r % 12) as u8, 1 + (i % 28) as u8)?;
         device.edit_activities(code, rng, |acts, province, rng| {
-            acts.create(province, activity(i * 100 + r, date, organiser), &edit, &mut &mut *rng)
+            acts.create(
+                province,
+                activity(i * 100 + r, date, organiser),
+                &edit,
+                &mut &mut *rng,
+            )
         })?;
     }
     Ok(device)
 }
 
+/// Makes the command that starts a baseline server on a port with a data folder.
+pub type ServerCommand = Box<dyn Fn(u16, &Path) -> Command + Send + Sync>;
+/// Makes the command that drives `clients` clients of `records` records, `concurrency` at once,
+/// against a `ws://` URL.
+pub type DriverCommand = Box<dyn Fn(&str, usize, usize, usize) -> Command + Send + Sync>;
+
 /// A baseline server process and the driver of its clients.
 pub struct External {
     pub system: String,
     /// Starts the server listening on the given port with the given data folder.
-    pub server: Box<dyn Fn(u16, &Path) -> Command + Send + Sync>,
+    pub server: ServerCommand,
     /// Starts the driver against the given `ws://` URL.
-    pub driver: Box<dyn Fn(&str, usize, usize, usize) -> Command + Send + Sync>,
+    pub driver: DriverCommand,
     pub notes: Vec<String>,
 }
 
 impl std::fmt::Debug for External {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("External").field("system", &self.system).finish_non_exhaustive()
+        f.debug_struct("External")
+            .field("system", &self.system)
+            .finish_non_exhaustive()
     }
 }
 
@@ -337,7 +376,10 @@ pub fn external(ext: &External, scale: &Scale) -> Result<Fleet> {
     let pid = server.0.id();
     let counter = Counter::start(addr)?;
     let url = format!("ws://{}", counter.addr());
-    progress(format!("{}: {} clients x {} records", ext.system, scale.devices, scale.per_device));
+    progress(format!(
+        "{}: {} clients x {} records",
+        ext.system, scale.devices, scale.per_device
+    ));
     let before = counter.stats();
     let cpu_before = procs::cpu_time(pid);
     let mut driver = Reaped(
@@ -416,7 +458,9 @@ pub fn external(ext: &External, scale: &Scale) -> Result<Fleet> {
     let end = Instant::now();
     let start = start.ok_or("the driver never said start")?;
     let after = counter.stats();
-    let server_cpu = procs::cpu_time(pid).zip(cpu_before).map(|(a, b)| a.saturating_sub(b));
+    let server_cpu = procs::cpu_time(pid)
+        .zip(cpu_before)
+        .map(|(a, b)| a.saturating_sub(b));
     let peak = peak_rss(pid).unwrap_or(0);
     drop(driver);
     counter.stop();
@@ -444,7 +488,9 @@ fn is_durable(data: &Path, id: &str, heads: &[ChangeHash]) -> bool {
     let root = data.join(a).join(b);
     let mut chunks = Vec::new();
     for kind in ["snapshot", "incremental"] {
-        let Ok(entries) = std::fs::read_dir(root.join(kind)) else { continue };
+        let Ok(entries) = std::fs::read_dir(root.join(kind)) else {
+            continue;
+        };
         for entry in entries.flatten() {
             if let Ok(bytes) = std::fs::read(entry.path()) {
                 chunks.extend_from_slice(&bytes);
@@ -463,9 +509,17 @@ fn is_durable(data: &Path, id: &str, heads: &[ChangeHash]) -> bool {
 /// The bench-node folder and whether its packages are installed (running `npm ci` if not).
 pub fn node_setup(root: &Path) -> Result<PathBuf> {
     let folder = root.join("tests").join("bench-node");
-    if !folder.join("node_modules").join("@automerge").join("automerge-repo-sync-server").exists() {
+    if !folder
+        .join("node_modules")
+        .join("@automerge")
+        .join("automerge-repo-sync-server")
+        .exists()
+    {
         progress("installing the Node baseline (npm ci)");
-        let status = Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&folder).status()?;
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&folder)
+            .status()?;
         if !status.success() {
             return Err(format!("npm ci failed in {}: {status}", folder.display()).into());
         }

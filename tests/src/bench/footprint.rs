@@ -44,11 +44,24 @@ fn add_records_uncommitted(doc: &mut AutoCommit, start: usize, n: usize) -> Resu
     let (_, acts) = doc.get(ROOT, "activities")?.ok_or("activities map")?;
     for i in start..start + n {
         let rec = doc.put_object(&acts, format!("act-{i:06}"), ObjType::Map)?;
-        doc.put(&rec, "kind", if i % 3 == 0 { "campaign" } else { "training" })?;
+        doc.put(
+            &rec,
+            "kind",
+            if i % 3 == 0 { "campaign" } else { "training" },
+        )?;
         doc.put(&rec, "title", format!("อบรมต่อต้านการทุจริต ครั้งที่ {i}"))?;
         let text = doc.put_object(&rec, "description", ObjType::Text)?;
-        doc.splice_text(&text, 0, 0, &format!("ภาคีเครือข่ายให้ความรู้เรื่องงบประมาณ รอบที่ {i}"))?;
-        doc.put(&rec, "date", format!("2026-{:02}-{:02}", 1 + i % 12, 1 + i % 28))?;
+        doc.splice_text(
+            &text,
+            0,
+            0,
+            &format!("ภาคีเครือข่ายให้ความรู้เรื่องงบประมาณ รอบที่ {i}"),
+        )?;
+        doc.put(
+            &rec,
+            "date",
+            format!("2026-{:02}-{:02}", 1 + i % 12, 1 + i % 28),
+        )?;
         doc.put(&rec, "attendance", ScalarValue::counter((i % 90) as i64))?;
         doc.put(&rec, "organiser", format!("leader-{}", i % 37))?;
     }
@@ -60,7 +73,9 @@ fn activities(code: &str) -> Result<DocName> {
 }
 
 fn sync(device: &mut Device) -> Result<()> {
-    device.sync().map_err(|f: Failure| format!("sync failed: {f:?}").into())
+    device
+        .sync()
+        .map_err(|f: Failure| format!("sync failed: {f:?}").into())
 }
 
 /// Relay footprint and HQ ingest of the region, on one server process.
@@ -88,15 +103,29 @@ fn region_inner(scale: &Scale, doc: &[u8]) -> Result<Vec<Section>> {
     // exchange.
     let codes: Vec<&str> = REGION.iter().take(scale.provinces).copied().collect();
     let shares: Vec<Vec<String>> = (0..3)
-        .map(|c| codes.iter().skip(c).step_by(3).map(|s| s.to_string()).collect())
+        .map(|c| {
+            codes
+                .iter()
+                .skip(c)
+                .step_by(3)
+                .map(|s| s.to_string())
+                .collect()
+        })
         .collect();
     let rng = &mut ChaCha20Rng::seed_from_u64(77);
     let desk = StaticKeyPair::generate(rng);
-    let invites = procs::invites_for(&server.data, &server.url, &hex::encode(desk.public().as_bytes()), &shares, Role::Coordinator)?;
+    let invites = procs::invites_for(
+        &server.data,
+        &server.url,
+        &hex::encode(desk.public().as_bytes()),
+        &shares,
+        Role::Coordinator,
+    )?;
     let key = server.static_key();
     let mut clients = Vec::new();
     for invite in &invites {
-        let (device, _) = Device::enrol(&server.url, invite, key).map_err(|f| format!("enrol: {f:?}"))?;
+        let (device, _) =
+            Device::enrol(&server.url, invite, key).map_err(|f| format!("enrol: {f:?}"))?;
         clients.push(device);
     }
     let loaded: Vec<Vec<(DocName, AutoCommit)>> = shares
@@ -108,7 +137,11 @@ fn region_inner(scale: &Scale, doc: &[u8]) -> Result<Vec<Section>> {
                 .collect::<Result<Vec<_>>>()
         })
         .collect::<Result<_>>()?;
-    progress(format!("HQ ingest: {} provinces x {} records from 3 clients", codes.len(), scale.records));
+    progress(format!(
+        "HQ ingest: {} provinces x {} records from 3 clients",
+        codes.len(),
+        scale.records
+    ));
     let cpu_before = procs::cpu_time(server.pid());
     let t = Instant::now();
     let results: Vec<Result<Duration>> = std::thread::scope(|s| {
@@ -127,7 +160,10 @@ fn region_inner(scale: &Scale, doc: &[u8]) -> Result<Vec<Section>> {
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err("an uploading client panicked".into())))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("an uploading client panicked".into()))
+            })
             .collect()
     });
     let mut finished = Vec::new();
@@ -135,19 +171,31 @@ fn region_inner(scale: &Scale, doc: &[u8]) -> Result<Vec<Section>> {
         finished.push(r?);
     }
     let wall = finished.iter().copied().max().unwrap_or_default();
-    let cpu = procs::cpu_time(server.pid()).zip(cpu_before).map(|(a, b)| a.saturating_sub(b));
+    let cpu = procs::cpu_time(server.pid())
+        .zip(cpu_before)
+        .map(|(a, b)| a.saturating_sub(b));
     std::thread::sleep(Duration::from_millis(500));
     let loaded_rss = rss(server.pid()).unwrap_or(0);
     let peak = procs::peak_rss(server.pid()).unwrap_or(0);
 
     // Check: a fourth device reading every province finds each one whole.
     let all: Vec<String> = codes.iter().map(|c| c.to_string()).collect();
-    let reader_invite = procs::invites_for(&server.data, &server.url, &hex::encode(desk.public().as_bytes()), &[all], Role::Coordinator)?;
-    let (mut reader, _) = Device::enrol(&server.url, &reader_invite[0], key).map_err(|f| format!("enrol: {f:?}"))?;
+    let reader_invite = procs::invites_for(
+        &server.data,
+        &server.url,
+        &hex::encode(desk.public().as_bytes()),
+        &[all],
+        Role::Coordinator,
+    )?;
+    let (mut reader, _) =
+        Device::enrol(&server.url, &reader_invite[0], key).map_err(|f| format!("enrol: {f:?}"))?;
     sync(&mut reader)?;
     let expected = AutoCommit::load(doc)?.get_heads();
     for code in &codes {
-        let got = reader.docs.get_mut(&activities(code)?).ok_or("a province is missing at HQ")?;
+        let got = reader
+            .docs
+            .get_mut(&activities(code)?)
+            .ok_or("a province is missing at HQ")?;
         if got.get_heads() != expected {
             return Err(format!("{code} is incomplete at HQ").into());
         }
@@ -157,18 +205,31 @@ fn region_inner(scale: &Scale, doc: &[u8]) -> Result<Vec<Section>> {
     let mut foot = Section::new("relay footprint");
     foot.row(
         Row::new("stripped release binary (`phakhi`)", bytes(size))
-            .baseline("Couchbase Edge Server ~10 MB (published)", ratio(size as f64, 10e6))
+            .baseline(
+                "Couchbase Edge Server ~10 MB (published)",
+                ratio(size as f64, 10e6),
+            )
             .goal("≤ 15 MB", size <= 15_000_000),
     );
     foot.row(
         Row::new("idle RSS", bytes(idle))
-            .baseline("Couchbase Edge Server < 50 MB (published)", ratio(idle as f64, 50e6))
+            .baseline(
+                "Couchbase Edge Server < 50 MB (published)",
+                ratio(idle as f64, 50e6),
+            )
             .goal("≤ 30 MB", idle <= 30_000_000),
     );
     foot.row(
-        Row::new(format!("RSS holding {} provinces × {} records", codes.len(), scale.records), bytes(loaded_rss))
-            .baseline("—", "—")
-            .verdict(Verdict::Report),
+        Row::new(
+            format!(
+                "RSS holding {} provinces × {} records",
+                codes.len(),
+                scale.records
+            ),
+            bytes(loaded_rss),
+        )
+        .baseline("—", "—")
+        .verdict(Verdict::Report),
     );
     foot.row(Row::new("peak RSS during the upload", bytes(peak)));
     foot.note(
@@ -186,7 +247,11 @@ fn region_inner(scale: &Scale, doc: &[u8]) -> Result<Vec<Section>> {
         bytes(doc.len() as u64)
     ));
 
-    let mut hq = Section::new(format!("HQ merging {} provinces × {} records", codes.len(), scale.records));
+    let mut hq = Section::new(format!(
+        "HQ merging {} provinces × {} records",
+        codes.len(),
+        scale.records
+    ));
     hq.row(
         Row::new("wall time, three clients uploading at once", ms(wall))
             .goal("≤ 10 s", wall <= Duration::from_secs(10)),
@@ -215,8 +280,15 @@ pub fn badlink(scale: &Scale, doc: &[u8]) -> Result<Section> {
     let server = ServerProcess::start(&data, &[]);
     let rng = &mut ChaCha20Rng::seed_from_u64(78);
     let desk = StaticKeyPair::generate(rng);
-    let invite = procs::invites_for(&server.data, &server.url, &hex::encode(desk.public().as_bytes()), &[vec!["TH-44".into()]], Role::Leader)?;
-    let (mut phone, _) = Device::enrol(&server.url, &invite[0], server.static_key()).map_err(|f| format!("enrol: {f:?}"))?;
+    let invite = procs::invites_for(
+        &server.data,
+        &server.url,
+        &hex::encode(desk.public().as_bytes()),
+        &[vec!["TH-44".into()]],
+        Role::Leader,
+    )?;
+    let (mut phone, _) = Device::enrol(&server.url, &invite[0], server.static_key())
+        .map_err(|f| format!("enrol: {f:?}"))?;
     let name = activities("TH-44")?;
     phone.docs.insert(name.clone(), AutoCommit::load(doc)?);
     sync(&mut phone)?;
@@ -229,7 +301,11 @@ pub fn badlink(scale: &Scale, doc: &[u8]) -> Result<Section> {
             let d = phone.docs.get_mut(&name).ok_or("document missing")?;
             add_records(d, next, 10)?;
             next += 10;
-            phone.url = if over_2g { link_url.clone() } else { server.url.clone() };
+            phone.url = if over_2g {
+                link_url.clone()
+            } else {
+                server.url.clone()
+            };
             let t = Instant::now();
             let mut tries = 0;
             loop {
@@ -255,7 +331,10 @@ pub fn badlink(scale: &Scale, doc: &[u8]) -> Result<Section> {
     let mut s = Section::new("reconnect sync through the 2G bad link");
     s.row(
         Row::new("10 new records onto the shared document, over 2G", ms(slow))
-            .baseline(format!("plain loopback {}", ms(fast)), ratio(slow.as_secs_f64(), fast.as_secs_f64()))
+            .baseline(
+                format!("plain loopback {}", ms(fast)),
+                ratio(slow.as_secs_f64(), fast.as_secs_f64()),
+            )
             .goal("≤ 3 s", slow <= Duration::from_secs(3)),
     );
     s.note(format!(

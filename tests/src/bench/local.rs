@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use automerge::AutoCommit;
 use phakhi_core::device::Device;
-use phakhi_core::model::{ActivityKind, Audience, Date, Edit, MemberRole, NewActivity, NewMember, ProvinceCode};
+use phakhi_core::model::{
+    ActivityKind, Audience, Date, Edit, MemberRole, NewActivity, NewMember, ProvinceCode,
+};
 use phakhi_core::seal::{MemberCode, StaticKeyPair, TipCategory, TipDraft, open_tip, seal_tip};
 use phakhi_core::store::{StorageKey, Store};
 use rand_chacha::ChaCha20Rng;
@@ -46,7 +48,9 @@ pub fn store_open(scale: &Scale) -> Result<Section> {
         let t = Instant::now();
         let store = Store::open(&path, key.clone(), ChaCha20Rng::seed_from_u64(run as u64))?;
         open_only.push(t.elapsed());
-        let mut loaded = store.load_doc(DOC)?.ok_or("document missing from the store")?;
+        let mut loaded = store
+            .load_doc(DOC)?
+            .ok_or("document missing from the store")?;
         stored.push(t.elapsed());
         if loaded.get_heads() != heads {
             return Err("store load lost changes".into());
@@ -54,10 +58,16 @@ pub fn store_open(scale: &Scale) -> Result<Section> {
     }
     let (plain, stored, open_only) = (median(plain), median(stored), median(open_only));
     let r = stored.as_secs_f64() / plain.as_secs_f64();
-    let mut s = Section::new(format!("open an encrypted store holding {} records", scale.records));
+    let mut s = Section::new(format!(
+        "open an encrypted store holding {} records",
+        scale.records
+    ));
     s.row(
         Row::new("Store::open + load_doc", ms(stored))
-            .baseline(format!("AutoCommit::load {}", ms(plain)), ratio(stored.as_secs_f64(), plain.as_secs_f64()))
+            .baseline(
+                format!("AutoCommit::load {}", ms(plain)),
+                ratio(stored.as_secs_f64(), plain.as_secs_f64()),
+            )
             .goal("≤ 1.2×", r <= 1.2),
     );
     s.row(Row::new("of which Store::open (key check)", ms(open_only)));
@@ -106,7 +116,10 @@ pub fn client(scale: &Scale) -> Result<Section> {
         }
     }
     let mut s = Section::new("sealing and opening a tip; client throughput recording activities");
-    s.row(Row::new("seal a tip (HPKE to the tip desk, padded)", ms(median(seal_t))));
+    s.row(Row::new(
+        "seal a tip (HPKE to the tip desk, padded)",
+        ms(median(seal_t)),
+    ));
     s.row(Row::new("open a tip at the tip desk", ms(median(open_t))));
     s.row(Row::new("sealed tip size", bytes(size as u64)));
 

@@ -50,13 +50,27 @@ pub fn phakhi_bin() -> Result<PathBuf> {
 
 /// Issues `n` one-time leader invites on the HQ data folder `data`, the `i`th for the province
 /// `provinces[i % len]`.
-pub fn invites(data: &Path, url: &str, tip_desk_hex: &str, provinces: &[&str], n: usize) -> Result<Vec<String>> {
-    let each: Vec<Vec<String>> = (0..n).map(|i| vec![provinces[i % provinces.len()].to_string()]).collect();
+pub fn invites(
+    data: &Path,
+    url: &str,
+    tip_desk_hex: &str,
+    provinces: &[&str],
+    n: usize,
+) -> Result<Vec<String>> {
+    let each: Vec<Vec<String>> = (0..n)
+        .map(|i| vec![provinces[i % provinces.len()].to_string()])
+        .collect();
     invites_for(data, url, tip_desk_hex, &each, Role::Leader)
 }
 
 /// Issues one invite per entry of `provinces` (each entry the provinces of one device).
-pub fn invites_for(data: &Path, url: &str, tip_desk_hex: &str, provinces: &[Vec<String>], role: Role) -> Result<Vec<String>> {
+pub fn invites_for(
+    data: &Path,
+    url: &str,
+    tip_desk_hex: &str,
+    provinces: &[Vec<String>],
+    role: Role,
+) -> Result<Vec<String>> {
     let config = Config {
         data: data.to_path_buf(),
         ..Config::default()
@@ -82,6 +96,6 @@ pub fn invites_for(data: &Path, url: &str, tip_desk_hex: &str, provinces: &[Vec<
 
 /// The twelve provinces of the region (ISO 3166-2:TH).
 pub const REGION: [&str; 12] = [
-    "TH-44", "TH-40", "TH-46", "TH-45", "TH-41", "TH-43", "TH-42", "TH-39", "TH-47", "TH-48", "TH-49",
-    "TH-38",
+    "TH-44", "TH-40", "TH-46", "TH-45", "TH-41", "TH-43", "TH-42", "TH-39", "TH-47", "TH-48",
+    "TH-49", "TH-38",
 ];

@@ -134,11 +134,17 @@ impl Report {
             let _ = writeln!(out, "- {line}");
         }
         out.push_str("\n## Summary\n\n");
-        out.push_str("| workload | measure | Phakhi | baseline (same run) | ratio | goal | verdict |\n");
+        out.push_str(
+            "| workload | measure | Phakhi | baseline (same run) | ratio | goal | verdict |\n",
+        );
         out.push_str("| --- | --- | --- | --- | --- | --- | --- |\n");
         for section in &self.sections {
             for (i, row) in section.rows.iter().enumerate() {
-                let workload = if i == 0 { section.workload.as_str() } else { "" };
+                let workload = if i == 0 {
+                    section.workload.as_str()
+                } else {
+                    ""
+                };
                 let _ = writeln!(
                     out,
                     "| {} | {} | {} | {} | {} | {} | {} |",
@@ -219,7 +225,9 @@ mod tests {
             footer: Vec::new(),
         };
         let md = report.markdown();
-        assert!(md.contains("| first sync | bytes | 1.0 MB | 2.0 MB | 0.50× | ≤ 1.1× save() | met |"));
+        assert!(
+            md.contains("| first sync | bytes | 1.0 MB | 2.0 MB | 0.50× | ≤ 1.1× save() | met |")
+        );
         assert!(md.contains("| | a\\|b | 3 | — | — | ≤ 2 | **missed** |"));
         assert!(md.contains("| samod | (not run) | — | — | — | — | not measured |"));
         assert!(md.contains("- baseline: plain automerge"));

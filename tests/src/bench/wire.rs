@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use automerge::sync::{Message as AmMessage, State as AmState, SyncDoc};
 use automerge::{AutoCommit, ChangeHash};
 use phakhi_core::seal::{self, MemoryReplayGuard, StaticKeyPair};
-use phakhi_core::sync::{DocName, Docs, Initiator, Limits, PeerState, PrefixScope, Progress, Responder};
+use phakhi_core::sync::{
+    DocName, Docs, Initiator, Limits, PeerState, PrefixScope, Progress, Responder,
+};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -55,7 +57,12 @@ pub struct Exchange {
 }
 
 /// One Phakhi exchange between a phone's `a` (initiator, with `state`) and a server's `b`.
-fn phakhi(peers: &mut Peers, a: &mut Docs, b: &mut Docs, state: PeerState) -> Result<(Exchange, PeerState)> {
+fn phakhi(
+    peers: &mut Peers,
+    a: &mut Docs,
+    b: &mut Docs,
+    state: PeerState,
+) -> Result<(Exchange, PeerState)> {
     let mut init = Initiator::new(state, Limits::default());
     let responder = Responder::new(Limits::default());
     let scope = PrefixScope::everything();
@@ -63,8 +70,13 @@ fn phakhi(peers: &mut Peers, a: &mut Docs, b: &mut Docs, state: PeerState) -> Re
     let mut out = Exchange::default();
     loop {
         let request = init.poll_request(a, None)?;
-        let (envelope, pending) =
-            seal::seal_request(&mut peers.rng, &peers.phone, peers.server.public(), NOW, &request)?;
+        let (envelope, pending) = seal::seal_request(
+            &mut peers.rng,
+            &peers.phone,
+            peers.server.public(),
+            NOW,
+            &request,
+        )?;
         let t = Instant::now();
         let opened = seal::open_request(&peers.server, &envelope, NOW, &mut guard)?;
         let t_apply = Instant::now();
@@ -95,7 +107,12 @@ pub struct Plain {
     pub apply: Duration,
 }
 
-fn plain(a: &mut AutoCommit, sa: &mut AmState, b: &mut AutoCommit, sb: &mut AmState) -> Result<Plain> {
+fn plain(
+    a: &mut AutoCommit,
+    sa: &mut AmState,
+    b: &mut AutoCommit,
+    sb: &mut AmState,
+) -> Result<Plain> {
     let mut out = Plain::default();
     loop {
         let m1 = a.sync().generate_sync_message(sa);
@@ -103,7 +120,8 @@ fn plain(a: &mut AutoCommit, sa: &mut AmState, b: &mut AutoCommit, sb: &mut AmSt
             let enc = m.clone().encode();
             out.bytes += enc.len();
             let t = Instant::now();
-            b.sync().receive_sync_message(sb, AmMessage::decode(&enc)?)?;
+            b.sync()
+                .receive_sync_message(sb, AmMessage::decode(&enc)?)?;
             out.apply += t.elapsed();
         }
         let m2 = b.sync().generate_sync_message(sb);
@@ -114,7 +132,8 @@ fn plain(a: &mut AutoCommit, sa: &mut AmState, b: &mut AutoCommit, sb: &mut AmSt
         if let Some(m) = m2 {
             let enc = m.encode();
             out.bytes += enc.len();
-            a.sync().receive_sync_message(sa, AmMessage::decode(&enc)?)?;
+            a.sync()
+                .receive_sync_message(sa, AmMessage::decode(&enc)?)?;
         }
         if out.rounds > 64 {
             return Err("automerge sync did not settle in 64 round trips".into());
@@ -133,7 +152,8 @@ fn one(doc: AutoCommit) -> Docs {
 }
 
 fn take(docs: &mut Docs) -> Result<AutoCommit> {
-    docs.remove(&doc_name()).ok_or_else(|| "document missing after sync".into())
+    docs.remove(&doc_name())
+        .ok_or_else(|| "document missing after sync".into())
 }
 
 fn converged(a: &mut AutoCommit, b: &mut AutoCommit) -> Result<()> {
@@ -175,13 +195,20 @@ struct Shared {
 pub fn run(scale: &Scale) -> Vec<Section> {
     let mut out = Vec::new();
     let t = Instant::now();
-    progress(format!("building a {}-record province document", scale.records));
+    progress(format!(
+        "building a {}-record province document",
+        scale.records
+    ));
     let built = province(scale.records).map(|mut d| d.save());
     let save = match built {
         Ok(s) => s,
         Err(e) => return vec![Section::failed("sync on the wire", e.to_string())],
     };
-    progress(format!("built in {}; save() = {}", ms(t.elapsed()), bytes(save.len() as u64)));
+    progress(format!(
+        "built in {}; save() = {}",
+        ms(t.elapsed()),
+        bytes(save.len() as u64)
+    ));
     match first_sync(scale, &save) {
         Ok((s, shared)) => {
             out.push(s);
@@ -215,34 +242,64 @@ fn first_sync(scale: &Scale, save: &[u8]) -> Result<(Section, Shared)> {
         converged(&mut take(&mut a)?, &mut take(&mut b)?)?;
         let mut a = replica(save, 2)?;
         let mut b = AutoCommit::new();
-        am.push(plain(&mut a, &mut AmState::new(), &mut b, &mut AmState::new())?);
+        am.push(plain(
+            &mut a,
+            &mut AmState::new(),
+            &mut b,
+            &mut AmState::new(),
+        )?);
         converged(&mut a, &mut b)?;
     }
     let (push, pull, am) = (med_ex(&push), med_ex(&pull), med_plain(&am));
     let size = save.len() as f64;
     let worst = push.sealed.max(pull.sealed) as f64;
-    let mut s = Section::new(format!("first sync of a {}-record province document", scale.records));
-    s.row(
-        Row::new("bytes on the wire, push to an empty server", bytes(push.sealed as u64))
-            .baseline(format!("save() {}", bytes(save.len() as u64)), ratio(push.sealed as f64, size))
-            .goal("≤ 1.1× save()", push.sealed as f64 <= 1.1 * size),
-    );
-    s.row(
-        Row::new("bytes on the wire, pull onto an empty phone", bytes(pull.sealed as u64))
-            .baseline(format!("save() {}", bytes(save.len() as u64)), ratio(pull.sealed as f64, size))
-            .goal("≤ 1.1× save()", pull.sealed as f64 <= 1.1 * size),
-    );
-    s.row(
-        Row::new("bytes on the wire vs plain automerge sync (fresh state)", bytes(worst as u64))
-            .baseline(
-                format!("automerge sync {} in {} round trips", bytes(am.bytes as u64), am.rounds),
-                ratio(worst, am.bytes as f64),
-            ),
-    );
-    s.row(Row::new("round trips (push / pull)", format!("{} / {}", push.rounds, pull.rounds)).baseline(
-        format!("{}", am.rounds),
-        "—",
+    let mut s = Section::new(format!(
+        "first sync of a {}-record province document",
+        scale.records
     ));
+    s.row(
+        Row::new(
+            "bytes on the wire, push to an empty server",
+            bytes(push.sealed as u64),
+        )
+        .baseline(
+            format!("save() {}", bytes(save.len() as u64)),
+            ratio(push.sealed as f64, size),
+        )
+        .goal("≤ 1.1× save()", push.sealed as f64 <= 1.1 * size),
+    );
+    s.row(
+        Row::new(
+            "bytes on the wire, pull onto an empty phone",
+            bytes(pull.sealed as u64),
+        )
+        .baseline(
+            format!("save() {}", bytes(save.len() as u64)),
+            ratio(pull.sealed as f64, size),
+        )
+        .goal("≤ 1.1× save()", pull.sealed as f64 <= 1.1 * size),
+    );
+    s.row(
+        Row::new(
+            "bytes on the wire vs plain automerge sync (fresh state)",
+            bytes(worst as u64),
+        )
+        .baseline(
+            format!(
+                "automerge sync {} in {} round trips",
+                bytes(am.bytes as u64),
+                am.rounds
+            ),
+            ratio(worst, am.bytes as f64),
+        ),
+    );
+    s.row(
+        Row::new(
+            "round trips (push / pull)",
+            format!("{} / {}", push.rounds, pull.rounds),
+        )
+        .baseline(format!("{}", am.rounds), "—"),
+    );
     s.note(format!(
         "Phakhi's bytes are the sealed transport envelopes both ways (padded to power-of-two \
          buckets from 1 KiB); the unsealed sync messages were {} (push) and {} (pull). HTTP \
@@ -288,7 +345,8 @@ fn reconnect(scale: &Scale, shared: &Shared) -> Result<Section> {
         Ok((phone, replica(&shared.server, 7)?))
     };
     let raw = scenario()?.0.save_after(&shared.server_heads).len();
-    let (mut persisted, mut fresh, mut am_p, mut am_f) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut persisted, mut fresh, mut am_p, mut am_f) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..scale.repeats {
         let (p, s) = scenario()?;
         let (mut a, mut b) = (one(p), one(s));
@@ -307,28 +365,55 @@ fn reconnect(scale: &Scale, shared: &Shared) -> Result<Section> {
         )?);
         converged(&mut p, &mut s)?;
         let (mut p, mut s) = scenario()?;
-        am_f.push(plain(&mut p, &mut AmState::new(), &mut s, &mut AmState::new())?);
+        am_f.push(plain(
+            &mut p,
+            &mut AmState::new(),
+            &mut s,
+            &mut AmState::new(),
+        )?);
         converged(&mut p, &mut s)?;
     }
-    let (p, f, ap, af) = (med_ex(&persisted), med_ex(&fresh), med_plain(&am_p), med_plain(&am_f));
-    let mut s = Section::new(format!("reconnect pushing 10 new records onto {} shared", scale.records));
+    let (p, f, ap, af) = (
+        med_ex(&persisted),
+        med_ex(&fresh),
+        med_plain(&am_p),
+        med_plain(&am_f),
+    );
+    let mut s = Section::new(format!(
+        "reconnect pushing 10 new records onto {} shared",
+        scale.records
+    ));
     s.row(
         Row::new("bytes, persisted state", bytes(p.sealed as u64))
-            .baseline(format!("automerge, persisted state: {}", bytes(ap.bytes as u64)), ratio(p.sealed as f64, ap.bytes as f64))
+            .baseline(
+                format!("automerge, persisted state: {}", bytes(ap.bytes as u64)),
+                ratio(p.sealed as f64, ap.bytes as f64),
+            )
             .goal("≤ 2 KB", p.sealed <= 2_000),
     );
     s.row(
         Row::new("round trips, persisted state", p.rounds.to_string())
-            .baseline(ap.rounds.to_string(), ratio(p.rounds as f64, ap.rounds as f64))
+            .baseline(
+                ap.rounds.to_string(),
+                ratio(p.rounds as f64, ap.rounds as f64),
+            )
             .goal("1", p.rounds <= 1),
     );
     s.row(
-        Row::new("bytes, fresh state (phone lost its sync state)", bytes(f.sealed as u64))
-            .baseline(format!("automerge, fresh state: {}", bytes(af.bytes as u64)), ratio(f.sealed as f64, af.bytes as f64)),
+        Row::new(
+            "bytes, fresh state (phone lost its sync state)",
+            bytes(f.sealed as u64),
+        )
+        .baseline(
+            format!("automerge, fresh state: {}", bytes(af.bytes as u64)),
+            ratio(f.sealed as f64, af.bytes as f64),
+        ),
     );
     s.row(
-        Row::new("round trips, fresh state", f.rounds.to_string())
-            .baseline(af.rounds.to_string(), ratio(f.rounds as f64, af.rounds as f64)),
+        Row::new("round trips, fresh state", f.rounds.to_string()).baseline(
+            af.rounds.to_string(),
+            ratio(f.rounds as f64, af.rounds as f64),
+        ),
     );
     s.note(format!(
         "The 10 records are {} as raw changes (save_after). Unsealed, Phakhi's sync messages were \
@@ -379,19 +464,37 @@ fn catch_up(scale: &Scale, shared: &Shared) -> Result<Section> {
         converged(&mut p, &mut s)?;
     }
     let (p, a) = (med_ex(&ph), med_plain(&am));
-    let mut s = Section::new(format!("catch-up after a long absence: {} missing changes", scale.catch_up));
+    let mut s = Section::new(format!(
+        "catch-up after a long absence: {} missing changes",
+        scale.catch_up
+    ));
     s.row(
         Row::new("bytes on the wire", bytes(p.sealed as u64))
-            .baseline(format!("compressed bundle {}", bytes(bundle as u64)), ratio(p.sealed as f64, bundle as f64))
-            .goal("≤ 1.1× compressed save_after", p.sealed as f64 <= 1.1 * bundle as f64),
+            .baseline(
+                format!("compressed bundle {}", bytes(bundle as u64)),
+                ratio(p.sealed as f64, bundle as f64),
+            )
+            .goal(
+                "≤ 1.1× compressed save_after",
+                p.sealed as f64 <= 1.1 * bundle as f64,
+            ),
     );
     s.row(
-        Row::new("bytes vs plain automerge sync (persisted state)", bytes(p.sealed as u64))
-            .baseline(bytes(a.bytes as u64), ratio(p.sealed as f64, a.bytes as f64)),
+        Row::new(
+            "bytes vs plain automerge sync (persisted state)",
+            bytes(p.sealed as u64),
+        )
+        .baseline(
+            bytes(a.bytes as u64),
+            ratio(p.sealed as f64, a.bytes as f64),
+        ),
     );
     s.row(
         Row::new("round trips", p.rounds.to_string())
-            .baseline(a.rounds.to_string(), ratio(p.rounds as f64, a.rounds as f64))
+            .baseline(
+                a.rounds.to_string(),
+                ratio(p.rounds as f64, a.rounds as f64),
+            )
             .goal("≤ 2", p.rounds <= 2),
     );
     s.note(format!(
@@ -406,7 +509,10 @@ fn catch_up(scale: &Scale, shared: &Shared) -> Result<Section> {
 }
 
 fn steady(scale: &Scale) -> Result<Section> {
-    progress(format!("steady state on a {}-change document", scale.steady_changes));
+    progress(format!(
+        "steady state on a {}-change document",
+        scale.steady_changes
+    ));
     let t = Instant::now();
     let mut base = AutoCommit::new().with_actor(super::docs::actor(1));
     add_tallies(&mut base, scale.steady_changes.saturating_sub(100))?;
@@ -426,7 +532,9 @@ fn steady(scale: &Scale) -> Result<Section> {
     let runs = scale.repeats * 2 + 1;
     let (mut ph, mut am, mut raws) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..runs {
-        let doc = phone.get_mut(&doc_name()).ok_or("phone lost its document")?;
+        let doc = phone
+            .get_mut(&doc_name())
+            .ok_or("phone lost its document")?;
         let before = doc.get_heads();
         add_records(doc, 3_000_000 + i, 1)?;
         raws.push(doc.save_after(&before).len());
@@ -439,30 +547,53 @@ fn steady(scale: &Scale) -> Result<Section> {
     converged(&mut take(&mut phone)?, &mut take(&mut server)?)?;
     let (p, a, raw) = (med_ex(&ph), med_plain(&am), median(raws));
     let limit = 1.7 * raw as f64;
-    let mut s = Section::new(format!("steady state: one new record on a {changes}-change document"));
+    let mut s = Section::new(format!(
+        "steady state: one new record on a {changes}-change document"
+    ));
     s.row(
         Row::new("round trips", p.rounds.to_string())
-            .baseline(format!("automerge {}", a.rounds), ratio(p.rounds as f64, a.rounds as f64))
+            .baseline(
+                format!("automerge {}", a.rounds),
+                ratio(p.rounds as f64, a.rounds as f64),
+            )
             .goal("≤ 1", p.rounds <= 1),
     );
     s.row(
         Row::new("bytes on the wire (sealed)", bytes(p.sealed as u64))
-            .baseline(format!("raw change {}; automerge {}", bytes(raw as u64), bytes(a.bytes as u64)), ratio(p.sealed as f64, raw as f64))
+            .baseline(
+                format!(
+                    "raw change {}; automerge {}",
+                    bytes(raw as u64),
+                    bytes(a.bytes as u64)
+                ),
+                ratio(p.sealed as f64, raw as f64),
+            )
             .goal("≤ 1.7× the raw change", p.sealed as f64 <= limit),
     );
     s.row(
         Row::new("sync message bytes (unsealed)", bytes(p.payload as u64))
-            .baseline(format!("raw change {}", bytes(raw as u64)), ratio(p.payload as f64, raw as f64))
+            .baseline(
+                format!("raw change {}", bytes(raw as u64)),
+                ratio(p.payload as f64, raw as f64),
+            )
             .goal("≤ 1.7× the raw change", p.payload as f64 <= limit),
     );
     s.row(
-        Row::new("server CPU to apply it (open, apply, answer, seal)", ms(p.server))
-            .baseline(format!("automerge receive_sync_message {}", ms(a.apply)), ratio(p.server.as_secs_f64(), a.apply.as_secs_f64()))
-            .goal("≤ 1 ms", p.server <= Duration::from_millis(1)),
+        Row::new(
+            "server CPU to apply it (open, apply, answer, seal)",
+            ms(p.server),
+        )
+        .baseline(
+            format!("automerge receive_sync_message {}", ms(a.apply)),
+            ratio(p.server.as_secs_f64(), a.apply.as_secs_f64()),
+        )
+        .goal("≤ 1 ms", p.server <= Duration::from_millis(1)),
     );
     s.row(
-        Row::new("of which Responder::handle_request", ms(p.apply))
-            .baseline(ms(a.apply), ratio(p.apply.as_secs_f64(), a.apply.as_secs_f64())),
+        Row::new("of which Responder::handle_request", ms(p.apply)).baseline(
+            ms(a.apply),
+            ratio(p.apply.as_secs_f64(), a.apply.as_secs_f64()),
+        ),
     );
     s.note(format!(
         "The document has {changes} changes (a long history of small edits plus 99 records), held \

@@ -19,7 +19,9 @@ use phakhi_tests::bench::{
     Report, Row, Scale, Section, Verdict, bytes, footprint, local, ms, progress, ratio, wire,
 };
 
-const WORKLOADS: [&str; 8] = ["wire", "store", "client", "fleet", "node", "samod", "region", "badlink"];
+const WORKLOADS: [&str; 8] = [
+    "wire", "store", "client", "fleet", "node", "samod", "region", "badlink",
+];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -46,7 +48,10 @@ fn args() -> Result<Args, String> {
                 let list = it.next().ok_or("--only needs a list, e.g. wire,fleet")?;
                 for w in list.split(',') {
                     if !WORKLOADS.contains(&w) {
-                        return Err(format!("unknown workload {w}; known: {}", WORKLOADS.join(",")));
+                        return Err(format!(
+                            "unknown workload {w}; known: {}",
+                            WORKLOADS.join(",")
+                        ));
                     }
                     only.push(w.to_string());
                 }
@@ -77,7 +82,14 @@ fn prepare_and_reexec() -> ExitCode {
     let root = root();
     progress("building the release phakhi binary (cargo build --release -p phakhi-server)");
     let ok = Command::new(&cargo)
-        .args(["build", "--release", "-p", "phakhi-server", "--bin", "phakhi"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "phakhi-server",
+            "--bin",
+            "phakhi",
+        ])
         .current_dir(&root)
         .status()
         .is_ok_and(|s| s.success());
@@ -91,17 +103,26 @@ fn prepare_and_reexec() -> ExitCode {
         .args(["build", "--release", "--manifest-path"])
         .arg(&samod_manifest)
         .status();
-    let samod_bin = root.join("tests").join("bench-samod").join("target").join("release").join("bench-samod");
+    let samod_bin = root
+        .join("tests")
+        .join("bench-samod")
+        .join("target")
+        .join("release")
+        .join("bench-samod");
     let mut command = Command::new(std::env::current_exe().unwrap_or_else(|_| "bench".into()));
-    command
-        .args(std::env::args_os().skip(1))
-        .env("PHAKHI_BIN", root.join("target").join("release").join("phakhi"));
+    command.args(std::env::args_os().skip(1)).env(
+        "PHAKHI_BIN",
+        root.join("target").join("release").join("phakhi"),
+    );
     match samod {
         Ok(s) if s.success() => {
             command.env("PHAKHI_BENCH_SAMOD", samod_bin);
         }
         other => {
-            command.env("PHAKHI_BENCH_SAMOD_ERROR", format!("cargo build of tests/bench-samod failed: {other:?}"));
+            command.env(
+                "PHAKHI_BENCH_SAMOD_ERROR",
+                format!("cargo build of tests/bench-samod failed: {other:?}"),
+            );
         }
     }
     match command.status() {
@@ -132,7 +153,11 @@ fn main() -> ExitCode {
     if std::env::var_os("PHAKHI_BIN").is_none() {
         return prepare_and_reexec();
     }
-    let scale = if args.smoke { Scale::smoke() } else { Scale::full() };
+    let scale = if args.smoke {
+        Scale::smoke()
+    } else {
+        Scale::full()
+    };
     let want = |w: &str| args.only.is_empty() || args.only.iter().any(|o| o == w);
     let started = Instant::now();
     let mut report = Report::default();
@@ -154,17 +179,25 @@ fn main() -> ExitCode {
             Ok(Ok(doc)) => {
                 if want("badlink") {
                     let s = guarded("bad link", || footprint::badlink(&scale, &doc));
-                    report.sections.push(flatten("reconnect sync through the 2G bad link", s));
+                    report
+                        .sections
+                        .push(flatten("reconnect sync through the 2G bad link", s));
                 }
                 if want("region") {
                     match guarded("region", || footprint::region(&scale, &doc)) {
                         Ok(s) => report.sections.extend(s),
-                        Err(e) => report.sections.push(Section::failed("relay footprint / HQ merge", e)),
+                        Err(e) => report
+                            .sections
+                            .push(Section::failed("relay footprint / HQ merge", e)),
                     }
                 }
             }
-            Ok(Err(e)) => report.sections.push(Section::failed("relay footprint / HQ merge", e.to_string())),
-            Err(e) => report.sections.push(Section::failed("relay footprint / HQ merge", e)),
+            Ok(Err(e)) => report
+                .sections
+                .push(Section::failed("relay footprint / HQ merge", e.to_string())),
+            Err(e) => report
+                .sections
+                .push(Section::failed("relay footprint / HQ merge", e)),
         }
     }
     if want("store") {
@@ -173,7 +206,9 @@ fn main() -> ExitCode {
     }
     if want("client") {
         let s = guarded("client", || local::client(&scale));
-        report.sections.push(flatten("sealing and opening a tip; client throughput", s));
+        report
+            .sections
+            .push(flatten("sealing and opening a tip; client throughput", s));
     }
     if let Some(s) = fleet_section {
         // The fleet goes third in the table, as in the goals' list.
@@ -189,17 +224,31 @@ fn main() -> ExitCode {
         eprintln!("error: could not write {}: {e}", args.out.display());
         return ExitCode::FAILURE;
     }
-    progress(format!("wrote {} in {}", args.out.display(), ms(started.elapsed())));
+    progress(format!(
+        "wrote {} in {}",
+        args.out.display(),
+        ms(started.elapsed())
+    ));
     ExitCode::SUCCESS
 }
 
 /// Table order: the goals' list.
 fn order(workload: &str) -> usize {
     const KEYS: [&str; 10] = [
-        "first sync", "reconnect pushing", "one server", "catch-up", "steady state", "relay footprint",
-        "open an encrypted", "reconnect sync through", "HQ merging", "sealing",
+        "first sync",
+        "reconnect pushing",
+        "one server",
+        "catch-up",
+        "steady state",
+        "relay footprint",
+        "open an encrypted",
+        "reconnect sync through",
+        "HQ merging",
+        "sealing",
     ];
-    KEYS.iter().position(|k| workload.starts_with(k)).unwrap_or(KEYS.len())
+    KEYS.iter()
+        .position(|k| workload.starts_with(k))
+        .unwrap_or(KEYS.len())
 }
 
 fn flatten(name: &str, r: Result<phakhi_tests::bench::Result<Section>, String>) -> Section {
@@ -238,15 +287,19 @@ fn fleet_section(scale: &Scale, want: &dyn Fn(&str) -> bool) -> Section {
             Ok(ext) => match guarded("node", || fleet::external(&ext, scale)) {
                 Ok(Ok(f)) => baselines.push(f),
                 Ok(Err(e)) => {
-                    s.note(format!("automerge-repo (Node) could not run the workload: {e}"));
+                    s.note(format!(
+                        "automerge-repo (Node) could not run the workload: {e}"
+                    ));
                 }
                 Err(e) => {
-                    s.note(format!("automerge-repo (Node) could not run the workload: {e}"));
+                    s.note(format!(
+                        "automerge-repo (Node) could not run the workload: {e}"
+                    ));
                 }
             },
             Err(e) => {
-                    s.note(format!("automerge-repo (Node) could not be set up: {e}"));
-                }
+                s.note(format!("automerge-repo (Node) could not be set up: {e}"));
+            }
         };
     }
     if want("samod") {
@@ -261,8 +314,8 @@ fn fleet_section(scale: &Scale, want: &dyn Fn(&str) -> bool) -> Section {
                 }
             },
             Err(e) => {
-                    s.note(format!("samod could not be set up: {e}"));
-                }
+                s.note(format!("samod could not be set up: {e}"));
+            }
         };
     }
     // Phakhi against the faster baseline, then against the other one.
@@ -272,21 +325,42 @@ fn fleet_section(scale: &Scale, want: &dyn Fn(&str) -> bool) -> Section {
             let speedup = b.wall.as_secs_f64() / p.wall.as_secs_f64();
             s.row(
                 Row::new("wall time", ms(p.wall))
-                    .baseline(format!("{} {}", b.system, ms(b.wall)), format!("{speedup:.2}× faster"))
+                    .baseline(
+                        format!("{} {}", b.system, ms(b.wall)),
+                        format!("{speedup:.2}× faster"),
+                    )
                     .goal("≥ 3× faster than the faster baseline", speedup >= 3.0),
             );
             s.row(
-                Row::new("bytes per record (both ways, framing included)", format!("{:.0} B", p.bytes_per_record()))
-                    .baseline(format!("{} {:.0} B", b.system, b.bytes_per_record()), ratio(p.bytes_per_record(), b.bytes_per_record())),
+                Row::new(
+                    "bytes per record (both ways, framing included)",
+                    format!("{:.0} B", p.bytes_per_record()),
+                )
+                .baseline(
+                    format!("{} {:.0} B", b.system, b.bytes_per_record()),
+                    ratio(p.bytes_per_record(), b.bytes_per_record()),
+                ),
             );
             s.row(
-                Row::new("bytes per record, upload only", format!("{:.0} B", p.up as f64 / p.records as f64))
-                    .baseline(format!("{} {:.0} B", b.system, b.up as f64 / b.records as f64), ratio(p.up as f64, b.up as f64)),
+                Row::new(
+                    "bytes per record, upload only",
+                    format!("{:.0} B", p.up as f64 / p.records as f64),
+                )
+                .baseline(
+                    format!("{} {:.0} B", b.system, b.up as f64 / b.records as f64),
+                    ratio(p.up as f64, b.up as f64),
+                ),
             );
             s.row(
                 Row::new("peak server memory (VmHWM)", bytes(p.peak_rss))
-                    .baseline(format!("{} {}", b.system, bytes(b.peak_rss)), ratio(p.peak_rss as f64, b.peak_rss as f64))
-                    .goal("≤ ⅓ of its memory", p.peak_rss as f64 * 3.0 <= b.peak_rss as f64),
+                    .baseline(
+                        format!("{} {}", b.system, bytes(b.peak_rss)),
+                        ratio(p.peak_rss as f64, b.peak_rss as f64),
+                    )
+                    .goal(
+                        "≤ ⅓ of its memory",
+                        p.peak_rss as f64 * 3.0 <= b.peak_rss as f64,
+                    ),
             );
         }
         (Some(p), None) => {
@@ -295,8 +369,14 @@ fn fleet_section(scale: &Scale, want: &dyn Fn(&str) -> bool) -> Section {
                     .goal("≥ 3× faster than the faster baseline", false)
                     .verdict(Verdict::NotMeasured),
             );
-            s.row(Row::new("bytes per record", format!("{:.0} B", p.bytes_per_record())));
-            s.row(Row::new("peak server memory (VmHWM)", bytes(p.peak_rss)).verdict(Verdict::NotMeasured));
+            s.row(Row::new(
+                "bytes per record",
+                format!("{:.0} B", p.bytes_per_record()),
+            ));
+            s.row(
+                Row::new("peak server memory (VmHWM)", bytes(p.peak_rss))
+                    .verdict(Verdict::NotMeasured),
+            );
         }
         (None, _) => {
             s.row(Row::new("(Phakhi not run)", "—").verdict(Verdict::NotMeasured));
@@ -307,16 +387,37 @@ fn fleet_section(scale: &Scale, want: &dyn Fn(&str) -> bool) -> Section {
             continue;
         }
         s.row(
-            Row::new(format!("wall time vs {}", b.system), phakhi.as_ref().map_or("—".into(), |p| ms(p.wall)))
-                .baseline(format!("{} {}", b.system, ms(b.wall)), phakhi.as_ref().map_or("—".into(), |p| format!("{:.2}× faster", b.wall.as_secs_f64() / p.wall.as_secs_f64()))),
+            Row::new(
+                format!("wall time vs {}", b.system),
+                phakhi.as_ref().map_or("—".into(), |p| ms(p.wall)),
+            )
+            .baseline(
+                format!("{} {}", b.system, ms(b.wall)),
+                phakhi.as_ref().map_or("—".into(), |p| {
+                    format!("{:.2}× faster", b.wall.as_secs_f64() / p.wall.as_secs_f64())
+                }),
+            ),
         );
         s.row(
-            Row::new(format!("peak server memory vs {}", b.system), phakhi.as_ref().map_or("—".into(), |p| bytes(p.peak_rss)))
-                .baseline(format!("{} {}", b.system, bytes(b.peak_rss)), phakhi.as_ref().map_or("—".into(), |p| ratio(p.peak_rss as f64, b.peak_rss as f64))),
+            Row::new(
+                format!("peak server memory vs {}", b.system),
+                phakhi.as_ref().map_or("—".into(), |p| bytes(p.peak_rss)),
+            )
+            .baseline(
+                format!("{} {}", b.system, bytes(b.peak_rss)),
+                phakhi.as_ref().map_or("—".into(), |p| {
+                    ratio(p.peak_rss as f64, b.peak_rss as f64)
+                }),
+            ),
         );
     }
     for f in phakhi.iter().chain(baselines.iter()) {
-        s.note(f.summary() + &f.server_cpu.map(|c| format!(", server CPU {}", ms(c))).unwrap_or_default());
+        s.note(
+            f.summary()
+                + &f.server_cpu
+                    .map(|c| format!(", server CPU {}", ms(c)))
+                    .unwrap_or_default(),
+        );
     }
     for f in phakhi.iter().chain(baselines.iter()) {
         for n in &f.notes {
@@ -380,13 +481,15 @@ fn samod_external() -> phakhi_tests::bench::Result<External> {
     if let Some(e) = std::env::var_os("PHAKHI_BENCH_SAMOD_ERROR") {
         return Err(e.to_string_lossy().into_owned().into());
     }
-    let bin = PathBuf::from(std::env::var_os("PHAKHI_BENCH_SAMOD").ok_or("PHAKHI_BENCH_SAMOD not set")?);
+    let bin =
+        PathBuf::from(std::env::var_os("PHAKHI_BENCH_SAMOD").ok_or("PHAKHI_BENCH_SAMOD not set")?);
     let bin2 = bin.clone();
     Ok(External {
         system: "samod".into(),
         server: Box::new(move |port, data| {
             let mut c = Command::new(&bin);
-            c.args(["serve", "--port", &port.to_string(), "--data"]).arg(data);
+            c.args(["serve", "--port", &port.to_string(), "--data"])
+                .arg(data);
             c
         }),
         driver: Box::new(move |url, clients, records, concurrency| {
@@ -413,24 +516,49 @@ fn header(args: &Args, started: Instant) -> Vec<String> {
     let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpu
         .lines()
-        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_string()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|r| r.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown".into());
     let cores = cpu.lines().filter(|l| l.starts_with("processor")).count();
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal")).map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0)))
+        .and_then(|m| {
+            m.lines().find(|l| l.starts_with("MemTotal")).map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<u64>()
+                    .unwrap_or(0)
+            })
+        })
         .unwrap_or(0);
-    let rustc = Command::new("rustc").arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    let rustc = Command::new("rustc")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
     let date = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
     vec![
         format!("Date: {date} (run took {})", ms(started.elapsed())),
-        format!("Machine: {model}, {cores} cores (shared with other builds while measuring), {} RAM", bytes(mem * 1024)),
-        format!("Toolchain: {rustc}; Phakhi built with the release profile (LTO, one codegen unit, stripped)"),
+        format!(
+            "Machine: {model}, {cores} cores (shared with other builds while measuring), {} RAM",
+            bytes(mem * 1024)
+        ),
+        format!(
+            "Toolchain: {rustc}; Phakhi built with the release profile (LTO, one codegen unit, stripped)"
+        ),
         format!(
             "Command: `cargo run --release -p phakhi-tests --bin bench`{}",
-            if args.smoke { " -- --smoke (smoke sizes: these figures say nothing about the goals)" } else { "" }
+            if args.smoke {
+                " -- --smoke (smoke sizes: these figures say nothing about the goals)"
+            } else {
+                ""
+            }
         ),
     ]
 }
