@@ -228,7 +228,7 @@ mod tests {
         assert!(
             md.contains("| first sync | bytes | 1.0 MB | 2.0 MB | 0.50× | ≤ 1.1× save() | met |")
         );
-        assert!(md.contains("| | a\\|b | 3 | — | — | ≤ 2 | **missed** |"));
+        assert!(md.contains("|  | a\\|b | 3 | — | — | ≤ 2 | **missed** |"));
         assert!(md.contains("| samod | (not run) | — | — | — | — | not measured |"));
         assert!(md.contains("- baseline: plain automerge"));
         assert!(md.contains("did not compile"));
