@@ -172,17 +172,21 @@ pub fn phakhi(scale: &Scale) -> Result<Fleet> {
     let before = counter.stats();
     let cpu_before = procs::cpu_time(server.pid());
     let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
     let t = Instant::now();
     std::thread::scope(|s| {
         for w in 0..PHAKHI_CONCURRENCY {
-            let (next, devices, failure, url) = (&next, &devices, &failure, &url);
+            let (next, done, devices, failure, url) = (&next, &done, &devices, &failure, &url);
             s.spawn(move || {
                 let rng = &mut ChaCha20Rng::seed_from_u64(3000 + w as u64);
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(slot) = devices.get(i) else { break };
-                    let Ok(mut slot) = slot.lock() else { break };
-                    let Some(device) = slot.as_mut() else { break };
+                    // Taken out and dropped after its sync: its store keeps everything, and a
+                    // thousand phones' documents need not stay in this process's memory.
+                    let Some(mut device) = slot.lock().ok().and_then(|mut s| s.take()) else {
+                        break;
+                    };
                     let outcome = device
                         .sync_http(Some(url), rng, OffsetDateTime::now_utc(), &mut |_, _| {})
                         .map_err(|e| e.to_string())
@@ -190,6 +194,11 @@ pub fn phakhi(scale: &Scale) -> Result<Fleet> {
                             None => Ok(()),
                             Some((d, e)) => Err(format!("{d}: {e}")),
                         });
+                    drop(device);
+                    let done = done.fetch_add(1, Ordering::Relaxed) + 1;
+                    if done % 100 == 0 {
+                        progress(format!("phakhi fleet: {done} phones synced"));
+                    }
                     if let Err(e) = outcome
                         && let Ok(mut f) = failure.lock()
                     {
@@ -209,12 +218,24 @@ pub fn phakhi(scale: &Scale) -> Result<Fleet> {
         .map(|(a, b)| a.saturating_sub(b));
     let peak = peak_rss(server.pid()).unwrap_or(0);
 
-    // Check: one more phone per province pulls its province and finds every record.
+    // Check: one new phone per province pulls its province and finds every record.
     let mut found = 0;
     let rng = &mut ChaCha20Rng::seed_from_u64(4000);
-    for (p, slot) in devices.iter().enumerate().take(provinces.len()) {
-        let mut slot = slot.lock().map_err(|_| "lock")?;
-        let device = slot.as_mut().ok_or("device missing")?;
+    let each: Vec<Vec<String>> = provinces.iter().map(|p| vec![p.to_string()]).collect();
+    let checkers = procs::invites_for(
+        &server.data,
+        &url,
+        &hex::encode(desk.public().as_bytes()),
+        &each,
+        phakhi_server::db::devices::Role::Leader,
+    )?;
+    for (p, invite) in checkers.iter().enumerate() {
+        let mut device = Device::open(
+            dir.path().join(format!("checker-{p}.db")),
+            StorageKey::generate(rng),
+            &mut ChaCha20Rng::from_rng(&mut *rng)?,
+        )?;
+        device.enrol_http(invite, None, rng, OffsetDateTime::now_utc())?;
         device.sync_http(Some(&url), rng, OffsetDateTime::now_utc(), &mut |_, _| {})?;
         let code = ProvinceCode::parse(provinces[p])?;
         found += device.activities(code, rng, |acts, _| acts.year(2026).map_or(0, |d| d.len()))?;

@@ -331,6 +331,14 @@ fn fleet_section(scale: &Scale, want: &dyn Fn(&str) -> bool) -> Section {
                     )
                     .goal("≥ 3× faster than the faster baseline", speedup >= 3.0),
             );
+            if let (Some(pc), Some(bc)) = (p.server_cpu, b.server_cpu) {
+                s.row(
+                    Row::new("server CPU time (user + system)", ms(pc)).baseline(
+                        format!("{} {}", b.system, ms(bc)),
+                        format!("{:.2}× less", bc.as_secs_f64() / pc.as_secs_f64().max(1e-9)),
+                    ),
+                );
+            }
             s.row(
                 Row::new(
                     "bytes per record (both ways, framing included)",
