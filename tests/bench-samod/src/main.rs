@@ -3,7 +3,7 @@
 //!
 //! `bench-samod serve --port P --data DIR`: a samod Repo with its tokio filesystem storage (the
 //! same layout as automerge-repo's Node storage) behind an axum WebSocket endpoint on
-//! 127.0.0.1:P.
+//! 127.0.0.1:P; like the npm sync server it does not announce its documents to clients.
 //!
 //! `bench-samod drive --url ws://... --clients N --records R --concurrency C`: N samod client
 //! Repos (in-memory storage), C connected at once; each creates one document, adds R records one
@@ -67,6 +67,9 @@ async fn serve(args: &[String]) -> Result<(), Error> {
     let repo = Repo::build_tokio()
         .with_peer_id(PeerId::from("samod-server"))
         .with_storage(samod::storage::TokioFilesystemStorage::new(&data))
+        // Like automerge-repo's npm sync server (`sharePolicy: async () => false`): serve what a
+        // client asks for or announces, never announce every stored document to every client.
+        .with_share_policy(samod::ShareConfig::read_write().with_announce(false))
         .load()
         .await;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;

@@ -269,6 +269,22 @@ fn region_inner(scale: &Scale, doc: &[u8]) -> Result<Vec<Section>> {
          would be over the server's 20,000-changes-per-message limit.",
         shares.first().map_or(0, Vec::len)
     ));
+    if wall > Duration::from_secs(10) {
+        hq.note(format!(
+            "What holds the 10 s goal back: the server itself used {} of CPU for the {} \
+             uploads; the rest of the {} is the three clients (in this process: loading each \
+             document, then the first exchange builds the whole document as `doc.save()` and the \
+             server applies it) and the other builds on this shared machine. The server \
+             serialises exchanges on its one writer (one SQLite IMMEDIATE transaction and the \
+             document cache behind one lock per exchange), so the three uploads do not overlap \
+             on the server: on an idle two-core machine the bound is its CPU time plus one \
+             client's. Applying a whole document also pays the full-copy apply described under \
+             the steady state.",
+            cpu.map_or("?".to_string(), ms),
+            codes.len(),
+            ms(wall)
+        ));
+    }
     Ok(vec![foot, hq])
 }
 
