@@ -110,11 +110,13 @@ impl Counter {
     }
 }
 
-/// Phakhi: one `phakhi serve`, `devices` phones over the region's provinces.
-pub fn phakhi(scale: &Scale) -> Result<Fleet> {
+/// Phakhi: one `phakhi serve` (with `env` added to its environment), `devices` phones over the
+/// region's provinces.
+pub fn phakhi(scale: &Scale, env: &[(&str, &str)]) -> Result<Fleet> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("hq");
-    let server = ServerProcess::start(&data, &[]);
+    let server =
+        ServerProcess::start_with(&data, &["serve", "--addr", "127.0.0.1", "--port", "0"], env);
     let counter = Counter::start(server.addr)?;
     let url = format!("http://{}", counter.addr());
     let rng = &mut ChaCha20Rng::seed_from_u64(1000);

@@ -284,7 +284,7 @@ fn fleet_section(scale: &Scale, want: &dyn Fn(&str) -> bool) -> Section {
     let mut s = Section::new(title.clone());
     let phakhi = if want("fleet") {
         progress("fleet: Phakhi");
-        match guarded("phakhi fleet", || fleet::phakhi(scale)) {
+        match guarded("phakhi fleet", || fleet::phakhi(scale, &[])) {
             Ok(Ok(f)) => Some(f),
             Ok(Err(e)) => {
                 s.note(format!("Phakhi could not run the workload: {e}"));
@@ -486,7 +486,7 @@ fn fleet_section(scale: &Scale, want: &dyn Fn(&str) -> bool) -> Section {
                 bytes(p.peak_rss),
                 b.system,
                 bytes(b.peak_rss),
-                arena_note()
+                arena_note(scale)
             ));
         }
     }
@@ -500,12 +500,33 @@ fn fleet_section(scale: &Scale, want: &dyn Fn(&str) -> bool) -> Section {
     s
 }
 
-/// What a run with fewer malloc arenas showed, when the runner was given one
-/// (`PHAKHI_BENCH_ARENA_NOTE`).
-fn arena_note() -> String {
-    std::env::var("PHAKHI_BENCH_ARENA_NOTE")
-        .map(|n| format!("{n} "))
-        .unwrap_or_default()
+/// The same fleet with 300 phones, run twice: the server as shipped, and with glibc's malloc
+/// limited to two arenas. Tells how much of the peak is memory the allocator keeps.
+fn arena_note(scale: &Scale) -> String {
+    let small = Scale {
+        devices: scale.devices.min(300),
+        ..*scale
+    };
+    progress("fleet: profiling the server's memory with fewer malloc arenas");
+    let run = |env: &[(&str, &str)]| {
+        guarded("arena profile", || fleet::phakhi(&small, env))
+            .ok()
+            .and_then(|r| r.ok())
+    };
+    match (run(&[]), run(&[("MALLOC_ARENA_MAX", "2")])) {
+        (Some(a), Some(b)) => format!(
+            "Profile: the same workload with {} phones peaked at {} as shipped and at {} with \
+             MALLOC_ARENA_MAX=2 (wall {} against {}), so {:.0}% of the peak is memory glibc's \
+             per-thread arenas keep. ",
+            small.devices,
+            bytes(a.peak_rss),
+            bytes(b.peak_rss),
+            ms(a.wall),
+            ms(b.wall),
+            100.0 * (1.0 - b.peak_rss as f64 / a.peak_rss.max(1) as f64)
+        ),
+        _ => "(The memory profile with fewer malloc arenas did not run.) ".into(),
+    }
 }
 
 fn node_external() -> phakhi_tests::bench::Result<External> {
