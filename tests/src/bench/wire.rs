@@ -650,24 +650,24 @@ fn steady(scale: &Scale) -> Result<Section> {
         ));
     }
     if p.server > Duration::from_millis(1) {
+        let without_copy = p.server.saturating_sub(clone_t);
         s.note(format!(
-            "What holds the 1 ms goal back: the responder does more than automerge's own \
-             receive_sync_message on the same document ({} against {}). \
-             `sync::chunk::apply` (client-core) applies incoming changes to a full copy of the \
-             in-memory document (`doc.clone()`, so a bad batch leaves the original untouched) — \
-             {} here alone — and the responder then checks `get_missing_deps(&[])` over the whole \
-             document ({}); both grow with the document, not with the change. The rest is opening \
-             and sealing the envelopes and building the answer. Fix (in client-core, not this \
-             branch): apply in place, keeping the copy only where a failed apply could leave \
-             the document half-changed, and check missing dependencies only when the batch \
-             had some. Plain automerge at {} shows what is left after that; under 1 ms at 50k \
-             changes would then need a smaller document (documents are bounded per province and \
-             year) or a faster apply in automerge itself.",
+            "What holds the 1 ms goal back: Responder::handle_request took {} against {} for \
+             automerge's own receive_sync_message on the same document, and opening, answering \
+             and sealing the rest of the {}. `sync::chunk::apply` (client-core) applies \
+             incoming changes to a full copy of the in-memory document (`doc.clone()`, so a \
+             failed batch leaves the original untouched): that copy alone costs {} here and \
+             grows with the document, not with the change; `get_missing_deps(&[])` costs {}. \
+             Without the copy the server's part would be about {}. Fix (in client-core, not \
+             this branch): apply in place, keeping a copy only where a failed apply could leave \
+             the document half-changed. Below that, the cost is automerge's apply itself, which \
+             grows with the document: documents stay bounded per province and year.",
             ms(p.apply),
             ms(a.apply),
+            ms(p.server),
             ms(clone_t),
             ms(deps_t),
-            ms(a.apply)
+            ms(without_copy)
         ));
     }
     Ok(s)
