@@ -234,8 +234,8 @@ fn region_inner(scale: &Scale, doc: &[u8]) -> Result<Vec<Section>> {
     foot.row(Row::new("peak RSS during the upload", bytes(peak)));
     foot.note(
         "Baseline figures are Couchbase's published ones, not measured here: Couchbase Edge \
-         Server is described as a ~10 MB download with a memory footprint under 50 MB \
-         (https://www.couchbase.com/blog/couchbase-edge-server/ and \
+         Server is described as a \"~10 MB codebase\" that \"typically uses < 50 MB RAM\" \
+         (https://docs.couchbase.com/couchbase-edge-server/current/product-notes/release-notes.html and \
          https://docs.couchbase.com/couchbase-edge-server/current/index.html).",
     );
     foot.note(format!(
