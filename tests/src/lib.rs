@@ -1,5 +1,6 @@
 //! Shared helpers for Phakhi's end-to-end tests, fault injection and benchmarks.
 
 pub mod badlink;
+pub mod bench;
 pub mod dbsum;
 pub mod server;
