@@ -28,10 +28,15 @@ const END: &str = "<!-- quickstart:end -->";
 /// The shell commands of the README's quickstart, in order: lines of its ```sh blocks, with
 /// continuation lines joined and blank lines and comments left out.
 fn readme_commands() -> Vec<String> {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
-        .expect("read README.md");
-    let start = readme.find(BEGIN).expect("README has the quickstart begin marker");
-    let end = readme.find(END).expect("README has the quickstart end marker");
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("read README.md");
+    let start = readme
+        .find(BEGIN)
+        .expect("README has the quickstart begin marker");
+    let end = readme
+        .find(END)
+        .expect("README has the quickstart end marker");
     assert!(start < end, "quickstart markers out of order");
     let mut commands = Vec::new();
     let mut in_block = false;
@@ -104,7 +109,10 @@ impl Quickstart {
             next: 0,
             dir: dir.to_path_buf(),
             env,
-            ports: vec![("7744", hq_port.to_string()), ("7745", relay_port.to_string())],
+            ports: vec![
+                ("7744", hq_port.to_string()),
+                ("7745", relay_port.to_string()),
+            ],
             background: BTreeMap::new(),
         }
     }
@@ -219,7 +227,13 @@ impl Quickstart {
     fn stop(&mut self, var: &str) {
         let mut server = self.background.remove(var).expect("a running server");
         let pid = server.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
         let status = wait_for(&format!("{var} to stop"), WAIT, || {
             server.child.try_wait().unwrap()
         });
@@ -258,7 +272,11 @@ fn open(data: &Path) -> rusqlite::Connection {
 /// Stored mailbox envelopes of a kind (1 tip, 2 reply) in a data folder.
 fn mailbox_count(data: &Path, kind: i64) -> i64 {
     open(data)
-        .query_row("SELECT count(*) FROM mailbox WHERE kind = ?1", [kind], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM mailbox WHERE kind = ?1",
+            [kind],
+            |r| r.get(0),
+        )
         .unwrap()
 }
 
@@ -382,7 +400,10 @@ fn the_readme_quickstart_runs_as_written() {
     q.run(r#"RELAY_KEY=$(phakhi relay join "$RELAY_INVITE" --data ./relay | sed -n 's/^relay static key (X25519): //p')"#);
     assert_eq!(q.var("RELAY_KEY").len(), 64);
     q.run("kill $HQ_PID");
-    assert!(TcpStream::connect(("127.0.0.1", hq_port)).is_err(), "HQ still answers");
+    assert!(
+        TcpStream::connect(("127.0.0.1", hq_port)).is_err(),
+        "HQ still answers"
+    );
 
     // Phones' invites signed offline; the relay up; phones enrol while HQ is down.
     q.run("INVITE_A=$(phakhi admin --data ./hq invite --province TH-44 --role leader --server-url http://127.0.0.1:7745 --server-key $RELAY_KEY --tip-desk-key $KEY)");
@@ -397,7 +418,10 @@ fn the_readme_quickstart_runs_as_written() {
         .to_owned();
     let enrolled_b = q.run(r#"phakhi device --store b.db --passphrase-env PW enroll "$INVITE_B""#);
     assert!(enrolled_b.starts_with("enrolled"), "{enrolled_b}");
-    assert!(TcpStream::connect(("127.0.0.1", hq_port)).is_err(), "HQ is down");
+    assert!(
+        TcpStream::connect(("127.0.0.1", hq_port)).is_err(),
+        "HQ is down"
+    );
 
     // Records and a tip, offline; sync with the relay.
     let (title_a, title_b) = ("อบรมเยาวชนต้านทุจริต", "ประชุมภาคเอกชนเรื่องความโปร่งใส");
@@ -495,7 +519,10 @@ fn the_readme_quickstart_runs_as_written() {
     device(&["enroll", &reader_invite]);
     device(&["sync"]);
     let at_hq = device(&["activity", "list"]);
-    assert!(at_hq.contains(title_a) && at_hq.contains(title_b), "{at_hq}");
+    assert!(
+        at_hq.contains(title_a) && at_hq.contains(title_b),
+        "{at_hq}"
+    );
 
     // The tip desk.
     q.run("ADMIN_INVITE=$(phakhi admin --data ./hq invite --province TH-44 --role admin --server-url http://127.0.0.1:7744 --tip-desk-key $KEY)");
@@ -505,7 +532,10 @@ fn the_readme_quickstart_runs_as_written() {
     let pulled = q.run("phakhi tipdesk --dir desk --passphrase-env TD pull");
     assert!(pulled.contains("pulled 1 new tip(s)"), "{pulled}");
     let shown = q.run("phakhi tipdesk --dir desk --passphrase-env TD show $RECEIPT");
-    assert!(shown.contains(tip_thai) && shown.contains(tip_ascii), "{shown}");
+    assert!(
+        shown.contains(tip_thai) && shown.contains(tip_ascii),
+        "{shown}"
+    );
     assert!(shown.contains("valid member (นายเอ)"), "{shown}");
     let message = "รับเรื่องแล้ว กำลังตรวจสอบ";
     let replied = q.run(r#"phakhi tipdesk --dir desk --passphrase-env TD reply $RECEIPT --status under-review --message "รับเรื่องแล้ว กำลังตรวจสอบ""#);
@@ -522,7 +552,9 @@ fn the_readme_quickstart_runs_as_written() {
     assert!(synced_a.contains("1 repl(ies) received"), "{synced_a}");
     let status_a = q.run("phakhi device --store a.db --passphrase-env PW tip status");
     assert!(
-        status_a.contains(&receipt) && status_a.contains("under-review") && status_a.contains(message),
+        status_a.contains(&receipt)
+            && status_a.contains("under-review")
+            && status_a.contains(message),
         "{status_a}"
     );
     let synced_b = q.run("phakhi device --store b.db --passphrase-env PW sync");
@@ -534,18 +566,32 @@ fn the_readme_quickstart_runs_as_written() {
     );
     // B is now in step with A: both records on both phones.
     let listed_b = device_list(&q, "b.db");
-    assert!(listed_b.contains(title_a) && listed_b.contains(title_b), "{listed_b}");
+    assert!(
+        listed_b.contains(title_a) && listed_b.contains(title_b),
+        "{listed_b}"
+    );
 
     // Nothing of the tip, the code or the reply is stored in clear at either server.
     let bare_code: String = code.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
     let scan = Scan {
-        secrets: vec![tip_thai, tip_ascii, "Golden Lotus", &code, &bare_code, message],
+        secrets: vec![
+            tip_thai,
+            tip_ascii,
+            "Golden Lotus",
+            &code,
+            &bare_code,
+            message,
+        ],
         controls: vec!["TH-44", &id_a],
     };
     // The scanner finds Thai text where it is in clear (the desk's own output, planted).
     let planted = q.path("planted");
     std::fs::create_dir_all(&planted).unwrap();
-    std::fs::write(planted.join("phakhi.sqlite3"), format!("{shown}TH-44 {id_a}")).unwrap();
+    std::fs::write(
+        planted.join("phakhi.sqlite3"),
+        format!("{shown}TH-44 {id_a}"),
+    )
+    .unwrap();
     for needle in [tip_thai, tip_ascii, "TH-44", id_a.as_str()] {
         assert_eq!(files_holding(&planted, needle).len(), 1, "{needle}");
     }
@@ -590,7 +636,10 @@ fn the_quickstart_section_holds_only_commands_the_test_knows_how_to_run() {
                 .is_some_and(|(name, _)| name.chars().all(|c| c.is_ascii_uppercase() || c == '_'));
         assert!(known, "the test cannot run {command:?}");
         if command.contains(" & ") {
-            assert!(command.ends_with("=$!") && command.contains("--port "), "{command}");
+            assert!(
+                command.ends_with("=$!") && command.contains("--port "),
+                "{command}"
+            );
         }
     }
     // Every server the quickstart starts, it stops.
