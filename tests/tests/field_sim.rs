@@ -87,7 +87,13 @@ fn device(phone: &Phone, args: &[&str]) -> String {
 }
 
 fn device_with(phone: &Phone, args: &[&str], code: Option<&str>) -> String {
-    let mut all = vec!["device", "--store", text(&phone.store), "--passphrase-env", "PW"];
+    let mut all = vec![
+        "device",
+        "--store",
+        text(&phone.store),
+        "--passphrase-env",
+        "PW",
+    ];
     all.extend_from_slice(args);
     ok_with(&all, code)
 }
@@ -133,9 +139,11 @@ fn all_heads(data: &Path) -> BTreeMap<String, Vec<ChangeHash>> {
 /// Count of mailbox rows of a kind (1 tip, 2 reply) in a data folder.
 fn mailbox_count(data: &Path, kind: i64) -> i64 {
     let conn = rusqlite::Connection::open(data.join("phakhi.sqlite3")).expect("db");
-    conn.query_row("SELECT count(*) FROM mailbox WHERE kind = ?1", [kind], |r| {
-        r.get(0)
-    })
+    conn.query_row(
+        "SELECT count(*) FROM mailbox WHERE kind = ?1",
+        [kind],
+        |r| r.get(0),
+    )
     .expect("count")
 }
 
@@ -191,6 +199,11 @@ fn report(data: &Path) -> BTreeMap<String, (u64, i64)> {
             )
         })
         .collect()
+}
+
+/// The member a phone names as organiser of its activities.
+fn organiser(i: usize) -> String {
+    format!("ผู้ประสาน {i}")
 }
 
 /// Every file under `dir` (recursively).
@@ -296,11 +309,17 @@ fn the_field_converges_through_relays_hq_outage_and_bundles_and_keeps_sources_hi
                     ],
                 );
                 assert!(out.status.success(), "{out:?}");
-                String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
+                String::from_utf8(out.stdout)
+                    .expect("utf-8")
+                    .trim()
+                    .to_owned()
             } else {
                 invite(&hq_dir, province, "leader", &hq.url, &desk_key)
             };
-            let issued = desk(&desk_dir, &["codes", "issue", "--alias", &format!("สมาชิก {i}")]);
+            let issued = desk(
+                &desk_dir,
+                &["codes", "issue", "--alias", &format!("สมาชิก {i}")],
+            );
             let code = issued
                 .lines()
                 .next()
@@ -326,6 +345,17 @@ fn the_field_converges_through_relays_hq_outage_and_bundles_and_keeps_sources_hi
                 reply: format!("ตอบเบาะแส {seed}-{i}: เจ้าหน้าที่รับเรื่องแล้ว"),
             };
             device(&phone, &["enroll", &invite_text]);
+            device(
+                &phone,
+                &[
+                    "member",
+                    "add",
+                    "--alias",
+                    &organiser(i),
+                    "--role",
+                    "core-leader",
+                ],
+            );
             phones.push(phone);
         }
     }
@@ -343,10 +373,12 @@ fn the_field_converges_through_relays_hq_outage_and_bundles_and_keeps_sources_hi
     let mut expected: BTreeMap<String, (u64, i64)> = BTreeMap::new();
     let mut shared_ids = BTreeMap::new();
     for province in &provinces {
-        let first = phones
+        let first_index = phones
             .iter()
-            .find(|p| &p.province == province)
+            .position(|p| &p.province == province)
             .expect("a phone");
+        let first = &phones[first_index];
+        let org = organiser(first_index);
         let title = format!("ประชุมเครือข่ายต้านโกง {province}");
         let id = device(
             first,
@@ -363,6 +395,8 @@ fn the_field_converges_through_relays_hq_outage_and_bundles_and_keeps_sources_hi
                 "2569-11-20",
                 "--district",
                 "เมือง",
+                "--organiser",
+                &org,
                 "--attendance",
                 "10",
             ],
@@ -375,12 +409,16 @@ fn the_field_converges_through_relays_hq_outage_and_bundles_and_keeps_sources_hi
     }
     for phone in &phones {
         let (_, title) = &shared_ids[&phone.province];
-        wait_for("a phone to receive its province's shared record", CATCH_UP, || {
-            device(phone, &["sync"]);
-            device(phone, &["activity", "list"])
-                .contains(title.as_str())
-                .then_some(())
-        });
+        wait_for(
+            "a phone to receive its province's shared record",
+            CATCH_UP,
+            || {
+                device(phone, &["sync"]);
+                device(phone, &["activity", "list"])
+                    .contains(title.as_str())
+                    .then_some(())
+            },
+        );
     }
 
     // HQ goes down. Phones work offline: their own records, a concurrent edit of the shared
@@ -388,6 +426,7 @@ fn the_field_converges_through_relays_hq_outage_and_bundles_and_keeps_sources_hi
     let (exit, _) = hq.terminate();
     assert!(exit.success());
     for (i, phone) in phones.iter_mut().enumerate() {
+        let org = organiser(i);
         let own = rng.gen_range(1..=2u64);
         for n in 0..own {
             let attendance = rng.gen_range(5..60i64);
@@ -406,6 +445,8 @@ fn the_field_converges_through_relays_hq_outage_and_bundles_and_keeps_sources_hi
                     "2569-11-21",
                     "--district",
                     "เมือง",
+                    "--organiser",
+                    &org,
                     "--attendance",
                     &attendance.to_string(),
                 ],
@@ -560,12 +601,20 @@ fn the_field_converges_through_relays_hq_outage_and_bundles_and_keeps_sources_hi
     // HQ's and each relay's figures agree with what the phones recorded.
     let at_hq = report(&hq_dir);
     for province in &provinces {
-        assert_eq!(at_hq.get(province), expected.get(province), "{province} at HQ");
+        assert_eq!(
+            at_hq.get(province),
+            expected.get(province),
+            "{province} at HQ"
+        );
     }
     for (r, dir) in relay_dirs.iter().enumerate() {
         let at_relay = report(dir);
         for province in &provinces[r * 4..r * 4 + 4] {
-            assert_eq!(at_relay.get(province), expected.get(province), "{province} at relay {r}");
+            assert_eq!(
+                at_relay.get(province),
+                expected.get(province),
+                "{province} at relay {r}"
+            );
         }
     }
 
@@ -616,11 +665,17 @@ fn the_field_converges_through_relays_hq_outage_and_bundles_and_keeps_sources_hi
     }
     for (i, phone) in phones.iter().enumerate() {
         let synced = device(phone, &["sync"]);
-        assert!(synced.contains("1 repl(ies) received"), "phone {i}: {synced}");
+        assert!(
+            synced.contains("1 repl(ies) received"),
+            "phone {i}: {synced}"
+        );
         let status = device(phone, &["tip", "status"]);
         assert!(status.contains(&phone.reply), "phone {i}: {status}");
         for other in phones.iter().filter(|o| o.receipt != phone.receipt) {
-            assert!(!status.contains(&other.reply), "phone {i} opened another's reply");
+            assert!(
+                !status.contains(&other.reply),
+                "phone {i} opened another's reply"
+            );
         }
     }
 
@@ -653,7 +708,10 @@ fn the_field_converges_through_relays_hq_outage_and_bundles_and_keeps_sources_hi
                 .is_some_and(|n| n.starts_with("phakhi.sqlite3"))
         })
         .count();
-    assert!(databases >= 4, "HQ's and three relays' databases are scanned");
+    assert!(
+        databases >= 4,
+        "HQ's and three relays' databases are scanned"
+    );
     for phone in &phones {
         for secret in [phone.tip_text.as_str(), phone.code.as_str()] {
             let found = holding(&files, secret);
