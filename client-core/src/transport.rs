@@ -24,6 +24,8 @@ pub enum Route {
     Admin,
     /// `POST /v1/bundle`: a sync request carried by hand as a file, handed in late.
     Bundle,
+    /// `POST /v1/chunks`: encrypted attachment chunks, a few at a time.
+    Chunks,
 }
 
 impl Route {
@@ -34,6 +36,7 @@ impl Route {
             Route::Sync => "/v1/sync",
             Route::Admin => "/v1/admin",
             Route::Bundle => "/v1/bundle",
+            Route::Chunks => "/v1/chunks",
         }
     }
 }

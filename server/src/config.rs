@@ -46,6 +46,9 @@ pub struct Limits {
     pub mailbox_envelopes_per_device: i64,
     /// Most unacknowledged mailbox bytes one device may have stored.
     pub mailbox_bytes_per_device: i64,
+    /// Most attachment chunks one device may have stored and not yet passed on (the default
+    /// holds eight attachments of 25 MiB).
+    pub chunks_per_device: i64,
     /// Requests per minute one device may make (token bucket refill rate).
     pub requests_per_minute: u32,
     /// Requests one device may make in a burst (token bucket size).
@@ -62,6 +65,7 @@ impl Default for Limits {
             max_changes_per_message: 20_000,
             mailbox_envelopes_per_device: 1_000,
             mailbox_bytes_per_device: 16 * 1024 * 1024,
+            chunks_per_device: 8 * (25 * 1024 * 1024 / 65_536 + 1),
             requests_per_minute: 60,
             request_burst: 20,
             request_timeout_secs: 120,

@@ -83,6 +83,8 @@ pub enum AppError {
     TooManyChanges { limit: usize },
     #[error("the device's mailbox quota is full")]
     MailboxQuota,
+    #[error("the device's attachment quota is full")]
+    ChunkQuota,
     #[error("too many requests from this device")]
     RateLimited { retry_after_secs: u64 },
     #[error("the request took too long")]
@@ -122,6 +124,7 @@ impl AppError {
             AppError::TooManyDocuments { .. } => "too_many_documents",
             AppError::TooManyChanges { .. } => "too_many_changes",
             AppError::MailboxQuota => "mailbox_quota_exceeded",
+            AppError::ChunkQuota => "chunk_quota_exceeded",
             AppError::RateLimited { .. } => "rate_limited",
             AppError::Timeout => "timeout",
             AppError::NoRoute => "no_route",
@@ -153,7 +156,7 @@ impl AppError {
             AppError::InviteExpired => StatusCode::GONE,
             AppError::OutOfScope(_) | AppError::NoRoute => StatusCode::NOT_FOUND,
             AppError::ReadOnly(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            AppError::MailboxQuota => StatusCode::INSUFFICIENT_STORAGE,
+            AppError::MailboxQuota | AppError::ChunkQuota => StatusCode::INSUFFICIENT_STORAGE,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Timeout => StatusCode::REQUEST_TIMEOUT,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -234,6 +237,10 @@ impl AppError {
             AppError::MailboxQuota => "This device has too many undelivered envelopes stored on \
                  the server. Nothing was changed. Wait until headquarters has picked them up, \
                  then sync again."
+                .into(),
+            AppError::ChunkQuota => "This device has too many attachment pieces stored on the \
+                 server that were not passed on yet. Nothing was changed. Wait until headquarters \
+                 has picked them up, then sync again."
                 .into(),
             AppError::RateLimited { retry_after_secs } => format!(
                 "Too many requests from this device. Wait {retry_after_secs} seconds, then sync \

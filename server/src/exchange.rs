@@ -438,3 +438,41 @@ pub fn authorise(conn: &Connection, sender: &[u8; 32]) -> Result<Device, AppErro
         Some(device) => Ok(device),
     }
 }
+
+/// Handles a chunk envelope (`POST /v1/chunks`). Returns the sealed answer.
+pub fn chunks(
+    state: &AppState,
+    core: &mut Core,
+    envelope: &[u8],
+    now: u64,
+) -> Result<Vec<u8>, AppError> {
+    let tx = core
+        .conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(DbError::from)?;
+    let opened = transport::open(state.keys(), envelope, now, &tx)?;
+    let device = authorise(&tx, opened.sender.as_bytes())?;
+    let span = tracing::info_span!("chunks", device = %device.device_id);
+    let _entered = span.enter();
+    state.check_rate(&device.public_key)?;
+    let request = protocol::ChunkRequest::decode(&opened.payload)
+        .map_err(|why| AppError::BadRequest(format!("chunk request: {why}")))?;
+    let answer = crate::chunkroom::answer(
+        &tx,
+        &device,
+        &request,
+        state.config().limits.chunks_per_device,
+        to_i64(now),
+    )?;
+    devices::touch(&tx, device.row, to_i64(now))?;
+    tx.commit().map_err(DbError::from)?;
+    if !request.chunks.is_empty() {
+        state.nudge_upstream();
+    }
+    tracing::info!(
+        received = request.chunks.len(),
+        held = answer.held.len(),
+        "chunks committed"
+    );
+    transport::seal_response(opened.responder, &answer.encode())
+}

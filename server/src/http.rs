@@ -30,6 +30,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(routes::health::metrics))
         .route("/v1/enroll", post(routes::enroll::enroll))
         .route("/v1/sync", post(routes::sync::sync))
+        .route("/v1/chunks", post(routes::chunks::chunks))
         .route("/v1/admin", post(routes::admin::admin))
         .route("/v1/bundle", post(routes::bundle::bundle))
         .merge(crate::dashboard::router(state.clone()))

@@ -27,6 +27,7 @@ pub mod admin;
 pub mod adminx;
 pub mod bundle;
 pub mod cache;
+pub mod chunkroom;
 pub mod cli;
 pub mod config;
 pub mod dashboard;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rand_core::CryptoRngCore;
 use time::OffsetDateTime;
 
-use super::{Device, DeviceError, Enrolment, Result, SyncReport, SyncStep};
+use super::{ChunkAsk, Device, DeviceError, Enrolment, Result, SyncReport, SyncStep};
 use crate::transport::{HttpTransport, Route};
 
 /// How long one HTTP exchange may take: 2G links move ~5 KB/s, so minutes, not seconds.
@@ -123,6 +123,73 @@ impl Device {
         }
         self.sync_lost(session)?;
         Err(DeviceError::Sync(crate::sync::SyncError::RequestInFlight))
+    }
+}
+
+/// What [`Device::upload_chunks_http`] moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChunkUploadReport {
+    /// Chunks sent in this call and answered (including any the server refused; a chunk whose
+    /// answer was lost is not counted).
+    pub chunks_sent: usize,
+    /// Pending chunks the server holds now that were dropped here, in this call.
+    pub chunks_held: usize,
+    /// Sealed request bytes of the answered exchanges, questions included.
+    pub bytes_sent: u64,
+    /// Pending chunks the server already held when asked (sent before a lost answer).
+    pub already_held: usize,
+    /// Chunks still waiting (non-zero only when the server refused some).
+    pub left: usize,
+}
+
+impl Device {
+    /// Uploads every pending attachment chunk to the enrolled server (or `server_url`),
+    /// `per_request` chunks per exchange (1 to 16; 1 on 2G keeps what a cut costs to one chunk).
+    /// It first asks which chunks the server already holds, so resuming after a cut connection
+    /// sends again only the chunks that were in flight. `progress` gets this call's figures so far
+    /// after every answer (also when a later exchange fails) and the number of chunks there were
+    /// to send. Run it after [`Device::sync_http`]: records
+    /// and tip envelopes go first. A cut link returns the HTTP error; call again to resume.
+    pub fn upload_chunks_http(
+        &mut self,
+        server_url: Option<&str>,
+        per_request: usize,
+        rng: &mut impl CryptoRngCore,
+        now: OffsetDateTime,
+        progress: &mut dyn FnMut(&ChunkUploadReport, usize),
+    ) -> Result<ChunkUploadReport> {
+        let url = match server_url {
+            Some(url) => url.to_owned(),
+            None => self
+                .enrolled()?
+                .servers
+                .first()
+                .cloned()
+                .ok_or(DeviceError::NotEnrolled)?,
+        };
+        let transport = HttpTransport::new(&url, DEFAULT_TIMEOUT)?;
+        let mut report = ChunkUploadReport::default();
+        let total = self.pending_chunks()?.len();
+        let mut ask = ChunkAsk::Have;
+        while let Some((request, exchange)) = self.chunk_request(ask, rng, unix(now))? {
+            let sent = exchange.chunks_sent();
+            let response = transport.exchange(Route::Chunks, &request)?;
+            let step = self.chunk_response(exchange, &response)?;
+            report.bytes_sent += request.len() as u64;
+            report.chunks_sent += sent;
+            report.chunks_held += step.dropped;
+            report.left = step.left;
+            if ask == ChunkAsk::Have {
+                report.already_held = step.dropped;
+            }
+            progress(&report, total);
+            if ask != ChunkAsk::Have && step.refused == sent {
+                // The server took nothing: stop rather than send the same chunks forever.
+                break;
+            }
+            ask = ChunkAsk::Send(per_request);
+        }
+        Ok(report)
     }
 }
 

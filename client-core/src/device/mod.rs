@@ -15,6 +15,7 @@
 //! commit per action.
 
 mod bundle;
+mod chunks;
 mod enrolment;
 mod error;
 #[cfg(feature = "http")]
@@ -30,10 +31,11 @@ use automerge::{ActorId, AutoCommit};
 use rand_core::CryptoRngCore;
 
 pub use bundle::{BundleError, BundleKind, decode_bundle, encode_bundle};
+pub use chunks::{ChunkAsk, ChunkExchange, ChunkStep};
 pub use enrolment::{Enrolment, PendingEnrolment};
 pub use error::{DeviceError, Result};
 #[cfg(feature = "http")]
-pub use http::{DEFAULT_TIMEOUT, unix};
+pub use http::{ChunkUploadReport, DEFAULT_TIMEOUT, unix};
 pub use sync::{SyncReport, SyncSession, SyncStep};
 pub use tips::ReceivedReply;
 

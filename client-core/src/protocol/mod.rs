@@ -6,11 +6,13 @@
 //! are an error, never a panic.
 
 mod admin;
+mod chunks;
 mod enrol;
 mod mailbox;
 pub mod relay;
 
 pub use admin::{AdminRequest, AdminResponse, MAX_PULL_TIPS, PulledTip};
+pub use chunks::{ChunkRequest, ChunkResponse, MAX_CHUNKS_PER_REQUEST, MAX_HAVE_IDS};
 pub use enrol::{EnrolRequest, EnrolResponse};
 pub use mailbox::{MAX_SECTION_MESSAGES, decode_section, encode_section};
 pub use relay::JoinResponse;

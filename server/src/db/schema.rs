@@ -10,7 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::DbError;
 
 /// The schema version this program writes.
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 5;
 
 /// `MIGRATIONS[n]` upgrades a database from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -124,6 +124,20 @@ const MIGRATIONS: &[&str] = &[
         last_error      TEXT
     ) STRICT;
     "#,
+    // 4 -> 5: encrypted attachment chunks, stored by content and forwarded without being read.
+    r#"
+    CREATE TABLE chunks (
+        id          BLOB    PRIMARY KEY,               -- SHA-256 of the chunk's bytes
+        bytes       BLOB    CHECK (bytes IS NULL OR length(bytes) = 65557),
+                                                       -- NULL once HQ acked or the desk released it
+        province    TEXT    NOT NULL,
+        from_device INTEGER REFERENCES devices(id),    -- NULL when it came from upstream
+        received_at INTEGER NOT NULL,                  -- unix seconds
+        acked_at    INTEGER,                           -- relay: HQ holds it durably
+        released_at INTEGER                            -- HQ: the tip desk holds it
+    ) STRICT;
+    CREATE INDEX chunks_by_device ON chunks(from_device) WHERE bytes IS NOT NULL;
+    "#,
 ];
 
 /// The database's current schema version.
@@ -184,6 +198,7 @@ mod tests {
         assert_eq!(
             tables,
             [
+                "chunks",
                 "dashboard_logins",
                 "dashboard_sessions",
                 "devices",

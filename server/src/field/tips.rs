@@ -251,5 +251,23 @@ pub(super) fn sync(session: &mut Session, server: Option<&str>) -> Result<(), Fi
     for (doc, error) in &report.doc_errors {
         eprintln!("warning: the server refused {doc}: {error}");
     }
+    // Attachment chunks only after records and tip envelopes.
+    if session.device.pending_chunks()?.is_empty() {
+        return Ok(());
+    }
+    let upload = session
+        .device
+        .upload_chunks_http(server, 3, &mut session.rng, session.now, &mut |_, _| {})
+        .map_err(|e| match e {
+            DeviceError::Http(http) => FieldError::input(format!(
+                "attachment upload did not complete: {http}. Nothing was lost; run `sync` again \
+                 to resume"
+            )),
+            other => other.into(),
+        })?;
+    println!(
+        "attachments: {} chunk(s) sent, {} already held, {} left",
+        upload.chunks_sent, upload.already_held, upload.left
+    );
     Ok(())
 }

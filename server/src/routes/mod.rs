@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod bundle;
+pub mod chunks;
 pub mod enroll;
 pub mod health;
 pub mod sync;
