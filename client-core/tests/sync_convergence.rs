@@ -190,7 +190,7 @@ fn run_exchange(
             .handle_response(&response, &mut a.docs, &scope)
             .unwrap()
         {
-            Progress::Done => {
+            Progress::Done | Progress::More => {
                 a.persisted.insert(to, init.state().encode());
                 return Some(rounds);
             }

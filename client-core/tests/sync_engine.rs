@@ -71,6 +71,56 @@ fn exchange(
                 rounds += 1;
                 request = init.poll_request(a, None)?;
             }
+            Progress::More => panic!("default limits never split these documents"),
+        }
+    }
+}
+
+/// Changes each document of a request declares, as the server counts them.
+fn declared(request: &[u8]) -> Vec<(String, u64)> {
+    let message = Message::decode(request, &Limits::default()).unwrap();
+    message
+        .docs
+        .iter()
+        .map(|d| {
+            (
+                d.name.clone(),
+                d.chunk.as_ref().map_or(0, Chunk::declared_changes),
+            )
+        })
+        .collect()
+}
+
+/// Exchanges until the initiator is done, against a responder that accepts at most
+/// `accept_changes` changes per message (a stand-in for a server's limit); every request is
+/// checked against that limit before it is answered. Returns the requests sent.
+fn exchange_split(
+    init: &mut Initiator,
+    a: &mut Docs,
+    b: &mut Docs,
+    accept_changes: usize,
+) -> Vec<Vec<(String, u64)>> {
+    let responder = Responder::new(Limits {
+        max_changes: accept_changes,
+        ..Limits::default()
+    });
+    let mut sent = Vec::new();
+    let mut request = init.poll_request(a, None).unwrap();
+    loop {
+        let carried = declared(&request);
+        let total: u64 = carried.iter().map(|(_, n)| n).sum();
+        assert!(
+            total <= accept_changes as u64,
+            "a request carried {total} changes"
+        );
+        sent.push(carried);
+        assert!(sent.len() < 100, "the upload does not end");
+        let reply = responder.handle_request(&request, b, &all()).unwrap();
+        assert_eq!(reply.stats().errors().count(), 0, "{:?}", reply.stats());
+        let response = reply.into_bytes(None);
+        match init.handle_response(&response, a, &all()).unwrap() {
+            Progress::Done => return sent,
+            Progress::NeedsRound2 | Progress::More => request = init.poll_request(a, None).unwrap(),
         }
     }
 }
@@ -478,4 +528,125 @@ fn sync_mailbox_section_travels_opaquely() {
         init.handle_response(&response, &mut phone, &all()),
         Err(SyncError::StaleResponse)
     ));
+}
+
+#[test]
+fn sync_upload_larger_than_the_peer_accepts_goes_in_bounded_parts() {
+    let doc_a = name("province/TH-40/activities/2026");
+    let doc_b = name("province/TH-40/members");
+    // The stand-in refuses a message over its limit: without splitting, the upload never goes.
+    let mut big = new_doc(1);
+    add_records(&mut big, 0, 500);
+    let mut a: Docs = BTreeMap::from([(doc_a.clone(), big.clone())]);
+    let mut b = Docs::new();
+    let mut unbounded = Initiator::new(PeerState::new(), Limits::default());
+    let strict = Responder::new(Limits {
+        max_changes: 120,
+        ..Limits::default()
+    });
+    let round1 = unbounded.poll_request(&mut a, None).unwrap();
+    let reply = strict.handle_request(&round1, &mut b, &all()).unwrap();
+    assert_eq!(
+        unbounded
+            .handle_response(&reply.into_bytes(None), &mut a, &all())
+            .unwrap(),
+        Progress::NeedsRound2
+    );
+    let round2 = unbounded.poll_request(&mut a, None).unwrap();
+    let reply = strict.handle_request(&round2, &mut b, &all()).unwrap();
+    assert_eq!(
+        reply.stats().docs[doc_a.as_str()].error,
+        Some(DocError::TooManyChanges)
+    );
+
+    // Bounded: a first upload of 501 changes plus a second document of 60, to a peer that
+    // also has changes of its own to give back.
+    let limits = Limits {
+        max_send_changes: 120,
+        ..Limits::default()
+    };
+    let mut members = new_doc(2);
+    add_records(&mut members, 0, 59);
+    let mut a: Docs = BTreeMap::from([(doc_a.clone(), big), (doc_b.clone(), members)]);
+    let mut theirs = new_doc(3);
+    theirs.put(ROOT, "หมายเหตุ", "ข้อมูลจากศูนย์").unwrap();
+    theirs.commit();
+    let mut b: Docs = BTreeMap::from([(doc_a.clone(), theirs)]);
+    let mut init = Initiator::new(PeerState::new(), limits);
+    let sent = exchange_split(&mut init, &mut a, &mut b, 120);
+    let carried: u64 = sent.iter().flatten().map(|(_, n)| n).sum();
+    // 501 + 60 changes in parts of at most 120: at least five requests carrying chunks.
+    assert!(carried >= 561, "carried {carried}");
+    assert!(
+        sent.iter()
+            .filter(|r| r.iter().any(|(_, n)| *n > 0))
+            .count()
+            >= 5
+    );
+    for doc in [&doc_a, &doc_b] {
+        let (x, y) = (a.get_mut(doc).unwrap(), b.get_mut(doc).unwrap());
+        assert_eq!(heads(x), heads(y), "{doc}");
+    }
+    let mut merged = a.remove(&doc_a).unwrap();
+    assert_eq!(merged.get_changes(&[]).len(), 502);
+    let activities = match merged.get(ROOT, "activities").unwrap() {
+        Some((_, id)) => id,
+        None => panic!("no activities"),
+    };
+    assert_eq!(merged.length(&activities), 500);
+    let (note, _) = merged.get(ROOT, "หมายเหตุ").unwrap().unwrap();
+    assert_eq!(note.into_string().unwrap(), "ข้อมูลจากศูนย์");
+
+    // Later: 300 more records on top of shared heads go up in parts too, and a state that
+    // came out of a split upload needs no more than the new changes.
+    let doc = a.get_mut(&doc_b).unwrap();
+    add_records(doc, 59, 300);
+    let sent = exchange_split(&mut init, &mut a, &mut b, 120);
+    let carried: u64 = sent.iter().flatten().map(|(_, n)| n).sum();
+    assert_eq!(carried, 300);
+    assert_eq!(sent.len(), 3);
+    let (x, y) = (a.get_mut(&doc_b).unwrap(), b.get_mut(&doc_b).unwrap());
+    assert_eq!(heads(x), heads(y));
+}
+
+#[test]
+fn sync_upload_bounded_by_bytes_goes_in_parts() {
+    let doc = name("province/TH-40/activities/2026");
+    let mut mine = new_doc(1);
+    add_records(&mut mine, 0, 200);
+    let mut a: Docs = BTreeMap::from([(doc.clone(), mine)]);
+    let mut b = Docs::new();
+    let mut init = Initiator::new(
+        PeerState::new(),
+        Limits {
+            max_send_bytes: 2_000,
+            ..Limits::default()
+        },
+    );
+    let responder = Responder::new(Limits::default());
+    let mut request = init.poll_request(&mut a, None).unwrap();
+    let mut requests = 0;
+    loop {
+        requests += 1;
+        assert!(requests < 200, "the upload does not end");
+        let message = Message::decode(&request, &Limits::default()).unwrap();
+        let bytes: usize = message
+            .docs
+            .iter()
+            .filter_map(|d| d.chunk.as_ref())
+            .map(Chunk::byte_len)
+            .sum();
+        assert!(bytes <= 2_000, "a request carried {bytes} chunk bytes");
+        let reply = responder.handle_request(&request, &mut b, &all()).unwrap();
+        match init
+            .handle_response(&reply.into_bytes(None), &mut a, &all())
+            .unwrap()
+        {
+            Progress::Done => break,
+            _ => request = init.poll_request(&mut a, None).unwrap(),
+        }
+    }
+    assert!(requests > 3);
+    let (x, y) = (a.get_mut(&doc).unwrap(), b.get_mut(&doc).unwrap());
+    assert_eq!(heads(x), heads(y));
 }

@@ -60,9 +60,9 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_body_bytes: 16 * 1024 * 1024,
+            max_body_bytes: phakhi_core::sync::MAX_BODY_BYTES,
             max_documents_per_exchange: 64,
-            max_changes_per_message: 20_000,
+            max_changes_per_message: phakhi_core::sync::MAX_CHANGES_PER_MESSAGE,
             mailbox_envelopes_per_device: 1_000,
             mailbox_bytes_per_device: 16 * 1024 * 1024,
             chunks_per_device: 8 * (25 * 1024 * 1024 / 65_536 + 1),

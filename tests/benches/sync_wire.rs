@@ -114,7 +114,7 @@ fn phakhi(a: &mut AutoCommit, b: &mut AutoCommit, state: PeerState) -> (Phakhi, 
             .handle_response(&response, &mut a_docs, &scope)
             .unwrap()
         {
-            Progress::Done => break,
+            Progress::Done | Progress::More => break,
             Progress::NeedsRound2 => {
                 rounds += 1;
                 request = init.poll_request(&mut a_docs, None).unwrap();

@@ -464,8 +464,16 @@ impl Device {
     }
 
     pub fn sync(&mut self) -> Result<(), Failure> {
-        let mut initiator = Initiator::new(self.state.clone(), sync::Limits::default());
+        self.sync_with_limits(sync::Limits::default()).map(|_| ())
+    }
+
+    /// Syncs with the engine bounded by `limits`, continuing while the engine has more to send
+    /// ([`Progress::More`]); returns the requests sent.
+    pub fn sync_with_limits(&mut self, limits: sync::Limits) -> Result<usize, Failure> {
+        let mut initiator = Initiator::new(self.state.clone(), limits);
+        let mut requests = 0;
         loop {
+            requests += 1;
             let request = initiator
                 .poll_request(&mut self.docs, None)
                 .expect("request");
@@ -481,7 +489,7 @@ impl Device {
                 .expect("response applies");
             if progress == Progress::Done {
                 self.state = initiator.state().clone();
-                return Ok(());
+                return Ok(requests);
             }
         }
     }

@@ -160,3 +160,66 @@ fn sigkill_during_syncs_loses_no_acknowledged_change() {
     let (exit, _) = server.terminate();
     assert!(exit.success());
 }
+
+#[test]
+fn an_upload_over_the_servers_change_limit_goes_in_several_exchanges() {
+    // The server's limit is lowered so the test stays fast; the client bound is set to match,
+    // as the defaults are (`phakhi_core::sync::MAX_CHANGES_PER_MESSAGE` on both sides).
+    const LIMIT: usize = 300;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = phakhi_tests::server::config_with_limits(
+        dir.path(),
+        &format!("max_changes_per_message = {LIMIT}"),
+    );
+    let data = dir.path().join("hq");
+    let server = ServerProcess::start(&data, &["--config", &config]);
+    let key = server.static_key();
+    let invite_a = invite(&data, "TH-44", "leader", &server.url, TIP_DESK);
+    let invite_b = invite(&data, "TH-44", "leader", &server.url, TIP_DESK);
+    let (mut writer, _) = Device::enrol(&server.url, &invite_a, key).expect("enrol writer");
+    let (mut reader, _) = Device::enrol(&server.url, &invite_b, key).expect("enrol reader");
+
+    // 2.5 times the limit in one document, one change each, made offline.
+    let records = LIMIT * 5 / 2;
+    for i in 0..records {
+        writer.write(ACTIVITIES_44, &format!("a{i}"), &format!("กิจกรรมที่ {i}"));
+    }
+    // A client that does not split is refused, and nothing is stored.
+    assert_eq!(
+        writer.sync_with_limits(phakhi_core::sync::Limits {
+            max_send_changes: usize::MAX,
+            ..phakhi_core::sync::Limits::default()
+        }),
+        Err(Failure::Refused(413, "too_many_changes".into()))
+    );
+    assert!(
+        stored_documents(&data)
+            .iter()
+            .all(|(doc, _)| doc != ACTIVITIES_44)
+    );
+
+    let limits = phakhi_core::sync::Limits {
+        max_send_changes: LIMIT,
+        ..phakhi_core::sync::Limits::default()
+    };
+    let requests = writer.sync_with_limits(limits).expect("bounded upload");
+    // Round 1 names the document, then parts of at most 300 changes: 300, 300, 150.
+    assert!(requests >= 4, "{requests} requests");
+    reader.sync().expect("reader pulls");
+    for i in [0, records / 2, records - 1] {
+        assert_eq!(
+            reader.read(ACTIVITIES_44, &format!("a{i}")).as_deref(),
+            Some(format!("กิจกรรมที่ {i}").as_str())
+        );
+    }
+    let name = phakhi_core::sync::DocName::parse(ACTIVITIES_44).expect("name");
+    let (w, r) = (
+        writer.docs.get_mut(&name).expect("writer doc"),
+        reader.docs.get_mut(&name).expect("reader doc"),
+    );
+    let (mut wh, mut rh) = (w.get_heads(), r.get_heads());
+    wh.sort();
+    rh.sort();
+    assert_eq!(wh, rh);
+    assert_eq!(r.get_changes(&[]).len(), records);
+}

@@ -52,7 +52,8 @@ pub struct SyncReport {
     pub tips_delivered: usize,
     /// Replies to this device's tips that arrived.
     pub replies_received: usize,
-    /// The server has more mailbox envelopes waiting: sync again.
+    /// The server has more mailbox envelopes waiting, or a document had more changes to upload
+    /// than one message carries: sync again.
     pub more_waiting: bool,
 }
 
@@ -175,7 +176,10 @@ impl Device {
         if progress == Progress::NeedsRound2 {
             return Ok(SyncStep::Again);
         }
-        self.finish_sync(session, rng, now).map(SyncStep::Done)
+        let mut report = self.finish_sync(session, rng, now)?;
+        // Documents with more to upload than one message carries continue in the next exchange.
+        report.more_waiting |= progress == Progress::More;
+        Ok(SyncStep::Done(report))
     }
 
     /// The answer to the last request will not come: forget it and end the exchange. Nothing is

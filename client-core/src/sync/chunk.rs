@@ -92,6 +92,146 @@ pub(crate) fn build(doc: &mut AutoCommit, base: &[ChangeHash]) -> Option<Chunk> 
     Some(best)
 }
 
+/// What one document puts in one outgoing message under a send bound.
+pub(crate) struct Outgoing {
+    /// The changes sent, if any.
+    pub chunk: Option<Chunk>,
+    /// The heads the peer holds once it has applied `chunk` on top of the base: the document's
+    /// heads when everything went, else the heads of the part that went.
+    pub heads: Vec<ChangeHash>,
+    /// Changes after `heads` were left for a later message.
+    pub partial: bool,
+}
+
+/// Like [`build`], but carrying at most `max_changes` changes and (unless one change alone is
+/// larger) `max_bytes` chunk bytes. What does not fit is left for a later message: the chunk
+/// then carries a dependency-closed prefix of the missing changes, in causal order, and
+/// [`Outgoing::heads`] says where it ends.
+pub(crate) fn build_bounded(
+    doc: &mut AutoCommit,
+    base: &[ChangeHash],
+    max_changes: usize,
+    max_bytes: usize,
+) -> Outgoing {
+    let heads = normalise(doc.get_heads());
+    let missing = if base.is_empty() {
+        usize::try_from(doc.stats().num_changes).unwrap_or(usize::MAX)
+    } else {
+        doc.get_changes_meta(base).len()
+    };
+    if missing == 0 {
+        return Outgoing {
+            chunk: None,
+            heads,
+            partial: false,
+        };
+    }
+    if missing <= max_changes {
+        let chunk = build(doc, base);
+        // A saved document declares all its changes, not only the missing ones.
+        let fits = chunk.as_ref().is_none_or(|c| {
+            c.byte_len() <= max_bytes
+                && usize::try_from(c.declared_changes()).is_ok_and(|n| n <= max_changes)
+        });
+        if fits || missing == 1 && max_changes > 0 {
+            return Outgoing {
+                chunk,
+                heads,
+                partial: false,
+            };
+        }
+    }
+    let nothing = Outgoing {
+        chunk: None,
+        heads: normalise(base.to_vec()),
+        partial: true,
+    };
+    if max_changes == 0 {
+        return nothing;
+    }
+    let order = causal_order(doc, base);
+    let mut n = order.len().min(max_changes);
+    loop {
+        let Some(part) = order.get(..n) else {
+            return nothing;
+        };
+        let Ok(bundle) = doc.bundle(part.iter().map(|(h, _)| *h).collect::<Vec<_>>()) else {
+            return nothing;
+        };
+        let chunk = Chunk::Bundle {
+            changes: n as u64,
+            bytes: bundle.bytes().to_vec(),
+        };
+        if chunk.byte_len() <= max_bytes || n == 1 {
+            return Outgoing {
+                chunk: Some(chunk),
+                heads: frontier(base, part),
+                partial: n < order.len(),
+            };
+        }
+        n /= 2;
+    }
+}
+
+/// The changes of `doc` after `base`, each after its dependencies (with its dependencies).
+fn causal_order(doc: &mut AutoCommit, base: &[ChangeHash]) -> Vec<(ChangeHash, Vec<ChangeHash>)> {
+    use std::collections::{HashMap, HashSet};
+    let metas: Vec<(ChangeHash, Vec<ChangeHash>)> = doc
+        .get_changes_meta(base)
+        .into_iter()
+        .map(|m| (m.hash, m.deps))
+        .collect();
+    let pending: HashSet<ChangeHash> = metas.iter().map(|(h, _)| *h).collect();
+    // Kahn's algorithm, keeping automerge's order among changes that are ready together.
+    let mut waiting: HashMap<ChangeHash, usize> = HashMap::new();
+    let mut dependants: HashMap<ChangeHash, Vec<usize>> = HashMap::new();
+    let mut ready = std::collections::VecDeque::new();
+    for (i, (hash, deps)) in metas.iter().enumerate() {
+        let inside = deps.iter().filter(|d| pending.contains(d)).count();
+        for d in deps.iter().filter(|d| pending.contains(d)) {
+            dependants.entry(*d).or_default().push(i);
+        }
+        if inside == 0 {
+            ready.push_back(i);
+        } else {
+            waiting.insert(*hash, inside);
+        }
+    }
+    let mut order = Vec::with_capacity(metas.len());
+    while let Some(i) = ready.pop_front() {
+        let Some((hash, deps)) = metas.get(i) else {
+            continue;
+        };
+        for &j in dependants.get(hash).map(Vec::as_slice).unwrap_or(&[]) {
+            if let Some((dependant, _)) = metas.get(j)
+                && let Some(left) = waiting.get_mut(dependant)
+            {
+                *left -= 1;
+                if *left == 0 {
+                    ready.push_back(j);
+                }
+            }
+        }
+        order.push((*hash, deps.clone()));
+    }
+    order
+}
+
+/// The heads of `base` plus the changes of `part` (a dependency-closed prefix after `base`).
+fn frontier(base: &[ChangeHash], part: &[(ChangeHash, Vec<ChangeHash>)]) -> Vec<ChangeHash> {
+    let covered: std::collections::HashSet<ChangeHash> = part
+        .iter()
+        .flat_map(|(_, deps)| deps.iter().copied())
+        .collect();
+    normalise(
+        base.iter()
+            .copied()
+            .chain(part.iter().map(|(h, _)| *h))
+            .filter(|h| !covered.contains(h))
+            .collect(),
+    )
+}
+
 /// Decodes a chunk into changes without touching any document.
 fn decode(
     doc: &mut AutoCommit,

@@ -24,6 +24,12 @@ pub enum Progress {
     Done,
     /// Some documents need a second round: call [`Initiator::poll_request`] again and send it.
     NeedsRound2,
+    /// The exchange is over (persist [`Initiator::state`] as for `Done`), but some documents had
+    /// more changes than one message may carry ([`Limits::max_send_changes`],
+    /// [`Limits::max_send_bytes`]): call [`Initiator::poll_request`] again to start the next
+    /// exchange, which sends the next part. Each `More` means the peer took a part, so a loop
+    /// on it ends.
+    More,
 }
 
 /// Drives exchanges with one peer.
@@ -36,7 +42,10 @@ pub enum Progress {
 ///    - [`Progress::Done`]: persist [`Initiator::state`] (`encode()`); [`Initiator::stats`] has
 ///      the figures and [`Initiator::take_mailbox`] the peer's mailbox section.
 ///    - [`Progress::NeedsRound2`]: call `poll_request` again for the round-2 request, send it,
-///      and `handle_response` its answer, which is always `Done`.
+///      and `handle_response` its answer, which is `Done` or `More`.
+///    - [`Progress::More`]: as `Done`, then start the next exchange with `poll_request` (the
+///      mailbox section need not be sent again): a document had more to upload than one message
+///      may carry.
 /// 3. If a request or its response is lost, call [`Initiator::handle_lost`]: the state is left
 ///    as it was after the last completed exchange, and the next `poll_request` starts afresh.
 ///    Nothing is ever lost by doing so; at worst some bytes are sent again.
@@ -49,6 +58,8 @@ pub struct Initiator {
     round: u8,
     stats: ExchangeStats,
     mailbox: Option<Vec<u8>>,
+    /// A document of this exchange sent only part of its changes and the peer took it.
+    more: bool,
 }
 
 /// Version byte of [`Initiator::encode_session`].
@@ -87,6 +98,34 @@ fn read_docs(r: &mut Reader<'_>) -> Result<BTreeMap<DocName, Vec<ChangeHash>>, W
     Ok(docs)
 }
 
+/// What is left of the send bounds while one request is built.
+struct Budget {
+    changes: usize,
+    bytes: usize,
+    partial: bool,
+    carried: std::collections::BTreeSet<DocName>,
+}
+
+impl Budget {
+    /// What `doc` sends after `base` within what is left, which it then uses up.
+    fn take(
+        &mut self,
+        name: &DocName,
+        doc: &mut AutoCommit,
+        base: &[ChangeHash],
+    ) -> chunk::Outgoing {
+        let out = chunk::build_bounded(doc, base, self.changes, self.bytes);
+        if let Some(c) = &out.chunk {
+            let changes = usize::try_from(c.declared_changes()).unwrap_or(usize::MAX);
+            self.changes = self.changes.saturating_sub(changes);
+            self.bytes = self.bytes.saturating_sub(c.byte_len());
+            self.carried.insert(name.clone());
+        }
+        self.partial |= out.partial;
+        out
+    }
+}
+
 #[derive(Debug)]
 struct InFlight {
     round: u8,
@@ -94,6 +133,11 @@ struct InFlight {
     digest: [u8; 8],
     /// Heads sent for each document, as sent.
     sent: BTreeMap<DocName, Vec<ChangeHash>>,
+    /// Some document had more changes than this request carries. Not kept by
+    /// [`Initiator::encode_session`]: a resumed exchange ends `Done` and the next one sends the rest.
+    partial: bool,
+    /// Documents sent with a chunk.
+    carried: std::collections::BTreeSet<DocName>,
 }
 
 impl Initiator {
@@ -107,6 +151,7 @@ impl Initiator {
             round: 0,
             stats: ExchangeStats::default(),
             mailbox: None,
+            more: false,
         }
     }
 
@@ -144,20 +189,31 @@ impl Initiator {
         }
         let mut entries = Vec::new();
         let mut sent = BTreeMap::new();
+        let mut budget = Budget {
+            changes: self.limits.max_send_changes,
+            bytes: self.limits.max_send_bytes,
+            partial: false,
+            carried: Default::default(),
+        };
         let round = if self.round == 1 && !self.round2.is_empty() {
             for (name, their_heads) in std::mem::take(&mut self.round2) {
                 let Some(doc) = docs.get_mut(&name) else {
                     continue;
                 };
                 let base = chunk::known(doc, &their_heads);
-                let chunk = chunk::build(doc, &base);
-                let heads = normalise(doc.get_heads());
-                self.push(&mut entries, &mut sent, name, heads, chunk);
+                let out = budget.take(&name, doc, &base);
+                if out.chunk.is_none() && out.heads.is_empty() {
+                    // Nothing of it fits in this message and the peer has none of it: it goes
+                    // in the next exchange.
+                    continue;
+                }
+                self.push(&mut entries, &mut sent, name, out.heads, out.chunk);
             }
             2
         } else {
             self.stats = ExchangeStats::default();
             self.round2.clear();
+            self.more = false;
             for (name, doc) in docs.iter_mut() {
                 let shared = self.state.shared_heads(name).to_vec();
                 let base = chunk::known(doc, &shared);
@@ -165,12 +221,12 @@ impl Initiator {
                 // With no shared heads the peer may already have most of the document (a lost
                 // state, a new relay): send heads only and let it say where it stands, rather
                 // than the whole document.
-                let chunk = if heads == base || base.is_empty() {
-                    None
+                if heads == base || base.is_empty() {
+                    self.push(&mut entries, &mut sent, name.clone(), heads, None);
                 } else {
-                    chunk::build(doc, &base)
-                };
-                self.push(&mut entries, &mut sent, name.clone(), heads, chunk);
+                    let out = budget.take(name, doc, &base);
+                    self.push(&mut entries, &mut sent, name.clone(), out.heads, out.chunk);
+                }
             }
             1
         };
@@ -189,6 +245,8 @@ impl Initiator {
             round,
             digest: request_digest(&bytes),
             sent,
+            partial: budget.partial,
+            carried: budget.carried,
         });
         Ok(bytes)
     }
@@ -270,6 +328,8 @@ impl Initiator {
                     round,
                     digest,
                     sent,
+                    partial: false,
+                    carried: Default::default(),
                 })
             }
             other => return Err(WireError::Status(other)),
@@ -291,6 +351,7 @@ impl Initiator {
             round,
             stats: ExchangeStats::default(),
             mailbox,
+            more: false,
         })
     }
 
@@ -334,6 +395,13 @@ impl Initiator {
             let received = entry.chunk.as_ref().map_or(0, Chunk::byte_len);
             self.stats.doc(&entry.name).received_bytes += received;
             let outcome = self.handle_entry(&entry, &in_flight, docs, accept, &mut budget);
+            if in_flight.partial
+                && entry.status == DocStatus::Ok
+                && outcome.is_ok()
+                && DocName::parse(&entry.name).is_ok_and(|n| in_flight.carried.contains(&n))
+            {
+                self.more = true;
+            }
             let doc_stats = self.stats.doc(&entry.name);
             match outcome {
                 Ok(applied) => {
@@ -351,7 +419,11 @@ impl Initiator {
         } else {
             self.round2.clear();
             self.round = 0;
-            Ok(Progress::Done)
+            if std::mem::take(&mut self.more) {
+                Ok(Progress::More)
+            } else {
+                Ok(Progress::Done)
+            }
         }
     }
 

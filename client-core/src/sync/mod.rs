@@ -68,7 +68,7 @@ pub use error::{DocError, SyncError, WireError};
 pub use initiator::{Initiator, Progress};
 pub use name::{DocName, MAX_NAME_LEN, NameError};
 pub use responder::{Reply, Responder};
-pub use scope::{Limits, PrefixScope, Scope};
+pub use scope::{Limits, MAX_BODY_BYTES, MAX_CHANGES_PER_MESSAGE, PrefixScope, Scope};
 pub use state::{PeerState, STATE_VERSION};
 pub use stats::{DocStats, ExchangeStats};
 

@@ -71,7 +71,22 @@ pub struct Limits {
     pub max_mailbox_bytes: usize,
     /// Bytes of the whole message.
     pub max_message_bytes: usize,
+    /// Changes this side puts in one message it sends, over all its documents. A document with
+    /// more pending goes up over several exchanges ([`super::Progress::More`]). Must not exceed
+    /// what the peer accepts ([`MAX_CHANGES_PER_MESSAGE`] on a server with default limits).
+    pub max_send_changes: usize,
+    /// Chunk bytes this side puts in one message it sends, over all its documents (a single
+    /// change larger than this still goes, alone). Must leave the sealed, padded envelope under
+    /// the peer's body limit ([`MAX_BODY_BYTES`] on a server with default limits).
+    pub max_send_bytes: usize,
 }
+
+/// Changes a server accepts in one message by default, and so the most a client sends in one:
+/// the one place both defaults come from.
+pub const MAX_CHANGES_PER_MESSAGE: usize = 20_000;
+
+/// Request body bytes a server accepts by default.
+pub const MAX_BODY_BYTES: usize = 16 << 20;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -82,6 +97,9 @@ impl Default for Limits {
             max_changes: 1_000_000,
             max_mailbox_bytes: 64 << 20,
             max_message_bytes: 256 << 20,
+            max_send_changes: MAX_CHANGES_PER_MESSAGE,
+            // Sealing and padding add at most an eighth: well under the body limit.
+            max_send_bytes: MAX_BODY_BYTES / 2,
         }
     }
 }

@@ -91,7 +91,7 @@ fn phakhi(
         let answer = pending.open_response(&sealed_answer)?;
         match init.handle_response(&answer, a, &scope)? {
             Progress::Done => break,
-            Progress::NeedsRound2 => continue,
+            Progress::NeedsRound2 | Progress::More => continue,
         }
     }
     Ok((out, init.state().clone()))

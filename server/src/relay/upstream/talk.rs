@@ -202,7 +202,9 @@ pub(super) fn talk(
         let progress = initiator
             .handle_response(sync_answer, &mut docs, &accept)
             .map_err(|error| UpstreamError::Protocol(error.to_string()))?;
-        if progress == Progress::Done {
+        // `More`: a document had more to send than one message carries; the exchange is
+        // complete and the next upstream pass sends the rest.
+        if progress != Progress::NeedsRound2 {
             let mailbox = initiator.take_mailbox();
             return Ok(Talked {
                 docs,
