@@ -17,10 +17,10 @@ use std::time::Duration;
 use phakhi_core::device::{BundleKind, encode_bundle};
 use phakhi_core::seal::{self, StaticKeyPair};
 use phakhi_core::sync::{Initiator, Limits, PeerState};
+use phakhi_tests::cluster::{join_relay, relay_phone_invite};
 use phakhi_tests::dbsum::DbSum;
 use phakhi_tests::server::{
-    Device, ServerProcess, config_with_limits, invite, joined_relay_key, now, phakhi_bin, post,
-    relay_join, wait_for,
+    Device, ServerProcess, config_with_limits, invite, now, phakhi_bin, post, wait_for,
 };
 use rand_core::OsRng;
 
@@ -381,36 +381,21 @@ fn a_phone_syncs_with_a_stopped_relay_by_files_and_the_relay_forwards_to_hq() {
     let hq_server = ServerProcess::start(Path::new(&hq), &["--config", &config]);
     let invite_c = invite(Path::new(&hq), "TH-44", "leader", &hq_server.url, &desk_key);
     ok(&device(&c, &["enroll", &invite_c]));
-    let relay_invite = invite(Path::new(&hq), "TH-44", "relay", &hq_server.url, &desk_key);
-    let joined = relay_join(Path::new(&relay_dir), &relay_invite);
-    assert!(joined.status.success(), "{joined:?}");
-    let relay_key = hex::encode(joined_relay_key(&joined).as_bytes());
+    let relay_key = join_relay(
+        Path::new(&hq),
+        &hq_server.url,
+        Path::new(&relay_dir),
+        "TH-44",
+        &desk_key,
+    );
 
     // The relay runs (plain `serve`: the joined folder is a relay without --upstream) while
     // two phones enrol with invites HQ's folder signs for it; B records and syncs over HTTP.
     let relay = ServerProcess::start(Path::new(&relay_dir), &["--config", &config]);
     assert_eq!(relay.health()["role"], "relay");
     assert!(!Path::new(&relay_dir).join("hq-signing.key").exists());
-    let phone_invite = || {
-        ok(&[
-            "admin",
-            "--data",
-            &hq,
-            "invite",
-            "--province",
-            "TH-44",
-            "--role",
-            "leader",
-            "--server-url",
-            &relay.url,
-            "--server-key",
-            &relay_key,
-            "--tip-desk-key",
-            &desk_key,
-        ])
-        .trim()
-        .to_owned()
-    };
+    let phone_invite =
+        || relay_phone_invite(Path::new(&hq), "TH-44", &relay.url, &relay_key, &desk_key);
     ok(&device(&a, &["enroll", &phone_invite()]));
     ok(&device(&b, &["enroll", &phone_invite()]));
     let title_b = "ประชุมภาคเอกชนเรื่องความโปร่งใสในการจัดซื้อ";
