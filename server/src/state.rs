@@ -127,16 +127,24 @@ pub struct Opened {
 impl AppState {
     /// Opens the data folder named in `config`: keys (created on first start), the database
     /// (migrated), the caches.
-    pub fn open(config: Config) -> Result<Opened, StartError> {
+    /// A folder that joined HQ (`phakhi relay join`) is opened as a relay whatever role the
+    /// configuration names: as HQ it would create an invite-signing key a relay must never hold,
+    /// and then refuse the HQ-signed invites of its own phones.
+    pub fn open(mut config: Config) -> Result<Opened, StartError> {
         let data = config.data.clone();
         let lock = lock_data_folder(&data)?;
-        let loaded =
-            keys::load_or_create(&data, config.role == ServerRole::Hq, &mut rand_core::OsRng)?;
         let db_error = |source| StartError::Db {
             folder: data.display().to_string(),
             source,
         };
         let conn = db::open(&data).map_err(db_error)?;
+        let joined = db::upstream::joined(&conn).map_err(db_error)?;
+        if joined.is_some() && config.role != ServerRole::Relay {
+            tracing::info!(data = %data.display(), "this data folder joined HQ: serving it as a relay");
+            config.role = ServerRole::Relay;
+        }
+        let loaded =
+            keys::load_or_create(&data, config.role == ServerRole::Hq, &mut rand_core::OsRng)?;
         let reader = db::open(&data).map_err(db_error)?;
         let limiter = RateLimiter::new(
             config.limits.requests_per_minute,
@@ -148,7 +156,6 @@ impl AppState {
             max_bytes: usize::try_from(config.limits.mailbox_bytes_per_device).unwrap_or(0),
         };
         let mailbox = load_mailbox(&conn, quota).map_err(db_error)?;
-        let joined = db::upstream::joined(&conn).map_err(db_error)?;
         Ok(Opened {
             first_start: loaded.created,
             state: AppState {
@@ -326,5 +333,61 @@ impl AppState {
         self.inner
             .cached_documents
             .store(cache.len(), Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use phakhi_core::seal::StaticKeyPair;
+
+    use super::*;
+
+    fn joined_folder() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        keys::load_or_create(dir.path(), false, &mut rand_core::OsRng).unwrap();
+        let conn = db::open(dir.path()).unwrap();
+        let joined = db::upstream::Joined {
+            hq_url: "http://192.0.2.1:7744".into(),
+            hq_key: *StaticKeyPair::generate(&mut rand_core::OsRng).public(),
+            hq_verifying: [7; 32],
+            device_id: "ab12cd34ef56".into(),
+            provinces: vec!["TH-44".into()],
+            joined_at: 1_700_000_000,
+        };
+        assert!(db::upstream::record_join(&conn, &joined).unwrap());
+        dir
+    }
+
+    #[test]
+    fn a_joined_folder_opens_as_a_relay_and_never_gets_a_signing_key() {
+        let dir = joined_folder();
+        let config = Config {
+            data: dir.path().to_path_buf(),
+            role: ServerRole::Hq,
+            ..Config::default()
+        };
+        let opened = AppState::open(config).unwrap();
+        assert_eq!(opened.state.config().role, ServerRole::Relay);
+        assert!(opened.state.keys().signing().is_none());
+        assert!(!opened.first_start);
+        assert!(opened.state.joined().is_some());
+        drop(opened);
+        let loaded = keys::load(dir.path()).unwrap().unwrap();
+        assert!(loaded.signing().is_none(), "a relay holds no signing key");
+    }
+
+    #[test]
+    fn a_folder_that_never_joined_keeps_the_configured_role() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let opened = AppState::open(config).unwrap();
+        assert_eq!(opened.state.config().role, ServerRole::Hq);
+        assert!(opened.state.keys().signing().is_some());
+        assert!(opened.first_start);
     }
 }

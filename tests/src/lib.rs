@@ -2,5 +2,6 @@
 
 pub mod badlink;
 pub mod bench;
+pub mod cluster;
 pub mod dbsum;
 pub mod server;

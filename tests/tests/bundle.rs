@@ -3,21 +3,30 @@
 //! answer in a later process. Records and a tip arrive at HQ, HQ's documents reach the phone.
 //! Damaged bundles (a flipped byte, a cut file, a bundle for another server) and a replayed
 //! bundle are refused with a clear error and leave the database unchanged; a bundle may be days
-//! old, up to the fourteen-day window.
+//! old, up to the fourteen-day window. The same holds at a provincial relay whose process is
+//! stopped: the relay's folder answers the phone's bundle, refuses damaged, misaddressed and
+//! replayed ones, and forwards what came by hand to HQ once it runs with `--upstream`.
 
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use phakhi_core::device::{BundleKind, encode_bundle};
 use phakhi_core::seal::{self, StaticKeyPair};
 use phakhi_core::sync::{Initiator, Limits, PeerState};
-use phakhi_tests::server::{Device, ServerProcess, invite, now, phakhi_bin, post};
+use phakhi_tests::cluster::{join_relay, relay_phone_invite};
+use phakhi_tests::dbsum::DbSum;
+use phakhi_tests::server::{
+    Device, ServerProcess, config_with_limits, invite, now, phakhi_bin, post, wait_for,
+};
 use rand_core::OsRng;
 
 const STORE_PASSPHRASE: &str = "รหัสผ่าน-ของ-โทรศัพท์";
+/// How long a relay may take to forward to HQ (it retries every second here).
+const CATCH_UP: Duration = Duration::from_secs(60);
 
 fn run(args: &[&str], code: Option<&str>) -> Output {
     let mut command = Command::new(phakhi_bin());
@@ -321,4 +330,214 @@ fn a_bundle_may_be_days_old_but_not_older_than_fourteen_days() {
     let err = fails(&args);
     assert!(err.contains("clock_skew"), "{err}");
     drop(server);
+}
+
+/// `phakhi report --data <data> --format json`: TH-44's figures (zeros when it has none yet).
+fn th44_report(data: &str) -> serde_json::Value {
+    let out = ok(&["report", "--data", data, "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    report["provinces"]
+        .as_array()
+        .and_then(|provinces| provinces.iter().find(|p| p["code"] == "TH-44"))
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!({ "activities": 0, "tips": 0, "attendance": 0 }))
+}
+
+/// Adds an activity in TH-44 on `store`, organised by สมชาย (whom the store must know).
+fn add_activity(store: &str, title: &str, attendance: &str) {
+    ok(&device(
+        store,
+        &[
+            "activity",
+            "add",
+            "--kind",
+            "awareness-training",
+            "--audience",
+            "youth,public",
+            "--title",
+            title,
+            "--date",
+            "2569-11-20",
+            "--district",
+            "เมืองมหาสารคาม",
+            "--attendance",
+            attendance,
+            "--organiser",
+            "สมชาย",
+        ],
+    ));
+}
+
+#[test]
+fn a_phone_syncs_with_a_stopped_relay_by_files_and_the_relay_forwards_to_hq() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = |name: &str| tmp.path().join(name).to_str().unwrap().to_owned();
+    let (hq, relay_dir) = (path("hq"), path("relay"));
+    let (a, b, c) = (path("a.store"), path("b.store"), path("c.store"));
+    let config = config_with_limits(tmp.path(), "");
+    let desk_key = hex::encode(StaticKeyPair::generate(&mut OsRng).public().as_bytes());
+
+    // HQ, a phone of HQ's own (C), and a relay joining HQ.
+    let hq_server = ServerProcess::start(Path::new(&hq), &["--config", &config]);
+    let invite_c = invite(Path::new(&hq), "TH-44", "leader", &hq_server.url, &desk_key);
+    ok(&device(&c, &["enroll", &invite_c]));
+    let relay_key = join_relay(
+        Path::new(&hq),
+        &hq_server.url,
+        Path::new(&relay_dir),
+        "TH-44",
+        &desk_key,
+    );
+
+    // The relay runs (plain `serve`: the joined folder is a relay without --upstream) while
+    // two phones enrol with invites HQ's folder signs for it; B records and syncs over HTTP.
+    let relay = ServerProcess::start(Path::new(&relay_dir), &["--config", &config]);
+    assert_eq!(relay.health()["role"], "relay");
+    assert!(!Path::new(&relay_dir).join("hq-signing.key").exists());
+    let phone_invite =
+        || relay_phone_invite(Path::new(&hq), "TH-44", &relay.url, &relay_key, &desk_key);
+    ok(&device(&a, &["enroll", &phone_invite()]));
+    ok(&device(&b, &["enroll", &phone_invite()]));
+    let title_b = "ประชุมภาคเอกชนเรื่องความโปร่งใสในการจัดซื้อ";
+    ok(&device(&b, &["member", "add", "--alias", "สมชาย"]));
+    add_activity(&b, title_b, "12");
+    ok(&device(&b, &["sync"]));
+    let (status, _) = relay.terminate();
+    assert!(status.success());
+
+    // A works offline at the relay's side: a member, two activities and a tip.
+    let (title_a1, title_a2) = (
+        "อบรมต่อต้านการทุจริตให้เยาวชนบ้านหนองโน",
+        "เวทีประชาคมตรวจสอบงบประมาณหมู่บ้าน",
+    );
+    ok(&device(&a, &["member", "add", "--alias", "สมชาย"]));
+    add_activity(&a, title_a1, "35");
+    add_activity(&a, title_a2, "20");
+    let report = path("tip.txt");
+    std::fs::write(&report, "นายก อบต. เรียกรับเงินจากผู้รับเหมา 50,000 บาท").unwrap();
+    let code = seal::MemberCode::generate(&mut OsRng).to_string();
+    let tip_args = [
+        "tip",
+        "submit",
+        "--file",
+        &report,
+        "--district",
+        "เมืองมหาสารคาม",
+        "--code-env",
+        "MC",
+    ];
+    ok_with(&device(&a, &tip_args), Some(&code));
+    assert!(ok(&device(&a, &["info"])).contains("waiting tips: 1"));
+
+    // With no relay process running, A's export is carried to the relay's folder. Damaged,
+    // misaddressed and replayed bundles are refused first, each changing nothing.
+    let good = path("good.bundle");
+    ok(&device(&a, &["export-bundle", &good]));
+    let bytes = std::fs::read(&good).unwrap();
+    let relay_before = DbSum::of_data(Path::new(&relay_dir));
+    let answer = path("refused.answer");
+
+    let flipped = path("flipped.bundle");
+    let mut damaged = bytes.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x01;
+    std::fs::write(&flipped, &damaged).unwrap();
+    let err = fails(&import(&relay_dir, &flipped, &answer));
+    assert!(err.contains("bad_envelope"), "{err}");
+    assert_eq!(DbSum::of_data(Path::new(&relay_dir)), relay_before);
+
+    let cut = path("cut.bundle");
+    std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
+    let err = fails(&import(&relay_dir, &cut, &answer));
+    assert!(err.contains("cut short"), "{err}");
+    assert_eq!(DbSum::of_data(Path::new(&relay_dir)), relay_before);
+
+    // C's bundle is sealed to HQ: the relay cannot open it.
+    let for_hq = path("for-hq.bundle");
+    ok(&device(&c, &["export-bundle", &for_hq]));
+    let c_before = DbSum::of_file(Path::new(&c), &[]).unwrap();
+    let err = fails(&import(&relay_dir, &for_hq, &answer));
+    assert!(err.contains("wrong_server"), "{err}");
+    assert_eq!(DbSum::of_data(Path::new(&relay_dir)), relay_before);
+    // And A's bundle is sealed to the relay: HQ (running) refuses it the same way.
+    let hq_before = DbSum::of_data(Path::new(&hq));
+    let mut to_hq = import(&hq, &good, &answer);
+    to_hq.extend(["--server", &hq_server.url]);
+    let err = fails(&to_hq);
+    assert!(err.contains("wrong_server"), "{err}");
+    assert_eq!(DbSum::of_data(Path::new(&hq)), hq_before);
+    assert!(!Path::new(&answer).exists());
+
+    // The good bundle goes through once; the same file again is a replay.
+    let good_answer = path("good.answer");
+    assert!(ok(&import(&relay_dir, &good, &good_answer)).contains("answer written"));
+    let relay_after = DbSum::of_data(Path::new(&relay_dir));
+    assert_ne!(relay_after, relay_before);
+    let err = fails(&import(&relay_dir, &good, &path("again.answer")));
+    assert!(err.contains("replayed"), "{err}");
+    assert_eq!(DbSum::of_data(Path::new(&relay_dir)), relay_after);
+
+    // The phones refuse answers that are damaged or not theirs, and their stores stay as they
+    // were; then A takes its own answer.
+    let a_before = DbSum::of_file(Path::new(&a), &[]).unwrap();
+    let bad_answer = path("bad.answer");
+    let mut damaged = std::fs::read(&good_answer).unwrap();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0x01;
+    std::fs::write(&bad_answer, &damaged).unwrap();
+    let err = fails(&device(&a, &["import-bundle", &bad_answer]));
+    assert!(err.contains("does not open"), "{err}");
+    assert_eq!(DbSum::of_file(Path::new(&a), &[]).unwrap(), a_before);
+    let err = fails(&device(&c, &["import-bundle", &good_answer]));
+    assert!(
+        err.contains("not for the bundle this device exported"),
+        "{err}"
+    );
+    assert_eq!(DbSum::of_file(Path::new(&c), &[]).unwrap(), c_before);
+
+    let mut done = ok(&device(&a, &["import-bundle", &good_answer]));
+    if done.contains("second round") {
+        done = carry(&a, &relay_dir, tmp.path().to_str().unwrap(), None);
+    }
+    assert!(done.contains("1 tip(s) delivered"), "{done}");
+    assert!(ok(&device(&a, &["info"])).contains("waiting tips: 0"));
+
+    // The relay holds A's records and tip; A holds B's record, which only the relay had.
+    let at_relay = th44_report(&relay_dir);
+    assert_eq!(at_relay["activities"], 3, "{at_relay}");
+    assert_eq!(at_relay["attendance"], 35 + 20 + 12, "{at_relay}");
+    assert_eq!(at_relay["tips"], 1, "{at_relay}");
+    assert_eq!(DbSum::of_data(Path::new(&relay_dir)).rows("mailbox"), 1);
+    let listed = ok(&device(&a, &["activity", "list"]));
+    for title in [title_a1, title_a2, title_b] {
+        assert!(listed.contains(title), "{listed}");
+    }
+
+    // HQ has none of it yet; the relay, started with --upstream, forwards what came by hand.
+    let before_upstream = th44_report(&hq);
+    assert_eq!(before_upstream["activities"], 0, "{before_upstream}");
+    assert_eq!(before_upstream["tips"], 0, "{before_upstream}");
+    let relay = ServerProcess::start_relay(
+        Path::new(&relay_dir),
+        Some(&hq_server.url),
+        1,
+        1,
+        &["--config", &config],
+    );
+    let at_hq = wait_for("HQ to hold what the relay got by hand", CATCH_UP, || {
+        let report = th44_report(&hq);
+        (report["activities"] == 3 && report["tips"] == 1).then_some(report)
+    });
+    assert_eq!(at_hq["attendance"], at_relay["attendance"], "{at_hq}");
+    // C, at HQ over HTTP, reads A's Thai records.
+    ok(&device(&c, &["sync"]));
+    let listed = ok(&device(&c, &["activity", "list"]));
+    for title in [title_a1, title_a2, title_b] {
+        assert!(listed.contains(title), "{listed}");
+    }
+
+    let (status, _) = relay.terminate();
+    assert!(status.success());
+    let (status, _) = hq_server.terminate();
+    assert!(status.success());
 }

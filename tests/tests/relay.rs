@@ -13,6 +13,7 @@ use automerge::{AutoCommit, ChangeHash};
 use phakhi_core::protocol::relay::{self, UpstreamRequest};
 use phakhi_core::seal::{MemberCode, StaticKeyPair};
 use phakhi_tests::badlink::{BlockingBadLink, Profile};
+use phakhi_tests::cluster::{join_relay, relay_phone_invite};
 use phakhi_tests::server::{
     Device, Failure, ServerProcess, admin, invite, joined_relay_key, phakhi_bin, relay_join,
     wait_for,
@@ -86,35 +87,6 @@ fn ok(store: &Path, args: &[&str], code: Option<&str>) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
-}
-
-/// An invite made at HQ (`hq`) for a phone of the relay at `relay_url` with key `relay_key`.
-fn relay_phone_invite(hq: &Path, relay_url: &str, relay_key: &str, tip_desk: &str) -> String {
-    let out = admin(
-        hq,
-        &[
-            "invite",
-            "--province",
-            "TH-44",
-            "--role",
-            "leader",
-            "--server-url",
-            relay_url,
-            "--server-key",
-            relay_key,
-            "--tip-desk-key",
-            tip_desk,
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned()
 }
 
 /// The database of a data folder (the server may be running: WAL lets both in).
@@ -235,12 +207,11 @@ fn a_relay_serves_phones_while_hq_is_down_and_catches_up_when_it_returns() {
     // The relay starts with HQ down (no --hq-key: the join recorded HQ's verifying key).
     let relay = ServerProcess::start_relay(&relay_dir, None, 1, 2, &["--config", &config]);
     assert_eq!(relay.health()["role"], "relay");
-    let relay_key_hex = hex::encode(relay_key.as_bytes());
 
     // Two phones enrol at the relay with HQ-signed invites made while HQ is stopped.
     let (a, b) = (tmp.path().join("a.store"), tmp.path().join("b.store"));
-    let invite_a = relay_phone_invite(&hq_dir, &relay.url, &relay_key_hex, &tip_desk);
-    let invite_b = relay_phone_invite(&hq_dir, &relay.url, &relay_key_hex, &tip_desk);
+    let invite_a = relay_phone_invite(&hq_dir, "TH-44", &relay.url, &relay_key, &tip_desk);
+    let invite_b = relay_phone_invite(&hq_dir, "TH-44", &relay.url, &relay_key, &tip_desk);
     let enrolled = ok(&a, &["enroll", &invite_a], None);
     let id_a = enrolled
         .split_whitespace()
@@ -489,12 +460,7 @@ fn a_cut_link_to_hq_resumes_without_resending_finished_documents() {
         ServerProcess::start_relay(&relay_dir, Some(&link_url), 1, 1, &["--config", &config]);
 
     // A phone fills nine documents at the relay.
-    let invite_text = relay_phone_invite(
-        &hq_dir,
-        &relay.url,
-        &hex::encode(relay_key.as_bytes()),
-        &tip_desk,
-    );
+    let invite_text = relay_phone_invite(&hq_dir, "TH-44", &relay.url, &relay_key, &tip_desk);
     let (mut phone, _) = Device::enrol(&relay.url, &invite_text, relay_key).expect("enrol");
     let mut names = vec!["province/TH-44".to_string()];
     names.extend((2018..2026).map(|year| format!("province/TH-44/activities/{year}")));
@@ -640,12 +606,7 @@ fn a_full_quota_at_hq_holds_tips_back_but_not_the_rest() {
         "{unjoined:?}"
     );
     let hq = ServerProcess::start(&hq_dir, &["--config", &hq_config]);
-    let joined = relay_join(
-        &relay_dir,
-        &invite(&hq_dir, "TH-44", "relay", &hq.url, &tip_desk),
-    );
-    assert!(joined.status.success(), "{joined:?}");
-    let relay_key = hex::encode(joined_relay_key(&joined).as_bytes());
+    let relay_key = join_relay(&hq_dir, &hq.url, &relay_dir, "TH-44", &tip_desk);
     let relay = ServerProcess::start_relay(&relay_dir, None, 1, 1, &["--config", &relay_config]);
 
     let phone = tmp.path().join("phone.store");
@@ -653,7 +614,7 @@ fn a_full_quota_at_hq_holds_tips_back_but_not_the_rest() {
         &phone,
         &[
             "enroll",
-            &relay_phone_invite(&hq_dir, &relay.url, &relay_key, &tip_desk),
+            &relay_phone_invite(&hq_dir, "TH-44", &relay.url, &relay_key, &tip_desk),
         ],
         None,
     );

@@ -7,9 +7,8 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::HeaderMap;
 use axum::response::Response;
 
-use super::{envelope_body, now_unix};
+use super::sealed_exchange;
 use crate::error::AppError;
-use crate::http::envelope_response;
 use crate::state::AppState;
 
 pub async fn admin(
@@ -17,13 +16,6 @@ pub async fn admin(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
-    let body = envelope_body(&state, &headers, body)?;
-    let received = body.len();
-    let now = now_unix();
-    let worker = state.clone();
-    let (answer, _done) = state
-        .with_core(move |core| crate::adminx::admin(&worker, core, &body, now))
-        .await?;
-    state.metrics().bytes(received, answer.len());
-    Ok(envelope_response(answer))
+    let (response, _done) = sealed_exchange(&state, &headers, body, crate::adminx::admin).await?;
+    Ok(response)
 }

@@ -10,9 +10,8 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use phakhi_core::seal::MAX_BUNDLE_AGE_SECS;
 
-use super::{envelope_body, now_unix};
+use super::sealed_exchange;
 use crate::error::AppError;
-use crate::http::envelope_response;
 use crate::state::AppState;
 
 pub async fn bundle(
@@ -20,16 +19,10 @@ pub async fn bundle(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
-    let body = envelope_body(&state, &headers, body)?;
-    let received = body.len();
-    let now = now_unix();
-    let worker = state.clone();
-    let answer = state
-        .with_core(move |core| {
-            crate::exchange::sync_within(&worker, core, &body, now, MAX_BUNDLE_AGE_SECS)
-        })
-        .await?;
+    let (response, ()) = sealed_exchange(&state, &headers, body, |state, core, body, now| {
+        crate::exchange::sync_within(state, core, body, now, MAX_BUNDLE_AGE_SECS)
+    })
+    .await?;
     state.metrics().sync_done();
-    state.metrics().bytes(received, answer.len());
-    Ok(envelope_response(answer))
+    Ok(response)
 }

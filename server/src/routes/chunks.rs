@@ -7,9 +7,8 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::HeaderMap;
 use axum::response::Response;
 
-use super::{envelope_body, now_unix};
+use super::sealed_exchange;
 use crate::error::AppError;
-use crate::http::envelope_response;
 use crate::state::AppState;
 
 pub async fn chunks(
@@ -17,13 +16,6 @@ pub async fn chunks(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
-    let body = envelope_body(&state, &headers, body)?;
-    let received = body.len();
-    let now = now_unix();
-    let worker = state.clone();
-    let answer = state
-        .with_core(move |core| crate::exchange::chunks(&worker, core, &body, now))
-        .await?;
-    state.metrics().bytes(received, answer.len());
-    Ok(envelope_response(answer))
+    let (response, ()) = sealed_exchange(&state, &headers, body, crate::exchange::chunks).await?;
+    Ok(response)
 }

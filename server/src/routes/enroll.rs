@@ -6,9 +6,8 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::HeaderMap;
 use axum::response::Response;
 
-use super::{envelope_body, now_unix};
+use super::sealed_exchange;
 use crate::error::AppError;
-use crate::http::envelope_response;
 use crate::state::AppState;
 
 pub async fn enroll(
@@ -16,15 +15,9 @@ pub async fn enroll(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
-    let body = envelope_body(&state, &headers, body)?;
-    let received = body.len();
-    let now = now_unix();
-    let worker = state.clone();
-    let (answer, device_id) = state
-        .with_core(move |core| crate::exchange::enroll(&worker, core, &body, now))
-        .await?;
+    let (response, device_id) =
+        sealed_exchange(&state, &headers, body, crate::exchange::enroll).await?;
     tracing::info!(device = %device_id, "device enrolled");
     state.metrics().enrolment_done();
-    state.metrics().bytes(received, answer.len());
-    Ok(envelope_response(answer))
+    Ok(response)
 }

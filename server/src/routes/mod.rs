@@ -1,4 +1,5 @@
 //! Route handlers. They are thin: check the body, hand it to the blocking storage side, answer.
+//! The sealed-envelope routes share that shape in [`sealed_exchange`].
 
 pub mod admin;
 pub mod bundle;
@@ -10,9 +11,11 @@ pub mod sync;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
 
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::http::envelope_response;
+use crate::state::{AppState, Core};
 
 /// Checks a sealed-envelope request body: `application/octet-stream`, within the size limit,
 /// not empty.
@@ -53,4 +56,50 @@ pub fn now_unix() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs())
         .unwrap_or(0)
+}
+
+/// What a sealed exchange hands back: the sealed answer, and what the handler may want to know
+/// besides (the id of a device that just enrolled, what the tip desk's exchange did).
+pub trait Answer: Send + 'static {
+    type Extra: Send + 'static;
+    fn split(self) -> (Vec<u8>, Self::Extra);
+}
+
+impl Answer for Vec<u8> {
+    type Extra = ();
+    fn split(self) -> (Vec<u8>, ()) {
+        (self, ())
+    }
+}
+
+impl<T: Send + 'static> Answer for (Vec<u8>, T) {
+    type Extra = T;
+    fn split(self) -> (Vec<u8>, T) {
+        self
+    }
+}
+
+/// The shape every sealed-envelope route shares: check the body, run `exchange` on the blocking
+/// storage side at the server's clock, count the bytes in and out, and answer with the sealed
+/// envelope. Only a completed (committed) exchange is counted and answered.
+pub async fn sealed_exchange<A, F>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    exchange: F,
+) -> Result<(Response, A::Extra), AppError>
+where
+    A: Answer,
+    F: FnOnce(&AppState, &mut Core, &[u8], u64) -> Result<A, AppError> + Send + 'static,
+{
+    let body = envelope_body(state, headers, body)?;
+    let received = body.len();
+    let now = now_unix();
+    let worker = state.clone();
+    let (answer, extra) = state
+        .with_core(move |core| exchange(&worker, core, &body, now))
+        .await?
+        .split();
+    state.metrics().bytes(received, answer.len());
+    Ok((envelope_response(answer), extra))
 }

@@ -7,9 +7,8 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::HeaderMap;
 use axum::response::Response;
 
-use super::{envelope_body, now_unix};
+use super::sealed_exchange;
 use crate::error::AppError;
-use crate::http::envelope_response;
 use crate::state::AppState;
 
 pub async fn sync(
@@ -17,14 +16,7 @@ pub async fn sync(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
-    let body = envelope_body(&state, &headers, body)?;
-    let received = body.len();
-    let now = now_unix();
-    let worker = state.clone();
-    let answer = state
-        .with_core(move |core| crate::exchange::sync(&worker, core, &body, now))
-        .await?;
+    let (response, ()) = sealed_exchange(&state, &headers, body, crate::exchange::sync).await?;
     state.metrics().sync_done();
-    state.metrics().bytes(received, answer.len());
-    Ok(envelope_response(answer))
+    Ok(response)
 }
