@@ -101,12 +101,14 @@ pub fn enroll(
 
 /// The key invites must be signed with: HQ's own, or (on a relay) the configured one.
 fn hq_verifying_key(state: &AppState) -> Result<HqVerifyingKey, AppError> {
-    if let Some(key) = state.keys().verifying() {
-        return Ok(key);
-    }
+    // A joined relay checks invites against HQ's key, even if an older version left a signing
+    // key of its own in the folder.
     if let Some(joined) = state.joined()
         && let Ok(key) = HqVerifyingKey::from_bytes(&joined.hq_verifying)
     {
+        return Ok(key);
+    }
+    if let Some(key) = state.keys().verifying() {
         return Ok(key);
     }
     let configured = state.config().hq_key.as_deref().and_then(|text| {
