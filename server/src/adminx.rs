@@ -12,8 +12,8 @@
 //! An admin device acts for every province: invites name provinces, but the tip desk reads every
 //! tip and answers any province.
 
-use phakhi_core::mailbox::{Ack, EnvelopeKind, Inserted, MAX_PUSH_BYTES, Mailbox};
 use phakhi_core::attach::ChunkId;
+use phakhi_core::mailbox::{Ack, EnvelopeKind, Inserted, MAX_PUSH_BYTES, Mailbox};
 use phakhi_core::protocol::{
     AdminRequest, AdminResponse, FetchedChunk, MAX_FETCH_CHUNKS, MAX_PULL_TIPS, PulledTip,
 };
@@ -362,7 +362,10 @@ mod tests {
         assert_eq!(db::chunks::get(&conn, &held[0].0).unwrap(), None);
         assert_eq!(db::chunks::totals(&conn).unwrap(), (1, CHUNK_LEN as i64));
         // Released chunks are held (as markers) but no longer fetchable.
-        assert_eq!(db::chunks::held(&conn, &[held[0].0]).unwrap(), vec![held[0].0]);
+        assert_eq!(
+            db::chunks::held(&conn, &[held[0].0]).unwrap(),
+            vec![held[0].0]
+        );
         let AdminResponse::Chunks { chunks, missing } =
             fetch_chunks(&conn, &[held[0].0, held[2].0]).unwrap()
         else {

@@ -248,7 +248,9 @@ impl AdminRequest {
                 let ids = read_ack(&mut r)?;
                 let chunks = read_ids(&mut r, "released chunks", MAX_RELEASE_CHUNKS)?;
                 if chunks.is_empty() {
-                    return Err(malformed("an acknowledgement with chunks names at least one"));
+                    return Err(malformed(
+                        "an acknowledgement with chunks names at least one",
+                    ));
                 }
                 AdminRequest::Ack { ids, chunks }
             }

@@ -112,7 +112,9 @@ fn prepare_attachments(t: &TipSubmit) -> Result<Vec<PreparedAttachment>, FieldEr
                          and attach that"
                     ))
                 }
-                other => FieldError::input(format!("{shown} is refused: {other}. Nothing was sent")),
+                other => {
+                    FieldError::input(format!("{shown} is refused: {other}. Nothing was sent"))
+                }
             })?;
         let report = attachment.report();
         println!(
@@ -396,19 +398,20 @@ pub(super) fn sync(session: &mut Session, server: Option<&str>) -> Result<(), Fi
             None => {}
         }
     };
-    let upload = session
-        .device
-        .upload_chunks_http(server, 3, &mut session.rng, session.now, &mut progress);
+    let upload =
+        session
+            .device
+            .upload_chunks_http(server, 3, &mut session.rng, session.now, &mut progress);
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
     let upload = upload.map_err(|e| match e {
-            DeviceError::Http(http) => FieldError::input(format!(
-                "attachment upload did not complete: {http}. Nothing was lost; run `sync` again \
+        DeviceError::Http(http) => FieldError::input(format!(
+            "attachment upload did not complete: {http}. Nothing was lost; run `sync` again \
                  to resume"
-            )),
-            other => other.into(),
-        })?;
+        )),
+        other => other.into(),
+    })?;
     println!(
         "attachments: {} chunk(s) sent, {} already held, {} left",
         upload.chunks_sent, upload.already_held, upload.left

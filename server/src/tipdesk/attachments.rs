@@ -157,7 +157,9 @@ pub(super) fn safe_file_name(name: Option<&str>, media: MediaType, number: usize
         .filter(|c| !c.is_control())
         .map(|c| match c {
             '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|' => '_',
-            c if ('\u{202A}'..='\u{202E}').contains(&c) || ('\u{2066}'..='\u{2069}').contains(&c) => {
+            c if ('\u{202A}'..='\u{202E}').contains(&c)
+                || ('\u{2066}'..='\u{2069}').contains(&c) =>
+            {
                 '_'
             }
             c => c,
@@ -209,10 +211,7 @@ pub(super) fn show(desk: &Desk, refs: &[AttachmentRef]) -> Result<(), TipdeskErr
             "incomplete"
         };
         match &l.manifest {
-            None => println!(
-                "  {}. (not fetched yet)  chunks 0/?  {state}",
-                l.number
-            ),
+            None => println!("  {}. (not fetched yet)  chunks 0/?  {state}", l.number),
             Some(Err(e)) => println!(
                 "  {}. (manifest refused: {e})  chunks ?/?  {state}",
                 l.number
@@ -275,10 +274,13 @@ fn fetch(
     let mut missing = BTreeSet::new();
     for batch in wanted.chunks(per_request.clamp(1, MAX_FETCH_CHUNKS)) {
         let ids: Vec<ChunkId> = batch.iter().map(|(id, _, _)| *id).collect();
-        let answer = link
-            .exchange(&AdminRequest::FetchChunks { ids: ids.clone() })
+        let answer = patiently(link, &AdminRequest::FetchChunks { ids: ids.clone() })
             .map_err(|e| progress.interrupted(e))?;
-        let AdminResponse::Chunks { chunks, missing: gone } = answer else {
+        let AdminResponse::Chunks {
+            chunks,
+            missing: gone,
+        } = answer
+        else {
             return Err(TipdeskError::Input(
                 "HQ answered a chunk fetch with something else: update phakhi".into(),
             ));
@@ -308,6 +310,28 @@ fn fetch(
         missing.extend(gone.into_iter().filter(|id| ids.contains(id)));
     }
     Ok(missing)
+}
+
+/// Most times one fetch waits for HQ's rate limit before giving up.
+const RATE_LIMIT_RETRIES: u32 = 12;
+
+/// One exchange, waiting (a few seconds, growing) while HQ says the desk asks too fast: a long
+/// download makes many exchanges and should not fail for that.
+fn patiently(link: &net::Link, request: &AdminRequest) -> Result<AdminResponse, TipdeskError> {
+    let mut attempt = 0;
+    loop {
+        match link.exchange(request) {
+            Err(TipdeskError::Refused { code, .. })
+                if code == "rate_limited" && attempt < RATE_LIMIT_RETRIES =>
+            {
+                attempt += 1;
+                let wait = u64::from(attempt.min(5)) * 2;
+                eprintln!("HQ asks the desk to slow down; waiting {wait} s");
+                std::thread::sleep(std::time::Duration::from_secs(wait));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Progress of a download, on standard error.
@@ -505,7 +529,10 @@ pub(super) fn download(
     let refused: Vec<String> = refused
         .iter()
         .map(|(n, r)| {
-            let label = labels.get(n).cloned().unwrap_or_else(|| format!("attachment {n}"));
+            let label = labels
+                .get(n)
+                .cloned()
+                .unwrap_or_else(|| format!("attachment {n}"));
             format!("{label}: {r}")
         })
         .collect();
@@ -649,8 +676,16 @@ mod tests {
     #[test]
     fn file_names_stay_inside_the_folder_and_fit_their_media_type() {
         let cases = [
-            (Some("../../etc/passwd"), MediaType::Pdf, "_.._etc_passwd.pdf"),
-            (Some("..\\..\\boot.ini"), MediaType::Jpeg, "_.._boot.ini.jpg"),
+            (
+                Some("../../etc/passwd"),
+                MediaType::Pdf,
+                "_.._etc_passwd.pdf",
+            ),
+            (
+                Some("..\\..\\boot.ini"),
+                MediaType::Jpeg,
+                "_.._boot.ini.jpg",
+            ),
             (Some("หลักฐาน.JPG"), MediaType::Jpeg, "หลักฐาน.JPG"),
             (Some("..."), MediaType::Png, "attachment-3.png"),
             (None, MediaType::AudioWav, "attachment-3.wav"),
@@ -665,7 +700,12 @@ mod tests {
             assert_eq!(target(dir, &safe).unwrap().parent(), Some(dir));
         }
         let long = "ก".repeat(400);
-        assert!(safe_file_name(Some(&long), MediaType::Pdf, 1).chars().count() <= 104);
+        assert!(
+            safe_file_name(Some(&long), MediaType::Pdf, 1)
+                .chars()
+                .count()
+                <= 104
+        );
         assert!(target(Path::new("/out"), "..").is_err());
         assert!(target(Path::new("/out"), "a/b").is_err());
         assert!(target(Path::new("/out"), "/abs").is_err());
