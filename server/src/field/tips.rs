@@ -21,6 +21,8 @@ use super::dates::{self, InputEra, ShowEra};
 use super::{FieldError, Session};
 use crate::table::Table;
 
+// Parsed once per run from the command line: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Subcommand)]
 pub enum TipCommand {
     /// Seal a tip to the tip desk and queue it for the next sync; prints the receipt.

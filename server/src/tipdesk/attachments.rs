@@ -374,7 +374,7 @@ impl Progress {
         self.bytes += len as u64;
         match &self.bar {
             Some(bar) => bar.set_position(self.done as u64),
-            None if self.done % 16 == 0 || self.done == self.total => eprintln!(
+            None if self.done.is_multiple_of(16) || self.done == self.total => eprintln!(
                 "fetched {}/{} chunk(s), {} KiB",
                 self.done,
                 self.total,
