@@ -25,6 +25,10 @@ use crate::types::*;
 /// The largest bundle file read back: the largest envelope behind its header.
 const MAX_BUNDLE_BYTES: u64 = phakhi_core::seal::transport::MAX_TRANSPORT_ENVELOPE as u64 + 64;
 
+/// Attachment chunks per upload exchange: three 64 KiB chunks keep what a cut 2G link costs
+/// small.
+const CHUNKS_PER_REQUEST: usize = 3;
+
 /// One phone's client over its encrypted store. Open it once per store file and share it.
 #[derive(Debug, uniffi::Object)]
 pub struct PhakhiDevice {
@@ -427,6 +431,54 @@ impl PhakhiDevice {
         })
     }
 
+    /// Like [`PhakhiDevice::submit_tip`], with evidence attachments from
+    /// [`crate::prepare_attachment`]: each is encrypted under its own key and its chunks wait
+    /// for the next sync. Refuses, changing nothing, when an attachment's risks are not accepted
+    /// (`ConsentRequired`) or it cannot be sent (`AttachmentRefused`). Each prepared attachment
+    /// is used up by a successful submission.
+    pub fn submit_tip_with_attachments(
+        &self,
+        mut tip: TipInput,
+        attachments: Vec<Arc<crate::PhakhiAttachment>>,
+    ) -> Result<String> {
+        let draft = TipDraft::try_from(&tip);
+        tip.wipe();
+        let draft = draft?;
+        for attachment in &attachments {
+            if attachment.needs_consent()? {
+                return Err(PhakhiError::ConsentRequired {
+                    message: format!(
+                        "the member has not accepted the risks the strip report lists for the \
+                         {} file; show the report and call accept_risks() if they agree",
+                        attachment.report().media_type
+                    ),
+                });
+            }
+        }
+        let prepared = attachments
+            .iter()
+            .map(|a| a.take())
+            .collect::<Result<Vec<_>>>()?;
+        let submitted = today()?;
+        let edit = edit("submit tip");
+        self.with_device(|d| {
+            let receipt = d.submit_tip_with_attachments(
+                draft,
+                prepared,
+                &phakhi_core::attach::AttachLimits::default(),
+                submitted,
+                &mut OsRng,
+                &edit,
+            )?;
+            Ok(receipt.to_string())
+        })
+    }
+
+    /// How many encrypted attachment chunks wait to be uploaded.
+    pub fn pending_chunks(&self) -> Result<u64> {
+        self.with_device(|d| Ok(d.pending_chunks()?.len() as u64))
+    }
+
     /// Every tip this device sent, newest first, with its status and the tip desk's replies.
     pub fn tip_receipts(&self) -> Result<Vec<TipReceiptRecord>> {
         self.with_device(|d| {
@@ -452,8 +504,10 @@ impl PhakhiDevice {
     // ----- sync --------------------------------------------------------------------------
 
     /// Syncs with the enrolled server (or `server_url`) over HTTP: documents in scope, tips out,
-    /// replies in. `progress`, if given, hears about downloads and may cancel. A raw exchange
-    /// left in flight is abandoned first. Nothing is lost when this fails; call it again.
+    /// replies in, then pending attachment chunks up (a few per exchange; a cut link costs only
+    /// the chunks in flight). `progress`, if given, hears about downloads and may cancel. A raw
+    /// exchange left in flight is abandoned first. Nothing is lost when this fails; call it
+    /// again.
     #[uniffi::method(default(server_url = None, progress = None))]
     pub fn sync(
         &self,
@@ -470,7 +524,19 @@ impl PhakhiDevice {
             &mut |received, total| progress.report(received, total),
             &|| progress.cancelled(),
         )?;
-        Ok(report.into())
+        let mut summary = SyncSummary::from(report);
+        if !inner.device.pending_chunks()?.is_empty() && !progress.cancelled() {
+            let upload = inner.device.upload_chunks_http(
+                server_url.as_deref(),
+                CHUNKS_PER_REQUEST,
+                &mut OsRng,
+                now(),
+                &mut |_, _| {},
+            )?;
+            summary.chunks_uploaded = upload.chunks_sent as u64;
+        }
+        summary.chunks_waiting = inner.device.pending_chunks()?.len() as u64;
+        Ok(summary)
     }
 
     /// The next sealed request of a sync the app carries itself (its own HTTP stack posting to

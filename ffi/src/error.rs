@@ -73,6 +73,13 @@ pub enum PhakhiError {
     /// The data was written by a newer version of Phakhi; update the app.
     #[error("{message}")]
     UpdateRequired { message: String },
+    /// An attachment cannot be sent: its metadata cannot be removed (HEIC), its format is not
+    /// supported, it is damaged or too large, or a tip carries too many. The message says which.
+    #[error("{message}")]
+    AttachmentRefused { message: String },
+    /// The strip report lists risks the member has not accepted: show it and ask first.
+    #[error("{message}")]
+    ConsentRequired { message: String },
     /// The phone's storage failed (disk full, file not writable, ...).
     #[error("{message}")]
     Storage { message: String },
@@ -104,6 +111,15 @@ impl From<DeviceError> for PhakhiError {
             DeviceError::NothingInFlight => PhakhiError::NoExchangeInFlight { message },
             DeviceError::Cancelled => PhakhiError::Cancelled,
             DeviceError::Corrupt(_) => PhakhiError::StoreDamaged { message },
+            DeviceError::Attach(phakhi_core::attach::AttachError::ConsentRequired) => {
+                PhakhiError::ConsentRequired { message }
+            }
+            DeviceError::Attach(
+                phakhi_core::attach::AttachError::Strip(_)
+                | phakhi_core::attach::AttachError::TooLarge { .. }
+                | phakhi_core::attach::AttachError::TooMany { .. }
+                | phakhi_core::attach::AttachError::FileName(_),
+            ) => PhakhiError::AttachmentRefused { message },
             DeviceError::Attach(_) => PhakhiError::InvalidInput { message },
             DeviceError::Seal(phakhi_core::seal::SealError::UnknownVersion(v))
                 if v > phakhi_core::seal::ENVELOPE_VERSION =>

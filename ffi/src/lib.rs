@@ -5,15 +5,19 @@
 //! The layer is thin on purpose: [`PhakhiDevice`] forwards to `phakhi_core::device::Device`,
 //! [`types`] maps the core's records to plain ones, [`PhakhiError`] folds the core's errors into
 //! the few cases an app handles differently. There is no logic here that the core does not
-//! already test. `ffi/generate-bindings.sh` regenerates `ffi/bindings/`; see `ffi/README.md`.
+//! already test. Evidence attachments are stripped and reported by [`prepare_attachment`]
+//! before a tip carries them, and their chunks upload as part of `sync`.
+//! `ffi/generate-bindings.sh` regenerates `ffi/bindings/`; see `ffi/README.md`.
 
 uniffi::setup_scaffolding!();
 
+mod attach;
 mod device;
 mod error;
 mod progress;
 pub mod types;
 
+pub use attach::{PhakhiAttachment, ResidualRisk, StripReportRecord, prepare_attachment};
 pub use device::PhakhiDevice;
 pub use error::{PhakhiError, Result};
 pub use progress::SyncProgress;

@@ -664,6 +664,10 @@ pub struct SyncSummary {
     pub replies_received: u64,
     /// The server has more waiting: sync again.
     pub more_waiting: bool,
+    /// Attachment chunks the server took in this sync (HTTP sync only; they go after the tips).
+    pub chunks_uploaded: u64,
+    /// Attachment chunks still waiting to be uploaded: sync again when this is not zero.
+    pub chunks_waiting: u64,
 }
 
 impl From<SyncReport> for SyncSummary {
@@ -682,6 +686,8 @@ impl From<SyncReport> for SyncSummary {
             tips_delivered: r.tips_delivered as u64,
             replies_received: r.replies_received as u64,
             more_waiting: r.more_waiting,
+            chunks_uploaded: 0,
+            chunks_waiting: 0,
         }
     }
 }

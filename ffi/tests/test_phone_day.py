@@ -319,6 +319,44 @@ class PhoneDay(unittest.TestCase):
         )
         self.assertTrue(archived.archived)
 
+        # Evidence: a phone photo with GPS and a camera serial is stripped before it is stored;
+        # the app shows the report, the tip carries it, and the chunks go up with the sync.
+        with open(os.environ["PHAKHI_TEST_JPEG"], "rb") as f:
+            photo = f.read()
+        self.assertIn(os.environ["PHAKHI_TEST_SERIAL"].encode(), photo)
+        attachment = phakhi.prepare_attachment(photo, "หลักฐาน.jpg")
+        report = attachment.report()
+        self.assertEqual(report.media_type, "image/jpeg")
+        self.assertTrue(any(r.startswith("EXIF") for r in report.removed), report.removed)
+        self.assertLess(report.stripped_size, report.original_size)
+        self.assertFalse(report.needs_consent)
+        with self.assertRaises(phakhi.PhakhiError.AttachmentRefused):
+            phakhi.prepare_attachment(b"\0\0\0\x18ftypheic" + bytes(64), None)
+        # A recording needs the member's consent before it can be sent.
+        recording = phakhi.prepare_attachment(b"RIFF\0\0\0\0WAVE" + bytes(256), None)
+        self.assertTrue(recording.report().needs_consent)
+        tip = phakhi.TipInput(
+            category=phakhi.TipCategory.BRIBERY,
+            report="ภาพถ่ายการรับเงินหน้าที่ว่าการอำเภอ",
+            date="2026-11-19",
+            province=PROVINCE,
+            district="เมืองมหาสารคาม",
+            place=None,
+            involved=[],
+            member_code=code,
+            want_reply=False,
+        )
+        with self.assertRaises(phakhi.PhakhiError.ConsentRequired):
+            phone.submit_tip_with_attachments(tip, [recording])
+        self.assertEqual(phone.pending_chunks(), 0)
+        photo_receipt = phone.submit_tip_with_attachments(tip, [attachment])
+        self.assertTrue(photo_receipt)
+        self.assertEqual(phone.pending_chunks(), 2)  # one data chunk and the manifest
+        summary = sync_until_quiet(phone, self.server.url)
+        self.assertEqual(summary.tips_delivered, 1)
+        self.assertEqual((summary.chunks_uploaded, summary.chunks_waiting), (2, 0))
+        self.assertEqual(phone.pending_chunks(), 0)
+
         # A wrong passphrase is its own error, and opens nothing.
         with self.assertRaises(phakhi.PhakhiError.WrongPassphrase):
             phakhi.PhakhiDevice.open_with_passphrase(path, "ภาคีต้านโกง 2568", CHEAP)

@@ -5,11 +5,18 @@
 //! replies pushed here go down with the provinces' next syncs while the server runs; when
 //! anything fails, the mailbox is rebuilt from disk and nothing is changed.
 //!
+//! Attachment chunks go the same way: the desk fetches them by id (a bounded batch per
+//! exchange, read in the same transaction) and, once it saved an attachment, releases its chunks
+//! with the acknowledgement, so HQ drops their bytes.
+//!
 //! An admin device acts for every province: invites name provinces, but the tip desk reads every
 //! tip and answers any province.
 
+use phakhi_core::attach::ChunkId;
 use phakhi_core::mailbox::{Ack, EnvelopeKind, Inserted, MAX_PUSH_BYTES, Mailbox};
-use phakhi_core::protocol::{AdminRequest, AdminResponse, MAX_PULL_TIPS, PulledTip};
+use phakhi_core::protocol::{
+    AdminRequest, AdminResponse, FetchedChunk, MAX_FETCH_CHUNKS, MAX_PULL_TIPS, PulledTip,
+};
 use rusqlite::{Connection, TransactionBehavior};
 
 use crate::db::devices::{self, Device, Role};
@@ -26,6 +33,8 @@ pub enum Done {
     Pulled(usize),
     Stored(u32),
     Released(u32),
+    /// Chunks sent to the desk.
+    Fetched(usize),
 }
 
 /// Handles an admin envelope. Returns the sealed answer and what was done.
@@ -84,8 +93,16 @@ fn admin_inner(
             };
             (answer, Done::Stored(new))
         }
-        AdminRequest::Ack { ids } => {
-            let answer = release(&tx, mailbox, &device, &ids, now_i)?;
+        AdminRequest::FetchChunks { ids } => {
+            let answer = fetch_chunks(&tx, &ids)?;
+            let count = match &answer {
+                AdminResponse::Chunks { chunks, .. } => chunks.len(),
+                _ => 0,
+            };
+            (answer, Done::Fetched(count))
+        }
+        AdminRequest::Ack { ids, chunks } => {
+            let answer = release(&tx, mailbox, &device, &ids, &chunks, now_i)?;
             let released = match &answer {
                 AdminResponse::Released { released, .. } => *released,
                 _ => 0,
@@ -163,14 +180,41 @@ fn push_replies(
     Ok(AdminResponse::Stored { new, ids })
 }
 
-/// Releases the tips the tip desk holds: recorded, bodies deleted, quota freed.
+/// The asked chunks whose bytes HQ holds, as stored (the desk checks them), and the rest as
+/// missing. Duplicate ids are answered once.
+fn fetch_chunks(tx: &Connection, ids: &[ChunkId]) -> Result<AdminResponse, AppError> {
+    let mut chunks = Vec::new();
+    let mut missing = Vec::new();
+    for id in ids.iter().take(MAX_FETCH_CHUNKS) {
+        if chunks.iter().any(|c: &FetchedChunk| c.id == *id) || missing.contains(id) {
+            continue;
+        }
+        match db::chunks::get(tx, id)? {
+            Some(bytes) => chunks.push(FetchedChunk { id: *id, bytes }),
+            None => missing.push(*id),
+        }
+    }
+    Ok(AdminResponse::Chunks { chunks, missing })
+}
+
+/// Releases the tips the tip desk holds: recorded, bodies deleted, quota freed; and the chunks
+/// it saved: bytes dropped, markers kept.
 fn release(
     tx: &Connection,
     mailbox: &mut Mailbox,
     device: &Device,
     ids: &[phakhi_core::mailbox::EnvelopeId],
+    chunk_ids: &[ChunkId],
     now: i64,
 ) -> Result<AdminResponse, AppError> {
+    let (mut chunks_released, mut chunks_unknown) = (0u32, 0u32);
+    for id in chunk_ids {
+        if db::chunks::mark_released(tx, id, now)? {
+            chunks_released = chunks_released.saturating_add(1);
+        } else {
+            chunks_unknown = chunks_unknown.saturating_add(1);
+        }
+    }
     let mut released = Vec::new();
     let mut unknown = 0u32;
     for id in ids {
@@ -191,6 +235,8 @@ fn release(
     Ok(AdminResponse::Released {
         released: count,
         unknown,
+        chunks_released,
+        chunks_unknown,
     })
 }
 
@@ -260,5 +306,72 @@ mod tests {
             pull(&mailbox, 0, 0),
             AdminResponse::Tips { tips, .. } if tips.len() == 1
         ));
+    }
+
+    #[test]
+    fn chunks_are_fetched_by_id_bounded_and_released_to_markers() {
+        use phakhi_core::attach::CHUNK_LEN;
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::db::open(dir.path()).unwrap();
+        let desk = devices::insert(&conn, &[9; 32], Role::Admin, &["TH-44".into()], 0)
+            .unwrap()
+            .unwrap();
+        let mut held = Vec::new();
+        for fill in 1..=3u8 {
+            let bytes = vec![fill; CHUNK_LEN];
+            let id = ChunkId::of(&bytes);
+            db::chunks::insert(&conn, &id, &bytes, "TH-44", None, 1).unwrap();
+            held.push((id, bytes));
+        }
+        let absent = ChunkId([0xAB; 32]);
+        let asked = vec![held[0].0, absent, held[2].0, held[0].0];
+        let AdminResponse::Chunks { chunks, missing } = fetch_chunks(&conn, &asked).unwrap() else {
+            panic!("a fetch answers with chunks");
+        };
+        assert_eq!(missing, vec![absent]);
+        assert_eq!(chunks.len(), 2, "a repeated id is answered once");
+        assert_eq!(chunks[0].id, held[0].0);
+        assert_eq!(chunks[0].bytes, held[0].1);
+        assert_eq!(chunks[1].bytes, held[2].1);
+        // Never more than one answer may carry.
+        let many: Vec<ChunkId> = (0..40u8).map(|b| ChunkId([b; 32])).collect();
+        let AdminResponse::Chunks { chunks, missing } = fetch_chunks(&conn, &many).unwrap() else {
+            panic!("a fetch answers with chunks");
+        };
+        assert_eq!(chunks.len() + missing.len(), MAX_FETCH_CHUNKS);
+
+        let mut mailbox = Mailbox::new(Quota::default());
+        let answer = release(
+            &conn,
+            &mut mailbox,
+            &desk,
+            &[],
+            &[held[0].0, held[1].0, absent],
+            5,
+        )
+        .unwrap();
+        assert_eq!(
+            answer,
+            AdminResponse::Released {
+                released: 0,
+                unknown: 0,
+                chunks_released: 2,
+                chunks_unknown: 1,
+            }
+        );
+        assert_eq!(db::chunks::get(&conn, &held[0].0).unwrap(), None);
+        assert_eq!(db::chunks::totals(&conn).unwrap(), (1, CHUNK_LEN as i64));
+        // Released chunks are held (as markers) but no longer fetchable.
+        assert_eq!(
+            db::chunks::held(&conn, &[held[0].0]).unwrap(),
+            vec![held[0].0]
+        );
+        let AdminResponse::Chunks { chunks, missing } =
+            fetch_chunks(&conn, &[held[0].0, held[2].0]).unwrap()
+        else {
+            panic!("a fetch answers with chunks");
+        };
+        assert_eq!(missing, vec![held[0].0]);
+        assert_eq!(chunks.len(), 1);
     }
 }

@@ -3,7 +3,11 @@
 //! day through the same C interface the Kotlin and Swift apps use, against a real `phakhi serve`
 //! process and `phakhi admin import-bundle` on its stopped data folder. Also checks that the
 //! committed Kotlin and Swift bindings in `ffi/bindings/` are exactly what the current library
-//! generates.
+//! generates. The phone's day includes a tip with a photo: the test hands Python a JPEG carrying
+//! GPS coordinates and a camera serial, built with the attachment tests' own builder.
+
+#[path = "../../client-core/tests/attach_common/mod.rs"]
+mod attach_common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -146,8 +150,13 @@ fn python_phone_day_against_a_real_server() {
         .map(PathBuf::from)
         .unwrap_or_else(|| built().join("phakhi"));
 
+    let photo = bindings.path().join("camera.jpg");
+    std::fs::write(&photo, attach_common::camera_jpeg()).expect("write the test photo");
+
     let mut child = Command::new("python3")
         .arg(workspace().join("ffi/tests/test_phone_day.py"))
+        .env("PHAKHI_TEST_JPEG", &photo)
+        .env("PHAKHI_TEST_SERIAL", attach_common::SERIAL)
         .env("PHAKHI_FFI_BINDINGS", bindings.path())
         .env("PHAKHI_BIN", &phakhi)
         .env("PYTHONDONTWRITEBYTECODE", "1")

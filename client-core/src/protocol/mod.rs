@@ -11,7 +11,10 @@ mod enrol;
 mod mailbox;
 pub mod relay;
 
-pub use admin::{AdminRequest, AdminResponse, MAX_PULL_TIPS, PulledTip};
+pub use admin::{
+    AdminRequest, AdminResponse, FetchedChunk, MAX_FETCH_CHUNKS, MAX_PULL_TIPS, MAX_RELEASE_CHUNKS,
+    PulledTip,
+};
 pub use chunks::{ChunkRequest, ChunkResponse, MAX_CHUNKS_PER_REQUEST, MAX_HAVE_IDS};
 pub use enrol::{EnrolRequest, EnrolResponse};
 pub use mailbox::{MAX_SECTION_MESSAGES, decode_section, encode_section};

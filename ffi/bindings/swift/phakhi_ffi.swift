@@ -656,6 +656,170 @@ fileprivate struct FfiConverterData: FfiConverterRustBuffer {
 
 
 /**
+ * A file stripped and ready to attach to one tip. Its bytes are wiped when it is dropped or
+ * submitted; a submitted attachment cannot be submitted again.
+ */
+public protocol PhakhiAttachmentProtocol: AnyObject, Sendable {
+    
+    /**
+     * The member read the report and wants to send the file anyway.
+     */
+    func acceptRisks() throws 
+    
+    /**
+     * Whether the member still has to accept the report's residual risks.
+     */
+    func needsConsent() throws  -> Bool
+    
+    /**
+     * The strip report: show it to the member before sending.
+     */
+    func report()  -> StripReportRecord
+    
+}
+/**
+ * A file stripped and ready to attach to one tip. Its bytes are wiped when it is dropped or
+ * submitted; a submitted attachment cannot be submitted again.
+ */
+open class PhakhiAttachment: PhakhiAttachmentProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_phakhi_ffi_fn_clone_phakhiattachment(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_phakhi_ffi_fn_free_phakhiattachment(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * The member read the report and wants to send the file anyway.
+     */
+open func acceptRisks()throws   {try rustCallWithError(FfiConverterTypePhakhiError_lift) {
+        uniffiCallStatus in
+    uniffi_phakhi_ffi_fn_method_phakhiattachment_accept_risks(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Whether the member still has to accept the report's residual risks.
+     */
+open func needsConsent()throws  -> Bool  {
+    return try  FfiConverterBool.lift(try rustCallWithError(FfiConverterTypePhakhiError_lift) {
+        uniffiCallStatus in
+    uniffi_phakhi_ffi_fn_method_phakhiattachment_needs_consent(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The strip report: show it to the member before sending.
+     */
+open func report() -> StripReportRecord  {
+    return try!  FfiConverterTypeStripReportRecord_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_phakhi_ffi_fn_method_phakhiattachment_report(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypePhakhiAttachment: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = PhakhiAttachment
+
+    public static func lift(_ handle: UInt64) throws -> PhakhiAttachment {
+        return PhakhiAttachment(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: PhakhiAttachment) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> PhakhiAttachment {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: PhakhiAttachment, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePhakhiAttachment_lift(_ handle: UInt64) throws -> PhakhiAttachment {
+    return try FfiConverterTypePhakhiAttachment.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePhakhiAttachment_lower(_ value: PhakhiAttachment) -> UInt64 {
+    return FfiConverterTypePhakhiAttachment.lower(value)
+}
+
+
+
+
+
+
+/**
  * One phone's client over its encrypted store. Open it once per store file and share it.
  */
 public protocol PhakhiDeviceProtocol: AnyObject, Sendable {
@@ -792,6 +956,11 @@ public protocol PhakhiDeviceProtocol: AnyObject, Sendable {
     func outboxLen() throws  -> UInt64
     
     /**
+     * How many encrypted attachment chunks wait to be uploaded.
+     */
+    func pendingChunks() throws  -> UInt64
+    
+    /**
      * This device's public key (hex), what the server knows it by.
      */
     func publicKey() throws  -> String
@@ -813,9 +982,20 @@ public protocol PhakhiDeviceProtocol: AnyObject, Sendable {
     func submitTip(tip: TipInput) throws  -> String
     
     /**
+     * Like [`PhakhiDevice::submit_tip`], with evidence attachments from
+     * [`crate::prepare_attachment`]: each is encrypted under its own key and its chunks wait
+     * for the next sync. Refuses, changing nothing, when an attachment's risks are not accepted
+     * (`ConsentRequired`) or it cannot be sent (`AttachmentRefused`). Each prepared attachment
+     * is used up by a successful submission.
+     */
+    func submitTipWithAttachments(tip: TipInput, attachments: [PhakhiAttachment]) throws  -> String
+    
+    /**
      * Syncs with the enrolled server (or `server_url`) over HTTP: documents in scope, tips out,
-     * replies in. `progress`, if given, hears about downloads and may cancel. A raw exchange
-     * left in flight is abandoned first. Nothing is lost when this fails; call it again.
+     * replies in, then pending attachment chunks up (a few per exchange; a cut link costs only
+     * the chunks in flight). `progress`, if given, hears about downloads and may cancel. A raw
+     * exchange left in flight is abandoned first. Nothing is lost when this fails; call it
+     * again.
      */
     func sync(serverUrl: String?, progress: SyncProgress?) throws  -> SyncSummary
     
@@ -1261,6 +1441,18 @@ open func outboxLen()throws  -> UInt64  {
 }
     
     /**
+     * How many encrypted attachment chunks wait to be uploaded.
+     */
+open func pendingChunks()throws  -> UInt64  {
+    return try  FfiConverterUInt64.lift(try rustCallWithError(FfiConverterTypePhakhiError_lift) {
+        uniffiCallStatus in
+    uniffi_phakhi_ffi_fn_method_phakhidevice_pending_chunks(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * This device's public key (hex), what the server knows it by.
      */
 open func publicKey()throws  -> String  {
@@ -1314,9 +1506,29 @@ open func submitTip(tip: TipInput)throws  -> String  {
 }
     
     /**
+     * Like [`PhakhiDevice::submit_tip`], with evidence attachments from
+     * [`crate::prepare_attachment`]: each is encrypted under its own key and its chunks wait
+     * for the next sync. Refuses, changing nothing, when an attachment's risks are not accepted
+     * (`ConsentRequired`) or it cannot be sent (`AttachmentRefused`). Each prepared attachment
+     * is used up by a successful submission.
+     */
+open func submitTipWithAttachments(tip: TipInput, attachments: [PhakhiAttachment])throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypePhakhiError_lift) {
+        uniffiCallStatus in
+    uniffi_phakhi_ffi_fn_method_phakhidevice_submit_tip_with_attachments(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeTipInput_lower(tip),
+        FfiConverterSequenceTypePhakhiAttachment.lower(attachments),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * Syncs with the enrolled server (or `server_url`) over HTTP: documents in scope, tips out,
-     * replies in. `progress`, if given, hears about downloads and may cancel. A raw exchange
-     * left in flight is abandoned first. Nothing is lost when this fails; call it again.
+     * replies in, then pending attachment chunks up (a few per exchange; a cut link costs only
+     * the chunks in flight). `progress`, if given, hears about downloads and may cancel. A raw
+     * exchange left in flight is abandoned first. Nothing is lost when this fails; call it
+     * again.
      */
 open func sync(serverUrl: String? = nil, progress: SyncProgress? = nil)throws  -> SyncSummary  {
     return try  FfiConverterTypeSyncSummary_lift(try rustCallWithError(FfiConverterTypePhakhiError_lift) {
@@ -2954,6 +3166,178 @@ public func FfiConverterTypeProvinceInfo_lower(_ value: ProvinceInfo) -> RustBuf
 
 
 /**
+ * Something that may still identify the member.
+ */
+public struct ResidualRisk: Equatable, Hashable {
+    public var text: String
+    /**
+     * Metadata that could not be checked (needs consent), as opposed to a notice.
+     */
+    public var needsConsent: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(text: String, 
+        /**
+         * Metadata that could not be checked (needs consent), as opposed to a notice.
+         */needsConsent: Bool) {
+        self.text = text
+        self.needsConsent = needsConsent
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ResidualRisk: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeResidualRisk: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ResidualRisk {
+        return
+            try ResidualRisk(
+                text: FfiConverterString.read(from: &buf), 
+                needsConsent: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ResidualRisk, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.text, into: &buf)
+        FfiConverterBool.write(value.needsConsent, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeResidualRisk_lift(_ buf: RustBuffer) throws -> ResidualRisk {
+    return try FfiConverterTypeResidualRisk.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeResidualRisk_lower(_ value: ResidualRisk) -> RustBuffer {
+    return FfiConverterTypeResidualRisk.lower(value)
+}
+
+
+/**
+ * What stripping did to one file, for the member to read before sending.
+ */
+public struct StripReportRecord: Equatable, Hashable {
+    /**
+     * MIME type detected from the file's bytes (`image/jpeg`, `application/pdf`, ...).
+     */
+    public var mediaType: String
+    /**
+     * Size of the file as given.
+     */
+    public var originalSize: UInt64
+    /**
+     * Size after stripping: exactly what is encrypted and sent.
+     */
+    public var strippedSize: UInt64
+    /**
+     * What was removed, one sentence each.
+     */
+    public var removed: [String]
+    /**
+     * What may remain, one sentence each.
+     */
+    public var residual: [ResidualRisk]
+    /**
+     * The member must accept the residual risks before the file can be sent.
+     */
+    public var needsConsent: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * MIME type detected from the file's bytes (`image/jpeg`, `application/pdf`, ...).
+         */mediaType: String, 
+        /**
+         * Size of the file as given.
+         */originalSize: UInt64, 
+        /**
+         * Size after stripping: exactly what is encrypted and sent.
+         */strippedSize: UInt64, 
+        /**
+         * What was removed, one sentence each.
+         */removed: [String], 
+        /**
+         * What may remain, one sentence each.
+         */residual: [ResidualRisk], 
+        /**
+         * The member must accept the residual risks before the file can be sent.
+         */needsConsent: Bool) {
+        self.mediaType = mediaType
+        self.originalSize = originalSize
+        self.strippedSize = strippedSize
+        self.removed = removed
+        self.residual = residual
+        self.needsConsent = needsConsent
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension StripReportRecord: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeStripReportRecord: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> StripReportRecord {
+        return
+            try StripReportRecord(
+                mediaType: FfiConverterString.read(from: &buf), 
+                originalSize: FfiConverterUInt64.read(from: &buf), 
+                strippedSize: FfiConverterUInt64.read(from: &buf), 
+                removed: FfiConverterSequenceString.read(from: &buf), 
+                residual: FfiConverterSequenceTypeResidualRisk.read(from: &buf), 
+                needsConsent: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: StripReportRecord, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.mediaType, into: &buf)
+        FfiConverterUInt64.write(value.originalSize, into: &buf)
+        FfiConverterUInt64.write(value.strippedSize, into: &buf)
+        FfiConverterSequenceString.write(value.removed, into: &buf)
+        FfiConverterSequenceTypeResidualRisk.write(value.residual, into: &buf)
+        FfiConverterBool.write(value.needsConsent, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeStripReportRecord_lift(_ buf: RustBuffer) throws -> StripReportRecord {
+    return try FfiConverterTypeStripReportRecord.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeStripReportRecord_lower(_ value: StripReportRecord) -> RustBuffer {
+    return FfiConverterTypeStripReportRecord.lower(value)
+}
+
+
+/**
  * What a sync moved.
  */
 public struct SyncSummary: Equatable, Hashable {
@@ -2981,6 +3365,14 @@ public struct SyncSummary: Equatable, Hashable {
      * The server has more waiting: sync again.
      */
     public var moreWaiting: Bool
+    /**
+     * Attachment chunks the server took in this sync (HTTP sync only; they go after the tips).
+     */
+    public var chunksUploaded: UInt64
+    /**
+     * Attachment chunks still waiting to be uploaded: sync again when this is not zero.
+     */
+    public var chunksWaiting: UInt64
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2999,7 +3391,13 @@ public struct SyncSummary: Equatable, Hashable {
          */repliesReceived: UInt64, 
         /**
          * The server has more waiting: sync again.
-         */moreWaiting: Bool) {
+         */moreWaiting: Bool, 
+        /**
+         * Attachment chunks the server took in this sync (HTTP sync only; they go after the tips).
+         */chunksUploaded: UInt64, 
+        /**
+         * Attachment chunks still waiting to be uploaded: sync again when this is not zero.
+         */chunksWaiting: UInt64) {
         self.rounds = rounds
         self.bytesSent = bytesSent
         self.bytesReceived = bytesReceived
@@ -3009,6 +3407,8 @@ public struct SyncSummary: Equatable, Hashable {
         self.tipsDelivered = tipsDelivered
         self.repliesReceived = repliesReceived
         self.moreWaiting = moreWaiting
+        self.chunksUploaded = chunksUploaded
+        self.chunksWaiting = chunksWaiting
     }
 
     
@@ -3035,7 +3435,9 @@ public struct FfiConverterTypeSyncSummary: FfiConverterRustBuffer {
                 docRefusals: FfiConverterSequenceTypeDocRefusal.read(from: &buf), 
                 tipsDelivered: FfiConverterUInt64.read(from: &buf), 
                 repliesReceived: FfiConverterUInt64.read(from: &buf), 
-                moreWaiting: FfiConverterBool.read(from: &buf)
+                moreWaiting: FfiConverterBool.read(from: &buf), 
+                chunksUploaded: FfiConverterUInt64.read(from: &buf), 
+                chunksWaiting: FfiConverterUInt64.read(from: &buf)
         )
     }
 
@@ -3049,6 +3451,8 @@ public struct FfiConverterTypeSyncSummary: FfiConverterRustBuffer {
         FfiConverterUInt64.write(value.tipsDelivered, into: &buf)
         FfiConverterUInt64.write(value.repliesReceived, into: &buf)
         FfiConverterBool.write(value.moreWaiting, into: &buf)
+        FfiConverterUInt64.write(value.chunksUploaded, into: &buf)
+        FfiConverterUInt64.write(value.chunksWaiting, into: &buf)
     }
 }
 
@@ -4070,6 +4474,17 @@ enum PhakhiError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
     case UpdateRequired(message: String
     )
     /**
+     * An attachment cannot be sent: its metadata cannot be removed (HEIC), its format is not
+     * supported, it is damaged or too large, or a tip carries too many. The message says which.
+     */
+    case AttachmentRefused(message: String
+    )
+    /**
+     * The strip report lists risks the member has not accepted: show it and ask first.
+     */
+    case ConsentRequired(message: String
+    )
+    /**
      * The phone's storage failed (disk full, file not writable, ...).
      */
     case Storage(message: String
@@ -4161,10 +4576,16 @@ public struct FfiConverterTypePhakhiError: FfiConverterRustBuffer {
         case 18: return .UpdateRequired(
             message: try FfiConverterString.read(from: &buf)
             )
-        case 19: return .Storage(
+        case 19: return .AttachmentRefused(
             message: try FfiConverterString.read(from: &buf)
             )
-        case 20: return .Internal(
+        case 20: return .ConsentRequired(
+            message: try FfiConverterString.read(from: &buf)
+            )
+        case 21: return .Storage(
+            message: try FfiConverterString.read(from: &buf)
+            )
+        case 22: return .Internal(
             message: try FfiConverterString.read(from: &buf)
             )
 
@@ -4269,13 +4690,23 @@ public struct FfiConverterTypePhakhiError: FfiConverterRustBuffer {
             FfiConverterString.write(message, into: &buf)
             
         
-        case let .Storage(message):
+        case let .AttachmentRefused(message):
             writeInt(&buf, Int32(19))
             FfiConverterString.write(message, into: &buf)
             
         
-        case let .Internal(message):
+        case let .ConsentRequired(message):
             writeInt(&buf, Int32(20))
+            FfiConverterString.write(message, into: &buf)
+            
+        
+        case let .Storage(message):
+            writeInt(&buf, Int32(21))
+            FfiConverterString.write(message, into: &buf)
+            
+        
+        case let .Internal(message):
+            writeInt(&buf, Int32(22))
             FfiConverterString.write(message, into: &buf)
             
         }
@@ -4764,6 +5195,31 @@ fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypePhakhiAttachment: FfiConverterRustBuffer {
+    typealias SwiftType = [PhakhiAttachment]
+
+    public static func write(_ value: [PhakhiAttachment], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypePhakhiAttachment.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [PhakhiAttachment] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [PhakhiAttachment]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypePhakhiAttachment.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeActivityRecord: FfiConverterRustBuffer {
     typealias SwiftType = [ActivityRecord]
 
@@ -4914,6 +5370,31 @@ fileprivate struct FfiConverterSequenceTypeProvinceInfo: FfiConverterRustBuffer 
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypeResidualRisk: FfiConverterRustBuffer {
+    typealias SwiftType = [ResidualRisk]
+
+    public static func write(_ value: [ResidualRisk], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeResidualRisk.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [ResidualRisk] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [ResidualRisk]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeResidualRisk.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeTipReceiptRecord: FfiConverterRustBuffer {
     typealias SwiftType = [TipReceiptRecord]
 
@@ -5042,6 +5523,20 @@ public func provinces() -> [ProvinceInfo]  {
     )
 })
 }
+/**
+ * Strips a file's identifying metadata and reports what was done. `file_name` is kept (inside
+ * the sealed attachment) only if given: leave it out unless the member wants it sent. A HEIC
+ * photo, an unknown format or a damaged file is refused with the reason.
+ */
+public func prepareAttachment(bytes: Data, fileName: String?)throws  -> PhakhiAttachment  {
+    return try  FfiConverterTypePhakhiAttachment_lift(try rustCallWithError(FfiConverterTypePhakhiError_lift) {
+        uniffiCallStatus in
+    uniffi_phakhi_ffi_fn_func_prepare_attachment(
+        FfiConverterData.lower(bytes),
+        FfiConverterOptionString.lower(fileName),uniffiCallStatus
+    )
+})
+}
 
 private enum InitializationResult {
     case ok
@@ -5071,6 +5566,18 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_phakhi_ffi_checksum_func_provinces() != 36046) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_phakhi_ffi_checksum_func_prepare_attachment() != 12922) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_phakhi_ffi_checksum_method_phakhiattachment_accept_risks() != 27352) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_phakhi_ffi_checksum_method_phakhiattachment_needs_consent() != 23653) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_phakhi_ffi_checksum_method_phakhiattachment_report() != 9733) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_phakhi_ffi_checksum_method_phakhidevice_abandon_exchange() != 30937) {
@@ -5142,6 +5649,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_phakhi_ffi_checksum_method_phakhidevice_outbox_len() != 26784) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_phakhi_ffi_checksum_method_phakhidevice_pending_chunks() != 36016) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_phakhi_ffi_checksum_method_phakhidevice_public_key() != 44363) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -5154,7 +5664,10 @@ private let initializationResult: InitializationResult = {
     if (uniffi_phakhi_ffi_checksum_method_phakhidevice_submit_tip() != 55643) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_phakhi_ffi_checksum_method_phakhidevice_sync() != 39825) {
+    if (uniffi_phakhi_ffi_checksum_method_phakhidevice_submit_tip_with_attachments() != 51662) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_phakhi_ffi_checksum_method_phakhidevice_sync() != 27203) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_phakhi_ffi_checksum_method_phakhidevice_sync_request() != 61740) {

@@ -267,6 +267,31 @@ typedef struct UniffiVTableCallbackInterfaceSyncProgress {
 } UniffiVTableCallbackInterfaceSyncProgress;
 
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_CLONE_PHAKHIATTACHMENT
+#define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_CLONE_PHAKHIATTACHMENT
+uint64_t uniffi_phakhi_ffi_fn_clone_phakhiattachment(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_FREE_PHAKHIATTACHMENT
+#define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_FREE_PHAKHIATTACHMENT
+void uniffi_phakhi_ffi_fn_free_phakhiattachment(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIATTACHMENT_ACCEPT_RISKS
+#define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIATTACHMENT_ACCEPT_RISKS
+void uniffi_phakhi_ffi_fn_method_phakhiattachment_accept_risks(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIATTACHMENT_NEEDS_CONSENT
+#define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIATTACHMENT_NEEDS_CONSENT
+int8_t uniffi_phakhi_ffi_fn_method_phakhiattachment_needs_consent(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIATTACHMENT_REPORT
+#define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIATTACHMENT_REPORT
+RustBuffer uniffi_phakhi_ffi_fn_method_phakhiattachment_report(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_CLONE_PHAKHIDEVICE
 #define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_CLONE_PHAKHIDEVICE
 uint64_t uniffi_phakhi_ffi_fn_clone_phakhidevice(uint64_t handle, RustCallStatus *_Nonnull out_status
@@ -402,6 +427,11 @@ RustBuffer uniffi_phakhi_ffi_fn_method_phakhidevice_notes(uint64_t ptr, RustBuff
 uint64_t uniffi_phakhi_ffi_fn_method_phakhidevice_outbox_len(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIDEVICE_PENDING_CHUNKS
+#define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIDEVICE_PENDING_CHUNKS
+uint64_t uniffi_phakhi_ffi_fn_method_phakhidevice_pending_chunks(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIDEVICE_PUBLIC_KEY
 #define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIDEVICE_PUBLIC_KEY
 RustBuffer uniffi_phakhi_ffi_fn_method_phakhidevice_public_key(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -420,6 +450,11 @@ void uniffi_phakhi_ffi_fn_method_phakhidevice_restore_activity(uint64_t ptr, Rus
 #ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIDEVICE_SUBMIT_TIP
 #define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIDEVICE_SUBMIT_TIP
 RustBuffer uniffi_phakhi_ffi_fn_method_phakhidevice_submit_tip(uint64_t ptr, RustBuffer tip, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIDEVICE_SUBMIT_TIP_WITH_ATTACHMENTS
+#define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIDEVICE_SUBMIT_TIP_WITH_ATTACHMENTS
+RustBuffer uniffi_phakhi_ffi_fn_method_phakhidevice_submit_tip_with_attachments(uint64_t ptr, RustBuffer tip, RustBuffer attachments, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIDEVICE_SYNC
@@ -507,6 +542,11 @@ RustBuffer uniffi_phakhi_ffi_fn_func_generate_storage_key(RustCallStatus *_Nonnu
 #define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_FUNC_PROVINCES
 RustBuffer uniffi_phakhi_ffi_fn_func_provinces(RustCallStatus *_Nonnull out_status
     
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_FUNC_PREPARE_ATTACHMENT
+#define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_FUNC_PREPARE_ATTACHMENT
+uint64_t uniffi_phakhi_ffi_fn_func_prepare_attachment(RustBuffer bytes, RustBuffer file_name, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_FFI_PHAKHI_FFI_RUSTBUFFER_ALLOC
@@ -799,6 +839,30 @@ uint16_t uniffi_phakhi_ffi_checksum_func_provinces(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_FUNC_PREPARE_ATTACHMENT
+#define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_FUNC_PREPARE_ATTACHMENT
+uint16_t uniffi_phakhi_ffi_checksum_func_prepare_attachment(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_METHOD_PHAKHIATTACHMENT_ACCEPT_RISKS
+#define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_METHOD_PHAKHIATTACHMENT_ACCEPT_RISKS
+uint16_t uniffi_phakhi_ffi_checksum_method_phakhiattachment_accept_risks(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_METHOD_PHAKHIATTACHMENT_NEEDS_CONSENT
+#define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_METHOD_PHAKHIATTACHMENT_NEEDS_CONSENT
+uint16_t uniffi_phakhi_ffi_checksum_method_phakhiattachment_needs_consent(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_METHOD_PHAKHIATTACHMENT_REPORT
+#define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_METHOD_PHAKHIATTACHMENT_REPORT
+uint16_t uniffi_phakhi_ffi_checksum_method_phakhiattachment_report(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_METHOD_PHAKHIDEVICE_ABANDON_EXCHANGE
 #define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_METHOD_PHAKHIDEVICE_ABANDON_EXCHANGE
 uint16_t uniffi_phakhi_ffi_checksum_method_phakhidevice_abandon_exchange(void
@@ -937,6 +1001,12 @@ uint16_t uniffi_phakhi_ffi_checksum_method_phakhidevice_outbox_len(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_METHOD_PHAKHIDEVICE_PENDING_CHUNKS
+#define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_METHOD_PHAKHIDEVICE_PENDING_CHUNKS
+uint16_t uniffi_phakhi_ffi_checksum_method_phakhidevice_pending_chunks(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_METHOD_PHAKHIDEVICE_PUBLIC_KEY
 #define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_METHOD_PHAKHIDEVICE_PUBLIC_KEY
 uint16_t uniffi_phakhi_ffi_checksum_method_phakhidevice_public_key(void
@@ -958,6 +1028,12 @@ uint16_t uniffi_phakhi_ffi_checksum_method_phakhidevice_restore_activity(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_METHOD_PHAKHIDEVICE_SUBMIT_TIP
 #define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_METHOD_PHAKHIDEVICE_SUBMIT_TIP
 uint16_t uniffi_phakhi_ffi_checksum_method_phakhidevice_submit_tip(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_METHOD_PHAKHIDEVICE_SUBMIT_TIP_WITH_ATTACHMENTS
+#define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_METHOD_PHAKHIDEVICE_SUBMIT_TIP_WITH_ATTACHMENTS
+uint16_t uniffi_phakhi_ffi_checksum_method_phakhidevice_submit_tip_with_attachments(void
     
 );
 #endif

@@ -262,6 +262,6 @@ fn province_list(codes: &[ProvinceCode]) -> String {
 }
 
 /// True when progress bars should be drawn.
-fn stderr_is_terminal() -> bool {
+pub(crate) fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
 }

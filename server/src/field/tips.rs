@@ -1,11 +1,17 @@
 //! Tips and sync from the command line. A tip is read from a file or standard input, sealed to
 //! the tip desk by `Device::submit_tip` and only its receipt is printed; sync shows a progress
 //! bar on a terminal and ends with one line saying what moved.
+//!
+//! Evidence files (`--attach`) are stripped of identifying metadata first and the strip report
+//! is printed — what was removed, and what could not be checked. When a risk remains that only
+//! the member can judge (a recording passed through uninspected), nothing is sent unless
+//! `--accept-risks` says the member read the report and accepts it.
 
 use std::io::Read;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use phakhi_core::attach::{AttachError, AttachLimits, PreparedAttachment, StripError};
 use phakhi_core::device::DeviceError;
 use phakhi_core::seal::{MemberCode, TipCategory, TipDraft};
 use phakhi_core::transport::HttpError;
@@ -15,6 +21,8 @@ use super::dates::{self, InputEra, ShowEra};
 use super::{FieldError, Session};
 use crate::table::Table;
 
+// Parsed once per run from the command line: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Subcommand)]
 pub enum TipCommand {
     /// Seal a tip to the tip desk and queue it for the next sync; prints the receipt.
@@ -59,6 +67,104 @@ pub struct TipSubmit {
     /// Send the tip without a reply key: the tip desk cannot answer it.
     #[arg(long)]
     pub no_reply: bool,
+    /// Attach an evidence file: a photo (JPEG, PNG), a PDF or a recording (repeat the flag, at
+    /// most 8). Identifying metadata is removed before anything is stored.
+    #[arg(long, value_name = "FILE")]
+    pub attach: Vec<PathBuf>,
+    /// Keep the attached files' names (inside the sealed attachment); by default they are not
+    /// sent, as a name can say who took the file and when.
+    #[arg(long)]
+    pub keep_file_names: bool,
+    /// The member read the strip report and accepts the risks it lists as remaining.
+    #[arg(long)]
+    pub accept_risks: bool,
+}
+
+/// Reads and strips each file, printing its report; refuses to go on when a risk remains and
+/// `--accept-risks` was not given.
+fn prepare_attachments(t: &TipSubmit) -> Result<Vec<PreparedAttachment>, FieldError> {
+    let limits = AttachLimits::default();
+    if t.attach.len() > limits.attachments() {
+        return Err(FieldError::input(format!(
+            "{} files attached; a tip carries at most {}",
+            t.attach.len(),
+            limits.attachments()
+        )));
+    }
+    let mut prepared = Vec::with_capacity(t.attach.len());
+    let mut risky = Vec::new();
+    for (number, path) in t.attach.iter().enumerate() {
+        let shown = path.display().to_string();
+        let bytes = Zeroizing::new(std::fs::read(path).map_err(|source| FieldError::Read {
+            path: shown.clone(),
+            source,
+        })?);
+        let name = if t.keep_file_names {
+            path.file_name().and_then(|n| n.to_str())
+        } else {
+            None
+        };
+        let mut attachment =
+            PreparedAttachment::prepare(&bytes, name, &limits).map_err(|e| match e {
+                AttachError::Strip(StripError::CannotStrip { media, reason }) => {
+                    FieldError::input(format!(
+                        "{shown} is refused: its {media} metadata cannot be removed safely \
+                         ({reason}). Nothing was sent. Convert it to JPEG (on most phones: \
+                         share the photo as JPEG, or set the camera to \"most compatible\") \
+                         and attach that"
+                    ))
+                }
+                other => {
+                    FieldError::input(format!("{shown} is refused: {other}. Nothing was sent"))
+                }
+            })?;
+        let report = attachment.report();
+        println!(
+            "attachment {}: {shown} ({}, {} bytes, {} after stripping){}",
+            number + 1,
+            attachment.media_type(),
+            bytes.len(),
+            attachment.bytes().len(),
+            if name.is_some() {
+                ", file name kept"
+            } else {
+                ""
+            }
+        );
+        if report.removed.is_empty() {
+            println!("  removed: nothing (no metadata found)");
+        }
+        for removed in &report.removed {
+            println!("  removed: {removed}");
+        }
+        for residual in &report.residual {
+            println!(
+                "  {}: {residual}",
+                if residual.needs_consent() {
+                    "RISK, not checked"
+                } else {
+                    "note"
+                }
+            );
+        }
+        if attachment.needs_consent() {
+            if t.accept_risks {
+                attachment.accept_residual_risks();
+            } else {
+                risky.push(shown);
+            }
+        }
+        prepared.push(attachment);
+    }
+    if !risky.is_empty() {
+        return Err(FieldError::input(format!(
+            "not sent: {} still may identify the member (the risks marked RISK above could not \
+             be removed or checked). Read them with the member; if they accept them, run the \
+             same command again with --accept-risks, otherwise leave the file out",
+            risky.join(", ")
+        )));
+    }
+    Ok(prepared)
 }
 
 fn category(text: &str) -> Result<TipCategory, FieldError> {
@@ -125,6 +231,7 @@ fn submit(session: &mut Session, t: TipSubmit) -> Result<(), FieldError> {
             .map_err(|e| FieldError::input(format!("this computer's clock is off: {e}")))?,
     };
     let report = read_report(t.file.as_ref())?;
+    let attachments = prepare_attachments(&t)?;
     let code_text = match &t.code_env {
         Some(var) => Zeroizing::new(std::env::var(var).map_err(|_| {
             FieldError::input(format!(
@@ -156,10 +263,22 @@ fn submit(session: &mut Session, t: TipSubmit) -> Result<(), FieldError> {
         want_reply: !t.no_reply,
     };
     let edit = session.edit("submit tip");
-    let receipt = session
-        .device
-        .submit_tip(draft, date, &mut session.rng, &edit)?;
+    let count = attachments.len();
+    let receipt = session.device.submit_tip_with_attachments(
+        draft,
+        attachments,
+        &AttachLimits::default(),
+        date,
+        &mut session.rng,
+        &edit,
+    )?;
     println!("receipt: {receipt}");
+    if count > 0 {
+        println!(
+            "{count} attachment(s) encrypted; {} chunk(s) wait to be uploaded after the tip",
+            session.device.pending_chunks()?.len()
+        );
+    }
     println!(
         "the tip is sealed: only the tip desk can read it. It leaves with the next \
          `phakhi device --store ... sync`; keep the receipt to follow it with `tip status`."
@@ -255,16 +374,46 @@ pub(super) fn sync(session: &mut Session, server: Option<&str>) -> Result<(), Fi
     if session.device.pending_chunks()?.is_empty() {
         return Ok(());
     }
-    let upload = session
-        .device
-        .upload_chunks_http(server, 3, &mut session.rng, session.now, &mut |_, _| {})
-        .map_err(|e| match e {
-            DeviceError::Http(http) => FieldError::input(format!(
-                "attachment upload did not complete: {http}. Nothing was lost; run `sync` again \
+    let bar = super::stderr_is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} attachments: {pos}/{len} chunk(s) uploaded",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let mut shown = 0usize;
+    let mut progress = |report: &phakhi_core::device::ChunkUploadReport, total: usize| {
+        let done = report.chunks_held;
+        match &bar {
+            Some(bar) => {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            }
+            // Without a terminal, a line every 16 chunks and at the end.
+            None if done >= shown + 16 || (done == total && done != shown) => {
+                shown = done;
+                eprintln!("attachments: {done}/{total} chunk(s) uploaded");
+            }
+            None => {}
+        }
+    };
+    let upload =
+        session
+            .device
+            .upload_chunks_http(server, 3, &mut session.rng, session.now, &mut progress);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let upload = upload.map_err(|e| match e {
+        DeviceError::Http(http) => FieldError::input(format!(
+            "attachment upload did not complete: {http}. Nothing was lost; run `sync` again \
                  to resume"
-            )),
-            other => other.into(),
-        })?;
+        )),
+        other => other.into(),
+    })?;
     println!(
         "attachments: {} chunk(s) sent, {} already held, {} left",
         upload.chunks_sent, upload.already_held, upload.left

@@ -6,11 +6,15 @@
 //! mailbox for the province's devices, and releases the tips it holds so HQ can drop them. (An
 //! HQ data folder can still be read directly with `--data`, see [`hq`].)
 //!
+//! Evidence attachments are fetched over the same exchange and written out checked and
+//! decrypted (see [`attachments`]); their encrypted chunks stay in the desk's store.
+//!
 //! The folder holds `tipdesk.key` (secrets sealed under the passphrase, see [`keyfile`]),
 //! `tipdesk.pub` (the public key, for `phakhi admin invite --tip-desk-key`) and `tipdesk.store`
 //! (a Phakhi encrypted store keyed by a secret from the key file, which also keeps the desk's
 //! device key and HQ's pinned key). No tip is ever written in plain text.
 
+mod attachments;
 pub mod hq;
 pub mod keyfile;
 mod net;
@@ -80,7 +84,8 @@ pub enum TipdeskCommand {
         #[arg(long, value_name = "DIR")]
         data: Option<PathBuf>,
     },
-    /// Tell HQ the desk holds every pulled tip: HQ releases them (drops their bodies).
+    /// Tell HQ the desk holds every pulled tip and every saved attachment: HQ releases them
+    /// (drops their bodies and chunks).
     Ack {
         /// HQ's address [default: the one the desk enrolled with].
         #[arg(long, value_name = "URL")]
@@ -96,6 +101,24 @@ pub enum TipdeskCommand {
         receipt: String,
         #[arg(long, value_enum, default_value = "be")]
         era: ShowEra,
+    },
+    /// Fetch a tip's attachments from HQ (resuming where the last run stopped), check and
+    /// decrypt them, and write each complete one into DIR; prints each file's SHA-256.
+    Attachments {
+        receipt: String,
+        /// The folder to write the files into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// HQ's address [default: the one the desk enrolled with].
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+        /// Replace files of the same name in DIR.
+        #[arg(long)]
+        force: bool,
+        /// Chunks asked for per exchange (1 to 16, 64 KiB each); fewer cost less when a
+        /// connection is cut.
+        #[arg(long, value_name = "N", default_value_t = 4)]
+        per_request: usize,
     },
     /// Seal a reply to a tip and push it into HQ's mailbox for the tip's province.
     Reply {
@@ -185,6 +208,17 @@ pub enum TipdeskError {
         message: String,
         advice: String,
     },
+    #[error(
+        "the download stopped after {fetched} of {total} chunk(s): {detail}. The chunks fetched \
+         so far are kept: run the same `tipdesk attachments` command again to resume"
+    )]
+    Interrupted {
+        detail: String,
+        fetched: usize,
+        total: usize,
+    },
+    #[error("{0}")]
+    Refusals(String),
     #[error("a stored record is damaged: {0}")]
     Corrupt(String),
     #[error("{0}")]
@@ -254,6 +288,27 @@ pub fn run(args: TipdeskArgs) -> Result<(), TipdeskError> {
         TipdeskCommand::Ack { server } => ack(&mut desk, server.as_deref()),
         TipdeskCommand::List { era } => list(&desk, era),
         TipdeskCommand::Show { receipt, era } => show(&desk, &receipt, era),
+        TipdeskCommand::Attachments {
+            receipt,
+            out,
+            server,
+            force,
+            per_request,
+        } => {
+            let o = find(&desk, &receipt)?;
+            let receipt = o.tip.receipt.to_string();
+            attachments::download(
+                &mut desk,
+                &receipt,
+                &o.tip.attachments,
+                &attachments::Download {
+                    out: &out,
+                    server: server.as_deref(),
+                    force,
+                    per_request,
+                },
+            )
+        }
         TipdeskCommand::Reply {
             receipt,
             status,
@@ -519,18 +574,29 @@ fn ack(desk: &mut Desk, server: Option<&str>) -> Result<(), TipdeskError> {
         .into_iter()
         .filter_map(|(key, _)| key.try_into().ok().map(phakhi_core::mailbox::EnvelopeId))
         .collect();
-    if ids.is_empty() {
-        println!("nothing to acknowledge: every pulled tip is released at HQ (pull first)");
+    let chunks = attachments::unreleased(&desk.store)?;
+    if ids.is_empty() && chunks.is_empty() {
+        println!(
+            "nothing to acknowledge: every pulled tip and saved attachment is released at HQ \
+             (pull first)"
+        );
         return Ok(());
     }
     let link = net::Link::open(&mut desk.store, server)?;
     let (mut released, mut gone) = (0u64, 0u64);
-    for page in ids.chunks(ACK_PAGE) {
-        let answer =
-            link.exchange(&phakhi_core::protocol::AdminRequest::Ack { ids: page.to_vec() })?;
+    let (mut chunks_released, mut chunks_gone) = (0u64, 0u64);
+    let tip_pages = ids.chunks(ACK_PAGE).map(|p| (p.to_vec(), Vec::new()));
+    let chunk_pages = chunks.chunks(ACK_PAGE).map(|p| (Vec::new(), p.to_vec()));
+    for (tips, chunk_ids) in tip_pages.chain(chunk_pages) {
+        let answer = link.exchange(&phakhi_core::protocol::AdminRequest::Ack {
+            ids: tips.clone(),
+            chunks: chunk_ids.clone(),
+        })?;
         let phakhi_core::protocol::AdminResponse::Released {
             released: now,
             unknown,
+            chunks_released: chunks_now,
+            chunks_unknown,
         } = answer
         else {
             return Err(TipdeskError::Input(
@@ -539,9 +605,12 @@ fn ack(desk: &mut Desk, server: Option<&str>) -> Result<(), TipdeskError> {
         };
         released += u64::from(now);
         gone += u64::from(unknown);
-        for id in page {
+        chunks_released += u64::from(chunks_now);
+        chunks_gone += u64::from(chunks_unknown);
+        for id in &tips {
             desk.store.delete(net::ns::UNRELEASED, &id.0)?;
         }
+        attachments::released(&mut desk.store, &chunk_ids)?;
     }
     println!(
         "acknowledged {} tip(s): HQ released {released} now{}",
@@ -552,6 +621,16 @@ fn ack(desk: &mut Desk, server: Option<&str>) -> Result<(), TipdeskError> {
             String::new()
         }
     );
+    if !chunks.is_empty() {
+        println!(
+            "released {chunks_released} attachment chunk(s) of saved attachments at HQ{}",
+            if chunks_gone > 0 {
+                format!(" ({chunks_gone} were not known there)")
+            } else {
+                String::new()
+            }
+        );
+    }
     Ok(())
 }
 
@@ -699,6 +778,7 @@ fn show(desk: &Desk, receipt: &str, era: ShowEra) -> Result<(), TipdeskError> {
     );
     println!("routed:    {}", province_label(&o.province));
     println!("\n{}\n", tip.report);
+    attachments::show(desk, &tip.attachments)?;
     for r in replies(desk, &receipt)? {
         println!("replied ({}): {}", r.status, r.message);
     }

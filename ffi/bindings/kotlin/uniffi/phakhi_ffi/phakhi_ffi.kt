@@ -713,6 +713,14 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_phakhi_ffi_checksum_func_provinces(
     ): Int
+    external fun uniffi_phakhi_ffi_checksum_func_prepare_attachment(
+    ): Int
+    external fun uniffi_phakhi_ffi_checksum_method_phakhiattachment_accept_risks(
+    ): Int
+    external fun uniffi_phakhi_ffi_checksum_method_phakhiattachment_needs_consent(
+    ): Int
+    external fun uniffi_phakhi_ffi_checksum_method_phakhiattachment_report(
+    ): Int
     external fun uniffi_phakhi_ffi_checksum_method_phakhidevice_abandon_exchange(
     ): Int
     external fun uniffi_phakhi_ffi_checksum_method_phakhidevice_activities(
@@ -759,6 +767,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_phakhi_ffi_checksum_method_phakhidevice_outbox_len(
     ): Int
+    external fun uniffi_phakhi_ffi_checksum_method_phakhidevice_pending_chunks(
+    ): Int
     external fun uniffi_phakhi_ffi_checksum_method_phakhidevice_public_key(
     ): Int
     external fun uniffi_phakhi_ffi_checksum_method_phakhidevice_record_activity(
@@ -766,6 +776,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_phakhi_ffi_checksum_method_phakhidevice_restore_activity(
     ): Int
     external fun uniffi_phakhi_ffi_checksum_method_phakhidevice_submit_tip(
+    ): Int
+    external fun uniffi_phakhi_ffi_checksum_method_phakhidevice_submit_tip_with_attachments(
     ): Int
     external fun uniffi_phakhi_ffi_checksum_method_phakhidevice_sync(
     ): Int
@@ -810,6 +822,16 @@ internal object UniffiLib {
     }
 
     internal fun ensureInitialized() = Unit
+    external fun uniffi_phakhi_ffi_fn_clone_phakhiattachment(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_phakhi_ffi_fn_free_phakhiattachment(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_phakhi_ffi_fn_method_phakhiattachment_accept_risks(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_phakhi_ffi_fn_method_phakhiattachment_needs_consent(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
+    external fun uniffi_phakhi_ffi_fn_method_phakhiattachment_report(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_phakhi_ffi_fn_clone_phakhidevice(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_phakhi_ffi_fn_free_phakhidevice(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -864,6 +886,8 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_phakhi_ffi_fn_method_phakhidevice_outbox_len(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
+    external fun uniffi_phakhi_ffi_fn_method_phakhidevice_pending_chunks(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
     external fun uniffi_phakhi_ffi_fn_method_phakhidevice_public_key(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_phakhi_ffi_fn_method_phakhidevice_record_activity(`ptr`: Long,`province`: RustBuffer.ByValue,`activity`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -871,6 +895,8 @@ internal object UniffiLib {
     external fun uniffi_phakhi_ffi_fn_method_phakhidevice_restore_activity(`ptr`: Long,`province`: RustBuffer.ByValue,`activityId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_phakhi_ffi_fn_method_phakhidevice_submit_tip(`ptr`: Long,`tip`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_phakhi_ffi_fn_method_phakhidevice_submit_tip_with_attachments(`ptr`: Long,`tip`: RustBuffer.ByValue,`attachments`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_phakhi_ffi_fn_method_phakhidevice_sync(`ptr`: Long,`serverUrl`: RustBuffer.ByValue,`progress`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -906,6 +932,8 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_phakhi_ffi_fn_func_provinces(uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_phakhi_ffi_fn_func_prepare_attachment(`bytes`: RustBuffer.ByValue,`fileName`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
     external fun ffi_phakhi_ffi_rustbuffer_alloc(`size`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun ffi_phakhi_ffi_rustbuffer_from_bytes(`bytes`: ForeignBytes.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -1040,6 +1068,18 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_phakhi_ffi_checksum_func_provinces() and 0xFFFF) != 36046) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_phakhi_ffi_checksum_func_prepare_attachment() and 0xFFFF) != 12922) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_phakhi_ffi_checksum_method_phakhiattachment_accept_risks() and 0xFFFF) != 27352) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_phakhi_ffi_checksum_method_phakhiattachment_needs_consent() and 0xFFFF) != 23653) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_phakhi_ffi_checksum_method_phakhiattachment_report() and 0xFFFF) != 9733) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_abandon_exchange() and 0xFFFF) != 30937) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1109,6 +1149,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_outbox_len() and 0xFFFF) != 26784) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_pending_chunks() and 0xFFFF) != 36016) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_public_key() and 0xFFFF) != 44363) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1121,7 +1164,10 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_submit_tip() and 0xFFFF) != 55643) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_sync() and 0xFFFF) != 39825) {
+    if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_submit_tip_with_attachments() and 0xFFFF) != 51662) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_sync() and 0xFFFF) != 27203) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_sync_request() and 0xFFFF) != 61740) {
@@ -1684,6 +1730,318 @@ public object FfiConverterByteArray: FfiConverterRustBuffer<ByteArray> {
 
 
 /**
+ * A file stripped and ready to attach to one tip. Its bytes are wiped when it is dropped or
+ * submitted; a submitted attachment cannot be submitted again.
+ */
+public interface PhakhiAttachmentInterface {
+    
+    /**
+     * The member read the report and wants to send the file anyway.
+     */
+    fun `acceptRisks`()
+    
+    /**
+     * Whether the member still has to accept the report's residual risks.
+     */
+    fun `needsConsent`(): kotlin.Boolean
+    
+    /**
+     * The strip report: show it to the member before sending.
+     */
+    fun `report`(): StripReportRecord
+    
+    companion object
+}
+
+/**
+ * A file stripped and ready to attach to one tip. Its bytes are wiped when it is dropped or
+ * submitted; a submitted attachment cannot be submitted again.
+ */
+open class PhakhiAttachment: Disposable, AutoCloseable, PhakhiAttachmentInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_phakhi_ffi_fn_free_phakhiattachment(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_phakhi_ffi_fn_clone_phakhiattachment(handle, status)
+        }
+    }
+
+    
+    /**
+     * The member read the report and wants to send the file anyway.
+     */
+    @Throws(PhakhiException::class)override fun `acceptRisks`()
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(PhakhiException) { _status ->
+    UniffiLib.uniffi_phakhi_ffi_fn_method_phakhiattachment_accept_risks(
+        it,
+        _status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Whether the member still has to accept the report's residual risks.
+     */
+    @Throws(PhakhiException::class)override fun `needsConsent`(): kotlin.Boolean {
+            return FfiConverterBoolean.lift(
+    callWithHandle {
+    uniffiRustCallWithError(PhakhiException) { _status ->
+    UniffiLib.uniffi_phakhi_ffi_fn_method_phakhiattachment_needs_consent(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The strip report: show it to the member before sending.
+     */override fun `report`(): StripReportRecord {
+            return FfiConverterTypeStripReportRecord.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_phakhi_ffi_fn_method_phakhiattachment_report(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypePhakhiAttachment: FfiConverter<PhakhiAttachment, Long> {
+    override fun lower(value: PhakhiAttachment): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): PhakhiAttachment {
+        return PhakhiAttachment(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): PhakhiAttachment {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: PhakhiAttachment) = 8UL
+
+    override fun write(value: PhakhiAttachment, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
  * One phone's client over its encrypted store. Open it once per store file and share it.
  */
 public interface PhakhiDeviceInterface {
@@ -1820,6 +2178,11 @@ public interface PhakhiDeviceInterface {
     fun `outboxLen`(): kotlin.ULong
     
     /**
+     * How many encrypted attachment chunks wait to be uploaded.
+     */
+    fun `pendingChunks`(): kotlin.ULong
+    
+    /**
      * This device's public key (hex), what the server knows it by.
      */
     fun `publicKey`(): kotlin.String
@@ -1841,9 +2204,20 @@ public interface PhakhiDeviceInterface {
     fun `submitTip`(`tip`: TipInput): kotlin.String
     
     /**
+     * Like [`PhakhiDevice::submit_tip`], with evidence attachments from
+     * [`crate::prepare_attachment`]: each is encrypted under its own key and its chunks wait
+     * for the next sync. Refuses, changing nothing, when an attachment's risks are not accepted
+     * (`ConsentRequired`) or it cannot be sent (`AttachmentRefused`). Each prepared attachment
+     * is used up by a successful submission.
+     */
+    fun `submitTipWithAttachments`(`tip`: TipInput, `attachments`: List<PhakhiAttachment>): kotlin.String
+    
+    /**
      * Syncs with the enrolled server (or `server_url`) over HTTP: documents in scope, tips out,
-     * replies in. `progress`, if given, hears about downloads and may cancel. A raw exchange
-     * left in flight is abandoned first. Nothing is lost when this fails; call it again.
+     * replies in, then pending attachment chunks up (a few per exchange; a cut link costs only
+     * the chunks in flight). `progress`, if given, hears about downloads and may cancel. A raw
+     * exchange left in flight is abandoned first. Nothing is lost when this fails; call it
+     * again.
      */
     fun `sync`(`serverUrl`: kotlin.String? = null, `progress`: SyncProgress? = null): SyncSummary
     
@@ -2425,6 +2799,23 @@ open class PhakhiDevice: Disposable, AutoCloseable, PhakhiDeviceInterface
 
     
     /**
+     * How many encrypted attachment chunks wait to be uploaded.
+     */
+    @Throws(PhakhiException::class)override fun `pendingChunks`(): kotlin.ULong {
+            return FfiConverterULong.lift(
+    callWithHandle {
+    uniffiRustCallWithError(PhakhiException) { _status ->
+    UniffiLib.uniffi_phakhi_ffi_fn_method_phakhidevice_pending_chunks(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * This device's public key (hex), what the server knows it by.
      */
     @Throws(PhakhiException::class)override fun `publicKey`(): kotlin.String {
@@ -2498,9 +2889,34 @@ open class PhakhiDevice: Disposable, AutoCloseable, PhakhiDeviceInterface
 
     
     /**
+     * Like [`PhakhiDevice::submit_tip`], with evidence attachments from
+     * [`crate::prepare_attachment`]: each is encrypted under its own key and its chunks wait
+     * for the next sync. Refuses, changing nothing, when an attachment's risks are not accepted
+     * (`ConsentRequired`) or it cannot be sent (`AttachmentRefused`). Each prepared attachment
+     * is used up by a successful submission.
+     */
+    @Throws(PhakhiException::class)override fun `submitTipWithAttachments`(`tip`: TipInput, `attachments`: List<PhakhiAttachment>): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(PhakhiException) { _status ->
+    UniffiLib.uniffi_phakhi_ffi_fn_method_phakhidevice_submit_tip_with_attachments(
+        it,
+        
+        FfiConverterTypeTipInput.lower(`tip`),
+        FfiConverterSequenceTypePhakhiAttachment.lower(`attachments`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * Syncs with the enrolled server (or `server_url`) over HTTP: documents in scope, tips out,
-     * replies in. `progress`, if given, hears about downloads and may cancel. A raw exchange
-     * left in flight is abandoned first. Nothing is lost when this fails; call it again.
+     * replies in, then pending attachment chunks up (a few per exchange; a cut link costs only
+     * the chunks in flight). `progress`, if given, hears about downloads and may cancel. A raw
+     * exchange left in flight is abandoned first. Nothing is lost when this fails; call it
+     * again.
      */
     @Throws(PhakhiException::class)override fun `sync`(`serverUrl`: kotlin.String?, `progress`: SyncProgress?): SyncSummary {
             return FfiConverterTypeSyncSummary.lift(
@@ -4050,6 +4466,129 @@ public object FfiConverterTypeProvinceInfo: FfiConverterRustBuffer<ProvinceInfo>
 
 
 /**
+ * Something that may still identify the member.
+ */
+data class ResidualRisk (
+    var `text`: kotlin.String
+    , 
+    /**
+     * Metadata that could not be checked (needs consent), as opposed to a notice.
+     */
+    var `needsConsent`: kotlin.Boolean
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeResidualRisk: FfiConverterRustBuffer<ResidualRisk> {
+    override fun read(buf: ByteBuffer): ResidualRisk {
+        return ResidualRisk(
+            FfiConverterString.read(buf),
+            FfiConverterBoolean.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: ResidualRisk) = (
+            FfiConverterString.allocationSize(value.`text`) +
+            FfiConverterBoolean.allocationSize(value.`needsConsent`)
+    )
+
+    override fun write(value: ResidualRisk, buf: ByteBuffer) {
+            FfiConverterString.write(value.`text`, buf)
+            FfiConverterBoolean.write(value.`needsConsent`, buf)
+    }
+}
+
+
+
+/**
+ * What stripping did to one file, for the member to read before sending.
+ */
+data class StripReportRecord (
+    /**
+     * MIME type detected from the file's bytes (`image/jpeg`, `application/pdf`, ...).
+     */
+    var `mediaType`: kotlin.String
+    , 
+    /**
+     * Size of the file as given.
+     */
+    var `originalSize`: kotlin.ULong
+    , 
+    /**
+     * Size after stripping: exactly what is encrypted and sent.
+     */
+    var `strippedSize`: kotlin.ULong
+    , 
+    /**
+     * What was removed, one sentence each.
+     */
+    var `removed`: List<kotlin.String>
+    , 
+    /**
+     * What may remain, one sentence each.
+     */
+    var `residual`: List<ResidualRisk>
+    , 
+    /**
+     * The member must accept the residual risks before the file can be sent.
+     */
+    var `needsConsent`: kotlin.Boolean
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeStripReportRecord: FfiConverterRustBuffer<StripReportRecord> {
+    override fun read(buf: ByteBuffer): StripReportRecord {
+        return StripReportRecord(
+            FfiConverterString.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterSequenceString.read(buf),
+            FfiConverterSequenceTypeResidualRisk.read(buf),
+            FfiConverterBoolean.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: StripReportRecord) = (
+            FfiConverterString.allocationSize(value.`mediaType`) +
+            FfiConverterULong.allocationSize(value.`originalSize`) +
+            FfiConverterULong.allocationSize(value.`strippedSize`) +
+            FfiConverterSequenceString.allocationSize(value.`removed`) +
+            FfiConverterSequenceTypeResidualRisk.allocationSize(value.`residual`) +
+            FfiConverterBoolean.allocationSize(value.`needsConsent`)
+    )
+
+    override fun write(value: StripReportRecord, buf: ByteBuffer) {
+            FfiConverterString.write(value.`mediaType`, buf)
+            FfiConverterULong.write(value.`originalSize`, buf)
+            FfiConverterULong.write(value.`strippedSize`, buf)
+            FfiConverterSequenceString.write(value.`removed`, buf)
+            FfiConverterSequenceTypeResidualRisk.write(value.`residual`, buf)
+            FfiConverterBoolean.write(value.`needsConsent`, buf)
+    }
+}
+
+
+
+/**
  * What a sync moved.
  */
 data class SyncSummary (
@@ -4085,6 +4624,16 @@ data class SyncSummary (
      * The server has more waiting: sync again.
      */
     var `moreWaiting`: kotlin.Boolean
+    , 
+    /**
+     * Attachment chunks the server took in this sync (HTTP sync only; they go after the tips).
+     */
+    var `chunksUploaded`: kotlin.ULong
+    , 
+    /**
+     * Attachment chunks still waiting to be uploaded: sync again when this is not zero.
+     */
+    var `chunksWaiting`: kotlin.ULong
     
 ){
     
@@ -4110,6 +4659,8 @@ public object FfiConverterTypeSyncSummary: FfiConverterRustBuffer<SyncSummary> {
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterBoolean.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
         )
     }
 
@@ -4122,7 +4673,9 @@ public object FfiConverterTypeSyncSummary: FfiConverterRustBuffer<SyncSummary> {
             FfiConverterSequenceTypeDocRefusal.allocationSize(value.`docRefusals`) +
             FfiConverterULong.allocationSize(value.`tipsDelivered`) +
             FfiConverterULong.allocationSize(value.`repliesReceived`) +
-            FfiConverterBoolean.allocationSize(value.`moreWaiting`)
+            FfiConverterBoolean.allocationSize(value.`moreWaiting`) +
+            FfiConverterULong.allocationSize(value.`chunksUploaded`) +
+            FfiConverterULong.allocationSize(value.`chunksWaiting`)
     )
 
     override fun write(value: SyncSummary, buf: ByteBuffer) {
@@ -4135,6 +4688,8 @@ public object FfiConverterTypeSyncSummary: FfiConverterRustBuffer<SyncSummary> {
             FfiConverterULong.write(value.`tipsDelivered`, buf)
             FfiConverterULong.write(value.`repliesReceived`, buf)
             FfiConverterBoolean.write(value.`moreWaiting`, buf)
+            FfiConverterULong.write(value.`chunksUploaded`, buf)
+            FfiConverterULong.write(value.`chunksWaiting`, buf)
     }
 }
 
@@ -4914,6 +5469,29 @@ sealed class PhakhiException: kotlin.Exception() {
     }
     
     /**
+     * An attachment cannot be sent: its metadata cannot be removed (HEIC), its format is not
+     * supported, it is damaged or too large, or a tip carries too many. The message says which.
+     */
+    class AttachmentRefused(
+        
+        val `message`: kotlin.String
+        ) : PhakhiException() {
+        override val message
+            get() = "message=${ `message` }"
+    }
+    
+    /**
+     * The strip report lists risks the member has not accepted: show it and ask first.
+     */
+    class ConsentRequired(
+        
+        val `message`: kotlin.String
+        ) : PhakhiException() {
+        override val message
+            get() = "message=${ `message` }"
+    }
+    
+    /**
      * The phone's storage failed (disk full, file not writable, ...).
      */
     class Storage(
@@ -5007,10 +5585,16 @@ public object FfiConverterTypePhakhiError : FfiConverterRustBuffer<PhakhiExcepti
             18 -> PhakhiException.UpdateRequired(
                 FfiConverterString.read(buf),
                 )
-            19 -> PhakhiException.Storage(
+            19 -> PhakhiException.AttachmentRefused(
                 FfiConverterString.read(buf),
                 )
-            20 -> PhakhiException.Internal(
+            20 -> PhakhiException.ConsentRequired(
+                FfiConverterString.read(buf),
+                )
+            21 -> PhakhiException.Storage(
+                FfiConverterString.read(buf),
+                )
+            22 -> PhakhiException.Internal(
                 FfiConverterString.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
@@ -5105,6 +5689,16 @@ public object FfiConverterTypePhakhiError : FfiConverterRustBuffer<PhakhiExcepti
                 + FfiConverterString.allocationSize(value.`message`)
             )
             is PhakhiException.UpdateRequired -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`message`)
+            )
+            is PhakhiException.AttachmentRefused -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`message`)
+            )
+            is PhakhiException.ConsentRequired -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterString.allocationSize(value.`message`)
@@ -5214,13 +5808,23 @@ public object FfiConverterTypePhakhiError : FfiConverterRustBuffer<PhakhiExcepti
                 FfiConverterString.write(value.`message`, buf)
                 Unit
             }
-            is PhakhiException.Storage -> {
+            is PhakhiException.AttachmentRefused -> {
                 buf.putInt(19)
                 FfiConverterString.write(value.`message`, buf)
                 Unit
             }
-            is PhakhiException.Internal -> {
+            is PhakhiException.ConsentRequired -> {
                 buf.putInt(20)
+                FfiConverterString.write(value.`message`, buf)
+                Unit
+            }
+            is PhakhiException.Storage -> {
+                buf.putInt(21)
+                FfiConverterString.write(value.`message`, buf)
+                Unit
+            }
+            is PhakhiException.Internal -> {
+                buf.putInt(22)
                 FfiConverterString.write(value.`message`, buf)
                 Unit
             }
@@ -5676,6 +6280,34 @@ public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.Str
 /**
  * @suppress
  */
+public object FfiConverterSequenceTypePhakhiAttachment: FfiConverterRustBuffer<List<PhakhiAttachment>> {
+    override fun read(buf: ByteBuffer): List<PhakhiAttachment> {
+        val len = buf.getInt()
+        return List<PhakhiAttachment>(len) {
+            FfiConverterTypePhakhiAttachment.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<PhakhiAttachment>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypePhakhiAttachment.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<PhakhiAttachment>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypePhakhiAttachment.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterSequenceTypeActivityRecord: FfiConverterRustBuffer<List<ActivityRecord>> {
     override fun read(buf: ByteBuffer): List<ActivityRecord> {
         val len = buf.getInt()
@@ -5844,6 +6476,34 @@ public object FfiConverterSequenceTypeProvinceInfo: FfiConverterRustBuffer<List<
 /**
  * @suppress
  */
+public object FfiConverterSequenceTypeResidualRisk: FfiConverterRustBuffer<List<ResidualRisk>> {
+    override fun read(buf: ByteBuffer): List<ResidualRisk> {
+        val len = buf.getInt()
+        return List<ResidualRisk>(len) {
+            FfiConverterTypeResidualRisk.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<ResidualRisk>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeResidualRisk.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<ResidualRisk>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeResidualRisk.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterSequenceTypeTipReceiptRecord: FfiConverterRustBuffer<List<TipReceiptRecord>> {
     override fun read(buf: ByteBuffer): List<TipReceiptRecord> {
         val len = buf.getInt()
@@ -5991,6 +6651,24 @@ public object FfiConverterSequenceTypeAudience: FfiConverterRustBuffer<List<Audi
     UniffiLib.uniffi_phakhi_ffi_fn_func_provinces(
     
         _status)
+}
+    )
+    }
+    
+
+        /**
+         * Strips a file's identifying metadata and reports what was done. `file_name` is kept (inside
+         * the sealed attachment) only if given: leave it out unless the member wants it sent. A HEIC
+         * photo, an unknown format or a damaged file is refused with the reason.
+         */
+    @Throws(PhakhiException::class) fun `prepareAttachment`(`bytes`: kotlin.ByteArray, `fileName`: kotlin.String?): PhakhiAttachment {
+            return FfiConverterTypePhakhiAttachment.lift(
+    uniffiRustCallWithError(PhakhiException) { _status ->
+    UniffiLib.uniffi_phakhi_ffi_fn_func_prepare_attachment(
+    
+        
+        FfiConverterByteArray.lower(`bytes`),
+        FfiConverterOptionalString.lower(`fileName`),_status)
 }
     )
     }
