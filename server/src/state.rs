@@ -81,6 +81,10 @@ struct Shared {
     config: Config,
     keys: ServerKeys,
     core: Mutex<Core>,
+    /// Requests for the writer wait here, as tasks, rather than on blocking threads parked on
+    /// `core`'s lock: a burst of phones then holds one blocking thread (and its malloc arena)
+    /// instead of one per waiting request.
+    writer_queue: Arc<tokio::sync::Semaphore>,
     reader: Mutex<Connection>,
     metrics: Metrics,
     limiter: Mutex<RateLimiter>,
@@ -168,6 +172,7 @@ impl AppState {
                         mailbox,
                         quota,
                     }),
+                    writer_queue: Arc::new(tokio::sync::Semaphore::new(1)),
                     reader: Mutex::new(reader),
                     metrics: Metrics::default(),
                     limiter: Mutex::new(limiter),
@@ -255,10 +260,18 @@ impl AppState {
         let state = self.clone();
         // Keep the request's span on the blocking thread, so its logs name the request.
         let span = tracing::Span::current();
+        // Never closed, so acquiring only fails if it were; then the lock alone still serialises.
+        let turn = Arc::clone(&self.inner.writer_queue)
+            .acquire_owned()
+            .await
+            .ok();
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
             let mut core = state.lock_core();
-            work(&mut core)
+            let result = work(&mut core);
+            drop(core);
+            drop(turn);
+            result
         })
         .await
         .map_err(|error| {

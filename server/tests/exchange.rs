@@ -793,3 +793,70 @@ async fn a_relay_enrols_phones_with_invites_hq_signed_for_it() {
     );
     assert_eq!(lost.count("devices"), 0);
 }
+
+#[tokio::test]
+async fn a_new_document_sent_whole_is_stored_as_sent_and_reads_back_the_same() {
+    let server = Server::start(Limits::default());
+    let mut phone = Phone::new();
+    server
+        .enrol(&phone.key, &server.invite("TH-44", Role::Leader))
+        .await
+        .unwrap();
+    for n in 0..200 {
+        phone.write(
+            ACTIVITIES_44,
+            &format!("act-{n:04}"),
+            &format!("อบรมครั้งที่ {n}"),
+        );
+    }
+    let sent = phone
+        .docs
+        .get_mut(&DocName::parse(ACTIVITIES_44).unwrap())
+        .unwrap()
+        .save();
+    phone.sync(&server, None).await.unwrap();
+
+    // Stored as the one chunk the phone sent (its saved document), not re-encoded.
+    let conn = db::open(server.dir.path()).unwrap();
+    let chunks = db::documents::load(&conn, ACTIVITIES_44).unwrap().unwrap();
+    assert_eq!(chunks, vec![sent.clone()]);
+    drop(conn);
+
+    // Later changes go on top as increments, and everything reads back after a restart.
+    phone.write(ACTIVITIES_44, "act-9999", "ประชุมสรุปผล");
+    phone.sync(&server, None).await.unwrap();
+    let server = server.restart();
+    let mut reader = Phone::new();
+    server
+        .enrol(&reader.key, &server.invite("TH-44", Role::Leader))
+        .await
+        .unwrap();
+    reader.sync(&server, None).await.unwrap();
+    let name = DocName::parse(ACTIVITIES_44).unwrap();
+    let mut theirs = reader.docs.remove(&name).unwrap();
+    let mut ours = phone.docs.remove(&name).unwrap();
+    assert_eq!(theirs.get_heads(), ours.get_heads());
+    for n in [0, 57, 199] {
+        let key = format!("act-{n:04}");
+        assert_eq!(
+            theirs
+                .get(ROOT, &key)
+                .unwrap()
+                .unwrap()
+                .0
+                .into_string()
+                .ok(),
+            Some(format!("อบรมครั้งที่ {n}"))
+        );
+    }
+    assert_eq!(
+        theirs
+            .get(ROOT, "act-9999")
+            .unwrap()
+            .unwrap()
+            .0
+            .into_string()
+            .ok(),
+        Some("ประชุมสรุปผล".to_string())
+    );
+}

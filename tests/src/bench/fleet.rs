@@ -39,6 +39,8 @@ pub const BASELINE_CONCURRENCY: usize = 32;
 pub struct Fleet {
     pub system: String,
     pub wall: Duration,
+    /// Devices (clients) in the run.
+    pub devices: usize,
     pub records: usize,
     /// Bytes through the proxy, client → server.
     pub up: u64,
@@ -56,8 +58,9 @@ impl Fleet {
 
     pub fn summary(&self) -> String {
         format!(
-            "{}: {} wall, {:.0} B/record ({} up, {} down), peak RSS {}",
+            "{} ({} devices): {} wall, {:.0} B/record ({} up, {} down), peak RSS {}",
             self.system,
+            self.devices,
             ms(self.wall),
             self.bytes_per_record(),
             bytes(self.up),
@@ -253,6 +256,7 @@ pub fn phakhi(scale: &Scale, env: &[(&str, &str)]) -> Result<Fleet> {
     Ok(Fleet {
         system: "Phakhi".into(),
         wall,
+        devices: scale.devices,
         records,
         up: after.bytes_up - before.bytes_up,
         down: after.bytes_down - before.bytes_down,
@@ -429,6 +433,8 @@ pub fn external(ext: &External, scale: &Scale) -> Result<Fleet> {
     let mut done = false;
     let mut last_check = Instant::now();
     let mut durable = 0usize;
+    let mut reported = 0usize;
+    let mut last_report = Instant::now();
     loop {
         if Instant::now() > deadline {
             return Err(format!(
@@ -452,6 +458,7 @@ pub fn external(ext: &External, scale: &Scale) -> Result<Fleet> {
                             .map(|h| h.parse::<ChangeHash>().map_err(|e| e.to_string()))
                             .collect::<std::result::Result<Vec<_>, _>>()?;
                         pending.insert(id, heads);
+                        reported += 1;
                     }
                     Some("done") => done = true,
                     Some("error") => return Err(format!("{} driver: {line}", ext.system).into()),
@@ -468,8 +475,18 @@ pub fn external(ext: &External, scale: &Scale) -> Result<Fleet> {
         }
         if last_check.elapsed() >= Duration::from_millis(50) || done {
             pending.retain(|id, heads| !is_durable(&data, id, heads));
-            durable = scale.devices - pending.len();
+            durable = reported.saturating_sub(pending.len());
             last_check = Instant::now();
+        }
+        if last_report.elapsed() >= Duration::from_secs(15) {
+            progress(format!(
+                "{}: {} of {} clients reported in sync, {durable} documents durable, {}",
+                ext.system,
+                reported,
+                scale.devices,
+                ms(start.map_or(Duration::ZERO, |s: Instant| s.elapsed()))
+            ));
+            last_report = Instant::now();
         }
         if done && pending.is_empty() {
             break;
@@ -491,6 +508,7 @@ pub fn external(ext: &External, scale: &Scale) -> Result<Fleet> {
     Ok(Fleet {
         system: ext.system.clone(),
         wall: end - start,
+        devices: scale.devices,
         records: scale.devices * scale.per_device,
         up: after.bytes_up - before.bytes_up,
         down: after.bytes_down - before.bytes_down,

@@ -31,6 +31,9 @@ pub struct Scale {
     pub devices: usize,
     /// Records each fleet device adds.
     pub per_device: usize,
+    /// Devices of the sampled fleet: the size every system runs at when the slow baseline
+    /// (samod) runs at less than the full size (see [`full_baselines`]).
+    pub sample: usize,
     /// Provinces merged at HQ.
     pub provinces: usize,
     /// Repetitions of the short measurements (medians are reported).
@@ -48,6 +51,7 @@ impl Scale {
             catch_up: 2_000,
             devices: 1_000,
             per_device: 10,
+            sample: 250,
             provinces: 12,
             repeats: 5,
             smoke: false,
@@ -62,11 +66,19 @@ impl Scale {
             catch_up: 50,
             devices: 12,
             per_device: 3,
+            sample: 6,
             provinces: 3,
             repeats: 2,
             smoke: true,
         }
     }
+}
+
+/// Whether every baseline runs the full-size fleet (`PHAKHI_BENCH_FULL=1`). By default samod, the
+/// slow baseline, runs the sampled fleet only ([`Scale::sample`] devices), with Phakhi and Node
+/// beside it at that size, so the whole benchmark fits in a quarter of an hour.
+pub fn full_baselines() -> bool {
+    std::env::var("PHAKHI_BENCH_FULL").is_ok_and(|v| v == "1")
 }
 
 /// The median of `samples` (the upper one of an even count); zero for none.

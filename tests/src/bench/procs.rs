@@ -71,6 +71,19 @@ pub fn invites_for(
     provinces: &[Vec<String>],
     role: Role,
 ) -> Result<Vec<String>> {
+    invites_at(data, url, tip_desk_hex, provinces, role, None)
+}
+
+/// Like [`invites_for`], for devices of another server than HQ itself (a relay at `url` whose
+/// static key is `server_key_hex`); `None` means HQ's own key.
+pub fn invites_at(
+    data: &Path,
+    url: &str,
+    tip_desk_hex: &str,
+    provinces: &[Vec<String>],
+    role: Role,
+    server_key_hex: Option<&str>,
+) -> Result<Vec<String>> {
     let config = Config {
         data: data.to_path_buf(),
         ..Config::default()
@@ -87,7 +100,7 @@ pub fn invites_for(
                 expires: "1d".into(),
                 server_url: Some(url.to_string()),
                 tip_desk_key: Some(tip_desk_hex.to_string()),
-                server_key: None,
+                server_key: server_key_hex.map(str::to_string),
             };
             issue(&config, &request, now, &mut OsRng).map_err(|e| e.to_string().into())
         })
