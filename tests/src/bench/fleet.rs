@@ -557,12 +557,28 @@ pub fn node_setup(root: &Path) -> Result<PathBuf> {
         .exists()
     {
         progress("installing the Node baseline (npm ci)");
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&folder)
-            .status()?;
-        if !status.success() {
-            return Err(format!("npm ci failed in {}: {status}", folder.display()).into());
+        let npm = |args: &[&str]| {
+            Command::new("npm")
+                .args(args)
+                .args(["--no-audit", "--no-fund"])
+                .current_dir(&folder)
+                .status()
+        };
+        // Some npm versions refuse `ci` because the lock file lacks the optional
+        // platform packages of cbor-extract; `install` then resolves the same locked
+        // versions without rewriting the lock file.
+        if !npm(&["ci"])?.success() {
+            progress(
+                "npm ci refused the lock file; installing the locked versions with npm install --no-save",
+            );
+            let status = npm(&["install", "--no-save"])?;
+            if !status.success() {
+                return Err(format!(
+                    "npm install failed in {}: {status}; check that node and npm can reach the registry",
+                    folder.display()
+                )
+                .into());
+            }
         }
     }
     Ok(folder)
