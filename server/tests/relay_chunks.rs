@@ -84,7 +84,9 @@ async fn relay_with_chunks(
             rng.fill_bytes(&mut bytes);
             let id = ChunkId::of(&bytes);
             let received = i64::try_from(at).unwrap();
-            assert!(chunks::insert(&conn, &id, &bytes, "TH-44", Some(phone.row), received).unwrap());
+            assert!(
+                chunks::insert(&conn, &id, &bytes, "TH-44", Some(phone.row), received).unwrap()
+            );
             (id, bytes)
         })
         .collect()
@@ -128,7 +130,10 @@ async fn wait_for(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("timed out waiting for {what}: {:?}", relay.upstream_status());
+    panic!(
+        "timed out waiting for {what}: {:?}",
+        relay.upstream_status()
+    );
 }
 
 fn limits() -> Limits {
@@ -170,13 +175,19 @@ async fn the_relay_sends_hq_only_the_chunks_it_lacks_and_prunes_them_after_the_a
     assert_eq!(status.chunks_in_failed_exchanges, 0);
     assert_eq!(status.chunk_last_error, None);
     assert!(status.chunk_exchanges >= 2, "{status:?}");
-    assert!(status.chunk_batch > 1, "a quick link grows the batch: {status:?}");
+    assert!(
+        status.chunk_batch > 1,
+        "a quick link grows the batch: {status:?}"
+    );
     let metrics = hq.metrics().render(Gauges::default());
     assert!(
         metrics.contains("\nphakhi_chunks_received_total 37\n"),
         "{metrics}"
     );
-    assert!(metrics.contains("\nphakhi_chunks_stored_total 37\n"), "{metrics}");
+    assert!(
+        metrics.contains("\nphakhi_chunks_stored_total 37\n"),
+        "{metrics}"
+    );
 
     // HQ holds every chunk byte for byte, charged to the relay (the early ones to nobody).
     let ids: Vec<ChunkId> = sent.iter().map(|(id, _)| *id).collect();
