@@ -4,15 +4,97 @@
 //! a province the sender is enrolled for, and room in the sender's quota. A refused request
 //! changes nothing. The answer lists every asked-about or handed-over id now held, and goes out
 //! only after the transaction committed, so the sender may drop what it lists.
+//!
+//! What a device can cost here is bounded twice: its stored bytes by its quota
+//! ([`quota`]: `chunks_per_device` for a phone, `chunks_per_relay` for a relay at HQ) and its
+//! pace by a token bucket counted in chunks ([`admit`], see [`crate::ratelimit`]).
 
 use phakhi_core::attach::{CHUNK_LEN, ChunkId};
 use phakhi_core::protocol::{ChunkRequest, ChunkResponse};
 use rusqlite::Connection;
 
+use crate::config::Limits;
 use crate::db::chunks;
-use crate::db::devices::Device;
+use crate::db::devices::{Device, Role};
 use crate::error::AppError;
 use crate::scope;
+use crate::state::AppState;
+
+/// The most chunks `device` may have stored here and not yet passed on: a relay (at HQ)
+/// carries a whole province, a phone only its own attachments.
+pub fn quota(limits: &Limits, device: &Device) -> i64 {
+    match device.role {
+        Role::Relay => limits.chunks_per_relay,
+        _ => limits.chunks_per_device,
+    }
+}
+
+/// Decodes a chunk request and takes its rate-limit tokens. A phone pays one chunk token per
+/// chunk carried (one for a question); a relay, which forwards a whole province at HQ, pays
+/// one ordinary request token per request. Bytes that do not decode cost an ordinary token
+/// too, so garbage is limited like any other request.
+pub fn admit(state: &AppState, device: &Device, payload: &[u8]) -> Result<ChunkRequest, AppError> {
+    let request = match ChunkRequest::decode(payload) {
+        Ok(request) => request,
+        Err(why) => {
+            state.check_rate(&device.public_key)?;
+            return Err(AppError::BadRequest(format!("chunk request: {why}")));
+        }
+    };
+    match device.role {
+        Role::Relay => state.check_rate(&device.public_key)?,
+        _ => {
+            let cost = u32::try_from(request.chunks.len()).unwrap_or(u32::MAX);
+            state.check_chunk_rate(&device.public_key, cost.max(1))?;
+        }
+    }
+    Ok(request)
+}
+
+/// What one chunk request did, for the log and the metrics once it is committed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Taken {
+    /// Chunks the request carried.
+    pub received: usize,
+    /// Of those, chunks new here (the rest were held already: sent again).
+    pub stored: usize,
+    /// Ids the answer lists as held.
+    pub held: usize,
+}
+
+/// Admits, checks and stores one request of `device` inside the caller's transaction; the
+/// caller commits, then calls [`committed`] and sends the answer.
+pub fn serve(
+    state: &AppState,
+    conn: &Connection,
+    device: &Device,
+    payload: &[u8],
+    now: i64,
+) -> Result<(ChunkResponse, Taken), AppError> {
+    let request = admit(state, device, payload)?;
+    apply(
+        conn,
+        device,
+        &request,
+        quota(&state.config().limits, device),
+        now,
+    )
+}
+
+/// After the commit: metrics, the log line, and a nudge to the upstream task (on a relay) when
+/// chunks arrived.
+pub fn committed(state: &AppState, taken: &Taken) {
+    state.metrics().chunks(taken.received, taken.stored);
+    if taken.stored > 0 {
+        state.nudge_upstream();
+    }
+    tracing::info!(
+        received = taken.received,
+        stored = taken.stored,
+        held = taken.held,
+        "chunks committed"
+    );
+}
 
 /// Applies one request inside the caller's transaction and prepares the answer.
 /// `quota` is the most chunks the device may have stored and not yet passed on.
@@ -23,6 +105,17 @@ pub fn answer(
     quota: i64,
     now: i64,
 ) -> Result<ChunkResponse, AppError> {
+    apply(conn, device, request, quota, now).map(|(response, _)| response)
+}
+
+/// [`answer`], also saying what the request did.
+pub fn apply(
+    conn: &Connection,
+    device: &Device,
+    request: &ChunkRequest,
+    quota: i64,
+    now: i64,
+) -> Result<(ChunkResponse, Taken), AppError> {
     if !request.chunks.is_empty() && !scope::mailbox_scope(device).contains(&request.province) {
         return Err(AppError::OutOfScope(format!("chunks/{}", request.province)));
     }
@@ -57,15 +150,19 @@ pub fn answer(
     }
     let mut asked = request.have.clone();
     asked.extend(ids);
-    Ok(ChunkResponse {
-        held: chunks::held(conn, &asked)?,
-    })
+    let held = chunks::held(conn, &asked)?;
+    let taken = Taken {
+        received: request.chunks.len(),
+        stored: new.len(),
+        held: held.len(),
+    };
+    Ok((ChunkResponse { held }, taken))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::devices::{self, Role};
+    use crate::db::devices;
 
     fn chunk(fill: u8) -> Vec<u8> {
         let mut bytes = vec![fill; CHUNK_LEN];
@@ -169,5 +266,116 @@ mod tests {
         chunks::mark_acked(&conn, &ChunkId::of(&a), 6).unwrap();
         let out = answer(&conn, &device, &request(vec![b.clone()], vec![]), 1, 7).unwrap();
         assert_eq!(out.held, vec![ChunkId::of(&b)]);
+    }
+
+    #[test]
+    fn a_relay_at_hq_has_its_own_quota() {
+        let limits = Limits {
+            chunks_per_device: 3,
+            chunks_per_relay: 30,
+            ..Limits::default()
+        };
+        let (_dir, conn, phone) = setup();
+        let relay = devices::insert(&conn, &[2; 32], Role::Relay, &["TH-44".into()], 0)
+            .unwrap()
+            .unwrap();
+        assert_eq!(quota(&limits, &phone), 3);
+        assert_eq!(quota(&limits, &relay), 30);
+        let five: Vec<Vec<u8>> = (10..15).map(chunk).collect();
+        assert_eq!(
+            answer(
+                &conn,
+                &phone,
+                &request(five.clone(), vec![]),
+                quota(&limits, &phone),
+                5
+            )
+            .unwrap_err(),
+            AppError::ChunkQuota
+        );
+        let (out, taken) = apply(
+            &conn,
+            &relay,
+            &request(five.clone(), vec![]),
+            quota(&limits, &relay),
+            5,
+        )
+        .unwrap();
+        assert_eq!(out.held.len(), 5);
+        assert_eq!(
+            taken,
+            Taken {
+                received: 5,
+                stored: 5,
+                held: 5
+            }
+        );
+        // Sent again: received, held, nothing stored.
+        let (_, taken) = apply(
+            &conn,
+            &relay,
+            &request(five, vec![]),
+            quota(&limits, &relay),
+            6,
+        )
+        .unwrap();
+        assert_eq!((taken.received, taken.stored), (5, 0));
+        assert_eq!(chunks::charged_to(&conn, relay.row).unwrap(), 5);
+    }
+
+    /// A phone pays a token per chunk from its own bucket, so an upload does not eat its
+    /// syncs' budget; a relay pays one ordinary token per request; garbage pays a token too.
+    #[test]
+    fn chunk_requests_are_paced_by_the_chunks_they_carry() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = AppState::open(crate::config::Config {
+            data: dir.path().to_path_buf(),
+            limits: Limits {
+                chunk_uploads_per_minute: 1,
+                chunk_upload_burst: 4,
+                requests_per_minute: 1,
+                request_burst: 2,
+                ..Limits::default()
+            },
+            ..crate::config::Config::default()
+        })
+        .unwrap()
+        .state;
+        let (_db, conn, phone) = setup();
+        let relay = devices::insert(&conn, &[2; 32], Role::Relay, &["TH-44".into()], 0)
+            .unwrap()
+            .unwrap();
+        let carrying = |n: u8| request((0..n).map(chunk).collect(), vec![]).encode();
+        assert_eq!(admit(&state, &phone, &carrying(3)).unwrap().chunks.len(), 3);
+        assert!(matches!(
+            admit(&state, &phone, &carrying(2)).unwrap_err(),
+            AppError::RateLimited { .. }
+        ));
+        // A question costs the last chunk token; the phone's sync tokens are untouched.
+        assert!(admit(&state, &phone, &carrying(0)).is_ok());
+        assert!(matches!(
+            admit(&state, &phone, &carrying(0)).unwrap_err(),
+            AppError::RateLimited { .. }
+        ));
+        assert!(state.check_rate(&phone.public_key).is_ok());
+        // Garbage from the phone costs its last request token.
+        assert!(matches!(
+            admit(&state, &phone, b"\x01garbage").unwrap_err(),
+            AppError::BadRequest(_)
+        ));
+        assert!(matches!(
+            admit(&state, &phone, b"\x01garbage").unwrap_err(),
+            AppError::RateLimited { .. }
+        ));
+        // A relay carries more chunks than a phone's whole bucket, one request token each.
+        assert_eq!(
+            admit(&state, &relay, &carrying(16)).unwrap().chunks.len(),
+            16
+        );
+        assert!(admit(&state, &relay, &carrying(16)).is_ok());
+        assert!(matches!(
+            admit(&state, &relay, &carrying(1)).unwrap_err(),
+            AppError::RateLimited { .. }
+        ));
     }
 }

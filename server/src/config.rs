@@ -49,6 +49,19 @@ pub struct Limits {
     /// Most attachment chunks one device may have stored and not yet passed on (the default
     /// holds eight attachments of 25 MiB).
     pub chunks_per_device: i64,
+    /// At HQ: most attachment chunks one relay may have stored there that the tip desk has not
+    /// collected yet. A relay carries a whole province's phones, so this is its own figure (the
+    /// default holds 64 attachments of 25 MiB, about 1.7 GB); when it is full the relay's chunks
+    /// wait at the relay while everything else keeps syncing.
+    pub chunks_per_relay: i64,
+    /// Attachment chunks one phone may hand over per minute (token bucket refill rate; a
+    /// request that carries no chunk costs one). Chunk requests are counted here instead of in
+    /// `requests_per_minute`, so an upload neither starves the phone's syncs nor is starved by
+    /// them. A relay's chunk requests at HQ count as ordinary requests instead.
+    pub chunk_uploads_per_minute: u32,
+    /// Attachment chunks one phone may hand over in a burst (token bucket size). The default
+    /// takes a whole 25 MiB attachment (401 chunks) and its questions at full link speed.
+    pub chunk_upload_burst: u32,
     /// Requests per minute one device may make (token bucket refill rate).
     pub requests_per_minute: u32,
     /// Requests one device may make in a burst (token bucket size).
@@ -56,6 +69,9 @@ pub struct Limits {
     /// Seconds before a request is answered with a timeout.
     pub request_timeout_secs: u64,
 }
+
+/// Chunks of one 25 MiB attachment, its manifest included (one chunk carries 64 KiB).
+const CHUNKS_PER_25_MIB: i64 = 25 * 1024 * 1024 / 65_536 + 1;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -65,7 +81,10 @@ impl Default for Limits {
             max_changes_per_message: phakhi_core::sync::MAX_CHANGES_PER_MESSAGE,
             mailbox_envelopes_per_device: 1_000,
             mailbox_bytes_per_device: 16 * 1024 * 1024,
-            chunks_per_device: 8 * (25 * 1024 * 1024 / 65_536 + 1),
+            chunks_per_device: 8 * CHUNKS_PER_25_MIB,
+            chunks_per_relay: 64 * CHUNKS_PER_25_MIB,
+            chunk_uploads_per_minute: 240,
+            chunk_upload_burst: 512,
             requests_per_minute: 60,
             request_burst: 20,
             request_timeout_secs: 120,
@@ -337,6 +356,10 @@ mod tests {
         assert_eq!(config.data, PathBuf::from("/srv/phakhi"));
         assert_eq!(config.role, ServerRole::Relay);
         assert_eq!(config.limits.max_documents_per_exchange, 5);
+        assert_eq!(
+            config.limits.chunks_per_relay,
+            Limits::default().chunks_per_relay
+        );
         assert_eq!(
             config.limits.max_body_bytes,
             Limits::default().max_body_bytes

@@ -523,25 +523,10 @@ pub fn chunks(
     let device = authorise(&tx, opened.sender.as_bytes())?;
     let span = tracing::info_span!("chunks", device = %device.device_id);
     let _entered = span.enter();
-    state.check_rate(&device.public_key)?;
-    let request = protocol::ChunkRequest::decode(&opened.payload)
-        .map_err(|why| AppError::BadRequest(format!("chunk request: {why}")))?;
-    let answer = crate::chunkroom::answer(
-        &tx,
-        &device,
-        &request,
-        state.config().limits.chunks_per_device,
-        to_i64(now),
-    )?;
+    let (answer, taken) =
+        crate::chunkroom::serve(state, &tx, &device, &opened.payload, to_i64(now))?;
     devices::touch(&tx, device.row, to_i64(now))?;
     tx.commit().map_err(DbError::from)?;
-    if !request.chunks.is_empty() {
-        state.nudge_upstream();
-    }
-    tracing::info!(
-        received = request.chunks.len(),
-        held = answer.held.len(),
-        "chunks committed"
-    );
+    crate::chunkroom::committed(state, &taken);
     transport::seal_response(opened.responder, &answer.encode())
 }

@@ -14,6 +14,8 @@ pub struct Metrics {
     enrolments: AtomicU64,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    chunks_received: AtomicU64,
+    chunks_stored: AtomicU64,
     errors: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -41,6 +43,15 @@ impl Metrics {
     pub fn bytes(&self, received: usize, sent: usize) {
         self.bytes_in.fetch_add(received as u64, Ordering::Relaxed);
         self.bytes_out.fetch_add(sent as u64, Ordering::Relaxed);
+    }
+
+    /// One committed chunk request: chunks it carried, and those that were new here (the rest
+    /// were held already, so they were sent again).
+    pub fn chunks(&self, received: usize, stored: usize) {
+        self.chunks_received
+            .fetch_add(received as u64, Ordering::Relaxed);
+        self.chunks_stored
+            .fetch_add(stored as u64, Ordering::Relaxed);
     }
 
     pub fn error(&self, code: &'static str) {
@@ -83,6 +94,18 @@ impl Metrics {
             "counter",
             "Envelope bytes sent.",
             load(&self.bytes_out),
+        );
+        metric(
+            "phakhi_chunks_received_total",
+            "counter",
+            "Attachment chunks received in committed chunk requests.",
+            load(&self.chunks_received),
+        );
+        metric(
+            "phakhi_chunks_stored_total",
+            "counter",
+            "Attachment chunks received that were new here (the rest were held already).",
+            load(&self.chunks_stored),
         );
         metric(
             "phakhi_devices",
@@ -152,6 +175,7 @@ mod tests {
         metrics.sync_done();
         metrics.sync_done();
         metrics.bytes(10, 20);
+        metrics.chunks(16, 15);
         metrics.error("bad_envelope");
         metrics.error("bad_envelope");
         metrics.error("rate_limited");
@@ -163,6 +187,8 @@ mod tests {
         assert!(text.contains("\nphakhi_bytes_in_total 10\n"));
         assert!(text.contains("\nphakhi_bytes_out_total 20\n"));
         assert!(text.contains("\nphakhi_devices 3\n"));
+        assert!(text.contains("\nphakhi_chunks_received_total 16\n"));
+        assert!(text.contains("\nphakhi_chunks_stored_total 15\n"));
         assert!(text.contains("phakhi_errors_total{code=\"bad_envelope\"} 2\n"));
         assert!(text.contains("phakhi_errors_total{code=\"rate_limited\"} 1\n"));
         assert!(text.contains("# TYPE phakhi_mailbox_bytes gauge\n"));

@@ -88,6 +88,8 @@ struct Shared {
     reader: Mutex<Connection>,
     metrics: Metrics,
     limiter: Mutex<RateLimiter>,
+    /// Attachment chunks per device (see [`crate::ratelimit`]).
+    chunk_limiter: Mutex<RateLimiter>,
     /// Held for the life of the server: one `phakhi serve` per data folder.
     _lock: std::fs::File,
     /// The cache's estimated bytes and document count after the last exchange.
@@ -154,6 +156,10 @@ impl AppState {
             config.limits.requests_per_minute,
             config.limits.request_burst,
         );
+        let chunk_limiter = RateLimiter::new(
+            config.limits.chunk_uploads_per_minute,
+            config.limits.chunk_upload_burst,
+        );
         let cache = DocCache::new(config.cache_bytes);
         let quota = Quota {
             max_count: usize::try_from(config.limits.mailbox_envelopes_per_device).unwrap_or(0),
@@ -176,6 +182,7 @@ impl AppState {
                     reader: Mutex::new(reader),
                     metrics: Metrics::default(),
                     limiter: Mutex::new(limiter),
+                    chunk_limiter: Mutex::new(chunk_limiter),
                     _lock: lock,
                     cache_bytes: AtomicUsize::new(0),
                     cached_documents: AtomicUsize::new(0),
@@ -246,6 +253,20 @@ impl AppState {
             .unwrap_or_else(PoisonError::into_inner);
         limiter
             .check(device, Instant::now())
+            .map_err(|wait| AppError::RateLimited {
+                retry_after_secs: wait.as_secs().max(1),
+            })
+    }
+
+    /// Takes `chunks` attachment-chunk tokens for a device (at least one).
+    pub fn check_chunk_rate(&self, device: &[u8; 32], chunks: u32) -> Result<(), AppError> {
+        let mut limiter = self
+            .inner
+            .chunk_limiter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        limiter
+            .check_cost(device, chunks, Instant::now())
             .map_err(|wait| AppError::RateLimited {
                 retry_after_secs: wait.as_secs().max(1),
             })

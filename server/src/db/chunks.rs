@@ -95,6 +95,15 @@ pub fn unacked(conn: &Connection, limit: usize) -> Result<Vec<(ChunkId, String)>
     Ok(out)
 }
 
+/// How many chunks [`unacked`] would list without a limit: what a relay still has to forward.
+pub fn count_unacked(conn: &Connection) -> Result<i64, DbError> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM chunks WHERE bytes IS NOT NULL AND acked_at IS NULL",
+        [],
+        |row| row.get(0),
+    )?)
+}
+
 /// HQ holds this chunk: drop its bytes here, keep the marker. Returns false when unknown.
 pub fn mark_acked(conn: &Connection, id: &ChunkId, now: i64) -> Result<bool, DbError> {
     let changed = conn.execute(
@@ -153,6 +162,7 @@ mod tests {
         assert_eq!(charged_to(&conn, device.row).unwrap(), 1);
         assert_eq!(get(&conn, &a).unwrap(), Some(a_bytes));
         assert_eq!(unacked(&conn, 10).unwrap(), vec![(a, "TH-44".to_string())]);
+        assert_eq!(count_unacked(&conn).unwrap(), 1);
         assert_eq!(totals(&conn).unwrap(), (1, CHUNK_LEN as i64));
 
         assert!(mark_acked(&conn, &a, 12).unwrap());
@@ -161,6 +171,7 @@ mod tests {
         assert_eq!(held(&conn, &[a]).unwrap(), vec![a]);
         assert_eq!(charged_to(&conn, device.row).unwrap(), 0);
         assert!(unacked(&conn, 10).unwrap().is_empty());
+        assert_eq!(count_unacked(&conn).unwrap(), 0);
         assert_eq!(totals(&conn).unwrap(), (0, 0));
     }
 

@@ -1,6 +1,8 @@
 //! What a relay's upstream task reports about itself: when HQ last answered, the last error,
 //! what is still waiting to go up, and running counts of what went up and came down. Shown in
-//! `/healthz` (JSON, under `upstream`) so an operator, the tests and the dashboard can read it.
+//! `/healthz` and `/v1/health` (JSON, under `upstream`) so an operator, the tests and the
+//! dashboard can read it. Attachment chunks have figures of their own (`chunks_*`): sent to
+//! HQ per round they are the bulk of the bytes, and the first thing to look at on a slow link.
 
 use serde::Serialize;
 
@@ -45,4 +47,23 @@ pub struct UpstreamStatus {
     pub registrations_accepted: u64,
     pub registrations_refused: u64,
     pub revocations_applied: u64,
+    /// Attachment chunks held here that HQ has not acknowledged yet.
+    pub chunks_waiting: i64,
+    /// Chunk copies sent to HQ (counting those of exchanges that failed and went again), and
+    /// the sealed bytes of the chunk exchanges.
+    pub chunks_sent: u64,
+    pub chunk_bytes_sent: u64,
+    /// Chunks HQ confirmed holding whose bytes were pruned here; of those, the ones found held
+    /// by asking HQ first, so not sent (they went before an answer was lost).
+    pub chunks_acked: u64,
+    pub chunks_found_held: u64,
+    /// Chunk exchanges attempted and failed, and the chunks the failed ones carried (the most
+    /// that can have been sent twice).
+    pub chunk_exchanges: u64,
+    pub chunk_exchanges_failed: u64,
+    pub chunks_in_failed_exchanges: u64,
+    /// Chunks per exchange now (it follows the link's speed).
+    pub chunk_batch: usize,
+    /// The last failure while forwarding chunks; cleared once none waits.
+    pub chunk_last_error: Option<String>,
 }

@@ -20,6 +20,10 @@
 //! backoff and full jitter ([`super::backoff`]); a phone's new data brings the next round
 //! forward while HQ answers.
 //!
+//! 3. the attachment chunks the phones uploaded, after everything else (`chunks.rs`): HQ is
+//!    asked which it holds, the rest go a few per exchange, and each is pruned here once HQ's
+//!    answer lists it. A round spends at most a minute on them; the next one follows at once.
+//!
 //! Each exchange is snapshot and network (`talk.rs`), then commit (`apply.rs`).
 
 use std::collections::BTreeMap;
@@ -34,7 +38,10 @@ use rand::SeedableRng;
 use tokio::sync::watch;
 
 mod apply;
+mod chunks;
 mod talk;
+
+pub use chunks::{CHUNK_EXCHANGE_BYTES, PHASE_BUDGET, Pace, UPSTREAM_CHUNKS_PER_EXCHANGE};
 
 use super::backoff::Backoff;
 use crate::config::UpstreamConfig;
@@ -167,8 +174,9 @@ pub async fn run(state: AppState, config: UpstreamConfig, mut shutdown: watch::R
     let mut backoff = Backoff::new(BACKOFF_BASE, config.backoff_cap);
     let mut rng = rand::rngs::StdRng::from_entropy();
     let mut failing: Option<String> = None;
+    let mut pace = Pace::default();
     loop {
-        let result = round(&state, &link).await;
+        let result = round(&state, &link, &mut pace).await;
         let now = i64::try_from(crate::routes::now_unix()).unwrap_or(i64::MAX);
         let error_text = result.as_ref().err().map(ToString::to_string);
         let recorded = {
@@ -187,7 +195,7 @@ pub async fn run(state: AppState, config: UpstreamConfig, mut shutdown: watch::R
             tracing::warn!(%error, "cannot record the upstream outcome");
         }
         let wait = match &result {
-            Ok(()) => {
+            Ok(more) => {
                 if failing.take().is_some() {
                     tracing::info!(hq = %link.url, "HQ answers again; upstream sync caught up");
                 }
@@ -199,7 +207,12 @@ pub async fn run(state: AppState, config: UpstreamConfig, mut shutdown: watch::R
                     status.consecutive_failures = 0;
                     status.rounds += 1;
                 });
-                config.interval
+                if *more {
+                    // Chunks are left after a round's share: go on at once.
+                    Duration::ZERO
+                } else {
+                    config.interval
+                }
             }
             Err(error) => {
                 let kind = error.kind();
@@ -231,20 +244,29 @@ pub async fn run(state: AppState, config: UpstreamConfig, mut shutdown: watch::R
     }
 }
 
-/// One round: every document with unconfirmed changes, then the closing exchanges.
-async fn round(state: &AppState, link: &Link) -> Result<(), UpstreamError> {
+/// One round: every document with unconfirmed changes, then the closing exchanges, then the
+/// attachment chunks. `Ok(true)`: chunks are left for another round right away.
+async fn round(state: &AppState, link: &Link, pace: &mut Pace) -> Result<bool, UpstreamError> {
     let planner = link.clone();
-    let (to_push, pending_tips, pending_registrations) = state
+    let (to_push, pending_tips, pending_registrations, chunks_waiting) = state
         .with_core(move |core| {
             let to_push = plan(core, &planner)?;
             let pending_registrations = devices::count_pending_upstream(&core.conn)?;
-            Ok((to_push, pending_tips(core), pending_registrations))
+            let chunks_waiting = db::chunks::count_unacked(&core.conn)?;
+            Ok((
+                to_push,
+                pending_tips(core),
+                pending_registrations,
+                chunks_waiting,
+            ))
         })
         .await?;
     // What waits for HQ is known even while HQ does not answer.
     state.update_upstream(|status| {
         status.pending_envelopes = pending_tips;
         status.pending_registrations = pending_registrations;
+        status.chunks_waiting = chunks_waiting;
+        status.chunk_batch = pace.batch();
     });
     let planned = to_push.len();
     for (done, name) in to_push.into_iter().enumerate() {
@@ -270,8 +292,10 @@ async fn round(state: &AppState, link: &Link) -> Result<(), UpstreamError> {
             Err(error) => return Err(error),
         }
     }
+    // Attachment chunks last, whether or not the tips could go.
+    let more = chunks::forward(state, link, pace).await;
     if push_tips {
-        Ok(())
+        more
     } else {
         Err(UpstreamError::Refused {
             code: QUOTA_REFUSAL.into(),

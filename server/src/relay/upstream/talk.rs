@@ -221,7 +221,7 @@ pub(super) fn talk(
 }
 
 /// Refusals that clear by themselves (rate limit, busy, timeout, a server error).
-fn error_is_retryable(code: &str) -> bool {
+pub(super) fn error_is_retryable(code: &str) -> bool {
     matches!(
         code,
         "rate_limited" | "busy" | "timeout" | "internal" | "http_error" | "replayed" | "clock_skew"

@@ -1,0 +1,318 @@
+//! The last part of an upstream round: the attachment chunks the relay's phones uploaded go on
+//! to HQ's `POST /v1/chunks`, sealed as the relay's own enrolled device, after the documents
+//! and tip envelopes of the round (a tip is useful without its attachment, never the reverse).
+//!
+//! For each page of waiting chunks of one province the relay first asks HQ which of them it
+//! already holds (`have`), so a round after a cut link resumes at the first chunk HQ lacks and
+//! nothing HQ holds is sent again; then it sends the rest a few at a time. Only after HQ's
+//! answer (which HQ sends after its commit) are the chunks HQ lists marked acknowledged and
+//! their bytes pruned here. A cut exchange costs at most the chunks it carried.
+//!
+//! How many chunks go in one exchange follows the link ([`Pace`]): one to start, doubling while
+//! exchanges are quick, halving after a slow or failed one, never more than
+//! [`UPSTREAM_CHUNKS_PER_EXCHANGE`]. So a fast link moves about a mebibyte per exchange and a
+//! 2G link a chunk or two, within the exchange timeout, and a cut costs little on either.
+//! A phase runs for at most [`PHASE_BUDGET`]; what is left goes in the next round, which starts
+//! at once, so new documents and tips never wait behind a long upload.
+
+use std::time::{Duration, Instant};
+
+use phakhi_core::attach::{CHUNK_LEN, ChunkId};
+use phakhi_core::protocol::{ChunkRequest, ChunkResponse, MAX_CHUNKS_PER_REQUEST, MAX_HAVE_IDS};
+use phakhi_core::seal;
+use phakhi_core::transport::{HttpError, HttpTransport, Route};
+use rusqlite::TransactionBehavior;
+
+use super::{EXCHANGE_TIMEOUT, Link, UpstreamError};
+use crate::db::{self, DbError};
+use crate::state::AppState;
+
+/// Bytes of chunks one exchange carries at most (payload, before sealing and padding).
+pub const CHUNK_EXCHANGE_BYTES: usize = 1024 * 1024;
+/// Chunks one exchange carries at most: as many as fit in [`CHUNK_EXCHANGE_BYTES`] with their
+/// length prefixes and the request's header (15 of 64 KiB).
+pub const UPSTREAM_CHUNKS_PER_EXCHANGE: usize = {
+    let fit = (CHUNK_EXCHANGE_BYTES - 256) / (CHUNK_LEN + 4);
+    if fit > MAX_CHUNKS_PER_REQUEST {
+        MAX_CHUNKS_PER_REQUEST
+    } else if fit == 0 {
+        1
+    } else {
+        fit
+    }
+};
+/// How long one chunk exchange should take; the batch grows while exchanges take less than
+/// half of it and shrinks when one takes longer.
+const TARGET_EXCHANGE: Duration = Duration::from_secs(10);
+/// Longest time one round spends on chunks before it lets documents and tips go again.
+pub const PHASE_BUDGET: Duration = Duration::from_secs(60);
+/// HQ's error code when the relay's chunk quota there is full.
+const CHUNK_QUOTA_REFUSAL: &str = "chunk_quota_exceeded";
+
+/// Chunks per exchange, adapted to the link. Lives as long as the upstream task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    batch: usize,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Pace { batch: 1 }
+    }
+}
+
+impl Pace {
+    /// Chunks the next exchange carries.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// An exchange was answered after `took`.
+    pub fn answered(&mut self, took: Duration) {
+        if took <= TARGET_EXCHANGE / 2 {
+            self.batch = (self.batch * 2).min(UPSTREAM_CHUNKS_PER_EXCHANGE);
+        } else if took > TARGET_EXCHANGE {
+            self.batch = (self.batch / 2).max(1);
+        }
+    }
+
+    /// An exchange failed (cut, timed out, refused).
+    pub fn failed(&mut self) {
+        self.batch = (self.batch / 2).max(1);
+    }
+}
+
+/// Forwards waiting chunks until none is left (`Ok(false)`), the phase's time is up
+/// (`Ok(true)`: more wait), or an exchange fails.
+pub(super) async fn forward(
+    state: &AppState,
+    link: &Link,
+    pace: &mut Pace,
+) -> Result<bool, UpstreamError> {
+    let started = Instant::now();
+    loop {
+        let (waiting, count) = state
+            .with_reader(|conn| {
+                Ok((
+                    db::chunks::unacked(conn, MAX_HAVE_IDS)?,
+                    db::chunks::count_unacked(conn)?,
+                ))
+            })
+            .await?;
+        state.update_upstream(|status| {
+            status.chunks_waiting = count;
+            status.chunk_batch = pace.batch();
+        });
+        let Some((_, province)) = waiting.first() else {
+            state.update_upstream(|status| status.chunk_last_error = None);
+            return Ok(false);
+        };
+        let province = province.clone();
+        let page: Vec<ChunkId> = waiting
+            .iter()
+            .filter(|(_, of)| *of == province)
+            .map(|(id, _)| *id)
+            .collect();
+        // Which of them HQ holds already (sent before an answer was lost, or by another path).
+        let held = step(state, link, &province, page.clone(), Vec::new()).await?;
+        let mut left: Vec<ChunkId> = page.into_iter().filter(|id| !held.contains(id)).collect();
+        while !left.is_empty() {
+            if started.elapsed() >= PHASE_BUDGET {
+                return Ok(true);
+            }
+            let batch: Vec<ChunkId> = left.iter().take(pace.batch()).copied().collect();
+            let sent_at = Instant::now();
+            match step(state, link, &province, Vec::new(), batch.clone()).await {
+                Ok(_) => pace.answered(sent_at.elapsed()),
+                Err(error) => {
+                    pace.failed();
+                    state.update_upstream(|status| status.chunk_batch = pace.batch());
+                    return Err(error);
+                }
+            }
+            state.update_upstream(|status| status.chunk_batch = pace.batch());
+            left.retain(|id| !batch.contains(id));
+        }
+        if started.elapsed() >= PHASE_BUDGET {
+            return Ok(true);
+        }
+    }
+}
+
+/// One exchange: ask about `have`, hand over the chunks `send`; on HQ's answer prune every
+/// chunk it lists as held. Returns those ids.
+async fn step(
+    state: &AppState,
+    link: &Link,
+    province: &str,
+    have: Vec<ChunkId>,
+    send: Vec<ChunkId>,
+) -> Result<Vec<ChunkId>, UpstreamError> {
+    let wanted = send.clone();
+    let loaded = state
+        .with_reader(move |conn| {
+            let mut out = Vec::with_capacity(wanted.len());
+            for id in wanted {
+                // A chunk pruned meanwhile is simply not sent.
+                if let Some(bytes) = db::chunks::get(conn, &id)? {
+                    out.push((id, bytes));
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+    let sent: Vec<ChunkId> = loaded.iter().map(|(id, _)| *id).collect();
+    let request = ChunkRequest {
+        province: province.to_owned(),
+        have: have.clone(),
+        chunks: loaded.into_iter().map(|(_, bytes)| bytes).collect(),
+    };
+    let talker = state.clone();
+    let talk_link = link.clone();
+    let carried = sent.len() as u64;
+    let answer = tokio::task::spawn_blocking(move || talk(&talker, &talk_link, &request))
+        .await
+        .map_err(|error| UpstreamError::Storage(format!("upstream task failed: {error}")))?;
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(error) => {
+            state.update_upstream(|status| {
+                status.chunk_exchanges_failed += 1;
+                status.chunks_in_failed_exchanges += carried;
+                status.chunk_last_error = Some(error.to_string());
+            });
+            return Err(error);
+        }
+    };
+    // HQ may only vouch for ids it was asked about or handed.
+    let held: Vec<ChunkId> = answer
+        .held
+        .into_iter()
+        .filter(|id| have.contains(id) || sent.contains(id))
+        .collect();
+    if let Some(missing) = sent.iter().find(|id| !held.contains(id)) {
+        let error = UpstreamError::Protocol(format!(
+            "HQ answered a chunk exchange without confirming chunk {}; the chunks stay here",
+            hex::encode(missing.0)
+        ));
+        state.update_upstream(|status| status.chunk_last_error = Some(error.to_string()));
+        return Err(error);
+    }
+    let found = held.iter().filter(|id| have.contains(id)).count() as u64;
+    let pruning = held.clone();
+    let now = i64::try_from(crate::routes::now_unix()).unwrap_or(i64::MAX);
+    let (pruned, waiting) = state
+        .with_core(move |core| {
+            let tx = core
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(DbError::from)?;
+            let mut pruned = 0u64;
+            for id in &pruning {
+                // Only chunks whose bytes are still here count as newly pruned.
+                if db::chunks::get(&tx, id)?.is_some() && db::chunks::mark_acked(&tx, id, now)? {
+                    pruned += 1;
+                }
+            }
+            let waiting = db::chunks::count_unacked(&tx)?;
+            tx.commit().map_err(DbError::from)?;
+            Ok((pruned, waiting))
+        })
+        .await?;
+    state.update_upstream(|status| {
+        status.chunks_acked += pruned;
+        status.chunks_found_held += found.min(pruned);
+        status.chunks_waiting = waiting;
+    });
+    Ok(held)
+}
+
+/// The network part, on a blocking thread: seal, post, open, decode.
+fn talk(
+    state: &AppState,
+    link: &Link,
+    request: &ChunkRequest,
+) -> Result<ChunkResponse, UpstreamError> {
+    let transport = HttpTransport::new(&link.url, EXCHANGE_TIMEOUT).map_err(|error| {
+        UpstreamError::Unreachable {
+            url: link.url.clone(),
+            detail: error.to_string(),
+        }
+    })?;
+    let (envelope, pending) = seal::seal_request(
+        &mut rand_core::OsRng,
+        state.keys().static_pair(),
+        &link.hq_key,
+        crate::routes::now_unix(),
+        &request.encode(),
+    )
+    .map_err(|error| UpstreamError::Protocol(format!("cannot seal the chunk request: {error}")))?;
+    state.update_upstream(|status| {
+        status.chunk_exchanges += 1;
+        status.chunks_sent += request.chunks.len() as u64;
+        status.chunk_bytes_sent += envelope.len() as u64;
+        status.bytes_sent += envelope.len() as u64;
+    });
+    let sealed = transport
+        .exchange(Route::Chunks, &envelope)
+        .map_err(|error| refusal(link, error))?;
+    state.update_upstream(|status| status.bytes_received += sealed.len() as u64);
+    let opened = pending
+        .open_response(&sealed)
+        .map_err(|error| UpstreamError::Protocol(format!("HQ's chunk answer: {error}")))?;
+    ChunkResponse::decode(&opened)
+        .map_err(|error| UpstreamError::Protocol(format!("HQ's chunk answer: {error}")))
+}
+
+/// What a failed chunk exchange means, with what to do about it.
+fn refusal(link: &Link, error: HttpError) -> UpstreamError {
+    match error {
+        HttpError::Refused { code, .. } if code == CHUNK_QUOTA_REFUSAL => UpstreamError::Refused {
+            code,
+            message: "HQ's attachment quota for this relay is full, so attachment chunks wait \
+                      here (documents and tips still sync); the tip desk frees it by collecting \
+                      attachments, or raise chunks_per_relay under [limits] in HQ's config"
+                .into(),
+        },
+        HttpError::Refused { code, message, .. } if !super::talk::error_is_retryable(&code) => {
+            UpstreamError::Refused { code, message }
+        }
+        other => UpstreamError::Unreachable {
+            url: link.url.clone(),
+            detail: other.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_batch_grows_on_a_quick_link_and_shrinks_after_slow_or_failed_exchanges() {
+        assert_eq!(UPSTREAM_CHUNKS_PER_EXCHANGE, 15);
+        assert!(UPSTREAM_CHUNKS_PER_EXCHANGE * (CHUNK_LEN + 4) + 256 <= CHUNK_EXCHANGE_BYTES);
+        let mut pace = Pace::default();
+        assert_eq!(pace.batch(), 1);
+        let quick = Duration::from_millis(200);
+        let sizes: Vec<usize> = (0..6)
+            .map(|_| {
+                pace.answered(quick);
+                pace.batch()
+            })
+            .collect();
+        assert_eq!(sizes, vec![2, 4, 8, 15, 15, 15]);
+        pace.failed();
+        assert_eq!(pace.batch(), 7);
+        // Within the target: kept.
+        pace.answered(TARGET_EXCHANGE - Duration::from_secs(1));
+        assert_eq!(pace.batch(), 7);
+        // A 2G link: every exchange slow, down to one chunk and no lower.
+        for _ in 0..5 {
+            pace.answered(TARGET_EXCHANGE * 3);
+        }
+        assert_eq!(pace.batch(), 1);
+        pace.failed();
+        assert_eq!(pace.batch(), 1);
+    }
+}
