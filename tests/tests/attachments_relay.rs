@@ -42,8 +42,8 @@ use phakhi_server::db::DB_FILE;
 use phakhi_server::relay::upstream::UPSTREAM_CHUNKS_PER_EXCHANGE;
 use phakhi_tests::badlink::{BlockingBadLink, Profile};
 use phakhi_tests::server::{
-    ServerProcess, admin, config_with_limits, get, joined_relay_key, phakhi_bin, relay_join,
-    wait_for,
+    ServerProcess, admin, config_with_limits, get, invite, joined_relay_key, phakhi_bin,
+    relay_join, wait_for,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -605,6 +605,44 @@ fn deliver(links: &Links, seed: u64) -> Delivered {
     }
 }
 
+/// The last tier: the tip desk enrols at HQ, pulls the tip, downloads the attachment's chunks
+/// from HQ, checks and decrypts them, and gets the stripped file back byte for byte; its ack
+/// then releases the chunks' bytes at HQ.
+fn desk_downloads(delivered: &Delivered) {
+    let hq = &delivered.hq;
+    let key = std::fs::read_to_string(delivered.desk.join("tipdesk.pub")).unwrap();
+    let admin_invite = invite(&hq.data, "TH-44", "admin", &hq.url, key.trim());
+    desk(&delivered.desk, &["enroll", &admin_invite]);
+    let pulled = desk(&delivered.desk, &["pull"]);
+    assert!(pulled.contains("pulled 1 new tip(s)"), "{pulled}");
+
+    let out = delivered.desk.join("evidence");
+    let out_arg = out.to_str().unwrap();
+    let saved = desk(
+        &delivered.desk,
+        &["attachments", &delivered.receipt, "--out", out_arg],
+    );
+    assert!(!saved.contains("incomplete"), "{saved}");
+    let files: Vec<PathBuf> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}\n{saved}");
+    let bytes = std::fs::read(&files[0]).unwrap();
+    assert_eq!(bytes.len(), delivered.stripped_len);
+    let sha256: [u8; 32] = Sha256::digest(&bytes).into();
+    assert_eq!(sha256, delivered.sha256, "the desk's file differs from the phone's");
+    assert!(saved.contains(&hex::encode(sha256)), "{saved}");
+
+    // The desk's ack releases the saved chunks: HQ keeps markers, no bytes.
+    let (with_bytes, _) = chunk_rows(&hq.data);
+    assert!(!with_bytes.is_empty());
+    desk(&delivered.desk, &["ack"]);
+    let (with_bytes, all) = chunk_rows(&hq.data);
+    assert!(with_bytes.is_empty(), "{} chunks kept after the ack", with_bytes.len());
+    assert!(!all.is_empty());
+}
+
 #[test]
 fn a_10_mib_attachment_reaches_hq_through_a_relay_over_cut_links_resending_only_what_was_cut() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -636,17 +674,7 @@ fn a_10_mib_attachment_reaches_hq_through_a_relay_over_cut_links_resending_only_
     assert!(delivered.stripped_len > 0);
     assert!(delivered.desk.join("tipdesk.pub").exists());
     assert!(!delivered.receipt.is_empty());
-    let _expected_sha256 = delivered.sha256;
-
-    // ---- Tip desk download (to be added once the desk's download side is merged) ----
-    // HQ is still running at `delivered.hq.url` and holds the tip and every chunk. Enrol the
-    // desk at HQ with `phakhi admin invite --role admin`, then
-    //   desk(&delivered.desk, &["pull", ...]);
-    //   desk(&delivered.desk, &["attachments", &delivered.receipt, "--out", OUT,
-    //                           "--server", &delivered.hq.url]);
-    // and assert that the file written in OUT has SHA-256 `delivered.sha256` and
-    // `delivered.stripped_len` bytes.
-    // ---- end of the tip desk download ----
+    desk_downloads(&delivered);
 
     delivered.finish();
 }
