@@ -6,7 +6,7 @@
 use phakhi_core::seal::transport::MAX_CLOCK_SKEW_SECS;
 use phakhi_core::seal::{
     MAX_BUNDLE_AGE_SECS, MemoryReplayGuard, PendingResponse, SealError, StaticKeyPair,
-    TRANSPORT_BUCKETS, open_request, open_request_within, response_exchange_id, seal_request,
+    is_transport_size, open_request, open_request_within, response_exchange_id, seal_request,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -32,7 +32,8 @@ fn seal_transport_request_and_response_round_trip() {
     let payload = "ซิงค์เอกสาร province/TH-44".as_bytes();
     let (request, pending) =
         seal_request(&mut p.rng, &p.phone, p.server.public(), NOW, payload).unwrap();
-    assert_eq!(request.len(), 1024);
+    // 166 bytes of framing and 36 of payload: the 256-byte floor.
+    assert_eq!(request.len(), 256);
     let mut guard = MemoryReplayGuard::new();
     let opened = open_request(&p.server, &request, NOW + 30, &mut guard).unwrap();
     assert_eq!(opened.sender, *p.phone.public());
@@ -42,27 +43,51 @@ fn seal_transport_request_and_response_round_trip() {
 
     let answer = vec![0xAB; 5000];
     let response = opened.responder.seal_response(&answer).unwrap();
-    assert_eq!(response.len(), 8192);
+    // 18 + 4 + 5000 + 16 = 5038 bytes, E = 12, S = 4: the next multiple of 256.
+    assert_eq!(response.len(), 5120);
     assert_eq!(pending.open_response(&response).unwrap(), answer);
 }
 
 #[test]
-fn seal_transport_hides_the_sender_and_pads_to_buckets() {
+fn seal_transport_hides_the_sender_and_pads_to_padme_sizes() {
     let mut p = peers(31);
     let (a, _) = seal_request(&mut p.rng, &p.phone, p.server.public(), NOW, b"x").unwrap();
-    let (b, _) = seal_request(&mut p.rng, &p.phone, p.server.public(), NOW, &[7; 700]).unwrap();
-    assert_eq!(a.len(), b.len());
+    let (b, _) = seal_request(&mut p.rng, &p.phone, p.server.public(), NOW, &[7; 90]).unwrap();
+    assert_eq!((a.len(), b.len()), (256, 256));
+    // 700 and 720 bytes of payload fall in one class (866 and 886 bytes round up to 896).
+    let (c, _) = seal_request(&mut p.rng, &p.phone, p.server.public(), NOW, &[7; 700]).unwrap();
+    let (d, _) = seal_request(&mut p.rng, &p.phone, p.server.public(), NOW, &[7; 720]).unwrap();
+    assert_eq!((c.len(), d.len()), (896, 896));
     let phone_key = p.phone.public().as_bytes();
-    assert!(!a.windows(32).any(|w| w == phone_key), "sender key visible");
-    for len in [0usize, 1000, 100_000, 1_000_000] {
-        let (env, _) =
-            seal_request(&mut p.rng, &p.phone, p.server.public(), NOW, &vec![1; len]).unwrap();
-        assert!(TRANSPORT_BUCKETS.contains(&env.len()));
+    for env in [&a, &b, &c, &d] {
         assert!(
-            env.len() <= 2 * (len + 200).max(512),
+            !env.windows(32).any(|w| w == phone_key),
+            "sender key visible"
+        );
+    }
+    let mut last = 0;
+    for len in [0usize, 89, 90, 91, 1000, 4000, 65_000, 100_000, 1_000_000] {
+        let (env, pending) =
+            seal_request(&mut p.rng, &p.phone, p.server.public(), NOW, &vec![1; len]).unwrap();
+        assert!(is_transport_size(env.len()), "{len} -> {}", env.len());
+        assert!(env.len() >= last, "sizes shrink with the payload");
+        last = env.len();
+        // Padding costs less than a sixteenth of the envelope above the 256-byte floor.
+        let needed = len + 166;
+        assert!(
+            env.len() == 256 || (env.len() - needed) * 16 < needed,
             "{len} -> {}",
             env.len()
         );
+        let mut guard = MemoryReplayGuard::new();
+        let opened = open_request(&p.server, &env, NOW, &mut guard).unwrap();
+        assert_eq!(opened.payload.len(), len);
+        let answer = vec![2u8; len];
+        let response = opened.responder.seal_response(&answer).unwrap();
+        let needed = len + 38;
+        assert!(is_transport_size(response.len()));
+        assert!(response.len() == 256 || (response.len() - needed) * 16 < needed);
+        assert_eq!(pending.open_response(&response).unwrap(), answer);
     }
 }
 
@@ -101,7 +126,7 @@ fn seal_transport_every_flipped_bit_of_a_response_is_rejected() {
             .unwrap()
             .len()
     };
-    assert_eq!(response_len, 1024);
+    assert_eq!(response_len, 256);
     // Deterministic replay of one exchange per flipped bit: same seed, same request, same keys.
     let base = ChaCha20Rng::seed_from_u64(4242);
     let sealed_with = |bit: Option<usize>| {
@@ -292,21 +317,70 @@ fn seal_transport_response_is_bound_to_its_request() {
 
 #[test]
 fn seal_transport_sizes_are_checked_before_any_work() {
-    let p = peers(39);
+    let mut p = peers(39);
     let mut guard = MemoryReplayGuard::new();
-    for len in [0usize, 1, 121, 1023, 1025, 3000] {
+    // Lengths that are not Padmé lengths of at least 256 bytes, whatever the bytes say.
+    for len in [
+        0usize,
+        1,
+        121,
+        255,
+        257,
+        271,
+        1023,
+        1025,
+        3000,
+        16 * 1024 * 1024 + 1,
+    ] {
+        assert!(!is_transport_size(len));
         assert_eq!(
             open_request(&p.server, &vec![1u8; len], NOW, &mut guard).unwrap_err(),
             SealError::NotABucket { len }
         );
     }
-    let mut wrong_kind = vec![0u8; 1024];
-    wrong_kind[0] = 1;
-    wrong_kind[1] = 4;
-    assert!(matches!(
-        open_request(&p.server, &wrong_kind, NOW, &mut guard),
-        Err(SealError::WrongKind { .. })
-    ));
+    // A Padmé length below the floor (a power of two) is refused too.
+    assert_eq!(
+        open_request(&p.server, &[1u8; 128], NOW, &mut guard).unwrap_err(),
+        SealError::NotABucket { len: 128 }
+    );
+    // At a Padmé length the header is read next: the size check came first.
+    for len in [256usize, 272, 1088] {
+        let mut wrong_kind = vec![0u8; len];
+        wrong_kind[0] = 1;
+        wrong_kind[1] = 4;
+        assert!(matches!(
+            open_request(&p.server, &wrong_kind, NOW, &mut guard),
+            Err(SealError::WrongKind { .. })
+        ));
+    }
+    // A real request cut or lengthened off its class is refused for its size, not for its tag,
+    // and so is its response.
+    let (request, pending) =
+        seal_request(&mut p.rng, &p.phone, p.server.public(), NOW, &[5; 1000]).unwrap();
+    assert_eq!(request.len(), 1216);
+    for len in [
+        request.len() - 16,
+        request.len() - 1,
+        request.len() + 1,
+        request.len() + 16,
+    ] {
+        let mut changed = request.clone();
+        changed.resize(len, 0);
+        assert_eq!(
+            open_request(&p.server, &changed, NOW, &mut guard).unwrap_err(),
+            SealError::NotABucket { len }
+        );
+    }
+    let opened = open_request(&p.server, &request, NOW, &mut guard).unwrap();
+    let response = opened.responder.seal_response(&[6; 1000]).unwrap();
+    let mut longer = response.clone();
+    longer.push(0);
+    assert_eq!(
+        pending.open_response(&longer).unwrap_err(),
+        SealError::NotABucket {
+            len: response.len() + 1
+        }
+    );
 }
 
 /// A device that seals another device's public key into the sender layer, but can only
@@ -341,7 +415,7 @@ fn seal_transport_claiming_another_sender_is_refused() {
         env.extend_from_slice(&NOW.to_be_bytes());
         env.extend_from_slice(&3u32.to_be_bytes());
         env.extend_from_slice(b"hi!");
-        env.resize(1024 - 16, 0);
+        env.resize(1024 - 16, 0); // 1024 is a Padmé length
         let (header, body) = env.split_at_mut(header_len);
         let tag = ctx2.seal_in_place(body, header).unwrap();
         env.extend_from_slice(&tag);

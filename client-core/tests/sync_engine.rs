@@ -650,3 +650,108 @@ fn sync_upload_bounded_by_bytes_goes_in_parts() {
     let (x, y) = (a.get_mut(&doc).unwrap(), b.get_mut(&doc).unwrap());
     assert_eq!(heads(x), heads(y));
 }
+
+/// A change by a new actor, after `doc`'s heads, inserting into `list` after the operation
+/// `counter@actor` (forged: the change is well-formed and correctly hashed).
+fn insert_after(
+    doc: &mut AutoCommit,
+    list: &str,
+    counter: u64,
+    actor: &ActorId,
+) -> (Vec<u8>, Vec<automerge::ChangeHash>) {
+    let base = doc.get_heads();
+    let mut other = doc.fork().with_actor(ActorId::from(vec![8; 16]));
+    let (_, list) = other.get(ROOT, list).unwrap().unwrap();
+    other.insert(&list, 0, "แทรก").unwrap();
+    other.commit();
+    let mut change = other.get_changes(&base).pop().unwrap().decode();
+    for op in &mut change.operations {
+        op.key = automerge::legacy::Key::Seq(automerge::legacy::ElementId::Id(
+            automerge::legacy::OpId(counter, actor.clone()),
+        ));
+    }
+    let mut change = automerge::Change::from(change);
+    (change.bytes().into_owned(), vec![change.hash()])
+}
+
+/// A checked bad change is refused with the server's document untouched and kept; a change that
+/// automerge only fails on part-way (an insert after an operation that is not an element of
+/// the list, which the checks cannot see) costs the document its place in the map, so the
+/// caller reloads it from storage instead of keeping a half-applied copy.
+#[test]
+fn sync_a_half_applied_document_is_dropped_for_the_caller_to_reload() {
+    let n = name("province/TH-44");
+    let mut doc = new_doc(1);
+    let list = doc.put_object(ROOT, "รายการ", ObjType::List).unwrap();
+    for i in 0..3 {
+        doc.insert(&list, i, format!("ข้อ {i}")).unwrap();
+    }
+    doc.put(ROOT, "จังหวัด", "ขอนแก่น").unwrap();
+    doc.commit();
+    let actor = doc.get_actor().clone();
+    let responder = Responder::default();
+    let send = |server: &mut Docs, (change, heads): (Vec<u8>, Vec<automerge::ChangeHash>)| {
+        let request = Message {
+            kind: Kind::Request,
+            round: 1,
+            echo: [0; 8],
+            docs: vec![DocEntry {
+                name: n.to_string(),
+                status: DocStatus::Ok,
+                heads,
+                chunk: Some(Chunk::Changes(vec![change])),
+            }],
+            mailbox: None,
+        };
+        responder
+            .handle_request(&request.encode(), server, &PrefixScope::everything())
+            .unwrap()
+    };
+    let mut server: Docs = BTreeMap::from([(n.clone(), doc.fork())]);
+    let before = heads(server.get_mut(&n).unwrap());
+    let saved = server.get_mut(&n).unwrap().save();
+
+    // Op 99 was never made: refused by the checks, the document is kept exactly as it was.
+    let missing = insert_after(&mut doc, "รายการ", 99, &actor);
+    let reply = send(&mut server, missing);
+    assert_eq!(
+        reply.message().docs[0].status,
+        DocStatus::Error(DocError::BadChunk)
+    );
+    assert!(reply.changed().is_empty());
+    assert_eq!(heads(server.get_mut(&n).unwrap()), before);
+    assert_eq!(server.get_mut(&n).unwrap().save(), saved);
+
+    // Op 5 exists but is the map value "จังหวัด", not an element of the list: automerge fails
+    // after it began to change the document, which is then handed back to nobody.
+    let forged = insert_after(&mut doc, "รายการ", 5, &actor);
+    let reply = send(&mut server, forged);
+    assert_eq!(
+        reply.message().docs[0].status,
+        DocStatus::Error(DocError::BadChunk)
+    );
+    assert!(reply.changed().is_empty());
+    assert!(!server.contains_key(&n), "a half-applied document was kept");
+
+    // Reloaded from what was stored, the document is intact and syncs on.
+    let mut reloaded = AutoCommit::load(&saved).unwrap();
+    assert_eq!(heads(&mut reloaded), before);
+    server.insert(n.clone(), reloaded);
+    let mut phone_doc = doc.fork().with_actor(ActorId::from(vec![6; 16]));
+    add_records(&mut phone_doc, 0, 2);
+    let mut phone: Docs = BTreeMap::from([(n.clone(), phone_doc)]);
+    let mut shared = PeerState::new();
+    shared.set_shared_heads(n.clone(), before.clone());
+    let mut init = Initiator::new(shared, Limits::default());
+    exchange(
+        &mut init,
+        &mut phone,
+        &mut server,
+        &PrefixScope::everything(),
+    )
+    .unwrap();
+    assert_eq!(
+        heads(server.get_mut(&n).unwrap()),
+        heads(phone.get_mut(&n).unwrap())
+    );
+}

@@ -15,6 +15,7 @@ use std::time::Duration;
 use phakhi_core::attach::{Assembler, AttachLimits, CHUNK_LEN, ChunkId, PreparedAttachment};
 use phakhi_core::device::{ChunkUploadReport, Device, DeviceError};
 use phakhi_core::model::{Date, Edit};
+use phakhi_core::seal::transport::transport_size;
 use phakhi_core::seal::{MemberCode, StaticKeyPair, TipCategory, TipDraft, open_tip};
 use phakhi_core::store::StorageKey;
 use phakhi_server::db;
@@ -138,7 +139,9 @@ fn chunks_upload_after_the_sync_and_resume_after_cuts_sending_again_only_what_wa
         .unwrap();
     let link = BlockingBadLink::start(target, profile, 7).unwrap();
     let link_url = format!("http://{}", link.addr());
-    let envelope = 128 * 1024u64; // one chunk pads to the 128 KiB transport bucket
+    // One chunk and its framing (under 2 KiB) pad to one Padmé class: 67,584 bytes.
+    let envelope = transport_size(CHUNK_LEN + 200).unwrap() as u64;
+    assert_eq!(envelope, 67_584);
     let done = AtomicBool::new(false);
     // Per call: how it ended and its last figures (a failed call's answered exchanges count).
     let mut calls: Vec<(Result<(), String>, ChunkUploadReport)> = Vec::new();

@@ -230,7 +230,7 @@ fn post_announcing(
 #[test]
 fn an_oversized_body_is_refused_before_it_is_opened() {
     let fx = Fixture::start("max_body_bytes = 1048576");
-    // A genuinely sealed request whose envelope is the 2 MiB bucket: over the 1 MiB limit.
+    // A genuinely sealed request of about 1.2 MB (a Padmé length): over the 1 MiB limit.
     let mut big = AutoCommit::new();
     let mut noise = vec![0u8; 1_200_000];
     OsRng.fill_bytes(&mut noise);
@@ -248,7 +248,7 @@ fn an_oversized_body_is_refused_before_it_is_opened() {
         None,
     );
     let (envelope, _) = fx.device.seal(&payload, now());
-    assert_eq!(envelope.len(), 2 * 1024 * 1024);
+    assert!(envelope.len() > 1_048_576 && seal::is_transport_size(envelope.len()));
     let junk = vec![0x55; 1_100_000];
     for body in [&envelope, &junk] {
         let before = fx.sum();
@@ -334,7 +334,11 @@ fn a_truncated_envelope_is_refused_and_does_not_use_up_its_request() {
             .expect("request")
     };
     let (envelope, _) = fx.device.seal(&payload, now());
-    for cut in [envelope.len() - 1, envelope.len() - 16, 1023, 200, 1] {
+    // Cuts off every size class, and one (256 bytes) onto a Padmé length, which passes the
+    // size check and fails authentication.
+    let n = envelope.len();
+    assert!(n > 256 && seal::is_transport_size(n));
+    for cut in [n - 1, n - 16, 256, 255, 200, 1] {
         fx.refused("/v1/sync", &envelope[..cut], 400, "bad_envelope");
     }
     // Nothing of the request was recorded: the intact envelope is still accepted once.
@@ -346,7 +350,9 @@ fn a_truncated_envelope_is_refused_and_does_not_use_up_its_request() {
 #[test]
 fn random_bytes_are_refused_whatever_their_size() {
     let fx = Fixture::start("");
-    for len in [1, 31, 1000, 1024, 2048, 65_536] {
+    // Sizes that are not transport sizes, and Padmé lengths (256, 272, 1024, 65,536) that
+    // pass the size check and fail on the header.
+    for len in [1, 31, 256, 272, 1000, 1024, 1025, 2048, 65_536] {
         let mut junk = vec![0u8; len];
         OsRng.fill_bytes(&mut junk);
         fx.refused("/v1/sync", &junk, 400, "bad_envelope");

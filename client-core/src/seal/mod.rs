@@ -6,7 +6,8 @@
 //! - [`reply`]: the tip desk's answers, sealed to per-tip reply keys and trial-opened.
 //! - [`code`]: member network codes with a check symbol, and their keyed hash.
 //! - [`invite`]: HQ-signed invites as one line of QR-friendly text.
-//! - [`transport`]: the one-message, mutually authenticated peer transport.
+//! - [`transport`]: the one-message, mutually authenticated peer transport, padded to
+//!   [`padme`] size classes.
 //! - [`keys`], [`suite`]: X25519/Ed25519 keys and the single HPKE suite under all of the above.
 //!
 //! Every envelope starts with a version byte and a kind byte; every decoder checks sizes before
@@ -17,6 +18,7 @@ pub mod crockford;
 pub mod invite;
 pub mod keys;
 mod pad;
+pub mod padme;
 pub mod receipt;
 pub mod reply;
 pub mod suite;
@@ -37,7 +39,7 @@ pub use tip::{
 };
 pub use transport::{
     MAX_BUNDLE_AGE_SECS, MAX_CLOCK_SKEW_SECS, MemoryReplayGuard, OpenedRequest, PendingResponse,
-    ReplayGuard, Responder, TRANSPORT_BUCKETS, open_request, open_request_within,
+    ReplayGuard, Responder, is_transport_size, open_request, open_request_within,
     response_exchange_id, seal_request,
 };
 pub use wire::WireError;
@@ -56,7 +58,8 @@ pub const KIND_RESPONSE: u8 = 4;
 /// Why an envelope could not be sealed or opened.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SealError {
-    /// The envelope's length is not one of its size buckets (checked before anything else).
+    /// The envelope's length is not one of its sizes: a mailbox bucket for tips and replies, a
+    /// Padmé length for the transport (checked before anything else).
     #[error("envelope of {len} bytes is not one of the allowed sizes; it is damaged or not ours")]
     NotABucket { len: usize },
     #[error("envelope version {0} is not supported; update the app")]

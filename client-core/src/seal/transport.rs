@@ -10,7 +10,11 @@
 //! network observer never learns which device is talking; the recipient is named only by an
 //! 8-byte key hint, which says no more than the address the envelope is sent to.
 //!
-//! Request, exactly one [`TRANSPORT_BUCKETS`] size long:
+//! Both envelopes are padded with zeros inside the AEAD to a Padmé length of at least 256 bytes
+//! ([`super::padme`]), so their length tells an observer the size class of the exchange and
+//! nothing finer.
+//!
+//! Request, exactly [`transport_size`] long:
 //! ```text
 //!   0      u8      version = 1
 //!   1      u8      kind = 3 (request)
@@ -49,7 +53,10 @@ use rand_core::CryptoRngCore;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::keys::{KEY_ID_LEN, KEY_LEN, PublicKey, StaticKeyPair};
-use super::pad::{LEN_PREFIX, check_bucket, check_version_kind, choose_bucket, unpad};
+use super::pad::{LEN_PREFIX, check_version_kind, unpad};
+pub use super::padme::{
+    MAX_TRANSPORT_ENVELOPE, MIN_TRANSPORT_ENVELOPE, is_transport_size, padme, transport_size,
+};
 use super::suite::{self, ENC_LEN, TAG_LEN};
 use super::{ENVELOPE_VERSION, KIND_REQUEST, KIND_RESPONSE, SealError};
 
@@ -64,20 +71,6 @@ pub const MAX_CLOCK_SKEW_SECS: u64 = 24 * 60 * 60;
 /// How old a hand-carried request (a bundle) may be when it is opened: fourteen days. The
 /// replay guard keeps every request id this long.
 pub const MAX_BUNDLE_AGE_SECS: u64 = 14 * 24 * 60 * 60;
-
-/// Transport envelope sizes: powers of two from 1 KiB to 16 MiB. Padding costs at most half the
-/// bytes on the wire (2G links are slow) and leaks only the size class.
-pub const TRANSPORT_BUCKETS: [usize; 15] = {
-    let mut b = [0usize; 15];
-    let mut i = 0;
-    while i < 15 {
-        b[i] = 1024 << i;
-        i += 1;
-    }
-    b
-};
-/// The largest transport envelope.
-pub const MAX_TRANSPORT_ENVELOPE: usize = 16 * 1024 * 1024;
 
 /// Length of a request id.
 pub const REQUEST_ID_LEN: usize = 16;
@@ -249,8 +242,26 @@ pub fn response_exchange_id(envelope: &[u8]) -> Option<[u8; EXCHANGE_ID_LEN]> {
     header.get(2..)?.try_into().ok()
 }
 
+/// The envelope length for a payload under `header` and `prefix` bytes of framing.
 fn bucket_for(payload_len: usize, header: usize, prefix: usize) -> Result<usize, SealError> {
-    choose_bucket(&TRANSPORT_BUCKETS, header + TAG_LEN + prefix, payload_len)
+    let overhead = header + TAG_LEN + prefix;
+    payload_len
+        .checked_add(overhead)
+        .and_then(transport_size)
+        .ok_or(SealError::TooLarge {
+            field: "payload",
+            len: payload_len,
+            max: MAX_TRANSPORT_ENVELOPE - overhead,
+        })
+}
+
+/// Refuses an envelope whose length is not a transport size — before any other work.
+fn check_size(len: usize) -> Result<(), SealError> {
+    if is_transport_size(len) {
+        Ok(())
+    } else {
+        Err(SealError::NotABucket { len })
+    }
 }
 
 /// Seals `payload` from `sender` to `recipient`. Returns the request envelope and what the sender
@@ -333,7 +344,7 @@ pub fn open_request_within(
     replay: &mut impl ReplayGuard,
 ) -> Result<OpenedRequest, SealError> {
     let max_age = max_age.min(MAX_BUNDLE_AGE_SECS);
-    check_bucket(&TRANSPORT_BUCKETS, envelope.len())?;
+    check_size(envelope.len())?;
     let (header, rest) =
         envelope
             .split_first_chunk::<REQ_HEADER_LEN>()
@@ -443,7 +454,7 @@ impl Responder {
 impl PendingResponse {
     /// Opens the response to this request; any other envelope is refused.
     pub fn open_response(self, envelope: &[u8]) -> Result<Vec<u8>, SealError> {
-        check_bucket(&TRANSPORT_BUCKETS, envelope.len())?;
+        check_size(envelope.len())?;
         let (header, rest) =
             envelope
                 .split_first_chunk::<RESP_HEADER_LEN>()

@@ -1,5 +1,6 @@
 //! Turning "the changes after these heads" into the smallest [`Chunk`], and applying a received
-//! chunk as one batch, validated before the document is touched.
+//! chunk as one batch, validated before the document is touched and then applied in place (a
+//! server answering a phone must not copy a large document to apply one small change).
 
 use automerge::{AutoCommit, Bundle, Change, ChangeHash, ReadDoc};
 
@@ -344,39 +345,184 @@ enum Decoded {
     Whole(Box<AutoCommit>),
 }
 
+/// Why [`apply`] did not apply a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ApplyError {
+    /// Refused before anything was changed: the document is exactly as it was.
+    Refused(DocError),
+    /// automerge failed (or panicked) after it had begun to change the document in place. The
+    /// in-memory document can no longer be trusted: the caller drops it and reloads it from
+    /// storage (the sync engine removes it from the caller's map of documents).
+    Damaged(DocError),
+}
+
+impl ApplyError {
+    /// The error to report for the document.
+    pub(crate) fn error(self) -> DocError {
+        match self {
+            ApplyError::Refused(e) | ApplyError::Damaged(e) => e,
+        }
+    }
+}
+
+/// How a checked batch of changes is applied.
+#[derive(Debug, PartialEq, Eq)]
+enum Plan {
+    /// Every change is new, every dependency is present and every referenced object exists:
+    /// automerge applies it in place.
+    InPlace,
+    /// The document holds changes waiting for dependencies, or the batch does: automerge would
+    /// queue some changes and may drop queued ones on a refusal, so the batch is applied to a
+    /// copy that replaces the document only on success.
+    Copy,
+}
+
+/// Checks a decoded batch against `doc` without changing it, so that automerge's batch apply
+/// cannot fail part-way on anything checked here: no two changes of the batch claim one
+/// (actor, sequence number) pair, no change claims an author already bound to its actor, and
+/// every object an operation names is the root, exists in `doc` or is made in the batch. Each
+/// change is expanded to its operations for the last check; automerge 0.12 panics after it has
+/// changed the document when an operation names an object that does not exist.
+fn check_batch(doc: &mut AutoCommit, changes: &[Change]) -> Result<Plan, DocError> {
+    use std::collections::{HashMap, HashSet};
+
+    if !doc.get_missing_deps(&[]).is_empty() {
+        return Ok(Plan::Copy);
+    }
+    let hashes: Vec<ChangeHash> = changes.iter().map(Change::hash).collect();
+    // The hashes of the batch that the document lacks; the others automerge skips.
+    let new: HashSet<ChangeHash> = doc.get_missing_deps(&hashes).into_iter().collect();
+    let mut seqs: HashMap<(&automerge::ActorId, u64), ChangeHash> = HashMap::new();
+    let mut authored: HashSet<&automerge::ActorId> = HashSet::new();
+    let mut outside: Vec<ChangeHash> = Vec::new();
+    let mut made: HashSet<(u64, automerge::ActorId)> = HashSet::new();
+    let mut named: HashSet<(u64, automerge::ActorId)> = HashSet::new();
+    let mut ops: HashSet<(u64, automerge::ActorId)> = HashSet::new();
+    let mut after: HashSet<(u64, automerge::ActorId)> = HashSet::new();
+    for change in changes.iter().filter(|c| new.contains(&c.hash())) {
+        if let Some(other) = seqs.insert((change.actor_id(), change.seq()), change.hash())
+            && other != change.hash()
+        {
+            return Err(DocError::ApplyFailed);
+        }
+        if change.author().is_some()
+            && (doc.get_author_for_actor(change.actor_id()).is_some()
+                || !authored.insert(change.actor_id()))
+        {
+            return Err(DocError::ApplyFailed);
+        }
+        outside.extend(change.deps().iter().filter(|d| !new.contains(d)).copied());
+        let expanded = change.decode();
+        let start = change.start_op().get();
+        for (i, op) in expanded.operations.iter().enumerate() {
+            let counter = start.checked_add(i as u64).ok_or(DocError::BadChunk)?;
+            if let automerge::legacy::OpType::Make(_) = op.action {
+                made.insert((counter, change.actor_id().clone()));
+            }
+            ops.insert((counter, change.actor_id().clone()));
+            if let automerge::legacy::ObjectId::Id(id) = &op.obj {
+                named.insert((id.0, id.1.clone()));
+            }
+            if let automerge::legacy::Key::Seq(automerge::legacy::ElementId::Id(id)) = &op.key {
+                after.insert((id.0, id.1.clone()));
+            }
+        }
+    }
+    if !doc.get_missing_deps(&outside).is_empty() {
+        return Ok(Plan::Copy);
+    }
+    for (counter, actor) in named.difference(&made) {
+        let id = format!("{counter}@{}", actor.to_hex_string());
+        if doc.import(&id).is_err() {
+            return Err(DocError::BadChunk);
+        }
+    }
+    // A list position names the element it follows: an operation of the batch or of `doc`.
+    for (counter, actor) in after.difference(&ops) {
+        let id = format!("{counter}@{}", actor.to_hex_string());
+        let known = doc
+            .import_obj(&id)
+            .ok()
+            .and_then(|id| doc.hash_for_opid(&id));
+        if known.is_none() {
+            return Err(DocError::BadChunk);
+        }
+    }
+    Ok(Plan::InPlace)
+}
+
 /// Applies a chunk to `doc` as one batch and returns how many changes the document gained.
-/// On error the document is unchanged: the chunk is decoded and verified first, then applied to
-/// a copy that replaces `doc` only on success. automerge 0.12's decoders and batch apply can
-/// panic on crafted input (seen with mutated bundles); such a panic is caught here and becomes
-/// a refusal, with `doc` intact. `budget` is what is left of the message's change allowance.
+///
+/// The chunk is decoded and verified first ([`decode`], [`check_batch`]); a refusal there
+/// leaves `doc` unchanged. A checked batch is applied in place, without copying the document.
+/// automerge 0.12's decoders and batch apply can still fail or panic on crafted input in ways
+/// not checked here (a panic is caught and becomes a refusal): when that happens before the
+/// document was touched the refusal is [`ApplyError::Refused`], otherwise
+/// [`ApplyError::Damaged`] and the caller must drop `doc`. A whole saved document for an empty
+/// `doc`, or a batch that automerge would partly queue, goes to a copy that replaces `doc` only
+/// on success, as before. `budget` is what is left of the message's change allowance.
 pub(crate) fn apply(
     doc: &mut AutoCommit,
     chunk: &Chunk,
     limits: &Limits,
     budget: &mut usize,
-) -> Result<u64, DocError> {
+) -> Result<u64, ApplyError> {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
     let before = doc.stats().num_changes;
     let mut left = *budget;
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        match decode(doc, chunk, limits, &mut left)? {
-            Decoded::Whole(loaded) => Ok(*loaded),
-            Decoded::Changes(changes) => {
-                // A copy of the in-memory document: cheap next to decoding and applying.
+    let checked = catch_unwind(AssertUnwindSafe(|| {
+        let decoded = decode(doc, chunk, limits, &mut left)?;
+        let plan = match &decoded {
+            Decoded::Whole(_) => Plan::Copy,
+            Decoded::Changes(changes) => check_batch(doc, changes)?,
+        };
+        Ok::<_, DocError>((decoded, plan))
+    }));
+    let (decoded, plan) = match checked {
+        Ok(result) => result.map_err(ApplyError::Refused)?,
+        Err(_) => return Err(ApplyError::Refused(DocError::BadChunk)),
+    };
+    match (decoded, plan) {
+        (Decoded::Whole(loaded), _) => {
+            let mut loaded = *loaded;
+            loaded.set_actor(doc.get_actor().clone());
+            *doc = loaded;
+        }
+        (Decoded::Changes(changes), Plan::Copy) => {
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
                 let mut work = doc.clone();
-                work.apply_changes_batch(changes)
-                    .map_err(|_| DocError::ApplyFailed)?;
-                Ok(work)
+                work.apply_changes_batch(changes).map(|()| work)
+            }));
+            match outcome {
+                Ok(Ok(work)) => *doc = work,
+                Ok(Err(_)) => return Err(ApplyError::Refused(DocError::ApplyFailed)),
+                Err(_) => return Err(ApplyError::Refused(DocError::BadChunk)),
             }
         }
-    }));
-    let mut updated = match outcome {
-        Ok(result) => result?,
-        Err(_) => return Err(DocError::BadChunk),
-    };
+        (Decoded::Changes(changes), Plan::InPlace) => {
+            let heads = doc.get_heads();
+            let outcome = catch_unwind(AssertUnwindSafe(|| doc.apply_changes_batch(changes)));
+            match outcome {
+                Ok(Ok(())) => {}
+                // automerge refuses duplicate sequence numbers before it changes anything
+                // (the queue it would prune is empty here); anything else is not trusted.
+                Ok(Err(_)) => {
+                    let untouched = catch_unwind(AssertUnwindSafe(|| {
+                        doc.get_heads() == heads && doc.stats().num_changes == before
+                    }))
+                    .unwrap_or(false);
+                    return Err(if untouched {
+                        ApplyError::Refused(DocError::ApplyFailed)
+                    } else {
+                        ApplyError::Damaged(DocError::ApplyFailed)
+                    });
+                }
+                Err(_) => return Err(ApplyError::Damaged(DocError::BadChunk)),
+            }
+        }
+    }
     *budget = left;
-    let actor = doc.get_actor().clone();
-    updated.set_actor(actor);
-    *doc = updated;
     Ok(doc.stats().num_changes.saturating_sub(before))
 }
 
@@ -385,9 +531,261 @@ mod tests {
     #![allow(clippy::unwrap_used)] // test code: a failed step is a failed test
 
     use automerge::transaction::Transactable;
-    use automerge::{ActorId, ROOT};
+    use automerge::{ActorId, ObjType, ROOT, ScalarValue};
 
     use super::*;
+
+    /// A document with a few Thai records, actor 1.
+    fn base_doc() -> AutoCommit {
+        let mut doc = AutoCommit::new().with_actor(ActorId::from(vec![1u8; 8]));
+        let list = doc.put_object(ROOT, "บันทึก", ObjType::List).unwrap();
+        for i in 0..5 {
+            doc.insert(&list, i, format!("รายการ {i}")).unwrap();
+            doc.commit();
+        }
+        doc.put(ROOT, "จังหวัด", "ขอนแก่น").unwrap();
+        doc.commit();
+        doc
+    }
+
+    /// `count` changes made on a replica of `doc` by `actor`, after `doc`'s heads.
+    fn changes_after(doc: &mut AutoCommit, actor: u8, count: usize) -> Vec<Change> {
+        let base = doc.get_heads();
+        let mut other = doc.fork().with_actor(ActorId::from(vec![actor; 8]));
+        for i in 0..count {
+            other
+                .put(ROOT, format!("k{actor}-{i}"), format!("ค่า {i}"))
+                .unwrap();
+            other.commit();
+        }
+        other.get_changes(&base)
+    }
+
+    fn raw(changes: &mut [Change]) -> Chunk {
+        Chunk::Changes(changes.iter_mut().map(|c| c.bytes().into_owned()).collect())
+    }
+
+    /// Heads, saved bytes and the content read back: what "unchanged" means.
+    fn snapshot(doc: &mut AutoCommit) -> (Vec<ChangeHash>, Vec<u8>, String) {
+        let content = serde_json::to_string(&automerge::AutoSerde::from(&*doc)).unwrap();
+        (normalise(doc.get_heads()), doc.save(), content)
+    }
+
+    /// A change by a new actor whose deps are all in `doc` but whose operation writes into an
+    /// object that does not exist: well-formed, correctly hashed, and poison to automerge 0.12.
+    fn change_into_missing_object(doc: &mut AutoCommit) -> Change {
+        let heads = doc.get_heads();
+        let mut other = doc.fork().with_actor(ActorId::from(vec![9u8; 8]));
+        let map = other.put_object(ROOT, "ใหม่", ObjType::Map).unwrap();
+        other.commit();
+        other.put(&map, "ชื่อ", "สมชาย").unwrap();
+        other.commit();
+        let mut second = other.get_changes(&heads).pop().unwrap().decode();
+        second.seq = 1;
+        second.deps = heads;
+        Change::from(second)
+    }
+
+    #[test]
+    fn a_good_batch_applies_in_place_as_it_applied_to_a_copy() {
+        for count in [1usize, 3, 40] {
+            let mut doc = base_doc();
+            let mut changes = changes_after(&mut doc, 2, count);
+            changes.extend(changes_after(&mut doc, 3, 2));
+            let mut copy = doc.clone();
+            copy.apply_changes_batch(changes.clone()).unwrap();
+            let mut budget = 1000;
+            let before = snapshot(&mut doc);
+            assert_eq!(check_batch(&mut doc, &changes), Ok(Plan::InPlace));
+            let gained = apply(
+                &mut doc,
+                &raw(&mut changes),
+                &Limits::default(),
+                &mut budget,
+            );
+            assert_eq!(gained, Ok(count as u64 + 2));
+            assert_eq!(budget, 1000 - count - 2);
+            assert_eq!(snapshot(&mut doc), snapshot(&mut copy));
+            assert_ne!(snapshot(&mut doc).0, before.0);
+            assert_eq!(doc.get_actor(), &ActorId::from(vec![1u8; 8]));
+            // Applying the same batch again gains nothing and changes nothing.
+            let again = apply(
+                &mut doc,
+                &raw(&mut changes),
+                &Limits::default(),
+                &mut budget,
+            );
+            assert_eq!(again, Ok(0));
+            assert_eq!(snapshot(&mut doc), snapshot(&mut copy));
+        }
+    }
+
+    #[test]
+    fn a_batch_with_a_bad_change_leaves_the_document_as_it_was() {
+        let mut doc = base_doc();
+        let before = snapshot(&mut doc);
+        let good = changes_after(&mut doc, 2, 3);
+
+        // Two different changes claiming one (actor, seq) pair within the batch.
+        let twin = {
+            let base = doc.get_heads();
+            let mut other = doc.fork().with_actor(ActorId::from(vec![2u8; 8]));
+            other.put(ROOT, "แฝด", "อีกค่าหนึ่ง").unwrap();
+            other.commit();
+            other.get_changes(&base)
+        };
+        assert_eq!((twin[0].actor_id(), twin[0].seq()), (good[0].actor_id(), 1));
+        assert_ne!(twin[0].hash(), good[0].hash());
+        // A change by the document's own actor reusing a sequence number it already has.
+        let heads = doc.get_heads();
+        let mut first = doc.get_changes(&[]).remove(0).decode();
+        first.deps = heads.clone();
+        first.operations.truncate(1);
+        let reused_seq = Change::from(first);
+        // A change writing into an object that does not exist.
+        let poison = change_into_missing_object(&mut doc);
+
+        let cases: Vec<(&str, Vec<Change>, DocError)> = vec![
+            (
+                "duplicate seq in batch",
+                [&good[..], &twin[..]].concat(),
+                DocError::ApplyFailed,
+            ),
+            (
+                "seq already used",
+                [&good[..], &[reused_seq]].concat(),
+                DocError::ApplyFailed,
+            ),
+            (
+                "missing object",
+                [&good[..], &[poison]].concat(),
+                DocError::BadChunk,
+            ),
+        ];
+        for (what, mut batch, expected) in cases {
+            let mut budget = 1000;
+            let outcome = apply(&mut doc, &raw(&mut batch), &Limits::default(), &mut budget);
+            assert_eq!(outcome, Err(ApplyError::Refused(expected)), "{what}");
+            assert_eq!(budget, 1000, "{what}: the budget was spent");
+            assert_eq!(snapshot(&mut doc), before, "{what}: the document changed");
+            assert!(
+                doc.get_missing_deps(&[]).is_empty(),
+                "{what}: changes queued"
+            );
+        }
+        // Undecodable bytes among good changes.
+        let mut good = good;
+        let mut bytes: Vec<Vec<u8>> = good.iter_mut().map(|c| c.bytes().into_owned()).collect();
+        bytes.push(vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0]);
+        let mut budget = 1000;
+        let outcome = apply(
+            &mut doc,
+            &Chunk::Changes(bytes),
+            &Limits::default(),
+            &mut budget,
+        );
+        assert_eq!(outcome, Err(ApplyError::Refused(DocError::BadChunk)));
+        assert_eq!(snapshot(&mut doc), before);
+        // The good part alone still applies afterwards.
+        let outcome = apply(&mut doc, &raw(&mut good), &Limits::default(), &mut budget);
+        assert_eq!(outcome, Ok(3));
+    }
+
+    /// A change by a new actor inserting into the list of [`base_doc`] after the element
+    /// `counter@actor 1` (the list's elements are 2@.. to 6@..; 7@.. is a map value).
+    fn insert_after(doc: &mut AutoCommit, counter: u64) -> Change {
+        let heads = doc.get_heads();
+        let mut other = doc.fork().with_actor(ActorId::from(vec![7u8; 8]));
+        let (_, list) = other.get(ROOT, "บันทึก").unwrap().unwrap();
+        other.insert(&list, 2, "แทรก").unwrap();
+        other.commit();
+        let mut change = other.get_changes(&heads).pop().unwrap().decode();
+        for op in &mut change.operations {
+            if let automerge::legacy::Key::Seq(automerge::legacy::ElementId::Id(id)) = &mut op.key {
+                id.0 = counter;
+            }
+        }
+        Change::from(change)
+    }
+
+    #[test]
+    fn a_list_insert_after_an_element_that_does_not_exist_is_refused_untouched() {
+        let mut doc = base_doc();
+        let before = snapshot(&mut doc);
+        let mut budget = 10;
+        // The control: after an element that exists, the insert applies in place.
+        let mut good = [insert_after(&mut doc, 4)];
+        assert_eq!(check_batch(&mut doc, &good), Ok(Plan::InPlace));
+        // After an operation no change of the document made.
+        let mut missing = [insert_after(&mut doc, 999)];
+        let outcome = apply(
+            &mut doc,
+            &raw(&mut missing),
+            &Limits::default(),
+            &mut budget,
+        );
+        assert_eq!(outcome, Err(ApplyError::Refused(DocError::BadChunk)));
+        assert_eq!(snapshot(&mut doc), before);
+        assert_eq!(
+            apply(&mut doc, &raw(&mut good), &Limits::default(), &mut budget),
+            Ok(1)
+        );
+    }
+
+    /// What the checks cannot see: an insert after an operation that exists but is not an
+    /// element of the list (7@.. is the map value "จังหวัด"). automerge 0.12 panics after it has
+    /// begun changing the document; `apply` says so, and the document is not to be kept.
+    #[test]
+    fn a_failure_after_automerge_began_is_reported_as_damage() {
+        let mut doc = base_doc();
+        let mut budget = 10;
+        let mut forged = [insert_after(&mut doc, 7)];
+        assert_eq!(check_batch(&mut doc, &forged), Ok(Plan::InPlace));
+        let outcome = apply(&mut doc, &raw(&mut forged), &Limits::default(), &mut budget);
+        assert_eq!(outcome, Err(ApplyError::Damaged(DocError::BadChunk)));
+        assert_eq!(budget, 10);
+    }
+
+    #[test]
+    fn the_missing_object_check_is_what_keeps_automerge_from_half_applying() {
+        let mut doc = base_doc();
+        let poison = change_into_missing_object(&mut doc);
+        // Unchecked, automerge panics part-way (on a copy here): the check above is needed.
+        let mut copy = doc.clone();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            copy.apply_changes_batch(vec![poison.clone()])
+        }));
+        assert!(!matches!(outcome, Ok(Ok(()))), "automerge accepted it");
+        assert_eq!(check_batch(&mut doc, &[poison]), Err(DocError::BadChunk));
+    }
+
+    #[test]
+    fn a_batch_missing_dependencies_goes_to_a_copy_and_is_queued() {
+        let mut doc = base_doc();
+        let mut later = changes_after(&mut doc, 2, 4);
+        let mut gap = later.split_off(2);
+        // Only the last two of four: their deps are not in the document.
+        assert_eq!(check_batch(&mut doc, &gap), Ok(Plan::Copy));
+        let mut budget = 1000;
+        let before = snapshot(&mut doc).0;
+        assert_eq!(
+            apply(&mut doc, &raw(&mut gap), &Limits::default(), &mut budget),
+            Ok(0)
+        );
+        assert_eq!(snapshot(&mut doc).0, before);
+        assert!(!doc.get_missing_deps(&[]).is_empty());
+        // With changes queued, the next batch goes to a copy too; it completes the document.
+        assert_eq!(check_batch(&mut doc, &later), Ok(Plan::Copy));
+        assert_eq!(
+            apply(&mut doc, &raw(&mut later), &Limits::default(), &mut budget),
+            Ok(4)
+        );
+        assert!(doc.get_missing_deps(&[]).is_empty());
+        assert_eq!(
+            doc.get(ROOT, "k2-3").unwrap().map(|(v, _)| v.to_string()),
+            Some(ScalarValue::from("ค่า 3").to_string())
+        );
+    }
 
     fn bundle_bytes() -> Vec<u8> {
         let mut doc = AutoCommit::new().with_actor(ActorId::from(vec![4u8; 8]));

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use automerge::{AutoCommit, ChangeHash};
 
-use super::chunk::{self, normalise};
+use super::chunk::{self, ApplyError, normalise};
 use super::error::WireError;
 use super::error::{DocError, SyncError};
 use super::name::DocName;
@@ -38,7 +38,9 @@ pub enum Progress {
 /// 1. [`Initiator::poll_request`] with the documents in scope (and the mailbox section):
 ///    returns the round-1 request bytes to send.
 /// 2. [`Initiator::handle_response`] with the bytes that came back. It applies each document's
-///    chunk as one batch and advances the shared heads of the documents that completed.
+///    chunk as one batch and advances the shared heads of the documents that completed. A
+///    document missing from the map afterwards was dropped because automerge failed part-way
+///    through applying the peer's changes to it: reload it from storage.
 ///    - [`Progress::Done`]: persist [`Initiator::state`] (`encode()`); [`Initiator::stats`] has
 ///      the figures and [`Initiator::take_mailbox`] the peer's mailbox section.
 ///    - [`Progress::NeedsRound2`]: call `poll_request` again for the round-2 request, send it,
@@ -452,12 +454,20 @@ impl Initiator {
                 None => {
                     let mut fresh = AutoCommit::new();
                     applied = chunk::apply(&mut fresh, chunk, &self.limits, budget)
-                        .map_err(|e| (0, e))?;
+                        .map_err(|e| (0, e.error()))?;
                     docs.entry(name.clone()).or_insert(fresh)
                 }
             };
             if applied == 0 {
-                applied = chunk::apply(doc, chunk, &self.limits, budget).map_err(|e| (0, e))?;
+                applied = match chunk::apply(doc, chunk, &self.limits, budget) {
+                    Ok(n) => n,
+                    Err(ApplyError::Refused(e)) => return Err((0, e)),
+                    Err(ApplyError::Damaged(e)) => {
+                        // Half-applied in memory: the caller reloads it from storage.
+                        docs.remove(&name);
+                        return Err((0, e));
+                    }
+                };
             }
         }
         let complete = |docs: &mut BTreeMap<DocName, AutoCommit>| {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use automerge::{AutoCommit, ChangeHash};
 
-use super::chunk::{self, normalise};
+use super::chunk::{self, ApplyError, normalise};
 use super::error::{DocError, SyncError};
 use super::name::DocName;
 use super::scope::{Limits, Scope};
@@ -19,7 +19,9 @@ use super::wire::{Chunk, DocEntry, DocStatus, Kind, Message, request_digest};
 /// 1. [`Responder::handle_request`] with the bytes, the peer's documents and its [`Scope`]. It
 ///    applies what the peer sent (each document as one batch) and prepares the answer.
 /// 2. Read [`Reply::request_mailbox`] and hand it to the mailbox; persist the documents listed
-///    by [`Reply::changed`].
+///    by [`Reply::changed`]. A document that is no longer in the map was dropped because
+///    automerge failed part-way through applying the peer's changes to it: reload it from
+///    storage (what is stored is intact; the exchange reported the document as refused).
 /// 3. [`Reply::into_bytes`] with the mailbox's answer, and send the bytes back.
 ///
 /// A round-2 request is handled the same way; the responder does not need to know it saw round 1.
@@ -195,7 +197,7 @@ impl Responder {
                 let mut fresh = AutoCommit::new();
                 match chunk::apply(&mut fresh, chunk, &self.limits, budget) {
                     Ok(n) => applied = n,
-                    Err(e) => return (refuse(entry, e), 0),
+                    Err(e) => return (refuse(entry, e.error()), 0),
                 }
                 docs.entry(name.clone()).or_insert(fresh)
             }
@@ -206,7 +208,14 @@ impl Responder {
             } else if let Some(chunk) = entry.chunk.as_ref() {
                 match chunk::apply(doc, chunk, &self.limits, budget) {
                     Ok(n) => applied = n,
-                    Err(e) => return (status_only(entry, doc, DocStatus::Error(e)), 0),
+                    Err(ApplyError::Refused(e)) => {
+                        return (status_only(entry, doc, DocStatus::Error(e)), 0);
+                    }
+                    Err(ApplyError::Damaged(e)) => {
+                        // The copy in memory is half-applied: hand it back to nobody.
+                        docs.remove(name);
+                        return (refuse(entry, e), 0);
+                    }
                 }
             }
         }

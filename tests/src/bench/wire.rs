@@ -301,9 +301,9 @@ fn first_sync(scale: &Scale, save: &[u8]) -> Result<(Section, Shared)> {
         .baseline(format!("{}", am.rounds), "—"),
     );
     s.note(format!(
-        "Phakhi's bytes are the sealed transport envelopes both ways (padded to power-of-two \
-         buckets from 1 KiB); the unsealed sync messages were {} (push) and {} (pull). HTTP \
-         headers are not counted on either side.",
+        "Phakhi's bytes are the sealed transport envelopes both ways (padded to Padmé size \
+         classes of at least 256 B, under 6.25% above that); the unsealed sync messages were {} \
+         (push) and {} (pull). HTTP headers are not counted on either side.",
         bytes(push.payload as u64),
         bytes(pull.payload as u64)
     ));
@@ -417,20 +417,18 @@ fn reconnect(scale: &Scale, shared: &Shared) -> Result<Section> {
     );
     s.note(format!(
         "The 10 records are {} as raw changes (save_after). Unsealed, Phakhi's sync messages were \
-         {} with persisted state and {} with fresh state; the sealed envelopes are padded to \
-         power-of-two buckets of at least 1 KiB each way, so any exchange costs at least 2 KiB \
-         (2,048 B) on the wire.",
+         {} with persisted state and {} with fresh state; each sealed envelope adds its header, tag \
+         and length (166 B for a request, 38 B for an answer) and is padded to its Padmé class \
+         (at least 256 B, then under 6.25%), so the smallest exchange is 512 B on the wire.",
         bytes(raw as u64),
         bytes(p.payload as u64),
         bytes(f.payload as u64)
     ));
     if p.sealed > 2_000 {
         s.note(
-            "What holds the 2 KB goal back: padding, not sync. The request and the answer are \
-             each at least one 1 KiB bucket, so even an empty exchange is 2,048 B > 2,000 B. A \
-             smaller first bucket (e.g. 512 B for answers) or a goal stated in KiB would meet \
-             it; the size classes are a privacy choice of the transport (they leak only the \
-             size class), so changing them is the transport owner's call.",
+            "What holds the 2 KB goal back: the sync messages themselves. Padmé padding adds \
+             under 6.25% to each envelope above its 256 B floor, and the sealing framing 204 B \
+             per exchange.",
         );
     }
     Ok(s)
@@ -499,11 +497,8 @@ fn catch_up(scale: &Scale, shared: &Shared) -> Result<Section> {
     );
     if p.sealed as f64 > 1.1 * bundle as f64 {
         s.note(format!(
-            "What holds the goal back: padding. The sync message ({}) is {} of the bundle, but \
-             the sealed envelope is padded to the next power of two ({}). Sync itself meets the \
-             goal; power-of-two buckets cost up to 2× on a big answer. Finer size classes above \
-             64 KiB (e.g. steps of 1.25×) would keep the leak small and meet 1.1×; that is the \
-             transport's choice to make.",
+            "What holds the goal back: the sync message ({}) is already {} of the bundle; \
+             sealing pads it to its Padmé class ({}), which adds under 6.25%.",
             bytes(p.payload as u64),
             ratio(p.payload as f64, bundle as f64),
             bytes(p.sealed as u64)
@@ -625,7 +620,7 @@ fn steady(scale: &Scale) -> Result<Section> {
         ),
     );
     s.row(Row::new(
-        "profile: AutoCommit::clone of the document",
+        "profile: AutoCommit::clone of the document (no longer paid by apply)",
         ms(clone_t),
     ));
     s.row(Row::new(
@@ -641,33 +636,28 @@ fn steady(scale: &Scale) -> Result<Section> {
     ));
     if p.sealed as f64 > limit {
         s.note(format!(
-            "The sealed size misses ≤ 1.7× the raw change because of padding: a one-record change \
-             is {} but every envelope is at least 1 KiB each way. The sync message itself is {} \
-             ({}).",
+            "The sealed size misses ≤ 1.7× the raw change: a one-record change is {}; the \
+             answer is at least one 256 B envelope and the request carries 166 B of sealing \
+             framing before Padmé padding (under 6.25%). The sync message itself is {} ({}).",
             bytes(raw as u64),
             bytes(p.payload as u64),
             ratio(p.payload as f64, raw as f64)
         ));
     }
     if p.server > Duration::from_millis(1) {
-        let without_copy = p.server.saturating_sub(clone_t);
         s.note(format!(
             "What holds the 1 ms goal back: Responder::handle_request took {} against {} for \
              automerge's own receive_sync_message on the same document, and opening, answering \
-             and sealing the rest of the {}. `sync::chunk::apply` (client-core) applies \
-             incoming changes to a full copy of the in-memory document (`doc.clone()`, so a \
-             failed batch leaves the original untouched): that copy alone costs {} here and \
-             grows with the document, not with the change; `get_missing_deps(&[])` costs {}. \
-             Without the copy the server's part would be about {}. Fix (in client-core, not \
-             this branch): apply in place, keeping a copy only where a failed apply could leave \
-             the document half-changed. Below that, the cost is automerge's apply itself, which \
+             and sealing the rest of the {}. `sync::chunk::apply` (client-core) checks a batch \
+             and applies it in place; it copies the document only when changes wait for missing \
+             dependencies (a copy would cost {} here, the profile row above). \
+             `get_missing_deps(&[])` costs {}. What is left is automerge's apply itself, which \
              grows with the document: documents stay bounded per province and year.",
             ms(p.apply),
             ms(a.apply),
             ms(p.server),
             ms(clone_t),
-            ms(deps_t),
-            ms(without_copy)
+            ms(deps_t)
         ));
     }
     Ok(s)
