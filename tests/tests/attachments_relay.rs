@@ -631,7 +631,10 @@ fn desk_downloads(delivered: &Delivered) {
     let bytes = std::fs::read(&files[0]).unwrap();
     assert_eq!(bytes.len(), delivered.stripped_len);
     let sha256: [u8; 32] = Sha256::digest(&bytes).into();
-    assert_eq!(sha256, delivered.sha256, "the desk's file differs from the phone's");
+    assert_eq!(
+        sha256, delivered.sha256,
+        "the desk's file differs from the phone's"
+    );
     assert!(saved.contains(&hex::encode(sha256)), "{saved}");
 
     // The desk's ack releases the saved chunks: HQ keeps markers, no bytes.
@@ -639,7 +642,11 @@ fn desk_downloads(delivered: &Delivered) {
     assert!(!with_bytes.is_empty());
     desk(&delivered.desk, &["ack"]);
     let (with_bytes, all) = chunk_rows(&hq.data);
-    assert!(with_bytes.is_empty(), "{} chunks kept after the ack", with_bytes.len());
+    assert!(
+        with_bytes.is_empty(),
+        "{} chunks kept after the ack",
+        with_bytes.len()
+    );
     assert!(!all.is_empty());
 }
 

@@ -291,7 +291,7 @@ mod tests {
     #[test]
     fn the_batch_grows_on_a_quick_link_and_shrinks_after_slow_or_failed_exchanges() {
         assert_eq!(UPSTREAM_CHUNKS_PER_EXCHANGE, 15);
-        assert!(UPSTREAM_CHUNKS_PER_EXCHANGE * (CHUNK_LEN + 4) + 256 <= CHUNK_EXCHANGE_BYTES);
+        const { assert!(UPSTREAM_CHUNKS_PER_EXCHANGE * (CHUNK_LEN + 4) + 256 <= CHUNK_EXCHANGE_BYTES) };
         let mut pace = Pace::default();
         assert_eq!(pace.batch(), 1);
         let quick = Duration::from_millis(200);
