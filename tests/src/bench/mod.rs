@@ -3,6 +3,7 @@
 //! and checked against the goal the network set for it. The `bench` binary runs every section
 //! and writes `BENCHMARKS.md`; tests never assert on these figures.
 
+pub mod attach;
 pub mod docs;
 pub mod fleet;
 pub mod footprint;

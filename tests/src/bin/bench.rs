@@ -16,11 +16,12 @@ use std::time::Instant;
 
 use phakhi_tests::bench::fleet::{self, External, Fleet};
 use phakhi_tests::bench::{
-    Report, Row, Scale, Section, Verdict, bytes, footprint, local, ms, progress, ratio, wire,
+    Report, Row, Scale, Section, Verdict, attach, bytes, footprint, local, ms, progress, ratio,
+    wire,
 };
 
-const WORKLOADS: [&str; 8] = [
-    "wire", "store", "client", "fleet", "node", "samod", "region", "badlink",
+const WORKLOADS: [&str; 9] = [
+    "wire", "store", "client", "fleet", "node", "samod", "region", "badlink", "attach",
 ];
 
 fn root() -> PathBuf {
@@ -227,6 +228,12 @@ fn main() -> ExitCode {
             .sections
             .push(flatten("sealing and opening a tip; client throughput", s));
     }
+    if want("attach") {
+        let s = guarded("attachments", || attach::run(&scale));
+        report
+            .sections
+            .push(flatten("evidence attachments: throughput and overhead", s));
+    }
     if let Some(s) = fleet_section {
         // The fleet goes third in the table, as in the goals' list.
         let at = report.sections.len().min(2);
@@ -251,7 +258,7 @@ fn main() -> ExitCode {
 
 /// Table order: the goals' list.
 fn order(workload: &str) -> usize {
-    const KEYS: [&str; 10] = [
+    const KEYS: [&str; 11] = [
         "first sync",
         "reconnect pushing",
         "one server",
@@ -262,6 +269,7 @@ fn order(workload: &str) -> usize {
         "reconnect sync through",
         "HQ merging",
         "sealing",
+        "evidence attachments",
     ];
     KEYS.iter()
         .position(|k| workload.starts_with(k))
