@@ -79,11 +79,15 @@ fn upload(
     let prepare = started.elapsed();
     let chunk_bytes = (phone.pending_chunks()?.len() * CHUNK_LEN) as u64;
     // Records and the tip envelope go first, as in a field sync.
-    retrying(|| {
-        phone
-            .sync_http(Some(url), rng, OffsetDateTime::now_utc(), &mut |_, _| {})
-            .map(|_| ())
-    })?;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match phone.sync_http(Some(url), rng, OffsetDateTime::now_utc(), &mut |_, _| {}) {
+            Ok(_) => break,
+            Err(DeviceError::Http(e)) if e.is_retryable() && tries < 20 => continue,
+            Err(e) => return Err(format!("sync failed: {e}").into()),
+        }
+    }
     let before = sealed();
     let started = Instant::now();
     let mut calls = 0;
@@ -111,17 +115,6 @@ fn upload(
         sealed_up: sealed() - before,
         calls,
     })
-}
-
-fn retrying(mut f: impl FnMut() -> std::result::Result<(), DeviceError>) -> Result<()> {
-    for _ in 0..20 {
-        match f() {
-            Ok(()) => return Ok(()),
-            Err(DeviceError::Http(e)) if e.is_retryable() => continue,
-            Err(e) => return Err(e.to_string().into()),
-        }
-    }
-    Err("the link cut every attempt".into())
 }
 
 fn per_sec(len: usize, d: Duration) -> f64 {
