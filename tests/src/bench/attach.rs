@@ -248,7 +248,8 @@ pub fn run(scale: &Scale) -> Result<Section> {
          byte-counting proxy: plain loopback, then Profile::two_g (50 kbit/s each way, 1 s round \
          trip, one connection in twenty cut in its first 32 KiB; it cut {cut} connection(s), \
          {} upload call(s) over 2G, {} over loopback). The 2G file is smaller so that the run \
-         stays short; per-byte figures do not depend on the size. Padding: every chunk is \
+         stays short; a small file pays more for chunk padding (its last chunk and the \
+         manifest are whole chunks), which is most of its overhead over 2G. Padding: every chunk is \
          padded to its full size (the last one and the manifest too), and each request to its \
          Padmé length.",
         slow.calls, fast.calls
