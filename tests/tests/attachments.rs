@@ -150,13 +150,9 @@ fn chunks_upload_after_the_sync_and_resume_after_cuts_sending_again_only_what_wa
             // Cut in the middle of the 8th and of the 20th chunk request.
             for k in [8u64, 20] {
                 let at = k * envelope + envelope / 2;
-                while link.stats().bytes_up < at {
-                    if done.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(2));
+                if !link.cut_when(|s| s.bytes_up >= at, &done) {
+                    return;
                 }
-                link.cut_all();
             }
         });
         for _ in 0..10 {

@@ -205,18 +205,14 @@ fn figure(status: &serde_json::Value, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("{name} missing in {status}"))
 }
 
-/// Cuts every live connection of `link` each time the bytes it carried up pass one of
-/// `points`, until `done`. Returns the cuts it made.
+/// Cuts a live connection of `link` each time the bytes it carried up pass one of `points`,
+/// until `done`. Returns the cuts it made.
 fn cut_at(link: &BlockingBadLink, points: &[u64], done: &AtomicBool) -> usize {
     let mut made = 0;
     for &point in points {
-        while link.stats().bytes_up < point {
-            if done.load(Ordering::SeqCst) {
-                return made;
-            }
-            std::thread::sleep(Duration::from_millis(1));
+        if !link.cut_when(|s| s.bytes_up >= point, done) {
+            break;
         }
-        link.cut_all();
         made += 1;
     }
     made

@@ -293,13 +293,9 @@ fn attachments_go_from_the_phone_cli_to_checked_files_at_the_desk_resuming_after
     std::thread::scope(|scope| {
         scope.spawn(|| {
             for at in [CHUNK_LEN as u64 * 5 / 2, CHUNK_LEN as u64 * 13 / 2] {
-                while link.stats().bytes_down < at {
-                    if done.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
+                if !link.cut_when(|s| s.bytes_down >= at, &done) {
+                    return;
                 }
-                link.cut_all();
             }
         });
         for _ in 0..8 {

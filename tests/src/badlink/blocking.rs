@@ -3,12 +3,19 @@
 //! tests need no async code. Call it from plain threads, not from inside an async runtime.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use super::{BadLink, BadLinkError, Profile, StatsSnapshot};
 
 /// How long dropping the wrapper waits for the proxy's runtime to wind down.
 const RUNTIME_GRACE: Duration = Duration::from_secs(2);
+
+/// How often [`BlockingBadLink::cut_when`] looks at the link's figures.
+const CUT_POLL: Duration = Duration::from_millis(1);
+
+/// How long [`BlockingBadLink::cut_when`] waits for a cut connection to be counted.
+const CUT_SETTLE: Duration = Duration::from_millis(500);
 
 /// A [`BadLink`] with its own runtime, driven from blocking code.
 #[derive(Debug)]
@@ -75,6 +82,30 @@ impl BlockingBadLink {
     /// See [`BadLink::cut_all`].
     pub fn cut_all(&self) {
         self.link().cut_all();
+    }
+
+    /// Cuts every live connection once `reached` holds for the link's figures, and makes sure
+    /// the cut ended one: a cut that finds no connection open (the client between two
+    /// exchanges) or one that was finishing anyway is tried again on the next live
+    /// connection. Returns false, without cutting, if `done` is set first.
+    pub fn cut_when(&self, reached: impl Fn(&StatsSnapshot) -> bool, done: &AtomicBool) -> bool {
+        loop {
+            if done.load(Ordering::SeqCst) {
+                return false;
+            }
+            let stats = self.stats();
+            if reached(&stats) && self.live_connections() > 0 {
+                self.cut_all();
+                let settle = Instant::now() + CUT_SETTLE;
+                while Instant::now() < settle {
+                    if self.stats().cut > stats.cut {
+                        return true;
+                    }
+                    std::thread::sleep(CUT_POLL);
+                }
+            }
+            std::thread::sleep(CUT_POLL);
+        }
     }
 
     /// See [`BadLink::wait_idle`]; blocks the calling thread.
