@@ -47,6 +47,8 @@ pub struct Fleet {
     /// Bytes through the proxy, server → client.
     pub down: u64,
     pub peak_rss: u64,
+    /// Peak private memory of the server ([`procs::AnonPeak`]).
+    pub peak_anon: u64,
     pub server_cpu: Option<Duration>,
     pub notes: Vec<String>,
 }
@@ -58,14 +60,17 @@ impl Fleet {
 
     pub fn summary(&self) -> String {
         format!(
-            "{} ({} devices): {} wall, {:.0} B/record ({} up, {} down), peak RSS {}",
+            "{} ({} devices): {} wall, {:.0} B/record ({} up, {} down), peak RSS {} \
+             (private {}, binary and libraries {})",
             self.system,
             self.devices,
             ms(self.wall),
             self.bytes_per_record(),
             bytes(self.up),
             bytes(self.down),
-            bytes(self.peak_rss)
+            bytes(self.peak_rss),
+            bytes(self.peak_anon),
+            bytes(self.peak_rss.saturating_sub(self.peak_anon))
         )
     }
 }
@@ -120,6 +125,7 @@ pub fn phakhi(scale: &Scale, env: &[(&str, &str)]) -> Result<Fleet> {
     let data = dir.path().join("hq");
     let server =
         ServerProcess::start_with(&data, &["serve", "--addr", "127.0.0.1", "--port", "0"], env);
+    let anon = procs::AnonPeak::watch(server.pid());
     let counter = Counter::start(server.addr)?;
     let url = format!("http://{}", counter.addr());
     let rng = &mut ChaCha20Rng::seed_from_u64(1000);
@@ -222,6 +228,7 @@ pub fn phakhi(scale: &Scale, env: &[(&str, &str)]) -> Result<Fleet> {
         .zip(cpu_before)
         .map(|(a, b)| a.saturating_sub(b));
     let peak = peak_rss(server.pid()).unwrap_or(0);
+    let peak_anon = anon.finish();
 
     // Check: one new phone per province pulls its province and finds every record.
     let mut found = 0;
@@ -261,6 +268,7 @@ pub fn phakhi(scale: &Scale, env: &[(&str, &str)]) -> Result<Fleet> {
         up: after.bytes_up - before.bytes_up,
         down: after.bytes_down - before.bytes_down,
         peak_rss: peak,
+        peak_anon,
         server_cpu,
         notes: vec![format!(
             "Phakhi: {} phones (phakhi_core::device::Device with its encrypted SQLite store) \
@@ -401,6 +409,7 @@ pub fn external(ext: &External, scale: &Scale) -> Result<Fleet> {
     );
     wait_listening(addr, &mut server.0, Duration::from_secs(60))?;
     let pid = server.0.id();
+    let anon = procs::AnonPeak::watch(pid);
     let counter = Counter::start(addr)?;
     let url = format!("ws://{}", counter.addr());
     progress(format!(
@@ -502,6 +511,7 @@ pub fn external(ext: &External, scale: &Scale) -> Result<Fleet> {
         .zip(cpu_before)
         .map(|(a, b)| a.saturating_sub(b));
     let peak = peak_rss(pid).unwrap_or(0);
+    let peak_anon = anon.finish();
     drop(driver);
     counter.stop();
     drop(server);
@@ -513,6 +523,7 @@ pub fn external(ext: &External, scale: &Scale) -> Result<Fleet> {
         up: after.bytes_up - before.bytes_up,
         down: after.bytes_down - before.bytes_down,
         peak_rss: peak,
+        peak_anon,
         server_cpu,
         notes: ext.notes.clone(),
     })

@@ -3,6 +3,9 @@
 //! `phakhi admin invite` does, without a process per invite).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use phakhi_server::config::Config;
@@ -28,6 +31,56 @@ pub fn peak_rss(pid: u32) -> Option<u64> {
 /// Current resident memory of a process (`VmRSS`).
 pub fn rss(pid: u32) -> Option<u64> {
     proc_status_bytes(pid, "VmRSS:")
+}
+
+/// How often [`AnonPeak`] reads a process's private memory.
+pub const ANON_SAMPLE_EVERY: Duration = Duration::from_millis(20);
+
+/// The peak of a process's private resident memory (`RssAnon`: its heap, stacks and other
+/// anonymous pages), watched from a thread of its own. `VmHWM` also counts the pages of the
+/// program's binary and libraries, which are shared and can be dropped and read again; the
+/// kernel keeps no peak of `RssAnon`, so it is sampled every [`ANON_SAMPLE_EVERY`] and a
+/// shorter spike can be missed.
+#[derive(Debug)]
+pub struct AnonPeak {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<u64>>,
+}
+
+impl AnonPeak {
+    /// Starts watching `pid`.
+    pub fn watch(pid: u32) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut peak = 0;
+            loop {
+                if let Some(now) = proc_status_bytes(pid, "RssAnon:") {
+                    peak = peak.max(now);
+                }
+                if flag.load(Ordering::Relaxed) {
+                    return peak;
+                }
+                std::thread::sleep(ANON_SAMPLE_EVERY);
+            }
+        });
+        AnonPeak {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops watching (after one last reading) and returns the highest reading.
+    pub fn finish(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().and_then(|t| t.join().ok()).unwrap_or(0)
+    }
+}
+
+impl Drop for AnonPeak {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 /// User + system CPU time a process has used so far (clock ticks of 10 ms).
