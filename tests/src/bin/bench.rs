@@ -178,6 +178,7 @@ fn main() -> ExitCode {
     }
     let want = |w: &str| args.only.is_empty() || args.only.iter().any(|o| o == w);
     let started = Instant::now();
+    let load_before = load_average();
     let mut report = Report::default();
 
     if want("wire") {
@@ -241,7 +242,7 @@ fn main() -> ExitCode {
     }
     report.sections.sort_by_key(|s| order(&s.workload));
 
-    report.header = header(&args, started);
+    report.header = header(&args, started, &load_before);
     let md = report.markdown();
     print!("{}", report.text());
     if let Err(e) = std::fs::write(&args.out, md) {
@@ -604,6 +605,9 @@ fn fleet_section(scale: &Scale, want: &dyn Fn(&str) -> bool) -> Section {
                 b.server_cpu.map_or("?".into(), ms),
                 b.system
             ));
+            if let (Some(big), Some(small)) = (&phakhi, &small_phakhi) {
+                s.note(growth_note(big, small, &baselines, &small_baselines));
+            }
         }
         if p.peak_rss as f64 * 3.0 > b.peak_rss as f64 {
             s.note(format!(
@@ -648,6 +652,56 @@ fn fleet_section(scale: &Scale, want: &dyn Fn(&str) -> bool) -> Section {
         fleet::BASELINE_CONCURRENCY
     ));
     s
+}
+
+/// How each system's work per device grew from the sample to the full fleet: Phakhi's phones
+/// share their province's document, the baselines' documents are private.
+fn growth_note(
+    big: &Fleet,
+    small: &Fleet,
+    baselines: &[Fleet],
+    small_baselines: &[Fleet],
+) -> String {
+    let per_device = |f: &Fleet| {
+        f.server_cpu.map_or("?".into(), |c| {
+            format!("{:.1} ms", c.as_secs_f64() * 1e3 / f.devices.max(1) as f64)
+        })
+    };
+    let down = |f: &Fleet| bytes(f.down / f.devices.max(1) as u64);
+    let others: Vec<String> = baselines
+        .iter()
+        .filter_map(|b| {
+            let s = small_baselines.iter().find(|s| s.system == b.system)?;
+            Some(format!(
+                "{} {} → {} of server CPU and {} → {} of wall time per device",
+                b.system,
+                per_device(s),
+                per_device(b),
+                ms(s.wall / s.devices.max(1) as u32),
+                ms(b.wall / b.devices.max(1) as u32),
+            ))
+        })
+        .collect();
+    format!(
+        "The shared documents make Phakhi's work per phone grow with its province: from {} to \
+         {} devices, a phone's download grew from {} to {} on average (the records of the \
+         phones of its province that synced before it), the server's CPU per device from {} to \
+         {}, and wall time per device from {} to {}. The baselines' documents are private; for \
+         comparison: {}.",
+        small.devices,
+        big.devices,
+        down(small),
+        down(big),
+        per_device(small),
+        per_device(big),
+        ms(small.wall / small.devices.max(1) as u32),
+        ms(big.wall / big.devices.max(1) as u32),
+        if others.is_empty() {
+            "no baseline ran both sizes".to_string()
+        } else {
+            others.join("; ")
+        }
+    )
 }
 
 /// The same fleet with 300 phones, run twice: the server as shipped, and with glibc's malloc
@@ -755,7 +809,18 @@ fn samod_external() -> phakhi_tests::bench::Result<External> {
     })
 }
 
-fn header(args: &Args, started: Instant) -> Vec<String> {
+/// The first three fields of `/proc/loadavg`.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| {
+            let parts: Vec<&str> = l.split_whitespace().take(3).collect();
+            (parts.len() == 3).then(|| parts.join(" "))
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn header(args: &Args, started: Instant, load_before: &str) -> Vec<String> {
     let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpu
         .lines()
@@ -788,18 +853,15 @@ fn header(args: &Args, started: Instant) -> Vec<String> {
         .unwrap_or_default();
     vec![
         format!(
-            "Date: {date} (run took {}; load average at the end: {})",
+            "Date: {date} (run took {}; load average when it began: {load_before}, at the \
+             end: {})",
             ms(started.elapsed()),
-            std::fs::read_to_string("/proc/loadavg")
-                .ok()
-                .and_then(|l| {
-                    let parts: Vec<&str> = l.split_whitespace().take(3).collect();
-                    (parts.len() == 3).then(|| parts.join(" "))
-                })
-                .unwrap_or_else(|| "unknown".into())
+            load_average()
         ),
         format!(
-            "Machine: {model}, {cores} cores (shared with other builds while measuring), {} RAM",
+            "Machine: {model}, {cores} cores, {} RAM; other work on the machine while \
+             measuring shows in the load average above (the runner itself keeps about two \
+             cores busy)",
             bytes(mem * 1024)
         ),
         format!(
