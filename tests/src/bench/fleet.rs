@@ -50,6 +50,9 @@ pub struct Fleet {
     /// Peak private memory of the server ([`procs::AnonPeak`]).
     pub peak_anon: u64,
     pub server_cpu: Option<Duration>,
+    /// CPU the clients used while timed, where the runner can see it (Phakhi's phones run in
+    /// the runner's own process, with the byte-counting proxy).
+    pub clients_cpu: Option<Duration>,
     pub notes: Vec<String>,
 }
 
@@ -182,6 +185,7 @@ pub fn phakhi(scale: &Scale, env: &[(&str, &str)]) -> Result<Fleet> {
 
     let before = counter.stats();
     let cpu_before = procs::cpu_time(server.pid());
+    let runner_before = procs::cpu_time(std::process::id());
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let t = Instant::now();
@@ -227,6 +231,9 @@ pub fn phakhi(scale: &Scale, env: &[(&str, &str)]) -> Result<Fleet> {
     let server_cpu = procs::cpu_time(server.pid())
         .zip(cpu_before)
         .map(|(a, b)| a.saturating_sub(b));
+    let clients_cpu = procs::cpu_time(std::process::id())
+        .zip(runner_before)
+        .map(|(a, b)| a.saturating_sub(b));
     let peak = peak_rss(server.pid()).unwrap_or(0);
     let peak_anon = anon.finish();
 
@@ -270,6 +277,7 @@ pub fn phakhi(scale: &Scale, env: &[(&str, &str)]) -> Result<Fleet> {
         peak_rss: peak,
         peak_anon,
         server_cpu,
+        clients_cpu,
         notes: vec![format!(
             "Phakhi: {} phones (phakhi_core::device::Device with its encrypted SQLite store) \
              enrolled on one `phakhi serve` (release build, HQ role) and spread over {} \
@@ -525,6 +533,7 @@ pub fn external(ext: &External, scale: &Scale) -> Result<Fleet> {
         peak_rss: peak,
         peak_anon,
         server_cpu,
+        clients_cpu: None,
         notes: ext.notes.clone(),
     })
 }

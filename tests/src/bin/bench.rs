@@ -597,13 +597,23 @@ fn fleet_section(scale: &Scale, want: &dyn Fn(&str) -> bool) -> Section {
                  the server side alone: {} for Phakhi against {} for {}. Second, a phone new to \
                  a document gets all of it, re-encoded (`doc.save()`) per phone by the sync \
                  engine, and the phone then loads it. Third, this shared machine may run other \
-                 builds meanwhile, so wall times here are long for every system.",
+                 builds meanwhile, so wall times here are long for every system.{}",
                 bytes(p.down),
                 bytes(p.up),
                 p.devices,
                 p.server_cpu.map_or("?".into(), ms),
                 b.server_cpu.map_or("?".into(), ms),
-                b.system
+                b.system,
+                p.clients_cpu
+                    .map(|c| format!(
+                        " While timed, the runner's process (the {} phones and the \
+                         byte-counting proxy) used {} of CPU and the server {}, on two \
+                         cores.",
+                        p.devices,
+                        ms(c),
+                        p.server_cpu.map_or("?".into(), ms)
+                    ))
+                    .unwrap_or_default()
             ));
             if let (Some(big), Some(small)) = (&phakhi, &small_phakhi) {
                 s.note(growth_note(big, small, &baselines, &small_baselines));
