@@ -608,7 +608,14 @@ fn fleet_section(scale: &Scale, want: &dyn Fn(&str) -> bool) -> Section {
                     .map(|c| format!(
                         " While timed, the runner's process (the {} phones and the \
                          byte-counting proxy) used {} of CPU and the server {}, on two \
-                         cores.",
+                         cores. A profile of the runner at 250 devices (perf, 2026-11-26) put \
+                         29% of its CPU in the phones applying what they received \
+                         (`sync::chunk::apply`: 14% decoding and checking the changes, 17% \
+                         automerge's batch apply) and 15% in saving the grown documents to the \
+                         encrypted store. What would help, not yet tried: a phone that holds \
+                         only its own changes of a document loads the server's saved form \
+                         whole instead of applying the province's changes one by one, and the \
+                         store appends the received changes instead of re-encoding them.",
                         p.devices,
                         ms(c),
                         p.server_cpu.map_or("?".into(), ms)
