@@ -615,7 +615,8 @@ fn fleet_section(scale: &Scale, want: &dyn Fn(&str) -> bool) -> Section {
                          encrypted store. What would help, not yet tried: a phone that holds \
                          only its own changes of a document loads the server's saved form \
                          whole instead of applying the province's changes one by one, and the \
-                         store appends the received changes instead of re-encoding them.",
+                         store keeps the received changes' bytes as they arrived instead of \
+                         re-encoding them with `save_after`.",
                         p.devices,
                         ms(c),
                         p.server_cpu.map_or("?".into(), ms)
