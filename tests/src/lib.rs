@@ -2,6 +2,7 @@
 
 pub mod badlink;
 pub mod bench;
+pub mod cli;
 pub mod cluster;
 pub mod dbsum;
 pub mod server;

@@ -11,61 +11,21 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use phakhi_core::device::{BundleKind, encode_bundle};
 use phakhi_core::seal::{self, StaticKeyPair};
 use phakhi_core::sync::{Initiator, Limits, PeerState};
+use phakhi_tests::cli::{device, fails, ok, ok_with};
 use phakhi_tests::cluster::{join_relay, relay_phone_invite};
 use phakhi_tests::dbsum::DbSum;
 use phakhi_tests::server::{
-    Device, ServerProcess, config_with_limits, invite, now, phakhi_bin, post, wait_for,
+    Device, ServerProcess, config_with_limits, invite, now, post, wait_for,
 };
 use rand_core::OsRng;
 
-const STORE_PASSPHRASE: &str = "รหัสผ่าน-ของ-โทรศัพท์";
 /// How long a relay may take to forward to HQ (it retries every second here).
 const CATCH_UP: Duration = Duration::from_secs(60);
-
-fn run(args: &[&str], code: Option<&str>) -> Output {
-    let mut command = Command::new(phakhi_bin());
-    command
-        .args(args)
-        .env("PW", STORE_PASSPHRASE)
-        .stdin(Stdio::null());
-    if let Some(code) = code {
-        command.env("MC", code);
-    }
-    command.output().unwrap()
-}
-
-fn ok_with(args: &[&str], code: Option<&str>) -> String {
-    let out = run(args, code);
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "phakhi {args:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    stdout
-}
-
-fn ok(args: &[&str]) -> String {
-    ok_with(args, None)
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = run(args, None);
-    assert!(!out.status.success(), "phakhi {args:?} should fail");
-    String::from_utf8(out.stderr).unwrap()
-}
-
-fn device<'a>(store: &'a str, args: &[&'a str]) -> Vec<&'a str> {
-    let mut all = vec!["device", "--store", store, "--passphrase-env", "PW"];
-    all.extend_from_slice(args);
-    all
-}
 
 fn import<'a>(data: &'a str, file: &'a str, answer: &'a str) -> Vec<&'a str> {
     vec![

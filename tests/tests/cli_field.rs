@@ -7,60 +7,10 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
-use phakhi_tests::server::{ServerProcess, invite, phakhi_bin};
+use phakhi_tests::cli::{desk, device, fails, ok, ok_with};
+use phakhi_tests::server::{ServerProcess, invite};
 use rand_core::OsRng;
-
-const STORE_PASSPHRASE: &str = "รหัสผ่าน-ของ-โทรศัพท์";
-const DESK_PASSPHRASE: &str = "desk passphrase ภาคี";
-
-/// Runs `phakhi <args>` with the passphrases (and member code) in the environment.
-fn run(args: &[&str], code: Option<&str>) -> Output {
-    let mut command = Command::new(phakhi_bin());
-    command
-        .args(args)
-        .env("PW", STORE_PASSPHRASE)
-        .env("TD", DESK_PASSPHRASE)
-        .stdin(Stdio::null());
-    if let Some(code) = code {
-        command.env("MC", code);
-    }
-    command.output().unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    ok_with(args, None)
-}
-
-fn ok_with(args: &[&str], code: Option<&str>) -> String {
-    let out = run(args, code);
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "phakhi {args:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    stdout
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = run(args, None);
-    assert!(!out.status.success(), "phakhi {args:?} should fail");
-    String::from_utf8(out.stderr).unwrap()
-}
-
-fn device<'a>(store: &'a str, args: &[&'a str]) -> Vec<&'a str> {
-    let mut all = vec!["device", "--store", store, "--passphrase-env", "PW"];
-    all.extend_from_slice(args);
-    all
-}
-
-fn desk<'a>(dir: &'a str, args: &[&'a str]) -> Vec<&'a str> {
-    let mut all = vec!["tipdesk", "--dir", dir, "--passphrase-env", "TD"];
-    all.extend_from_slice(args);
-    all
-}
 
 #[test]
 fn phones_tip_desk_and_report_work_end_to_end() {

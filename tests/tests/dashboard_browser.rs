@@ -10,18 +10,17 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
-use phakhi_tests::server::{ServerProcess, invite, phakhi_bin};
+use phakhi_tests::cli::{ok_with, run};
+use phakhi_tests::server::{ServerProcess, invite};
 use serde_json::Value;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const STORE_PASSPHRASE: &str = "รหัสผ่าน-โทรศัพท์";
-const DESK_PASSPHRASE: &str = "โต๊ะรับเบาะแส";
 /// How long the page may take to show newly synced data by itself.
 const LIVE_WAIT: Duration = Duration::from_secs(30);
 
@@ -116,35 +115,11 @@ fn bare_get(url: &str, cookie: Option<&str>) -> (u16, String, bool, String) {
     (status, content_type, sets_cookie, body)
 }
 
-fn run(args: &[&str], code: Option<&str>) -> Output {
-    let mut command = Command::new(phakhi_bin());
-    command
-        .args(args)
-        .env("PW", STORE_PASSPHRASE)
-        .env("TD", DESK_PASSPHRASE)
-        .stdin(Stdio::null());
-    if let Some(code) = code {
-        command.env("MC", code);
-    }
-    command.output().unwrap()
-}
-
-fn ok(args: &[&str], code: Option<&str>) -> String {
-    let out = run(args, code);
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        out.status.success(),
-        "phakhi {args:?} failed\nstdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
 fn device(store: &Path, args: &[&str]) -> String {
     let store = store.to_str().unwrap();
     let mut all = vec!["device", "--store", store, "--passphrase-env", "PW"];
     all.extend_from_slice(args);
-    ok(&all, None)
+    ok_with(&all, None)
 }
 
 fn add_activity(store: &Path, kind: &str, audience: &str, title: &str, date: &str, n: &str) {
@@ -221,7 +196,7 @@ async fn click(client: &Client, css: &str) {
 }
 
 fn report_json(data: &Path) -> Value {
-    let out = ok(
+    let out = ok_with(
         &[
             "report",
             "--data",
@@ -300,7 +275,7 @@ async fn the_dashboard_in_a_real_browser_shows_the_reports_figures_live() {
     let tipdesk = |args: &[&str]| {
         let mut all = vec!["tipdesk", "--dir", desk_dir, "--passphrase-env", "TD"];
         all.extend_from_slice(args);
-        ok(&all, None)
+        ok_with(&all, None)
     };
 
     // The tip desk, HQ, and two phones in two provinces.
@@ -380,7 +355,7 @@ async fn the_dashboard_in_a_real_browser_shows_the_reports_figures_live() {
     let tip_file = tmp.path().join("tip.txt");
     std::fs::write(&tip_file, "ผู้ใหญ่บ้านเรียกรับเงินแลกกับการอนุมัติโครงการ").unwrap();
     let store_a = a.to_str().unwrap();
-    ok(
+    ok_with(
         &[
             "device",
             "--store",

@@ -16,7 +16,6 @@ mod attach_common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -26,67 +25,14 @@ use img_parts::jpeg::Jpeg;
 use img_parts::{Bytes, ImageEXIF};
 use phakhi_core::attach::{AttachLimits, CHUNK_DATA_LEN, CHUNK_LEN, ChunkId, PreparedAttachment};
 use phakhi_tests::badlink::{BlockingBadLink, Profile};
-use phakhi_tests::server::{ServerProcess, config_with_limits, invite, phakhi_bin};
+use phakhi_tests::cli::{desk, desk_with_code, device, fails_with, ok, ok_with, run};
+use phakhi_tests::server::{ServerProcess, config_with_limits, invite};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use sha2::{Digest, Sha256};
 
-const STORE_PASSPHRASE: &str = "รหัสผ่าน-ของ-โทรศัพท์";
-const DESK_PASSPHRASE: &str = "desk passphrase ภาคี";
 const PHOTO_NAME: &str = "หลักฐาน-ภาพถ่าย.jpg";
 const PDF_NAME: &str = "สัญญาจ้าง.pdf";
-
-fn run(args: &[&str], code: Option<&str>) -> Output {
-    let mut command = Command::new(phakhi_bin());
-    command
-        .args(args)
-        .env("PW", STORE_PASSPHRASE)
-        .env("TD", DESK_PASSPHRASE)
-        .stdin(Stdio::null());
-    if let Some(code) = code {
-        command.env("MC", code);
-    }
-    command.output().unwrap()
-}
-
-fn ok_with(args: &[&str], code: Option<&str>) -> String {
-    let out = run(args, code);
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "phakhi {args:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    stdout
-}
-
-fn ok(args: &[&str]) -> String {
-    ok_with(args, None)
-}
-
-/// (stdout, stderr) of a command that must fail.
-fn fails_with(args: &[&str], code: Option<&str>) -> (String, String) {
-    let out = run(args, code);
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        !out.status.success(),
-        "phakhi {args:?} should fail\nstdout:\n{stdout}"
-    );
-    (stdout, stderr)
-}
-
-fn device<'a>(store: &'a str, args: &[&'a str]) -> Vec<&'a str> {
-    let mut all = vec!["device", "--store", store, "--passphrase-env", "PW"];
-    all.extend_from_slice(args);
-    all
-}
-
-fn desk<'a>(dir: &'a str, args: &[&'a str]) -> Vec<&'a str> {
-    let mut all = vec!["tipdesk", "--dir", dir, "--passphrase-env", "TD"];
-    all.extend_from_slice(args);
-    all
-}
 
 fn submit_args<'a>(store: &'a str, report: &'a str, attach: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
@@ -166,18 +112,7 @@ fn attachments_go_from_the_phone_cli_to_checked_files_at_the_desk_resuming_after
     let path = |name: &str| tmp.path().join(name).to_str().unwrap().to_owned();
     let (hq, desk_dir, phone) = (path("hq"), path("desk"), path("phone.store"));
 
-    ok(&desk(&desk_dir, &["init"]));
-    let key = std::fs::read_to_string(Path::new(&desk_dir).join("tipdesk.pub"))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let issued = ok(&desk(&desk_dir, &["codes", "issue", "--alias", "นายเอ"]));
-    let code = issued
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("member code for นายเอ: "))
-        .unwrap()
-        .to_owned();
+    let (key, code) = desk_with_code(&desk_dir, "นายเอ");
     let config = config_with_limits(tmp.path(), "");
     let server = ServerProcess::start(Path::new(&hq), &["--config", &config]);
     let admin_invite = invite(Path::new(&hq), "TH-44", "admin", &server.url, &key);

@@ -9,63 +9,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
 use phakhi_core::mailbox::{EnvelopeKind, MailItem, MailboxMessage};
 use phakhi_core::protocol::{AdminRequest, AdminResponse, decode_section, encode_section};
 use phakhi_core::seal::{self, Reply, ReplyStatus, StaticKeyPair};
 use phakhi_core::sync::{Initiator, Limits, PeerState, PrefixScope};
-use phakhi_tests::server::{Device, Failure, ServerProcess, invite, now, phakhi_bin, post};
+use phakhi_tests::cli::{desk, desk_with_code, device, fails, ok, ok_with, run};
+use phakhi_tests::server::{Device, Failure, ServerProcess, invite, now, post};
 use rand_core::OsRng;
-
-const STORE_PASSPHRASE: &str = "รหัสผ่าน-ของ-โทรศัพท์";
-const DESK_PASSPHRASE: &str = "desk passphrase ภาคี";
-
-fn run(args: &[&str], code: Option<&str>) -> Output {
-    let mut command = Command::new(phakhi_bin());
-    command
-        .args(args)
-        .env("PW", STORE_PASSPHRASE)
-        .env("TD", DESK_PASSPHRASE)
-        .stdin(Stdio::null());
-    if let Some(code) = code {
-        command.env("MC", code);
-    }
-    command.output().unwrap()
-}
-
-fn ok_with(args: &[&str], code: Option<&str>) -> String {
-    let out = run(args, code);
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "phakhi {args:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    stdout
-}
-
-fn ok(args: &[&str]) -> String {
-    ok_with(args, None)
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = run(args, None);
-    assert!(!out.status.success(), "phakhi {args:?} should fail");
-    String::from_utf8(out.stderr).unwrap()
-}
-
-fn device<'a>(store: &'a str, args: &[&'a str]) -> Vec<&'a str> {
-    let mut all = vec!["device", "--store", store, "--passphrase-env", "PW"];
-    all.extend_from_slice(args);
-    all
-}
-
-fn desk<'a>(dir: &'a str, args: &[&'a str]) -> Vec<&'a str> {
-    let mut all = vec!["tipdesk", "--dir", dir, "--passphrase-env", "TD"];
-    all.extend_from_slice(args);
-    all
-}
 
 fn submit_tip(store: &str, report_file: &str, code: &str) -> String {
     let out = ok_with(
@@ -140,18 +91,7 @@ fn the_tip_desk_pulls_replies_and_releases_over_the_network_while_hq_runs() {
     let config = path("hq.toml");
     std::fs::write(&config, "[limits]\nmailbox_envelopes_per_device = 1\n").unwrap();
 
-    ok(&desk(&desk_dir, &["init"]));
-    let key = std::fs::read_to_string(Path::new(&desk_dir).join("tipdesk.pub"))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let issued = ok(&desk(&desk_dir, &["codes", "issue", "--alias", "นายเอ"]));
-    let code = issued
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("member code for นายเอ: "))
-        .unwrap()
-        .to_owned();
+    let (key, code) = desk_with_code(&desk_dir, "นายเอ");
 
     let server = ServerProcess::start(Path::new(&hq), &["--config", &config]);
 
