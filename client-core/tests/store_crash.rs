@@ -49,6 +49,11 @@ fn store_crash_child_writer() {
 #[test]
 fn store_crash_keeps_every_committed_save() {
     let exe = std::env::current_exe().unwrap();
+    // The writer's test name, under this file's module in the crate's test binary (`core.rs`).
+    let writer = match module_path!().split_once("::") {
+        Some((_, module)) => format!("{module}::store_crash_child_writer"),
+        None => "store_crash_child_writer".to_owned(),
+    };
     for round in 0..ROUNDS {
         let dir = tempfile::tempdir().unwrap();
         let path = db_path(&dir);
@@ -57,7 +62,7 @@ fn store_crash_keeps_every_committed_save() {
         let mut child = Command::new(&exe)
             .args([
                 "--exact",
-                "store_crash_child_writer",
+                &writer,
                 "--ignored",
                 "--nocapture",
                 "--test-threads=1",

@@ -18,7 +18,7 @@
 //! - [`error`]: the one error type clients see; [`metrics`], [`ratelimit`]: operations.
 //! - [`admin`], [`invite`], [`cli`]: the command line.
 //! - [`field`]: `phakhi device`, a phone's client driven from the command line; [`table`],
-//!   [`secret`]: its tables and passphrases.
+//!   [`secret`], [`kdf`]: its tables, passphrases and their Argon2id cost.
 //! - [`tipdesk`]: `phakhi tipdesk`, the investigators' offline desk that opens tips and
 //!   answers them; [`report`]: `phakhi report`, headquarters' figures per province;
 //!   [`dashboard`]: the same figures as web pages at `/dashboard`, for administrators.
@@ -38,6 +38,7 @@ pub mod exchange;
 pub mod field;
 pub mod http;
 pub mod invite;
+pub mod kdf;
 pub mod keys;
 pub mod mailroom;
 pub mod metrics;

@@ -23,28 +23,58 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a server may take to stop after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The `phakhi` binary of this workspace, built once per test process so it is never stale.
+/// The `phakhi` binary the tests run: `PHAKHI_BIN` if set, else this workspace's, built once per
+/// test process (with the `test-kdf` feature, see `server/src/kdf.rs`) so it is never stale.
 pub fn phakhi_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         if let Some(path) = std::env::var_os("PHAKHI_BIN") {
             return PathBuf::from(path);
         }
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "phakhi-server", "--bin", "phakhi"])
-            .status()
-            .expect("run cargo build for the phakhi binary");
-        assert!(status.success(), "building the phakhi binary failed");
-        // target/debug/deps/<test> -> target/debug/phakhi
-        let exe = std::env::current_exe().expect("current test executable");
-        let debug = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test executable lives in target/<profile>/deps");
-        debug.join("phakhi")
+        cargo_build(&[
+            "-p",
+            "phakhi-server",
+            "--bin",
+            "phakhi",
+            "--features",
+            "test-kdf",
+        ])
+        .join("phakhi")
     })
     .clone()
+}
+
+/// Whether the test command built everything before running the tests (`PHAKHI_PREBUILT=1`).
+pub fn prebuilt() -> bool {
+    std::env::var_os("PHAKHI_PREBUILT").is_some_and(|v| v == "1")
+}
+
+/// Runs `cargo build --quiet <args>` in this workspace and returns `target/<profile>`, where
+/// this test binary's own build put everything. With `PHAKHI_PREBUILT=1` (set by `tests/run`,
+/// which built the whole workspace with `cargo test --workspace --no-run` first, so the `phakhi`
+/// binary, the FFI library and `uniffi-bindgen` lie there already, built with the same features
+/// as the tests) nothing is built: a second build with other features would compile much of the
+/// dependency graph again.
+pub fn cargo_build(args: &[&str]) -> PathBuf {
+    // target/<profile>/deps/<test> -> target/<profile>
+    let exe = std::env::current_exe().expect("current test executable");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps")
+        .to_path_buf();
+    if prebuilt() {
+        return dir;
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--quiet"])
+        .args(args)
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "cargo build {args:?} failed");
+    dir
 }
 
 /// A running `phakhi serve` process.

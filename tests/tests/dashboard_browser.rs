@@ -42,7 +42,7 @@ fn start_chromedriver() -> Chromedriver {
         assert!(
             Path::new(path).exists(),
             "{path} is missing: the dashboard's browser test needs Debian's `chromium` and \
-             `chromium-driver` packages (apt-get install -y chromium chromium-driver; .ci/run \
+             `chromium-driver` packages (apt-get install -y chromium chromium-driver; tests/run \
              installs them). Missing package: {package}"
         );
     }

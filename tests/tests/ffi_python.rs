@@ -25,35 +25,10 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// `target/debug`, where this test binary's own build put everything.
-fn debug_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current test executable");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("test executable lives in target/<profile>/deps")
-        .to_path_buf()
-}
-
-/// Builds the library, the bindgen binary and the `phakhi` binary in one cargo command, once.
+/// Builds the library and the bindgen binary in one cargo command, once.
 fn built() -> &'static PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(workspace())
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "phakhi-ffi",
-                "-p",
-                "phakhi-server",
-            ])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building phakhi-ffi and phakhi failed");
-        debug_dir()
-    })
+    BUILT.get_or_init(|| phakhi_tests::server::cargo_build(&["-p", "phakhi-ffi"]))
 }
 
 fn library() -> PathBuf {
@@ -62,7 +37,13 @@ fn library() -> PathBuf {
     } else {
         "libphakhi_ffi.so"
     };
-    built().join(name)
+    // `cargo build` copies the library up to target/debug; the `cargo test` build that
+    // `tests/run` makes first leaves it in target/debug/deps.
+    if phakhi_tests::server::prebuilt() {
+        built().join("deps").join(name)
+    } else {
+        built().join(name)
+    }
 }
 
 fn generate(language: &str, out: &Path) {
@@ -146,9 +127,7 @@ fn python_phone_day_against_a_real_server() {
     let lib = library();
     let lib_name = lib.file_name().expect("library file name");
     std::fs::copy(&lib, bindings.path().join(lib_name)).expect("copy the library");
-    let phakhi = std::env::var_os("PHAKHI_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| built().join("phakhi"));
+    let phakhi = phakhi_tests::server::phakhi_bin();
 
     let photo = bindings.path().join("camera.jpg");
     std::fs::write(&photo, attach_common::camera_jpeg()).expect("write the test photo");

@@ -103,6 +103,22 @@ impl Default for Argon2Params {
     }
 }
 
+impl Argon2Params {
+    /// The least a store made for real use should cost: OWASP's minimum for Argon2id (19 MiB,
+    /// 2 passes, 1 lane). [`Argon2Params::default`] is well above it; tools that open stores
+    /// (the `phakhi` binary) refuse a store below it.
+    pub const FLOOR: Argon2Params = Argon2Params {
+        memory_kib: 19 * 1024,
+        iterations: 2,
+        parallelism: 1,
+    };
+
+    /// Whether these parameters cost at least [`Argon2Params::FLOOR`] in memory and in passes.
+    pub fn meets_floor(&self) -> bool {
+        self.memory_kib >= Self::FLOOR.memory_kib && self.iterations >= Self::FLOOR.iterations
+    }
+}
+
 /// Upper bounds on parameters read from a file, so a doctored file cannot make open hang or
 /// exhaust memory.
 const MAX_MEMORY_KIB: u32 = 1024 * 1024;
@@ -222,6 +238,22 @@ mod tests {
         let c = StorageKey::from_passphrase("ภาคี", &[2; SALT_LEN], &small).unwrap();
         assert_eq!(a.as_bytes(), b.as_bytes());
         assert_ne!(a.as_bytes(), c.as_bytes());
+    }
+
+    #[test]
+    fn the_default_meets_the_floor_and_cheaper_parameters_do_not() {
+        assert!(Argon2Params::default().meets_floor());
+        assert!(Argon2Params::FLOOR.meets_floor());
+        let fewer_passes = Argon2Params {
+            iterations: 1,
+            ..Argon2Params::default()
+        };
+        let less_memory = Argon2Params {
+            memory_kib: 19 * 1024 - 1,
+            ..Argon2Params::default()
+        };
+        assert!(!fewer_passes.meets_floor());
+        assert!(!less_memory.meets_floor());
     }
 
     #[test]

@@ -183,6 +183,14 @@ impl Store {
         })
     }
 
+    /// The Argon2id parameters a passphrase store was created with (kept in the file and used
+    /// on every open), or `None` for a store opened with a raw key.
+    pub fn kdf_params(&self) -> Result<Option<Argon2Params>> {
+        db::read_meta(&self.conn, db::META_KDF)?
+            .map(|record| KdfRecord::decode(&record).map(|record| record.params))
+            .transpose()
+    }
+
     /// Changes when documents are compacted (applies from the next save).
     pub fn set_compaction_policy(&mut self, policy: CompactionPolicy) {
         self.policy = policy;

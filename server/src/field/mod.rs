@@ -14,11 +14,12 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use phakhi_core::device::{Device, DeviceError};
 use phakhi_core::model::{Edit, ProvinceCode};
-use phakhi_core::store::{Argon2Params, StorageKey};
+use phakhi_core::store::StorageKey;
 use rand_core::OsRng;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
+use crate::kdf;
 use crate::secret::{self, SecretError};
 pub use dates::{InputEra, ShowEra};
 
@@ -173,10 +174,10 @@ fn open(args: &DeviceArgs) -> Result<Session, FieldError> {
             let new = !args.store.exists();
             let passphrase =
                 secret::passphrase(args.passphrase_env.as_deref(), "store passphrase: ", new)?;
-            Device::open_with_passphrase(
+            let device = Device::open_with_passphrase(
                 &args.store,
                 &passphrase,
-                Argon2Params::default(),
+                kdf::for_new(),
                 &mut rng,
             )
             .map_err(|e| match e {
@@ -188,7 +189,16 @@ fn open(args: &DeviceArgs) -> Result<Session, FieldError> {
                     ))
                 }
                 other => other.into(),
-            })?
+            })?;
+            if let Some(params) = device.store().kdf_params().map_err(DeviceError::from)? {
+                kdf::check(&params).map_err(|weak| {
+                    FieldError::input(format!(
+                        "the store {} was {weak}; enrol a new store with this build",
+                        args.store.display()
+                    ))
+                })?;
+            }
+            device
         }
     };
     Ok(Session { device, rng, now })

@@ -97,24 +97,29 @@ impl TipDeskKeys {
         Ok(out)
     }
 
-    /// Opens a key file.
-    pub fn open(bytes: &[u8], passphrase: &str) -> Result<TipDeskKeys, KeyFileError> {
+    /// The Argon2id cost a key file was sealed with, read from its plain header.
+    pub fn cost(bytes: &[u8]) -> Result<Argon2Params, KeyFileError> {
         let version = bytes.first().copied().unwrap_or(0);
         if bytes.len() != FILE_LEN || version != KEY_FILE_VERSION {
             return Err(KeyFileError::Format(version));
         }
-        let (header, rest) = bytes.split_at(HEADER_LEN);
-        let (nonce, sealed) = rest.split_at(NONCE_LEN);
         let word = |i: usize| -> u32 {
             let mut w = [0u8; 4];
-            w.copy_from_slice(&header[1 + 4 * i..5 + 4 * i]);
+            w.copy_from_slice(&bytes[1 + 4 * i..5 + 4 * i]);
             u32::from_be_bytes(w)
         };
-        let params = Argon2Params {
+        Ok(Argon2Params {
             memory_kib: word(0),
             iterations: word(1),
             parallelism: word(2),
-        };
+        })
+    }
+
+    /// Opens a key file.
+    pub fn open(bytes: &[u8], passphrase: &str) -> Result<TipDeskKeys, KeyFileError> {
+        let params = Self::cost(bytes)?;
+        let (header, rest) = bytes.split_at(HEADER_LEN);
+        let (nonce, sealed) = rest.split_at(NONCE_LEN);
         let salt = &header[13..HEADER_LEN];
         let cipher = cipher(passphrase, salt, &params)?;
         let secrets = Zeroizing::new(

@@ -26,11 +26,12 @@ use phakhi_core::model::{Date, ProvinceCode};
 use phakhi_core::seal::{
     MemberCode, ReceiptId, Reply, ReplyStatus, Tip, TipCategory, open_tip, seal_reply,
 };
-use phakhi_core::store::{Argon2Params, StorageKey, Store, StoreError};
+use phakhi_core::store::{StorageKey, Store, StoreError};
 use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
 
 use crate::field::dates::{self, ShowEra};
+use crate::kdf;
 use crate::secret::{self, SecretError};
 use crate::table::{Table, one_line};
 use keyfile::{KeyFileError, TipDeskKeys};
@@ -338,7 +339,7 @@ fn init(args: &TipdeskArgs) -> Result<(), TipdeskError> {
     )?;
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let keys = TipDeskKeys::generate(&mut OsRng);
-    let file = keys.seal(&passphrase, Argon2Params::default(), &mut OsRng)?;
+    let file = keys.seal(&passphrase, kdf::for_new(), &mut OsRng)?;
     write_private(&key_path, &file)?;
     let public = hex::encode(keys.keys.public().as_bytes());
     let public_path = dir.join(PUBLIC_FILE);
@@ -382,6 +383,13 @@ fn open(args: &TipdeskArgs) -> Result<Desk, TipdeskError> {
         return Err(TipdeskError::Missing(args.dir.display().to_string()));
     }
     let file = std::fs::read(&key_path).map_err(io(&key_path))?;
+    kdf::check(&TipDeskKeys::cost(&file)?).map_err(|weak| {
+        TipdeskError::Input(format!(
+            "the tip-desk key {} was {weak}; create a new desk with `phakhi tipdesk --dir DIR \
+             init`",
+            key_path.display()
+        ))
+    })?;
     let passphrase = secret::passphrase(
         args.passphrase_env.as_deref(),
         "tip-desk passphrase: ",

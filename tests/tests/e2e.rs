@@ -1,0 +1,50 @@
+//! The end-to-end tests, one binary: each file beside this one is a module of it, so the helpers
+//! and their dependencies are linked once rather than once per file, and the harness runs the
+//! files' scenarios side by side. Every scenario uses free loopback ports and temporary folders.
+//! A new test file is registered here with `#[path = "file.rs"] mod file;`; `cargo test -p
+//! phakhi-tests --test e2e file::` runs it alone.
+
+// Several files declare the same helper module (`attach_common`) themselves, so that each file
+// still reads, and builds, on its own; here that compiles the helper once per file that uses it.
+#![allow(clippy::duplicate_mod)]
+
+#[path = "absence.rs"]
+mod absence;
+#[path = "attachments.rs"]
+mod attachments;
+#[path = "attachments_relay.rs"]
+mod attachments_relay;
+#[path = "badlink.rs"]
+mod badlink;
+#[path = "bundle.rs"]
+mod bundle;
+#[path = "cli_field.rs"]
+mod cli_field;
+#[path = "crash.rs"]
+mod crash;
+#[path = "dashboard_browser.rs"]
+mod dashboard_browser;
+#[path = "ffi_python.rs"]
+mod ffi_python;
+#[path = "field_sim.rs"]
+mod field_sim;
+#[path = "hostile.rs"]
+mod hostile;
+#[path = "kdf_profile.rs"]
+mod kdf_profile;
+#[path = "quickstart.rs"]
+mod quickstart;
+#[path = "relay.rs"]
+mod relay;
+#[path = "server_badlink.rs"]
+mod server_badlink;
+#[path = "server_devices.rs"]
+mod server_devices;
+#[path = "server_e2e.rs"]
+mod server_e2e;
+#[path = "server_process.rs"]
+mod server_process;
+#[path = "tipdesk_attachments.rs"]
+mod tipdesk_attachments;
+#[path = "tipdesk_net.rs"]
+mod tipdesk_net;
