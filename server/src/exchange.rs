@@ -19,7 +19,7 @@ use crate::cache::DocCache;
 use crate::db::devices::{self, Device, Role};
 use crate::db::{self, DbError, documents};
 use crate::enroll::{self, Admission};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::mailroom;
 use crate::scope::{self, Access, DeviceScope};
 use crate::state::{AppState, Core};
@@ -319,7 +319,7 @@ fn sync_inner(
     for (name, stats) in &reply.stats().docs {
         if let Some(error) = stats.error {
             tracing::info!(doc = %name, %error, "document refused");
-            state.metrics().error(doc_error_code(error));
+            state.metrics().error(ErrorCode::of_document(error));
         }
     }
 
@@ -485,18 +485,6 @@ pub(crate) fn load_doc(
         doc.load_incremental(&chunk).map_err(corrupt)?;
     }
     Ok(Some((doc, bytes)))
-}
-
-/// The metrics code of a per-document refusal.
-fn doc_error_code(error: sync::DocError) -> &'static str {
-    match error {
-        sync::DocError::WriteRefused => "read_only_document",
-        sync::DocError::NotReadable | sync::DocError::NotFound | sync::DocError::Private => {
-            "out_of_scope"
-        }
-        sync::DocError::TooManyChanges => "too_many_changes",
-        _ => "document_refused",
-    }
 }
 
 /// The enrolled, unrevoked device with this static key.

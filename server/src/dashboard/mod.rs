@@ -32,7 +32,7 @@ use rusqlite::Connection;
 use serde::Deserialize;
 
 use crate::db::{self, DbError};
-use crate::error::ERROR_HEADER;
+use crate::error::ErrorCode;
 use crate::report::{self, Dataset, ReportError};
 use crate::state::AppState;
 use i18n::{Era, Lang, Locale};
@@ -67,9 +67,9 @@ impl IntoResponse for DashboardError {
         let busy = matches!(&self, DashboardError::Db(e) if e.is_busy())
             || matches!(&self, DashboardError::Report(ReportError::Db(e)) if e.is_busy());
         let (status, code) = if busy {
-            (StatusCode::SERVICE_UNAVAILABLE, "busy")
+            (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Busy)
         } else {
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
         };
         coded(
             status,
@@ -230,12 +230,10 @@ fn html(body: String) -> Response {
 
 /// A response with an error status and its code in the error header (so the server's error
 /// layer keeps the body as it is).
-fn coded(status: StatusCode, code: &'static str, response: Response) -> Response {
+fn coded(status: StatusCode, code: ErrorCode, response: Response) -> Response {
     let mut response = response;
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(ERROR_HEADER, HeaderValue::from_static(code));
+    crate::error::mark(&mut response, code);
     response
 }
 
@@ -320,7 +318,7 @@ fn no_session(locale: Locale, json: bool) -> Response {
                 HeaderValue::from_static("application/json"),
             )],
             serde_json::json!({
-                "error": "no_session",
+                "error": ErrorCode::NoSession.as_str(),
                 "message": "Open a login link from `phakhi admin dashboard-login` first.",
             })
             .to_string(),
@@ -334,7 +332,7 @@ fn no_session(locale: Locale, json: bool) -> Response {
             true,
         ))
     };
-    coded(StatusCode::UNAUTHORIZED, "no_session", response)
+    coded(StatusCode::UNAUTHORIZED, ErrorCode::NoSession, response)
 }
 
 /// Lets a request through only with a live session cookie.
@@ -390,7 +388,7 @@ async fn login(
     let refused = |text: &str| {
         coded(
             StatusCode::UNAUTHORIZED,
-            "no_session",
+            ErrorCode::NoSession,
             html(render::message_page(locale, l.need_login, text, true)),
         )
     };
@@ -476,7 +474,7 @@ async fn province(
         let l = locale.labels();
         return Ok(coded(
             StatusCode::NOT_FOUND,
-            "no_route",
+            ErrorCode::NoRoute,
             html(render::message_page(locale, l.not_found, l.back, false)),
         ));
     };
@@ -503,7 +501,7 @@ async fn not_found(headers: HeaderMap) -> Response {
     let l = locale.labels();
     coded(
         StatusCode::NOT_FOUND,
-        "no_route",
+        ErrorCode::NoRoute,
         html(render::message_page(locale, l.not_found, l.back, false)),
     )
 }
