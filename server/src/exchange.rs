@@ -21,7 +21,7 @@ use crate::db::{self, DbError, documents};
 use crate::enroll::{self, Admission};
 use crate::error::{AppError, ErrorCode};
 use crate::mailroom;
-use crate::scope::{self, Access, DeviceScope};
+use crate::scope::{self, Access};
 use crate::state::{AppState, Core};
 use crate::transport;
 
@@ -57,12 +57,7 @@ pub fn enroll(
         ));
     }
     let admission = Admission {
-        role: match invite.role {
-            phakhi_core::seal::Role::Leader => Role::Leader,
-            phakhi_core::seal::Role::Coordinator => Role::Coordinator,
-            phakhi_core::seal::Role::Relay => Role::Relay,
-            phakhi_core::seal::Role::Admin => Role::Admin,
-        },
+        role: invite.role,
         provinces: invite.provinces.clone(),
         token: invite.token.0.to_vec(),
     };
@@ -314,7 +309,7 @@ fn sync_inner(
     // The engine applies each document's chunk as one batch and prepares the answer.
     let responder = sync::Responder::new(engine_limits);
     let reply = responder
-        .handle_request(payload, &mut docs, &DeviceScope(&device))
+        .handle_request(payload, &mut docs, &scope::sync_scope(&device))
         .map_err(|error| AppError::BadRequest(format!("sync message: {error}")))?;
     for (name, stats) in &reply.stats().docs {
         if let Some(error) = stats.error {

@@ -31,10 +31,11 @@ use std::time::Duration;
 
 use automerge::AutoCommit;
 use phakhi_core::mailbox::{EnvelopeKind, Scope};
+use phakhi_core::policy::UpstreamScope;
 use phakhi_core::protocol::ErrorCode;
 use phakhi_core::protocol::relay::UpstreamResponse;
 use phakhi_core::seal::PublicKey;
-use phakhi_core::sync::{DocName, Initiator, PeerState, PrefixScope};
+use phakhi_core::sync::{DocName, Initiator, PeerState};
 use rand::SeedableRng;
 use tokio::sync::watch;
 
@@ -118,18 +119,9 @@ struct Link {
 }
 
 impl Link {
-    fn accept(&self) -> PrefixScope {
-        let mut patterns = vec!["directory".to_owned()];
-        patterns.extend(
-            self.me
-                .provinces
-                .iter()
-                .map(|code| format!("province/{code}")),
-        );
-        PrefixScope {
-            read: patterns.clone(),
-            write: patterns,
-        }
+    /// What the relay exchanges with HQ: the core's rules for a member and its upstream.
+    fn accept(&self) -> UpstreamScope<'_, String> {
+        UpstreamScope(&self.me.provinces)
     }
 
     fn mailbox_scope(&self) -> Scope {
