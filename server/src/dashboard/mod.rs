@@ -148,7 +148,7 @@ impl Dash {
             {
                 return Ok((known.version.clone(), known.dataset.clone()));
             }
-            let dataset = Arc::new(report::collect(&tx, Lang::En, Era::Be)?);
+            let dataset = Arc::new(report::collect(&tx, Lang::En, Era::Buddhist)?);
             *cached = Some(Cached {
                 version: version.clone(),
                 dataset: dataset.clone(),
@@ -260,25 +260,25 @@ fn locale(headers: &HeaderMap, query: &ViewQuery) -> (Locale, Vec<String>) {
     let lang = query_lang
         .or_else(|| cookie(headers, LANG_COOKIE).and_then(i18n::parse_lang))
         .unwrap_or(Lang::Th);
-    let query_era = query.era.as_deref().and_then(i18n::parse_era);
+    let query_era = query.era.as_deref().and_then(|text| Era::parse(text).ok());
     let era = query_era
         .or_else(|| {
             // Switching the language brings back its usual era.
             if query_lang.is_some() {
                 None
             } else {
-                cookie(headers, ERA_COOKIE).and_then(i18n::parse_era)
+                cookie(headers, ERA_COOKIE).and_then(|text| Era::parse(text).ok())
             }
         })
         .unwrap_or(i18n::default_era(lang));
     if let Some(lang) = query_lang {
         set.push((LANG_COOKIE, i18n::lang_tag(lang)));
         if query_era.is_none() {
-            set.push((ERA_COOKIE, i18n::era_tag(era)));
+            set.push((ERA_COOKIE, era.as_str()));
         }
     }
     if let Some(era) = query_era {
-        set.push((ERA_COOKIE, i18n::era_tag(era)));
+        set.push((ERA_COOKIE, era.as_str()));
     }
     (
         Locale { lang, era },
@@ -631,14 +631,14 @@ mod tests {
     fn the_language_comes_from_the_query_then_the_cookie() {
         let mut headers = HeaderMap::new();
         let (l, set) = locale(&headers, &ViewQuery::default());
-        assert_eq!((l.lang, l.era), (Lang::Th, Era::Be));
+        assert_eq!((l.lang, l.era), (Lang::Th, Era::Buddhist));
         assert!(set.is_empty());
         headers.insert(
             header::COOKIE,
             HeaderValue::from_static("phakhi_lang=en; phakhi_era=be"),
         );
         let (l, _) = locale(&headers, &ViewQuery::default());
-        assert_eq!((l.lang, l.era), (Lang::En, Era::Be));
+        assert_eq!((l.lang, l.era), (Lang::En, Era::Buddhist));
         let (l, set) = locale(
             &headers,
             &ViewQuery {
@@ -646,7 +646,7 @@ mod tests {
                 ..ViewQuery::default()
             },
         );
-        assert_eq!((l.lang, l.era), (Lang::Th, Era::Be));
+        assert_eq!((l.lang, l.era), (Lang::Th, Era::Buddhist));
         assert_eq!(set, vec!["phakhi_lang=th", "phakhi_era=be"]);
         let (l, set) = locale(
             &HeaderMap::new(),
@@ -656,7 +656,7 @@ mod tests {
                 ..ViewQuery::default()
             },
         );
-        assert_eq!((l.lang, l.era), (Lang::En, Era::Be));
+        assert_eq!((l.lang, l.era), (Lang::En, Era::Buddhist));
         assert_eq!(set, vec!["phakhi_lang=en", "phakhi_era=be"]);
     }
 

@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use crate::secret::{self, SecretError};
-pub use dates::{InputEra, ShowEra};
+pub use dates::InputEra;
 
 /// `phakhi device --store PATH [--passphrase-env VAR | --key-file FILE] COMMAND`.
 #[derive(Debug, Clone, Args)]
