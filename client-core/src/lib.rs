@@ -7,6 +7,7 @@
 //! - [`store`]: the encrypted offline store (SQLite rows sealed with XChaCha20-Poly1305).
 //! - [`seal`]: sealed envelopes — tips, replies, member codes, invites, the peer transport.
 //! - [`mailbox`]: the grow-only, content-addressed set of envelopes relays carry.
+//! - [`policy`]: who may do what — device roles and which documents a member may read or write.
 //! - [`sync`]: the sans-io sync engine (bytes and `now` in, bytes out).
 //! - `transport` (feature `http`): a small blocking HTTP carrier for envelopes.
 
@@ -14,6 +15,7 @@ pub mod attach;
 pub mod device;
 pub mod mailbox;
 pub mod model;
+pub mod policy;
 pub mod protocol;
 pub mod seal;
 pub mod store;

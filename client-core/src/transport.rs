@@ -13,6 +13,8 @@
 use std::io::Read;
 use std::time::Duration;
 
+use crate::protocol::ErrorCode;
+
 /// The server routes that take a transport envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -47,13 +49,22 @@ pub enum HttpError {
     /// The server could not be reached or the connection broke; the exchange can be retried.
     #[error("cannot reach {url}: {detail} (check the address and the link, then sync again)")]
     Unreachable { url: String, detail: String },
-    /// The server refused the exchange with a machine-readable code.
+    /// The server refused the exchange with a machine-readable code: the text it sent, which
+    /// [`HttpError::code`] reads as an [`ErrorCode`] (a newer server may send one this build
+    /// does not know).
     #[error("server refused ({status} {code}): {message}")]
     Refused {
         status: u16,
         code: String,
         message: String,
     },
+    /// An HTTP error answer that is not a Phakhi refusal: something in front of the server (a
+    /// proxy, a captive portal) answered, or the address is not a Phakhi server's.
+    #[error(
+        "the address answered HTTP {status} but not as a Phakhi server ({excerpt:?}): check the \
+         address, then sync again"
+    )]
+    NotPhakhiAnswer { status: u16, excerpt: String },
     /// The answer was larger than this client accepts.
     #[error("the server's answer is larger than {limit} bytes")]
     TooLarge { limit: u64 },
@@ -68,8 +79,18 @@ impl HttpError {
     pub fn is_retryable(&self) -> bool {
         match self {
             HttpError::Unreachable { .. } => true,
-            HttpError::Refused { status, .. } => *status == 429 || *status >= 500,
+            HttpError::Refused { status, .. } | HttpError::NotPhakhiAnswer { status, .. } => {
+                *status == 429 || *status >= 500
+            }
             HttpError::TooLarge { .. } | HttpError::BadUrl(_) => false,
+        }
+    }
+
+    /// The server's refusal code, when it sent one this build knows.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            HttpError::Refused { code, .. } => ErrorCode::parse(code),
+            _ => None,
         }
     }
 }
@@ -179,10 +200,9 @@ fn refusal(status: u16, body: &[u8]) -> HttpError {
             code: r.error,
             message: r.message,
         },
-        Err(_) => HttpError::Refused {
+        Err(_) => HttpError::NotPhakhiAnswer {
             status,
-            code: "http_error".to_owned(),
-            message: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+            excerpt: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
         },
     }
 }
@@ -225,14 +245,16 @@ mod tests {
                 code,
                 message,
             } => {
-                assert_eq!((status, code.as_str()), (403, "device_revoked"));
+                assert_eq!(ErrorCode::parse(&code), Some(ErrorCode::DeviceRevoked));
+                assert_eq!(status, 403);
                 assert_eq!(message, "ask your coordinator");
             }
             other => panic!("unexpected {other:?}"),
         }
         let e = refusal(502, b"<html>bad gateway</html>");
         assert!(e.is_retryable());
-        assert!(matches!(e, HttpError::Refused { code, .. } if code == "http_error"));
+        assert!(matches!(e, HttpError::NotPhakhiAnswer { status: 502, .. }));
+        assert_eq!(e.code(), None);
     }
 
     #[test]

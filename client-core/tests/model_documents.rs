@@ -169,6 +169,15 @@ fn model_dates_show_buddhist_and_common_era() {
         "14 March 2562 BE"
     );
     assert_eq!(Date::from_buddhist_ymd(2562, 3, 14).unwrap(), date);
+    assert_eq!(date.iso_in(Era::Buddhist), "2562-03-14");
+    assert_eq!(date.iso_in(Era::Common), "2019-03-14");
+    for era in Era::ALL {
+        assert_eq!(Era::parse(era.as_str()).unwrap(), era);
+        assert_eq!(
+            era.year(date.year()),
+            date.iso_in(era)[..4].parse::<i32>().unwrap()
+        );
+    }
     assert_eq!("2019-03-14".parse::<Date>().unwrap(), date);
     assert_eq!(date.to_string(), "2019-03-14");
     assert!(matches!(

@@ -5,6 +5,7 @@
 
 use phakhi_core::device::{BundleError, DeviceError};
 use phakhi_core::model::ModelError;
+use phakhi_core::protocol::ErrorCode;
 use phakhi_core::store::StoreError;
 use phakhi_core::transport::HttpError;
 
@@ -190,15 +191,17 @@ impl From<HttpError> for PhakhiError {
             HttpError::Unreachable { .. } => PhakhiError::NetworkUnreachable { message },
             HttpError::BadUrl(_) => PhakhiError::InvalidInput { message },
             HttpError::TooLarge { .. } => PhakhiError::SyncFailed { message },
+            // Something in front of the server answered: as if it could not be reached.
+            HttpError::NotPhakhiAnswer { .. } => PhakhiError::NetworkUnreachable { message },
             HttpError::Refused {
                 status,
                 code,
                 message: detail,
-            } => match code.as_str() {
-                "device_revoked" => PhakhiError::DeviceRevoked { message: detail },
-                "invite_invalid" | "invite_expired" | "invite_used" => {
-                    PhakhiError::InviteRefused { message }
-                }
+            } => match ErrorCode::parse(&code) {
+                Some(ErrorCode::DeviceRevoked) => PhakhiError::DeviceRevoked { message: detail },
+                Some(
+                    ErrorCode::InviteInvalid | ErrorCode::InviteExpired | ErrorCode::InviteUsed,
+                ) => PhakhiError::InviteRefused { message },
                 _ => PhakhiError::ServerRefused {
                     status,
                     code,
@@ -217,10 +220,10 @@ mod tests {
     use super::*;
     use phakhi_core::seal::SealError;
 
-    fn refused(status: u16, code: &str) -> PhakhiError {
+    fn refused(status: u16, code: ErrorCode) -> PhakhiError {
         DeviceError::Http(HttpError::Refused {
             status,
-            code: code.into(),
+            code: code.as_str().into(),
             message: "ask your coordinator".into(),
         })
         .into()
@@ -229,19 +232,30 @@ mod tests {
     #[test]
     fn server_refusals_map_to_what_the_app_does_next() {
         assert!(matches!(
-            refused(403, "device_revoked"),
+            refused(403, ErrorCode::DeviceRevoked),
             PhakhiError::DeviceRevoked { message } if message == "ask your coordinator"
         ));
-        for code in ["invite_invalid", "invite_expired", "invite_used"] {
+        for code in [
+            ErrorCode::InviteInvalid,
+            ErrorCode::InviteExpired,
+            ErrorCode::InviteUsed,
+        ] {
             assert!(matches!(
                 refused(403, code),
                 PhakhiError::InviteRefused { .. }
             ));
         }
         assert!(matches!(
-            refused(429, "rate_limited"),
+            refused(429, ErrorCode::RateLimited),
             PhakhiError::ServerRefused { status: 429, code, .. } if code == "rate_limited"
         ));
+        // A proxy's error page is no refusal from the server: the app retries later.
+        let proxy: PhakhiError = DeviceError::Http(HttpError::NotPhakhiAnswer {
+            status: 502,
+            excerpt: "<html>bad gateway</html>".into(),
+        })
+        .into();
+        assert!(matches!(proxy, PhakhiError::NetworkUnreachable { .. }));
         let unreachable: PhakhiError = DeviceError::Http(HttpError::Unreachable {
             url: "http://127.0.0.1:9".into(),
             detail: "connection refused".into(),

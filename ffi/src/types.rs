@@ -48,7 +48,7 @@ use core::Language as CoreLanguage;
 use core::MemberRole as CoreMemberRole;
 use core::MemberStatus as CoreMemberStatus;
 use core::TipStatus as CoreTipStatus;
-use phakhi_core::seal::Role as CoreRole;
+use phakhi_core::policy::Role as CoreRole;
 use phakhi_core::seal::TipCategory as CoreTipCategory;
 
 mirror_enum!(

@@ -59,7 +59,7 @@ pub enum ImportError {
 impl From<AppError> for ImportError {
     fn from(error: AppError) -> Self {
         ImportError::Refused {
-            code: error.code().to_owned(),
+            code: error.code().as_str().to_owned(),
             message: error.message(),
         }
     }

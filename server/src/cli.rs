@@ -172,6 +172,8 @@ pub struct InviteArgs {
     pub server_key: Option<String>,
 }
 
+/// The command line's spelling of [`Role`](crate::db::devices::Role) (clap derives its choices
+/// from a local type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum InviteRole {
     Leader,

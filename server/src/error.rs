@@ -2,45 +2,16 @@
 //!
 //! Inside the server, each layer has its own detailed error (`db::DbError`, `keys::KeyError`,
 //! ...). At the edge they all become one [`AppError`]: a distinct HTTP status, a stable
-//! machine-readable code (in the JSON body and in the `x-phakhi-error` header) and a message
-//! that tells the person holding the device what to do next. Internal details (SQL, paths, key
-//! material) are logged, never sent.
+//! machine-readable [`ErrorCode`] (in the JSON body and in the `x-phakhi-error` header; the codes
+//! are defined once, in the core) and a message that tells the person holding the device what to
+//! do next. Internal details (SQL, paths, key material) are logged, never sent.
 
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+pub use phakhi_core::protocol::ErrorCode;
 
 /// The header that carries an error's machine-readable code on every error response.
 pub const ERROR_HEADER: HeaderName = HeaderName::from_static("x-phakhi-error");
-
-/// Every machine-readable error code.
-pub const ALL_CODES: &[&str] = &[
-    "body_too_large",
-    "unsupported_media_type",
-    "bad_envelope",
-    "replayed",
-    "clock_skew",
-    "wrong_server",
-    "bad_request",
-    "unknown_device",
-    "device_revoked",
-    "not_admin",
-    "already_enrolled",
-    "invite_invalid",
-    "invite_expired",
-    "invite_used",
-    "out_of_scope",
-    "read_only_document",
-    "too_many_documents",
-    "too_many_changes",
-    "mailbox_quota_exceeded",
-    "rate_limited",
-    "timeout",
-    "no_route",
-    "method_not_allowed",
-    "busy",
-    "not_configured",
-    "internal",
-];
 
 /// Every way a request can fail, as the client sees it.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -103,35 +74,35 @@ pub enum AppError {
 
 impl AppError {
     /// The stable, machine-readable code clients branch on.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            AppError::BodyTooLarge { .. } => "body_too_large",
-            AppError::UnsupportedMediaType => "unsupported_media_type",
-            AppError::BadEnvelope => "bad_envelope",
-            AppError::Replayed => "replayed",
-            AppError::ClockSkew => "clock_skew",
-            AppError::WrongServer => "wrong_server",
-            AppError::BadRequest(_) => "bad_request",
-            AppError::UnknownDevice => "unknown_device",
-            AppError::DeviceRevoked => "device_revoked",
-            AppError::NotAdmin => "not_admin",
-            AppError::AlreadyEnrolled => "already_enrolled",
-            AppError::InviteInvalid(_) => "invite_invalid",
-            AppError::InviteExpired => "invite_expired",
-            AppError::InviteUsed => "invite_used",
-            AppError::OutOfScope(_) => "out_of_scope",
-            AppError::ReadOnly(_) => "read_only_document",
-            AppError::TooManyDocuments { .. } => "too_many_documents",
-            AppError::TooManyChanges { .. } => "too_many_changes",
-            AppError::MailboxQuota => "mailbox_quota_exceeded",
-            AppError::ChunkQuota => "chunk_quota_exceeded",
-            AppError::RateLimited { .. } => "rate_limited",
-            AppError::Timeout => "timeout",
-            AppError::NoRoute => "no_route",
-            AppError::MethodNotAllowed => "method_not_allowed",
-            AppError::Busy => "busy",
-            AppError::NotConfigured => "not_configured",
-            AppError::Internal => "internal",
+            AppError::BodyTooLarge { .. } => ErrorCode::BodyTooLarge,
+            AppError::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            AppError::BadEnvelope => ErrorCode::BadEnvelope,
+            AppError::Replayed => ErrorCode::Replayed,
+            AppError::ClockSkew => ErrorCode::ClockSkew,
+            AppError::WrongServer => ErrorCode::WrongServer,
+            AppError::BadRequest(_) => ErrorCode::BadRequest,
+            AppError::UnknownDevice => ErrorCode::UnknownDevice,
+            AppError::DeviceRevoked => ErrorCode::DeviceRevoked,
+            AppError::NotAdmin => ErrorCode::NotAdmin,
+            AppError::AlreadyEnrolled => ErrorCode::AlreadyEnrolled,
+            AppError::InviteInvalid(_) => ErrorCode::InviteInvalid,
+            AppError::InviteExpired => ErrorCode::InviteExpired,
+            AppError::InviteUsed => ErrorCode::InviteUsed,
+            AppError::OutOfScope(_) => ErrorCode::OutOfScope,
+            AppError::ReadOnly(_) => ErrorCode::ReadOnlyDocument,
+            AppError::TooManyDocuments { .. } => ErrorCode::TooManyDocuments,
+            AppError::TooManyChanges { .. } => ErrorCode::TooManyChanges,
+            AppError::MailboxQuota => ErrorCode::MailboxQuotaExceeded,
+            AppError::ChunkQuota => ErrorCode::ChunkQuotaExceeded,
+            AppError::RateLimited { .. } => ErrorCode::RateLimited,
+            AppError::Timeout => ErrorCode::Timeout,
+            AppError::NoRoute => ErrorCode::NoRoute,
+            AppError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            AppError::Busy => ErrorCode::Busy,
+            AppError::NotConfigured => ErrorCode::NotConfigured,
+            AppError::Internal => ErrorCode::Internal,
         }
     }
 
@@ -263,12 +234,13 @@ impl AppError {
 
     /// The JSON body sent with this error.
     pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({ "error": self.code(), "message": self.message() })
+        serde_json::json!({ "error": self.code().as_str(), "message": self.message() })
     }
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
+        let code = self.code();
         let mut response = (
             self.status(),
             [(
@@ -278,9 +250,7 @@ impl IntoResponse for AppError {
             self.body().to_string(),
         )
             .into_response();
-        response
-            .headers_mut()
-            .insert(ERROR_HEADER, HeaderValue::from_static(self.code()));
+        mark(&mut response, code);
         if let AppError::RateLimited { retry_after_secs } = self
             && let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string())
         {
@@ -288,6 +258,15 @@ impl IntoResponse for AppError {
         }
         response
     }
+}
+
+/// Puts `code` on an error response: in the `x-phakhi-error` header for clients, and in the
+/// response's extensions for the layer that counts errors (which so never parses a header back).
+pub fn mark(response: &mut Response, code: ErrorCode) {
+    response
+        .headers_mut()
+        .insert(ERROR_HEADER, HeaderValue::from_static(code.as_str()));
+    response.extensions_mut().insert(code);
 }
 
 impl From<crate::db::DbError> for AppError {

@@ -19,9 +19,9 @@ use crate::cache::DocCache;
 use crate::db::devices::{self, Device, Role};
 use crate::db::{self, DbError, documents};
 use crate::enroll::{self, Admission};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::mailroom;
-use crate::scope::{self, Access, DeviceScope};
+use crate::scope::{self, Access};
 use crate::state::{AppState, Core};
 use crate::transport;
 
@@ -57,12 +57,7 @@ pub fn enroll(
         ));
     }
     let admission = Admission {
-        role: match invite.role {
-            phakhi_core::seal::Role::Leader => Role::Leader,
-            phakhi_core::seal::Role::Coordinator => Role::Coordinator,
-            phakhi_core::seal::Role::Relay => Role::Relay,
-            phakhi_core::seal::Role::Admin => Role::Admin,
-        },
+        role: invite.role,
         provinces: invite.provinces.clone(),
         token: invite.token.0.to_vec(),
     };
@@ -314,12 +309,12 @@ fn sync_inner(
     // The engine applies each document's chunk as one batch and prepares the answer.
     let responder = sync::Responder::new(engine_limits);
     let reply = responder
-        .handle_request(payload, &mut docs, &DeviceScope(&device))
+        .handle_request(payload, &mut docs, &scope::sync_scope(&device))
         .map_err(|error| AppError::BadRequest(format!("sync message: {error}")))?;
     for (name, stats) in &reply.stats().docs {
         if let Some(error) = stats.error {
             tracing::info!(doc = %name, %error, "document refused");
-            state.metrics().error(doc_error_code(error));
+            state.metrics().error(ErrorCode::of_document(error));
         }
     }
 
@@ -485,18 +480,6 @@ pub(crate) fn load_doc(
         doc.load_incremental(&chunk).map_err(corrupt)?;
     }
     Ok(Some((doc, bytes)))
-}
-
-/// The metrics code of a per-document refusal.
-fn doc_error_code(error: sync::DocError) -> &'static str {
-    match error {
-        sync::DocError::WriteRefused => "read_only_document",
-        sync::DocError::NotReadable | sync::DocError::NotFound | sync::DocError::Private => {
-            "out_of_scope"
-        }
-        sync::DocError::TooManyChanges => "too_many_changes",
-        _ => "document_refused",
-    }
 }
 
 /// The enrolled, unrevoked device with this static key.

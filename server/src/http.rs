@@ -17,13 +17,17 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::config::Config;
-use crate::error::{AppError, ERROR_HEADER};
+use crate::error::{AppError, ErrorCode};
 use crate::routes;
 use crate::state::{AppState, StartError};
 
 /// The router with every route and layer.
 pub fn app(state: AppState) -> Router {
-    let limits = state.config().limits.clone();
+    with_layers(all_routes(&state), state)
+}
+
+/// Every route of the server, before the layers ([`with_layers`]).
+pub fn all_routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/healthz", get(routes::health::healthz))
         .route("/v1/health", get(routes::health::healthz))
@@ -35,6 +39,14 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/bundle", post(routes::bundle::bundle))
         .merge(crate::dashboard::router(state.clone()))
         .fallback(|| async { AppError::NoRoute })
+}
+
+/// Wraps `routes` in the layers every answer of the server passes through: tracing, the error
+/// shape and its count in `/metrics`, the timeout and the body limit. Public so that a test can
+/// add a route of its own to [`all_routes`] behind exactly these layers.
+pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
+    let limits = state.config().limits.clone();
+    routes
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -50,19 +62,16 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Gives responses produced by layers (body limit, timeout, method mismatch) the same JSON
-/// error shape as the handlers' own, and counts every error by code.
+/// error shape as the handlers' own, and counts every error by code (handlers mark theirs with
+/// [`crate::error::mark`]).
 async fn error_shape(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
     if !status.is_client_error() && !status.is_server_error() {
         return response;
     }
-    if let Some(code) = response
-        .headers()
-        .get(ERROR_HEADER)
-        .and_then(|value| value.to_str().ok())
-    {
-        state.metrics().error(known_code(code));
+    if let Some(code) = response.extensions().get::<ErrorCode>().copied() {
+        state.metrics().error(code);
         return response;
     }
     let error = match status {
@@ -78,15 +87,6 @@ async fn error_shape(State(state): State<AppState>, request: Request, next: Next
     };
     state.metrics().error(error.code());
     error.into_response()
-}
-
-/// Maps a code read back from a header to its `'static` form (metrics keep only known codes).
-fn known_code(code: &str) -> &'static str {
-    crate::error::ALL_CODES
-        .iter()
-        .find(|known| **known == code)
-        .copied()
-        .unwrap_or("other")
 }
 
 /// Opens the data folder named in `config` and serves on `listener` until `shutdown`

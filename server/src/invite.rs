@@ -2,7 +2,7 @@
 //! an expiry, this server's address and static key and the tip desk's public key, signed with
 //! the HQ signing key (`phakhi_core::seal::Invite`). Only an HQ data folder can sign.
 
-use phakhi_core::seal::{Invite, InviteToken, PublicKey, Role as InviteRole};
+use phakhi_core::seal::{Invite, InviteToken, PublicKey};
 use rand_core::CryptoRngCore;
 
 use crate::admin::{self, AdminError};
@@ -67,12 +67,7 @@ pub fn issue(
         server_key,
         tip_desk_key,
         provinces,
-        role: match request.role {
-            Role::Leader => InviteRole::Leader,
-            Role::Coordinator => InviteRole::Coordinator,
-            Role::Relay => InviteRole::Relay,
-            Role::Admin => InviteRole::Admin,
-        },
+        role: request.role,
         expires_at: now.saturating_add(lifetime.as_secs()),
         token: InviteToken::generate(rng),
     };

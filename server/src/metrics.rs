@@ -7,6 +7,8 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use phakhi_core::protocol::ErrorCode;
+
 /// Counters since the process started.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -16,7 +18,7 @@ pub struct Metrics {
     bytes_out: AtomicU64,
     chunks_received: AtomicU64,
     chunks_stored: AtomicU64,
-    errors: Mutex<BTreeMap<&'static str, u64>>,
+    errors: Mutex<BTreeMap<ErrorCode, u64>>,
 }
 
 /// Values read from storage at scrape time.
@@ -54,7 +56,8 @@ impl Metrics {
             .fetch_add(stored as u64, Ordering::Relaxed);
     }
 
-    pub fn error(&self, code: &'static str) {
+    /// One error answered (or one document refused), by its code.
+    pub fn error(&self, code: ErrorCode) {
         let mut errors = self
             .errors
             .lock()
@@ -159,6 +162,7 @@ impl Metrics {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for (code, count) in errors.iter() {
+            let code = code.as_str();
             let _ = writeln!(out, "phakhi_errors_total{{code=\"{code}\"}} {count}");
         }
         out
@@ -176,9 +180,9 @@ mod tests {
         metrics.sync_done();
         metrics.bytes(10, 20);
         metrics.chunks(16, 15);
-        metrics.error("bad_envelope");
-        metrics.error("bad_envelope");
-        metrics.error("rate_limited");
+        metrics.error(ErrorCode::BadEnvelope);
+        metrics.error(ErrorCode::BadEnvelope);
+        metrics.error(ErrorCode::RateLimited);
         let text = metrics.render(Gauges {
             devices: 3,
             ..Gauges::default()

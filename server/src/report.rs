@@ -16,8 +16,9 @@ use phakhi_core::model::{
 use serde::Serialize;
 
 use crate::db::{self, DbError, devices, documents};
-use crate::field::dates::{self, ShowEra};
+use crate::field::dates;
 use crate::table::Table;
+use phakhi_core::model::Era;
 
 #[derive(Debug, Clone, Args)]
 pub struct ReportArgs {
@@ -30,8 +31,8 @@ pub struct ReportArgs {
     #[arg(long, value_enum, default_value = "th")]
     pub lang: Lang,
     /// Era of dates.
-    #[arg(long, value_enum, default_value = "be")]
-    pub era: ShowEra,
+    #[arg(long, default_value = "be", value_parser = dates::era_arg())]
+    pub era: Era,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -118,7 +119,7 @@ fn model_error(name: &str) -> impl FnOnce(phakhi_core::model::ModelError) -> Rep
 }
 
 /// Builds the report from a data folder.
-pub fn build(data: &Path, lang: Lang, era: ShowEra) -> Result<Report, ReportError> {
+pub fn build(data: &Path, lang: Lang, era: Era) -> Result<Report, ReportError> {
     let mut conn =
         db::open_existing(data)?.ok_or_else(|| ReportError::NoData(data.display().to_string()))?;
     // One read transaction: a running server's writes and compactions do not tear the report.
@@ -191,11 +192,7 @@ fn month_of(date: Date) -> Month {
 
 /// Reads the report and the dashboard's detail through `conn` (give it a transaction so a
 /// running server's writes do not tear the figures).
-pub fn collect(
-    conn: &rusqlite::Connection,
-    lang: Lang,
-    era: ShowEra,
-) -> Result<Dataset, ReportError> {
+pub fn collect(conn: &rusqlite::Connection, lang: Lang, era: Era) -> Result<Dataset, ReportError> {
     let mut provinces: BTreeMap<ProvinceCode, ProvinceDoc> = BTreeMap::new();
     let mut activities: BTreeMap<ProvinceCode, ProvinceActivities> = BTreeMap::new();
     let mut regions = Vec::new();
@@ -401,7 +398,7 @@ fn directory_regions(directory: &DirectoryDoc) -> Vec<RegionInfo> {
         .collect()
 }
 
-fn sync_time(at: Option<i64>, lang: Lang, era: ShowEra) -> String {
+fn sync_time(at: Option<i64>, lang: Lang, era: Era) -> String {
     let never = match lang {
         Lang::Th => "ยังไม่เคย",
         Lang::En => "never",
@@ -409,8 +406,7 @@ fn sync_time(at: Option<i64>, lang: Lang, era: ShowEra) -> String {
     let Some(t) = at.and_then(|at| time::OffsetDateTime::from_unix_timestamp(at).ok()) else {
         return never.to_owned();
     };
-    let day =
-        Date::from_time(t.date()).map_or_else(|_| t.date().to_string(), |d| dates::show(d, era));
+    let day = Date::from_time(t.date()).map_or_else(|_| t.date().to_string(), |d| d.iso_in(era));
     format!("{day} {:02}:{:02}Z", t.hour(), t.minute())
 }
 
@@ -725,10 +721,10 @@ mod tests {
         db::mailbox::record_ack(&conn, &may, 1_557_100_000).unwrap();
         db::mailbox::delete(&conn, &may).unwrap();
         drop(conn);
-        let report = build(dir.path(), Lang::En, ShowEra::Ce).unwrap();
+        let report = build(dir.path(), Lang::En, Era::Common).unwrap();
         let mut conn = db::open(dir.path()).unwrap();
         let tx = conn.transaction().unwrap();
-        let dataset = collect(&tx, Lang::En, ShowEra::Ce).unwrap();
+        let dataset = collect(&tx, Lang::En, Era::Common).unwrap();
         assert_eq!(dataset.report, report);
         let p = &report.provinces[0];
         assert_eq!(p.activities, 300);
@@ -773,7 +769,7 @@ mod tests {
     #[test]
     fn a_missing_folder_is_refused_with_advice() {
         let dir = tempfile::tempdir().unwrap();
-        let err = build(dir.path(), Lang::En, ShowEra::Be).unwrap_err();
+        let err = build(dir.path(), Lang::En, Era::Buddhist).unwrap_err();
         assert!(err.to_string().contains("--data DIR"), "{err}");
         assert!(!dir.path().join(db::DB_FILE).exists());
     }

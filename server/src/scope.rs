@@ -1,22 +1,13 @@
-//! Which shared documents a device may read and write. A device syncs its provinces'
-//! documents (`province/<code>` and `province/<code>/activities/<year>`), reads the
-//! `directory` (written by HQ only), and nothing else; a `private` document never leaves its
-//! device.
+//! Which shared documents an enrolled device may read and write at this server, and which
+//! mailbox provinces it receives. The rules are the core's ([`Access::for_member`]: its
+//! provinces' documents, the `directory` read-only, nothing else); this module applies them to a
+//! stored [`Device`].
 
-use phakhi_core::model::{DocName, ProvinceCode};
+use phakhi_core::model::ProvinceCode;
+pub use phakhi_core::policy::Access;
+use phakhi_core::policy::MemberScope;
 
 use crate::db::devices::Device;
-
-/// What a device may do with one document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Not shared with this device: neither sent nor accepted.
-    None,
-    /// Sent to the device; changes from it are refused.
-    Read,
-    /// Sent to the device and changes from it are merged.
-    ReadWrite,
-}
 
 /// An ISO 3166-2:TH code of a real province, such as `TH-44` (or `TH-S`, Pattaya).
 pub fn valid_province(code: &str) -> bool {
@@ -25,38 +16,17 @@ pub fn valid_province(code: &str) -> bool {
 
 /// What `device` may do with the document called `name`.
 pub fn access(device: &Device, name: &str) -> Access {
-    // Only canonical spellings: a name must print back as itself.
-    let parsed = DocName::parse(name)
-        .ok()
-        .filter(|doc| doc.to_string() == name);
-    match parsed {
-        Some(DocName::Directory) => Access::Read,
-        Some(DocName::Province(code) | DocName::Activities(code, _))
-            if device.provinces.iter().any(|p| p == code.as_str()) =>
-        {
-            Access::ReadWrite
-        }
-        _ => Access::None,
-    }
+    Access::for_member(&device.provinces, name)
 }
 
 /// True when a stored document belongs in what the server sends to `device`.
 pub fn readable(device: &Device, name: &str) -> bool {
-    access(device, name) != Access::None
+    access(device, name).is_shared()
 }
 
 /// The sync engine's view of a device's scope.
-#[derive(Debug, Clone, Copy)]
-pub struct DeviceScope<'d>(pub &'d Device);
-
-impl phakhi_core::sync::Scope for DeviceScope<'_> {
-    fn may_read(&self, doc: &phakhi_core::sync::DocName) -> bool {
-        readable(self.0, doc.as_str())
-    }
-
-    fn may_write(&self, doc: &phakhi_core::sync::DocName) -> bool {
-        access(self.0, doc.as_str()) == Access::ReadWrite
-    }
+pub fn sync_scope(device: &Device) -> MemberScope<'_, String> {
+    MemberScope(&device.provinces)
 }
 
 /// The mailbox provinces a device receives: its own.

@@ -8,15 +8,20 @@ use std::collections::BTreeMap;
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ROOT, ReadDoc};
 use axum::body::{Body, to_bytes};
+use axum::extract::Path as UrlPath;
 use axum::http::{Request, StatusCode, header};
+use axum::routing::get;
 use phakhi_core::mailbox::{EnvelopeKind, Have, MailItem, MailboxMessage, Push};
-use phakhi_core::protocol::{EnrolRequest, EnrolResponse, decode_section, encode_section};
+use phakhi_core::protocol::{
+    EnrolRequest, EnrolResponse, ErrorCode, decode_section, encode_section,
+};
 use phakhi_core::seal::{self, PendingResponse, PublicKey, StaticKeyPair};
+use phakhi_core::sync::wire::{Chunk, DocEntry, DocStatus, Kind, Message};
 use phakhi_core::sync::{self, DocName, Initiator, PeerState, PrefixScope, Progress};
 use phakhi_server::config::{Config, Limits};
 use phakhi_server::db::{self, devices::Role};
-use phakhi_server::error::ERROR_HEADER;
-use phakhi_server::http::app;
+use phakhi_server::error::{AppError, ERROR_HEADER};
+use phakhi_server::http::{all_routes, app, with_layers};
 use phakhi_server::invite::{InviteRequest, issue};
 use phakhi_server::routes::now_unix;
 use phakhi_server::state::AppState;
@@ -859,4 +864,141 @@ async fn a_new_document_sent_whole_is_stored_as_sent_and_reads_back_the_same() {
             .ok(),
         Some("ประชุมสรุปผล".to_string())
     );
+}
+
+/// An `AppError` of each code a request can be refused with; `None` for the codes no handler
+/// returns as an `AppError` (the test provokes those for real). Exhaustive, so a new code cannot
+/// be left out of the test.
+fn refusal_of(code: ErrorCode) -> Option<AppError> {
+    Some(match code {
+        ErrorCode::BodyTooLarge => AppError::BodyTooLarge { limit: 1024 },
+        ErrorCode::UnsupportedMediaType => AppError::UnsupportedMediaType,
+        ErrorCode::BadEnvelope => AppError::BadEnvelope,
+        ErrorCode::Replayed => AppError::Replayed,
+        ErrorCode::ClockSkew => AppError::ClockSkew,
+        ErrorCode::WrongServer => AppError::WrongServer,
+        ErrorCode::BadRequest => AppError::BadRequest("ข้อมูลเสีย".into()),
+        ErrorCode::UnknownDevice => AppError::UnknownDevice,
+        ErrorCode::DeviceRevoked => AppError::DeviceRevoked,
+        ErrorCode::NotAdmin => AppError::NotAdmin,
+        ErrorCode::AlreadyEnrolled => AppError::AlreadyEnrolled,
+        ErrorCode::InviteInvalid => AppError::InviteInvalid("ลายเซ็นไม่ถูกต้อง".into()),
+        ErrorCode::InviteExpired => AppError::InviteExpired,
+        ErrorCode::InviteUsed => AppError::InviteUsed,
+        ErrorCode::OutOfScope => AppError::OutOfScope("province/TH-40".into()),
+        ErrorCode::ReadOnlyDocument => AppError::ReadOnly("directory".into()),
+        ErrorCode::TooManyDocuments => AppError::TooManyDocuments { limit: 2 },
+        ErrorCode::TooManyChanges => AppError::TooManyChanges { limit: 3 },
+        ErrorCode::MailboxQuotaExceeded => AppError::MailboxQuota,
+        ErrorCode::ChunkQuotaExceeded => AppError::ChunkQuota,
+        ErrorCode::RateLimited => AppError::RateLimited {
+            retry_after_secs: 7,
+        },
+        ErrorCode::Timeout => AppError::Timeout,
+        ErrorCode::NoRoute => AppError::NoRoute,
+        ErrorCode::MethodNotAllowed => AppError::MethodNotAllowed,
+        ErrorCode::Busy => AppError::Busy,
+        ErrorCode::NotConfigured => AppError::NotConfigured,
+        ErrorCode::Internal => AppError::Internal,
+        ErrorCode::DocumentRefused | ErrorCode::NoSession => return None,
+    })
+}
+
+/// Answers the `AppError` of the code in the path, as a handler would.
+async fn refuse(UrlPath(code): UrlPath<String>) -> AppError {
+    ErrorCode::parse(&code)
+        .and_then(refusal_of)
+        .expect("a code answered as an AppError")
+}
+
+/// Every error code is counted in `/metrics` under its own name, never as `other`. A refused
+/// request goes through the server's own routes and layers (one route is added that refuses
+/// with the `AppError` of a given code, as a handler does); a dashboard page without a session
+/// and a damaged document in a sync exchange are provoked for real.
+#[tokio::test]
+async fn every_error_code_is_counted_in_metrics_under_its_own_name() {
+    let server = Server::start(Limits::default());
+    let router = with_layers(
+        all_routes(&server.state).route("/test/refuse/{code}", get(refuse)),
+        server.state.clone(),
+    );
+    let call = |request: Request<Body>| {
+        let router = router.clone();
+        async move {
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status();
+            let header = response
+                .headers()
+                .get(ERROR_HEADER)
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default();
+            let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+            (status, header, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let mut phone = Phone::new();
+    server
+        .enrol(&phone.key, &server.invite("TH-44", Role::Leader))
+        .await
+        .unwrap();
+    for code in ErrorCode::ALL {
+        match refusal_of(*code) {
+            Some(error) => {
+                let uri = format!("/test/refuse/{code}");
+                let (status, header, body) =
+                    call(Request::get(uri).body(Body::empty()).unwrap()).await;
+                assert_eq!(status, error.status(), "{code}");
+                assert_eq!(header, code.as_str());
+                let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+                assert_eq!(json["error"], code.as_str(), "{body}");
+            }
+            None if *code == ErrorCode::NoSession => {
+                let (status, header, _) =
+                    call(Request::get("/dashboard").body(Body::empty()).unwrap()).await;
+                assert_eq!(status, StatusCode::UNAUTHORIZED);
+                assert_eq!(header, code.as_str());
+            }
+            None => {
+                assert_eq!(*code, ErrorCode::DocumentRefused);
+                // Changes that are not automerge data, after heads the server does not have:
+                // the exchange is answered and that one document is refused.
+                let entry = DocEntry {
+                    name: ACTIVITIES_44.into(),
+                    status: DocStatus::Ok,
+                    heads: vec![automerge::ChangeHash([0x44; 32])],
+                    chunk: Some(Chunk::Changes(vec!["ไม่ใช่ข้อมูล".as_bytes().to_vec()])),
+                };
+                let message = Message {
+                    kind: Kind::Request,
+                    round: 1,
+                    echo: [0; 8],
+                    docs: vec![entry],
+                    mailbox: None,
+                };
+                let (envelope, _) = server.seal(&phone.key, &message.encode());
+                let request = Request::post("/v1/sync")
+                    .header(header::CONTENT_TYPE, "application/octet-stream")
+                    .body(Body::from(envelope))
+                    .unwrap();
+                let (status, _, body) = call(request).await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+            }
+        }
+    }
+    phone.write(ACTIVITIES_44, "title", "ยังซิงก์ได้");
+    phone.sync(&server, None).await.unwrap();
+
+    let (status, _, text) = call(Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    for code in ErrorCode::ALL {
+        let line = format!("phakhi_errors_total{{code=\"{code}\"}} ");
+        let count: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .unwrap_or_else(|| panic!("{code} is not counted under its own name:\n{text}"))
+            .parse()
+            .unwrap();
+        assert!(count >= 1, "{code}: {count}");
+    }
+    assert!(!text.contains("code=\"other\""), "{text}");
 }

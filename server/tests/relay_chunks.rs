@@ -268,5 +268,25 @@ async fn a_full_chunk_quota_at_hq_keeps_the_rest_at_the_relay_and_names_the_sett
         .await
         .unwrap();
     assert_eq!(at_hq, first);
+    // HQ's operator sees the refusals in /metrics under their own code.
+    let metrics = scrape(&hq_url, "/metrics").await;
+    assert!(
+        metrics.contains("phakhi_errors_total{code=\"chunk_quota_exceeded\"} "),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("code=\"other\""), "{metrics}");
     let _ = hq_stop.send(true);
+}
+
+/// The body of `GET path` from the server at `url`, over its socket.
+async fn scrape(url: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    answer
 }

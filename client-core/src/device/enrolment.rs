@@ -8,7 +8,7 @@ use super::{Device, DeviceError, ENROLMENT, Result, ns};
 use crate::model::ProvinceCode;
 use crate::protocol::{EnrolRequest, EnrolResponse};
 use crate::seal::wire::{LenWidth, Reader, put_blob};
-use crate::seal::{PendingResponse, PublicKey, Role, SignedInvite, seal_request};
+use crate::seal::{InviteError, PendingResponse, PublicKey, Role, SignedInvite, seal_request};
 
 const ENROLMENT_VERSION: u8 = 1;
 
@@ -71,7 +71,8 @@ impl Enrolment {
             provinces
                 .push(ProvinceCode::parse(&code).map_err(|_| DeviceError::Corrupt("enrolment"))?);
         }
-        let role = Role::from_byte(r.u8("role").map_err(corrupt)?).map_err(corrupt)?;
+        let role = Role::from_byte(r.u8("role").map_err(corrupt)?)
+            .ok_or(DeviceError::Corrupt("enrolment"))?;
         let device_id = r.text("device id", LenWidth::U8, 64).map_err(corrupt)?;
         r.finish().map_err(corrupt)?;
         Ok(Enrolment {
@@ -138,7 +139,10 @@ impl Device {
             server_key: pending.invite.server_key,
             tip_desk_key: pending.invite.tip_desk_key,
             provinces,
-            role: answer.role.parse()?,
+            role: answer.role.parse().map_err(|_| InviteError::Invalid {
+                field: "role",
+                reason: "a role is leader, coordinator, relay or admin",
+            })?,
             device_id: answer.device_id,
         };
         self.store.put(ns::DEVICE, ENROLMENT, &enrolment.encode())?;

@@ -14,10 +14,11 @@ use time::OffsetDateTime;
 use super::{Device, DeviceError, Result, ns};
 use crate::mailbox::EnvelopeId;
 use crate::mailbox::{Have, MailboxMessage, Push};
-use crate::model::{DocName, Edit};
+use crate::model::{DocName, Edit, ProvinceCode};
+use crate::policy::{Access, UpstreamScope};
 use crate::protocol::{decode_section, encode_section};
 use crate::seal::{PendingResponse, seal_request};
-use crate::sync::{self, Initiator, Limits, PeerState, PrefixScope, Progress};
+use crate::sync::{self, Initiator, Limits, PeerState, Progress};
 
 /// An exchange in progress with the device's server.
 #[derive(Debug)]
@@ -92,28 +93,17 @@ impl Device {
         })
     }
 
-    fn in_scope(&self, name: &DocName) -> bool {
-        match (name, &self.enrolment) {
-            (DocName::Directory, _) => true,
-            (DocName::Private, _) => false,
-            (_, Some(e)) => name.province().is_some_and(|p| e.provinces.contains(&p)),
-            (_, None) => false,
-        }
+    /// The provinces this device was enrolled for (none before enrolment).
+    fn provinces(&self) -> &[ProvinceCode] {
+        self.enrolment.as_ref().map_or(&[], |e| &e.provinces)
     }
 
-    fn accept_scope(&self) -> PrefixScope {
-        let mut patterns = vec!["directory".to_owned()];
-        if let Some(e) = &self.enrolment {
-            patterns.extend(
-                e.provinces
-                    .iter()
-                    .map(|p| format!("province/{}", p.as_str())),
-            );
-        }
-        PrefixScope {
-            read: patterns.clone(),
-            write: patterns,
-        }
+    fn in_scope(&self, name: &DocName) -> bool {
+        Access::from_upstream(self.provinces(), &name.to_string()).is_shared()
+    }
+
+    fn accept_scope(&self) -> UpstreamScope<'_, ProvinceCode> {
+        UpstreamScope(self.provinces())
     }
 
     /// The next sealed request of the exchange.

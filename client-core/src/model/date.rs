@@ -55,7 +55,18 @@ impl Language {
 }
 
 impl Era {
-    /// Stable tag stored in documents.
+    /// Both eras, the usual one in Thailand first.
+    pub const ALL: [Era; 2] = [Era::Buddhist, Era::Common];
+
+    /// The number the Common-era `year` has in this era.
+    pub fn year(self, year_ce: i32) -> i32 {
+        match self {
+            Self::Buddhist => year_ce + BUDDHIST_ERA_OFFSET,
+            Self::Common => year_ce,
+        }
+    }
+
+    /// Stable tag stored in documents (and typed on the command line).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Buddhist => "be",
@@ -180,6 +191,16 @@ impl Date {
             Language::Thai => THAI_MONTHS[index],
             Language::English => ENGLISH_MONTHS[index],
         }
+    }
+
+    /// `YYYY-MM-DD` with the year counted in `era`, e.g. `2562-03-14` in the Buddhist era.
+    pub fn iso_in(self, era: Era) -> String {
+        format!(
+            "{:04}-{:02}-{:02}",
+            era.year(self.year()),
+            self.month(),
+            self.day()
+        )
     }
 
     /// The date as people read it, e.g. `14 มีนาคม พ.ศ. 2562` or `14 March 2019 CE`.

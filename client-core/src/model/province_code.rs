@@ -158,6 +158,12 @@ impl FromStr for ProvinceCode {
     }
 }
 
+impl AsRef<str> for ProvinceCode {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
 impl fmt::Display for ProvinceCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

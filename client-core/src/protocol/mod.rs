@@ -1,13 +1,14 @@
 //! What travels inside transport envelopes between two peers, beyond the sync engine's own
 //! message: the enrolment payloads, the admin exchange, the mailbox section of a sync
-//! exchange and the relay's section ([`relay`]). Phones, servers
-//! and relays all encode and decode through here, so both ends of every route share one
-//! definition. Every format starts with a version byte and decodes with bounds: malformed bytes
-//! are an error, never a panic.
+//! exchange, the relay's section ([`relay`]) and the codes a server refuses with
+//! ([`ErrorCode`]). Phones, servers and relays all encode and decode through here, so both ends
+//! of every route share one definition. Every format starts with a version byte and decodes with
+//! bounds: malformed bytes are an error, never a panic.
 
 mod admin;
 mod chunks;
 mod enrol;
+mod error_code;
 mod mailbox;
 pub mod relay;
 
@@ -17,6 +18,7 @@ pub use admin::{
 };
 pub use chunks::{ChunkRequest, ChunkResponse, MAX_CHUNKS_PER_REQUEST, MAX_HAVE_IDS};
 pub use enrol::{EnrolRequest, EnrolResponse};
+pub use error_code::ErrorCode;
 pub use mailbox::{MAX_SECTION_MESSAGES, decode_section, encode_section};
 pub use relay::JoinResponse;
 

@@ -29,6 +29,8 @@ use thiserror::Error;
 use super::crockford;
 use super::keys::{HqSigningKey, HqVerifyingKey, KEY_LEN, PublicKey};
 use super::wire::{LenWidth, Reader, WireError, put_blob};
+// The role an invite grants is defined with the rest of the access rules.
+pub use crate::policy::Role;
 
 /// The text prefix of an invite (version 1).
 pub const INVITE_PREFIX: &str = "PHAKHI1:";
@@ -69,74 +71,6 @@ pub enum InviteError {
     BadSignature,
     #[error("invite expired at {expires_at} (now {now}); ask for a new one")]
     Expired { expires_at: u64, now: u64 },
-}
-
-/// The role an invite grants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    Leader,
-    Coordinator,
-    Relay,
-    Admin,
-}
-
-impl Role {
-    /// Every role, in the order they are listed to people.
-    pub const ALL: [Role; 4] = [Role::Leader, Role::Coordinator, Role::Relay, Role::Admin];
-
-    /// The role's name on the command line and in payloads.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Role::Leader => "leader",
-            Role::Coordinator => "coordinator",
-            Role::Relay => "relay",
-            Role::Admin => "admin",
-        }
-    }
-
-    pub(crate) const fn to_byte(self) -> u8 {
-        match self {
-            Role::Leader => 1,
-            Role::Coordinator => 2,
-            Role::Relay => 3,
-            Role::Admin => 4,
-        }
-    }
-
-    pub(crate) fn from_byte(b: u8) -> Result<Self, WireError> {
-        Ok(match b {
-            1 => Role::Leader,
-            2 => Role::Coordinator,
-            3 => Role::Relay,
-            4 => Role::Admin,
-            value => {
-                return Err(WireError::UnknownTag {
-                    field: "role",
-                    value,
-                });
-            }
-        })
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Role {
-    type Err = InviteError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Role::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or(InviteError::Invalid {
-                field: "role",
-                reason: "a role is leader, coordinator, relay or admin",
-            })
-    }
 }
 
 /// The one-time token of an invite; the server records it as used.
@@ -289,7 +223,11 @@ fn decode_body(body: &[u8]) -> Result<Invite, InviteError> {
     for _ in 0..n {
         provinces.push(r.text("province", LenWidth::U8, MAX_PROVINCE_BYTES)?);
     }
-    let role = Role::from_byte(r.u8("role")?)?;
+    let role = r.u8("role")?;
+    let role = Role::from_byte(role).ok_or(WireError::UnknownTag {
+        field: "role",
+        value: role,
+    })?;
     let expires_at = r.u64("expiry")?;
     let token = InviteToken(r.array("token")?);
     r.finish()?;

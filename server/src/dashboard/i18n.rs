@@ -3,10 +3,10 @@
 //! the era separately; numbers carry grouping separators (Thai writing uses the same Arabic
 //! digits and commas, so only the words change).
 
-use phakhi_core::model::{ActivityKind, Audience, BUDDHIST_ERA_OFFSET, Date, MemberRole};
+use phakhi_core::model::{ActivityKind, Audience, Date, MemberRole};
 
-pub use crate::field::dates::ShowEra as Era;
 pub use crate::report::Lang;
+pub use phakhi_core::model::Era;
 
 /// What a page is shown in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,26 +52,11 @@ pub fn parse_lang(text: &str) -> Option<Lang> {
     }
 }
 
-pub fn era_tag(era: Era) -> &'static str {
-    match era {
-        Era::Be => "be",
-        Era::Ce => "ce",
-    }
-}
-
-pub fn parse_era(text: &str) -> Option<Era> {
-    match text {
-        "be" => Some(Era::Be),
-        "ce" => Some(Era::Ce),
-        _ => None,
-    }
-}
-
 /// Thai readers count years in the Buddhist era, English readers in the Common era.
 pub fn default_era(lang: Lang) -> Era {
     match lang {
-        Lang::Th => Era::Be,
-        Lang::En => Era::Ce,
+        Lang::Th => Era::Buddhist,
+        Lang::En => Era::Common,
     }
 }
 
@@ -124,20 +109,12 @@ fn month_name(month: u8, lang: Lang) -> &'static str {
     .unwrap_or("")
 }
 
-/// A (Common-era) year in the locale's era.
-pub fn year(year: i32, era: Era) -> i32 {
-    match era {
-        Era::Be => year + BUDDHIST_ERA_OFFSET,
-        Era::Ce => year,
-    }
-}
-
 /// `พ.ย. 2569` or `Nov 2026`.
 pub fn month(year_ce: i32, month: u8, locale: Locale) -> String {
     format!(
         "{} {}",
         month_name(month, locale.lang),
-        year(year_ce, locale.era)
+        locale.era.year(year_ce)
     )
 }
 
@@ -468,7 +445,7 @@ mod tests {
         // The era can be switched apart from the language.
         let th_ce = Locale {
             lang: Lang::Th,
-            era: Era::Ce,
+            era: Era::Common,
         };
         assert_eq!(date(day, th_ce), "20 พ.ย. 2026");
         // 2026-11-20 14:05:00 UTC
@@ -485,10 +462,6 @@ mod tests {
         for lang in [Lang::Th, Lang::En] {
             assert_eq!(parse_lang(lang_tag(lang)), Some(lang));
         }
-        for era in [Era::Be, Era::Ce] {
-            assert_eq!(parse_era(era_tag(era)), Some(era));
-        }
         assert_eq!(parse_lang("fr"), None);
-        assert_eq!(parse_era(""), None);
     }
 }

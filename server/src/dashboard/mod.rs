@@ -32,7 +32,7 @@ use rusqlite::Connection;
 use serde::Deserialize;
 
 use crate::db::{self, DbError};
-use crate::error::ERROR_HEADER;
+use crate::error::ErrorCode;
 use crate::report::{self, Dataset, ReportError};
 use crate::state::AppState;
 use i18n::{Era, Lang, Locale};
@@ -67,9 +67,9 @@ impl IntoResponse for DashboardError {
         let busy = matches!(&self, DashboardError::Db(e) if e.is_busy())
             || matches!(&self, DashboardError::Report(ReportError::Db(e)) if e.is_busy());
         let (status, code) = if busy {
-            (StatusCode::SERVICE_UNAVAILABLE, "busy")
+            (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Busy)
         } else {
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
         };
         coded(
             status,
@@ -148,7 +148,7 @@ impl Dash {
             {
                 return Ok((known.version.clone(), known.dataset.clone()));
             }
-            let dataset = Arc::new(report::collect(&tx, Lang::En, Era::Be)?);
+            let dataset = Arc::new(report::collect(&tx, Lang::En, Era::Buddhist)?);
             *cached = Some(Cached {
                 version: version.clone(),
                 dataset: dataset.clone(),
@@ -230,12 +230,10 @@ fn html(body: String) -> Response {
 
 /// A response with an error status and its code in the error header (so the server's error
 /// layer keeps the body as it is).
-fn coded(status: StatusCode, code: &'static str, response: Response) -> Response {
+fn coded(status: StatusCode, code: ErrorCode, response: Response) -> Response {
     let mut response = response;
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(ERROR_HEADER, HeaderValue::from_static(code));
+    crate::error::mark(&mut response, code);
     response
 }
 
@@ -262,25 +260,25 @@ fn locale(headers: &HeaderMap, query: &ViewQuery) -> (Locale, Vec<String>) {
     let lang = query_lang
         .or_else(|| cookie(headers, LANG_COOKIE).and_then(i18n::parse_lang))
         .unwrap_or(Lang::Th);
-    let query_era = query.era.as_deref().and_then(i18n::parse_era);
+    let query_era = query.era.as_deref().and_then(|text| Era::parse(text).ok());
     let era = query_era
         .or_else(|| {
             // Switching the language brings back its usual era.
             if query_lang.is_some() {
                 None
             } else {
-                cookie(headers, ERA_COOKIE).and_then(i18n::parse_era)
+                cookie(headers, ERA_COOKIE).and_then(|text| Era::parse(text).ok())
             }
         })
         .unwrap_or(i18n::default_era(lang));
     if let Some(lang) = query_lang {
         set.push((LANG_COOKIE, i18n::lang_tag(lang)));
         if query_era.is_none() {
-            set.push((ERA_COOKIE, i18n::era_tag(era)));
+            set.push((ERA_COOKIE, era.as_str()));
         }
     }
     if let Some(era) = query_era {
-        set.push((ERA_COOKIE, i18n::era_tag(era)));
+        set.push((ERA_COOKIE, era.as_str()));
     }
     (
         Locale { lang, era },
@@ -320,7 +318,7 @@ fn no_session(locale: Locale, json: bool) -> Response {
                 HeaderValue::from_static("application/json"),
             )],
             serde_json::json!({
-                "error": "no_session",
+                "error": ErrorCode::NoSession.as_str(),
                 "message": "Open a login link from `phakhi admin dashboard-login` first.",
             })
             .to_string(),
@@ -334,7 +332,7 @@ fn no_session(locale: Locale, json: bool) -> Response {
             true,
         ))
     };
-    coded(StatusCode::UNAUTHORIZED, "no_session", response)
+    coded(StatusCode::UNAUTHORIZED, ErrorCode::NoSession, response)
 }
 
 /// Lets a request through only with a live session cookie.
@@ -390,7 +388,7 @@ async fn login(
     let refused = |text: &str| {
         coded(
             StatusCode::UNAUTHORIZED,
-            "no_session",
+            ErrorCode::NoSession,
             html(render::message_page(locale, l.need_login, text, true)),
         )
     };
@@ -476,7 +474,7 @@ async fn province(
         let l = locale.labels();
         return Ok(coded(
             StatusCode::NOT_FOUND,
-            "no_route",
+            ErrorCode::NoRoute,
             html(render::message_page(locale, l.not_found, l.back, false)),
         ));
     };
@@ -503,7 +501,7 @@ async fn not_found(headers: HeaderMap) -> Response {
     let l = locale.labels();
     coded(
         StatusCode::NOT_FOUND,
-        "no_route",
+        ErrorCode::NoRoute,
         html(render::message_page(locale, l.not_found, l.back, false)),
     )
 }
@@ -633,14 +631,14 @@ mod tests {
     fn the_language_comes_from_the_query_then_the_cookie() {
         let mut headers = HeaderMap::new();
         let (l, set) = locale(&headers, &ViewQuery::default());
-        assert_eq!((l.lang, l.era), (Lang::Th, Era::Be));
+        assert_eq!((l.lang, l.era), (Lang::Th, Era::Buddhist));
         assert!(set.is_empty());
         headers.insert(
             header::COOKIE,
             HeaderValue::from_static("phakhi_lang=en; phakhi_era=be"),
         );
         let (l, _) = locale(&headers, &ViewQuery::default());
-        assert_eq!((l.lang, l.era), (Lang::En, Era::Be));
+        assert_eq!((l.lang, l.era), (Lang::En, Era::Buddhist));
         let (l, set) = locale(
             &headers,
             &ViewQuery {
@@ -648,7 +646,7 @@ mod tests {
                 ..ViewQuery::default()
             },
         );
-        assert_eq!((l.lang, l.era), (Lang::Th, Era::Be));
+        assert_eq!((l.lang, l.era), (Lang::Th, Era::Buddhist));
         assert_eq!(set, vec!["phakhi_lang=th", "phakhi_era=be"]);
         let (l, set) = locale(
             &HeaderMap::new(),
@@ -658,7 +656,7 @@ mod tests {
                 ..ViewQuery::default()
             },
         );
-        assert_eq!((l.lang, l.era), (Lang::En, Era::Be));
+        assert_eq!((l.lang, l.era), (Lang::En, Era::Buddhist));
         assert_eq!(set, vec!["phakhi_lang=en", "phakhi_era=be"]);
     }
 

@@ -113,13 +113,13 @@ fn shell(ctx: &Context<'_>, heading: &str, body: &str) -> String {
         be = switch(
             "era=be",
             l.era_be,
-            era == i18n::Era::Be,
+            era == i18n::Era::Buddhist,
             "data-era-switch=\"be\""
         ),
         ce = switch(
             "era=ce",
             l.era_ce,
-            era == i18n::Era::Ce,
+            era == i18n::Era::Common,
             "data-era-switch=\"ce\""
         ),
         logout = l.logout,

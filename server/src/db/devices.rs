@@ -5,32 +5,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use sha2::{Digest, Sha256};
 
 use super::DbError;
-
-/// What a device may do, from the invite it enrolled with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    Leader,
-    Coordinator,
-    Relay,
-    Admin,
-}
-
-impl Role {
-    pub const ALL: [Role; 4] = [Role::Leader, Role::Coordinator, Role::Relay, Role::Admin];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Leader => "leader",
-            Role::Coordinator => "coordinator",
-            Role::Relay => "relay",
-            Role::Admin => "admin",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|role| role.as_str() == text)
-    }
-}
+// A device's role is stored by its name ([`Role::as_str`]).
+pub use phakhi_core::policy::Role;
 
 /// One enrolled device.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,8 +1,10 @@
-//! Dates as people type and read them. Thai users count years in the Buddhist era (BE = CE +
-//! 543); the two ranges the network records (CE 2000–2100, BE 2543–2643) do not overlap, so a
-//! typed year tells its era by itself unless the user says otherwise.
+//! Dates as people type them on the command line. Thai users count years in the Buddhist era
+//! (BE = CE + 543); the two ranges the network records (CE 2000–2100, BE 2543–2643) do not
+//! overlap, so a typed year tells its era by itself unless the user says otherwise. Dates are
+//! shown in the core's [`Era`] ([`Date::iso_in`]).
 
-use phakhi_core::model::{BUDDHIST_ERA_OFFSET, Date};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use phakhi_core::model::{BUDDHIST_ERA_OFFSET, Date, Era};
 
 /// The era of a typed date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -16,14 +18,15 @@ pub enum InputEra {
     Ce,
 }
 
-/// The era dates are shown in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum ShowEra {
-    /// Buddhist era (พ.ศ.), as Thai users read dates.
-    #[default]
-    Be,
-    /// Common era.
-    Ce,
+/// Reads `--era` (`be` or `ce`) as the core's [`Era`], listing both choices in `--help`.
+pub fn era_arg() -> impl TypedValueParser<Value = Era> {
+    PossibleValuesParser::new(Era::ALL.map(|era| {
+        PossibleValue::new(era.as_str()).help(match era {
+            Era::Buddhist => "Buddhist era (พ.ศ.), as Thai users read dates",
+            Era::Common => "Common era",
+        })
+    }))
+    .try_map(|text| Era::parse(&text))
 }
 
 /// Parses `YYYY-MM-DD` in the given era.
@@ -59,19 +62,6 @@ pub fn parse(text: &str, era: InputEra) -> Result<Date, String> {
         .map_err(|e| format!("{}: {e}", bad()))
 }
 
-/// `YYYY-MM-DD` in the chosen era.
-pub fn show(date: Date, era: ShowEra) -> String {
-    match era {
-        ShowEra::Ce => date.to_string(),
-        ShowEra::Be => format!(
-            "{:04}-{:02}-{:02}",
-            date.year_be(),
-            date.month(),
-            date.day()
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,8 +73,8 @@ mod tests {
         assert_eq!(ce, be);
         assert_eq!(parse("2569-11-20", InputEra::Be).unwrap(), ce);
         assert_eq!(parse("2026-11-20", InputEra::Ce).unwrap(), ce);
-        assert_eq!(show(ce, ShowEra::Be), "2569-11-20");
-        assert_eq!(show(ce, ShowEra::Ce), "2026-11-20");
+        assert_eq!(ce.iso_in(Era::Buddhist), "2569-11-20");
+        assert_eq!(ce.iso_in(Era::Common), "2026-11-20");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 
 use crate::kdf;
 use crate::secret::{self, SecretError};
-pub use dates::{InputEra, ShowEra};
+pub use dates::InputEra;
 
 /// `phakhi device --store PATH [--passphrase-env VAR | --key-file FILE] COMMAND`.
 #[derive(Debug, Clone, Args)]

@@ -10,9 +10,10 @@ use phakhi_core::model::{
     MemberId, MemberRole, NewActivity, NewCentre, NewMember, ProvinceDoc,
 };
 
-use super::dates::{self, InputEra, ShowEra};
+use super::dates::{self, InputEra};
 use super::{FieldError, Session};
 use crate::table::{Table, one_line};
+use phakhi_core::model::Era;
 
 #[derive(Debug, Clone, Args)]
 pub struct ProvinceArg {
@@ -29,10 +30,10 @@ pub struct DateEraArg {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct ShowEraArg {
+pub struct EraArg {
     /// Show dates in the Buddhist (be) or Common (ce) era.
-    #[arg(long, value_enum, default_value = "be")]
-    pub era: ShowEra,
+    #[arg(long, default_value = "be", value_parser = dates::era_arg())]
+    pub era: Era,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -61,7 +62,7 @@ pub enum MemberCommand {
         #[arg(long)]
         all: bool,
         #[command(flatten)]
-        era: ShowEraArg,
+        era: EraArg,
         #[command(flatten)]
         province: ProvinceArg,
     },
@@ -88,7 +89,7 @@ pub enum CentreCommand {
         #[arg(long)]
         all: bool,
         #[command(flatten)]
-        era: ShowEraArg,
+        era: EraArg,
         #[command(flatten)]
         province: ProvinceArg,
     },
@@ -188,7 +189,7 @@ pub struct ActivityList {
     #[command(flatten)]
     pub date_era: DateEraArg,
     #[command(flatten)]
-    pub era: ShowEraArg,
+    pub era: EraArg,
     #[command(flatten)]
     pub province: ProvinceArg,
 }
@@ -309,7 +310,7 @@ pub(super) fn member(session: &mut Session, command: MemberCommand) -> Result<()
                         m.role.as_str().replace('_', "-"),
                         m.status.as_str().to_owned(),
                         centre,
-                        dates::show(m.joined, era.era),
+                        m.joined.iso_in(era.era),
                     ]);
                 }
                 table
@@ -356,7 +357,7 @@ pub(super) fn centre(session: &mut Session, command: CentreCommand) -> Result<()
                         c.id.to_string(),
                         c.name,
                         c.district,
-                        dates::show(c.established, era.era),
+                        c.established.iso_in(era.era),
                         if c.archived { "yes" } else { "" }.to_owned(),
                     ]);
                 }
@@ -469,7 +470,7 @@ pub(super) fn activity(session: &mut Session, command: ActivityCommand) -> Resul
     Ok(())
 }
 
-fn activity_table(list: &[Activity], province: &ProvinceDoc, era: ShowEra) -> Table {
+fn activity_table(list: &[Activity], province: &ProvinceDoc, era: Era) -> Table {
     let mut table = Table::new([
         "ID",
         "DATE",
@@ -491,7 +492,7 @@ fn activity_table(list: &[Activity], province: &ProvinceDoc, era: ShowEra) -> Ta
             .map_or_else(String::new, |c| c.name);
         table.row([
             a.id.to_string(),
-            dates::show(a.date, era),
+            a.date.iso_in(era),
             a.kind.as_str().replace('_', "-"),
             a.audiences
                 .iter()

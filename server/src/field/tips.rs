@@ -17,9 +17,10 @@ use phakhi_core::seal::{MemberCode, TipCategory, TipDraft};
 use phakhi_core::transport::HttpError;
 use zeroize::Zeroizing;
 
-use super::dates::{self, InputEra, ShowEra};
+use super::dates::{self, InputEra};
 use super::{FieldError, Session};
 use crate::table::Table;
+use phakhi_core::model::Era;
 
 // Parsed once per run from the command line: the size of the largest variant costs nothing.
 #[allow(clippy::large_enum_variant)]
@@ -30,8 +31,8 @@ pub enum TipCommand {
     /// Receipts of the tips sent from this device, their status and the tip desk's replies.
     Status {
         /// Show dates in the Buddhist (be) or Common (ce) era.
-        #[arg(long, value_enum, default_value = "be")]
-        era: ShowEra,
+        #[arg(long, default_value = "be", value_parser = crate::field::dates::era_arg())]
+        era: Era,
     },
 }
 
@@ -286,7 +287,7 @@ fn submit(session: &mut Session, t: TipSubmit) -> Result<(), FieldError> {
     Ok(())
 }
 
-fn status(session: &mut Session, era: ShowEra) -> Result<(), FieldError> {
+fn status(session: &mut Session, era: Era) -> Result<(), FieldError> {
     let receipts = session.device.tip_receipts(&mut session.rng)?;
     if receipts.is_empty() {
         println!("no tips sent from this device");
@@ -299,7 +300,7 @@ fn status(session: &mut Session, era: ShowEra) -> Result<(), FieldError> {
         table.row([
             r.receipt.clone(),
             r.status.as_str().replace('_', "-"),
-            dates::show(r.submitted, era),
+            r.submitted.iso_in(era),
             these.len().to_string(),
         ]);
         replies.extend(these);

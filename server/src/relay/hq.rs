@@ -97,16 +97,12 @@ fn register(
             "the invite names {outside}, which this relay does not serve"
         )));
     }
-    let role = match invite.role {
-        phakhi_core::seal::Role::Leader => Role::Leader,
-        phakhi_core::seal::Role::Coordinator => Role::Coordinator,
-        phakhi_core::seal::Role::Admin => Role::Admin,
-        phakhi_core::seal::Role::Relay => {
-            return Err(Refused::Because(
-                "a relay cannot enrol another relay".into(),
-            ));
-        }
-    };
+    let role = invite.role;
+    if role == Role::Relay {
+        return Err(Refused::Because(
+            "a relay cannot enrol another relay".into(),
+        ));
+    }
     if let Some(known) = devices::by_key(conn, &registration.public_key)? {
         // Already registered (an earlier answer was lost, or it enrolled here directly).
         return if known.role == role {
@@ -186,7 +182,7 @@ mod tests {
             server_key: PublicKey::from_bytes(server),
             tip_desk_key: PublicKey::from_bytes([7; 32]),
             provinces: provinces.iter().map(|p| p.to_string()).collect(),
-            role: phakhi_core::seal::Role::Leader,
+            role: Role::Leader,
             expires_at: 1_000,
             token: InviteToken::generate(&mut OsRng),
         };

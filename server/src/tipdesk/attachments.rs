@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
 use phakhi_core::attach::{Assembler, AttachmentRef, ChunkId, Manifest, MediaType};
-use phakhi_core::protocol::{AdminRequest, AdminResponse, MAX_FETCH_CHUNKS};
+use phakhi_core::protocol::{AdminRequest, AdminResponse, ErrorCode, MAX_FETCH_CHUNKS};
 use phakhi_core::store::Store;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -322,7 +322,8 @@ fn patiently(link: &net::Link, request: &AdminRequest) -> Result<AdminResponse, 
     loop {
         match link.exchange(request) {
             Err(TipdeskError::Refused { code, .. })
-                if code == "rate_limited" && attempt < RATE_LIMIT_RETRIES =>
+                if ErrorCode::parse(&code) == Some(ErrorCode::RateLimited)
+                    && attempt < RATE_LIMIT_RETRIES =>
             {
                 attempt += 1;
                 let wait = u64::from(attempt.min(5)) * 2;

@@ -30,11 +30,11 @@ use phakhi_core::store::{StorageKey, Store, StoreError};
 use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
 
-use crate::field::dates::{self, ShowEra};
 use crate::kdf;
 use crate::secret::{self, SecretError};
 use crate::table::{Table, one_line};
 use keyfile::{KeyFileError, TipDeskKeys};
+use phakhi_core::model::Era;
 
 const KEY_FILE: &str = "tipdesk.key";
 const PUBLIC_FILE: &str = "tipdesk.pub";
@@ -94,14 +94,14 @@ pub enum TipdeskCommand {
     },
     /// List the tips held, newest last.
     List {
-        #[arg(long, value_enum, default_value = "be")]
-        era: ShowEra,
+        #[arg(long, default_value = "be", value_parser = crate::field::dates::era_arg())]
+        era: Era,
     },
     /// Show one tip in full.
     Show {
         receipt: String,
-        #[arg(long, value_enum, default_value = "be")]
-        era: ShowEra,
+        #[arg(long, default_value = "be", value_parser = crate::field::dates::era_arg())]
+        era: Era,
     },
     /// Fetch a tip's attachments from HQ (resuming where the last run stopped), check and
     /// decrypt them, and write each complete one into DIR; prints each file's SHA-256.
@@ -722,8 +722,8 @@ fn status_name(s: ReplyStatus) -> &'static str {
     }
 }
 
-fn show_date(date: time::Date, era: ShowEra) -> String {
-    Date::from_time(date).map_or_else(|_| date.to_string(), |d| dates::show(d, era))
+fn show_date(date: time::Date, era: Era) -> String {
+    Date::from_time(date).map_or_else(|_| date.to_string(), |d| d.iso_in(era))
 }
 
 fn province_label(code: &str) -> String {
@@ -731,7 +731,7 @@ fn province_label(code: &str) -> String {
         .map_or_else(|_| code.to_owned(), |p| format!("{code} {}", p.name_th()))
 }
 
-fn list(desk: &Desk, era: ShowEra) -> Result<(), TipdeskError> {
+fn list(desk: &Desk, era: Era) -> Result<(), TipdeskError> {
     let tips = opened_tips(desk)?;
     if tips.is_empty() {
         println!("no tips here: run `tipdesk pull`");
@@ -760,7 +760,7 @@ fn list(desk: &Desk, era: ShowEra) -> Result<(), TipdeskError> {
     Ok(())
 }
 
-fn show(desk: &Desk, receipt: &str, era: ShowEra) -> Result<(), TipdeskError> {
+fn show(desk: &Desk, receipt: &str, era: Era) -> Result<(), TipdeskError> {
     let o = find(desk, receipt)?;
     let tip = &o.tip;
     let receipt = tip.receipt.to_string();

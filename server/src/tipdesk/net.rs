@@ -6,7 +6,7 @@
 //! `hq`), never in plain text; the store's key comes from `tipdesk.key`, sealed under the
 //! investigators' passphrase.
 
-use phakhi_core::protocol::{AdminRequest, AdminResponse, EnrolRequest, EnrolResponse};
+use phakhi_core::protocol::{AdminRequest, AdminResponse, EnrolRequest, EnrolResponse, ErrorCode};
 use phakhi_core::seal::{PublicKey, Role, SignedInvite, StaticKeyPair, seal_request};
 use phakhi_core::store::Store;
 use phakhi_core::transport::{HttpError, HttpTransport, Route};
@@ -138,18 +138,21 @@ fn http_error(url: &str, error: HttpError) -> TipdeskError {
             detail,
         },
         HttpError::Refused { code, message, .. } => TipdeskError::Refused {
-            advice: match code.as_str() {
-                "not_admin" => "this tip desk is not enrolled as an admin device: enrol a new \
-                                tip desk with an invite from `phakhi admin invite --role admin`"
+            advice: match ErrorCode::parse(&code) {
+                Some(ErrorCode::NotAdmin) => "this tip desk is not enrolled as an admin device: \
+                                              enrol a new tip desk with an invite from \
+                                              `phakhi admin invite --role admin`"
                     .to_owned(),
-                "unknown_device" => "HQ does not know this tip desk (was HQ's data folder \
-                                     replaced?): enrol again with a new admin invite"
+                Some(ErrorCode::UnknownDevice) => "HQ does not know this tip desk (was HQ's data \
+                                                   folder replaced?): enrol again with a new \
+                                                   admin invite"
                     .to_owned(),
-                "device_revoked" => "this tip desk was revoked at HQ: ask HQ's administrator \
-                                     for a new admin invite and enrol a new tip desk"
+                Some(ErrorCode::DeviceRevoked) => "this tip desk was revoked at HQ: ask HQ's \
+                                                   administrator for a new admin invite and \
+                                                   enrol a new tip desk"
                     .to_owned(),
-                "wrong_server" => "the server at this address is not the HQ the desk enrolled \
-                                   with: check --server URL"
+                Some(ErrorCode::WrongServer) => "the server at this address is not the HQ the \
+                                                 desk enrolled with: check --server URL"
                     .to_owned(),
                 _ => "try again; if it persists, tell HQ's administrator".to_owned(),
             },

@@ -18,7 +18,9 @@
 use std::time::{Duration, Instant};
 
 use phakhi_core::attach::{CHUNK_LEN, ChunkId};
-use phakhi_core::protocol::{ChunkRequest, ChunkResponse, MAX_CHUNKS_PER_REQUEST, MAX_HAVE_IDS};
+use phakhi_core::protocol::{
+    ChunkRequest, ChunkResponse, ErrorCode, MAX_CHUNKS_PER_REQUEST, MAX_HAVE_IDS,
+};
 use phakhi_core::seal;
 use phakhi_core::transport::{HttpError, HttpTransport, Route};
 use rusqlite::TransactionBehavior;
@@ -46,8 +48,6 @@ pub const UPSTREAM_CHUNKS_PER_EXCHANGE: usize = {
 const TARGET_EXCHANGE: Duration = Duration::from_secs(10);
 /// Longest time one round spends on chunks before it lets documents and tips go again.
 pub const PHASE_BUDGET: Duration = Duration::from_secs(60);
-/// HQ's error code when the relay's chunk quota there is full.
-const CHUNK_QUOTA_REFUSAL: &str = "chunk_quota_exceeded";
 
 /// Chunks per exchange, adapted to the link. Lives as long as the upstream task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,13 +267,17 @@ fn talk(
 /// What a failed chunk exchange means, with what to do about it.
 fn refusal(link: &Link, error: HttpError) -> UpstreamError {
     match error {
-        HttpError::Refused { code, .. } if code == CHUNK_QUOTA_REFUSAL => UpstreamError::Refused {
-            code,
-            message: "HQ's attachment quota for this relay is full, so attachment chunks wait \
+        HttpError::Refused { code, .. }
+            if ErrorCode::parse(&code) == Some(ErrorCode::ChunkQuotaExceeded) =>
+        {
+            UpstreamError::Refused {
+                code,
+                message: "HQ's attachment quota for this relay is full, so attachment chunks wait \
                       here (documents and tips still sync); the tip desk frees it by collecting \
                       attachments, or raise chunks_per_relay under [limits] in HQ's config"
-                .into(),
-        },
+                    .into(),
+            }
+        }
         HttpError::Refused { code, message, .. } if !super::talk::error_is_retryable(&code) => {
             UpstreamError::Refused { code, message }
         }

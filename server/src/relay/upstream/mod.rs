@@ -31,9 +31,11 @@ use std::time::Duration;
 
 use automerge::AutoCommit;
 use phakhi_core::mailbox::{EnvelopeKind, Scope};
+use phakhi_core::policy::UpstreamScope;
+use phakhi_core::protocol::ErrorCode;
 use phakhi_core::protocol::relay::UpstreamResponse;
 use phakhi_core::seal::PublicKey;
-use phakhi_core::sync::{DocName, Initiator, PeerState, PrefixScope};
+use phakhi_core::sync::{DocName, Initiator, PeerState};
 use rand::SeedableRng;
 use tokio::sync::watch;
 
@@ -117,18 +119,9 @@ struct Link {
 }
 
 impl Link {
-    fn accept(&self) -> PrefixScope {
-        let mut patterns = vec!["directory".to_owned()];
-        patterns.extend(
-            self.me
-                .provinces
-                .iter()
-                .map(|code| format!("province/{code}")),
-        );
-        PrefixScope {
-            read: patterns.clone(),
-            write: patterns,
-        }
+    /// What the relay exchanges with HQ: the core's rules for a member and its upstream.
+    fn accept(&self) -> UpstreamScope<'_, String> {
+        UpstreamScope(&self.me.provinces)
     }
 
     fn mailbox_scope(&self) -> Scope {
@@ -286,7 +279,10 @@ async fn round(state: &AppState, link: &Link, pace: &mut Pace) -> Result<bool, U
         match exchange(state, link, Step::Closing { push_tips }).await {
             Ok(true) => {}
             Ok(false) => break,
-            Err(UpstreamError::Refused { code, .. }) if push_tips && code == QUOTA_REFUSAL => {
+            Err(UpstreamError::Refused { code, .. })
+                if push_tips
+                    && ErrorCode::parse(&code) == Some(ErrorCode::MailboxQuotaExceeded) =>
+            {
                 push_tips = false;
             }
             Err(error) => return Err(error),
@@ -298,7 +294,7 @@ async fn round(state: &AppState, link: &Link, pace: &mut Pace) -> Result<bool, U
         more
     } else {
         Err(UpstreamError::Refused {
-            code: QUOTA_REFUSAL.into(),
+            code: ErrorCode::MailboxQuotaExceeded.as_str().into(),
             message: "HQ's mailbox quota for this relay is full, so tips wait here (everything \
                       else still syncs); at HQ raise mailbox_envelopes_per_device and \
                       mailbox_bytes_per_device under [limits] in the config"
@@ -306,9 +302,6 @@ async fn round(state: &AppState, link: &Link, pace: &mut Pace) -> Result<bool, U
         })
     }
 }
-
-/// HQ's error code when a push would pass the relay's mailbox quota there.
-const QUOTA_REFUSAL: &str = "mailbox_quota_exceeded";
 
 /// What one exchange carries.
 #[derive(Debug, Clone)]

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use phakhi_core::mailbox::{EnvelopeKind, Have, MailItem, MailboxMessage, Push};
-use phakhi_core::protocol::encode_section;
 use phakhi_core::protocol::relay::{self, Registration, UpstreamRequest, UpstreamResponse};
+use phakhi_core::protocol::{ErrorCode, encode_section};
 use phakhi_core::seal;
 use phakhi_core::sync::{self, DocName, Initiator, Progress};
 use phakhi_core::transport::{HttpError, HttpTransport, Route};
@@ -220,10 +220,8 @@ pub(super) fn talk(
     ))
 }
 
-/// Refusals that clear by themselves (rate limit, busy, timeout, a server error).
+/// Refusals that clear by themselves (rate limit, busy, timeout, a server error: see
+/// [`ErrorCode::clears_by_itself`]). A code this build does not know does not.
 pub(super) fn error_is_retryable(code: &str) -> bool {
-    matches!(
-        code,
-        "rate_limited" | "busy" | "timeout" | "internal" | "http_error" | "replayed" | "clock_skew"
-    )
+    ErrorCode::parse(code).is_some_and(ErrorCode::clears_by_itself)
 }
