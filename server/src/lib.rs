@@ -41,6 +41,7 @@ pub mod invite;
 pub mod keys;
 pub mod mailroom;
 pub mod metrics;
+pub mod probe;
 pub mod ratelimit;
 pub mod relay;
 pub mod report;
