@@ -127,7 +127,9 @@ pub struct AdminArgs {
 pub enum AdminCommand {
     /// Print a signed, one-time invite for one device (HQ data folder only).
     Invite(InviteArgs),
-    /// List enrolled devices with role, provinces and last sync.
+    /// List enrolled devices with role, provinces and last sync (dates in the Common era, UTC,
+    /// as in `phakhi report --lang en`; a relay's phones show their last sync at the relay, to
+    /// the hour, once the relay has synced with HQ).
     Devices,
     /// Print this server's public keys (to configure relays and invites).
     Keys,
