@@ -401,3 +401,64 @@ fn device_refuses_too_many_too_large_or_unconsented_attachments_and_changes_noth
         .unwrap();
     assert_eq!(phone.pending_chunks().unwrap().len(), 2);
 }
+
+/// The store's files on disk (the database and its write-ahead log), in bytes.
+fn store_size(path: &std::path::Path) -> u64 {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    [path.to_path_buf(), std::path::PathBuf::from(wal)]
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+#[test]
+fn a_phone_gives_the_space_of_uploaded_attachments_back() {
+    let rng = &mut ChaCha20Rng::seed_from_u64(23);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("phone.store");
+    let (mut phone, _) = enrolled_device(&path, rng);
+    let code = MemberCode::generate(rng);
+    let limits = AttachLimits::default();
+    // A PDF of about 6 MB: a second content stream on its page holding one long comment.
+    let mut doc = lopdf::Document::load_mem(&tagged_pdf()).unwrap();
+    let filler = vec![b'%'; 6 << 20];
+    let filler_id = doc.add_object(lopdf::Stream::new(lopdf::dictionary! {}, filler));
+    let page_id = *doc.get_pages().values().next().unwrap();
+    let page = doc.get_object_mut(page_id).unwrap().as_dict_mut().unwrap();
+    let first = page.get(b"Contents").unwrap().clone();
+    page.set("Contents", vec![first, filler_id.into()]);
+    let mut big = Vec::new();
+    doc.save_to(&mut big).unwrap();
+    let before = store_size(&path);
+    let pdf = PreparedAttachment::prepare(&big, None, &limits).unwrap();
+    phone
+        .submit_tip_with_attachments(
+            draft(&code),
+            vec![pdf],
+            &limits,
+            Date::from_ymd(2026, 11, 25).unwrap(),
+            rng,
+            &edit(),
+        )
+        .unwrap();
+    let queued = store_size(&path);
+    assert!(queued > before + (5 << 20), "{before} then {queued}");
+
+    // A server holds every chunk, taken a few at a time as uploads go.
+    let pending = phone.pending_chunks().unwrap();
+    for batch in pending.chunks(8) {
+        phone.chunks_held(batch).unwrap();
+    }
+    assert!(phone.pending_chunks().unwrap().is_empty());
+    let released = store_size(&path);
+    // What is left is the sealed tip (at most a 64 KiB slot) and the store's own rows.
+    assert!(
+        released < before + (256 << 10),
+        "the store held {before} bytes, {queued} with the attachment, still {released} after \
+         it was uploaded"
+    );
+    // The compacted store still holds the tip waiting to go.
+    assert_eq!(phone.outbox().unwrap().len(), 1);
+}

@@ -19,6 +19,13 @@ use crate::state::AppState;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log level (error, warn, info, debug, trace, or a RUST_LOG-style filter) [default: info,
+    /// or warn while logs go to a terminal; RUST_LOG when set].
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Append logs to this file instead of the terminal (created with its folder if missing).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -35,6 +42,9 @@ pub enum Command {
     Report(crate::report::ReportArgs),
     /// A provincial relay's link to HQ.
     Relay(RelayArgs),
+    /// Ask a running server whether it answers (GET /v1/health); with --wait, wait for it, and
+    /// with --synced, for a relay to catch up with HQ.
+    Health(crate::probe::HealthArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -117,7 +127,9 @@ pub struct AdminArgs {
 pub enum AdminCommand {
     /// Print a signed, one-time invite for one device (HQ data folder only).
     Invite(InviteArgs),
-    /// List enrolled devices with role, provinces and last sync.
+    /// List enrolled devices with role, provinces and last sync (dates in the Common era, UTC,
+    /// as in `phakhi report --lang en`; a relay's phones show their last sync at the relay, to
+    /// the hour, once the relay has synced with HQ).
     Devices,
     /// Print this server's public keys (to configure relays and invites).
     Keys,
@@ -230,6 +242,13 @@ pub enum CliError {
     LoginTooLong(String),
     #[error(transparent)]
     Join(#[from] crate::relay::join::JoinError),
+    #[error(transparent)]
+    Probe(#[from] crate::probe::ProbeError),
+    #[error("cannot write logs to {path}: {source}; give another --log-file")]
+    LogFile {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(
         "this data folder has not joined HQ: run `phakhi relay join INVITE --data {0}` first \
          (HQ makes the invite with `phakhi admin invite --role relay --province CODE`)"
@@ -252,9 +271,10 @@ pub fn resolve_config(args: &ConfigArgs, overrides: Overrides) -> Result<Config,
 
 /// Parses the process arguments and runs the command.
 pub fn main() -> ExitCode {
+    end_quietly_on_closed_pipe();
     let cli = Cli::parse();
-    init_tracing();
-    match run(cli) {
+    let result = init_tracing(&cli).and_then(|()| run(cli));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
@@ -263,14 +283,80 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+/// A reader that closed the pipe (`phakhi report … | head -1`) ends the command quietly with
+/// status 0, as other Unix tools do. Rust ignores SIGPIPE and its print macros panic on the
+/// failed write; this hook recognises exactly that panic and exits instead of reporting it.
+/// Everything the command had done before printing (an enrolment, a sync) is already saved.
+fn end_quietly_on_closed_pipe() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        // A formatted panic message reaches the hook as a String, a literal one as a &str.
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if is_closed_pipe_panic(message) {
+            std::process::exit(0);
+        }
+        report(info);
+    }));
+}
+
+/// The panic of `print!`/`eprint!` on a closed pipe ("failed printing to stdout: Broken pipe").
+fn is_closed_pipe_panic(message: &str) -> bool {
+    message.starts_with("failed printing to std") && message.contains("Broken pipe")
+}
+
+/// The log filter: `--log-level`, else RUST_LOG, else `info` (`warn` while logs would share a
+/// terminal with commands' output, so per-request lines stay out of the way).
+fn log_filter(flag: Option<&str>, env: Option<&str>, to_terminal: bool) -> String {
+    match (flag, env) {
+        (Some(level), _) => level.to_owned(),
+        (None, Some(env)) if !env.trim().is_empty() => env.to_owned(),
+        _ if to_terminal => "warn".to_owned(),
+        _ => "info".to_owned(),
+    }
+}
+
+fn init_tracing(cli: &Cli) -> Result<(), CliError> {
+    let env = std::env::var(tracing_subscriber::EnvFilter::DEFAULT_ENV).ok();
+    let stderr_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let to_terminal = cli.log_file.is_none() && stderr_terminal;
+    let filter = log_filter(cli.log_level.as_deref(), env.as_deref(), to_terminal);
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match &cli.log_file {
+        Some(path) => {
+            let file = open_log_file(path).map_err(|source| CliError::LogFile {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let _ = builder
+                .with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false)
+                .try_init();
+        }
+        None => {
+            let _ = builder
+                .with_writer(std::io::stderr)
+                .with_ansi(stderr_terminal)
+                .try_init();
+        }
+    }
+    Ok(())
+}
+
+fn open_log_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
 }
 
 /// Runs a parsed command.
@@ -282,6 +368,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Tipdesk(args) => Ok(crate::tipdesk::run(args)?),
         Command::Report(args) => Ok(crate::report::run(args)?),
         Command::Relay(args) => relay(args),
+        Command::Health(args) => Ok(crate::probe::run(args)?),
     }
 }
 
@@ -500,6 +587,28 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn logs_are_quiet_on_a_shared_terminal_unless_asked_for() {
+        assert_eq!(log_filter(None, None, true), "warn");
+        assert_eq!(log_filter(None, None, false), "info");
+        assert_eq!(log_filter(None, Some(""), true), "warn");
+        assert_eq!(log_filter(None, Some("debug"), true), "debug");
+        assert_eq!(log_filter(Some("info"), Some("debug"), true), "info");
+        let cli = Cli::try_parse_from(["phakhi", "serve", "--log-level", "debug"]).unwrap();
+        assert_eq!(cli.log_level.as_deref(), Some("debug"));
+    }
+
+    #[test]
+    fn only_a_closed_pipe_ends_quietly() {
+        assert!(is_closed_pipe_panic(
+            "failed printing to stdout: Broken pipe (os error 32)"
+        ));
+        assert!(!is_closed_pipe_panic(
+            "failed printing to stdout: No space left on device (os error 28)"
+        ));
+        assert!(!is_closed_pipe_panic("index out of bounds"));
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub mod kdf;
 pub mod keys;
 pub mod mailroom;
 pub mod metrics;
+pub mod probe;
 pub mod ratelimit;
 pub mod relay;
 pub mod report;

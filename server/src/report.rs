@@ -30,9 +30,21 @@ pub struct ReportArgs {
     /// Language of labels and province names.
     #[arg(long, value_enum, default_value = "th")]
     pub lang: Lang,
-    /// Era of dates.
-    #[arg(long, default_value = "be", value_parser = dates::era_arg())]
-    pub era: Era,
+    /// Era of the dates in the table [default: be with --lang th, ce with --lang en, as on the
+    /// dashboard and in `phakhi admin devices`]. JSON and CSV give timestamps instead: RFC 3339
+    /// in UTC (`last_sync`) and unix seconds (`last_sync_unix`), null or empty when never.
+    #[arg(long, value_parser = dates::era_arg())]
+    pub era: Option<Era>,
+}
+
+impl Lang {
+    /// The era a reader of this language counts years in.
+    pub fn usual_era(self) -> Era {
+        match self {
+            Lang::Th => Era::Buddhist,
+            Lang::En => Era::Common,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -74,6 +86,18 @@ pub struct ProvinceReport {
     pub attendance: i64,
     pub leader_candidates: u64,
     pub tips: u64,
+    /// Records of the province's documents that cannot be read (listed in `damaged`), so not
+    /// counted in the figures above.
+    pub damaged_records: u64,
+}
+
+/// A record that is in a document but cannot be read as what it should be (a field of the
+/// wrong type, e.g. written by another app): reported, never silently left out.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DamagedReport {
+    pub document: String,
+    pub record: String,
+    pub reason: String,
 }
 
 /// One device's last successful sync.
@@ -84,7 +108,11 @@ pub struct DeviceReport {
     pub provinces: Vec<String>,
     /// Unix seconds, or null when it never synced.
     pub last_sync_unix: Option<i64>,
-    pub last_sync: String,
+    /// The same moment as an RFC 3339 timestamp in UTC, or null when it never synced.
+    pub last_sync: Option<String>,
+    /// The same for a person to read, in the report's language and era ("never" when never).
+    #[serde(skip)]
+    pub last_sync_shown: String,
     pub revoked: bool,
 }
 
@@ -93,6 +121,8 @@ pub struct DeviceReport {
 pub struct Report {
     pub provinces: Vec<ProvinceReport>,
     pub devices: Vec<DeviceReport>,
+    /// Records left out of the figures because they cannot be read.
+    pub damaged: Vec<DamagedReport>,
 }
 
 fn load(chunks: Vec<Vec<u8>>, name: &str) -> Result<AutoCommit, ReportError> {
@@ -276,6 +306,7 @@ pub fn collect(conn: &rusqlite::Connection, lang: Lang, era: Era) -> Result<Data
 
     let mut out = Vec::new();
     let mut details = BTreeMap::new();
+    let mut damaged = Vec::new();
     for code in codes {
         let mut r = ProvinceReport {
             code: code.as_str().to_owned(),
@@ -302,6 +333,14 @@ pub fn collect(conn: &rusqlite::Connection, lang: Lang, era: Era) -> Result<Data
                 .insert(audience.as_str().to_owned(), 0);
         }
         if let Some(p) = provinces.get(&code) {
+            for record in p.damaged() {
+                r.damaged_records += 1;
+                damaged.push(DamagedReport {
+                    document: format!("province/{}", code.as_str()),
+                    record: record.key,
+                    reason: record.reason,
+                });
+            }
             for m in p.members(false) {
                 *r.members.entry(m.role.as_str().to_owned()).or_default() += 1;
                 if m.role == MemberRole::LeaderCandidate {
@@ -320,6 +359,14 @@ pub fn collect(conn: &rusqlite::Connection, lang: Lang, era: Era) -> Result<Data
                 .collect();
         }
         if let Some(acts) = activities.get(&code) {
+            for (year, record) in acts.damaged() {
+                r.damaged_records += 1;
+                damaged.push(DamagedReport {
+                    document: format!("province/{}/activities/{year}", code.as_str()),
+                    record: record.key,
+                    reason: record.reason,
+                });
+            }
             let list = acts
                 .list(&ActivityFilter::default())
                 .map_err(model_error(code.as_str()))?;
@@ -366,7 +413,8 @@ pub fn collect(conn: &rusqlite::Connection, lang: Lang, era: Era) -> Result<Data
             role: d.role.as_str().to_owned(),
             provinces: d.provinces,
             last_sync_unix: d.last_sync,
-            last_sync: sync_time(d.last_sync, lang, era),
+            last_sync: d.last_sync.and_then(rfc3339),
+            last_sync_shown: sync_time(d.last_sync, lang, era),
             revoked: d.revoked_at.is_some(),
         })
         .collect();
@@ -374,6 +422,7 @@ pub fn collect(conn: &rusqlite::Connection, lang: Lang, era: Era) -> Result<Data
         report: Report {
             provinces: out,
             devices,
+            damaged,
         },
         details,
         regions,
@@ -396,6 +445,14 @@ fn directory_regions(directory: &DirectoryDoc) -> Vec<RegionInfo> {
                 .collect(),
         })
         .collect()
+}
+
+/// Unix seconds as an RFC 3339 timestamp in UTC.
+fn rfc3339(at: i64) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp(at)
+        .ok()?
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 fn sync_time(at: Option<i64>, lang: Lang, era: Era) -> String {
@@ -548,7 +605,7 @@ fn render_table(report: &Report, lang: Lang) -> String {
                 d.role.clone()
             },
             d.provinces.join(","),
-            d.last_sync.clone(),
+            d.last_sync_shown.clone(),
         ]);
     }
     let mut out = String::new();
@@ -564,6 +621,16 @@ fn render_table(report: &Report, lang: Lang) -> String {
     if !report.devices.is_empty() {
         out.push('\n');
         out.push_str(&devices.render());
+    }
+    if !report.damaged.is_empty() {
+        out.push_str(&format!(
+            "\n{} record(s) cannot be read and are left out of the figures (fix them in the app \
+             that wrote them):\n",
+            report.damaged.len()
+        ));
+        for d in &report.damaged {
+            out.push_str(&format!("  {} {}: {}\n", d.document, d.record, d.reason));
+        }
     }
     out
 }
@@ -654,7 +721,8 @@ fn render_csv(report: &Report) -> String {
 
 /// Runs `phakhi report`.
 pub fn run(args: ReportArgs) -> Result<(), ReportError> {
-    let report = build(&args.data, args.lang, args.era)?;
+    let era = args.era.unwrap_or(args.lang.usual_era());
+    let report = build(&args.data, args.lang, era)?;
     print!("{}", render(&report, args.format, args.lang));
     Ok(())
 }

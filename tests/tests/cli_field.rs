@@ -294,6 +294,12 @@ fn mistakes_are_refused_with_advice_and_change_nothing() {
     let path = |name: &str| tmp.path().join(name).to_str().unwrap().to_owned();
     let (store, desk_dir) = (path("a.store"), path("desk"));
 
+    // No store yet: only enrolment makes one, and an invite that is no invite still leaves a
+    // store, not enrolled.
+    let err = fails(&device(&store, &["member", "list"]));
+    assert!(err.contains("no store") && err.contains("enroll"), "{err}");
+    let err = fails(&device(&store, &["enroll", "PHAKHI1:not-an-invite"]));
+    assert!(err.contains("invite"), "{err}");
     // Not enrolled yet: records need a province, tips need an enrolment.
     let err = fails(&device(&store, &["member", "list"]));
     assert!(err.contains("enrol"), "{err}");

@@ -200,6 +200,12 @@ impl SyncReport {
         self.bytes_sent += other.bytes_sent;
         self.bytes_received += other.bytes_received;
         self.changes_received += other.changes_received;
+        self.changes_sent += other.changes_sent;
+        for d in other.docs_sent {
+            if !self.docs_sent.contains(&d) {
+                self.docs_sent.push(d);
+            }
+        }
         for d in other.docs_changed {
             if !self.docs_changed.contains(&d) {
                 self.docs_changed.push(d);

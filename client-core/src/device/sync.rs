@@ -47,6 +47,10 @@ pub struct SyncReport {
     pub changes_received: u64,
     /// Documents whose copies changed here.
     pub docs_changed: Vec<String>,
+    /// Changes this device sent (the server may already have held some of them).
+    pub changes_sent: u64,
+    /// Documents this device sent changes of.
+    pub docs_sent: Vec<String>,
     /// Documents the server refused, with the reason.
     pub doc_errors: Vec<(String, String)>,
     /// Sealed tips the server now holds (dropped from the outbox).
@@ -228,6 +232,8 @@ impl Device {
             bytes_sent: stats.bytes_sent,
             bytes_received: stats.bytes_received,
             changes_received: stats.changes_applied(),
+            changes_sent: stats.changes_sent(),
+            docs_sent: stats.docs_sent().map(str::to_owned).collect(),
             ..SyncReport::default()
         };
         // Documents first: back into the cache, and saved.

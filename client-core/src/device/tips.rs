@@ -192,6 +192,7 @@ impl Device {
         for id in ids {
             let _ = self.store.delete(NS_ATTACH_CHUNKS, &id.0);
         }
+        let _ = self.store.reclaim_space();
         if let Ok(entries) = self.store.list(NS_ATTACH_INDEX) {
             for (receipt, value) in entries {
                 if decode_chunk_index(&value)
@@ -245,6 +246,10 @@ impl Device {
                 self.store
                     .put(NS_ATTACH_INDEX, &receipt, &encode_chunk_index(&left))?;
             }
+        }
+        if dropped > 0 {
+            // Uploaded evidence must not keep its size on the phone.
+            self.store.reclaim_space()?;
         }
         Ok(dropped)
     }

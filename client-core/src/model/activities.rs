@@ -407,8 +407,18 @@ impl ActivitiesDoc {
         let current = raw::counter(&self.doc, &obj, "attendance")?;
         let total = current.saturating_add(delta);
         check_attendance(total)?;
+        // A plain integer (another implementation's write) cannot be incremented: it becomes a
+        // counter again, holding the new total.
+        let is_counter = matches!(
+            self.doc.get(&obj, "attendance")?,
+            Some((automerge::Value::Scalar(v), _)) if matches!(v.as_ref(), ScalarValue::Counter(_))
+        );
         raw::transact(&mut self.doc, edit, |doc| {
-            doc.increment(&obj, "attendance", delta)?;
+            if is_counter {
+                doc.increment(&obj, "attendance", delta)?;
+            } else {
+                doc.put(&obj, "attendance", ScalarValue::counter(total))?;
+            }
             Ok(())
         })
     }
@@ -486,6 +496,13 @@ impl ActivitiesDoc {
                 out.push(activity);
             }
         }
+    }
+
+    /// Activity records that cannot be read (and so are in no list), with why.
+    pub fn damaged(&self) -> Vec<raw::DamagedRecord> {
+        raw::damaged(&self.doc, ACTIVITY, |id, obj| {
+            read_activity(&self.doc, id.parse()?, obj)
+        })
     }
 
     /// Number of activity records (archived included).
@@ -652,6 +669,14 @@ impl ProvinceActivities {
     /// Conflicting values of one activity.
     pub fn conflicts(&self, id: ActivityId) -> Result<Vec<FieldConflict>> {
         self.doc_of(id)?.conflicts(id)
+    }
+
+    /// Activity records of every loaded year that cannot be read, with their document's year.
+    pub fn damaged(&self) -> Vec<(i32, raw::DamagedRecord)> {
+        self.years
+            .iter()
+            .flat_map(|(year, doc)| doc.damaged().into_iter().map(|d| (*year, d)))
+            .collect()
     }
 
     /// Activities of every loaded year matching `filter`, by date then id. Only the years the

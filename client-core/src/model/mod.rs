@@ -43,6 +43,7 @@ pub use province::{
     NewNote, ProvinceDoc, ScoutingNote,
 };
 pub use province_code::{PROVINCES, ProvinceCode, ProvinceInfo};
+pub use raw::DamagedRecord;
 pub use raw::{FieldConflict, KIND_KEY, SCHEMA_KEY, SCHEMA_VERSION};
 
 /// Who-and-when of one user action: becomes the message and time of exactly one automerge change.

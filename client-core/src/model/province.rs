@@ -278,6 +278,21 @@ impl ProvinceDoc {
         read_member(&self.doc, id, &obj)
     }
 
+    /// Member, centre and scouting-note records that cannot be read (and so are in no list),
+    /// with why.
+    pub fn damaged(&self) -> Vec<raw::DamagedRecord> {
+        let mut out = raw::damaged(&self.doc, MEMBER, |id, obj| {
+            read_member(&self.doc, id.parse()?, obj)
+        });
+        out.extend(raw::damaged(&self.doc, CENTRE, |id, obj| {
+            read_centre(&self.doc, id.parse()?, obj)
+        }));
+        out.extend(raw::damaged(&self.doc, NOTE, |id, obj| {
+            read_note(&self.doc, id.parse()?, obj)
+        }));
+        out
+    }
+
     /// Members sorted by alias; archived ones only if `include_archived`. Records that do not
     /// have the shape this version writes are skipped (see [`ProvinceDoc::member`] for the error).
     pub fn members(&self, include_archived: bool) -> Vec<Member> {

@@ -148,6 +148,33 @@ pub(crate) fn record(doc: &AutoCommit, key: &str) -> Result<Option<ObjId>> {
     }
 }
 
+/// A record that is there but cannot be read as what its key says (a field of the wrong type
+/// or missing, e.g. written by another app): listed by the report, never silently dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DamagedRecord {
+    /// The record's key in its document, e.g. `activity:4a53…`.
+    pub key: String,
+    /// Why it cannot be read.
+    pub reason: String,
+}
+
+/// The records under `prefix:` that `read` refuses, with why.
+pub(crate) fn damaged<T>(
+    doc: &AutoCommit,
+    prefix: &str,
+    read: impl Fn(&str, &ObjId) -> Result<T>,
+) -> Vec<DamagedRecord> {
+    records(doc, prefix)
+        .into_iter()
+        .filter_map(|(id, obj)| {
+            read(&id, &obj).err().map(|error| DamagedRecord {
+                key: format!("{prefix}:{id}"),
+                reason: error.to_string(),
+            })
+        })
+        .collect()
+}
+
 /// Every record whose root key starts with `prefix:`, as (id text, object).
 pub(crate) fn records(doc: &AutoCommit, prefix: &str) -> Vec<(String, ObjId)> {
     let start = format!("{prefix}:");
@@ -162,7 +189,9 @@ pub(crate) fn records(doc: &AutoCommit, prefix: &str) -> Vec<(String, ObjId)> {
         .collect()
 }
 
-/// Reads a string field; `None` if absent.
+/// Reads a string field; `None` if absent. Phakhi writes scalar strings; another automerge
+/// implementation may write a Text object instead (JavaScript automerge 3 does for every plain
+/// string), which means the same and is read the same.
 pub(crate) fn opt_str(
     doc: &AutoCommit,
     obj: &ObjId,
@@ -170,6 +199,7 @@ pub(crate) fn opt_str(
 ) -> Result<Option<String>> {
     match doc.get(obj, field)? {
         None => Ok(None),
+        Some((Value::Object(ObjType::Text), id)) => Ok(Some(doc.text(&id)?)),
         Some((value, _)) => value
             .as_str()
             .map(|s| Some(s.to_owned()))
@@ -182,10 +212,15 @@ pub(crate) fn req_str(doc: &AutoCommit, obj: &ObjId, field: &'static str) -> Res
     opt_str(doc, obj, field)?.ok_or_else(|| malformed("missing field", field))
 }
 
-/// Reads a field holding an automerge Text object.
+/// Reads a field holding an automerge Text object (or, written by another implementation, a
+/// scalar string, which means the same).
 pub(crate) fn text(doc: &AutoCommit, obj: &ObjId, field: &'static str) -> Result<String> {
     match doc.get(obj, field)? {
         Some((Value::Object(ObjType::Text), id)) => Ok(doc.text(&id)?),
+        Some((Value::Scalar(scalar), _)) => match scalar.as_ref() {
+            ScalarValue::Str(s) => Ok(s.to_string()),
+            _ => Err(malformed("text field", field)),
+        },
         _ => Err(malformed("text field", field)),
     }
 }
@@ -279,7 +314,8 @@ pub(crate) fn flag(doc: &AutoCommit, obj: &ObjId, field: &'static str) -> Result
     }
 }
 
-/// Reads a counter (or integer) field.
+/// Reads a counter field (or a plain integer, as another automerge implementation writes a
+/// number: the value is the same, only concurrent increments would not add up to it).
 pub(crate) fn counter(doc: &AutoCommit, obj: &ObjId, field: &'static str) -> Result<i64> {
     match doc.get(obj, field)? {
         Some((Value::Scalar(scalar), _)) => match scalar.as_ref() {

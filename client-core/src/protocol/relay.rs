@@ -15,6 +15,10 @@
 //! the invites its own phones bring while HQ is out of reach. Only a relay invite gets that
 //! answer, so no phone ever meets the extra field.
 //!
+//! A relay also tells HQ when its phones last synced there ([`LastSync`], to the hour), so HQ's
+//! report and dashboard can tell a silent phone from one that syncs at its relay. Only device
+//! keys and hours travel: nothing ties a phone to the tips the same exchange carries.
+//!
 //! A section is `version (1) || kind (1) || body`; every list is counted and capped, every text
 //! bounded, so malformed bytes are an error, never a panic.
 
@@ -30,6 +34,11 @@ pub const MAX_REGISTRATIONS: usize = 256;
 pub const MAX_REVOCATIONS: usize = 4096;
 /// Longest invite text carried in a registration.
 pub const MAX_INVITE_CHARS: usize = 4096;
+/// Most last-sync times in one request.
+pub const MAX_LAST_SYNCS: usize = 4096;
+/// Last-sync times travel rounded down to this many seconds (an hour): enough for "silent for
+/// more than N days", too coarse to pick out which phone synced just before a tip went up.
+pub const LAST_SYNC_GRAIN: u64 = 3600;
 /// Most provinces one registration names.
 pub const MAX_PROVINCES: usize = 32;
 /// Largest sync message a relay payload may wrap (the server's body limit is smaller).
@@ -95,6 +104,25 @@ impl std::fmt::Debug for Registration {
     }
 }
 
+/// When a phone of the relay last synced there, rounded down to [`LAST_SYNC_GRAIN`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastSync {
+    /// The device's static X25519 public key.
+    pub public_key: [u8; 32],
+    /// Unix seconds, a multiple of [`LAST_SYNC_GRAIN`].
+    pub at: u64,
+}
+
+impl LastSync {
+    /// The time as it travels: `at` rounded down to the hour.
+    pub fn rounded(public_key: [u8; 32], at: u64) -> LastSync {
+        LastSync {
+            public_key,
+            at: at - at % LAST_SYNC_GRAIN,
+        }
+    }
+}
+
 /// The relay's section of a request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UpstreamRequest {
@@ -103,6 +131,10 @@ pub struct UpstreamRequest {
     pub named_only: bool,
     /// Devices the relay enrolled that HQ has not yet confirmed.
     pub registrations: Vec<Registration>,
+    /// When the relay's phones last synced there (those that synced since its last round).
+    /// Encoded after the registrations only when not empty, so a request without any is
+    /// byte for byte what it was before the list existed.
+    pub last_syncs: Vec<LastSync>,
 }
 
 /// A registration HQ would not take, and why.
@@ -200,6 +232,14 @@ impl UpstreamRequest {
             out.extend_from_slice(&reg.enrolled_at.to_be_bytes());
             put_text(&mut out, LenWidth::U16, &reg.invite);
         }
+        if !self.last_syncs.is_empty() {
+            let count = self.last_syncs.len().min(MAX_LAST_SYNCS);
+            put_count(&mut out, count);
+            for seen in self.last_syncs.iter().take(count) {
+                out.extend_from_slice(&seen.public_key);
+                out.extend_from_slice(&seen.at.to_be_bytes());
+            }
+        }
         out
     }
 
@@ -236,10 +276,21 @@ impl UpstreamRequest {
                 invite,
             });
         }
+        let mut last_syncs = Vec::new();
+        if r.remaining() > 0 {
+            let count = r.len("last syncs", LenWidth::U16, MAX_LAST_SYNCS)?;
+            last_syncs.reserve(count.min(r.remaining() / 40));
+            for _ in 0..count {
+                let public_key = r.array("synced device key")?;
+                let at = r.u64("last sync")?;
+                last_syncs.push(LastSync { public_key, at });
+            }
+        }
         r.finish()?;
         Ok(UpstreamRequest {
             named_only,
             registrations,
+            last_syncs,
         })
     }
 }
@@ -316,6 +367,7 @@ mod tests {
                 enrolled_at: 1_790_000_000,
                 invite: "PHAKHI1:ABCDEF".into(),
             }],
+            last_syncs: vec![LastSync::rounded([6; 32], 1_790_003_599)],
         }
     }
 
@@ -338,8 +390,20 @@ mod tests {
         let bytes = request().encode();
         assert_eq!(bytes[0], PROTOCOL_VERSION);
         assert_eq!(UpstreamRequest::decode(&bytes).unwrap(), request());
+        // Without last-sync times the request ends after its registrations, as it always did.
+        let without = UpstreamRequest {
+            last_syncs: Vec::new(),
+            ..request()
+        };
+        let old = without.encode();
+        assert_eq!(bytes[..old.len()], old[..]);
         for cut in 0..bytes.len() {
-            assert!(UpstreamRequest::decode(&bytes[..cut]).is_err(), "cut {cut}");
+            let decoded = UpstreamRequest::decode(&bytes[..cut]);
+            if cut == old.len() {
+                assert_eq!(decoded.unwrap(), without);
+            } else {
+                assert!(decoded.is_err(), "cut {cut}");
+            }
         }
         let bytes = response().encode();
         assert_eq!(UpstreamResponse::decode(&bytes).unwrap(), response());
@@ -361,6 +425,20 @@ mod tests {
             Err(ProtocolError::Version(9))
         );
         assert!(!format!("{:?}", request()).contains("PHAKHI1"));
+    }
+
+    #[test]
+    fn last_syncs_travel_to_the_hour() {
+        let seen = LastSync::rounded([1; 32], 1_790_003_599);
+        assert_eq!(seen.at, 1_790_002_800);
+        assert_eq!(seen.at % LAST_SYNC_GRAIN, 0);
+        assert_eq!(request().last_syncs, vec![seen.clone_with([6; 32])]);
+    }
+
+    impl LastSync {
+        fn clone_with(self, public_key: [u8; 32]) -> LastSync {
+            LastSync { public_key, ..self }
+        }
     }
 
     #[test]

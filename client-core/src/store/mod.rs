@@ -77,6 +77,8 @@ pub use schema::VERSION as SCHEMA_VERSION;
 pub const MAX_NAME_LEN: usize = 1024;
 /// Version byte of a sealed key-value payload.
 const KV_VERSION: u8 = 1;
+/// Free space below which [`Store::reclaim_space`] leaves the file as it is.
+pub const RECLAIM_MIN_BYTES: i64 = 1 << 20;
 
 /// When to fold a document's incremental chunks into one snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -361,6 +363,33 @@ impl Store {
         db::write_manifest(&tx, &self.cipher, rng, &id, &m)?;
         db::write_root(&tx, &self.cipher, rng, &root)?;
         tx.commit()?;
+        Ok(true)
+    }
+
+    /// Gives the space of deleted rows back to the file system once it is worth it (at least
+    /// [`RECLAIM_MIN_BYTES`] and half the file free, so that dropping a large attachment's
+    /// chunks a few at a time rewrites the file about once in all), and says whether it did.
+    ///
+    /// SQLite keeps the pages of deleted rows inside the file for later writes, so a phone that
+    /// uploaded a 6 MB attachment and dropped its chunks would go on holding 6 MB. Call this
+    /// after large deletions, outside any transaction: it rewrites the file (`VACUUM`, whose
+    /// pages hold the same sealed rows as before) and folds the write-ahead log back into it.
+    /// A crash during it leaves the previous file, as with any other write.
+    pub fn reclaim_space(&mut self) -> Result<bool> {
+        let pragma = |name: &str| -> Result<i64> {
+            Ok(self.conn.pragma_query_value(None, name, |r| r.get(0))?)
+        };
+        let (page_size, pages, free) = (
+            pragma("page_size")?,
+            pragma("page_count")?,
+            pragma("freelist_count")?,
+        );
+        if free.saturating_mul(page_size) < RECLAIM_MIN_BYTES || free.saturating_mul(2) < pages {
+            return Ok(false);
+        }
+        self.conn.execute_batch("VACUUM")?;
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(true)
     }
 

@@ -261,7 +261,9 @@ impl Initiator {
         heads: Vec<ChangeHash>,
         chunk: Option<Chunk>,
     ) {
-        self.stats.doc(name.as_str()).sent_bytes += chunk.as_ref().map_or(0, Chunk::byte_len);
+        let stats = self.stats.doc(name.as_str());
+        stats.sent_bytes += chunk.as_ref().map_or(0, Chunk::byte_len);
+        stats.changes_sent += chunk.as_ref().map_or(0, Chunk::declared_changes);
         entries.push(DocEntry {
             name: name.as_str().to_owned(),
             status: DocStatus::Ok,

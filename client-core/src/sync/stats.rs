@@ -13,6 +13,8 @@ pub struct DocStats {
     pub received_bytes: usize,
     /// Changes this side's copy gained.
     pub changes_applied: u64,
+    /// Changes this side sent for the document (all rounds, as declared in its chunks).
+    pub changes_sent: u64,
     /// The last error for this document, if it was refused or failed.
     pub error: Option<DocError>,
 }
@@ -38,6 +40,19 @@ impl ExchangeStats {
     /// Changes gained over all documents.
     pub fn changes_applied(&self) -> u64 {
         self.docs.values().map(|d| d.changes_applied).sum()
+    }
+
+    /// Changes sent over all documents.
+    pub fn changes_sent(&self) -> u64 {
+        self.docs.values().map(|d| d.changes_sent).sum()
+    }
+
+    /// Names of the documents this side sent changes of.
+    pub fn docs_sent(&self) -> impl Iterator<Item = &str> {
+        self.docs
+            .iter()
+            .filter(|(_, d)| d.changes_sent > 0)
+            .map(|(n, _)| n.as_str())
     }
 
     /// Documents that ended with an error.

@@ -216,6 +216,7 @@ mod tests {
             report: Report {
                 provinces: vec![province("TH-44"), province("TH-10")],
                 devices: vec![],
+                damaged: vec![],
             },
             details: BTreeMap::new(),
             regions: vec![],

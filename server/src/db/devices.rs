@@ -132,6 +132,16 @@ pub fn touch(conn: &Connection, row: i64, now: i64) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Records a sync seen elsewhere (a relay's phone, reported by the relay): `last_sync` moves
+/// forward to `at`, never back.
+pub fn touch_at_least(conn: &Connection, row: i64, at: i64) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE devices SET last_sync = ?2 WHERE id = ?1 AND (last_sync IS NULL OR last_sync < ?2)",
+        params![row, at],
+    )?;
+    Ok(())
+}
+
 /// Keeps the signed invite a device enrolled with (a relay sends it to HQ with the
 /// registration, so HQ can check that it issued it).
 pub fn set_invite(conn: &Connection, row: i64, invite: &str) -> Result<(), DbError> {

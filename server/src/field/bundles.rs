@@ -55,10 +55,8 @@ pub(super) fn import(session: &mut Session, file: &Path) -> Result<(), FieldErro
         ),
         SyncStep::Done(report) => {
             println!(
-                "bundle synced: {} change(s) in {} document(s); {} tip(s) delivered, {} \
-                 repl(ies) received",
-                report.changes_received,
-                report.docs_changed.len(),
+                "bundle synced: {}; {} tip(s) delivered, {} repl(ies) received",
+                super::changes_summary(&report),
                 report.tips_delivered,
                 report.replies_received
             );

@@ -26,7 +26,7 @@ pub use dates::InputEra;
 /// `phakhi device --store PATH [--passphrase-env VAR | --key-file FILE] COMMAND`.
 #[derive(Debug, Clone, Args)]
 pub struct DeviceArgs {
-    /// The device's encrypted store file (created on first use).
+    /// The device's encrypted store file (`enroll` creates it; every other command needs it).
     #[arg(long, value_name = "PATH")]
     pub store: PathBuf,
     /// Read the store passphrase from this environment variable instead of asking for it.
@@ -104,6 +104,12 @@ pub enum FieldError {
     KeyFile(String),
     #[error("{0}")]
     Input(String),
+    #[error(
+        "there is no store at {0}: check the path given with --store (a new store is made only \
+         by enrolling: `phakhi device --store PATH enroll INVITE` with an invite from your \
+         coordinator)"
+    )]
+    NoStore(String),
 }
 
 impl From<DeviceError> for FieldError {
@@ -163,6 +169,11 @@ pub fn run(args: DeviceArgs) -> Result<(), FieldError> {
 }
 
 fn open(args: &DeviceArgs) -> Result<Session, FieldError> {
+    // Only enrolment makes a store: a mistyped path must not leave an empty store behind.
+    let creates = matches!(args.command, DeviceCommand::Enroll { .. });
+    if !creates && !args.store.exists() {
+        return Err(FieldError::NoStore(args.store.display().to_string()));
+    }
     let mut rng = OsRng;
     let now = OffsetDateTime::now_utc();
     let device = match &args.key_file {
@@ -227,10 +238,8 @@ fn enroll(session: &mut Session, invite: &str, server: Option<String>) -> Result
         .enrol_http(invite, server.as_deref(), &mut session.rng, session.now)
         .map_err(|e| match e {
             DeviceError::Http(phakhi_core::transport::HttpError::Refused { message, .. }) => {
-                FieldError::input(format!(
-                    "the server refused the enrolment: {message}. Ask your coordinator for a \
-                     new invite if this one was used, revoked or has expired"
-                ))
+                // The server's message already says what to do next.
+                FieldError::input(format!("the server refused the enrolment: {message}"))
             }
             other => other.into(),
         })?;
@@ -269,6 +278,17 @@ fn province_list(codes: &[ProvinceCode]) -> String {
         .map(|p| format!("{} {}", p.as_str(), p.name_th()))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Both directions of an exchange's changes: what this device sent and what it received.
+pub(crate) fn changes_summary(report: &phakhi_core::device::SyncReport) -> String {
+    format!(
+        "sent {} change(s) in {} document(s), received {} change(s) in {} document(s)",
+        report.changes_sent,
+        report.docs_sent.len(),
+        report.changes_received,
+        report.docs_changed.len()
+    )
 }
 
 /// True when progress bars should be drawn.

@@ -347,10 +347,10 @@ pub(super) fn sync(session: &mut Session, server: Option<&str>) -> Result<(), Fi
         bar.finish_and_clear();
     }
     let report = result.map_err(|e| match e {
-        DeviceError::Http(HttpError::Refused { message, .. }) => FieldError::input(format!(
-            "the server refused the sync: {message}. If this device was revoked, ask your \
-             coordinator for a new invite"
-        )),
+        // The server's message already says what to do next (a revoked device: whom to ask).
+        DeviceError::Http(HttpError::Refused { message, .. }) => {
+            FieldError::input(format!("the server refused the sync: {message}"))
+        }
         DeviceError::Http(http) => FieldError::input(format!(
             "sync did not complete: {http}. Nothing was lost; run `sync` again when the \
              connection is better"
@@ -358,13 +358,12 @@ pub(super) fn sync(session: &mut Session, server: Option<&str>) -> Result<(), Fi
         other => other.into(),
     })?;
     println!(
-        "synced: sent {} B, received {} B in {} round(s); {} change(s) in {} document(s); \
-         {} tip(s) delivered, {} repl(ies) received",
+        "synced: sent {} B, received {} B in {} round(s); {}; {} tip(s) delivered, {} \
+         repl(ies) received",
         report.bytes_sent,
         report.bytes_received,
         report.rounds,
-        report.changes_received,
-        report.docs_changed.len(),
+        super::changes_summary(&report),
         report.tips_delivered,
         report.replies_received
     );

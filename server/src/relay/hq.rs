@@ -4,7 +4,7 @@
 //! registrations commit exactly when the rest of the exchange does.
 
 use phakhi_core::protocol::relay::{
-    MAX_REVOCATIONS, Refusal, Registration, Revocation, UpstreamRequest, UpstreamResponse,
+    LastSync, MAX_REVOCATIONS, Refusal, Registration, Revocation, UpstreamRequest, UpstreamResponse,
 };
 use phakhi_core::seal::{HqVerifyingKey, InviteError, SignedInvite};
 use rusqlite::Transaction;
@@ -48,8 +48,36 @@ pub fn answer(
             }
         }
     }
+    for seen in &request.last_syncs {
+        record_last_sync(tx, relay, seen, now)?;
+    }
     out.revoked = revoked_in(tx, relay)?;
     Ok(out)
+}
+
+/// A relay's phone synced there: HQ's `last_sync` for it moves forward (never past now), for a
+/// phone HQ knows in the relay's provinces only; any other key is ignored.
+fn record_last_sync(
+    conn: &rusqlite::Connection,
+    relay: &Device,
+    seen: &LastSync,
+    now: u64,
+) -> Result<(), DbError> {
+    let Some(device) = devices::by_key(conn, &seen.public_key)? else {
+        return Ok(());
+    };
+    let served = device.role != Role::Relay
+        && device.revoked_at.is_none()
+        && !device.provinces.is_empty()
+        && device
+            .provinces
+            .iter()
+            .all(|code| relay.provinces.contains(code));
+    if served {
+        let at = i64::try_from(seen.at.min(now)).unwrap_or(i64::MAX);
+        devices::touch_at_least(conn, device.row, at)?;
+    }
+    Ok(())
 }
 
 enum Refused {
@@ -202,6 +230,7 @@ mod tests {
         let request = UpstreamRequest {
             named_only: false,
             registrations,
+            last_syncs: Vec::new(),
         };
         let out = answer(&mut tx, &verifying, &relay, &request, now).unwrap();
         tx.commit().unwrap();
@@ -268,5 +297,60 @@ mod tests {
                 revoked_at: 70
             }]
         );
+    }
+
+    #[test]
+    fn a_relays_phones_last_syncs_move_forward_within_its_provinces_only() {
+        let mut hq = hq();
+        let ours = devices::insert(&hq.conn, &[1; 32], Role::Leader, &["TH-44".into()], 1)
+            .unwrap()
+            .unwrap();
+        devices::insert(&hq.conn, &[2; 32], Role::Leader, &["TH-40".into()], 1)
+            .unwrap()
+            .unwrap();
+        let seen = |key: u8, at: u64| LastSync {
+            public_key: [key; 32],
+            at,
+        };
+        let send = |hq: &mut Hq, last_syncs: Vec<LastSync>, now: u64| {
+            let relay = hq.relay.clone();
+            let verifying = hq.signing.verifying_key();
+            let mut tx = hq.conn.transaction().unwrap();
+            let request = UpstreamRequest {
+                last_syncs,
+                ..UpstreamRequest::default()
+            };
+            answer(&mut tx, &verifying, &relay, &request, now).unwrap();
+            tx.commit().unwrap();
+        };
+        let last = |hq: &Hq, key: u8| {
+            devices::by_key(&hq.conn, &[key; 32])
+                .unwrap()
+                .unwrap()
+                .last_sync
+        };
+        // Another province's phone, the relay itself and an unknown key are left alone.
+        send(
+            &mut hq,
+            vec![
+                seen(1, 7_200),
+                seen(2, 7_200),
+                seen(9, 7_200),
+                seen(3, 7_200),
+            ],
+            10_000,
+        );
+        assert_eq!(last(&hq, 1), Some(7_200));
+        assert_eq!(last(&hq, 2), None);
+        assert_eq!(last(&hq, 9), None);
+        // Never back, never past now.
+        send(&mut hq, vec![seen(1, 3_600)], 10_000);
+        assert_eq!(last(&hq, 1), Some(7_200));
+        send(&mut hq, vec![seen(1, 90_000)], 10_800);
+        assert_eq!(last(&hq, 1), Some(10_800));
+        // A direct sync at HQ later still counts.
+        devices::touch(&hq.conn, ours.row, 20_000).unwrap();
+        send(&mut hq, vec![seen(1, 14_400)], 30_000);
+        assert_eq!(last(&hq, 1), Some(20_000));
     }
 }

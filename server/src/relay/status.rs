@@ -21,12 +21,19 @@ pub struct UpstreamStatus {
     pub last_error: Option<String>,
     /// Failed rounds since the last success.
     pub consecutive_failures: u32,
-    /// Tips held here that HQ has not acknowledged yet.
+    /// Tips held here that HQ has not acknowledged yet (read from the store when the status
+    /// is served, not only once per round).
     pub pending_envelopes: usize,
-    /// Devices enrolled here that HQ has not registered yet.
+    /// Devices enrolled here that HQ has not registered yet (read like `pending_envelopes`).
     pub pending_registrations: i64,
     /// Rounds that completed.
     pub rounds: u64,
+    /// Rounds begun since the server started, counting one in progress.
+    pub rounds_started: u64,
+    /// The number (in `rounds_started`) of the last round that completed: a round that began
+    /// after a moment `rounds_started` read N has completed once this passes N
+    /// (`phakhi health --synced` waits for that).
+    pub last_success_round: u64,
     /// Exchanges with HQ attempted, and those that failed.
     pub exchanges: u64,
     pub exchanges_failed: u64,

@@ -19,7 +19,14 @@ pub async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::V
         "role": state.config().role.as_str(),
         "version": env!("CARGO_PKG_VERSION"),
     });
-    // A relay syncing with HQ reports how that goes.
+    // A relay syncing with HQ reports how that goes; what waits for HQ is read now, not as of
+    // the last round (a tip a phone left a moment ago is counted).
+    if state.upstream_status().is_some() {
+        let waiting = state
+            .with_core(|core| Ok(crate::relay::upstream::Waiting::read(core)?))
+            .await?;
+        state.update_upstream(|status| waiting.record(status));
+    }
     if let Some(upstream) = state.upstream_status()
         && let Some(fields) = body.as_object_mut()
     {

@@ -168,7 +168,12 @@ pub async fn run(state: AppState, config: UpstreamConfig, mut shutdown: watch::R
     let mut rng = rand::rngs::StdRng::from_entropy();
     let mut failing: Option<String> = None;
     let mut pace = Pace::default();
+    let mut started = 0;
     loop {
+        state.update_upstream(|status| {
+            status.rounds_started += 1;
+            started = status.rounds_started;
+        });
         let result = round(&state, &link, &mut pace).await;
         let now = i64::try_from(crate::routes::now_unix()).unwrap_or(i64::MAX);
         let error_text = result.as_ref().err().map(ToString::to_string);
@@ -199,6 +204,7 @@ pub async fn run(state: AppState, config: UpstreamConfig, mut shutdown: watch::R
                     status.last_error = None;
                     status.consecutive_failures = 0;
                     status.rounds += 1;
+                    status.last_success_round = started;
                 });
                 if *more {
                     // Chunks are left after a round's share: go on at once.
@@ -241,24 +247,12 @@ pub async fn run(state: AppState, config: UpstreamConfig, mut shutdown: watch::R
 /// attachment chunks. `Ok(true)`: chunks are left for another round right away.
 async fn round(state: &AppState, link: &Link, pace: &mut Pace) -> Result<bool, UpstreamError> {
     let planner = link.clone();
-    let (to_push, pending_tips, pending_registrations, chunks_waiting) = state
-        .with_core(move |core| {
-            let to_push = plan(core, &planner)?;
-            let pending_registrations = devices::count_pending_upstream(&core.conn)?;
-            let chunks_waiting = db::chunks::count_unacked(&core.conn)?;
-            Ok((
-                to_push,
-                pending_tips(core),
-                pending_registrations,
-                chunks_waiting,
-            ))
-        })
+    let (to_push, waiting) = state
+        .with_core(move |core| Ok((plan(core, &planner)?, Waiting::read(core)?)))
         .await?;
     // What waits for HQ is known even while HQ does not answer.
     state.update_upstream(|status| {
-        status.pending_envelopes = pending_tips;
-        status.pending_registrations = pending_registrations;
-        status.chunks_waiting = chunks_waiting;
+        waiting.record(status);
         status.chunk_batch = pace.batch();
     });
     let planned = to_push.len();
@@ -311,6 +305,30 @@ enum Step {
     /// Every document, the mailbox (tips pushed only if `push_tips`), registrations and
     /// revocations.
     Closing { push_tips: bool },
+}
+
+/// What waits here for HQ, read from the store.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Waiting {
+    tips: usize,
+    registrations: i64,
+    chunks: i64,
+}
+
+impl Waiting {
+    pub(crate) fn read(core: &Core) -> Result<Waiting, DbError> {
+        Ok(Waiting {
+            tips: pending_tips(core),
+            registrations: devices::count_pending_upstream(&core.conn)?,
+            chunks: db::chunks::count_unacked(&core.conn)?,
+        })
+    }
+
+    pub(crate) fn record(self, status: &mut super::status::UpstreamStatus) {
+        status.pending_envelopes = self.tips;
+        status.pending_registrations = self.registrations;
+        status.chunks_waiting = self.chunks;
+    }
 }
 
 /// Tips held here, all waiting for HQ's acknowledgement (acknowledged ones are pruned at once).

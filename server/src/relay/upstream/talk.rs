@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 
 use phakhi_core::mailbox::{EnvelopeKind, Have, MailItem, MailboxMessage, Push};
-use phakhi_core::protocol::relay::{self, Registration, UpstreamRequest, UpstreamResponse};
+use phakhi_core::protocol::relay::{
+    self, LastSync, Registration, UpstreamRequest, UpstreamResponse,
+};
 use phakhi_core::protocol::{ErrorCode, encode_section};
 use phakhi_core::seal;
 use phakhi_core::sync::{self, DocName, Initiator, Progress};
@@ -16,7 +18,7 @@ use super::{
     EXCHANGE_TIMEOUT, Link, PUSH_BATCH, REGISTRATION_BATCH, Snapshot, Step, Talked, UpstreamError,
     peer_state,
 };
-use crate::db::devices;
+use crate::db::devices::{self, Role};
 use crate::db::{self, DbError, documents};
 use crate::scope;
 use crate::state::{AppState, Core};
@@ -49,7 +51,7 @@ pub(super) fn snapshot(core: &mut Core, link: &Link, step: &Step) -> Result<Snap
             0,
             UpstreamRequest {
                 named_only: true,
-                registrations: Vec::new(),
+                ..UpstreamRequest::default()
             }
             .encode(),
         ),
@@ -84,6 +86,7 @@ pub(super) fn snapshot(core: &mut Core, link: &Link, step: &Step) -> Result<Snap
             let section = UpstreamRequest {
                 named_only: false,
                 registrations,
+                last_syncs: last_syncs(&core.conn, progress.last_success)?,
             }
             .encode();
             (Some(encode_section(&messages)), pushed, section)
@@ -224,4 +227,29 @@ pub(super) fn talk(
 /// [`ErrorCode::clears_by_itself`]). A code this build does not know does not.
 pub(super) fn error_is_retryable(code: &str) -> bool {
     ErrorCode::parse(code).is_some_and(ErrorCode::clears_by_itself)
+}
+
+/// When this relay's phones last synced here, for those that synced since the last round HQ
+/// answered (all of them before the first), to the hour: HQ shows them in its report and
+/// dashboard. Devices HQ has not registered yet are skipped by HQ and sent again later.
+fn last_syncs(
+    conn: &rusqlite::Connection,
+    last_success: Option<i64>,
+) -> Result<Vec<LastSync>, DbError> {
+    // A sync just before the last round's end may have missed that round's snapshot: from the
+    // start of the hour before it.
+    let grain = i64::try_from(relay::LAST_SYNC_GRAIN).unwrap_or(3600);
+    let since = last_success.map_or(i64::MIN, |t| t - t.rem_euclid(grain) - grain);
+    Ok(devices::list(conn)?
+        .into_iter()
+        .filter(|device| device.role != Role::Relay && device.revoked_at.is_none())
+        .filter_map(|device| {
+            let at = device.last_sync.filter(|at| *at >= since)?;
+            Some(LastSync::rounded(
+                device.public_key,
+                u64::try_from(at).ok()?,
+            ))
+        })
+        .take(relay::MAX_LAST_SYNCS)
+        .collect())
 }
