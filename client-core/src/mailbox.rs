@@ -14,17 +14,19 @@
 //! - Pruning: HQ sends [`Ack`] for envelopes it holds durably; only acknowledged envelopes are
 //!   ever removed ([`Mailbox::prune_acknowledged`]), and an acknowledged id is never stored again.
 //!   The caller makes sure an `Ack` really comes from HQ (the transport authenticates it).
-//! - Bounds: every decoded message has a version byte and counted, capped lists; each origin (the
-//!   authenticated peer that pushed an envelope) has a quota of envelopes and bytes.
+//! - Bounds: every decoded message has a version byte and counted, capped lists.
+//! - No sender: a held envelope records nothing of the peer that pushed it, so a mailbox (and
+//!   whatever persists it) never ties an envelope to a device. What a device may push is
+//!   bounded by its holder with counts that name no envelope (the server's `allowance`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::seal::wire::{LenWidth, Reader};
-use crate::seal::{ENVELOPE_VERSION, KIND_REPLY, KIND_TIP, MAILBOX_BUCKETS, PublicKey};
+use crate::seal::{ENVELOPE_VERSION, KIND_REPLY, KIND_TIP, MAILBOX_BUCKETS};
 
 const MAX_ENVELOPE_BYTES: usize = 64 * 1024;
 
@@ -55,16 +57,6 @@ pub enum MailboxError {
     KindMismatch { kind: EnvelopeKind },
     #[error("province code {0:?} is invalid (expected e.g. TH-44)")]
     BadProvince(String),
-    #[error(
-        "quota of {origin:?} exceeded: it would hold {count} envelopes / {bytes} bytes, the limit is {max_count} / {max_bytes}; wait until HQ acknowledges earlier ones"
-    )]
-    QuotaExceeded {
-        origin: PublicKey,
-        count: usize,
-        bytes: usize,
-        max_count: usize,
-        max_bytes: usize,
-    },
     #[error("mailbox message of {len} bytes exceeds the limit of {max}")]
     MessageTooLarge { len: usize, max: usize },
     #[error("mailbox message version {0} is not supported; update the app")]
@@ -142,7 +134,7 @@ impl MailItem {
         EnvelopeId::of(&self.envelope)
     }
 
-    fn validate(&self) -> Result<(), MailboxError> {
+    pub fn validate(&self) -> Result<(), MailboxError> {
         if !MAILBOX_BUCKETS.contains(&self.envelope.len()) {
             return Err(MailboxError::NotABucket {
                 len: self.envelope.len(),
@@ -175,31 +167,12 @@ impl fmt::Debug for MailItem {
     }
 }
 
-/// An envelope as held, with its local arrival number and who pushed it.
+/// An envelope as held, with its local arrival number (and nothing of who pushed it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredItem {
     pub id: EnvelopeId,
     pub seq: u64,
-    /// The authenticated peer it came from; its quota is charged.
-    pub origin: PublicKey,
     pub item: MailItem,
-}
-
-/// Limits per origin on what the mailbox holds for it (until HQ acknowledges).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Quota {
-    pub max_count: usize,
-    pub max_bytes: usize,
-}
-
-impl Default for Quota {
-    /// 500 envelopes and 16 MiB per device.
-    fn default() -> Self {
-        Self {
-            max_count: 500,
-            max_bytes: 16 * 1024 * 1024,
-        }
-    }
 }
 
 /// Which provinces a peer may receive.
@@ -273,44 +246,33 @@ pub enum Inserted {
     AlreadyAcknowledged,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Usage {
-    count: usize,
-    bytes: usize,
-}
-
 /// The in-memory mailbox.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Mailbox {
-    quota: Quota,
     items: BTreeMap<EnvelopeId, StoredItem>,
     by_seq: BTreeMap<u64, EnvelopeId>,
     next_seq: u64,
     acknowledged: BTreeSet<EnvelopeId>,
-    usage: HashMap<PublicKey, Usage>,
 }
 
 impl Mailbox {
-    /// An empty mailbox with this per-origin quota.
-    pub fn new(quota: Quota) -> Self {
+    /// An empty mailbox.
+    pub fn new() -> Self {
         Self {
-            quota,
             items: BTreeMap::new(),
             by_seq: BTreeMap::new(),
             next_seq: 1,
             acknowledged: BTreeSet::new(),
-            usage: HashMap::new(),
         }
     }
 
     /// Rebuilds a mailbox from persisted items and acknowledged ids. Items are checked against
-    /// their ids; quotas are not enforced on what was already accepted.
+    /// their ids.
     pub fn restore(
-        quota: Quota,
         items: impl IntoIterator<Item = StoredItem>,
         acknowledged: impl IntoIterator<Item = EnvelopeId>,
     ) -> Result<Self, MailboxError> {
-        let mut mb = Self::new(quota);
+        let mut mb = Self::new();
         mb.acknowledged = acknowledged.into_iter().collect();
         for stored in items {
             stored.item.validate()?;
@@ -318,42 +280,14 @@ impl Mailbox {
                 return Err(MailboxError::CorruptItem);
             }
             mb.next_seq = mb.next_seq.max(stored.seq.saturating_add(1));
-            mb.charge(&stored.origin, stored.item.envelope.len());
             mb.by_seq.insert(stored.seq, stored.id);
             mb.items.insert(stored.id, stored);
         }
         Ok(mb)
     }
 
-    fn charge(&mut self, origin: &PublicKey, bytes: usize) {
-        let u = self.usage.entry(*origin).or_default();
-        u.count += 1;
-        u.bytes += bytes;
-    }
-
-    fn check_quota(
-        &self,
-        origin: &PublicKey,
-        add_count: usize,
-        add_bytes: usize,
-    ) -> Result<(), MailboxError> {
-        let u = self.usage.get(origin).copied().unwrap_or_default();
-        let count = u.count + add_count;
-        let bytes = u.bytes + add_bytes;
-        if count > self.quota.max_count || bytes > self.quota.max_bytes {
-            return Err(MailboxError::QuotaExceeded {
-                origin: *origin,
-                count,
-                bytes,
-                max_count: self.quota.max_count,
-                max_bytes: self.quota.max_bytes,
-            });
-        }
-        Ok(())
-    }
-
-    /// Stores one envelope pushed by `origin`. Idempotent.
-    pub fn insert(&mut self, origin: &PublicKey, item: MailItem) -> Result<Inserted, MailboxError> {
+    /// Stores one envelope. Idempotent.
+    pub fn insert(&mut self, item: MailItem) -> Result<Inserted, MailboxError> {
         item.validate()?;
         let id = item.id();
         if self.acknowledged.contains(&id) && !self.items.contains_key(&id) {
@@ -362,39 +296,7 @@ impl Mailbox {
         if self.items.contains_key(&id) {
             return Ok(Inserted::AlreadyHeld);
         }
-        self.check_quota(origin, 1, item.envelope.len())?;
-        Ok(self.insert_unchecked(origin, id, item))
-    }
-
-    /// Stores one envelope that the holder of the mailbox itself authorised (HQ storing the tip
-    /// desk's replies), outside any quota: replies are never pruned at HQ, so a per-origin quota
-    /// would end the tip desk's answers. Idempotent.
-    pub fn insert_authorised(
-        &mut self,
-        origin: &PublicKey,
-        item: MailItem,
-    ) -> Result<Inserted, MailboxError> {
-        item.validate()?;
-        let id = item.id();
-        if self.items.contains_key(&id) {
-            return Ok(Inserted::AlreadyHeld);
-        }
-        if self.acknowledged.contains(&id) {
-            return Ok(Inserted::AlreadyAcknowledged);
-        }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.by_seq.insert(seq, id);
-        self.items.insert(
-            id,
-            StoredItem {
-                id,
-                seq,
-                origin: *origin,
-                item,
-            },
-        );
-        Ok(Inserted::New { seq })
+        Ok(self.insert_unchecked(id, item))
     }
 
     /// Makes the next arrival number at least `next`: a store that deleted its newest envelopes
@@ -409,38 +311,32 @@ impl Mailbox {
         self.acknowledged.contains(id)
     }
 
-    fn insert_unchecked(&mut self, origin: &PublicKey, id: EnvelopeId, item: MailItem) -> Inserted {
+    fn insert_unchecked(&mut self, id: EnvelopeId, item: MailItem) -> Inserted {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.charge(origin, item.envelope.len());
         self.by_seq.insert(seq, id);
-        self.items.insert(
-            id,
-            StoredItem {
-                id,
-                seq,
-                origin: *origin,
-                item,
-            },
-        );
+        self.items.insert(id, StoredItem { id, seq, item });
         Inserted::New { seq }
     }
 
-    /// Applies a `Push` from `origin`: all of it or, on any error, none of it.
-    pub fn receive_push(
-        &mut self,
-        origin: &PublicKey,
-        push: Push,
-    ) -> Result<Vec<Inserted>, MailboxError> {
+    /// What of `items` is new here (neither held nor acknowledged), counted once per id:
+    /// (envelopes, bytes). What a holder charges to whoever pushed them.
+    pub fn fresh(&self, items: &[MailItem]) -> (usize, usize) {
         let mut fresh = BTreeMap::new();
-        for item in &push.items {
-            item.validate()?;
+        for item in items {
             let id = item.id();
             if !self.items.contains_key(&id) && !self.acknowledged.contains(&id) {
                 fresh.insert(id, item.envelope.len());
             }
         }
-        self.check_quota(origin, fresh.len(), fresh.values().sum())?;
+        (fresh.len(), fresh.values().sum())
+    }
+
+    /// Applies a `Push`: all of it or, on any error, none of it.
+    pub fn receive_push(&mut self, push: Push) -> Result<Vec<Inserted>, MailboxError> {
+        for item in &push.items {
+            item.validate()?;
+        }
         let mut out = Vec::with_capacity(push.items.len());
         for item in push.items {
             let id = item.id();
@@ -449,7 +345,7 @@ impl Mailbox {
             } else if self.acknowledged.contains(&id) {
                 Inserted::AlreadyAcknowledged
             } else {
-                self.insert_unchecked(origin, id, item)
+                self.insert_unchecked(id, item)
             });
         }
         Ok(out)
@@ -476,12 +372,6 @@ impl Mailbox {
     /// The arrival number the next envelope will get.
     pub const fn next_seq(&self) -> u64 {
         self.next_seq
-    }
-
-    /// Envelopes (and their count and bytes) currently charged to `origin`.
-    pub fn usage(&self, origin: &PublicKey) -> (usize, usize) {
-        let u = self.usage.get(origin).copied().unwrap_or_default();
-        (u.count, u.bytes)
     }
 
     /// Held items that arrived after `seq`, in arrival order: what a store persists.
@@ -579,7 +469,7 @@ impl Mailbox {
         }
     }
 
-    /// Removes every held envelope HQ acknowledged, and only those; frees their quota.
+    /// Removes every held envelope HQ acknowledged, and only those.
     pub fn prune_acknowledged(&mut self) -> Vec<EnvelopeId> {
         let doomed: Vec<EnvelopeId> = self
             .items
@@ -590,10 +480,6 @@ impl Mailbox {
         for id in &doomed {
             if let Some(stored) = self.items.remove(id) {
                 self.by_seq.remove(&stored.seq);
-                if let Some(u) = self.usage.get_mut(&stored.origin) {
-                    u.count = u.count.saturating_sub(1);
-                    u.bytes = u.bytes.saturating_sub(stored.item.envelope.len());
-                }
             }
         }
         doomed
@@ -760,35 +646,25 @@ mod authorised_tests {
     }
 
     #[test]
-    fn authorised_envelopes_bypass_the_quota_and_numbers_are_never_reused() {
-        let mut mailbox = Mailbox::new(Quota {
-            max_count: 1,
-            max_bytes: 1 << 20,
-        });
-        let desk = PublicKey::from_bytes([9; 32]);
+    fn envelopes_are_stored_once_and_numbers_are_never_reused() {
+        let mut mailbox = Mailbox::new();
         for fill in 1..=3 {
             assert!(matches!(
-                mailbox.insert_authorised(&desk, reply(fill)),
+                mailbox.insert(reply(fill)),
                 Ok(Inserted::New { .. })
             ));
         }
-        assert_eq!(mailbox.usage(&desk), (0, 0));
-        assert_eq!(
-            mailbox.insert_authorised(&desk, reply(1)),
-            Ok(Inserted::AlreadyHeld)
-        );
+        assert_eq!(mailbox.insert(reply(1)), Ok(Inserted::AlreadyHeld));
+        assert_eq!(mailbox.fresh(&[reply(1), reply(5), reply(5)]), (1, 1024));
         // Released (acknowledged and pruned) envelopes are not stored again.
         let id = reply(2).id();
         mailbox.acknowledge(&Ack { ids: vec![id] });
         mailbox.prune_acknowledged();
         assert!(mailbox.is_acknowledged(&id) && !mailbox.contains(&id));
-        assert_eq!(
-            mailbox.insert_authorised(&desk, reply(2)),
-            Ok(Inserted::AlreadyAcknowledged)
-        );
+        assert_eq!(mailbox.insert(reply(2)), Ok(Inserted::AlreadyAcknowledged));
         let mut bad = reply(4);
         bad.kind = EnvelopeKind::Tip;
-        assert!(mailbox.insert_authorised(&desk, bad).is_err());
+        assert!(mailbox.insert(bad).is_err());
         // A restored mailbox continues above the floor it is given.
         mailbox.reserve_seq(10);
         assert_eq!(mailbox.next_seq(), 10);

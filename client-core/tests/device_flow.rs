@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use automerge::AutoCommit;
 use phakhi_core::device::{Device, SyncStep};
 use phakhi_core::mailbox::{
-    Ack, EnvelopeKind, MailItem, Mailbox, MailboxMessage, Quota, Scope as MailScope, Want,
+    Ack, EnvelopeKind, MailItem, Mailbox, MailboxMessage, Scope as MailScope, Want,
 };
 use phakhi_core::model::{
     ActivityFilter, ActivityKind, Audience, Date, Edit, MemberRole, NewActivity, NewMember,
@@ -53,7 +53,7 @@ impl TestServer {
             hq: generate_hq_signing_key(rng),
             tip_desk: StaticKeyPair::generate(rng),
             docs: BTreeMap::new(),
-            mailbox: Mailbox::new(Quota::default()),
+            mailbox: Mailbox::new(),
             guard: MemoryReplayGuard::new(),
             used_tokens: Vec::new(),
             devices: BTreeMap::new(),
@@ -118,7 +118,7 @@ impl TestServer {
                             assert!(provinces.contains(&item.province));
                             assert_eq!(item.kind, EnvelopeKind::Tip);
                             held.push(item.id());
-                            self.mailbox.insert(&opened.sender, item).unwrap();
+                            self.mailbox.insert(item).unwrap();
                         }
                     }
                     other => panic!("a phone sent {other:?}"),
@@ -312,17 +312,13 @@ fn device_day_enrol_record_sync_tip_and_reply() {
         },
     )
     .unwrap();
-    let tip_desk_origin = *server.tip_desk.public();
     server
         .mailbox
-        .insert(
-            &tip_desk_origin,
-            MailItem {
-                kind: EnvelopeKind::Reply,
-                province: "TH-44".into(),
-                envelope: reply,
-            },
-        )
+        .insert(MailItem {
+            kind: EnvelopeKind::Reply,
+            province: "TH-44".into(),
+            envelope: reply,
+        })
         .unwrap();
 
     // Both TH-44 devices receive the reply envelope; only A can open it.

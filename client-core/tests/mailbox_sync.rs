@@ -1,13 +1,14 @@
 //! The sealed mailbox: reconciliation between peers through encoded Have/Want/Push messages with
-//! cursors, province scope, HQ acknowledgements and pruning, quotas, bounded decoding, restore.
+//! cursors, province scope, HQ acknowledgements and pruning, what a push adds, bounded decoding,
+//! restore.
 
 #![allow(clippy::unwrap_used)] // test helpers fail loudly on purpose
 
 use phakhi_core::mailbox::{
     Ack, EnvelopeId, EnvelopeKind, Have, Inserted, MAX_IDS_PER_MESSAGE, MailItem, Mailbox,
-    MailboxError, MailboxMessage, Push, Quota, Scope, Want,
+    MailboxError, MailboxMessage, Push, Scope, Want,
 };
-use phakhi_core::seal::{MemberCode, PublicKey, StaticKeyPair, TipCategory, TipDraft, seal_tip};
+use phakhi_core::seal::{MemberCode, StaticKeyPair, TipCategory, TipDraft, seal_tip};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use time::macros::date;
@@ -41,13 +42,7 @@ fn wire(msg: MailboxMessage) -> MailboxMessage {
 }
 
 /// One pull of `to` from `from`: Have (after `cursor`) → Want → Push. Returns the new cursor.
-fn pull(
-    from: &Mailbox,
-    to: &mut Mailbox,
-    from_key: &PublicKey,
-    cursor: u64,
-    scope: &Scope,
-) -> (u64, usize) {
+fn pull(from: &Mailbox, to: &mut Mailbox, cursor: u64, scope: &Scope) -> (u64, usize) {
     let MailboxMessage::Have(have) = wire(MailboxMessage::Have(
         from.have_since(cursor, scope, ALL_KINDS, 1000),
     )) else {
@@ -60,18 +55,17 @@ fn pull(
         panic!("not a push");
     };
     let n = push.items.len();
-    to.receive_push(from_key, push).unwrap();
+    to.receive_push(push).unwrap();
     (have.cursor, n)
 }
 
 #[test]
 fn mailbox_reconciles_with_cursors_sending_only_what_is_new() {
     let mut rng = ChaCha20Rng::seed_from_u64(50);
-    let phone = StaticKeyPair::generate(&mut rng);
     let relay_key = StaticKeyPair::generate(&mut rng);
     let desk = StaticKeyPair::generate(&mut rng);
-    let mut on_phone = Mailbox::new(Quota::default());
-    let mut relay = Mailbox::new(Quota::default());
+    let mut on_phone = Mailbox::new();
+    let mut relay = Mailbox::new();
 
     // A real sealed tip and two stand-ins.
     let code = MemberCode::generate(&mut rng);
@@ -96,14 +90,14 @@ fn mailbox_reconciles_with_cursors_sending_only_what_is_new() {
         province: "TH-44".into(),
         envelope: tip.envelope.clone(),
     };
-    on_phone.insert(phone.public(), tip_item.clone()).unwrap();
+    on_phone.insert(tip_item.clone()).unwrap();
     for _ in 0..2 {
         on_phone
-            .insert(phone.public(), item(&mut rng, EnvelopeKind::Tip, "TH-44"))
+            .insert(item(&mut rng, EnvelopeKind::Tip, "TH-44"))
             .unwrap();
     }
     let scope = Scope::provinces(["TH-44"]);
-    let (cursor, sent) = pull(&on_phone, &mut relay, phone.public(), 0, &scope);
+    let (cursor, sent) = pull(&on_phone, &mut relay, 0, &scope);
     assert_eq!((sent, relay.len()), (3, 3));
     assert_eq!(relay.get(&tip_item.id()).unwrap().item, tip_item);
 
@@ -112,15 +106,15 @@ fn mailbox_reconciles_with_cursors_sending_only_what_is_new() {
     assert!(have.ids.is_empty());
     // One new tip: only its id is listed.
     let newer = item(&mut rng, EnvelopeKind::Tip, "TH-44");
-    on_phone.insert(phone.public(), newer.clone()).unwrap();
+    on_phone.insert(newer.clone()).unwrap();
     let have = on_phone.have_since(cursor, &scope, ALL_KINDS, 1000);
     assert_eq!(have.ids, vec![newer.id()]);
-    let (cursor2, sent) = pull(&on_phone, &mut relay, phone.public(), cursor, &scope);
+    let (cursor2, sent) = pull(&on_phone, &mut relay, cursor, &scope);
     assert_eq!((sent, relay.len()), (1, 4));
     assert!(cursor2 > cursor);
 
     // Pulling again from scratch re-lists but transfers nothing: idempotent.
-    let (_, sent) = pull(&on_phone, &mut relay, phone.public(), 0, &scope);
+    let (_, sent) = pull(&on_phone, &mut relay, 0, &scope);
     assert_eq!(sent, 0);
     assert_eq!(relay.len(), 4);
     let _ = relay_key;
@@ -129,19 +123,15 @@ fn mailbox_reconciles_with_cursors_sending_only_what_is_new() {
 #[test]
 fn mailbox_have_lists_are_paged_and_scoped() {
     let mut rng = ChaCha20Rng::seed_from_u64(51);
-    let hq = StaticKeyPair::generate(&mut rng);
-    let mut relay = Mailbox::new(Quota {
-        max_count: 10_000,
-        max_bytes: usize::MAX,
-    });
+    let mut relay = Mailbox::new();
     for i in 0..30 {
         let province = if i % 3 == 0 { "TH-40" } else { "TH-44" };
         relay
-            .insert(hq.public(), item(&mut rng, EnvelopeKind::Reply, province))
+            .insert(item(&mut rng, EnvelopeKind::Reply, province))
             .unwrap();
     }
     relay
-        .insert(hq.public(), item(&mut rng, EnvelopeKind::Tip, "TH-44"))
+        .insert(item(&mut rng, EnvelopeKind::Tip, "TH-44"))
         .unwrap();
     // A phone of TH-44 gets only TH-44 replies, in pages of 7.
     let scope = Scope::provinces(["TH-44"]);
@@ -185,15 +175,13 @@ fn mailbox_have_lists_are_paged_and_scoped() {
 #[test]
 fn mailbox_prunes_only_what_hq_acknowledged() {
     let mut rng = ChaCha20Rng::seed_from_u64(52);
-    let phone = StaticKeyPair::generate(&mut rng);
-    let hq_key = StaticKeyPair::generate(&mut rng);
-    let mut relay = Mailbox::new(Quota::default());
-    let mut hq = Mailbox::new(Quota::default());
+    let mut relay = Mailbox::new();
+    let mut hq = Mailbox::new();
     let items: Vec<MailItem> = (0..5)
         .map(|_| item(&mut rng, EnvelopeKind::Tip, "TH-44"))
         .collect();
     for i in &items {
-        relay.insert(phone.public(), i.clone()).unwrap();
+        relay.insert(i.clone()).unwrap();
     }
     // Nothing is pruned before an acknowledgement.
     assert!(relay.prune_acknowledged().is_empty());
@@ -203,21 +191,18 @@ fn mailbox_prunes_only_what_hq_acknowledged() {
     let want = Want {
         ids: items[..3].iter().map(MailItem::id).collect(),
     };
-    hq.receive_push(hq_key.public(), relay.push_for(&want, &Scope::All))
-        .unwrap();
+    hq.receive_push(relay.push_for(&want, &Scope::All)).unwrap();
     let MailboxMessage::Ack(ack) = wire(MailboxMessage::Ack(hq.ack_all_held())) else {
         panic!()
     };
     assert_eq!(relay.acknowledge(&ack), 3);
-    assert_eq!(relay.usage(phone.public()), (5, 5 * 1024));
     let pruned = relay.prune_acknowledged();
     assert_eq!(pruned.len(), 3);
     assert_eq!(relay.len(), 2);
     assert!(relay.contains(&items[3].id()) && relay.contains(&items[4].id()));
-    assert_eq!(relay.usage(phone.public()), (2, 2 * 1024), "quota freed");
     // A pruned, acknowledged envelope arriving again is not stored again, nor wanted.
     assert_eq!(
-        relay.insert(phone.public(), items[0].clone()).unwrap(),
+        relay.insert(items[0].clone()).unwrap(),
         Inserted::AlreadyAcknowledged
     );
     let have = Have {
@@ -230,85 +215,53 @@ fn mailbox_prunes_only_what_hq_acknowledged() {
 }
 
 #[test]
-fn mailbox_quotas_refuse_with_a_clear_error_and_change_nothing() {
+fn a_push_counts_only_what_is_new_and_is_refused_whole() {
     let mut rng = ChaCha20Rng::seed_from_u64(53);
-    let phone = StaticKeyPair::generate(&mut rng);
-    let other = StaticKeyPair::generate(&mut rng);
-    let mut relay = Mailbox::new(Quota {
-        max_count: 3,
-        max_bytes: 8 * 1024,
-    });
-    for _ in 0..3 {
-        relay
-            .insert(phone.public(), item(&mut rng, EnvelopeKind::Tip, "TH-44"))
-            .unwrap();
-    }
-    let extra = item(&mut rng, EnvelopeKind::Tip, "TH-44");
-    let err = relay.insert(phone.public(), extra.clone()).unwrap_err();
-    assert!(matches!(
-        err,
-        MailboxError::QuotaExceeded {
-            count: 4,
-            max_count: 3,
-            ..
-        }
-    ));
-    assert!(err.to_string().contains("quota"), "{err}");
-    assert_eq!(relay.len(), 3);
-    // The same envelope already held is fine even at the limit.
-    let held = relay.have_since(0, &Scope::All, ALL_KINDS, 1).ids[0];
-    let held_item = relay.get(&held).unwrap().item.clone();
+    let mut relay = Mailbox::new();
+    let held = item(&mut rng, EnvelopeKind::Tip, "TH-44");
+    relay.insert(held.clone()).unwrap();
+    let new = item(&mut rng, EnvelopeKind::Tip, "TH-44");
+    // What a holder charges to whoever pushed: new envelopes once each, not the held one.
     assert_eq!(
-        relay.insert(phone.public(), held_item).unwrap(),
-        Inserted::AlreadyHeld
+        relay.fresh(&[held.clone(), new.clone(), new.clone()]),
+        (1, new.envelope.len())
     );
-    // Quotas are per origin.
-    assert!(relay.insert(other.public(), extra).is_ok());
-    // Bytes: one 4 KiB envelope fits, the second would exceed 8 KiB together with the first.
-    let big = |rng: &mut ChaCha20Rng| MailItem {
-        kind: EnvelopeKind::Tip,
-        province: "TH-40".into(),
-        envelope: envelope(rng, EnvelopeKind::Tip, 4096),
-    };
-    let third = StaticKeyPair::generate(&mut rng);
-    relay.insert(third.public(), big(&mut rng)).unwrap();
-    relay.insert(third.public(), big(&mut rng)).unwrap();
-    assert!(matches!(
-        relay.insert(third.public(), big(&mut rng)),
-        Err(MailboxError::QuotaExceeded { .. })
-    ));
-    // A push that would exceed the quota is refused whole.
+    // A push with one malformed envelope stores none of it.
+    let mut odd = item(&mut rng, EnvelopeKind::Tip, "TH-44");
+    odd.envelope.push(0);
     let before = relay.len();
-    let fourth = StaticKeyPair::generate(&mut rng);
-    let push = Push {
-        items: (0..4)
-            .map(|_| item(&mut rng, EnvelopeKind::Tip, "TH-44"))
-            .collect(),
-    };
-    assert!(relay.receive_push(fourth.public(), push).is_err());
+    assert!(
+        relay
+            .receive_push(Push {
+                items: vec![new.clone(), odd],
+            })
+            .is_err()
+    );
     assert_eq!(relay.len(), before);
-    assert_eq!(relay.usage(fourth.public()), (0, 0));
+    assert!(!relay.contains(&new.id()));
+    // A held item names no sender: only its id, arrival number and the envelope.
+    let stored = relay.get(&held.id()).unwrap();
+    assert_eq!((stored.id, &stored.item), (held.id(), &held));
 }
 
 #[test]
 fn mailbox_refuses_malformed_envelopes_and_messages() {
     let mut rng = ChaCha20Rng::seed_from_u64(54);
-    let phone = StaticKeyPair::generate(&mut rng);
-    let mut mb = Mailbox::new(Quota::default());
+    let mut mb = Mailbox::new();
     let mut odd = item(&mut rng, EnvelopeKind::Tip, "TH-44");
     odd.envelope.push(0);
     assert_eq!(
-        mb.insert(phone.public(), odd).unwrap_err(),
+        mb.insert(odd).unwrap_err(),
         MailboxError::NotABucket { len: 1025 }
     );
     let mut mislabelled = item(&mut rng, EnvelopeKind::Tip, "TH-44");
     mislabelled.kind = EnvelopeKind::Reply;
     assert!(matches!(
-        mb.insert(phone.public(), mislabelled),
+        mb.insert(mislabelled),
         Err(MailboxError::KindMismatch { .. })
     ));
     assert!(matches!(
-        mb.insert(phone.public(), item(&mut rng, EnvelopeKind::Tip, "ขอนแก่น")),
+        mb.insert(item(&mut rng, EnvelopeKind::Tip, "ขอนแก่น")),
         Err(MailboxError::BadProvince(_))
     ));
     assert!(mb.is_empty());
@@ -372,23 +325,21 @@ fn mailbox_refuses_malformed_envelopes_and_messages() {
 #[test]
 fn mailbox_restores_from_what_a_store_persisted() {
     let mut rng = ChaCha20Rng::seed_from_u64(55);
-    let phone = StaticKeyPair::generate(&mut rng);
-    let mut mb = Mailbox::new(Quota::default());
+    let mut mb = Mailbox::new();
     let items: Vec<MailItem> = (0..4)
         .map(|_| item(&mut rng, EnvelopeKind::Tip, "TH-44"))
         .collect();
     for i in &items {
-        mb.insert(phone.public(), i.clone()).unwrap();
+        mb.insert(i.clone()).unwrap();
     }
     mb.acknowledge(&Ack {
         ids: vec![items[0].id()],
     });
     let stored: Vec<_> = mb.items_since(0).cloned().collect();
     let acked: Vec<_> = mb.acknowledged().copied().collect();
-    let mut restored = Mailbox::restore(Quota::default(), stored.clone(), acked).unwrap();
+    let mut restored = Mailbox::restore(stored.clone(), acked).unwrap();
     assert_eq!(restored.len(), 4);
     assert_eq!(restored.next_seq(), mb.next_seq());
-    assert_eq!(restored.usage(phone.public()), mb.usage(phone.public()));
     assert_eq!(
         restored.have_since(0, &Scope::All, ALL_KINDS, 100),
         mb.have_since(0, &Scope::All, ALL_KINDS, 100)
@@ -398,7 +349,7 @@ fn mailbox_restores_from_what_a_store_persisted() {
     let mut corrupt = stored;
     corrupt[1].item.envelope[100] ^= 1;
     assert_eq!(
-        Mailbox::restore(Quota::default(), corrupt, []).unwrap_err(),
+        Mailbox::restore(corrupt, []).unwrap_err(),
         MailboxError::CorruptItem
     );
 }

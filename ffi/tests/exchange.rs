@@ -13,7 +13,7 @@ use std::sync::Arc;
 use automerge::AutoCommit;
 use phakhi_core::device::{BundleKind, decode_bundle, encode_bundle};
 use phakhi_core::mailbox::{
-    Ack, EnvelopeKind, MailItem, Mailbox, MailboxMessage, Quota, Scope as MailScope, Want,
+    Ack, EnvelopeKind, MailItem, Mailbox, MailboxMessage, Scope as MailScope, Want,
 };
 use phakhi_core::protocol::{EnrolRequest, EnrolResponse, decode_section, encode_section};
 use phakhi_core::seal::keys::generate_hq_signing_key;
@@ -56,7 +56,7 @@ impl StandIn {
             tip_desk: StaticKeyPair::generate(&mut rng),
             rng,
             docs: BTreeMap::new(),
-            mailbox: Mailbox::new(Quota::default()),
+            mailbox: Mailbox::new(),
             guard: MemoryReplayGuard::new(),
             devices: BTreeMap::new(),
         }
@@ -122,9 +122,7 @@ impl StandIn {
                             if provinces.contains(&item.province) && item.kind == EnvelopeKind::Tip
                             {
                                 held.push(item.id());
-                                self.mailbox
-                                    .insert(&opened.sender, item)
-                                    .expect("mailbox insert");
+                                self.mailbox.insert(item).expect("mailbox insert");
                             }
                         }
                     }
@@ -179,16 +177,12 @@ impl StandIn {
                 },
             )
             .expect("seal reply");
-            let origin = *self.tip_desk.public();
             self.mailbox
-                .insert(
-                    &origin,
-                    MailItem {
-                        kind: EnvelopeKind::Reply,
-                        province: PROVINCE.into(),
-                        envelope: reply,
-                    },
-                )
+                .insert(MailItem {
+                    kind: EnvelopeKind::Reply,
+                    province: PROVINCE.into(),
+                    envelope: reply,
+                })
                 .expect("mailbox insert");
         }
         held.len()

@@ -48,10 +48,15 @@ pub fn admin(
         let Core { conn, mailbox, .. } = &mut *core;
         admin_inner(state, conn, mailbox, envelope, now)
     };
-    if result.is_err()
-        && let Err(reload) = core.reload_mailbox()
-    {
-        tracing::error!(%reload, "cannot rebuild the mailbox from disk");
+    match &result {
+        Err(_) => {
+            if let Err(reload) = core.reload_mailbox() {
+                tracing::error!(%reload, "cannot rebuild the mailbox from disk");
+            }
+        }
+        // What the devices handed over left HQ's care: their counts start again.
+        Ok((_, Done::Released(_))) => core.allowance.start_again(),
+        Ok(_) => {}
     }
     result
 }
@@ -86,7 +91,7 @@ fn admin_inner(
             (answer, Done::Pulled(count))
         }
         AdminRequest::PushReplies { replies } => {
-            let answer = push_replies(&tx, mailbox, &device, &opened.sender, replies, now_i)?;
+            let answer = push_replies(&tx, mailbox, replies, now_i)?;
             let new = match &answer {
                 AdminResponse::Stored { new, .. } => *new,
                 _ => 0,
@@ -148,8 +153,6 @@ fn pull(mailbox: &Mailbox, after: u64, max: u16) -> AdminResponse {
 fn push_replies(
     tx: &Connection,
     mailbox: &mut Mailbox,
-    device: &Device,
-    origin: &phakhi_core::seal::PublicKey,
     replies: Vec<phakhi_core::mailbox::MailItem>,
     now: i64,
 ) -> Result<AdminResponse, AppError> {
@@ -167,14 +170,14 @@ fn push_replies(
     let mut ids = Vec::with_capacity(replies.len());
     for item in replies {
         ids.push(item.id());
-        match mailbox.insert_authorised(origin, item) {
+        match mailbox.insert(item) {
             Ok(Inserted::New { .. }) => new += 1,
             Ok(_) => {}
             Err(error) => return Err(AppError::BadRequest(format!("reply refused: {error}"))),
         }
     }
     for stored in mailbox.items_since(before.saturating_sub(1)) {
-        db::mailbox::insert(tx, stored, Some(device.row), now)?;
+        db::mailbox::insert(tx, stored, now)?;
     }
     ids.retain(|id| mailbox.contains(id));
     Ok(AdminResponse::Stored { new, ids })
@@ -197,8 +200,8 @@ fn fetch_chunks(tx: &Connection, ids: &[ChunkId]) -> Result<AdminResponse, AppEr
     Ok(AdminResponse::Chunks { chunks, missing })
 }
 
-/// Releases the tips the tip desk holds: recorded, bodies deleted, quota freed; and the chunks
-/// it saved: bytes dropped, markers kept.
+/// Releases the tips the tip desk holds: recorded, bodies deleted; and the chunks it saved:
+/// deleted, their ids kept as passed on.
 fn release(
     tx: &Connection,
     mailbox: &mut Mailbox,
@@ -209,7 +212,7 @@ fn release(
 ) -> Result<AdminResponse, AppError> {
     let (mut chunks_released, mut chunks_unknown) = (0u32, 0u32);
     for id in chunk_ids {
-        if db::chunks::mark_released(tx, id, now)? {
+        if db::chunks::pass_on(tx, id)? {
             chunks_released = chunks_released.saturating_add(1);
         } else {
             chunks_unknown = chunks_unknown.saturating_add(1);
@@ -243,8 +246,8 @@ fn release(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use phakhi_core::mailbox::{MailItem, Quota};
-    use phakhi_core::seal::{ENVELOPE_VERSION, KIND_REPLY, KIND_TIP, PublicKey};
+    use phakhi_core::mailbox::MailItem;
+    use phakhi_core::seal::{ENVELOPE_VERSION, KIND_REPLY, KIND_TIP};
 
     fn item(kind: EnvelopeKind, fill: u8) -> MailItem {
         let mut envelope = vec![fill; 1024];
@@ -263,16 +266,11 @@ mod tests {
 
     #[test]
     fn pulls_page_through_tips_only_and_the_cursor_never_skips_one() {
-        let mut mailbox = Mailbox::new(Quota::default());
-        let phone = PublicKey::from_bytes([1; 32]);
+        let mut mailbox = Mailbox::new();
         for fill in 1..=5 {
-            mailbox
-                .insert(&phone, item(EnvelopeKind::Tip, fill))
-                .unwrap();
+            mailbox.insert(item(EnvelopeKind::Tip, fill)).unwrap();
             if fill == 2 {
-                mailbox
-                    .insert_authorised(&phone, item(EnvelopeKind::Reply, 50))
-                    .unwrap();
+                mailbox.insert(item(EnvelopeKind::Reply, 50)).unwrap();
             }
         }
         let mut cursor = 0;
@@ -320,7 +318,7 @@ mod tests {
         for fill in 1..=3u8 {
             let bytes = vec![fill; CHUNK_LEN];
             let id = ChunkId::of(&bytes);
-            db::chunks::insert(&conn, &id, &bytes, "TH-44", None, 1).unwrap();
+            db::chunks::insert(&conn, &id, &bytes, "TH-44").unwrap();
             held.push((id, bytes));
         }
         let absent = ChunkId([0xAB; 32]);
@@ -340,7 +338,7 @@ mod tests {
         };
         assert_eq!(chunks.len() + missing.len(), MAX_FETCH_CHUNKS);
 
-        let mut mailbox = Mailbox::new(Quota::default());
+        let mut mailbox = Mailbox::new();
         let answer = release(
             &conn,
             &mut mailbox,
@@ -361,7 +359,7 @@ mod tests {
         );
         assert_eq!(db::chunks::get(&conn, &held[0].0).unwrap(), None);
         assert_eq!(db::chunks::totals(&conn).unwrap(), (1, CHUNK_LEN as i64));
-        // Released chunks are held (as markers) but no longer fetchable.
+        // Released chunks are known as passed on, but their rows and bytes are gone.
         assert_eq!(
             db::chunks::held(&conn, &[held[0].0]).unwrap(),
             vec![held[0].0]

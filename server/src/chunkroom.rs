@@ -5,14 +5,17 @@
 //! changes nothing. The answer lists every asked-about or handed-over id now held, and goes out
 //! only after the transaction committed, so the sender may drop what it lists.
 //!
-//! What a device can cost here is bounded twice: its stored bytes by its quota
-//! ([`quota`]: `chunks_per_device` for a phone, `chunks_per_relay` for a relay at HQ) and its
-//! pace by a token bucket counted in chunks ([`admit`], see [`crate::ratelimit`]).
+//! What a device can cost here is bounded twice: what it hands over before the chunks pass on
+//! by its allowance ([`quota`]: `chunks_per_device` for a phone, `chunks_per_relay` for a relay
+//! at HQ; counted in memory, never stored with the chunks, see [`crate::allowance`]) and its
+//! pace by a token bucket counted in chunks ([`admit`], see [`crate::ratelimit`]). The stored
+//! chunks name neither the device nor the time.
 
 use phakhi_core::attach::{CHUNK_LEN, ChunkId};
 use phakhi_core::protocol::{ChunkRequest, ChunkResponse};
 use rusqlite::Connection;
 
+use crate::allowance::Allowance;
 use crate::config::Limits;
 use crate::db::chunks;
 use crate::db::devices::{Device, Role};
@@ -20,7 +23,7 @@ use crate::error::AppError;
 use crate::scope;
 use crate::state::AppState;
 
-/// The most chunks `device` may have stored here and not yet passed on: a relay (at HQ)
+/// The most chunks `device` may hand over before what is held here passes on: a relay (at HQ)
 /// carries a whole province, a phone only its own attachments.
 pub fn quota(limits: &Limits, device: &Device) -> i64 {
     match device.role {
@@ -67,6 +70,7 @@ pub struct Taken {
 pub fn serve(
     state: &AppState,
     conn: &Connection,
+    allowance: &mut Allowance,
     device: &Device,
     payload: &[u8],
     now: i64,
@@ -74,6 +78,7 @@ pub fn serve(
     let request = admit(state, device, payload)?;
     apply(
         conn,
+        allowance,
         device,
         &request,
         quota(&state.config().limits, device),
@@ -97,20 +102,23 @@ pub fn committed(state: &AppState, taken: &Taken) {
 }
 
 /// Applies one request inside the caller's transaction and prepares the answer.
-/// `quota` is the most chunks the device may have stored and not yet passed on.
+/// `quota` is the most chunks the device may hand over before what is held passes on.
 pub fn answer(
     conn: &Connection,
+    allowance: &mut Allowance,
     device: &Device,
     request: &ChunkRequest,
     quota: i64,
     now: i64,
 ) -> Result<ChunkResponse, AppError> {
-    apply(conn, device, request, quota, now).map(|(response, _)| response)
+    apply(conn, allowance, device, request, quota, now).map(|(response, _)| response)
 }
 
-/// [`answer`], also saying what the request did.
+/// [`answer`], also saying what the request did. A refusal changes nothing, in the database or
+/// the allowance (counted last, after every check).
 pub fn apply(
     conn: &Connection,
+    allowance: &mut Allowance,
     device: &Device,
     request: &ChunkRequest,
     quota: i64,
@@ -138,14 +146,16 @@ pub fn apply(
         .filter(|id| !known.contains(id))
         .copied()
         .collect();
-    let charged = chunks::charged_to(conn, device.row)?;
-    if charged.saturating_add(i64::try_from(new.len()).unwrap_or(i64::MAX)) > quota {
-        return Err(AppError::ChunkQuota);
-    }
+    allowance.take_chunks(
+        &device.public_key,
+        i64::try_from(new.len()).unwrap_or(i64::MAX),
+        quota,
+        now,
+    )?;
     for chunk in &request.chunks {
         let id = ChunkId::of(chunk);
         if new.contains(&id) {
-            chunks::insert(conn, &id, chunk, &request.province, Some(device.row), now)?;
+            chunks::insert(conn, &id, chunk, &request.province)?;
         }
     }
     let mut asked = request.have.clone();
@@ -179,6 +189,13 @@ mod tests {
         (dir, conn, device)
     }
 
+    fn allowance() -> Allowance {
+        Allowance::new(crate::allowance::AllowanceLimits {
+            envelopes: 0,
+            envelope_bytes: 0,
+        })
+    }
+
     fn request(chunks: Vec<Vec<u8>>, have: Vec<ChunkId>) -> ChunkRequest {
         ChunkRequest {
             province: "TH-44".into(),
@@ -190,10 +207,12 @@ mod tests {
     #[test]
     fn chunks_are_stored_and_reported_held_with_the_asked_ids() {
         let (_dir, conn, device) = setup();
+        let mut allowance = allowance();
         let (a, b) = (chunk(1), chunk(2));
         let unknown = ChunkId([9; 32]);
         let out = answer(
             &conn,
+            &mut allowance,
             &device,
             &request(vec![a.clone()], vec![unknown]),
             10,
@@ -204,6 +223,7 @@ mod tests {
         // Sent again: nothing new is stored or charged, it is still reported held.
         let out = answer(
             &conn,
+            &mut allowance,
             &device,
             &request(vec![a.clone(), b.clone()], vec![ChunkId::of(&a)]),
             10,
@@ -211,17 +231,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out.held, vec![ChunkId::of(&a), ChunkId::of(&b)]);
-        assert_eq!(chunks::charged_to(&conn, device.row).unwrap(), 2);
+        assert_eq!(allowance.devices_counted(), 1);
         assert_eq!(chunks::get(&conn, &ChunkId::of(&b)).unwrap(), Some(b));
     }
 
     #[test]
     fn refusals_change_nothing() {
         let (_dir, conn, device) = setup();
+        let mut allowance = allowance();
         let good = chunk(1);
         let short = vec![1u8; CHUNK_LEN - 1];
         let err = answer(
             &conn,
+            &mut allowance,
             &device,
             &request(vec![good.clone(), short], vec![]),
             10,
@@ -232,11 +254,12 @@ mod tests {
 
         let mut foreign = request(vec![good.clone()], vec![]);
         foreign.province = "TH-40".into();
-        let err = answer(&conn, &device, &foreign, 10, 5).unwrap_err();
+        let err = answer(&conn, &mut allowance, &device, &foreign, 10, 5).unwrap_err();
         assert_eq!(err, AppError::OutOfScope("chunks/TH-40".into()));
 
         let err = answer(
             &conn,
+            &mut allowance,
             &device,
             &request(vec![good.clone(), chunk(2), chunk(3)], vec![]),
             2,
@@ -253,18 +276,53 @@ mod tests {
     }
 
     #[test]
-    fn the_quota_frees_up_once_chunks_are_passed_on() {
+    fn the_allowance_starts_again_once_chunks_are_passed_on() {
         let (_dir, conn, device) = setup();
+        let mut allowance = allowance();
         let (a, b) = (chunk(1), chunk(2));
-        answer(&conn, &device, &request(vec![a.clone()], vec![]), 1, 5).unwrap();
+        answer(
+            &conn,
+            &mut allowance,
+            &device,
+            &request(vec![a.clone()], vec![]),
+            1,
+            5,
+        )
+        .unwrap();
         assert_eq!(
-            answer(&conn, &device, &request(vec![b.clone()], vec![]), 1, 5).unwrap_err(),
+            answer(
+                &conn,
+                &mut allowance,
+                &device,
+                &request(vec![b.clone()], vec![]),
+                1,
+                5
+            )
+            .unwrap_err(),
             AppError::ChunkQuota
         );
-        // Re-sending a held chunk costs no quota.
-        answer(&conn, &device, &request(vec![a.clone()], vec![]), 1, 5).unwrap();
-        chunks::mark_acked(&conn, &ChunkId::of(&a), 6).unwrap();
-        let out = answer(&conn, &device, &request(vec![b.clone()], vec![]), 1, 7).unwrap();
+        // Re-sending a held chunk costs nothing.
+        answer(
+            &conn,
+            &mut allowance,
+            &device,
+            &request(vec![a.clone()], vec![]),
+            1,
+            5,
+        )
+        .unwrap();
+        // HQ acknowledged it: the chunk is gone and the counts start again.
+        assert!(chunks::pass_on(&conn, &ChunkId::of(&a)).unwrap());
+        allowance.start_again();
+        let out = answer(
+            &conn,
+            &mut allowance,
+            &device,
+            &request(vec![b.clone()], vec![]),
+            1,
+            7,
+        )
+        .unwrap();
         assert_eq!(out.held, vec![ChunkId::of(&b)]);
     }
 
@@ -276,6 +334,7 @@ mod tests {
             ..Limits::default()
         };
         let (_dir, conn, phone) = setup();
+        let mut allowance = allowance();
         let relay = devices::insert(&conn, &[2; 32], Role::Relay, &["TH-44".into()], 0)
             .unwrap()
             .unwrap();
@@ -285,6 +344,7 @@ mod tests {
         assert_eq!(
             answer(
                 &conn,
+                &mut allowance,
                 &phone,
                 &request(five.clone(), vec![]),
                 quota(&limits, &phone),
@@ -295,6 +355,7 @@ mod tests {
         );
         let (out, taken) = apply(
             &conn,
+            &mut allowance,
             &relay,
             &request(five.clone(), vec![]),
             quota(&limits, &relay),
@@ -313,6 +374,7 @@ mod tests {
         // Sent again: received, held, nothing stored.
         let (_, taken) = apply(
             &conn,
+            &mut allowance,
             &relay,
             &request(five, vec![]),
             quota(&limits, &relay),
@@ -320,7 +382,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!((taken.received, taken.stored), (5, 0));
-        assert_eq!(chunks::charged_to(&conn, relay.row).unwrap(), 5);
     }
 
     /// A phone pays a token per chunk from its own bucket, so an upload does not eat its

@@ -18,6 +18,9 @@ use zeroize::Zeroizing;
 pub const STATIC_KEY_FILE: &str = "server-static.key";
 /// The HQ invite-signing key file's name inside the data folder.
 pub const SIGNING_KEY_FILE: &str = "hq-signing.key";
+/// The operator's token (hex text, one line): sent as `Authorization: Bearer <token>`, it
+/// unlocks every figure of `/v1/health` and `/metrics` (see `routes::health`).
+pub const OPERATOR_TOKEN_FILE: &str = "operator.token";
 
 const KEY_FILE_VERSION: u8 = 1;
 const KEY_FILE_LEN: usize = 33;
@@ -72,6 +75,11 @@ impl ServerKeys {
     /// The static key pair (for opening transport envelopes).
     pub fn static_pair(&self) -> &StaticKeyPair {
         &self.static_pair
+    }
+
+    /// The key of the replay guard's hashes, derived from the static secret.
+    pub fn replay_key(&self) -> crate::db::replay::ReplayKey {
+        crate::db::replay::ReplayKey::derive(&self.static_pair.secret_bytes())
     }
 
     /// The static public key devices pin.
@@ -191,6 +199,40 @@ fn static_pair(path: &Path, secret: &[u8; 32]) -> Result<StaticKeyPair, KeyError
         path: path.to_path_buf(),
         why: "not a usable X25519 key",
     })
+}
+
+/// The operator's token in `data_dir`, created (32 random bytes as hex, mode 0600) on first
+/// use. Whoever can read the data folder can read every figure anyway.
+pub fn operator_token(data_dir: &Path) -> Result<String, KeyError> {
+    let path = data_dir.join(OPERATOR_TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim().len() == 64 => return Ok(text.trim().to_owned()),
+        Ok(_) => {
+            return Err(KeyError::Damaged {
+                path,
+                why: "not 64 hex digits; delete it and restart to make a new token",
+            });
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(KeyError::Read { path, source }),
+    }
+    use rand_core::RngCore;
+    let mut secret = [0u8; 32];
+    rand_core::OsRng.fill_bytes(&mut secret);
+    let token = hex::encode(secret);
+    let write_error = |source| KeyError::Write {
+        path: path.clone(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(write_error)?;
+    writeln!(file, "{token}").map_err(write_error)?;
+    file.sync_all().map_err(write_error)?;
+    Ok(token)
 }
 
 fn write_key(path: &Path, secret: &[u8; 32]) -> Result<(), KeyError> {

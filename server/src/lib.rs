@@ -25,6 +25,7 @@
 
 pub mod admin;
 pub mod adminx;
+pub mod allowance;
 pub mod bundle;
 pub mod cache;
 pub mod chunkroom;

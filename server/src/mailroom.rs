@@ -1,8 +1,9 @@
 //! The server's side of the mailbox exchange, carried in the sync message's opaque mailbox
 //! section. One request and one answer do everything, so a phone on 2G needs no extra round:
 //!
-//! - the device's `Push` (its sealed tips) is stored all-or-nothing, within its quota, and only
-//!   for its own provinces;
+//! - the device's `Push` (its sealed tips) is stored all-or-nothing, within its allowance
+//!   ([`crate::allowance`]: counted in memory, never stored with the envelopes), and only for
+//!   its own provinces;
 //! - its `Have { cursor }` says how far it has read this server's arrival numbering; the answer
 //!   carries a `Have` of the replies of its provinces after that cursor *and* a `Push` with those
 //!   envelopes (the cursor advances only past what fits), so a lost answer is simply asked again;
@@ -15,11 +16,10 @@
 //! The section's encoding is `phakhi_core::protocol::{encode_section, decode_section}`, shared
 //! with the devices.
 
-use phakhi_core::mailbox::{
-    Ack, EnvelopeKind, Have, Mailbox, MailboxError, MailboxMessage, Push, Scope, Want,
-};
+use phakhi_core::mailbox::{Ack, EnvelopeKind, Have, Mailbox, MailboxMessage, Push, Scope, Want};
 use phakhi_core::seal::PublicKey;
 
+use crate::allowance::Allowance;
 use crate::error::AppError;
 
 /// Most ids announced in one answer.
@@ -34,11 +34,13 @@ pub struct Peer {
 }
 
 /// Applies one request section to `mailbox` and prepares the answer section's messages.
-/// On error nothing in `mailbox` changed.
+/// On error nothing in `mailbox` or `allowance` changed.
 pub fn answer(
     mailbox: &mut Mailbox,
+    allowance: &mut Allowance,
     peer: &Peer,
     request: Vec<MailboxMessage>,
+    now: i64,
 ) -> Result<Vec<MailboxMessage>, AppError> {
     let mut pushes = Vec::new();
     let mut cursor = None;
@@ -75,12 +77,15 @@ pub fn answer(
     }
     let pushed_ids: Vec<_> = items.iter().map(|item| item.id()).collect();
     if !items.is_empty() {
+        for item in &items {
+            item.validate()
+                .map_err(|error| AppError::BadRequest(format!("mailbox push refused: {error}")))?;
+        }
+        let (count, bytes) = mailbox.fresh(&items);
+        allowance.take_envelopes(peer.key.as_bytes(), count, bytes, now)?;
         mailbox
-            .receive_push(&peer.key, Push { items })
-            .map_err(|error| match error {
-                MailboxError::QuotaExceeded { .. } => AppError::MailboxQuota,
-                other => AppError::BadRequest(format!("mailbox push refused: {other}")),
-            })?;
+            .receive_push(Push { items })
+            .map_err(|error| AppError::BadRequest(format!("mailbox push refused: {error}")))?;
     }
 
     let mut out = Vec::new();
@@ -135,7 +140,8 @@ pub fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use phakhi_core::mailbox::{MailItem, Quota};
+    use crate::allowance::AllowanceLimits;
+    use phakhi_core::mailbox::MailItem;
     use phakhi_core::seal::{ENVELOPE_VERSION, KIND_REPLY, KIND_TIP};
 
     fn item(kind: EnvelopeKind, province: &str, fill: u8) -> MailItem {
@@ -153,6 +159,13 @@ mod tests {
         }
     }
 
+    fn allowance() -> Allowance {
+        Allowance::new(AllowanceLimits {
+            envelopes: 10,
+            envelope_bytes: 1 << 20,
+        })
+    }
+
     fn peer(province: &str) -> Peer {
         Peer {
             key: PublicKey::from_bytes([province.len() as u8; 32]),
@@ -162,14 +175,14 @@ mod tests {
 
     #[test]
     fn pushes_are_checked_whole_before_anything_is_stored() {
-        let mut mailbox = Mailbox::new(Quota::default());
+        let mut mailbox = Mailbox::new();
         let request = vec![MailboxMessage::Push(Push {
             items: vec![
                 item(EnvelopeKind::Tip, "TH-44", 1),
                 item(EnvelopeKind::Tip, "TH-40", 2),
             ],
         })];
-        let err = answer(&mut mailbox, &peer("TH-44"), request).unwrap_err();
+        let err = answer(&mut mailbox, &mut allowance(), &peer("TH-44"), request, 0).unwrap_err();
         assert_eq!(err, AppError::OutOfScope("mailbox/TH-40/tips".into()));
         assert!(mailbox.is_empty());
 
@@ -177,19 +190,19 @@ mod tests {
         let request = vec![MailboxMessage::Push(Push {
             items: vec![item(EnvelopeKind::Reply, "TH-44", 3)],
         })];
-        assert!(answer(&mut mailbox, &peer("TH-44"), request).is_err());
+        assert!(answer(&mut mailbox, &mut allowance(), &peer("TH-44"), request, 0).is_err());
         assert!(mailbox.is_empty());
     }
 
     #[test]
     fn pushed_envelopes_are_acknowledged_even_when_already_held() {
-        let mut mailbox = Mailbox::new(Quota::default());
+        let mut mailbox = Mailbox::new();
         let tip = item(EnvelopeKind::Tip, "TH-44", 1);
         for _ in 0..2 {
             let request = vec![MailboxMessage::Push(Push {
                 items: vec![tip.clone()],
             })];
-            let out = answer(&mut mailbox, &peer("TH-44"), request).unwrap();
+            let out = answer(&mut mailbox, &mut allowance(), &peer("TH-44"), request, 0).unwrap();
             assert_eq!(
                 out,
                 vec![MailboxMessage::Ack(Ack {
@@ -201,13 +214,55 @@ mod tests {
     }
 
     #[test]
+    fn a_push_beyond_the_allowance_is_refused_whole() {
+        let mut mailbox = Mailbox::new();
+        let mut allowance = Allowance::new(AllowanceLimits {
+            envelopes: 2,
+            envelope_bytes: 1 << 20,
+        });
+        let push = |fills: &[u8]| {
+            vec![MailboxMessage::Push(Push {
+                items: fills
+                    .iter()
+                    .map(|&fill| item(EnvelopeKind::Tip, "TH-44", fill))
+                    .collect(),
+            })]
+        };
+        answer(
+            &mut mailbox,
+            &mut allowance,
+            &peer("TH-44"),
+            push(&[1, 2]),
+            0,
+        )
+        .unwrap();
+        // Sent again: already held, nothing more counted.
+        answer(
+            &mut mailbox,
+            &mut allowance,
+            &peer("TH-44"),
+            push(&[1, 2]),
+            0,
+        )
+        .unwrap();
+        let err = answer(
+            &mut mailbox,
+            &mut allowance,
+            &peer("TH-44"),
+            push(&[2, 3]),
+            0,
+        );
+        assert_eq!(err.unwrap_err(), AppError::MailboxQuota);
+        assert_eq!(mailbox.len(), 2);
+    }
+
+    #[test]
     fn wants_and_announced_ids_are_answered_within_scope() {
-        let mut mailbox = Mailbox::new(Quota::default());
-        let desk = PublicKey::from_bytes([9; 32]);
+        let mut mailbox = Mailbox::new();
         let ours = item(EnvelopeKind::Reply, "TH-44", 1);
         let theirs = item(EnvelopeKind::Reply, "TH-40", 2);
-        mailbox.insert(&desk, ours.clone()).unwrap();
-        mailbox.insert(&desk, theirs.clone()).unwrap();
+        mailbox.insert(ours.clone()).unwrap();
+        mailbox.insert(theirs.clone()).unwrap();
         let unknown = item(EnvelopeKind::Tip, "TH-44", 3).id();
         let request = vec![
             MailboxMessage::Want(Want {
@@ -219,7 +274,7 @@ mod tests {
                 more: false,
             }),
         ];
-        let out = answer(&mut mailbox, &peer("TH-44"), request).unwrap();
+        let out = answer(&mut mailbox, &mut allowance(), &peer("TH-44"), request, 0).unwrap();
         let pushed: Vec<_> = out
             .iter()
             .flat_map(|m| match m {

@@ -1,6 +1,8 @@
 //! Operational metrics in the Prometheus text format: counters kept in memory since start
 //! (syncs, enrolments, bytes, errors by code) and gauges read from storage when scraped
-//! (devices, documents, mailbox). Nothing here identifies a device or a document.
+//! (devices, documents, mailbox). Nothing here identifies a device or a document. The figures
+//! that move with one phone's tip (bytes, chunks, the mailbox) are shown only to the operator
+//! (`Gauges::full`, see `routes::health`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -8,6 +10,16 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use phakhi_core::protocol::ErrorCode;
+
+/// Figures that move with one phone's tip or upload, shown only to the operator.
+const OPERATOR_ONLY: [&str; 6] = [
+    "phakhi_bytes_in_total",
+    "phakhi_bytes_out_total",
+    "phakhi_chunks_received_total",
+    "phakhi_chunks_stored_total",
+    "phakhi_mailbox_envelopes",
+    "phakhi_mailbox_bytes",
+];
 
 /// Counters since the process started.
 #[derive(Debug, Default)]
@@ -31,6 +43,8 @@ pub struct Gauges {
     pub mailbox_bytes: i64,
     pub cache_bytes: usize,
     pub cached_documents: usize,
+    /// Show the figures that move with one phone's tip (the operator asked).
+    pub full: bool,
 }
 
 impl Metrics {
@@ -68,7 +82,11 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self, gauges: Gauges) -> String {
         let mut out = String::new();
+        let full = gauges.full;
         let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+            if !full && OPERATOR_ONLY.contains(&name) {
+                return;
+            }
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
             let _ = writeln!(out, "{name} {value}");
@@ -185,6 +203,7 @@ mod tests {
         metrics.error(ErrorCode::RateLimited);
         let text = metrics.render(Gauges {
             devices: 3,
+            full: true,
             ..Gauges::default()
         });
         assert!(text.contains("\nphakhi_syncs_total 2\n"));
@@ -196,5 +215,15 @@ mod tests {
         assert!(text.contains("phakhi_errors_total{code=\"bad_envelope\"} 2\n"));
         assert!(text.contains("phakhi_errors_total{code=\"rate_limited\"} 1\n"));
         assert!(text.contains("# TYPE phakhi_mailbox_bytes gauge\n"));
+        // Without the operator's token: nothing that moves with one phone's tip.
+        let public = metrics.render(Gauges {
+            devices: 3,
+            ..Gauges::default()
+        });
+        assert!(public.contains("\nphakhi_syncs_total 2\n"));
+        assert!(public.contains("\nphakhi_devices 3\n"));
+        for hidden in OPERATOR_ONLY {
+            assert!(!public.contains(hidden), "{hidden} shown without the token");
+        }
     }
 }

@@ -759,9 +759,9 @@ mod tests {
             (3, 1_555_000_000),
         ] {
             conn.execute(
-                "INSERT INTO mailbox (id, seq, kind, province, bytes, origin, received_at)
-                 VALUES (?1, ?2, 1, 'TH-44', x'00', ?3, ?4)",
-                rusqlite::params![vec![n; 32], i64::from(n), vec![0u8; 32], at],
+                "INSERT INTO mailbox (id, seq, kind, province, bytes, received_at)
+                 VALUES (?1, ?2, 1, 'TH-44', x'00', ?3)",
+                rusqlite::params![vec![n; 32], i64::from(n), at],
             )
             .unwrap();
         }
@@ -780,9 +780,9 @@ mod tests {
         db::mailbox::delete(&conn, &april).unwrap();
         // A relay pruned a May tip once HQ acknowledged it: it still counts here too.
         conn.execute(
-            "INSERT INTO mailbox (id, seq, kind, province, bytes, origin, received_at)
-             VALUES (?1, 4, 1, 'TH-44', x'00', ?2, 1557000000)",
-            rusqlite::params![vec![4u8; 32], vec![0u8; 32]],
+            "INSERT INTO mailbox (id, seq, kind, province, bytes, received_at)
+             VALUES (?1, 4, 1, 'TH-44', x'00', 1557000000)",
+            [vec![4u8; 32]],
         )
         .unwrap();
         let may = phakhi_core::mailbox::EnvelopeId([4; 32]);

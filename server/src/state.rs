@@ -3,13 +3,14 @@
 //! health and metrics, counters and the rate limiter.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use phakhi_core::mailbox::{Mailbox, Quota};
+use phakhi_core::mailbox::Mailbox;
 use rusqlite::Connection;
 
+use crate::allowance::{Allowance, AllowanceLimits};
 use crate::cache::DocCache;
 use crate::config::{Config, ServerRole};
 use crate::db::{self, DbError};
@@ -27,13 +28,14 @@ pub struct Core {
     /// The mailbox, mirrored from SQLite (every change is written in the request's transaction;
     /// after a failed commit it is rebuilt from disk).
     pub mailbox: Mailbox,
-    quota: Quota,
+    /// What each device handed over lately, in memory only (see [`crate::allowance`]).
+    pub allowance: Allowance,
 }
 
 impl Core {
     /// Rebuilds the in-memory mailbox from the database.
     pub fn reload_mailbox(&mut self) -> Result<(), DbError> {
-        self.mailbox = load_mailbox(&self.conn, self.quota)?;
+        self.mailbox = load_mailbox(&self.conn)?;
         Ok(())
     }
 }
@@ -61,9 +63,9 @@ fn lock_data_folder(data: &Path) -> Result<std::fs::File, StartError> {
     }
 }
 
-fn load_mailbox(conn: &Connection, quota: Quota) -> Result<Mailbox, DbError> {
+fn load_mailbox(conn: &Connection) -> Result<Mailbox, DbError> {
     let (items, acked) = db::mailbox::load(conn)?;
-    let mut mailbox = Mailbox::restore(quota, items, acked)
+    let mut mailbox = Mailbox::restore(items, acked)
         .map_err(|error| DbError::Corrupt(format!("stored mailbox: {error}")))?;
     // Numbers of released tips are never reused.
     mailbox.reserve_seq(db::mailbox::next_seq_floor(conn)?);
@@ -101,6 +103,11 @@ struct Shared {
     upstream: Mutex<Option<UpstreamStatus>>,
     /// Wakes the upstream task early after a phone brought something new.
     nudge: tokio::sync::Notify,
+    /// Something was brought (records, tips, chunks, a device) since the upstream task's last
+    /// round began: it says `pending` in `/v1/health` without saying what.
+    work_waiting: AtomicBool,
+    /// The operator's token: it unlocks every figure of `/v1/health` and `/metrics`.
+    operator_token: String,
 }
 
 /// A failure to start.
@@ -143,7 +150,7 @@ impl AppState {
             folder: data.display().to_string(),
             source,
         };
-        let conn = db::open(&data).map_err(db_error)?;
+        let mut conn = db::open(&data).map_err(db_error)?;
         let joined = db::upstream::joined(&conn).map_err(db_error)?;
         if joined.is_some() && config.role != ServerRole::Relay {
             tracing::info!(data = %data.display(), "this data folder joined HQ: serving it as a relay");
@@ -161,11 +168,13 @@ impl AppState {
             config.limits.chunk_upload_burst,
         );
         let cache = DocCache::new(config.cache_bytes);
-        let quota = Quota {
-            max_count: usize::try_from(config.limits.mailbox_envelopes_per_device).unwrap_or(0),
-            max_bytes: usize::try_from(config.limits.mailbox_bytes_per_device).unwrap_or(0),
-        };
-        let mailbox = load_mailbox(&conn, quota).map_err(db_error)?;
+        let allowance = Allowance::new(AllowanceLimits {
+            envelopes: usize::try_from(config.limits.mailbox_envelopes_per_device).unwrap_or(0),
+            envelope_bytes: usize::try_from(config.limits.mailbox_bytes_per_device).unwrap_or(0),
+        });
+        let mailbox = load_mailbox(&conn).map_err(db_error)?;
+        db::replay::adopt_legacy(&mut conn, &loaded.keys.replay_key()).map_err(db_error)?;
+        let operator_token = keys::operator_token(&data)?;
         Ok(Opened {
             first_start: loaded.created,
             state: AppState {
@@ -176,7 +185,7 @@ impl AppState {
                         conn,
                         cache,
                         mailbox,
-                        quota,
+                        allowance,
                     }),
                     writer_queue: Arc::new(tokio::sync::Semaphore::new(1)),
                     reader: Mutex::new(reader),
@@ -189,6 +198,8 @@ impl AppState {
                     joined,
                     upstream: Mutex::new(None),
                     nudge: tokio::sync::Notify::new(),
+                    work_waiting: AtomicBool::new(false),
+                    operator_token,
                 }),
             },
         })
@@ -236,7 +247,37 @@ impl AppState {
 
     /// Asks the upstream task (if any) for a round soon.
     pub fn nudge_upstream(&self) {
+        self.nudge_work_waiting();
         self.inner.nudge.notify_one();
+    }
+
+    /// Marks that something waits for the next upstream round.
+    pub fn nudge_work_waiting(&self) {
+        self.inner.work_waiting.store(true, Ordering::Relaxed);
+    }
+
+    /// Clears the mark as a round begins; true when it was set.
+    pub fn take_work_waiting(&self) -> bool {
+        self.inner.work_waiting.swap(false, Ordering::Relaxed)
+    }
+
+    /// Whether anything waits for HQ: the mark, or tips, chunks or registrations not yet taken.
+    pub fn upstream_pending(&self, status: &UpstreamStatus) -> bool {
+        self.inner.work_waiting.load(Ordering::Relaxed)
+            || status.pending_envelopes > 0
+            || status.pending_registrations > 0
+            || status.chunks_waiting > 0
+    }
+
+    /// True when `authorization` (an `Authorization` header's value) carries the operator's
+    /// token. Compared as SHA-256 digests, so the time taken says nothing of the token.
+    pub fn is_operator(&self, authorization: Option<&str>) -> bool {
+        use sha2::{Digest, Sha256};
+        let Some(given) = authorization.and_then(|value| value.strip_prefix("Bearer ")) else {
+            return false;
+        };
+        Sha256::digest(given.trim().as_bytes())
+            == Sha256::digest(self.inner.operator_token.as_bytes())
     }
 
     /// Resolves after the next [`AppState::nudge_upstream`] (or at once if one is pending).

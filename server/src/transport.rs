@@ -6,7 +6,8 @@
 use phakhi_core::seal::{self, PublicKey, ReplayGuard, SealError};
 use rusqlite::Connection;
 
-use crate::db::{DbError, replay};
+use crate::db::DbError;
+use crate::db::replay::{self, ReplayKey};
 use crate::error::AppError;
 use crate::keys::ServerKeys;
 
@@ -16,13 +17,15 @@ pub use seal::OpenedRequest;
 #[derive(Debug)]
 pub struct SqlReplayGuard<'c> {
     conn: &'c Connection,
+    key: ReplayKey,
     failure: Option<DbError>,
 }
 
 impl<'c> SqlReplayGuard<'c> {
-    pub fn new(conn: &'c Connection) -> Self {
+    pub fn new(conn: &'c Connection, key: ReplayKey) -> Self {
         SqlReplayGuard {
             conn,
+            key,
             failure: None,
         }
     }
@@ -35,7 +38,8 @@ impl ReplayGuard for SqlReplayGuard<'_> {
         request_id: &[u8; 16],
         sent_at: u64,
     ) -> bool {
-        match replay::check_and_record(self.conn, sender.as_bytes(), request_id, sent_at) {
+        match replay::check_and_record(self.conn, &self.key, sender.as_bytes(), request_id, sent_at)
+        {
             Ok(fresh) => fresh,
             Err(error) => {
                 // Refuse the request; the caller turns the stored failure into a storage error.
@@ -72,7 +76,7 @@ pub fn open_within(
     max_age: u64,
     conn: &Connection,
 ) -> Result<OpenedRequest, AppError> {
-    let mut guard = SqlReplayGuard::new(conn);
+    let mut guard = SqlReplayGuard::new(conn, keys.replay_key());
     let opened = seal::open_request_within(keys.static_pair(), envelope, now, max_age, &mut guard);
     if let Some(failure) = guard.failure {
         return Err(failure.into());

@@ -625,7 +625,6 @@ async fn replies_go_down_to_every_device_of_their_province_only() {
     // Replies as the tip desk would leave them, stored by an earlier run of the server.
     {
         let conn = db::open(server.dir.path()).unwrap();
-        let desk = PublicKey::from_bytes([8; 32]);
         for (seq, item) in [
             (1, reply(1, "TH-44")),
             (2, reply(2, "TH-40")),
@@ -634,10 +633,9 @@ async fn replies_go_down_to_every_device_of_their_province_only() {
             let stored = phakhi_core::mailbox::StoredItem {
                 id: item.id(),
                 seq,
-                origin: desk,
                 item,
             };
-            db::mailbox::insert(&conn, &stored, None, 1).unwrap();
+            db::mailbox::insert(&conn, &stored, 1).unwrap();
         }
     }
     let server = server.restart();

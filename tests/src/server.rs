@@ -192,6 +192,14 @@ impl ServerProcess {
             }
         };
         assert!(addr.ip().is_loopback(), "tests only listen on loopback");
+        if let Ok(token) = std::fs::read_to_string(data.join("operator.token")) {
+            let mut tokens = OPERATOR_TOKENS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let base = format!("http://{addr}");
+            tokens.retain(|(known, _)| *known != base);
+            tokens.push((base, token.trim().to_owned()));
+        }
         ServerProcess {
             child: Some(child),
             url: format!("http://{addr}"),
@@ -369,14 +377,37 @@ pub fn phakhi(args: &[&str]) -> Output {
         .expect("run phakhi")
 }
 
-/// A plain GET: (status, body).
+/// The operator tokens of the servers this process started, by their `http://addr`.
+static OPERATOR_TOKENS: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// A plain GET: (status, body). To a server this process started, it goes as its operator
+/// (with the data folder's `operator.token`), so `/v1/health` and `/metrics` show every figure.
 pub fn get(url: &str) -> (u16, String) {
+    let token = OPERATOR_TOKENS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .find(|(base, _)| url.starts_with(&format!("{base}/")))
+        .map(|(_, token)| token.clone());
+    get_with(url, token.as_deref())
+}
+
+/// A GET as anyone who reaches the server would send it: no operator token.
+pub fn get_as_anyone(url: &str) -> (u16, String) {
+    get_with(url, None)
+}
+
+fn get_with(url: &str, token: Option<&str>) -> (u16, String) {
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
         .new_agent();
-    let mut response = agent.get(url).call().expect("GET");
+    let mut request = agent.get(url);
+    if let Some(token) = token {
+        request = request.header("authorization", &format!("Bearer {token}"));
+    }
+    let mut response = request.call().expect("GET");
     let status = response.status().as_u16();
     let body = response.body_mut().read_to_string().expect("body");
     (status, body)

@@ -176,8 +176,8 @@ fn metric(server: &ServerProcess, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
 }
 
-/// Chunk ids in a data folder's `chunks` table (read-only, while the server runs): those with
-/// bytes, and all rows.
+/// Chunk ids in a data folder (read-only, while the server runs): those with bytes, and all it
+/// knows (held, or passed on).
 fn chunk_rows(data: &Path) -> (Vec<ChunkId>, Vec<ChunkId>) {
     let conn =
         Connection::open_with_flags(data.join(DB_FILE), OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
@@ -191,7 +191,7 @@ fn chunk_rows(data: &Path) -> (Vec<ChunkId>, Vec<ChunkId>) {
     };
     (
         ids("SELECT id FROM chunks WHERE bytes IS NOT NULL AND length(bytes) > 0"),
-        ids("SELECT id FROM chunks"),
+        ids("SELECT id FROM chunks UNION ALL SELECT id FROM chunks_passed_on"),
     )
 }
 

@@ -943,10 +943,9 @@ fn refused_requests_do_not_make_the_server_reread_its_mailbox() {
         let stored = phakhi_core::mailbox::StoredItem {
             id: item.id(),
             seq: 1_000_000,
-            origin: *fx.desk.public(),
             item,
         };
-        phakhi_server::db::mailbox::insert(&conn, &stored, None, 0).expect("insert");
+        phakhi_server::db::mailbox::insert(&conn, &stored, 0).expect("insert");
     }
     assert!(!served_envelopes(&mut fx.device).contains(&behind_its_back));
     let mut junk = vec![0u8; 1024];

@@ -194,10 +194,9 @@ fn a_field_day_with_the_real_device_client() {
     let stored = StoredItem {
         id: item.id(),
         seq: held[0].seq + 1,
-        origin: *tip_desk.public(),
         item,
     };
-    db::mailbox::insert(&conn, &stored, None, 0).expect("store reply");
+    db::mailbox::insert(&conn, &stored, 0).expect("store reply");
     drop(conn);
 
     let server = ServerProcess::start(&data, &[]);

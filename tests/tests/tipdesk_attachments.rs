@@ -92,7 +92,7 @@ fn hq_chunks(hq: &str) -> (i64, i64) {
     let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
     (
         count("SELECT count(*) FROM chunks WHERE bytes IS NOT NULL"),
-        count("SELECT count(*) FROM chunks WHERE released_at IS NOT NULL AND bytes IS NULL"),
+        count("SELECT count(*) FROM chunks_passed_on"),
     )
 }
 

@@ -1,9 +1,9 @@
 //! Encrypted attachment chunks as a server stores them: opaque blobs of exactly
-//! [`CHUNK_LEN`] bytes keyed by their SHA-256, with the province they were sent for and the
-//! device that sent them (for its quota). The server never reads a chunk. A relay drops a
-//! chunk's bytes once HQ acknowledged it, and HQ once the tip desk released it; the row stays as
-//! a marker, so a device or relay that sends the chunk again is told it is held and it is not
-//! stored twice.
+//! [`CHUNK_LEN`] bytes keyed by their SHA-256, with the province they were sent for, and
+//! nothing else: not who sent them, not when. The server never reads a chunk. A relay deletes a
+//! chunk once HQ acknowledged it, and HQ once the tip desk released it; only its id stays
+//! (`chunks_passed_on`, a table kept in id order, so it keeps no order of arrival either), so a
+//! device or relay that sends the chunk again is told it is held and it is not stored twice.
 
 use phakhi_core::attach::{CHUNK_LEN, ChunkId};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -17,9 +17,12 @@ fn id_from(bytes: Vec<u8>) -> Result<ChunkId, DbError> {
         .map_err(|_| DbError::Corrupt("chunk id is not 32 bytes".into()))
 }
 
-/// Which of `ids` this server holds (stored, or passed on and acknowledged, or released).
+/// Which of `ids` this server holds (stored, or passed on: acknowledged by HQ or released to
+/// the tip desk).
 pub fn held(conn: &Connection, ids: &[ChunkId]) -> Result<Vec<ChunkId>, DbError> {
-    let mut statement = conn.prepare_cached("SELECT 1 FROM chunks WHERE id = ?1")?;
+    let mut statement = conn.prepare_cached(
+        "SELECT 1 FROM chunks WHERE id = ?1 UNION ALL SELECT 1 FROM chunks_passed_on WHERE id = ?1",
+    )?;
     let mut out = Vec::new();
     for id in ids {
         if statement.exists([&id.0[..]])? && !out.contains(id) {
@@ -30,45 +33,34 @@ pub fn held(conn: &Connection, ids: &[ChunkId]) -> Result<Vec<ChunkId>, DbError>
 }
 
 /// Stores one chunk the caller checked (its length and id). Returns false when it was already
-/// held, in which case nothing changes.
+/// held (stored or passed on), in which case nothing changes.
 pub fn insert(
     conn: &Connection,
     id: &ChunkId,
     bytes: &[u8],
     province: &str,
-    from_device: Option<i64>,
-    now: i64,
 ) -> Result<bool, DbError> {
     debug_assert_eq!(bytes.len(), CHUNK_LEN);
+    if !held(conn, &[*id])?.is_empty() {
+        return Ok(false);
+    }
     let inserted = conn.execute(
-        "INSERT OR IGNORE INTO chunks (id, bytes, province, from_device, received_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![&id.0[..], bytes, province, from_device, now],
+        "INSERT OR IGNORE INTO chunks (id, bytes, province) VALUES (?1, ?2, ?3)",
+        params![&id.0[..], bytes, province],
     )?;
     Ok(inserted == 1)
 }
 
-/// How many chunks from this device are stored and still charged to it (not yet acknowledged
-/// upstream or released by the tip desk).
-pub fn charged_to(conn: &Connection, device: i64) -> Result<i64, DbError> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM chunks WHERE from_device = ?1 AND bytes IS NOT NULL
-             AND acked_at IS NULL AND released_at IS NULL",
-        [device],
-        |row| row.get(0),
-    )?)
-}
-
 /// The bytes of a held chunk; `None` when unknown or already pruned.
 pub fn get(conn: &Connection, id: &ChunkId) -> Result<Option<Vec<u8>>, DbError> {
-    let bytes: Option<Option<Vec<u8>>> = conn
+    let bytes: Option<Vec<u8>> = conn
         .query_row(
             "SELECT bytes FROM chunks WHERE id = ?1",
             [&id.0[..]],
             |row| row.get(0),
         )
         .optional()?;
-    match bytes.flatten() {
+    match bytes {
         Some(bytes) if bytes.len() != CHUNK_LEN => Err(DbError::Corrupt(format!(
             "stored chunk is {} bytes, not {CHUNK_LEN}",
             bytes.len()
@@ -77,13 +69,10 @@ pub fn get(conn: &Connection, id: &ChunkId) -> Result<Option<Vec<u8>>, DbError> 
     }
 }
 
-/// Chunks whose bytes are held and that HQ has not acknowledged, oldest first, with their
-/// province: what a relay still has to forward.
+/// Chunks held here, oldest first, with their province: on a relay, what it still has to
+/// forward (HQ has not acknowledged them).
 pub fn unacked(conn: &Connection, limit: usize) -> Result<Vec<(ChunkId, String)>, DbError> {
-    let mut statement = conn.prepare(
-        "SELECT id, province FROM chunks WHERE bytes IS NOT NULL AND acked_at IS NULL
-         ORDER BY received_at, rowid LIMIT ?1",
-    )?;
+    let mut statement = conn.prepare("SELECT id, province FROM chunks ORDER BY rowid LIMIT ?1")?;
     let rows = statement.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
         Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, String>(1)?))
     })?;
@@ -97,35 +86,24 @@ pub fn unacked(conn: &Connection, limit: usize) -> Result<Vec<(ChunkId, String)>
 
 /// How many chunks [`unacked`] would list without a limit: what a relay still has to forward.
 pub fn count_unacked(conn: &Connection) -> Result<i64, DbError> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM chunks WHERE bytes IS NOT NULL AND acked_at IS NULL",
-        [],
-        |row| row.get(0),
-    )?)
+    Ok(conn.query_row("SELECT count(*) FROM chunks", [], |row| row.get(0))?)
 }
 
-/// HQ holds this chunk: drop its bytes here, keep the marker. Returns false when unknown.
-pub fn mark_acked(conn: &Connection, id: &ChunkId, now: i64) -> Result<bool, DbError> {
-    let changed = conn.execute(
-        "UPDATE chunks SET acked_at = coalesce(acked_at, ?2), bytes = NULL WHERE id = ?1",
-        params![&id.0[..], now],
+/// The chunk left this server's care (HQ acknowledged it, or the tip desk released it): its row
+/// and bytes are deleted, its id is kept as passed on. Returns false unless its bytes were here.
+pub fn pass_on(conn: &Connection, id: &ChunkId) -> Result<bool, DbError> {
+    let deleted = conn.execute("DELETE FROM chunks WHERE id = ?1", [&id.0[..]])?;
+    conn.execute(
+        "INSERT OR IGNORE INTO chunks_passed_on (id) VALUES (?1)",
+        [&id.0[..]],
     )?;
-    Ok(changed == 1)
-}
-
-/// The tip desk holds this chunk: drop its bytes, keep the marker. Returns false when unknown.
-pub fn mark_released(conn: &Connection, id: &ChunkId, now: i64) -> Result<bool, DbError> {
-    let changed = conn.execute(
-        "UPDATE chunks SET released_at = coalesce(released_at, ?2), bytes = NULL WHERE id = ?1",
-        params![&id.0[..], now],
-    )?;
-    Ok(changed == 1)
+    Ok(deleted == 1)
 }
 
 /// Chunks whose bytes are stored: (count, bytes).
 pub fn totals(conn: &Connection) -> Result<(i64, i64), DbError> {
     Ok(conn.query_row(
-        "SELECT count(*), coalesce(sum(length(bytes)), 0) FROM chunks WHERE bytes IS NOT NULL",
+        "SELECT count(*), coalesce(sum(length(bytes)), 0) FROM chunks",
         [],
         |row| Ok((row.get(0)?, row.get(1)?)),
     )?)
@@ -142,37 +120,33 @@ mod tests {
     }
 
     #[test]
-    fn chunks_are_stored_once_pruned_to_markers_and_still_held() {
+    fn chunks_are_stored_once_deleted_when_passed_on_and_still_held() {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::db::open(dir.path()).unwrap();
-        let device = crate::db::devices::insert(
-            &conn,
-            &[1; 32],
-            crate::db::devices::Role::Leader,
-            &["TH-44".into()],
-            0,
-        )
-        .unwrap()
-        .unwrap();
         let (a, a_bytes) = chunk(7);
         let (b, _) = chunk(8);
-        assert!(insert(&conn, &a, &a_bytes, "TH-44", Some(device.row), 10).unwrap());
-        assert!(!insert(&conn, &a, &a_bytes, "TH-44", Some(device.row), 11).unwrap());
+        assert!(insert(&conn, &a, &a_bytes, "TH-44").unwrap());
+        assert!(!insert(&conn, &a, &a_bytes, "TH-44").unwrap());
         assert_eq!(held(&conn, &[b, a, a]).unwrap(), vec![a]);
-        assert_eq!(charged_to(&conn, device.row).unwrap(), 1);
-        assert_eq!(get(&conn, &a).unwrap(), Some(a_bytes));
+        assert_eq!(get(&conn, &a).unwrap(), Some(a_bytes.clone()));
         assert_eq!(unacked(&conn, 10).unwrap(), vec![(a, "TH-44".to_string())]);
         assert_eq!(count_unacked(&conn).unwrap(), 1);
         assert_eq!(totals(&conn).unwrap(), (1, CHUNK_LEN as i64));
 
-        assert!(mark_acked(&conn, &a, 12).unwrap());
-        assert!(!mark_acked(&conn, &b, 12).unwrap());
+        assert!(pass_on(&conn, &a).unwrap());
+        assert!(!pass_on(&conn, &a).unwrap());
+        assert!(!pass_on(&conn, &b).unwrap());
         assert_eq!(get(&conn, &a).unwrap(), None);
         assert_eq!(held(&conn, &[a]).unwrap(), vec![a]);
-        assert_eq!(charged_to(&conn, device.row).unwrap(), 0);
+        // Sent again after it passed on: held, not stored twice.
+        assert!(!insert(&conn, &a, &a_bytes, "TH-44").unwrap());
         assert!(unacked(&conn, 10).unwrap().is_empty());
         assert_eq!(count_unacked(&conn).unwrap(), 0);
         assert_eq!(totals(&conn).unwrap(), (0, 0));
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM chunks", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 0, "the chunk's row is gone");
     }
 
     #[test]
@@ -181,7 +155,7 @@ mod tests {
         let conn = crate::db::open(dir.path()).unwrap();
         let short = vec![1u8; CHUNK_LEN - 1];
         let result = conn.execute(
-            "INSERT INTO chunks (id, bytes, province, received_at) VALUES (?1, ?2, 'TH-44', 0)",
+            "INSERT INTO chunks (id, bytes, province) VALUES (?1, ?2, 'TH-44')",
             params![&ChunkId::of(&short).0[..], short],
         );
         assert!(result.is_err());

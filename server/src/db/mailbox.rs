@@ -1,18 +1,29 @@
 //! The sealed mailbox as a server stores it: opaque envelopes keyed by their content address,
-//! with their arrival number, kind and province (for routing replies down) and the peer that
-//! pushed them (for its quota), plus the ids HQ acknowledged. The server never reads an
-//! envelope's contents. At start the rows rebuild `phakhi_core::mailbox::Mailbox`; each exchange
-//! writes what it added in its own transaction.
+//! with their arrival number, kind and province (for routing replies down) and the day they
+//! arrived (for the reports' monthly counts), plus the ids HQ acknowledged. Nothing names the
+//! peer that pushed an envelope, and no time is finer than the day (see [`day_of`]): a seized
+//! server must not say which device sent a tip, nor when. The server never reads an envelope's
+//! contents. At start the rows rebuild `phakhi_core::mailbox::Mailbox`; each exchange writes
+//! what it added in its own transaction.
 //!
 //! At HQ, the tip desk releases the tips it holds (`mailbox_released`): their bodies are
 //! deleted, and their ids count as acknowledged when the mailbox is rebuilt, so a device that
 //! pushes one again is told it is held and it is not stored twice.
 
 use phakhi_core::mailbox::{EnvelopeId, EnvelopeKind, MailItem, StoredItem};
-use phakhi_core::seal::PublicKey;
 use rusqlite::{Connection, params};
 
 use super::DbError;
+
+/// Seconds in the day buckets that are the finest time kept beside an envelope.
+pub const DAY_SECS: i64 = 86_400;
+
+/// The start (00:00 UTC, unix seconds) of the day `at` falls in. The reports count tips per
+/// month, so a day is all they need; anything finer would let the time of a tip be matched
+/// against the time a given phone synced.
+pub fn day_of(at: i64) -> i64 {
+    at - at.rem_euclid(DAY_SECS)
+}
 
 fn kind_code(kind: EnvelopeKind) -> i64 {
     match kind {
@@ -35,45 +46,39 @@ fn array32(bytes: Vec<u8>, what: &str) -> Result<[u8; 32], DbError> {
         .map_err(|_| DbError::Corrupt(format!("{what} is not 32 bytes")))
 }
 
-/// Stores one envelope the mailbox accepted. Returns false when its id was already stored.
-pub fn insert(
-    conn: &Connection,
-    stored: &StoredItem,
-    from_device: Option<i64>,
-    now: i64,
-) -> Result<bool, DbError> {
+/// Stores one envelope the mailbox accepted, with the day of `now`. Returns false when its id
+/// was already stored.
+pub fn insert(conn: &Connection, stored: &StoredItem, now: i64) -> Result<bool, DbError> {
     let inserted = conn.execute(
-        "INSERT OR IGNORE INTO mailbox (id, seq, kind, province, bytes, origin, from_device, received_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT OR IGNORE INTO mailbox (id, seq, kind, province, bytes, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
             &stored.id.0[..],
             i64::try_from(stored.seq).unwrap_or(i64::MAX),
             kind_code(stored.item.kind),
             stored.item.province,
             stored.item.envelope,
-            &stored.origin.as_bytes()[..],
-            from_device,
-            now
+            day_of(now)
         ],
     )?;
     Ok(inserted == 1)
 }
 
-/// Records that HQ holds this envelope, with its kind, province and arrival time (for the
-/// reports, once the body is pruned). Call it before deleting the body.
+/// Records that HQ holds this envelope, with its kind, province and arrival day (for the
+/// reports, once the body is pruned), on the day of `now`. Call it before deleting the body.
 pub fn record_ack(conn: &Connection, id: &EnvelopeId, now: i64) -> Result<(), DbError> {
     conn.execute(
         "INSERT OR IGNORE INTO mailbox_acked (id, acked_at, kind, province, received_at)
          VALUES (?1, ?2, (SELECT kind FROM mailbox WHERE id = ?1),
                  (SELECT province FROM mailbox WHERE id = ?1),
                  (SELECT received_at FROM mailbox WHERE id = ?1))",
-        params![&id.0[..], now],
+        params![&id.0[..], day_of(now)],
     )?;
     Ok(())
 }
 
-/// Records that the tip desk released this tip, keeping its province and arrival time for the
-/// reports. Call it before deleting the body. Returns false when it already was released (or
+/// Records that the tip desk released this tip (on the day of `now`), keeping its province and
+/// arrival day for the reports. Call it before deleting the body. Returns false when it already was released (or
 /// is not held).
 pub fn record_release(
     conn: &Connection,
@@ -89,7 +94,7 @@ pub fn record_release(
         params![
             &id.0[..],
             i64::try_from(seq).unwrap_or(i64::MAX),
-            now,
+            day_of(now),
             by_device
         ],
     )?;
@@ -126,7 +131,7 @@ pub fn delete(conn: &Connection, id: &EnvelopeId) -> Result<(), DbError> {
 /// Every stored envelope in arrival order, and every acknowledged id.
 pub fn load(conn: &Connection) -> Result<(Vec<StoredItem>, Vec<EnvelopeId>), DbError> {
     let mut statement =
-        conn.prepare("SELECT id, seq, kind, province, bytes, origin FROM mailbox ORDER BY seq")?;
+        conn.prepare("SELECT id, seq, kind, province, bytes FROM mailbox ORDER BY seq")?;
     let rows = statement.query_map([], |row| {
         Ok((
             row.get::<_, Vec<u8>>(0)?,
@@ -134,16 +139,14 @@ pub fn load(conn: &Connection) -> Result<(Vec<StoredItem>, Vec<EnvelopeId>), DbE
             row.get::<_, i64>(2)?,
             row.get::<_, String>(3)?,
             row.get::<_, Vec<u8>>(4)?,
-            row.get::<_, Vec<u8>>(5)?,
         ))
     })?;
     let mut items = Vec::new();
     for row in rows {
-        let (id, seq, kind, province, envelope, origin) = row?;
+        let (id, seq, kind, province, envelope) = row?;
         items.push(StoredItem {
             id: EnvelopeId(array32(id, "envelope id")?),
             seq: u64::try_from(seq).map_err(|_| DbError::Corrupt("negative seq".into()))?,
-            origin: PublicKey::from_bytes(array32(origin, "origin key")?),
             item: MailItem {
                 kind: kind_from(kind)?,
                 province,
@@ -185,18 +188,28 @@ mod tests {
     }
 
     #[test]
+    fn a_day_starts_at_midnight_utc() {
+        assert_eq!(day_of(0), 0);
+        assert_eq!(day_of(DAY_SECS - 1), 0);
+        assert_eq!(day_of(DAY_SECS), DAY_SECS);
+        assert_eq!(day_of(-1), -DAY_SECS);
+    }
+
+    #[test]
     fn stored_items_and_acks_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::db::open(dir.path()).unwrap();
-        let origin = PublicKey::from_bytes([5; 32]);
         let stored = StoredItem {
             id: tip(7).id(),
             seq: 1,
-            origin,
             item: tip(7),
         };
-        assert!(insert(&conn, &stored, None, 10).unwrap());
-        assert!(!insert(&conn, &stored, None, 11).unwrap());
+        assert!(insert(&conn, &stored, 3 * DAY_SECS + 10).unwrap());
+        assert!(!insert(&conn, &stored, 3 * DAY_SECS + 11).unwrap());
+        let day: i64 = conn
+            .query_row("SELECT received_at FROM mailbox", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(day, 3 * DAY_SECS, "only the day is kept");
         record_ack(&conn, &stored.id, 12).unwrap();
         record_ack(&conn, &stored.id, 13).unwrap();
         let (items, acked) = load(&conn).unwrap();
@@ -224,10 +237,9 @@ mod tests {
         let stored = StoredItem {
             id: tip(3).id(),
             seq: 7,
-            origin: PublicKey::from_bytes([5; 32]),
             item: tip(3),
         };
-        insert(&conn, &stored, None, 10).unwrap();
+        insert(&conn, &stored, 10).unwrap();
         assert_eq!(next_seq_floor(&conn).unwrap(), 8);
         assert!(record_release(&conn, &stored.id, 7, device.row, 11).unwrap());
         assert!(!record_release(&conn, &stored.id, 7, device.row, 12).unwrap());

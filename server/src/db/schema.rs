@@ -10,7 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::DbError;
 
 /// The schema version this program writes.
-pub const VERSION: i64 = 5;
+pub const VERSION: i64 = 6;
 
 /// `MIGRATIONS[n]` upgrades a database from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -138,6 +138,59 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX chunks_by_device ON chunks(from_device) WHERE bytes IS NOT NULL;
     "#,
+    // 5 -> 6: nothing stored ties a device to an envelope or chunk it sent, or says when it
+    // arrived more finely than the day. The mailbox and chunk tables lose the sender and the
+    // arrival time (existing rows are copied without them, times cut to the day); chunks that
+    // passed on are deleted, their ids kept apart in id order; the replay guard keeps only
+    // keyed hashes of (sender, request id) with the day they were sent: its old rows (sender
+    // keys and send times) wait in `replay_guard_legacy` until the server, which holds the key,
+    // turns them into hashes at its next start (`db::replay::adopt_legacy`). `secure_delete` is
+    // on for this step and for every connection, so what was dropped is overwritten.
+    r#"
+    CREATE TABLE mailbox_v6 (
+        id          BLOB    PRIMARY KEY,               -- SHA-256 of the envelope
+        seq         INTEGER NOT NULL UNIQUE,           -- arrival number on this server
+        kind        INTEGER NOT NULL,                  -- 1 tip, 2 reply
+        province    TEXT    NOT NULL,
+        bytes       BLOB    NOT NULL,
+        received_at INTEGER NOT NULL                   -- the day it arrived (00:00 UTC, unix)
+    ) STRICT;
+    INSERT INTO mailbox_v6 (id, seq, kind, province, bytes, received_at)
+        SELECT id, seq, kind, province, bytes, received_at - (received_at % 86400)
+        FROM mailbox ORDER BY seq;
+    DROP INDEX mailbox_by_province;
+    DROP TABLE mailbox;
+    ALTER TABLE mailbox_v6 RENAME TO mailbox;
+    CREATE INDEX mailbox_by_province ON mailbox(province, seq);
+
+    UPDATE mailbox_acked SET acked_at = acked_at - (acked_at % 86400),
+                             received_at = received_at - (received_at % 86400);
+    UPDATE mailbox_released SET released_at = released_at - (released_at % 86400),
+                                received_at = received_at - (received_at % 86400);
+
+    CREATE TABLE chunks_passed_on (
+        id BLOB PRIMARY KEY                            -- acknowledged by HQ or released
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO chunks_passed_on (id) SELECT id FROM chunks WHERE bytes IS NULL;
+    CREATE TABLE chunks_v6 (
+        id       BLOB    PRIMARY KEY,                  -- SHA-256 of the chunk's bytes
+        bytes    BLOB    NOT NULL CHECK (length(bytes) = 65557),
+        province TEXT    NOT NULL
+    ) STRICT;
+    INSERT INTO chunks_v6 (id, bytes, province)
+        SELECT id, bytes, province FROM chunks WHERE bytes IS NOT NULL ORDER BY received_at, rowid;
+    DROP INDEX chunks_by_device;
+    DROP TABLE chunks;
+    ALTER TABLE chunks_v6 RENAME TO chunks;
+
+    DROP INDEX replay_by_time;
+    ALTER TABLE replay_guard RENAME TO replay_guard_legacy;
+    CREATE TABLE replay_guard (
+        tag BLOB    PRIMARY KEY,                       -- HMAC of (sender, request id)
+        day INTEGER NOT NULL                           -- the day it was sent (00:00 UTC, unix)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX replay_by_day ON replay_guard(day);
+    "#,
 ];
 
 /// The database's current schema version.
@@ -163,6 +216,8 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DbError> {
         else {
             return Ok(());
         };
+        // What a step drops or rewrites is overwritten, not left in free pages.
+        tx.pragma_update(None, "secure_delete", "ON")?;
         tx.execute_batch(step)?;
         tx.pragma_update(None, "user_version", found + 1)?;
         tx.commit()?;
@@ -199,6 +254,7 @@ mod tests {
             tables,
             [
                 "chunks",
+                "chunks_passed_on",
                 "dashboard_logins",
                 "dashboard_sessions",
                 "devices",
@@ -208,6 +264,7 @@ mod tests {
                 "mailbox_acked",
                 "mailbox_released",
                 "replay_guard",
+                "replay_guard_legacy",
                 "upstream",
                 "used_invites"
             ]
@@ -260,6 +317,106 @@ mod tests {
             })
             .unwrap();
         assert_eq!((id.as_str(), invite), ("abc", None));
+    }
+
+    #[test]
+    fn a_version_5_database_forgets_who_sent_what_and_when() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mut conn = Connection::open(&path).unwrap();
+        for step in &MIGRATIONS[..5] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 5).unwrap();
+        let phone = [0x5Au8; 32];
+        conn.execute(
+            "INSERT INTO devices (device_id, public_key, role, provinces, enrolled_at)
+             VALUES ('phone', ?1, 'leader', '[\"TH-44\"]', 5)",
+            [&phone[..]],
+        )
+        .unwrap();
+        let tip_at = 20_000 * 86_400 + 3_723;
+        conn.execute(
+            "INSERT INTO mailbox (id, seq, kind, province, bytes, origin, from_device, received_at)
+             VALUES (x'01', 4, 1, 'TH-44', x'00', ?1, 1, ?2)",
+            rusqlite::params![&phone[..], tip_at],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO mailbox_acked (id, acked_at, kind, province, received_at)
+             VALUES (x'02', ?1, 1, 'TH-44', ?1)",
+            [tip_at],
+        )
+        .unwrap();
+        let chunk = vec![7u8; 65_557];
+        conn.execute(
+            "INSERT INTO chunks (id, bytes, province, from_device, received_at)
+             VALUES (x'03', ?1, 'TH-44', 1, ?2), (x'04', NULL, 'TH-44', 1, ?2)",
+            rusqlite::params![chunk, tip_at],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO replay_guard (sender, request_id, sent_at) VALUES (?1, ?2, ?3)",
+            rusqlite::params![&phone[..], &[9u8; 16][..], tip_at],
+        )
+        .unwrap();
+
+        migrate(&mut conn, &path).unwrap();
+        assert_eq!(version(&conn).unwrap(), VERSION);
+        let columns = |table: &str| -> Vec<String> {
+            conn.prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        assert_eq!(
+            columns("mailbox"),
+            ["id", "seq", "kind", "province", "bytes", "received_at"]
+        );
+        assert_eq!(columns("chunks"), ["id", "bytes", "province"]);
+        assert_eq!(columns("replay_guard"), ["tag", "day"]);
+        let (seq, day): (i64, i64) = conn
+            .query_row("SELECT seq, received_at FROM mailbox", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((seq, day), (4, 20_000 * 86_400));
+        let acked: (i64, i64) = conn
+            .query_row("SELECT acked_at, received_at FROM mailbox_acked", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(acked, (20_000 * 86_400, 20_000 * 86_400));
+        let held: Vec<Vec<u8>> = conn
+            .prepare("SELECT id FROM chunks")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(held, [vec![3u8]]);
+        let passed: Vec<u8> = conn
+            .query_row("SELECT id FROM chunks_passed_on", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(passed, [4u8]);
+        // The old guard rows wait for the server's key, then become hashes.
+        let legacy: i64 = conn
+            .query_row("SELECT count(*) FROM replay_guard_legacy", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(legacy, 1);
+        let key = crate::db::replay::ReplayKey::derive(&[1; 32]);
+        assert_eq!(crate::db::replay::adopt_legacy(&mut conn, &key).unwrap(), 1);
+        // Closed (checkpointed), the file keeps no copy of the phone's key beside the tip: the
+        // only one left is its row in `devices`.
+        drop(conn);
+        let bytes = std::fs::read(&path).unwrap();
+        let copies = bytes.windows(32).filter(|w| *w == phone).count();
+        assert_eq!(
+            copies, 2,
+            "the phone's key is left only in devices (row and index)"
+        );
     }
 
     #[test]

@@ -10,7 +10,6 @@
 use std::path::Path;
 
 use phakhi_core::mailbox::{EnvelopeKind, MailItem, StoredItem};
-use phakhi_core::seal::PublicKey;
 use rusqlite::TransactionBehavior;
 
 use crate::db::{self, DbError};
@@ -53,7 +52,6 @@ pub fn insert_reply(
     data: &Path,
     province: &str,
     envelope: Vec<u8>,
-    origin: &PublicKey,
     now: i64,
 ) -> Result<bool, HqError> {
     let folder = data.display().to_string();
@@ -87,10 +85,9 @@ pub fn insert_reply(
     let stored = StoredItem {
         id: item.id(),
         seq,
-        origin: *origin,
         item,
     };
-    let inserted = db::mailbox::insert(&tx, &stored, None, now)?;
+    let inserted = db::mailbox::insert(&tx, &stored, now)?;
     tx.commit().map_err(DbError::from)?;
     drop(lock);
     Ok(inserted)

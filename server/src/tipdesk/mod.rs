@@ -823,7 +823,7 @@ fn reply(
     let id = phakhi_core::mailbox::EnvelopeId::of(&envelope);
     match to {
         To::Folder(data) => {
-            hq::insert_reply(data, &o.province, envelope, desk.keys.keys.public(), now)?;
+            hq::insert_reply(data, &o.province, envelope, now)?;
         }
         To::Network(server) => {
             let link = net::Link::open(&mut desk.store, server)?;

@@ -56,7 +56,7 @@ fn commit_inner(
         conn,
         cache,
         mailbox,
-        ..
+        allowance,
     } = &mut *core;
     let now = i64::try_from(crate::routes::now_unix()).unwrap_or(i64::MAX);
     let tx = conn
@@ -139,14 +139,11 @@ fn commit_inner(
                     if items.is_empty() {
                         continue;
                     }
-                    if let Err(error) = mailbox.receive_push(&link.hq_key, Push { items }) {
+                    if let Err(error) = mailbox.receive_push(Push { items }) {
                         // Keep the cursor where it was: the replies are asked again next time.
                         tracing::error!(
                             %error,
-                            "cannot store HQ's replies here: replies are kept for the phones and \
-                             count against HQ's quota on this relay; raise \
-                             mailbox_envelopes_per_device and mailbox_bytes_per_device under \
-                             [limits] in this relay's config"
+                            "cannot store HQ's replies here; they are asked again next round"
                         );
                         cursor = None;
                     }
@@ -161,7 +158,7 @@ fn commit_inner(
             }
         }
         for stored in mailbox.items_since(next_before.saturating_sub(1)) {
-            db::mailbox::insert(&tx, stored, None, now)?;
+            db::mailbox::insert(&tx, stored, now)?;
             replies += 1;
         }
         for id in mailbox.prune_acknowledged() {
@@ -203,6 +200,10 @@ fn commit_inner(
         .count();
     let pending_registrations = devices::count_pending_upstream(&tx)?;
     tx.commit().map_err(DbError::from)?;
+    if pruned > 0 {
+        // What the phones handed over is HQ's now: their counts start again.
+        allowance.start_again();
+    }
 
     let answered = answer.accepted.len() + answer.refused.len();
     state.update_upstream(|status| {

@@ -200,7 +200,6 @@ async fn step(
     }
     let found = held.iter().filter(|id| have.contains(id)).count() as u64;
     let pruning = held.clone();
-    let now = i64::try_from(crate::routes::now_unix()).unwrap_or(i64::MAX);
     let (pruned, waiting) = state
         .with_core(move |core| {
             let tx = core
@@ -209,13 +208,17 @@ async fn step(
                 .map_err(DbError::from)?;
             let mut pruned = 0u64;
             for id in &pruning {
-                // Only chunks whose bytes are still here count as newly pruned.
-                if db::chunks::get(&tx, id)?.is_some() && db::chunks::mark_acked(&tx, id, now)? {
+                // Only chunks whose bytes were still here count as newly pruned.
+                if db::chunks::pass_on(&tx, id)? {
                     pruned += 1;
                 }
             }
             let waiting = db::chunks::count_unacked(&tx)?;
             tx.commit().map_err(DbError::from)?;
+            if pruned > 0 {
+                // What the phones handed over is HQ's now: their counts start again.
+                core.allowance.start_again();
+            }
             Ok((pruned, waiting))
         })
         .await?;

@@ -174,7 +174,12 @@ pub async fn run(state: AppState, config: UpstreamConfig, mut shutdown: watch::R
             status.rounds_started += 1;
             started = status.rounds_started;
         });
+        // What phones brought before this round goes up in it; a failed round leaves it waiting.
+        state.take_work_waiting();
         let result = round(&state, &link, &mut pace).await;
+        if result.is_err() {
+            state.nudge_work_waiting();
+        }
         let now = i64::try_from(crate::routes::now_unix()).unwrap_or(i64::MAX);
         let error_text = result.as_ref().err().map(ToString::to_string);
         let recorded = {
