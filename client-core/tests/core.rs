@@ -28,6 +28,8 @@ mod model_documents;
 mod model_fixtures;
 #[path = "model_hostile_documents.rs"]
 mod model_hostile_documents;
+#[path = "model_interop.rs"]
+mod model_interop;
 #[path = "seal_decoders_never_panic.rs"]
 mod seal_decoders_never_panic;
 #[path = "seal_invite.rs"]

@@ -20,6 +20,8 @@ mod badlink;
 mod bundle;
 #[path = "cli_field.rs"]
 mod cli_field;
+#[path = "cli_manners.rs"]
+mod cli_manners;
 #[path = "crash.rs"]
 mod crash;
 #[path = "dashboard_browser.rs"]
@@ -36,6 +38,10 @@ mod kdf_profile;
 mod quickstart;
 #[path = "relay.rs"]
 mod relay;
+#[path = "relay_last_sync.rs"]
+mod relay_last_sync;
+#[path = "report_interop.rs"]
+mod report_interop;
 #[path = "server_badlink.rs"]
 mod server_badlink;
 #[path = "server_devices.rs"]
@@ -48,3 +54,5 @@ mod server_process;
 mod tipdesk_attachments;
 #[path = "tipdesk_net.rs"]
 mod tipdesk_net;
+#[path = "unlinkable.rs"]
+mod unlinkable;
