@@ -389,6 +389,9 @@ fn the_readme_quickstart_runs_as_written() {
     let key = q.var("KEY");
     assert_eq!(key.len(), 64, "{key}");
     assert!(init.contains(&key), "{init}");
+    q.run("NETWORK_KEY=$(phakhi admin --data ./hq keys | sed -n 's/^network key (Ed25519): *//p')");
+    let network_key = q.var("NETWORK_KEY");
+    assert_eq!(network_key.len(), 64, "{network_key}");
     q.run("export MC=$(phakhi tipdesk --dir desk --passphrase-env TD codes issue --alias นายเอ | sed -n 's/^member code for .*: //p')");
     let code = q.var("MC");
     assert!(code.len() >= 16 && code.contains('-'), "{code:?}");
@@ -396,7 +399,7 @@ fn the_readme_quickstart_runs_as_written() {
     // The relay joins, HQ stops.
     q.run("RELAY_INVITE=$(phakhi admin --data ./hq invite --province TH-44 --role relay --server-url http://127.0.0.1:7744 --tip-desk-key $KEY)");
     assert!(q.var("RELAY_INVITE").starts_with("PHAKHI1:"));
-    q.run(r#"RELAY_KEY=$(phakhi relay join "$RELAY_INVITE" --data ./relay | sed -n 's/^relay static key (X25519): //p')"#);
+    q.run(r#"RELAY_KEY=$(phakhi relay join "$RELAY_INVITE" --network-key $NETWORK_KEY --data ./relay | sed -n 's/^relay static key (X25519): //p')"#);
     assert_eq!(q.var("RELAY_KEY").len(), 64);
     q.run("kill $HQ_PID");
     assert!(
@@ -409,13 +412,13 @@ fn the_readme_quickstart_runs_as_written() {
     q.run("INVITE_B=$(phakhi admin --data ./hq invite --province TH-44 --role leader --server-url http://127.0.0.1:7745 --server-key $RELAY_KEY --tip-desk-key $KEY)");
     q.run("phakhi serve --data ./relay --port 7745 --upstream --upstream-interval 2 --upstream-backoff-cap 5 & RELAY_PID=$!");
     let relay_health = format!("http://127.0.0.1:{relay_port}/v1/health");
-    let enrolled_a = q.run(r#"phakhi device --store a.db --passphrase-env PW enroll "$INVITE_A""#);
+    let enrolled_a = q.run(r#"phakhi device --store a.db --passphrase-env PW enroll "$INVITE_A" --network-key $NETWORK_KEY"#);
     let id_a = enrolled_a
         .split_whitespace()
         .nth(3)
         .expect("enrolled as device ID")
         .to_owned();
-    let enrolled_b = q.run(r#"phakhi device --store b.db --passphrase-env PW enroll "$INVITE_B""#);
+    let enrolled_b = q.run(r#"phakhi device --store b.db --passphrase-env PW enroll "$INVITE_B" --network-key $NETWORK_KEY"#);
     assert!(enrolled_b.starts_with("enrolled"), "{enrolled_b}");
     assert!(
         TcpStream::connect(("127.0.0.1", hq_port)).is_err(),
@@ -515,7 +518,7 @@ fn the_readme_quickstart_runs_as_written() {
         assert!(out.status.success(), "{out:?}");
         String::from_utf8(out.stdout).unwrap()
     };
-    device(&["enroll", &reader_invite]);
+    device(&["enroll", &reader_invite, "--network-key", &network_key]);
     device(&["sync"]);
     let at_hq = device(&["activity", "list"]);
     assert!(
@@ -526,7 +529,7 @@ fn the_readme_quickstart_runs_as_written() {
     // The tip desk.
     q.run("ADMIN_INVITE=$(phakhi admin --data ./hq invite --province TH-44 --role admin --server-url http://127.0.0.1:7744 --tip-desk-key $KEY)");
     let desk_enrolled =
-        q.run(r#"phakhi tipdesk --dir desk --passphrase-env TD enroll "$ADMIN_INVITE""#);
+        q.run(r#"phakhi tipdesk --dir desk --passphrase-env TD enroll "$ADMIN_INVITE" --network-key $NETWORK_KEY"#);
     assert!(desk_enrolled.contains("admin device"), "{desk_enrolled}");
     let pulled = q.run("phakhi tipdesk --dir desk --passphrase-env TD pull");
     assert!(pulled.contains("pulled 1 new tip(s)"), "{pulled}");

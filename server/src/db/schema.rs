@@ -10,7 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::DbError;
 
 /// The schema version this program writes.
-pub const VERSION: i64 = 5;
+pub const VERSION: i64 = 6;
 
 /// `MIGRATIONS[n]` upgrades a database from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -137,6 +137,11 @@ const MIGRATIONS: &[&str] = &[
         released_at INTEGER                            -- HQ: the tip desk holds it
     ) STRICT;
     CREATE INDEX chunks_by_device ON chunks(from_device) WHERE bytes IS NOT NULL;
+    "#,
+    // 5 -> 6: HQ believes a relay's claimed enrolment times only back to the last exchange in
+    // which the relay had told it of every device it enrolled.
+    r#"
+    ALTER TABLE devices ADD COLUMN registered_through INTEGER; -- HQ, on a relay's row: unix seconds
     "#,
 ];
 
