@@ -161,7 +161,9 @@ fn enrolled_device(path: &std::path::Path, rng: &mut ChaCha20Rng) -> (Device, St
         &mut ChaCha20Rng::from_rng(&mut *rng).unwrap(),
     )
     .unwrap();
-    let (request, pending) = device.enrol_request(&invite, rng, NOW).unwrap();
+    let (request, pending) = device
+        .enrol_request(&invite, &hq.verifying_key(), rng, NOW)
+        .unwrap();
     let opened = open_request(&server, &request, NOW, &mut MemoryReplayGuard::new()).unwrap();
     let req = EnrolRequest::decode(&opened.payload).unwrap();
     let invite = SignedInvite::parse(&req.invite)

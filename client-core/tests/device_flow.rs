@@ -179,7 +179,9 @@ fn enrolled_device(
     )
     .unwrap();
     let invite = server.invite(province, rng);
-    let (request, pending) = device.enrol_request(&invite, rng, NOW).unwrap();
+    let (request, pending) = device
+        .enrol_request(&invite, &server.hq.verifying_key(), rng, NOW)
+        .unwrap();
     let response = server.enrol(&request);
     let enrolment = device.enrol_response(pending, &response).unwrap();
     assert_eq!(enrolment.provinces[0].as_str(), province);

@@ -10,9 +10,9 @@
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use phakhi_core::device::{Device, PendingEnrolment, SyncSession, SyncStep, unix};
+use phakhi_core::device::{Device, DeviceError, PendingEnrolment, SyncSession, SyncStep, unix};
 use phakhi_core::model::{Date, Edit};
-use phakhi_core::seal::TipDraft;
+use phakhi_core::seal::{TipDraft, network_key_from_hex};
 use phakhi_core::store::{Argon2Params, StorageKey};
 use rand_core::OsRng;
 use time::OffsetDateTime;
@@ -146,22 +146,39 @@ impl PhakhiDevice {
     }
 
     /// Enrols with the server named in the invite (or `server_url`, for the same server under
-    /// another address) over HTTP.
+    /// another address) over HTTP. `network_key` is the network's root key (HQ's invite-signing
+    /// Ed25519 key, 64 hex characters) from the app's build configuration: an invite it did not
+    /// sign is refused (`InviteRefused`) before any key is pinned or anything is sent.
     #[uniffi::method(default(server_url = None))]
-    pub fn enrol(&self, invite: String, server_url: Option<String>) -> Result<EnrolmentInfo> {
+    pub fn enrol(
+        &self,
+        invite: String,
+        network_key: String,
+        server_url: Option<String>,
+    ) -> Result<EnrolmentInfo> {
+        let network_key = network_key_from_hex(&network_key).map_err(DeviceError::from)?;
         self.with_device(|d| {
-            let enrolment = d.enrol_http(&invite, server_url.as_deref(), &mut OsRng, now())?;
+            let enrolment = d.enrol_http(
+                &invite,
+                &network_key,
+                server_url.as_deref(),
+                &mut OsRng,
+                now(),
+            )?;
             Ok(EnrolmentInfo::from(enrolment))
         })
     }
 
-    /// The sealed enrolment request, for an app that carries it itself (`POST /v1/enroll`).
+    /// The sealed enrolment request, for an app that carries it itself (`POST /v1/enroll`),
+    /// once the invite verifies against `network_key` (as for [`PhakhiDevice::enrol`]).
     /// Hand the answer to [`PhakhiDevice::enrol_response`].
-    pub fn enrol_request(&self, invite: String) -> Result<Vec<u8>> {
+    pub fn enrol_request(&self, invite: String, network_key: String) -> Result<Vec<u8>> {
+        let network_key = network_key_from_hex(&network_key).map_err(DeviceError::from)?;
         let mut inner = self.lock()?;
-        let (request, pending) = inner
-            .device
-            .enrol_request(&invite, &mut OsRng, unix(now()))?;
+        let (request, pending) =
+            inner
+                .device
+                .enrol_request(&invite, &network_key, &mut OsRng, unix(now()))?;
         inner.enrolment = Some(pending);
         Ok(request)
     }

@@ -164,7 +164,7 @@ impl From<StoreError> for PhakhiError {
             StoreError::KdfParams(_) | StoreError::InvalidInput(_) => {
                 PhakhiError::InvalidInput { message }
             }
-            StoreError::Database(_) => PhakhiError::Storage { message },
+            StoreError::Database(_) | StoreError::Files(_) => PhakhiError::Storage { message },
         }
     }
 }

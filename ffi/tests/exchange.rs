@@ -76,6 +76,11 @@ impl StandIn {
         .expect("sign invite")
     }
 
+    /// The network key the app is built with: HQ's invite-verifying key, in hex.
+    fn network_key(&self) -> String {
+        hex::encode(self.hq.verifying_key().as_bytes())
+    }
+
     fn enrol(&mut self, envelope: &[u8]) -> Vec<u8> {
         let opened = open_request(&self.keys, envelope, unix_now(), &mut self.guard)
             .expect("open enrolment request");
@@ -201,8 +206,9 @@ fn enrolled_with_key(
     server: &mut StandIn,
 ) -> Arc<PhakhiDevice> {
     let device = open(dir, name, key);
+    let invite = server.invite();
     let request = device
-        .enrol_request(server.invite())
+        .enrol_request(invite, server.network_key())
         .expect("enrolment request");
     let info = device
         .enrol_response(server.enrol(&request))
@@ -214,6 +220,52 @@ fn enrolled_with_key(
 
 fn enrolled(dir: &std::path::Path, name: &str, server: &mut StandIn) -> Arc<PhakhiDevice> {
     enrolled_with_key(dir, name, &generate_storage_key(), server)
+}
+
+#[test]
+fn an_invite_the_network_key_did_not_sign_is_refused_before_anything_is_pinned() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = StandIn::new(31);
+    // A subverted relay's QR code: its own HQ key signs its own server and tip-desk keys.
+    let mut rogue = StandIn::new(32);
+    let forged = rogue.invite();
+    let device = open(dir.path(), "phone", &generate_storage_key());
+    for (invite, key) in [
+        (forged.clone(), server.network_key()),
+        (server.invite(), rogue.network_key()),
+    ] {
+        let error = device
+            .enrol_request(invite.clone(), key.clone())
+            .expect_err("a forged invite is refused");
+        assert!(
+            matches!(&error, PhakhiError::InviteRefused { message } if message.contains("network key")),
+            "{error:?}"
+        );
+        let error = device
+            .enrol(invite, key, None)
+            .expect_err("a forged invite is refused");
+        assert!(
+            matches!(error, PhakhiError::InviteRefused { .. }),
+            "{error:?}"
+        );
+        assert!(device.enrolment().expect("read enrolment").is_none());
+    }
+    // A mistyped network key says what it should be.
+    let error = device
+        .enrol_request(server.invite(), "abc".into())
+        .expect_err("a bad key is refused");
+    assert!(
+        matches!(&error, PhakhiError::InviteRefused { message } if message.contains("64 hexadecimal")),
+        "{error:?}"
+    );
+    // Nothing was left waiting for an answer.
+    assert!(matches!(
+        device.enrol_response(vec![0; 256]),
+        Err(PhakhiError::NoExchangeInFlight { .. })
+    ));
+    // HQ's own invite still enrols.
+    drop(device);
+    enrolled(dir.path(), "honest", &mut server);
 }
 
 fn path(dir: &std::path::Path, name: &str) -> String {

@@ -37,6 +37,10 @@ PROVINCE = "TH-44"
 CHEAP = phakhi.PassphraseCost(memory_kib=8 * 1024, iterations=1, parallelism=1)
 
 
+# A valid Ed25519 public key that is not this HQ's (the curve's base point).
+OTHER_NETWORK_KEY = "58" + "66" * 31
+
+
 def mistyped(code):
     """The code with its first symbol changed: the check symbol must catch it."""
     first = "1" if code[0] != "1" else "2"
@@ -131,6 +135,10 @@ class Server:
             raise AssertionError(f"expected one invite line, got {lines}")
         return lines[0]
 
+    def network_key(self):
+        """HQ's invite-verifying key: what the app is built with (`phakhi admin keys`)."""
+        return self.after(self.admin("keys"), "network key (Ed25519):")
+
     def stop(self):
         self.process.terminate()
         self.process.wait(timeout=COMMAND_TIMEOUT_S)
@@ -194,7 +202,12 @@ class PhoneDay(unittest.TestCase):
         with self.assertRaises(phakhi.PhakhiError.NotEnrolled):
             phone.sync(None, None)
 
-        enrolment = phone.enrol(self.server.invite(), None)
+        # An invite HQ did not sign (checked against another network's key) is refused before
+        # anything is pinned or sent.
+        with self.assertRaises(phakhi.PhakhiError.InviteRefused):
+            phone.enrol(self.server.invite(), OTHER_NETWORK_KEY, None)
+        self.assertIsNone(phone.enrolment())
+        enrolment = phone.enrol(self.server.invite(), self.server.network_key(), None)
         self.assertEqual(enrolment.provinces, [PROVINCE])
         self.assertEqual(enrolment.role, phakhi.DeviceRole.LEADER)
         self.assertTrue(enrolment.device_id)
@@ -286,7 +299,7 @@ class PhoneDay(unittest.TestCase):
         key = phakhi.generate_storage_key()
         self.assertEqual(len(key), 32)
         other = phakhi.PhakhiDevice.open_with_key(self.store("phone-b.db"), key)
-        other.enrol(self.server.invite(), None)
+        other.enrol(self.server.invite(), self.server.network_key(), None)
         summary = sync_until_quiet(other, self.server.url)
         self.assertGreater(summary.changes_received, 0)
         self.assertIn(f"province/{PROVINCE}", summary.docs_changed)
@@ -453,7 +466,9 @@ class PhoneDay(unittest.TestCase):
         with self.assertRaises(phakhi.PhakhiError.NoExchangeInFlight):
             phone.sync_response(b"\x01\x04")
         with self.assertRaises(phakhi.PhakhiError.InviteRefused):
-            phone.enrol("not an invite", None)
+            phone.enrol("not an invite", self.server.network_key(), None)
+        with self.assertRaises(phakhi.PhakhiError.InviteRefused):
+            phone.enrol(self.server.invite(), "not a key", None)
         self.assertIsNone(phone.enrolment())
 
 

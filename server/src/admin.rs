@@ -54,6 +54,32 @@ pub enum AdminError {
          on its first start"
     )]
     BadServerKey(String),
+    #[error(
+        "no relay with static key {0} has joined this HQ: run `phakhi relay join` at the relay \
+         first (it prints its key), or check --server-key against `phakhi admin devices`"
+    )]
+    UnknownRelay(String),
+    #[error("relay {0} was revoked: it can no longer enrol phones; invite them at another server")]
+    RevokedRelay(String),
+    #[error(
+        "relay {relay} serves {served}, not {province}: invite this phone at the server of \
+         {province} (HQ, or that province's relay)"
+    )]
+    ProvinceNotServed {
+        province: String,
+        relay: String,
+        served: String,
+    },
+    #[error(
+        "an admin device (the tip desk) enrols at HQ only, not at relay {0}: leave out \
+         --server-key and give HQ's own address with --server-url"
+    )]
+    AdminInviteForRelay(String),
+    #[error(
+        "a relay joins HQ, not relay {0}: leave out --server-key and give HQ's own address with \
+         --server-url"
+    )]
+    RelayInviteForRelay(String),
 }
 
 /// Opens the database of an existing data folder.
@@ -215,7 +241,7 @@ pub fn public_keys(data: &Path) -> Result<String, AdminError> {
     );
     if let Some(verifying) = keys.verifying() {
         out.push_str(&format!(
-            "invite-verifying key (Ed25519): {}\n",
+            "network key (Ed25519):          {}\n",
             hex::encode(verifying.as_bytes())
         ));
     }

@@ -44,6 +44,11 @@ pub fn admin(
     envelope: &[u8],
     now: u64,
 ) -> Result<(Vec<u8>, Done), AppError> {
+    // Releasing tips drops their bodies: only HQ, which the tip desk pulls from, may do it. A
+    // relay refuses before opening anything.
+    if state.config().role != crate::config::ServerRole::Hq {
+        return Err(AppError::HqOnly);
+    }
     let result = {
         let Core { conn, mailbox, .. } = &mut *core;
         admin_inner(state, conn, mailbox, envelope, now)

@@ -63,6 +63,10 @@ pub enum RelayCommand {
         /// HQ's address, when it is not the one written in the invite.
         #[arg(long, value_name = "URL")]
         server: Option<String>,
+        /// The network key (HQ's invite-signing key, hex): the invite must be signed with it
+        /// (HQ prints it at first start and with `phakhi admin keys`).
+        #[arg(long, env = "PHAKHI_NETWORK_KEY", value_name = "HEX")]
+        network_key: Option<String>,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -249,6 +253,8 @@ pub enum CliError {
         path: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    NetworkKey(String),
     #[error(
         "this data folder has not joined HQ: run `phakhi relay join INVITE --data {0}` first \
          (HQ makes the invite with `phakhi admin invite --role relay --province CODE`)"
@@ -377,12 +383,16 @@ fn relay(args: RelayArgs) -> Result<(), CliError> {
         RelayCommand::Join {
             invite,
             server,
+            network_key,
             config,
         } => {
             let config = resolve_config(&config, Overrides::default())?;
+            let network_key =
+                crate::invite::network_key(network_key.as_deref()).map_err(CliError::NetworkKey)?;
             let outcome = crate::relay::join::join(
                 &config.data,
                 &invite,
+                &network_key,
                 server.as_deref(),
                 crate::routes::now_unix(),
                 &mut rand_core::OsRng,
@@ -499,7 +509,10 @@ fn first_start_notice(state: &AppState) -> String {
     );
     if let Some(verifying) = keys.verifying() {
         text.push_str(&format!(
-            "  invite-verifying key (Ed25519): {}\n\
+            "  network key (Ed25519):          {}\n\
+             This network key signs every invite: configure every phone app, tip desk and relay \
+             with it (--network-key, or PHAKHI_NETWORK_KEY) and hand it over in person; they \
+             refuse invites it did not sign. `phakhi admin keys` prints it again.\n\
              Next: create the first invite, for example for the coordinator of Maha Sarakham:\n\
              \x20 phakhi admin --data {data} invite --province TH-44 --role coordinator \
              --server-url {} --tip-desk-key <TIP-DESK-PUBLIC-KEY>\n\
@@ -717,6 +730,7 @@ mod tests {
                     invite,
                     server,
                     config,
+                    ..
                 },
         }) = cli.command
         else {

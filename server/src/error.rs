@@ -36,6 +36,10 @@ pub enum AppError {
     DeviceRevoked,
     #[error("this device is not an admin device")]
     NotAdmin,
+    #[error("admin devices enrol and act at HQ only; this server is a provincial relay")]
+    HqOnly,
+    #[error("this server does not serve province {0}")]
+    ProvinceNotServed(String),
     #[error("this device is already enrolled")]
     AlreadyEnrolled,
     #[error("the invite is not valid: {0}")]
@@ -86,6 +90,8 @@ impl AppError {
             AppError::UnknownDevice => ErrorCode::UnknownDevice,
             AppError::DeviceRevoked => ErrorCode::DeviceRevoked,
             AppError::NotAdmin => ErrorCode::NotAdmin,
+            AppError::HqOnly => ErrorCode::HqOnly,
+            AppError::ProvinceNotServed(_) => ErrorCode::ProvinceNotServed,
             AppError::AlreadyEnrolled => ErrorCode::AlreadyEnrolled,
             AppError::InviteInvalid(_) => ErrorCode::InviteInvalid,
             AppError::InviteExpired => ErrorCode::InviteExpired,
@@ -123,7 +129,10 @@ impl AppError {
                 StatusCode::CONFLICT
             }
             AppError::UnknownDevice => StatusCode::UNAUTHORIZED,
-            AppError::DeviceRevoked | AppError::NotAdmin => StatusCode::FORBIDDEN,
+            AppError::DeviceRevoked
+            | AppError::NotAdmin
+            | AppError::HqOnly
+            | AppError::ProvinceNotServed(_) => StatusCode::FORBIDDEN,
             AppError::InviteExpired => StatusCode::GONE,
             AppError::OutOfScope(_) | AppError::NoRoute => StatusCode::NOT_FOUND,
             AppError::ReadOnly(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -176,6 +185,15 @@ impl AppError {
                  may use this route. Nothing was changed. Enrol the tip desk with an invite from \
                  `phakhi admin invite --role admin`."
                 .into(),
+            AppError::HqOnly => "This server is a provincial relay: admin devices (the tip \
+                 desk) enrol and act at HQ only. Nothing was changed. Enrol the tip desk at HQ \
+                 with an admin invite naming HQ's own address."
+                .into(),
+            AppError::ProvinceNotServed(province) => format!(
+                "This server does not serve province {province}: the invite was issued for the \
+                 wrong server. Nothing was changed. Ask HQ for an invite for the server of \
+                 {province}."
+            ),
             AppError::AlreadyEnrolled => {
                 "This device is already enrolled on this server; it can sync now.".into()
             }

@@ -62,10 +62,8 @@ pub fn enroll(
         provinces: invite.provinces.clone(),
         token: invite.token.0.to_vec(),
     };
-    if admission.role == Role::Relay && state.config().role != crate::config::ServerRole::Hq {
-        return Err(AppError::InviteInvalid(
-            "a relay joins HQ, not another relay".into(),
-        ));
+    if state.config().role != crate::config::ServerRole::Hq {
+        check_relay_admission(state, &admission)?;
     }
     let device = enroll::register(&tx, opened.sender.as_bytes(), &admission, to_i64(now))?;
     // Kept so a relay can show HQ the invite it admitted the device with.
@@ -93,6 +91,30 @@ pub fn enroll(
     state.nudge_upstream();
     let sealed = transport::seal_response(opened.responder, &answer)?;
     Ok((sealed, device.device_id))
+}
+
+/// What a provincial relay refuses even in an invite HQ signed: another relay, an admin device
+/// (it acts at HQ only), and a province the relay does not serve (HQ would refuse to register the
+/// device, and its tips would be out of scope upstream).
+fn check_relay_admission(state: &AppState, admission: &Admission) -> Result<(), AppError> {
+    match admission.role {
+        Role::Relay => {
+            return Err(AppError::InviteInvalid(
+                "a relay joins HQ, not another relay".into(),
+            ));
+        }
+        Role::Admin => return Err(AppError::HqOnly),
+        Role::Leader | Role::Coordinator => {}
+    }
+    if let Some(joined) = state.joined()
+        && let Some(outside) = admission
+            .provinces
+            .iter()
+            .find(|code| !joined.provinces.contains(code))
+    {
+        return Err(AppError::ProvinceNotServed(outside.clone()));
+    }
+    Ok(())
 }
 
 /// The key invites must be signed with: HQ's own, or (on a relay) the configured one.

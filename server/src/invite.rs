@@ -1,8 +1,13 @@
 //! Issuing invites (`phakhi admin invite`): a one-time token, the device's role and provinces,
 //! an expiry, this server's address and static key and the tip desk's public key, signed with
 //! the HQ signing key (`phakhi_core::seal::Invite`). Only an HQ data folder can sign.
+//!
+//! An invite is checked against the server it names before it is signed: HQ serves every
+//! province and every role; a relay (named by `--server-key`) must have joined this HQ, is not
+//! revoked, and serves only the provinces of its own registration, to phones (leaders and
+//! coordinators) only — relays and admin devices (the tip desk) enrol at HQ.
 
-use phakhi_core::seal::{Invite, InviteToken, PublicKey};
+use phakhi_core::seal::{HqVerifyingKey, Invite, InviteToken, PublicKey, Role as InviteRole};
 use rand_core::CryptoRngCore;
 
 use crate::admin::{self, AdminError};
@@ -24,6 +29,53 @@ pub struct InviteRequest {
     /// The static key (hex) of the server the device will enrol on, when it is not this one
     /// (a provincial relay).
     pub server_key: Option<String>,
+}
+
+/// The network key a newcomer checks its invite against, from `--network-key` or
+/// `PHAKHI_NETWORK_KEY`; the message says where to get it when it is missing or mistyped.
+pub fn network_key(given: Option<&str>) -> Result<HqVerifyingKey, String> {
+    let text = given.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+        "enrolment checks the invite against the network key: pass --network-key HEX (or set \
+         PHAKHI_NETWORK_KEY) with the key HQ prints at its first start and with `phakhi admin \
+         keys` as \"network key\"; take it from HQ in person, never from the invite's sender"
+            .to_owned()
+    })?;
+    phakhi_core::seal::network_key_from_hex(text).map_err(|error| error.to_string())
+}
+
+/// Refuses an invite for the relay whose static key is `relay_key` that it could not honour:
+/// an unknown or revoked relay, a role that enrols at HQ only, a province it does not serve.
+fn check_relay_invite(
+    config: &Config,
+    relay_key: &PublicKey,
+    role: Role,
+    provinces: &[String],
+) -> Result<(), AdminError> {
+    let relay_hex = hex::encode(relay_key.as_bytes());
+    match role {
+        Role::Admin => return Err(AdminError::AdminInviteForRelay(relay_hex)),
+        Role::Relay => return Err(AdminError::RelayInviteForRelay(relay_hex)),
+        Role::Leader | Role::Coordinator => {}
+    }
+    let conn = crate::db::open_existing(&config.data)?
+        .ok_or_else(|| AdminError::NoData(config.data.clone()))?;
+    let relay = crate::db::devices::by_key(&conn, relay_key.as_bytes())?
+        .filter(|device| device.role == Role::Relay)
+        .ok_or_else(|| AdminError::UnknownRelay(relay_hex.clone()))?;
+    if relay.revoked_at.is_some() {
+        return Err(AdminError::RevokedRelay(relay.device_id));
+    }
+    if let Some(outside) = provinces
+        .iter()
+        .find(|code| !relay.provinces.contains(code))
+    {
+        return Err(AdminError::ProvinceNotServed {
+            province: outside.clone(),
+            relay: relay.device_id,
+            served: relay.provinces.join(", "),
+        });
+    }
+    Ok(())
 }
 
 /// Parses a 32-byte public key written in hex.
@@ -58,6 +110,9 @@ pub fn issue(
             parse_public_key(text).ok_or_else(|| AdminError::BadServerKey(text.clone()))?
         }
     };
+    if server_key != keys.static_public() {
+        check_relay_invite(config, &server_key, request.role, &provinces)?;
+    }
     let server = request
         .server_url
         .clone()

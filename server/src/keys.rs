@@ -113,7 +113,7 @@ pub fn load_or_create(
     with_signing: bool,
     rng: &mut impl CryptoRngCore,
 ) -> Result<LoadedKeys, KeyError> {
-    std::fs::create_dir_all(data_dir).map_err(|source| KeyError::Write {
+    phakhi_core::store::private::private_folder(data_dir).map_err(|source| KeyError::Write {
         path: data_dir.to_path_buf(),
         source,
     })?;

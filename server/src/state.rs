@@ -49,13 +49,11 @@ fn lock_data_folder(data: &Path) -> Result<std::fs::File, StartError> {
         folder: folder.clone(),
         source,
     };
-    std::fs::create_dir_all(data).map_err(lock_error)?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(data.join(LOCK_FILE))
-        .map_err(lock_error)?;
+    phakhi_core::store::private::private_folder(data).map_err(lock_error)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(data.join(LOCK_FILE)).map_err(lock_error)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(StartError::InUse(folder)),

@@ -68,8 +68,17 @@ async fn relay_with_chunks(
     )
     .unwrap();
     let data = dir.to_path_buf();
+    let network_key = hq.keys().verifying().unwrap();
     tokio::task::spawn_blocking(move || {
-        phakhi_server::relay::join::join(&data, &invite, None, now_unix(), &mut OsRng).unwrap();
+        phakhi_server::relay::join::join(
+            &data,
+            &invite,
+            &network_key,
+            None,
+            now_unix(),
+            &mut OsRng,
+        )
+        .unwrap();
     })
     .await
     .unwrap();

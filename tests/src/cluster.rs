@@ -7,7 +7,7 @@ use std::path::Path;
 
 use phakhi_core::seal::PublicKey;
 
-use crate::server::{admin, invite, joined_relay_key, relay_join};
+use crate::server::{admin, invite, joined_relay_key, network_key, relay_join};
 
 /// Joins the relay folder `relay` to HQ (data folder `hq`, answering at `hq_url`) for
 /// `province` with a fresh relay invite pinning `tip_desk` (hex); returns the relay's static
@@ -20,7 +20,7 @@ pub fn join_relay(
     tip_desk: &str,
 ) -> PublicKey {
     let relay_invite = invite(hq, province, "relay", hq_url, tip_desk);
-    let joined = relay_join(relay, &relay_invite);
+    let joined = relay_join(relay, &relay_invite, &network_key(hq));
     assert!(
         joined.status.success(),
         "phakhi relay join failed: {joined:?}"

@@ -330,13 +330,35 @@ pub fn admin(data: &Path, args: &[&str]) -> Output {
         .expect("run phakhi admin")
 }
 
-/// Runs `phakhi relay join <invite> --data <data>` to completion.
-pub fn relay_join(data: &Path, invite: &str) -> Output {
+/// Runs `phakhi relay join <invite> --network-key <network_key> --data <data>` to completion.
+pub fn relay_join(data: &Path, invite: &str, network_key: &str) -> Output {
     Command::new(phakhi_bin())
-        .args(["relay", "join", invite, "--data"])
+        .args([
+            "relay",
+            "join",
+            invite,
+            "--network-key",
+            network_key,
+            "--data",
+        ])
         .arg(data)
         .output()
         .expect("run phakhi relay join")
+}
+
+/// The network key of HQ's data folder `hq`: its invite-verifying key, in hex, as `phakhi admin
+/// keys` prints it. Phones, tip desks and relays are configured with it (in a real app, at
+/// build time) and refuse invites it did not sign.
+pub fn network_key(hq: &Path) -> String {
+    hex::encode(network_verifying_key(hq).as_bytes())
+}
+
+/// [`network_key`] as the key itself, for tests that drive the client core directly.
+pub fn network_verifying_key(hq: &Path) -> seal::HqVerifyingKey {
+    phakhi_server::keys::load(hq)
+        .expect("read HQ's keys")
+        .and_then(|keys| keys.verifying())
+        .expect("an HQ data folder with an invite-signing key")
 }
 
 /// The relay static key `phakhi relay join` printed.

@@ -239,6 +239,7 @@ fn a_phone_back_after_180_days_syncs_delivers_its_tips_and_converges() {
     let config = config_with_limits(dir.path(), "");
     let data = dir.path().join("hq");
     let server = ServerProcess::start(&data, &["--config", &config]);
+    let network_key = phakhi_tests::server::network_verifying_key(&data);
     let desk = StaticKeyPair::generate(rng);
     let desk_hex = hex::encode(desk.public().as_bytes());
     let now_real = OffsetDateTime::now_utc();
@@ -252,7 +253,7 @@ fn a_phone_back_after_180_days_syncs_delivers_its_tips_and_converges() {
             let mut device = phone(dir.path(), name, rng);
             let invite = issue_invite(&data, "TH-44", &server.url, &desk_hex, "7d");
             device
-                .enrol_http(&invite, None, rng, now_real)
+                .enrol_http(&invite, &network_key, None, rng, now_real)
                 .expect("enrol");
             device
         })
@@ -445,7 +446,13 @@ fn a_phone_back_after_180_days_syncs_delivers_its_tips_and_converges() {
     // An unused invite that was valid for a year still enrols a phone.
     let mut newcomer = phone(dir.path(), "newcomer", rng);
     newcomer
-        .enrol_http(&yearly_invite, None, rng, OffsetDateTime::now_utc())
+        .enrol_http(
+            &yearly_invite,
+            &network_key,
+            None,
+            rng,
+            OffsetDateTime::now_utc(),
+        )
         .expect("a year-long invite is still valid");
     let (report, _) = sync(&mut newcomer, rng);
     assert!(report.doc_errors.is_empty());
@@ -456,7 +463,13 @@ fn a_phone_back_after_180_days_syncs_delivers_its_tips_and_converges() {
     let before = DbSum::of_data(&data);
     let mut late = phone(dir.path(), "late", rng);
     let err = late
-        .enrol_http(&weekly_invite, None, rng, OffsetDateTime::now_utc())
+        .enrol_http(
+            &weekly_invite,
+            &network_key,
+            None,
+            rng,
+            OffsetDateTime::now_utc(),
+        )
         .expect_err("expired");
     assert!(err.to_string().contains("expired"), "{err}");
     let raw = phakhi_tests::server::Device::enrol(&server.url, &weekly_invite, server.static_key());

@@ -20,7 +20,7 @@ use phakhi_core::seal::{MemberCode, StaticKeyPair, TipCategory, TipDraft, open_t
 use phakhi_core::store::StorageKey;
 use phakhi_server::db;
 use phakhi_tests::badlink::{BlockingBadLink, Profile};
-use phakhi_tests::server::{ServerProcess, config_with_limits, invite};
+use phakhi_tests::server::{ServerProcess, config_with_limits, invite, network_verifying_key};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use time::OffsetDateTime;
@@ -35,6 +35,7 @@ fn recording(len: usize, rng: &mut ChaCha20Rng) -> Vec<u8> {
     bytes
 }
 
+/// A phone enrolled with `invite`, configured with the network key of HQ's folder `dir/hq`.
 fn phone(dir: &Path, invite: &str, rng: &mut ChaCha20Rng) -> Device {
     let mut device = Device::open(
         dir.join("phone"),
@@ -43,7 +44,13 @@ fn phone(dir: &Path, invite: &str, rng: &mut ChaCha20Rng) -> Device {
     )
     .unwrap();
     device
-        .enrol_http(invite, None, rng, OffsetDateTime::now_utc())
+        .enrol_http(
+            invite,
+            &network_verifying_key(&dir.join("hq")),
+            None,
+            rng,
+            OffsetDateTime::now_utc(),
+        )
         .unwrap();
     device
 }

@@ -42,8 +42,8 @@ use phakhi_server::db::DB_FILE;
 use phakhi_server::relay::upstream::UPSTREAM_CHUNKS_PER_EXCHANGE;
 use phakhi_tests::badlink::{BlockingBadLink, Profile};
 use phakhi_tests::server::{
-    ServerProcess, admin, config_with_limits, get, invite, joined_relay_key, phakhi_bin,
-    relay_join, wait_for,
+    ServerProcess, admin, config_with_limits, get, invite, joined_relay_key, network_key,
+    network_verifying_key, phakhi_bin, relay_join, wait_for,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -287,7 +287,7 @@ fn deliver(links: &Links, seed: u64) -> Delivered {
             &desk_key,
         ],
     );
-    let joined = relay_join(&relay_data, &relay_invite);
+    let joined = relay_join(&relay_data, &relay_invite, &network_key(&hq_data));
     assert!(
         joined.status.success(),
         "{}",
@@ -325,7 +325,13 @@ fn deliver(links: &Links, seed: u64) -> Delivered {
     )
     .unwrap();
     phone
-        .enrol_http(&phone_invite, None, rng, OffsetDateTime::now_utc())
+        .enrol_http(
+            &phone_invite,
+            &network_verifying_key(&hq_data),
+            None,
+            rng,
+            OffsetDateTime::now_utc(),
+        )
         .unwrap();
     let file = evidence(rng);
     let plain_dir = dir.path().join("plain");
@@ -608,7 +614,11 @@ fn desk_downloads(delivered: &Delivered) {
     let hq = &delivered.hq;
     let key = std::fs::read_to_string(delivered.desk.join("tipdesk.pub")).unwrap();
     let admin_invite = invite(&hq.data, "TH-44", "admin", &hq.url, key.trim());
-    desk(&delivered.desk, &["enroll", &admin_invite]);
+    let network_key = network_key(&hq.data);
+    desk(
+        &delivered.desk,
+        &["enroll", &admin_invite, "--network-key", &network_key],
+    );
     let pulled = desk(&delivered.desk, &["pull"]);
     assert!(pulled.contains("pulled 1 new tip(s)"), "{pulled}");
 

@@ -20,7 +20,7 @@ use phakhi_tests::cli::{device, fails, ok, ok_with};
 use phakhi_tests::cluster::{join_relay, relay_phone_invite};
 use phakhi_tests::dbsum::DbSum;
 use phakhi_tests::server::{
-    Device, ServerProcess, config_with_limits, invite, now, post, wait_for,
+    Device, ServerProcess, config_with_limits, invite, network_key, now, post, wait_for,
 };
 use rand_core::OsRng;
 
@@ -87,10 +87,11 @@ fn a_phone_syncs_by_files_alone_and_damaged_or_replayed_bundles_change_nothing()
 
     // Enrolment over the network; B records over HTTP.
     let server = ServerProcess::start(Path::new(&hq), &[]);
+    let nk = network_key(&server.data);
     let invite_a = invite(Path::new(&hq), "TH-44", "leader", &server.url, &desk_key);
     let invite_b = invite(Path::new(&hq), "TH-44", "leader", &server.url, &desk_key);
-    ok(&device(&a, &["enroll", &invite_a]));
-    ok(&device(&b, &["enroll", &invite_b]));
+    ok(&device(&a, &["enroll", &invite_a, "--network-key", &nk]));
+    ok(&device(&b, &["enroll", &invite_b, "--network-key", &nk]));
     ok(&device(&b, &["member", "add", "--alias", "สมชาย"]));
     ok(&device(&b, &["sync"]));
     let (status, _) = server.terminate();
@@ -339,8 +340,9 @@ fn a_phone_syncs_with_a_stopped_relay_by_files_and_the_relay_forwards_to_hq() {
 
     // HQ, a phone of HQ's own (C), and a relay joining HQ.
     let hq_server = ServerProcess::start(Path::new(&hq), &["--config", &config]);
+    let nk = network_key(Path::new(&hq));
     let invite_c = invite(Path::new(&hq), "TH-44", "leader", &hq_server.url, &desk_key);
-    ok(&device(&c, &["enroll", &invite_c]));
+    ok(&device(&c, &["enroll", &invite_c, "--network-key", &nk]));
     let relay_key = join_relay(
         Path::new(&hq),
         &hq_server.url,
@@ -356,8 +358,14 @@ fn a_phone_syncs_with_a_stopped_relay_by_files_and_the_relay_forwards_to_hq() {
     assert!(!Path::new(&relay_dir).join("hq-signing.key").exists());
     let phone_invite =
         || relay_phone_invite(Path::new(&hq), "TH-44", &relay.url, &relay_key, &desk_key);
-    ok(&device(&a, &["enroll", &phone_invite()]));
-    ok(&device(&b, &["enroll", &phone_invite()]));
+    ok(&device(
+        &a,
+        &["enroll", &phone_invite(), "--network-key", &nk],
+    ));
+    ok(&device(
+        &b,
+        &["enroll", &phone_invite(), "--network-key", &nk],
+    ));
     let title_b = "ประชุมภาคเอกชนเรื่องความโปร่งใสในการจัดซื้อ";
     ok(&device(&b, &["member", "add", "--alias", "สมชาย"]));
     add_activity(&b, title_b, "12");

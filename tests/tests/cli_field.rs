@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use phakhi_tests::cli::{desk, device, fails, ok, ok_with};
-use phakhi_tests::server::{ServerProcess, invite};
+use phakhi_tests::server::{ServerProcess, invite, network_key};
 use rand_core::OsRng;
 
 #[test]
@@ -47,13 +47,16 @@ fn phones_tip_desk_and_report_work_end_to_end() {
 
     // HQ and two phones.
     let server = ServerProcess::start(Path::new(&hq), &[]);
+    let nk = network_key(&server.data);
     let invite_a = invite(Path::new(&hq), "TH-44", "leader", &server.url, &key);
     let invite_b = invite(Path::new(&hq), "TH-44", "leader", &server.url, &key);
-    assert!(ok(&device(&a, &["enroll", &invite_a])).contains("TH-44 มหาสารคาม"));
-    assert!(ok(&device(&b, &["enroll", &invite_b])).contains("enrolled"));
+    assert!(
+        ok(&device(&a, &["enroll", &invite_a, "--network-key", &nk])).contains("TH-44 มหาสารคาม")
+    );
+    assert!(ok(&device(&b, &["enroll", &invite_b, "--network-key", &nk])).contains("enrolled"));
     // A spent invite is refused with a reason.
     let c = path("c.store");
-    assert!(!fails(&device(&c, &["enroll", &invite_a])).is_empty());
+    assert!(!fails(&device(&c, &["enroll", &invite_a, "--network-key", &nk])).is_empty());
 
     // Phone A records in Thai, with a Buddhist-era date.
     ok(&device(

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use phakhi_tests::cli::{ok_with, run};
-use phakhi_tests::server::{ServerProcess, invite};
+use phakhi_tests::server::{ServerProcess, invite, network_key};
 use serde_json::Value;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -292,10 +292,11 @@ async fn the_dashboard_in_a_real_browser_shows_the_reports_figures_live() {
         .unwrap()
         .to_owned();
     let server = ServerProcess::start(&hq, &[]);
+    let nk = network_key(&server.data);
     let invite_a = invite(&hq, "TH-44", "leader", &server.url, &desk_key);
     let invite_b = invite(&hq, "TH-40", "leader", &server.url, &desk_key);
-    device(&a, &["enroll", &invite_a]);
-    device(&b, &["enroll", &invite_b]);
+    device(&a, &["enroll", &invite_a, "--network-key", &nk]);
+    device(&b, &["enroll", &invite_b, "--network-key", &nk]);
 
     let now = time::OffsetDateTime::now_utc();
     let today = format!(

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use automerge::{AutoCommit, ChangeHash};
 use phakhi_tests::server::{
-    ServerProcess, admin, invite, joined_relay_key, phakhi_bin, relay_join, wait_for,
+    ServerProcess, admin, invite, joined_relay_key, network_key, phakhi_bin, relay_join, wait_for,
 };
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -262,16 +262,21 @@ fn the_field_converges_through_relays_hq_outage_and_bundles_and_keeps_sources_hi
 
     // HQ, the desk enrolled at it as an admin device, three relays joined.
     let hq = ServerProcess::start(&hq_dir, &["--config", &config]);
+    let nk = network_key(&hq_dir);
     let hq_port = hq.addr.port();
     let admin_invite = invite(&hq_dir, "TH-44", "admin", &hq.url, &desk_key);
-    desk(&desk_dir, &["enroll", &admin_invite]);
+    desk(&desk_dir, &["enroll", &admin_invite, "--network-key", &nk]);
     let mut relays = Vec::new();
     let mut relay_dirs = Vec::new();
     let mut relay_keys = Vec::new();
     for r in 0..3 {
         let dir = root.join(format!("relay-{r}"));
         let served = provinces[r * 4..r * 4 + 4].join(",");
-        let joined = relay_join(&dir, &invite(&hq_dir, &served, "relay", &hq.url, &desk_key));
+        let joined = relay_join(
+            &dir,
+            &invite(&hq_dir, &served, "relay", &hq.url, &desk_key),
+            &nk,
+        );
         assert!(joined.status.success(), "{joined:?}");
         relay_keys.push(hex::encode(joined_relay_key(&joined).as_bytes()));
         relays.push(ServerProcess::start_relay(
@@ -344,7 +349,7 @@ fn the_field_converges_through_relays_hq_outage_and_bundles_and_keeps_sources_hi
                 receipt: String::new(),
                 reply: format!("ตอบเบาะแส {seed}-{i}: เจ้าหน้าที่รับเรื่องแล้ว"),
             };
-            device(&phone, &["enroll", &invite_text]);
+            device(&phone, &["enroll", &invite_text, "--network-key", &nk]);
             device(
                 &phone,
                 &[

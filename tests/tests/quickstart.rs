@@ -349,6 +349,7 @@ fn the_readme_quickstart_runs_as_written() {
     assert_eq!(key.len(), 64, "{key}");
     assert!(code.len() >= 16 && code.contains('-'), "{code:?}");
     assert_eq!(var("RELAY_KEY").len(), 64);
+    assert_eq!(var("NETWORK_KEY").len(), 64, "{out}");
     assert!(!receipt.is_empty(), "{out}");
     // Phones enrolled at the relay while HQ was down.
     assert_eq!(out.matches("enrolled as device").count(), 2, "{out}");

@@ -15,8 +15,8 @@ use phakhi_core::seal::{MemberCode, StaticKeyPair};
 use phakhi_tests::badlink::{BlockingBadLink, Profile};
 use phakhi_tests::cluster::{join_relay, relay_phone_invite};
 use phakhi_tests::server::{
-    Device, Failure, ServerProcess, admin, invite, joined_relay_key, phakhi_bin, relay_join,
-    wait_for,
+    Device, Failure, ServerProcess, admin, invite, joined_relay_key, network_key, phakhi_bin,
+    relay_join, wait_for,
 };
 use rand_core::OsRng;
 
@@ -167,19 +167,20 @@ fn a_relay_serves_phones_while_hq_is_down_and_catches_up_when_it_returns() {
     // HQ, and the relay joining it.
     let hq = ServerProcess::start(&hq_dir, &["--config", &config]);
     let hq_port = hq.addr.port();
+    let nk = network_key(&hq_dir);
     let phone_invite = invite(&hq_dir, "TH-44", "leader", &hq.url, &tip_desk);
-    let refused = relay_join(&relay_dir, &phone_invite);
+    let refused = relay_join(&relay_dir, &phone_invite, &nk);
     assert!(!refused.status.success());
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("not a relay"),
         "{refused:?}"
     );
     let relay_invite = invite(&hq_dir, "TH-44", "relay", &hq.url, &tip_desk);
-    let joined = relay_join(&relay_dir, &relay_invite);
+    let joined = relay_join(&relay_dir, &relay_invite, &nk);
     assert!(joined.status.success(), "{joined:?}");
     assert!(String::from_utf8_lossy(&joined.stdout).contains("joined HQ at"));
     let relay_key = joined_relay_key(&joined);
-    let again = relay_join(&relay_dir, &relay_invite);
+    let again = relay_join(&relay_dir, &relay_invite, &nk);
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("already joined"),
         "{again:?}"
@@ -197,6 +198,7 @@ fn a_relay_serves_phones_while_hq_is_down_and_catches_up_when_it_returns() {
             &format!("http://127.0.0.1:{hq_port}"),
             &tip_desk,
         ),
+        &nk,
     );
     let late_err = String::from_utf8_lossy(&late.stderr);
     assert!(
@@ -212,13 +214,13 @@ fn a_relay_serves_phones_while_hq_is_down_and_catches_up_when_it_returns() {
     let (a, b) = (tmp.path().join("a.store"), tmp.path().join("b.store"));
     let invite_a = relay_phone_invite(&hq_dir, "TH-44", &relay.url, &relay_key, &tip_desk);
     let invite_b = relay_phone_invite(&hq_dir, "TH-44", &relay.url, &relay_key, &tip_desk);
-    let enrolled = ok(&a, &["enroll", &invite_a], None);
+    let enrolled = ok(&a, &["enroll", &invite_a, "--network-key", &nk], None);
     let id_a = enrolled
         .split_whitespace()
         .nth(3)
         .expect("enrolled as device ID")
         .to_owned();
-    ok(&b, &["enroll", &invite_b], None);
+    ok(&b, &["enroll", &invite_b, "--network-key", &nk], None);
 
     // They record in Thai, one sends a tip, all offline; then they sync with the relay.
     let title_a = "อบรมต่อต้านการทุจริตให้เยาวชนบ้านหนองโน";
@@ -355,6 +357,8 @@ fn a_relay_serves_phones_while_hq_is_down_and_catches_up_when_it_returns() {
         &[
             "enroll",
             &invite(&hq_dir, "TH-44", "leader", &hq.url, &tip_desk),
+            "--network-key",
+            &nk,
         ],
         None,
     );
@@ -435,11 +439,12 @@ fn a_cut_link_to_hq_resumes_without_resending_finished_documents() {
     let tip_desk = tip_desk_key();
     let hq = ServerProcess::start(&hq_dir, &["--config", &config]);
     let relay_invite = invite(&hq_dir, "TH-44", "relay", &hq.url, &tip_desk);
-    let joined = relay_join(&relay_dir, &relay_invite);
+    let nk = network_key(&hq_dir);
+    let joined = relay_join(&relay_dir, &relay_invite, &nk);
     assert!(joined.status.success(), "{joined:?}");
     let relay_key = joined_relay_key(&joined);
     // The same invite for another relay: HQ refuses it, and the message says what to do.
-    let twice = relay_join(&tmp.path().join("other-relay"), &relay_invite);
+    let twice = relay_join(&tmp.path().join("other-relay"), &relay_invite, &nk);
     let twice_err = String::from_utf8_lossy(&twice.stderr);
     assert!(
         twice_err.contains("HQ refused the invite (invite_used)")
@@ -615,6 +620,8 @@ fn a_full_quota_at_hq_holds_tips_back_but_not_the_rest() {
         &[
             "enroll",
             &relay_phone_invite(&hq_dir, "TH-44", &relay.url, &relay_key, &tip_desk),
+            "--network-key",
+            &network_key(&hq_dir),
         ],
         None,
     );

@@ -15,11 +15,12 @@ use phakhi_core::seal::{
 use phakhi_core::store::StorageKey;
 use phakhi_core::transport::HttpError;
 use phakhi_server::db;
-use phakhi_tests::server::{ServerProcess, admin, invite};
+use phakhi_tests::server::{ServerProcess, admin, invite, network_verifying_key};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use time::OffsetDateTime;
 
+/// A phone enrolled with `invite`, configured with the network key of HQ's folder `dir/hq`.
 fn phone(dir: &std::path::Path, name: &str, invite: &str, rng: &mut ChaCha20Rng) -> Device {
     let mut device = Device::open(
         dir.join(name),
@@ -28,7 +29,13 @@ fn phone(dir: &std::path::Path, name: &str, invite: &str, rng: &mut ChaCha20Rng)
     )
     .expect("open device store");
     device
-        .enrol_http(invite, None, rng, OffsetDateTime::now_utc())
+        .enrol_http(
+            invite,
+            &network_verifying_key(&dir.join("hq")),
+            None,
+            rng,
+            OffsetDateTime::now_utc(),
+        )
         .expect("enrol over HTTP");
     device
 }

@@ -20,10 +20,7 @@ fn serve_prints_its_address_answers_healthz_and_stops_on_sigterm() {
     let banner = server.banner.join("\n");
     assert!(banner.contains("First start"), "{banner}");
     assert!(banner.contains("server static key (X25519)"), "{banner}");
-    assert!(
-        banner.contains("invite-verifying key (Ed25519)"),
-        "{banner}"
-    );
+    assert!(banner.contains("network key (Ed25519)"), "{banner}");
     assert!(banner.contains("phakhi admin --data"), "{banner}");
     assert!(
         banner.contains("invite --province TH-44 --role coordinator"),

@@ -26,7 +26,7 @@ use img_parts::{Bytes, ImageEXIF};
 use phakhi_core::attach::{AttachLimits, CHUNK_DATA_LEN, CHUNK_LEN, ChunkId, PreparedAttachment};
 use phakhi_tests::badlink::{BlockingBadLink, Profile};
 use phakhi_tests::cli::{desk, desk_with_code, device, fails_with, ok, ok_with, run};
-use phakhi_tests::server::{ServerProcess, config_with_limits, invite};
+use phakhi_tests::server::{ServerProcess, config_with_limits, invite, network_key};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use sha2::{Digest, Sha256};
@@ -115,10 +115,17 @@ fn attachments_go_from_the_phone_cli_to_checked_files_at_the_desk_resuming_after
     let (key, code) = desk_with_code(&desk_dir, "นายเอ");
     let config = config_with_limits(tmp.path(), "");
     let server = ServerProcess::start(Path::new(&hq), &["--config", &config]);
+    let nk = network_key(&server.data);
     let admin_invite = invite(Path::new(&hq), "TH-44", "admin", &server.url, &key);
-    ok(&desk(&desk_dir, &["enroll", &admin_invite]));
+    ok(&desk(
+        &desk_dir,
+        &["enroll", &admin_invite, "--network-key", &nk],
+    ));
     let leader_invite = invite(Path::new(&hq), "TH-44", "leader", &server.url, &key);
-    ok(&device(&phone, &["enroll", &leader_invite]));
+    ok(&device(
+        &phone,
+        &["enroll", &leader_invite, "--network-key", &nk],
+    ));
 
     let photo = camera_photo(rng);
     let pdf = attach_common::tagged_pdf();

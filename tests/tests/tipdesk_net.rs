@@ -15,7 +15,7 @@ use phakhi_core::protocol::{AdminRequest, AdminResponse, decode_section, encode_
 use phakhi_core::seal::{self, Reply, ReplyStatus, StaticKeyPair};
 use phakhi_core::sync::{Initiator, Limits, PeerState, PrefixScope};
 use phakhi_tests::cli::{desk, desk_with_code, device, fails, ok, ok_with, run};
-use phakhi_tests::server::{Device, Failure, ServerProcess, invite, now, post};
+use phakhi_tests::server::{Device, Failure, ServerProcess, invite, network_key, now, post};
 use rand_core::OsRng;
 
 fn submit_tip(store: &str, report_file: &str, code: &str) -> String {
@@ -94,16 +94,23 @@ fn the_tip_desk_pulls_replies_and_releases_over_the_network_while_hq_runs() {
     let (key, code) = desk_with_code(&desk_dir, "นายเอ");
 
     let server = ServerProcess::start(Path::new(&hq), &["--config", &config]);
+    let nk = network_key(&server.data);
 
     // Not enrolled yet: the desk says what to do.
     let err = fails(&desk(&desk_dir, &["pull"]));
     assert!(err.contains("enroll INVITE"), "{err}");
     // A leader invite does not make a tip desk.
     let leader_invite = invite(Path::new(&hq), "TH-44", "leader", &server.url, &key);
-    let err = fails(&desk(&desk_dir, &["enroll", &leader_invite]));
+    let err = fails(&desk(
+        &desk_dir,
+        &["enroll", &leader_invite, "--network-key", &nk],
+    ));
     assert!(err.contains("--role admin"), "{err}");
     let admin_invite = invite(Path::new(&hq), "TH-44", "admin", &server.url, &key);
-    let enrolled = ok(&desk(&desk_dir, &["enroll", &admin_invite]));
+    let enrolled = ok(&desk(
+        &desk_dir,
+        &["enroll", &admin_invite, "--network-key", &nk],
+    ));
     assert!(enrolled.contains("admin device"), "{enrolled}");
     // The desk's device key and HQ's key are kept encrypted: no trace of HQ's key in clear.
     let hq_key = hex::encode(server.static_key().as_bytes());
@@ -120,8 +127,8 @@ fn the_tip_desk_pulls_replies_and_releases_over_the_network_while_hq_runs() {
     // Two phones of Maha Sarakham.
     let invite_a = invite(Path::new(&hq), "TH-44", "leader", &server.url, &key);
     let invite_b = invite(Path::new(&hq), "TH-44", "leader", &server.url, &key);
-    ok(&device(&a, &["enroll", &invite_a]));
-    ok(&device(&b, &["enroll", &invite_b]));
+    ok(&device(&a, &["enroll", &invite_a, "--network-key", &nk]));
+    ok(&device(&b, &["enroll", &invite_b, "--network-key", &nk]));
 
     let report_text = "ผู้ใหญ่บ้านเรียกรับเงิน 20,000 บาท แลกกับการอนุมัติโครงการถนน";
     let report_file = path("tip.txt");

@@ -1,6 +1,9 @@
 //! Enrolment: turning an invite into a registered device. The invite pins the server's static key
-//! and the tip desk's key; the request is a transport envelope sealed to that server key, so only
-//! that server can read the one-time token and only this device can read the answer.
+//! and the tip desk's key, so the device first checks the invite's signature against the
+//! network's root key (HQ's invite-signing key, which the app is configured with): an invite a
+//! subverted relay printed with its own server or tip-desk key is refused before anything is
+//! pinned or sent. The request is a transport envelope sealed to that server key, so only that
+//! server can read the one-time token and only this device can read the answer.
 
 use rand_core::CryptoRngCore;
 
@@ -8,7 +11,9 @@ use super::{Device, DeviceError, ENROLMENT, Result, ns};
 use crate::model::ProvinceCode;
 use crate::protocol::{EnrolRequest, EnrolResponse};
 use crate::seal::wire::{LenWidth, Reader, put_blob};
-use crate::seal::{InviteError, PendingResponse, PublicKey, Role, SignedInvite, seal_request};
+use crate::seal::{
+    HqVerifyingKey, InviteError, PendingResponse, PublicKey, Role, SignedInvite, seal_request,
+};
 
 const ENROLMENT_VERSION: u8 = 1;
 
@@ -93,26 +98,28 @@ pub struct PendingEnrolment {
     pending: PendingResponse,
 }
 
+impl PendingEnrolment {
+    /// The server addresses of the (verified) invite, most preferred first.
+    pub fn servers(&self) -> &[String] {
+        &self.invite.servers
+    }
+}
+
 impl Device {
-    /// Seals an enrolment request for the server the invite names. The invite's signature is
-    /// checked by the server (which holds headquarters' key); the device pins the keys in it.
+    /// Seals an enrolment request for the server the invite names, once the invite's signature
+    /// verifies against `network_key` (the network's root key) and it has not expired; the keys
+    /// the device will pin are the ones HQ signed.
     pub fn enrol_request(
         &self,
         invite_text: &str,
+        network_key: &HqVerifyingKey,
         rng: &mut impl CryptoRngCore,
         now_unix: u64,
     ) -> Result<(Vec<u8>, PendingEnrolment)> {
         if self.enrolment.is_some() {
             return Err(DeviceError::AlreadyEnrolled);
         }
-        let invite = SignedInvite::parse(invite_text)?.unverified();
-        if invite.expires_at <= now_unix {
-            return Err(crate::seal::InviteError::Expired {
-                expires_at: invite.expires_at,
-                now: now_unix,
-            }
-            .into());
-        }
+        let invite = SignedInvite::parse(invite_text)?.verify(network_key, now_unix)?;
         let payload = EnrolRequest {
             invite: invite_text.trim().to_owned(),
         }

@@ -8,6 +8,7 @@ use rand_core::CryptoRngCore;
 use time::OffsetDateTime;
 
 use super::{ChunkAsk, Device, DeviceError, Enrolment, Result, SyncReport, SyncStep};
+use crate::seal::HqVerifyingKey;
 use crate::transport::{HttpTransport, Route};
 
 /// How long one HTTP exchange may take: 2G links move ~5 KB/s, so minutes, not seconds.
@@ -15,21 +16,21 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Device {
     /// Enrols with the server named in the invite (or `server_url` when given, for a server
-    /// reached under another address).
+    /// reached under another address), once the invite verifies against `network_key`.
     pub fn enrol_http(
         &mut self,
         invite_text: &str,
+        network_key: &HqVerifyingKey,
         server_url: Option<&str>,
         rng: &mut impl CryptoRngCore,
         now: OffsetDateTime,
     ) -> Result<&Enrolment> {
         let now_unix = unix(now);
-        let (request, pending) = self.enrol_request(invite_text, rng, now_unix)?;
+        let (request, pending) = self.enrol_request(invite_text, network_key, rng, now_unix)?;
         let url = match server_url {
             Some(url) => url.to_owned(),
-            None => crate::seal::SignedInvite::parse(invite_text)?
-                .unverified()
-                .servers
+            None => pending
+                .servers()
                 .first()
                 .cloned()
                 .ok_or(DeviceError::NotEnrolled)?,

@@ -65,6 +65,11 @@ error_codes! {
     DeviceRevoked = "device_revoked",
     /// The route is for admin devices (the tip desk) and the sender is not one.
     NotAdmin = "not_admin",
+    /// The request is for HQ (an admin device, the tip desk) and this server is a provincial
+    /// relay.
+    HqOnly = "hq_only",
+    /// The invite names a province this server does not serve.
+    ProvinceNotServed = "province_not_served",
     /// The sender is enrolled already.
     AlreadyEnrolled = "already_enrolled",
     /// The invite is damaged, altered or not issued for this server.
@@ -128,6 +133,8 @@ impl ErrorCode {
             | ErrorCode::UnknownDevice
             | ErrorCode::DeviceRevoked
             | ErrorCode::NotAdmin
+            | ErrorCode::HqOnly
+            | ErrorCode::ProvinceNotServed
             | ErrorCode::AlreadyEnrolled
             | ErrorCode::InviteInvalid
             | ErrorCode::InviteExpired

@@ -67,8 +67,16 @@ pub enum InviteError {
         field: &'static str,
         reason: &'static str,
     },
-    #[error("invite signature does not verify: it was altered or not issued by this HQ")]
+    #[error(
+        "invite signature does not verify against the network key: it was altered, forged or \
+         issued by another network; do not enrol with it and tell HQ who handed it out"
+    )]
     BadSignature,
+    #[error(
+        "the network key is not valid ({0}): it is 64 hexadecimal characters, printed by HQ's \
+         first start and by `phakhi admin keys` as \"network key\"; copy it again"
+    )]
+    BadNetworkKey(&'static str),
     #[error("invite expired at {expires_at} (now {now}); ask for a new one")]
     Expired { expires_at: u64, now: u64 },
 }
@@ -188,6 +196,21 @@ impl Invite {
     }
 }
 
+/// Reads the network's root key: HQ's invite-signing Ed25519 public key, 64 hexadecimal
+/// characters. Every phone, tip desk and relay is configured with it (the app's build
+/// configuration, or `--network-key` on the command line) and checks each invite against it
+/// before pinning a server key or the tip-desk key.
+pub fn network_key_from_hex(text: &str) -> Result<HqVerifyingKey, InviteError> {
+    let text = text.trim();
+    if text.len() != 64 {
+        return Err(InviteError::BadNetworkKey("wrong length"));
+    }
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(text, &mut bytes)
+        .map_err(|_| InviteError::BadNetworkKey("not hexadecimal"))?;
+    HqVerifyingKey::from_bytes(&bytes).map_err(|_| InviteError::BadNetworkKey("not an Ed25519 key"))
+}
+
 fn put_len_u8(out: &mut Vec<u8>, n: usize) {
     out.push(u8::try_from(n).unwrap_or(u8::MAX));
 }
@@ -287,14 +310,9 @@ impl SignedInvite {
         out
     }
 
-    /// What the invite claims, before anyone checked its signature. A newcomer's device pins the
-    /// server and tip-desk keys from it (it came from a coordinator's hand, and the server it
-    /// names verifies the signature before enrolling anyone); everyone else uses [`Self::verify`].
-    pub fn unverified(&self) -> Invite {
-        self.invite.clone()
-    }
-
-    /// Checks HQ's signature, then the expiry, and returns the invite.
+    /// Checks HQ's signature (against the network key a newcomer was configured with, see
+    /// [`network_key_from_hex`]), then the expiry, and returns the invite. There is no way to read
+    /// an invite's keys without this check: a newcomer pins nothing an HQ did not sign.
     pub fn verify(&self, hq: &HqVerifyingKey, now_unix: u64) -> Result<Invite, InviteError> {
         let signature = Signature::from_bytes(&self.signature);
         hq.verify_strict(&signed_message(&self.body), &signature)

@@ -29,7 +29,7 @@ pub(crate) mod wire;
 use thiserror::Error;
 
 pub use code::{CodeError, CodeHashKey, MemberCode, MemberCodeHash};
-pub use invite::{Invite, InviteError, InviteToken, Role, SignedInvite};
+pub use invite::{Invite, InviteError, InviteToken, Role, SignedInvite, network_key_from_hex};
 pub use keys::{HqSigningKey, HqVerifyingKey, KeyId, PublicKey, StaticKeyPair};
 pub use pad::{MAILBOX_BUCKETS, MAX_ONESHOT_PAYLOAD};
 pub use receipt::{ReceiptId, ReceiptIdError};

@@ -50,6 +50,9 @@ pub enum StoreError {
     /// SQLite failed (I/O error, disk full, locked database, ...).
     #[error("database error: {0}")]
     Database(rusqlite::Error),
+    /// The store's file could not be created or made readable by its owner only.
+    #[error("cannot make the store file private (owner-only): {0}")]
+    Files(std::io::Error),
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -57,6 +57,7 @@ mod db;
 mod error;
 mod key;
 mod manifest;
+pub mod private;
 mod schema;
 
 use std::path::Path;
@@ -650,6 +651,8 @@ fn push_chunk(
 }
 
 fn connect(path: &Path) -> Result<Connection> {
+    // Owner-only before SQLite creates anything (the -wal and -shm files take the file's mode).
+    private::private_database(path).map_err(StoreError::Files)?;
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     let mode: String = conn

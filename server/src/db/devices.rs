@@ -142,6 +142,34 @@ pub fn touch_at_least(conn: &Connection, row: i64, at: i64) -> Result<(), DbErro
     Ok(())
 }
 
+/// The signed invite a device enrolled with, if it was kept.
+pub fn invite(conn: &Connection, row: i64) -> Result<Option<String>, DbError> {
+    Ok(
+        conn.query_row("SELECT invite FROM devices WHERE id = ?1", [row], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
+/// HQ, on a relay's row: the time up to which the relay had reported every device it enrolled
+/// (the last exchange whose registrations were not a full batch), if any.
+pub fn registered_through(conn: &Connection, row: i64) -> Result<Option<i64>, DbError> {
+    Ok(conn.query_row(
+        "SELECT registered_through FROM devices WHERE id = ?1",
+        [row],
+        |r| r.get(0),
+    )?)
+}
+
+/// Records [`registered_through`] for a relay's row.
+pub fn set_registered_through(conn: &Connection, row: i64, now: i64) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE devices SET registered_through = ?2 WHERE id = ?1",
+        params![row, now],
+    )?;
+    Ok(())
+}
+
 /// Keeps the signed invite a device enrolled with (a relay sends it to HQ with the
 /// registration, so HQ can check that it issued it).
 pub fn set_invite(conn: &Connection, row: i64, invite: &str) -> Result<(), DbError> {

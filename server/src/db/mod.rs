@@ -18,6 +18,7 @@ pub mod upstream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use phakhi_core::store::private;
 use rusqlite::{Connection, OpenFlags};
 
 /// The database file's name inside the data folder.
@@ -62,12 +63,15 @@ impl DbError {
 }
 
 /// Opens (creating if needed) the database in `data_dir` and brings its schema up to date.
+/// The folder is made 0700 and the database (with its -wal and -shm files) 0600.
 pub fn open(data_dir: &Path) -> Result<Connection, DbError> {
-    std::fs::create_dir_all(data_dir).map_err(|source| DbError::Folder {
+    let folder_error = |source| DbError::Folder {
         path: data_dir.to_path_buf(),
         source,
-    })?;
+    };
+    private::private_folder(data_dir).map_err(folder_error)?;
     let path = data_dir.join(DB_FILE);
+    private::private_database(&path).map_err(folder_error)?;
     let mut conn = Connection::open_with_flags(
         &path,
         OpenFlags::SQLITE_OPEN_READ_WRITE

@@ -10,7 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::DbError;
 
 /// The schema version this program writes.
-pub const VERSION: i64 = 6;
+pub const VERSION: i64 = 7;
 
 /// `MIGRATIONS[n]` upgrades a database from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -190,6 +190,11 @@ const MIGRATIONS: &[&str] = &[
         day INTEGER NOT NULL                           -- the day it was sent (00:00 UTC, unix)
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX replay_by_day ON replay_guard(day);
+    "#,
+    // 6 -> 7: HQ believes a relay's claimed enrolment times only back to the last exchange in
+    // which the relay had told it of every device it enrolled.
+    r#"
+    ALTER TABLE devices ADD COLUMN registered_through INTEGER; -- HQ, on a relay's row: unix seconds
     "#,
 ];
 

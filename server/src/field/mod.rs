@@ -48,6 +48,10 @@ pub enum DeviceCommand {
         /// Reach the server under this URL instead of the one in the invite.
         #[arg(long, value_name = "URL")]
         server: Option<String>,
+        /// The network key (HQ's invite-signing key, hex): the invite must be signed with it
+        /// (HQ prints it at first start and with `phakhi admin keys`).
+        #[arg(long, env = "PHAKHI_NETWORK_KEY", value_name = "HEX")]
+        network_key: Option<String>,
     },
     /// Show what this device is enrolled as.
     Info,
@@ -156,7 +160,11 @@ impl Session {
 pub fn run(args: DeviceArgs) -> Result<(), FieldError> {
     let mut session = open(&args)?;
     match args.command {
-        DeviceCommand::Enroll { invite, server } => enroll(&mut session, &invite, server),
+        DeviceCommand::Enroll {
+            invite,
+            server,
+            network_key,
+        } => enroll(&mut session, &invite, server, network_key.as_deref()),
         DeviceCommand::Info => info(&session),
         DeviceCommand::Member(command) => records::member(&mut session, command),
         DeviceCommand::Centre(command) => records::centre(&mut session, command),
@@ -232,10 +240,22 @@ fn read_key_file(path: &std::path::Path) -> Result<StorageKey, FieldError> {
     Err(FieldError::KeyFile(path.display().to_string()))
 }
 
-fn enroll(session: &mut Session, invite: &str, server: Option<String>) -> Result<(), FieldError> {
+fn enroll(
+    session: &mut Session,
+    invite: &str,
+    server: Option<String>,
+    network_key: Option<&str>,
+) -> Result<(), FieldError> {
+    let network_key = crate::invite::network_key(network_key).map_err(FieldError::Input)?;
     let enrolment = session
         .device
-        .enrol_http(invite, server.as_deref(), &mut session.rng, session.now)
+        .enrol_http(
+            invite,
+            &network_key,
+            server.as_deref(),
+            &mut session.rng,
+            session.now,
+        )
         .map_err(|e| match e {
             DeviceError::Http(phakhi_core::transport::HttpError::Refused { message, .. }) => {
                 // The server's message already says what to do next.

@@ -1,6 +1,12 @@
 //! HQ's side of a relay's section: registering the devices the relay enrolled (each checked
 //! against the HQ-signed invite it presented, whose one-time token HQ then spends), and listing
-//! the revocations the relay must apply. Runs inside the sync exchange's transaction, so the
+//! the revocations the relay must apply.
+//!
+//! A relay says when it admitted each device, and a relay cut off from HQ for days may honestly
+//! report a device whose invite has expired since. HQ believes that claim only back to the relay's
+//! join and to the last exchange in which the relay had reported every device it enrolled (its
+//! registrations did not fill a batch): a relay that was in touch cannot backdate an expired
+//! invite. A relay that sends short batches while holding more only moves that bound forward. Runs inside the sync exchange's transaction, so the
 //! registrations commit exactly when the rest of the exchange does.
 
 use phakhi_core::protocol::relay::{
@@ -13,6 +19,7 @@ use crate::db::DbError;
 use crate::db::devices::{self, Device, Role};
 use crate::enroll::{self, Admission};
 use crate::error::AppError;
+use crate::relay::upstream::REGISTRATION_BATCH;
 
 /// Registers what `relay` sends and prepares the answer. A registration HQ refuses is named in
 /// the answer (with why) and changes nothing; a storage failure fails the whole exchange.
@@ -24,10 +31,14 @@ pub fn answer(
     now: u64,
 ) -> Result<UpstreamResponse, AppError> {
     let mut out = UpstreamResponse::default();
+    let believed_from = devices::registered_through(tx, relay.row)?
+        .unwrap_or(relay.enrolled_at)
+        .max(relay.enrolled_at);
+    let believed_from = u64::try_from(believed_from).unwrap_or(0);
     for registration in &request.registrations {
         // One savepoint per registration: a refused one leaves no trace.
         let savepoint = tx.savepoint().map_err(DbError::from)?;
-        match register(&savepoint, hq, relay, registration, now) {
+        match register(&savepoint, hq, relay, registration, believed_from, now) {
             Ok(()) => {
                 savepoint.commit().map_err(DbError::from)?;
                 out.accepted.push(registration.public_key);
@@ -50,6 +61,10 @@ pub fn answer(
     }
     for seen in &request.last_syncs {
         record_last_sync(tx, relay, seen, now)?;
+    }
+    if !request.named_only && request.registrations.len() < REGISTRATION_BATCH {
+        // The relay had no more to report: nothing it enrolled before now is news from now on.
+        devices::set_registered_through(tx, relay.row, i64::try_from(now).unwrap_or(i64::MAX))?;
     }
     out.revoked = revoked_in(tx, relay)?;
     Ok(out)
@@ -98,17 +113,26 @@ fn register(
     hq: &HqVerifyingKey,
     relay: &Device,
     registration: &Registration,
+    believed_from: u64,
     now: u64,
 ) -> Result<(), Refused> {
     // The invite is checked at the time the relay admitted the device (HQ may have been out of
-    // reach for days since), never later than now.
-    let at = registration.enrolled_at.min(now);
+    // reach for days since), never later than now and never earlier than HQ can believe.
+    if let Some(known) = devices::by_key(conn, &registration.public_key)?
+        && devices::invite(conn, known.row)?.as_deref() == Some(registration.invite.trim())
+    {
+        // Registered already with this very invite (the answer was lost): nothing to check again.
+        return Ok(());
+    }
+    let at = registration.enrolled_at.max(believed_from).min(now);
     let invite = SignedInvite::parse(&registration.invite)
         .and_then(|signed| signed.verify(hq, at))
         .map_err(|error| match error {
-            InviteError::Expired { .. } => {
-                Refused::Because("the invite had expired when the relay admitted it".into())
-            }
+            InviteError::Expired { .. } => Refused::Because(
+                "the invite had expired when the relay admitted it, or when it last reported \
+                     every device it enrolled"
+                    .into(),
+            ),
             other => Refused::Because(format!("invite: {other}")),
         })?;
     if invite.server_key.as_bytes() != &relay.public_key {
@@ -273,6 +297,53 @@ mod tests {
         let out = run(&mut hq, vec![reused], 2_002);
         assert!(out.accepted.is_empty());
         assert_eq!(devices::list(&hq.conn).unwrap().len(), 2);
+    }
+
+    fn registration_expiring(hq: &Hq, key: u8, enrolled_at: u64, expires_at: u64) -> Registration {
+        let invite = Invite {
+            servers: vec!["http://192.0.2.44:7744".into()],
+            server_key: PublicKey::from_bytes([9; 32]),
+            tip_desk_key: PublicKey::from_bytes([7; 32]),
+            provinces: vec!["TH-44".into()],
+            role: phakhi_core::seal::Role::Leader,
+            expires_at,
+            token: InviteToken::generate(&mut OsRng),
+        };
+        Registration {
+            public_key: [key; 32],
+            role: "leader".into(),
+            provinces: invite.provinces.clone(),
+            enrolled_at,
+            invite: invite.sign(&hq.signing).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_relay_in_touch_with_hq_cannot_backdate_an_expired_invite() {
+        let mut hq = hq();
+        // Cut off since it joined (at 1): a device it admitted at 500 with an invite that
+        // expired at 550 is believed when HQ hears of it at 700.
+        let sent = registration_expiring(&hq, 1, 500, 550);
+        let out = run(&mut hq, vec![sent], 700);
+        assert_eq!(out.accepted, vec![[1; 32]], "{out:?}");
+        // That exchange reported everything the relay held: from now on (700) it cannot claim
+        // an earlier admission. An invite that expired at 750, claimed admitted at 600 and
+        // reported at 800, is refused and leaves no trace.
+        let sent = registration_expiring(&hq, 2, 600, 750);
+        let out = run(&mut hq, vec![sent], 800);
+        assert!(out.accepted.is_empty(), "{out:?}");
+        assert!(out.refused[0].reason.contains("expired"), "{out:?}");
+        assert!(devices::by_key(&hq.conn, &[2; 32]).unwrap().is_none());
+        // Nor can it claim a time before it joined.
+        let mut fresh = self::hq();
+        let sent = registration_expiring(&fresh, 3, 0, 1);
+        let out = run(&mut fresh, vec![sent], 5);
+        assert!(out.accepted.is_empty(), "{out:?}");
+        // A device it admitted after that last report (800) and before the invite expired is
+        // believed, even when HQ hears of it after the expiry.
+        let sent = registration_expiring(&hq, 4, 810, 900);
+        let out = run(&mut hq, vec![sent], 950);
+        assert_eq!(out.accepted, vec![[4; 32]], "{out:?}");
     }
 
     #[test]

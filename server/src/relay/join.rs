@@ -1,8 +1,9 @@
 //! `phakhi relay join INVITE`: a provincial relay enrols at HQ like a phone does (the same
 //! sealed enrolment envelope through `/v1/enroll`, sealed with the relay's own static key), and
 //! records in its data folder what it needs to serve phones and to sync upstream: HQ's address
-//! and static key (from the invite), HQ's invite-verifying key (from HQ's answer, checked
-//! against the invite's signature), its id and provinces at HQ.
+//! and static key (from the invite, once its signature verifies against the network key the
+//! operator gave), HQ's invite-verifying key (that same network key, which HQ's answer must
+//! name), its id and provinces at HQ.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,6 +31,11 @@ pub enum JoinError {
     NotARelayInvite(String),
     #[error("this invite expired; ask HQ for a new relay invite")]
     Expired,
+    #[error(
+        "this invite is refused ({0}); it was not signed with the network key you gave: ask HQ \
+         for the network key (`phakhi admin keys`) and a relay invite, in person"
+    )]
+    NotSigned(String),
     #[error("the invite names no HQ address; pass it with --server http://HOST:PORT")]
     NoAddress,
     #[error(
@@ -71,18 +77,21 @@ pub struct JoinOutcome {
 pub fn join(
     data: &Path,
     invite_text: &str,
+    network_key: &HqVerifyingKey,
     server: Option<&str>,
     now: u64,
     rng: &mut impl CryptoRngCore,
 ) -> Result<JoinOutcome, JoinError> {
     let signed = SignedInvite::parse(invite_text.trim())
         .map_err(|error| JoinError::BadInvite(error.to_string()))?;
-    let invite = signed.unverified();
+    let invite = signed
+        .verify(network_key, now)
+        .map_err(|error| match error {
+            seal::InviteError::Expired { .. } => JoinError::Expired,
+            other => JoinError::NotSigned(other.to_string()),
+        })?;
     if invite.role != Role::Relay {
         return Err(JoinError::NotARelayInvite(invite.role.to_string()));
-    }
-    if invite.expires_at <= now {
-        return Err(JoinError::Expired);
     }
     let url = match server {
         Some(url) => url.to_owned(),
@@ -133,12 +142,12 @@ pub fn join(
         .ok()
         .and_then(|bytes| bytes.try_into().ok())
         .ok_or_else(|| JoinError::BadAnswer("HQ's verifying key is not 32 hex bytes".into()))?;
-    let key = HqVerifyingKey::from_bytes(&verifying)
-        .map_err(|_| JoinError::BadAnswer("HQ's verifying key is not an Ed25519 key".into()))?;
-    // The key HQ sent must be the one that signed this invite.
-    signed
-        .verify(&key, now)
-        .map_err(|_| JoinError::BadAnswer("HQ's verifying key did not sign this invite".into()))?;
+    // The key HQ sent must be the network key that signed this invite.
+    if &verifying != network_key.as_bytes() {
+        return Err(JoinError::BadAnswer(
+            "HQ answered with another invite-verifying key than the network key".into(),
+        ));
+    }
 
     let joined = Joined {
         hq_url: url,

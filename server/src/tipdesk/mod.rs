@@ -75,6 +75,10 @@ pub enum TipdeskCommand {
         /// Reach HQ under this URL instead of the one in the invite.
         #[arg(long, value_name = "URL")]
         server: Option<String>,
+        /// The network key (HQ's invite-signing key, hex): the invite must be signed with it
+        /// (HQ prints it at first start and with `phakhi admin keys`).
+        #[arg(long, env = "PHAKHI_NETWORK_KEY", value_name = "HEX")]
+        network_key: Option<String>,
     },
     /// Copy the sealed tips from HQ (over the network, while HQ runs) into the desk's store.
     Pull {
@@ -281,7 +285,16 @@ pub fn run(args: TipdeskArgs) -> Result<(), TipdeskError> {
         TipdeskCommand::Init => Ok(()),
         TipdeskCommand::Codes(CodesCommand::Issue { alias }) => issue(&mut desk, &alias),
         TipdeskCommand::Codes(CodesCommand::List) => list_codes(&desk),
-        TipdeskCommand::Enroll { invite, server } => enroll(&mut desk, &invite, server.as_deref()),
+        TipdeskCommand::Enroll {
+            invite,
+            server,
+            network_key,
+        } => enroll(
+            &mut desk,
+            &invite,
+            server.as_deref(),
+            network_key.as_deref(),
+        ),
         TipdeskCommand::Pull {
             data: Some(data), ..
         } => pull_folder(&mut desk, &data),
@@ -337,13 +350,13 @@ fn init(args: &TipdeskArgs) -> Result<(), TipdeskError> {
         "new tip-desk passphrase: ",
         true,
     )?;
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    phakhi_core::store::private::private_folder(dir).map_err(io(dir))?;
     let keys = TipDeskKeys::generate(&mut OsRng);
     let file = keys.seal(&passphrase, kdf::for_new(), &mut OsRng)?;
     write_private(&key_path, &file)?;
     let public = hex::encode(keys.keys.public().as_bytes());
     let public_path = dir.join(PUBLIC_FILE);
-    std::fs::write(&public_path, format!("{public}\n")).map_err(io(&public_path))?;
+    write_private(&public_path, format!("{public}\n").as_bytes())?;
     // Create the store now so a wrong key shows at once later.
     Store::open(
         dir.join(STORE_FILE),
@@ -439,8 +452,14 @@ fn list_codes(desk: &Desk) -> Result<(), TipdeskError> {
     Ok(())
 }
 
-fn enroll(desk: &mut Desk, invite: &str, server: Option<&str>) -> Result<(), TipdeskError> {
-    let record = net::enroll(&mut desk.store, invite, server)?;
+fn enroll(
+    desk: &mut Desk,
+    invite: &str,
+    server: Option<&str>,
+    network_key: Option<&str>,
+) -> Result<(), TipdeskError> {
+    let network_key = crate::invite::network_key(network_key).map_err(TipdeskError::Input)?;
+    let record = net::enroll(&mut desk.store, invite, &network_key, server)?;
     println!(
         "tip desk enrolled at {} as admin device {}",
         record.url, record.device_id

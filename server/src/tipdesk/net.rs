@@ -7,7 +7,9 @@
 //! investigators' passphrase.
 
 use phakhi_core::protocol::{AdminRequest, AdminResponse, EnrolRequest, EnrolResponse, ErrorCode};
-use phakhi_core::seal::{PublicKey, Role, SignedInvite, StaticKeyPair, seal_request};
+use phakhi_core::seal::{
+    HqVerifyingKey, PublicKey, Role, SignedInvite, StaticKeyPair, seal_request,
+};
 use phakhi_core::store::Store;
 use phakhi_core::transport::{HttpError, HttpTransport, Route};
 use rand_core::OsRng;
@@ -72,10 +74,12 @@ pub(super) fn enrolment(store: &Store) -> Result<Option<HqEnrolment>, TipdeskErr
     }
 }
 
-/// Enrols the desk at HQ with an admin invite.
+/// Enrols the desk at HQ with an admin invite, once it verifies against `network_key`: the HQ
+/// key the desk pins is then one the network's root signed.
 pub(super) fn enroll(
     store: &mut Store,
     invite_text: &str,
+    network_key: &HqVerifyingKey,
     server: Option<&str>,
 ) -> Result<HqEnrolment, TipdeskError> {
     if let Some(existing) = enrolment(store)? {
@@ -85,8 +89,8 @@ pub(super) fn enroll(
         )));
     }
     let invite = SignedInvite::parse(invite_text)
-        .map_err(|e| TipdeskError::Input(format!("the invite does not read: {e}")))?
-        .unverified();
+        .and_then(|signed| signed.verify(network_key, now_unix()))
+        .map_err(|e| TipdeskError::Input(format!("the invite is refused: {e}")))?;
     if invite.role != Role::Admin {
         return Err(TipdeskError::Input(format!(
             "this invite is for a {} device; the tip desk needs one made with `phakhi admin \

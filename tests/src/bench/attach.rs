@@ -152,7 +152,14 @@ pub fn run(scale: &Scale) -> Result<Section> {
         StorageKey::generate(rng),
         &mut ChaCha20Rng::from_rng(&mut *rng)?,
     )?;
-    phone.enrol_http(&invites[0], None, rng, OffsetDateTime::now_utc())?;
+    let network_key = crate::server::network_verifying_key(&server.data);
+    phone.enrol_http(
+        &invites[0],
+        &network_key,
+        None,
+        rng,
+        OffsetDateTime::now_utc(),
+    )?;
 
     let link = BlockingBadLink::start(server.addr, Profile::loopback(), 11)?;
     let fast_url = format!("http://{}", link.addr());

@@ -135,6 +135,7 @@ pub fn phakhi(scale: &Scale, env: &[(&str, &str)]) -> Result<Fleet> {
     let desk = StaticKeyPair::generate(rng);
     let provinces: Vec<&str> = REGION.iter().take(scale.provinces).copied().collect();
     progress(format!("phakhi fleet: issuing {} invites", scale.devices));
+    let network_key = crate::server::network_verifying_key(&server.data);
     let invites = procs::invites(
         &server.data,
         &url,
@@ -161,7 +162,7 @@ pub fn phakhi(scale: &Scale, env: &[(&str, &str)]) -> Result<Fleet> {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(invite) = invites.get(i) else { break };
-                    match prepare(dir, i, invite, scale.per_device, rng) {
+                    match prepare(dir, i, invite, &network_key, scale.per_device, rng) {
                         Ok(d) => {
                             if let Ok(mut slot) = devices[i].lock() {
                                 *slot = Some(d);
@@ -254,7 +255,7 @@ pub fn phakhi(scale: &Scale, env: &[(&str, &str)]) -> Result<Fleet> {
             StorageKey::generate(rng),
             &mut ChaCha20Rng::from_rng(&mut *rng)?,
         )?;
-        device.enrol_http(invite, None, rng, OffsetDateTime::now_utc())?;
+        device.enrol_http(invite, &network_key, None, rng, OffsetDateTime::now_utc())?;
         device.sync_http(Some(&url), rng, OffsetDateTime::now_utc(), &mut |_, _| {})?;
         let code = ProvinceCode::parse(provinces[p])?;
         found += device.activities(code, rng, |acts, _| acts.year(2026).map_or(0, |d| d.len()))?;
@@ -301,6 +302,7 @@ fn prepare(
     dir: &Path,
     i: usize,
     invite: &str,
+    network_key: &phakhi_core::seal::HqVerifyingKey,
     records: usize,
     rng: &mut ChaCha20Rng,
 ) -> Result<Device> {
@@ -310,7 +312,7 @@ fn prepare(
         &mut ChaCha20Rng::from_rng(&mut *rng)?,
     )?;
     let now = OffsetDateTime::now_utc();
-    device.enrol_http(invite, None, rng, now)?;
+    device.enrol_http(invite, network_key, None, rng, now)?;
     let code = device
         .enrolment()
         .and_then(|e| e.home_province())

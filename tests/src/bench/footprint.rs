@@ -183,7 +183,11 @@ fn region_inner(scale: &Scale, doc: &[u8]) -> Result<Vec<Section>> {
     let mut relay_keys = Vec::new();
     for (c, invite) in relay_invites.iter().enumerate() {
         let relay_dir = dir.path().join(format!("relay-{c}"));
-        let joined = crate::server::relay_join(&relay_dir, invite);
+        let joined = crate::server::relay_join(
+            &relay_dir,
+            invite,
+            &crate::server::network_key(&server.data),
+        );
         if !joined.status.success() {
             return Err(format!(
                 "phakhi relay join failed: {}",

@@ -62,7 +62,7 @@ const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Tips pushed in one exchange.
 const PUSH_BATCH: usize = 64;
 /// Registrations sent in one exchange.
-const REGISTRATION_BATCH: usize = 64;
+pub(crate) const REGISTRATION_BATCH: usize = 64;
 /// Closing exchanges in one round at most (each moves a batch).
 const MAX_CLOSING_EXCHANGES: usize = 32;
 
