@@ -495,6 +495,7 @@ fn doc_error_code(error: sync::DocError) -> &'static str {
             "out_of_scope"
         }
         sync::DocError::TooManyChanges => "too_many_changes",
+        sync::DocError::DecodeLimit => "decode_limit",
         _ => "document_refused",
     }
 }
