@@ -95,7 +95,7 @@ pub const MAX_CHANGES_PER_MESSAGE: usize = 20_000;
 pub const MAX_INFLATED_BYTES: u64 = 64 << 20;
 
 /// What the run-length encoded columns of one received message may expand to by default.
-pub const MAX_DECODED_ROWS: u64 = 1 << 24;
+pub const MAX_DECODED_ROWS: u64 = 1 << 28;
 
 /// Request body bytes a server accepts by default.
 pub const MAX_BODY_BYTES: usize = 16 << 20;
