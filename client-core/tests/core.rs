@@ -16,6 +16,8 @@ mod attach_strip;
 mod attach_tip;
 #[path = "device_flow.rs"]
 mod device_flow;
+#[path = "enrol_trust.rs"]
+mod enrol_trust;
 #[path = "fuzz_regressions.rs"]
 mod fuzz_regressions;
 #[path = "mailbox_sync.rs"]

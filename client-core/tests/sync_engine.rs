@@ -755,3 +755,63 @@ fn sync_a_half_applied_document_is_dropped_for_the_caller_to_reload() {
         heads(phone.get_mut(&n).unwrap())
     );
 }
+
+/// A hostile server (or a subverted relay) answers a phone with decompression bombs: changes
+/// for the document the phone holds, and a new document offered whole, each a saved document of
+/// about 256 KiB whose deflated column inflates to 256 MiB. The phone refuses both with
+/// `DecodeLimit` before automerge inflates them (the message's budget is 64 MiB), and its
+/// document is as it was.
+#[test]
+fn sync_a_phone_refuses_a_decompression_bomb_from_its_server() {
+    use phakhi_core::sync::bounds::craft;
+    use phakhi_core::sync::wire::request_digest;
+
+    let n = name("province/TH-44");
+    let mut doc = new_doc(1);
+    add_records(&mut doc, 0, 3);
+    let before = heads(&mut doc);
+    let mut phone: Docs = BTreeMap::from([(n.clone(), doc)]);
+    let mut init = Initiator::new(PeerState::new(), Limits::default());
+    let request = init.poll_request(&mut phone, None).unwrap();
+    let bomb = craft::deflate_bomb(256 << 20);
+    let offered = "province/TH-44/activities/2026";
+    let response = Message {
+        kind: Kind::Response,
+        round: 1,
+        echo: request_digest(&request),
+        docs: vec![
+            DocEntry {
+                name: n.as_str().to_owned(),
+                status: DocStatus::Ok,
+                heads: before.clone(),
+                chunk: Some(Chunk::Changes(vec![bomb.clone()])),
+            },
+            DocEntry {
+                name: offered.to_owned(),
+                status: DocStatus::Ok,
+                heads: Vec::new(),
+                chunk: Some(Chunk::Document {
+                    changes: 1,
+                    bytes: bomb,
+                }),
+            },
+        ],
+        mailbox: None,
+    }
+    .encode();
+    init.handle_response(&response, &mut phone, &all()).unwrap();
+    let errors: Vec<(String, DocError)> = init
+        .stats()
+        .errors()
+        .map(|(name, error)| (name.to_owned(), error))
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            (n.as_str().to_owned(), DocError::DecodeLimit),
+            (offered.to_owned(), DocError::DecodeLimit),
+        ]
+    );
+    assert_eq!(heads(phone.get_mut(&n).unwrap()), before);
+    assert!(!phone.contains_key(&name(offered)));
+}

@@ -26,12 +26,16 @@ mod cli_manners;
 mod crash;
 #[path = "dashboard_browser.rs"]
 mod dashboard_browser;
+#[path = "decode_bounds.rs"]
+mod decode_bounds;
 #[path = "ffi_python.rs"]
 mod ffi_python;
 #[path = "field_sim.rs"]
 mod field_sim;
 #[path = "hostile.rs"]
 mod hostile;
+#[path = "hostile_phone.rs"]
+mod hostile_phone;
 #[path = "kdf_profile.rs"]
 mod kdf_profile;
 #[path = "quickstart.rs"]
@@ -54,5 +58,7 @@ mod server_process;
 mod tipdesk_attachments;
 #[path = "tipdesk_net.rs"]
 mod tipdesk_net;
+#[path = "trust.rs"]
+mod trust;
 #[path = "unlinkable.rs"]
 mod unlinkable;

@@ -23,6 +23,7 @@ use phakhi_core::seal::{
     Invite, InviteToken, MemberCode, MemoryReplayGuard, PendingResponse, Role, SignedInvite,
     StaticKeyPair, open_request, seal_request,
 };
+use phakhi_core::sync::bounds::{self, DecodeBudget};
 use phakhi_core::sync::wire::{Chunk, DocEntry, DocStatus, Kind, Message};
 use phakhi_core::sync::{DocName, Docs, Limits, PrefixScope, Responder, Scope};
 use rand::SeedableRng;
@@ -418,9 +419,8 @@ fn fix_checksum(bytes: &mut [u8]) {
 /// sent in an otherwise valid request. Shows what the bundle checksum check cannot stop.
 pub fn exchange_forged_bundle(data: &[u8]) -> Result<(), String> {
     let f = exchange_fixture();
-    let (bundle, count, heads) = &f.bundle;
-    let mut bytes = mutate(bundle, data);
-    fix_checksum(&mut bytes);
+    let (_, count, heads) = &f.bundle;
+    let bytes = forged_bundle(data);
     let message = request(vec![entry(
         DOC_40,
         heads.clone(),
@@ -447,6 +447,14 @@ pub fn exchange_forged_bundle(data: &[u8]) -> Result<(), String> {
     }
 }
 
+/// The fixture bundle (20 changes) with the edits of `data` and its checksum recomputed: the
+/// bytes `exchange_forged_bundle` sends, for tests that send them elsewhere.
+pub fn forged_bundle(data: &[u8]) -> Vec<u8> {
+    let mut bytes = mutate(&exchange_fixture().bundle.0, data);
+    fix_checksum(&mut bytes);
+    bytes
+}
+
 /// For tests: the status the responder gave the first document of the request `data` makes
 /// (as in [`exchange`], modes 0 to 3), if the request was answered.
 pub fn exchange_doc_status(data: &[u8]) -> Option<String> {
@@ -463,6 +471,88 @@ pub fn exchange_doc_status(data: &[u8]) -> Option<String> {
         .ok()?;
     let first = reply.message().docs.first()?;
     Some(format!("{:?}", first.status))
+}
+
+// ---------------------------------------------------------------------------------------------
+// chunk_bounds
+
+/// The budget the `chunk_bounds` harness checks under: small, so that whatever passes it is
+/// quick for automerge to decode and a slow input shows up as a fuzzer timeout.
+pub const CHUNK_BOUNDS_BUDGET: DecodeBudget = DecodeBudget {
+    inflated: 1 << 20,
+    rows: 1 << 16,
+};
+
+struct ChunkFixture {
+    /// A saved document with deflated columns, a bundle, a compressed change.
+    templates: [Vec<u8>; 3],
+}
+
+fn chunk_fixture() -> &'static ChunkFixture {
+    static FIXTURE: OnceLock<ChunkFixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let mut doc = record_doc(6, 60, "r");
+        let text = doc
+            .put_object(ROOT, "รายงาน", automerge::ObjType::Text)
+            .unwrap();
+        doc.splice_text(&text, 0, 0, &"ฮั้วประมูลถนน ".repeat(60))
+            .unwrap();
+        doc.commit();
+        let saved = doc.save();
+        let hashes: Vec<ChangeHash> = doc.get_changes_meta(&[]).iter().map(|m| m.hash).collect();
+        let bundle = doc.bundle(hashes).unwrap().bytes().to_vec();
+        let compressed = doc
+            .get_changes(&[])
+            .last_mut()
+            .map(|c| c.bytes().into_owned())
+            .unwrap();
+        ChunkFixture {
+            templates: [saved, bundle, compressed],
+        }
+    })
+}
+
+/// `sync::bounds::check` (the walk that bounds what automerge may inflate and expand) on raw
+/// bytes and on edited templates whose checksum is recomputed, as a peer holding a device key
+/// would craft them. Whatever the walk lets through is then decoded by automerge, under a
+/// `catch_unwind` (automerge's own panics are not this harness's findings): a hang or a huge
+/// allocation there means the walk let through something it should have bounded.
+pub fn chunk_bounds(data: &[u8]) -> Result<(), String> {
+    let Some((mode, rest)) = split_mode(data) else {
+        return Err("empty input".into());
+    };
+    let f = chunk_fixture();
+    let bytes = match mode % 4 {
+        0 => rest.to_vec(),
+        t => {
+            let mut bytes = mutate(&f.templates[usize::from(t - 1)], rest);
+            fix_checksum(&mut bytes);
+            bytes
+        }
+    };
+    let mut budget = CHUNK_BOUNDS_BUDGET;
+    let outcome = bounds::check(&bytes, &mut budget);
+    assert!(
+        budget.inflated <= CHUNK_BOUNDS_BUDGET.inflated && budget.rows <= CHUNK_BOUNDS_BUDGET.rows,
+        "the walk spent more than its budget"
+    );
+    outcome.map_err(|e| e.to_string())?;
+    let decoded = std::panic::catch_unwind(|| match bytes.get(8) {
+        Some(3) => automerge::Bundle::try_from(bytes.as_slice())
+            .map(|b| b.iter_changes().count())
+            .map_err(|e| e.to_string()),
+        Some(1 | 2) => automerge::Change::try_from(bytes.as_slice())
+            .map(|c| c.len())
+            .map_err(|e| e.to_string()),
+        _ => AutoCommit::load(&bytes)
+            .map(|mut d| d.get_heads().len())
+            .map_err(|e| e.to_string()),
+    });
+    match decoded {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err("automerge panicked (contained)".into()),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

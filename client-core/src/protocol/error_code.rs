@@ -70,6 +70,9 @@ error_codes! {
     HqOnly = "hq_only",
     /// The invite names a province this server does not serve.
     ProvinceNotServed = "province_not_served",
+    /// A document's automerge bytes would inflate or expand past what one message may cost to
+    /// decode (`sync::Limits`); refused before automerge decodes them.
+    DecodeLimit = "decode_limit",
     /// The sender is enrolled already.
     AlreadyEnrolled = "already_enrolled",
     /// The invite is damaged, altered or not issued for this server.
@@ -135,6 +138,7 @@ impl ErrorCode {
             | ErrorCode::NotAdmin
             | ErrorCode::HqOnly
             | ErrorCode::ProvinceNotServed
+            | ErrorCode::DecodeLimit
             | ErrorCode::AlreadyEnrolled
             | ErrorCode::InviteInvalid
             | ErrorCode::InviteExpired
@@ -160,6 +164,7 @@ impl ErrorCode {
             DocError::WriteRefused => ErrorCode::ReadOnlyDocument,
             DocError::NotReadable | DocError::NotFound | DocError::Private => ErrorCode::OutOfScope,
             DocError::TooManyChanges => ErrorCode::TooManyChanges,
+            DocError::DecodeLimit => ErrorCode::DecodeLimit,
             DocError::Incomplete
             | DocError::InvalidName
             | DocError::BadChunk

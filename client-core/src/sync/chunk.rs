@@ -4,6 +4,7 @@
 
 use automerge::{AutoCommit, Bundle, Change, ChangeHash, ReadDoc};
 
+use super::bounds::{self, DecodeBudget};
 use super::error::DocError;
 use super::scope::Limits;
 use super::wire::{Chunk, put_varint};
@@ -233,19 +234,52 @@ fn frontier(base: &[ChangeHash], part: &[(ChangeHash, Vec<ChangeHash>)]) -> Vec<
     )
 }
 
+/// What one received message may still cost: changes applied, and the decoding work checked by
+/// [`bounds`] before automerge runs. Changes are spent only by an applied chunk; decoding work is
+/// spent by every chunk walked, applied or refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Budget {
+    pub changes: usize,
+    pub decode: DecodeBudget,
+}
+
+impl Budget {
+    /// The whole budget of one message under `limits`.
+    pub(crate) fn new(limits: &Limits) -> Budget {
+        Budget {
+            changes: limits.max_changes,
+            decode: DecodeBudget {
+                inflated: limits.max_inflated_bytes,
+                rows: limits.max_decoded_rows,
+            },
+        }
+    }
+}
+
 /// Decodes a chunk into changes without touching any document.
 fn decode(
     doc: &mut AutoCommit,
     chunk: &Chunk,
     limits: &Limits,
-    budget: &mut usize,
+    budget: &mut Budget,
 ) -> Result<Decoded, DocError> {
     if chunk.byte_len() > limits.max_chunk_bytes {
         return Err(DocError::ChunkTooLarge);
     }
     let declared = usize::try_from(chunk.declared_changes()).unwrap_or(usize::MAX);
-    if declared > *budget {
+    if declared > budget.changes {
         return Err(DocError::TooManyChanges);
+    }
+    // Bound what automerge will inflate and expand before it allocates anything.
+    match chunk {
+        Chunk::Changes(raw) => {
+            for bytes in raw {
+                bounds::check(bytes, &mut budget.decode)?;
+            }
+        }
+        Chunk::Bundle { bytes, .. } | Chunk::Document { bytes, .. } => {
+            bounds::check(bytes, &mut budget.decode)?;
+        }
     }
     let decoded = match chunk {
         Chunk::Changes(raw) => {
@@ -260,14 +294,14 @@ fn decode(
                 return Err(DocError::BadChunk);
             }
             let bundle = Bundle::try_from(bytes.as_slice()).map_err(|_| DocError::BadChunk)?;
-            if bundle.iter_changes().count() > *budget {
+            if bundle.iter_changes().count() > budget.changes {
                 return Err(DocError::TooManyChanges);
             }
             Decoded::Changes(bundle.to_changes().map_err(|_| DocError::BadChunk)?)
         }
         Chunk::Document { bytes, .. } => {
             let mut loaded = AutoCommit::load(bytes).map_err(|_| DocError::BadChunk)?;
-            if loaded.stats().num_changes as usize > *budget {
+            if loaded.stats().num_changes as usize > budget.changes {
                 return Err(DocError::TooManyChanges);
             }
             if doc.get_heads().is_empty() {
@@ -281,10 +315,10 @@ fn decode(
         Decoded::Changes(c) => c.len(),
         Decoded::Whole(d) => d.stats().num_changes as usize,
     };
-    if count > *budget {
+    if count > budget.changes {
         return Err(DocError::TooManyChanges);
     }
-    *budget -= count;
+    budget.changes -= count;
     Ok(decoded)
 }
 
@@ -460,12 +494,13 @@ fn check_batch(doc: &mut AutoCommit, changes: &[Change]) -> Result<Plan, DocErro
 /// document was touched the refusal is [`ApplyError::Refused`], otherwise
 /// [`ApplyError::Damaged`] and the caller must drop `doc`. A whole saved document for an empty
 /// `doc`, or a batch that automerge would partly queue, goes to a copy that replaces `doc` only
-/// on success, as before. `budget` is what is left of the message's change allowance.
+/// on success, as before. `budget` is what is left of the message's allowance: changes are taken
+/// from it on success, decoding work always.
 pub(crate) fn apply(
     doc: &mut AutoCommit,
     chunk: &Chunk,
     limits: &Limits,
-    budget: &mut usize,
+    budget: &mut Budget,
 ) -> Result<u64, ApplyError> {
     use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -479,6 +514,7 @@ pub(crate) fn apply(
         };
         Ok::<_, DocError>((decoded, plan))
     }));
+    budget.decode = left.decode;
     let (decoded, plan) = match checked {
         Ok(result) => result.map_err(ApplyError::Refused)?,
         Err(_) => return Err(ApplyError::Refused(DocError::BadChunk)),
@@ -541,6 +577,14 @@ mod tests {
 
     use super::*;
 
+    /// A message's budget allowing `changes` changes.
+    fn budget(changes: usize) -> Budget {
+        Budget {
+            changes,
+            ..Budget::new(&Limits::default())
+        }
+    }
+
     /// A document with a few Thai records, actor 1.
     fn base_doc() -> AutoCommit {
         let mut doc = AutoCommit::new().with_actor(ActorId::from(vec![1u8; 8]));
@@ -600,7 +644,7 @@ mod tests {
             changes.extend(changes_after(&mut doc, 3, 2));
             let mut copy = doc.clone();
             copy.apply_changes_batch(changes.clone()).unwrap();
-            let mut budget = 1000;
+            let mut budget = budget(1000);
             let before = snapshot(&mut doc);
             assert_eq!(check_batch(&mut doc, &changes), Ok(Plan::InPlace));
             let gained = apply(
@@ -610,7 +654,7 @@ mod tests {
                 &mut budget,
             );
             assert_eq!(gained, Ok(count as u64 + 2));
-            assert_eq!(budget, 1000 - count - 2);
+            assert_eq!(budget.changes, 1000 - count - 2);
             assert_eq!(snapshot(&mut doc), snapshot(&mut copy));
             assert_ne!(snapshot(&mut doc).0, before.0);
             assert_eq!(doc.get_actor(), &ActorId::from(vec![1u8; 8]));
@@ -669,10 +713,10 @@ mod tests {
             ),
         ];
         for (what, mut batch, expected) in cases {
-            let mut budget = 1000;
+            let mut budget = budget(1000);
             let outcome = apply(&mut doc, &raw(&mut batch), &Limits::default(), &mut budget);
             assert_eq!(outcome, Err(ApplyError::Refused(expected)), "{what}");
-            assert_eq!(budget, 1000, "{what}: the budget was spent");
+            assert_eq!(budget.changes, 1000, "{what}: the budget was spent");
             assert_eq!(snapshot(&mut doc), before, "{what}: the document changed");
             assert!(
                 doc.get_missing_deps(&[]).is_empty(),
@@ -683,7 +727,7 @@ mod tests {
         let mut good = good;
         let mut bytes: Vec<Vec<u8>> = good.iter_mut().map(|c| c.bytes().into_owned()).collect();
         bytes.push(vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0]);
-        let mut budget = 1000;
+        let mut budget = budget(1000);
         let outcome = apply(
             &mut doc,
             &Chunk::Changes(bytes),
@@ -718,7 +762,7 @@ mod tests {
     fn a_list_insert_after_an_element_that_does_not_exist_is_refused_untouched() {
         let mut doc = base_doc();
         let before = snapshot(&mut doc);
-        let mut budget = 10;
+        let mut budget = budget(10);
         // The control: after an element that exists, the insert applies in place.
         let mut good = [insert_after(&mut doc, 4)];
         assert_eq!(check_batch(&mut doc, &good), Ok(Plan::InPlace));
@@ -744,12 +788,12 @@ mod tests {
     #[test]
     fn a_failure_after_automerge_began_is_reported_as_damage() {
         let mut doc = base_doc();
-        let mut budget = 10;
+        let mut budget = budget(10);
         let mut forged = [insert_after(&mut doc, 7)];
         assert_eq!(check_batch(&mut doc, &forged), Ok(Plan::InPlace));
         let outcome = apply(&mut doc, &raw(&mut forged), &Limits::default(), &mut budget);
         assert_eq!(outcome, Err(ApplyError::Damaged(DocError::BadChunk)));
-        assert_eq!(budget, 10);
+        assert_eq!(budget.changes, 10);
     }
 
     #[test]
@@ -772,7 +816,7 @@ mod tests {
         let mut gap = later.split_off(2);
         // Only the last two of four: their deps are not in the document.
         assert_eq!(check_batch(&mut doc, &gap), Ok(Plan::Copy));
-        let mut budget = 1000;
+        let mut budget = budget(1000);
         let before = snapshot(&mut doc).0;
         assert_eq!(
             apply(&mut doc, &raw(&mut gap), &Limits::default(), &mut budget),

@@ -93,6 +93,8 @@ pub enum DocError {
     ApplyFailed,
     #[error("the peer's changes still miss dependencies")]
     MissingDeps,
+    #[error("the chunk inflates or expands past what one message may decode")]
+    DecodeLimit,
 }
 
 impl DocError {
@@ -110,6 +112,7 @@ impl DocError {
             DocError::ChunkTooLarge => 22,
             DocError::ApplyFailed => 23,
             DocError::MissingDeps => 24,
+            DocError::DecodeLimit => 25,
         }
     }
 
@@ -127,6 +130,7 @@ impl DocError {
             22 => DocError::ChunkTooLarge,
             23 => DocError::ApplyFailed,
             24 => DocError::MissingDeps,
+            25 => DocError::DecodeLimit,
             _ => return None,
         })
     }

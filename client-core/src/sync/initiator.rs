@@ -394,7 +394,7 @@ impl Initiator {
         if response.round == 1 {
             self.mailbox = response.mailbox;
         }
-        let mut budget = self.limits.max_changes;
+        let mut budget = chunk::Budget::new(&self.limits);
         for entry in response.docs {
             let received = entry.chunk.as_ref().map_or(0, Chunk::byte_len);
             self.stats.doc(&entry.name).received_bytes += received;
@@ -438,7 +438,7 @@ impl Initiator {
         in_flight: &InFlight,
         docs: &mut BTreeMap<DocName, AutoCommit>,
         accept: &impl Scope,
-        budget: &mut usize,
+        budget: &mut chunk::Budget,
     ) -> Result<u64, (u64, DocError)> {
         let name = DocName::parse(&entry.name).map_err(|_| (0, DocError::InvalidName))?;
         let sent_heads = in_flight.sent.get(&name);

@@ -54,6 +54,7 @@
 //! | catch up 2,000 changes | 54.9 KB (1.003× their bundle), 1 round | 893.8 KB, 2 rounds |
 //! | one new record (raw change 451 B) | 554 B, 1 round | 791 B, 2 rounds |
 
+pub mod bounds;
 mod chunk;
 mod error;
 mod initiator;
@@ -68,7 +69,10 @@ pub use error::{DocError, SyncError, WireError};
 pub use initiator::{Initiator, Progress};
 pub use name::{DocName, MAX_NAME_LEN, NameError};
 pub use responder::{Reply, Responder};
-pub use scope::{Limits, MAX_BODY_BYTES, MAX_CHANGES_PER_MESSAGE, PrefixScope, Scope};
+pub use scope::{
+    Limits, MAX_BODY_BYTES, MAX_CHANGES_PER_MESSAGE, MAX_DECODED_ROWS, MAX_INFLATED_BYTES,
+    PrefixScope, Scope,
+};
 pub use state::{PeerState, STATE_VERSION};
 pub use stats::{DocStats, ExchangeStats};
 

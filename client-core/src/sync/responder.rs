@@ -92,7 +92,7 @@ impl Responder {
             bytes_received: bytes.len(),
             ..ExchangeStats::default()
         };
-        let mut budget = self.limits.max_changes;
+        let mut budget = chunk::Budget::new(&self.limits);
         let mut changed = Vec::new();
         let mut answers = Vec::with_capacity(request.docs.len());
         for entry in &request.docs {
@@ -160,7 +160,7 @@ impl Responder {
         round: u8,
         docs: &mut BTreeMap<DocName, AutoCommit>,
         scope: &impl Scope,
-        budget: &mut usize,
+        budget: &mut chunk::Budget,
     ) -> (DocEntry, u64) {
         if entry.status != DocStatus::Ok {
             return (refuse(entry, DocError::InvalidName), 0);

@@ -75,6 +75,12 @@ pub struct Limits {
     /// more pending goes up over several exchanges ([`super::Progress::More`]). Must not exceed
     /// what the peer accepts ([`MAX_CHANGES_PER_MESSAGE`] on a server with default limits).
     pub max_send_changes: usize,
+    /// Bytes that the deflate-compressed data of all chunks of one received message may inflate
+    /// to, checked before automerge decodes them (see `sync::bounds`).
+    pub max_inflated_bytes: u64,
+    /// Rows (values of one column) that the run-length encoded columns of all chunks of one
+    /// received message may expand to, checked before automerge decodes them.
+    pub max_decoded_rows: u64,
     /// Chunk bytes this side puts in one message it sends, over all its documents (a single
     /// change larger than this still goes, alone). Must leave the sealed, padded envelope under
     /// the peer's body limit ([`MAX_BODY_BYTES`] on a server with default limits).
@@ -84,6 +90,12 @@ pub struct Limits {
 /// Changes a server accepts in one message by default, and so the most a client sends in one:
 /// the one place both defaults come from.
 pub const MAX_CHANGES_PER_MESSAGE: usize = 20_000;
+
+/// What the deflated data of one received message may inflate to by default: 64 MiB.
+pub const MAX_INFLATED_BYTES: u64 = 64 << 20;
+
+/// What the run-length encoded columns of one received message may expand to by default.
+pub const MAX_DECODED_ROWS: u64 = 1 << 28;
 
 /// Request body bytes a server accepts by default.
 pub const MAX_BODY_BYTES: usize = 16 << 20;
@@ -97,6 +109,8 @@ impl Default for Limits {
             max_changes: 1_000_000,
             max_mailbox_bytes: 64 << 20,
             max_message_bytes: 256 << 20,
+            max_inflated_bytes: MAX_INFLATED_BYTES,
+            max_decoded_rows: MAX_DECODED_ROWS,
             max_send_changes: MAX_CHANGES_PER_MESSAGE,
             // Sealing and padding add at most an eighth: well under the body limit.
             max_send_bytes: MAX_BODY_BYTES / 2,
