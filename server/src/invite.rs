@@ -7,7 +7,7 @@
 //! revoked, and serves only the provinces of its own registration, to phones (leaders and
 //! coordinators) only — relays and admin devices (the tip desk) enrol at HQ.
 
-use phakhi_core::seal::{HqVerifyingKey, Invite, InviteToken, PublicKey, Role as InviteRole};
+use phakhi_core::seal::{HqVerifyingKey, Invite, InviteToken, PublicKey};
 use rand_core::CryptoRngCore;
 
 use crate::admin::{self, AdminError};

@@ -879,6 +879,8 @@ fn refusal_of(code: ErrorCode) -> Option<AppError> {
         ErrorCode::UnknownDevice => AppError::UnknownDevice,
         ErrorCode::DeviceRevoked => AppError::DeviceRevoked,
         ErrorCode::NotAdmin => AppError::NotAdmin,
+        ErrorCode::HqOnly => AppError::HqOnly,
+        ErrorCode::ProvinceNotServed => AppError::ProvinceNotServed("TH-40".into()),
         ErrorCode::AlreadyEnrolled => AppError::AlreadyEnrolled,
         ErrorCode::InviteInvalid => AppError::InviteInvalid("ลายเซ็นไม่ถูกต้อง".into()),
         ErrorCode::InviteExpired => AppError::InviteExpired,
@@ -898,7 +900,7 @@ fn refusal_of(code: ErrorCode) -> Option<AppError> {
         ErrorCode::Busy => AppError::Busy,
         ErrorCode::NotConfigured => AppError::NotConfigured,
         ErrorCode::Internal => AppError::Internal,
-        ErrorCode::DocumentRefused | ErrorCode::NoSession => return None,
+        ErrorCode::DocumentRefused | ErrorCode::DecodeLimit | ErrorCode::NoSession => return None,
     })
 }
 
@@ -957,14 +959,24 @@ async fn every_error_code_is_counted_in_metrics_under_its_own_name() {
                 assert_eq!(header, code.as_str());
             }
             None => {
-                assert_eq!(*code, ErrorCode::DocumentRefused);
-                // Changes that are not automerge data, after heads the server does not have:
-                // the exchange is answered and that one document is refused.
+                // Changes that are not automerge data (or a saved document that would expand
+                // to 2^40 rows), after heads the server does not have: the exchange is answered
+                // and that one document is refused.
+                let chunk = match code {
+                    ErrorCode::DocumentRefused => {
+                        Chunk::Changes(vec!["ไม่ใช่ข้อมูล".as_bytes().to_vec()])
+                    }
+                    ErrorCode::DecodeLimit => Chunk::Document {
+                        changes: 1,
+                        bytes: phakhi_core::sync::bounds::craft::long_run(1 << 40),
+                    },
+                    other => panic!("{other} has no way to be provoked here"),
+                };
                 let entry = DocEntry {
                     name: ACTIVITIES_44.into(),
                     status: DocStatus::Ok,
                     heads: vec![automerge::ChangeHash([0x44; 32])],
-                    chunk: Some(Chunk::Changes(vec!["ไม่ใช่ข้อมูล".as_bytes().to_vec()])),
+                    chunk: Some(chunk),
                 };
                 let message = Message {
                     kind: Kind::Request,

@@ -72,6 +72,7 @@ fn phones_synced_only_at_a_relay_show_their_last_sync_at_hq() {
     let joined = relay_join(
         &relay_dir,
         &invite(&hq_dir, "TH-44", "relay", &hq.url, &key),
+        &phakhi_tests::server::network_key(&hq_dir),
     );
     assert!(joined.status.success(), "{joined:?}");
     let relay_key = hex::encode(joined_relay_key(&joined).as_bytes());
@@ -172,6 +173,7 @@ fn a_relays_health_counts_what_waits_for_hq_when_it_is_read() {
     let joined = relay_join(
         &relay_dir,
         &invite(&hq_dir, "TH-44", "relay", &hq.url, &key),
+        &phakhi_tests::server::network_key(&hq_dir),
     );
     assert!(joined.status.success(), "{joined:?}");
     let relay_key = hex::encode(joined_relay_key(&joined).as_bytes());

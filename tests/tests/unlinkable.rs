@@ -280,6 +280,7 @@ fn a_seized_relay_and_hq_do_not_say_which_phone_tipped() {
     let joined = relay_join(
         &relay_data,
         &invite(&hq_data, "TH-44", "relay", &hq.url, &desk_key),
+        &phakhi_tests::server::network_key(&hq_data),
     );
     assert!(joined.status.success());
     let relay_key = hex::encode(joined_relay_key(&joined).as_bytes());
@@ -296,6 +297,7 @@ fn a_seized_relay_and_hq_do_not_say_which_phone_tipped() {
     );
 
     let mut phones = Vec::new();
+    let network = &phakhi_tests::server::network_verifying_key(&hq_data);
     for index in 0..RELAY_PHONES + HQ_PHONES {
         let at_hq = index >= RELAY_PHONES;
         let invite = if at_hq {
@@ -327,7 +329,7 @@ fn a_seized_relay_and_hq_do_not_say_which_phone_tipped() {
         )
         .unwrap();
         device
-            .enrol_http(&invite, None, rng, OffsetDateTime::now_utc())
+            .enrol_http(&invite, network, None, rng, OffsetDateTime::now_utc())
             .unwrap();
         let key = *device.public_key().as_bytes();
         phones.push(Phone {

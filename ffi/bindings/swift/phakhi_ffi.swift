@@ -898,15 +898,18 @@ public protocol PhakhiDeviceProtocol: AnyObject, Sendable {
     
     /**
      * Enrols with the server named in the invite (or `server_url`, for the same server under
-     * another address) over HTTP.
+     * another address) over HTTP. `network_key` is the network's root key (HQ's invite-signing
+     * Ed25519 key, 64 hex characters) from the app's build configuration: an invite it did not
+     * sign is refused (`InviteRefused`) before any key is pinned or anything is sent.
      */
-    func enrol(invite: String, serverUrl: String?) throws  -> EnrolmentInfo
+    func enrol(invite: String, networkKey: String, serverUrl: String?) throws  -> EnrolmentInfo
     
     /**
-     * The sealed enrolment request, for an app that carries it itself (`POST /v1/enroll`).
+     * The sealed enrolment request, for an app that carries it itself (`POST /v1/enroll`),
+     * once the invite verifies against `network_key` (as for [`PhakhiDevice::enrol`]).
      * Hand the answer to [`PhakhiDevice::enrol_response`].
      */
-    func enrolRequest(invite: String) throws  -> Data
+    func enrolRequest(invite: String, networkKey: String) throws  -> Data
     
     /**
      * Reads the server's answer to [`PhakhiDevice::enrol_request`] and records the enrolment.
@@ -1310,29 +1313,34 @@ open func editNote(province: String, noteId: String, text: String)throws   {try 
     
     /**
      * Enrols with the server named in the invite (or `server_url`, for the same server under
-     * another address) over HTTP.
+     * another address) over HTTP. `network_key` is the network's root key (HQ's invite-signing
+     * Ed25519 key, 64 hex characters) from the app's build configuration: an invite it did not
+     * sign is refused (`InviteRefused`) before any key is pinned or anything is sent.
      */
-open func enrol(invite: String, serverUrl: String? = nil)throws  -> EnrolmentInfo  {
+open func enrol(invite: String, networkKey: String, serverUrl: String? = nil)throws  -> EnrolmentInfo  {
     return try  FfiConverterTypeEnrolmentInfo_lift(try rustCallWithError(FfiConverterTypePhakhiError_lift) {
         uniffiCallStatus in
     uniffi_phakhi_ffi_fn_method_phakhidevice_enrol(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(invite),
+        FfiConverterString.lower(networkKey),
         FfiConverterOptionString.lower(serverUrl),uniffiCallStatus
     )
 })
 }
     
     /**
-     * The sealed enrolment request, for an app that carries it itself (`POST /v1/enroll`).
+     * The sealed enrolment request, for an app that carries it itself (`POST /v1/enroll`),
+     * once the invite verifies against `network_key` (as for [`PhakhiDevice::enrol`]).
      * Hand the answer to [`PhakhiDevice::enrol_response`].
      */
-open func enrolRequest(invite: String)throws  -> Data  {
+open func enrolRequest(invite: String, networkKey: String)throws  -> Data  {
     return try  FfiConverterData.lift(try rustCallWithError(FfiConverterTypePhakhiError_lift) {
         uniffiCallStatus in
     uniffi_phakhi_ffi_fn_method_phakhidevice_enrol_request(
             self.uniffiCloneHandle(),
-        FfiConverterString.lower(invite),uniffiCallStatus
+        FfiConverterString.lower(invite),
+        FfiConverterString.lower(networkKey),uniffiCallStatus
     )
 })
 }
@@ -5622,10 +5630,10 @@ private let initializationResult: InitializationResult = {
     if (uniffi_phakhi_ffi_checksum_method_phakhidevice_edit_note() != 29668) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_phakhi_ffi_checksum_method_phakhidevice_enrol() != 56459) {
+    if (uniffi_phakhi_ffi_checksum_method_phakhidevice_enrol() != 48711) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_phakhi_ffi_checksum_method_phakhidevice_enrol_request() != 8811) {
+    if (uniffi_phakhi_ffi_checksum_method_phakhidevice_enrol_request() != 24538) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_phakhi_ffi_checksum_method_phakhidevice_enrol_response() != 10665) {

@@ -384,12 +384,12 @@ void uniffi_phakhi_ffi_fn_method_phakhidevice_edit_note(uint64_t ptr, RustBuffer
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIDEVICE_ENROL
 #define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIDEVICE_ENROL
-RustBuffer uniffi_phakhi_ffi_fn_method_phakhidevice_enrol(uint64_t ptr, RustBuffer invite, RustBuffer server_url, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_phakhi_ffi_fn_method_phakhidevice_enrol(uint64_t ptr, RustBuffer invite, RustBuffer network_key, RustBuffer server_url, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIDEVICE_ENROL_REQUEST
 #define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIDEVICE_ENROL_REQUEST
-RustBuffer uniffi_phakhi_ffi_fn_method_phakhidevice_enrol_request(uint64_t ptr, RustBuffer invite, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_phakhi_ffi_fn_method_phakhidevice_enrol_request(uint64_t ptr, RustBuffer invite, RustBuffer network_key, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIDEVICE_ENROL_RESPONSE

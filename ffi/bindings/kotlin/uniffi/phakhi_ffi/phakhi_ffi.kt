@@ -868,9 +868,9 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_phakhi_ffi_fn_method_phakhidevice_edit_note(`ptr`: Long,`province`: RustBuffer.ByValue,`noteId`: RustBuffer.ByValue,`text`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
-    external fun uniffi_phakhi_ffi_fn_method_phakhidevice_enrol(`ptr`: Long,`invite`: RustBuffer.ByValue,`serverUrl`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_phakhi_ffi_fn_method_phakhidevice_enrol(`ptr`: Long,`invite`: RustBuffer.ByValue,`networkKey`: RustBuffer.ByValue,`serverUrl`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_phakhi_ffi_fn_method_phakhidevice_enrol_request(`ptr`: Long,`invite`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_phakhi_ffi_fn_method_phakhidevice_enrol_request(`ptr`: Long,`invite`: RustBuffer.ByValue,`networkKey`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_phakhi_ffi_fn_method_phakhidevice_enrol_response(`ptr`: Long,`answer`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1122,10 +1122,10 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_edit_note() and 0xFFFF) != 29668) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_enrol() and 0xFFFF) != 56459) {
+    if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_enrol() and 0xFFFF) != 48711) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_enrol_request() and 0xFFFF) != 8811) {
+    if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_enrol_request() and 0xFFFF) != 24538) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_enrol_response() and 0xFFFF) != 10665) {
@@ -2120,15 +2120,18 @@ public interface PhakhiDeviceInterface {
     
     /**
      * Enrols with the server named in the invite (or `server_url`, for the same server under
-     * another address) over HTTP.
+     * another address) over HTTP. `network_key` is the network's root key (HQ's invite-signing
+     * Ed25519 key, 64 hex characters) from the app's build configuration: an invite it did not
+     * sign is refused (`InviteRefused`) before any key is pinned or anything is sent.
      */
-    fun `enrol`(`invite`: kotlin.String, `serverUrl`: kotlin.String? = null): EnrolmentInfo
+    fun `enrol`(`invite`: kotlin.String, `networkKey`: kotlin.String, `serverUrl`: kotlin.String? = null): EnrolmentInfo
     
     /**
-     * The sealed enrolment request, for an app that carries it itself (`POST /v1/enroll`).
+     * The sealed enrolment request, for an app that carries it itself (`POST /v1/enroll`),
+     * once the invite verifies against `network_key` (as for [`PhakhiDevice::enrol`]).
      * Hand the answer to [`PhakhiDevice::enrol_response`].
      */
-    fun `enrolRequest`(`invite`: kotlin.String): kotlin.ByteArray
+    fun `enrolRequest`(`invite`: kotlin.String, `networkKey`: kotlin.String): kotlin.ByteArray
     
     /**
      * Reads the server's answer to [`PhakhiDevice::enrol_request`] and records the enrolment.
@@ -2623,9 +2626,11 @@ open class PhakhiDevice: Disposable, AutoCloseable, PhakhiDeviceInterface
     
     /**
      * Enrols with the server named in the invite (or `server_url`, for the same server under
-     * another address) over HTTP.
+     * another address) over HTTP. `network_key` is the network's root key (HQ's invite-signing
+     * Ed25519 key, 64 hex characters) from the app's build configuration: an invite it did not
+     * sign is refused (`InviteRefused`) before any key is pinned or anything is sent.
      */
-    @Throws(PhakhiException::class)override fun `enrol`(`invite`: kotlin.String, `serverUrl`: kotlin.String?): EnrolmentInfo {
+    @Throws(PhakhiException::class)override fun `enrol`(`invite`: kotlin.String, `networkKey`: kotlin.String, `serverUrl`: kotlin.String?): EnrolmentInfo {
             return FfiConverterTypeEnrolmentInfo.lift(
     callWithHandle {
     uniffiRustCallWithError(PhakhiException) { _status ->
@@ -2633,6 +2638,7 @@ open class PhakhiDevice: Disposable, AutoCloseable, PhakhiDeviceInterface
         it,
         
         FfiConverterString.lower(`invite`),
+        FfiConverterString.lower(`networkKey`),
         FfiConverterOptionalString.lower(`serverUrl`),_status)
 }
     }
@@ -2642,17 +2648,19 @@ open class PhakhiDevice: Disposable, AutoCloseable, PhakhiDeviceInterface
 
     
     /**
-     * The sealed enrolment request, for an app that carries it itself (`POST /v1/enroll`).
+     * The sealed enrolment request, for an app that carries it itself (`POST /v1/enroll`),
+     * once the invite verifies against `network_key` (as for [`PhakhiDevice::enrol`]).
      * Hand the answer to [`PhakhiDevice::enrol_response`].
      */
-    @Throws(PhakhiException::class)override fun `enrolRequest`(`invite`: kotlin.String): kotlin.ByteArray {
+    @Throws(PhakhiException::class)override fun `enrolRequest`(`invite`: kotlin.String, `networkKey`: kotlin.String): kotlin.ByteArray {
             return FfiConverterByteArray.lift(
     callWithHandle {
     uniffiRustCallWithError(PhakhiException) { _status ->
     UniffiLib.uniffi_phakhi_ffi_fn_method_phakhidevice_enrol_request(
         it,
         
-        FfiConverterString.lower(`invite`),_status)
+        FfiConverterString.lower(`invite`),
+        FfiConverterString.lower(`networkKey`),_status)
 }
     }
     )
