@@ -761,6 +761,21 @@ async fn a_relay_enrols_phones_with_invites_hq_signed_for_it() {
         )
         .unwrap()
     };
+    // HQ signs invites only for a relay that joined it, in that relay's provinces.
+    {
+        let conn = phakhi_server::db::open_existing(&hq.state.config().data)
+            .unwrap()
+            .unwrap();
+        phakhi_server::db::devices::insert(
+            &conn,
+            relay.state.keys().static_public().as_bytes(),
+            Role::Relay,
+            &["TH-44".to_string()],
+            i64::try_from(now_unix()).unwrap(),
+        )
+        .unwrap()
+        .unwrap();
+    }
     let mut phone = Phone::new();
     let enrolled = relay
         .enrol(&phone.key, &for_relay(&relay.state))

@@ -47,6 +47,7 @@ fn a_closed_pipe_ends_commands_quietly_after_their_work_is_saved() {
     let tmp = tempfile::tempdir().unwrap();
     let hq_dir = tmp.path().join("hq");
     let hq = ServerProcess::start(&hq_dir, &[]);
+    let nk = phakhi_tests::server::network_key(&hq_dir);
     let hq_data = hq_dir.to_str().unwrap();
     let store = tmp.path().join("a.db");
     let store = store.to_str().unwrap();
@@ -54,7 +55,7 @@ fn a_closed_pipe_ends_commands_quietly_after_their_work_is_saved() {
     let invite_a = invite(&hq_dir, "TH-44", "leader", &hq.url, &key);
 
     // `phakhi device … enroll "$INVITE" | head -1`: the enrolment is made and kept.
-    let out = with_closed_stdout(&device(store, &["enroll", &invite_a]));
+    let out = with_closed_stdout(&device(store, &["enroll", &invite_a, "--network-key", &nk]));
     assert_quiet_success("enroll", &out);
     let info = ok(&device(store, &["info"]));
     assert!(info.contains("TH-44"), "{info}");
@@ -126,6 +127,7 @@ fn refusals_give_their_advice_once_and_syncs_count_both_ways() {
     let tmp = tempfile::tempdir().unwrap();
     let hq_dir = tmp.path().join("hq");
     let hq = ServerProcess::start(&hq_dir, &[]);
+    let nk = phakhi_tests::server::network_key(&hq_dir);
     let key = tip_desk_key();
     let invite_a = invite(&hq_dir, "TH-44", "leader", &hq.url, &key);
     let (a, b, c) = (
@@ -138,7 +140,7 @@ fn refusals_give_their_advice_once_and_syncs_count_both_ways() {
         b.to_str().unwrap(),
         c.to_str().unwrap(),
     );
-    let enrolled = ok(&device(a, &["enroll", &invite_a]));
+    let enrolled = ok(&device(a, &["enroll", &invite_a, "--network-key", &nk]));
     let id_a = enrolled.split_whitespace().nth(3).unwrap().to_owned();
 
     // A first sync pushes a member and an activity: both counted.
@@ -179,7 +181,12 @@ fn refusals_give_their_advice_once_and_syncs_count_both_ways() {
     // Another phone of the province receives them, and has sent nothing.
     ok(&device(
         b,
-        &["enroll", &invite(&hq_dir, "TH-44", "leader", &hq.url, &key)],
+        &[
+            "enroll",
+            &invite(&hq_dir, "TH-44", "leader", &hq.url, &key),
+            "--network-key",
+            &nk,
+        ],
     ));
     let synced = ok(&device(b, &["sync"]));
     assert!(
@@ -189,7 +196,7 @@ fn refusals_give_their_advice_once_and_syncs_count_both_ways() {
     );
 
     // A used invite: the server's advice, once.
-    let stderr = fails(&device(c, &["enroll", &invite_a]));
+    let stderr = fails(&device(c, &["enroll", &invite_a, "--network-key", &nk]));
     assert!(stderr.contains("already used"), "{stderr}");
     assert_eq!(times(&stderr, "ask your coordinator"), 1, "{stderr}");
     assert!(!stderr.contains(".."), "{stderr}");

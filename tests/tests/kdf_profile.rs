@@ -32,6 +32,29 @@ fn phakhi(args: &[&str], test_profile: bool) -> Output {
     command.output().expect("run the phakhi binary")
 }
 
+/// Makes a phone store at `store` the way a person does (`enroll`), with an invite that is
+/// refused once the store exists.
+fn make_store(store: &str, test_profile: bool) {
+    // The Ed25519 base point: a well-formed network key that signed nothing.
+    let network_key = "5866666666666666666666666666666666666666666666666666666666666666";
+    let out = phakhi(
+        &[
+            "device",
+            "--store",
+            store,
+            "--passphrase-env",
+            "PW",
+            "enroll",
+            "PHAKHI1:0",
+            "--network-key",
+            network_key,
+        ],
+        test_profile,
+    );
+    assert!(!out.status.success(), "a junk invite was taken: {out:?}");
+    assert!(Path::new(store).exists(), "enroll made no store: {out:?}");
+}
+
 fn succeeds(args: &[&str], test_profile: bool) {
     let out = phakhi(args, test_profile);
     assert!(
@@ -74,29 +97,11 @@ fn phone_stores_get_the_cheap_profile_only_when_a_test_build_is_asked() {
     let cheap_s = cheap.to_str().unwrap();
     let production_s = production.to_str().unwrap();
 
-    succeeds(
-        &[
-            "device",
-            "--store",
-            cheap_s,
-            "--passphrase-env",
-            "PW",
-            "info",
-        ],
-        true,
-    );
+    // Only `enroll` makes a store; one with an invite it cannot use leaves the store made.
+    make_store(cheap_s, true);
     assert_eq!(store_cost(&cheap), CHEAP);
-    succeeds(
-        &[
-            "device",
-            "--store",
-            production_s,
-            "--passphrase-env",
-            "PW",
-            "info",
-        ],
-        false,
-    );
+    // Only `enroll` makes a store; one with an invite it cannot use leaves the store made.
+    make_store(production_s, false);
     assert_eq!(store_cost(&production), PRODUCTION);
 
     // Without the switch (a release build never has it) the cheap store is refused, untouched.

@@ -126,7 +126,7 @@ fn run_quickstart(root: &Path, work: &Path, hq_port: u16, relay_port: u16) -> Ra
     // After the README's lines, the variables the checks need, NUL-separated.
     let script = format!(
         "shopt -s expand_aliases\nset -e -o pipefail\n{script}\
-         for v in KEY MC RELAY_KEY RECEIPT PW; do printf '%s=%s\\0' \"$v\" \"${{!v}}\"; done > '{}'\n",
+         for v in KEY MC RELAY_KEY NETWORK_KEY RECEIPT PW; do printf '%s=%s\\0' \"$v\" \"${{!v}}\"; done > '{}'\n",
         env_file.display()
     );
     let script_file = root.join("quickstart.sh");

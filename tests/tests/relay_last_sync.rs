@@ -69,6 +69,7 @@ fn phones_synced_only_at_a_relay_show_their_last_sync_at_hq() {
     let (hq_dir, relay_dir) = (tmp.path().join("hq"), tmp.path().join("relay"));
     let key = hex::encode(StaticKeyPair::generate(&mut OsRng).public().as_bytes());
     let hq = ServerProcess::start(&hq_dir, &[]);
+    let nk = phakhi_tests::server::network_key(&hq_dir);
     let joined = relay_join(
         &relay_dir,
         &invite(&hq_dir, "TH-44", "relay", &hq.url, &key),
@@ -99,7 +100,10 @@ fn phones_synced_only_at_a_relay_show_their_last_sync_at_hq() {
     let phone_invite = String::from_utf8(phone_invite.stdout).unwrap();
     let store = tmp.path().join("a.db");
     let store = store.to_str().unwrap();
-    let enrolled = ok(&device(store, &["enroll", phone_invite.trim()]));
+    let enrolled = ok(&device(
+        store,
+        &["enroll", phone_invite.trim(), "--network-key", &nk],
+    ));
     let id = enrolled.split_whitespace().nth(3).unwrap().to_owned();
     ok(&device(
         store,
@@ -150,11 +154,14 @@ fn phones_synced_only_at_a_relay_show_their_last_sync_at_hq() {
     let idle = tmp.path().join("idle.db");
     let idle = idle.to_str().unwrap();
     let idle_invite = invite(&hq_dir, "TH-44", "leader", &hq.url, &key);
-    let idle_id = ok(&device(idle, &["enroll", &idle_invite]))
-        .split_whitespace()
-        .nth(3)
-        .unwrap()
-        .to_owned();
+    let idle_id = ok(&device(
+        idle,
+        &["enroll", &idle_invite, "--network-key", &nk],
+    ))
+    .split_whitespace()
+    .nth(3)
+    .unwrap()
+    .to_owned();
     let entry = reported(&hq_dir, &idle_id);
     assert!(
         entry["last_sync"].is_null() && entry["last_sync_unix"].is_null(),
@@ -170,6 +177,7 @@ fn a_relays_health_counts_what_waits_for_hq_when_it_is_read() {
     let desk_dir = tmp.path().join("desk");
     let (key, code) = phakhi_tests::cli::desk_with_code(desk_dir.to_str().unwrap(), "นายเอ");
     let hq = ServerProcess::start(&hq_dir, &[]);
+    let nk = phakhi_tests::server::network_key(&hq_dir);
     let joined = relay_join(
         &relay_dir,
         &invite(&hq_dir, "TH-44", "relay", &hq.url, &key),
@@ -200,7 +208,10 @@ fn a_relays_health_counts_what_waits_for_hq_when_it_is_read() {
     let phone_invite = String::from_utf8(phone_invite.stdout).unwrap();
     let store = tmp.path().join("a.db");
     let store = store.to_str().unwrap();
-    ok(&device(store, &["enroll", phone_invite.trim()]));
+    ok(&device(
+        store,
+        &["enroll", phone_invite.trim(), "--network-key", &nk],
+    ));
     let report = tmp.path().join("tip.txt");
     std::fs::write(&report, "นายก อบต. เรียกรับเงิน").unwrap();
     phakhi_tests::cli::ok_with(

@@ -170,7 +170,19 @@ fn a_subverted_relay_cannot_slip_its_own_keys_into_a_phone() {
         );
     }
 
-    // With HQ's own invite the phone enrols; its tip reaches the relay sealed to the real desk.
+    // With HQ's own invite the phone enrols (the operator lets HQ's invites in as well: the
+    // relay is restarted on its port with HQ's key back); its tip reaches the relay sealed to
+    // the real desk.
+    let port = relay.addr.port();
+    drop(relay.terminate());
+    rusqlite::Connection::open(relay_dir.join("phakhi.sqlite3"))
+        .unwrap()
+        .execute(
+            "UPDATE upstream SET hq_verifying = ?1",
+            [network_verifying_key(&hq_dir).as_bytes().to_vec()],
+        )
+        .unwrap();
+    let relay = ServerProcess::start_at(&relay_dir, port, &[]);
     let enrolled = phone(&["enroll", &genuine_text], None);
     assert!(enrolled.status.success(), "{enrolled:?}");
     let report = tmp.path().join("tip.txt");

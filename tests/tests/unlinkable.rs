@@ -275,6 +275,7 @@ fn a_seized_relay_and_hq_do_not_say_which_phone_tipped() {
     let relay_data = dir.path().join("relay");
     let desk_dir = path("desk");
     let hq = serve(&hq_data, &[]);
+    let nk = phakhi_tests::server::network_key(&hq_data);
     let (desk_key, code) = desk_with_code(&desk_dir, "ผู้แจ้งเบาะแส");
 
     let joined = relay_join(
@@ -468,7 +469,10 @@ fn a_seized_relay_and_hq_do_not_say_which_phone_tipped() {
 
     // The desk takes everything and acknowledges it; the relay's next round prunes.
     let admin_invite = invite(&hq_data, "TH-44", "admin", &hq.url, &desk_key);
-    ok(&desk(&desk_dir, &["enroll", &admin_invite]));
+    ok(&desk(
+        &desk_dir,
+        &["enroll", &admin_invite, "--network-key", &nk],
+    ));
     let pulled = ok(&desk(&desk_dir, &["pull"]));
     assert!(
         pulled.contains(&format!("pulled {} new tip(s)", TIPPERS.len())),

@@ -327,9 +327,9 @@ mod tests {
         let out = run(&mut hq, vec![sent], 700);
         assert_eq!(out.accepted, vec![[1; 32]], "{out:?}");
         // That exchange reported everything the relay held: from now on (700) it cannot claim
-        // an earlier admission. An invite that expired at 750, claimed admitted at 600 and
+        // an earlier admission. An invite that expired at 650, claimed admitted at 600 and
         // reported at 800, is refused and leaves no trace.
-        let sent = registration_expiring(&hq, 2, 600, 750);
+        let sent = registration_expiring(&hq, 2, 600, 650);
         let out = run(&mut hq, vec![sent], 800);
         assert!(out.accepted.is_empty(), "{out:?}");
         assert!(out.refused[0].reason.contains("expired"), "{out:?}");
