@@ -762,20 +762,21 @@ async fn a_relay_enrols_phones_with_invites_hq_signed_for_it() {
         .unwrap()
     };
     // HQ signs invites only for a relay that joined it, in that relay's provinces.
-    {
+    let joined = |state: &AppState| {
         let conn = phakhi_server::db::open_existing(&hq.state.config().data)
             .unwrap()
             .unwrap();
         phakhi_server::db::devices::insert(
             &conn,
-            relay.state.keys().static_public().as_bytes(),
+            state.keys().static_public().as_bytes(),
             Role::Relay,
             &["TH-44".to_string()],
             i64::try_from(now_unix()).unwrap(),
         )
         .unwrap()
         .unwrap();
-    }
+    };
+    joined(&relay.state);
     let mut phone = Phone::new();
     let enrolled = relay
         .enrol(&phone.key, &for_relay(&relay.state))
@@ -795,6 +796,7 @@ async fn a_relay_enrols_phones_with_invites_hq_signed_for_it() {
         .unwrap_err();
     assert_eq!(err, (StatusCode::BAD_REQUEST, "invite_invalid".to_string()));
     let lost = start_relay(None);
+    joined(&lost.state);
     let err = lost
         .enrol(
             &StaticKeyPair::generate(&mut OsRng),

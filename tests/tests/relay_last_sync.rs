@@ -113,7 +113,16 @@ fn phones_synced_only_at_a_relay_show_their_last_sync_at_hq() {
     ok(&device(store, &["sync"]));
 
     // The relay's next round with HQ carries it up.
-    let caught_up = ok(&["health", &relay.url, "--synced", "--wait", "120"]);
+    let token = relay_dir.join("operator.token");
+    let caught_up = ok(&[
+        "health",
+        &relay.url,
+        "--synced",
+        "--wait",
+        "120",
+        "--operator-token-file",
+        token.to_str().unwrap(),
+    ]);
     let caught_up: serde_json::Value = serde_json::from_str(&caught_up).unwrap();
     assert_eq!(
         caught_up["upstream"]["pending_registrations"], 0,
@@ -239,8 +248,18 @@ fn a_relays_health_counts_what_waits_for_hq_when_it_is_read() {
     assert_eq!(up["pending_envelopes"], 1, "{up}");
     assert_eq!(up["pending_registrations"], 1, "{up}");
     // Waiting for the relay to catch up fails with what still waits, and what to do.
-    let (_, stderr) =
-        phakhi_tests::cli::fails_with(&["health", &relay.url, "--synced", "--wait", "2"], None);
+    let (_, stderr) = phakhi_tests::cli::fails_with(
+        &[
+            "health",
+            &relay.url,
+            "--synced",
+            "--wait",
+            "2",
+            "--operator-token-file",
+            relay_dir.join("operator.token").to_str().unwrap(),
+        ],
+        None,
+    );
     assert!(
         stderr.contains("has not caught up with HQ within 2 s")
             && stderr.contains("1 tip(s) still wait for HQ")
