@@ -198,6 +198,32 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
+/// Version 2 as it first shipped created `mailbox_released` without `province` and
+/// `received_at` (a later edit of the 1 -> 2 step added them, so databases made from then on
+/// have them): such a database gains the two columns here, before any later step reads them. A
+/// released tip whose envelope is gone keeps province `unknown` (reports skip it by province but
+/// still count it) and its release time as its arrival time.
+fn repair_early_released_tips(tx: &rusqlite::Transaction<'_>) -> Result<(), DbError> {
+    let has_province: bool = tx.query_row(
+        "SELECT count(*) FROM pragma_table_info('mailbox_released') WHERE name = 'province'",
+        [],
+        |row| row.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if has_province {
+        return Ok(());
+    }
+    tx.execute_batch(
+        "ALTER TABLE mailbox_released ADD COLUMN province TEXT NOT NULL DEFAULT 'unknown';
+         ALTER TABLE mailbox_released ADD COLUMN received_at INTEGER NOT NULL DEFAULT 0;
+         UPDATE mailbox_released SET
+             province = coalesce(
+                 (SELECT province FROM mailbox WHERE mailbox.id = mailbox_released.id),
+                 'unknown'),
+             received_at = released_at;",
+    )?;
+    Ok(())
+}
+
 /// The database's current schema version.
 pub fn version(conn: &Connection) -> Result<i64, DbError> {
     Ok(conn.query_row("PRAGMA user_version", [], |row| row.get(0))?)
@@ -223,6 +249,9 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DbError> {
         };
         // What a step drops or rewrites is overwritten, not left in free pages.
         tx.pragma_update(None, "secure_delete", "ON")?;
+        if found >= 2 {
+            repair_early_released_tips(&tx)?;
+        }
         tx.execute_batch(step)?;
         tx.pragma_update(None, "user_version", found + 1)?;
         tx.commit()?;
