@@ -54,6 +54,8 @@ mod server_devices;
 mod server_e2e;
 #[path = "server_process.rs"]
 mod server_process;
+#[path = "stored_upgrades.rs"]
+mod stored_upgrades;
 #[path = "tipdesk_attachments.rs"]
 mod tipdesk_attachments;
 #[path = "tipdesk_net.rs"]
