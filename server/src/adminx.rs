@@ -85,7 +85,7 @@ fn admin_inner(
     }
     state.check_rate(&device.public_key)?;
     let request = AdminRequest::decode(&opened.payload)
-        .map_err(|error| AppError::BadRequest(format!("admin request: {error}")))?;
+        .map_err(|error| AppError::undecodable("admin request", &error))?;
     let (answer, done) = match request {
         AdminRequest::Pull { after, max } => {
             let answer = pull(mailbox, after, max);

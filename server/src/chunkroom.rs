@@ -41,7 +41,7 @@ pub fn admit(state: &AppState, device: &Device, payload: &[u8]) -> Result<ChunkR
         Ok(request) => request,
         Err(why) => {
             state.check_rate(&device.public_key)?;
-            return Err(AppError::BadRequest(format!("chunk request: {why}")));
+            return Err(AppError::undecodable("chunk request", &why));
         }
     };
     match device.role {

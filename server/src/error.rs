@@ -72,6 +72,8 @@ pub enum AppError {
     Busy,
     #[error("the server is not configured for this")]
     NotConfigured,
+    #[error("the request's {0} is not one this server reads")]
+    UpgradeRequired(phakhi_core::protocol::VersionSkew),
     #[error("internal server error")]
     Internal,
 }
@@ -108,6 +110,7 @@ impl AppError {
             AppError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
             AppError::Busy => ErrorCode::Busy,
             AppError::NotConfigured => ErrorCode::NotConfigured,
+            AppError::UpgradeRequired(_) => ErrorCode::UpgradeRequired,
             AppError::Internal => ErrorCode::Internal,
         }
     }
@@ -141,6 +144,7 @@ impl AppError {
             AppError::Timeout => StatusCode::REQUEST_TIMEOUT,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Busy | AppError::NotConfigured => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
             AppError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -244,9 +248,31 @@ impl AppError {
             AppError::NotConfigured => "This server cannot check invites yet. Tell the server \
                  operator: the relay's config needs hq_key (HQ's invite-verifying key)."
                 .into(),
+            AppError::UpgradeRequired(skew) if skew.peer_is_older() => format!(
+                "This device speaks {} {}; this server reads {} to {}. Nothing was changed and \
+                 the device keeps everything it holds. Update Phakhi on this device (a phone: \
+                 the app; a relay: the phakhi package, README \"Upgrading a relay\"), then sync \
+                 again.",
+                skew.format, skew.found, skew.oldest, skew.newest
+            ),
+            AppError::UpgradeRequired(skew) => format!(
+                "This device speaks {} {}, newer than this server reads ({} to {}). Nothing was \
+                 changed and the device keeps everything it holds. This server's operator must \
+                 upgrade phakhi (README \"Upgrading a relay\"); sync again after that.",
+                skew.format, skew.found, skew.oldest, skew.newest
+            ),
             AppError::Internal => "The server hit an internal error; nothing was acknowledged. \
                  Sync again later; if it persists, tell the server operator."
                 .into(),
+        }
+    }
+
+    /// A protocol payload (`what`) that did not decode: `upgrade_required` when its version byte
+    /// is the reason, `bad_request` otherwise.
+    pub fn undecodable(what: &'static str, error: &phakhi_core::protocol::ProtocolError) -> Self {
+        match error.version_skew(what) {
+            Some(skew) => AppError::UpgradeRequired(skew),
+            None => AppError::BadRequest(format!("{what}: {error}")),
         }
     }
 

@@ -44,7 +44,7 @@ pub fn enroll(
     let opened = transport::open(state.keys(), envelope, now, &tx)?;
     state.check_rate(opened.sender.as_bytes())?;
     let request = EnrolRequest::decode(&opened.payload)
-        .map_err(|error| AppError::BadRequest(format!("enrolment request: {error}")))?;
+        .map_err(|error| AppError::undecodable("enrolment request", &error))?;
     let hq = hq_verifying_key(state)?;
     let invite = SignedInvite::parse(&request.invite)
         .and_then(|signed| signed.verify(&hq, now))
@@ -256,14 +256,14 @@ fn sync_inner(
         None => (opened.payload.as_slice(), None),
         Some(split) => {
             let (sync_bytes, section) =
-                split.map_err(|why| AppError::BadRequest(format!("relay payload: {why}")))?;
+                split.map_err(|why| AppError::undecodable("relay payload", &why))?;
             if device.role != Role::Relay || state.config().role != crate::config::ServerRole::Hq {
                 return Err(AppError::BadRequest(
                     "only a relay sends a relay section, and only to HQ".into(),
                 ));
             }
             let request = protocol::relay::UpstreamRequest::decode(section)
-                .map_err(|why| AppError::BadRequest(format!("relay section: {why}")))?;
+                .map_err(|why| AppError::undecodable("relay section", &why))?;
             (sync_bytes, Some(request))
         }
     };
@@ -279,7 +279,10 @@ fn sync_inner(
         WireError::TooManyDocs(..) => AppError::TooManyDocuments {
             limit: limits.max_documents_per_exchange,
         },
-        other => AppError::BadRequest(format!("sync message: {other}")),
+        other => match other.version_skew() {
+            Some(skew) => AppError::UpgradeRequired(skew),
+            None => AppError::BadRequest(format!("sync message: {other}")),
+        },
     })?;
     let declared: u64 = message
         .docs
@@ -373,7 +376,7 @@ fn sync_inner(
         None => None,
         Some(section) => {
             let request = protocol::decode_section(section)
-                .map_err(|why| AppError::BadRequest(format!("mailbox section: {why}")))?;
+                .map_err(|why| AppError::undecodable("mailbox section", &why))?;
             let peer = mailroom::Peer {
                 key: opened.sender,
                 scope: scope::mailbox_scope(&device),

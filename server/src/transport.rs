@@ -83,6 +83,9 @@ pub fn open_within(
     }
     opened.map_err(|error| {
         tracing::debug!(%error, "envelope refused");
+        if let Some(skew) = error.version_skew() {
+            return AppError::UpgradeRequired(skew);
+        }
         match error {
             SealError::Replayed => AppError::Replayed,
             SealError::ClockSkew { .. } => AppError::ClockSkew,

@@ -916,6 +916,9 @@ fn refusal_of(code: ErrorCode) -> Option<AppError> {
         ErrorCode::MethodNotAllowed => AppError::MethodNotAllowed,
         ErrorCode::Busy => AppError::Busy,
         ErrorCode::NotConfigured => AppError::NotConfigured,
+        ErrorCode::UpgradeRequired => AppError::UpgradeRequired(
+            phakhi_core::protocol::VersionSkew::of("the sync message", 0, 1),
+        ),
         ErrorCode::Internal => AppError::Internal,
         ErrorCode::DocumentRefused | ErrorCode::DecodeLimit | ErrorCode::NoSession => return None,
     })

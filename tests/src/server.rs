@@ -37,7 +37,7 @@ pub fn phakhi_bin() -> PathBuf {
             "--bin",
             "phakhi",
             "--features",
-            "test-kdf",
+            "test-kdf,test-wire",
         ])
         .join("phakhi")
     })

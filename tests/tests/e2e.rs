@@ -64,3 +64,5 @@ mod tipdesk_net;
 mod trust;
 #[path = "unlinkable.rs"]
 mod unlinkable;
+#[path = "version_skew.rs"]
+mod version_skew;

@@ -108,6 +108,10 @@ error_codes! {
     Busy = "busy",
     /// The server lacks the configuration this request needs (a relay without HQ's key).
     NotConfigured = "not_configured",
+    /// The request is in a version of a wire format (the sealed transport, a sync message, a
+    /// protocol payload) that this server does not speak: older than it still accepts, or newer
+    /// than it knows. Nothing was changed; the answer's message says which side to upgrade.
+    UpgradeRequired = "upgrade_required",
     /// A dashboard page needs a signed-in session (a login link from
     /// `phakhi admin dashboard-login`).
     NoSession = "no_session",
@@ -153,6 +157,7 @@ impl ErrorCode {
             | ErrorCode::NoRoute
             | ErrorCode::MethodNotAllowed
             | ErrorCode::NotConfigured
+            | ErrorCode::UpgradeRequired
             | ErrorCode::NoSession => false,
         }
     }

@@ -282,7 +282,7 @@ fn refusal(link: &Link, error: HttpError) -> UpstreamError {
             }
         }
         HttpError::Refused { code, message, .. } if !super::talk::error_is_retryable(&code) => {
-            UpstreamError::Refused { code, message }
+            UpstreamError::refused(code, message)
         }
         other => UpstreamError::Unreachable {
             url: link.url.clone(),

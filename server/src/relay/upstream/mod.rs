@@ -79,6 +79,11 @@ pub enum UpstreamError {
          invite and join from a new data folder"
     )]
     Refused { code: String, message: String },
+    #[error(
+        "HQ and this relay run releases of Phakhi too far apart to sync (upgrade_required): \
+         {message} Phones are still served here and everything they send waits here until then"
+    )]
+    UpgradeRequired { message: String },
     #[error("HQ's answer could not be used ({0}); retrying with backoff")]
     Protocol(String),
     #[error("the relay's storage failed ({0}); see the log above, retrying with backoff")]
@@ -91,8 +96,21 @@ impl UpstreamError {
         match self {
             UpstreamError::Unreachable { .. } => "unreachable".into(),
             UpstreamError::Refused { code, .. } => format!("refused {code}"),
+            UpstreamError::UpgradeRequired { .. } => "upgrade required".into(),
             UpstreamError::Protocol(_) => "protocol".into(),
             UpstreamError::Storage(_) => "storage".into(),
+        }
+    }
+}
+
+impl UpstreamError {
+    /// What a refusal from HQ means: `upgrade_required` gets its own words (HQ's message says
+    /// which side to upgrade), every other code is a refusal of this relay.
+    fn refused(code: String, message: String) -> Self {
+        if ErrorCode::parse(&code) == Some(ErrorCode::UpgradeRequired) {
+            UpstreamError::UpgradeRequired { message }
+        } else {
+            UpstreamError::Refused { code, message }
         }
     }
 }

@@ -175,7 +175,7 @@ pub(super) fn talk(
                 initiator.handle_lost();
                 return Err(match error {
                     HttpError::Refused { code, message, .. } if !error_is_retryable(&code) => {
-                        UpstreamError::Refused { code, message }
+                        UpstreamError::refused(code, message)
                     }
                     other => UpstreamError::Unreachable {
                         url: link.url.clone(),
