@@ -71,7 +71,11 @@ fn there_is_a_fixture_of_every_schema_version() {
          tests/fixtures/stores/make-server.py, run it and extend FIXTURE_VERSIONS"
     );
     for version in FIXTURE_VERSIONS {
-        let conn = Connection::open(fixtures().join(format!("server-v{version}.sqlite3"))).unwrap();
+        let conn = Connection::open_with_flags(
+            fixtures().join(format!("server-v{version}.sqlite3")),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
         assert_eq!(schema::version(&conn).unwrap(), version);
     }
 }

@@ -47,6 +47,28 @@ fn copy_folder(from: &Path, to: &Path) {
 }
 
 #[test]
+fn there_is_a_phone_and_desk_fixture_of_every_store_version() {
+    // A new store version needs its fixture (run make-phone-and-desk.sh with the release before
+    // it, keep phone-vN.db and desk-vN/, and test them here).
+    assert_eq!(
+        phakhi_core::store::SCHEMA_VERSION,
+        1,
+        "a new store version: add its phone and desk fixtures and test them here"
+    );
+    // Read from copies: a store in WAL mode gains -shm and -wal files even when read.
+    let dir = tempfile::tempdir().unwrap();
+    for store in ["phone-v1.db", "desk-v1/tipdesk.store"] {
+        let copy = dir.path().join("copy.db");
+        std::fs::copy(fixtures().join(store), &copy).unwrap();
+        let conn = rusqlite::Connection::open(&copy).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 1, "{store}");
+    }
+}
+
+#[test]
 fn a_version_1_phone_store_opens_and_keeps_its_records_tips_and_replies() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("phone.db");

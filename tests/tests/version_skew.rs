@@ -17,7 +17,7 @@ use phakhi_core::sync::PeerState;
 use phakhi_tests::cli::{STORE_PASSPHRASE, device, ok};
 use phakhi_tests::cluster::{join_relay, relay_phone_invite};
 use phakhi_tests::server::{
-    Device, Failure, ServerProcess, invite, network_key, now, phakhi_bin, try_post, wait_for,
+    Device, Failure, ServerProcess, invite, network_key, now, phakhi_bin, try_post,
 };
 use rand_core::OsRng;
 
@@ -56,16 +56,22 @@ fn relay(relay_dir: &Path, version: Option<u8>) -> ServerProcess {
 /// The relay's last error with HQ, once it holds `needle` (the last error is kept across a
 /// restart, so an earlier one may be shown first).
 fn upstream_error(relay: &ServerProcess, needle: &str) -> String {
-    wait_for(
-        "the relay's upstream error",
-        Duration::from_secs(60),
-        || {
-            relay.health()["upstream"]["last_error"]
-                .as_str()
-                .filter(|error| error.contains(needle))
-                .map(str::to_owned)
-        },
-    )
+    let mut seen = serde_json::Value::Null;
+    for _ in 0..600 {
+        seen = relay.health();
+        if let Some(error) = seen["upstream"]["last_error"].as_str()
+            && error.contains(needle)
+        {
+            return error.to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "no upstream error with {needle:?} after 600 looks (is {} a test build with the \
+         test-wire feature? `cargo test -p phakhi-server` alone rebuilds it without); last \
+         health: {seen}",
+        phakhi_bin().display()
+    );
 }
 
 #[test]
