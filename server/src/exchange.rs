@@ -50,7 +50,10 @@ pub fn enroll(
         .and_then(|signed| signed.verify(&hq, now))
         .map_err(|error| match error {
             InviteError::Expired { .. } => AppError::InviteExpired,
-            other => AppError::InviteInvalid(other.to_string()),
+            other => match other.version_skew() {
+                Some(skew) => AppError::UpgradeRequired(skew),
+                None => AppError::InviteInvalid(other.to_string()),
+            },
         })?;
     if invite.server_key != state.keys().static_public() {
         return Err(AppError::InviteInvalid(

@@ -12,7 +12,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use phakhi_core::seal::{self, ENVELOPE_VERSION, StaticKeyPair};
+use phakhi_core::protocol::EnrolRequest;
+use phakhi_core::seal::{self, ENVELOPE_VERSION, StaticKeyPair, crockford};
 use phakhi_core::sync::PeerState;
 use phakhi_tests::cli::{STORE_PASSPHRASE, device, ok};
 use phakhi_tests::cluster::{join_relay, relay_phone_invite};
@@ -22,6 +23,8 @@ use phakhi_tests::server::{
 use rand_core::OsRng;
 
 const SWITCH: &str = "PHAKHI_TEST_ENVELOPE_VERSION";
+/// What every invite's text starts with; the rest is its bytes in Crockford base32.
+const INVITE_PREFIX: &str = "PHAKHI1:";
 
 /// `phakhi <args>` speaking envelope version `version`.
 fn speaking(version: u8, args: &[&str]) -> Output {
@@ -211,6 +214,24 @@ fn payloads_of_another_version_are_answered_upgrade_required_and_change_nothing(
     };
     assert_eq!(
         stranger.exchange("/v1/enroll", &[0xEE, b'{', b'}']),
+        Err(Failure::Refused(426, "upgrade_required".into()))
+    );
+
+    // An invite of a newer version (from an upgraded HQ) at a server that does not read it yet.
+    let text = invite(&hq_dir, "TH-44", "leader", &hq.url, &desk);
+    let mut bytes = crockford::decode(text.trim().strip_prefix(INVITE_PREFIX).unwrap()).unwrap();
+    bytes[0] += 1;
+    let newer = format!("{INVITE_PREFIX}{}", crockford::encode(&bytes));
+    let newcomer = Device {
+        key: StaticKeyPair::generate(&mut OsRng),
+        server: hq.static_key(),
+        url: hq.url.clone(),
+        docs: Default::default(),
+        state: PeerState::new(),
+    };
+    let payload = EnrolRequest { invite: newer }.encode();
+    assert_eq!(
+        newcomer.exchange("/v1/enroll", &payload),
         Err(Failure::Refused(426, "upgrade_required".into()))
     );
 
