@@ -237,11 +237,11 @@ fn associated_data(path: &Path) -> Vec<u8> {
     aad
 }
 
-/// Reads a key file: the secret, and whether the file was sealed (false: an older plain one).
-fn read_key(
-    path: &Path,
-    sealing: &FileSealing,
-) -> Result<Option<(Zeroizing<[u8; 32]>, bool)>, KeyError> {
+/// A key file's secret, and whether the file was sealed (false: an older plain one).
+type ReadKey = (Zeroizing<[u8; 32]>, bool);
+
+/// Reads a key file.
+fn read_key(path: &Path, sealing: &FileSealing) -> Result<Option<ReadKey>, KeyError> {
     use chacha20poly1305::aead::{Aead, Payload};
     let data = match std::fs::read(path) {
         Ok(data) => Zeroizing::new(data),

@@ -178,7 +178,7 @@ fn metric(server: &ServerProcess, name: &str) -> u64 {
 /// Chunk ids in a data folder (read-only, while the server runs): those with bytes, and all it
 /// knows (held, or passed on).
 fn chunk_rows(data: &Path) -> (Vec<ChunkId>, Vec<ChunkId>) {
-    let conn = phakhi_server::db::open_read_only(&data).unwrap();
+    let conn = phakhi_server::db::open_read_only(data).unwrap();
     let ids = |sql: &str| -> Vec<ChunkId> {
         let mut statement = conn.prepare(sql).unwrap();
         statement

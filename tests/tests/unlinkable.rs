@@ -200,7 +200,7 @@ fn regions(path: &Path, bytes: &[u8]) -> Vec<(usize, usize)> {
 type Row = Vec<(String, Option<i64>, Option<Vec<u8>>)>;
 
 fn all_rows(data: &Path) -> Vec<(String, Row)> {
-    let conn = phakhi_server::db::open_read_only(&data).unwrap();
+    let conn = phakhi_server::db::open_read_only(data).unwrap();
     let tables: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
         .unwrap()
@@ -231,7 +231,7 @@ fn all_rows(data: &Path) -> Vec<(String, Row)> {
 
 /// Each phone's row number in a server's `devices` table.
 fn device_rows(data: &Path, phones: &[Phone]) -> BTreeMap<i64, usize> {
-    let conn = phakhi_server::db::open_read_only(&data).unwrap();
+    let conn = phakhi_server::db::open_read_only(data).unwrap();
     let mut out = BTreeMap::new();
     for (index, phone) in phones.iter().enumerate() {
         if let Ok(row) = conn.query_row(
