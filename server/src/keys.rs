@@ -447,27 +447,27 @@ mod tests {
     #[test]
     fn first_start_creates_0600_files_and_later_starts_reuse_them() {
         let dir = tempfile::tempdir().unwrap();
-        let first = load_or_create(dir.path(), true, &mut OsRng).unwrap();
+        // The data folder inside the temporary one: its key file `data.key` lands there too.
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let first = load_or_create(&data, true, &mut OsRng).unwrap();
         assert!(first.created);
         for name in [STATIC_KEY_FILE, SIGNING_KEY_FILE] {
-            let mode = std::fs::metadata(dir.path().join(name))
+            let mode = std::fs::metadata(data.join(name))
                 .unwrap()
                 .permissions()
                 .mode();
             assert_eq!(mode & 0o777, 0o600, "{name}");
-            assert_eq!(
-                std::fs::read(dir.path().join(name)).unwrap().len(),
-                KEY_FILE_LEN
-            );
+            assert_eq!(std::fs::read(data.join(name)).unwrap().len(), KEY_FILE_LEN);
         }
-        let again = load_or_create(dir.path(), true, &mut OsRng).unwrap();
+        let again = load_or_create(&data, true, &mut OsRng).unwrap();
         assert!(!again.created);
         assert_eq!(
             first.keys.static_public().as_bytes(),
             again.keys.static_public().as_bytes()
         );
         assert_eq!(first.keys.verifying(), again.keys.verifying());
-        let loaded = load(dir.path()).unwrap().unwrap();
+        let loaded = load(&data).unwrap().unwrap();
         assert_eq!(loaded.verifying(), first.keys.verifying());
     }
 
@@ -518,28 +518,34 @@ mod tests {
     #[test]
     fn relay_creates_no_signing_key() {
         let dir = tempfile::tempdir().unwrap();
-        let loaded = load_or_create(dir.path(), false, &mut OsRng).unwrap();
+        // The data folder inside the temporary one: its key file `data.key` lands there too.
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let loaded = load_or_create(&data, false, &mut OsRng).unwrap();
         assert!(loaded.keys.signing().is_none());
-        assert!(!dir.path().join(SIGNING_KEY_FILE).exists());
+        assert!(!data.join(SIGNING_KEY_FILE).exists());
     }
 
     #[test]
     fn damaged_key_file_is_refused_not_replaced() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(STATIC_KEY_FILE), b"short").unwrap();
-        let err = load_or_create(dir.path(), true, &mut OsRng).unwrap_err();
+        // The data folder inside the temporary one: its key file `data.key` lands there too.
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::write(data.join(STATIC_KEY_FILE), b"short").unwrap();
+        let err = load_or_create(&data, true, &mut OsRng).unwrap_err();
         assert!(matches!(err, KeyError::Damaged { .. }));
         assert!(err.to_string().contains("restore it"));
-        assert_eq!(
-            std::fs::read(dir.path().join(STATIC_KEY_FILE)).unwrap(),
-            b"short"
-        );
+        assert_eq!(std::fs::read(data.join(STATIC_KEY_FILE)).unwrap(), b"short");
     }
 
     #[test]
     fn debug_shows_no_secret() {
         let dir = tempfile::tempdir().unwrap();
-        let loaded = load_or_create(dir.path(), true, &mut OsRng).unwrap();
+        // The data folder inside the temporary one: its key file `data.key` lands there too.
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let loaded = load_or_create(&data, true, &mut OsRng).unwrap();
         let secret = hex::encode(*loaded.keys.static_pair().secret_bytes());
         let debug = format!("{:?}", loaded.keys);
         assert!(!debug.contains(&secret));
