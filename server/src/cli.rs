@@ -26,6 +26,20 @@ pub struct Cli {
     /// Append logs to this file instead of the terminal (created with its folder if missing).
     #[arg(long, global = true, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+    /// The data folder's database key file (64 hex digits), kept apart from the data (another
+    /// disk, a removable stick); created with a new database [default: <data>.key beside the
+    /// data folder].
+    #[arg(long, global = true, env = "PHAKHI_DB_KEY_FILE", value_name = "FILE")]
+    pub db_key_file: Option<PathBuf>,
+    /// Take the database key from a passphrase held in this environment variable instead of a
+    /// key file (stretched with Argon2id; the salt is kept in the data folder).
+    #[arg(
+        long,
+        global = true,
+        value_name = "VAR",
+        conflicts_with = "db_key_file"
+    )]
+    pub db_passphrase_env: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -229,6 +243,11 @@ pub enum CliError {
     Serve(std::io::Error),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(
+        "--db-passphrase-env names {0}, which is not set or empty: export {0} with the \
+         database passphrase, or give --db-key-file instead"
+    )]
+    DbPassphrase(String),
     #[error(transparent)]
     Admin(#[from] AdminError),
     #[error(transparent)]
@@ -287,6 +306,22 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Tells the storage where the data folder's key comes from (`--db-key-file`,
+/// `--db-passphrase-env`; otherwise `PHAKHI_DB_KEY_FILE` or `<data>.key`).
+fn configure_db_key(cli: &Cli) -> Result<(), CliError> {
+    use crate::db::atrest::{self, KeySource};
+    if let Some(var) = &cli.db_passphrase_env {
+        let passphrase = std::env::var(var)
+            .ok()
+            .filter(|value| !value.is_empty())
+            .ok_or_else(|| CliError::DbPassphrase(var.clone()))?;
+        atrest::configure(KeySource::Passphrase(zeroize::Zeroizing::new(passphrase)));
+    } else if let Some(path) = &cli.db_key_file {
+        atrest::configure(KeySource::File(path.clone()));
+    }
+    Ok(())
 }
 
 /// A reader that closed the pipe (`phakhi report … | head -1`) ends the command quietly with
@@ -367,6 +402,7 @@ fn open_log_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
 
 /// Runs a parsed command.
 pub fn run(cli: Cli) -> Result<(), CliError> {
+    configure_db_key(&cli)?;
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Admin(args) => admin(args),
@@ -504,7 +540,11 @@ fn first_start_notice(state: &AppState) -> String {
     let mut text = format!(
         "First start: created this server's keys in {data}.\n\
          Back up that folder; never share its *.key files.\n\
+         The folder is encrypted at rest under {}: keep it apart from the data (another disk, a \
+         removable stick), back it up separately, and start with --db-key-file naming it (or \
+         PHAKHI_DB_KEY_FILE); without it the data cannot be read.\n\
          \x20 server static key (X25519):     {}\n",
+        db_key_place(state.data_dir()),
         hex::encode(keys.static_public().as_bytes())
     );
     if let Some(verifying) = keys.verifying() {
@@ -523,6 +563,18 @@ fn first_start_notice(state: &AppState) -> String {
         ));
     }
     text
+}
+
+/// Where the data folder's key comes from, for the first-start banner (never the key).
+fn db_key_place(data: &std::path::Path) -> String {
+    match crate::db::atrest::source_for(data) {
+        crate::db::atrest::KeySource::File(path) => {
+            format!("the key file {}", path.display())
+        }
+        crate::db::atrest::KeySource::Passphrase(_) => {
+            "a key from the passphrase given (--db-passphrase-env)".to_string()
+        }
+    }
 }
 
 fn admin(args: AdminArgs) -> Result<(), CliError> {
