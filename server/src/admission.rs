@@ -29,7 +29,7 @@
 //! and checks the device again in the request's own transaction (a revocation or a second copy
 //! of the same request may have landed meanwhile).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Request, State};
@@ -84,12 +84,29 @@ impl Route {
     };
 }
 
-/// The address a request came from; tests that drive the router without a socket share one.
+/// The address a request came from, as refusals are counted: an IPv4 address (also when it
+/// reaches a dual-stack socket as `::ffff:a.b.c.d`), or an IPv6 address's /64 (one
+/// subscriber's network, within which it may change addresses at will). Tests that drive the
+/// router without a socket share one.
 fn source(request: &Request) -> IpAddr {
-    request
+    let ip = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip())
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
+    counted_as(ip)
+}
+
+fn counted_as(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let [a, b, c, d, ..] = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+            }
+        },
+    }
 }
 
 /// Refusals that say the request did not come from a device this server serves: what a flood
@@ -168,4 +185,28 @@ pub async fn admit(
         state.check_rate(&sender)?;
     }
     Ok(opened)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("an address")
+    }
+
+    #[test]
+    fn refusals_are_counted_per_ipv4_address_and_per_ipv6_network() {
+        let v4 = ip("203.0.113.7");
+        assert_eq!(counted_as(v4), v4);
+        assert_eq!(
+            counted_as(ip("::ffff:203.0.113.7")),
+            v4,
+            "dual-stack sockets"
+        );
+        assert_ne!(counted_as(ip("::ffff:203.0.113.8")), v4);
+        let one = counted_as(ip("2001:db8:1:2:aaaa::1"));
+        assert_eq!(one, counted_as(ip("2001:db8:1:2:ffff:1:2:3")));
+        assert_ne!(one, counted_as(ip("2001:db8:1:3::1")));
+    }
 }

@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use phakhi_tests::server::{Device, ServerProcess, config_with_limits, issue_invite};
+use phakhi_tests::server::{Device, ServerProcess, issue_invite};
 
 const TIP_DESK: &str = "11d43b5ad6fdc0c4a7f3d1c7e6a0a64e2b0f1f7d5e1e5fb3f1f5a2f1f0d3c2b1";
 const DOC: &str = "province/TH-44/activities/2026";
@@ -44,7 +44,15 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(41);
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = config_with_limits(dir.path(), "");
+    // Only settings every version knows, so that older binaries can be measured too (the
+    // per-address refusal limit is never reached: nothing is refused).
+    let config = dir.path().join("phakhi.toml");
+    std::fs::write(
+        &config,
+        "[limits]\nrequests_per_minute = 1000000\nrequest_burst = 1000000\n",
+    )
+    .expect("write config");
+    let config = config.display().to_string();
     let hq_dir = dir.path().join("hq");
     let hq = ServerProcess::start(&hq_dir, &["--config", &config]);
     let invite = issue_invite(&hq_dir, "TH-44", &hq.url, TIP_DESK, "7d");
