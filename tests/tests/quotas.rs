@@ -515,3 +515,103 @@ fn a_flood_from_random_unenrolled_keys_costs_no_writer_time_and_enrolled_phones_
     }
     net.finish();
 }
+
+// ------------------------------------------------------------------------------------------
+// Replies at a relay
+// ------------------------------------------------------------------------------------------
+
+/// A reply as the tip desk leaves it at HQ: a bucket-sized envelope of kind reply for TH-44
+/// (only the phone holding the tip's reply key can open a real one; the servers cannot tell).
+fn reply(fill: u8) -> phakhi_core::mailbox::MailItem {
+    let mut envelope = vec![fill; 1024];
+    envelope[0] = seal::ENVELOPE_VERSION;
+    envelope[1] = seal::KIND_REPLY;
+    phakhi_core::mailbox::MailItem {
+        kind: phakhi_core::mailbox::EnvelopeKind::Reply,
+        province: "TH-44".into(),
+        envelope,
+    }
+}
+
+/// Replies a data folder holds.
+fn held_replies(data: &Path) -> usize {
+    let conn = phakhi_server::db::open_existing(data)
+        .expect("open the data folder")
+        .expect("a database");
+    conn.query_row("SELECT count(*) FROM mailbox WHERE kind = 2", [], |row| {
+        row.get::<_, i64>(0)
+    })
+    .expect("count") as usize
+}
+
+/// Syncs `phone` reporting `cursor` as the replies it holds; returns the replies the answer
+/// carried and the cursor it gave back.
+fn fetch_replies(phone: &mut Device, cursor: u64) -> (usize, u64) {
+    use phakhi_core::mailbox::Have;
+    let section = encode_section(&[MailboxMessage::Have(Have {
+        cursor,
+        ids: Vec::new(),
+        more: false,
+    })]);
+    let answer = phone
+        .sync_with_mailbox(Some(section))
+        .expect("sync")
+        .expect("a mailbox answer");
+    let messages = phakhi_core::protocol::decode_section(&answer).expect("a section");
+    let mut replies = 0;
+    let mut next = cursor;
+    for message in messages {
+        match message {
+            MailboxMessage::Have(have) => next = have.cursor,
+            MailboxMessage::Push(push) => replies += push.items.len(),
+            _ => {}
+        }
+    }
+    (replies, next)
+}
+
+/// The tip desk leaves three replies for TH-44 at HQ; the relay fetches them. They stay at the
+/// relay while one of its two phones has not yet reported a cursor past them, and go (all but
+/// the newest envelope, which keeps the arrival numbering) once both have: the relay's store of
+/// replies no longer grows for ever.
+#[test]
+fn replies_at_a_relay_are_dropped_once_every_phone_of_the_province_holds_them() {
+    let net = Network::start("");
+    let mut first = net.relay_phone();
+    let mut second = net.relay_phone();
+    first.sync().expect("sync");
+    second.sync().expect("sync");
+    let invite = phakhi_tests::server::invite(&net.hq_dir, "TH-44", "admin", &net.hq.url, TIP_DESK);
+    let (desk, _) = Device::enrol(&net.hq.url, &invite, net.hq.static_key()).expect("enrol");
+    let request = phakhi_core::protocol::AdminRequest::PushReplies {
+        replies: vec![reply(7), reply(8), reply(9)],
+    };
+    desk.exchange("/v1/admin", &request.encode())
+        .expect("HQ stores the replies");
+    let relay_dir = net.relay.data.clone();
+    wait_for("the relay to fetch the replies", CATCH_UP, || {
+        (held_replies(&relay_dir) == 3).then_some(())
+    });
+
+    let (got, cursor) = fetch_replies(&mut first, 0);
+    assert_eq!(got, 3);
+    let (again, _) = fetch_replies(&mut first, cursor);
+    assert_eq!(again, 0);
+    assert_eq!(
+        held_replies(&relay_dir),
+        3,
+        "the second phone has not had them"
+    );
+
+    let (got, cursor) = fetch_replies(&mut second, 0);
+    assert_eq!(got, 3, "the second phone gets every reply");
+    fetch_replies(&mut second, cursor);
+    assert_eq!(
+        held_replies(&relay_dir),
+        1,
+        "delivered to every phone: only the newest envelope stays"
+    );
+    // HQ drops replies only when they expire (its phones may sync through relays it cannot see).
+    assert_eq!(held_replies(&net.hq_dir), 3);
+    net.finish();
+}
