@@ -12,9 +12,11 @@
 //!    else, so a flood of fresh random keys costs one HPKE open per refusal in the burst and
 //!    then nothing. Only refusals are counted: the phones of a centre's network or behind a
 //!    carrier's NAT share an address, and those that sync honestly never spend it.
-//! 2. **Requests held at once** ([`gate`]): at most `max_requests_in_flight`, from the first
-//!    byte of the body to the answer; one more is answered `busy` at once. This bounds the
-//!    bodies waiting in memory (each at most `max_body_bytes`) and the writer's queue.
+//! 2. **Requests held at once** ([`gate`]): at most `max_requests_in_flight` are worked on,
+//!    from the first byte of the body to the answer, which bounds the bodies in memory (each at
+//!    most `max_body_bytes`) and the writer's queue. More wait before their body is read, at
+//!    most `max_requests_waiting` of them (a burst of a province's phones at once waits its
+//!    turn); one more is answered `busy` at once.
 //! 3. **Opening** ([`admit`]): the HPKE open and the clock check, on a blocking thread, at most
 //!    one per core at once ([`AppState::while_opening`]), with no database.
 //! 4. **Who sent it**, from the reader connection: a request id already recorded is a replay;
@@ -133,7 +135,7 @@ pub async fn gate(State(state): State<AppState>, request: Request, next: Next) -
     if let Err(refused) = state.check_address(address) {
         return refused.into_response();
     }
-    let Some(permit) = state.in_flight_permit() else {
+    let Some(permit) = state.in_flight_permit().await else {
         return AppError::Busy.into_response();
     };
     let response = next.run(request).await;

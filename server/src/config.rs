@@ -76,10 +76,14 @@ pub struct Limits {
     pub refusals_per_address_per_minute: u32,
     /// Refusals one address may have in a burst (bucket size).
     pub refusal_burst_per_address: u32,
-    /// Sealed-envelope requests the server holds at once, from the first byte of the body to
-    /// the answer: the bound on request bodies waiting in memory and on the writer's queue.
-    /// One more is answered `busy` at once.
+    /// Sealed-envelope requests the server works on at once, from the first byte of the body
+    /// to the answer: the bound on request bodies held in memory and on the writer's queue.
+    /// More wait, before their body is read, in the queue below.
     pub max_requests_in_flight: usize,
+    /// Sealed-envelope requests that may wait for one of those places (only their headers are
+    /// read: a waiting request costs a connection, not its body). One more is answered `busy`
+    /// at once; a request that waits longer than `request_timeout_secs` gets `timeout`.
+    pub max_requests_waiting: usize,
     /// Bytes of changes one device may add to the shared documents per day (UTC), counted as
     /// stored; a relay's exchanges at HQ are not counted (see `crate::budget`).
     pub document_bytes_per_device_per_day: u64,
@@ -109,6 +113,7 @@ impl Default for Limits {
             refusals_per_address_per_minute: 30,
             refusal_burst_per_address: 60,
             max_requests_in_flight: 32,
+            max_requests_waiting: 4096,
             document_bytes_per_device_per_day: 1024 * 1024,
             reply_keep_days: 60,
         }

@@ -47,6 +47,15 @@ impl Core {
     }
 }
 
+/// Takes one request off the count of those waiting when dropped.
+struct Leave<'a>(&'a AtomicUsize);
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The name of the lock file a running server holds in its data folder.
 pub const LOCK_FILE: &str = "serve.lock";
 
@@ -102,6 +111,8 @@ struct Shared {
     address_refusals: Mutex<RateLimiter<IpAddr>>,
     /// Sealed-envelope requests held at once, body to answer ([`crate::admission`]).
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// Requests waiting for a place among those in flight.
+    waiting: AtomicUsize,
     /// Envelopes being opened at once: one per core, so a burst of opens queues as tasks
     /// instead of taking every blocking thread.
     opening: Arc<tokio::sync::Semaphore>,
@@ -219,6 +230,7 @@ impl AppState {
                     chunk_limiter: Mutex::new(chunk_limiter),
                     address_refusals: Mutex::new(address_refusals),
                     in_flight,
+                    waiting: AtomicUsize::new(0),
                     opening,
                     _lock: lock,
                     cache_bytes: AtomicUsize::new(0),
@@ -365,9 +377,20 @@ impl AppState {
             .spend(&address, Instant::now());
     }
 
-    /// A place among the requests held at once, or `None` when they are all taken.
-    pub fn in_flight_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        Arc::clone(&self.inner.in_flight).try_acquire_owned().ok()
+    /// A place among the requests worked on at once, waiting for one in a queue of at most
+    /// `max_requests_waiting`; `None` when the queue is full.
+    pub async fn in_flight_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if let Ok(permit) = Arc::clone(&self.inner.in_flight).try_acquire_owned() {
+            return Some(permit);
+        }
+        let limit = self.inner.config.limits.max_requests_waiting;
+        let queued = self.inner.waiting.fetch_add(1, Ordering::AcqRel);
+        // Leaves the queue however the wait ends (a timeout drops this future).
+        let _leave = Leave(&self.inner.waiting);
+        if queued >= limit {
+            return None;
+        }
+        Arc::clone(&self.inner.in_flight).acquire_owned().await.ok()
     }
 
     /// Runs `work` (opening an envelope) on a blocking thread, at most one per core at once.
