@@ -393,6 +393,11 @@ impl AppState {
         Arc::clone(&self.inner.in_flight).acquire_owned().await.ok()
     }
 
+    /// How many requests wait for a place among those in flight.
+    pub fn requests_waiting(&self) -> usize {
+        self.inner.waiting.load(Ordering::Acquire)
+    }
+
     /// Runs `work` (opening an envelope) on a blocking thread, at most one per core at once.
     pub async fn while_opening<T, F>(&self, work: F) -> Result<T, AppError>
     where
@@ -551,6 +556,43 @@ mod tests {
         drop(opened);
         let loaded = keys::load(dir.path()).unwrap().unwrap();
         assert!(loaded.signing().is_none(), "a relay holds no signing key");
+    }
+
+    /// The cap on requests in flight holds, those past it wait in the queue, and one past the
+    /// queue is refused at once; a place that frees goes to the one waiting.
+    #[tokio::test]
+    async fn requests_past_the_cap_wait_in_a_bounded_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data: dir.path().to_path_buf(),
+            limits: crate::config::Limits {
+                max_requests_in_flight: 1,
+                max_requests_waiting: 1,
+                ..crate::config::Limits::default()
+            },
+            ..Config::default()
+        };
+        let state = AppState::open(config).unwrap().state;
+        let first = state.in_flight_permit().await.expect("a place");
+        let waiter = tokio::spawn({
+            let state = state.clone();
+            async move { state.in_flight_permit().await.is_some() }
+        });
+        while state.requests_waiting() == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            state.in_flight_permit().await.is_none(),
+            "the queue is full: busy"
+        );
+        assert_eq!(
+            state.requests_waiting(),
+            1,
+            "the refused one left the queue"
+        );
+        drop(first);
+        assert!(waiter.await.unwrap(), "the waiting request got the place");
+        assert_eq!(state.requests_waiting(), 0);
     }
 
     #[test]
