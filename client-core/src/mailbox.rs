@@ -469,6 +469,18 @@ impl Mailbox {
         }
     }
 
+    /// Removes one held envelope (a server drops a reply once every device it serves has it,
+    /// or once it expired). Returns whether it was held. Arrival numbers are never reused.
+    pub fn remove(&mut self, id: &EnvelopeId) -> bool {
+        match self.items.remove(id) {
+            Some(stored) => {
+                self.by_seq.remove(&stored.seq);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Removes every held envelope HQ acknowledged, and only those.
     pub fn prune_acknowledged(&mut self) -> Vec<EnvelopeId> {
         let doomed: Vec<EnvelopeId> = self

@@ -60,6 +60,8 @@ pub enum AppError {
     MailboxQuota,
     #[error("the device's attachment quota is full")]
     ChunkQuota,
+    #[error("the device added {used} bytes to the shared documents today (limit {limit})")]
+    DocumentBudget { limit: u64, used: u64 },
     #[error("too many requests from this device")]
     RateLimited { retry_after_secs: u64 },
     #[error("the request took too long")]
@@ -104,6 +106,7 @@ impl AppError {
             AppError::TooManyChanges { .. } => ErrorCode::TooManyChanges,
             AppError::MailboxQuota => ErrorCode::MailboxQuotaExceeded,
             AppError::ChunkQuota => ErrorCode::ChunkQuotaExceeded,
+            AppError::DocumentBudget { .. } => ErrorCode::DocumentBudgetExceeded,
             AppError::RateLimited { .. } => ErrorCode::RateLimited,
             AppError::Timeout => ErrorCode::Timeout,
             AppError::NoRoute => ErrorCode::NoRoute,
@@ -139,7 +142,9 @@ impl AppError {
             AppError::InviteExpired => StatusCode::GONE,
             AppError::OutOfScope(_) | AppError::NoRoute => StatusCode::NOT_FOUND,
             AppError::ReadOnly(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            AppError::MailboxQuota | AppError::ChunkQuota => StatusCode::INSUFFICIENT_STORAGE,
+            AppError::MailboxQuota | AppError::ChunkQuota | AppError::DocumentBudget { .. } => {
+                StatusCode::INSUFFICIENT_STORAGE
+            }
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Timeout => StatusCode::REQUEST_TIMEOUT,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -235,6 +240,12 @@ impl AppError {
                  server that were not passed on yet. Nothing was changed. Wait until headquarters \
                  has picked them up, then sync again."
                 .into(),
+            AppError::DocumentBudget { limit, used } => format!(
+                "This device already added {used} bytes of changes to the shared documents \
+                 today; one device may add {limit} a day. Nothing was changed: the changes stay \
+                 on this device and go with the first sync after 00:00 UTC. If the device needs \
+                 more, ask headquarters to raise document_bytes_per_device_per_day."
+            ),
             AppError::RateLimited { retry_after_secs } => format!(
                 "Too many requests from this device. Wait {retry_after_secs} seconds, then sync \
                  again."

@@ -5,7 +5,7 @@
 //! that commit: when anything fails, the touched documents are dropped (the cache reloads them
 //! from disk) and the mailbox is rebuilt from disk.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use automerge::{AutoCommit, ChangeHash, ReadDoc};
 use phakhi_core::mailbox::Mailbox;
@@ -16,6 +16,7 @@ use phakhi_core::sync::{self, DocName, WireError};
 use rusqlite::{Connection, TransactionBehavior};
 
 use crate::allowance::Allowance;
+use crate::budget::DocumentBudget;
 use crate::cache::DocCache;
 use crate::db::devices::{self, Device, Role};
 use crate::db::{self, DbError, documents};
@@ -24,7 +25,7 @@ use crate::error::{AppError, ErrorCode};
 use crate::mailroom;
 use crate::scope::{self, Access};
 use crate::state::{AppState, Core};
-use crate::transport;
+use crate::transport::{self, Incoming};
 
 fn to_i64(now: u64) -> i64 {
     i64::try_from(now).unwrap_or(i64::MAX)
@@ -34,16 +35,62 @@ fn to_i64(now: u64) -> i64 {
 pub fn enroll(
     state: &AppState,
     core: &mut Core,
-    envelope: &[u8],
+    incoming: Incoming<'_>,
     now: u64,
 ) -> Result<(Vec<u8>, String), AppError> {
     let tx = core
         .conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(DbError::from)?;
-    let opened = transport::open(state.keys(), envelope, now, &tx)?;
-    state.check_rate(opened.sender.as_bytes())?;
-    let request = EnrolRequest::decode(&opened.payload)
+    let (opened, rate) = incoming.take(
+        state.keys(),
+        now,
+        phakhi_core::seal::MAX_CLOCK_SKEW_SECS,
+        &tx,
+    )?;
+    if rate {
+        state.check_rate(opened.sender.as_bytes())?;
+    }
+    // Checked before the writer too (`crate::admission`); again here, where it is recorded.
+    let (request, admission) = check_enrolment(state, &opened.payload, now)?;
+    let device = enroll::register(&tx, opened.sender.as_bytes(), &admission, to_i64(now))?;
+    // Kept so a relay can show HQ the invite it admitted the device with.
+    devices::set_invite(&tx, device.row, request.invite.trim())?;
+    let answer = if device.role == Role::Relay {
+        let hq = hq_verifying_key(state)?;
+        protocol::JoinResponse {
+            device_id: device.device_id.clone(),
+            role: device.role.as_str().into(),
+            provinces: device.provinces.clone(),
+            server_role: state.config().role.as_str().into(),
+            hq_verifying_key: hex::encode(hq.as_bytes()),
+        }
+        .encode()
+    } else {
+        EnrolResponse {
+            device_id: device.device_id.clone(),
+            role: device.role.as_str().into(),
+            provinces: device.provinces.clone(),
+            server_role: state.config().role.as_str().into(),
+        }
+        .encode()
+    };
+    tx.commit().map_err(DbError::from)?;
+    // A relay tells HQ about the device soon.
+    state.nudge_upstream();
+    let sealed = transport::seal_response(opened.responder, &answer)?;
+    Ok((sealed, device.device_id))
+}
+
+/// Decodes an enrolment request and checks its invite: HQ's signature, not expired, issued
+/// for this server, and (on a relay) a role and provinces this relay may admit. Changes
+/// nothing, so the admission stage runs it before the writer.
+pub fn check_enrolment(
+    state: &AppState,
+    payload: &[u8],
+    now: u64,
+) -> Result<(EnrolRequest, Admission), AppError> {
+    let request = EnrolRequest::decode(payload)
         .map_err(|error| AppError::undecodable("enrolment request", &error))?;
     let hq = hq_verifying_key(state)?;
     let invite = SignedInvite::parse(&request.invite)
@@ -68,32 +115,7 @@ pub fn enroll(
     if state.config().role != crate::config::ServerRole::Hq {
         check_relay_admission(state, &admission)?;
     }
-    let device = enroll::register(&tx, opened.sender.as_bytes(), &admission, to_i64(now))?;
-    // Kept so a relay can show HQ the invite it admitted the device with.
-    devices::set_invite(&tx, device.row, request.invite.trim())?;
-    let answer = if device.role == Role::Relay {
-        protocol::JoinResponse {
-            device_id: device.device_id.clone(),
-            role: device.role.as_str().into(),
-            provinces: device.provinces.clone(),
-            server_role: state.config().role.as_str().into(),
-            hq_verifying_key: hex::encode(hq.as_bytes()),
-        }
-        .encode()
-    } else {
-        EnrolResponse {
-            device_id: device.device_id.clone(),
-            role: device.role.as_str().into(),
-            provinces: device.provinces.clone(),
-            server_role: state.config().role.as_str().into(),
-        }
-        .encode()
-    };
-    tx.commit().map_err(DbError::from)?;
-    // A relay tells HQ about the device soon.
-    state.nudge_upstream();
-    let sealed = transport::seal_response(opened.responder, &answer)?;
-    Ok((sealed, device.device_id))
+    Ok((request, admission))
 }
 
 /// What a provincial relay refuses even in an invite HQ signed: another relay, an admin device
@@ -149,13 +171,13 @@ fn hq_verifying_key(state: &AppState) -> Result<HqVerifyingKey, AppError> {
 pub fn sync(
     state: &AppState,
     core: &mut Core,
-    envelope: &[u8],
+    incoming: Incoming<'_>,
     now: u64,
 ) -> Result<Vec<u8>, AppError> {
     sync_within(
         state,
         core,
-        envelope,
+        incoming,
         now,
         phakhi_core::seal::MAX_CLOCK_SKEW_SECS,
     )
@@ -166,7 +188,7 @@ pub fn sync(
 pub fn sync_within(
     state: &AppState,
     core: &mut Core,
-    envelope: &[u8],
+    incoming: Incoming<'_>,
     now: u64,
     max_age: u64,
 ) -> Result<Vec<u8>, AppError> {
@@ -178,14 +200,20 @@ pub fn sync_within(
             cache,
             mailbox,
             allowance,
+            budget,
+            delivered,
         } = &mut *core;
         sync_inner(
             state,
             conn,
             cache,
             mailbox,
-            allowance,
-            envelope,
+            Quotas {
+                allowance,
+                budget,
+                delivered,
+            },
+            incoming,
             now,
             max_age,
             &mut loaded,
@@ -227,6 +255,13 @@ fn mailbox_mark(mailbox: &Mailbox) -> (u64, usize, usize) {
     )
 }
 
+/// The writer's in-memory counts an exchange consults and updates.
+struct Quotas<'c> {
+    allowance: &'c mut Allowance,
+    budget: &'c mut DocumentBudget,
+    delivered: &'c mut HashMap<i64, u64>,
+}
+
 /// Documents taken out of the cache (or loaded) for one exchange, with their stored size.
 type Loaded = BTreeMap<DocName, (AutoCommit, usize)>;
 
@@ -236,8 +271,8 @@ fn sync_inner(
     conn: &mut Connection,
     cache: &mut DocCache,
     mailbox: &mut Mailbox,
-    allowance: &mut Allowance,
-    envelope: &[u8],
+    quotas: Quotas<'_>,
+    incoming: Incoming<'_>,
     now: u64,
     max_age: u64,
     loaded: &mut Loaded,
@@ -248,11 +283,13 @@ fn sync_inner(
     let mut tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(DbError::from)?;
-    let opened = transport::open_within(state.keys(), envelope, now, max_age, &tx)?;
+    let (opened, rate) = incoming.take(state.keys(), now, max_age, &tx)?;
     let device = authorise(&tx, opened.sender.as_bytes())?;
     // No span or log line of an exchange names the device: tips ride in it (only aggregates are
     // logged, see `crate::allowance`).
-    state.check_rate(&device.public_key)?;
+    if rate {
+        state.check_rate(&device.public_key)?;
+    }
 
     // A relay at HQ wraps its sync message with its own section; a phone sends it bare.
     let (payload, relay_request) = match protocol::relay::unwrap(&opened.payload) {
@@ -352,6 +389,8 @@ fn sync_inner(
     let engine_us = clock.lap();
     // Persist every changed document: one incremental chunk, or a compaction.
     let now_i = to_i64(now);
+    // What this exchange adds to the stored documents, charged to the device's daily budget.
+    let mut added: u64 = 0;
     for name in reply.changed() {
         let Some(doc) = docs.get_mut(name) else {
             continue;
@@ -364,6 +403,7 @@ fn sync_inner(
                 .map(<[u8]>::to_vec)
                 .unwrap_or_else(|| doc.save()),
         };
+        added = added.saturating_add(u64::try_from(chunk.len()).unwrap_or(u64::MAX));
         let stats = documents::append(&tx, name.as_str(), &chunk, now_i)?;
         let mut bytes = stats.byte_count;
         if stats.wants_compaction() {
@@ -374,21 +414,43 @@ fn sync_inner(
         sizes.insert(name.clone(), usize::try_from(bytes).unwrap_or(usize::MAX));
     }
 
+    // A relay's exchange at HQ carries what its phones wrote; the relay counted each of them.
+    let charged = device.role != Role::Relay;
+    if charged {
+        quotas.budget.check(&device.public_key, added, now_i)?;
+    }
+
     // The mailbox section, in the same transaction.
     let mailbox_answer = match reply.request_mailbox() {
         None => None,
         Some(section) => {
             let request = protocol::decode_section(section)
                 .map_err(|why| AppError::undecodable("mailbox section", &why))?;
+            let shares = match device.role {
+                Role::Relay => crate::allowance::relay_shares(&tx, &device)?,
+                _ => 1,
+            };
             let peer = mailroom::Peer {
                 key: opened.sender,
                 scope: scope::mailbox_scope(&device),
+                shares,
             };
             let next_before = mailbox.next_seq();
-            let messages = mailroom::answer(mailbox, allowance, &peer, request, now_i)?;
+            let cursor = mailroom::cursor_of(&request);
+            let messages = mailroom::answer(mailbox, quotas.allowance, &peer, request, now_i)?;
             for stored in mailbox.items_since(next_before.saturating_sub(1)) {
                 db::mailbox::insert(&tx, stored, now_i)?;
                 pushed_here = true;
+            }
+            // The device holds every reply up to the cursor it sent (a phone moves its cursor
+            // only after storing them): drop the replies every device has, and expired ones.
+            if let Some(cursor) = cursor {
+                let known = quotas.delivered.entry(device.row).or_insert(0);
+                if cursor > *known {
+                    *known = cursor;
+                    let keep = mailroom::ReplyKeeping::of(state.config());
+                    mailroom::prune_replies(keep, &tx, mailbox, quotas.delivered, now_i)?;
+                }
             }
             Some(protocol::encode_section(&messages))
         }
@@ -407,6 +469,9 @@ fn sync_inner(
     let persist_us = clock.lap();
     tx.commit().map_err(DbError::from)?;
     let commit_us = clock.lap();
+    if charged {
+        quotas.budget.charge(&device.public_key, added, now_i);
+    }
     if pushed_here {
         // The write-ahead log keeps a commit's pages side by side until a checkpoint: this one
         // wrote the tips next to the page with the device's `last_sync`. Move it into the
@@ -534,14 +599,20 @@ pub fn authorise(conn: &Connection, sender: &[u8; 32]) -> Result<Device, AppErro
 pub fn chunks(
     state: &AppState,
     core: &mut Core,
-    envelope: &[u8],
+    incoming: Incoming<'_>,
     now: u64,
 ) -> Result<Vec<u8>, AppError> {
     let tx = core
         .conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(DbError::from)?;
-    let opened = transport::open(state.keys(), envelope, now, &tx)?;
+    // Chunk requests pay their rate per chunk, in `chunkroom::admit`, whoever opened them.
+    let (opened, _) = incoming.take(
+        state.keys(),
+        now,
+        phakhi_core::seal::MAX_CLOCK_SKEW_SECS,
+        &tx,
+    )?;
     let device = authorise(&tx, opened.sender.as_bytes())?;
     // Neither the span nor the log names the device, and its `last_sync` is left alone: evidence
     // handed over leaves no trace of who handed it (see `crate::allowance`).

@@ -25,7 +25,9 @@
 
 pub mod admin;
 pub mod adminx;
+pub mod admission;
 pub mod allowance;
+pub mod budget;
 pub mod bundle;
 pub mod cache;
 pub mod chunkroom;

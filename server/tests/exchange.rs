@@ -635,7 +635,9 @@ async fn replies_go_down_to_every_device_of_their_province_only() {
                 seq,
                 item,
             };
-            db::mailbox::insert(&conn, &stored, 1).unwrap();
+            // Arrived today: replies older than `reply_keep_days` are dropped.
+            let today = i64::try_from(phakhi_server::routes::now_unix()).unwrap();
+            db::mailbox::insert(&conn, &stored, today).unwrap();
         }
     }
     let server = server.restart();
@@ -908,6 +910,10 @@ fn refusal_of(code: ErrorCode) -> Option<AppError> {
         ErrorCode::TooManyChanges => AppError::TooManyChanges { limit: 3 },
         ErrorCode::MailboxQuotaExceeded => AppError::MailboxQuota,
         ErrorCode::ChunkQuotaExceeded => AppError::ChunkQuota,
+        ErrorCode::DocumentBudgetExceeded => AppError::DocumentBudget {
+            limit: 1024,
+            used: 1000,
+        },
         ErrorCode::RateLimited => AppError::RateLimited {
             retry_after_secs: 7,
         },

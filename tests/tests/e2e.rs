@@ -40,6 +40,8 @@ mod hostile_phone;
 mod kdf_profile;
 #[path = "quickstart.rs"]
 mod quickstart;
+#[path = "quotas.rs"]
+mod quotas;
 #[path = "relay.rs"]
 mod relay;
 #[path = "relay_last_sync.rs"]

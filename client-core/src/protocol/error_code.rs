@@ -93,6 +93,9 @@ error_codes! {
     MailboxQuotaExceeded = "mailbox_quota_exceeded",
     /// The sender's attachment chunks not yet passed on fill its quota.
     ChunkQuotaExceeded = "chunk_quota_exceeded",
+    /// The sender added as many bytes to the shared documents today as one device may; the
+    /// exchange was refused whole and its changes wait on the device until the next day (UTC).
+    DocumentBudgetExceeded = "document_budget_exceeded",
     /// A document of an accepted sync exchange was refused for a reason with no code of its own
     /// (damaged data, missing dependencies). Counted in `/metrics`; never a whole answer.
     DocumentRefused = "document_refused",
@@ -153,6 +156,7 @@ impl ErrorCode {
             | ErrorCode::TooManyChanges
             | ErrorCode::MailboxQuotaExceeded
             | ErrorCode::ChunkQuotaExceeded
+            | ErrorCode::DocumentBudgetExceeded
             | ErrorCode::DocumentRefused
             | ErrorCode::NoRoute
             | ErrorCode::MethodNotAllowed

@@ -56,7 +56,7 @@ fn commit_inner(
         conn,
         cache,
         mailbox,
-        allowance,
+        ..
     } = &mut *core;
     let now = i64::try_from(crate::routes::now_unix()).unwrap_or(i64::MAX);
     let tx = conn
@@ -200,10 +200,8 @@ fn commit_inner(
         .count();
     let pending_registrations = devices::count_pending_upstream(&tx)?;
     tx.commit().map_err(DbError::from)?;
-    if pruned > 0 {
-        // What the phones handed over is HQ's now: their counts start again.
-        allowance.start_again();
-    }
+    // The phones' counts do not start again here: what HQ acknowledged still fills this
+    // relay's share at HQ until the tip desk releases it (`crate::allowance::relay_shares`).
 
     let answered = answer.accepted.len() + answer.refused.len();
     state.update_upstream(|status| {

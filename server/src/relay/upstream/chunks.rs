@@ -215,10 +215,8 @@ async fn step(
             }
             let waiting = db::chunks::count_unacked(&tx)?;
             tx.commit().map_err(DbError::from)?;
-            if pruned > 0 {
-                // What the phones handed over is HQ's now: their counts start again.
-                core.allowance.start_again();
-            }
+            // The phones' counts do not start again here: what HQ acknowledged still fills this
+            // relay's share at HQ until the tip desk releases it (`crate::allowance::relay_shares`).
             Ok((pruned, waiting))
         })
         .await?;
