@@ -112,11 +112,15 @@ fn counted_as(ip: IpAddr) -> IpAddr {
 }
 
 /// Refusals that say the request did not come from a device this server serves: what a flood
-/// of made-up keys or junk produces, and what the address's bucket counts.
+/// of made-up keys or junk produces, and what the address's bucket counts. An envelope of a
+/// version this server does not read counts too: junk with any first byte is refused that way
+/// before any key work, and a phone left behind by an upgrade is told once per sync, far below
+/// the refill.
 fn counts_against_the_address(code: ErrorCode) -> bool {
     matches!(
         code,
         ErrorCode::BadEnvelope
+            | ErrorCode::UpgradeRequired
             | ErrorCode::WrongServer
             | ErrorCode::ClockSkew
             | ErrorCode::Replayed

@@ -413,13 +413,15 @@ fn post_from(source: IpAddr, server: SocketAddr, path: &str, body: &[u8]) -> (u1
 }
 
 /// What one flooding address sends: envelopes genuinely sealed to the server by a fresh random
-/// key each (they open; the key is unknown), and random bytes (they do not open).
+/// key each (they open; the key is unknown), and random bytes (they do not open), half of them
+/// under the envelope's version byte and half under a version no server reads.
 fn flood(source: IpAddr, server: SocketAddr, server_key: PublicKey) -> Vec<(u16, String)> {
     (0..FLOOD_PER_ADDRESS)
         .map(|n| {
             let body = if n % 4 == 3 {
                 let mut junk = vec![0u8; 4096];
                 OsRng.fill_bytes(&mut junk);
+                junk[0] = if n % 8 == 3 { seal::ENVELOPE_VERSION } else { 0 };
                 junk
             } else {
                 let stranger = StaticKeyPair::generate(&mut OsRng);
@@ -478,19 +480,23 @@ fn a_flood_from_random_unenrolled_keys_costs_no_writer_time_and_enrolled_phones_
             .collect();
         let count = |wanted: u16| answers.iter().filter(|(s, _)| *s == wanted).count();
         println!(
-            "{}: flood answers: {} unknown_device, {} bad_envelope, {} rate_limited, {} other; \
-             {honest_syncs} honest requests",
+            "{}: flood answers: {} unknown_device, {} bad_envelope, {} upgrade_required, \
+             {} rate_limited, {} other; {honest_syncs} honest requests",
             server.url,
             count(401),
             count(400),
+            count(426),
             count(429),
-            answers.len() - count(401) - count(400) - count(429)
+            answers.len() - count(401) - count(400) - count(426) - count(429)
         );
         for (status, code) in &answers {
             assert!(
                 matches!(
                     (*status, code.as_str()),
-                    (401, "unknown_device") | (400, "bad_envelope") | (429, "rate_limited")
+                    (401, "unknown_device")
+                        | (400, "bad_envelope")
+                        | (426, "upgrade_required")
+                        | (429, "rate_limited")
                 ),
                 "{status} {code}"
             );
