@@ -182,7 +182,11 @@ fn a_bad_item_in_a_relays_queue_is_set_aside_and_the_next_good_tip_reaches_the_d
     // Set aside, not retried: another round sends nothing more.
     let pushed = upstream["envelopes_pushed"].as_u64().unwrap();
     let again = one_round(&relay);
-    assert_eq!(again["envelopes_pushed"].as_u64().unwrap(), pushed, "{again}");
+    assert_eq!(
+        again["envelopes_pushed"].as_u64().unwrap(),
+        pushed,
+        "{again}"
+    );
 
     // The tip desk opens the good tip.
     let admin_invite = phakhi_tests::server::invite(&hq_dir, "TH-44", "admin", &hq.url, &desk_key);
@@ -326,7 +330,10 @@ fn five_thousand_revocations_all_reach_the_relay_newest_included() {
         (one_round(&relay)["pending_registrations"] == 0).then_some(())
     });
     device_at(&phone.key, &hq.url, hq_key).sync().unwrap();
-    admin_ok(&hq_dir, &["revoke", &device_id(phone.key.public().as_bytes())]);
+    admin_ok(
+        &hq_dir,
+        &["revoke", &device_id(phone.key.public().as_bytes())],
+    );
 
     let upstream = wait_for("every revocation to reach the relay", ROUND, || {
         let upstream = one_round(&relay);
