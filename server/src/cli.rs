@@ -151,7 +151,8 @@ pub enum AdminCommand {
     Devices,
     /// Print this server's public keys (to configure relays and invites).
     Keys,
-    /// Revoke a device: it can no longer sync or enrol again.
+    /// Revoke a device: refused here at once, and at HQ or its relay after their next round;
+    /// it can no longer sync or enrol again.
     Revoke {
         /// The device id (or a unique prefix of it) from `phakhi admin devices`.
         device: String,
@@ -591,7 +592,9 @@ fn admin(args: AdminArgs) -> Result<(), CliError> {
         AdminCommand::Revoke { device } => {
             let now = i64::try_from(now).unwrap_or(i64::MAX);
             match admin::revoke(&data, &device, now)? {
-                Revoked::Now(id) => println!("revoked device {id}: it can no longer sync"),
+                Revoked::Now(done) => {
+                    println!("revoked device {}: {}", done.device_id, done.effect());
+                }
                 Revoked::Already(id) => println!("device {id} was already revoked"),
             }
         }

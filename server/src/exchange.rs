@@ -421,6 +421,7 @@ fn sync_inner(
     }
 
     // The mailbox section, in the same transaction.
+    let mut set_aside = Vec::new();
     let mailbox_answer = match reply.request_mailbox() {
         None => None,
         Some(section) => {
@@ -437,7 +438,19 @@ fn sync_inner(
             };
             let next_before = mailbox.next_seq();
             let cursor = mailroom::cursor_of(&request);
-            let messages = mailroom::answer(mailbox, quotas.allowance, &peer, request, now_i)?;
+            let messages = if relay_request.is_some() {
+                // A relay's push: each envelope taken or refused on its own.
+                mailroom::answer_relay(
+                    mailbox,
+                    quotas.allowance,
+                    &peer,
+                    request,
+                    now_i,
+                    &mut set_aside,
+                )?
+            } else {
+                mailroom::answer(mailbox, quotas.allowance, &peer, request, now_i)?
+            };
             for stored in mailbox.items_since(next_before.saturating_sub(1)) {
                 db::mailbox::insert(&tx, stored, now_i)?;
                 pushed_here = true;
@@ -461,7 +474,13 @@ fn sync_inner(
         None => None,
         Some(request) => {
             let hq = hq_verifying_key(state)?;
-            Some(crate::relay::hq::answer(&mut tx, &hq, &device, request, now)?.encode())
+            let mut answer = crate::relay::hq::answer(&mut tx, &hq, &device, request, now)?;
+            if answer.revocation_cursor.is_some() {
+                // Only a relay that reads the answer's extension hears what was set aside; an
+                // older one just never sees those envelopes acknowledged.
+                answer.set_aside = set_aside;
+            }
+            Some(answer.encode())
         }
     };
 

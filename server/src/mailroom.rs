@@ -3,7 +3,8 @@
 //!
 //! - the device's `Push` (its sealed tips) is stored all-or-nothing, within its allowance
 //!   ([`crate::allowance`]: counted in memory, never stored with the envelopes), and only for
-//!   its own provinces;
+//!   its own provinces; a relay's push at HQ is taken envelope by envelope instead
+//!   ([`answer_relay`]): one HQ refuses is named back to the relay, which sets it aside;
 //! - its `Have { cursor }` says how far it has read this server's arrival numbering; the answer
 //!   carries a `Have` of the replies of its provinces after that cursor *and* a `Push` with those
 //!   envelopes (the cursor advances only past what fits), so a lost answer is simply asked again;
@@ -16,7 +17,11 @@
 //! The section's encoding is `phakhi_core::protocol::{encode_section, decode_section}`, shared
 //! with the devices.
 
-use phakhi_core::mailbox::{Ack, EnvelopeKind, Have, Mailbox, MailboxMessage, Push, Scope, Want};
+use phakhi_core::mailbox::{
+    Ack, EnvelopeKind, Have, MailItem, Mailbox, MailboxMessage, Push, Scope, Want,
+};
+use phakhi_core::protocol::ErrorCode;
+use phakhi_core::protocol::relay::SetAside;
 use phakhi_core::seal::PublicKey;
 
 use crate::allowance::Allowance;
@@ -45,6 +50,58 @@ pub fn answer(
     request: Vec<MailboxMessage>,
     now: i64,
 ) -> Result<Vec<MailboxMessage>, AppError> {
+    answer_with(mailbox, allowance, peer, request, now, None)
+}
+
+/// Like [`answer`], for a relay's push: an envelope HQ will not take (another province's, not
+/// a tip, malformed) is refused on its own and listed in `set_aside` with its code and reason,
+/// and the rest of the push is taken. One bad envelope the relay was handed must not hold back
+/// every tip behind it. Quotas still apply to the push as a whole.
+pub fn answer_relay(
+    mailbox: &mut Mailbox,
+    allowance: &mut Allowance,
+    peer: &Peer,
+    request: Vec<MailboxMessage>,
+    now: i64,
+    set_aside: &mut Vec<SetAside>,
+) -> Result<Vec<MailboxMessage>, AppError> {
+    answer_with(mailbox, allowance, peer, request, now, Some(set_aside))
+}
+
+/// Why HQ will not take `item` from `peer`, if it will not.
+fn refusal(item: &MailItem, peer: &Peer) -> Option<(ErrorCode, String)> {
+    if item.kind != EnvelopeKind::Tip {
+        return Some((
+            ErrorCode::OutOfScope,
+            "only the tip desk sends replies; a relay forwards tips".into(),
+        ));
+    }
+    if !peer.scope.contains(&item.province) {
+        return Some((
+            ErrorCode::OutOfScope,
+            format!(
+                "a tip for {}, which this relay does not serve: HQ keeps only tips of the \
+                 relay's own provinces",
+                item.province
+            ),
+        ));
+    }
+    item.validate().err().map(|error| {
+        (
+            ErrorCode::BadRequest,
+            format!("the envelope is malformed: {error}"),
+        )
+    })
+}
+
+fn answer_with(
+    mailbox: &mut Mailbox,
+    allowance: &mut Allowance,
+    peer: &Peer,
+    request: Vec<MailboxMessage>,
+    now: i64,
+    set_aside: Option<&mut Vec<SetAside>>,
+) -> Result<Vec<MailboxMessage>, AppError> {
     let mut pushes = Vec::new();
     let mut cursor = None;
     let mut wants = Vec::new();
@@ -63,7 +120,20 @@ pub fn answer(
     }
 
     // Check every push before storing any of them.
-    let items: Vec<_> = pushes.into_iter().flat_map(|push| push.items).collect();
+    let mut items: Vec<_> = pushes.into_iter().flat_map(|push| push.items).collect();
+    if let Some(set_aside) = set_aside {
+        items.retain(|item| match refusal(item, peer) {
+            None => true,
+            Some((code, reason)) => {
+                set_aside.push(SetAside {
+                    id: item.id().0,
+                    code: code.as_str().to_owned(),
+                    reason,
+                });
+                false
+            }
+        });
+    }
     if let Some(bad) = items
         .iter()
         .find(|item| item.kind != EnvelopeKind::Tip || !peer.scope.contains(&item.province))
@@ -367,6 +437,46 @@ mod tests {
         })];
         assert!(answer(&mut mailbox, &mut allowance(), &peer("TH-44"), request, 0).is_err());
         assert!(mailbox.is_empty());
+    }
+
+    #[test]
+    fn a_relays_push_is_taken_envelope_by_envelope() {
+        let mut mailbox = Mailbox::new();
+        let good = item(EnvelopeKind::Tip, "TH-44", 1);
+        let elsewhere = item(EnvelopeKind::Tip, "TH-40", 2);
+        let reply = item(EnvelopeKind::Reply, "TH-44", 3);
+        let mut cut = item(EnvelopeKind::Tip, "TH-44", 4);
+        cut.envelope.truncate(100);
+        let request = vec![MailboxMessage::Push(Push {
+            items: vec![elsewhere.clone(), good.clone(), reply.clone(), cut.clone()],
+        })];
+        let mut set_aside = Vec::new();
+        let out = answer_relay(
+            &mut mailbox,
+            &mut allowance(),
+            &peer("TH-44"),
+            request,
+            0,
+            &mut set_aside,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            vec![MailboxMessage::Ack(Ack {
+                ids: vec![good.id()]
+            })]
+        );
+        assert_eq!(mailbox.len(), 1);
+        let refused: Vec<_> = set_aside.iter().map(|s| (s.id, s.code.as_str())).collect();
+        assert_eq!(
+            refused,
+            vec![
+                (elsewhere.id().0, "out_of_scope"),
+                (reply.id().0, "out_of_scope"),
+                (cut.id().0, "bad_request"),
+            ]
+        );
+        assert!(set_aside[0].reason.contains("TH-40"), "{set_aside:?}");
     }
 
     #[test]

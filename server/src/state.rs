@@ -306,6 +306,7 @@ impl AppState {
         self.inner.work_waiting.load(Ordering::Relaxed)
             || status.pending_envelopes > 0
             || status.pending_registrations > 0
+            || status.pending_revocations > 0
             || status.chunks_waiting > 0
     }
 

@@ -46,6 +46,8 @@ mod quotas;
 mod relay;
 #[path = "relay_last_sync.rs"]
 mod relay_last_sync;
+#[path = "relaylink.rs"]
+mod relaylink;
 #[path = "report_interop.rs"]
 mod report_interop;
 #[path = "server_badlink.rs"]

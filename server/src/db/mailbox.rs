@@ -25,7 +25,7 @@ pub fn day_of(at: i64) -> i64 {
     at - at.rem_euclid(DAY_SECS)
 }
 
-fn kind_code(kind: EnvelopeKind) -> i64 {
+pub(crate) fn kind_code(kind: EnvelopeKind) -> i64 {
     match kind {
         EnvelopeKind::Tip => 1,
         EnvelopeKind::Reply => 2,

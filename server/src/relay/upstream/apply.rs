@@ -6,14 +6,17 @@
 use std::collections::BTreeMap;
 
 use automerge::AutoCommit;
-use phakhi_core::mailbox::{EnvelopeKind, MailItem, MailboxMessage, Push};
+use phakhi_core::mailbox::{Ack, EnvelopeId, EnvelopeKind, MailItem, MailboxMessage, Push};
 use phakhi_core::protocol::decode_section;
 use rusqlite::TransactionBehavior;
+
+use phakhi_core::protocol::ErrorCode;
 
 use super::{Link, Talked};
 use crate::db::devices;
 use crate::db::{self, DbError, documents};
 use crate::error::AppError;
+use crate::relay::status::SetAsideItem;
 use crate::state::{AppState, Core};
 
 /// Stores what HQ sent, in one transaction: documents (merged into the current copies, which
@@ -106,8 +109,26 @@ fn commit_inner(
         }
         merged.insert(name, (doc, usize::try_from(bytes).unwrap_or(0)));
     }
+    let documents_taken: Vec<String> = stats
+        .docs
+        .iter()
+        .filter(|(_, doc)| doc.error.is_none() && doc.sent_bytes > 0)
+        .map(|(name, _)| name.clone())
+        .collect();
+    let mut documents_refused = Vec::new();
     for (name, error) in stats.errors() {
         tracing::warn!(doc = %name, %error, "HQ refused a document from this relay");
+        documents_refused.push(SetAsideItem {
+            kind: "document",
+            id: name.to_string(),
+            province: None,
+            code: ErrorCode::of_document(error).as_str().to_owned(),
+            reason: format!(
+                "HQ refused this document's changes ({error}); everything else keeps syncing, \
+                 and its changes are offered again each round"
+            ),
+            day: now - now.rem_euclid(86_400),
+        });
     }
     // The shared heads, now that the documents they describe are stored.
     db::upstream::save_sync_state(&tx, &initiator.state().encode())?;
@@ -184,14 +205,57 @@ fn commit_inner(
     }
     let mut revoked = 0u64;
     for revocation in &answer.revoked {
-        if let Some(device) = devices::by_key(&tx, &revocation.public_key)?
-            && device.revoked_at.is_none()
-        {
-            let at = i64::try_from(revocation.revoked_at).unwrap_or(now);
-            if devices::revoke(&tx, device.row, at)? {
-                tracing::info!(device = %device.device_id, "revoked here, as HQ revoked it");
-                revoked += 1;
+        if let Some(device) = devices::by_key(&tx, &revocation.public_key)? {
+            if device.revoked_at.is_none() {
+                let at = i64::try_from(revocation.revoked_at).unwrap_or(now);
+                if devices::revoke(&tx, device.row, at)? {
+                    tracing::info!(device = %device.device_id, "revoked here, as HQ revoked it");
+                    revoked += 1;
+                }
             }
+            // HQ holds this revocation: nothing to send up.
+            devices::mark_revocation_upstream(&tx, &revocation.public_key, now)?;
+        }
+    }
+    if let Some(cursor) = answer.revocation_cursor {
+        db::upstream::save_revocation_cursor(&tx, cursor)?;
+    }
+    let mut revocations_sent = 0u64;
+    for key in &answer.revocations_taken {
+        devices::mark_revocation_upstream(&tx, key, now)?;
+        revocations_sent += 1;
+    }
+    // Tips HQ refused one by one: kept apart, out of the mailbox, never sent again.
+    let day = now - now.rem_euclid(86_400);
+    let mut set_aside = 0u64;
+    for item in &answer.set_aside {
+        let id = EnvelopeId(item.id);
+        let Some(stored) = mailbox.get(&id) else {
+            continue;
+        };
+        db::upstream::set_aside(
+            &tx,
+            &db::upstream::SetAsideTip {
+                id: item.id,
+                province: stored.item.province.clone(),
+                code: item.code.clone(),
+                reason: item.reason.clone(),
+                day,
+            },
+            db::mailbox::kind_code(stored.item.kind),
+            &stored.item.envelope,
+        )?;
+        tracing::error!(
+            code = %item.code,
+            reason = %item.reason,
+            "HQ refused an envelope this relay holds; it is set aside here (see /v1/health)"
+        );
+        mailbox.acknowledge(&Ack { ids: vec![id] });
+        set_aside += 1;
+    }
+    if set_aside > 0 {
+        for id in mailbox.prune_acknowledged() {
+            db::mailbox::delete(&tx, &id)?;
         }
     }
     let pending_tips = mailbox
@@ -205,11 +269,21 @@ fn commit_inner(
 
     let answered = answer.accepted.len() + answer.refused.len();
     state.update_upstream(|status| {
+        // A document HQ refused stays listed until HQ takes changes of it again.
+        status
+            .documents_refused
+            .retain(|item| !documents_taken.contains(&item.id));
+        for item in documents_refused {
+            status.documents_refused.retain(|known| known.id != item.id);
+            status.documents_refused.push(item);
+        }
         status.replies_received += replies;
         status.envelopes_pruned += pruned;
         status.registrations_accepted += answer.accepted.len() as u64;
         status.registrations_refused += answer.refused.len() as u64;
         status.revocations_applied += revoked;
+        status.revocations_sent += revocations_sent;
+        status.envelopes_set_aside += set_aside;
         status.pending_envelopes = pending_tips;
         status.pending_registrations = pending_registrations;
     });
@@ -217,5 +291,8 @@ fn commit_inner(
     // went and more wait.
     more |= pruned > 0 && pending_tips > 0;
     more |= registrations_sent > 0 && answered > 0 && pending_registrations > 0;
+    more |= set_aside > 0 && pending_tips > 0;
+    more |= answer.more_revocations;
+    more |= revocations_sent > 0 && devices::count_revocations_for_upstream(&core.conn)? > 0;
     Ok(more)
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use phakhi_core::mailbox::{EnvelopeKind, Have, MailItem, MailboxMessage, Push};
 use phakhi_core::protocol::relay::{
-    self, LastSync, Registration, UpstreamRequest, UpstreamResponse,
+    self, LastSync, MAX_REVOCATIONS, Registration, Revocation, UpstreamRequest, UpstreamResponse,
 };
 use phakhi_core::protocol::{ErrorCode, encode_section};
 use phakhi_core::seal;
@@ -83,10 +83,22 @@ pub(super) fn snapshot(core: &mut Core, link: &Link, step: &Step) -> Result<Snap
                     invite,
                 })
                 .collect();
+            // The devices revoked here go up, and HQ's revocations come down a page at a time.
+            let revocations = devices::revocations_for_upstream(&core.conn, MAX_REVOCATIONS)?
+                .into_iter()
+                .filter_map(|device| {
+                    Some(Revocation {
+                        public_key: device.public_key,
+                        revoked_at: u64::try_from(device.revoked_at?).unwrap_or(0),
+                    })
+                })
+                .collect();
             let section = UpstreamRequest {
                 named_only: false,
                 registrations,
                 last_syncs: last_syncs(&core.conn, progress.last_success)?,
+                revocation_cursor: Some(progress.revocation_cursor),
+                revocations,
             }
             .encode();
             (Some(encode_section(&messages)), pushed, section)
@@ -199,9 +211,14 @@ pub(super) fn talk(
         };
         let part = UpstreamResponse::decode(section_answer)
             .map_err(|error| UpstreamError::Protocol(error.to_string()))?;
+        // Both rounds of an exchange carry the same section: HQ's answers to it repeat.
         answer.accepted.extend(part.accepted);
         answer.refused.extend(part.refused);
         answer.revoked = part.revoked;
+        answer.revocation_cursor = part.revocation_cursor;
+        answer.more_revocations = part.more_revocations;
+        answer.revocations_taken.extend(part.revocations_taken);
+        answer.set_aside.extend(part.set_aside);
         let progress = initiator
             .handle_response(sync_answer, &mut docs, &accept)
             .map_err(|error| UpstreamError::Protocol(error.to_string()))?;
