@@ -379,7 +379,10 @@ fn sync_inner(
                 scope: scope::mailbox_scope(&device),
             };
             let next_before = mailbox.next_seq();
-            let messages = mailroom::answer(mailbox, allowance, &peer, request, now_i)?;
+            // Read in the transaction that stores the tips, so a backup begun after it commits
+            // holds them (`db::backup`).
+            let mark = db::backup::mark(&tx)?;
+            let messages = mailroom::answer(mailbox, allowance, &peer, request, mark, now_i)?;
             for stored in mailbox.items_since(next_before.saturating_sub(1)) {
                 db::mailbox::insert(&tx, stored, now_i)?;
                 pushed_here = true;

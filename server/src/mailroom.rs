@@ -13,10 +13,15 @@
 //!   *from* the asking side are ignored: a server prunes only on its upstream's (HQ's) acks,
 //!   which it receives as the asker, not here.
 //!
+//! - a `Mark` from the asker (it keeps what was acknowledged until a backup holds it) is
+//!   answered with this server's backup mark, once a backup was ever begun (`db::backup`).
+//!
 //! The section's encoding is `phakhi_core::protocol::{encode_section, decode_section}`, shared
 //! with the devices.
 
-use phakhi_core::mailbox::{Ack, EnvelopeKind, Have, Mailbox, MailboxMessage, Push, Scope, Want};
+use phakhi_core::mailbox::{
+    Ack, EnvelopeKind, Have, Mailbox, MailboxMessage, Mark, Push, Scope, Want,
+};
 use phakhi_core::seal::PublicKey;
 
 use crate::allowance::Allowance;
@@ -40,9 +45,11 @@ pub fn answer(
     allowance: &mut Allowance,
     peer: &Peer,
     request: Vec<MailboxMessage>,
+    mark: Option<Mark>,
     now: i64,
 ) -> Result<Vec<MailboxMessage>, AppError> {
     let mut pushes = Vec::new();
+    let mut wants_mark = false;
     let mut cursor = None;
     let mut wants = Vec::new();
     let mut announced = Vec::new();
@@ -56,6 +63,7 @@ pub fn answer(
             MailboxMessage::Want(want) => wants.extend(want.ids),
             // The asker holds nothing of ours it could acknowledge for pruning.
             MailboxMessage::Ack(_) => {}
+            MailboxMessage::Mark(_) => wants_mark = true,
         }
     }
 
@@ -89,6 +97,9 @@ pub fn answer(
     }
 
     let mut out = Vec::new();
+    if wants_mark && let Some(mark) = mark {
+        out.push(MailboxMessage::Mark(mark));
+    }
     if let Some(cursor) = cursor {
         let mut have =
             mailbox.have_since(cursor, &peer.scope, &[EnvelopeKind::Reply], MAX_HAVE_IDS);
@@ -182,7 +193,15 @@ mod tests {
                 item(EnvelopeKind::Tip, "TH-40", 2),
             ],
         })];
-        let err = answer(&mut mailbox, &mut allowance(), &peer("TH-44"), request, 0).unwrap_err();
+        let err = answer(
+            &mut mailbox,
+            &mut allowance(),
+            &peer("TH-44"),
+            request,
+            None,
+            0,
+        )
+        .unwrap_err();
         assert_eq!(err, AppError::OutOfScope("mailbox/TH-40/tips".into()));
         assert!(mailbox.is_empty());
 
@@ -190,7 +209,17 @@ mod tests {
         let request = vec![MailboxMessage::Push(Push {
             items: vec![item(EnvelopeKind::Reply, "TH-44", 3)],
         })];
-        assert!(answer(&mut mailbox, &mut allowance(), &peer("TH-44"), request, 0).is_err());
+        assert!(
+            answer(
+                &mut mailbox,
+                &mut allowance(),
+                &peer("TH-44"),
+                request,
+                None,
+                0
+            )
+            .is_err()
+        );
         assert!(mailbox.is_empty());
     }
 
@@ -202,7 +231,15 @@ mod tests {
             let request = vec![MailboxMessage::Push(Push {
                 items: vec![tip.clone()],
             })];
-            let out = answer(&mut mailbox, &mut allowance(), &peer("TH-44"), request, 0).unwrap();
+            let out = answer(
+                &mut mailbox,
+                &mut allowance(),
+                &peer("TH-44"),
+                request,
+                None,
+                0,
+            )
+            .unwrap();
             assert_eq!(
                 out,
                 vec![MailboxMessage::Ack(Ack {
@@ -233,6 +270,7 @@ mod tests {
             &mut allowance,
             &peer("TH-44"),
             push(&[1, 2]),
+            None,
             0,
         )
         .unwrap();
@@ -242,6 +280,7 @@ mod tests {
             &mut allowance,
             &peer("TH-44"),
             push(&[1, 2]),
+            None,
             0,
         )
         .unwrap();
@@ -250,6 +289,7 @@ mod tests {
             &mut allowance,
             &peer("TH-44"),
             push(&[2, 3]),
+            None,
             0,
         );
         assert_eq!(err.unwrap_err(), AppError::MailboxQuota);
@@ -274,7 +314,15 @@ mod tests {
                 more: false,
             }),
         ];
-        let out = answer(&mut mailbox, &mut allowance(), &peer("TH-44"), request, 0).unwrap();
+        let out = answer(
+            &mut mailbox,
+            &mut allowance(),
+            &peer("TH-44"),
+            request,
+            None,
+            0,
+        )
+        .unwrap();
         let pushed: Vec<_> = out
             .iter()
             .flat_map(|m| match m {

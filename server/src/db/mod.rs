@@ -6,6 +6,7 @@
 //! threads only); every function here takes a `&Connection` (a `Transaction` derefs to one) so
 //! that a request's effects and its replay record commit together.
 
+pub mod backup;
 pub mod chunks;
 pub mod devices;
 pub mod documents;

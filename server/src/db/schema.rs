@@ -10,7 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::DbError;
 
 /// The schema version this program writes.
-pub const VERSION: i64 = 7;
+pub const VERSION: i64 = 8;
 
 /// `MIGRATIONS[n]` upgrades a database from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -195,6 +195,26 @@ const MIGRATIONS: &[&str] = &[
     // which the relay had told it of every device it enrolled.
     r#"
     ALTER TABLE devices ADD COLUMN registered_through INTEGER; -- HQ, on a relay's row: unix seconds
+    "#,
+    // 7 -> 8: backups. This server's mark (which copy of the database this is, backups begun and
+    // finished: phones and relays keep what it acknowledged until a finished backup holds it);
+    // on a relay, the tips HQ acknowledged that no finished backup of HQ holds yet, and HQ's
+    // last mark.
+    r#"
+    CREATE TABLE backup_mark (
+        id        INTEGER PRIMARY KEY CHECK (id = 1),
+        lineage   BLOB    NOT NULL CHECK (length(lineage) = 16),
+        started   INTEGER NOT NULL,
+        completed INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE upstream_held (
+        id   BLOB PRIMARY KEY,                         -- a tip's envelope id
+        mark BLOB NOT NULL                             -- HQ's mark when it acknowledged it
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE upstream_mark (
+        id   INTEGER PRIMARY KEY CHECK (id = 1),
+        mark BLOB    NOT NULL                          -- HQ's last mark
+    ) STRICT;
     "#,
 ];
 
