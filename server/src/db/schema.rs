@@ -278,6 +278,7 @@ mod tests {
         assert_eq!(
             tables,
             [
+                "backup_mark",
                 "chunks",
                 "chunks_passed_on",
                 "dashboard_logins",
@@ -291,6 +292,8 @@ mod tests {
                 "replay_guard",
                 "replay_guard_legacy",
                 "upstream",
+                "upstream_held",
+                "upstream_mark",
                 "used_invites"
             ]
         );
