@@ -168,6 +168,21 @@ pub enum AdminCommand {
         #[arg(long, value_name = "URL")]
         server: Option<String>,
     },
+    /// Write a consistent copy of the data folder (database, keys, token) into a new folder,
+    /// while the server runs. Phones and relays keep every tip until a finished backup holds it.
+    Backup {
+        /// The new folder to write the backup into (keep it off this machine, sealed as the
+        /// data folder is).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Bring a backup back into the data folder (--data), which must be missing or empty and
+    /// have no server running on it; then start `phakhi serve` on it.
+    Restore {
+        /// The folder `phakhi admin backup` wrote.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+    },
     /// Print a one-time login link to the dashboard (`/dashboard`) of this data folder's server.
     DashboardLogin {
         /// How long the link stays valid (30m, 12h; at most 1d).
@@ -266,6 +281,8 @@ pub enum CliError {
     LoginTooLong(String),
     #[error(transparent)]
     Join(#[from] crate::relay::join::JoinError),
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
     #[error(transparent)]
     Probe(#[from] crate::probe::ProbeError),
     #[error("cannot write logs to {path}: {source}; give another --log-file")]
@@ -611,6 +628,28 @@ fn admin(args: AdminArgs) -> Result<(), CliError> {
                 done.answer.display(),
                 done.answer_bytes,
                 done.answer.display()
+            );
+        }
+        AdminCommand::Backup { out } => {
+            let written = crate::backup::backup(&data, &out)?;
+            println!(
+                "backup {} written to {} ({} files, {} bytes). Keep it off this machine, where \
+                 only the server's operators reach it: it holds the server's keys. Phones and \
+                 relays now drop the tips it holds.",
+                written.number,
+                out.display(),
+                written.files,
+                written.bytes
+            );
+        }
+        AdminCommand::Restore { from } => {
+            let number = crate::backup::restore(&from, &data)?;
+            println!(
+                "backup {number} restored into {}. Next: start `phakhi serve --data {}`; phones \
+                 and relays offer again the tips it lacks at their next sync, and documents \
+                 heal as they sync. Devices enrolled after the backup must enrol again.",
+                data.display(),
+                data.display()
             );
         }
         AdminCommand::DashboardLogin {

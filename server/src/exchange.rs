@@ -438,6 +438,9 @@ fn sync_inner(
             };
             let next_before = mailbox.next_seq();
             let cursor = mailroom::cursor_of(&request);
+            // Read in the transaction that stores the tips, so a backup begun after it commits
+            // holds them (`db::backup`).
+            let mark = db::backup::mark(&tx)?;
             let messages = if relay_request.is_some() {
                 // A relay's push: each envelope taken or refused on its own.
                 mailroom::answer_relay(
@@ -445,11 +448,12 @@ fn sync_inner(
                     quotas.allowance,
                     &peer,
                     request,
+                    mark,
                     now_i,
                     &mut set_aside,
                 )?
             } else {
-                mailroom::answer(mailbox, quotas.allowance, &peer, request, now_i)?
+                mailroom::answer(mailbox, quotas.allowance, &peer, request, mark, now_i)?
             };
             for stored in mailbox.items_since(next_before.saturating_sub(1)) {
                 db::mailbox::insert(&tx, stored, now_i)?;

@@ -14,11 +14,15 @@
 //!   *from* the asking side are ignored: a server prunes only on its upstream's (HQ's) acks,
 //!   which it receives as the asker, not here.
 //!
+//! - a `Mark` from the asker (it keeps what was acknowledged until a backup holds it) is
+//!   answered with this server's backup mark, once a backup was ever begun (`db::backup`).
+//!
 //! The section's encoding is `phakhi_core::protocol::{encode_section, decode_section}`, shared
 //! with the devices.
 
 use phakhi_core::mailbox::{
-    Ack, EnvelopeKind, Have, MailItem, Mailbox, MailboxMessage, Push, Scope, Want,
+use phakhi_core::mailbox::{
+    Ack, EnvelopeKind, Have, MailItem, Mailbox, MailboxMessage, Mark, Push, Scope, Want,
 };
 use phakhi_core::protocol::ErrorCode;
 use phakhi_core::protocol::relay::SetAside;
@@ -48,9 +52,10 @@ pub fn answer(
     allowance: &mut Allowance,
     peer: &Peer,
     request: Vec<MailboxMessage>,
+    mark: Option<Mark>,
     now: i64,
 ) -> Result<Vec<MailboxMessage>, AppError> {
-    answer_with(mailbox, allowance, peer, request, now, None)
+    answer_with(mailbox, allowance, peer, request, mark, now, None)
 }
 
 /// Like [`answer`], for a relay's push: an envelope HQ will not take (another province's, not
@@ -62,10 +67,11 @@ pub fn answer_relay(
     allowance: &mut Allowance,
     peer: &Peer,
     request: Vec<MailboxMessage>,
+    mark: Option<Mark>,
     now: i64,
     set_aside: &mut Vec<SetAside>,
 ) -> Result<Vec<MailboxMessage>, AppError> {
-    answer_with(mailbox, allowance, peer, request, now, Some(set_aside))
+    answer_with(mailbox, allowance, peer, request, mark, now, Some(set_aside))
 }
 
 /// Why HQ will not take `item` from `peer`, if it will not.
@@ -99,10 +105,12 @@ fn answer_with(
     allowance: &mut Allowance,
     peer: &Peer,
     request: Vec<MailboxMessage>,
+    mark: Option<Mark>,
     now: i64,
     set_aside: Option<&mut Vec<SetAside>>,
 ) -> Result<Vec<MailboxMessage>, AppError> {
     let mut pushes = Vec::new();
+    let mut wants_mark = false;
     let mut cursor = None;
     let mut wants = Vec::new();
     let mut announced = Vec::new();
@@ -116,6 +124,7 @@ fn answer_with(
             MailboxMessage::Want(want) => wants.extend(want.ids),
             // The asker holds nothing of ours it could acknowledge for pruning.
             MailboxMessage::Ack(_) => {}
+            MailboxMessage::Mark(_) => wants_mark = true,
         }
     }
 
@@ -162,6 +171,9 @@ fn answer_with(
     }
 
     let mut out = Vec::new();
+    if wants_mark && let Some(mark) = mark {
+        out.push(MailboxMessage::Mark(mark));
+    }
     if let Some(cursor) = cursor {
         let mut have =
             mailbox.have_since(cursor, &peer.scope, &[EnvelopeKind::Reply], MAX_HAVE_IDS);
@@ -427,7 +439,15 @@ mod tests {
                 item(EnvelopeKind::Tip, "TH-40", 2),
             ],
         })];
-        let err = answer(&mut mailbox, &mut allowance(), &peer("TH-44"), request, 0).unwrap_err();
+        let err = answer(
+            &mut mailbox,
+            &mut allowance(),
+            &peer("TH-44"),
+            request,
+            None,
+            0,
+        )
+        .unwrap_err();
         assert_eq!(err, AppError::OutOfScope("mailbox/TH-40/tips".into()));
         assert!(mailbox.is_empty());
 
@@ -435,7 +455,17 @@ mod tests {
         let request = vec![MailboxMessage::Push(Push {
             items: vec![item(EnvelopeKind::Reply, "TH-44", 3)],
         })];
-        assert!(answer(&mut mailbox, &mut allowance(), &peer("TH-44"), request, 0).is_err());
+        assert!(
+            answer(
+                &mut mailbox,
+                &mut allowance(),
+                &peer("TH-44"),
+                request,
+                None,
+                0
+            )
+            .is_err()
+        );
         assert!(mailbox.is_empty());
     }
 
@@ -487,7 +517,15 @@ mod tests {
             let request = vec![MailboxMessage::Push(Push {
                 items: vec![tip.clone()],
             })];
-            let out = answer(&mut mailbox, &mut allowance(), &peer("TH-44"), request, 0).unwrap();
+            let out = answer(
+                &mut mailbox,
+                &mut allowance(),
+                &peer("TH-44"),
+                request,
+                None,
+                0,
+            )
+            .unwrap();
             assert_eq!(
                 out,
                 vec![MailboxMessage::Ack(Ack {
@@ -518,6 +556,7 @@ mod tests {
             &mut allowance,
             &peer("TH-44"),
             push(&[1, 2]),
+            None,
             0,
         )
         .unwrap();
@@ -527,6 +566,7 @@ mod tests {
             &mut allowance,
             &peer("TH-44"),
             push(&[1, 2]),
+            None,
             0,
         )
         .unwrap();
@@ -535,6 +575,7 @@ mod tests {
             &mut allowance,
             &peer("TH-44"),
             push(&[2, 3]),
+            None,
             0,
         );
         assert_eq!(err.unwrap_err(), AppError::MailboxQuota);
@@ -559,7 +600,15 @@ mod tests {
                 more: false,
             }),
         ];
-        let out = answer(&mut mailbox, &mut allowance(), &peer("TH-44"), request, 0).unwrap();
+        let out = answer(
+            &mut mailbox,
+            &mut allowance(),
+            &peer("TH-44"),
+            request,
+            None,
+            0,
+        )
+        .unwrap();
         let pushed: Vec<_> = out
             .iter()
             .flat_map(|m| match m {

@@ -14,6 +14,8 @@ mod absence;
 mod attachments;
 #[path = "attachments_relay.rs"]
 mod attachments_relay;
+#[path = "backup_restore.rs"]
+mod backup_restore;
 #[path = "badlink.rs"]
 mod badlink;
 #[path = "bundle.rs"]
@@ -64,6 +66,8 @@ mod stored_upgrades;
 mod tipdesk_attachments;
 #[path = "tipdesk_net.rs"]
 mod tipdesk_net;
+#[path = "tipdesk_shares.rs"]
+mod tipdesk_shares;
 #[path = "trust.rs"]
 mod trust;
 #[path = "unlinkable.rs"]

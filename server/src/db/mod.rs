@@ -8,6 +8,7 @@
 //! that a request's effects and its replay record commit together.
 
 pub mod atrest;
+pub mod backup;
 pub mod chunks;
 pub mod devices;
 pub mod documents;

@@ -10,7 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::DbError;
 
 /// The schema version this program writes.
-pub const VERSION: i64 = 8;
+pub const VERSION: i64 = 9;
 
 /// `MIGRATIONS[n]` upgrades a database from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -236,6 +236,26 @@ const MIGRATIONS: &[&str] = &[
         refused_at  INTEGER NOT NULL                   -- the day (00:00 UTC, unix)
     ) STRICT;
     "#,
+    // 8 -> 9: backups. This server's mark (which copy of the database this is, backups begun and
+    // finished: phones and relays keep what it acknowledged until a finished backup holds it);
+    // on a relay, the tips HQ acknowledged that no finished backup of HQ holds yet, and HQ's
+    // last mark.
+    r#"
+    CREATE TABLE backup_mark (
+        id        INTEGER PRIMARY KEY CHECK (id = 1),
+        lineage   BLOB    NOT NULL CHECK (length(lineage) = 16),
+        started   INTEGER NOT NULL,
+        completed INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE upstream_held (
+        id   BLOB PRIMARY KEY,                         -- a tip's envelope id
+        mark BLOB NOT NULL                             -- HQ's mark when it acknowledged it
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE upstream_mark (
+        id   INTEGER PRIMARY KEY CHECK (id = 1),
+        mark BLOB    NOT NULL                          -- HQ's last mark
+    ) STRICT;
+    "#,
 ];
 
 /// Version 2 as it first shipped created `mailbox_released` without `province` and
@@ -327,6 +347,7 @@ mod tests {
         assert_eq!(
             tables,
             [
+                "backup_mark",
                 "chunks",
                 "chunks_passed_on",
                 "dashboard_logins",
@@ -341,6 +362,8 @@ mod tests {
                 "replay_guard",
                 "replay_guard_legacy",
                 "upstream",
+                "upstream_held",
+                "upstream_mark",
                 "upstream_set_aside",
                 "used_invites"
             ]

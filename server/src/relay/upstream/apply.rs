@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 
 use automerge::AutoCommit;
-use phakhi_core::mailbox::{Ack, EnvelopeId, EnvelopeKind, MailItem, MailboxMessage, Push};
+use phakhi_core::mailbox::{
+    Ack, Coverage, EnvelopeId, EnvelopeKind, MailItem, MailboxMessage, Push,
+};
 use phakhi_core::protocol::decode_section;
 use rusqlite::TransactionBehavior;
 
@@ -137,12 +139,17 @@ fn commit_inner(
     let mut more = false;
     let mut replies = 0u64;
     let mut pruned = 0u64;
+    let mut held = 0u64;
     if let Some(section) = mailbox_answer {
         let messages = decode_section(&section)
             .map_err(|why| AppError::BadRequest(format!("HQ's mailbox section: {why}")))?;
         let scope = link.mailbox_scope();
         let next_before = mailbox.next_seq();
         let mut cursor = None;
+        let mark = messages.iter().find_map(|message| match message {
+            MailboxMessage::Mark(mark) => Some(*mark),
+            _ => None,
+        });
         for message in messages {
             match message {
                 MailboxMessage::Have(have) => {
@@ -169,13 +176,44 @@ fn commit_inner(
                         cursor = None;
                     }
                 }
+                // HQ is backed up: what it acknowledged waits here for its next backup.
+                MailboxMessage::Ack(ack) if mark.is_some() => {
+                    let mark = mark.unwrap_or_default();
+                    for id in ack.ids.iter().filter(|id| mailbox.contains(id)) {
+                        db::backup::hold_upstream(&tx, id, &mark)?;
+                        held += 1;
+                    }
+                }
                 MailboxMessage::Ack(ack) => {
                     mailbox.acknowledge(&ack);
                     for id in &ack.ids {
                         db::mailbox::record_ack(&tx, id, now)?;
                     }
                 }
-                MailboxMessage::Want(_) => {}
+                MailboxMessage::Want(_) | MailboxMessage::Mark(_) => {}
+            }
+        }
+        if let Some(mark) = &mark {
+            if db::backup::note_upstream_mark(&tx, mark)? {
+                // HQ was restored: read its replies from the start again (kept once, by id).
+                tracing::warn!("HQ was restored from a backup: offering it again what it may lack");
+                cursor = Some(0);
+                more = true;
+            }
+            for (id, held_under) in db::backup::held_upstream(&tx)? {
+                match mark.covers(&held_under) {
+                    Coverage::Safe => {
+                        mailbox.acknowledge(&Ack { ids: vec![id] });
+                        db::mailbox::record_ack(&tx, &id, now)?;
+                        db::backup::release_upstream(&tx, &id)?;
+                    }
+                    Coverage::Waiting => {}
+                    Coverage::Restored => {
+                        // Pushed again next exchange, as any tip.
+                        db::backup::release_upstream(&tx, &id)?;
+                        more = true;
+                    }
+                }
             }
         }
         for stored in mailbox.items_since(next_before.saturating_sub(1)) {
@@ -258,10 +296,7 @@ fn commit_inner(
             db::mailbox::delete(&tx, &id)?;
         }
     }
-    let pending_tips = mailbox
-        .items_since(0)
-        .filter(|stored| stored.item.kind == EnvelopeKind::Tip)
-        .count();
+    let pending_tips = super::unheld_tips(mailbox, &tx)?;
     let pending_registrations = devices::count_pending_upstream(&tx)?;
     tx.commit().map_err(DbError::from)?;
     // The phones' counts do not start again here: what HQ acknowledged still fills this
@@ -289,7 +324,7 @@ fn commit_inner(
     });
     // Another closing exchange when HQ has more replies, or a batch of tips or registrations
     // went and more wait.
-    more |= pruned > 0 && pending_tips > 0;
+    more |= (pruned > 0 || held > 0) && pending_tips > 0;
     more |= registrations_sent > 0 && answered > 0 && pending_registrations > 0;
     more |= set_aside > 0 && pending_tips > 0;
     more |= answer.more_revocations;

@@ -411,7 +411,7 @@ impl Waiting {
             });
         }
         Ok(Waiting {
-            tips: pending_tips(core),
+            tips: unheld_tips(&core.mailbox, &core.conn)?,
             registrations: devices::count_pending_upstream(&core.conn)?,
             revocations: devices::count_revocations_for_upstream(&core.conn)?,
             chunks: db::chunks::count_unacked(&core.conn)?,
@@ -428,12 +428,20 @@ impl Waiting {
     }
 }
 
-/// Tips held here, all waiting for HQ's acknowledgement (acknowledged ones are pruned at once).
-fn pending_tips(core: &Core) -> usize {
-    core.mailbox
+/// Tips held here that wait for HQ's acknowledgement (acknowledged ones are pruned at once, or,
+/// while HQ is backed up, once its next backup holds them: those wait for nothing from here).
+pub(super) fn unheld_tips(
+    mailbox: &phakhi_core::mailbox::Mailbox,
+    conn: &rusqlite::Connection,
+) -> Result<usize, DbError> {
+    let held: std::collections::BTreeSet<_> = db::backup::held_upstream(conn)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    Ok(mailbox
         .items_since(0)
-        .filter(|stored| stored.item.kind == EnvelopeKind::Tip)
-        .count()
+        .filter(|stored| stored.item.kind == EnvelopeKind::Tip && !held.contains(&stored.id))
+        .count())
 }
 
 /// The documents of the relay's scope it may write that hold changes HQ has not confirmed.

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use phakhi_core::mailbox::{EnvelopeKind, Have, MailItem, MailboxMessage, Push};
+use phakhi_core::mailbox::{EnvelopeKind, Have, MailItem, MailboxMessage, Mark, Push};
 use phakhi_core::protocol::relay::{
     self, LastSync, MAX_REVOCATIONS, Registration, Revocation, UpstreamRequest, UpstreamResponse,
 };
@@ -57,19 +57,32 @@ pub(super) fn snapshot(core: &mut Core, link: &Link, step: &Step) -> Result<Snap
         ),
         Step::Closing { push_tips } => {
             let progress = db::upstream::progress(&core.conn)?;
+            // Tips HQ acknowledged wait here for its next backup; they are not sent again.
+            let held: std::collections::BTreeSet<_> = db::backup::held_upstream(&core.conn)?
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
             let tips: Vec<MailItem> = core
                 .mailbox
                 .items_since(0)
-                .filter(|stored| *push_tips && stored.item.kind == EnvelopeKind::Tip)
+                .filter(|stored| {
+                    *push_tips
+                        && stored.item.kind == EnvelopeKind::Tip
+                        && !held.contains(&stored.id)
+                })
                 .take(PUSH_BATCH)
                 .map(|stored| stored.item.clone())
                 .collect();
             let pushed = tips.len();
-            let mut messages = vec![MailboxMessage::Have(Have {
-                cursor: progress.mailbox_cursor,
-                ids: Vec::new(),
-                more: false,
-            })];
+            let mut messages = vec![
+                MailboxMessage::Have(Have {
+                    cursor: progress.mailbox_cursor,
+                    ids: Vec::new(),
+                    more: false,
+                }),
+                // Tips stay here until a finished backup of HQ holds them.
+                MailboxMessage::Mark(Mark::REQUEST),
+            ];
             if !tips.is_empty() {
                 messages.push(MailboxMessage::Push(Push { items: tips }));
             }
