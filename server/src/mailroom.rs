@@ -21,7 +21,6 @@
 //! with the devices.
 
 use phakhi_core::mailbox::{
-use phakhi_core::mailbox::{
     Ack, EnvelopeKind, Have, MailItem, Mailbox, MailboxMessage, Mark, Push, Scope, Want,
 };
 use phakhi_core::protocol::ErrorCode;
@@ -486,6 +485,7 @@ mod tests {
             &mut allowance(),
             &peer("TH-44"),
             request,
+            None,
             0,
             &mut set_aside,
         )

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use tower::ServiceExt;
 
 /// Every schema version before today's, and today's (it must reopen unchanged).
-const FIXTURE_VERSIONS: std::ops::RangeInclusive<i64> = 1..=7;
+const FIXTURE_VERSIONS: std::ops::RangeInclusive<i64> = 1..=9;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/stores")
@@ -147,6 +147,18 @@ async fn every_past_schema_version_opens_upgrades_and_keeps_its_rows() {
                 Some("PHAKHI1:fixture-leader-invite"),
                 "{context}"
             );
+        }
+
+        if version >= 8 {
+            // The relay link's items set aside and HQ's refused registrations.
+            assert_eq!(count(&conn, "SELECT count(*) FROM upstream_set_aside"), 1);
+            assert_eq!(count(&conn, "SELECT count(*) FROM refused_registrations"), 1);
+        }
+        if version >= 9 {
+            // The backup mark, and the tips a relay holds until HQ's next backup.
+            let mark = db::backup::mark(&conn).unwrap().expect("a backup mark");
+            assert_eq!((mark.started, mark.completed), (2, 1), "{context}");
+            assert_eq!(db::backup::held_upstream(&conn).unwrap().len(), 1, "{context}");
         }
 
         // Documents: every chunk kept, and each loads as automerge.
