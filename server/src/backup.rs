@@ -1,10 +1,11 @@
 //! `phakhi admin backup` and `phakhi admin restore`: a consistent copy of a server's data folder,
 //! taken while the server runs, and its return into a stopped, empty folder.
 //!
-//! A backup is a folder: the database as one file, copied through a connection opened the way
-//! the server opens it ([`copy_database`], the one place a copy is made, so whatever the
-//! server's connection does to what it stores, the copy carries), every other file of the data
-//! folder as it lies on disk (the keys and the operator token, sealed as they are there), and
+//! A backup is a folder: the database as one file, exported from one snapshot and encrypted
+//! under the folder's own at-rest key ([`copy_database`], the one place a copy is made), every
+//! other file of the data folder as it lies on disk (the key files and the operator token, sealed
+//! as they are there, and the passphrase mode's salt; never the key file kept apart, which a
+//! restore needs given to it as the server does), and
 //! `MANIFEST` with each file's size and SHA-256. It is written under a temporary name and
 //! renamed when whole.
 //!
@@ -83,21 +84,15 @@ fn skipped(name: &str) -> bool {
         || name == crate::state::LOCK_FILE
         || name.starts_with(&format!("{}-", db::DB_FILE))
         || name.ends_with(".partial")
+        || name.ends_with(".encrypting")
 }
 
-/// Writes a consistent copy of the database open on `conn` to `dest` (which must not exist).
-/// The one place the server's database is copied: SQLite's `VACUUM INTO` reads one snapshot
-/// through the server's own kind of connection while the server keeps writing.
-pub fn copy_database(conn: &rusqlite::Connection, dest: &Path) -> Result<(), BackupError> {
-    let target = dest
-        .to_str()
-        .ok_or_else(|| BackupError::Io {
-            path: dest.to_path_buf(),
-            source: std::io::Error::other("the path is not valid UTF-8"),
-        })?
-        .to_owned();
-    conn.execute("VACUUM INTO ?1", [target])
-        .map_err(DbError::from)?;
+/// Writes a consistent copy of the database of the data folder `data` to `dest` (which must not
+/// exist). The one place the server's database is copied: SQLCipher's export reads one snapshot
+/// while the server keeps writing, and writes it encrypted under the folder's own key
+/// (`db::atrest::copy_sealed`), so a backup holds nothing in clear either.
+pub fn copy_database(data: &Path, dest: &Path) -> Result<(), BackupError> {
+    db::atrest::copy_sealed(data, dest)?;
     Ok(())
 }
 
@@ -115,7 +110,7 @@ pub fn backup(data: &Path, out: &Path) -> Result<Written, BackupError> {
         std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
     }
     phakhi_core::store::private::private_folder(&staging).map_err(io(&staging))?;
-    copy_database(&conn, &staging.join(db::DB_FILE))?;
+    copy_database(data, &staging.join(db::DB_FILE))?;
     let mut names = vec![db::DB_FILE.to_owned()];
     for entry in std::fs::read_dir(data).map_err(io(data))? {
         let entry = entry.map_err(io(data))?;
@@ -232,16 +227,33 @@ pub fn restore(from: &Path, data: &Path) -> Result<u64, BackupError> {
             return Err(BackupError::NotEmpty(data.to_path_buf()));
         }
     }
+    let created = !data.exists();
     phakhi_core::store::private::private_folder(data).map_err(io(data))?;
-    for name in &names {
-        let bytes = std::fs::read(from.join(name)).map_err(io(&from.join(name)))?;
-        write_private(&data.join(name), &bytes)?;
+    let restored = (|| {
+        for name in &names {
+            let bytes = std::fs::read(from.join(name)).map_err(io(&from.join(name)))?;
+            write_private(&data.join(name), &bytes)?;
+        }
+        sync_dir(data)?;
+        // Another copy of the database from here on: askers offer again what it may lack. The
+        // folder's at-rest key is needed here (given as to `phakhi serve`).
+        let conn = db::open(data)?;
+        db::backup::restored(&conn)?;
+        Ok(number)
+    })();
+    if restored.is_err() {
+        // Nothing half-restored is left behind: the folder was missing or empty.
+        let _ = if created {
+            std::fs::remove_dir_all(data)
+        } else {
+            std::fs::read_dir(data).and_then(|entries| {
+                entries
+                    .flatten()
+                    .try_for_each(|entry| std::fs::remove_file(entry.path()))
+            })
+        };
     }
-    sync_dir(data)?;
-    // Another copy of the database from here on: askers offer again what it may lack.
-    let conn = db::open(data)?;
-    db::backup::restored(&conn)?;
-    Ok(number)
+    restored
 }
 
 fn is_running(data: &Path) -> bool {
@@ -270,10 +282,25 @@ mod tests {
         let written = backup(&data, &out).unwrap();
         assert_eq!(written.number, 1);
         assert!(matches!(backup(&data, &out), Err(BackupError::Exists(_))));
+        // The copy is encrypted as the folder is: no SQLite header, no row in clear.
+        let copy = std::fs::read(out.join(db::DB_FILE)).unwrap();
+        assert!(!copy.starts_with(b"SQLite format 3"));
+        assert!(!copy.windows("ภาคี".len()).any(|w| w == "ภาคี".as_bytes()));
         let mark = db::backup::mark(&conn).unwrap().unwrap();
         assert_eq!((mark.started, mark.completed), (1, 1));
 
         let restored = dir.path().join("restored");
+        // Without the folder's at-rest key nothing is restored, and the folder is left empty.
+        assert!(matches!(
+            restore(&out, &restored),
+            Err(BackupError::Db(DbError::KeyMissing { .. }))
+        ));
+        assert!(!restored.exists());
+        std::fs::copy(
+            dir.path().join("data.key"),
+            dir.path().join("restored.key"),
+        )
+        .unwrap();
         assert_eq!(restore(&out, &restored).unwrap(), 1);
         let again = db::open(&restored).unwrap();
         let text: String = again
@@ -297,6 +324,7 @@ mod tests {
         key[0] ^= 1;
         std::fs::write(out.join("server-static.key"), key).unwrap();
         let fresh = dir.path().join("fresh");
+        std::fs::copy(dir.path().join("data.key"), dir.path().join("fresh.key")).unwrap();
         assert!(matches!(
             restore(&out, &fresh),
             Err(BackupError::Damaged { .. })

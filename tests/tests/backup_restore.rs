@@ -45,7 +45,8 @@ fn submit_tip(store: &str, text: &str, dir: &Path, code: &str) -> String {
 
 /// Tips HQ holds or the desk released there.
 fn hq_tips(hq: &Path) -> i64 {
-    let Ok(conn) = rusqlite::Connection::open(hq.join("phakhi.sqlite3")) else {
+    // Encrypted at rest: opened with the folder's key, as the server does.
+    let Ok(conn) = phakhi_server::db::open_read_only(hq) else {
         return -1;
     };
     conn.query_row(
@@ -58,7 +59,7 @@ fn hq_tips(hq: &Path) -> i64 {
 }
 
 fn count(db: &Path, sql: &str) -> i64 {
-    let conn = rusqlite::Connection::open(db.join("phakhi.sqlite3")).unwrap();
+    let conn = phakhi_server::db::open_read_only(db).unwrap();
     conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 

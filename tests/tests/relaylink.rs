@@ -41,8 +41,9 @@ fn one_round(relay: &ServerProcess) -> serde_json::Value {
     })
 }
 
+/// The stopped server's database, opened with its at-rest key as the server opens it.
 fn open(data: &Path) -> rusqlite::Connection {
-    rusqlite::Connection::open(data.join(phakhi_server::db::DB_FILE)).unwrap()
+    phakhi_server::db::open(data).unwrap()
 }
 
 /// `phakhi admin --data DATA ARGS`, which must succeed; its stdout.
