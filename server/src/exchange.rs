@@ -330,11 +330,23 @@ fn sync_inner(
         }
     }
 
+    // The relay's registrations and the revocations it must apply, in the same transaction,
+    // before its documents: the phones it registers now are authors of the changes it carries.
+    let relay_answer = match &relay_request {
+        None => None,
+        Some(request) => {
+            let hq = hq_verifying_key(state)?;
+            Some(crate::relay::hq::answer(&mut tx, &hq, &device, request, now)?.encode())
+        }
+    };
+
     let load_us = clock.lap();
-    // The engine applies each document's chunk as one batch and prepares the answer.
+    // The engine applies each document's chunk as one batch and prepares the answer; every
+    // change is checked for its author's rights and the model's content on the way.
     let responder = sync::Responder::new(engine_limits);
+    let checked = crate::authority::scope(&tx, &device)?;
     let reply = responder
-        .handle_request(payload, &mut docs, &scope::sync_scope(&device))
+        .handle_request(payload, &mut docs, &checked)
         .map_err(|error| AppError::BadRequest(format!("sync message: {error}")))?;
     for (name, stats) in &reply.stats().docs {
         if let Some(error) = stats.error {
@@ -385,15 +397,6 @@ fn sync_inner(
                 pushed_here = true;
             }
             Some(protocol::encode_section(&messages))
-        }
-    };
-
-    // The relay's registrations and the revocations it must apply, in the same transaction.
-    let relay_answer = match &relay_request {
-        None => None,
-        Some(request) => {
-            let hq = hq_verifying_key(state)?;
-            Some(crate::relay::hq::answer(&mut tx, &hq, &device, request, now)?.encode())
         }
     };
 

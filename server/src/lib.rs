@@ -26,6 +26,7 @@
 pub mod admin;
 pub mod adminx;
 pub mod allowance;
+pub mod authority;
 pub mod bundle;
 pub mod cache;
 pub mod chunkroom;
@@ -54,3 +55,4 @@ pub mod state;
 pub mod table;
 pub mod tipdesk;
 pub mod transport;
+pub mod undo;

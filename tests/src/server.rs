@@ -531,11 +531,18 @@ impl Device {
             .map_err(|_| Failure::Unreachable)
     }
 
+    /// The automerge actor this device writes under (bound to its key, as a phone's is).
+    pub fn actor(&self) -> automerge::ActorId {
+        phakhi_core::policy::authority::device_actor(self.key.public().as_bytes(), [0; 16])
+    }
+
     pub fn write(&mut self, doc: &str, key: &str, value: &str) {
+        let actor = self.actor();
         let doc = self
             .docs
             .entry(DocName::parse(doc).expect("name"))
             .or_default();
+        doc.set_actor(actor);
         doc.put(ROOT, key, value).expect("put");
         doc.commit();
     }
