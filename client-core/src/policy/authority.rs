@@ -185,9 +185,12 @@ pub fn check_changes(
                 }
                 ObjectId::Id(OpId(counter, obj_actor)) => {
                     let place = place_of(doc, &mut places, *counter, obj_actor)?;
+                    // Counting attendance on a shared record is everyone's: an increment
+                    // adds to a counter and cannot rewrite or remove anything.
                     if rights == Rights::OwnRecords
                         && is_record(&place.key)
                         && place.owner != author
+                        && !matches!(op.action, OpType::Increment(_))
                     {
                         return Err(Refusal::NotOwner { key: place.key });
                     }
