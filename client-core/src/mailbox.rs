@@ -14,6 +14,10 @@
 //! - Pruning: HQ sends [`Ack`] for envelopes it holds durably; only acknowledged envelopes are
 //!   ever removed ([`Mailbox::prune_acknowledged`]), and an acknowledged id is never stored again.
 //!   The caller makes sure an `Ack` really comes from HQ (the transport authenticates it).
+//! - Backups: a server that is backed up states a [`Mark`] (which copy of its database this
+//!   is, how many backups were started and finished); a phone or relay keeps what the server
+//!   acknowledged until a finished backup covers it, and offers it again to a restored server
+//!   (`Mark::covers`). Only an asker that sends a `Mark` gets one back.
 //! - Bounds: every decoded message has a version byte and counted, capped lists.
 //! - No sender: a held envelope records nothing of the peer that pushed it, so a mailbox (and
 //!   whatever persists it) never ties an envelope to a device. What a device may push is
@@ -47,6 +51,7 @@ const TAG_HAVE: u8 = 1;
 const TAG_WANT: u8 = 2;
 const TAG_PUSH: u8 = 3;
 const TAG_ACK: u8 = 4;
+const TAG_MARK: u8 = 5;
 
 /// Why the mailbox refused something. Nothing changes when an error is returned.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -226,6 +231,76 @@ pub struct Ack {
     pub ids: Vec<EnvelopeId>,
 }
 
+/// How far a server's backups reach. In an answer: `lineage` names this copy of the server's
+/// database (a restore gives it a new one), `started` counts the backups begun, `completed` the
+/// last one finished. In a request (all zero): the asker keeps acknowledged envelopes until a
+/// backup covers them, so the server may state its mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Mark {
+    pub lineage: [u8; 16],
+    pub started: u64,
+    pub completed: u64,
+}
+
+/// What a server's current [`Mark`] says of an envelope it acknowledged under an earlier one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coverage {
+    /// A finished backup holds it: the asker may drop it.
+    Safe,
+    /// Not backed up yet: keep it, do not send it again.
+    Waiting,
+    /// The server was restored since: send it again.
+    Restored,
+}
+
+impl Mark {
+    /// What an asker sends to say it understands marks.
+    pub const REQUEST: Mark = Mark {
+        lineage: [0; 16],
+        started: 0,
+        completed: 0,
+    };
+
+    /// `held` is the mark stated with the acknowledgement. An envelope acknowledged while backup
+    /// `held.started` may already have copied the database is in every backup started later, so
+    /// it is safe once backup `held.started + 1` finished.
+    pub fn covers(&self, held: &Mark) -> Coverage {
+        if self.lineage != held.lineage {
+            Coverage::Restored
+        } else if self.completed > held.started {
+            Coverage::Safe
+        } else {
+            Coverage::Waiting
+        }
+    }
+
+    /// `lineage (16) || started (u64 BE) || completed (u64 BE)`: how a holder stores it.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out[..16].copy_from_slice(&self.lineage);
+        out[16..24].copy_from_slice(&self.started.to_be_bytes());
+        out[24..].copy_from_slice(&self.completed.to_be_bytes());
+        out
+    }
+
+    /// Reads [`Mark::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Option<Mark> {
+        let bytes: &[u8; 32] = bytes.try_into().ok()?;
+        let mut lineage = [0u8; 16];
+        lineage.copy_from_slice(&bytes[..16]);
+        let word = |range: std::ops::Range<usize>| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&bytes[range]);
+            u64::from_be_bytes(w)
+        };
+        Some(Mark {
+            lineage,
+            started: word(16..24),
+            completed: word(24..32),
+        })
+    }
+}
+
 /// One reconciliation message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MailboxMessage {
@@ -233,6 +308,7 @@ pub enum MailboxMessage {
     Want(Want),
     Push(Push),
     Ack(Ack),
+    Mark(Mark),
 }
 
 /// The outcome of inserting one envelope.
@@ -469,6 +545,18 @@ impl Mailbox {
         }
     }
 
+    /// Removes one held envelope (a server drops a reply once every device it serves has it,
+    /// or once it expired). Returns whether it was held. Arrival numbers are never reused.
+    pub fn remove(&mut self, id: &EnvelopeId) -> bool {
+        match self.items.remove(id) {
+            Some(stored) => {
+                self.by_seq.remove(&stored.seq);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Removes every held envelope HQ acknowledged, and only those.
     pub fn prune_acknowledged(&mut self) -> Vec<EnvelopeId> {
         let doomed: Vec<EnvelopeId> = self
@@ -510,6 +598,10 @@ impl MailboxMessage {
             MailboxMessage::Ack(a) => {
                 out.push(TAG_ACK);
                 put_ids(&mut out, &a.ids);
+            }
+            MailboxMessage::Mark(m) => {
+                out.push(TAG_MARK);
+                out.extend_from_slice(&m.to_bytes());
             }
             MailboxMessage::Push(p) => {
                 out.push(TAG_PUSH);
@@ -582,6 +674,10 @@ impl MailboxMessage {
             TAG_ACK => MailboxMessage::Ack(Ack {
                 ids: read_ids(&mut r)?,
             }),
+            TAG_MARK => {
+                let bytes: [u8; 32] = r.array("mark")?;
+                MailboxMessage::Mark(Mark::from_bytes(&bytes).unwrap_or_default())
+            }
             TAG_PUSH => {
                 let n = usize::from(r.u16("envelopes")?);
                 if n > MAX_PUSH_ENVELOPES {
@@ -670,5 +766,29 @@ mod authorised_tests {
         assert_eq!(mailbox.next_seq(), 10);
         mailbox.reserve_seq(5);
         assert_eq!(mailbox.next_seq(), 10);
+    }
+
+    #[test]
+    fn marks_round_trip_and_say_what_a_backup_covers() {
+        let mark = Mark {
+            lineage: [7; 16],
+            started: 3,
+            completed: 2,
+        };
+        let bytes = MailboxMessage::Mark(mark).encode();
+        assert_eq!(
+            MailboxMessage::decode(&bytes),
+            Ok(MailboxMessage::Mark(mark))
+        );
+        assert!(MailboxMessage::decode(&bytes[..bytes.len() - 1]).is_err());
+        // Acknowledged while backup 3 ran: backup 3 may have missed it, backup 4 holds it.
+        let later = |completed| Mark { completed, ..mark };
+        assert_eq!(later(3).covers(&mark), Coverage::Waiting);
+        assert_eq!(later(4).covers(&mark), Coverage::Safe);
+        let restored = Mark {
+            lineage: [8; 16],
+            ..later(9)
+        };
+        assert_eq!(restored.covers(&mark), Coverage::Restored);
     }
 }

@@ -151,11 +151,12 @@ impl HttpTransport {
             url: url.clone(),
             detail: e.to_string(),
         };
+        let envelope = test_wire::speak(envelope);
         let mut response = self
             .agent
             .post(&url)
             .header("content-type", "application/octet-stream")
-            .send(envelope)
+            .send(&*envelope)
             .map_err(|e| unreachable(&e))?;
         let status = response.status().as_u16();
         let total = response.body().content_length();
@@ -183,6 +184,38 @@ impl HttpTransport {
             return Ok(body);
         }
         Err(refusal(status, &body))
+    }
+}
+
+/// The version-skew tests' switch: a test build (feature `test-wire`, debug assertions) with
+/// `PHAKHI_TEST_ENVELOPE_VERSION=N` sends every envelope with version byte N, as a phone, relay
+/// or tip desk of another release would. Any other build sends the envelope as sealed: it has no
+/// code path to the switch.
+mod test_wire {
+    use std::borrow::Cow;
+
+    /// The variable that names the version byte to send.
+    #[cfg_attr(not(all(feature = "test-wire", debug_assertions)), allow(dead_code))]
+    pub const SWITCH: &str = "PHAKHI_TEST_ENVELOPE_VERSION";
+
+    #[cfg(all(feature = "test-wire", debug_assertions))]
+    pub fn speak(envelope: &[u8]) -> Cow<'_, [u8]> {
+        match std::env::var(SWITCH)
+            .ok()
+            .and_then(|v| v.parse::<u8>().ok())
+        {
+            Some(version) if !envelope.is_empty() => {
+                let mut changed = envelope.to_vec();
+                changed[0] = version;
+                Cow::Owned(changed)
+            }
+            _ => Cow::Borrowed(envelope),
+        }
+    }
+
+    #[cfg(not(all(feature = "test-wire", debug_assertions)))]
+    pub fn speak(envelope: &[u8]) -> Cow<'_, [u8]> {
+        Cow::Borrowed(envelope)
     }
 }
 

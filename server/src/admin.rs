@@ -166,18 +166,77 @@ fn display_width(text: &str) -> usize {
         .count()
 }
 
-/// What [`revoke`] did.
+/// What [`revoke`] did, and where it takes effect when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Revoked {
-    Now(String),
+    /// Revoked now, on the server whose data folder this is.
+    Now(Revocation),
+    /// It was revoked already.
     Already(String),
 }
 
-/// Revokes the device whose id starts with `prefix`.
+/// A revocation just made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub device_id: String,
+    pub provinces: Vec<String>,
+    /// This data folder is a relay's (else HQ's).
+    pub at_relay: bool,
+    /// HQ had refused the device's registration from its relay: it was known here only as
+    /// that refusal.
+    pub was_refused: bool,
+}
+
+impl Revocation {
+    /// Where the revocation takes effect, and when.
+    pub fn effect(&self) -> String {
+        let provinces = self.provinces.join(", ");
+        if self.was_refused {
+            format!(
+                "HQ had refused its registration, so it synced at its relay only: refused at the \
+                 relay serving {provinces} after that relay's next round with HQ, and it can \
+                 never enrol here"
+            )
+        } else if self.at_relay {
+            "refused here now; refused at HQ after this relay's next round with HQ (when HQ \
+             answers: `phakhi health URL --synced` waits for it)"
+                .into()
+        } else {
+            format!(
+                "refused here now; refused at the relay serving {provinces} after that relay's \
+                 next round with HQ"
+            )
+        }
+    }
+}
+
+/// Revokes the device whose id starts with `prefix`. At HQ, a device whose registration HQ
+/// refused from its relay is found too, and recorded as revoked (so its relay refuses it after
+/// its next round).
 pub fn revoke(data: &Path, prefix: &str, now: i64) -> Result<Revoked, AdminError> {
     let conn = open(data)?;
+    let at_relay = db::upstream::joined(&conn)?.is_some();
     let matches = devices::find(&conn, prefix)?;
     let device = match matches.as_slice() {
+        [] if !at_relay => {
+            let refused = devices::find_refused(&conn, prefix)?;
+            return match refused.as_slice() {
+                [] => Err(AdminError::NoSuchDevice(prefix.to_string())),
+                [one] => {
+                    let device = crate::relay::hq::revoke_refused(&conn, one, now)?;
+                    Ok(Revoked::Now(Revocation {
+                        device_id: device.device_id,
+                        provinces: device.provinces,
+                        at_relay,
+                        was_refused: true,
+                    }))
+                }
+                more => Err(AdminError::Ambiguous {
+                    prefix: prefix.to_string(),
+                    count: more.len(),
+                }),
+            };
+        }
         [] => return Err(AdminError::NoSuchDevice(prefix.to_string())),
         [device] => device,
         more => {
@@ -188,7 +247,12 @@ pub fn revoke(data: &Path, prefix: &str, now: i64) -> Result<Revoked, AdminError
         }
     };
     if devices::revoke(&conn, device.row, now)? {
-        Ok(Revoked::Now(device.device_id.clone()))
+        Ok(Revoked::Now(Revocation {
+            device_id: device.device_id.clone(),
+            provinces: device.provinces.clone(),
+            at_relay,
+            was_refused: false,
+        }))
     } else {
         Ok(Revoked::Already(device.device_id.clone()))
     }
@@ -333,9 +397,15 @@ mod tests {
         assert!(starts.windows(2).all(|w| w[0] == w[1]), "{table}");
         assert!(table.contains("never"));
 
-        assert_eq!(
-            revoke(dir.path(), &a.device_id, 100).unwrap(),
-            Revoked::Now(a.device_id.clone())
+        let Revoked::Now(done) = revoke(dir.path(), &a.device_id, 100).unwrap() else {
+            panic!("not revoked now");
+        };
+        assert_eq!(done.device_id, a.device_id);
+        assert!(!done.at_relay && !done.was_refused);
+        assert!(
+            done.effect().starts_with("refused here now"),
+            "{}",
+            done.effect()
         );
         assert_eq!(
             revoke(dir.path(), &a.device_id, 101).unwrap(),

@@ -25,7 +25,7 @@ use crate::error::AppError;
 use crate::exchange::authorise;
 use crate::scope;
 use crate::state::{AppState, Core};
-use crate::transport;
+use crate::transport::{self, Incoming};
 
 /// What one admin exchange did, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +41,7 @@ pub enum Done {
 pub fn admin(
     state: &AppState,
     core: &mut Core,
-    envelope: &[u8],
+    incoming: Incoming<'_>,
     now: u64,
 ) -> Result<(Vec<u8>, Done), AppError> {
     // Releasing tips drops their bodies: only HQ, which the tip desk pulls from, may do it. A
@@ -51,7 +51,7 @@ pub fn admin(
     }
     let result = {
         let Core { conn, mailbox, .. } = &mut *core;
-        admin_inner(state, conn, mailbox, envelope, now)
+        admin_inner(state, conn, mailbox, incoming, now)
     };
     match &result {
         Err(_) => {
@@ -70,22 +70,29 @@ fn admin_inner(
     state: &AppState,
     conn: &mut Connection,
     mailbox: &mut Mailbox,
-    envelope: &[u8],
+    incoming: Incoming<'_>,
     now: u64,
 ) -> Result<(Vec<u8>, Done), AppError> {
     let now_i = i64::try_from(now).unwrap_or(i64::MAX);
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(DbError::from)?;
-    let opened = transport::open(state.keys(), envelope, now, &tx)?;
+    let (opened, rate) = incoming.take(
+        state.keys(),
+        now,
+        phakhi_core::seal::MAX_CLOCK_SKEW_SECS,
+        &tx,
+    )?;
     let device = authorise(&tx, opened.sender.as_bytes())?;
     if device.role != Role::Admin {
         tracing::info!(device = %device.device_id, role = device.role.as_str(), "admin refused");
         return Err(AppError::NotAdmin);
     }
-    state.check_rate(&device.public_key)?;
+    if rate {
+        state.check_rate(&device.public_key)?;
+    }
     let request = AdminRequest::decode(&opened.payload)
-        .map_err(|error| AppError::BadRequest(format!("admin request: {error}")))?;
+        .map_err(|error| AppError::undecodable("admin request", &error))?;
     let (answer, done) = match request {
         AdminRequest::Pull { after, max } => {
             let answer = pull(mailbox, after, max);

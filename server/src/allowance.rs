@@ -8,8 +8,11 @@
 //! everything last left its care: the counts hold no envelope or chunk id, no time, and are
 //! never written anywhere. They all start again together
 //!
-//! - when what is held here passes on: on a relay when HQ acknowledges envelopes or chunks (it
-//!   prunes them), at HQ when the tip desk releases what it took;
+//! - at HQ, when what is held there passes on: when the tip desk releases what it took. A relay
+//!   does not start its phones' counts again when HQ acknowledges what it forwarded: HQ still
+//!   holds it, in the relay's share, and a phone that got a fresh allowance each time HQ
+//!   acknowledged the last one would fill what its whole province shares at HQ (see
+//!   [`relay_shares`]);
 //! - at the latest after [`WINDOW_SECS`], so what a running process remembers of a device is
 //!   at most a day old;
 //! - when the process restarts.
@@ -25,6 +28,8 @@
 
 use std::collections::HashMap;
 
+use crate::db::DbError;
+use crate::db::devices::{self, Device, Role};
 use crate::error::AppError;
 
 /// The longest a count is remembered: one day.
@@ -43,6 +48,32 @@ struct Used {
     envelopes: usize,
     envelope_bytes: usize,
     chunks: i64,
+}
+
+/// How many devices' worth a relay carries at HQ: one share per active phone HQ knows in the
+/// relay's provinces (the relay registered them; phones enrolled at HQ for those provinces
+/// count too), and one more.
+///
+/// Why that keeps one phone from filling what its province shares: on the relay, each phone
+/// may hand over at most one share per day (the relay's counts start again only when the day
+/// does, not when HQ takes what it forwarded). At HQ the relay's room is then the sum of its
+/// phones' shares plus one, so a phone that spends its whole share (or two, across midnight,
+/// when the relay forwards yesterday's share today) still leaves every other phone its own. HQ
+/// learns no more than before: a count of the relay's phones, which it has, and the relay's
+/// totals.
+pub fn relay_shares(conn: &rusqlite::Connection, relay: &Device) -> Result<usize, DbError> {
+    let phones = devices::list(conn)?
+        .into_iter()
+        .filter(|device| {
+            device.revoked_at.is_none()
+                && matches!(device.role, Role::Leader | Role::Coordinator)
+                && device
+                    .provinces
+                    .iter()
+                    .any(|code| relay.provinces.contains(code))
+        })
+        .count();
+    Ok(phones.saturating_add(1))
 }
 
 /// The counts, per device key, since they last started again.
@@ -84,14 +115,30 @@ impl Allowance {
         bytes: usize,
         now: i64,
     ) -> Result<(), AppError> {
+        self.take_envelopes_shared(device, count, bytes, 1, now)
+    }
+
+    /// Like [`Allowance::take_envelopes`], for a device that carries `shares` devices' worth
+    /// (a relay at HQ: its phones and one more, see [`relay_shares`]).
+    pub fn take_envelopes_shared(
+        &mut self,
+        device: &[u8; 32],
+        count: usize,
+        bytes: usize,
+        shares: usize,
+        now: i64,
+    ) -> Result<(), AppError> {
         if count == 0 {
             return Ok(());
         }
         self.roll(now);
+        let shares = shares.max(1);
         let used = self.used.get(device).copied().unwrap_or_default();
         let envelopes = used.envelopes.saturating_add(count);
         let envelope_bytes = used.envelope_bytes.saturating_add(bytes);
-        if envelopes > self.limits.envelopes || envelope_bytes > self.limits.envelope_bytes {
+        if envelopes > self.limits.envelopes.saturating_mul(shares)
+            || envelope_bytes > self.limits.envelope_bytes.saturating_mul(shares)
+        {
             return Err(AppError::MailboxQuota);
         }
         let entry = self.used.entry(*device).or_default();

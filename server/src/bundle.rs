@@ -174,7 +174,13 @@ fn in_folder(mut config: Config, envelope: &[u8], now: u64) -> Result<Vec<u8>, I
     let envelope = envelope.to_vec();
     let worker = state.clone();
     let answer = runtime.block_on(state.with_core(move |core| {
-        crate::exchange::sync_within(&worker, core, &envelope, now, MAX_BUNDLE_AGE_SECS)
+        crate::exchange::sync_within(
+            &worker,
+            core,
+            crate::transport::Incoming::Sealed(&envelope),
+            now,
+            MAX_BUNDLE_AGE_SECS,
+        )
     }))?;
     Ok(answer)
 }

@@ -41,7 +41,7 @@ pub fn admit(state: &AppState, device: &Device, payload: &[u8]) -> Result<ChunkR
         Ok(request) => request,
         Err(why) => {
             state.check_rate(&device.public_key)?;
-            return Err(AppError::BadRequest(format!("chunk request: {why}")));
+            return Err(AppError::undecodable("chunk request", &why));
         }
     };
     match device.role {
@@ -76,14 +76,16 @@ pub fn serve(
     now: i64,
 ) -> Result<(ChunkResponse, Taken), AppError> {
     let request = admit(state, device, payload)?;
-    apply(
-        conn,
-        allowance,
-        device,
-        &request,
-        quota(&state.config().limits, device),
-        now,
-    )
+    let mut quota = quota(&state.config().limits, device);
+    if device.role == Role::Relay {
+        // At least a share per phone of the relay, and one more (see
+        // `crate::allowance::relay_shares`).
+        let shares = crate::allowance::relay_shares(conn, device)?;
+        let per_phone = state.config().limits.chunks_per_device;
+        let shared = per_phone.saturating_mul(i64::try_from(shares).unwrap_or(i64::MAX));
+        quota = quota.max(shared);
+    }
+    apply(conn, allowance, device, &request, quota, now)
 }
 
 /// After the commit: metrics, the log line, and a nudge to the upstream task (on a relay) when

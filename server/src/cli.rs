@@ -26,6 +26,20 @@ pub struct Cli {
     /// Append logs to this file instead of the terminal (created with its folder if missing).
     #[arg(long, global = true, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+    /// The data folder's database key file (64 hex digits), kept apart from the data (another
+    /// disk, a removable stick); created with a new database [default: <data>.key beside the
+    /// data folder].
+    #[arg(long, global = true, env = "PHAKHI_DB_KEY_FILE", value_name = "FILE")]
+    pub db_key_file: Option<PathBuf>,
+    /// Take the database key from a passphrase held in this environment variable instead of a
+    /// key file (stretched with Argon2id; the salt is kept in the data folder).
+    #[arg(
+        long,
+        global = true,
+        value_name = "VAR",
+        conflicts_with = "db_key_file"
+    )]
+    pub db_passphrase_env: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -137,7 +151,8 @@ pub enum AdminCommand {
     Devices,
     /// Print this server's public keys (to configure relays and invites).
     Keys,
-    /// Revoke a device: it can no longer sync or enrol again.
+    /// Revoke a device: refused here at once, and at HQ or its relay after their next round;
+    /// it can no longer sync or enrol again.
     Revoke {
         /// The device id (or a unique prefix of it) from `phakhi admin devices`.
         device: String,
@@ -163,6 +178,21 @@ pub enum AdminCommand {
         /// The running server's address, when a server is running on the data folder.
         #[arg(long, value_name = "URL")]
         server: Option<String>,
+    },
+    /// Write a consistent copy of the data folder (database, keys, token) into a new folder,
+    /// while the server runs. Phones and relays keep every tip until a finished backup holds it.
+    Backup {
+        /// The new folder to write the backup into (keep it off this machine, sealed as the
+        /// data folder is).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Bring a backup back into the data folder (--data), which must be missing or empty and
+    /// have no server running on it; then start `phakhi serve` on it.
+    Restore {
+        /// The folder `phakhi admin backup` wrote.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
     },
     /// Print a one-time login link to the dashboard (`/dashboard`) of this data folder's server.
     DashboardLogin {
@@ -240,6 +270,11 @@ pub enum CliError {
     Serve(std::io::Error),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(
+        "--db-passphrase-env names {0}, which is not set or empty: export {0} with the \
+         database passphrase, or give --db-key-file instead"
+    )]
+    DbPassphrase(String),
     #[error(transparent)]
     Admin(#[from] AdminError),
     #[error(transparent)]
@@ -259,6 +294,8 @@ pub enum CliError {
     LoginTooLong(String),
     #[error(transparent)]
     Join(#[from] crate::relay::join::JoinError),
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
     #[error(transparent)]
     Probe(#[from] crate::probe::ProbeError),
     #[error("cannot write logs to {path}: {source}; give another --log-file")]
@@ -300,6 +337,22 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Tells the storage where the data folder's key comes from (`--db-key-file`,
+/// `--db-passphrase-env`; otherwise `PHAKHI_DB_KEY_FILE` or `<data>.key`).
+fn configure_db_key(cli: &Cli) -> Result<(), CliError> {
+    use crate::db::atrest::{self, KeySource};
+    if let Some(var) = &cli.db_passphrase_env {
+        let passphrase = std::env::var(var)
+            .ok()
+            .filter(|value| !value.is_empty())
+            .ok_or_else(|| CliError::DbPassphrase(var.clone()))?;
+        atrest::configure(KeySource::Passphrase(zeroize::Zeroizing::new(passphrase)));
+    } else if let Some(path) = &cli.db_key_file {
+        atrest::configure(KeySource::File(path.clone()));
+    }
+    Ok(())
 }
 
 /// A reader that closed the pipe (`phakhi report … | head -1`) ends the command quietly with
@@ -380,6 +433,7 @@ fn open_log_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
 
 /// Runs a parsed command.
 pub fn run(cli: Cli) -> Result<(), CliError> {
+    configure_db_key(&cli)?;
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Admin(args) => admin(args),
@@ -517,7 +571,11 @@ fn first_start_notice(state: &AppState) -> String {
     let mut text = format!(
         "First start: created this server's keys in {data}.\n\
          Back up that folder; never share its *.key files.\n\
+         The folder is encrypted at rest under {}: keep it apart from the data (another disk, a \
+         removable stick), back it up separately, and start with --db-key-file naming it (or \
+         PHAKHI_DB_KEY_FILE); without it the data cannot be read.\n\
          \x20 server static key (X25519):     {}\n",
+        db_key_place(state.data_dir()),
         hex::encode(keys.static_public().as_bytes())
     );
     if let Some(verifying) = keys.verifying() {
@@ -538,6 +596,18 @@ fn first_start_notice(state: &AppState) -> String {
     text
 }
 
+/// Where the data folder's key comes from, for the first-start banner (never the key).
+fn db_key_place(data: &std::path::Path) -> String {
+    match crate::db::atrest::source_for(data) {
+        crate::db::atrest::KeySource::File(path) => {
+            format!("the key file {}", path.display())
+        }
+        crate::db::atrest::KeySource::Passphrase(_) => {
+            "a key from the passphrase given (--db-passphrase-env)".to_string()
+        }
+    }
+}
+
 fn admin(args: AdminArgs) -> Result<(), CliError> {
     let config = resolve_config(&args.config, Overrides::default())?;
     let data = config.data.clone();
@@ -552,7 +622,9 @@ fn admin(args: AdminArgs) -> Result<(), CliError> {
         AdminCommand::Revoke { device } => {
             let now = i64::try_from(now).unwrap_or(i64::MAX);
             match admin::revoke(&data, &device, now)? {
-                Revoked::Now(id) => println!("revoked device {id}: it can no longer sync"),
+                Revoked::Now(done) => {
+                    println!("revoked device {}: {}", done.device_id, done.effect());
+                }
                 Revoked::Already(id) => println!("device {id} was already revoked"),
             }
         }
@@ -574,6 +646,28 @@ fn admin(args: AdminArgs) -> Result<(), CliError> {
                 done.answer.display(),
                 done.answer_bytes,
                 done.answer.display()
+            );
+        }
+        AdminCommand::Backup { out } => {
+            let written = crate::backup::backup(&data, &out)?;
+            println!(
+                "backup {} written to {} ({} files, {} bytes). Keep it off this machine, where \
+                 only the server's operators reach it: it holds the server's keys. Phones and \
+                 relays now drop the tips it holds.",
+                written.number,
+                out.display(),
+                written.files,
+                written.bytes
+            );
+        }
+        AdminCommand::Restore { from } => {
+            let number = crate::backup::restore(&from, &data)?;
+            println!(
+                "backup {number} restored into {}. Next: start `phakhi serve --data {}`; phones \
+                 and relays offer again the tips it lacks at their next sync, and documents \
+                 heal as they sync. Devices enrolled after the backup must enrol again.",
+                data.display(),
+                data.display()
             );
         }
         AdminCommand::DashboardLogin {

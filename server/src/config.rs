@@ -68,6 +68,28 @@ pub struct Limits {
     pub request_burst: u32,
     /// Seconds before a request is answered with a timeout.
     pub request_timeout_secs: u64,
+    /// Requests one source address may have refused per minute before the envelope is opened
+    /// (bucket refill rate): envelopes that do not open, unknown or revoked keys, replays,
+    /// forged invites. Only refusals count, so phones behind one address (a centre's network,
+    /// a carrier's NAT) that sync honestly are never held by it; an address past it is refused
+    /// before its requests cost any decryption (see `crate::admission`).
+    pub refusals_per_address_per_minute: u32,
+    /// Refusals one address may have in a burst (bucket size).
+    pub refusal_burst_per_address: u32,
+    /// Sealed-envelope requests the server works on at once, from the first byte of the body
+    /// to the answer: the bound on request bodies held in memory and on the writer's queue.
+    /// More wait, before their body is read, in the queue below.
+    pub max_requests_in_flight: usize,
+    /// Sealed-envelope requests that may wait for one of those places (only their headers are
+    /// read: a waiting request costs a connection, not its body). One more is answered `busy`
+    /// at once; a request that waits longer than `request_timeout_secs` gets `timeout`.
+    pub max_requests_waiting: usize,
+    /// Bytes of changes one device may add to the shared documents per day (UTC), counted as
+    /// stored; a relay's exchanges at HQ are not counted (see `crate::budget`).
+    pub document_bytes_per_device_per_day: u64,
+    /// Days a reply is kept after it arrived here, delivered or not (see
+    /// `crate::mailroom::prune_replies`).
+    pub reply_keep_days: i64,
 }
 
 /// Chunks of one 25 MiB attachment, its manifest included (one chunk carries 64 KiB).
@@ -88,6 +110,12 @@ impl Default for Limits {
             requests_per_minute: 60,
             request_burst: 20,
             request_timeout_secs: 120,
+            refusals_per_address_per_minute: 30,
+            refusal_burst_per_address: 60,
+            max_requests_in_flight: 32,
+            max_requests_waiting: 4096,
+            document_bytes_per_device_per_day: 1024 * 1024,
+            reply_keep_days: 60,
         }
     }
 }

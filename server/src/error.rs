@@ -60,6 +60,8 @@ pub enum AppError {
     MailboxQuota,
     #[error("the device's attachment quota is full")]
     ChunkQuota,
+    #[error("the device added {used} bytes to the shared documents today (limit {limit})")]
+    DocumentBudget { limit: u64, used: u64 },
     #[error("too many requests from this device")]
     RateLimited { retry_after_secs: u64 },
     #[error("the request took too long")]
@@ -72,6 +74,8 @@ pub enum AppError {
     Busy,
     #[error("the server is not configured for this")]
     NotConfigured,
+    #[error("the request's {0} is not one this server reads")]
+    UpgradeRequired(phakhi_core::protocol::VersionSkew),
     #[error("internal server error")]
     Internal,
 }
@@ -102,12 +106,14 @@ impl AppError {
             AppError::TooManyChanges { .. } => ErrorCode::TooManyChanges,
             AppError::MailboxQuota => ErrorCode::MailboxQuotaExceeded,
             AppError::ChunkQuota => ErrorCode::ChunkQuotaExceeded,
+            AppError::DocumentBudget { .. } => ErrorCode::DocumentBudgetExceeded,
             AppError::RateLimited { .. } => ErrorCode::RateLimited,
             AppError::Timeout => ErrorCode::Timeout,
             AppError::NoRoute => ErrorCode::NoRoute,
             AppError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
             AppError::Busy => ErrorCode::Busy,
             AppError::NotConfigured => ErrorCode::NotConfigured,
+            AppError::UpgradeRequired(_) => ErrorCode::UpgradeRequired,
             AppError::Internal => ErrorCode::Internal,
         }
     }
@@ -136,11 +142,14 @@ impl AppError {
             AppError::InviteExpired => StatusCode::GONE,
             AppError::OutOfScope(_) | AppError::NoRoute => StatusCode::NOT_FOUND,
             AppError::ReadOnly(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            AppError::MailboxQuota | AppError::ChunkQuota => StatusCode::INSUFFICIENT_STORAGE,
+            AppError::MailboxQuota | AppError::ChunkQuota | AppError::DocumentBudget { .. } => {
+                StatusCode::INSUFFICIENT_STORAGE
+            }
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Timeout => StatusCode::REQUEST_TIMEOUT,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Busy | AppError::NotConfigured => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
             AppError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -231,6 +240,12 @@ impl AppError {
                  server that were not passed on yet. Nothing was changed. Wait until headquarters \
                  has picked them up, then sync again."
                 .into(),
+            AppError::DocumentBudget { limit, used } => format!(
+                "This device already added {used} bytes of changes to the shared documents \
+                 today; one device may add {limit} a day. Nothing was changed: the changes stay \
+                 on this device and go with the first sync after 00:00 UTC. If the device needs \
+                 more, ask headquarters to raise document_bytes_per_device_per_day."
+            ),
             AppError::RateLimited { retry_after_secs } => format!(
                 "Too many requests from this device. Wait {retry_after_secs} seconds, then sync \
                  again."
@@ -244,9 +259,31 @@ impl AppError {
             AppError::NotConfigured => "This server cannot check invites yet. Tell the server \
                  operator: the relay's config needs hq_key (HQ's invite-verifying key)."
                 .into(),
+            AppError::UpgradeRequired(skew) if skew.peer_is_older() => format!(
+                "This device speaks {} {}; this server reads {} to {}. Nothing was changed and \
+                 the device keeps everything it holds. Update Phakhi on this device (a phone: \
+                 the app; a relay: the phakhi package, README \"Upgrading a relay\"), then sync \
+                 again.",
+                skew.format, skew.found, skew.oldest, skew.newest
+            ),
+            AppError::UpgradeRequired(skew) => format!(
+                "This device speaks {} {}, newer than this server reads ({} to {}). Nothing was \
+                 changed and the device keeps everything it holds. This server's operator must \
+                 upgrade phakhi (README \"Upgrading a relay\"); sync again after that.",
+                skew.format, skew.found, skew.oldest, skew.newest
+            ),
             AppError::Internal => "The server hit an internal error; nothing was acknowledged. \
                  Sync again later; if it persists, tell the server operator."
                 .into(),
+        }
+    }
+
+    /// A protocol payload (`what`) that did not decode: `upgrade_required` when its version byte
+    /// is the reason, `bad_request` otherwise.
+    pub fn undecodable(what: &'static str, error: &phakhi_core::protocol::ProtocolError) -> Self {
+        match error.version_skew(what) {
+            Some(skew) => AppError::UpgradeRequired(skew),
+            None => AppError::BadRequest(format!("{what}: {error}")),
         }
     }
 

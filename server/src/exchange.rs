@@ -5,7 +5,7 @@
 //! that commit: when anything fails, the touched documents are dropped (the cache reloads them
 //! from disk) and the mailbox is rebuilt from disk.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use automerge::{AutoCommit, ChangeHash, ReadDoc};
 use phakhi_core::mailbox::Mailbox;
@@ -16,6 +16,7 @@ use phakhi_core::sync::{self, DocName, WireError};
 use rusqlite::{Connection, TransactionBehavior};
 
 use crate::allowance::Allowance;
+use crate::budget::DocumentBudget;
 use crate::cache::DocCache;
 use crate::db::devices::{self, Device, Role};
 use crate::db::{self, DbError, documents};
@@ -24,7 +25,7 @@ use crate::error::{AppError, ErrorCode};
 use crate::mailroom;
 use crate::scope::{self, Access};
 use crate::state::{AppState, Core};
-use crate::transport;
+use crate::transport::{self, Incoming};
 
 fn to_i64(now: u64) -> i64 {
     i64::try_from(now).unwrap_or(i64::MAX)
@@ -34,41 +35,29 @@ fn to_i64(now: u64) -> i64 {
 pub fn enroll(
     state: &AppState,
     core: &mut Core,
-    envelope: &[u8],
+    incoming: Incoming<'_>,
     now: u64,
 ) -> Result<(Vec<u8>, String), AppError> {
     let tx = core
         .conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(DbError::from)?;
-    let opened = transport::open(state.keys(), envelope, now, &tx)?;
-    state.check_rate(opened.sender.as_bytes())?;
-    let request = EnrolRequest::decode(&opened.payload)
-        .map_err(|error| AppError::BadRequest(format!("enrolment request: {error}")))?;
-    let hq = hq_verifying_key(state)?;
-    let invite = SignedInvite::parse(&request.invite)
-        .and_then(|signed| signed.verify(&hq, now))
-        .map_err(|error| match error {
-            InviteError::Expired { .. } => AppError::InviteExpired,
-            other => AppError::InviteInvalid(other.to_string()),
-        })?;
-    if invite.server_key != state.keys().static_public() {
-        return Err(AppError::InviteInvalid(
-            "it was issued for another server".into(),
-        ));
+    let (opened, rate) = incoming.take(
+        state.keys(),
+        now,
+        phakhi_core::seal::MAX_CLOCK_SKEW_SECS,
+        &tx,
+    )?;
+    if rate {
+        state.check_rate(opened.sender.as_bytes())?;
     }
-    let admission = Admission {
-        role: invite.role,
-        provinces: invite.provinces.clone(),
-        token: invite.token.0.to_vec(),
-    };
-    if state.config().role != crate::config::ServerRole::Hq {
-        check_relay_admission(state, &admission)?;
-    }
+    // Checked before the writer too (`crate::admission`); again here, where it is recorded.
+    let (request, admission) = check_enrolment(state, &opened.payload, now)?;
     let device = enroll::register(&tx, opened.sender.as_bytes(), &admission, to_i64(now))?;
     // Kept so a relay can show HQ the invite it admitted the device with.
     devices::set_invite(&tx, device.row, request.invite.trim())?;
     let answer = if device.role == Role::Relay {
+        let hq = hq_verifying_key(state)?;
         protocol::JoinResponse {
             device_id: device.device_id.clone(),
             role: device.role.as_str().into(),
@@ -91,6 +80,42 @@ pub fn enroll(
     state.nudge_upstream();
     let sealed = transport::seal_response(opened.responder, &answer)?;
     Ok((sealed, device.device_id))
+}
+
+/// Decodes an enrolment request and checks its invite: HQ's signature, not expired, issued
+/// for this server, and (on a relay) a role and provinces this relay may admit. Changes
+/// nothing, so the admission stage runs it before the writer.
+pub fn check_enrolment(
+    state: &AppState,
+    payload: &[u8],
+    now: u64,
+) -> Result<(EnrolRequest, Admission), AppError> {
+    let request = EnrolRequest::decode(payload)
+        .map_err(|error| AppError::undecodable("enrolment request", &error))?;
+    let hq = hq_verifying_key(state)?;
+    let invite = SignedInvite::parse(&request.invite)
+        .and_then(|signed| signed.verify(&hq, now))
+        .map_err(|error| match error {
+            InviteError::Expired { .. } => AppError::InviteExpired,
+            other => match other.version_skew() {
+                Some(skew) => AppError::UpgradeRequired(skew),
+                None => AppError::InviteInvalid(other.to_string()),
+            },
+        })?;
+    if invite.server_key != state.keys().static_public() {
+        return Err(AppError::InviteInvalid(
+            "it was issued for another server".into(),
+        ));
+    }
+    let admission = Admission {
+        role: invite.role,
+        provinces: invite.provinces.clone(),
+        token: invite.token.0.to_vec(),
+    };
+    if state.config().role != crate::config::ServerRole::Hq {
+        check_relay_admission(state, &admission)?;
+    }
+    Ok((request, admission))
 }
 
 /// What a provincial relay refuses even in an invite HQ signed: another relay, an admin device
@@ -146,13 +171,13 @@ fn hq_verifying_key(state: &AppState) -> Result<HqVerifyingKey, AppError> {
 pub fn sync(
     state: &AppState,
     core: &mut Core,
-    envelope: &[u8],
+    incoming: Incoming<'_>,
     now: u64,
 ) -> Result<Vec<u8>, AppError> {
     sync_within(
         state,
         core,
-        envelope,
+        incoming,
         now,
         phakhi_core::seal::MAX_CLOCK_SKEW_SECS,
     )
@@ -163,7 +188,7 @@ pub fn sync(
 pub fn sync_within(
     state: &AppState,
     core: &mut Core,
-    envelope: &[u8],
+    incoming: Incoming<'_>,
     now: u64,
     max_age: u64,
 ) -> Result<Vec<u8>, AppError> {
@@ -175,14 +200,20 @@ pub fn sync_within(
             cache,
             mailbox,
             allowance,
+            budget,
+            delivered,
         } = &mut *core;
         sync_inner(
             state,
             conn,
             cache,
             mailbox,
-            allowance,
-            envelope,
+            Quotas {
+                allowance,
+                budget,
+                delivered,
+            },
+            incoming,
             now,
             max_age,
             &mut loaded,
@@ -224,6 +255,13 @@ fn mailbox_mark(mailbox: &Mailbox) -> (u64, usize, usize) {
     )
 }
 
+/// The writer's in-memory counts an exchange consults and updates.
+struct Quotas<'c> {
+    allowance: &'c mut Allowance,
+    budget: &'c mut DocumentBudget,
+    delivered: &'c mut HashMap<i64, u64>,
+}
+
 /// Documents taken out of the cache (or loaded) for one exchange, with their stored size.
 type Loaded = BTreeMap<DocName, (AutoCommit, usize)>;
 
@@ -233,8 +271,8 @@ fn sync_inner(
     conn: &mut Connection,
     cache: &mut DocCache,
     mailbox: &mut Mailbox,
-    allowance: &mut Allowance,
-    envelope: &[u8],
+    quotas: Quotas<'_>,
+    incoming: Incoming<'_>,
     now: u64,
     max_age: u64,
     loaded: &mut Loaded,
@@ -245,25 +283,27 @@ fn sync_inner(
     let mut tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(DbError::from)?;
-    let opened = transport::open_within(state.keys(), envelope, now, max_age, &tx)?;
+    let (opened, rate) = incoming.take(state.keys(), now, max_age, &tx)?;
     let device = authorise(&tx, opened.sender.as_bytes())?;
     // No span or log line of an exchange names the device: tips ride in it (only aggregates are
     // logged, see `crate::allowance`).
-    state.check_rate(&device.public_key)?;
+    if rate {
+        state.check_rate(&device.public_key)?;
+    }
 
     // A relay at HQ wraps its sync message with its own section; a phone sends it bare.
     let (payload, relay_request) = match protocol::relay::unwrap(&opened.payload) {
         None => (opened.payload.as_slice(), None),
         Some(split) => {
             let (sync_bytes, section) =
-                split.map_err(|why| AppError::BadRequest(format!("relay payload: {why}")))?;
+                split.map_err(|why| AppError::undecodable("relay payload", &why))?;
             if device.role != Role::Relay || state.config().role != crate::config::ServerRole::Hq {
                 return Err(AppError::BadRequest(
                     "only a relay sends a relay section, and only to HQ".into(),
                 ));
             }
             let request = protocol::relay::UpstreamRequest::decode(section)
-                .map_err(|why| AppError::BadRequest(format!("relay section: {why}")))?;
+                .map_err(|why| AppError::undecodable("relay section", &why))?;
             (sync_bytes, Some(request))
         }
     };
@@ -279,7 +319,10 @@ fn sync_inner(
         WireError::TooManyDocs(..) => AppError::TooManyDocuments {
             limit: limits.max_documents_per_exchange,
         },
-        other => AppError::BadRequest(format!("sync message: {other}")),
+        other => match other.version_skew() {
+            Some(skew) => AppError::UpgradeRequired(skew),
+            None => AppError::BadRequest(format!("sync message: {other}")),
+        },
     })?;
     let declared: u64 = message
         .docs
@@ -336,7 +379,9 @@ fn sync_inner(
         None => None,
         Some(request) => {
             let hq = hq_verifying_key(state)?;
-            Some(crate::relay::hq::answer(&mut tx, &hq, &device, request, now)?.encode())
+            Some(crate::relay::hq::answer(
+                &mut tx, &hq, &device, request, now,
+            )?)
         }
     };
 
@@ -358,6 +403,8 @@ fn sync_inner(
     let engine_us = clock.lap();
     // Persist every changed document: one incremental chunk, or a compaction.
     let now_i = to_i64(now);
+    // What this exchange adds to the stored documents, charged to the device's daily budget.
+    let mut added: u64 = 0;
     for name in reply.changed() {
         let Some(doc) = docs.get_mut(name) else {
             continue;
@@ -370,6 +417,7 @@ fn sync_inner(
                 .map(<[u8]>::to_vec)
                 .unwrap_or_else(|| doc.save()),
         };
+        added = added.saturating_add(u64::try_from(chunk.len()).unwrap_or(u64::MAX));
         let stats = documents::append(&tx, name.as_str(), &chunk, now_i)?;
         let mut bytes = stats.byte_count;
         if stats.wants_compaction() {
@@ -380,30 +428,81 @@ fn sync_inner(
         sizes.insert(name.clone(), usize::try_from(bytes).unwrap_or(usize::MAX));
     }
 
+    // A relay's exchange at HQ carries what its phones wrote; the relay counted each of them.
+    let charged = device.role != Role::Relay;
+    if charged {
+        quotas.budget.check(&device.public_key, added, now_i)?;
+    }
+
     // The mailbox section, in the same transaction.
+    let mut set_aside = Vec::new();
     let mailbox_answer = match reply.request_mailbox() {
         None => None,
         Some(section) => {
             let request = protocol::decode_section(section)
-                .map_err(|why| AppError::BadRequest(format!("mailbox section: {why}")))?;
+                .map_err(|why| AppError::undecodable("mailbox section", &why))?;
+            let shares = match device.role {
+                Role::Relay => crate::allowance::relay_shares(&tx, &device)?,
+                _ => 1,
+            };
             let peer = mailroom::Peer {
                 key: opened.sender,
                 scope: scope::mailbox_scope(&device),
+                shares,
             };
             let next_before = mailbox.next_seq();
-            let messages = mailroom::answer(mailbox, allowance, &peer, request, now_i)?;
+            let cursor = mailroom::cursor_of(&request);
+            // Read in the transaction that stores the tips, so a backup begun after it commits
+            // holds them (`db::backup`).
+            let mark = db::backup::mark(&tx)?;
+            let messages = if relay_request.is_some() {
+                // A relay's push: each envelope taken or refused on its own.
+                mailroom::answer_relay(
+                    mailbox,
+                    quotas.allowance,
+                    &peer,
+                    request,
+                    mark,
+                    now_i,
+                    &mut set_aside,
+                )?
+            } else {
+                mailroom::answer(mailbox, quotas.allowance, &peer, request, mark, now_i)?
+            };
             for stored in mailbox.items_since(next_before.saturating_sub(1)) {
                 db::mailbox::insert(&tx, stored, now_i)?;
                 pushed_here = true;
+            }
+            // The device holds every reply up to the cursor it sent (a phone moves its cursor
+            // only after storing them): drop the replies every device has, and expired ones.
+            if let Some(cursor) = cursor {
+                let known = quotas.delivered.entry(device.row).or_insert(0);
+                if cursor > *known {
+                    *known = cursor;
+                    let keep = mailroom::ReplyKeeping::of(state.config());
+                    mailroom::prune_replies(keep, &tx, mailbox, quotas.delivered, now_i)?;
+                }
             }
             Some(protocol::encode_section(&messages))
         }
     };
 
+    // What HQ set aside of the relay's push, told to a relay that reads the answer's extension
+    // (an older one just never sees those envelopes acknowledged).
+    let relay_answer = relay_answer.map(|mut answer| {
+        if answer.revocation_cursor.is_some() {
+            answer.set_aside = set_aside;
+        }
+        answer.encode()
+    });
+
     devices::touch(&tx, device.row, now_i)?;
     let persist_us = clock.lap();
     tx.commit().map_err(DbError::from)?;
     let commit_us = clock.lap();
+    if charged {
+        quotas.budget.charge(&device.public_key, added, now_i);
+    }
     if pushed_here {
         // The write-ahead log keeps a commit's pages side by side until a checkpoint: this one
         // wrote the tips next to the page with the device's `last_sync`. Move it into the
@@ -531,14 +630,20 @@ pub fn authorise(conn: &Connection, sender: &[u8; 32]) -> Result<Device, AppErro
 pub fn chunks(
     state: &AppState,
     core: &mut Core,
-    envelope: &[u8],
+    incoming: Incoming<'_>,
     now: u64,
 ) -> Result<Vec<u8>, AppError> {
     let tx = core
         .conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(DbError::from)?;
-    let opened = transport::open(state.keys(), envelope, now, &tx)?;
+    // Chunk requests pay their rate per chunk, in `chunkroom::admit`, whoever opened them.
+    let (opened, _) = incoming.take(
+        state.keys(),
+        now,
+        phakhi_core::seal::MAX_CLOCK_SKEW_SECS,
+        &tx,
+    )?;
     let device = authorise(&tx, opened.sender.as_bytes())?;
     // Neither the span nor the log names the device, and its `last_sync` is left alone: evidence
     // handed over leaves no trace of who handed it (see `crate::allowance`).

@@ -28,15 +28,22 @@ pub fn app(state: AppState) -> Router {
 
 /// Every route of the server, before the layers ([`with_layers`]).
 pub fn all_routes(state: &AppState) -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(routes::health::healthz))
-        .route("/v1/health", get(routes::health::healthz))
-        .route("/metrics", get(routes::health::metrics))
+    // The sealed-envelope routes pass the admission gate before their body is read.
+    let sealed = Router::new()
         .route("/v1/enroll", post(routes::enroll::enroll))
         .route("/v1/sync", post(routes::sync::sync))
         .route("/v1/chunks", post(routes::chunks::chunks))
         .route("/v1/admin", post(routes::admin::admin))
         .route("/v1/bundle", post(routes::bundle::bundle))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::admission::gate,
+        ));
+    Router::new()
+        .route("/healthz", get(routes::health::healthz))
+        .route("/v1/health", get(routes::health::healthz))
+        .route("/metrics", get(routes::health::metrics))
+        .merge(sealed)
         .merge(crate::dashboard::router(state.clone()))
         .fallback(|| async { AppError::NoRoute })
 }
@@ -129,9 +136,13 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    // Each request knows its source address: the admission gate counts refusals per address.
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Listens for SIGINT (ctrl-c) and SIGTERM from the moment it is called (so a signal that

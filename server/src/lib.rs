@@ -16,7 +16,8 @@
 //!   `phakhi serve --upstream`) and HQ's side of it.
 //! - [`state`]: what requests share (one writer connection, the cache, the mailbox).
 //! - [`error`]: the one error type clients see; [`metrics`], [`ratelimit`]: operations.
-//! - [`admin`], [`invite`], [`cli`]: the command line.
+//! - [`admin`], [`invite`], [`cli`]: the command line; [`backup`]: `admin backup` and
+//!   `admin restore`.
 //! - [`field`]: `phakhi device`, a phone's client driven from the command line; [`table`],
 //!   [`secret`], [`kdf`]: its tables, passphrases and their Argon2id cost.
 //! - [`tipdesk`]: `phakhi tipdesk`, the investigators' offline desk that opens tips and
@@ -25,8 +26,11 @@
 
 pub mod admin;
 pub mod adminx;
+pub mod admission;
 pub mod allowance;
 pub mod authority;
+pub mod backup;
+pub mod budget;
 pub mod bundle;
 pub mod cache;
 pub mod chunkroom;

@@ -12,13 +12,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use phakhi_core::protocol::ErrorCode;
 
 /// Figures that move with one phone's tip or upload, shown only to the operator.
-const OPERATOR_ONLY: [&str; 6] = [
+const OPERATOR_ONLY: [&str; 7] = [
     "phakhi_bytes_in_total",
     "phakhi_bytes_out_total",
     "phakhi_chunks_received_total",
     "phakhi_chunks_stored_total",
     "phakhi_mailbox_envelopes",
     "phakhi_mailbox_bytes",
+    "phakhi_writer_requests_total",
 ];
 
 /// Counters since the process started.
@@ -30,6 +31,7 @@ pub struct Metrics {
     bytes_out: AtomicU64,
     chunks_received: AtomicU64,
     chunks_stored: AtomicU64,
+    writer_requests: AtomicU64,
     errors: Mutex<BTreeMap<ErrorCode, u64>>,
 }
 
@@ -59,6 +61,11 @@ impl Metrics {
     pub fn bytes(&self, received: usize, sent: usize) {
         self.bytes_in.fetch_add(received as u64, Ordering::Relaxed);
         self.bytes_out.fetch_add(sent as u64, Ordering::Relaxed);
+    }
+
+    /// One sealed-envelope request passed admission and waits for the writer.
+    pub fn writer_request(&self) {
+        self.writer_requests.fetch_add(1, Ordering::Relaxed);
     }
 
     /// One committed chunk request: chunks it carried, and those that were new here (the rest
@@ -97,6 +104,13 @@ impl Metrics {
             "counter",
             "Sync exchanges acknowledged.",
             load(&self.syncs),
+        );
+        metric(
+            "phakhi_writer_requests_total",
+            "counter",
+            "Sealed-envelope requests that passed admission (opened, from a known device or \
+             with a valid invite, within rate) and took the writer.",
+            load(&self.writer_requests),
         );
         metric(
             "phakhi_enrolments_total",

@@ -1,5 +1,5 @@
-//! Per-device request rate limiting: a token bucket per device static key, refilled
-//! continuously. Time is passed in, so the limiter is tested without waiting.
+//! Request rate limiting: a token bucket per device static key (or, for the admission stage's
+//! count of refusals, per source address), refilled continuously. Time is passed in, so the limiter is tested without waiting.
 //!
 //! The server keeps two: one for requests (a sync, an enrolment, an admin message cost one
 //! token each) and one for attachment chunks, where a chunk request costs one token per chunk
@@ -9,6 +9,7 @@
 //! of the phone's syncs. What a phone may keep stored is bounded separately, by its chunk quota.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy)]
@@ -17,17 +18,17 @@ struct Bucket {
     updated: Instant,
 }
 
-/// Token buckets keyed by device public key.
+/// Token buckets keyed by device public key (or by any small key: a source address).
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct RateLimiter<K = [u8; 32]> {
     per_second: f64,
     burst: f64,
-    buckets: HashMap<[u8; 32], Bucket>,
+    buckets: HashMap<K, Bucket>,
 }
 
-impl RateLimiter {
+impl<K: Eq + Hash + Copy> RateLimiter<K> {
     /// `per_minute` requests are refilled each minute, up to `burst` saved.
-    pub fn new(per_minute: u32, burst: u32) -> RateLimiter {
+    pub fn new(per_minute: u32, burst: u32) -> RateLimiter<K> {
         RateLimiter {
             per_second: f64::from(per_minute.max(1)) / 60.0,
             burst: f64::from(burst.max(1)),
@@ -36,30 +37,16 @@ impl RateLimiter {
     }
 
     /// Takes one token for `device`. `Err` carries how long until the next token.
-    pub fn check(&mut self, device: &[u8; 32], now: Instant) -> Result<(), Duration> {
+    pub fn check(&mut self, device: &K, now: Instant) -> Result<(), Duration> {
         self.check_cost(device, 1, now)
     }
 
     /// Takes `cost` tokens for `device` at once, or none. A cost above the bucket's size is
     /// charged as a full bucket, so a request the configuration allows at all can always pass
     /// once the bucket is full. `Err` carries how long until the tokens are there.
-    pub fn check_cost(
-        &mut self,
-        device: &[u8; 32],
-        cost: u32,
-        now: Instant,
-    ) -> Result<(), Duration> {
+    pub fn check_cost(&mut self, device: &K, cost: u32, now: Instant) -> Result<(), Duration> {
         let cost = f64::from(cost.max(1)).min(self.burst);
-        if self.buckets.len() > 100_000 {
-            self.forget_full(now);
-        }
-        let bucket = self.buckets.entry(*device).or_insert(Bucket {
-            tokens: self.burst,
-            updated: now,
-        });
-        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
-        bucket.updated = now;
+        let bucket = self.refilled(device, now);
         if bucket.tokens >= cost {
             bucket.tokens -= cost;
             Ok(())
@@ -68,6 +55,40 @@ impl RateLimiter {
                 (cost - bucket.tokens) / self.per_second,
             ))
         }
+    }
+
+    /// The bucket of `key`, refilled up to `now`.
+    fn refilled(&mut self, key: &K, now: Instant) -> &mut Bucket {
+        if self.buckets.len() > 100_000 {
+            self.forget_full(now);
+        }
+        let (per_second, burst) = (self.per_second, self.burst);
+        let bucket = self.buckets.entry(*key).or_insert(Bucket {
+            tokens: burst,
+            updated: now,
+        });
+        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * per_second).min(burst);
+        bucket.updated = now;
+        bucket
+    }
+
+    /// Whether `key` has a token left, taking none. `Err` carries how long until it has.
+    pub fn ready(&mut self, key: &K, now: Instant) -> Result<(), Duration> {
+        let per_second = self.per_second;
+        let bucket = self.refilled(key, now);
+        if bucket.tokens >= 1.0 {
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / per_second))
+        }
+    }
+
+    /// Takes one token from `key`, or none if it has none left (what already happened is
+    /// counted, never refused).
+    pub fn spend(&mut self, key: &K, now: Instant) {
+        let bucket = self.refilled(key, now);
+        bucket.tokens = (bucket.tokens - 1.0).max(0.0);
     }
 
     /// Drops buckets that have refilled completely (they carry no information).
@@ -140,6 +161,31 @@ mod tests {
                 .count();
             assert_eq!(refilled, limits.chunk_uploads_per_minute as usize);
         }
+    }
+
+    #[test]
+    fn an_address_is_held_once_its_refusals_spent_the_bucket() {
+        let mut refusals: RateLimiter<std::net::IpAddr> = RateLimiter::new(60, 3);
+        let start = Instant::now();
+        let flood: std::net::IpAddr = [127, 0, 0, 2].into();
+        let honest: std::net::IpAddr = [127, 0, 0, 1].into();
+        for _ in 0..3 {
+            assert!(refusals.ready(&flood, start).is_ok());
+            refusals.spend(&flood, start);
+        }
+        let wait = refusals.ready(&flood, start).unwrap_err();
+        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1));
+        // Spending more than is left holds the address no longer than one token's refill.
+        refusals.spend(&flood, start);
+        assert!(
+            refusals
+                .ready(&flood, start + Duration::from_secs(1))
+                .is_ok()
+        );
+        assert!(
+            refusals.ready(&honest, start).is_ok(),
+            "buckets are per address"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! document cache (behind one lock, used only from blocking threads), a reader connection for
 //! health and metrics, counters and the rate limiter.
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -11,6 +12,7 @@ use phakhi_core::mailbox::Mailbox;
 use rusqlite::Connection;
 
 use crate::allowance::{Allowance, AllowanceLimits};
+use crate::budget::DocumentBudget;
 use crate::cache::DocCache;
 use crate::config::{Config, ServerRole};
 use crate::db::{self, DbError};
@@ -30,6 +32,11 @@ pub struct Core {
     pub mailbox: Mailbox,
     /// What each device handed over lately, in memory only (see [`crate::allowance`]).
     pub allowance: Allowance,
+    /// Bytes each device added to the shared documents today ([`crate::budget`]).
+    pub budget: DocumentBudget,
+    /// The reply cursor each device last reported here, by device row, in memory only
+    /// ([`crate::mailroom::prune_replies`]).
+    pub delivered: std::collections::HashMap<i64, u64>,
 }
 
 impl Core {
@@ -37,6 +44,15 @@ impl Core {
     pub fn reload_mailbox(&mut self) -> Result<(), DbError> {
         self.mailbox = load_mailbox(&self.conn)?;
         Ok(())
+    }
+}
+
+/// Takes one request off the count of those waiting when dropped.
+struct Leave<'a>(&'a AtomicUsize);
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -90,6 +106,16 @@ struct Shared {
     limiter: Mutex<RateLimiter>,
     /// Attachment chunks per device (see [`crate::ratelimit`]).
     chunk_limiter: Mutex<RateLimiter>,
+    /// Refusals per source address, counted before anything is opened (see
+    /// [`crate::admission`]).
+    address_refusals: Mutex<RateLimiter<IpAddr>>,
+    /// Sealed-envelope requests held at once, body to answer ([`crate::admission`]).
+    in_flight: Arc<tokio::sync::Semaphore>,
+    /// Requests waiting for a place among those in flight.
+    waiting: AtomicUsize,
+    /// Envelopes being opened at once: one per core, so a burst of opens queues as tasks
+    /// instead of taking every blocking thread.
+    opening: Arc<tokio::sync::Semaphore>,
     /// Held for the life of the server: one `phakhi serve` per data folder.
     _lock: std::fs::File,
     /// The cache's estimated bytes and document count after the last exchange.
@@ -165,11 +191,21 @@ impl AppState {
             config.limits.chunk_uploads_per_minute,
             config.limits.chunk_upload_burst,
         );
+        let address_refusals = RateLimiter::new(
+            config.limits.refusals_per_address_per_minute,
+            config.limits.refusal_burst_per_address,
+        );
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(
+            config.limits.max_requests_in_flight.max(1),
+        ));
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let opening = Arc::new(tokio::sync::Semaphore::new(cores));
         let cache = DocCache::new(config.cache_bytes);
         let allowance = Allowance::new(AllowanceLimits {
             envelopes: usize::try_from(config.limits.mailbox_envelopes_per_device).unwrap_or(0),
             envelope_bytes: usize::try_from(config.limits.mailbox_bytes_per_device).unwrap_or(0),
         });
+        let budget = DocumentBudget::new(config.limits.document_bytes_per_device_per_day);
         let mailbox = load_mailbox(&conn).map_err(db_error)?;
         db::replay::adopt_legacy(&mut conn, &loaded.keys.replay_key()).map_err(db_error)?;
         let operator_token = keys::operator_token(&data)?;
@@ -184,12 +220,18 @@ impl AppState {
                         cache,
                         mailbox,
                         allowance,
+                        budget,
+                        delivered: std::collections::HashMap::new(),
                     }),
                     writer_queue: Arc::new(tokio::sync::Semaphore::new(1)),
                     reader: Mutex::new(reader),
                     metrics: Metrics::default(),
                     limiter: Mutex::new(limiter),
                     chunk_limiter: Mutex::new(chunk_limiter),
+                    address_refusals: Mutex::new(address_refusals),
+                    in_flight,
+                    waiting: AtomicUsize::new(0),
+                    opening,
                     _lock: lock,
                     cache_bytes: AtomicUsize::new(0),
                     cached_documents: AtomicUsize::new(0),
@@ -264,6 +306,7 @@ impl AppState {
         self.inner.work_waiting.load(Ordering::Relaxed)
             || status.pending_envelopes > 0
             || status.pending_registrations > 0
+            || status.pending_revocations > 0
             || status.chunks_waiting > 0
     }
 
@@ -309,6 +352,71 @@ impl AppState {
             .map_err(|wait| AppError::RateLimited {
                 retry_after_secs: wait.as_secs().max(1),
             })
+    }
+
+    /// Whether `address` may still send a request that is opened: `Err` once its refusals
+    /// spent its bucket ([`crate::admission`]).
+    pub fn check_address(&self, address: IpAddr) -> Result<(), AppError> {
+        let mut limiter = self
+            .inner
+            .address_refusals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        limiter
+            .ready(&address, Instant::now())
+            .map_err(|wait| AppError::RateLimited {
+                retry_after_secs: wait.as_secs().max(1),
+            })
+    }
+
+    /// Counts a refusal against `address`.
+    pub fn refused_from(&self, address: IpAddr) {
+        self.inner
+            .address_refusals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .spend(&address, Instant::now());
+    }
+
+    /// A place among the requests worked on at once, waiting for one in a queue of at most
+    /// `max_requests_waiting`; `None` when the queue is full.
+    pub async fn in_flight_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if let Ok(permit) = Arc::clone(&self.inner.in_flight).try_acquire_owned() {
+            return Some(permit);
+        }
+        let limit = self.inner.config.limits.max_requests_waiting;
+        let queued = self.inner.waiting.fetch_add(1, Ordering::AcqRel);
+        // Leaves the queue however the wait ends (a timeout drops this future).
+        let _leave = Leave(&self.inner.waiting);
+        if queued >= limit {
+            return None;
+        }
+        Arc::clone(&self.inner.in_flight).acquire_owned().await.ok()
+    }
+
+    /// How many requests wait for a place among those in flight.
+    pub fn requests_waiting(&self) -> usize {
+        self.inner.waiting.load(Ordering::Acquire)
+    }
+
+    /// Runs `work` (opening an envelope) on a blocking thread, at most one per core at once.
+    pub async fn while_opening<T, F>(&self, work: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T, AppError> + Send + 'static,
+    {
+        // Never closed, as for the writer's queue.
+        let turn = Arc::clone(&self.inner.opening).acquire_owned().await.ok();
+        tokio::task::spawn_blocking(move || {
+            let result = work();
+            drop(turn);
+            result
+        })
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "opening task failed");
+            AppError::Internal
+        })?
     }
 
     /// Runs `work` on a blocking thread with the writer connection and the document cache.
@@ -449,6 +557,43 @@ mod tests {
         drop(opened);
         let loaded = keys::load(dir.path()).unwrap().unwrap();
         assert!(loaded.signing().is_none(), "a relay holds no signing key");
+    }
+
+    /// The cap on requests in flight holds, those past it wait in the queue, and one past the
+    /// queue is refused at once; a place that frees goes to the one waiting.
+    #[tokio::test]
+    async fn requests_past_the_cap_wait_in_a_bounded_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data: dir.path().to_path_buf(),
+            limits: crate::config::Limits {
+                max_requests_in_flight: 1,
+                max_requests_waiting: 1,
+                ..crate::config::Limits::default()
+            },
+            ..Config::default()
+        };
+        let state = AppState::open(config).unwrap().state;
+        let first = state.in_flight_permit().await.expect("a place");
+        let waiter = tokio::spawn({
+            let state = state.clone();
+            async move { state.in_flight_permit().await.is_some() }
+        });
+        while state.requests_waiting() == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            state.in_flight_permit().await.is_none(),
+            "the queue is full: busy"
+        );
+        assert_eq!(
+            state.requests_waiting(),
+            1,
+            "the refused one left the queue"
+        );
+        drop(first);
+        assert!(waiter.await.unwrap(), "the waiting request got the place");
+        assert_eq!(state.requests_waiting(), 0);
     }
 
     #[test]

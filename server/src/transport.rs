@@ -81,15 +81,98 @@ pub fn open_within(
     if let Some(failure) = guard.failure {
         return Err(failure.into());
     }
-    opened.map_err(|error| {
-        tracing::debug!(%error, "envelope refused");
-        match error {
-            SealError::Replayed => AppError::Replayed,
-            SealError::ClockSkew { .. } => AppError::ClockSkew,
-            SealError::WrongRecipient => AppError::WrongServer,
-            _ => AppError::BadEnvelope,
+    opened.map_err(refusal)
+}
+
+fn refusal(error: SealError) -> AppError {
+    tracing::debug!(%error, "envelope refused");
+    if let Some(skew) = error.version_skew() {
+        return AppError::UpgradeRequired(skew);
+    }
+    match error {
+        SealError::Replayed => AppError::Replayed,
+        SealError::ClockSkew { .. } => AppError::ClockSkew,
+        SealError::WrongRecipient => AppError::WrongServer,
+        _ => AppError::BadEnvelope,
+    }
+}
+
+/// A replay guard that records nothing: the admission stage opens a request before it takes
+/// the writer, checks its id against what is stored from the reader connection
+/// (`db::replay::seen`), and the writer records it in the request's own transaction
+/// ([`record`]).
+struct Deferred;
+
+impl ReplayGuard for Deferred {
+    fn check_and_record(&mut self, _: &PublicKey, _: &[u8; 16], _: u64) -> bool {
+        true
+    }
+}
+
+/// Opens a request envelope without touching the database (no replay check yet): the HPKE
+/// work and the clock check, done before the request waits for the writer. The writer then
+/// calls [`record`].
+pub fn open_deferred(
+    keys: &ServerKeys,
+    envelope: &[u8],
+    now: u64,
+    max_age: u64,
+) -> Result<OpenedRequest, AppError> {
+    let opened =
+        seal::open_request_within(keys.static_pair(), envelope, now, max_age, &mut Deferred);
+    opened.map_err(refusal)
+}
+
+/// Records an opened request's id in the replay guard, in the writer's transaction: what
+/// [`open`] does after opening. A replay (two copies admitted side by side) is refused here.
+pub fn record(
+    keys: &ServerKeys,
+    opened: &OpenedRequest,
+    now: u64,
+    conn: &Connection,
+) -> Result<(), AppError> {
+    let mut guard = SqlReplayGuard::new(conn, keys.replay_key());
+    guard.forget_before(now.saturating_sub(seal::MAX_BUNDLE_AGE_SECS));
+    let fresh = guard.check_and_record(&opened.sender, &opened.request_id, opened.sent_at);
+    if let Some(failure) = guard.failure {
+        return Err(failure.into());
+    }
+    if fresh {
+        Ok(())
+    } else {
+        Err(AppError::Replayed)
+    }
+}
+
+/// What a request reaching the writer is: bytes still sealed (a bundle imported into a
+/// stopped server's folder), or a request the admission stage opened (`crate::admission`).
+#[derive(Debug)]
+pub enum Incoming<'a> {
+    Sealed(&'a [u8]),
+    Opened(OpenedRequest),
+}
+
+impl Incoming<'_> {
+    /// Opens (or, if the admission stage opened it, records) the request in `conn`'s
+    /// transaction. The flag is true when the sender's request token is still to be taken
+    /// (the admission stage takes it before the writer).
+    pub fn take(
+        self,
+        keys: &ServerKeys,
+        now: u64,
+        max_age: u64,
+        conn: &Connection,
+    ) -> Result<(OpenedRequest, bool), AppError> {
+        match self {
+            Incoming::Sealed(envelope) => {
+                Ok((open_within(keys, envelope, now, max_age, conn)?, true))
+            }
+            Incoming::Opened(opened) => {
+                record(keys, &opened, now, conn)?;
+                Ok((opened, false))
+            }
         }
-    })
+    }
 }
 
 /// Seals the answer to an opened request.

@@ -642,7 +642,9 @@ async fn replies_go_down_to_every_device_of_their_province_only() {
                 seq,
                 item,
             };
-            db::mailbox::insert(&conn, &stored, 1).unwrap();
+            // Arrived today: replies older than `reply_keep_days` are dropped.
+            let today = i64::try_from(phakhi_server::routes::now_unix()).unwrap();
+            db::mailbox::insert(&conn, &stored, today).unwrap();
         }
     }
     let server = server.restart();
@@ -915,6 +917,10 @@ fn refusal_of(code: ErrorCode) -> Option<AppError> {
         ErrorCode::TooManyChanges => AppError::TooManyChanges { limit: 3 },
         ErrorCode::MailboxQuotaExceeded => AppError::MailboxQuota,
         ErrorCode::ChunkQuotaExceeded => AppError::ChunkQuota,
+        ErrorCode::DocumentBudgetExceeded => AppError::DocumentBudget {
+            limit: 1024,
+            used: 1000,
+        },
         ErrorCode::RateLimited => AppError::RateLimited {
             retry_after_secs: 7,
         },
@@ -923,6 +929,9 @@ fn refusal_of(code: ErrorCode) -> Option<AppError> {
         ErrorCode::MethodNotAllowed => AppError::MethodNotAllowed,
         ErrorCode::Busy => AppError::Busy,
         ErrorCode::NotConfigured => AppError::NotConfigured,
+        ErrorCode::UpgradeRequired => AppError::UpgradeRequired(
+            phakhi_core::protocol::VersionSkew::of("the sync message", 0, 1),
+        ),
         ErrorCode::Internal => AppError::Internal,
         ErrorCode::DocumentRefused
         | ErrorCode::DecodeLimit

@@ -236,6 +236,8 @@ async fn a_full_chunk_quota_at_hq_keeps_the_rest_at_the_relay_and_names_the_sett
         &dir.path().join("hq"),
         Limits {
             chunks_per_relay: 5,
+            // A relay with no phones at HQ gets one phone's share if that is more.
+            chunks_per_device: 5,
             ..limits()
         },
     )

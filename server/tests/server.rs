@@ -9,3 +9,5 @@ mod exchange;
 mod relay_chunks;
 #[path = "router.rs"]
 mod router;
+#[path = "upgrade_fixtures.rs"]
+mod upgrade_fixtures;

@@ -53,6 +53,11 @@ pub enum DbSumError {
         path: String,
         source: rusqlite::Error,
     },
+    #[error("cannot open {path} with its data folder's key: {source}")]
+    Key {
+        path: String,
+        source: phakhi_server::db::DbError,
+    },
 }
 
 impl DbSum {
@@ -73,6 +78,19 @@ impl DbSum {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(wrap)?;
+        // A server's database is encrypted at rest: it opens with its data folder's key. (A
+        // phone store is plain SQLite with sealed rows.)
+        if let Some(folder) = path.parent()
+            && !phakhi_server::db::atrest::is_plaintext(path).unwrap_or(true)
+        {
+            let key_error = |source| DbSumError::Key {
+                path: path.display().to_string(),
+                source,
+            };
+            phakhi_server::db::atrest::key_for(folder, path, false)
+                .and_then(|key| key.apply(&conn))
+                .map_err(key_error)?;
+        }
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(wrap)?;
         // One read transaction: every table is read at the same committed state.

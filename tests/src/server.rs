@@ -37,7 +37,7 @@ pub fn phakhi_bin() -> PathBuf {
             "--bin",
             "phakhi",
             "--features",
-            "test-kdf",
+            "test-kdf,test-wire",
         ])
         .join("phakhi")
     })
@@ -585,15 +585,26 @@ impl Device {
     }
 }
 
-/// Writes a `phakhi.toml` in `dir` whose `[limits]` table holds `limits` (TOML lines) plus a rate
-/// limit no test reaches; returns its path as text, for `--config`.
+/// Writes a `phakhi.toml` in `dir` whose `[limits]` table holds `limits` (TOML lines) plus rate
+/// limits no test reaches (per device, and the refusals per source address, which every test's
+/// loopback address shares) unless `limits` sets them; returns its path as text, for `--config`.
 pub fn config_with_limits(dir: &Path, limits: &str) -> String {
     let path = dir.join("phakhi.toml");
-    std::fs::write(
-        &path,
-        format!("[limits]\nrequests_per_minute = 1000000\nrequest_burst = 1000000\n{limits}\n"),
-    )
-    .expect("write config");
+    let mut table = String::from("[limits]\n");
+    for key in [
+        "requests_per_minute",
+        "request_burst",
+        "refusals_per_address_per_minute",
+        "refusal_burst_per_address",
+    ] {
+        if !limits
+            .lines()
+            .any(|line| line.trim_start().starts_with(key))
+        {
+            table.push_str(&format!("{key} = 1000000\n"));
+        }
+    }
+    std::fs::write(&path, format!("{table}{limits}\n")).expect("write config");
     path.display().to_string()
 }
 

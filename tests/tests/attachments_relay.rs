@@ -38,7 +38,6 @@ use phakhi_core::device::{ChunkUploadReport, Device, DeviceError};
 use phakhi_core::model::{Date, Edit};
 use phakhi_core::seal::{MemberCode, TipCategory, TipDraft};
 use phakhi_core::store::StorageKey;
-use phakhi_server::db::DB_FILE;
 use phakhi_server::relay::upstream::UPSTREAM_CHUNKS_PER_EXCHANGE;
 use phakhi_tests::badlink::{BlockingBadLink, Profile};
 use phakhi_tests::server::{
@@ -47,7 +46,7 @@ use phakhi_tests::server::{
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
-use rusqlite::{Connection, OpenFlags};
+
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
@@ -179,8 +178,7 @@ fn metric(server: &ServerProcess, name: &str) -> u64 {
 /// Chunk ids in a data folder (read-only, while the server runs): those with bytes, and all it
 /// knows (held, or passed on).
 fn chunk_rows(data: &Path) -> (Vec<ChunkId>, Vec<ChunkId>) {
-    let conn =
-        Connection::open_with_flags(data.join(DB_FILE), OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let conn = phakhi_server::db::open_read_only(data).unwrap();
     let ids = |sql: &str| -> Vec<ChunkId> {
         let mut statement = conn.prepare(sql).unwrap();
         statement

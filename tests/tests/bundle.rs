@@ -41,7 +41,7 @@ fn import<'a>(data: &'a str, file: &'a str, answer: &'a str) -> Vec<&'a str> {
 
 /// Everything an exchange could change in a server's database.
 fn snapshot(data: &str) -> Vec<i64> {
-    let conn = rusqlite::Connection::open(Path::new(data).join("phakhi.sqlite3")).unwrap();
+    let conn = phakhi_server::db::open(Path::new(data)).unwrap();
     [
         "SELECT count(*) FROM mailbox",
         "SELECT coalesce(sum(length(bytes)), 0) FROM mailbox",
@@ -126,7 +126,7 @@ fn a_phone_syncs_by_files_alone_and_damaged_or_replayed_bundles_change_nothing()
         members.contains("สมชาย") && members.contains("น้องใหม่"),
         "{members}"
     );
-    let conn = rusqlite::Connection::open(Path::new(&hq).join("phakhi.sqlite3")).unwrap();
+    let conn = phakhi_server::db::open(Path::new(&hq)).unwrap();
     let tips: i64 = conn
         .query_row("SELECT count(*) FROM mailbox WHERE kind = 1", [], |r| {
             r.get(0)

@@ -14,6 +14,8 @@ mod absence;
 mod attachments;
 #[path = "attachments_relay.rs"]
 mod attachments_relay;
+#[path = "backup_restore.rs"]
+mod backup_restore;
 #[path = "badlink.rs"]
 mod badlink;
 #[path = "bundle.rs"]
@@ -40,10 +42,14 @@ mod hostile_phone;
 mod kdf_profile;
 #[path = "quickstart.rs"]
 mod quickstart;
+#[path = "quotas.rs"]
+mod quotas;
 #[path = "relay.rs"]
 mod relay;
 #[path = "relay_last_sync.rs"]
 mod relay_last_sync;
+#[path = "relaylink.rs"]
+mod relaylink;
 #[path = "report_interop.rs"]
 mod report_interop;
 #[path = "server_badlink.rs"]
@@ -54,11 +60,17 @@ mod server_devices;
 mod server_e2e;
 #[path = "server_process.rs"]
 mod server_process;
+#[path = "stored_upgrades.rs"]
+mod stored_upgrades;
 #[path = "tipdesk_attachments.rs"]
 mod tipdesk_attachments;
 #[path = "tipdesk_net.rs"]
 mod tipdesk_net;
+#[path = "tipdesk_shares.rs"]
+mod tipdesk_shares;
 #[path = "trust.rs"]
 mod trust;
 #[path = "unlinkable.rs"]
 mod unlinkable;
+#[path = "version_skew.rs"]
+mod version_skew;

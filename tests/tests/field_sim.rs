@@ -138,7 +138,7 @@ fn all_heads(data: &Path) -> BTreeMap<String, Vec<ChangeHash>> {
 
 /// Count of mailbox rows of a kind (1 tip, 2 reply) in a data folder.
 fn mailbox_count(data: &Path, kind: i64) -> i64 {
-    let conn = rusqlite::Connection::open(data.join("phakhi.sqlite3")).expect("db");
+    let conn = phakhi_server::db::open(data).expect("db");
     conn.query_row(
         "SELECT count(*) FROM mailbox WHERE kind = ?1",
         [kind],

@@ -227,7 +227,7 @@ fn json_from(stdout: &str, from: usize) -> serde_json::Value {
 }
 
 fn open(data: &Path) -> rusqlite::Connection {
-    rusqlite::Connection::open(data.join("phakhi.sqlite3")).expect("open the database")
+    phakhi_server::db::open(data).expect("open the database")
 }
 
 /// Stored mailbox envelopes of a kind (1 tip, 2 reply) in a data folder.
@@ -301,6 +301,76 @@ fn files_holding(data: &Path, needle: &str) -> Vec<PathBuf> {
     found
 }
 
+/// The files of a data folder that hold the bytes `needle`.
+fn files_holding_bytes(data: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(data).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file()
+            && std::fs::read(&path)
+                .unwrap()
+                .windows(needle.len())
+                .any(|window| window == needle)
+        {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// What a data folder holds, read with its key: every document as JSON, the document names,
+/// every device's id and key (hex).
+fn decrypted_view(data: &Path, key_file: &Path) -> String {
+    let conn = open_with(data, key_file);
+    let mut view = String::new();
+    for name in phakhi_server::db::documents::names(&conn).unwrap() {
+        let mut chunks = phakhi_server::db::documents::load(&conn, &name)
+            .unwrap()
+            .unwrap()
+            .into_iter();
+        let mut doc = AutoCommit::load(&chunks.next().unwrap()).unwrap();
+        for chunk in chunks {
+            doc.load_incremental(&chunk).unwrap();
+        }
+        view.push_str(&name);
+        view.push('\n');
+        view.push_str(&serde_json::to_string(&automerge::AutoSerde::from(&doc)).unwrap());
+        view.push('\n');
+    }
+    for (id, key) in device_keys(data, key_file) {
+        view.push_str(&format!("{id} {}\n", hex::encode(key)));
+    }
+    view
+}
+
+/// The database of `data`, read-only, with the key file `key_file`.
+fn open_with(data: &Path, key_file: &Path) -> rusqlite::Connection {
+    use phakhi_server::db::atrest::{KeySource, key_with};
+    let path = data.join(phakhi_server::db::DB_FILE);
+    let source = KeySource::File(key_file.to_path_buf());
+    let key = key_with(&source, data, &path, false).expect("the folder's key");
+    phakhi_server::db::atrest::connect(
+        &path,
+        data,
+        &key,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open with the folder's key")
+}
+
+/// Every enrolled device's id and static public key, read with the folder's key.
+fn device_keys(data: &Path, key_file: &Path) -> Vec<(String, Vec<u8>)> {
+    let conn = open_with(data, key_file);
+    let mut statement = conn
+        .prepare("SELECT device_id, public_key FROM devices")
+        .unwrap();
+    statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
 /// What must never be stored in clear at a server, and what must be (the scanner's control).
 struct Scan<'a> {
     secrets: Vec<&'a str>,
@@ -309,16 +379,32 @@ struct Scan<'a> {
 
 impl Scan<'_> {
     fn check(&self, data: &Path, when: &str) {
+        self.check_with(
+            data,
+            &phakhi_server::db::atrest::default_key_file(data),
+            when,
+        );
+    }
+
+    fn check_with(&self, data: &Path, key_file: &Path, when: &str) {
         let names: Vec<String> = std::fs::read_dir(data)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert!(names.iter().any(|n| n == "phakhi.sqlite3"), "{names:?}");
+        // The controls are in the data, read with its key; the folder is encrypted at rest, so
+        // they must be, and nothing else is, in no file in clear.
+        let view = decrypted_view(data, key_file);
         for control in &self.controls {
             assert!(
-                !files_holding(data, control).is_empty(),
-                "control {control:?} not found in {} {when}: the scan would prove nothing",
+                view.contains(control),
+                "control {control:?} not found in {}'s data {when}: the scan would prove nothing",
                 data.display()
+            );
+            let found = files_holding(data, control);
+            assert!(
+                found.is_empty(),
+                "{control:?} is stored in clear in {found:?} {when}"
             );
         }
         for secret in &self.secrets {
@@ -492,6 +578,143 @@ fn the_readme_quickstart_runs_as_written() {
         let found = files_holding(&work, secret);
         assert!(found.is_empty(), "{secret:?} is in clear in {found:?}");
     }
+
+    at_rest_after_quickstart(&work, &hq, &relay, &id_a, &var("PW"));
+}
+
+/// Both data folders are encrypted at rest: no member alias, activity title or other province
+/// document content, document name, device id or device key is in any of their files (database,
+/// `-wal`, `-shm`, key files, Thai and ASCII), stopped or running; each restarts unattended with
+/// its key file moved away from the data (`--db-key-file`), and without it refuses to start and
+/// changes nothing.
+fn at_rest_after_quickstart(work: &Path, hq: &Path, relay: &Path, id_a: &str, pw: &str) {
+    let in_the_data = [
+        "สมชาย",
+        "สมหญิง",
+        "อบรมเยาวชนต้านทุจริต",
+        "ประชุมภาคเอกชนเรื่องความโปร่งใส",
+        "เมืองมหาสารคาม",
+        "โกสุมพิสัย",
+        "awareness_training",
+        "private_sector",
+        "province/TH-44",
+        "TH-44",
+        id_a,
+    ];
+    let scan = Scan {
+        secrets: vec![],
+        controls: in_the_data.to_vec(),
+    };
+    for data in [hq, relay] {
+        scan.check(data, "at rest");
+        let keys = device_keys(data, &phakhi_server::db::atrest::default_key_file(data));
+        assert!(!keys.is_empty(), "{} has devices", data.display());
+        for (id, key) in &keys {
+            assert_eq!(key.len(), 32, "{id}");
+            let found = files_holding_bytes(data, key);
+            assert!(found.is_empty(), "{id}'s key is in clear in {found:?}");
+            let found = files_holding(data, &hex::encode(key));
+            assert!(
+                found.is_empty(),
+                "{id}'s key (hex) is in clear in {found:?}"
+            );
+        }
+    }
+
+    // The key files are kept apart from the data: moved to another folder (a stick), they are
+    // named at start. Without them, neither server starts, and their folders stay as they were.
+    let apart = work.join("stick");
+    std::fs::create_dir_all(&apart).unwrap();
+    let hq_key = apart.join("hq.key");
+    let relay_key = apart.join("relay.key");
+    std::fs::rename(work.join("hq.key"), &hq_key).unwrap();
+    std::fs::rename(work.join("relay.key"), &relay_key).unwrap();
+    for data in [hq, relay] {
+        let before = folder_bytes(data);
+        let out = Command::new(phakhi_bin())
+            .args(["serve", "--port", "0", "--data"])
+            .arg(data)
+            .current_dir(work)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "started without its key: {stderr}");
+        assert!(
+            stderr.contains("is missing") && stderr.contains("--db-key-file"),
+            "{stderr}"
+        );
+        assert_eq!(folder_bytes(data), before, "{} changed", data.display());
+        assert!(
+            !work
+                .join(format!(
+                    "{}.key",
+                    data.file_name().unwrap().to_string_lossy()
+                ))
+                .exists()
+        );
+    }
+
+    // The unattended restart as documented: `--db-key-file` (or PHAKHI_DB_KEY_FILE) names the
+    // key file. HQ by the flag, the relay by the variable; a phone records and syncs with the
+    // running relay, and the relay's files, its -wal among them, hold nothing in clear.
+    let hq_key_text = hq_key.to_str().unwrap();
+    let hq_server = phakhi_tests::server::ServerProcess::start(hq, &["--db-key-file", hq_key_text]);
+    let relay_server = phakhi_tests::server::ServerProcess::start_with(
+        relay,
+        &["serve", "--addr", "127.0.0.1", "--port", "0"],
+        &[("PHAKHI_DB_KEY_FILE", relay_key.to_str().unwrap())],
+    );
+    let new_alias = "สมศักดิ์ใหม่";
+    let store = work.join("a.db");
+    let device = |args: &[&str]| {
+        let out = Command::new(phakhi_bin())
+            .arg("device")
+            .arg("--store")
+            .arg(&store)
+            .args(["--passphrase-env", "PW"])
+            .args(args)
+            .env("PW", pw)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    device(&["member", "add", "--alias", new_alias, "--role", "member"]);
+    device(&["sync", "--server", &relay_server.url]);
+    let names: Vec<String> = std::fs::read_dir(relay)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n == "phakhi.sqlite3-wal"), "{names:?}");
+    let running = Scan {
+        secrets: vec![],
+        controls: [in_the_data.as_slice(), &[new_alias]].concat(),
+    };
+    running.check_with(relay, &relay_key, "while the relay runs");
+    for (id, key) in device_keys(relay, &relay_key) {
+        let found = files_holding_bytes(relay, &key);
+        assert!(found.is_empty(), "{id}'s key is in clear in {found:?}");
+    }
+    drop(relay_server.terminate());
+    drop(hq_server.terminate());
+    running.check_with(relay, &relay_key, "after the relay stopped again");
+    scan.check_with(hq, &hq_key, "after HQ stopped again");
+}
+
+/// Every file of a folder and its bytes, by name.
+fn folder_bytes(data: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(data)
+        .unwrap()
+        .map(|entry| entry.unwrap())
+        .filter(|entry| entry.path().is_file())
+        .map(|entry| {
+            (
+                entry.file_name().to_string_lossy().into_owned(),
+                std::fs::read(entry.path()).unwrap(),
+            )
+        })
+        .collect()
 }
 
 /// A phone's activity list (outside the README: a check of convergence).

@@ -83,7 +83,7 @@ fn stripped(file: &[u8]) -> Vec<u8> {
 }
 
 fn hq_conn(hq: &str) -> rusqlite::Connection {
-    rusqlite::Connection::open(Path::new(hq).join("phakhi.sqlite3")).unwrap()
+    phakhi_server::db::open(Path::new(hq)).unwrap()
 }
 
 /// (chunks with bytes, chunks released) at HQ.

@@ -46,7 +46,7 @@ fn submit_tip(store: &str, report_file: &str, code: &str) -> String {
 
 /// (tip rows, reply rows, released rows) in HQ's database.
 fn mailbox_rows(hq: &str) -> (i64, i64, i64) {
-    let conn = rusqlite::Connection::open(Path::new(hq).join("phakhi.sqlite3")).unwrap();
+    let conn = phakhi_server::db::open(Path::new(hq)).unwrap();
     let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
     (
         count("SELECT count(*) FROM mailbox WHERE kind = 1"),
@@ -338,7 +338,7 @@ fn only_admin_devices_use_the_admin_route_and_a_replay_changes_nothing() {
         }
     );
     let snapshot = |hq: &Path| -> (i64, i64, Option<i64>) {
-        let conn = rusqlite::Connection::open(hq.join("phakhi.sqlite3")).unwrap();
+        let conn = phakhi_server::db::open(hq).unwrap();
         (
             conn.query_row("SELECT count(*) FROM mailbox", [], |r| r.get(0))
                 .unwrap(),

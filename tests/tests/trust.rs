@@ -48,7 +48,7 @@ fn stderr(out: &Output) -> String {
 }
 
 fn count(data: &Path, sql: &str) -> i64 {
-    let conn = rusqlite::Connection::open(data.join("phakhi.sqlite3")).unwrap();
+    let conn = phakhi_server::db::open(data).unwrap();
     conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
@@ -90,7 +90,7 @@ fn a_subverted_relay_cannot_slip_its_own_keys_into_a_phone() {
     // Its operator turns: the relay now admits invites signed with the operator's key.
     let rogue_signer = generate_hq_signing_key(&mut OsRng);
     let rogue_desk = StaticKeyPair::generate(&mut OsRng);
-    rusqlite::Connection::open(relay_dir.join("phakhi.sqlite3"))
+    phakhi_server::db::open(&relay_dir)
         .unwrap()
         .execute(
             "UPDATE upstream SET hq_verifying = ?1",
@@ -175,7 +175,7 @@ fn a_subverted_relay_cannot_slip_its_own_keys_into_a_phone() {
     // the real desk.
     let port = relay.addr.port();
     drop(relay.terminate());
-    rusqlite::Connection::open(relay_dir.join("phakhi.sqlite3"))
+    phakhi_server::db::open(&relay_dir)
         .unwrap()
         .execute(
             "UPDATE upstream SET hq_verifying = ?1",
@@ -207,7 +207,7 @@ fn a_subverted_relay_cannot_slip_its_own_keys_into_a_phone() {
     assert!(submitted.status.success(), "{submitted:?}");
     let synced = phone(&["sync"], None);
     assert!(synced.status.success(), "{synced:?}");
-    let conn = rusqlite::Connection::open(relay_dir.join("phakhi.sqlite3")).unwrap();
+    let conn = phakhi_server::db::open(&relay_dir).unwrap();
     let mut statement = conn
         .prepare("SELECT bytes FROM mailbox WHERE kind = 1")
         .unwrap();
@@ -252,6 +252,157 @@ fn no_log_line_at_any_level_holds_the_dashboard_login_token() {
         "the requests were not logged at all: the scan would prove nothing\n{log}"
     );
     assert!(!log.contains(&token), "the login token is in the log");
+}
+
+/// No key, passphrase or token is in any log line at any level: neither the data folder's
+/// database key (from its key file, or the passphrase it is stretched from), nor the server's
+/// static secret, HQ's signing secret or the operator token, from `serve` or an admin command.
+#[test]
+fn no_log_line_at_any_level_holds_a_key_a_passphrase_or_a_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("hq");
+    let key_file = tmp.path().join("stick").join("hq.key");
+    let key_text = key_file.to_str().unwrap();
+    let server = ServerProcess::start_with(
+        &data,
+        &[
+            "--db-key-file",
+            key_text,
+            "serve",
+            "--addr",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ],
+        &[("RUST_LOG", "trace")],
+    );
+    let (status, _) = get(&format!("{}/v1/health", server.url));
+    assert_eq!(status, 200);
+    let admin_run = Command::new(phakhi_bin())
+        .args(["admin", "--data"])
+        .arg(&data)
+        .args(["keys", "--db-key-file", key_text])
+        .env("RUST_LOG", "trace")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(admin_run.status.success(), "{admin_run:?}");
+    let (_, serve_log) = server.terminate();
+    let log = format!(
+        "{serve_log}\n{}",
+        String::from_utf8_lossy(&admin_run.stderr)
+    );
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG"),
+        "nothing was logged below INFO: the scan would prove nothing\n{log}"
+    );
+
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the database key file");
+    let db_key = std::fs::read_to_string(&key_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_eq!(db_key.len(), 64);
+    let token = std::fs::read_to_string(data.join("operator.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let keys = {
+        use phakhi_server::db::atrest::{KeySource, key_with};
+        // The test reads the sealed key files with the key file the server was given.
+        let source = KeySource::File(key_file.clone());
+        let key = key_with(
+            &source,
+            &data,
+            &data.join(phakhi_server::db::DB_FILE),
+            false,
+        )
+        .unwrap();
+        phakhi_server::keys::load_with_key(&data, &key)
+            .unwrap()
+            .unwrap()
+    };
+    let static_secret = hex::encode(*keys.static_pair().secret_bytes());
+    let signing_secret = hex::encode(keys.signing().unwrap().to_bytes());
+    for (what, secret) in [
+        ("the database key", &db_key),
+        ("the operator token", &token),
+        ("the static secret", &static_secret),
+        ("the signing secret", &signing_secret),
+    ] {
+        assert!(!log.contains(secret.as_str()), "{what} is in the log");
+        assert!(
+            !log.to_lowercase().contains(&secret[..16]),
+            "part of {what} is in the log"
+        );
+    }
+
+    // A passphrase-keyed folder: the passphrase is never logged either.
+    let passphrase = "รหัสผ่านฐานข้อมูล db-passphrase-2569";
+    let pdata = tmp.path().join("relay-like");
+    let server = ServerProcess::start_with(
+        &pdata,
+        &[
+            "--db-passphrase-env",
+            "DBPW",
+            "serve",
+            "--addr",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ],
+        &[("RUST_LOG", "trace"), ("DBPW", passphrase)],
+    );
+    let (_, log) = server.terminate();
+    assert!(log.contains("TRACE") || log.contains("DEBUG"), "{log}");
+    assert!(!log.contains(passphrase), "the passphrase is in the log");
+    assert!(
+        !log.contains("db-passphrase-2569"),
+        "the passphrase is in the log"
+    );
+    assert!(
+        !default_key_file_exists(&pdata),
+        "a passphrase folder makes no key file"
+    );
+    // Restarted unattended with the passphrase from the environment; a wrong one is refused.
+    let server = ServerProcess::start_with(
+        &pdata,
+        &[
+            "--db-passphrase-env",
+            "DBPW",
+            "serve",
+            "--addr",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ],
+        &[("DBPW", passphrase)],
+    );
+    drop(server.terminate());
+    let wrong = Command::new(phakhi_bin())
+        .args([
+            "--db-passphrase-env",
+            "DBPW",
+            "serve",
+            "--port",
+            "0",
+            "--data",
+        ])
+        .arg(&pdata)
+        .env("DBPW", "another passphrase")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(stderr.contains("does not open with"), "{stderr}");
+    assert!(!stderr.contains("another passphrase"), "{stderr}");
+}
+
+fn default_key_file_exists(data: &Path) -> bool {
+    phakhi_server::db::atrest::default_key_file(data).exists()
 }
 
 /// Every file under `dir` is its owner's only (0600) and every folder 0700. Returns the names

@@ -33,7 +33,6 @@ use phakhi_core::mailbox::EnvelopeId;
 use phakhi_core::model::{Date, Edit, MemberRole, NewMember, ProvinceCode};
 use phakhi_core::seal::{MemberCode, TipCategory, TipDraft};
 use phakhi_core::store::StorageKey;
-use phakhi_server::db::DB_FILE;
 use phakhi_server::db::devices::device_id;
 use phakhi_tests::cli::{desk, desk_with_code, ok};
 use phakhi_tests::server::{
@@ -42,7 +41,7 @@ use phakhi_tests::server::{
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OpenFlags};
+
 use time::OffsetDateTime;
 
 const RELAY_PHONES: usize = 6;
@@ -201,8 +200,7 @@ fn regions(path: &Path, bytes: &[u8]) -> Vec<(usize, usize)> {
 type Row = Vec<(String, Option<i64>, Option<Vec<u8>>)>;
 
 fn all_rows(data: &Path) -> Vec<(String, Row)> {
-    let conn =
-        Connection::open_with_flags(data.join(DB_FILE), OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let conn = phakhi_server::db::open_read_only(data).unwrap();
     let tables: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
         .unwrap()
@@ -233,8 +231,7 @@ fn all_rows(data: &Path) -> Vec<(String, Row)> {
 
 /// Each phone's row number in a server's `devices` table.
 fn device_rows(data: &Path, phones: &[Phone]) -> BTreeMap<i64, usize> {
-    let conn =
-        Connection::open_with_flags(data.join(DB_FILE), OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let conn = phakhi_server::db::open_read_only(data).unwrap();
     let mut out = BTreeMap::new();
     for (index, phone) in phones.iter().enumerate() {
         if let Ok(row) = conn.query_row(

@@ -49,6 +49,11 @@ mod ns {
     pub const SYNC_STATE: &str = "sync-state";
     pub const MAILBOX_CURSOR: &str = "mailbox-cursor";
     pub const OUTBOX: &str = "outbox";
+    /// Tips the server acknowledged that no finished backup of it holds yet: the server's mark
+    /// at the acknowledgement, then the envelope (see `mailbox::Mark`).
+    pub const HELD: &str = "held";
+    /// The last backup mark each server stated.
+    pub const BACKUP_MARK: &str = "backup-mark";
     pub const REPLY_KEYS: &str = "reply-keys";
     pub const REPLIES: &str = "replies";
     pub const BUNDLE: &str = "bundle";

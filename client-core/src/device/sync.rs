@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 
 use super::{Device, DeviceError, Result, ns};
 use crate::mailbox::EnvelopeId;
-use crate::mailbox::{Have, MailboxMessage, Push};
+use crate::mailbox::{Have, MailboxMessage, Mark, Push};
 use crate::model::{DocName, Edit, ProvinceCode};
 use crate::policy::{Access, UpstreamScope};
 use crate::protocol::{decode_section, encode_section};
@@ -122,11 +122,15 @@ impl Device {
             Some(b) => b.as_slice().try_into().map(u64::from_be_bytes).unwrap_or(0),
             None => 0,
         };
-        let mut section = vec![MailboxMessage::Have(Have {
-            cursor,
-            ids: Vec::new(),
-            more: false,
-        })];
+        let mut section = vec![
+            MailboxMessage::Have(Have {
+                cursor,
+                ids: Vec::new(),
+                more: false,
+            }),
+            // Tips stay here until a finished backup of the server holds them.
+            MailboxMessage::Mark(Mark::REQUEST),
+        ];
         let outbox = self.outbox()?;
         if !outbox.is_empty() {
             section.push(MailboxMessage::Push(Push { items: outbox }));
@@ -260,8 +264,19 @@ impl Device {
         // Then the mailbox.
         if let Some(section) = session.initiator.take_mailbox() {
             let edit = Edit::new("sync", now);
+            let messages = decode_section(&section)?;
+            let mark = messages.iter().find_map(|message| match message {
+                MailboxMessage::Mark(mark) => Some(*mark),
+                _ => None,
+            });
+            // A server restored from a backup numbers its envelopes from where the backup
+            // stood: read its replies from the start again (they are kept once, by id).
+            let restored = match mark {
+                Some(mark) => self.note_mark(&server_key, &mark)?,
+                None => false,
+            };
             let mut cursor = None;
-            for message in decode_section(&section)? {
+            for message in messages {
                 match message {
                     MailboxMessage::Have(have) => {
                         cursor = Some(have.cursor);
@@ -271,11 +286,22 @@ impl Device {
                         report.replies_received += self.receive_replies(&push.items, rng, &edit)?;
                     }
                     MailboxMessage::Ack(ack) => {
-                        report.tips_delivered += self.outbox_held(&ack.ids, rng, &edit)?;
+                        report.tips_delivered +=
+                            self.outbox_held(&ack.ids, mark.as_ref(), rng, &edit)?;
                     }
                     // A phone announces nothing, so it is never asked for anything.
-                    MailboxMessage::Want(_) => {}
+                    MailboxMessage::Want(_) | MailboxMessage::Mark(_) => {}
                 }
+            }
+            if let Some(mark) = mark
+                && self.held_covered(&mark)? > 0
+            {
+                // Tips a restored server lacks go out again in the next exchange.
+                report.more_waiting = true;
+            }
+            if restored {
+                cursor = Some(0);
+                report.more_waiting = true;
             }
             // The cursor moves only after the envelopes it covers are stored.
             if let Some(cursor) = cursor {

@@ -16,12 +16,12 @@ use rand_core::CryptoRngCore;
 
 use super::{Device, DeviceError, Result, ns};
 use crate::attach::{AttachError, AttachLimits, CHUNK_LEN, ChunkId, PreparedAttachment};
-use crate::mailbox::{EnvelopeId, EnvelopeKind, MailItem, MailboxMessage, Push};
+use crate::mailbox::{Coverage, EnvelopeId, EnvelopeKind, MailItem, MailboxMessage, Mark, Push};
 use crate::model::{Date, Edit, TipReceipt, TipStatus};
 use crate::seal::wire::{LenWidth, Reader, put_blob};
 use crate::seal::{
-    ReceiptId, Reply, ReplyStatus, SealedTip, StaticKeyPair, TipDraft, seal_tip_with_attachments,
-    try_open_reply,
+    PublicKey, ReceiptId, Reply, ReplyStatus, SealedTip, StaticKeyPair, TipDraft,
+    seal_tip_with_attachments, try_open_reply,
 };
 
 const REPLY_RECORD_VERSION: u8 = 1;
@@ -258,6 +258,7 @@ impl Device {
     pub(super) fn outbox_held(
         &mut self,
         held: &[EnvelopeId],
+        mark: Option<&Mark>,
         rng: &mut impl CryptoRngCore,
         edit: &Edit,
     ) -> Result<usize> {
@@ -272,11 +273,67 @@ impl Device {
                     }
                     _ => Ok(()),
                 })?;
+                // A server that is backed up keeps it in its next backup: until then it waits
+                // here, not sent again unless the server is restored without it.
+                if let Some(mark) = mark {
+                    let mut entry = mark.to_bytes().to_vec();
+                    entry.extend_from_slice(&value);
+                    self.store.put(ns::HELD, &id.0, &entry)?;
+                }
                 self.store.delete(ns::OUTBOX, &id.0)?;
                 dropped += 1;
             }
         }
         Ok(dropped)
+    }
+
+    /// Applies the server's backup mark to the tips it acknowledged: those a finished backup
+    /// holds are dropped, those a restored server lost go back to the outbox (re-sent like any
+    /// tip: nothing in the request says they were sent before). Returns how many went back.
+    pub(super) fn held_covered(&mut self, mark: &Mark) -> Result<usize> {
+        let mut requeued = 0;
+        for (key, value) in self.store.list(ns::HELD)? {
+            let held = value
+                .get(..32)
+                .and_then(Mark::from_bytes)
+                .ok_or(DeviceError::Corrupt("held tip"))?;
+            match mark.covers(&held) {
+                Coverage::Safe => {
+                    self.store.delete(ns::HELD, &key)?;
+                }
+                Coverage::Waiting => {}
+                Coverage::Restored => {
+                    let item = &value[32..];
+                    decode_item(item)?;
+                    self.store.put(ns::OUTBOX, &key, item)?;
+                    self.store.delete(ns::HELD, &key)?;
+                    requeued += 1;
+                }
+            }
+        }
+        Ok(requeued)
+    }
+
+    /// Records the server's mark; true when it names another copy of the server's database
+    /// than the last one seen (it was restored from a backup).
+    pub(super) fn note_mark(&mut self, server: &PublicKey, mark: &Mark) -> Result<bool> {
+        let before = self
+            .store
+            .get(ns::BACKUP_MARK, server.as_bytes())?
+            .and_then(|bytes| Mark::from_bytes(&bytes));
+        self.store
+            .put(ns::BACKUP_MARK, server.as_bytes(), &mark.to_bytes())?;
+        Ok(before.is_some_and(|before| before.lineage != mark.lineage))
+    }
+
+    /// Tips the server acknowledged that wait for its next finished backup.
+    pub fn held_ids(&self) -> Result<Vec<EnvelopeId>> {
+        Ok(self
+            .store
+            .list(ns::HELD)?
+            .into_iter()
+            .filter_map(|(key, _)| <[u8; 32]>::try_from(key.as_slice()).ok().map(EnvelopeId))
+            .collect())
     }
 
     /// Trial-opens replies of the province; keeps and applies only this device's own.

@@ -102,6 +102,9 @@ error_codes! {
     MailboxQuotaExceeded = "mailbox_quota_exceeded",
     /// The sender's attachment chunks not yet passed on fill its quota.
     ChunkQuotaExceeded = "chunk_quota_exceeded",
+    /// The sender added as many bytes to the shared documents today as one device may; the
+    /// exchange was refused whole and its changes wait on the device until the next day (UTC).
+    DocumentBudgetExceeded = "document_budget_exceeded",
     /// A document of an accepted sync exchange was refused for a reason with no code of its own
     /// (damaged data, missing dependencies). Counted in `/metrics`; never a whole answer.
     DocumentRefused = "document_refused",
@@ -117,6 +120,10 @@ error_codes! {
     Busy = "busy",
     /// The server lacks the configuration this request needs (a relay without HQ's key).
     NotConfigured = "not_configured",
+    /// The request is in a version of a wire format (the sealed transport, a sync message, a
+    /// protocol payload) that this server does not speak: older than it still accepts, or newer
+    /// than it knows. Nothing was changed; the answer's message says which side to upgrade.
+    UpgradeRequired = "upgrade_required",
     /// A dashboard page needs a signed-in session (a login link from
     /// `phakhi admin dashboard-login`).
     NoSession = "no_session",
@@ -161,10 +168,12 @@ impl ErrorCode {
             | ErrorCode::TooManyChanges
             | ErrorCode::MailboxQuotaExceeded
             | ErrorCode::ChunkQuotaExceeded
+            | ErrorCode::DocumentBudgetExceeded
             | ErrorCode::DocumentRefused
             | ErrorCode::NoRoute
             | ErrorCode::MethodNotAllowed
             | ErrorCode::NotConfigured
+            | ErrorCode::UpgradeRequired
             | ErrorCode::NoSession => false,
         }
     }

@@ -25,6 +25,65 @@ pub use relay::JoinResponse;
 /// Version byte of every payload in this module.
 pub const PROTOCOL_VERSION: u8 = 1;
 
+/// A version byte a peer sent that this build does not read, and the versions it does read: what
+/// a server answers `upgrade_required` ([`ErrorCode::UpgradeRequired`]) with. Every wire format
+/// starts with its own version byte (the sealed transport envelope, the sync message, each
+/// payload of this module, mailbox messages, attachment chunks, invites, bundles); today each
+/// reads exactly its first version, so `oldest == newest`. A format that moves to a new version
+/// keeps reading the one before for at least one release, so a relay one release behind HQ and
+/// a phone two releases behind its relay keep syncing; anything older or newer gets this answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VersionSkew {
+    /// The format, in words ("the sealed transport", "the sync message", ...).
+    pub format: &'static str,
+    /// The version byte the peer sent.
+    pub found: u8,
+    /// The oldest version of `format` this build reads.
+    pub oldest: u8,
+    /// The newest version of `format` this build reads.
+    pub newest: u8,
+}
+
+impl VersionSkew {
+    /// A skew of `format` whose only readable version is `current`.
+    pub const fn of(format: &'static str, found: u8, current: u8) -> VersionSkew {
+        VersionSkew {
+            format,
+            found,
+            oldest: current,
+            newest: current,
+        }
+    }
+
+    /// True when the peer is behind (it must be upgraded); false when it is ahead (this side
+    /// must be).
+    pub const fn peer_is_older(&self) -> bool {
+        self.found < self.oldest
+    }
+}
+
+impl std::fmt::Display for VersionSkew {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} version {} (this build reads {}..={})",
+            self.format, self.found, self.oldest, self.newest
+        )
+    }
+}
+
+impl ProtocolError {
+    /// The version skew behind this error, if a version byte is why it failed.
+    pub fn version_skew(&self, format: &'static str) -> Option<VersionSkew> {
+        match self {
+            ProtocolError::Version(found) => {
+                Some(VersionSkew::of(format, *found, PROTOCOL_VERSION))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Why a payload could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtocolError {

@@ -19,6 +19,14 @@
 //! report and dashboard can tell a silent phone from one that syncs at its relay. Only device
 //! keys and hours travel: nothing ties a phone to the tips the same exchange carries.
 //!
+//! A relay also tells HQ which devices it revoked itself ([`UpstreamRequest::revocations`]), and
+//! reads HQ's revocations a page at a time from a cursor it keeps
+//! ([`UpstreamRequest::revocation_cursor`]): both travel in an extension at the end of the
+//! request, and HQ answers an extended request with an extension of its own (the next cursor,
+//! which of the relay's revocations it took, and the items of the exchange it set aside, each
+//! with its reason). A request without the extension is byte for byte what it was before, and
+//! gets the answer it always got, so a relay one version behind keeps working.
+//!
 //! A section is `version (1) || kind (1) || body`; every list is counted and capped, every text
 //! bounded, so malformed bytes are an error, never a panic.
 
@@ -39,6 +47,10 @@ pub const MAX_LAST_SYNCS: usize = 4096;
 /// Last-sync times travel rounded down to this many seconds (an hour): enough for "silent for
 /// more than N days", too coarse to pick out which phone synced just before a tip went up.
 pub const LAST_SYNC_GRAIN: u64 = 3600;
+/// Most items HQ sets aside in one answer.
+pub const MAX_SET_ASIDE: usize = 1024;
+/// Longest error code carried with an item set aside.
+const MAX_CODE_CHARS: usize = 64;
 /// Most provinces one registration names.
 pub const MAX_PROVINCES: usize = 32;
 /// Largest sync message a relay payload may wrap (the server's body limit is smaller).
@@ -132,9 +144,15 @@ pub struct UpstreamRequest {
     /// Devices the relay enrolled that HQ has not yet confirmed.
     pub registrations: Vec<Registration>,
     /// When the relay's phones last synced there (those that synced since its last round).
-    /// Encoded after the registrations only when not empty, so a request without any is
-    /// byte for byte what it was before the list existed.
+    /// Encoded after the registrations only when not empty or when the extension follows, so
+    /// a request without any is byte for byte what it was before the list existed.
     pub last_syncs: Vec<LastSync>,
+    /// The extension: the last revocation HQ paged to this relay (`Some(0)` before the first).
+    /// `None` for a relay that does not page (an older one): HQ then answers without its
+    /// extension, with the newest [`MAX_REVOCATIONS`] revocations.
+    pub revocation_cursor: Option<u64>,
+    /// Devices this relay revoked that HQ has not taken yet (sent only with the extension).
+    pub revocations: Vec<Revocation>,
 }
 
 /// A registration HQ would not take, and why.
@@ -151,6 +169,18 @@ pub struct Revocation {
     pub revoked_at: u64,
 }
 
+/// An item of the relay's request that HQ refused on its own (the rest of the exchange was
+/// taken): the relay sets it aside instead of sending it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetAside {
+    /// The envelope's id.
+    pub id: [u8; 32],
+    /// The error code, as `ErrorCode::as_str` spells it.
+    pub code: String,
+    /// Why, for the relay's operator.
+    pub reason: String,
+}
+
 /// HQ's section of the answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UpstreamResponse {
@@ -158,8 +188,17 @@ pub struct UpstreamResponse {
     pub accepted: Vec<[u8; 32]>,
     /// Registrations HQ refused for good.
     pub refused: Vec<Refusal>,
-    /// Every revoked device of the relay's provinces.
+    /// Revoked devices of the relay's provinces: for a paging relay, the page after its
+    /// cursor, oldest first; else the newest [`MAX_REVOCATIONS`].
     pub revoked: Vec<Revocation>,
+    /// The extension, answering an extended request: the cursor after this page.
+    pub revocation_cursor: Option<u64>,
+    /// More revocations wait after this page.
+    pub more_revocations: bool,
+    /// The relay's own revocations HQ took (applied, or had nothing to apply them to).
+    pub revocations_taken: Vec<[u8; 32]>,
+    /// Envelopes of the relay's push HQ refused one by one, with why.
+    pub set_aside: Vec<SetAside>,
 }
 
 /// Wraps a sync message and a section into a relay payload.
@@ -199,6 +238,30 @@ fn put_count(out: &mut Vec<u8>, count: usize) {
     out.extend_from_slice(&u16::try_from(count).unwrap_or(u16::MAX).to_be_bytes());
 }
 
+/// At most [`MAX_REVOCATIONS`], counted, each key and time.
+fn put_revocations(out: &mut Vec<u8>, revocations: &[Revocation]) {
+    let count = revocations.len().min(MAX_REVOCATIONS);
+    put_count(out, count);
+    for revocation in revocations.iter().take(count) {
+        out.extend_from_slice(&revocation.public_key);
+        out.extend_from_slice(&revocation.revoked_at.to_be_bytes());
+    }
+}
+
+fn read_revocations(r: &mut Reader<'_>) -> Result<Vec<Revocation>, ProtocolError> {
+    let count = r.len("revoked", LenWidth::U16, MAX_REVOCATIONS)?;
+    let mut revoked = Vec::with_capacity(count.min(r.remaining() / 40));
+    for _ in 0..count {
+        let public_key = r.array("revoked key")?;
+        let revoked_at = r.u64("revoked at")?;
+        revoked.push(Revocation {
+            public_key,
+            revoked_at,
+        });
+    }
+    Ok(revoked)
+}
+
 fn header(r: &mut Reader<'_>, kind: u8) -> Result<(), ProtocolError> {
     match r.u8("relay section version")? {
         PROTOCOL_VERSION => {}
@@ -232,13 +295,17 @@ impl UpstreamRequest {
             out.extend_from_slice(&reg.enrolled_at.to_be_bytes());
             put_text(&mut out, LenWidth::U16, &reg.invite);
         }
-        if !self.last_syncs.is_empty() {
+        if !self.last_syncs.is_empty() || self.revocation_cursor.is_some() {
             let count = self.last_syncs.len().min(MAX_LAST_SYNCS);
             put_count(&mut out, count);
             for seen in self.last_syncs.iter().take(count) {
                 out.extend_from_slice(&seen.public_key);
                 out.extend_from_slice(&seen.at.to_be_bytes());
             }
+        }
+        if let Some(cursor) = self.revocation_cursor {
+            out.extend_from_slice(&cursor.to_be_bytes());
+            put_revocations(&mut out, &self.revocations);
         }
         out
     }
@@ -286,11 +353,18 @@ impl UpstreamRequest {
                 last_syncs.push(LastSync { public_key, at });
             }
         }
+        let (mut revocation_cursor, mut revocations) = (None, Vec::new());
+        if r.remaining() > 0 {
+            revocation_cursor = Some(r.u64("revocation cursor")?);
+            revocations = read_revocations(&mut r)?;
+        }
         r.finish()?;
         Ok(UpstreamRequest {
             named_only,
             registrations,
             last_syncs,
+            revocation_cursor,
+            revocations,
         })
     }
 }
@@ -311,11 +385,24 @@ impl UpstreamResponse {
             let reason: String = refusal.reason.chars().take(MAX_REASON_CHARS / 4).collect();
             put_text(&mut out, LenWidth::U16, &reason);
         }
-        let revoked = self.revoked.len().min(MAX_REVOCATIONS);
-        put_count(&mut out, revoked);
-        for revocation in self.revoked.iter().take(revoked) {
-            out.extend_from_slice(&revocation.public_key);
-            out.extend_from_slice(&revocation.revoked_at.to_be_bytes());
+        put_revocations(&mut out, &self.revoked);
+        if let Some(cursor) = self.revocation_cursor {
+            out.extend_from_slice(&cursor.to_be_bytes());
+            out.push(u8::from(self.more_revocations));
+            let taken = self.revocations_taken.len().min(MAX_REVOCATIONS);
+            put_count(&mut out, taken);
+            for key in self.revocations_taken.iter().take(taken) {
+                out.extend_from_slice(key);
+            }
+            let set_aside = self.set_aside.len().min(MAX_SET_ASIDE);
+            put_count(&mut out, set_aside);
+            for item in self.set_aside.iter().take(set_aside) {
+                out.extend_from_slice(&item.id);
+                let code: String = item.code.chars().take(MAX_CODE_CHARS / 4).collect();
+                put_text(&mut out, LenWidth::U8, &code);
+                let reason: String = item.reason.chars().take(MAX_REASON_CHARS / 4).collect();
+                put_text(&mut out, LenWidth::U16, &reason);
+            }
         }
         out
     }
@@ -334,22 +421,41 @@ impl UpstreamResponse {
             let reason = r.text("reason", LenWidth::U16, MAX_REASON_CHARS)?;
             refused.push(Refusal { public_key, reason });
         }
-        let count = r.len("revoked", LenWidth::U16, MAX_REVOCATIONS)?;
-        let mut revoked = Vec::with_capacity(count.min(r.remaining() / 40));
-        for _ in 0..count {
-            let public_key = r.array("revoked key")?;
-            let revoked_at = r.u64("revoked at")?;
-            revoked.push(Revocation {
-                public_key,
-                revoked_at,
-            });
-        }
-        r.finish()?;
-        Ok(UpstreamResponse {
+        let revoked = read_revocations(&mut r)?;
+        let mut out = UpstreamResponse {
             accepted,
             refused,
             revoked,
-        })
+            ..UpstreamResponse::default()
+        };
+        if r.remaining() > 0 {
+            out.revocation_cursor = Some(r.u64("revocation cursor")?);
+            out.more_revocations = match r.u8("more revocations")? {
+                0 => false,
+                1 => true,
+                value => {
+                    return Err(WireError::UnknownTag {
+                        field: "more revocations",
+                        value,
+                    }
+                    .into());
+                }
+            };
+            let count = r.len("revocations taken", LenWidth::U16, MAX_REVOCATIONS)?;
+            out.revocations_taken = (0..count)
+                .map(|_| r.array("revocation taken"))
+                .collect::<Result<Vec<_>, _>>()?;
+            let count = r.len("set aside", LenWidth::U16, MAX_SET_ASIDE)?;
+            out.set_aside.reserve(count.min(r.remaining() / 32));
+            for _ in 0..count {
+                let id = r.array("set aside id")?;
+                let code = r.text("set aside code", LenWidth::U8, MAX_CODE_CHARS)?;
+                let reason = r.text("set aside reason", LenWidth::U16, MAX_REASON_CHARS)?;
+                out.set_aside.push(SetAside { id, code, reason });
+            }
+        }
+        r.finish()?;
+        Ok(out)
     }
 }
 
@@ -368,6 +474,7 @@ mod tests {
                 invite: "PHAKHI1:ABCDEF".into(),
             }],
             last_syncs: vec![LastSync::rounded([6; 32], 1_790_003_599)],
+            ..UpstreamRequest::default()
         }
     }
 
@@ -382,7 +489,84 @@ mod tests {
                 public_key: [5; 32],
                 revoked_at: 77,
             }],
+            ..UpstreamResponse::default()
         }
+    }
+
+    #[test]
+    fn the_extension_round_trips_and_an_old_request_gets_an_old_answer() {
+        let extended = UpstreamRequest {
+            revocation_cursor: Some(4_097),
+            revocations: vec![Revocation {
+                public_key: [8; 32],
+                revoked_at: 90,
+            }],
+            last_syncs: Vec::new(),
+            ..request()
+        };
+        let bytes = extended.encode();
+        assert_eq!(UpstreamRequest::decode(&bytes).unwrap(), extended);
+        // The old request is a prefix, and every other cut is an error.
+        let old = UpstreamRequest {
+            revocation_cursor: None,
+            revocations: Vec::new(),
+            ..extended.clone()
+        }
+        .encode();
+        for cut in 0..bytes.len() {
+            let decoded = UpstreamRequest::decode(&bytes[..cut]);
+            if cut == old.len() {
+                assert_eq!(decoded.unwrap().revocation_cursor, None);
+            } else if cut == old.len() + 2 {
+                // The (empty) last-sync list alone: an older relay could have sent that.
+                assert_eq!(decoded.unwrap().revocation_cursor, None);
+            } else {
+                assert!(decoded.is_err(), "cut {cut}");
+            }
+        }
+        let answer = UpstreamResponse {
+            revocation_cursor: Some(8_192),
+            more_revocations: true,
+            revocations_taken: vec![[8; 32]],
+            set_aside: vec![SetAside {
+                id: [9; 32],
+                code: "out_of_scope".into(),
+                reason: "ไม่ใช่จังหวัดนี้: TH-40 is not served by this relay".into(),
+            }],
+            ..response()
+        };
+        let bytes = answer.encode();
+        assert_eq!(UpstreamResponse::decode(&bytes).unwrap(), answer);
+        let plain = response().encode();
+        assert_eq!(bytes[..plain.len()], plain[..]);
+        for cut in 0..bytes.len() {
+            let decoded = UpstreamResponse::decode(&bytes[..cut]);
+            if cut == plain.len() {
+                assert_eq!(decoded.unwrap(), response());
+            } else {
+                assert!(decoded.is_err(), "cut {cut}");
+            }
+        }
+        let mut flag = bytes.clone();
+        flag[plain.len() + 8] = 2;
+        assert!(UpstreamResponse::decode(&flag).is_err());
+        // A full page of revocations stays within one bounded message.
+        let page = UpstreamResponse {
+            revoked: (0..MAX_REVOCATIONS as u64 + 10)
+                .map(|at| Revocation {
+                    public_key: [1; 32],
+                    revoked_at: at,
+                })
+                .collect(),
+            revocation_cursor: Some(1),
+            ..UpstreamResponse::default()
+        };
+        let bytes = page.encode();
+        assert!(bytes.len() < 200 << 10, "{}", bytes.len());
+        assert_eq!(
+            UpstreamResponse::decode(&bytes).unwrap().revoked.len(),
+            MAX_REVOCATIONS
+        );
     }
 
     #[test]

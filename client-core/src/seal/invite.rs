@@ -215,6 +215,21 @@ fn put_len_u8(out: &mut Vec<u8>, n: usize) {
     out.push(u8::try_from(n).unwrap_or(u8::MAX));
 }
 
+impl InviteError {
+    /// The version skew behind this error, if the invite's version byte is why it failed (an
+    /// invite from a newer HQ reaching an older relay, say).
+    pub fn version_skew(&self) -> Option<crate::protocol::VersionSkew> {
+        match self {
+            InviteError::UnknownVersion(found) => Some(crate::protocol::VersionSkew::of(
+                "the invite",
+                *found,
+                INVITE_VERSION,
+            )),
+            _ => None,
+        }
+    }
+}
+
 fn signed_message(body: &[u8]) -> Vec<u8> {
     let mut m = Vec::with_capacity(SIGNING_CONTEXT.len() + body.len());
     m.extend_from_slice(SIGNING_CONTEXT);

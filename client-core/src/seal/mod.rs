@@ -109,3 +109,17 @@ pub enum SealError {
     #[error("internal cryptographic error: {0}")]
     Crypto(&'static str),
 }
+
+impl SealError {
+    /// The version skew behind this error, if the envelope's version byte is why it failed.
+    pub fn version_skew(&self) -> Option<crate::protocol::VersionSkew> {
+        match self {
+            SealError::UnknownVersion(found) => Some(crate::protocol::VersionSkew::of(
+                "the sealed transport",
+                *found,
+                ENVELOPE_VERSION,
+            )),
+            _ => None,
+        }
+    }
+}

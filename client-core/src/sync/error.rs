@@ -45,6 +45,20 @@ pub enum WireError {
     LengthOverflow,
 }
 
+impl WireError {
+    /// The version skew behind this error, if the message's version byte is why it failed.
+    pub fn version_skew(&self) -> Option<crate::protocol::VersionSkew> {
+        match self {
+            WireError::Version(found) => Some(crate::protocol::VersionSkew::of(
+                "the sync message",
+                *found,
+                crate::sync::wire::VERSION,
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// Why an exchange as a whole failed. Documents already applied stay applied (every applied
 /// chunk is a valid CRDT merge), and the persisted peer state is left as it was.
 #[derive(Debug, Error)]

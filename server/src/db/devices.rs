@@ -116,11 +116,214 @@ pub fn find(conn: &Connection, prefix: &str) -> Result<Vec<Device>, DbError> {
 
 /// Marks a device revoked. Returns false when it was already revoked.
 pub fn revoke(conn: &Connection, row: i64, now: i64) -> Result<bool, DbError> {
+    // Numbered in the order revocations happen (not by their times, which a clock set back
+    // could reorder), so HQ pages them to relays from a cursor and none is ever skipped.
     let changed = conn.execute(
-        "UPDATE devices SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+        "UPDATE devices SET revoked_at = ?2,
+             revoked_seq = (SELECT coalesce(max(revoked_seq), 0) + 1 FROM devices)
+         WHERE id = ?1 AND revoked_at IS NULL",
         params![row, now],
     )?;
     Ok(changed == 1)
+}
+
+/// Numbers revocations written without a number (by an older program, or straight into the
+/// store), after every numbered one, oldest first.
+pub fn number_revocations(conn: &Connection) -> Result<(), DbError> {
+    let rows: Vec<i64> = conn
+        .prepare(
+            "SELECT id FROM devices WHERE revoked_at IS NOT NULL AND revoked_seq IS NULL
+             ORDER BY revoked_at, id",
+        )?
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let first: i64 = conn.query_row(
+        "SELECT coalesce(max(revoked_seq), 0) + 1 FROM devices",
+        [],
+        |row| row.get(0),
+    )?;
+    let mut number = conn.prepare("UPDATE devices SET revoked_seq = ?2 WHERE id = ?1")?;
+    for (next, row) in (first..).zip(rows) {
+        number.execute(params![row, next])?;
+    }
+    Ok(())
+}
+
+/// Revoked devices numbered after `after`, in the order they were revoked, at most `limit`:
+/// each with its number.
+pub fn revoked_after(
+    conn: &Connection,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<(i64, Device)>, DbError> {
+    let mut statement = conn.prepare(&format!(
+        "SELECT {COLUMNS}, revoked_seq FROM devices WHERE revoked_seq > ?1
+         ORDER BY revoked_seq LIMIT ?2"
+    ))?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = statement.query_map(params![after, limit], |row| {
+        let seq: i64 = row.get(8)?;
+        Ok(from_row(row)?.map(|device| (seq, device)))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row??);
+    }
+    Ok(out)
+}
+
+/// The newest `limit` revocations, newest first (what a relay that does not page is sent).
+pub fn revoked_newest(conn: &Connection, limit: usize) -> Result<Vec<Device>, DbError> {
+    let mut statement = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM devices WHERE revoked_at IS NOT NULL
+         ORDER BY revoked_seq DESC LIMIT ?1"
+    ))?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = statement.query_map([limit], from_row)?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row??);
+    }
+    Ok(out)
+}
+
+/// Relay: devices it revoked whose revocation HQ has not taken yet, in the order they were
+/// revoked. A device whose registration HQ has not answered waits: HQ must know it first.
+pub fn revocations_for_upstream(conn: &Connection, limit: usize) -> Result<Vec<Device>, DbError> {
+    let mut statement = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM devices
+         WHERE revoked_at IS NOT NULL AND revocation_upstream_at IS NULL AND role != 'relay'
+           AND (invite IS NULL OR upstream_at IS NOT NULL)
+         ORDER BY revoked_seq, id LIMIT ?1"
+    ))?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = statement.query_map([limit], from_row)?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row??);
+    }
+    Ok(out)
+}
+
+/// Relay: how many of its revocations wait for HQ.
+pub fn count_revocations_for_upstream(conn: &Connection) -> Result<i64, DbError> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM devices
+         WHERE revoked_at IS NOT NULL AND revocation_upstream_at IS NULL AND role != 'relay'",
+        [],
+        |row| row.get(0),
+    )?)
+}
+
+/// Relay: HQ holds this device's revocation (it took it, or sent it).
+pub fn mark_revocation_upstream(
+    conn: &Connection,
+    public_key: &[u8; 32],
+    now: i64,
+) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE devices SET revocation_upstream_at = ?2
+         WHERE public_key = ?1 AND revoked_at IS NOT NULL",
+        params![&public_key[..], now],
+    )?;
+    Ok(())
+}
+
+/// Relay: the devices whose registration HQ refused, with HQ's reason.
+pub fn refused_upstream(conn: &Connection) -> Result<Vec<(Device, String)>, DbError> {
+    let mut statement = conn.prepare(&format!(
+        "SELECT {COLUMNS}, upstream_note FROM devices
+         WHERE upstream_note IS NOT NULL ORDER BY id"
+    ))?;
+    let rows = statement.query_map([], |row| {
+        let note: String = row.get(8)?;
+        Ok(from_row(row)?.map(|device| (device, note)))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row??);
+    }
+    Ok(out)
+}
+
+/// A registration HQ refused, kept so HQ's operator can still revoke that device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedRegistration {
+    pub public_key: [u8; 32],
+    pub device_id: String,
+    pub role: Role,
+    pub provinces: Vec<String>,
+    pub reason: String,
+}
+
+/// HQ: records (or updates) a registration it refused from the relay in row `relay`.
+pub fn record_refused(
+    conn: &Connection,
+    refused: &RefusedRegistration,
+    relay: i64,
+    day: i64,
+) -> Result<(), DbError> {
+    let provinces =
+        serde_json::to_string(&refused.provinces).map_err(|e| DbError::Corrupt(e.to_string()))?;
+    conn.execute(
+        "INSERT INTO refused_registrations
+             (public_key, device_id, role, provinces, relay, reason, refused_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (public_key) DO UPDATE SET reason = excluded.reason",
+        params![
+            &refused.public_key[..],
+            refused.device_id,
+            refused.role.as_str(),
+            provinces,
+            relay,
+            refused.reason,
+            day
+        ],
+    )?;
+    Ok(())
+}
+
+/// HQ: the refused registrations whose device id starts with `prefix`.
+pub fn find_refused(conn: &Connection, prefix: &str) -> Result<Vec<RefusedRegistration>, DbError> {
+    let prefix = prefix.trim().to_ascii_lowercase();
+    if prefix.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut statement = conn.prepare(
+        "SELECT public_key, device_id, role, provinces, reason FROM refused_registrations
+         ORDER BY device_id",
+    )?;
+    let rows = statement.query_map([], |row| {
+        Ok((
+            row.get::<_, Vec<u8>>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, String>(2)?,
+            row.get::<_, String>(3)?,
+            row.get::<_, String>(4)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (key, device_id, role, provinces, reason) = row?;
+        if !device_id.starts_with(&prefix) {
+            continue;
+        }
+        out.push(RefusedRegistration {
+            public_key: key
+                .try_into()
+                .map_err(|_| DbError::Corrupt("device key is not 32 bytes".into()))?,
+            device_id,
+            role: Role::parse(&role)
+                .ok_or_else(|| DbError::Corrupt(format!("unknown device role {role:?}")))?,
+            provinces: serde_json::from_str(&provinces)
+                .map_err(|e| DbError::Corrupt(e.to_string()))?,
+            reason,
+        });
+    }
+    Ok(out)
 }
 
 /// Records a successful sync.

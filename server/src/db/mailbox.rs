@@ -25,7 +25,7 @@ pub fn day_of(at: i64) -> i64 {
     at - at.rem_euclid(DAY_SECS)
 }
 
-fn kind_code(kind: EnvelopeKind) -> i64 {
+pub(crate) fn kind_code(kind: EnvelopeKind) -> i64 {
     match kind {
         EnvelopeKind::Tip => 1,
         EnvelopeKind::Reply => 2,
@@ -122,7 +122,21 @@ pub fn released_count(conn: &Connection) -> Result<i64, DbError> {
     )
 }
 
-/// Removes an envelope (only ever one HQ acknowledged, or a tip the tip desk released).
+/// The replies that arrived on a day before `before` (unix seconds).
+pub fn replies_received_before(conn: &Connection, before: i64) -> Result<Vec<EnvelopeId>, DbError> {
+    let mut statement =
+        conn.prepare("SELECT id FROM mailbox WHERE kind = ?1 AND received_at < ?2")?;
+    let ids = statement
+        .query_map(params![kind_code(EnvelopeKind::Reply), before], |row| {
+            row.get::<_, Vec<u8>>(0)
+        })?
+        .map(|id| Ok(EnvelopeId(array32(id?, "envelope id")?)))
+        .collect::<Result<Vec<_>, DbError>>()?;
+    Ok(ids)
+}
+
+/// Removes an envelope (one HQ acknowledged, a tip the tip desk released, or a reply delivered
+/// or expired).
 pub fn delete(conn: &Connection, id: &EnvelopeId) -> Result<(), DbError> {
     conn.execute("DELETE FROM mailbox WHERE id = ?1", [&id.0[..]])?;
     Ok(())

@@ -1,11 +1,14 @@
-//! The server's SQLite storage: one file in the data folder, opened in WAL mode with
-//! `synchronous=FULL`, so an acknowledged sync survives a power cut, and with a busy timeout,
-//! so the admin commands can work on the folder of a running server.
+//! The server's SQLite storage: one file in the data folder, encrypted at rest (SQLCipher, see
+//! [`atrest`]), opened in WAL mode with `synchronous=FULL`, so an acknowledged sync survives a
+//! power cut, and with a busy timeout, so the admin commands can work on the folder of a running
+//! server.
 //!
 //! The server keeps one writer connection (behind the [`crate::state`] lock, used from blocking
 //! threads only); every function here takes a `&Connection` (a `Transaction` derefs to one) so
 //! that a request's effects and its replay record commit together.
 
+pub mod atrest;
+pub mod backup;
 pub mod chunks;
 pub mod devices;
 pub mod documents;
@@ -43,6 +46,28 @@ pub enum DbError {
     },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error(
+        "the database in {data} is encrypted at rest and its key file {key_file} is missing: \
+         start with --db-key-file FILE (or PHAKHI_DB_KEY_FILE) naming the key file kept apart \
+         from the data, or --db-passphrase-env VAR if it was made with a passphrase; nothing was \
+         changed"
+    )]
+    KeyMissing { data: PathBuf, key_file: PathBuf },
+    #[error(
+        "the database in {data} does not open with {with}: give the key file or passphrase it \
+         was made with (--db-key-file FILE or --db-passphrase-env VAR); nothing was changed"
+    )]
+    WrongKey { data: PathBuf, with: String },
+    #[error(
+        "the database key material at {path} is damaged or missing: restore it from where you \
+         keep it (a key file is 64 hex digits); nothing was changed"
+    )]
+    KeyDamaged { path: PathBuf },
+    #[error("cannot read or write {path}: {source}")]
+    KeyFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot create the data folder {path}: {source}")]
     Folder {
         path: PathBuf,
@@ -72,8 +97,14 @@ pub fn open(data_dir: &Path) -> Result<Connection, DbError> {
     private::private_folder(data_dir).map_err(folder_error)?;
     let path = data_dir.join(DB_FILE);
     private::private_database(&path).map_err(folder_error)?;
-    let mut conn = Connection::open_with_flags(
+    let key = atrest::key_for(data_dir, &path, true)?;
+    if atrest::is_plaintext(&path)? {
+        atrest::encrypt_plaintext(&path, &key)?;
+    }
+    let mut conn = atrest::connect(
         &path,
+        data_dir,
+        &key,
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -90,6 +121,21 @@ pub fn open_existing(data_dir: &Path) -> Result<Option<Connection>, DbError> {
         return Ok(None);
     }
     open(data_dir).map(Some)
+}
+
+/// Opens the existing database in `data_dir` read-only with its key (no migration, nothing
+/// created): for tests and tools that only look.
+pub fn open_read_only(data_dir: &Path) -> Result<Connection, DbError> {
+    let path = data_dir.join(DB_FILE);
+    let key = atrest::key_for(data_dir, &path, false)?;
+    let conn = atrest::connect(
+        &path,
+        data_dir,
+        &key,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
 }
 
 fn configure(conn: &Connection) -> Result<(), DbError> {

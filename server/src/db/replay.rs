@@ -66,6 +66,24 @@ pub fn check_and_record(
     Ok(inserted == 1)
 }
 
+/// Whether this request id of `sender` is already recorded (read only: the admission stage
+/// refuses a replay from the reader connection, before the request waits for the writer).
+pub fn seen(
+    conn: &Connection,
+    key: &ReplayKey,
+    sender: &[u8],
+    request_id: &[u8; 16],
+) -> Result<bool, DbError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM replay_guard WHERE tag = ?1",
+            params![&key.tag(sender, request_id)[..]],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
 /// Forgets the days that ended at or before `before` (unix seconds): every request of them was
 /// sent before it. Returns how many were removed.
 pub fn prune(conn: &Connection, before: i64) -> Result<usize, DbError> {

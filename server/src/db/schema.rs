@@ -10,7 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::DbError;
 
 /// The schema version this program writes.
-pub const VERSION: i64 = 7;
+pub const VERSION: i64 = 9;
 
 /// `MIGRATIONS[n]` upgrades a database from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -196,7 +196,93 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE devices ADD COLUMN registered_through INTEGER; -- HQ, on a relay's row: unix seconds
     "#,
+    // 7 -> 8: a relay's link never stalls on one bad item, and revocations travel both ways.
+    // Tips HQ refused one by one are kept apart at the relay (not sent again); revocations are
+    // numbered in the order they happen, so HQ pages them to each relay from the relay's cursor;
+    // a relay remembers which of its own revocations HQ took; HQ keeps the registrations it
+    // refused, so its operator can still revoke those devices.
+    r#"
+    CREATE TABLE upstream_set_aside (
+        id          BLOB    PRIMARY KEY,               -- SHA-256 of the envelope
+        kind        INTEGER NOT NULL,                  -- 1 tip
+        province    TEXT    NOT NULL,
+        bytes       BLOB    NOT NULL,                  -- the sealed envelope, kept as it was
+        code        TEXT    NOT NULL,                  -- HQ's error code
+        reason      TEXT    NOT NULL,                  -- HQ's reason
+        set_aside_at INTEGER NOT NULL                  -- the day (00:00 UTC, unix)
+    ) STRICT;
+
+    ALTER TABLE devices ADD COLUMN revoked_seq INTEGER;     -- order of revocations here
+    UPDATE devices SET revoked_seq = (
+        SELECT count(*) FROM devices AS earlier
+        WHERE earlier.revoked_at IS NOT NULL
+          AND (earlier.revoked_at < devices.revoked_at
+               OR (earlier.revoked_at = devices.revoked_at AND earlier.id <= devices.id))
+    ) WHERE revoked_at IS NOT NULL;
+    CREATE UNIQUE INDEX devices_by_revoked_seq ON devices(revoked_seq)
+        WHERE revoked_seq IS NOT NULL;
+    CREATE INDEX devices_revoked_unnumbered ON devices(revoked_at, id)
+        WHERE revoked_at IS NOT NULL AND revoked_seq IS NULL;
+    ALTER TABLE devices ADD COLUMN revocation_upstream_at INTEGER; -- relay: HQ took its revocation
+    ALTER TABLE upstream ADD COLUMN revocation_cursor INTEGER NOT NULL DEFAULT 0;
+
+    CREATE TABLE refused_registrations (
+        public_key  BLOB    PRIMARY KEY,               -- the device's static X25519 key
+        device_id   TEXT    NOT NULL,
+        role        TEXT    NOT NULL,
+        provinces   TEXT    NOT NULL,                  -- JSON array, within the relay's
+        relay       INTEGER NOT NULL REFERENCES devices(id),
+        reason      TEXT    NOT NULL,
+        refused_at  INTEGER NOT NULL                   -- the day (00:00 UTC, unix)
+    ) STRICT;
+    "#,
+    // 8 -> 9: backups. This server's mark (which copy of the database this is, backups begun and
+    // finished: phones and relays keep what it acknowledged until a finished backup holds it);
+    // on a relay, the tips HQ acknowledged that no finished backup of HQ holds yet, and HQ's
+    // last mark.
+    r#"
+    CREATE TABLE backup_mark (
+        id        INTEGER PRIMARY KEY CHECK (id = 1),
+        lineage   BLOB    NOT NULL CHECK (length(lineage) = 16),
+        started   INTEGER NOT NULL,
+        completed INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE upstream_held (
+        id   BLOB PRIMARY KEY,                         -- a tip's envelope id
+        mark BLOB NOT NULL                             -- HQ's mark when it acknowledged it
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE upstream_mark (
+        id   INTEGER PRIMARY KEY CHECK (id = 1),
+        mark BLOB    NOT NULL                          -- HQ's last mark
+    ) STRICT;
+    "#,
 ];
+
+/// Version 2 as it first shipped created `mailbox_released` without `province` and
+/// `received_at` (a later edit of the 1 -> 2 step added them, so databases made from then on
+/// have them): such a database gains the two columns here, before any later step reads them. A
+/// released tip whose envelope is gone keeps province `unknown` (reports skip it by province but
+/// still count it) and its release time as its arrival time.
+fn repair_early_released_tips(tx: &rusqlite::Transaction<'_>) -> Result<(), DbError> {
+    let has_province: bool = tx.query_row(
+        "SELECT count(*) FROM pragma_table_info('mailbox_released') WHERE name = 'province'",
+        [],
+        |row| row.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if has_province {
+        return Ok(());
+    }
+    tx.execute_batch(
+        "ALTER TABLE mailbox_released ADD COLUMN province TEXT NOT NULL DEFAULT 'unknown';
+         ALTER TABLE mailbox_released ADD COLUMN received_at INTEGER NOT NULL DEFAULT 0;
+         UPDATE mailbox_released SET
+             province = coalesce(
+                 (SELECT province FROM mailbox WHERE mailbox.id = mailbox_released.id),
+                 'unknown'),
+             received_at = released_at;",
+    )?;
+    Ok(())
+}
 
 /// The database's current schema version.
 pub fn version(conn: &Connection) -> Result<i64, DbError> {
@@ -223,6 +309,9 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DbError> {
         };
         // What a step drops or rewrites is overwritten, not left in free pages.
         tx.pragma_update(None, "secure_delete", "ON")?;
+        if found >= 2 {
+            repair_early_released_tips(&tx)?;
+        }
         tx.execute_batch(step)?;
         tx.pragma_update(None, "user_version", found + 1)?;
         tx.commit()?;
@@ -258,6 +347,7 @@ mod tests {
         assert_eq!(
             tables,
             [
+                "backup_mark",
                 "chunks",
                 "chunks_passed_on",
                 "dashboard_logins",
@@ -268,10 +358,51 @@ mod tests {
                 "mailbox",
                 "mailbox_acked",
                 "mailbox_released",
+                "refused_registrations",
                 "replay_guard",
                 "replay_guard_legacy",
                 "upstream",
+                "upstream_held",
+                "upstream_mark",
+                "upstream_set_aside",
                 "used_invites"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_version_7_database_numbers_its_revocations_in_the_order_they_happened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mut conn = Connection::open(&path).unwrap();
+        for step in &MIGRATIONS[..7] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 7).unwrap();
+        for (key, revoked_at) in [(1u8, Some(50)), (2, None), (3, Some(40)), (4, Some(50))] {
+            conn.execute(
+                "INSERT INTO devices (device_id, public_key, role, provinces, enrolled_at,
+                                      revoked_at)
+                 VALUES (?1, ?2, 'leader', '[\"TH-44\"]', 1, ?3)",
+                rusqlite::params![format!("d{key}"), vec![key; 32], revoked_at],
+            )
+            .unwrap();
+        }
+        migrate(&mut conn, &path).unwrap();
+        let numbered: Vec<(String, Option<i64>)> = conn
+            .prepare("SELECT device_id, revoked_seq FROM devices ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            numbered,
+            [
+                ("d1".to_string(), Some(2)),
+                ("d2".to_string(), None),
+                ("d3".to_string(), Some(1)),
+                ("d4".to_string(), Some(3)),
             ]
         );
     }

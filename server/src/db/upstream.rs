@@ -31,6 +31,20 @@ pub struct Progress {
     pub mailbox_cursor: u64,
     pub last_success: Option<i64>,
     pub last_error: Option<String>,
+    /// The last of HQ's revocations (by HQ's numbering) this relay has applied.
+    pub revocation_cursor: u64,
+}
+
+/// A tip HQ refused on its own, kept here apart from the mailbox: never sent again, never
+/// lost, named in `/v1/health` (to the operator) with HQ's reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetAsideTip {
+    pub id: [u8; 32],
+    pub province: String,
+    pub code: String,
+    pub reason: String,
+    /// The day it was set aside (00:00 UTC, unix).
+    pub day: i64,
 }
 
 fn key32(bytes: Vec<u8>, what: &str) -> Result<[u8; 32], DbError> {
@@ -95,7 +109,8 @@ pub fn joined(conn: &Connection) -> Result<Option<Joined>, DbError> {
 pub fn progress(conn: &Connection) -> Result<Progress, DbError> {
     let row = conn
         .query_row(
-            "SELECT sync_state, mailbox_cursor, last_success, last_error FROM upstream WHERE id = 1",
+            "SELECT sync_state, mailbox_cursor, last_success, last_error, revocation_cursor
+             FROM upstream WHERE id = 1",
             [],
             |row| {
                 Ok(Progress {
@@ -103,6 +118,7 @@ pub fn progress(conn: &Connection) -> Result<Progress, DbError> {
                     mailbox_cursor: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
                     last_success: row.get(2)?,
                     last_error: row.get(3)?,
+                    revocation_cursor: u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
                 })
             },
         )
@@ -123,6 +139,68 @@ pub fn save_mailbox_cursor(conn: &Connection, cursor: u64) -> Result<(), DbError
         [i64::try_from(cursor).unwrap_or(i64::MAX)],
     )?;
     Ok(())
+}
+
+/// Stores how far HQ's revocations were applied.
+pub fn save_revocation_cursor(conn: &Connection, cursor: u64) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE upstream SET revocation_cursor = ?1 WHERE id = 1",
+        [i64::try_from(cursor).unwrap_or(i64::MAX)],
+    )?;
+    Ok(())
+}
+
+/// Keeps a tip HQ refused apart (the caller removes it from the mailbox in the same
+/// transaction).
+pub fn set_aside(
+    conn: &Connection,
+    tip: &SetAsideTip,
+    kind: i64,
+    envelope: &[u8],
+) -> Result<(), DbError> {
+    conn.execute(
+        "INSERT OR IGNORE INTO upstream_set_aside
+             (id, kind, province, bytes, code, reason, set_aside_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            &tip.id[..],
+            kind,
+            tip.province,
+            envelope,
+            tip.code,
+            tip.reason,
+            tip.day
+        ],
+    )?;
+    Ok(())
+}
+
+/// The tips set aside, in id order.
+pub fn set_aside_tips(conn: &Connection) -> Result<Vec<SetAsideTip>, DbError> {
+    let mut statement = conn.prepare(
+        "SELECT id, province, code, reason, set_aside_at FROM upstream_set_aside ORDER BY id",
+    )?;
+    let rows = statement.query_map([], |row| {
+        Ok((
+            row.get::<_, Vec<u8>>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, String>(2)?,
+            row.get::<_, String>(3)?,
+            row.get::<_, i64>(4)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, province, code, reason, day) = row?;
+        out.push(SetAsideTip {
+            id: key32(id, "a set-aside envelope's id")?,
+            province,
+            code,
+            reason,
+            day,
+        });
+    }
+    Ok(out)
 }
 
 /// Records the outcome of one upstream round.

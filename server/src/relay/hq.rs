@@ -1,6 +1,11 @@
 //! HQ's side of a relay's section: registering the devices the relay enrolled (each checked
-//! against the HQ-signed invite it presented, whose one-time token HQ then spends), and listing
-//! the revocations the relay must apply.
+//! against the HQ-signed invite it presented, whose one-time token HQ then spends), taking the
+//! revocations the relay made itself, and listing the revocations the relay must apply: a page
+//! at a time after the relay's cursor, in the order they happened, so none is ever dropped
+//! (a relay that does not page gets the newest [`MAX_REVOCATIONS`]).
+//!
+//! A registration HQ refuses is kept (`refused_registrations`), so HQ's operator can still
+//! revoke that device, which keeps syncing at its relay until then.
 //!
 //! A relay says when it admitted each device, and a relay cut off from HQ for days may honestly
 //! report a device whose invite has expired since. HQ believes that claim only back to the relay's
@@ -46,6 +51,7 @@ pub fn answer(
             Err(Refused::Fatal(error)) => return Err(error),
             Err(Refused::Because(reason)) => {
                 drop(savepoint);
+                keep_refused(tx, relay, registration, &reason, now)?;
                 tracing::warn!(
                     relay = %relay.device_id,
                     device = %devices::device_id(&registration.public_key),
@@ -66,7 +72,207 @@ pub fn answer(
         // The relay had no more to report: nothing it enrolled before now is news from now on.
         devices::set_registered_through(tx, relay.row, i64::try_from(now).unwrap_or(i64::MAX))?;
     }
-    out.revoked = revoked_in(tx, relay)?;
+    if request.revocation_cursor.is_some() {
+        for revocation in &request.revocations {
+            take_revocation(tx, relay, revocation, now)?;
+            out.revocations_taken.push(revocation.public_key);
+        }
+    }
+    devices::number_revocations(tx)?;
+    match request.revocation_cursor {
+        Some(cursor) => {
+            let page = revoked_after(tx, relay, cursor)?;
+            out.revoked = page.revoked;
+            out.revocation_cursor = Some(page.cursor);
+            out.more_revocations = page.more;
+        }
+        None => out.revoked = revoked_newest(tx, relay)?,
+    }
+    Ok(out)
+}
+
+/// Whether a device of the relay's provinces, as the relay sees it: not a relay or the tip desk,
+/// and every province it has within the relay's.
+fn in_relays_provinces(relay: &Device, device: &Device) -> bool {
+    device.row != relay.row
+        && !matches!(device.role, Role::Relay | Role::Admin)
+        && !device.provinces.is_empty()
+        && device
+            .provinces
+            .iter()
+            .all(|code| relay.provinces.contains(code))
+}
+
+/// Keeps a registration HQ refused, so its operator can revoke that device from here.
+fn keep_refused(
+    conn: &rusqlite::Connection,
+    relay: &Device,
+    registration: &Registration,
+    reason: &str,
+    now: u64,
+) -> Result<(), AppError> {
+    let Some(role) = Role::parse(&registration.role) else {
+        return Ok(());
+    };
+    if matches!(role, Role::Relay | Role::Admin)
+        || registration.provinces.is_empty()
+        || !registration
+            .provinces
+            .iter()
+            .all(|code| relay.provinces.contains(code))
+    {
+        return Ok(());
+    }
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    devices::record_refused(
+        conn,
+        &devices::RefusedRegistration {
+            public_key: registration.public_key,
+            device_id: devices::device_id(&registration.public_key),
+            role,
+            provinces: registration.provinces.clone(),
+            reason: reason.to_owned(),
+        },
+        relay.row,
+        now - now.rem_euclid(86_400),
+    )?;
+    Ok(())
+}
+
+/// A device the relay revoked is revoked here too, when it is one of the relay's provinces'
+/// (a relay cannot revoke another province's device, another relay or the tip desk). A device
+/// HQ only knows as a refused registration of that relay is recorded here, revoked, so it
+/// cannot enrol at HQ either. Anything else is left alone: the relay is told it was taken
+/// either way, so it is not sent again.
+fn take_revocation(
+    conn: &rusqlite::Connection,
+    relay: &Device,
+    revocation: &Revocation,
+    now: u64,
+) -> Result<(), AppError> {
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    match devices::by_key(conn, &revocation.public_key)? {
+        Some(device) if in_relays_provinces(relay, &device) => {
+            if devices::revoke(conn, device.row, now)? {
+                tracing::info!(
+                    relay = %relay.device_id,
+                    device = %device.device_id,
+                    "revoked here, as the relay revoked it"
+                );
+            }
+        }
+        Some(device) => {
+            if device.revoked_at.is_none() {
+                tracing::warn!(
+                    relay = %relay.device_id,
+                    device = %device.device_id,
+                    "a relay revoked a device outside its provinces; not revoked here"
+                );
+            }
+        }
+        None => {
+            let id = devices::device_id(&revocation.public_key);
+            let known = devices::find_refused(conn, &id)?
+                .into_iter()
+                .find(|refused| refused.public_key == revocation.public_key);
+            if let Some(refused) = known
+                && refused
+                    .provinces
+                    .iter()
+                    .all(|code| relay.provinces.contains(code))
+            {
+                revoke_refused(conn, &refused, now)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Records a device HQ refused to register as a revoked device, so every relay of its
+/// provinces refuses it after its next round and it cannot enrol here.
+pub fn revoke_refused(
+    conn: &rusqlite::Connection,
+    refused: &devices::RefusedRegistration,
+    now: i64,
+) -> Result<Device, DbError> {
+    let device = match devices::insert(
+        conn,
+        &refused.public_key,
+        refused.role,
+        &refused.provinces,
+        now,
+    )? {
+        Some(device) => device,
+        None => devices::by_key(conn, &refused.public_key)?
+            .ok_or_else(|| DbError::Corrupt("a device vanished while being revoked".into()))?,
+    };
+    devices::revoke(conn, device.row, now)?;
+    Ok(device)
+}
+
+/// Most revoked devices looked at for one page (of any province).
+const PAGE_SCAN: usize = 4 * MAX_REVOCATIONS;
+
+/// One page of revocations for a relay.
+struct Page {
+    revoked: Vec<Revocation>,
+    cursor: u64,
+    more: bool,
+}
+
+/// The revocations of the relay's provinces numbered after `cursor`, oldest first, at most
+/// [`MAX_REVOCATIONS`]; the cursor moves past every revocation looked at, of any province.
+fn revoked_after(
+    conn: &rusqlite::Connection,
+    relay: &Device,
+    cursor: u64,
+) -> Result<Page, DbError> {
+    let after = i64::try_from(cursor).unwrap_or(i64::MAX);
+    let scanned = devices::revoked_after(conn, after, PAGE_SCAN)?;
+    let mut page = Page {
+        revoked: Vec::new(),
+        cursor,
+        more: scanned.len() == PAGE_SCAN,
+    };
+    for (seq, device) in scanned {
+        if page.revoked.len() == MAX_REVOCATIONS {
+            page.more = true;
+            break;
+        }
+        page.cursor = u64::try_from(seq).unwrap_or(cursor);
+        if device.row == relay.row || !device.provinces.iter().any(|p| relay.provinces.contains(p))
+        {
+            continue;
+        }
+        if let Some(at) = device.revoked_at {
+            page.revoked.push(Revocation {
+                public_key: device.public_key,
+                revoked_at: u64::try_from(at).unwrap_or(0),
+            });
+        }
+    }
+    Ok(page)
+}
+
+/// For a relay that does not page: the newest [`MAX_REVOCATIONS`] of its provinces, newest
+/// first (an older relay reads one list and applies what it knows).
+fn revoked_newest(conn: &rusqlite::Connection, relay: &Device) -> Result<Vec<Revocation>, DbError> {
+    let mut out = Vec::new();
+    for device in devices::revoked_newest(conn, PAGE_SCAN)? {
+        if out.len() == MAX_REVOCATIONS {
+            break;
+        }
+        if device.row == relay.row || !device.provinces.iter().any(|p| relay.provinces.contains(p))
+        {
+            continue;
+        }
+        if let Some(at) = device.revoked_at {
+            out.push(Revocation {
+                public_key: device.public_key,
+                revoked_at: u64::try_from(at).unwrap_or(0),
+            });
+        }
+    }
     Ok(out)
 }
 
@@ -183,24 +389,6 @@ fn register(
     Ok(())
 }
 
-/// Revoked devices of the relay's provinces (never the relay itself), oldest first.
-fn revoked_in(conn: &rusqlite::Connection, relay: &Device) -> Result<Vec<Revocation>, DbError> {
-    let mut out: Vec<Revocation> = devices::list(conn)?
-        .into_iter()
-        .filter(|device| device.row != relay.row)
-        .filter(|device| device.provinces.iter().any(|p| relay.provinces.contains(p)))
-        .filter_map(|device| {
-            device.revoked_at.map(|at| Revocation {
-                public_key: device.public_key,
-                revoked_at: u64::try_from(at).unwrap_or(0),
-            })
-        })
-        .collect();
-    out.sort_by_key(|revocation| revocation.revoked_at);
-    out.truncate(MAX_REVOCATIONS);
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,7 +442,7 @@ mod tests {
         let request = UpstreamRequest {
             named_only: false,
             registrations,
-            last_syncs: Vec::new(),
+            ..UpstreamRequest::default()
         };
         let out = answer(&mut tx, &verifying, &relay, &request, now).unwrap();
         tx.commit().unwrap();
@@ -368,6 +556,139 @@ mod tests {
                 revoked_at: 70
             }]
         );
+    }
+
+    fn paged(hq: &mut Hq, cursor: u64, revocations: Vec<Revocation>) -> UpstreamResponse {
+        let verifying = hq.signing.verifying_key();
+        let relay = hq.relay.clone();
+        let mut tx = hq.conn.transaction().unwrap();
+        let request = UpstreamRequest {
+            revocation_cursor: Some(cursor),
+            revocations,
+            ..UpstreamRequest::default()
+        };
+        let out = answer(&mut tx, &verifying, &relay, &request, 10_000).unwrap();
+        tx.commit().unwrap();
+        out
+    }
+
+    #[test]
+    fn revocations_are_paged_in_the_order_they_happened_and_none_is_dropped() {
+        let mut hq = hq();
+        let many = MAX_REVOCATIONS + 904;
+        let tx = hq.conn.transaction().unwrap();
+        for n in 0..many {
+            let mut key = [0u8; 32];
+            key[..4].copy_from_slice(&(n as u32).to_be_bytes());
+            key[31] = 1;
+            let province = if n % 10 == 9 { "TH-40" } else { "TH-44" };
+            let device = devices::insert(&tx, &key, Role::Leader, &[province.into()], 1)
+                .unwrap()
+                .unwrap();
+            // Times that go back (a clock set back) do not reorder them.
+            devices::revoke(&tx, device.row, 5_000 - n as i64).unwrap();
+        }
+        tx.commit().unwrap();
+        let (mut cursor, mut seen, mut pages) = (0, Vec::new(), 0);
+        loop {
+            let out = paged(&mut hq, cursor, Vec::new());
+            assert!(out.revoked.len() <= MAX_REVOCATIONS);
+            pages += 1;
+            seen.extend(out.revoked.iter().map(|r| r.public_key));
+            cursor = out.revocation_cursor.unwrap();
+            if !out.more_revocations {
+                break;
+            }
+        }
+        assert_eq!(pages, 2);
+        let ours: Vec<[u8; 32]> = devices::list(&hq.conn)
+            .unwrap()
+            .into_iter()
+            .filter(|d| d.revoked_at.is_some() && d.provinces == ["TH-44"])
+            .map(|d| d.public_key)
+            .collect();
+        assert_eq!(seen, ours, "every one, oldest first, none twice");
+        // Nothing new: an empty page, the cursor stays.
+        let out = paged(&mut hq, cursor, Vec::new());
+        assert!(out.revoked.is_empty() && !out.more_revocations);
+        assert_eq!(out.revocation_cursor, Some(cursor));
+        // A revocation written without a number (an older program) is numbered and sent.
+        let late = devices::insert(&hq.conn, &[77; 32], Role::Leader, &["TH-44".into()], 1)
+            .unwrap()
+            .unwrap();
+        hq.conn
+            .execute(
+                "UPDATE devices SET revoked_at = 1 WHERE id = ?1",
+                [late.row],
+            )
+            .unwrap();
+        let out = paged(&mut hq, cursor, Vec::new());
+        assert_eq!(out.revoked.len(), 1);
+        assert_eq!(out.revoked[0].public_key, [77; 32]);
+        // A relay that does not page gets the newest.
+        let old = run(&mut hq, Vec::new(), 10_000);
+        assert_eq!(old.revoked.len(), MAX_REVOCATIONS);
+        assert_eq!(old.revoked[0].public_key, [77; 32]);
+        assert_eq!(old.revocation_cursor, None);
+    }
+
+    #[test]
+    fn a_relays_own_revocations_are_taken_within_its_provinces_only() {
+        let mut hq = hq();
+        let ours = devices::insert(&hq.conn, &[1; 32], Role::Leader, &["TH-44".into()], 1)
+            .unwrap()
+            .unwrap();
+        devices::insert(&hq.conn, &[2; 32], Role::Leader, &["TH-40".into()], 1)
+            .unwrap()
+            .unwrap();
+        devices::insert(&hq.conn, &[3; 32], Role::Admin, &["TH-44".into()], 1)
+            .unwrap()
+            .unwrap();
+        // HQ refused this one's registration from the relay: it is known only as that.
+        let refused = registration(&hq, 4, [9; 32], &["TH-44"]);
+        let mut broken = refused.clone();
+        broken.invite = "PHAKHI1:not-an-invite".into();
+        let out = run(&mut hq, vec![broken], 2_000);
+        assert_eq!(out.refused.len(), 1);
+        assert!(devices::by_key(&hq.conn, &[4; 32]).unwrap().is_none());
+        let revocation = |key: u8| Revocation {
+            public_key: [key; 32],
+            revoked_at: 50,
+        };
+        let out = paged(
+            &mut hq,
+            0,
+            vec![
+                revocation(1),
+                revocation(2),
+                revocation(3),
+                revocation(4),
+                revocation(5),
+            ],
+        );
+        assert_eq!(
+            out.revocations_taken.len(),
+            5,
+            "each answered, so none is sent again"
+        );
+        let revoked = |key: u8| {
+            devices::by_key(&hq.conn, &[key; 32])
+                .unwrap()
+                .map(|d| d.revoked_at.is_some())
+        };
+        assert_eq!(revoked(1), Some(true));
+        assert_eq!(revoked(2), Some(false), "another province's");
+        assert_eq!(revoked(3), Some(false), "the tip desk");
+        assert_eq!(
+            revoked(4),
+            Some(true),
+            "the refused registration, now revoked here"
+        );
+        assert_eq!(revoked(5), None);
+        // ... and the page that answered lists the relay's province's revocations.
+        let keys: Vec<u8> = out.revoked.iter().map(|r| r.public_key[0]).collect();
+        assert_eq!(keys, vec![1, 4]);
+        let _ = ours;
     }
 
     #[test]

@@ -6,6 +6,23 @@
 
 use serde::Serialize;
 
+/// One item HQ refused on its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SetAsideItem {
+    /// `tip`, `registration` or `document`.
+    pub kind: &'static str,
+    /// The envelope's id (hex), the device's id, or the document's name.
+    pub id: String,
+    /// The tip's province.
+    pub province: Option<String>,
+    /// HQ's error code (`out_of_scope`, …), or `registration_refused`.
+    pub code: String,
+    /// HQ's reason, and what happens next.
+    pub reason: String,
+    /// The day it was set aside (00:00 UTC, unix seconds).
+    pub day: i64,
+}
+
 /// The upstream link's state, as last reported by the upstream task.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct UpstreamStatus {
@@ -54,6 +71,19 @@ pub struct UpstreamStatus {
     pub registrations_accepted: u64,
     pub registrations_refused: u64,
     pub revocations_applied: u64,
+    /// Revocations made here that HQ took.
+    pub revocations_sent: u64,
+    /// Revocations made here that HQ has not taken yet (read like `pending_envelopes`).
+    pub pending_revocations: i64,
+    /// Envelopes HQ refused one by one, set aside here since the server started.
+    pub envelopes_set_aside: u64,
+    /// What HQ refused on its own while the rest kept flowing: tips (kept here apart, never
+    /// sent again) and registrations, read from the store; shown to the operator only (a tip
+    /// set aside could point at the phone that sent it).
+    pub set_aside: Vec<SetAsideItem>,
+    /// Documents whose changes HQ refused in this server's recent rounds (offered again each
+    /// round; everything else keeps syncing).
+    pub documents_refused: Vec<SetAsideItem>,
     /// Attachment chunks held here that HQ has not acknowledged yet.
     pub chunks_waiting: i64,
     /// Chunk copies sent to HQ (counting those of exchanges that failed and went again), and

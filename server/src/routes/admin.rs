@@ -8,6 +8,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use super::sealed_exchange;
+use crate::admission::Route;
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -16,6 +17,17 @@ pub async fn admin(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
-    let (response, _done) = sealed_exchange(&state, &headers, body, crate::adminx::admin).await?;
+    // Only HQ serves the tip desk: a relay refuses before opening anything.
+    if state.config().role != crate::config::ServerRole::Hq {
+        return Err(AppError::HqOnly);
+    }
+    let (response, _done) = sealed_exchange(
+        &state,
+        &headers,
+        body,
+        Route::EXCHANGE,
+        crate::adminx::admin,
+    )
+    .await?;
     Ok(response)
 }

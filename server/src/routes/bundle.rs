@@ -11,6 +11,7 @@ use axum::response::Response;
 use phakhi_core::seal::MAX_BUNDLE_AGE_SECS;
 
 use super::sealed_exchange;
+use crate::admission::Route;
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -19,9 +20,15 @@ pub async fn bundle(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
-    let (response, ()) = sealed_exchange(&state, &headers, body, |state, core, body, now| {
-        crate::exchange::sync_within(state, core, body, now, MAX_BUNDLE_AGE_SECS)
-    })
+    let (response, ()) = sealed_exchange(
+        &state,
+        &headers,
+        body,
+        Route::BUNDLE,
+        |state, core, incoming, now| {
+            crate::exchange::sync_within(state, core, incoming, now, MAX_BUNDLE_AGE_SECS)
+        },
+    )
     .await?;
     state.metrics().sync_done();
     Ok(response)

@@ -8,6 +8,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use super::sealed_exchange;
+use crate::admission::Route;
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -16,6 +17,13 @@ pub async fn chunks(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
-    let (response, ()) = sealed_exchange(&state, &headers, body, crate::exchange::chunks).await?;
+    let (response, ()) = sealed_exchange(
+        &state,
+        &headers,
+        body,
+        Route::CHUNKS,
+        crate::exchange::chunks,
+    )
+    .await?;
     Ok(response)
 }

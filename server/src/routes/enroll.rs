@@ -7,6 +7,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use super::sealed_exchange;
+use crate::admission::Route;
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -15,8 +16,14 @@ pub async fn enroll(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
-    let (response, device_id) =
-        sealed_exchange(&state, &headers, body, crate::exchange::enroll).await?;
+    let (response, device_id) = sealed_exchange(
+        &state,
+        &headers,
+        body,
+        Route::ENROL,
+        crate::exchange::enroll,
+    )
+    .await?;
     tracing::info!(device = %device_id, "device enrolled");
     state.metrics().enrolment_done();
     Ok(response)

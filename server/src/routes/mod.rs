@@ -13,9 +13,11 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 
+use crate::admission::{Route, admit};
 use crate::error::AppError;
 use crate::http::envelope_response;
 use crate::state::{AppState, Core};
+use crate::transport::Incoming;
 
 /// Checks a sealed-envelope request body: `application/octet-stream`, within the size limit,
 /// not empty.
@@ -79,25 +81,30 @@ impl<T: Send + 'static> Answer for (Vec<u8>, T) {
     }
 }
 
-/// The shape every sealed-envelope route shares: check the body, run `exchange` on the blocking
-/// storage side at the server's clock, count the bytes in and out, and answer with the sealed
-/// envelope. Only a completed (committed) exchange is counted and answered.
+/// The shape every sealed-envelope route shares: check the body, pass admission
+/// ([`crate::admission::admit`]: opened, from a known sender, within rate, all before the
+/// writer), run `exchange` on the blocking storage side at the server's clock, count the bytes
+/// in and out, and answer with the sealed envelope. Only a completed (committed) exchange is
+/// counted and answered.
 pub async fn sealed_exchange<A, F>(
     state: &AppState,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
+    route: Route,
     exchange: F,
 ) -> Result<(Response, A::Extra), AppError>
 where
     A: Answer,
-    F: FnOnce(&AppState, &mut Core, &[u8], u64) -> Result<A, AppError> + Send + 'static,
+    F: FnOnce(&AppState, &mut Core, Incoming<'static>, u64) -> Result<A, AppError> + Send + 'static,
 {
     let body = envelope_body(state, headers, body)?;
     let received = body.len();
     let now = now_unix();
+    let opened = admit(state, body, now, route).await?;
     let worker = state.clone();
+    state.metrics().writer_request();
     let (answer, extra) = state
-        .with_core(move |core| exchange(&worker, core, &body, now))
+        .with_core(move |core| exchange(&worker, core, Incoming::Opened(opened), now))
         .await?
         .split();
     state.metrics().bytes(received, answer.len());

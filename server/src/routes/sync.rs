@@ -8,6 +8,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use super::sealed_exchange;
+use crate::admission::Route;
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -16,7 +17,14 @@ pub async fn sync(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
-    let (response, ()) = sealed_exchange(&state, &headers, body, crate::exchange::sync).await?;
+    let (response, ()) = sealed_exchange(
+        &state,
+        &headers,
+        body,
+        Route::EXCHANGE,
+        crate::exchange::sync,
+    )
+    .await?;
     state.metrics().sync_done();
     Ok(response)
 }

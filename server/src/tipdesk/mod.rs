@@ -18,6 +18,7 @@ mod attachments;
 pub mod hq;
 pub mod keyfile;
 mod net;
+pub mod shares;
 
 use std::path::{Path, PathBuf};
 
@@ -125,6 +126,32 @@ pub enum TipdeskCommand {
         #[arg(long, value_name = "N", default_value_t = 4)]
         per_request: usize,
     },
+    /// Split the desk's key and the member-code key into shares, any THRESHOLD of which
+    /// rebuild the desk (`tipdesk restore`): one per investigator, kept apart. Writes
+    /// share-N.txt (text and QR code) and share-N.svg (QR code) for each, and codes.sealed (the
+    /// registry of issued codes, opened only with the shares) into a new folder.
+    Backup {
+        /// How many shares to make (at most 16).
+        #[arg(long, value_name = "N")]
+        shares: u8,
+        /// How many shares rebuild the desk (at least 2).
+        #[arg(long, value_name = "K")]
+        threshold: u8,
+        /// The new folder to write them into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Rebuild the desk from shares of `tipdesk backup` into a new --dir, under a new
+    /// passphrase; then enrol it at HQ again and pull.
+    Restore {
+        /// A file holding one share's text (share-N.txt, or the line typed from paper);
+        /// repeat for each share.
+        #[arg(long = "share", value_name = "FILE", required = true)]
+        shares: Vec<PathBuf>,
+        /// The backup's codes.sealed, to bring back the registry of issued codes.
+        #[arg(long, value_name = "FILE")]
+        codes: Option<PathBuf>,
+    },
     /// Seal a reply to a tip and push it into HQ's mailbox for the tip's province.
     Reply {
         receipt: String,
@@ -228,6 +255,8 @@ pub enum TipdeskError {
     Corrupt(String),
     #[error("{0}")]
     Input(String),
+    #[error(transparent)]
+    Shares(#[from] shares::ShareError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TipdeskError + '_ {
@@ -280,9 +309,17 @@ pub fn run(args: TipdeskArgs) -> Result<(), TipdeskError> {
     if let TipdeskCommand::Init = args.command {
         return init(&args);
     }
+    if let TipdeskCommand::Restore { shares, codes } = &args.command {
+        return restore(&args, shares, codes.as_deref());
+    }
     let mut desk = open(&args)?;
     match args.command {
-        TipdeskCommand::Init => Ok(()),
+        TipdeskCommand::Init | TipdeskCommand::Restore { .. } => Ok(()),
+        TipdeskCommand::Backup {
+            shares,
+            threshold,
+            out,
+        } => backup(&desk, threshold, shares, &out),
         TipdeskCommand::Codes(CodesCommand::Issue { alias }) => issue(&mut desk, &alias),
         TipdeskCommand::Codes(CodesCommand::List) => list_codes(&desk),
         TipdeskCommand::Enroll {
@@ -374,6 +411,113 @@ fn init(args: &TipdeskArgs) -> Result<(), TipdeskError> {
          TH-44 --role admin --tip-desk-key {public})\"",
         key_path.display(),
         dir.display(),
+        dir.display()
+    );
+    Ok(())
+}
+
+fn backup(desk: &Desk, threshold: u8, count: u8, out: &Path) -> Result<(), TipdeskError> {
+    if out.exists() {
+        return Err(TipdeskError::Input(format!(
+            "{} already exists: give a new folder with --out (nothing was written)",
+            out.display()
+        )));
+    }
+    let split = shares::split(&desk.keys, threshold, count)?;
+    let codes = desk.store.list(ns::CODES)?;
+    let sealed = shares::seal_codes(&desk.keys, &split, &codes);
+    phakhi_core::store::private::private_folder(out).map_err(io(out))?;
+    for (i, share) in split.shares.iter().enumerate() {
+        let n = i + 1;
+        let text = format!(
+            "Phakhi tip-desk share {n} of {count} (any {threshold} rebuild the desk).\n\
+             Keep it apart from the other shares; never copy it onto a networked machine.\n\n\
+             {share}\n\n{}",
+            shares::qr_text(share)
+        );
+        write_private(&shares::share_path(out, n, "txt"), text.as_bytes())?;
+        write_private(
+            &shares::share_path(out, n, "svg"),
+            shares::qr_svg(share).as_bytes(),
+        )?;
+    }
+    write_private(&out.join(shares::CODES_FILE), &sealed)?;
+    println!(
+        "wrote {count} shares into {} (share-1.txt … share-{count}.txt, each with a QR code in \
+         share-N.svg) and {} ({} issued code(s), sealed). Any {threshold} shares rebuild the \
+         desk with `phakhi tipdesk --dir NEW_DIR restore --share FILE …`.\n\
+         Next: print each share, hand one to each of {count} investigators to keep apart, then \
+         delete the share files from this machine.",
+        out.display(),
+        out.join(shares::CODES_FILE).display(),
+        codes.len()
+    );
+    Ok(())
+}
+
+fn restore(
+    args: &TipdeskArgs,
+    files: &[PathBuf],
+    codes: Option<&Path>,
+) -> Result<(), TipdeskError> {
+    let dir = &args.dir;
+    let key_path = dir.join(KEY_FILE);
+    if key_path.exists() {
+        return Err(TipdeskError::Exists(dir.display().to_string()));
+    }
+    let mut texts = Vec::with_capacity(files.len());
+    for file in files {
+        let text = std::fs::read_to_string(file).map_err(io(file))?;
+        // The share is the line that starts with the prefix (a .txt file has more around it).
+        let line = text
+            .lines()
+            .find(|line| line.trim_start().starts_with(shares::SHARE_PREFIX))
+            .unwrap_or(text.as_str())
+            .to_owned();
+        texts.push((file.display().to_string(), line));
+    }
+    let rebuilt = shares::combine(&texts)?;
+    let registry = match codes {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(io(path))?;
+            shares::open_codes(&rebuilt, path, &bytes)?
+        }
+        None => Vec::new(),
+    };
+    let passphrase = secret::passphrase(
+        args.passphrase_env.as_deref(),
+        "new tip-desk passphrase: ",
+        true,
+    )?;
+    let mut store_key = zeroize::Zeroizing::new([0u8; 32]);
+    rand_core::RngCore::fill_bytes(&mut OsRng, store_key.as_mut_slice());
+    let keys = TipDeskKeys {
+        keys: rebuilt.keys.clone(),
+        code_key: rebuilt.code_key.clone(),
+        store_key,
+    };
+    phakhi_core::store::private::private_folder(dir).map_err(io(dir))?;
+    let file = keys.seal(&passphrase, kdf::for_new(), &mut OsRng)?;
+    let mut store = Store::open(
+        dir.join(STORE_FILE),
+        StorageKey::from_bytes(*keys.store_key),
+        OsRng,
+    )?;
+    for (hash, alias) in &registry {
+        store.put(ns::CODES, hash, alias.as_bytes())?;
+    }
+    write_private(&key_path, &file)?;
+    let public = hex::encode(keys.keys.public().as_bytes());
+    write_private(&dir.join(PUBLIC_FILE), format!("{public}\n").as_bytes())?;
+    println!(
+        "tip desk restored in {}: public key {public}",
+        dir.display()
+    );
+    println!(
+        "{} issued code(s) restored. Next: enrol this desk at HQ with a new admin invite \
+         (`phakhi tipdesk --dir {} enroll INVITE`), revoke the lost desk's admin device \
+         (`phakhi admin revoke`), then `pull`: the tips HQ still holds open again.",
+        registry.len(),
         dir.display()
     );
     Ok(())

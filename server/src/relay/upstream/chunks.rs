@@ -215,10 +215,8 @@ async fn step(
             }
             let waiting = db::chunks::count_unacked(&tx)?;
             tx.commit().map_err(DbError::from)?;
-            if pruned > 0 {
-                // What the phones handed over is HQ's now: their counts start again.
-                core.allowance.start_again();
-            }
+            // The phones' counts do not start again here: what HQ acknowledged still fills this
+            // relay's share at HQ until the tip desk releases it (`crate::allowance::relay_shares`).
             Ok((pruned, waiting))
         })
         .await?;
@@ -282,7 +280,7 @@ fn refusal(link: &Link, error: HttpError) -> UpstreamError {
             }
         }
         HttpError::Refused { code, message, .. } if !super::talk::error_is_retryable(&code) => {
-            UpstreamError::Refused { code, message }
+            UpstreamError::refused(code, message)
         }
         other => UpstreamError::Unreachable {
             url: link.url.clone(),

@@ -46,6 +46,7 @@ mod talk;
 pub use chunks::{CHUNK_EXCHANGE_BYTES, PHASE_BUDGET, Pace, UPSTREAM_CHUNKS_PER_EXCHANGE};
 
 use super::backoff::Backoff;
+use super::status::SetAsideItem;
 use crate::config::UpstreamConfig;
 use crate::db::devices::{self, Device, Role};
 use crate::db::{self, DbError, documents};
@@ -79,6 +80,11 @@ pub enum UpstreamError {
          invite and join from a new data folder"
     )]
     Refused { code: String, message: String },
+    #[error(
+        "HQ and this relay run releases of Phakhi too far apart to sync (upgrade_required): \
+         {message} Phones are still served here and everything they send waits here until then"
+    )]
+    UpgradeRequired { message: String },
     #[error("HQ's answer could not be used ({0}); retrying with backoff")]
     Protocol(String),
     #[error("the relay's storage failed ({0}); see the log above, retrying with backoff")]
@@ -91,8 +97,21 @@ impl UpstreamError {
         match self {
             UpstreamError::Unreachable { .. } => "unreachable".into(),
             UpstreamError::Refused { code, .. } => format!("refused {code}"),
+            UpstreamError::UpgradeRequired { .. } => "upgrade required".into(),
             UpstreamError::Protocol(_) => "protocol".into(),
             UpstreamError::Storage(_) => "storage".into(),
+        }
+    }
+}
+
+impl UpstreamError {
+    /// What a refusal from HQ means: `upgrade_required` gets its own words (HQ's message says
+    /// which side to upgrade), every other code is a refusal of this relay.
+    fn refused(code: String, message: String) -> Self {
+        if ErrorCode::parse(&code) == Some(ErrorCode::UpgradeRequired) {
+            UpstreamError::UpgradeRequired { message }
+        } else {
+            UpstreamError::Refused { code, message }
         }
     }
 }
@@ -262,7 +281,32 @@ async fn round(state: &AppState, link: &Link, pace: &mut Pace) -> Result<bool, U
     });
     let planned = to_push.len();
     for (done, name) in to_push.into_iter().enumerate() {
-        if let Err(error) = exchange(state, link, Step::Document(name)).await {
+        let result = exchange(state, link, Step::Document(name.clone())).await;
+        if let Err(UpstreamError::Refused { code, message }) = &result
+            && refuses_the_document_alone(code)
+        {
+            // HQ refused this document's exchange (too big, too many changes): the rest of
+            // the round goes on without it, and it is offered again next round.
+            tracing::warn!(doc = %name, %code, %message, "HQ refused a document from this relay");
+            let now = i64::try_from(crate::routes::now_unix()).unwrap_or(i64::MAX);
+            let item = SetAsideItem {
+                kind: "document",
+                id: name.clone(),
+                province: None,
+                code: code.clone(),
+                reason: format!(
+                    "HQ refused this document's exchange ({message}); everything else keeps \
+                     syncing, and it is offered again each round"
+                ),
+                day: now - now.rem_euclid(86_400),
+            };
+            state.update_upstream(|status| {
+                status.documents_refused.retain(|known| known.id != item.id);
+                status.documents_refused.push(item);
+            });
+            continue;
+        }
+        if let Err(error) = result {
             if done > 0 {
                 // The documents finished so far stay finished: the next round skips them.
                 state.update_upstream(|status| status.rounds_cut_after_progress += 1);
@@ -302,6 +346,21 @@ async fn round(state: &AppState, link: &Link, pace: &mut Pace) -> Result<bool, U
     }
 }
 
+/// Refusals of a document's own exchange that say nothing about the link or the relay: that
+/// document waits, the round goes on.
+fn refuses_the_document_alone(code: &str) -> bool {
+    matches!(
+        ErrorCode::parse(code),
+        Some(
+            ErrorCode::TooManyChanges
+                | ErrorCode::TooManyDocuments
+                | ErrorCode::BodyTooLarge
+                | ErrorCode::OutOfScope
+                | ErrorCode::DecodeLimit
+        )
+    )
+}
+
 /// What one exchange carries.
 #[derive(Debug, Clone)]
 enum Step {
@@ -312,36 +371,77 @@ enum Step {
     Closing { push_tips: bool },
 }
 
-/// What waits here for HQ, read from the store.
-#[derive(Debug, Clone, Copy)]
+/// What waits here for HQ, and what HQ refused on its own, read from the store.
+#[derive(Debug, Clone)]
 pub(crate) struct Waiting {
     tips: usize,
     registrations: i64,
+    revocations: i64,
     chunks: i64,
+    set_aside: Vec<SetAsideItem>,
 }
 
 impl Waiting {
     pub(crate) fn read(core: &Core) -> Result<Waiting, DbError> {
+        let mut set_aside: Vec<SetAsideItem> = db::upstream::set_aside_tips(&core.conn)?
+            .into_iter()
+            .map(|tip| SetAsideItem {
+                kind: "tip",
+                id: hex::encode(tip.id),
+                province: Some(tip.province),
+                code: tip.code,
+                reason: format!(
+                    "{}; kept here apart and not sent again (nothing else waits for it)",
+                    tip.reason
+                ),
+                day: tip.day,
+            })
+            .collect();
+        for (device, note) in devices::refused_upstream(&core.conn)? {
+            set_aside.push(SetAsideItem {
+                kind: "registration",
+                id: device.device_id,
+                province: None,
+                code: "registration_refused".into(),
+                reason: format!(
+                    "HQ refused to register this device ({note}); it syncs here only, and HQ \
+                     can still revoke it with `phakhi admin revoke`"
+                ),
+                day: 0,
+            });
+        }
         Ok(Waiting {
-            tips: pending_tips(core),
+            tips: unheld_tips(&core.mailbox, &core.conn)?,
             registrations: devices::count_pending_upstream(&core.conn)?,
+            revocations: devices::count_revocations_for_upstream(&core.conn)?,
             chunks: db::chunks::count_unacked(&core.conn)?,
+            set_aside,
         })
     }
 
     pub(crate) fn record(self, status: &mut super::status::UpstreamStatus) {
         status.pending_envelopes = self.tips;
         status.pending_registrations = self.registrations;
+        status.pending_revocations = self.revocations;
         status.chunks_waiting = self.chunks;
+        status.set_aside = self.set_aside;
     }
 }
 
-/// Tips held here, all waiting for HQ's acknowledgement (acknowledged ones are pruned at once).
-fn pending_tips(core: &Core) -> usize {
-    core.mailbox
+/// Tips held here that wait for HQ's acknowledgement (acknowledged ones are pruned at once, or,
+/// while HQ is backed up, once its next backup holds them: those wait for nothing from here).
+pub(super) fn unheld_tips(
+    mailbox: &phakhi_core::mailbox::Mailbox,
+    conn: &rusqlite::Connection,
+) -> Result<usize, DbError> {
+    let held: std::collections::BTreeSet<_> = db::backup::held_upstream(conn)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    Ok(mailbox
         .items_since(0)
-        .filter(|stored| stored.item.kind == EnvelopeKind::Tip)
-        .count()
+        .filter(|stored| stored.item.kind == EnvelopeKind::Tip && !held.contains(&stored.id))
+        .count())
 }
 
 /// The documents of the relay's scope it may write that hold changes HQ has not confirmed.

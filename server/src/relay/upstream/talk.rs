@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use phakhi_core::mailbox::{EnvelopeKind, Have, MailItem, MailboxMessage, Push};
+use phakhi_core::mailbox::{EnvelopeKind, Have, MailItem, MailboxMessage, Mark, Push};
 use phakhi_core::protocol::relay::{
-    self, LastSync, Registration, UpstreamRequest, UpstreamResponse,
+    self, LastSync, MAX_REVOCATIONS, Registration, Revocation, UpstreamRequest, UpstreamResponse,
 };
 use phakhi_core::protocol::{ErrorCode, encode_section};
 use phakhi_core::seal;
@@ -57,19 +57,32 @@ pub(super) fn snapshot(core: &mut Core, link: &Link, step: &Step) -> Result<Snap
         ),
         Step::Closing { push_tips } => {
             let progress = db::upstream::progress(&core.conn)?;
+            // Tips HQ acknowledged wait here for its next backup; they are not sent again.
+            let held: std::collections::BTreeSet<_> = db::backup::held_upstream(&core.conn)?
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
             let tips: Vec<MailItem> = core
                 .mailbox
                 .items_since(0)
-                .filter(|stored| *push_tips && stored.item.kind == EnvelopeKind::Tip)
+                .filter(|stored| {
+                    *push_tips
+                        && stored.item.kind == EnvelopeKind::Tip
+                        && !held.contains(&stored.id)
+                })
                 .take(PUSH_BATCH)
                 .map(|stored| stored.item.clone())
                 .collect();
             let pushed = tips.len();
-            let mut messages = vec![MailboxMessage::Have(Have {
-                cursor: progress.mailbox_cursor,
-                ids: Vec::new(),
-                more: false,
-            })];
+            let mut messages = vec![
+                MailboxMessage::Have(Have {
+                    cursor: progress.mailbox_cursor,
+                    ids: Vec::new(),
+                    more: false,
+                }),
+                // Tips stay here until a finished backup of HQ holds them.
+                MailboxMessage::Mark(Mark::REQUEST),
+            ];
             if !tips.is_empty() {
                 messages.push(MailboxMessage::Push(Push { items: tips }));
             }
@@ -83,10 +96,22 @@ pub(super) fn snapshot(core: &mut Core, link: &Link, step: &Step) -> Result<Snap
                     invite,
                 })
                 .collect();
+            // The devices revoked here go up, and HQ's revocations come down a page at a time.
+            let revocations = devices::revocations_for_upstream(&core.conn, MAX_REVOCATIONS)?
+                .into_iter()
+                .filter_map(|device| {
+                    Some(Revocation {
+                        public_key: device.public_key,
+                        revoked_at: u64::try_from(device.revoked_at?).unwrap_or(0),
+                    })
+                })
+                .collect();
             let section = UpstreamRequest {
                 named_only: false,
                 registrations,
                 last_syncs: last_syncs(&core.conn, progress.last_success)?,
+                revocation_cursor: Some(progress.revocation_cursor),
+                revocations,
             }
             .encode();
             (Some(encode_section(&messages)), pushed, section)
@@ -175,7 +200,7 @@ pub(super) fn talk(
                 initiator.handle_lost();
                 return Err(match error {
                     HttpError::Refused { code, message, .. } if !error_is_retryable(&code) => {
-                        UpstreamError::Refused { code, message }
+                        UpstreamError::refused(code, message)
                     }
                     other => UpstreamError::Unreachable {
                         url: link.url.clone(),
@@ -199,9 +224,14 @@ pub(super) fn talk(
         };
         let part = UpstreamResponse::decode(section_answer)
             .map_err(|error| UpstreamError::Protocol(error.to_string()))?;
+        // Both rounds of an exchange carry the same section: HQ's answers to it repeat.
         answer.accepted.extend(part.accepted);
         answer.refused.extend(part.refused);
         answer.revoked = part.revoked;
+        answer.revocation_cursor = part.revocation_cursor;
+        answer.more_revocations = part.more_revocations;
+        answer.revocations_taken.extend(part.revocations_taken);
+        answer.set_aside.extend(part.set_aside);
         let progress = initiator
             .handle_response(sync_answer, &mut docs, &accept)
             .map_err(|error| UpstreamError::Protocol(error.to_string()))?;
