@@ -296,11 +296,7 @@ mod tests {
             Err(BackupError::Db(DbError::KeyMissing { .. }))
         ));
         assert!(!restored.exists());
-        std::fs::copy(
-            dir.path().join("data.key"),
-            dir.path().join("restored.key"),
-        )
-        .unwrap();
+        std::fs::copy(dir.path().join("data.key"), dir.path().join("restored.key")).unwrap();
         assert_eq!(restore(&out, &restored).unwrap(), 1);
         let again = db::open(&restored).unwrap();
         let text: String = again

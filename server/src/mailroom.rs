@@ -70,7 +70,15 @@ pub fn answer_relay(
     now: i64,
     set_aside: &mut Vec<SetAside>,
 ) -> Result<Vec<MailboxMessage>, AppError> {
-    answer_with(mailbox, allowance, peer, request, mark, now, Some(set_aside))
+    answer_with(
+        mailbox,
+        allowance,
+        peer,
+        request,
+        mark,
+        now,
+        Some(set_aside),
+    )
 }
 
 /// Why HQ will not take `item` from `peer`, if it will not.

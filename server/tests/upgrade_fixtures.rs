@@ -152,13 +152,20 @@ async fn every_past_schema_version_opens_upgrades_and_keeps_its_rows() {
         if version >= 8 {
             // The relay link's items set aside and HQ's refused registrations.
             assert_eq!(count(&conn, "SELECT count(*) FROM upstream_set_aside"), 1);
-            assert_eq!(count(&conn, "SELECT count(*) FROM refused_registrations"), 1);
+            assert_eq!(
+                count(&conn, "SELECT count(*) FROM refused_registrations"),
+                1
+            );
         }
         if version >= 9 {
             // The backup mark, and the tips a relay holds until HQ's next backup.
             let mark = db::backup::mark(&conn).unwrap().expect("a backup mark");
             assert_eq!((mark.started, mark.completed), (2, 1), "{context}");
-            assert_eq!(db::backup::held_upstream(&conn).unwrap().len(), 1, "{context}");
+            assert_eq!(
+                db::backup::held_upstream(&conn).unwrap().len(),
+                1,
+                "{context}"
+            );
         }
 
         // Documents: every chunk kept, and each loads as automerge.

@@ -421,7 +421,11 @@ fn flood(source: IpAddr, server: SocketAddr, server_key: PublicKey) -> Vec<(u16,
             let body = if n % 4 == 3 {
                 let mut junk = vec![0u8; 4096];
                 OsRng.fill_bytes(&mut junk);
-                junk[0] = if n % 8 == 3 { seal::ENVELOPE_VERSION } else { 0 };
+                junk[0] = if n % 8 == 3 {
+                    seal::ENVELOPE_VERSION
+                } else {
+                    0
+                };
                 junk
             } else {
                 let stranger = StaticKeyPair::generate(&mut OsRng);
