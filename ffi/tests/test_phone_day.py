@@ -119,14 +119,14 @@ class Server:
                 return line[len(prefix):].strip()
         raise AssertionError(f"no line starting with {prefix!r} in {out!r}")
 
-    def invite(self):
+    def invite(self, role="leader"):
         if self.tip_desk_key is None:
             self.tip_desk_key = self.after(self.tipdesk("init"), "tip-desk public key:")
         tip_desk_key = self.tip_desk_key
         out = self.admin(
             "invite",
             "--province", PROVINCE,
-            "--role", "leader",
+            "--role", role,
             "--server-url", self.url,
             "--tip-desk-key", tip_desk_key,
         )
@@ -295,11 +295,11 @@ class PhoneDay(unittest.TestCase):
                              message="ได้รับเรื่องแล้ว กำลังตรวจสอบ")],
         )
 
-        # A second phone of the province reads the province back from the server.
+        # A coordinator's phone of the province reads the province back from the server.
         key = phakhi.generate_storage_key()
         self.assertEqual(len(key), 32)
         other = phakhi.PhakhiDevice.open_with_key(self.store("phone-b.db"), key)
-        other.enrol(self.server.invite(), self.server.network_key(), None)
+        other.enrol(self.server.invite("coordinator"), self.server.network_key(), None)
         summary = sync_until_quiet(other, self.server.url)
         self.assertGreater(summary.changes_received, 0)
         self.assertIn(f"province/{PROVINCE}", summary.docs_changed)
@@ -318,8 +318,10 @@ class PhoneDay(unittest.TestCase):
         # Tips stay private to the phone that sent them.
         self.assertEqual(other.tip_receipts(), [])
 
-        # The second phone archives the activity and carries that sync as bundle files to the
-        # stopped server; the app is closed while they travel. The first phone sees it.
+        # The coordinator's phone archives the first phone's activity (a coordinator may change
+        # every record of its province, another leader's phone only its own) and carries that
+        # sync as bundle files to the stopped server; the app is closed while they travel. The
+        # first phone sees it.
         other.archive_activity(PROVINCE, activity)
         del other
         other = self.carry_bundles(lambda: phakhi.PhakhiDevice.open_with_key(

@@ -157,6 +157,17 @@ pub enum AdminCommand {
         /// The device id (or a unique prefix of it) from `phakhi admin devices`.
         device: String,
     },
+    /// Undo everything one device wrote to its provinces' documents since a date (run after
+    /// `admin revoke`, with the server stopped): one change per document, synced to every relay
+    /// and phone.
+    Undo {
+        /// The device id (or a unique prefix of it) from `phakhi admin devices`.
+        #[arg(long)]
+        device: String,
+        /// The first day (YYYY-MM-DD, Common era, UTC) whose changes are undone.
+        #[arg(long, value_name = "DATE")]
+        since: String,
+    },
     /// Apply a sync bundle a device exported (carried by hand) and write the answer bundle.
     ImportBundle {
         /// The bundle from `phakhi device export-bundle` (or a phone's export).
@@ -274,6 +285,8 @@ pub enum CliError {
     Report(#[from] crate::report::ReportError),
     #[error(transparent)]
     Bundle(#[from] crate::bundle::ImportError),
+    #[error("{0}")]
+    Undo(#[from] crate::undo::UndoError),
     #[error(
         "a dashboard login link may last at most 1d, not {0}: give --expires 15m (the default) \
          or up to 1d"
@@ -614,6 +627,11 @@ fn admin(args: AdminArgs) -> Result<(), CliError> {
                 }
                 Revoked::Already(id) => println!("device {id} was already revoked"),
             }
+        }
+        AdminCommand::Undo { device, since } => {
+            let since = crate::undo::parse_since(&since)?;
+            let now = i64::try_from(now).unwrap_or(i64::MAX);
+            print!("{}", crate::undo::run(&data, &device, since, now)?.render());
         }
         AdminCommand::ImportBundle {
             file,

@@ -373,11 +373,25 @@ fn sync_inner(
         }
     }
 
+    // The relay's registrations and the revocations it must apply, in the same transaction,
+    // before its documents: the phones it registers now are authors of the changes it carries.
+    let relay_answer = match &relay_request {
+        None => None,
+        Some(request) => {
+            let hq = hq_verifying_key(state)?;
+            Some(crate::relay::hq::answer(
+                &mut tx, &hq, &device, request, now,
+            )?)
+        }
+    };
+
     let load_us = clock.lap();
-    // The engine applies each document's chunk as one batch and prepares the answer.
+    // The engine applies each document's chunk as one batch and prepares the answer; every
+    // change is checked for its author's rights and the model's content on the way.
     let responder = sync::Responder::new(engine_limits);
+    let checked = crate::authority::scope(&tx, &device)?;
     let reply = responder
-        .handle_request(payload, &mut docs, &scope::sync_scope(&device))
+        .handle_request(payload, &mut docs, &checked)
         .map_err(|error| AppError::BadRequest(format!("sync message: {error}")))?;
     for (name, stats) in &reply.stats().docs {
         if let Some(error) = stats.error {
@@ -473,20 +487,14 @@ fn sync_inner(
         }
     };
 
-    // The relay's registrations and the revocations it must apply, in the same transaction.
-    let relay_answer = match &relay_request {
-        None => None,
-        Some(request) => {
-            let hq = hq_verifying_key(state)?;
-            let mut answer = crate::relay::hq::answer(&mut tx, &hq, &device, request, now)?;
-            if answer.revocation_cursor.is_some() {
-                // Only a relay that reads the answer's extension hears what was set aside; an
-                // older one just never sees those envelopes acknowledged.
-                answer.set_aside = set_aside;
-            }
-            Some(answer.encode())
+    // What HQ set aside of the relay's push, told to a relay that reads the answer's extension
+    // (an older one just never sees those envelopes acknowledged).
+    let relay_answer = relay_answer.map(|mut answer| {
+        if answer.revocation_cursor.is_some() {
+            answer.set_aside = set_aside;
         }
-    };
+        answer.encode()
+    });
 
     devices::touch(&tx, device.row, now_i)?;
     let persist_us = clock.lap();

@@ -148,6 +148,10 @@ fn model_error(name: &str) -> impl FnOnce(phakhi_core::model::ModelError) -> Rep
     }
 }
 
+/// What [`DamagedReport::record`] says when the whole document cannot be opened (its header
+/// names another kind, province or year, or a newer schema).
+pub const DAMAGED_DOCUMENT: &str = "(the whole document)";
+
 /// Builds the report from a data folder.
 pub fn build(data: &Path, lang: Lang, era: Era) -> Result<Report, ReportError> {
     let mut conn =
@@ -226,6 +230,7 @@ pub fn collect(conn: &rusqlite::Connection, lang: Lang, era: Era) -> Result<Data
     let mut provinces: BTreeMap<ProvinceCode, ProvinceDoc> = BTreeMap::new();
     let mut activities: BTreeMap<ProvinceCode, ProvinceActivities> = BTreeMap::new();
     let mut regions = Vec::new();
+    let mut unreadable_docs: Vec<(ProvinceCode, String, String)> = Vec::new();
     for name in documents::names(conn)? {
         let Ok(parsed) = DocName::parse(&name) else {
             continue;
@@ -233,20 +238,40 @@ pub fn collect(conn: &rusqlite::Connection, lang: Lang, era: Era) -> Result<Data
         let Some(chunks) = documents::load(conn, &name)? else {
             continue;
         };
+        // A document the model cannot open is listed as damaged, with why, and its province
+        // shown without it: one province's bad data never hides the others.
+        let mut unreadable = |code: ProvinceCode, error: ReportError| {
+            let reason = match error {
+                ReportError::Document { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            unreadable_docs.push((code, name.clone(), reason));
+        };
         match parsed {
             DocName::Province(code) => {
-                let doc =
-                    ProvinceDoc::open(code, load(chunks, &name)?).map_err(model_error(&name))?;
-                provinces.insert(code, doc);
+                match load(chunks, &name)
+                    .and_then(|doc| ProvinceDoc::open(code, doc).map_err(model_error(&name)))
+                {
+                    Ok(doc) => {
+                        provinces.insert(code, doc);
+                    }
+                    Err(error) => unreadable(code, error),
+                }
             }
             DocName::Activities(code, year) => {
-                let doc = ActivitiesDoc::open(code, year, load(chunks, &name)?)
-                    .map_err(model_error(&name))?;
-                activities
-                    .entry(code)
-                    .or_insert_with(|| ProvinceActivities::new(code))
-                    .insert(doc)
-                    .map_err(model_error(&name))?;
+                let opened = load(chunks, &name).and_then(|doc| {
+                    ActivitiesDoc::open(code, year, doc).map_err(model_error(&name))
+                });
+                let inserted = opened.and_then(|doc| {
+                    activities
+                        .entry(code)
+                        .or_insert_with(|| ProvinceActivities::new(code))
+                        .insert(doc)
+                        .map_err(model_error(&name))
+                });
+                if let Err(error) = inserted {
+                    unreadable(code, error);
+                }
             }
             DocName::Directory => {
                 // Regions only group provinces on the dashboard: a directory that does not load
@@ -294,6 +319,7 @@ pub fn collect(conn: &rusqlite::Connection, lang: Lang, era: Era) -> Result<Data
 
     let mut codes: BTreeSet<ProvinceCode> = provinces.keys().copied().collect();
     codes.extend(activities.keys().copied());
+    codes.extend(unreadable_docs.iter().map(|(code, ..)| *code));
     codes.extend(tips.keys().filter_map(|p| ProvinceCode::parse(p).ok()));
     for device in &device_rows {
         codes.extend(
@@ -331,6 +357,14 @@ pub fn collect(conn: &rusqlite::Connection, lang: Lang, era: Era) -> Result<Data
         for audience in Audience::ALL {
             r.activities_by_audience
                 .insert(audience.as_str().to_owned(), 0);
+        }
+        for (_, document, reason) in unreadable_docs.iter().filter(|(c, ..)| *c == code) {
+            r.damaged_records += 1;
+            damaged.push(DamagedReport {
+                document: document.clone(),
+                record: DAMAGED_DOCUMENT.to_owned(),
+                reason: reason.clone(),
+            });
         }
         if let Some(p) = provinces.get(&code) {
             for record in p.damaged() {
@@ -736,6 +770,63 @@ mod tests {
         assert_eq!(csv_field("มหาสารคาม"), "มหาสารคาม");
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"x\""), "\"say \"\"x\"\"\"");
+    }
+
+    /// A province document the model cannot open (a newer schema, as a device could write
+    /// before servers checked content) is listed as damaged; every other province still shows,
+    /// in the report and on the dashboard built from the same dataset.
+    #[test]
+    fn a_province_that_cannot_be_read_is_shown_damaged_and_the_others_still_show() {
+        use automerge::transaction::Transactable;
+        use phakhi_core::model::fixtures;
+        let dir = tempfile::tempdir().unwrap();
+        let conn = db::open(dir.path()).unwrap();
+        let (mut province, mut activities) = fixtures::activities_document(3, 20).unwrap();
+        documents::append(&conn, "province/TH-44", &province.doc_mut().save(), 1).unwrap();
+        let mut broken = activities.doc_mut().fork();
+        broken.put(automerge::ROOT, "schema", 99u64).unwrap();
+        broken.commit();
+        documents::append(&conn, "province/TH-44/activities/2019", &broken.save(), 1).unwrap();
+        let mut other = automerge::AutoCommit::new();
+        other.put(automerge::ROOT, "kind", "directory").unwrap();
+        other.commit();
+        documents::append(&conn, "province/TH-40", &other.save(), 1).unwrap();
+        let dataset = collect(&conn, Lang::En, Era::Common).unwrap();
+        let codes: Vec<&str> = dataset
+            .report
+            .provinces
+            .iter()
+            .map(|p| p.code.as_str())
+            .collect();
+        assert_eq!(codes, ["TH-40", "TH-44"]);
+        let th44 = &dataset.report.provinces[1];
+        assert!(th44.members.values().sum::<u64>() > 0, "{th44:?}");
+        assert_eq!(th44.damaged_records, 1);
+        assert_eq!(dataset.report.provinces[0].damaged_records, 1);
+        let documents: Vec<&str> = dataset
+            .report
+            .damaged
+            .iter()
+            .map(|d| d.document.as_str())
+            .collect();
+        assert_eq!(
+            documents,
+            ["province/TH-40", "province/TH-44/activities/2019"]
+        );
+        assert!(
+            dataset
+                .report
+                .damaged
+                .iter()
+                .all(|d| d.record == DAMAGED_DOCUMENT)
+        );
+        assert!(
+            dataset.report.damaged[1].reason.contains("99"),
+            "{:?}",
+            dataset.report.damaged
+        );
+        let text = render_table(&dataset.report, Lang::En);
+        assert!(text.contains("TH-40") && text.contains("TH-44"), "{text}");
     }
 
     #[test]

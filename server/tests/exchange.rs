@@ -174,8 +174,15 @@ impl Phone {
         }
     }
 
+    /// The automerge actor this phone writes under (bound to its key, as a phone's is).
+    fn actor(&self) -> automerge::ActorId {
+        phakhi_core::policy::authority::device_actor(self.key.public().as_bytes(), [0; 16])
+    }
+
     fn write(&mut self, doc: &str, key: &str, value: &str) {
+        let actor = self.actor();
         let doc = self.docs.entry(DocName::parse(doc).unwrap()).or_default();
+        doc.set_actor(actor);
         doc.put(ROOT, key, value).unwrap();
         doc.commit();
     }
@@ -926,7 +933,12 @@ fn refusal_of(code: ErrorCode) -> Option<AppError> {
             phakhi_core::protocol::VersionSkew::of("the sync message", 0, 1),
         ),
         ErrorCode::Internal => AppError::Internal,
-        ErrorCode::DocumentRefused | ErrorCode::DecodeLimit | ErrorCode::NoSession => return None,
+        ErrorCode::DocumentRefused
+        | ErrorCode::DecodeLimit
+        | ErrorCode::WrongAuthor
+        | ErrorCode::NotRecordOwner
+        | ErrorCode::InvalidContent
+        | ErrorCode::NoSession => return None,
     })
 }
 
@@ -996,6 +1008,31 @@ async fn every_error_code_is_counted_in_metrics_under_its_own_name() {
                         changes: 1,
                         bytes: phakhi_core::sync::bounds::craft::long_run(1 << 40),
                     },
+                    // A change under an actor bound to no device.
+                    ErrorCode::WrongAuthor => {
+                        let mut doc = AutoCommit::new();
+                        doc.put(ROOT, "member:x", "x").unwrap();
+                        doc.commit();
+                        Chunk::Changes(vec![doc.get_changes(&[])[0].raw_bytes().to_vec()])
+                    }
+                    // The phone's own change, deleting a record another actor wrote.
+                    ErrorCode::NotRecordOwner => {
+                        let mut doc = AutoCommit::new();
+                        doc.put(ROOT, "member:x", "x").unwrap();
+                        doc.commit();
+                        let heads = doc.get_heads();
+                        doc.set_actor(phone.actor());
+                        doc.delete(ROOT, "member:x").unwrap();
+                        doc.commit();
+                        Chunk::Changes(vec![doc.get_changes(&heads)[0].raw_bytes().to_vec()])
+                    }
+                    // The phone's own change, naming a newer schema.
+                    ErrorCode::InvalidContent => {
+                        let mut doc = AutoCommit::new().with_actor(phone.actor());
+                        doc.put(ROOT, "schema", 99u64).unwrap();
+                        doc.commit();
+                        Chunk::Changes(vec![doc.get_changes(&[])[0].raw_bytes().to_vec()])
+                    }
                     other => panic!("{other} has no way to be provoked here"),
                 };
                 let entry = DocEntry {

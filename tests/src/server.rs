@@ -531,11 +531,25 @@ impl Device {
             .map_err(|_| Failure::Unreachable)
     }
 
+    /// The automerge actor this device writes under (bound to its key, as a phone's is).
+    pub fn actor(&self) -> automerge::ActorId {
+        phakhi_core::policy::authority::device_actor(self.key.public().as_bytes(), [0; 16])
+    }
+
+    /// Writes `key` in `doc` under the document's actor when it is one of this device's (a
+    /// replica of the device may write under its own, as concurrent forks must), else under
+    /// [`Device::actor`].
     pub fn write(&mut self, doc: &str, key: &str, value: &str) {
+        let actor = self.actor();
         let doc = self
             .docs
             .entry(DocName::parse(doc).expect("name"))
             .or_default();
+        if phakhi_core::policy::authority::tag_of(doc.get_actor())
+            != phakhi_core::policy::authority::tag_of(&actor)
+        {
+            doc.set_actor(actor);
+        }
         doc.put(ROOT, key, value).expect("put");
         doc.commit();
     }
@@ -633,13 +647,32 @@ pub fn issue_invite(
     tip_desk_key: &str,
     expires: &str,
 ) -> String {
+    issue_invite_as(
+        data,
+        province,
+        url,
+        tip_desk_key,
+        expires,
+        phakhi_server::db::devices::Role::Leader,
+    )
+}
+
+/// An invite for a device of `role`, issued as `issue_invite` issues a leader's.
+pub fn issue_invite_as(
+    data: &Path,
+    province: &str,
+    url: &str,
+    tip_desk_key: &str,
+    expires: &str,
+    role: phakhi_server::db::devices::Role,
+) -> String {
     let config = phakhi_server::config::Config {
         data: data.to_path_buf(),
         ..phakhi_server::config::Config::default()
     };
     let request = phakhi_server::invite::InviteRequest {
         provinces: vec![province.to_string()],
-        role: phakhi_server::db::devices::Role::Leader,
+        role,
         expires: expires.to_string(),
         server_url: Some(url.to_string()),
         tip_desk_key: Some(tip_desk_key.to_string()),

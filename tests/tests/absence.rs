@@ -25,7 +25,7 @@ use phakhi_core::seal::{
 use phakhi_core::store::StorageKey;
 use phakhi_core::transport::HttpError;
 use phakhi_tests::dbsum::DbSum;
-use phakhi_tests::server::{Failure, ServerProcess, admin, config_with_limits, issue_invite};
+use phakhi_tests::server::{Failure, ServerProcess, admin, config_with_limits, issue_invite_as};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use time::{Duration, OffsetDateTime};
@@ -246,12 +246,18 @@ fn a_phone_back_after_180_days_syncs_delivers_its_tips_and_converges() {
     let left = now_real - Duration::days(ABSENCE_DAYS);
     let day = |n: i64| left + Duration::days(n);
 
-    // Day 0: every phone is enrolled and in step; one record everyone knows.
+    // Day 0: every phone is enrolled and in step; one record everyone knows, the absent phone's.
+    // The first present phone is the province's coordinator's (it may change every record of the
+    // province); the others are leaders' (each changes the records it created).
     let mut phones: Vec<Device> = ["absent", "present-1", "present-2", "revoked"]
         .into_iter()
         .map(|name| {
             let mut device = phone(dir.path(), name, rng);
-            let invite = issue_invite(&data, "TH-44", &server.url, &desk_hex, "7d");
+            let role = match name {
+                "present-1" => phakhi_server::db::devices::Role::Coordinator,
+                _ => phakhi_server::db::devices::Role::Leader,
+            };
+            let invite = issue_invite_as(&data, "TH-44", &server.url, &desk_hex, "7d", role);
             device
                 .enrol_http(&invite, &network_key, None, rng, now_real)
                 .expect("enrol");
@@ -339,7 +345,8 @@ fn a_phone_back_after_180_days_syncs_delivers_its_tips_and_converges() {
         }
     }
     let absent_attendance = 5 * ABSENT_ACTIVITIES.div_ceil(30) as i64;
-    // Both sides reworded the shared record's description: one before, one after the text.
+    // Both sides reworded the shared record's description, offline of each other: its owner
+    // (the absent phone) after the text, the coordinator before it.
     describe(
         &mut absent,
         rng,

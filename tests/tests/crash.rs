@@ -29,7 +29,7 @@ use phakhi_core::sync::DocName;
 use phakhi_tests::server::{
     Device, Failure, ServerProcess, config_with_limits, issue_invite, sealed_tip,
 };
-use rand_core::OsRng;
+use rand_core::{OsRng, RngCore};
 
 const DEVICES: usize = 100;
 const LANES: usize = 10;
@@ -93,12 +93,20 @@ impl Lane {
                 .contains_key(&DocName::parse(&doc).expect("name")),
             "the device holds the round's document"
         );
-        // A replica of every document the device holds, as the device itself would sync.
+        // A replica of every document the device holds, as the device itself would sync. Each
+        // lane writes under an actor of its own, bound to the device's key as every change the
+        // server takes from it must be (lanes sharing one actor would number their changes alike).
+        let device_key = *phone.device.key.public().as_bytes();
         let forks = phone
             .device
             .docs
             .iter_mut()
-            .map(|(name, doc)| (name.clone(), doc.fork()))
+            .map(|(name, doc)| {
+                let mut fresh = [0u8; phakhi_core::policy::authority::TAG_BYTES];
+                OsRng.fill_bytes(&mut fresh);
+                let actor = phakhi_core::policy::authority::device_actor(&device_key, fresh);
+                (name.clone(), doc.fork().with_actor(actor))
+            })
             .collect();
         Lane {
             phone: phone.index,

@@ -44,6 +44,8 @@ struct Phone {
     /// The relay it enrolled at (index), or `None` for a phone enrolled at HQ.
     relay: Option<usize>,
     route: Route,
+    /// A coordinator's phone (it may change every record of its province), else a leader's.
+    coordinator: bool,
     code: String,
     tip_text: String,
     receipt: String,
@@ -289,13 +291,15 @@ fn the_field_converges_through_relays_hq_outage_and_bundles_and_keeps_sources_hi
         relay_dirs.push(dir);
     }
 
-    // Phones: in each province, even ones enrol at the relay, odd ones at HQ.
+    // Phones: in each province, even ones enrol at the relay, odd ones at HQ; the second is the
+    // province's coordinator's, the others leaders'.
     let mut phones = Vec::new();
     for (p, province) in provinces.iter().enumerate() {
         let r = p / 4;
         for k in 0..per_province {
             let i = phones.len();
             let at_relay = k % 2 == 0;
+            let coordinator = k == 1;
             let invite_text = if at_relay {
                 let out = admin(
                     &hq_dir,
@@ -319,7 +323,8 @@ fn the_field_converges_through_relays_hq_outage_and_bundles_and_keeps_sources_hi
                     .trim()
                     .to_owned()
             } else {
-                invite(&hq_dir, province, "leader", &hq.url, &desk_key)
+                let role = if coordinator { "coordinator" } else { "leader" };
+                invite(&hq_dir, province, role, &hq.url, &desk_key)
             };
             let issued = desk(
                 &desk_dir,
@@ -341,6 +346,7 @@ fn the_field_converges_through_relays_hq_outage_and_bundles_and_keeps_sources_hi
                 } else {
                     Route::Network
                 },
+                coordinator,
                 code,
                 tip_text: format!(
                     "เบาะแส {seed}-{i}: กำนันเรียกรับเงินค่าโครงการขุดลอกคลอง {} บาท",
@@ -377,6 +383,7 @@ fn the_field_converges_through_relays_hq_outage_and_bundles_and_keeps_sources_hi
     // phone of the province syncs until it holds it.
     let mut expected: BTreeMap<String, (u64, i64)> = BTreeMap::new();
     let mut shared_ids = BTreeMap::new();
+    let mut owners = BTreeMap::new();
     for province in &provinces {
         let first_index = phones
             .iter()
@@ -410,6 +417,7 @@ fn the_field_converges_through_relays_hq_outage_and_bundles_and_keeps_sources_hi
         .to_owned();
         device(first, &["sync"]);
         shared_ids.insert(province.clone(), (id, title));
+        owners.insert(province.clone(), first_index);
         expected.insert(province.clone(), (1, 10));
     }
     for phone in &phones {
@@ -426,8 +434,9 @@ fn the_field_converges_through_relays_hq_outage_and_bundles_and_keeps_sources_hi
         );
     }
 
-    // HQ goes down. Phones work offline: their own records, a concurrent edit of the shared
-    // one, and a tip each.
+    // HQ goes down. Phones work offline: their own records, attendance counted on the shared
+    // one, and a tip each; the shared record's owner and the coordinator also reword its
+    // description, concurrently (a leader's phone changes only the records it created).
     let (exit, _) = hq.terminate();
     assert!(exit.success());
     for (i, phone) in phones.iter_mut().enumerate() {
@@ -462,18 +471,14 @@ fn the_field_converges_through_relays_hq_outage_and_bundles_and_keeps_sources_hi
         }
         let added = rng.gen_range(1..20i64);
         let (id, _) = &shared_ids[&phone.province];
-        device(
-            phone,
-            &[
-                "activity",
-                "update",
-                id,
-                "--add-attendance",
-                &added.to_string(),
-                "--description",
-                &format!("แก้ไขโดยเครื่อง {i}"),
-            ],
-        );
+        let owner = owners[&phone.province] == i;
+        let added_text = added.to_string();
+        let description = format!("แก้ไขโดยเครื่อง {i}");
+        let mut update = vec!["activity", "update", id, "--add-attendance", &added_text];
+        if owner || phone.coordinator {
+            update.extend(["--description", &description]);
+        }
+        device(phone, &update);
         expected.get_mut(&phone.province).expect("province").1 += added;
         let report_file = root.join(format!("tip-{i}.txt"));
         std::fs::write(&report_file, &phone.tip_text).expect("tip file");

@@ -641,3 +641,76 @@ pub fn member_code(data: &[u8]) -> Result<(), String> {
     assert_eq!(*again.canonical(), *code.canonical());
     Ok(())
 }
+
+/// The fixture's scope with the server's authority and content checks on: every actor is an
+/// author with the rights the input's mode picks (a real server binds one tag to the sender).
+struct Checked(PrefixScope, phakhi_core::policy::Rights);
+
+impl phakhi_core::policy::Authors for Checked {
+    fn rights(&self, _actor: &ActorId) -> Option<phakhi_core::policy::Rights> {
+        Some(self.1)
+    }
+}
+
+impl Scope for Checked {
+    fn may_read(&self, doc: &DocName) -> bool {
+        self.0.may_read(doc)
+    }
+    fn may_write(&self, doc: &DocName) -> bool {
+        self.0.may_write(doc)
+    }
+    fn authors(&self, _doc: &DocName) -> Option<&dyn phakhi_core::policy::Authors> {
+        Some(self)
+    }
+}
+
+/// `sync::Responder::handle_request` with the per-record authority check
+/// (`policy::authority::check_changes`) and the model's content check (`model::check_content`)
+/// on, as a server runs them, on the `exchange` target's three valid requests with the input's
+/// edits (checksums recomputed, as a peer crafting changes would). The first byte picks the
+/// template and the author's rights.
+pub fn authority(data: &[u8]) -> Result<(), String> {
+    let Some((mode, rest)) = split_mode(data) else {
+        return Err("empty input".into());
+    };
+    let f = exchange_fixture();
+    let rights = if mode & 1 == 0 {
+        phakhi_core::policy::Rights::OwnRecords
+    } else {
+        phakhi_core::policy::Rights::AnyRecord
+    };
+    let template = &f.templates[usize::from(mode >> 1) % f.templates.len()];
+    let mut bytes = mutate(template, rest);
+    if let Ok(mut message) = Message::decode(&bytes, &Limits::default()) {
+        for entry in &mut message.docs {
+            match &mut entry.chunk {
+                Some(Chunk::Changes(changes)) => changes.iter_mut().for_each(|c| fix_checksum(c)),
+                Some(Chunk::Bundle { bytes, .. } | Chunk::Document { bytes, .. }) => {
+                    fix_checksum(bytes)
+                }
+                None => {}
+            }
+        }
+        bytes = message.encode();
+    }
+    let mut docs = f.docs.clone();
+    let before = heads_of(&mut docs);
+    let scope = Checked(exchange_scope(), rights);
+    let responder = Responder::new(Limits::default());
+    match responder.handle_request(&bytes, &mut docs, &scope) {
+        Err(e) => {
+            assert_eq!(
+                heads_of(&mut docs),
+                before,
+                "a refused message changed a document"
+            );
+            Err(e.to_string())
+        }
+        Ok(reply) => {
+            for n in reply.changed() {
+                assert!(scope.may_write(n), "wrote outside the scope");
+            }
+            Ok(())
+        }
+    }
+}

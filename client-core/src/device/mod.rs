@@ -27,7 +27,7 @@ mod tips;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use automerge::{ActorId, AutoCommit};
+use automerge::AutoCommit;
 use rand_core::CryptoRngCore;
 
 pub use bundle::{BundleError, BundleKind, decode_bundle, encode_bundle};
@@ -148,19 +148,25 @@ impl Device {
 
     /// A document from the cache, loading it from the store (or starting it empty) first. A
     /// loaded document gets a fresh actor, so a store restored from an old copy can never reuse
-    /// a sequence number the network has already seen.
+    /// a sequence number the network has already seen; the actor starts with this device's tag
+    /// (`policy::authority`), which is how servers know the device wrote it.
     fn doc(&mut self, name: &DocName, rng: &mut impl CryptoRngCore) -> Result<&mut AutoCommit> {
         let key = name.to_string();
         if !self.docs.contains_key(&key) {
             let doc = self.store.load_doc(&key)?.unwrap_or_default();
-            let mut actor = [0u8; 16];
-            rng.fill_bytes(&mut actor);
-            self.docs
-                .insert(key.clone(), doc.with_actor(ActorId::from(actor)));
+            let actor = self.fresh_actor(rng);
+            self.docs.insert(key.clone(), doc.with_actor(actor));
         }
         self.docs
             .get_mut(&key)
             .ok_or(DeviceError::Corrupt("document cache"))
+    }
+
+    /// A new actor id for this device: its tag, then fresh randomness.
+    fn fresh_actor(&self, rng: &mut impl CryptoRngCore) -> automerge::ActorId {
+        let mut fresh = [0u8; crate::policy::authority::TAG_BYTES];
+        rng.fill_bytes(&mut fresh);
+        crate::policy::authority::device_actor(self.keys.public().as_bytes(), fresh)
     }
 
     /// Writes a cached document's new changes to the store.

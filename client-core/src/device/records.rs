@@ -93,6 +93,7 @@ impl Device {
     ) -> Result<(ProvinceActivities, ProvinceDoc)> {
         let province = self.take_province(code, rng)?;
         let mut acts = ProvinceActivities::new(code);
+        acts.set_writer(self.fresh_actor(rng));
         for name in self.local_shared_docs()? {
             let DocName::Activities(c, year) = name else {
                 continue;

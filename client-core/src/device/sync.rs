@@ -216,6 +216,16 @@ impl Device {
             // Saving an unchanged document writes nothing; round-1 changes of an abandoned
             // exchange are worth keeping.
             self.persist(&key)?;
+            // A document that arrived new holds the engine's random actor: the next edit must
+            // be written under this device's (reloaded from the store by `doc`).
+            let own = crate::policy::authority::actor_tag(self.keys.public().as_bytes());
+            if self
+                .docs
+                .get(&key)
+                .is_some_and(|doc| crate::policy::authority::tag_of(doc.get_actor()) != Some(own))
+            {
+                self.docs.remove(&key);
+            }
             if gained.get(&key).is_some_and(|s| s.changes_applied > 0) {
                 changed.push(key);
             }

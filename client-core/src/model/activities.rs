@@ -169,29 +169,7 @@ impl ActivitiesDoc {
     /// Opens a document loaded or received under the name of `province` and `year`; an empty
     /// document is accepted.
     pub fn open(province: ProvinceCode, year: i32, doc: AutoCommit) -> Result<Self> {
-        check_year(year)?;
-        raw::check_header(&doc, KIND)?;
-        let found_code = raw::opt_str(&doc, &automerge::ROOT, "province")?;
-        let found_year = match doc.get(automerge::ROOT, "year")? {
-            None => None,
-            Some((value, _)) => Some(
-                value
-                    .as_i64()
-                    .ok_or_else(|| raw::malformed("document header", "year"))?,
-            ),
-        };
-        let code_ok = found_code.as_deref().is_none_or(|c| c == province.as_str());
-        let year_ok = found_year.is_none_or(|y| y == i64::from(year));
-        if !code_ok || !year_ok {
-            return Err(ModelError::WrongDocument {
-                expected: format!("{province} {year}"),
-                found: format!(
-                    "{} {}",
-                    found_code.unwrap_or_default(),
-                    found_year.map(|y| y.to_string()).unwrap_or_default()
-                ),
-            });
-        }
+        check_open(province, year, &doc)?;
         Ok(Self {
             code: province,
             year,
@@ -535,6 +513,9 @@ impl ActivitiesDoc {
 pub struct ProvinceActivities {
     code: ProvinceCode,
     years: BTreeMap<i32, ActivitiesDoc>,
+    /// The actor a new year's document is written under (a device's, bound to its key);
+    /// a fresh random one when `None`.
+    writer: Option<automerge::ActorId>,
 }
 
 impl ProvinceActivities {
@@ -543,7 +524,13 @@ impl ProvinceActivities {
         Self {
             code: province,
             years: BTreeMap::new(),
+            writer: None,
         }
+    }
+
+    /// Starts new years' documents under `actor` (a device's, `policy::authority`).
+    pub fn set_writer(&mut self, actor: automerge::ActorId) {
+        self.writer = Some(actor);
     }
 
     /// Adds (or replaces) one year's document.
@@ -597,6 +584,16 @@ impl ProvinceActivities {
             return doc.create(province, new, edit, rng);
         }
         let mut doc = ActivitiesDoc::new(self.code, year, edit, rng)?;
+        if let Some(actor) = &self.writer {
+            // The header commit is new and the document unsaved: start it again under the
+            // writer's actor.
+            doc = ActivitiesDoc {
+                code: self.code,
+                year,
+                doc: AutoCommit::new().with_actor(actor.clone()),
+            };
+            raw::transact(&mut doc.doc, edit, |d| header(d, self.code, year))?;
+        }
         let id = doc.create(province, new, edit, rng)?;
         self.years.insert(year, doc);
         Ok(id)
@@ -714,6 +711,55 @@ fn check_attendance(value: i64) -> Result<()> {
             value,
             max: MAX_ATTENDANCE,
         });
+    }
+    Ok(())
+}
+
+/// What [`ActivitiesDoc::open`] checks, on a borrowed document.
+fn check_open(province: ProvinceCode, year: i32, doc: &AutoCommit) -> Result<()> {
+    check_year(year)?;
+    raw::check_header(doc, KIND)?;
+    let found_code = raw::opt_str(doc, &automerge::ROOT, "province")?;
+    let found_year = match doc.get(automerge::ROOT, "year")? {
+        None => None,
+        Some((value, _)) => Some(
+            value
+                .as_i64()
+                .ok_or_else(|| raw::malformed("document header", "year"))?,
+        ),
+    };
+    let code_ok = found_code.as_deref().is_none_or(|c| c == province.as_str());
+    let year_ok = found_year.is_none_or(|y| y == i64::from(year));
+    if !code_ok || !year_ok {
+        return Err(ModelError::WrongDocument {
+            expected: format!("{province} {year}"),
+            found: format!(
+                "{} {}",
+                found_code.unwrap_or_default(),
+                found_year.map(|y| y.to_string()).unwrap_or_default()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Checks, without taking it, that `doc` still opens as the activities of `province` and
+/// `year` and that every activity at `keys` that is there reads (the content check of changes
+/// a server receives, `model::check_content`).
+pub(crate) fn check_content(
+    province: ProvinceCode,
+    year: i32,
+    doc: &AutoCommit,
+    keys: &std::collections::BTreeSet<String>,
+) -> Result<()> {
+    check_open(province, year, doc)?;
+    for key in keys {
+        let Some((ACTIVITY, id)) = key.split_once(':') else {
+            continue;
+        };
+        if let Some(obj) = raw::record(doc, key)? {
+            read_activity(doc, id.parse()?, &obj)?;
+        }
     }
     Ok(())
 }

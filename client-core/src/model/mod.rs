@@ -46,6 +46,24 @@ pub use province_code::{PROVINCES, ProvinceCode, ProvinceInfo};
 pub use raw::DamagedRecord;
 pub use raw::{FieldConflict, KIND_KEY, SCHEMA_KEY, SCHEMA_VERSION};
 
+/// Checks that `doc`, the shared document called `name` with a peer's changes applied, still
+/// opens as the typed model opens it (schema, kind, province and year in its header) and that
+/// every record at the root `keys` those changes touched reads as what its key says (field
+/// types, required fields). A server runs it on what a device sends before it stores anything
+/// (`sync::chunk`); the directory (written by HQ only) and names the model does not know are
+/// not checked here.
+pub fn check_content(
+    name: &str,
+    doc: &automerge::AutoCommit,
+    keys: &std::collections::BTreeSet<String>,
+) -> Result<()> {
+    match DocName::parse(name) {
+        Ok(DocName::Province(code)) => province::check_content(code, doc, keys),
+        Ok(DocName::Activities(code, year)) => activities::check_content(code, year, doc, keys),
+        Ok(DocName::Directory | DocName::Private) | Err(_) => Ok(()),
+    }
+}
+
 /// Who-and-when of one user action: becomes the message and time of exactly one automerge change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Edit {

@@ -138,15 +138,7 @@ impl ProvinceDoc {
     /// Opens a document received or loaded for `province`; an empty document is accepted (its
     /// header is written with the first edit).
     pub fn open(province: ProvinceCode, doc: AutoCommit) -> Result<Self> {
-        raw::check_header(&doc, KIND)?;
-        if let Some(found) = raw::opt_str(&doc, &automerge::ROOT, "province")?
-            && found != province.as_str()
-        {
-            return Err(ModelError::WrongDocument {
-                expected: province.to_string(),
-                found,
-            });
-        }
+        check_open(province, &doc)?;
         Ok(Self {
             code: province,
             doc,
@@ -485,6 +477,48 @@ impl ProvinceDoc {
             id: id.to_string(),
         })
     }
+}
+
+/// What [`ProvinceDoc::open`] checks, on a borrowed document.
+fn check_open(province: ProvinceCode, doc: &AutoCommit) -> Result<()> {
+    raw::check_header(doc, KIND)?;
+    if let Some(found) = raw::opt_str(doc, &automerge::ROOT, "province")?
+        && found != province.as_str()
+    {
+        return Err(ModelError::WrongDocument {
+            expected: province.to_string(),
+            found,
+        });
+    }
+    Ok(())
+}
+
+/// Checks, without taking it, that `doc` still opens as `province`'s document and that every
+/// record at `keys` that is there reads as what its key says (the content check of changes a
+/// server receives, `model::check_content`).
+pub(crate) fn check_content(
+    province: ProvinceCode,
+    doc: &AutoCommit,
+    keys: &std::collections::BTreeSet<String>,
+) -> Result<()> {
+    check_open(province, doc)?;
+    for key in keys {
+        let Some((kind, id)) = key.split_once(':') else {
+            continue;
+        };
+        if ![MEMBER, CENTRE, NOTE].contains(&kind) {
+            continue;
+        }
+        let Some(obj) = raw::record(doc, key)? else {
+            continue;
+        };
+        match kind {
+            MEMBER => read_member(doc, id.parse()?, &obj).map(drop)?,
+            CENTRE => read_centre(doc, id.parse()?, &obj).map(drop)?,
+            _ => read_note(doc, id.parse()?, &obj).map(drop)?,
+        }
+    }
+    Ok(())
 }
 
 fn header(doc: &mut AutoCommit, code: ProvinceCode) -> Result<()> {

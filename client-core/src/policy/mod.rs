@@ -8,7 +8,10 @@
 //! them. Nothing here does I/O.
 
 mod access;
+pub mod authority;
 mod role;
+pub mod undo;
 
 pub use access::{Access, MemberScope, UpstreamScope};
+pub use authority::{Authors, Rights};
 pub use role::{Role, UnknownRole};

@@ -73,6 +73,15 @@ error_codes! {
     /// A document's automerge bytes would inflate or expand past what one message may cost to
     /// decode (`sync::Limits`); refused before automerge decodes them.
     DecodeLimit = "decode_limit",
+    /// A change in a sync exchange is written under an automerge actor that is not bound to the
+    /// sending device (`policy::authority`); that document is refused.
+    WrongAuthor = "wrong_author",
+    /// A change in a sync exchange touches a record its author's role may not change (a
+    /// leader's phone changes only the records it created); that document is refused.
+    NotRecordOwner = "not_record_owner",
+    /// A change in a sync exchange would leave the document unreadable by the typed model
+    /// (schema, kind, field types, required fields); that document is refused.
+    InvalidContent = "invalid_content",
     /// The sender is enrolled already.
     AlreadyEnrolled = "already_enrolled",
     /// The invite is damaged, altered or not issued for this server.
@@ -146,6 +155,9 @@ impl ErrorCode {
             | ErrorCode::HqOnly
             | ErrorCode::ProvinceNotServed
             | ErrorCode::DecodeLimit
+            | ErrorCode::WrongAuthor
+            | ErrorCode::NotRecordOwner
+            | ErrorCode::InvalidContent
             | ErrorCode::AlreadyEnrolled
             | ErrorCode::InviteInvalid
             | ErrorCode::InviteExpired
@@ -174,6 +186,9 @@ impl ErrorCode {
             DocError::NotReadable | DocError::NotFound | DocError::Private => ErrorCode::OutOfScope,
             DocError::TooManyChanges => ErrorCode::TooManyChanges,
             DocError::DecodeLimit => ErrorCode::DecodeLimit,
+            DocError::WrongAuthor => ErrorCode::WrongAuthor,
+            DocError::NotOwner => ErrorCode::NotRecordOwner,
+            DocError::InvalidContent => ErrorCode::InvalidContent,
             DocError::Incomplete
             | DocError::InvalidName
             | DocError::BadChunk

@@ -374,6 +374,31 @@ fn bundle_checksum_valid(bytes: &[u8]) -> bool {
     digest.get(..4) == Some(checksum.as_slice())
 }
 
+/// Who may have written a peer's changes to one document (a server's check of what a device
+/// sends): the authority check before they are applied, the content check after.
+#[derive(Clone, Copy)]
+pub(crate) struct Check<'a> {
+    /// The document's name.
+    pub name: &'a str,
+    /// The authors the peer may send changes of.
+    pub authors: &'a dyn crate::policy::Authors,
+}
+
+impl Check<'_> {
+    fn authority(
+        &self,
+        doc: &mut AutoCommit,
+        changes: &[Change],
+    ) -> Result<std::collections::BTreeSet<String>, DocError> {
+        use crate::policy::authority::{Refusal, check_changes};
+        check_changes(doc, changes, self.authors).map_err(|refusal| match refusal {
+            Refusal::WrongAuthor(_) => DocError::WrongAuthor,
+            Refusal::NotOwner { .. } => DocError::NotOwner,
+            Refusal::Malformed(_) => DocError::InvalidContent,
+        })
+    }
+}
+
 enum Decoded {
     Changes(Vec<Change>),
     Whole(Box<AutoCommit>),
@@ -501,27 +526,45 @@ pub(crate) fn apply(
     chunk: &Chunk,
     limits: &Limits,
     budget: &mut Budget,
+    check: Option<Check<'_>>,
 ) -> Result<u64, ApplyError> {
     use std::panic::{AssertUnwindSafe, catch_unwind};
 
     let before = doc.stats().num_changes;
     let mut left = *budget;
     let checked = catch_unwind(AssertUnwindSafe(|| {
-        let decoded = decode(doc, chunk, limits, &mut left)?;
+        let mut decoded = decode(doc, chunk, limits, &mut left)?;
         let plan = match &decoded {
             Decoded::Whole(_) => Plan::Copy,
             Decoded::Changes(changes) => check_batch(doc, changes)?,
         };
-        Ok::<_, DocError>((decoded, plan))
+        let touched = match (&check, &mut decoded) {
+            (None, _) => None,
+            (Some(check), Decoded::Changes(changes)) => Some(check.authority(doc, changes)?),
+            (Some(check), Decoded::Whole(loaded)) => {
+                let changes = loaded.get_changes(&[]);
+                Some(check.authority(&mut AutoCommit::new(), &changes)?)
+            }
+        };
+        Ok::<_, DocError>((decoded, plan, touched))
     }));
     budget.decode = left.decode;
-    let (decoded, plan) = match checked {
+    let (decoded, plan, touched) = match checked {
         Ok(result) => result.map_err(ApplyError::Refused)?,
         Err(_) => return Err(ApplyError::Refused(DocError::BadChunk)),
+    };
+    // The typed model's content check of what the changes touched, on the document as it would
+    // be stored.
+    let content = |doc: &AutoCommit| match (&check, &touched) {
+        (Some(check), Some(keys)) => {
+            crate::model::check_content(check.name, doc, keys).map_err(|_| DocError::InvalidContent)
+        }
+        _ => Ok(()),
     };
     match (decoded, plan) {
         (Decoded::Whole(loaded), _) => {
             let mut loaded = *loaded;
+            content(&loaded).map_err(ApplyError::Refused)?;
             loaded.set_actor(doc.get_actor().clone());
             *doc = loaded;
         }
@@ -531,7 +574,15 @@ pub(crate) fn apply(
                 work.apply_changes_batch(changes).map(|()| work)
             }));
             match outcome {
-                Ok(Ok(work)) => *doc = work,
+                Ok(Ok(work)) => {
+                    // Checked changes are stored only once they apply: one left waiting for a
+                    // dependency would skip the content check when it arrives.
+                    if check.is_some() && !work.get_missing_deps(&[]).is_empty() {
+                        return Err(ApplyError::Refused(DocError::MissingDeps));
+                    }
+                    content(&work).map_err(ApplyError::Refused)?;
+                    *doc = work;
+                }
                 Ok(Err(_)) => return Err(ApplyError::Refused(DocError::ApplyFailed)),
                 Err(_) => return Err(ApplyError::Refused(DocError::BadChunk)),
             }
@@ -540,7 +591,9 @@ pub(crate) fn apply(
             let heads = doc.get_heads();
             let outcome = catch_unwind(AssertUnwindSafe(|| doc.apply_changes_batch(changes)));
             match outcome {
-                Ok(Ok(())) => {}
+                // Applied in place: content the model cannot read leaves the document to be
+                // dropped (the caller reloads it from storage, which is intact).
+                Ok(Ok(())) => content(doc).map_err(ApplyError::Damaged)?,
                 // automerge refuses duplicate sequence numbers before it changes anything
                 // (the queue it would prune is empty here); anything else is not trusted.
                 Ok(Err(_)) => {
@@ -652,6 +705,7 @@ mod tests {
                 &raw(&mut changes),
                 &Limits::default(),
                 &mut budget,
+                None,
             );
             assert_eq!(gained, Ok(count as u64 + 2));
             assert_eq!(budget.changes, 1000 - count - 2);
@@ -664,6 +718,7 @@ mod tests {
                 &raw(&mut changes),
                 &Limits::default(),
                 &mut budget,
+                None,
             );
             assert_eq!(again, Ok(0));
             assert_eq!(snapshot(&mut doc), snapshot(&mut copy));
@@ -714,7 +769,13 @@ mod tests {
         ];
         for (what, mut batch, expected) in cases {
             let mut budget = budget(1000);
-            let outcome = apply(&mut doc, &raw(&mut batch), &Limits::default(), &mut budget);
+            let outcome = apply(
+                &mut doc,
+                &raw(&mut batch),
+                &Limits::default(),
+                &mut budget,
+                None,
+            );
             assert_eq!(outcome, Err(ApplyError::Refused(expected)), "{what}");
             assert_eq!(budget.changes, 1000, "{what}: the budget was spent");
             assert_eq!(snapshot(&mut doc), before, "{what}: the document changed");
@@ -733,11 +794,18 @@ mod tests {
             &Chunk::Changes(bytes),
             &Limits::default(),
             &mut budget,
+            None,
         );
         assert_eq!(outcome, Err(ApplyError::Refused(DocError::BadChunk)));
         assert_eq!(snapshot(&mut doc), before);
         // The good part alone still applies afterwards.
-        let outcome = apply(&mut doc, &raw(&mut good), &Limits::default(), &mut budget);
+        let outcome = apply(
+            &mut doc,
+            &raw(&mut good),
+            &Limits::default(),
+            &mut budget,
+            None,
+        );
         assert_eq!(outcome, Ok(3));
     }
 
@@ -773,11 +841,18 @@ mod tests {
             &raw(&mut missing),
             &Limits::default(),
             &mut budget,
+            None,
         );
         assert_eq!(outcome, Err(ApplyError::Refused(DocError::BadChunk)));
         assert_eq!(snapshot(&mut doc), before);
         assert_eq!(
-            apply(&mut doc, &raw(&mut good), &Limits::default(), &mut budget),
+            apply(
+                &mut doc,
+                &raw(&mut good),
+                &Limits::default(),
+                &mut budget,
+                None
+            ),
             Ok(1)
         );
     }
@@ -791,7 +866,13 @@ mod tests {
         let mut budget = budget(10);
         let mut forged = [insert_after(&mut doc, 7)];
         assert_eq!(check_batch(&mut doc, &forged), Ok(Plan::InPlace));
-        let outcome = apply(&mut doc, &raw(&mut forged), &Limits::default(), &mut budget);
+        let outcome = apply(
+            &mut doc,
+            &raw(&mut forged),
+            &Limits::default(),
+            &mut budget,
+            None,
+        );
         assert_eq!(outcome, Err(ApplyError::Damaged(DocError::BadChunk)));
         assert_eq!(budget.changes, 10);
     }
@@ -819,7 +900,13 @@ mod tests {
         let mut budget = budget(1000);
         let before = snapshot(&mut doc).0;
         assert_eq!(
-            apply(&mut doc, &raw(&mut gap), &Limits::default(), &mut budget),
+            apply(
+                &mut doc,
+                &raw(&mut gap),
+                &Limits::default(),
+                &mut budget,
+                None
+            ),
             Ok(0)
         );
         assert_eq!(snapshot(&mut doc).0, before);
@@ -827,7 +914,13 @@ mod tests {
         // With changes queued, the next batch goes to a copy too; it completes the document.
         assert_eq!(check_batch(&mut doc, &later), Ok(Plan::Copy));
         assert_eq!(
-            apply(&mut doc, &raw(&mut later), &Limits::default(), &mut budget),
+            apply(
+                &mut doc,
+                &raw(&mut later),
+                &Limits::default(),
+                &mut budget,
+                None
+            ),
             Ok(4)
         );
         assert!(doc.get_missing_deps(&[]).is_empty());

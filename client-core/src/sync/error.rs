@@ -109,6 +109,12 @@ pub enum DocError {
     MissingDeps,
     #[error("the chunk inflates or expands past what one message may decode")]
     DecodeLimit,
+    #[error("a change is written under an actor that is not the sending device's")]
+    WrongAuthor,
+    #[error("a change touches a record its author may not change")]
+    NotOwner,
+    #[error("the changes would leave the document unreadable by the model")]
+    InvalidContent,
 }
 
 impl DocError {
@@ -127,6 +133,9 @@ impl DocError {
             DocError::ApplyFailed => 23,
             DocError::MissingDeps => 24,
             DocError::DecodeLimit => 25,
+            DocError::WrongAuthor => 26,
+            DocError::NotOwner => 27,
+            DocError::InvalidContent => 28,
         }
     }
 
@@ -145,6 +154,9 @@ impl DocError {
             23 => DocError::ApplyFailed,
             24 => DocError::MissingDeps,
             25 => DocError::DecodeLimit,
+            26 => DocError::WrongAuthor,
+            27 => DocError::NotOwner,
+            28 => DocError::InvalidContent,
             _ => return None,
         })
     }

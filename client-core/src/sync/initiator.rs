@@ -455,13 +455,13 @@ impl Initiator {
                 Some(doc) => doc,
                 None => {
                     let mut fresh = AutoCommit::new();
-                    applied = chunk::apply(&mut fresh, chunk, &self.limits, budget)
+                    applied = chunk::apply(&mut fresh, chunk, &self.limits, budget, None)
                         .map_err(|e| (0, e.error()))?;
                     docs.entry(name.clone()).or_insert(fresh)
                 }
             };
             if applied == 0 {
-                applied = match chunk::apply(doc, chunk, &self.limits, budget) {
+                applied = match chunk::apply(doc, chunk, &self.limits, budget, None) {
                     Ok(n) => n,
                     Err(ApplyError::Refused(e)) => return Err((0, e)),
                     Err(ApplyError::Damaged(e)) => {

@@ -169,6 +169,10 @@ impl Responder {
             return (refuse(entry, DocError::NotReadable), 0);
         }
         let their_heads = normalise(entry.heads.clone());
+        let check = scope.authors(name).map(|authors| chunk::Check {
+            name: name.as_str(),
+            authors,
+        });
         let mut applied = 0;
         let mut write_refused = false;
         let doc = match docs.get_mut(name) {
@@ -195,7 +199,7 @@ impl Responder {
                     );
                 };
                 let mut fresh = AutoCommit::new();
-                match chunk::apply(&mut fresh, chunk, &self.limits, budget) {
+                match chunk::apply(&mut fresh, chunk, &self.limits, budget, check) {
                     Ok(n) => applied = n,
                     Err(e) => return (refuse(entry, e.error()), 0),
                 }
@@ -206,7 +210,7 @@ impl Responder {
             if !scope.may_write(name) {
                 write_refused = true;
             } else if let Some(chunk) = entry.chunk.as_ref() {
-                match chunk::apply(doc, chunk, &self.limits, budget) {
+                match chunk::apply(doc, chunk, &self.limits, budget, check) {
                     Ok(n) => applied = n,
                     Err(ApplyError::Refused(e)) => {
                         return (status_only(entry, doc, DocStatus::Error(e)), 0);

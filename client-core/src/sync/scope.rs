@@ -14,6 +14,13 @@ pub trait Scope {
     fn may_create(&self, doc: &DocName) -> bool {
         self.may_write(doc)
     }
+    /// Who may have written the changes the peer sends for this document: each change is
+    /// checked, operation by operation, before it is applied (`policy::authority`), and the
+    /// document after them by the typed model (`model::check_content`). `None`, the default,
+    /// takes the changes as they come (a phone, or a relay, from its upstream).
+    fn authors(&self, _doc: &DocName) -> Option<&dyn crate::policy::Authors> {
+        None
+    }
 }
 
 /// A [`Scope`] from name prefixes: a pattern grants the document of that exact name and every

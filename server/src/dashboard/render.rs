@@ -421,11 +421,21 @@ fn region_section(
         let Ok(code) = ProvinceCode::parse(&p.code) else {
             continue;
         };
+        // A province with data the model cannot read says so, and still shows what it can.
+        let damaged = if p.damaged_records > 0 {
+            format!(
+                "<span class=\"tile-damaged\" data-damaged=\"{}\">{}</span>",
+                p.damaged_records, l.damaged
+            )
+        } else {
+            String::new()
+        };
         let _ = write!(
             out,
             "<li><a class=\"tile heat-{h}\" href=\"/dashboard/province/{c}\" data-tile=\"{c}\" \
              data-activities=\"{a}\"><span class=\"tile-name\">{n}</span>\
-             <span class=\"tile-count\">{count} <span class=\"unit\">{unit}</span></span></a></li>",
+             <span class=\"tile-count\">{count} <span class=\"unit\">{unit}</span></span>\
+             {damaged}</a></li>",
             h = heat(p.activities, max),
             c = escape(&p.code),
             a = p.activities,
@@ -878,6 +888,24 @@ mod tests {
             version: "v1",
             silent_days: 7,
             path: "/dashboard",
+        }
+    }
+
+    /// A province with data the model cannot read is marked damaged on the overview, and the
+    /// other provinces are shown as before.
+    #[test]
+    fn a_damaged_province_is_marked_and_the_others_still_show() {
+        let mut data = dataset();
+        let mut damaged = data.report.provinces[0].clone();
+        damaged.code = "TH-40".into();
+        damaged.damaged_records = 1;
+        data.report.provinces.insert(0, damaged);
+        for lang in [Lang::Th, Lang::En] {
+            let page = overview(&ctx(lang), &data);
+            assert!(page.contains("data-tile=\"TH-40\""), "{page}");
+            assert!(page.contains("data-tile=\"TH-44\""), "{page}");
+            assert_eq!(page.matches("data-damaged=\"1\"").count(), 1, "{page}");
+            assert!(page.contains(ctx(lang).locale.labels().damaged));
         }
     }
 

@@ -46,11 +46,15 @@ pub(super) fn snapshot(core: &mut Core, link: &Link, step: &Step) -> Result<Snap
         }
     }
     let (mailbox, pushed, section) = match step {
+        // A document's step carries the registrations still waiting too: HQ takes a change only
+        // from an author it knows (`crate::authority`), so the phones that wrote it must reach
+        // HQ no later than their changes.
         Step::Document(_) => (
             None,
             0,
             UpstreamRequest {
                 named_only: true,
+                registrations: pending_registrations(&core.conn)?,
                 ..UpstreamRequest::default()
             }
             .encode(),
@@ -86,16 +90,7 @@ pub(super) fn snapshot(core: &mut Core, link: &Link, step: &Step) -> Result<Snap
             if !tips.is_empty() {
                 messages.push(MailboxMessage::Push(Push { items: tips }));
             }
-            let registrations = devices::pending_upstream(&core.conn, REGISTRATION_BATCH)?
-                .into_iter()
-                .map(|(device, invite)| Registration {
-                    public_key: device.public_key,
-                    role: device.role.as_str().to_owned(),
-                    provinces: device.provinces,
-                    enrolled_at: u64::try_from(device.enrolled_at).unwrap_or(0),
-                    invite,
-                })
-                .collect();
+            let registrations = pending_registrations(&core.conn)?;
             // The devices revoked here go up, and HQ's revocations come down a page at a time.
             let revocations = devices::revocations_for_upstream(&core.conn, MAX_REVOCATIONS)?
                 .into_iter()
@@ -124,6 +119,20 @@ pub(super) fn snapshot(core: &mut Core, link: &Link, step: &Step) -> Result<Snap
         section,
         pushed,
     })
+}
+
+/// The next batch of registrations of phones enrolled here that HQ has not answered.
+fn pending_registrations(conn: &rusqlite::Connection) -> Result<Vec<Registration>, DbError> {
+    Ok(devices::pending_upstream(conn, REGISTRATION_BATCH)?
+        .into_iter()
+        .map(|(device, invite)| Registration {
+            public_key: device.public_key,
+            role: device.role.as_str().to_owned(),
+            provinces: device.provinces,
+            enrolled_at: u64::try_from(device.enrolled_at).unwrap_or(0),
+            invite,
+        })
+        .collect())
 }
 
 /// The network part, on a blocking thread without the writer lock.
