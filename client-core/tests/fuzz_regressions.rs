@@ -224,3 +224,10 @@ fn fuzz_deflate_bomb_is_refused_before_it_is_inflated() {
         Some("Error(DecodeLimit)".to_owned())
     );
 }
+
+/// The `authority` target reads the `exchange` target's inputs with the server's checks on: the
+/// decompression bomb and the crafted bundle must end as cleanly there.
+#[test]
+fn fuzz_regressions_authority() {
+    replay("authority", harness::authority);
+}
