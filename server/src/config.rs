@@ -14,7 +14,7 @@ pub const DEFAULT_PORT: u16 = 7744;
 pub const DEFAULT_DATA: &str = "./phakhi-data";
 
 /// Which of the two server roles this process plays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ServerRole {
     /// Headquarters: merges every province, signs invites.
@@ -225,8 +225,8 @@ pub struct FileConfig {
     pub upstream_backoff_cap_secs: Option<u64>,
 }
 
-/// Values from the environment or the command line (clap merges the two: a flag beats its
-/// environment variable).
+/// Values from the environment or the command line (the `phakhi` binary's clap merges the two: a
+/// flag beats its environment variable).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overrides {
     pub role: Option<ServerRole>,

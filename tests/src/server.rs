@@ -24,7 +24,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The `phakhi` binary the tests run: `PHAKHI_BIN` if set, else this workspace's, built once per
-/// test process (with the `test-kdf` feature, see `server/src/kdf.rs`) so it is never stale.
+/// test process (package `phakhi`, with the `test-kdf` feature, see `server/src/kdf.rs`) so it is never stale.
 pub fn phakhi_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -33,7 +33,7 @@ pub fn phakhi_bin() -> PathBuf {
         }
         cargo_build(&[
             "-p",
-            "phakhi-server",
+            "phakhi",
             "--bin",
             "phakhi",
             "--features",

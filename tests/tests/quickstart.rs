@@ -98,7 +98,7 @@ struct Ran {
 }
 
 /// Runs the quickstart as one bash script in `work`: `cargo build --release -p
-/// phakhi-server` is a stand-in on the PATH that links the test's `phakhi` where the README's
+/// phakhi` is a stand-in on the PATH that links the test's `phakhi` where the README's
 /// alias looks for it. The script runs in a process group of its own, which the test ends
 /// whatever happens (servers it left running included).
 fn run_quickstart(root: &Path, work: &Path, hq_port: u16, relay_port: u16) -> Ran {
@@ -109,7 +109,7 @@ fn run_quickstart(root: &Path, work: &Path, hq_port: u16, relay_port: u16) -> Ra
         &cargo,
         format!(
             "#!/bin/sh\n\
-             [ \"$*\" = 'build --release -p phakhi-server' ] || {{ echo \"cargo $* is not the \
+             [ \"$*\" = 'build --release -p phakhi' ] || {{ echo \"cargo $* is not the \
              quickstart's\" >&2; exit 2; }}\n\
              mkdir -p target/release && ln -sf '{}' target/release/phakhi\n",
             phakhi_bin().display()

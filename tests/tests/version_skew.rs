@@ -71,7 +71,7 @@ fn upstream_error(relay: &ServerProcess, needle: &str) -> String {
     }
     panic!(
         "no upstream error with {needle:?} after 600 looks (is {} a test build with the \
-         test-wire feature? `cargo test -p phakhi-server` alone rebuilds it without); last \
+         test-wire feature? `cargo test -p phakhi` alone rebuilds it without); last \
          health: {seen}",
         phakhi_bin().display()
     );

@@ -95,13 +95,13 @@ fn args() -> Result<Args, String> {
 fn prepare_and_reexec() -> ExitCode {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let root = root();
-    progress("building the release phakhi binary (cargo build --release -p phakhi-server)");
+    progress("building the release phakhi binary (cargo build --release -p phakhi)");
     let ok = Command::new(&cargo)
         .args([
             "build",
             "--release",
             "-p",
-            "phakhi-server",
+            "phakhi",
             "--bin",
             "phakhi",
         ])

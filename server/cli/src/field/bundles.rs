@@ -7,7 +7,7 @@ use std::path::Path;
 use phakhi_core::device::{DeviceError, SyncStep, unix};
 
 use super::{FieldError, Session};
-use crate::bundle::{read_bundle_file, write_bundle_file};
+use phakhi_server::bundle::{read_bundle_file, write_bundle_file};
 
 pub(super) fn export(session: &mut Session, file: &Path) -> Result<(), FieldError> {
     let replacing = session.device.bundle_pending()?;

@@ -1,5 +1,5 @@
 //! The `phakhi` binary: everything lives in the library.
 
 fn main() -> std::process::ExitCode {
-    phakhi_server::cli::main()
+    phakhi::cli::main()
 }

@@ -19,7 +19,7 @@ use rand_core::OsRng;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use crate::kdf;
+use phakhi_server::kdf;
 use crate::secret::{self, SecretError};
 pub use dates::InputEra;
 
@@ -246,7 +246,7 @@ fn enroll(
     server: Option<String>,
     network_key: Option<&str>,
 ) -> Result<(), FieldError> {
-    let network_key = crate::invite::network_key(network_key).map_err(FieldError::Input)?;
+    let network_key = phakhi_server::invite::network_key(network_key).map_err(FieldError::Input)?;
     let enrolment = session
         .device
         .enrol_http(

@@ -12,8 +12,8 @@ use std::path::Path;
 use phakhi_core::mailbox::{EnvelopeKind, MailItem, StoredItem};
 use rusqlite::TransactionBehavior;
 
-use crate::db::{self, DbError};
-use crate::state::LOCK_FILE;
+use phakhi_server::db::{self, DbError};
+use phakhi_server::state::LOCK_FILE;
 
 /// A failure to use the HQ data folder.
 #[derive(Debug, thiserror::Error)]

@@ -7,11 +7,12 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
-use crate::admin::{self, AdminError, Revoked};
-use crate::config::{self, Config, FileConfig, Overrides, ServerRole};
-use crate::state::AppState;
+use phakhi_server::admin::{self, AdminError, Revoked};
+use phakhi_server::config::{self, Config, FileConfig, Overrides, ServerRole};
+use phakhi_server::state::AppState;
 
 /// Phakhi (ภาคี): offline-first sync for a civil-society anti-corruption network.
 #[derive(Debug, Parser)]
@@ -103,7 +104,7 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
     /// Server role [default: hq].
-    #[arg(long, env = "PHAKHI_ROLE", value_enum)]
+    #[arg(long, env = "PHAKHI_ROLE", value_parser = server_role_arg())]
     pub role: Option<ServerRole>,
     /// Address to listen on [default: 127.0.0.1].
     #[arg(long, env = "PHAKHI_ADDR")]
@@ -131,6 +132,28 @@ pub struct ServeArgs {
     /// Longest wait in seconds between attempts while HQ is unreachable [default: 300].
     #[arg(long, env = "PHAKHI_UPSTREAM_BACKOFF_CAP", value_name = "SECS")]
     pub upstream_backoff_cap: Option<u64>,
+}
+
+/// Reads `--role` (`hq` or `relay`) as the server's [`ServerRole`], listing both in `--help`.
+fn server_role_arg() -> impl TypedValueParser<Value = ServerRole> {
+    let role = |role: ServerRole, help: &'static str| PossibleValue::new(role.as_str()).help(help);
+    PossibleValuesParser::new([
+        role(
+            ServerRole::Hq,
+            "Headquarters: merges every province, signs invites",
+        ),
+        role(
+            ServerRole::Relay,
+            "Provincial coordination centre: serves its phones, relays to HQ",
+        ),
+    ])
+    .map(|text| {
+        if text == ServerRole::Relay.as_str() {
+            ServerRole::Relay
+        } else {
+            ServerRole::Hq
+        }
+    })
 }
 
 #[derive(Debug, Clone, Args)]
@@ -229,7 +252,7 @@ pub struct InviteArgs {
     pub server_key: Option<String>,
 }
 
-/// The command line's spelling of [`Role`](crate::db::devices::Role) (clap derives its choices
+/// The command line's spelling of [`Role`](phakhi_server::db::devices::Role) (clap derives its choices
 /// from a local type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum InviteRole {
@@ -239,9 +262,9 @@ pub enum InviteRole {
     Admin,
 }
 
-impl From<InviteRole> for crate::db::devices::Role {
+impl From<InviteRole> for phakhi_server::db::devices::Role {
     fn from(role: InviteRole) -> Self {
-        use crate::db::devices::Role;
+        use phakhi_server::db::devices::Role;
         match role {
             InviteRole::Leader => Role::Leader,
             InviteRole::Coordinator => Role::Coordinator,
@@ -257,7 +280,7 @@ pub enum CliError {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
     #[error(transparent)]
-    Start(#[from] crate::state::StartError),
+    Start(#[from] phakhi_server::state::StartError),
     #[error(
         "cannot listen on {addr}: {source}; pick another port with --port (0 picks a free one) \
          or stop the program using it"
@@ -282,20 +305,20 @@ pub enum CliError {
     #[error(transparent)]
     Tipdesk(#[from] crate::tipdesk::TipdeskError),
     #[error(transparent)]
-    Report(#[from] crate::report::ReportError),
+    Report(#[from] phakhi_server::report::ReportError),
     #[error(transparent)]
-    Bundle(#[from] crate::bundle::ImportError),
+    Bundle(#[from] phakhi_server::bundle::ImportError),
     #[error("{0}")]
-    Undo(#[from] crate::undo::UndoError),
+    Undo(#[from] phakhi_server::undo::UndoError),
     #[error(
         "a dashboard login link may last at most 1d, not {0}: give --expires 15m (the default) \
          or up to 1d"
     )]
     LoginTooLong(String),
     #[error(transparent)]
-    Join(#[from] crate::relay::join::JoinError),
+    Join(#[from] phakhi_server::relay::join::JoinError),
     #[error(transparent)]
-    Backup(#[from] crate::backup::BackupError),
+    Backup(#[from] phakhi_server::backup::BackupError),
     #[error(transparent)]
     Probe(#[from] crate::probe::ProbeError),
     #[error("cannot write logs to {path}: {source}; give another --log-file")]
@@ -342,7 +365,7 @@ pub fn main() -> ExitCode {
 /// Tells the storage where the data folder's key comes from (`--db-key-file`,
 /// `--db-passphrase-env`; otherwise `PHAKHI_DB_KEY_FILE` or `<data>.key`).
 fn configure_db_key(cli: &Cli) -> Result<(), CliError> {
-    use crate::db::atrest::{self, KeySource};
+    use phakhi_server::db::atrest::{self, KeySource};
     if let Some(var) = &cli.db_passphrase_env {
         let passphrase = std::env::var(var)
             .ok()
@@ -455,13 +478,13 @@ fn relay(args: RelayArgs) -> Result<(), CliError> {
         } => {
             let config = resolve_config(&config, Overrides::default())?;
             let network_key =
-                crate::invite::network_key(network_key.as_deref()).map_err(CliError::NetworkKey)?;
-            let outcome = crate::relay::join::join(
+                phakhi_server::invite::network_key(network_key.as_deref()).map_err(CliError::NetworkKey)?;
+            let outcome = phakhi_server::relay::join::join(
                 &config.data,
                 &invite,
                 &network_key,
                 server.as_deref(),
-                crate::routes::now_unix(),
+                phakhi_server::routes::now_unix(),
                 &mut rand_core::OsRng,
             )?;
             let joined = &outcome.joined;
@@ -515,7 +538,7 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
                 source,
             })?;
         let bound = listener.local_addr().map_err(CliError::Serve)?;
-        let shutdown = crate::http::shutdown_signal().map_err(CliError::Serve)?;
+        let shutdown = phakhi_server::http::shutdown_signal().map_err(CliError::Serve)?;
         let mut config = config;
         config.port = bound.port();
         let opened = AppState::open(config)?;
@@ -540,7 +563,7 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
         // The upstream task stops with the server.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let upstream_task = upstream.map(|settings| {
-            tokio::spawn(crate::relay::upstream::run(
+            tokio::spawn(phakhi_server::relay::upstream::run(
                 state.clone(),
                 settings,
                 stop_rx,
@@ -550,7 +573,7 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
             shutdown.await;
             let _ = stop_tx.send(true);
         };
-        crate::http::serve(listener, state, shutdown)
+        phakhi_server::http::serve(listener, state, shutdown)
             .await
             .map_err(CliError::Serve)?;
         if let Some(task) = upstream_task {
@@ -598,11 +621,11 @@ fn first_start_notice(state: &AppState) -> String {
 
 /// Where the data folder's key comes from, for the first-start banner (never the key).
 fn db_key_place(data: &std::path::Path) -> String {
-    match crate::db::atrest::source_for(data) {
-        crate::db::atrest::KeySource::File(path) => {
+    match phakhi_server::db::atrest::source_for(data) {
+        phakhi_server::db::atrest::KeySource::File(path) => {
             format!("the key file {}", path.display())
         }
-        crate::db::atrest::KeySource::Passphrase(_) => {
+        phakhi_server::db::atrest::KeySource::Passphrase(_) => {
             "a key from the passphrase given (--db-passphrase-env)".to_string()
         }
     }
@@ -611,7 +634,7 @@ fn db_key_place(data: &std::path::Path) -> String {
 fn admin(args: AdminArgs) -> Result<(), CliError> {
     let config = resolve_config(&args.config, Overrides::default())?;
     let data = config.data.clone();
-    let now = crate::routes::now_unix();
+    let now = phakhi_server::routes::now_unix();
     match args.command {
         AdminCommand::Devices => {
             print!("{}", admin::devices_table(&data)?);
@@ -629,16 +652,16 @@ fn admin(args: AdminArgs) -> Result<(), CliError> {
             }
         }
         AdminCommand::Undo { device, since } => {
-            let since = crate::undo::parse_since(&since)?;
+            let since = phakhi_server::undo::parse_since(&since)?;
             let now = i64::try_from(now).unwrap_or(i64::MAX);
-            print!("{}", crate::undo::run(&data, &device, since, now)?.render());
+            print!("{}", phakhi_server::undo::run(&data, &device, since, now)?.render());
         }
         AdminCommand::ImportBundle {
             file,
             answer,
             server,
         } => {
-            let done = crate::bundle::import(config, &file, &answer, server.as_deref(), now)?;
+            let done = phakhi_server::bundle::import(config, &file, &answer, server.as_deref(), now)?;
             println!(
                 "bundle applied ({} bytes in); answer written to {} ({} bytes): carry it back \
                  and run `phakhi device --store ... import-bundle {}`",
@@ -649,7 +672,7 @@ fn admin(args: AdminArgs) -> Result<(), CliError> {
             );
         }
         AdminCommand::Backup { out } => {
-            let written = crate::backup::backup(&data, &out)?;
+            let written = phakhi_server::backup::backup(&data, &out)?;
             println!(
                 "backup {} written to {} ({} files, {} bytes). Keep it off this machine, where \
                  only the server's operators reach it: it holds the server's keys. Phones and \
@@ -661,7 +684,7 @@ fn admin(args: AdminArgs) -> Result<(), CliError> {
             );
         }
         AdminCommand::Restore { from } => {
-            let number = crate::backup::restore(&from, &data)?;
+            let number = phakhi_server::backup::restore(&from, &data)?;
             println!(
                 "backup {number} restored into {}. Next: start `phakhi serve --data {}`; phones \
                  and relays offer again the tips it lacks at their next sync, and documents \
@@ -676,12 +699,12 @@ fn admin(args: AdminArgs) -> Result<(), CliError> {
         } => {
             let valid = admin::parse_duration(&expires)?;
             let valid = i64::try_from(valid.as_secs()).unwrap_or(i64::MAX);
-            if valid > crate::dashboard::session::MAX_LOGIN_SECS {
+            if valid > phakhi_server::dashboard::session::MAX_LOGIN_SECS {
                 return Err(CliError::LoginTooLong(expires));
             }
             let base = server_url.unwrap_or_else(|| config.server_url());
             let now = i64::try_from(now).unwrap_or(i64::MAX);
-            let link = crate::dashboard::login_link(&data, &base, valid, now)?;
+            let link = phakhi_server::dashboard::login_link(&data, &base, valid, now)?;
             println!("{link}");
             eprintln!(
                 "Open this link in a browser within {expires}; it works once and signs you in \
@@ -689,7 +712,7 @@ fn admin(args: AdminArgs) -> Result<(), CliError> {
             );
         }
         AdminCommand::Invite(invite) => {
-            let request = crate::invite::InviteRequest {
+            let request = phakhi_server::invite::InviteRequest {
                 provinces: invite.provinces,
                 role: invite.role.into(),
                 expires: invite.expires,
@@ -697,7 +720,7 @@ fn admin(args: AdminArgs) -> Result<(), CliError> {
                 tip_desk_key: invite.tip_desk_key,
                 server_key: invite.server_key,
             };
-            let text = crate::invite::issue(&config, &request, now, &mut rand_core::OsRng)?;
+            let text = phakhi_server::invite::issue(&config, &request, now, &mut rand_core::OsRng)?;
             println!("{text}");
         }
     }
@@ -806,7 +829,7 @@ mod tests {
                 .to_string()
                 .contains("phakhi serve")
         );
-        crate::db::open(dir.path()).unwrap();
+        phakhi_server::db::open(dir.path()).unwrap();
         login("15m").unwrap();
         assert!(matches!(
             login("2d").unwrap_err(),
@@ -816,7 +839,7 @@ mod tests {
             login("soon").unwrap_err(),
             CliError::Admin(AdminError::BadDuration(_))
         ));
-        let conn = crate::db::open(dir.path()).unwrap();
+        let conn = phakhi_server::db::open(dir.path()).unwrap();
         let logins: i64 = conn
             .query_row("SELECT count(*) FROM dashboard_logins", [], |r| r.get(0))
             .unwrap();

@@ -46,7 +46,7 @@ pub(super) struct Link {
 }
 
 fn now_unix() -> u64 {
-    crate::routes::now_unix()
+    phakhi_server::routes::now_unix()
 }
 
 /// The desk's device key, created on first use and kept in the encrypted store.
