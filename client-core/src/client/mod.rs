@@ -136,6 +136,12 @@ pub trait Conversation {
     /// The last request's answer will not come (or did not open, or was refused): rewind to the
     /// last completed step.
     fn lost(&mut self, ctx: &mut Self::Ctx);
+
+    /// The sealed sizes of the request just answered and of its answer, told before
+    /// [`Conversation::answer`] (for conversations that count bytes; nothing by default).
+    fn carried(&mut self, request_bytes: usize, answer_bytes: usize) {
+        let _ = (request_bytes, answer_bytes);
+    }
 }
 
 /// Why the client side of an exchange failed. Each says what to do next.
@@ -168,7 +174,7 @@ pub enum ClientError {
     NothingInFlight,
     /// The conversation asked for more rounds than it may take.
     #[error("the peer asked for more than {0} rounds; the exchange was abandoned, try again")]
-    TooManyRounds(u8),
+    TooManyRounds(u32),
     /// The caller asked the exchange to stop; nothing is lost.
     #[error("cancelled; nothing was lost, try again to resume")]
     Cancelled,
@@ -200,10 +206,12 @@ pub struct Driver<C> {
     keys: StaticKeyPair,
     peer: PublicKey,
     in_flight: Option<PendingResponse>,
-    rounds: u8,
+    /// The sealed size of the request in flight.
+    in_flight_bytes: usize,
+    rounds: u32,
     /// Requests sealed since the conversation last rewound: what the round limit counts.
-    attempt: u8,
-    max_rounds: u8,
+    attempt: u32,
+    max_rounds: u32,
     done: bool,
     bytes_sent: u64,
     bytes_received: u64,
@@ -221,7 +229,7 @@ impl<C> std::fmt::Debug for Driver<C> {
 }
 
 /// Rounds a conversation may take unless it says otherwise ([`Driver::with_max_rounds`]).
-pub const DEFAULT_MAX_ROUNDS: u8 = u8::MAX;
+pub const DEFAULT_MAX_ROUNDS: u32 = u32::MAX;
 
 impl<C: Conversation> Driver<C> {
     /// A driver speaking as `keys` to the peer whose pinned static key is `peer`.
@@ -231,6 +239,7 @@ impl<C: Conversation> Driver<C> {
             keys: keys.clone(),
             peer,
             in_flight: None,
+            in_flight_bytes: 0,
             rounds: 0,
             attempt: 0,
             max_rounds: DEFAULT_MAX_ROUNDS,
@@ -241,7 +250,7 @@ impl<C: Conversation> Driver<C> {
     }
 
     /// At most `rounds` requests between two losses (a sync exchange takes two).
-    pub fn with_max_rounds(mut self, rounds: u8) -> Self {
+    pub fn with_max_rounds(mut self, rounds: u32) -> Self {
         self.max_rounds = rounds;
         self
     }
@@ -270,6 +279,7 @@ impl<C: Conversation> Driver<C> {
         match seal_request(rng, &self.keys, &self.peer, unix(now), &payload) {
             Ok((bytes, pending)) => {
                 self.in_flight = Some(pending);
+                self.in_flight_bytes = bytes.len();
                 self.rounds = self.rounds.saturating_add(1);
                 self.attempt += 1;
                 self.bytes_sent += bytes.len() as u64;
@@ -303,6 +313,8 @@ impl<C: Conversation> Driver<C> {
             }
         };
         self.bytes_received += answer.len() as u64;
+        self.conversation
+            .carried(std::mem::take(&mut self.in_flight_bytes), answer.len());
         match self.conversation.answer(ctx, &payload, now, rng) {
             Ok(Turn::Done(outcome)) => {
                 self.done = true;
@@ -338,8 +350,8 @@ impl<C: Conversation> Driver<C> {
         self.done
     }
 
-    /// Requests sealed so far (saturating at 255).
-    pub fn rounds(&self) -> u8 {
+    /// Requests sealed so far.
+    pub fn rounds(&self) -> u32 {
         self.rounds
     }
 

@@ -332,7 +332,7 @@ fn a_relay_section_wraps_every_round_and_its_answers_come_back_in_order() {
     let done = drive(&mut driver, &mut (), &mut carrier, &mut now, &mut rng(3))
         .unwrap()
         .unwrap();
-    let rounds = usize::from(driver.rounds());
+    let rounds = driver.rounds() as usize;
     assert_eq!(done.sections.len(), rounds);
     let expected: Vec<Vec<u8>> = (1..=rounds as u8).map(|r| vec![r]).collect();
     assert_eq!(done.sections, expected);
