@@ -177,7 +177,9 @@ fn enrolled_device(path: &std::path::Path, rng: &mut ChaCha20Rng) -> (Device, St
         server_role: "hq".into(),
     };
     let response = opened.responder.seal_response(&answer.encode()).unwrap();
-    device.enrol_response(pending, &response).unwrap();
+    device
+        .enrol_response(pending, &response, rng, phakhi_core::client::at_unix(NOW))
+        .unwrap();
     (device, tip_desk)
 }
 

@@ -184,7 +184,9 @@ fn enrolled_device(
         .enrol_request(&invite, &server.hq.verifying_key(), rng, NOW)
         .unwrap();
     let response = server.enrol(&request);
-    let enrolment = device.enrol_response(pending, &response).unwrap();
+    let enrolment = device
+        .enrol_response(pending, &response, rng, now())
+        .unwrap();
     assert_eq!(enrolment.provinces[0].as_str(), province);
     device
 }

@@ -193,7 +193,9 @@ impl PhakhiDevice {
                 message: "no enrolment request is waiting for an answer: call enrol_request first"
                     .into(),
             })?;
-        let enrolment = inner.device.enrol_response(pending, &answer)?;
+        let enrolment = inner
+            .device
+            .enrol_response(pending, &answer, &mut OsRng, now())?;
         Ok(EnrolmentInfo::from(enrolment))
     }
 

@@ -128,9 +128,26 @@ impl From<DeviceError> for PhakhiError {
                 PhakhiError::UpdateRequired { message }
             }
             DeviceError::Bundle(e) => e.into(),
-            DeviceError::Seal(_) | DeviceError::Sync(_) | DeviceError::Protocol(_) => {
-                PhakhiError::SyncFailed { message }
-            }
+            DeviceError::Seal(_)
+            | DeviceError::Sync(_)
+            | DeviceError::Protocol(_)
+            | DeviceError::Answer(_) => PhakhiError::SyncFailed { message },
+            // A carrier other than HTTP (the bindings carry over HTTP; kept for completeness).
+            DeviceError::Carry(carry) => match (carry.code(), carry.refusal()) {
+                (Some(ErrorCode::DeviceRevoked), _) => PhakhiError::DeviceRevoked { message },
+                (
+                    Some(
+                        ErrorCode::InviteInvalid | ErrorCode::InviteExpired | ErrorCode::InviteUsed,
+                    ),
+                    _,
+                ) => PhakhiError::InviteRefused { message },
+                (_, Some((code, _))) => PhakhiError::ServerRefused {
+                    status: 0,
+                    code: code.to_owned(),
+                    message,
+                },
+                (_, None) => PhakhiError::NetworkUnreachable { message },
+            },
         }
     }
 }

@@ -13,7 +13,11 @@ use std::time::Duration;
 
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ROOT, ReadDoc};
-use phakhi_core::protocol::{EnrolRequest, EnrolResponse};
+use phakhi_core::client::talk::{self, OneShot, SyncTalk};
+use phakhi_core::client::{
+    Carrier, CarryError, ClientError, Conversation, Driver, Route, Transmit, at_unix, drive,
+};
+use phakhi_core::protocol::EnrolResponse;
 use phakhi_core::seal::{self, PublicKey, StaticKeyPair};
 use phakhi_core::sync::{self, DocName, Initiator, PeerState, PrefixScope, Progress};
 use rand_core::OsRng;
@@ -496,6 +500,52 @@ pub enum Failure {
     Unreachable,
 }
 
+/// Carries the core driver's sealed requests by POSTing them to a server (or a bad link in
+/// front of it), to `path` when given, else to the route's path; remembers the HTTP status of a
+/// refusal.
+struct Post<'a> {
+    url: &'a str,
+    path: Option<&'a str>,
+    refused: u16,
+}
+
+impl Carrier for Post<'_> {
+    fn carry(
+        &mut self,
+        transmit: &Transmit,
+        _: &mut dyn FnMut(u64, Option<u64>),
+    ) -> Result<Vec<u8>, CarryError> {
+        let path = self.path.unwrap_or(transmit.route.path());
+        let (status, code, body) = try_post(&format!("{}{path}", self.url), &transmit.bytes)
+            .map_err(|detail| CarryError::Lost {
+                detail,
+                retryable: true,
+            })?;
+        if status != 200 {
+            self.refused = status;
+            return Err(CarryError::Refused {
+                code,
+                message: String::from_utf8_lossy(&body).into_owned(),
+            });
+        }
+        Ok(body)
+    }
+}
+
+/// The route whose path is `path` (the carrier posts to `path` itself; this only names it).
+fn route_of(path: &str) -> Route {
+    [
+        Route::Enroll,
+        Route::Sync,
+        Route::Admin,
+        Route::Bundle,
+        Route::Chunks,
+    ]
+    .into_iter()
+    .find(|route| route.path() == path)
+    .unwrap_or(Route::Sync)
+}
+
 impl Device {
     pub fn enrol(
         url: &str,
@@ -509,26 +559,80 @@ impl Device {
             docs: BTreeMap::new(),
             state: PeerState::new(),
         };
-        let payload = EnrolRequest {
-            invite: invite.into(),
-        }
-        .encode();
-        let answer = device.exchange("/v1/enroll", &payload)?;
+        let mut driver = Driver::new(&device.key, server, talk::enrol::<Vec<u8>>(invite));
+        let answer = device.drive(&mut driver, None)?;
         let response = EnrolResponse::decode(&answer).expect("enrolment answer");
         Ok((device, response))
     }
 
+    /// One sealed request of `payload` to `path`, through the core's client driver; the opened
+    /// answer.
     pub fn exchange(&self, path: &str, payload: &[u8]) -> Result<Vec<u8>, Failure> {
-        let (envelope, pending) =
-            seal::seal_request(&mut OsRng, &self.key, &self.server, now(), payload).expect("seal");
-        let url = format!("{}{path}", self.url);
-        let (status, code, body) = try_post(&url, &envelope).map_err(|_| Failure::Unreachable)?;
-        if status != 200 {
-            return Err(Failure::Refused(status, code));
+        let conversation = OneShot::<Vec<u8>>::new(route_of(path), payload.to_vec());
+        let mut driver = Driver::new(&self.key, self.server, conversation);
+        self.drive(&mut driver, Some(path))
+    }
+
+    /// Drives `driver` to its end over HTTP to this device's server. A refusal or a lost answer
+    /// is a [`Failure`]; an answer the engine cannot use is a test failure.
+    fn drive<C>(&self, driver: &mut Driver<C>, path: Option<&str>) -> Result<C::Outcome, Failure>
+    where
+        C: Conversation<Ctx = (), Error = ClientError>,
+    {
+        let mut carrier = Post {
+            url: &self.url,
+            path,
+            refused: 0,
+        };
+        match drive(
+            driver,
+            &mut (),
+            &mut carrier,
+            &mut || at_unix(now()),
+            &mut OsRng,
+        ) {
+            Ok(outcome) => Ok(outcome.expect("every conversation here has a request")),
+            Err(ClientError::Carry(CarryError::Refused { code, .. })) => {
+                Err(Failure::Refused(carrier.refused, code))
+            }
+            Err(ClientError::Carry(_) | ClientError::Open(_)) => Err(Failure::Unreachable),
+            Err(other) => panic!("the answer does not apply: {other}"),
         }
-        pending
-            .open_response(&body)
-            .map_err(|_| Failure::Unreachable)
+    }
+
+    /// Sync exchanges bounded by `limits` until the engine has nothing more to send, the first
+    /// carrying `section` as its mailbox section; the requests sent and the server's last
+    /// mailbox section.
+    fn sync_exchanges(
+        &mut self,
+        limits: sync::Limits,
+        mut section: Option<Vec<u8>>,
+    ) -> Result<(usize, Option<Vec<u8>>), Failure> {
+        let mut initiator = Initiator::new(self.state.clone(), limits);
+        let mut requests = 0;
+        let mut mailbox = None;
+        loop {
+            let mut talk = SyncTalk::new(
+                initiator,
+                std::mem::take(&mut self.docs),
+                PrefixScope::everything(),
+            );
+            if let Some(section) = section.take() {
+                talk = talk.with_mailbox(section);
+            }
+            let mut driver = Driver::new(&self.key, self.server, talk);
+            let result = self.drive(&mut driver, None);
+            requests += driver.rounds() as usize;
+            let mut talk = driver.into_conversation();
+            self.docs = talk.take_docs();
+            let done = result?;
+            mailbox = done.mailbox.or(mailbox);
+            if done.progress == Progress::Done {
+                self.state = talk.initiator.state().clone();
+                return Ok((requests, mailbox));
+            }
+            initiator = talk.initiator;
+        }
     }
 
     /// The automerge actor this device writes under (bound to its key, as a phone's is).
@@ -567,28 +671,8 @@ impl Device {
     /// Syncs with the engine bounded by `limits`, continuing while the engine has more to send
     /// ([`Progress::More`]); returns the requests sent.
     pub fn sync_with_limits(&mut self, limits: sync::Limits) -> Result<usize, Failure> {
-        let mut initiator = Initiator::new(self.state.clone(), limits);
-        let mut requests = 0;
-        loop {
-            requests += 1;
-            let request = initiator
-                .poll_request(&mut self.docs, None)
-                .expect("request");
-            let answer = match self.exchange("/v1/sync", &request) {
-                Ok(answer) => answer,
-                Err(failure) => {
-                    initiator.handle_lost();
-                    return Err(failure);
-                }
-            };
-            let progress = initiator
-                .handle_response(&answer, &mut self.docs, &PrefixScope::everything())
-                .expect("response applies");
-            if progress == Progress::Done {
-                self.state = initiator.state().clone();
-                return Ok(requests);
-            }
-        }
+        self.sync_exchanges(limits, None)
+            .map(|(requests, _)| requests)
     }
 }
 
@@ -708,9 +792,17 @@ pub fn sealed_tip(
 
 impl Device {
     /// Seals `payload` to the server as this device at `now` (unix seconds): the exact bytes a
-    /// request would carry, and what opens the answer.
+    /// request would carry, and what opens the answer (the core's driver seals it, as for every
+    /// request; a test then carries or alters the bytes itself).
     pub fn seal(&self, payload: &[u8], now: u64) -> (Vec<u8>, seal::PendingResponse) {
-        seal::seal_request(&mut OsRng, &self.key, &self.server, now, payload).expect("seal")
+        let conversation = OneShot::<Vec<u8>>::new(Route::Sync, payload.to_vec());
+        let mut driver = Driver::new(&self.key, self.server, conversation);
+        let transmit = driver
+            .poll_transmit(&mut (), at_unix(now), &mut OsRng)
+            .expect("seal")
+            .expect("a one-shot has a request");
+        let pending = driver.take_in_flight().expect("a request in flight");
+        (transmit.bytes, pending)
     }
 
     /// Like [`Device::sync`], with a mailbox section in the first round; returns the server's
@@ -719,26 +811,7 @@ impl Device {
         &mut self,
         section: Option<Vec<u8>>,
     ) -> Result<Option<Vec<u8>>, Failure> {
-        let mut initiator = Initiator::new(self.state.clone(), sync::Limits::default());
-        let mut section = section;
-        loop {
-            let request = initiator
-                .poll_request(&mut self.docs, section.take())
-                .expect("request");
-            let answer = match self.exchange("/v1/sync", &request) {
-                Ok(answer) => answer,
-                Err(failure) => {
-                    initiator.handle_lost();
-                    return Err(failure);
-                }
-            };
-            let progress = initiator
-                .handle_response(&answer, &mut self.docs, &PrefixScope::everything())
-                .expect("response applies");
-            if progress == Progress::Done {
-                self.state = initiator.state().clone();
-                return Ok(initiator.take_mailbox());
-            }
-        }
+        self.sync_exchanges(sync::Limits::default(), section)
+            .map(|(_, mailbox)| mailbox)
     }
 }

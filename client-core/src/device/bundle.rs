@@ -226,7 +226,7 @@ impl Device {
                 secret: None,
                 session: saved,
             }) => {
-                session.initiator = Initiator::resume(saved, Limits::default())
+                *session.initiator_mut() = Initiator::resume(saved, Limits::default())
                     .map_err(|_| DeviceError::Corrupt("pending bundle exchange"))?;
             }
             // An answer was awaited: remember that export as replaced.
@@ -248,12 +248,12 @@ impl Device {
             }
         };
         let pending = session
-            .pending
-            .take()
+            .driver
+            .take_in_flight()
             .ok_or(DeviceError::Corrupt("bundle request"))?;
         let record = PendingRecord {
             secret: Some(pending.to_secret_bytes()),
-            session: session.initiator.encode_session(),
+            session: session.initiator().encode_session(),
         };
         self.store.put(ns::BUNDLE, PENDING, &record.encode())?;
         // The documents go back to the cache; the session lives on in the store.
@@ -296,9 +296,9 @@ impl Device {
             .into());
         }
         let mut session = self.begin_sync(rng)?;
-        session.initiator = Initiator::resume(&record.session, Limits::default())
+        *session.initiator_mut() = Initiator::resume(&record.session, Limits::default())
             .map_err(|_| DeviceError::Corrupt("pending bundle exchange"))?;
-        session.pending = Some(pending);
+        session.driver.expect_answer(pending);
         match self.sync_response(&mut session, envelope, rng, now) {
             Ok(SyncStep::Done(report)) => {
                 self.store.delete(ns::BUNDLE, PENDING)?;
@@ -307,7 +307,7 @@ impl Device {
             Ok(SyncStep::Again) => {
                 let waiting = PendingRecord {
                     secret: None,
-                    session: session.initiator.encode_session(),
+                    session: session.initiator().encode_session(),
                 };
                 self.store.put(ns::BUNDLE, PENDING, &waiting.encode())?;
                 self.sync_lost(session)?;

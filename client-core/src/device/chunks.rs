@@ -1,19 +1,21 @@
 //! Carrying this device's attachment chunks to its server, chunk by chunk, after the sync (so
 //! records and tip envelopes always go first). Each exchange is one sealed request to
 //! `POST /v1/chunks` and one sealed answer listing the ids the server now holds; only those are
-//! dropped here ([`Device::chunks_held`]). A lost answer loses nothing: the next round starts
-//! with a question ([`ChunkAsk::Have`]) so a chunk the server stored before the link broke is
-//! not sent again, and only chunks that were really cut in flight cost bytes twice.
+//! dropped here ([`Device::chunks_held`]). A lost answer loses nothing: an upload starts with a
+//! question ([`ChunkAsk::Have`]) so a chunk the server stored before the link broke is not sent
+//! again, and only chunks that were really cut in flight cost bytes twice.
 //!
-//! Call order: [`Device::chunk_request`] → carry the bytes → [`Device::chunk_response`]; the
-//! `http` feature drives it in [`Device::upload_chunks_http`].
+//! The upload is one [`ChunkUpload`] conversation for the core's client driver
+//! ([`crate::client`]): [`Device::chunk_upload`] makes the driver, any carrier drives it (the
+//! `http` feature does in [`Device::upload_chunks_http`]).
 
 use rand_core::CryptoRngCore;
+use time::OffsetDateTime;
 
 use super::{Device, DeviceError, Result};
 use crate::attach::ChunkId;
+use crate::client::{Conversation, Driver, Route, Turn};
 use crate::protocol::{ChunkRequest, ChunkResponse, MAX_CHUNKS_PER_REQUEST, MAX_HAVE_IDS};
-use crate::seal::{PendingResponse, seal_request};
 
 /// What the next chunk request does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,50 +28,77 @@ pub enum ChunkAsk {
     Send(usize),
 }
 
-/// A chunk request waiting for its answer.
-#[derive(Debug)]
-pub struct ChunkExchange {
-    pending: PendingResponse,
-    asked: Vec<ChunkId>,
-    sent: Vec<ChunkId>,
-    /// Size of the sealed request, in bytes.
-    pub request_bytes: usize,
-}
-
-impl ChunkExchange {
-    /// How many chunks the request carries.
-    pub fn chunks_sent(&self) -> usize {
-        self.sent.len()
-    }
-}
-
-/// What one chunk exchange achieved.
+/// What a chunk upload moved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ChunkStep {
-    /// Pending chunks the server now holds that were dropped here.
-    pub dropped: usize,
-    /// Chunks this request carried that the server did not report held.
-    pub refused: usize,
-    /// Chunks still waiting for transport.
+pub struct ChunkUploadReport {
+    /// Chunks sent in this call and answered (including any the server refused; a chunk whose
+    /// answer was lost is not counted).
+    pub chunks_sent: usize,
+    /// Pending chunks the server holds now that were dropped here, in this call.
+    pub chunks_held: usize,
+    /// Sealed request bytes of the answered exchanges, questions included.
+    pub bytes_sent: u64,
+    /// Pending chunks the server already held when asked (sent before a lost answer).
+    pub already_held: usize,
+    /// Chunks still waiting (non-zero only when the server refused some).
     pub left: usize,
 }
 
-impl Device {
-    /// The next sealed chunk request, or `None` when no chunk is pending.
-    pub fn chunk_request(
+/// Progress of an upload: this call's figures so far, and how many chunks there were to send.
+pub type ChunkProgress<'p> = &'p mut dyn FnMut(&ChunkUploadReport, usize);
+
+/// An upload of every pending chunk: a question first, then `per_request` chunks per exchange
+/// until none is left or the server takes nothing of a request.
+pub struct ChunkUpload<'p> {
+    per_request: usize,
+    ask: ChunkAsk,
+    asked: Vec<ChunkId>,
+    sent: Vec<ChunkId>,
+    request_bytes: usize,
+    total: Option<usize>,
+    report: ChunkUploadReport,
+    progress: ChunkProgress<'p>,
+}
+
+impl std::fmt::Debug for ChunkUpload<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkUpload")
+            .field("ask", &self.ask)
+            .field("report", &self.report)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChunkUpload<'_> {
+    /// What the upload moved so far.
+    pub fn report(&self) -> &ChunkUploadReport {
+        &self.report
+    }
+}
+
+impl Conversation for ChunkUpload<'_> {
+    type Ctx = Device;
+    type Outcome = ChunkUploadReport;
+    type Error = DeviceError;
+
+    fn route(&self) -> Route {
+        Route::Chunks
+    }
+
+    fn request(
         &mut self,
-        ask: ChunkAsk,
-        rng: &mut impl CryptoRngCore,
-        now_unix: u64,
-    ) -> Result<Option<(Vec<u8>, ChunkExchange)>> {
-        let enrolment = self.enrolled()?;
-        let server_key = enrolment.server_key;
-        let province = enrolment
+        device: &mut Device,
+        _: OffsetDateTime,
+        _: &mut impl CryptoRngCore,
+    ) -> Result<Option<Vec<u8>>> {
+        let province = device
+            .enrolled()?
             .home_province()
             .ok_or(DeviceError::NotEnrolled)?
             .as_str()
             .to_owned();
-        let pending = self.pending_chunks()?;
+        let pending = device.pending_chunks()?;
+        self.total.get_or_insert(pending.len());
         if pending.is_empty() {
             return Ok(None);
         }
@@ -78,60 +107,96 @@ impl Device {
             have: Vec::new(),
             chunks: Vec::new(),
         };
-        let mut sent = Vec::new();
-        match ask {
+        self.sent.clear();
+        match self.ask {
             ChunkAsk::Have => {
                 request.have = pending.into_iter().take(MAX_HAVE_IDS).collect();
             }
             ChunkAsk::Send(count) => {
                 let count = count.clamp(1, MAX_CHUNKS_PER_REQUEST);
                 for id in pending {
-                    if sent.len() == count {
+                    if self.sent.len() == count {
                         break;
                     }
                     // A chunk listed but gone (dropped by an earlier answer) is skipped.
-                    if let Some(chunk) = self.pending_chunk(&id)? {
+                    if let Some(chunk) = device.pending_chunk(&id)? {
                         request.chunks.push(chunk);
-                        sent.push(id);
+                        self.sent.push(id);
                     }
                 }
             }
         }
-        let asked = request.have.clone();
-        let (envelope, pending) =
-            seal_request(rng, &self.keys, &server_key, now_unix, &request.encode())?;
-        Ok(Some((
-            envelope.clone(),
-            ChunkExchange {
-                pending,
-                asked,
-                sent,
-                request_bytes: envelope.len(),
-            },
-        )))
+        self.asked = request.have.clone();
+        Ok(Some(request.encode()))
     }
 
-    /// Applies the server's sealed answer: the chunks it holds (among those asked about or sent)
-    /// are dropped from the store.
-    pub fn chunk_response(
+    fn carried(&mut self, request_bytes: usize, _: usize) {
+        self.request_bytes = request_bytes;
+    }
+
+    fn answer(
         &mut self,
-        exchange: ChunkExchange,
-        envelope: &[u8],
-    ) -> Result<ChunkStep> {
-        let payload = exchange.pending.open_response(envelope)?;
-        let answer = ChunkResponse::decode(&payload)?;
+        device: &mut Device,
+        payload: &[u8],
+        _: OffsetDateTime,
+        _: &mut impl CryptoRngCore,
+    ) -> Result<Turn<ChunkUploadReport>> {
+        let answer = ChunkResponse::decode(payload)?;
         // The server may only vouch for ids it was asked about.
         let held: Vec<ChunkId> = answer
             .held
             .into_iter()
-            .filter(|id| exchange.asked.contains(id) || exchange.sent.contains(id))
+            .filter(|id| self.asked.contains(id) || self.sent.contains(id))
             .collect();
-        let refused = exchange.sent.iter().filter(|id| !held.contains(id)).count();
-        let dropped = self.chunks_held(&held)?;
-        Ok(ChunkStep {
-            dropped,
-            refused,
-            left: self.pending_chunks()?.len(),
-        })
+        let refused = self.sent.iter().filter(|id| !held.contains(id)).count();
+        let dropped = device.chunks_held(&held)?;
+        let left = device.pending_chunks()?.len();
+        let report = &mut self.report;
+        report.bytes_sent += self.request_bytes as u64;
+        report.chunks_sent += self.sent.len();
+        report.chunks_held += dropped;
+        report.left = left;
+        if self.ask == ChunkAsk::Have {
+            report.already_held = dropped;
+        }
+        (self.progress)(report, self.total.unwrap_or(0));
+        if left == 0 || (self.ask != ChunkAsk::Have && refused == self.sent.len()) {
+            // Done, or the server took nothing: stop rather than send the same chunks forever.
+            return Ok(Turn::Done(self.report));
+        }
+        self.ask = ChunkAsk::Send(self.per_request);
+        Ok(Turn::Again)
+    }
+
+    fn lost(&mut self, _: &mut Device) {
+        self.sent.clear();
+        self.asked.clear();
+    }
+}
+
+impl Device {
+    /// The upload of every pending attachment chunk to the enrolled server, `per_request` chunks
+    /// per exchange (1 to 16; 1 on 2G keeps what a cut costs to one chunk). It first asks which
+    /// chunks the server already holds, so resuming after a cut connection sends again only the
+    /// chunks that were in flight. `progress` gets the upload's figures after every answer and
+    /// the number of chunks there were to send. Drive it with the device as the context; run it
+    /// after the sync: records and tip envelopes go first.
+    pub fn chunk_upload<'p>(
+        &self,
+        per_request: usize,
+        progress: ChunkProgress<'p>,
+    ) -> Result<Driver<ChunkUpload<'p>>> {
+        let server_key = self.enrolled()?.server_key;
+        let upload = ChunkUpload {
+            per_request,
+            ask: ChunkAsk::Have,
+            asked: Vec::new(),
+            sent: Vec::new(),
+            request_bytes: 0,
+            total: None,
+            report: ChunkUploadReport::default(),
+            progress,
+        };
+        Ok(Driver::new(&self.keys, server_key, upload))
     }
 }

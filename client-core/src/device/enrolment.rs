@@ -6,14 +6,15 @@
 //! server can read the one-time token and only this device can read the answer.
 
 use rand_core::CryptoRngCore;
+use time::OffsetDateTime;
 
 use super::{Device, DeviceError, ENROLMENT, Result, ns};
+use crate::client::talk::{self, OneShot};
+use crate::client::{Driver, Turn, at_unix};
 use crate::model::ProvinceCode;
-use crate::protocol::{EnrolRequest, EnrolResponse};
+use crate::protocol::EnrolResponse;
 use crate::seal::wire::{LenWidth, Reader, put_blob};
-use crate::seal::{
-    HqVerifyingKey, InviteError, PendingResponse, PublicKey, Role, SignedInvite, seal_request,
-};
+use crate::seal::{HqVerifyingKey, Invite, InviteError, PublicKey, Role, SignedInvite};
 
 const ENROLMENT_VERSION: u8 = 1;
 
@@ -94,8 +95,8 @@ impl Enrolment {
 /// An enrolment request on its way: keep it to read the server's answer.
 #[derive(Debug)]
 pub struct PendingEnrolment {
-    invite: crate::seal::Invite,
-    pending: PendingResponse,
+    invite: Invite,
+    driver: Driver<OneShot<EnrolResponse>>,
 }
 
 impl PendingEnrolment {
@@ -116,35 +117,64 @@ impl Device {
         rng: &mut impl CryptoRngCore,
         now_unix: u64,
     ) -> Result<(Vec<u8>, PendingEnrolment)> {
-        if self.enrolment.is_some() {
-            return Err(DeviceError::AlreadyEnrolled);
-        }
-        let invite = SignedInvite::parse(invite_text)?.verify(network_key, now_unix)?;
-        let payload = EnrolRequest {
-            invite: invite_text.trim().to_owned(),
-        }
-        .encode();
-        let (envelope, pending) =
-            seal_request(rng, &self.keys, &invite.server_key, now_unix, &payload)?;
-        Ok((envelope, PendingEnrolment { invite, pending }))
+        let invite = self.check_invite(invite_text, network_key, now_unix)?;
+        let mut driver = self.enrolment_driver(&invite, invite_text);
+        let transmit = driver
+            .poll_transmit(&mut (), at_unix(now_unix), rng)?
+            .ok_or(DeviceError::Answer("an enrolment always has a request"))?;
+        Ok((transmit.bytes, PendingEnrolment { invite, driver }))
     }
 
     /// Reads the server's answer and records the enrolment.
     pub fn enrol_response(
         &mut self,
-        pending: PendingEnrolment,
+        mut pending: PendingEnrolment,
         envelope: &[u8],
+        rng: &mut impl CryptoRngCore,
+        now: OffsetDateTime,
     ) -> Result<&Enrolment> {
-        let payload = pending.pending.open_response(envelope)?;
-        let answer = EnrolResponse::decode(&payload)?;
+        let Turn::Done(answer) = pending.driver.handle_answer(&mut (), envelope, now, rng)? else {
+            return Err(DeviceError::Answer("an enrolment takes one answer"));
+        };
+        self.record_enrolment(&pending.invite, answer)
+    }
+
+    /// The invite, once its signature verifies against `network_key` and it has not expired.
+    pub(super) fn check_invite(
+        &self,
+        invite_text: &str,
+        network_key: &HqVerifyingKey,
+        now_unix: u64,
+    ) -> Result<Invite> {
+        if self.enrolment.is_some() {
+            return Err(DeviceError::AlreadyEnrolled);
+        }
+        Ok(SignedInvite::parse(invite_text)?.verify(network_key, now_unix)?)
+    }
+
+    /// The enrolment exchange with the server `invite` pins.
+    pub(super) fn enrolment_driver(
+        &self,
+        invite: &Invite,
+        invite_text: &str,
+    ) -> Driver<OneShot<EnrolResponse>> {
+        Driver::new(&self.keys, invite.server_key, talk::enrol(invite_text))
+    }
+
+    /// Records what the server answered to an enrolment with `invite`.
+    pub(super) fn record_enrolment(
+        &mut self,
+        invite: &Invite,
+        answer: EnrolResponse,
+    ) -> Result<&Enrolment> {
         let mut provinces = Vec::new();
         for code in &answer.provinces {
             provinces.push(ProvinceCode::parse(code)?);
         }
         let enrolment = Enrolment {
-            servers: pending.invite.servers.clone(),
-            server_key: pending.invite.server_key,
-            tip_desk_key: pending.invite.tip_desk_key,
+            servers: invite.servers.clone(),
+            server_key: invite.server_key,
+            tip_desk_key: invite.tip_desk_key,
             provinces,
             role: answer.role.parse().map_err(|_| InviteError::Invalid {
                 field: "role",

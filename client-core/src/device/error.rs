@@ -37,6 +37,34 @@ pub enum DeviceError {
     #[cfg(feature = "http")]
     #[error(transparent)]
     Http(#[from] crate::transport::HttpError),
+    /// A carrier other than HTTP brought no answer, or the server refused (its code:
+    /// [`crate::client::CarryError::code`]).
+    #[error(transparent)]
+    Carry(crate::client::CarryError),
+    /// The server's answer is not the kind this exchange expects.
+    #[error("the server's answer is not what this exchange expects: {0}")]
+    Answer(&'static str),
+}
+
+impl From<crate::client::ClientError> for DeviceError {
+    fn from(error: crate::client::ClientError) -> Self {
+        use crate::client::{CarryError, ClientError};
+        match error {
+            #[cfg(feature = "http")]
+            ClientError::Carry(CarryError::Http(http)) => DeviceError::Http(http),
+            ClientError::Carry(carry) => DeviceError::Carry(carry),
+            ClientError::Seal(seal) | ClientError::Open(seal) => DeviceError::Seal(seal),
+            ClientError::Protocol(protocol) => DeviceError::Protocol(protocol),
+            ClientError::Sync(sync) => DeviceError::Sync(sync),
+            ClientError::Answer(what) => DeviceError::Answer(what),
+            ClientError::NothingInFlight => DeviceError::NothingInFlight,
+            ClientError::Cancelled => DeviceError::Cancelled,
+            // A third round, or a request sealed while one waits: the exchange is abandoned.
+            ClientError::InFlight | ClientError::TooManyRounds(_) => {
+                DeviceError::Sync(sync::SyncError::RequestInFlight)
+            }
+        }
+    }
 }
 
 pub type Result<T, E = DeviceError> = std::result::Result<T, E>;

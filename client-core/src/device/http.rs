@@ -7,9 +7,10 @@ use std::time::Duration;
 use rand_core::CryptoRngCore;
 use time::OffsetDateTime;
 
-use super::{ChunkAsk, Device, DeviceError, Enrolment, Result, SyncReport, SyncStep};
+use super::{ChunkUploadReport, Device, DeviceError, Enrolment, Result, SyncReport};
+use crate::client::{Hooks, drive, drive_with};
 use crate::seal::HqVerifyingKey;
-use crate::transport::{HttpTransport, Route};
+use crate::transport::HttpTransport;
 
 /// How long one HTTP exchange may take: 2G links move ~5 KB/s, so minutes, not seconds.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -25,19 +26,20 @@ impl Device {
         rng: &mut impl CryptoRngCore,
         now: OffsetDateTime,
     ) -> Result<&Enrolment> {
-        let now_unix = unix(now);
-        let (request, pending) = self.enrol_request(invite_text, network_key, rng, now_unix)?;
+        let invite = self.check_invite(invite_text, network_key, unix(now))?;
         let url = match server_url {
             Some(url) => url.to_owned(),
-            None => pending
-                .servers()
+            None => invite
+                .servers
                 .first()
                 .cloned()
                 .ok_or(DeviceError::NotEnrolled)?,
         };
-        let transport = HttpTransport::new(&url, DEFAULT_TIMEOUT)?;
-        let response = transport.exchange(Route::Enroll, &request)?;
-        self.enrol_response(pending, &response)
+        let mut transport = HttpTransport::new(&url, DEFAULT_TIMEOUT)?;
+        let mut driver = self.enrolment_driver(&invite, invite_text);
+        let answer = drive(&mut driver, &mut (), &mut transport, &mut || now, rng)?
+            .ok_or(DeviceError::Answer("an enrolment always has an answer"))?;
+        self.record_enrolment(&invite, answer)
     }
 
     /// One whole sync with the enrolled server (or `server_url`), repeated while the server says
@@ -74,10 +76,10 @@ impl Device {
                 .cloned()
                 .ok_or(DeviceError::NotEnrolled)?,
         };
-        let transport = HttpTransport::new(&url, DEFAULT_TIMEOUT)?;
+        let mut transport = HttpTransport::new(&url, DEFAULT_TIMEOUT)?;
         let mut total = SyncReport::default();
         for _ in 0..16 {
-            let report = self.one_exchange(&transport, rng, now, progress, cancelled)?;
+            let report = self.one_exchange(&mut transport, rng, now, progress, cancelled)?;
             let more = report.more_waiting;
             total.absorb(report);
             if !more {
@@ -89,7 +91,7 @@ impl Device {
 
     fn one_exchange(
         &mut self,
-        transport: &HttpTransport,
+        transport: &mut HttpTransport,
         rng: &mut impl CryptoRngCore,
         now: OffsetDateTime,
         progress: &mut dyn FnMut(u64, Option<u64>),
@@ -99,58 +101,37 @@ impl Device {
             return Err(DeviceError::Cancelled);
         }
         let mut session = self.begin_sync(rng)?;
-        // Two rounds at most; a third request would be a protocol error on the other side.
-        for _ in 0..2 {
-            if cancelled() {
+        let hooks = Hooks {
+            progress: Some(progress),
+            cancelled: Some(cancelled),
+        };
+        match drive_with(
+            &mut session.driver,
+            self,
+            transport,
+            &mut || now,
+            rng,
+            hooks,
+        ) {
+            Ok(Some(report)) => Ok(report),
+            Ok(None) => {
                 self.sync_lost(session)?;
-                return Err(DeviceError::Cancelled);
+                Err(DeviceError::Sync(crate::sync::SyncError::RequestInFlight))
             }
-            let request = self.sync_request(&mut session, rng, unix(now))?;
-            let response = match transport.exchange_with_progress(Route::Sync, &request, progress) {
-                Ok(r) => r,
-                Err(e) => {
-                    self.sync_lost(session)?;
-                    return Err(e.into());
-                }
-            };
-            match self.sync_response(&mut session, &response, rng, now) {
-                Ok(SyncStep::Again) => continue,
-                Ok(SyncStep::Done(report)) => return Ok(report),
-                Err(e) => {
-                    self.sync_lost(session)?;
-                    return Err(e);
-                }
+            Err(e) => {
+                self.sync_lost(session)?;
+                Err(e)
             }
         }
-        self.sync_lost(session)?;
-        Err(DeviceError::Sync(crate::sync::SyncError::RequestInFlight))
     }
 }
 
-/// What [`Device::upload_chunks_http`] moved.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ChunkUploadReport {
-    /// Chunks sent in this call and answered (including any the server refused; a chunk whose
-    /// answer was lost is not counted).
-    pub chunks_sent: usize,
-    /// Pending chunks the server holds now that were dropped here, in this call.
-    pub chunks_held: usize,
-    /// Sealed request bytes of the answered exchanges, questions included.
-    pub bytes_sent: u64,
-    /// Pending chunks the server already held when asked (sent before a lost answer).
-    pub already_held: usize,
-    /// Chunks still waiting (non-zero only when the server refused some).
-    pub left: usize,
-}
-
 impl Device {
-    /// Uploads every pending attachment chunk to the enrolled server (or `server_url`),
-    /// `per_request` chunks per exchange (1 to 16; 1 on 2G keeps what a cut costs to one chunk).
-    /// It first asks which chunks the server already holds, so resuming after a cut connection
-    /// sends again only the chunks that were in flight. `progress` gets this call's figures so far
+    /// Uploads every pending attachment chunk to the enrolled server (or `server_url`): the
+    /// [`Device::chunk_upload`] conversation over HTTP. `progress` gets this call's figures so far
     /// after every answer (also when a later exchange fails) and the number of chunks there were
-    /// to send. Run it after [`Device::sync_http`]: records
-    /// and tip envelopes go first. A cut link returns the HTTP error; call again to resume.
+    /// to send. Run it after [`Device::sync_http`]: records and tip envelopes go first. A cut link
+    /// returns the HTTP error; call again to resume.
     pub fn upload_chunks_http(
         &mut self,
         server_url: Option<&str>,
@@ -168,29 +149,10 @@ impl Device {
                 .cloned()
                 .ok_or(DeviceError::NotEnrolled)?,
         };
-        let transport = HttpTransport::new(&url, DEFAULT_TIMEOUT)?;
-        let mut report = ChunkUploadReport::default();
-        let total = self.pending_chunks()?.len();
-        let mut ask = ChunkAsk::Have;
-        while let Some((request, exchange)) = self.chunk_request(ask, rng, unix(now))? {
-            let sent = exchange.chunks_sent();
-            let response = transport.exchange(Route::Chunks, &request)?;
-            let step = self.chunk_response(exchange, &response)?;
-            report.bytes_sent += request.len() as u64;
-            report.chunks_sent += sent;
-            report.chunks_held += step.dropped;
-            report.left = step.left;
-            if ask == ChunkAsk::Have {
-                report.already_held = step.dropped;
-            }
-            progress(&report, total);
-            if ask != ChunkAsk::Have && step.refused == sent {
-                // The server took nothing: stop rather than send the same chunks forever.
-                break;
-            }
-            ask = ChunkAsk::Send(per_request);
-        }
-        Ok(report)
+        let mut transport = HttpTransport::new(&url, DEFAULT_TIMEOUT)?;
+        let mut driver = self.chunk_upload(per_request, progress)?;
+        let report = drive(&mut driver, self, &mut transport, &mut || now, rng)?;
+        Ok(report.unwrap_or_default())
     }
 }
 

@@ -5,10 +5,11 @@
 //! It stays sans-io like the rest of the core: the store is its only I/O; time (`now`) and
 //! randomness come in as arguments; enrolment and sync produce sealed envelope bytes to carry and
 //! take the sealed answer back ([`Device::enrol_request`] / [`Device::enrol_response`],
-//! [`Device::sync_request`] / [`Device::sync_response`]). The `http` feature adds a driver that
-//! carries them over HTTP ([`Device::sync_http`]); apps may carry them any other way, a file on a
-//! USB stick included ([`Device::export_bundle`] / [`Device::import_bundle`] keep the exchange
-//! in the store between processes).
+//! [`Device::sync_request`] / [`Device::sync_response`]). Every exchange goes through the core's
+//! one client driver ([`crate::client`]), which seals and opens; the `http` feature drives it
+//! over HTTP ([`Device::sync_http`]); apps may carry the bytes any other way, a file on a USB
+//! stick included ([`Device::export_bundle`] / [`Device::import_bundle`] keep the exchange in
+//! the store between processes).
 //!
 //! Documents are kept in memory once opened (an activities document of a busy year costs about a
 //! second to load on a phone) and written to the store after every user action, one automerge
@@ -31,12 +32,12 @@ use automerge::AutoCommit;
 use rand_core::CryptoRngCore;
 
 pub use bundle::{BundleError, BundleKind, decode_bundle, encode_bundle};
-pub use chunks::{ChunkAsk, ChunkExchange, ChunkStep};
+pub use chunks::{ChunkAsk, ChunkProgress, ChunkUpload, ChunkUploadReport};
 pub use enrolment::{Enrolment, PendingEnrolment};
 pub use error::{DeviceError, Result};
 #[cfg(feature = "http")]
-pub use http::{ChunkUploadReport, DEFAULT_TIMEOUT, unix};
-pub use sync::{SyncReport, SyncSession, SyncStep};
+pub use http::{DEFAULT_TIMEOUT, unix};
+pub use sync::{DeviceScope, PhoneSync, SyncReport, SyncSession, SyncStep};
 pub use tips::ReceivedReply;
 
 use crate::model::{DocName, PrivateDoc, ProvinceCode};

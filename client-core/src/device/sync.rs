@@ -5,6 +5,10 @@
 //! [`Device::sync_response`] until it returns [`SyncStep::Done`]. If the answer never comes (a
 //! cut link, a timeout), call [`Device::sync_lost`] and start again later: nothing is lost,
 //! at worst some bytes are sent again.
+//!
+//! The session is the core's client driver ([`crate::client`]) over a [`PhoneSync`]
+//! conversation: the driver seals and opens, the conversation puts the device's mailbox section
+//! in the first round and, once the exchange completes, stores what arrived.
 
 use std::collections::BTreeMap;
 
@@ -12,20 +16,95 @@ use rand_core::CryptoRngCore;
 use time::OffsetDateTime;
 
 use super::{Device, DeviceError, Result, ns};
+use crate::client::talk::{SyncDone, SyncTalk};
+use crate::client::{Conversation, Driver, Route, Turn};
 use crate::mailbox::EnvelopeId;
 use crate::mailbox::{Have, MailboxMessage, Mark, Push};
 use crate::model::{DocName, Edit, ProvinceCode};
 use crate::policy::{Access, UpstreamScope};
 use crate::protocol::{decode_section, encode_section};
-use crate::seal::{PendingResponse, seal_request};
 use crate::sync::{self, Initiator, Limits, PeerState, Progress};
 
 /// An exchange in progress with the device's server.
 #[derive(Debug)]
 pub struct SyncSession {
-    pub(super) initiator: Initiator,
-    docs: sync::Docs,
-    pub(super) pending: Option<PendingResponse>,
+    pub(super) driver: Driver<PhoneSync>,
+}
+
+impl SyncSession {
+    /// The sync engine of the exchange.
+    pub(super) fn initiator_mut(&mut self) -> &mut Initiator {
+        &mut self.driver.conversation_mut().talk.initiator
+    }
+
+    pub(super) fn initiator(&self) -> &Initiator {
+        &self.driver.conversation().talk.initiator
+    }
+}
+
+/// The documents a phone accepts from its server: those of its provinces and the directory.
+#[derive(Debug, Clone)]
+pub struct DeviceScope(Vec<ProvinceCode>);
+
+impl sync::Scope for DeviceScope {
+    fn may_read(&self, doc: &sync::DocName) -> bool {
+        UpstreamScope(&self.0).may_read(doc)
+    }
+    fn may_write(&self, doc: &sync::DocName) -> bool {
+        UpstreamScope(&self.0).may_write(doc)
+    }
+    fn may_create(&self, doc: &sync::DocName) -> bool {
+        UpstreamScope(&self.0).may_create(doc)
+    }
+}
+
+/// A phone's sync exchange as a conversation: the sync engine's talk with the device's mailbox
+/// section in the first round; once complete, what arrived is stored in the device.
+#[derive(Debug)]
+pub struct PhoneSync {
+    talk: SyncTalk<DeviceScope>,
+}
+
+impl Conversation for PhoneSync {
+    type Ctx = Device;
+    type Outcome = SyncReport;
+    type Error = DeviceError;
+
+    fn route(&self) -> Route {
+        Route::Sync
+    }
+
+    fn request(
+        &mut self,
+        device: &mut Device,
+        now: OffsetDateTime,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Option<Vec<u8>>> {
+        self.talk.set_mailbox(Some(device.mailbox_section()?));
+        Ok(self.talk.request(&mut (), now, rng)?)
+    }
+
+    fn answer(
+        &mut self,
+        device: &mut Device,
+        payload: &[u8],
+        now: OffsetDateTime,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Turn<SyncReport>> {
+        match self.talk.answer(&mut (), payload, now, rng)? {
+            Turn::Again => Ok(Turn::Again),
+            Turn::Done(done) => Ok(Turn::Done(device.finish_sync(
+                &mut self.talk,
+                done,
+                rng,
+                now,
+            )?)),
+        }
+    }
+
+    fn lost(&mut self, _: &mut Device) {
+        self.talk.lost(&mut ());
+    }
 }
 
 /// What the caller does after [`Device::sync_response`].
@@ -90,11 +169,15 @@ impl Device {
                 docs.insert(wire_name, doc);
             }
         }
-        Ok(SyncSession {
-            initiator: Initiator::new(state, Limits::default()),
+        let talk = SyncTalk::new(
+            Initiator::new(state, Limits::default()),
             docs,
-            pending: None,
-        })
+            DeviceScope(enrolment.provinces.clone()),
+        );
+        // Two rounds at most; a third request would be a protocol error on the other side.
+        let driver =
+            Driver::new(&self.keys, enrolment.server_key, PhoneSync { talk }).with_max_rounds(2);
+        Ok(SyncSession { driver })
     }
 
     /// The provinces this device was enrolled for (none before enrolment).
@@ -106,17 +189,9 @@ impl Device {
         Access::from_upstream(self.provinces(), &name.to_string()).is_shared()
     }
 
-    fn accept_scope(&self) -> UpstreamScope<'_, ProvinceCode> {
-        UpstreamScope(self.provinces())
-    }
-
-    /// The next sealed request of the exchange.
-    pub fn sync_request(
-        &mut self,
-        session: &mut SyncSession,
-        rng: &mut impl CryptoRngCore,
-        now_unix: u64,
-    ) -> Result<Vec<u8>> {
+    /// The mailbox section of a request: the cursor of what this device has, the request for
+    /// the server's backup mark, and the tips waiting in the outbox.
+    fn mailbox_section(&self) -> Result<Vec<u8>> {
         let server_key = self.enrolled()?.server_key;
         let cursor = match self.store.get(ns::MAILBOX_CURSOR, server_key.as_bytes())? {
             Some(b) => b.as_slice().try_into().map(u64::from_be_bytes).unwrap_or(0),
@@ -135,13 +210,21 @@ impl Device {
         if !outbox.is_empty() {
             section.push(MailboxMessage::Push(Push { items: outbox }));
         }
-        let mailbox = encode_section(&section);
-        let payload = session
-            .initiator
-            .poll_request(&mut session.docs, Some(mailbox))?;
-        let (envelope, pending) = seal_request(rng, &self.keys, &server_key, now_unix, &payload)?;
-        session.pending = Some(pending);
-        Ok(envelope)
+        Ok(encode_section(&section))
+    }
+
+    /// The next sealed request of the exchange.
+    pub fn sync_request(
+        &mut self,
+        session: &mut SyncSession,
+        rng: &mut impl CryptoRngCore,
+        now_unix: u64,
+    ) -> Result<Vec<u8>> {
+        let transmit = session
+            .driver
+            .poll_transmit(self, crate::client::at_unix(now_unix), rng)?
+            .ok_or(DeviceError::Sync(sync::SyncError::RequestInFlight))?;
+        Ok(transmit.bytes)
     }
 
     /// Applies the server's sealed answer. On [`SyncStep::Done`] everything received is saved.
@@ -152,50 +235,29 @@ impl Device {
         rng: &mut impl CryptoRngCore,
         now: OffsetDateTime,
     ) -> Result<SyncStep> {
-        let pending = session.pending.take().ok_or(DeviceError::NothingInFlight)?;
-        let payload = match pending.open_response(envelope) {
-            Ok(p) => p,
-            Err(e) => {
-                session.initiator.handle_lost();
-                return Err(e.into());
-            }
-        };
-        let accept = self.accept_scope();
-        let progress = match session
-            .initiator
-            .handle_response(&payload, &mut session.docs, &accept)
-        {
-            Ok(p) => p,
-            Err(e) => {
-                session.initiator.handle_lost();
-                return Err(e.into());
-            }
-        };
-        if progress == Progress::NeedsRound2 {
-            return Ok(SyncStep::Again);
+        match session.driver.handle_answer(self, envelope, now, rng)? {
+            Turn::Again => Ok(SyncStep::Again),
+            Turn::Done(report) => Ok(SyncStep::Done(report)),
         }
-        let mut report = self.finish_sync(session, rng, now)?;
-        // Documents with more to upload than one message carries continue in the next exchange.
-        report.more_waiting |= progress == Progress::More;
-        Ok(SyncStep::Done(report))
     }
 
     /// The answer to the last request will not come: forget it and end the exchange. Nothing is
     /// lost; the next exchange resends from the last completed one.
     pub fn sync_lost(&mut self, mut session: SyncSession) -> Result<()> {
-        session.initiator.handle_lost();
-        self.return_docs(&mut session, &BTreeMap::new())?;
+        session.driver.handle_lost(self);
+        let docs = session.driver.conversation_mut().talk.take_docs();
+        self.return_docs(docs, &BTreeMap::new())?;
         Ok(())
     }
 
     /// Puts the session's documents back in the cache and saves those that gained changes.
     fn return_docs(
         &mut self,
-        session: &mut SyncSession,
+        docs: sync::Docs,
         gained: &BTreeMap<String, sync::DocStats>,
     ) -> Result<Vec<String>> {
         let mut changed = Vec::new();
-        for (wire_name, doc) in std::mem::take(&mut session.docs) {
+        for (wire_name, doc) in docs {
             let Ok(name) = DocName::parse(wire_name.as_str()) else {
                 continue;
             };
@@ -235,12 +297,13 @@ impl Device {
 
     fn finish_sync(
         &mut self,
-        session: &mut SyncSession,
+        talk: &mut SyncTalk<DeviceScope>,
+        done: SyncDone,
         rng: &mut impl CryptoRngCore,
         now: OffsetDateTime,
     ) -> Result<SyncReport> {
         let server_key = self.enrolled()?.server_key;
-        let stats = session.initiator.stats().clone();
+        let stats = talk.initiator.stats().clone();
         let mut report = SyncReport {
             rounds: stats.rounds,
             bytes_sent: stats.bytes_sent,
@@ -251,7 +314,7 @@ impl Device {
             ..SyncReport::default()
         };
         // Documents first: back into the cache, and saved.
-        report.docs_changed = self.return_docs(session, &stats.docs)?;
+        report.docs_changed = self.return_docs(talk.take_docs(), &stats.docs)?;
         for (name, error) in stats.errors() {
             report.doc_errors.push((name.to_owned(), error.to_string()));
         }
@@ -259,10 +322,12 @@ impl Device {
         self.store.put(
             ns::SYNC_STATE,
             server_key.as_bytes(),
-            &session.initiator.state().encode(),
+            &talk.initiator.state().encode(),
         )?;
+        // Documents with more to upload than one message carries continue in the next exchange.
+        report.more_waiting |= done.progress == Progress::More;
         // Then the mailbox.
-        if let Some(section) = session.initiator.take_mailbox() {
+        if let Some(section) = done.mailbox {
             let edit = Edit::new("sync", now);
             let messages = decode_section(&section)?;
             let mark = messages.iter().find_map(|message| match message {

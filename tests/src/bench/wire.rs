@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use automerge::sync::{Message as AmMessage, State as AmState, SyncDoc};
 use automerge::{AutoCommit, ChangeHash};
+use phakhi_core::client::talk::SyncTalk;
+use phakhi_core::client::{CarryError, Driver, Shim, Transmit, at_unix, drive};
 use phakhi_core::seal::{self, MemoryReplayGuard, StaticKeyPair};
 use phakhi_core::sync::{
     DocName, Docs, Initiator, Limits, PeerState, PrefixScope, Progress, Responder,
@@ -63,38 +65,62 @@ fn phakhi(
     b: &mut Docs,
     state: PeerState,
 ) -> Result<(Exchange, PeerState)> {
-    let mut init = Initiator::new(state, Limits::default());
     let responder = Responder::new(Limits::default());
     let scope = PrefixScope::everything();
     let mut guard = MemoryReplayGuard::new();
     let mut out = Exchange::default();
+    let server_key = *peers.server.public();
+    // The phone's side is the core's client driver; the server's side runs in the carrier.
+    let mut talk = SyncTalk::new(
+        Initiator::new(state, Limits::default()),
+        std::mem::take(a),
+        scope.clone(),
+    );
     loop {
-        let request = init.poll_request(a, None)?;
-        let (envelope, pending) = seal::seal_request(
+        let mut driver = Driver::new(&peers.phone, server_key, talk);
+        let mut server = Shim(|transmit: &Transmit| {
+            let lost = |e: &dyn std::fmt::Display| CarryError::Lost {
+                detail: e.to_string(),
+                retryable: false,
+            };
+            let t = Instant::now();
+            let opened = seal::open_request(&peers.server, &transmit.bytes, NOW, &mut guard)
+                .map_err(|e| lost(&e))?;
+            let t_apply = Instant::now();
+            let reply = responder
+                .handle_request(&opened.payload, b, &scope)
+                .map_err(|e| lost(&e))?;
+            out.apply += t_apply.elapsed();
+            let answer = reply.into_bytes(None);
+            let sealed_answer = opened
+                .responder
+                .seal_response(&answer)
+                .map_err(|e| lost(&e))?;
+            out.server += t.elapsed();
+            out.payload += opened.payload.len() + answer.len();
+            out.sealed += transmit.bytes.len() + sealed_answer.len();
+            out.rounds += 1;
+            Ok(sealed_answer)
+        });
+        let done = drive(
+            &mut driver,
+            &mut (),
+            &mut server,
+            &mut || at_unix(NOW),
             &mut peers.rng,
-            &peers.phone,
-            peers.server.public(),
-            NOW,
-            &request,
-        )?;
-        let t = Instant::now();
-        let opened = seal::open_request(&peers.server, &envelope, NOW, &mut guard)?;
-        let t_apply = Instant::now();
-        let reply = responder.handle_request(&opened.payload, b, &scope)?;
-        out.apply += t_apply.elapsed();
-        let answer = reply.into_bytes(None);
-        let sealed_answer = opened.responder.seal_response(&answer)?;
-        out.server += t.elapsed();
-        out.payload += request.len() + answer.len();
-        out.sealed += envelope.len() + sealed_answer.len();
-        out.rounds += 1;
-        let answer = pending.open_response(&sealed_answer)?;
-        match init.handle_response(&answer, a, &scope)? {
-            Progress::Done => break,
-            Progress::NeedsRound2 | Progress::More => continue,
+        );
+        talk = driver.into_conversation();
+        match done {
+            Ok(Some(done)) if done.progress == Progress::Done => break,
+            Ok(_) => continue,
+            Err(error) => {
+                *a = talk.take_docs();
+                return Err(error.into());
+            }
         }
     }
-    Ok((out, init.state().clone()))
+    *a = talk.take_docs();
+    Ok((out, talk.initiator.state().clone()))
 }
 
 /// Automerge's own sync protocol until both sides are quiet.
