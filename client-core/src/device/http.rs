@@ -8,6 +8,7 @@ use rand_core::CryptoRngCore;
 use time::OffsetDateTime;
 
 use super::{ChunkAsk, Device, DeviceError, Enrolment, Result, SyncReport, SyncStep};
+use crate::attach::Pace;
 use crate::seal::HqVerifyingKey;
 use crate::transport::{HttpTransport, Route};
 
@@ -144,8 +145,9 @@ pub struct ChunkUploadReport {
 }
 
 impl Device {
-    /// Uploads every pending attachment chunk to the enrolled server (or `server_url`),
-    /// `per_request` chunks per exchange (1 to 16; 1 on 2G keeps what a cut costs to one chunk).
+    /// Uploads every pending attachment chunk to the enrolled server (or `server_url`), as many
+    /// per exchange as `pace` says the link takes (the one pacing policy, [`Pace`]: keep it for
+    /// the next upload on the same link; it learns here from each exchange's answer or loss).
     /// It first asks which chunks the server already holds, so resuming after a cut connection
     /// sends again only the chunks that were in flight. `progress` gets this call's figures so far
     /// after every answer (also when a later exchange fails) and the number of chunks there were
@@ -154,7 +156,7 @@ impl Device {
     pub fn upload_chunks_http(
         &mut self,
         server_url: Option<&str>,
-        per_request: usize,
+        pace: &mut Pace,
         rng: &mut impl CryptoRngCore,
         now: OffsetDateTime,
         progress: &mut dyn FnMut(&ChunkUploadReport, usize),
@@ -174,7 +176,9 @@ impl Device {
         let mut ask = ChunkAsk::Have;
         while let Some((request, exchange)) = self.chunk_request(ask, rng, unix(now))? {
             let sent = exchange.chunks_sent();
-            let response = transport.exchange(Route::Chunks, &request)?;
+            let (response, took) = timed(|| transport.exchange(Route::Chunks, &request));
+            let response = response.inspect_err(|_| pace.lost())?;
+            pace.answered(sent, took);
             let step = self.chunk_response(exchange, &response)?;
             report.bytes_sent += request.len() as u64;
             report.chunks_sent += sent;
@@ -188,7 +192,7 @@ impl Device {
                 // The server took nothing: stop rather than send the same chunks forever.
                 break;
             }
-            ask = ChunkAsk::Send(per_request);
+            ask = ChunkAsk::Send(pace.batch());
         }
         Ok(report)
     }
@@ -217,6 +221,16 @@ impl SyncReport {
         self.replies_received += other.replies_received;
         self.more_waiting = other.more_waiting;
     }
+}
+
+/// Runs one exchange and measures how long it took, for [`Pace`]. This carrier is the I/O edge
+/// of the core: it reads the monotonic clock here and nowhere else, and the pace itself reads
+/// none.
+#[allow(clippy::disallowed_methods)]
+fn timed<T>(exchange: impl FnOnce() -> T) -> (T, Duration) {
+    let started = std::time::Instant::now();
+    let out = exchange();
+    (out, started.elapsed())
 }
 
 /// Unix seconds of `now` (clamped at zero: phones with a clock before 1970 still sync).
