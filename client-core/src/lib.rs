@@ -1,6 +1,8 @@
 //! Phakhi's client core: everything a phone (and a relay talking upstream) needs, with no I/O of
 //! its own except the encrypted store.
 //!
+//! - [`client`]: the client side of every exchange, once — a sans-io driver that seals, opens
+//!   and matches requests and answers, the conversations it carries, and how bytes travel.
 //! - [`attach`]: evidence attachments — metadata stripping, chunked STREAM encryption, reassembly.
 //! - [`model`]: typed documents over automerge (`directory`, `province/<code>`, activities by
 //!   year, the device's `private` document).
@@ -12,6 +14,7 @@
 //! - `transport` (feature `http`): a small blocking HTTP carrier for envelopes.
 
 pub mod attach;
+pub mod client;
 pub mod device;
 pub mod mailbox;
 pub mod model;
