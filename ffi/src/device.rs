@@ -10,6 +10,7 @@
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use phakhi_core::attach::Pace;
 use phakhi_core::device::{Device, DeviceError, PendingEnrolment, SyncSession, SyncStep, unix};
 use phakhi_core::model::{Date, Edit};
 use phakhi_core::seal::{TipDraft, network_key_from_hex};
@@ -25,10 +26,6 @@ use crate::types::*;
 /// The largest bundle file read back: the largest envelope behind its header.
 const MAX_BUNDLE_BYTES: u64 = phakhi_core::seal::transport::MAX_TRANSPORT_ENVELOPE as u64 + 64;
 
-/// Attachment chunks per upload exchange: three 64 KiB chunks keep what a cut 2G link costs
-/// small.
-const CHUNKS_PER_REQUEST: usize = 3;
-
 /// One phone's client over its encrypted store. Open it once per store file and share it.
 #[derive(Debug, uniffi::Object)]
 pub struct PhakhiDevice {
@@ -42,6 +39,9 @@ struct Inner {
     exchange: Option<SyncSession>,
     /// An enrolment request the app is carrying itself.
     enrolment: Option<PendingEnrolment>,
+    /// Attachment chunks per upload exchange, learnt from this device's link and kept across
+    /// syncs (the one pacing policy: a cut 2G link costs a chunk or two).
+    pace: Pace,
 }
 
 fn now() -> OffsetDateTime {
@@ -80,6 +80,7 @@ impl PhakhiDevice {
                 device,
                 exchange: None,
                 enrolment: None,
+                pace: Pace::default(),
             }),
         })
     }
@@ -545,9 +546,10 @@ impl PhakhiDevice {
         )?;
         let mut summary = SyncSummary::from(report);
         if !inner.device.pending_chunks()?.is_empty() && !progress.cancelled() {
-            let upload = inner.device.upload_chunks_http(
+            let Inner { device, pace, .. } = &mut *inner;
+            let upload = device.upload_chunks_http(
                 server_url.as_deref(),
-                CHUNKS_PER_REQUEST,
+                pace,
                 &mut OsRng,
                 now(),
                 &mut |_, _| {},

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use phakhi_core::attach::{Assembler, AttachLimits, CHUNK_LEN, ChunkId, PreparedAttachment};
+use phakhi_core::attach::{Assembler, AttachLimits, CHUNK_LEN, ChunkId, Pace, PreparedAttachment};
 use phakhi_core::device::{ChunkUploadReport, Device, DeviceError};
 use phakhi_core::model::{Date, Edit};
 use phakhi_core::seal::transport::transport_size;
@@ -166,7 +166,8 @@ fn chunks_upload_after_the_sync_and_resume_after_cuts_sending_again_only_what_wa
             let mut last = ChunkUploadReport::default();
             let result = device.upload_chunks_http(
                 Some(&link_url),
-                1,
+                // One chunk per request, so the cuts land in known requests.
+                &mut Pace::up_to(1),
                 rng,
                 OffsetDateTime::now_utc(),
                 &mut |report, _total| last = *report,

@@ -33,12 +33,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use phakhi_core::attach::{AttachLimits, CHUNK_LEN, ChunkId, PreparedAttachment};
+use phakhi_core::attach::{
+    AttachLimits, CHUNK_LEN, CHUNKS_PER_EXCHANGE, ChunkId, Pace, PreparedAttachment,
+};
 use phakhi_core::device::{ChunkUploadReport, Device, DeviceError};
 use phakhi_core::model::{Date, Edit};
 use phakhi_core::seal::{MemberCode, TipCategory, TipDraft};
 use phakhi_core::store::StorageKey;
-use phakhi_server::relay::upstream::UPSTREAM_CHUNKS_PER_EXCHANGE;
 use phakhi_tests::badlink::{BlockingBadLink, Profile};
 use phakhi_tests::server::{
     ServerProcess, admin, config_with_limits, get, invite, joined_relay_key, network_key,
@@ -57,7 +58,8 @@ const THAI_MARKER: &str = "หลักฐานลับห้ามรั่�
 const ATTACHMENT_LEN: usize = 10 * 1024 * 1024;
 /// The scaled 2G links' bandwidth each way: 8 Mbit/s.
 const SCALED_BYTES_PER_SEC: u64 = 1_000_000;
-/// Chunks per phone request on the scaled links (seven fill a 512 KiB transport envelope).
+/// Most chunks per phone request on the scaled links (the phone's pace's ceiling; seven fill a
+/// 512 KiB transport envelope).
 const PHONE_CHUNKS_PER_REQUEST: usize = 7;
 const DESK_PASSPHRASE: &str = "รหัสผ่านโต๊ะรับเบาะแส";
 /// One delivery at a time, so the figures of one do not include the other's load.
@@ -223,6 +225,7 @@ struct Links {
     /// Forced cuts on each link, as fractions of the attachment's chunk bytes.
     phone_cuts: &'static [f64],
     relay_cuts: &'static [f64],
+    /// The ceiling of the phone's pace: at most this many chunks are in flight at a cut.
     phone_per_request: usize,
 }
 
@@ -412,6 +415,8 @@ fn deliver(links: &Links, seed: u64) -> Delivered {
     // Per call: whether it failed, exchanges answered, and its last figures.
     let mut calls: Vec<(bool, usize, ChunkUploadReport)> = Vec::new();
     let phone_started = Instant::now();
+    // One link: the phone's pace learns across the calls, as an app's device keeps it.
+    let mut pace = Pace::up_to(links.phone_per_request);
     let forced = std::thread::scope(|scope| {
         let cutter = scope.spawn(|| cut_at(&to_relay, &phone_points, &done));
         for _ in 0..200 {
@@ -419,7 +424,7 @@ fn deliver(links: &Links, seed: u64) -> Delivered {
             let mut answered = 0usize;
             let result = phone.upload_chunks_http(
                 Some(&to_relay_url),
-                links.phone_per_request,
+                &mut pace,
                 rng,
                 OffsetDateTime::now_utc(),
                 &mut |report, _| {
@@ -541,7 +546,7 @@ fn deliver(links: &Links, seed: u64) -> Delivered {
     let failed_exchanges = figure(&status, "chunk_exchanges_failed");
     assert!(relay_resent <= figure(&status, "chunks_in_failed_exchanges"));
     assert!(
-        relay_resent <= failed_exchanges * UPSTREAM_CHUNKS_PER_EXCHANGE as u64,
+        relay_resent <= failed_exchanges * CHUNKS_PER_EXCHANGE as u64,
         "{status}"
     );
     if forced_up > 0 {

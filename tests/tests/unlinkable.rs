@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use phakhi_core::attach::{AttachLimits, ChunkId, PreparedAttachment};
+use phakhi_core::attach::{AttachLimits, ChunkId, Pace, PreparedAttachment};
 use phakhi_core::device::Device;
 use phakhi_core::mailbox::EnvelopeId;
 use phakhi_core::model::{Date, Edit, MemberRole, NewMember, ProvinceCode};
@@ -451,7 +451,13 @@ fn a_seized_relay_and_hq_do_not_say_which_phone_tipped() {
         phone.sync_bytes = report.bytes_sent as u64;
         let chunks = phone
             .device
-            .upload_chunks_http(None, 4, rng, OffsetDateTime::now_utc(), &mut |_, _| {})
+            .upload_chunks_http(
+                None,
+                &mut Pace::default(),
+                rng,
+                OffsetDateTime::now_utc(),
+                &mut |_, _| {},
+            )
             .unwrap();
         assert_eq!(chunks.left, 0);
         phone.chunk_bytes = chunks.bytes_sent;

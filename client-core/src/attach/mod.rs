@@ -16,12 +16,16 @@
 //!    optional file name travel in one more chunk of the same size, sealed under the same key;
 //!    the tip itself carries only the key and that chunk's id ([`AttachmentRef`], 64 bytes).
 //!
+//! The chunks then travel a few per exchange, as many as [`Pace`] (the one pacing policy of
+//! every sender) says the link takes.
+//!
 //! The tip desk reverses this with [`Assembler`]: every chunk is checked against its id and the
 //! manifest, decrypted in order, and the whole checked against the manifest's length and hash.
 
 mod assemble;
 mod error;
 pub mod manifest;
+pub mod pace;
 pub mod stream;
 pub mod strip;
 
@@ -31,6 +35,7 @@ use zeroize::Zeroizing;
 pub use assemble::{Added, Assembler, AttachmentStatus, OpenedAttachment, open_attachment};
 pub use error::{AttachError, ChunkError, StripError};
 pub use manifest::{AttachmentRef, MAX_FILE_NAME_BYTES, Manifest, MediaType};
+pub use pace::{CHUNKS_PER_EXCHANGE, Pace};
 pub use stream::{
     AttachmentKey, CHUNK_DATA_LEN, CHUNK_LEN, ChunkId, EncryptedAttachment, MAX_CHUNKS,
     encrypt_attachment,

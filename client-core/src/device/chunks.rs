@@ -13,7 +13,7 @@ use rand_core::CryptoRngCore;
 use time::OffsetDateTime;
 
 use super::{Device, DeviceError, Result};
-use crate::attach::ChunkId;
+use crate::attach::{ChunkId, Pace};
 use crate::client::{Conversation, Driver, Route, Turn};
 use crate::protocol::{ChunkRequest, ChunkResponse, MAX_CHUNKS_PER_REQUEST, MAX_HAVE_IDS};
 
@@ -47,10 +47,11 @@ pub struct ChunkUploadReport {
 /// Progress of an upload: this call's figures so far, and how many chunks there were to send.
 pub type ChunkProgress<'p> = &'p mut dyn FnMut(&ChunkUploadReport, usize);
 
-/// An upload of every pending chunk: a question first, then `per_request` chunks per exchange
-/// until none is left or the server takes nothing of a request.
+/// An upload of every pending chunk: a question first, then as many chunks per exchange as the
+/// [`Pace`] says the link takes, until none is left or the server takes nothing of a request.
 pub struct ChunkUpload<'p> {
-    per_request: usize,
+    pace: &'p mut Pace,
+    asked_at: Option<OffsetDateTime>,
     ask: ChunkAsk,
     asked: Vec<ChunkId>,
     sent: Vec<ChunkId>,
@@ -88,9 +89,10 @@ impl Conversation for ChunkUpload<'_> {
     fn request(
         &mut self,
         device: &mut Device,
-        _: OffsetDateTime,
+        now: OffsetDateTime,
         _: &mut impl CryptoRngCore,
     ) -> Result<Option<Vec<u8>>> {
+        self.asked_at = Some(now);
         let province = device
             .enrolled()?
             .home_province()
@@ -138,10 +140,19 @@ impl Conversation for ChunkUpload<'_> {
         &mut self,
         device: &mut Device,
         payload: &[u8],
-        _: OffsetDateTime,
+        now: OffsetDateTime,
         _: &mut impl CryptoRngCore,
     ) -> Result<Turn<ChunkUploadReport>> {
         let answer = ChunkResponse::decode(payload)?;
+        // The pace learns from how long the link took to carry this batch (a question carries
+        // none, so it teaches nothing).
+        let took = self
+            .asked_at
+            .take()
+            .map_or(std::time::Duration::ZERO, |at| {
+                (now - at).try_into().unwrap_or(std::time::Duration::ZERO)
+            });
+        self.pace.answered(self.sent.len(), took);
         // The server may only vouch for ids it was asked about.
         let held: Vec<ChunkId> = answer
             .held
@@ -164,31 +175,36 @@ impl Conversation for ChunkUpload<'_> {
             // Done, or the server took nothing: stop rather than send the same chunks forever.
             return Ok(Turn::Done(self.report));
         }
-        self.ask = ChunkAsk::Send(self.per_request);
+        self.ask = ChunkAsk::Send(self.pace.batch());
         Ok(Turn::Again)
     }
 
     fn lost(&mut self, _: &mut Device) {
+        self.pace.lost();
+        self.asked_at = None;
         self.sent.clear();
         self.asked.clear();
     }
 }
 
 impl Device {
-    /// The upload of every pending attachment chunk to the enrolled server, `per_request` chunks
-    /// per exchange (1 to 16; 1 on 2G keeps what a cut costs to one chunk). It first asks which
+    /// The upload of every pending attachment chunk to the enrolled server, as many chunks per
+    /// exchange as `pace` says the link takes (the one pacing policy: it learns from each answer's
+    /// delay, read from the driver's clock, and from each loss; keep it for the next upload over
+    /// the same link). It first asks which
     /// chunks the server already holds, so resuming after a cut connection sends again only the
     /// chunks that were in flight. `progress` gets the upload's figures after every answer and
     /// the number of chunks there were to send. Drive it with the device as the context; run it
     /// after the sync: records and tip envelopes go first.
     pub fn chunk_upload<'p>(
         &self,
-        per_request: usize,
+        pace: &'p mut Pace,
         progress: ChunkProgress<'p>,
     ) -> Result<Driver<ChunkUpload<'p>>> {
         let server_key = self.enrolled()?.server_key;
         let upload = ChunkUpload {
-            per_request,
+            pace,
+            asked_at: None,
             ask: ChunkAsk::Have,
             asked: Vec::new(),
             sent: Vec::new(),

@@ -8,6 +8,7 @@ use rand_core::CryptoRngCore;
 use time::OffsetDateTime;
 
 use super::{ChunkUploadReport, Device, DeviceError, Enrolment, Result, SyncReport};
+use crate::attach::Pace;
 use crate::client::{Hooks, drive, drive_with};
 use crate::seal::HqVerifyingKey;
 use crate::transport::HttpTransport;
@@ -127,15 +128,18 @@ impl Device {
 }
 
 impl Device {
-    /// Uploads every pending attachment chunk to the enrolled server (or `server_url`): the
-    /// [`Device::chunk_upload`] conversation over HTTP. `progress` gets this call's figures so far
+    /// Uploads every pending attachment chunk to the enrolled server (or `server_url`), as many
+    /// per exchange as `pace` says the link takes (the one pacing policy, [`Pace`]: keep it for
+    /// the next upload on the same link; it learns here from each exchange's answer or loss).
+    /// It first asks which chunks the server already holds, so resuming after a cut connection
+    /// sends again only the chunks that were in flight. `progress` gets this call's figures so far
     /// after every answer (also when a later exchange fails) and the number of chunks there were
     /// to send. Run it after [`Device::sync_http`]: records and tip envelopes go first. A cut link
     /// returns the HTTP error; call again to resume.
     pub fn upload_chunks_http(
         &mut self,
         server_url: Option<&str>,
-        per_request: usize,
+        pace: &mut Pace,
         rng: &mut impl CryptoRngCore,
         now: OffsetDateTime,
         progress: &mut dyn FnMut(&ChunkUploadReport, usize),
@@ -150,8 +154,11 @@ impl Device {
                 .ok_or(DeviceError::NotEnrolled)?,
         };
         let mut transport = HttpTransport::new(&url, DEFAULT_TIMEOUT)?;
-        let mut driver = self.chunk_upload(per_request, progress)?;
-        let report = drive(&mut driver, self, &mut transport, &mut || now, rng)?;
+        let mut driver = self.chunk_upload(pace, progress)?;
+        // The pace learns from how long each exchange took: the driver's clock is the caller's
+        // `now` moved on by the time spent carrying.
+        let mut clock = elapsed_since(now);
+        let report = drive(&mut driver, self, &mut transport, &mut clock, rng)?;
         Ok(report.unwrap_or_default())
     }
 }
@@ -179,6 +186,15 @@ impl SyncReport {
         self.replies_received += other.replies_received;
         self.more_waiting = other.more_waiting;
     }
+}
+
+/// A clock that starts at `start` and moves on with the monotonic clock. This carrier is the
+/// I/O edge of the core: it reads the monotonic clock here and nowhere else; the pace itself
+/// reads none.
+#[allow(clippy::disallowed_methods)]
+fn elapsed_since(start: OffsetDateTime) -> impl FnMut() -> OffsetDateTime {
+    let started = std::time::Instant::now();
+    move || start + started.elapsed()
 }
 
 /// Unix seconds of `now` (clamped at zero: phones with a clock before 1970 still sync).

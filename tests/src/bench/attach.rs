@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use phakhi_core::attach::{AttachLimits, CHUNK_LEN, PreparedAttachment};
+use phakhi_core::attach::{AttachLimits, CHUNK_LEN, CHUNKS_PER_EXCHANGE, Pace, PreparedAttachment};
 use phakhi_core::device::{ChunkUploadReport, Device, DeviceError};
 use phakhi_core::model::{Date, Edit};
 use phakhi_core::seal::{MemberCode, StaticKeyPair, TipCategory, TipDraft};
@@ -20,8 +20,6 @@ use super::{Result, Row, Scale, Section, bytes, ms, progress, ratio};
 use crate::badlink::{BlockingBadLink, Profile};
 use crate::server::ServerProcess;
 
-/// Chunks per upload request, as the field CLI sends them.
-const PER_REQUEST: usize = 16;
 /// The 2G profile's capacity each way: 50 kbit/s.
 const TWO_G_BYTES_PER_SEC: f64 = 6_250.0;
 
@@ -91,11 +89,13 @@ fn upload(
     let before = sealed();
     let started = Instant::now();
     let mut calls = 0;
+    // One link: the pace learns across the calls, as an app's device keeps it.
+    let mut pace = Pace::default();
     loop {
         calls += 1;
         let result = phone.upload_chunks_http(
             Some(url),
-            PER_REQUEST,
+            &mut pace,
             rng,
             OffsetDateTime::now_utc(),
             &mut |_: &ChunkUploadReport, _| {},
@@ -249,8 +249,10 @@ pub fn run(scale: &Scale) -> Result<Section> {
         "One phone (phakhi_core::device::Device, encrypted SQLite store) enrolled at a release \
          `phakhi serve`; each file is a recording of random bytes (incompressible, passed \
          through with the member's consent), attached to a tip, encrypted under its own key \
-         with STREAM (XChaCha20-Poly1305) in chunks of {CHUNK_LEN} B, and uploaded {PER_REQUEST} \
-         chunks per sealed request after the tip itself; the time ends when the server's answer \
+         with STREAM (XChaCha20-Poly1305) in chunks of {CHUNK_LEN} B, and uploaded after the tip \
+         itself as every sender paces chunks (phakhi_core::attach::Pace: one per sealed request \
+         at first, doubling while exchanges are quick up to {CHUNKS_PER_EXCHANGE}, halving \
+         after a slow or cut one); the time ends when the server's answer \
          says it holds every chunk (it answers after its commit). Both uploads go through the \
          byte-counting proxy: plain loopback, then Profile::two_g (50 kbit/s each way, 1 s round \
          trip, one connection in twenty cut in its first 32 KiB; it cut {cut} connection(s), \

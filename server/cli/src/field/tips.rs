@@ -11,7 +11,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use phakhi_core::attach::{AttachError, AttachLimits, PreparedAttachment, StripError};
+use phakhi_core::attach::{AttachError, AttachLimits, Pace, PreparedAttachment, StripError};
 use phakhi_core::device::DeviceError;
 use phakhi_core::seal::{MemberCode, TipCategory, TipDraft};
 use phakhi_core::transport::HttpError;
@@ -400,10 +400,14 @@ pub(super) fn sync(session: &mut Session, server: Option<&str>) -> Result<(), Fi
             None => {}
         }
     };
-    let upload =
-        session
-            .device
-            .upload_chunks_http(server, 3, &mut session.rng, session.now, &mut progress);
+    // One command, one link: the pace starts at a chunk and learns from this upload's answers.
+    let upload = session.device.upload_chunks_http(
+        server,
+        &mut Pace::default(),
+        &mut session.rng,
+        session.now,
+        &mut progress,
+    );
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }

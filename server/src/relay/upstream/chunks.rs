@@ -8,19 +8,16 @@
 //! answer (which HQ sends after its commit) are the chunks HQ lists marked acknowledged and
 //! their bytes pruned here. A cut exchange costs at most the chunks it carried.
 //!
-//! How many chunks go in one exchange follows the link ([`Pace`]): one to start, doubling while
-//! exchanges are quick, halving after a slow or failed one, never more than
-//! [`UPSTREAM_CHUNKS_PER_EXCHANGE`]. So a fast link moves about a mebibyte per exchange and a
-//! 2G link a chunk or two, within the exchange timeout, and a cut costs little on either.
+//! How many chunks go in one exchange follows the link, by the same policy as a phone's upload
+//! ([`Pace`], kept for as long as the upstream task runs): one to start, doubling while
+//! exchanges are quick, halving after a slow or failed one, never more than about a mebibyte.
 //! A phase runs for at most [`PHASE_BUDGET`]; what is left goes in the next round, which starts
 //! at once, so new documents and tips never wait behind a long upload.
 
 use std::time::{Duration, Instant};
 
-use phakhi_core::attach::{CHUNK_LEN, ChunkId};
-use phakhi_core::protocol::{
-    ChunkRequest, ChunkResponse, ErrorCode, MAX_CHUNKS_PER_REQUEST, MAX_HAVE_IDS,
-};
+use phakhi_core::attach::{ChunkId, Pace};
+use phakhi_core::protocol::{ChunkRequest, ChunkResponse, ErrorCode, MAX_HAVE_IDS};
 use phakhi_core::seal;
 use phakhi_core::transport::{HttpError, HttpTransport, Route};
 use rusqlite::TransactionBehavior;
@@ -29,58 +26,8 @@ use super::{EXCHANGE_TIMEOUT, Link, UpstreamError};
 use crate::db::{self, DbError};
 use crate::state::AppState;
 
-/// Bytes of chunks one exchange carries at most (payload, before sealing and padding).
-pub const CHUNK_EXCHANGE_BYTES: usize = 1024 * 1024;
-/// Chunks one exchange carries at most: as many as fit in [`CHUNK_EXCHANGE_BYTES`] with their
-/// length prefixes and the request's header (15 of 64 KiB).
-pub const UPSTREAM_CHUNKS_PER_EXCHANGE: usize = {
-    let fit = (CHUNK_EXCHANGE_BYTES - 256) / (CHUNK_LEN + 4);
-    if fit > MAX_CHUNKS_PER_REQUEST {
-        MAX_CHUNKS_PER_REQUEST
-    } else if fit == 0 {
-        1
-    } else {
-        fit
-    }
-};
-/// How long one chunk exchange should take; the batch grows while exchanges take less than
-/// half of it and shrinks when one takes longer.
-const TARGET_EXCHANGE: Duration = Duration::from_secs(10);
 /// Longest time one round spends on chunks before it lets documents and tips go again.
 pub const PHASE_BUDGET: Duration = Duration::from_secs(60);
-
-/// Chunks per exchange, adapted to the link. Lives as long as the upstream task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pace {
-    batch: usize,
-}
-
-impl Default for Pace {
-    fn default() -> Self {
-        Pace { batch: 1 }
-    }
-}
-
-impl Pace {
-    /// Chunks the next exchange carries.
-    pub fn batch(&self) -> usize {
-        self.batch
-    }
-
-    /// An exchange was answered after `took`.
-    pub fn answered(&mut self, took: Duration) {
-        if took <= TARGET_EXCHANGE / 2 {
-            self.batch = (self.batch * 2).min(UPSTREAM_CHUNKS_PER_EXCHANGE);
-        } else if took > TARGET_EXCHANGE {
-            self.batch = (self.batch / 2).max(1);
-        }
-    }
-
-    /// An exchange failed (cut, timed out, refused).
-    pub fn failed(&mut self) {
-        self.batch = (self.batch / 2).max(1);
-    }
-}
 
 /// Forwards waiting chunks until none is left (`Ok(false)`), the phase's time is up
 /// (`Ok(true)`: more wait), or an exchange fails.
@@ -123,9 +70,9 @@ pub(super) async fn forward(
             let batch: Vec<ChunkId> = left.iter().take(pace.batch()).copied().collect();
             let sent_at = Instant::now();
             match step(state, link, &province, Vec::new(), batch.clone()).await {
-                Ok(_) => pace.answered(sent_at.elapsed()),
+                Ok(_) => pace.answered(batch.len(), sent_at.elapsed()),
                 Err(error) => {
-                    pace.failed();
+                    pace.lost();
                     state.update_upstream(|status| status.chunk_batch = pace.batch());
                     return Err(error);
                 }
@@ -286,38 +233,5 @@ fn refusal(link: &Link, error: HttpError) -> UpstreamError {
             url: link.url.clone(),
             detail: other.to_string(),
         },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_batch_grows_on_a_quick_link_and_shrinks_after_slow_or_failed_exchanges() {
-        assert_eq!(UPSTREAM_CHUNKS_PER_EXCHANGE, 15);
-        const { assert!(UPSTREAM_CHUNKS_PER_EXCHANGE * (CHUNK_LEN + 4) + 256 <= CHUNK_EXCHANGE_BYTES) };
-        let mut pace = Pace::default();
-        assert_eq!(pace.batch(), 1);
-        let quick = Duration::from_millis(200);
-        let sizes: Vec<usize> = (0..6)
-            .map(|_| {
-                pace.answered(quick);
-                pace.batch()
-            })
-            .collect();
-        assert_eq!(sizes, vec![2, 4, 8, 15, 15, 15]);
-        pace.failed();
-        assert_eq!(pace.batch(), 7);
-        // Within the target: kept.
-        pace.answered(TARGET_EXCHANGE - Duration::from_secs(1));
-        assert_eq!(pace.batch(), 7);
-        // A 2G link: every exchange slow, down to one chunk and no lower.
-        for _ in 0..5 {
-            pace.answered(TARGET_EXCHANGE * 3);
-        }
-        assert_eq!(pace.batch(), 1);
-        pace.failed();
-        assert_eq!(pace.batch(), 1);
     }
 }

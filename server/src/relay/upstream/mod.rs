@@ -30,6 +30,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use automerge::AutoCommit;
+use phakhi_core::attach::Pace;
 use phakhi_core::mailbox::{EnvelopeKind, Scope};
 use phakhi_core::policy::UpstreamScope;
 use phakhi_core::protocol::ErrorCode;
@@ -43,7 +44,7 @@ mod apply;
 mod chunks;
 mod talk;
 
-pub use chunks::{CHUNK_EXCHANGE_BYTES, PHASE_BUDGET, Pace, UPSTREAM_CHUNKS_PER_EXCHANGE};
+pub use chunks::PHASE_BUDGET;
 
 use super::backoff::Backoff;
 use super::status::SetAsideItem;
