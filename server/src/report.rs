@@ -7,7 +7,7 @@
 //! table, JSON or CSV.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use automerge::AutoCommit;
 use phakhi_core::model::{
@@ -475,7 +475,6 @@ fn sync_time(at: Option<i64>, lang: Lang, era: Era) -> String {
     let day = Date::from_time(t.date()).map_or_else(|_| t.date().to_string(), |d| d.iso_in(era));
     format!("{day} {:02}:{:02}Z", t.hour(), t.minute())
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -477,8 +477,8 @@ fn relay(args: RelayArgs) -> Result<(), CliError> {
             config,
         } => {
             let config = resolve_config(&config, Overrides::default())?;
-            let network_key =
-                phakhi_server::invite::network_key(network_key.as_deref()).map_err(CliError::NetworkKey)?;
+            let network_key = phakhi_server::invite::network_key(network_key.as_deref())
+                .map_err(CliError::NetworkKey)?;
             let outcome = phakhi_server::relay::join::join(
                 &config.data,
                 &invite,
@@ -654,14 +654,18 @@ fn admin(args: AdminArgs) -> Result<(), CliError> {
         AdminCommand::Undo { device, since } => {
             let since = phakhi_server::undo::parse_since(&since)?;
             let now = i64::try_from(now).unwrap_or(i64::MAX);
-            print!("{}", phakhi_server::undo::run(&data, &device, since, now)?.render());
+            print!(
+                "{}",
+                phakhi_server::undo::run(&data, &device, since, now)?.render()
+            );
         }
         AdminCommand::ImportBundle {
             file,
             answer,
             server,
         } => {
-            let done = phakhi_server::bundle::import(config, &file, &answer, server.as_deref(), now)?;
+            let done =
+                phakhi_server::bundle::import(config, &file, &answer, server.as_deref(), now)?;
             println!(
                 "bundle applied ({} bytes in); answer written to {} ({} bytes): carry it back \
                  and run `phakhi device --store ... import-bundle {}`",

@@ -330,6 +330,9 @@ mod tests {
             damaged: Vec::new(),
         };
         let text = render_table(&report, Lang::Th);
-        assert!(text.contains("TH-40 ขอนแก่น") && text.contains("TH-44 มหาสารคาม"), "{text}");
+        assert!(
+            text.contains("TH-40 ขอนแก่น") && text.contains("TH-44 มหาสารคาม"),
+            "{text}"
+        );
     }
 }

@@ -37,7 +37,11 @@ fn an_unknown_server_role_is_refused_with_the_choices_and_nothing_is_created() {
         text.contains("province") && text.contains("hq") && text.contains("relay"),
         "{text}"
     );
-    assert!(!data.exists(), "a refused command created {}", data.display());
+    assert!(
+        !data.exists(),
+        "a refused command created {}",
+        data.display()
+    );
 }
 
 #[test]
@@ -45,7 +49,10 @@ fn the_help_lists_both_roles_with_what_they_do() {
     let output = phakhi(&["serve", "--help"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains("Headquarters: merges every province"), "{text}");
+    assert!(
+        text.contains("Headquarters: merges every province"),
+        "{text}"
+    );
     assert!(text.contains("Provincial coordination centre"), "{text}");
 }
 
@@ -61,6 +68,9 @@ fn a_report_in_an_unknown_language_is_refused_with_the_choices() {
     ]);
     assert!(!output.status.success());
     let text = stderr(&output);
-    assert!(text.contains("fr") && text.contains("th") && text.contains("en"), "{text}");
+    assert!(
+        text.contains("fr") && text.contains("th") && text.contains("en"),
+        "{text}"
+    );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }

@@ -97,14 +97,7 @@ fn prepare_and_reexec() -> ExitCode {
     let root = root();
     progress("building the release phakhi binary (cargo build --release -p phakhi)");
     let ok = Command::new(&cargo)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "phakhi",
-            "--bin",
-            "phakhi",
-        ])
+        .args(["build", "--release", "-p", "phakhi", "--bin", "phakhi"])
         .current_dir(&root)
         .status()
         .is_ok_and(|s| s.success());

@@ -19,9 +19,9 @@ use rand_core::OsRng;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use phakhi_server::kdf;
 use crate::secret::{self, SecretError};
 pub use dates::InputEra;
+use phakhi_server::kdf;
 
 /// `phakhi device --store PATH [--passphrase-env VAR | --key-file FILE] COMMAND`.
 #[derive(Debug, Clone, Args)]

@@ -31,11 +31,11 @@ use phakhi_core::store::{StorageKey, Store, StoreError};
 use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
 
-use phakhi_server::kdf;
 use crate::secret::{self, SecretError};
 use crate::table::{Table, one_line};
 use keyfile::{KeyFileError, TipDeskKeys};
 use phakhi_core::model::Era;
+use phakhi_server::kdf;
 
 const KEY_FILE: &str = "tipdesk.key";
 const PUBLIC_FILE: &str = "tipdesk.pub";
@@ -602,7 +602,8 @@ fn enroll(
     server: Option<&str>,
     network_key: Option<&str>,
 ) -> Result<(), TipdeskError> {
-    let network_key = phakhi_server::invite::network_key(network_key).map_err(TipdeskError::Input)?;
+    let network_key =
+        phakhi_server::invite::network_key(network_key).map_err(TipdeskError::Input)?;
     let record = net::enroll(&mut desk.store, invite, &network_key, server)?;
     println!(
         "tip desk enrolled at {} as admin device {}",
