@@ -2,6 +2,8 @@
 //! its own except the encrypted store.
 //!
 //! - [`attach`]: evidence attachments — metadata stripping, chunked STREAM encryption, reassembly.
+//! - [`desk`]: the investigators' tip desk (opens tips, checks member codes, replies, fetches
+//!   attachments) over the admin exchange with HQ.
 //! - [`model`]: typed documents over automerge (`directory`, `province/<code>`, activities by
 //!   year, the device's `private` document).
 //! - [`store`]: the encrypted offline store (SQLite rows sealed with XChaCha20-Poly1305).
@@ -12,6 +14,7 @@
 //! - `transport` (feature `http`): a small blocking HTTP carrier for envelopes.
 
 pub mod attach;
+pub mod desk;
 pub mod device;
 pub mod mailbox;
 pub mod model;
