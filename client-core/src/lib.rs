@@ -1,6 +1,8 @@
 //! Phakhi's client core: everything a phone (and a relay talking upstream) needs, with no I/O of
 //! its own except the encrypted store.
 //!
+//! - [`client`]: the client side of every exchange, once — a sans-io driver that seals, opens
+//!   and matches requests and answers, the conversations it carries, and how bytes travel.
 //! - [`attach`]: evidence attachments — metadata stripping, chunked STREAM encryption, reassembly.
 //! - [`desk`]: the investigators' tip desk (opens tips, checks member codes, replies, fetches
 //!   attachments) over the admin exchange with HQ.
@@ -14,6 +16,7 @@
 //! - `transport` (feature `http`): a small blocking HTTP carrier for envelopes.
 
 pub mod attach;
+pub mod client;
 pub mod desk;
 pub mod device;
 pub mod mailbox;

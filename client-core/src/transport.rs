@@ -15,33 +15,7 @@ use std::time::Duration;
 
 use crate::protocol::ErrorCode;
 
-/// The server routes that take a transport envelope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    /// `POST /v1/enroll`: present an invite and register this device.
-    Enroll,
-    /// `POST /v1/sync`: one exchange of documents and mailbox.
-    Sync,
-    /// `POST /v1/admin`: an authenticated admin exchange (tip desk, relays).
-    Admin,
-    /// `POST /v1/bundle`: a sync request carried by hand as a file, handed in late.
-    Bundle,
-    /// `POST /v1/chunks`: encrypted attachment chunks, a few at a time.
-    Chunks,
-}
-
-impl Route {
-    /// The path of the route on the server.
-    pub fn path(self) -> &'static str {
-        match self {
-            Route::Enroll => "/v1/enroll",
-            Route::Sync => "/v1/sync",
-            Route::Admin => "/v1/admin",
-            Route::Bundle => "/v1/bundle",
-            Route::Chunks => "/v1/chunks",
-        }
-    }
-}
+pub use crate::client::Route;
 
 /// Why an HTTP exchange failed.
 #[derive(Debug, thiserror::Error)]
