@@ -8,10 +8,11 @@
 use std::collections::BTreeMap;
 
 use phakhi_core::attach::{ChunkId, EncryptedAttachment, MediaType, encrypt_attachment};
-use phakhi_core::desk::{Desk, DeskError, Outcome, PULL_PAGE, Released, Sender, TipDeskKeys};
+use phakhi_core::client::{CarryError, Route, Shim, Transmit, at_unix, drive};
+use phakhi_core::desk::{Desk, DeskError, Outcome, PULL_PAGE, Pull, Released, Sender, TipDeskKeys};
 use phakhi_core::mailbox::{EnvelopeId, EnvelopeKind, MailItem};
 use phakhi_core::protocol::{
-    AdminRequest, AdminResponse, EnrolRequest, EnrolResponse, FetchedChunk, PulledTip,
+    AdminRequest, AdminResponse, EnrolRequest, EnrolResponse, ErrorCode, FetchedChunk, PulledTip,
 };
 use phakhi_core::seal::keys::generate_hq_signing_key;
 use phakhi_core::seal::{
@@ -248,71 +249,105 @@ fn a_desk_enrols_only_as_admin_and_seals_every_request_to_the_pinned_hq() {
         .unwrap()
     };
     let network = root.verifying_key();
-    assert!(matches!(desk.link(None), Err(DeskError::NotEnrolled)));
+    assert!(matches!(
+        desk.hq_driver(Pull::new(1), None),
+        Err(DeskError::NotEnrolled)
+    ));
     let leader = invite(Role::Leader, r);
     assert!(matches!(
-        desk.enrol_request(&leader, &network, None, r, NOW),
+        desk.enrol(&leader, &network, None, r, NOW),
         Err(DeskError::NotAdminInvite("leader"))
     ));
     let forged = invite(Role::Admin, r);
     let rogue = generate_hq_signing_key(r).verifying_key();
     assert!(matches!(
-        desk.enrol_request(&forged, &rogue, None, r, NOW),
+        desk.enrol(&forged, &rogue, None, r, NOW),
         Err(DeskError::Invite(_))
     ));
     assert!(desk.enrolment().unwrap().is_none());
 
     let admin = invite(Role::Admin, r);
-    let (envelope, pending) = desk
-        .enrol_request(&admin, &network, Some("http://127.0.0.1:9"), r, NOW)
-        .unwrap();
-    assert_eq!(pending.url(), "http://127.0.0.1:9");
-    let replay = &mut MemoryReplayGuard::default();
-    let opened = open_request(&hq, &envelope, NOW, replay).unwrap();
-    assert_eq!(
-        EnrolRequest::decode(&opened.payload).unwrap().invite,
-        admin.trim()
-    );
-    let answer = opened
-        .responder
-        .seal_response(
-            &EnrolResponse {
-                device_id: "d-ทดสอบ".into(),
-                role: "admin".into(),
-                provinces: vec!["TH-44".into()],
-                server_role: "hq".into(),
+    // HQ in this process, behind the driver's in-process carrier: it opens each request with
+    // its own key, answers enrolment, and pages of tips (two tips, one per page).
+    let replay = std::cell::RefCell::new(MemoryReplayGuard::default());
+    let senders = std::cell::RefCell::new(Vec::new());
+    let member = seal_tip(r, &desk_key, draft(&MemberCode::generate(r), true)).unwrap();
+    let another = seal_tip(r, &desk_key, draft(&MemberCode::generate(r), false)).unwrap();
+    let hq_answers = |t: &Transmit| -> Result<Vec<u8>, CarryError> {
+        let opened = open_request(&hq, &t.bytes, NOW, &mut *replay.borrow_mut())
+            .map_err(|e| CarryError::refused(ErrorCode::BadRequest, e.to_string()))?;
+        senders.borrow_mut().push(opened.sender);
+        let payload = match t.route {
+            Route::Enroll => {
+                assert_eq!(
+                    EnrolRequest::decode(&opened.payload).unwrap().invite,
+                    admin.trim()
+                );
+                EnrolResponse {
+                    device_id: "d-ทดสอบ".into(),
+                    role: "admin".into(),
+                    provinces: vec!["TH-44".into()],
+                    server_role: "hq".into(),
+                }
+                .encode()
             }
-            .encode(),
-        )
+            Route::Admin => match AdminRequest::decode(&opened.payload).unwrap() {
+                AdminRequest::Pull { after: 0, .. } => page(&[&member], 1, true).encode(),
+                AdminRequest::Pull { after: 1, .. } => page(&[&another], 2, false).encode(),
+                other => panic!("unexpected {other:?}"),
+            },
+            other => panic!("unexpected route {other:?}"),
+        };
+        Ok(opened.responder.seal_response(&payload).unwrap())
+    };
+    let mut carrier = Shim(hq_answers);
+    let mut now = || at_unix(NOW);
+    let (mut driver, pending) = desk
+        .enrol(&admin, &network, Some("http://127.0.0.1:9"), r, NOW)
         .unwrap();
-    let enrolled = desk.enrol_response(pending, &answer).unwrap();
+    assert_eq!(pending.url, "http://127.0.0.1:9");
+    let answer = drive(&mut driver, &mut (), &mut carrier, &mut now, r)
+        .unwrap()
+        .unwrap();
+    let enrolled = desk.enrolled(pending, answer).unwrap();
     assert_eq!(enrolled.device_id, "d-ทดสอบ");
     assert_eq!(enrolled.server_key, hex::encode(hq.public().as_bytes()));
     assert!(matches!(
-        desk.enrol_request(&admin, &network, None, r, NOW),
+        desk.enrol(&admin, &network, None, r, NOW),
         Err(DeskError::AlreadyEnrolled { .. })
     ));
 
-    // Admin requests go to the pinned key, from the device key HQ enrolled.
-    let link = desk.link(None).unwrap();
-    assert_eq!(link.url, "http://127.0.0.1:9");
-    let request = desk.pull_request().unwrap();
-    let (envelope, pending) = link.seal(&request, r, NOW + 1).unwrap();
-    let opened = open_request(&hq, &envelope, NOW + 1, replay).unwrap();
-    assert_eq!(AdminRequest::decode(&opened.payload).unwrap(), request);
-    let enrolled_sender = opened.sender;
-    let reply = AdminResponse::Tips {
-        tips: Vec::new(),
-        cursor: 0,
-        more: false,
-    };
-    let answer = opened.responder.seal_response(&reply.encode()).unwrap();
-    assert_eq!(pending.open(&answer).unwrap(), reply);
-    // A server that is not the pinned HQ cannot open the desk's request.
-    let (envelope, _) = desk.link(None).unwrap().seal(&request, r, NOW + 2).unwrap();
-    assert!(open_request(&StaticKeyPair::generate(r), &envelope, NOW + 2, replay).is_err());
-    let opened = open_request(&hq, &envelope, NOW + 2, replay).unwrap();
-    assert_eq!(opened.sender, enrolled_sender);
+    // A pull runs on the desk through the same driver: page after page, each stored as it
+    // arrives, from the device key HQ enrolled.
+    let (mut driver, url) = desk.hq_driver(Pull::new(10), None).unwrap();
+    assert_eq!(url, "http://127.0.0.1:9");
+    drive(&mut driver, &mut desk, &mut carrier, &mut now, r).unwrap();
+    let pull = driver.into_conversation();
+    assert_eq!((pull.pages, pull.counts.new, pull.more), (2, 2, false));
+    assert_eq!(desk.cursor().unwrap(), 2);
+    let senders = senders.borrow();
+    assert_eq!(senders.len(), 3);
+    assert!(senders.iter().all(|s| *s == senders[0]));
+
+    // A request from this desk opens only at the pinned HQ.
+    let (mut driver, _) = desk.hq_driver(Pull::new(1), None).unwrap();
+    let transmit = driver
+        .poll_transmit(&mut desk, at_unix(NOW), r)
+        .unwrap()
+        .unwrap();
+    let stranger = StaticKeyPair::generate(r);
+    assert!(
+        open_request(
+            &stranger,
+            &transmit.bytes,
+            NOW,
+            &mut MemoryReplayGuard::default()
+        )
+        .is_err()
+    );
+    // A lost answer rewinds: the cursor stays, and the same page is asked again.
+    driver.handle_lost(&mut desk);
+    assert_eq!(desk.cursor().unwrap(), 2);
 }
 
 /// HQ's chunk store as the test plays it: honest, tampering with one id, or missing one.

@@ -1,6 +1,6 @@
 //! The desk's error: one enum that says what went wrong and what to do next.
 
-use crate::{protocol, seal, store};
+use crate::{client, protocol, seal, store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeskError {
@@ -37,8 +37,9 @@ pub enum DeskError {
         what: &'static str,
         source: seal::SealError,
     },
-    #[error("HQ's answer does not open: {0}")]
-    AnswerUnopened(seal::SealError),
+    /// The exchange with HQ failed (no answer, a refusal, an answer that does not open).
+    #[error(transparent)]
+    Client(#[from] client::ClientError),
     #[error("HQ's answer is malformed: {0}")]
     Malformed(#[from] protocol::ProtocolError),
     #[error("HQ answered {0} with something else: update phakhi")]

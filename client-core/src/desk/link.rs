@@ -1,17 +1,18 @@
 //! The desk's link to HQ: it enrols at HQ as an `admin` device (its own static key, distinct
 //! from the key that opens tips) and then speaks the sealed admin exchange (`/v1/admin`) with
-//! it. The device key and HQ's pinned key live in the desk's store (namespace `hq`), never in
-//! plain text.
+//! it, every request through the one client driver ([`crate::client::Driver`]) sealed to the HQ
+//! key pinned at enrolment. The device key and HQ's pinned key live in the desk's store
+//! (namespace `hq`), never in plain text.
 
 use rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
 
 use super::{Desk, DeskError, Result, decode, encode, ns};
+use crate::client::talk::{self, OneShot};
+use crate::client::{Conversation, Driver};
 use crate::policy::Role;
-use crate::protocol::{AdminRequest, AdminResponse, EnrolRequest, EnrolResponse};
-use crate::seal::{
-    HqVerifyingKey, PendingResponse, PublicKey, SignedInvite, StaticKeyPair, seal_request,
-};
+use crate::protocol::EnrolResponse;
+use crate::seal::{HqVerifyingKey, PublicKey, SignedInvite, StaticKeyPair};
 
 const IDENTITY: &[u8] = b"identity";
 const ENROLMENT: &[u8] = b"enrolment";
@@ -25,75 +26,12 @@ pub struct HqEnrolment {
     pub device_id: String,
 }
 
-/// An enrolment request on its way: keep it to read HQ's answer.
+/// An enrolment on its way: where it goes and the key it pins once HQ answers.
 #[derive(Debug)]
 pub struct PendingEnrolment {
-    url: String,
-    server_key: PublicKey,
-    pending: PendingResponse,
-}
-
-impl PendingEnrolment {
-    /// Where the request goes.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-}
-
-/// The desk's authenticated link to HQ: seals admin requests to the pinned key.
-pub struct AdminLink {
-    keys: StaticKeyPair,
-    server_key: PublicKey,
-    /// Where requests go: the enrolled address, or the one the caller gave.
+    /// Where the request goes: the invite's first address, or the one the caller gave.
     pub url: String,
-}
-
-impl std::fmt::Debug for AdminLink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminLink")
-            .field("url", &self.url)
-            .finish_non_exhaustive()
-    }
-}
-
-/// An admin request on its way: keep it to read HQ's answer.
-#[derive(Debug)]
-pub struct PendingAdmin {
-    pending: PendingResponse,
-}
-
-impl PendingAdmin {
-    /// Opens HQ's sealed answer.
-    pub fn open(self, envelope: &[u8]) -> Result<AdminResponse> {
-        let payload = self
-            .pending
-            .open_response(envelope)
-            .map_err(DeskError::AnswerUnopened)?;
-        Ok(AdminResponse::decode(&payload)?)
-    }
-}
-
-impl AdminLink {
-    /// Seals one admin request.
-    pub fn seal(
-        &self,
-        request: &AdminRequest,
-        rng: &mut impl CryptoRngCore,
-        now_unix: u64,
-    ) -> Result<(Vec<u8>, PendingAdmin)> {
-        let (envelope, pending) = seal_request(
-            rng,
-            &self.keys,
-            &self.server_key,
-            now_unix,
-            &request.encode(),
-        )
-        .map_err(|source| DeskError::Seal {
-            what: "request",
-            source,
-        })?;
-        Ok((envelope, PendingAdmin { pending }))
-    }
+    server_key: PublicKey,
 }
 
 impl Desk {
@@ -131,17 +69,18 @@ impl Desk {
         }
     }
 
-    /// Seals an enrolment request with an admin invite, once it verifies against
+    /// The enrolment exchange for an admin invite, once the invite verifies against
     /// `network_key`: the HQ key the desk pins is then one the network's root signed. `server`
-    /// replaces the invite's address.
-    pub fn enrol_request(
+    /// replaces the invite's address. Drive the driver to HQ, then hand its answer to
+    /// [`Desk::enrolled`].
+    pub fn enrol(
         &mut self,
         invite_text: &str,
         network_key: &HqVerifyingKey,
         server: Option<&str>,
         rng: &mut impl CryptoRngCore,
         now_unix: u64,
-    ) -> Result<(Vec<u8>, PendingEnrolment)> {
+    ) -> Result<(Driver<OneShot<EnrolResponse>>, PendingEnrolment)> {
         if let Some(existing) = self.enrolment()? {
             return Err(DeskError::AlreadyEnrolled {
                 url: existing.url,
@@ -157,47 +96,38 @@ impl Desk {
             None => invite.servers.first().cloned().ok_or(DeskError::NoServer)?,
         };
         let keys = self.identity(rng)?;
-        let payload = EnrolRequest {
-            invite: invite_text.trim().to_owned(),
-        }
-        .encode();
-        let (envelope, pending) = seal_request(rng, &keys, &invite.server_key, now_unix, &payload)
-            .map_err(|source| DeskError::Seal {
-                what: "enrolment",
-                source,
-            })?;
+        let driver = Driver::new(&keys, invite.server_key, talk::enrol(invite_text));
         Ok((
-            envelope,
+            driver,
             PendingEnrolment {
                 url,
                 server_key: invite.server_key,
-                pending,
             },
         ))
     }
 
-    /// Reads HQ's answer to the enrolment and records it.
-    pub fn enrol_response(
+    /// Records the enrolment HQ answered.
+    pub fn enrolled(
         &mut self,
         pending: PendingEnrolment,
-        envelope: &[u8],
+        answer: EnrolResponse,
     ) -> Result<HqEnrolment> {
-        let payload = pending
-            .pending
-            .open_response(envelope)
-            .map_err(DeskError::AnswerUnopened)?;
-        let response = EnrolResponse::decode(&payload)?;
         let record = HqEnrolment {
             url: pending.url,
             server_key: hex::encode(pending.server_key.as_bytes()),
-            device_id: response.device_id,
+            device_id: answer.device_id,
         };
         self.store.put(ns::HQ, ENROLMENT, &encode(&record))?;
         Ok(record)
     }
 
-    /// The link of an enrolled desk, to `server` or the enrolled address.
-    pub fn link(&self, server: Option<&str>) -> Result<AdminLink> {
+    /// A driver for `conversation` with HQ, as this desk's enrolled admin device, sealed to the
+    /// pinned HQ key; with the address to carry it to (`server`, or the enrolled one).
+    pub fn hq_driver<C: Conversation>(
+        &self,
+        conversation: C,
+        server: Option<&str>,
+    ) -> Result<(Driver<C>, String)> {
         let Some(record) = self.enrolment()? else {
             return Err(DeskError::NotEnrolled);
         };
@@ -208,10 +138,9 @@ impl Desk {
         let keys = self
             .stored_identity()?
             .ok_or_else(|| DeskError::Corrupt("device key: missing".into()))?;
-        Ok(AdminLink {
-            keys,
-            server_key: PublicKey::from_bytes(key),
-            url: server.map_or(record.url, str::to_owned),
-        })
+        Ok((
+            Driver::new(&keys, PublicKey::from_bytes(key), conversation),
+            server.map_or(record.url, str::to_owned),
+        ))
     }
 }

@@ -2,20 +2,24 @@
 //! opens tips, the key that hashes member codes, and the desk's own encrypted store (tips pulled
 //! from HQ, the registry of issued codes, the replies sent, attachment chunks fetched). HQ only
 //! carries sealed envelopes; the desk enrols at HQ as an `admin` device and speaks the sealed
-//! admin exchange with it (`link.rs`): pull tips a page at a time from a cursor, push sealed
-//! replies, fetch attachment chunks, release what it holds.
+//! admin exchange with it: pull tips a page at a time from a cursor, push sealed replies, fetch
+//! attachment chunks, release what it holds.
 //!
 //! Like the rest of the core it does no I/O but its store and reads no clock: time (`now`) and
-//! randomness come in as arguments, requests go out as [`AdminRequest`]s and answers come back
-//! as [`AdminResponse`]s, and every step returns a typed result for a front end to show
-//! (`phakhi tipdesk` prints them). Call order of each exchange:
+//! randomness come in as arguments, and every step returns a typed result for a front end to
+//! show (`phakhi tipdesk` prints them). Every exchange with HQ goes through the one client
+//! driver ([`crate::client::Driver`], built by [`Desk::hq_driver`] and [`Desk::enrol`]): the
+//! desk's exchanges are [`Conversation`](crate::client::Conversation)s that run on the desk
+//! ([`Pull`], [`Ack`], [`Fetch`]; a reply is one admin request), so what an answer brings is
+//! stored as it arrives and a lost answer rewinds only the step in flight. Call order:
 //!
-//! - pull: [`Desk::pull_request`] → carry it → [`Desk::take_page`], again while it says `more`;
-//! - release: [`Desk::ack_requests`] → carry each → [`Desk::take_released`];
-//! - reply: [`Desk::prepare_reply`] → carry [`PreparedReply::request`] →
+//! - enrol: [`Desk::enrol`] → drive → [`Desk::enrolled`];
+//! - pull: drive [`Pull`] (pages from the cursor, stored as they come);
+//! - release: drive [`Ack`] over [`Desk::ack_requests`];
+//! - reply: [`Desk::prepare_reply`] → drive [`PreparedReply::request`] as a one-shot →
 //!   [`Desk::record_reply`] once HQ's answer holds it ([`PreparedReply::held_by`]);
-//! - attachments: [`Desk::fetch_attachments`] → [`Fetch::poll_request`] / [`Fetch::handle`]
-//!   until no request is left → [`Desk::assemble`] each complete one → [`Desk::record_saved`].
+//! - attachments: drive [`Desk::fetch_attachments`]'s [`Fetch`], then [`Desk::outcomes`] and
+//!   [`Desk::record_saved`] for each file written.
 //!
 //! The store's records (a version byte, then JSON) and namespaces are those of the first
 //! `phakhi tipdesk`, so a desk folder made by any version opens.
@@ -26,6 +30,7 @@ mod keys;
 mod link;
 mod pull;
 mod replies;
+mod talk;
 
 use rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
@@ -35,9 +40,10 @@ pub use attachments::{
 };
 pub use error::{DeskError, Result};
 pub use keys::{KEY_FILE_VERSION, KeyFileError, TipDeskKeys};
-pub use link::{AdminLink, HqEnrolment, PendingAdmin, PendingEnrolment};
+pub use link::{HqEnrolment, PendingEnrolment};
 pub use pull::{PULL_PAGE, PullPage, Pulled, Released};
 pub use replies::{PreparedReply, SentReply, status_name};
+pub use talk::{Ack, Pull};
 
 use crate::mailbox::MailItem;
 use crate::seal::{MemberCode, PublicKey, ReceiptId, Tip, TipCategory, open_tip};

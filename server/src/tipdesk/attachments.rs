@@ -9,7 +9,6 @@ use std::path::{Component, Path, PathBuf};
 
 use phakhi_core::attach::AttachmentRef;
 use phakhi_core::desk::{Assembled, Desk, Fetch, Held, Outcome};
-use phakhi_core::protocol::{AdminRequest, AdminResponse, ErrorCode};
 use sha2::{Digest, Sha256};
 
 use super::{TipdeskError, net};
@@ -117,28 +116,30 @@ pub(super) fn download(
     }
 }
 
-/// Runs the desk's fetch of what is missing to its end over the link to HQ, showing progress.
+/// Runs the desk's fetch of what is missing to its end over the link to HQ.
 fn fetch(
     desk: &mut Desk,
     refs: &[AttachmentRef],
     options: &Download<'_>,
 ) -> Result<Fetch, TipdeskError> {
-    let link = net::Link::open(desk, options.server)?;
-    let mut fetch = desk.fetch_attachments(refs, options.per_request)?;
-    let mut progress = Progress::new();
-    while let Some(request) = fetch.poll_request(desk)? {
-        progress.show(&fetch);
-        let answer = match patiently(&link, &request) {
-            Ok(answer) => answer,
-            Err(e) => {
-                fetch.lost();
-                return Err(progress.interrupted(&fetch, e));
-            }
-        };
-        fetch.handle(desk, answer)?;
-    }
-    progress.show(&fetch);
+    let fetch = desk.fetch_attachments(refs, options.per_request)?;
+    let (mut driver, url) = desk.hq_driver(fetch, options.server)?;
+    let progress = Progress::new();
+    let mut received = |got: u64, _: Option<u64>| progress.received(got);
+    let run = net::run_with(&mut driver, desk, &url, Some(&mut received));
     progress.finish();
+    let fetch = driver.into_conversation();
+    match run {
+        Ok(_) => {}
+        Err(TipdeskError::Unreachable { url, detail }) => {
+            return Err(TipdeskError::Interrupted {
+                detail: format!("cannot reach HQ at {url}: {detail}"),
+                fetched: fetch.fetched,
+                total: fetch.total,
+            });
+        }
+        Err(other) => return Err(other),
+    }
     println!(
         "fetched {} chunk(s) ({} KiB) from HQ",
         fetch.fetched,
@@ -149,9 +150,7 @@ fn fetch(
 
 /// The line `still incomplete:` shows for one attachment.
 fn still_incomplete(held: &Held) -> String {
-    let total = held
-        .total
-        .map_or_else(|| "?".to_owned(), |t| t.to_string());
+    let total = held.total.map_or_else(|| "?".to_owned(), |t| t.to_string());
     format!(
         "{}: {} of {total} chunk(s) here{}",
         held.label,
@@ -207,78 +206,40 @@ fn save(
         })
 }
 
-/// Most times one fetch waits for HQ's rate limit before giving up.
-const RATE_LIMIT_RETRIES: u32 = 12;
-
-/// One exchange, waiting (a few seconds, growing) while HQ says the desk asks too fast: a long
-/// download makes many exchanges and should not fail for that.
-fn patiently(link: &net::Link, request: &AdminRequest) -> Result<AdminResponse, TipdeskError> {
-    let mut attempt = 0;
-    loop {
-        match link.exchange(request) {
-            Err(TipdeskError::Refused { code, .. })
-                if ErrorCode::parse(&code) == Some(ErrorCode::RateLimited)
-                    && attempt < RATE_LIMIT_RETRIES =>
-            {
-                attempt += 1;
-                let wait = u64::from(attempt.min(5)) * 2;
-                eprintln!("HQ asks the desk to slow down; waiting {wait} s");
-                std::thread::sleep(std::time::Duration::from_secs(wait));
-            }
-            other => return other,
-        }
-    }
-}
-
-/// Progress of a download, on standard error.
+/// Progress of a download on a terminal's standard error: the bytes received from HQ.
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
-    shown: usize,
+    /// Bytes of the answers before the current one, and of the current one so far.
+    before: std::cell::Cell<(u64, u64)>,
 }
 
 impl Progress {
     fn new() -> Self {
         let bar = crate::field::stderr_is_terminal().then(|| {
-            let bar = indicatif::ProgressBar::new(0);
+            let bar = indicatif::ProgressBar::new_spinner();
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
-                    "{spinner} fetching chunks {pos}/{len} ({bytes_per_sec})",
+                    "{spinner} fetching chunks: {bytes} ({bytes_per_sec})",
                 )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
             );
             bar
         });
-        Self { bar, shown: 0 }
+        Self {
+            bar,
+            before: std::cell::Cell::new((0, 0)),
+        }
     }
 
-    fn show(&mut self, fetch: &Fetch) {
+    /// `got` bytes of the current answer are here (a smaller number starts the next answer).
+    fn received(&self, got: u64) {
+        let (mut before, current) = self.before.get();
+        if got < current {
+            before += current;
+        }
+        self.before.set((before, got));
         if let Some(bar) = &self.bar {
-            bar.set_length(fetch.total as u64);
-            bar.set_position(fetch.fetched as u64);
-            return;
-        }
-        let done = fetch.fetched;
-        let crossed = done / 16 > self.shown / 16 || (done == fetch.total && done > self.shown);
-        if crossed {
-            eprintln!(
-                "fetched {done}/{} chunk(s), {} KiB",
-                fetch.total,
-                fetch.bytes / 1024
-            );
-        }
-        self.shown = done;
-    }
-
-    /// A lost link becomes advice to resume; a refusal stays what it is.
-    fn interrupted(&self, fetch: &Fetch, error: TipdeskError) -> TipdeskError {
-        self.finish();
-        match error {
-            TipdeskError::Unreachable { url, detail } => TipdeskError::Interrupted {
-                detail: format!("cannot reach HQ at {url}: {detail}"),
-                fetched: fetch.fetched,
-                total: fetch.total,
-            },
-            other => other,
+            bar.set_position(before + got);
         }
     }
 

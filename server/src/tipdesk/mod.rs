@@ -22,8 +22,8 @@ pub mod shares;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use phakhi_core::desk::{Desk, DeskError, HeldTip, KeyFileError, Pulled, Released, TipDeskKeys};
 use phakhi_core::desk::category_name;
+use phakhi_core::desk::{Ack, Desk, DeskError, HeldTip, KeyFileError, Pull, Pulled, TipDeskKeys};
 use phakhi_core::model::{Date, Era, ProvinceCode};
 use phakhi_core::seal::ReplyStatus;
 use rand_core::OsRng;
@@ -546,22 +546,9 @@ fn pull_folder(desk: &mut Desk, data: &Path) -> Result<(), TipdeskError> {
 const MAX_PAGES: usize = 10_000;
 
 fn pull(desk: &mut Desk, server: Option<&str>) -> Result<(), TipdeskError> {
-    let link = net::Link::open(desk, server)?;
-    let mut counts = Pulled::default();
-    let mut more = false;
-    for page in 1..=MAX_PAGES {
-        let answer = link.exchange(&desk.pull_request()?)?;
-        let got = desk.take_page(answer)?;
-        counts += got.counts;
-        more = got.more;
-        if more {
-            eprintln!("page {page}: {} tip(s), more waiting at HQ…", got.tips);
-        } else {
-            break;
-        }
-    }
-    print_pulled(&counts);
-    if more {
+    let pull = net::converse(desk, Pull::new(MAX_PAGES), server)?.into_conversation();
+    print_pulled(&pull.counts);
+    if pull.more {
         println!("more tips wait at HQ: run `tipdesk pull` again");
     }
     let unreleased = desk.unreleased_tips()?;
@@ -583,12 +570,9 @@ fn ack(desk: &mut Desk, server: Option<&str>) -> Result<(), TipdeskError> {
         );
         return Ok(());
     }
-    let link = net::Link::open(desk, server)?;
-    let mut total = Released::default();
-    for request in &requests {
-        let answer = link.exchange(request)?;
-        desk.take_released(request, answer, &mut total)?;
-    }
+    let total = net::converse(desk, Ack::new(requests), server)?
+        .into_conversation()
+        .released;
     println!(
         "acknowledged {} tip(s): HQ released {} now{}",
         total.tips,
@@ -709,8 +693,7 @@ fn reply(
             )?;
         }
         To::Network(server) => {
-            let answer = net::Link::open(desk, server)?.exchange(&prepared.request())?;
-            if !prepared.held_by(&answer) {
+            if !net::push_reply(desk, &prepared, server)? {
                 return Err(DeskError::ReplyNotHeld.into());
             }
         }
