@@ -4,6 +4,8 @@
 //! - [`client`]: the client side of every exchange, once — a sans-io driver that seals, opens
 //!   and matches requests and answers, the conversations it carries, and how bytes travel.
 //! - [`attach`]: evidence attachments — metadata stripping, chunked STREAM encryption, reassembly.
+//! - [`desk`]: the investigators' tip desk (opens tips, checks member codes, replies, fetches
+//!   attachments) over the admin exchange with HQ.
 //! - [`model`]: typed documents over automerge (`directory`, `province/<code>`, activities by
 //!   year, the device's `private` document).
 //! - [`store`]: the encrypted offline store (SQLite rows sealed with XChaCha20-Poly1305).
@@ -15,6 +17,7 @@
 
 pub mod attach;
 pub mod client;
+pub mod desk;
 pub mod device;
 pub mod mailbox;
 pub mod model;

@@ -1,53 +1,40 @@
-//! `phakhi tipdesk`: the investigators' desk. It holds the only key that opens tips, the key that
-//! hashes member codes, and its own encrypted store (tips pulled from HQ, the registry of issued
-//! codes, the replies sent). HQ's server only carries sealed envelopes; the desk enrols at HQ as
-//! an admin device and, over the sealed admin exchange (`net.rs`), pulls the tips while HQ runs,
-//! opens them, checks each member code against the registry, pushes sealed replies into HQ's
-//! mailbox for the province's devices, and releases the tips it holds so HQ can drop them. (An
-//! HQ data folder can still be read directly with `--data`, see [`hq`].)
+//! `phakhi tipdesk`: the investigators' desk on the command line. The desk itself — the key that
+//! opens tips, the registry of member codes, its encrypted store, the pull cursor, replies and
+//! attachments — is [`phakhi_core::desk::Desk`]; this parses arguments, reads the passphrase and
+//! the key file, carries the desk's admin exchanges to a running HQ over HTTP (`net.rs`), writes
+//! attachments and shares to files, and prints what the desk returns.
 //!
-//! Evidence attachments are fetched over the same exchange and written out checked and
-//! decrypted (see [`attachments`]); their encrypted chunks stay in the desk's store.
+//! Offline, an HQ data folder can still be read (`pull --data`) and a reply written into a
+//! stopped HQ's folder (`reply --data`, see [`hq`]): for an HQ with no network between it and the
+//! desk's machine. The normal path is the admin exchange with a running HQ.
 //!
-//! The folder holds `tipdesk.key` (secrets sealed under the passphrase, see [`keyfile`]),
-//! `tipdesk.pub` (the public key, for `phakhi admin invite --tip-desk-key`) and `tipdesk.store`
-//! (a Phakhi encrypted store keyed by a secret from the key file, which also keeps the desk's
-//! device key and HQ's pinned key). No tip is ever written in plain text.
+//! The folder holds `tipdesk.key` (secrets sealed under the passphrase, see
+//! [`phakhi_core::desk::TipDeskKeys`]), `tipdesk.pub` (the public key, for `phakhi admin invite
+//! --tip-desk-key`) and `tipdesk.store` (a Phakhi encrypted store keyed by a secret from the key
+//! file, which also keeps the desk's device key and HQ's pinned key). No tip is ever written in
+//! plain text.
 
 mod attachments;
 pub mod hq;
-pub mod keyfile;
 mod net;
 pub mod shares;
 
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use phakhi_core::model::{Date, ProvinceCode};
-use phakhi_core::seal::{
-    MemberCode, ReceiptId, Reply, ReplyStatus, Tip, TipCategory, open_tip, seal_reply,
-};
-use phakhi_core::store::{StorageKey, Store, StoreError};
+use phakhi_core::desk::category_name;
+use phakhi_core::desk::{Ack, Desk, DeskError, HeldTip, KeyFileError, Pull, Pulled, TipDeskKeys};
+use phakhi_core::model::{Date, Era, ProvinceCode};
+use phakhi_core::seal::ReplyStatus;
 use rand_core::OsRng;
-use serde::{Deserialize, Serialize};
 
+use phakhi_server::kdf;
 use crate::secret::{self, SecretError};
 use crate::table::{Table, one_line};
-use keyfile::{KeyFileError, TipDeskKeys};
-use phakhi_core::model::Era;
-use phakhi_server::kdf;
 
 const KEY_FILE: &str = "tipdesk.key";
 const PUBLIC_FILE: &str = "tipdesk.pub";
 const STORE_FILE: &str = "tipdesk.store";
-/// Version byte of the desk's stored records.
-const RECORD_VERSION: u8 = 1;
-
-mod ns {
-    pub const CODES: &str = "codes";
-    pub const TIPS: &str = "tips";
-    pub const REPLIES: &str = "replies";
-}
 
 /// `phakhi tipdesk --dir DIR [--passphrase-env VAR] COMMAND`.
 #[derive(Debug, Clone, Args)]
@@ -209,8 +196,8 @@ pub enum TipdeskError {
     Secret(#[from] SecretError),
     #[error("the tip-desk key: {0}")]
     Key(#[from] KeyFileError),
-    #[error("the tip desk's store: {0}")]
-    Store(#[from] StoreError),
+    #[error(transparent)]
+    Desk(#[from] DeskError),
     #[error(transparent)]
     Hq(#[from] hq::HqError),
     #[error("{path}: {source}")]
@@ -222,13 +209,6 @@ pub enum TipdeskError {
     Exists(String),
     #[error("{0} holds no tip desk; create one with `phakhi tipdesk --dir DIR init`")]
     Missing(String),
-    #[error("no tip with receipt {0} here; run `tipdesk pull`, then `tipdesk list`")]
-    UnknownReceipt(String),
-    #[error(
-        "this tip desk is not enrolled at HQ: run `phakhi tipdesk --dir DIR enroll INVITE` with \
-         an invite from `phakhi admin invite --role admin --province TH-44`"
-    )]
-    NotEnrolled,
     #[error(
         "cannot reach HQ at {url}: {detail}. Check that HQ's server runs and the address (give \
          it with --server URL), then run the command again; nothing was changed"
@@ -251,8 +231,6 @@ pub enum TipdeskError {
     },
     #[error("{0}")]
     Refusals(String),
-    #[error("a stored record is damaged: {0}")]
-    Corrupt(String),
     #[error("{0}")]
     Input(String),
     #[error(transparent)]
@@ -263,44 +241,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TipdeskError + '_ {
     move |source| TipdeskError::Io {
         path: path.display().to_string(),
         source,
-    }
-}
-
-/// An opened tip desk.
-struct Desk {
-    keys: TipDeskKeys,
-    store: Store,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredTip {
-    province: String,
-    pulled: u64,
-    envelope: String,
-}
-
-#[derive(Serialize, Deserialize)]
-struct SentReply {
-    receipt: String,
-    status: String,
-    message: String,
-    sent_at: i64,
-    seq: u64,
-}
-
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = vec![RECORD_VERSION];
-    // Serialising plain structs of strings and numbers cannot fail.
-    out.extend(serde_json::to_vec(value).unwrap_or_default());
-    out
-}
-
-fn decode<T: for<'a> Deserialize<'a>>(bytes: &[u8], what: &str) -> Result<T, TipdeskError> {
-    match bytes.split_first() {
-        Some((&RECORD_VERSION, rest)) => {
-            serde_json::from_slice(rest).map_err(|e| TipdeskError::Corrupt(format!("{what}: {e}")))
-        }
-        _ => Err(TipdeskError::Corrupt(format!("{what}: unknown version"))),
     }
 }
 
@@ -346,12 +286,11 @@ pub fn run(args: TipdeskArgs) -> Result<(), TipdeskError> {
             force,
             per_request,
         } => {
-            let o = find(&desk, &receipt)?;
-            let receipt = o.tip.receipt.to_string();
+            let held = desk.tip(&receipt)?;
             attachments::download(
                 &mut desk,
-                &receipt,
-                &o.tip.attachments,
+                &held.tip.receipt.to_string(),
+                &held.tip.attachments,
                 &attachments::Download {
                     out: &out,
                     server: server.as_deref(),
@@ -395,11 +334,7 @@ fn init(args: &TipdeskArgs) -> Result<(), TipdeskError> {
     let public_path = dir.join(PUBLIC_FILE);
     write_private(&public_path, format!("{public}\n").as_bytes())?;
     // Create the store now so a wrong key shows at once later.
-    Store::open(
-        dir.join(STORE_FILE),
-        StorageKey::from_bytes(*keys.store_key),
-        OsRng,
-    )?;
+    Desk::open(dir.join(STORE_FILE), keys, OsRng)?;
     println!("tip-desk public key: {public}");
     println!(
         "Keep {} and its passphrase offline; without both, no tip can be opened.\n\
@@ -423,9 +358,9 @@ fn backup(desk: &Desk, threshold: u8, count: u8, out: &Path) -> Result<(), Tipde
             out.display()
         )));
     }
-    let split = shares::split(&desk.keys, threshold, count)?;
-    let codes = desk.store.list(ns::CODES)?;
-    let sealed = shares::seal_codes(&desk.keys, &split, &codes);
+    let split = shares::split(desk.keys(), threshold, count)?;
+    let codes = desk.code_registry()?;
+    let sealed = shares::seal_codes(desk.keys(), &split, &codes);
     phakhi_core::store::private::private_folder(out).map_err(io(out))?;
     for (i, share) in split.shares.iter().enumerate() {
         let n = i + 1;
@@ -498,16 +433,10 @@ fn restore(
     };
     phakhi_core::store::private::private_folder(dir).map_err(io(dir))?;
     let file = keys.seal(&passphrase, kdf::for_new(), &mut OsRng)?;
-    let mut store = Store::open(
-        dir.join(STORE_FILE),
-        StorageKey::from_bytes(*keys.store_key),
-        OsRng,
-    )?;
-    for (hash, alias) in &registry {
-        store.put(ns::CODES, hash, alias.as_bytes())?;
-    }
-    write_private(&key_path, &file)?;
     let public = hex::encode(keys.keys.public().as_bytes());
+    let mut desk = Desk::open(dir.join(STORE_FILE), keys, OsRng)?;
+    desk.restore_codes(&registry)?;
+    write_private(&key_path, &file)?;
     write_private(&dir.join(PUBLIC_FILE), format!("{public}\n").as_bytes())?;
     println!(
         "tip desk restored in {}: public key {public}",
@@ -553,26 +482,12 @@ fn open(args: &TipdeskArgs) -> Result<Desk, TipdeskError> {
         false,
     )?;
     let keys = TipDeskKeys::open(&file, &passphrase)?;
-    let store = Store::open(
-        args.dir.join(STORE_FILE),
-        StorageKey::from_bytes(*keys.store_key),
-        OsRng,
-    )?;
-    Ok(Desk { keys, store })
+    Ok(Desk::open(args.dir.join(STORE_FILE), keys, OsRng)?)
 }
 
 fn issue(desk: &mut Desk, alias: &str) -> Result<(), TipdeskError> {
-    let alias = alias.trim();
-    if alias.is_empty() || alias.chars().count() > 100 {
-        return Err(TipdeskError::Input(
-            "give an alias of 1 to 100 characters with --alias".into(),
-        ));
-    }
-    let code = MemberCode::generate(&mut OsRng);
-    let hash = code.keyed_hash(&desk.keys.code_key);
-    desk.store
-        .put(ns::CODES, &hash.to_bytes(), alias.as_bytes())?;
-    println!("member code for {alias}: {code}");
+    let code = desk.issue_code(alias, &mut OsRng)?;
+    println!("member code for {}: {code}", alias.trim());
     println!(
         "It is shown only this once and the desk keeps only its keyed hash: hand it to the \
          member in person."
@@ -581,15 +496,10 @@ fn issue(desk: &mut Desk, alias: &str) -> Result<(), TipdeskError> {
 }
 
 fn list_codes(desk: &Desk) -> Result<(), TipdeskError> {
-    let codes = desk.store.list(ns::CODES)?;
-    if codes.is_empty() {
+    let aliases = desk.code_aliases()?;
+    if aliases.is_empty() {
         println!("no codes issued yet: `tipdesk codes issue --alias NAME`");
     }
-    let mut aliases: Vec<String> = codes
-        .into_iter()
-        .map(|(_, alias)| String::from_utf8_lossy(&alias).into_owned())
-        .collect();
-    aliases.sort();
     for alias in aliases {
         println!("{alias}");
     }
@@ -602,59 +512,13 @@ fn enroll(
     server: Option<&str>,
     network_key: Option<&str>,
 ) -> Result<(), TipdeskError> {
-    let network_key =
-        phakhi_server::invite::network_key(network_key).map_err(TipdeskError::Input)?;
-    let record = net::enroll(&mut desk.store, invite, &network_key, server)?;
+    let network_key = phakhi_server::invite::network_key(network_key).map_err(TipdeskError::Input)?;
+    let record = net::enroll(desk, invite, &network_key, server)?;
     println!(
         "tip desk enrolled at {} as admin device {}",
         record.url, record.device_id
     );
     println!("next: `phakhi tipdesk --dir DIR pull` fetches the tips while HQ runs");
-    Ok(())
-}
-
-/// What storing a batch of pulled tips found.
-#[derive(Debug, Default)]
-struct Pulled {
-    new: usize,
-    known: usize,
-    foreign: usize,
-}
-
-/// Opens and keeps the tips the desk does not hold yet. Tips that open are remembered for
-/// release at HQ (`ack`) when `release` is set.
-fn store_tips(
-    desk: &mut Desk,
-    items: Vec<phakhi_core::mailbox::MailItem>,
-    release: bool,
-    counts: &mut Pulled,
-) -> Result<(), TipdeskError> {
-    let mut pulled = u64::try_from(desk.store.list(ns::TIPS)?.len()).unwrap_or(u64::MAX);
-    for item in items {
-        let tip = match open_tip(&desk.keys.keys, &item.envelope) {
-            Ok(tip) => tip,
-            Err(_) => {
-                counts.foreign += 1;
-                continue;
-            }
-        };
-        if release {
-            desk.store.put(net::ns::UNRELEASED, &item.id().0, &[])?;
-        }
-        let key = tip.receipt.to_string();
-        if desk.store.get(ns::TIPS, key.as_bytes())?.is_some() {
-            counts.known += 1;
-            continue;
-        }
-        pulled += 1;
-        let record = StoredTip {
-            province: item.province.clone(),
-            pulled,
-            envelope: hex::encode(&item.envelope),
-        };
-        desk.store.put(ns::TIPS, key.as_bytes(), &encode(&record))?;
-        counts.new += 1;
-    }
     Ok(())
 }
 
@@ -673,60 +537,21 @@ fn print_pulled(counts: &Pulled) {
 }
 
 fn pull_folder(desk: &mut Desk, data: &Path) -> Result<(), TipdeskError> {
-    let tips = hq::tips(data)?;
-    let mut counts = Pulled::default();
-    store_tips(desk, tips, false, &mut counts)?;
+    let counts = desk.take_tips(hq::tips(data)?, false)?;
     print_pulled(&counts);
     Ok(())
 }
 
-/// Most tips asked for per page.
-const PULL_PAGE: u16 = 64;
 /// Most pages in one pull (then the summary says to pull again).
 const MAX_PAGES: usize = 10_000;
 
 fn pull(desk: &mut Desk, server: Option<&str>) -> Result<(), TipdeskError> {
-    let link = net::Link::open(&mut desk.store, server)?;
-    let mut counts = Pulled::default();
-    let mut cursor = net::cursor(&desk.store)?;
-    let mut more = false;
-    for page in 1..=MAX_PAGES {
-        let answer = link.exchange(&phakhi_core::protocol::AdminRequest::Pull {
-            after: cursor,
-            max: PULL_PAGE,
-        })?;
-        let phakhi_core::protocol::AdminResponse::Tips {
-            tips,
-            cursor: next,
-            more: waiting,
-        } = answer
-        else {
-            return Err(TipdeskError::Input(
-                "HQ answered a pull with something else: update phakhi".into(),
-            ));
-        };
-        let count = tips.len();
-        store_tips(
-            desk,
-            tips.into_iter().map(|t| t.item).collect(),
-            true,
-            &mut counts,
-        )?;
-        // The cursor moves only once the page's tips are stored.
-        cursor = next.max(cursor);
-        net::set_cursor(&mut desk.store, cursor)?;
-        more = waiting;
-        if more {
-            eprintln!("page {page}: {count} tip(s), more waiting at HQ…");
-        } else {
-            break;
-        }
-    }
-    print_pulled(&counts);
-    if more {
+    let pull = net::converse(desk, Pull::new(MAX_PAGES), server)?.into_conversation();
+    print_pulled(&pull.counts);
+    if pull.more {
         println!("more tips wait at HQ: run `tipdesk pull` again");
     }
-    let unreleased = desk.store.list(net::ns::UNRELEASED)?.len();
+    let unreleased = desk.unreleased_tips()?;
     if unreleased > 0 {
         println!(
             "{unreleased} tip(s) held here are not released at HQ yet: once this folder is \
@@ -736,154 +561,40 @@ fn pull(desk: &mut Desk, server: Option<&str>) -> Result<(), TipdeskError> {
     Ok(())
 }
 
-/// Most ids acknowledged per exchange.
-const ACK_PAGE: usize = 1024;
-
 fn ack(desk: &mut Desk, server: Option<&str>) -> Result<(), TipdeskError> {
-    let ids: Vec<phakhi_core::mailbox::EnvelopeId> = desk
-        .store
-        .list(net::ns::UNRELEASED)?
-        .into_iter()
-        .filter_map(|(key, _)| key.try_into().ok().map(phakhi_core::mailbox::EnvelopeId))
-        .collect();
-    let chunks = attachments::unreleased(&desk.store)?;
-    if ids.is_empty() && chunks.is_empty() {
+    let requests = desk.ack_requests()?;
+    if requests.is_empty() {
         println!(
             "nothing to acknowledge: every pulled tip and saved attachment is released at HQ \
              (pull first)"
         );
         return Ok(());
     }
-    let link = net::Link::open(&mut desk.store, server)?;
-    let (mut released, mut gone) = (0u64, 0u64);
-    let (mut chunks_released, mut chunks_gone) = (0u64, 0u64);
-    let tip_pages = ids.chunks(ACK_PAGE).map(|p| (p.to_vec(), Vec::new()));
-    let chunk_pages = chunks.chunks(ACK_PAGE).map(|p| (Vec::new(), p.to_vec()));
-    for (tips, chunk_ids) in tip_pages.chain(chunk_pages) {
-        let answer = link.exchange(&phakhi_core::protocol::AdminRequest::Ack {
-            ids: tips.clone(),
-            chunks: chunk_ids.clone(),
-        })?;
-        let phakhi_core::protocol::AdminResponse::Released {
-            released: now,
-            unknown,
-            chunks_released: chunks_now,
-            chunks_unknown,
-        } = answer
-        else {
-            return Err(TipdeskError::Input(
-                "HQ answered an acknowledgement with something else: update phakhi".into(),
-            ));
-        };
-        released += u64::from(now);
-        gone += u64::from(unknown);
-        chunks_released += u64::from(chunks_now);
-        chunks_gone += u64::from(chunks_unknown);
-        for id in &tips {
-            desk.store.delete(net::ns::UNRELEASED, &id.0)?;
-        }
-        attachments::released(&mut desk.store, &chunk_ids)?;
-    }
+    let total = net::converse(desk, Ack::new(requests), server)?
+        .into_conversation()
+        .released;
     println!(
-        "acknowledged {} tip(s): HQ released {released} now{}",
-        ids.len(),
-        if gone > 0 {
-            format!(" ({gone} were no longer held there)")
+        "acknowledged {} tip(s): HQ released {} now{}",
+        total.tips,
+        total.released,
+        if total.gone > 0 {
+            format!(" ({} were no longer held there)", total.gone)
         } else {
             String::new()
         }
     );
-    if !chunks.is_empty() {
+    if total.chunks > 0 {
         println!(
-            "released {chunks_released} attachment chunk(s) of saved attachments at HQ{}",
-            if chunks_gone > 0 {
-                format!(" ({chunks_gone} were not known there)")
+            "released {} attachment chunk(s) of saved attachments at HQ{}",
+            total.chunks_released,
+            if total.chunks_gone > 0 {
+                format!(" ({} were not known there)", total.chunks_gone)
             } else {
                 String::new()
             }
         );
     }
     Ok(())
-}
-
-/// A tip held by the desk, opened.
-struct Opened {
-    tip: Tip,
-    province: String,
-    pulled: u64,
-}
-
-fn opened_tips(desk: &Desk) -> Result<Vec<Opened>, TipdeskError> {
-    let mut out = Vec::new();
-    for (_, value) in desk.store.list(ns::TIPS)? {
-        out.push(open_stored(desk, &value)?);
-    }
-    out.sort_by_key(|o| o.pulled);
-    Ok(out)
-}
-
-fn open_stored(desk: &Desk, value: &[u8]) -> Result<Opened, TipdeskError> {
-    let record: StoredTip = decode(value, "stored tip")?;
-    let envelope = hex::decode(&record.envelope)
-        .map_err(|e| TipdeskError::Corrupt(format!("stored tip: {e}")))?;
-    let tip = open_tip(&desk.keys.keys, &envelope)
-        .map_err(|e| TipdeskError::Corrupt(format!("stored tip: {e}")))?;
-    Ok(Opened {
-        tip,
-        province: record.province,
-        pulled: record.pulled,
-    })
-}
-
-fn find(desk: &Desk, receipt: &str) -> Result<Opened, TipdeskError> {
-    let canonical = ReceiptId::parse(receipt)
-        .map(|r| r.to_string())
-        .unwrap_or_else(|_| receipt.trim().to_owned());
-    match desk.store.get(ns::TIPS, canonical.as_bytes())? {
-        Some(value) => open_stored(desk, &value),
-        None => Err(TipdeskError::UnknownReceipt(receipt.to_owned())),
-    }
-}
-
-/// What the member code in a tip says about its sender.
-fn verify(desk: &Desk, code: &MemberCode) -> Result<String, TipdeskError> {
-    let hash = code.keyed_hash(&desk.keys.code_key);
-    Ok(match desk.store.get(ns::CODES, &hash.to_bytes())? {
-        Some(alias) => format!("valid member ({})", String::from_utf8_lossy(&alias)),
-        None => "unknown code".to_owned(),
-    })
-}
-
-fn replies(desk: &Desk, receipt: &str) -> Result<Vec<SentReply>, TipdeskError> {
-    let mut out = Vec::new();
-    for (_, value) in desk.store.list(ns::REPLIES)? {
-        let reply: SentReply = decode(&value, "sent reply")?;
-        if reply.receipt == receipt {
-            out.push(reply);
-        }
-    }
-    out.sort_by_key(|r| r.seq);
-    Ok(out)
-}
-
-fn category(c: TipCategory) -> &'static str {
-    match c {
-        TipCategory::Bribery => "bribery",
-        TipCategory::ProcurementFraud => "procurement-fraud",
-        TipCategory::AbuseOfPower => "abuse-of-power",
-        TipCategory::Embezzlement => "embezzlement",
-        TipCategory::Other => "other",
-    }
-}
-
-fn status_name(s: ReplyStatus) -> &'static str {
-    match s {
-        ReplyStatus::Received => "received",
-        ReplyStatus::UnderReview => "under-review",
-        ReplyStatus::NeedsMoreInformation => "needs-more-information",
-        ReplyStatus::Referred => "referred",
-        ReplyStatus::Closed => "closed",
-    }
 }
 
 fn show_date(date: time::Date, era: Era) -> String {
@@ -896,7 +607,7 @@ fn province_label(code: &str) -> String {
 }
 
 fn list(desk: &Desk, era: Era) -> Result<(), TipdeskError> {
-    let tips = opened_tips(desk)?;
+    let tips = desk.tips()?;
     if tips.is_empty() {
         println!("no tips here: run `tipdesk pull`");
         return Ok(());
@@ -906,7 +617,8 @@ fn list(desk: &Desk, era: Era) -> Result<(), TipdeskError> {
     ]);
     for o in &tips {
         let receipt = o.tip.receipt.to_string();
-        let status = replies(desk, &receipt)?
+        let status = desk
+            .replies(&receipt)?
             .last()
             .map_or_else(|| "new".to_owned(), |r| r.status.clone());
         table.row([
@@ -914,8 +626,8 @@ fn list(desk: &Desk, era: Era) -> Result<(), TipdeskError> {
             show_date(o.tip.date, era),
             province_label(&o.tip.province),
             o.tip.district.clone(),
-            category(o.tip.category).to_owned(),
-            verify(desk, &o.tip.member_code)?,
+            category_name(o.tip.category).to_owned(),
+            desk.sender(&o.tip.member_code)?.to_string(),
             status,
             one_line(&o.tip.report, 40),
         ]);
@@ -925,11 +637,10 @@ fn list(desk: &Desk, era: Era) -> Result<(), TipdeskError> {
 }
 
 fn show(desk: &Desk, receipt: &str, era: Era) -> Result<(), TipdeskError> {
-    let o = find(desk, receipt)?;
-    let tip = &o.tip;
+    let HeldTip { tip, province, .. } = desk.tip(receipt)?;
     let receipt = tip.receipt.to_string();
     println!("receipt:   {receipt}");
-    println!("category:  {}", category(tip.category));
+    println!("category:  {}", category_name(tip.category));
     println!("date:      {}", show_date(tip.date, era));
     println!("province:  {}", province_label(&tip.province));
     println!("district:  {}", tip.district);
@@ -939,7 +650,7 @@ fn show(desk: &Desk, receipt: &str, era: Era) -> Result<(), TipdeskError> {
     if !tip.involved.is_empty() {
         println!("involved:  {}", tip.involved.join("; "));
     }
-    println!("sender:    {}", verify(desk, &tip.member_code)?);
+    println!("sender:    {}", desk.sender(&tip.member_code)?);
     println!(
         "replies:   {}",
         if tip.reply_key.is_some() {
@@ -948,10 +659,10 @@ fn show(desk: &Desk, receipt: &str, era: Era) -> Result<(), TipdeskError> {
             "the member asked for no replies"
         }
     );
-    println!("routed:    {}", province_label(&o.province));
+    println!("routed:    {}", province_label(&province));
     println!("\n{}\n", tip.report);
     attachments::show(desk, &tip.attachments)?;
-    for r in replies(desk, &receipt)? {
+    for r in desk.replies(&receipt)? {
         println!("replied ({}): {}", r.status, r.message);
     }
     Ok(())
@@ -970,60 +681,30 @@ fn reply(
     message: String,
     to: To<'_>,
 ) -> Result<(), TipdeskError> {
-    let o = find(desk, receipt)?;
-    let Some(reply_key) = o.tip.reply_key else {
-        return Err(TipdeskError::Input(format!(
-            "the member sent tip {receipt} without a reply key: no reply can reach them"
-        )));
-    };
-    let answer = Reply {
-        receipt: o.tip.receipt,
-        status,
-        message,
-    };
-    let envelope = seal_reply(&mut OsRng, &reply_key, &answer)
-        .map_err(|e| TipdeskError::Input(format!("cannot seal the reply: {e}")))?;
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let id = phakhi_core::mailbox::EnvelopeId::of(&envelope);
+    let prepared = desk.prepare_reply(receipt, status, message, &mut OsRng)?;
+    let now = i64::try_from(net::now_unix()).unwrap_or(i64::MAX);
     match to {
         To::Folder(data) => {
-            hq::insert_reply(data, &o.province, envelope, now)?;
+            hq::insert_reply(
+                data,
+                &prepared.item.province,
+                prepared.item.envelope.clone(),
+                now,
+            )?;
         }
         To::Network(server) => {
-            let link = net::Link::open(&mut desk.store, server)?;
-            let item = phakhi_core::mailbox::MailItem {
-                kind: phakhi_core::mailbox::EnvelopeKind::Reply,
-                province: o.province.clone(),
-                envelope,
-            };
-            let answer = link.exchange(&phakhi_core::protocol::AdminRequest::PushReplies {
-                replies: vec![item],
-            })?;
-            let held = matches!(
-                &answer,
-                phakhi_core::protocol::AdminResponse::Stored { ids, .. } if ids.contains(&id)
-            );
-            if !held {
-                return Err(TipdeskError::Input(
-                    "HQ did not confirm it holds the reply: run the reply again".into(),
-                ));
+            if !net::push_reply(desk, &prepared, server)? {
+                return Err(DeskError::ReplyNotHeld.into());
             }
         }
     }
-    let sent = SentReply {
-        receipt: o.tip.receipt.to_string(),
-        status: status_name(status).to_owned(),
-        message: answer.message.clone(),
-        sent_at: now,
-        seq: u64::try_from(desk.store.list(ns::REPLIES)?.len()).unwrap_or(u64::MAX) + 1,
-    };
-    desk.store.put(ns::REPLIES, &id.0, &encode(&sent))?;
+    let sent = desk.record_reply(&prepared, now)?;
     println!(
         "reply to {} ({}) is in HQ's mailbox for {}; it reaches the member's device with its \
          next sync",
         sent.receipt,
         sent.status,
-        province_label(&o.province)
+        province_label(&prepared.item.province)
     );
     Ok(())
 }

@@ -32,7 +32,7 @@ use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::keyfile::TipDeskKeys;
+use phakhi_core::desk::TipDeskKeys;
 
 /// Every share's text begins with this.
 pub const SHARE_PREFIX: &str = "PHAKHI-SHARE1:";

@@ -1,4 +1,4 @@
-//! The tip desk's secrets on disk: its X25519 key pair (tips are sealed to it), the key that
+//! The tip desk's secrets on disk (`tipdesk.key`): its X25519 key pair (tips are sealed to it), the key that
 //! hashes member codes, and the key of its own encrypted store, in one file sealed under the
 //! investigators' passphrase — Argon2id stretches the passphrase, XChaCha20-Poly1305 seals the
 //! secrets, and the file's header (version, Argon2 parameters, salt) is bound as associated
@@ -7,10 +7,10 @@
 //! Layout: `version (1) | memory_kib (u32 BE) | iterations (u32 BE) | parallelism (u32 BE) |
 //! salt (16) | nonce (24) | ciphertext (96 + 16 tag)`.
 
+use crate::seal::{CodeHashKey, StaticKeyPair};
+use crate::store::{Argon2Params, StorageKey};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use phakhi_core::seal::{CodeHashKey, StaticKeyPair};
-use phakhi_core::store::{Argon2Params, StorageKey};
 use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;
 
@@ -171,7 +171,8 @@ fn cipher(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand_core::OsRng;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
 
     fn cheap() -> Argon2Params {
         Argon2Params {
@@ -183,8 +184,9 @@ mod tests {
 
     #[test]
     fn seals_and_opens_and_refuses_wrong_passphrase_or_edits() {
-        let keys = TipDeskKeys::generate(&mut OsRng);
-        let file = keys.seal("ภาคี passphrase", cheap(), &mut OsRng).unwrap();
+        let rng = &mut ChaCha20Rng::seed_from_u64(7);
+        let keys = TipDeskKeys::generate(rng);
+        let file = keys.seal("ภาคี passphrase", cheap(), rng).unwrap();
         assert_eq!(file[0], KEY_FILE_VERSION);
         let opened = TipDeskKeys::open(&file, "ภาคี passphrase").unwrap();
         assert_eq!(opened.keys.public(), keys.keys.public());
