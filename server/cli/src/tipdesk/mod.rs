@@ -28,9 +28,9 @@ use phakhi_core::model::{Date, Era, ProvinceCode};
 use phakhi_core::seal::ReplyStatus;
 use rand_core::OsRng;
 
-use phakhi_server::kdf;
 use crate::secret::{self, SecretError};
 use crate::table::{Table, one_line};
+use phakhi_server::kdf;
 
 const KEY_FILE: &str = "tipdesk.key";
 const PUBLIC_FILE: &str = "tipdesk.pub";
@@ -512,7 +512,8 @@ fn enroll(
     server: Option<&str>,
     network_key: Option<&str>,
 ) -> Result<(), TipdeskError> {
-    let network_key = phakhi_server::invite::network_key(network_key).map_err(TipdeskError::Input)?;
+    let network_key =
+        phakhi_server::invite::network_key(network_key).map_err(TipdeskError::Input)?;
     let record = net::enroll(desk, invite, &network_key, server)?;
     println!(
         "tip desk enrolled at {} as admin device {}",
