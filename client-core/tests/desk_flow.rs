@@ -271,8 +271,10 @@ fn a_desk_enrols_only_as_admin_and_seals_every_request_to_the_pinned_hq() {
     // its own key, answers enrolment, and pages of tips (two tips, one per page).
     let replay = std::cell::RefCell::new(MemoryReplayGuard::default());
     let senders = std::cell::RefCell::new(Vec::new());
-    let member = seal_tip(r, &desk_key, draft(&MemberCode::generate(r), true)).unwrap();
-    let another = seal_tip(r, &desk_key, draft(&MemberCode::generate(r), false)).unwrap();
+    let code = MemberCode::generate(r);
+    let member = seal_tip(r, &desk_key, draft(&code, true)).unwrap();
+    let code = MemberCode::generate(r);
+    let another = seal_tip(r, &desk_key, draft(&code, false)).unwrap();
     let hq_answers = |t: &Transmit| -> Result<Vec<u8>, CarryError> {
         let opened = open_request(&hq, &t.bytes, NOW, &mut *replay.borrow_mut())
             .map_err(|e| CarryError::refused(ErrorCode::BadRequest, e.to_string()))?;

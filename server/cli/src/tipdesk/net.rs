@@ -94,7 +94,11 @@ where
     let mut attempt = 0;
     loop {
         let hooks = Hooks {
-            progress: progress.as_deref_mut(),
+            // A fresh reborrow per attempt (an `Option` is no coercion site).
+            progress: match progress.as_mut() {
+                Some(progress) => Some(&mut **progress),
+                None => None,
+            },
             cancelled: None,
         };
         let now = &mut OffsetDateTime::now_utc;
