@@ -1,5 +1,6 @@
 //! `phakhi relay join INVITE`: a provincial relay enrols at HQ like a phone does (the same
-//! sealed enrolment envelope through `/v1/enroll`, sealed with the relay's own static key), and
+//! sealed enrolment envelope through `/v1/enroll`, sealed with the relay's own static key by
+//! the core's client driver, `phakhi_core::client`), and
 //! records in its data folder what it needs to serve phones and to sync upstream: HQ's address
 //! and static key (from the invite, once its signature verifies against the network key the
 //! operator gave), HQ's invite-verifying key (that same network key, which HQ's answer must
@@ -8,9 +9,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use phakhi_core::protocol::{EnrolRequest, JoinResponse};
+use phakhi_core::client::{self, ClientError, Driver, talk};
+use phakhi_core::protocol::relay::JoinResponse;
 use phakhi_core::seal::{self, HqVerifyingKey, Role, SignedInvite};
-use phakhi_core::transport::{HttpError, HttpTransport, Route};
+use phakhi_core::transport::HttpTransport;
 use rand_core::CryptoRngCore;
 
 use crate::db::{self, DbError, upstream::Joined};
@@ -112,32 +114,7 @@ pub fn join(
     }
     let keys = keys::load_or_create(data, false, rng)?.keys;
 
-    let payload = EnrolRequest {
-        invite: invite_text.trim().to_owned(),
-    }
-    .encode();
-    let (envelope, pending) =
-        seal::seal_request(rng, keys.static_pair(), &invite.server_key, now, &payload)
-            .map_err(|error| JoinError::BadInvite(error.to_string()))?;
-    let transport =
-        HttpTransport::new(&url, JOIN_TIMEOUT).map_err(|error| JoinError::Unreachable {
-            url: url.clone(),
-            detail: error.to_string(),
-        })?;
-    let answer = transport
-        .exchange(Route::Enroll, &envelope)
-        .map_err(|error| match error {
-            HttpError::Refused { code, message, .. } => JoinError::Refused { code, message },
-            other => JoinError::Unreachable {
-                url: url.clone(),
-                detail: other.to_string(),
-            },
-        })?;
-    let answer = pending
-        .open_response(&answer)
-        .map_err(|error| JoinError::BadAnswer(error.to_string()))?;
-    let answer =
-        JoinResponse::decode(&answer).map_err(|error| JoinError::BadAnswer(error.to_string()))?;
+    let answer = enrol(&keys, &invite.server_key, invite_text, &url, now, rng)?;
     let verifying: [u8; 32] = hex::decode(&answer.hq_verifying_key)
         .ok()
         .and_then(|bytes| bytes.try_into().ok())
@@ -168,4 +145,49 @@ pub fn join(
         joined,
         relay_key: hex::encode(keys.static_public().as_bytes()),
     })
+}
+
+/// The enrolment exchange with HQ, through the client driver: sealed with the relay's static
+/// key to HQ's key from the invite, answered with HQ's [`JoinResponse`].
+fn enrol(
+    keys: &keys::ServerKeys,
+    hq_key: &seal::PublicKey,
+    invite_text: &str,
+    url: &str,
+    now: u64,
+    rng: &mut impl CryptoRngCore,
+) -> Result<JoinResponse, JoinError> {
+    let mut carrier =
+        HttpTransport::new(url, JOIN_TIMEOUT).map_err(|error| JoinError::Unreachable {
+            url: url.to_owned(),
+            detail: error.to_string(),
+        })?;
+    let mut driver = Driver::new(
+        keys.static_pair(),
+        *hq_key,
+        talk::enrol::<JoinResponse>(invite_text),
+    )
+    .with_max_rounds(1);
+    let answer = client::drive(
+        &mut driver,
+        &mut (),
+        &mut carrier,
+        &mut || client::at_unix(now),
+        rng,
+    )
+    .map_err(|error| match error {
+        ClientError::Carry(carry) => match carry.refusal() {
+            Some((code, message)) => JoinError::Refused {
+                code: code.to_owned(),
+                message: message.to_owned(),
+            },
+            None => JoinError::Unreachable {
+                url: url.to_owned(),
+                detail: carry.to_string(),
+            },
+        },
+        ClientError::Seal(error) => JoinError::BadInvite(error.to_string()),
+        other => JoinError::BadAnswer(other.to_string()),
+    })?;
+    answer.ok_or_else(|| JoinError::BadAnswer("the enrolment exchange sent nothing".into()))
 }

@@ -17,9 +17,9 @@
 use std::time::{Duration, Instant};
 
 use phakhi_core::attach::{ChunkId, Pace};
+use phakhi_core::client::{self, CarryError, ClientError, Driver};
 use phakhi_core::protocol::{ChunkRequest, ChunkResponse, ErrorCode, MAX_HAVE_IDS};
-use phakhi_core::seal;
-use phakhi_core::transport::{HttpError, HttpTransport, Route};
+use phakhi_core::transport::HttpTransport;
 use rusqlite::TransactionBehavior;
 
 use super::{EXCHANGE_TIMEOUT, Link, UpstreamError};
@@ -175,63 +175,65 @@ async fn step(
     Ok(held)
 }
 
-/// The network part, on a blocking thread: seal, post, open, decode.
+/// The network part, on a blocking thread: the core's client driver seals the request to HQ,
+/// posts it, opens and decodes the answer.
 fn talk(
     state: &AppState,
     link: &Link,
     request: &ChunkRequest,
 ) -> Result<ChunkResponse, UpstreamError> {
-    let transport = HttpTransport::new(&link.url, EXCHANGE_TIMEOUT).map_err(|error| {
+    let mut carrier = HttpTransport::new(&link.url, EXCHANGE_TIMEOUT).map_err(|error| {
         UpstreamError::Unreachable {
             url: link.url.clone(),
             detail: error.to_string(),
         }
     })?;
-    let (envelope, pending) = seal::seal_request(
-        &mut rand_core::OsRng,
+    let mut driver = Driver::new(
         state.keys().static_pair(),
-        &link.hq_key,
-        crate::routes::now_unix(),
-        &request.encode(),
+        link.hq_key,
+        client::talk::chunks(request),
     )
-    .map_err(|error| UpstreamError::Protocol(format!("cannot seal the chunk request: {error}")))?;
+    .with_max_rounds(1);
+    let answer = client::drive(
+        &mut driver,
+        &mut (),
+        &mut carrier,
+        &mut || client::at_unix(crate::routes::now_unix()),
+        &mut rand_core::OsRng,
+    );
+    let (sent, received) = driver.bytes();
     state.update_upstream(|status| {
         status.chunk_exchanges += 1;
         status.chunks_sent += request.chunks.len() as u64;
-        status.chunk_bytes_sent += envelope.len() as u64;
-        status.bytes_sent += envelope.len() as u64;
+        status.chunk_bytes_sent += sent;
+        status.bytes_sent += sent;
+        status.bytes_received += received;
     });
-    let sealed = transport
-        .exchange(Route::Chunks, &envelope)
-        .map_err(|error| refusal(link, error))?;
-    state.update_upstream(|status| status.bytes_received += sealed.len() as u64);
-    let opened = pending
-        .open_response(&sealed)
-        .map_err(|error| UpstreamError::Protocol(format!("HQ's chunk answer: {error}")))?;
-    ChunkResponse::decode(&opened)
-        .map_err(|error| UpstreamError::Protocol(format!("HQ's chunk answer: {error}")))
+    match answer {
+        Ok(Some(answer)) => Ok(answer),
+        Ok(None) => Err(UpstreamError::Protocol(
+            "the chunk exchange sent nothing".into(),
+        )),
+        Err(ClientError::Carry(carry)) => Err(refusal(link, carry)),
+        Err(ClientError::Seal(error)) => Err(UpstreamError::Protocol(format!(
+            "cannot seal the chunk request: {error}"
+        ))),
+        Err(other) => Err(UpstreamError::Protocol(format!(
+            "HQ's chunk answer: {other}"
+        ))),
+    }
 }
 
 /// What a failed chunk exchange means, with what to do about it.
-fn refusal(link: &Link, error: HttpError) -> UpstreamError {
-    match error {
-        HttpError::Refused { code, .. }
-            if ErrorCode::parse(&code) == Some(ErrorCode::ChunkQuotaExceeded) =>
-        {
-            UpstreamError::Refused {
-                code,
-                message: "HQ's attachment quota for this relay is full, so attachment chunks wait \
+fn refusal(link: &Link, error: CarryError) -> UpstreamError {
+    if error.code() == Some(ErrorCode::ChunkQuotaExceeded) {
+        return UpstreamError::Refused {
+            code: ErrorCode::ChunkQuotaExceeded.as_str().to_owned(),
+            message: "HQ's attachment quota for this relay is full, so attachment chunks wait \
                       here (documents and tips still sync); the tip desk frees it by collecting \
                       attachments, or raise chunks_per_relay under [limits] in HQ's config"
-                    .into(),
-            }
-        }
-        HttpError::Refused { code, message, .. } if !super::talk::error_is_retryable(&code) => {
-            UpstreamError::refused(code, message)
-        }
-        other => UpstreamError::Unreachable {
-            url: link.url.clone(),
-            detail: other.to_string(),
-        },
+                .into(),
+        };
     }
+    super::talk::carry_error(link, error)
 }

@@ -1,18 +1,19 @@
 //! One exchange's first two steps: the snapshot taken under the writer lock (copies of the
 //! documents, the shared heads, what waits to go up), and the network part on a blocking thread
-//! without the lock: seal, post to HQ's `/v1/sync`, open, and let the sync engine apply HQ's
-//! answer to the copies.
+//! without the lock: the core's client driver (`phakhi_core::client`) seals, posts to HQ's
+//! `/v1/sync`, opens, and lets the sync engine apply HQ's answer to the copies.
 
 use std::collections::BTreeMap;
 
+use phakhi_core::client::talk::SyncTalk;
+use phakhi_core::client::{self, CarryError, ClientError, Driver};
 use phakhi_core::mailbox::{EnvelopeKind, Have, MailItem, MailboxMessage, Mark, Push};
 use phakhi_core::protocol::relay::{
     self, LastSync, MAX_REVOCATIONS, Registration, Revocation, UpstreamRequest, UpstreamResponse,
 };
 use phakhi_core::protocol::{ErrorCode, encode_section};
-use phakhi_core::seal;
-use phakhi_core::sync::{self, DocName, Initiator, Progress};
-use phakhi_core::transport::{HttpError, HttpTransport, Route};
+use phakhi_core::sync::{self, DocName, Initiator};
+use phakhi_core::transport::HttpTransport;
 
 use super::{
     EXCHANGE_TIMEOUT, Link, PUSH_BATCH, REGISTRATION_BATCH, Snapshot, Step, Talked, UpstreamError,
@@ -135,105 +136,102 @@ fn pending_registrations(conn: &rusqlite::Connection) -> Result<Vec<Registration
         .collect())
 }
 
-/// The network part, on a blocking thread without the writer lock.
+/// The network part, on a blocking thread without the writer lock: the core's client driver
+/// carries one sync exchange (two rounds at most) with the relay section around each round, and
+/// the sync engine applies HQ's answer to the snapshot's copies.
 pub(super) fn talk(
     state: &AppState,
     link: &Link,
     snapshot: Snapshot,
 ) -> Result<Talked, UpstreamError> {
-    let transport = HttpTransport::new(&link.url, EXCHANGE_TIMEOUT).map_err(|error| {
+    let mut carrier = HttpTransport::new(&link.url, EXCHANGE_TIMEOUT).map_err(|error| {
         UpstreamError::Unreachable {
             url: link.url.clone(),
             detail: error.to_string(),
         }
     })?;
     let Snapshot {
-        mut docs,
+        docs,
         state: peer,
-        mut mailbox,
+        mailbox,
         section,
         ..
     } = snapshot;
-    let mut initiator = Initiator::new(peer, sync::Limits::default());
-    let accept = link.accept();
-    let mut answer = UpstreamResponse::default();
-    let mut registrations_sent = 0;
-    for _ in 0..2 {
-        let before: BTreeMap<String, usize> = initiator
-            .stats()
-            .docs
-            .iter()
-            .map(|(name, doc)| (name.clone(), doc.sent_bytes))
-            .collect();
-        let request = initiator
-            .poll_request(&mut docs, mailbox.take())
-            .map_err(|error| UpstreamError::Protocol(error.to_string()))?;
-        let round_one = initiator.stats().rounds == 1;
-        let (chunks, chunk_bytes) =
-            initiator
-                .stats()
-                .docs
-                .iter()
-                .fold((0u64, 0u64), |(count, bytes), (name, doc)| {
-                    let earlier = if round_one {
-                        0
-                    } else {
-                        before.get(name).copied().unwrap_or(0)
-                    };
-                    let added = doc.sent_bytes.saturating_sub(earlier);
-                    (count + u64::from(added > 0), bytes + added as u64)
-                });
-        if round_one {
-            registrations_sent = UpstreamRequest::decode(&section)
-                .map(|request| request.registrations.len())
-                .unwrap_or(0);
+    // What goes up in the section: HQ answers every registration it carries.
+    let registrations_sent = UpstreamRequest::decode(&section)
+        .map(|request| request.registrations.len())
+        .unwrap_or(0);
+    let mut conversation = SyncTalk::new(
+        Initiator::new(peer, sync::Limits::default()),
+        docs,
+        link.accept(),
+    )
+    .with_relay_section(section);
+    conversation.set_mailbox(mailbox);
+    let mut driver =
+        Driver::new(state.keys().static_pair(), link.hq_key, conversation).with_max_rounds(2);
+    let done = client::drive(
+        &mut driver,
+        &mut (),
+        &mut carrier,
+        &mut || client::at_unix(crate::routes::now_unix()),
+        &mut rand_core::OsRng,
+    );
+    record_sent(state, &driver);
+    let done = match done {
+        Ok(Some(done)) => done,
+        Ok(None) => {
+            return Err(UpstreamError::Protocol(
+                "the sync exchange with HQ sent nothing".into(),
+            ));
         }
-        let payload = relay::wrap(&request, &section);
-        let now = crate::routes::now_unix();
-        let (envelope, pending) = seal::seal_request(
-            &mut rand_core::OsRng,
-            state.keys().static_pair(),
-            &link.hq_key,
-            now,
-            &payload,
-        )
-        .map_err(|error| UpstreamError::Protocol(format!("cannot seal the request: {error}")))?;
-        state.update_upstream(|status| {
-            status.doc_chunks_sent += chunks;
-            status.doc_bytes_sent += chunk_bytes;
-            status.bytes_sent += envelope.len() as u64;
+        Err(ClientError::Carry(carry)) => return Err(carry_error(link, carry)),
+        Err(other) => return Err(UpstreamError::Protocol(other.to_string())),
+    };
+    // `More`: a document had more to send than one message carries; the exchange is complete
+    // and the next upstream pass sends the rest.
+    let answer = merge_sections(&done.sections)?;
+    let SyncTalk {
+        docs, initiator, ..
+    } = driver.into_conversation();
+    Ok(Talked {
+        docs,
+        initiator,
+        mailbox: done.mailbox,
+        answer,
+        registrations_sent,
+    })
+}
+
+/// What the exchange sent, answered or not: the documents that carried changes (one each per
+/// exchange) and their bytes, and the sealed bytes both ways.
+fn record_sent<A: sync::Scope>(state: &AppState, driver: &Driver<SyncTalk<A>>) {
+    let (chunks, chunk_bytes) = driver
+        .conversation()
+        .initiator
+        .stats()
+        .docs
+        .values()
+        .filter(|doc| doc.sent_bytes > 0)
+        .fold((0u64, 0u64), |(count, bytes), doc| {
+            (count + 1, bytes + doc.sent_bytes as u64)
         });
-        let sealed = match transport.exchange(Route::Sync, &envelope) {
-            Ok(sealed) => sealed,
-            Err(error) => {
-                initiator.handle_lost();
-                return Err(match error {
-                    HttpError::Refused { code, message, .. } if !error_is_retryable(&code) => {
-                        UpstreamError::refused(code, message)
-                    }
-                    other => UpstreamError::Unreachable {
-                        url: link.url.clone(),
-                        detail: other.to_string(),
-                    },
-                });
-            }
-        };
-        state.update_upstream(|status| status.bytes_received += sealed.len() as u64);
-        let opened = pending
-            .open_response(&sealed)
+    let (sent, received) = driver.bytes();
+    state.update_upstream(|status| {
+        status.doc_chunks_sent += chunks;
+        status.doc_bytes_sent += chunk_bytes;
+        status.bytes_sent += sent;
+        status.bytes_received += received;
+    });
+}
+
+/// HQ's relay sections of both rounds as one answer: both rounds carry the same section, so
+/// HQ's answers to it add up, and the last round's cursor and revocations count.
+fn merge_sections(sections: &[Vec<u8>]) -> Result<UpstreamResponse, UpstreamError> {
+    let mut answer = UpstreamResponse::default();
+    for section in sections {
+        let part = UpstreamResponse::decode(section)
             .map_err(|error| UpstreamError::Protocol(error.to_string()))?;
-        let (sync_answer, section_answer) = match relay::unwrap(&opened) {
-            Some(Ok(parts)) => parts,
-            Some(Err(error)) => return Err(UpstreamError::Protocol(error.to_string())),
-            None => {
-                return Err(UpstreamError::Protocol(
-                    "HQ answered without a relay section: is the upstream address HQ's?".into(),
-                ));
-            }
-        };
-        let part = UpstreamResponse::decode(section_answer)
-            .map_err(|error| UpstreamError::Protocol(error.to_string()))?;
-        // Both rounds of an exchange carry the same section: HQ's answers to it repeat.
         answer.accepted.extend(part.accepted);
         answer.refused.extend(part.refused);
         answer.revoked = part.revoked;
@@ -241,31 +239,23 @@ pub(super) fn talk(
         answer.more_revocations = part.more_revocations;
         answer.revocations_taken.extend(part.revocations_taken);
         answer.set_aside.extend(part.set_aside);
-        let progress = initiator
-            .handle_response(sync_answer, &mut docs, &accept)
-            .map_err(|error| UpstreamError::Protocol(error.to_string()))?;
-        // `More`: a document had more to send than one message carries; the exchange is
-        // complete and the next upstream pass sends the rest.
-        if progress != Progress::NeedsRound2 {
-            let mailbox = initiator.take_mailbox();
-            return Ok(Talked {
-                docs,
-                initiator,
-                mailbox,
-                answer,
-                registrations_sent,
-            });
-        }
     }
-    Err(UpstreamError::Protocol(
-        "HQ asked for a third round; the exchange was abandoned".into(),
-    ))
+    Ok(answer)
 }
 
-/// Refusals that clear by themselves (rate limit, busy, timeout, a server error: see
-/// [`ErrorCode::clears_by_itself`]). A code this build does not know does not.
-pub(super) fn error_is_retryable(code: &str) -> bool {
-    ErrorCode::parse(code).is_some_and(ErrorCode::clears_by_itself)
+/// What a failed carry means: a refusal whose code does not clear by itself (see
+/// [`ErrorCode::clears_by_itself`]; a code this build does not know does not) is HQ refusing
+/// this relay; anything else (rate limit, busy, a server error, a cut link) is a link to retry.
+pub(super) fn carry_error(link: &Link, error: CarryError) -> UpstreamError {
+    if let Some((code, message)) = error.refusal()
+        && !ErrorCode::parse(code).is_some_and(ErrorCode::clears_by_itself)
+    {
+        return UpstreamError::refused(code.to_owned(), message.to_owned());
+    }
+    UpstreamError::Unreachable {
+        url: link.url.clone(),
+        detail: error.to_string(),
+    }
 }
 
 /// When this relay's phones last synced here, for those that synced since the last round HQ
