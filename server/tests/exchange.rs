@@ -11,11 +11,11 @@ use axum::body::{Body, to_bytes};
 use axum::extract::Path as UrlPath;
 use axum::http::{Request, StatusCode, header};
 use axum::routing::get;
+use phakhi_core::client::talk::{self, OneShot, SyncTalk};
+use phakhi_core::client::{Conversation, Driver, Route, Transmit, Turn};
 use phakhi_core::mailbox::{EnvelopeKind, Have, MailItem, MailboxMessage, Push};
-use phakhi_core::protocol::{
-    EnrolRequest, EnrolResponse, ErrorCode, decode_section, encode_section,
-};
-use phakhi_core::seal::{self, PendingResponse, PublicKey, StaticKeyPair};
+use phakhi_core::protocol::{EnrolResponse, ErrorCode, decode_section, encode_section};
+use phakhi_core::seal::{self, PublicKey, StaticKeyPair};
 use phakhi_core::sync::wire::{Chunk, DocEntry, DocStatus, Kind, Message};
 use phakhi_core::sync::{self, DocName, Initiator, PeerState, PrefixScope, Progress};
 use phakhi_server::config::{Config, Limits};
@@ -87,32 +87,63 @@ impl Server {
         (status, code, body.to_vec())
     }
 
-    /// Seals `payload` from `device` and posts it; on 200 opens the answer.
+    /// Drives `driver` to the end of its conversation against the in-process router, as a
+    /// phone's carrier does: the core's client driver seals every request and opens every
+    /// answer. A refusal ends it with the status and code (the conversation rewinds).
+    async fn drive<C>(&self, driver: &mut Driver<C>) -> Result<C::Outcome, (StatusCode, String)>
+    where
+        C: Conversation<Ctx = ()>,
+        C::Error: std::fmt::Debug,
+    {
+        loop {
+            let transmit = driver
+                .poll_transmit(&mut (), now(), &mut OsRng)
+                .unwrap()
+                .expect("the conversation has a request to send");
+            let (status, code, body) = self.post(transmit.route.path(), transmit.bytes).await;
+            if status != StatusCode::OK {
+                driver.handle_lost(&mut ());
+                return Err((status, code));
+            }
+            if let Turn::Done(outcome) = driver
+                .handle_answer(&mut (), &body, now(), &mut OsRng)
+                .unwrap()
+            {
+                return Ok(outcome);
+            }
+        }
+    }
+
+    /// One request of `payload` from `device` to `route`; its opened answer.
     async fn exchange(
         &self,
-        path: &str,
+        route: Route,
         device: &StaticKeyPair,
         payload: &[u8],
     ) -> Result<Vec<u8>, (StatusCode, String)> {
-        let (envelope, pending) = self.seal(device, payload);
-        self.send(path, envelope, pending).await
+        self.drive(&mut self.driver(device, OneShot::new(route, payload.to_vec())))
+            .await
     }
 
-    fn seal(&self, device: &StaticKeyPair, payload: &[u8]) -> (Vec<u8>, PendingResponse) {
-        seal::seal_request(&mut OsRng, device, &self.key(), now_unix(), payload).unwrap()
+    /// A driver speaking as `device` to this server.
+    fn driver<C: Conversation>(&self, device: &StaticKeyPair, conversation: C) -> Driver<C> {
+        Driver::new(device, self.key(), conversation)
     }
 
-    async fn send(
+    /// `payload` to `route`, sealed from `device` by the client driver but not carried: for
+    /// requests posted by hand (a replay, a crafted message). The driver opens the answer.
+    fn sealed(
         &self,
-        path: &str,
-        envelope: Vec<u8>,
-        pending: PendingResponse,
-    ) -> Result<Vec<u8>, (StatusCode, String)> {
-        let (status, code, body) = self.post(path, envelope).await;
-        if status != StatusCode::OK {
-            return Err((status, code));
-        }
-        Ok(pending.open_response(&body).unwrap())
+        device: &StaticKeyPair,
+        route: Route,
+        payload: Vec<u8>,
+    ) -> (Driver<OneShot<Vec<u8>>>, Transmit) {
+        let mut driver = self.driver(device, OneShot::new(route, payload));
+        let transmit = driver
+            .poll_transmit(&mut (), now(), &mut OsRng)
+            .unwrap()
+            .unwrap();
+        (driver, transmit)
     }
 
     async fn enrol(
@@ -120,12 +151,8 @@ impl Server {
         device: &StaticKeyPair,
         invite: &str,
     ) -> Result<EnrolResponse, (StatusCode, String)> {
-        let payload = EnrolRequest {
-            invite: invite.into(),
-        }
-        .encode();
-        let answer = self.exchange("/v1/enroll", device, &payload).await?;
-        Ok(EnrolResponse::decode(&answer).unwrap())
+        self.drive(&mut self.driver(device, talk::enrol::<EnrolResponse>(invite)))
+            .await
     }
 
     fn count(&self, table: &str) -> i64 {
@@ -133,6 +160,11 @@ impl Server {
         conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
             .unwrap()
     }
+}
+
+/// The time the driver seals with.
+fn now() -> time::OffsetDateTime {
+    phakhi_core::client::at_unix(now_unix())
 }
 
 fn start_relay(hq_key: Option<String>) -> Server {
@@ -193,31 +225,31 @@ impl Phone {
         value.into_string().ok()
     }
 
-    /// One full exchange (one or two rounds); returns the server's mailbox section.
+    /// Sync exchanges through the client driver (one or two rounds each) until nothing is left
+    /// to send; returns the server's mailbox section.
     async fn sync(
         &mut self,
         server: &Server,
         mailbox: Option<Vec<u8>>,
     ) -> Result<Option<Vec<u8>>, (StatusCode, String)> {
-        let mut initiator = Initiator::new(self.state.clone(), sync::Limits::default());
         let mut mailbox = mailbox;
+        let mut answered = None;
         loop {
-            let request = initiator
-                .poll_request(&mut self.docs, mailbox.take())
-                .unwrap();
-            let answer = match server.exchange("/v1/sync", &self.key, &request).await {
-                Ok(answer) => answer,
-                Err(error) => {
-                    initiator.handle_lost();
-                    return Err(error);
-                }
-            };
-            let progress = initiator
-                .handle_response(&answer, &mut self.docs, &PrefixScope::everything())
-                .unwrap();
-            if progress == Progress::Done {
-                self.state = initiator.state().clone();
-                return Ok(initiator.take_mailbox());
+            let mut talk = SyncTalk::new(
+                Initiator::new(self.state.clone(), sync::Limits::default()),
+                std::mem::take(&mut self.docs),
+                PrefixScope::everything(),
+            );
+            talk.set_mailbox(mailbox.take());
+            let mut driver = server.driver(&self.key, talk).with_max_rounds(2);
+            let done = server.drive(&mut driver).await;
+            let mut talk = driver.into_conversation();
+            self.docs = talk.take_docs();
+            let done = done?;
+            self.state = talk.initiator.state().clone();
+            answered = done.mailbox.or(answered);
+            if done.progress == Progress::Done {
+                return Ok(answered);
             }
         }
     }
@@ -377,12 +409,13 @@ async fn unknown_revoked_and_replayed_requests_are_refused_and_change_nothing() 
     let payload = Initiator::new(PeerState::new(), sync::Limits::default())
         .poll_request(&mut phone.docs, None)
         .unwrap();
-    let (envelope, pending) = server.seal(&phone.key, &payload);
-    server
-        .send("/v1/sync", envelope.clone(), pending)
-        .await
+    let (mut driver, transmit) = server.sealed(&phone.key, Route::Sync, payload);
+    let (status, _, answer) = server.post("/v1/sync", transmit.bytes.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    driver
+        .handle_answer(&mut (), &answer, now(), &mut OsRng)
         .unwrap();
-    let (status, code, _) = server.post("/v1/sync", envelope).await;
+    let (status, code, _) = server.post("/v1/sync", transmit.bytes).await;
     assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "replayed"));
 
     phakhi_server::admin::revoke(server.dir.path(), &enrolled.device_id, 5).unwrap();
@@ -560,7 +593,7 @@ async fn a_device_over_its_request_rate_is_told_to_wait() {
         let payload = Initiator::new(phone.state.clone(), sync::Limits::default())
             .poll_request(&mut phone.docs, None)
             .unwrap();
-        match server.exchange("/v1/sync", &phone.key, &payload).await {
+        match server.exchange(Route::Sync, &phone.key, &payload).await {
             Ok(_) => answered += 1,
             Err(error) => break error,
         }
@@ -578,7 +611,7 @@ async fn a_device_over_its_request_rate_is_told_to_wait() {
         .unwrap();
     assert!(
         server
-            .exchange("/v1/sync", &phone.key, &payload)
+            .exchange(Route::Sync, &phone.key, &payload)
             .await
             .is_err()
     );
@@ -1048,10 +1081,10 @@ async fn every_error_code_is_counted_in_metrics_under_its_own_name() {
                     docs: vec![entry],
                     mailbox: None,
                 };
-                let (envelope, _) = server.seal(&phone.key, &message.encode());
+                let (_, sealed) = server.sealed(&phone.key, Route::Sync, message.encode());
                 let request = Request::post("/v1/sync")
                     .header(header::CONTENT_TYPE, "application/octet-stream")
-                    .body(Body::from(envelope))
+                    .body(Body::from(sealed.bytes))
                     .unwrap();
                 let (status, _, body) = call(request).await;
                 assert_eq!(status, StatusCode::OK, "{body}");
