@@ -7,10 +7,11 @@
 //!
 //! Three parts, in the style of quinn-proto (no socket, no clock, no OS randomness here):
 //!
-//! - A [`Conversation`] says *what* is said: enrolment ([`talk::Enrol`]), sync with its mailbox
+//! - A [`Conversation`] says *what* is said: enrolment ([`talk::enrol`]), sync with its mailbox
 //!   section and an optional relay section ([`talk::SyncTalk`]), evidence chunks, the admin
-//!   exchange ([`talk::Admin`]), or one request of any route ([`talk::OneShot`]). It deals in
-//!   plain payloads and never sees an envelope.
+//!   exchange ([`talk::admin`]), or one request of any route ([`talk::OneShot`]); a conversation
+//!   of several typed requests that needs no clock says only what it sends and what it makes of
+//!   each answer ([`talk::Typed`]). It deals in plain payloads and never sees an envelope.
 //! - The [`Driver`] does the rest: sealing, opening, matching, the round structure, and error
 //!   mapping (a refusal arrives as [`CarryError::Refused`], whose [`CarryError::code`] is an
 //!   [`ErrorCode`]).

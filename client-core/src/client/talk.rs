@@ -6,6 +6,10 @@
 //! - [`SyncTalk`]: one sync exchange (two rounds at most) over the [`Initiator`], with the
 //!   mailbox section in its first round and, for a relay talking to HQ, a relay section wrapped
 //!   around every round ([`SyncTalk::with_relay_section`]).
+//! - [`Typed`]: a conversation of several requests in typed messages that needs neither the
+//!   clock nor randomness (the tip desk's pulls, acknowledgements and fetches) says only what it
+//!   sends next and what it makes of each answer; encoding, decoding and the rest of
+//!   [`Conversation`] come with it.
 //!
 //! None of them keeps anything across a loss that the peer did not confirm: after
 //! [`Conversation::lost`] the next request starts the step again.
@@ -45,6 +49,87 @@ macro_rules! answers {
     )*};
 }
 answers!(EnrolResponse, JoinResponse, AdminResponse, ChunkResponse);
+
+/// A request payload a [`Typed`] conversation can encode.
+pub trait Payload {
+    fn encode(&self) -> Vec<u8>;
+}
+
+macro_rules! payloads {
+    ($($t:ty),*) => {$(
+        impl Payload for $t {
+            fn encode(&self) -> Vec<u8> {
+                <$t>::encode(self)
+            }
+        }
+    )*};
+}
+payloads!(EnrolRequest, AdminRequest, ChunkRequest);
+
+/// A conversation in typed messages that reads neither the clock nor randomness. Every `Typed`
+/// is a [`Conversation`]: its requests are encoded, its answers decoded (an answer that does not
+/// decode rewinds the conversation, as any answer it cannot use).
+pub trait Typed {
+    /// The route its requests take.
+    const ROUTE: Route;
+    /// What it reads and writes while it runs ([`Conversation::Ctx`]).
+    type Ctx: ?Sized;
+    type Request: Payload;
+    type Answer: Answer;
+    /// What a completed conversation returns.
+    type Outcome;
+    type Error: From<ClientError> + From<ProtocolError>;
+
+    /// The next request, or `None` when there is nothing (more) to say.
+    fn next_request(&mut self, ctx: &mut Self::Ctx) -> Result<Option<Self::Request>, Self::Error>;
+
+    /// The answer to the last request.
+    fn take_answer(
+        &mut self,
+        ctx: &mut Self::Ctx,
+        answer: Self::Answer,
+    ) -> Result<Turn<Self::Outcome>, Self::Error>;
+
+    /// The last request's answer will not come: rewind to the last completed step (nothing, for
+    /// a conversation that moves only when an answer is taken).
+    fn lost(&mut self, ctx: &mut Self::Ctx) {
+        let _ = ctx;
+    }
+}
+
+impl<T: Typed> Conversation for T {
+    type Ctx = T::Ctx;
+    type Outcome = T::Outcome;
+    type Error = T::Error;
+
+    fn route(&self) -> Route {
+        T::ROUTE
+    }
+
+    fn request(
+        &mut self,
+        ctx: &mut T::Ctx,
+        _: OffsetDateTime,
+        _: &mut impl CryptoRngCore,
+    ) -> Result<Option<Vec<u8>>, T::Error> {
+        Ok(self.next_request(ctx)?.map(|request| request.encode()))
+    }
+
+    fn answer(
+        &mut self,
+        ctx: &mut T::Ctx,
+        payload: &[u8],
+        _: OffsetDateTime,
+        _: &mut impl CryptoRngCore,
+    ) -> Result<Turn<T::Outcome>, T::Error> {
+        let answer = T::Answer::decode(payload)?;
+        self.take_answer(ctx, answer)
+    }
+
+    fn lost(&mut self, ctx: &mut T::Ctx) {
+        Typed::lost(self, ctx);
+    }
+}
 
 /// One request and its answer, decoded as `A`. A lost answer sends the same payload again
 /// (in a freshly sealed envelope).

@@ -1,6 +1,7 @@
-//! The desk's exchanges with HQ as [`Conversation`]s for the one client driver
-//! ([`crate::client::Driver`]): each reads and writes the [`Desk`] it runs on (its context), so
-//! what an answer brings is stored as it arrives and a loss rewinds only the step in flight.
+//! The desk's exchanges with HQ as conversations for the one client driver
+//! ([`crate::client::Driver`]), each a [`Typed`] one (admin requests out, admin answers in): each
+//! reads and writes the [`Desk`] it runs on (its context), so what an answer brings is stored as
+//! it arrives and a loss rewinds only the step in flight.
 //!
 //! - [`Pull`]: pages of tips from the cursor until HQ has no more (or `max_pages`).
 //! - [`Ack`]: the acknowledgements that release what the desk holds, one page per exchange.
@@ -9,11 +10,9 @@
 //! Enrolment and a reply are one request each: [`crate::client::talk::enrol`] and
 //! [`crate::client::talk::admin`], driven with [`Desk::hq_driver`].
 
-use rand_core::CryptoRngCore;
-use time::OffsetDateTime;
-
 use super::{Desk, DeskError, Fetch, Pulled, Released};
-use crate::client::{Conversation, Route, Turn};
+use crate::client::talk::Typed;
+use crate::client::{Route, Turn};
 use crate::protocol::{AdminRequest, AdminResponse};
 
 /// Pulling tips a page at a time from the desk's cursor.
@@ -40,35 +39,27 @@ impl Pull {
     }
 }
 
-impl Conversation for Pull {
+impl Typed for Pull {
+    const ROUTE: Route = Route::Admin;
     type Ctx = Desk;
+    type Request = AdminRequest;
+    type Answer = AdminResponse;
     type Outcome = ();
     type Error = DeskError;
 
-    fn route(&self) -> Route {
-        Route::Admin
-    }
-
-    fn request(
-        &mut self,
-        desk: &mut Desk,
-        _: OffsetDateTime,
-        _: &mut impl CryptoRngCore,
-    ) -> Result<Option<Vec<u8>>, DeskError> {
+    fn next_request(&mut self, desk: &mut Desk) -> Result<Option<AdminRequest>, DeskError> {
         if self.pages >= self.max_pages {
             return Ok(None);
         }
-        Ok(Some(desk.pull_request()?.encode()))
+        Ok(Some(desk.pull_request()?))
     }
 
-    fn answer(
+    fn take_answer(
         &mut self,
         desk: &mut Desk,
-        payload: &[u8],
-        _: OffsetDateTime,
-        _: &mut impl CryptoRngCore,
+        answer: AdminResponse,
     ) -> Result<Turn<()>, DeskError> {
-        let page = desk.take_page(AdminResponse::decode(payload)?)?;
+        let page = desk.take_page(answer)?;
         self.pages += 1;
         self.counts += page.counts;
         self.last_page = page.tips;
@@ -80,8 +71,7 @@ impl Conversation for Pull {
         })
     }
 
-    /// The cursor moves only once a page is stored: the page is asked again.
-    fn lost(&mut self, _: &mut Desk) {}
+    // The cursor moves only once a page is stored: a lost page is asked again.
 }
 
 /// Releasing at HQ what the desk holds, one acknowledgement per exchange.
@@ -104,35 +94,27 @@ impl Ack {
     }
 }
 
-impl Conversation for Ack {
+impl Typed for Ack {
+    const ROUTE: Route = Route::Admin;
     type Ctx = Desk;
+    type Request = AdminRequest;
+    type Answer = AdminResponse;
     type Outcome = Released;
     type Error = DeskError;
 
-    fn route(&self) -> Route {
-        Route::Admin
+    fn next_request(&mut self, _: &mut Desk) -> Result<Option<AdminRequest>, DeskError> {
+        Ok(self.requests.get(self.next).cloned())
     }
 
-    fn request(
-        &mut self,
-        _: &mut Desk,
-        _: OffsetDateTime,
-        _: &mut impl CryptoRngCore,
-    ) -> Result<Option<Vec<u8>>, DeskError> {
-        Ok(self.requests.get(self.next).map(AdminRequest::encode))
-    }
-
-    fn answer(
+    fn take_answer(
         &mut self,
         desk: &mut Desk,
-        payload: &[u8],
-        _: OffsetDateTime,
-        _: &mut impl CryptoRngCore,
+        answer: AdminResponse,
     ) -> Result<Turn<Released>, DeskError> {
         let Some(request) = self.requests.get(self.next) else {
             return Err(DeskError::UnexpectedAnswer("an acknowledgement"));
         };
-        desk.take_released(request, AdminResponse::decode(payload)?, &mut self.released)?;
+        desk.take_released(request, answer, &mut self.released)?;
         self.next += 1;
         Ok(if self.next < self.requests.len() {
             Turn::Again
@@ -141,36 +123,27 @@ impl Conversation for Ack {
         })
     }
 
-    /// Nothing leaves the unreleased sets until HQ answers: the page is sent again.
-    fn lost(&mut self, _: &mut Desk) {}
+    // Nothing leaves the unreleased sets until HQ answers: a lost page is sent again.
 }
 
-impl Conversation for Fetch {
+impl Typed for Fetch {
+    const ROUTE: Route = Route::Admin;
     type Ctx = Desk;
+    type Request = AdminRequest;
+    type Answer = AdminResponse;
     type Outcome = ();
     type Error = DeskError;
 
-    fn route(&self) -> Route {
-        Route::Admin
+    fn next_request(&mut self, desk: &mut Desk) -> Result<Option<AdminRequest>, DeskError> {
+        self.poll_request(desk)
     }
 
-    fn request(
+    fn take_answer(
         &mut self,
         desk: &mut Desk,
-        _: OffsetDateTime,
-        _: &mut impl CryptoRngCore,
-    ) -> Result<Option<Vec<u8>>, DeskError> {
-        Ok(self.poll_request(desk)?.map(|r| r.encode()))
-    }
-
-    fn answer(
-        &mut self,
-        desk: &mut Desk,
-        payload: &[u8],
-        _: OffsetDateTime,
-        _: &mut impl CryptoRngCore,
+        answer: AdminResponse,
     ) -> Result<Turn<()>, DeskError> {
-        self.handle(desk, AdminResponse::decode(payload)?)?;
+        self.handle(desk, answer)?;
         Ok(Turn::Again)
     }
 
