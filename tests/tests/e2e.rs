@@ -40,6 +40,8 @@ mod hostile;
 mod hostile_phone;
 #[path = "kdf_profile.rs"]
 mod kdf_profile;
+#[path = "one_client_driver.rs"]
+mod one_client_driver;
 #[path = "quickstart.rs"]
 mod quickstart;
 #[path = "quotas.rs"]

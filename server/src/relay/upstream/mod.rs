@@ -1,5 +1,6 @@
 //! The relay's upstream task: while `phakhi serve --upstream` serves its phones, this tokio task
-//! syncs with HQ as a client whenever HQ answers, with the same sans-io sync engine a phone uses
+//! syncs with HQ as a client whenever HQ answers, through the core's client driver
+//! (`phakhi_core::client`) as a phone does: the same sans-io sync engine
 //! (`phakhi_core::sync::Initiator`) and the same sealed transport to HQ's `/v1/sync`.
 //!
 //! One round is a series of small exchanges, each committed on both sides before the next:
