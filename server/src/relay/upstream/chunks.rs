@@ -17,12 +17,11 @@
 use std::time::{Duration, Instant};
 
 use phakhi_core::attach::{ChunkId, Pace};
-use phakhi_core::client::{self, CarryError, ClientError, Driver};
+use phakhi_core::client::{self, CarryError, ClientError};
 use phakhi_core::protocol::{ChunkRequest, ChunkResponse, ErrorCode, MAX_HAVE_IDS};
-use phakhi_core::transport::HttpTransport;
 use rusqlite::TransactionBehavior;
 
-use super::{EXCHANGE_TIMEOUT, Link, UpstreamError};
+use super::{Link, UpstreamError};
 use crate::db::{self, DbError};
 use crate::state::AppState;
 
@@ -182,25 +181,8 @@ fn talk(
     link: &Link,
     request: &ChunkRequest,
 ) -> Result<ChunkResponse, UpstreamError> {
-    let mut carrier = HttpTransport::new(&link.url, EXCHANGE_TIMEOUT).map_err(|error| {
-        UpstreamError::Unreachable {
-            url: link.url.clone(),
-            detail: error.to_string(),
-        }
-    })?;
-    let mut driver = Driver::new(
-        state.keys().static_pair(),
-        link.hq_key,
-        client::talk::chunks(request),
-    )
-    .with_max_rounds(1);
-    let answer = client::drive(
-        &mut driver,
-        &mut (),
-        &mut carrier,
-        &mut || client::at_unix(crate::routes::now_unix()),
-        &mut rand_core::OsRng,
-    );
+    let mut driver = link.driver(state, client::talk::chunks(request), 1);
+    let answer = link.drive(&mut driver);
     let (sent, received) = driver.bytes();
     state.update_upstream(|status| {
         status.chunk_exchanges += 1;

@@ -32,12 +32,14 @@ use std::time::Duration;
 
 use automerge::AutoCommit;
 use phakhi_core::attach::Pace;
+use phakhi_core::client::{self, CarryError, ClientError, Conversation, Driver};
 use phakhi_core::mailbox::{EnvelopeKind, Scope};
 use phakhi_core::policy::UpstreamScope;
 use phakhi_core::protocol::ErrorCode;
 use phakhi_core::protocol::relay::UpstreamResponse;
 use phakhi_core::seal::PublicKey;
 use phakhi_core::sync::{DocName, Initiator, PeerState};
+use phakhi_core::transport::HttpTransport;
 use rand::SeedableRng;
 use tokio::sync::watch;
 
@@ -147,6 +149,29 @@ impl Link {
 
     fn mailbox_scope(&self) -> Scope {
         Scope::provinces(self.me.provinces.iter().cloned())
+    }
+
+    /// A driver of the core's client speaking as this relay to HQ's pinned key, at most
+    /// `rounds` requests at a time.
+    fn driver<C: Conversation>(&self, state: &AppState, conversation: C, rounds: u32) -> Driver<C> {
+        Driver::new(state.keys().static_pair(), self.hq_key, conversation).with_max_rounds(rounds)
+    }
+
+    /// Drives `driver` to its end over HTTP to HQ, on a blocking thread. The driver keeps its
+    /// figures (the sealed bytes both ways) whatever the outcome; `None`: it had nothing to say.
+    fn drive<C>(&self, driver: &mut Driver<C>) -> Result<Option<C::Outcome>, ClientError>
+    where
+        C: Conversation<Ctx = (), Error = ClientError>,
+    {
+        let mut carrier = HttpTransport::new(&self.url, EXCHANGE_TIMEOUT)
+            .map_err(|error| ClientError::Carry(CarryError::from(error)))?;
+        client::drive(
+            driver,
+            &mut (),
+            &mut carrier,
+            &mut || client::at_unix(crate::routes::now_unix()),
+            &mut rand_core::OsRng,
+        )
     }
 }
 

@@ -6,18 +6,16 @@
 use std::collections::BTreeMap;
 
 use phakhi_core::client::talk::SyncTalk;
-use phakhi_core::client::{self, CarryError, ClientError, Driver};
+use phakhi_core::client::{CarryError, ClientError, Driver};
 use phakhi_core::mailbox::{EnvelopeKind, Have, MailItem, MailboxMessage, Mark, Push};
 use phakhi_core::protocol::relay::{
     self, LastSync, MAX_REVOCATIONS, Registration, Revocation, UpstreamRequest, UpstreamResponse,
 };
 use phakhi_core::protocol::{ErrorCode, encode_section};
 use phakhi_core::sync::{self, DocName, Initiator};
-use phakhi_core::transport::HttpTransport;
 
 use super::{
-    EXCHANGE_TIMEOUT, Link, PUSH_BATCH, REGISTRATION_BATCH, Snapshot, Step, Talked, UpstreamError,
-    peer_state,
+    Link, PUSH_BATCH, REGISTRATION_BATCH, Snapshot, Step, Talked, UpstreamError, peer_state,
 };
 use crate::db::devices::{self, Role};
 use crate::db::{self, DbError, documents};
@@ -144,12 +142,6 @@ pub(super) fn talk(
     link: &Link,
     snapshot: Snapshot,
 ) -> Result<Talked, UpstreamError> {
-    let mut carrier = HttpTransport::new(&link.url, EXCHANGE_TIMEOUT).map_err(|error| {
-        UpstreamError::Unreachable {
-            url: link.url.clone(),
-            detail: error.to_string(),
-        }
-    })?;
     let Snapshot {
         docs,
         state: peer,
@@ -168,15 +160,8 @@ pub(super) fn talk(
     )
     .with_relay_section(section);
     conversation.set_mailbox(mailbox);
-    let mut driver =
-        Driver::new(state.keys().static_pair(), link.hq_key, conversation).with_max_rounds(2);
-    let done = client::drive(
-        &mut driver,
-        &mut (),
-        &mut carrier,
-        &mut || client::at_unix(crate::routes::now_unix()),
-        &mut rand_core::OsRng,
-    );
+    let mut driver = link.driver(state, conversation, 2);
+    let done = link.drive(&mut driver);
     record_sent(state, &driver);
     let done = match done {
         Ok(Some(done)) => done,
