@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use automerge::{AutoCommit, ChangeHash, ReadDoc};
+use phakhi_core::client::Route;
 use phakhi_core::mailbox::Mailbox;
 use phakhi_core::protocol::{self, EnrolRequest, EnrolResponse};
 use phakhi_core::seal::{HqVerifyingKey, InviteError, SignedInvite};
@@ -29,6 +30,37 @@ use crate::transport::{self, Incoming};
 
 fn to_i64(now: u64) -> i64 {
     i64::try_from(now).unwrap_or(i64::MAX)
+}
+
+/// Answers one sealed request on the calling thread at `now` (Unix seconds), as the server
+/// answers it once admitted: opened, checked against the clock window and the replay guard,
+/// its sender authorised and rate-checked, all in the writer's transaction. It is the entry for
+/// a server carried in process (a simulation on a virtual clock, a tool); the HTTP routes admit
+/// requests themselves ([`crate::routes::sealed_exchange`]) and do not use it. Enrolment, sync
+/// and a bundle handed in late are answered; the admin and chunk routes only over HTTP.
+pub fn answer_sealed(
+    state: &AppState,
+    route: Route,
+    envelope: &[u8],
+    now: u64,
+) -> Result<Vec<u8>, AppError> {
+    let mut core = state.lock_core();
+    let incoming = Incoming::Sealed(envelope);
+    match route {
+        Route::Enroll => enroll(state, &mut core, incoming, now).map(|(answer, _)| answer),
+        Route::Sync => sync(state, &mut core, incoming, now),
+        Route::Bundle => sync_within(
+            state,
+            &mut core,
+            incoming,
+            now,
+            phakhi_core::seal::MAX_BUNDLE_AGE_SECS,
+        ),
+        Route::Admin | Route::Chunks => Err(AppError::BadRequest(format!(
+            "{} is answered over HTTP only",
+            route.path()
+        ))),
+    }
 }
 
 /// Handles an enrolment envelope. Returns the sealed answer and the new device's id.
