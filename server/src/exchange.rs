@@ -329,7 +329,8 @@ struct Working {
     docs: BTreeMap<DocName, AutoCommit>,
 }
 
-/// What the mailbox section of an exchange gives back.
+/// What the mailbox section of an exchange gives back (nothing, when the request had none).
+#[derive(Default)]
 struct MailboxOutcome {
     /// The answer's mailbox section, when the request had one.
     section: Option<Vec<u8>>,
@@ -356,6 +357,7 @@ fn sync_inner(
         quotas,
     } = writer;
     let mut clock = Stopwatch::start();
+    let mut laps = Laps::default();
     let mut tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(DbError::from)?;
@@ -367,28 +369,12 @@ fn sync_inner(
         state.check_rate(&device.public_key)?;
     }
     let asked = read_request(state, device, opened.sender, &opened.payload, now)?;
-    let open_us = clock.lap();
+    laps.open_us = clock.lap();
     let mut working = load_working(cache, &tx, &asked)?;
-
-    // The relay's registrations and the revocations it must apply, in the same transaction,
-    // before its documents: the phones it registers now are authors of the changes it carries.
-    let relay_answer = match &asked.relay {
-        None => None,
-        Some(request) => {
-            let hq = hq_verifying_key(state)?;
-            Some(crate::relay::hq::answer(
-                &mut tx,
-                &hq,
-                &asked.device,
-                request,
-                now,
-            )?)
-        }
-    };
-
-    let load_us = clock.lap();
+    let relay_answer = relay_section(state, &mut tx, &asked)?;
+    laps.load_us = clock.lap();
     let reply = run_engine(state, &tx, &asked, &mut working.docs)?;
-    let engine_us = clock.lap();
+    laps.engine_us = clock.lap();
     let added = persist_changed(&tx, &asked, &reply, &mut working)?;
 
     // A relay's exchange at HQ carries what its phones wrote; the relay counted each of them.
@@ -406,11 +392,7 @@ fn sync_inner(
         delivered,
     } = quotas;
     let outcome = match reply.request_mailbox() {
-        None => MailboxOutcome {
-            section: None,
-            pushed: false,
-            set_aside: Vec::new(),
-        },
+        None => MailboxOutcome::default(),
         Some(section) => {
             answer_mailbox(state, &tx, mailbox, allowance, delivered, &asked, section)?
         }
@@ -426,9 +408,9 @@ fn sync_inner(
     });
 
     devices::touch(&tx, asked.device.row, asked.now_i())?;
-    let persist_us = clock.lap();
+    laps.persist_us = clock.lap();
     tx.commit().map_err(DbError::from)?;
-    let commit_us = clock.lap();
+    laps.commit_us = clock.lap();
     if charged {
         budget.charge(&asked.device.public_key, added, asked.now_i());
     }
@@ -445,21 +427,54 @@ fn sync_inner(
         None => answer,
     };
     let sealed = transport::seal_response(opened.responder, &answer)?;
-    let answer_us = clock.lap();
-    // Where the writer's time went, per step (the benchmark sums these from the log).
-    tracing::info!(
-        changed = reply_changed,
-        applied = reply_applied,
-        open_us,
-        load_us,
-        engine_us,
-        persist_us,
-        commit_us,
-        answer_us,
-        total_us = clock.total(),
-        "exchange committed"
-    );
+    laps.answer_us = clock.lap();
+    laps.log(reply_changed, reply_applied, clock.total());
     Ok(sealed)
+}
+
+/// The relay's registrations and the revocations it must apply, in the exchange's
+/// transaction, before its documents: the phones it registers now are authors of the changes
+/// it carries. `None` for a phone.
+fn relay_section(
+    state: &AppState,
+    tx: &mut rusqlite::Transaction<'_>,
+    asked: &Asked<'_>,
+) -> Result<Option<protocol::relay::UpstreamResponse>, AppError> {
+    let Some(request) = &asked.relay else {
+        return Ok(None);
+    };
+    let hq = hq_verifying_key(state)?;
+    let answer = crate::relay::hq::answer(tx, &hq, &asked.device, request, asked.now)?;
+    Ok(Some(answer))
+}
+
+/// Microseconds the writer spent per step of one exchange.
+#[derive(Default)]
+struct Laps {
+    open_us: u64,
+    load_us: u64,
+    engine_us: u64,
+    persist_us: u64,
+    commit_us: u64,
+    answer_us: u64,
+}
+
+impl Laps {
+    /// Where the writer's time went, per step (the benchmark sums these from the log).
+    fn log(&self, changed: usize, applied: u64, total_us: u64) {
+        tracing::info!(
+            changed,
+            applied,
+            open_us = self.open_us,
+            load_us = self.load_us,
+            engine_us = self.engine_us,
+            persist_us = self.persist_us,
+            commit_us = self.commit_us,
+            answer_us = self.answer_us,
+            total_us,
+            "exchange committed"
+        );
+    }
 }
 
 /// Reads the opened request whole before anything is touched: a relay's section (a relay at HQ
