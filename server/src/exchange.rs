@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use automerge::{AutoCommit, ChangeHash, ReadDoc};
+use phakhi_core::client::Route;
 use phakhi_core::mailbox::Mailbox;
 use phakhi_core::protocol::{self, EnrolRequest, EnrolResponse};
 use phakhi_core::seal::{HqVerifyingKey, InviteError, SignedInvite};
@@ -29,6 +30,37 @@ use crate::transport::{self, Incoming};
 
 fn to_i64(now: u64) -> i64 {
     i64::try_from(now).unwrap_or(i64::MAX)
+}
+
+/// Answers one sealed request on the calling thread at `now` (Unix seconds), as the server
+/// answers it once admitted: opened, checked against the clock window and the replay guard,
+/// its sender authorised and rate-checked, all in the writer's transaction. It is the entry for
+/// a server carried in process (a simulation on a virtual clock, a tool); the HTTP routes admit
+/// requests themselves ([`crate::routes::sealed_exchange`]) and do not use it. Enrolment, sync
+/// and a bundle handed in late are answered; the admin and chunk routes only over HTTP.
+pub fn answer_sealed(
+    state: &AppState,
+    route: Route,
+    envelope: &[u8],
+    now: u64,
+) -> Result<Vec<u8>, AppError> {
+    let mut core = state.lock_core();
+    let incoming = Incoming::Sealed(envelope);
+    match route {
+        Route::Enroll => enroll(state, &mut core, incoming, now).map(|(answer, _)| answer),
+        Route::Sync => sync(state, &mut core, incoming, now),
+        Route::Bundle => sync_within(
+            state,
+            &mut core,
+            incoming,
+            now,
+            phakhi_core::seal::MAX_BUNDLE_AGE_SECS,
+        ),
+        Route::Admin | Route::Chunks => Err(AppError::BadRequest(format!(
+            "{} is answered over HTTP only",
+            route.path()
+        ))),
+    }
 }
 
 /// Handles an enrolment envelope. Returns the sealed answer and the new device's id.
@@ -203,21 +235,17 @@ pub fn sync_within(
             budget,
             delivered,
         } = &mut *core;
-        sync_inner(
-            state,
+        let writer = Writer {
             conn,
             cache,
             mailbox,
-            Quotas {
+            quotas: Quotas {
                 allowance,
                 budget,
                 delivered,
             },
-            incoming,
-            now,
-            max_age,
-            &mut loaded,
-        )
+        };
+        sync_inner(state, writer, incoming, (now, max_age), &mut loaded)
     };
     match result {
         Ok(answer) => {
@@ -262,24 +290,74 @@ struct Quotas<'c> {
     delivered: &'c mut HashMap<i64, u64>,
 }
 
+/// What the writer holds that one exchange works on: the connection, the document cache, the
+/// mailbox and the quotas.
+struct Writer<'c> {
+    conn: &'c mut Connection,
+    cache: &'c mut DocCache,
+    mailbox: &'c mut Mailbox,
+    quotas: Quotas<'c>,
+}
+
 /// Documents taken out of the cache (or loaded) for one exchange, with their stored size.
 type Loaded = BTreeMap<DocName, (AutoCommit, usize)>;
 
-#[allow(clippy::too_many_arguments)]
+/// One exchange once its envelope opened: who asked, what the request says, and when.
+struct Asked<'p> {
+    device: Device,
+    sender: phakhi_core::seal::PublicKey,
+    /// The sync message, without a relay's section.
+    payload: &'p [u8],
+    message: Message,
+    /// A relay's section, at HQ.
+    relay: Option<protocol::relay::UpstreamRequest>,
+    engine_limits: sync::Limits,
+    now: u64,
+}
+
+impl Asked<'_> {
+    fn now_i(&self) -> i64 {
+        to_i64(self.now)
+    }
+}
+
+/// The documents one exchange works on, with their heads and stored size before it.
+#[derive(Default)]
+struct Working {
+    heads_before: BTreeMap<DocName, Vec<ChangeHash>>,
+    sizes: BTreeMap<DocName, usize>,
+    docs: BTreeMap<DocName, AutoCommit>,
+}
+
+/// What the mailbox section of an exchange gives back (nothing, when the request had none).
+#[derive(Default)]
+struct MailboxOutcome {
+    /// The answer's mailbox section, when the request had one.
+    section: Option<Vec<u8>>,
+    /// Whether tips (or other envelopes) were stored by this exchange.
+    pushed: bool,
+    /// What HQ set aside of a relay's push.
+    set_aside: Vec<protocol::relay::SetAside>,
+}
+
+/// One sync exchange, in named steps, in one transaction: open and authorise, read the request
+/// whole, load the documents, run the engine, persist what changed, answer the mailbox section,
+/// commit, then seal the answer. Documents go to `loaded` only once the transaction committed.
 fn sync_inner(
     state: &AppState,
-    conn: &mut Connection,
-    cache: &mut DocCache,
-    mailbox: &mut Mailbox,
-    quotas: Quotas<'_>,
+    writer: Writer<'_>,
     incoming: Incoming<'_>,
-    now: u64,
-    max_age: u64,
+    (now, max_age): (u64, u64),
     loaded: &mut Loaded,
 ) -> Result<Vec<u8>, AppError> {
-    let limits = &state.config().limits;
-    let mut pushed_here = false;
+    let Writer {
+        conn,
+        cache,
+        mailbox,
+        quotas,
+    } = writer;
     let mut clock = Stopwatch::start();
+    let mut laps = Laps::default();
     let mut tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(DbError::from)?;
@@ -290,10 +368,129 @@ fn sync_inner(
     if rate {
         state.check_rate(&device.public_key)?;
     }
+    let asked = read_request(state, device, opened.sender, &opened.payload, now)?;
+    laps.open_us = clock.lap();
+    let mut working = load_working(cache, &tx, &asked)?;
+    let relay_answer = relay_section(state, &mut tx, &asked)?;
+    laps.load_us = clock.lap();
+    let reply = run_engine(state, &tx, &asked, &mut working.docs)?;
+    laps.engine_us = clock.lap();
+    let added = persist_changed(&tx, &asked, &reply, &mut working)?;
 
+    // A relay's exchange at HQ carries what its phones wrote; the relay counted each of them.
+    let charged = asked.device.role != Role::Relay;
+    if charged {
+        quotas
+            .budget
+            .check(&asked.device.public_key, added, asked.now_i())?;
+    }
+
+    // The mailbox section, in the same transaction.
+    let Quotas {
+        allowance,
+        budget,
+        delivered,
+    } = quotas;
+    let outcome = match reply.request_mailbox() {
+        None => MailboxOutcome::default(),
+        Some(section) => {
+            answer_mailbox(state, &tx, mailbox, allowance, delivered, &asked, section)?
+        }
+    };
+
+    // What HQ set aside of the relay's push, told to a relay that reads the answer's extension
+    // (an older one just never sees those envelopes acknowledged).
+    let relay_answer = relay_answer.map(|mut answer| {
+        if answer.revocation_cursor.is_some() {
+            answer.set_aside = outcome.set_aside;
+        }
+        answer.encode()
+    });
+
+    devices::touch(&tx, asked.device.row, asked.now_i())?;
+    laps.persist_us = clock.lap();
+    tx.commit().map_err(DbError::from)?;
+    laps.commit_us = clock.lap();
+    if charged {
+        budget.charge(&asked.device.public_key, added, asked.now_i());
+    }
+    after_commit(state, conn, outcome.pushed, !reply.changed().is_empty());
+    let (reply_changed, reply_applied) = (reply.changed().len(), reply.stats().changes_applied());
+    // Only now may the documents go back to the cache.
+    for (name, doc) in working.docs {
+        let bytes = working.sizes.get(&name).copied().unwrap_or(0);
+        loaded.insert(name, (doc, bytes));
+    }
+    let answer = reply.into_bytes(outcome.section);
+    let answer = match relay_answer {
+        Some(section) => protocol::relay::wrap(&answer, &section),
+        None => answer,
+    };
+    let sealed = transport::seal_response(opened.responder, &answer)?;
+    laps.answer_us = clock.lap();
+    laps.log(reply_changed, reply_applied, clock.total());
+    Ok(sealed)
+}
+
+/// The relay's registrations and the revocations it must apply, in the exchange's
+/// transaction, before its documents: the phones it registers now are authors of the changes
+/// it carries. `None` for a phone.
+fn relay_section(
+    state: &AppState,
+    tx: &mut rusqlite::Transaction<'_>,
+    asked: &Asked<'_>,
+) -> Result<Option<protocol::relay::UpstreamResponse>, AppError> {
+    let Some(request) = &asked.relay else {
+        return Ok(None);
+    };
+    let hq = hq_verifying_key(state)?;
+    let answer = crate::relay::hq::answer(tx, &hq, &asked.device, request, asked.now)?;
+    Ok(Some(answer))
+}
+
+/// Microseconds the writer spent per step of one exchange.
+#[derive(Default)]
+struct Laps {
+    open_us: u64,
+    load_us: u64,
+    engine_us: u64,
+    persist_us: u64,
+    commit_us: u64,
+    answer_us: u64,
+}
+
+impl Laps {
+    /// Where the writer's time went, per step (the benchmark sums these from the log).
+    fn log(&self, changed: usize, applied: u64, total_us: u64) {
+        tracing::info!(
+            changed,
+            applied,
+            open_us = self.open_us,
+            load_us = self.load_us,
+            engine_us = self.engine_us,
+            persist_us = self.persist_us,
+            commit_us = self.commit_us,
+            answer_us = self.answer_us,
+            total_us,
+            "exchange committed"
+        );
+    }
+}
+
+/// Reads the opened request whole before anything is touched: a relay's section (a relay at HQ
+/// only), the sync message within the limits, the changes it declares, and every document it
+/// names in the device's scope.
+fn read_request<'p>(
+    state: &AppState,
+    device: Device,
+    sender: phakhi_core::seal::PublicKey,
+    opened: &'p [u8],
+    now: u64,
+) -> Result<Asked<'p>, AppError> {
+    let limits = &state.config().limits;
     // A relay at HQ wraps its sync message with its own section; a phone sends it bare.
-    let (payload, relay_request) = match protocol::relay::unwrap(&opened.payload) {
-        None => (opened.payload.as_slice(), None),
+    let (payload, relay) = match protocol::relay::unwrap(opened) {
+        None => (opened, None),
         Some(split) => {
             let (sync_bytes, section) =
                 split.map_err(|why| AppError::undecodable("relay payload", &why))?;
@@ -307,7 +504,6 @@ fn sync_inner(
             (sync_bytes, Some(request))
         }
     };
-    let named_only = relay_request.as_ref().is_some_and(|r| r.named_only);
 
     // Look at the whole message before touching anything.
     let engine_limits = sync::Limits {
@@ -343,55 +539,66 @@ fn sync_inner(
     {
         return Err(AppError::OutOfScope(entry.name.clone()));
     }
+    Ok(Asked {
+        device,
+        sender,
+        payload,
+        message,
+        relay,
+        engine_limits,
+        now,
+    })
+}
 
-    // Every stored document the device may read, plus those it names.
-    // (A relay's resumable step names only some documents: answer for those alone.)
+/// Every stored document the device may read, plus those it names, taken out of the cache or
+/// loaded. (A relay's resumable step names only some documents: the answer is for those alone.)
+fn load_working(
+    cache: &mut DocCache,
+    tx: &Connection,
+    asked: &Asked<'_>,
+) -> Result<Working, AppError> {
+    let named_only = asked.relay.as_ref().is_some_and(|r| r.named_only);
     let mut wanted: Vec<String> = if named_only {
         Vec::new()
     } else {
-        documents::names(&tx)?
+        documents::names(tx)?
             .into_iter()
-            .filter(|name| scope::readable(&device, name))
+            .filter(|name| scope::readable(&asked.device, name))
             .collect()
     };
-    wanted.extend(message.docs.iter().map(|entry| entry.name.clone()));
-    let open_us = clock.lap();
-    let mut heads_before: BTreeMap<DocName, Vec<ChangeHash>> = BTreeMap::new();
-    let mut sizes: BTreeMap<DocName, usize> = BTreeMap::new();
-    let mut docs: BTreeMap<DocName, AutoCommit> = BTreeMap::new();
+    wanted.extend(asked.message.docs.iter().map(|entry| entry.name.clone()));
+    let mut working = Working::default();
     for name in wanted {
         let Ok(doc_name) = DocName::parse(&name) else {
             continue;
         };
-        if docs.contains_key(&doc_name) {
+        if working.docs.contains_key(&doc_name) {
             continue;
         }
-        if let Some((mut doc, bytes)) = load_doc(cache, &tx, &name)? {
-            heads_before.insert(doc_name.clone(), doc.get_heads());
-            sizes.insert(doc_name.clone(), bytes);
-            docs.insert(doc_name, doc);
+        if let Some((mut doc, bytes)) = load_doc(cache, tx, &name)? {
+            working
+                .heads_before
+                .insert(doc_name.clone(), doc.get_heads());
+            working.sizes.insert(doc_name.clone(), bytes);
+            working.docs.insert(doc_name, doc);
         }
     }
+    Ok(working)
+}
 
-    // The relay's registrations and the revocations it must apply, in the same transaction,
-    // before its documents: the phones it registers now are authors of the changes it carries.
-    let relay_answer = match &relay_request {
-        None => None,
-        Some(request) => {
-            let hq = hq_verifying_key(state)?;
-            Some(crate::relay::hq::answer(
-                &mut tx, &hq, &device, request, now,
-            )?)
-        }
-    };
-
-    let load_us = clock.lap();
-    // The engine applies each document's chunk as one batch and prepares the answer; every
-    // change is checked for its author's rights and the model's content on the way.
-    let responder = sync::Responder::new(engine_limits);
-    let checked = crate::authority::scope(&tx, &device)?;
+/// The engine applies each document's chunk as one batch and prepares the answer; every change
+/// is checked for its author's rights and the model's content on the way. A refused document is
+/// counted in the metrics under its code.
+fn run_engine(
+    state: &AppState,
+    tx: &Connection,
+    asked: &Asked<'_>,
+    docs: &mut BTreeMap<DocName, AutoCommit>,
+) -> Result<sync::Reply, AppError> {
+    let responder = sync::Responder::new(asked.engine_limits);
+    let checked = crate::authority::scope(tx, &asked.device)?;
     let reply = responder
-        .handle_request(payload, &mut docs, &checked)
+        .handle_request(asked.payload, docs, &checked)
         .map_err(|error| AppError::BadRequest(format!("sync message: {error}")))?;
     for (name, stats) in &reply.stats().docs {
         if let Some(error) = stats.error {
@@ -399,111 +606,116 @@ fn sync_inner(
             state.metrics().error(ErrorCode::of_document(error));
         }
     }
+    Ok(reply)
+}
 
-    let engine_us = clock.lap();
-    // Persist every changed document: one incremental chunk, or a compaction.
-    let now_i = to_i64(now);
-    // What this exchange adds to the stored documents, charged to the device's daily budget.
+/// Persists every changed document: one incremental chunk, or a compaction. Returns what this
+/// exchange adds to the stored documents, charged to the device's daily budget.
+fn persist_changed(
+    tx: &Connection,
+    asked: &Asked<'_>,
+    reply: &sync::Reply,
+    working: &mut Working,
+) -> Result<u64, AppError> {
+    let now_i = asked.now_i();
     let mut added: u64 = 0;
     for name in reply.changed() {
-        let Some(doc) = docs.get_mut(name) else {
+        let Some(doc) = working.docs.get_mut(name) else {
             continue;
         };
-        let chunk = match heads_before.get(name) {
+        let chunk = match working.heads_before.get(name) {
             Some(heads) => doc.save_after(heads),
             // A new document that came whole (a relay's or a phone's first upload) is stored
             // as it came: re-encoding it would cost as much as the sender's `save()`.
-            None => sent_whole(&message, name, doc)
+            None => sent_whole(&asked.message, name, doc)
                 .map(<[u8]>::to_vec)
                 .unwrap_or_else(|| doc.save()),
         };
         added = added.saturating_add(u64::try_from(chunk.len()).unwrap_or(u64::MAX));
-        let stats = documents::append(&tx, name.as_str(), &chunk, now_i)?;
+        let stats = documents::append(tx, name.as_str(), &chunk, now_i)?;
         let mut bytes = stats.byte_count;
         if stats.wants_compaction() {
             let full = doc.save();
             bytes = i64::try_from(full.len()).unwrap_or(i64::MAX);
-            documents::replace(&tx, name.as_str(), &full, now_i)?;
+            documents::replace(tx, name.as_str(), &full, now_i)?;
         }
-        sizes.insert(name.clone(), usize::try_from(bytes).unwrap_or(usize::MAX));
+        working
+            .sizes
+            .insert(name.clone(), usize::try_from(bytes).unwrap_or(usize::MAX));
     }
+    Ok(added)
+}
 
-    // A relay's exchange at HQ carries what its phones wrote; the relay counted each of them.
-    let charged = device.role != Role::Relay;
-    if charged {
-        quotas.budget.check(&device.public_key, added, now_i)?;
-    }
-
-    // The mailbox section, in the same transaction.
-    let mut set_aside = Vec::new();
-    let mailbox_answer = match reply.request_mailbox() {
-        None => None,
-        Some(section) => {
-            let request = protocol::decode_section(section)
-                .map_err(|why| AppError::undecodable("mailbox section", &why))?;
-            let shares = match device.role {
-                Role::Relay => crate::allowance::relay_shares(&tx, &device)?,
-                _ => 1,
-            };
-            let peer = mailroom::Peer {
-                key: opened.sender,
-                scope: scope::mailbox_scope(&device),
-                shares,
-            };
-            let next_before = mailbox.next_seq();
-            let cursor = mailroom::cursor_of(&request);
-            // Read in the transaction that stores the tips, so a backup begun after it commits
-            // holds them (`db::backup`).
-            let mark = db::backup::mark(&tx)?;
-            let messages = if relay_request.is_some() {
-                // A relay's push: each envelope taken or refused on its own.
-                mailroom::answer_relay(
-                    mailbox,
-                    quotas.allowance,
-                    &peer,
-                    request,
-                    mark,
-                    now_i,
-                    &mut set_aside,
-                )?
-            } else {
-                mailroom::answer(mailbox, quotas.allowance, &peer, request, mark, now_i)?
-            };
-            for stored in mailbox.items_since(next_before.saturating_sub(1)) {
-                db::mailbox::insert(&tx, stored, now_i)?;
-                pushed_here = true;
-            }
-            // The device holds every reply up to the cursor it sent (a phone moves its cursor
-            // only after storing them): drop the replies every device has, and expired ones.
-            if let Some(cursor) = cursor {
-                let known = quotas.delivered.entry(device.row).or_insert(0);
-                if cursor > *known {
-                    *known = cursor;
-                    let keep = mailroom::ReplyKeeping::of(state.config());
-                    mailroom::prune_replies(keep, &tx, mailbox, quotas.delivered, now_i)?;
-                }
-            }
-            Some(protocol::encode_section(&messages))
-        }
+/// Answers the request's mailbox section in the exchange's transaction: stores what the device
+/// pushed, prepares what it receives, and drops the replies every device now holds.
+fn answer_mailbox(
+    state: &AppState,
+    tx: &Connection,
+    mailbox: &mut Mailbox,
+    allowance: &mut Allowance,
+    delivered: &mut HashMap<i64, u64>,
+    asked: &Asked<'_>,
+    section: &[u8],
+) -> Result<MailboxOutcome, AppError> {
+    let now_i = asked.now_i();
+    let device = &asked.device;
+    let request = protocol::decode_section(section)
+        .map_err(|why| AppError::undecodable("mailbox section", &why))?;
+    let shares = match device.role {
+        Role::Relay => crate::allowance::relay_shares(tx, device)?,
+        _ => 1,
     };
-
-    // What HQ set aside of the relay's push, told to a relay that reads the answer's extension
-    // (an older one just never sees those envelopes acknowledged).
-    let relay_answer = relay_answer.map(|mut answer| {
-        if answer.revocation_cursor.is_some() {
-            answer.set_aside = set_aside;
-        }
-        answer.encode()
-    });
-
-    devices::touch(&tx, device.row, now_i)?;
-    let persist_us = clock.lap();
-    tx.commit().map_err(DbError::from)?;
-    let commit_us = clock.lap();
-    if charged {
-        quotas.budget.charge(&device.public_key, added, now_i);
+    let peer = mailroom::Peer {
+        key: asked.sender,
+        scope: scope::mailbox_scope(device),
+        shares,
+    };
+    let next_before = mailbox.next_seq();
+    let cursor = mailroom::cursor_of(&request);
+    // Read in the transaction that stores the tips, so a backup begun after it commits holds
+    // them (`db::backup`).
+    let mark = db::backup::mark(tx)?;
+    let mut set_aside = Vec::new();
+    let messages = if asked.relay.is_some() {
+        // A relay's push: each envelope taken or refused on its own.
+        mailroom::answer_relay(
+            mailbox,
+            allowance,
+            &peer,
+            request,
+            mark,
+            now_i,
+            &mut set_aside,
+        )?
+    } else {
+        mailroom::answer(mailbox, allowance, &peer, request, mark, now_i)?
+    };
+    let mut pushed = false;
+    for stored in mailbox.items_since(next_before.saturating_sub(1)) {
+        db::mailbox::insert(tx, stored, now_i)?;
+        pushed = true;
     }
-    if pushed_here {
+    // The device holds every reply up to the cursor it sent (a phone moves its cursor only
+    // after storing them): drop the replies every device has, and expired ones.
+    if let Some(cursor) = cursor {
+        let known = delivered.entry(device.row).or_insert(0);
+        if cursor > *known {
+            *known = cursor;
+            let keep = mailroom::ReplyKeeping::of(state.config());
+            mailroom::prune_replies(keep, tx, mailbox, delivered, now_i)?;
+        }
+    }
+    Ok(MailboxOutcome {
+        section: Some(protocol::encode_section(&messages)),
+        pushed,
+        set_aside,
+    })
+}
+
+/// After the commit: checkpoint the write-ahead log when tips were stored, and wake the
+/// upstream task when anything changed.
+fn after_commit(state: &AppState, conn: &Connection, pushed: bool, changed: bool) {
+    if pushed {
         // The write-ahead log keeps a commit's pages side by side until a checkpoint: this one
         // wrote the tips next to the page with the device's `last_sync`. Move it into the
         // database and empty the log at once, so the file does not pair them.
@@ -511,36 +723,9 @@ fn sync_inner(
             tracing::warn!(%error, "cannot checkpoint the write-ahead log");
         }
     }
-    if pushed_here || !reply.changed().is_empty() {
+    if pushed || changed {
         state.nudge_upstream();
     }
-    let (reply_changed, reply_applied) = (reply.changed().len(), reply.stats().changes_applied());
-    // Only now may the documents go back to the cache.
-    for (name, doc) in docs {
-        let bytes = sizes.get(&name).copied().unwrap_or(0);
-        loaded.insert(name, (doc, bytes));
-    }
-    let answer = reply.into_bytes(mailbox_answer);
-    let answer = match relay_answer {
-        Some(section) => protocol::relay::wrap(&answer, &section),
-        None => answer,
-    };
-    let sealed = transport::seal_response(opened.responder, &answer)?;
-    let answer_us = clock.lap();
-    // Where the writer's time went, per step (the benchmark sums these from the log).
-    tracing::info!(
-        changed = reply_changed,
-        applied = reply_applied,
-        open_us,
-        load_us,
-        engine_us,
-        persist_us,
-        commit_us,
-        answer_us,
-        total_us = clock.total(),
-        "exchange committed"
-    );
-    Ok(sealed)
 }
 
 /// Microseconds spent per step of an exchange.

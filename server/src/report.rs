@@ -202,218 +202,16 @@ fn month_of(date: Date) -> Month {
 /// Reads the report and the dashboard's detail through `conn` (give it a transaction so a
 /// running server's writes do not tear the figures).
 pub fn collect(conn: &rusqlite::Connection, lang: Lang, era: Era) -> Result<Dataset, ReportError> {
-    let mut provinces: BTreeMap<ProvinceCode, ProvinceDoc> = BTreeMap::new();
-    let mut activities: BTreeMap<ProvinceCode, ProvinceActivities> = BTreeMap::new();
-    let mut regions = Vec::new();
-    let mut unreadable_docs: Vec<(ProvinceCode, String, String)> = Vec::new();
-    for name in documents::names(conn)? {
-        let Ok(parsed) = DocName::parse(&name) else {
-            continue;
-        };
-        let Some(chunks) = documents::load(conn, &name)? else {
-            continue;
-        };
-        // A document the model cannot open is listed as damaged, with why, and its province
-        // shown without it: one province's bad data never hides the others.
-        let mut unreadable = |code: ProvinceCode, error: ReportError| {
-            let reason = match error {
-                ReportError::Document { reason, .. } => reason,
-                other => other.to_string(),
-            };
-            unreadable_docs.push((code, name.clone(), reason));
-        };
-        match parsed {
-            DocName::Province(code) => {
-                match load(chunks, &name)
-                    .and_then(|doc| ProvinceDoc::open(code, doc).map_err(model_error(&name)))
-                {
-                    Ok(doc) => {
-                        provinces.insert(code, doc);
-                    }
-                    Err(error) => unreadable(code, error),
-                }
-            }
-            DocName::Activities(code, year) => {
-                let opened = load(chunks, &name).and_then(|doc| {
-                    ActivitiesDoc::open(code, year, doc).map_err(model_error(&name))
-                });
-                let inserted = opened.and_then(|doc| {
-                    activities
-                        .entry(code)
-                        .or_insert_with(|| ProvinceActivities::new(code))
-                        .insert(doc)
-                        .map_err(model_error(&name))
-                });
-                if let Err(error) = inserted {
-                    unreadable(code, error);
-                }
-            }
-            DocName::Directory => {
-                // Regions only group provinces on the dashboard: a directory that does not load
-                // leaves them ungrouped instead of failing the report.
-                if let Some(directory) = load(chunks, &name)
-                    .ok()
-                    .and_then(|doc| DirectoryDoc::from_automerge(doc).ok())
-                {
-                    regions = directory_regions(&directory);
-                }
-            }
-            DocName::Private => {}
-        }
-    }
-    let mut tips: BTreeMap<String, u64> = BTreeMap::new();
-    let mut tips_by_month: BTreeMap<String, BTreeMap<Month, u64>> = BTreeMap::new();
-    {
-        let mut statement = conn
-            .prepare(
-                "SELECT province, received_at FROM mailbox WHERE kind = 1
-                 UNION ALL SELECT province, received_at FROM mailbox_released
-                 UNION ALL SELECT province, received_at FROM mailbox_acked
-                     WHERE kind = 1 AND province IS NOT NULL
-                       AND id NOT IN (SELECT id FROM mailbox)",
-            )
-            .map_err(DbError::from)?;
-        let rows = statement
-            .query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-            })
-            .map_err(DbError::from)?;
-        for row in rows {
-            let (province, received_at) = row.map_err(DbError::from)?;
-            *tips.entry(province.clone()).or_default() += 1;
-            if let Ok(at) = time::OffsetDateTime::from_unix_timestamp(received_at) {
-                *tips_by_month
-                    .entry(province)
-                    .or_default()
-                    .entry((at.year(), u8::from(at.month())))
-                    .or_default() += 1;
-            }
-        }
-    }
+    let stored = Stored::load(conn)?;
+    let mut tips = Tips::read(conn)?;
     let device_rows = devices::list(conn)?;
-
-    let mut codes: BTreeSet<ProvinceCode> = provinces.keys().copied().collect();
-    codes.extend(activities.keys().copied());
-    codes.extend(unreadable_docs.iter().map(|(code, ..)| *code));
-    codes.extend(tips.keys().filter_map(|p| ProvinceCode::parse(p).ok()));
-    for device in &device_rows {
-        codes.extend(
-            device
-                .provinces
-                .iter()
-                .filter_map(|p| ProvinceCode::parse(p).ok()),
-        );
-    }
-
     let mut out = Vec::new();
     let mut details = BTreeMap::new();
     let mut damaged = Vec::new();
-    for code in codes {
-        let mut r = ProvinceReport {
-            code: code.as_str().to_owned(),
-            name: match lang {
-                Lang::Th => code.name_th(),
-                Lang::En => code.name_en(),
-            }
-            .to_owned(),
-            tips: tips.get(code.as_str()).copied().unwrap_or(0),
-            ..ProvinceReport::default()
-        };
-        let mut detail = ProvinceDetail {
-            tips_by_month: tips_by_month.remove(code.as_str()).unwrap_or_default(),
-            ..ProvinceDetail::default()
-        };
-        for role in MemberRole::ALL {
-            r.members.insert(role.as_str().to_owned(), 0);
-        }
-        for kind in ActivityKind::ALL {
-            r.activities_by_kind.insert(kind.as_str().to_owned(), 0);
-        }
-        for audience in Audience::ALL {
-            r.activities_by_audience
-                .insert(audience.as_str().to_owned(), 0);
-        }
-        for (_, document, reason) in unreadable_docs.iter().filter(|(c, ..)| *c == code) {
-            r.damaged_records += 1;
-            damaged.push(DamagedReport {
-                document: document.clone(),
-                record: DAMAGED_DOCUMENT.to_owned(),
-                reason: reason.clone(),
-            });
-        }
-        if let Some(p) = provinces.get(&code) {
-            for record in p.damaged() {
-                r.damaged_records += 1;
-                damaged.push(DamagedReport {
-                    document: format!("province/{}", code.as_str()),
-                    record: record.key,
-                    reason: record.reason,
-                });
-            }
-            for m in p.members(false) {
-                *r.members.entry(m.role.as_str().to_owned()).or_default() += 1;
-                if m.role == MemberRole::LeaderCandidate {
-                    r.leader_candidates += 1;
-                    detail.candidates.push(m.alias.clone());
-                }
-            }
-            let centres = p.centres(false);
-            r.centres = u64::try_from(centres.len()).unwrap_or(0);
-            detail.centres = centres
-                .into_iter()
-                .map(|c| CentreRow {
-                    name: c.name,
-                    district: c.district,
-                })
-                .collect();
-        }
-        if let Some(acts) = activities.get(&code) {
-            for (year, record) in acts.damaged() {
-                r.damaged_records += 1;
-                damaged.push(DamagedReport {
-                    document: format!("province/{}/activities/{year}", code.as_str()),
-                    record: record.key,
-                    reason: record.reason,
-                });
-            }
-            let list = acts
-                .list(&ActivityFilter::default())
-                .map_err(model_error(code.as_str()))?;
-            for a in list {
-                r.activities += 1;
-                r.attendance = r.attendance.saturating_add(a.attendance);
-                *r.activities_by_kind
-                    .entry(a.kind.as_str().to_owned())
-                    .or_default() += 1;
-                for audience in &a.audiences {
-                    *r.activities_by_audience
-                        .entry(audience.as_str().to_owned())
-                        .or_default() += 1;
-                }
-                let month = month_of(a.date);
-                *detail
-                    .activities_by_month
-                    .entry(month)
-                    .or_default()
-                    .entry(a.kind.as_str().to_owned())
-                    .or_default() += 1;
-                let attendance = detail.attendance_by_month.entry(month).or_default();
-                *attendance = attendance.saturating_add(a.attendance);
-                detail.activities.push(ActivityRow {
-                    date: a.date,
-                    kind: a.kind,
-                    audiences: a.audiences.iter().copied().collect(),
-                    title: a.title,
-                    district: a.district,
-                    attendance: a.attendance,
-                });
-            }
-        }
-        detail
-            .activities
-            .sort_by(|a, b| b.date.cmp(&a.date).then_with(|| a.title.cmp(&b.title)));
-        details.insert(r.code.clone(), detail);
-        out.push(r);
+    for code in stored.codes(&tips, &device_rows) {
+        let (report, detail) = stored.province(code, lang, &mut tips, &mut damaged)?;
+        details.insert(report.code.clone(), detail);
+        out.push(report);
     }
     let devices = device_rows
         .into_iter()
@@ -434,8 +232,292 @@ pub fn collect(conn: &rusqlite::Connection, lang: Lang, era: Era) -> Result<Data
             damaged,
         },
         details,
-        regions,
+        regions: stored.regions,
     })
+}
+
+/// The stored documents the report counts, opened through the typed model.
+struct Stored {
+    provinces: BTreeMap<ProvinceCode, ProvinceDoc>,
+    activities: BTreeMap<ProvinceCode, ProvinceActivities>,
+    regions: Vec<RegionInfo>,
+    /// Documents the model cannot open: their province, name and why.
+    unreadable: Vec<(ProvinceCode, String, String)>,
+}
+
+impl Stored {
+    /// Loads every stored document. A document the model cannot open is listed as damaged,
+    /// with why, and its province shown without it: one province's bad data never hides the
+    /// others.
+    fn load(conn: &rusqlite::Connection) -> Result<Stored, ReportError> {
+        let mut stored = Stored {
+            provinces: BTreeMap::new(),
+            activities: BTreeMap::new(),
+            regions: Vec::new(),
+            unreadable: Vec::new(),
+        };
+        for name in documents::names(conn)? {
+            let Ok(parsed) = DocName::parse(&name) else {
+                continue;
+            };
+            let Some(chunks) = documents::load(conn, &name)? else {
+                continue;
+            };
+            stored.open(parsed, chunks, name);
+        }
+        Ok(stored)
+    }
+
+    /// Opens one stored document as what its name says it is.
+    fn open(&mut self, parsed: DocName, chunks: Vec<Vec<u8>>, name: String) {
+        let opened = match parsed {
+            DocName::Province(code) => {
+                let opened = load(chunks, &name)
+                    .and_then(|doc| ProvinceDoc::open(code, doc).map_err(model_error(&name)));
+                opened.map(|doc| {
+                    self.provinces.insert(code, doc);
+                })
+            }
+            DocName::Activities(code, year) => {
+                let opened = load(chunks, &name).and_then(|doc| {
+                    ActivitiesDoc::open(code, year, doc).map_err(model_error(&name))
+                });
+                opened.and_then(|doc| {
+                    self.activities
+                        .entry(code)
+                        .or_insert_with(|| ProvinceActivities::new(code))
+                        .insert(doc)
+                        .map_err(model_error(&name))
+                })
+            }
+            DocName::Directory => {
+                // Regions only group provinces on the dashboard: a directory that does not load
+                // leaves them ungrouped instead of failing the report.
+                if let Some(directory) = load(chunks, &name)
+                    .ok()
+                    .and_then(|doc| DirectoryDoc::from_automerge(doc).ok())
+                {
+                    self.regions = directory_regions(&directory);
+                }
+                return;
+            }
+            DocName::Private => return,
+        };
+        if let Err(error) = opened {
+            let code = match parsed {
+                DocName::Province(code) | DocName::Activities(code, _) => code,
+                DocName::Directory | DocName::Private => return,
+            };
+            let reason = match error {
+                ReportError::Document { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            self.unreadable.push((code, name, reason));
+        }
+    }
+
+    /// Every province the report lists: those with documents (readable or not), tips or
+    /// devices.
+    fn codes(&self, tips: &Tips, device_rows: &[devices::Device]) -> BTreeSet<ProvinceCode> {
+        let mut codes: BTreeSet<ProvinceCode> = self.provinces.keys().copied().collect();
+        codes.extend(self.activities.keys().copied());
+        codes.extend(self.unreadable.iter().map(|(code, ..)| *code));
+        codes.extend(
+            tips.count
+                .keys()
+                .filter_map(|p| ProvinceCode::parse(p).ok()),
+        );
+        for device in device_rows {
+            codes.extend(
+                device
+                    .provinces
+                    .iter()
+                    .filter_map(|p| ProvinceCode::parse(p).ok()),
+            );
+        }
+        codes
+    }
+
+    /// One province's figures and detail; the records that cannot be read go to `damaged`.
+    fn province(
+        &self,
+        code: ProvinceCode,
+        lang: Lang,
+        tips: &mut Tips,
+        damaged: &mut Vec<DamagedReport>,
+    ) -> Result<(ProvinceReport, ProvinceDetail), ReportError> {
+        let mut r = ProvinceReport {
+            code: code.as_str().to_owned(),
+            name: match lang {
+                Lang::Th => code.name_th(),
+                Lang::En => code.name_en(),
+            }
+            .to_owned(),
+            tips: tips.count.get(code.as_str()).copied().unwrap_or(0),
+            ..ProvinceReport::default()
+        };
+        let mut detail = ProvinceDetail {
+            tips_by_month: tips.by_month.remove(code.as_str()).unwrap_or_default(),
+            ..ProvinceDetail::default()
+        };
+        for role in MemberRole::ALL {
+            r.members.insert(role.as_str().to_owned(), 0);
+        }
+        for kind in ActivityKind::ALL {
+            r.activities_by_kind.insert(kind.as_str().to_owned(), 0);
+        }
+        for audience in Audience::ALL {
+            r.activities_by_audience
+                .insert(audience.as_str().to_owned(), 0);
+        }
+        for (_, document, reason) in self.unreadable.iter().filter(|(c, ..)| *c == code) {
+            r.damaged_records += 1;
+            damaged.push(DamagedReport {
+                document: document.clone(),
+                record: DAMAGED_DOCUMENT.to_owned(),
+                reason: reason.clone(),
+            });
+        }
+        if let Some(p) = self.provinces.get(&code) {
+            count_province(code, p, &mut r, &mut detail, damaged);
+        }
+        if let Some(acts) = self.activities.get(&code) {
+            count_activities(code, acts, &mut r, &mut detail, damaged)?;
+        }
+        detail
+            .activities
+            .sort_by(|a, b| b.date.cmp(&a.date).then_with(|| a.title.cmp(&b.title)));
+        Ok((r, detail))
+    }
+}
+
+/// Members by role, leader candidates and centres of a province document.
+fn count_province(
+    code: ProvinceCode,
+    p: &ProvinceDoc,
+    r: &mut ProvinceReport,
+    detail: &mut ProvinceDetail,
+    damaged: &mut Vec<DamagedReport>,
+) {
+    for record in p.damaged() {
+        r.damaged_records += 1;
+        damaged.push(DamagedReport {
+            document: format!("province/{}", code.as_str()),
+            record: record.key,
+            reason: record.reason,
+        });
+    }
+    for m in p.members(false) {
+        *r.members.entry(m.role.as_str().to_owned()).or_default() += 1;
+        if m.role == MemberRole::LeaderCandidate {
+            r.leader_candidates += 1;
+            detail.candidates.push(m.alias.clone());
+        }
+    }
+    let centres = p.centres(false);
+    r.centres = u64::try_from(centres.len()).unwrap_or(0);
+    detail.centres = centres
+        .into_iter()
+        .map(|c| CentreRow {
+            name: c.name,
+            district: c.district,
+        })
+        .collect();
+}
+
+/// Activities by kind, audience and month, and attendance, of a province's activity
+/// documents.
+fn count_activities(
+    code: ProvinceCode,
+    acts: &ProvinceActivities,
+    r: &mut ProvinceReport,
+    detail: &mut ProvinceDetail,
+    damaged: &mut Vec<DamagedReport>,
+) -> Result<(), ReportError> {
+    for (year, record) in acts.damaged() {
+        r.damaged_records += 1;
+        damaged.push(DamagedReport {
+            document: format!("province/{}/activities/{year}", code.as_str()),
+            record: record.key,
+            reason: record.reason,
+        });
+    }
+    let list = acts
+        .list(&ActivityFilter::default())
+        .map_err(model_error(code.as_str()))?;
+    for a in list {
+        r.activities += 1;
+        r.attendance = r.attendance.saturating_add(a.attendance);
+        *r.activities_by_kind
+            .entry(a.kind.as_str().to_owned())
+            .or_default() += 1;
+        for audience in &a.audiences {
+            *r.activities_by_audience
+                .entry(audience.as_str().to_owned())
+                .or_default() += 1;
+        }
+        let month = month_of(a.date);
+        *detail
+            .activities_by_month
+            .entry(month)
+            .or_default()
+            .entry(a.kind.as_str().to_owned())
+            .or_default() += 1;
+        let attendance = detail.attendance_by_month.entry(month).or_default();
+        *attendance = attendance.saturating_add(a.attendance);
+        detail.activities.push(ActivityRow {
+            date: a.date,
+            kind: a.kind,
+            audiences: a.audiences.iter().copied().collect(),
+            title: a.title,
+            district: a.district,
+            attendance: a.attendance,
+        });
+    }
+    Ok(())
+}
+
+/// Tips per province (counts only: the server cannot read them), in total and per month of
+/// arrival: those held, those released by the tip desk, and those acknowledged upstream.
+struct Tips {
+    count: BTreeMap<String, u64>,
+    by_month: BTreeMap<String, BTreeMap<Month, u64>>,
+}
+
+impl Tips {
+    fn read(conn: &rusqlite::Connection) -> Result<Tips, ReportError> {
+        let mut tips = Tips {
+            count: BTreeMap::new(),
+            by_month: BTreeMap::new(),
+        };
+        let mut statement = conn
+            .prepare(
+                "SELECT province, received_at FROM mailbox WHERE kind = 1
+                 UNION ALL SELECT province, received_at FROM mailbox_released
+                 UNION ALL SELECT province, received_at FROM mailbox_acked
+                     WHERE kind = 1 AND province IS NOT NULL
+                       AND id NOT IN (SELECT id FROM mailbox)",
+            )
+            .map_err(DbError::from)?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })
+            .map_err(DbError::from)?;
+        for row in rows {
+            let (province, received_at) = row.map_err(DbError::from)?;
+            *tips.count.entry(province.clone()).or_default() += 1;
+            if let Ok(at) = time::OffsetDateTime::from_unix_timestamp(received_at) {
+                *tips
+                    .by_month
+                    .entry(province)
+                    .or_default()
+                    .entry((at.year(), u8::from(at.month())))
+                    .or_default() += 1;
+            }
+        }
+        Ok(tips)
+    }
 }
 
 fn directory_regions(directory: &DirectoryDoc) -> Vec<RegionInfo> {

@@ -448,7 +448,9 @@ impl AppState {
         })?
     }
 
-    fn lock_core(&self) -> MutexGuard<'_, Core> {
+    /// The writer's state, locked on the calling thread (a poisoned lock starts the cache and
+    /// the mailbox afresh from disk).
+    pub(crate) fn lock_core(&self) -> MutexGuard<'_, Core> {
         self.inner.core.lock().unwrap_or_else(|poisoned| {
             // A task panicked mid-request: its transaction rolled back when dropped, but the
             // cache and the mailbox may hold what it had changed. Start both afresh from disk.

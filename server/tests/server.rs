@@ -9,5 +9,7 @@ mod exchange;
 mod relay_chunks;
 #[path = "router.rs"]
 mod router;
+#[path = "sim.rs"]
+mod sim;
 #[path = "upgrade_fixtures.rs"]
 mod upgrade_fixtures;

@@ -447,13 +447,39 @@ fn is_markup_annotation(dict: &lopdf::Dictionary) -> bool {
 
 fn strip_pdf(bytes: &[u8]) -> Result<(Zeroizing<Vec<u8>>, StripReport), StripError> {
     let mut report = StripReport::new(MediaType::Pdf);
-    let mut doc = Document::load_mem(bytes).map_err(|e| match e {
+    let mut doc = open_pdf(bytes)?;
+    strip_pdf_trailer(&mut doc, &mut report);
+    let mut found = PdfFindings::default();
+    for (id, object) in doc.objects.iter_mut() {
+        found.strip_object(*id, object)?;
+    }
+    for id in &found.metadata_streams {
+        doc.objects.remove(id);
+    }
+    found.report_into(&mut report);
+    doc.prune_objects();
+    let mut out = Zeroizing::new(Vec::with_capacity(bytes.len()));
+    doc.save_to(&mut *out)
+        .map_err(|e| malformed(MediaType::Pdf, e))?;
+    Ok((out, report))
+}
+
+/// Parses a PDF, refusing an encrypted one: its metadata cannot be read, so it cannot be
+/// removed.
+fn open_pdf(bytes: &[u8]) -> Result<Document, StripError> {
+    let doc = Document::load_mem(bytes).map_err(|e| match e {
         lopdf::Error::Decryption(_) | lopdf::Error::InvalidPassword => StripError::EncryptedPdf,
         other => malformed(MediaType::Pdf, other),
     })?;
     if doc.is_encrypted() || doc.trailer.has(b"Encrypt") {
         return Err(StripError::EncryptedPdf);
     }
+    Ok(doc)
+}
+
+/// Drops the trailer's document information dictionary (author, producer, dates…) and the
+/// document id, naming the keys the dictionary held.
+fn strip_pdf_trailer(doc: &mut Document, report: &mut StripReport) {
     if let Some(info) = doc.trailer.remove(b"Info") {
         let dict = match &info {
             Object::Reference(id) => doc.get_object(*id).ok().and_then(|o| o.as_dict().ok()),
@@ -472,45 +498,61 @@ fn strip_pdf(bytes: &[u8]) -> Result<(Zeroizing<Vec<u8>>, StripReport), StripErr
     if doc.trailer.remove(b"ID").is_some() {
         report.removed.push(Removed::PdfDocumentId);
     }
-    let mut xmp = 0;
-    let mut piece_info = 0;
-    let mut jpeg_images = 0;
-    let mut unchecked_images = 0;
-    let mut embedded_files = false;
-    let mut annotations = 0;
-    let mut jpeg_removed = Vec::new();
-    let mut metadata_streams = Vec::new();
-    for (id, object) in doc.objects.iter_mut() {
+}
+
+/// What stripping a PDF's objects found and removed, counted until it goes into the report.
+#[derive(Default)]
+struct PdfFindings {
+    xmp: usize,
+    piece_info: usize,
+    jpeg_images: usize,
+    unchecked_images: usize,
+    embedded_files: bool,
+    annotations: usize,
+    jpeg_removed: Vec<Removed>,
+    metadata_streams: Vec<lopdf::ObjectId>,
+}
+
+impl PdfFindings {
+    /// Strips one object's dictionary (XMP and PieceInfo references, annotation authors and
+    /// dates), notes a metadata stream to drop and embedded files, and strips a JPEG image.
+    fn strip_object(&mut self, id: lopdf::ObjectId, object: &mut Object) -> Result<(), StripError> {
         let dict = match object {
             Object::Dictionary(d) => d,
             Object::Stream(s) => &mut s.dict,
-            _ => continue,
+            _ => return Ok(()),
         };
         if dict.remove(b"Metadata").is_some() {
-            xmp += 1;
+            self.xmp += 1;
         }
         if dict.remove(b"PieceInfo").is_some() {
-            piece_info += 1;
+            self.piece_info += 1;
         }
         if is_markup_annotation(dict) {
             let mut touched = false;
             for key in [&b"T"[..], b"M", b"CreationDate"] {
                 touched |= dict.remove(key).is_some();
             }
-            annotations += usize::from(touched);
+            self.annotations += usize::from(touched);
         }
         if dict.has_type(b"Metadata") {
-            metadata_streams.push(*id);
+            self.metadata_streams.push(id);
         }
         if dict.has(b"EmbeddedFiles") || dict.has(b"EF") || dict.has_type(b"EmbeddedFile") {
-            embedded_files = true;
+            self.embedded_files = true;
         }
-        let Object::Stream(stream) = object else {
-            continue;
-        };
+        match object {
+            Object::Stream(stream) => self.strip_image(stream),
+            _ => Ok(()),
+        }
+    }
+
+    /// Strips the metadata of a stream that is a JPEG image (`DCTDecode` alone); counts the
+    /// images it cannot look into (JPEG behind another filter, JPEG 2000).
+    fn strip_image(&mut self, stream: &mut lopdf::Stream) -> Result<(), StripError> {
         let is_image = matches!(stream.dict.get(b"Subtype"), Ok(Object::Name(n)) if n == b"Image");
         if !is_image {
-            continue;
+            return Ok(());
         }
         let filters: Vec<&[u8]> = match stream.dict.get(b"Filter") {
             Ok(Object::Name(n)) => vec![n.as_slice()],
@@ -519,9 +561,9 @@ fn strip_pdf(bytes: &[u8]) -> Result<(Zeroizing<Vec<u8>>, StripReport), StripErr
         };
         match filters.as_slice() {
             [b"DCTDecode"] => {
-                let stripped = strip_jpeg_into(&stream.content, &mut jpeg_removed)?;
+                let stripped = strip_jpeg_into(&stream.content, &mut self.jpeg_removed)?;
                 if stripped.as_slice() != stream.content.as_slice() {
-                    jpeg_images += 1;
+                    self.jpeg_images += 1;
                 }
                 stream.set_content(stripped.to_vec());
             }
@@ -530,45 +572,42 @@ fn strip_pdf(bytes: &[u8]) -> Result<(Zeroizing<Vec<u8>>, StripReport), StripErr
                     .iter()
                     .any(|f| *f == b"DCTDecode" || *f == b"JPXDecode") =>
             {
-                unchecked_images += 1;
+                self.unchecked_images += 1;
             }
             _ => {}
         }
+        Ok(())
     }
-    for id in &metadata_streams {
-        doc.objects.remove(id);
+
+    /// What was removed and what remains, in the report's order.
+    fn report_into(self, report: &mut StripReport) {
+        let xmp = self.xmp.max(self.metadata_streams.len());
+        if xmp > 0 {
+            report.removed.push(Removed::PdfXmp { streams: xmp });
+        }
+        if self.piece_info > 0 {
+            report.removed.push(Removed::PdfPieceInfo {
+                count: self.piece_info,
+            });
+        }
+        if self.jpeg_images > 0 {
+            report.removed.push(Removed::PdfImageMetadata {
+                images: self.jpeg_images,
+            });
+        }
+        if self.annotations > 0 {
+            report.removed.push(Removed::PdfAnnotationAuthors {
+                annotations: self.annotations,
+            });
+        }
+        if self.unchecked_images > 0 {
+            report.residual.push(Residual::PdfImagesNotInspected {
+                images: self.unchecked_images,
+            });
+        }
+        if self.embedded_files {
+            report.residual.push(Residual::PdfEmbeddedFiles);
+        }
+        report.residual.push(Residual::PdfContent);
     }
-    xmp = xmp.max(metadata_streams.len());
-    if xmp > 0 {
-        report.removed.push(Removed::PdfXmp { streams: xmp });
-    }
-    if piece_info > 0 {
-        report
-            .removed
-            .push(Removed::PdfPieceInfo { count: piece_info });
-    }
-    if jpeg_images > 0 {
-        report.removed.push(Removed::PdfImageMetadata {
-            images: jpeg_images,
-        });
-    }
-    if annotations > 0 {
-        report
-            .removed
-            .push(Removed::PdfAnnotationAuthors { annotations });
-    }
-    if unchecked_images > 0 {
-        report.residual.push(Residual::PdfImagesNotInspected {
-            images: unchecked_images,
-        });
-    }
-    if embedded_files {
-        report.residual.push(Residual::PdfEmbeddedFiles);
-    }
-    report.residual.push(Residual::PdfContent);
-    doc.prune_objects();
-    let mut out = Zeroizing::new(Vec::with_capacity(bytes.len()));
-    doc.save_to(&mut *out)
-        .map_err(|e| malformed(MediaType::Pdf, e))?;
-    Ok((out, report))
 }

@@ -11,7 +11,7 @@ use phakhi_core::model::{ActivityKind, Audience, MemberRole, ProvinceCode};
 use super::figures::{self, Monthly, RegionView};
 use super::i18n::{self, Labels, Lang, Locale};
 use super::svg::{self, Chart, Series};
-use crate::report::{Dataset, DeviceReport, Month, ProvinceReport};
+use crate::report::{Dataset, DeviceReport, Month, ProvinceDetail, ProvinceReport};
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn escape(text: &str) -> String {
@@ -645,11 +645,33 @@ pub fn province(ctx: &Context<'_>, dataset: &Dataset, code: ProvinceCode) -> Str
     let empty = Default::default();
     let detail = dataset.details.get(code.as_str()).unwrap_or(&empty);
     let heading = format!("{} {}", code.as_str(), province_name(code, lang));
-    let mut body = format!(
-        "<p><a href=\"/dashboard\">← {}</a></p><dl class=\"cards\">",
-        l.back
-    );
-    for (key, label, value) in figure_rows(&report, l, lang)
+    let mut body = format!("<p><a href=\"/dashboard\">← {}</a></p>", l.back);
+    body.push_str(&province_figures(&report, l, lang));
+    body.push_str(&province_bars(&report, l, lang));
+    let months = figures::window(current_month(ctx.now), [detail]);
+    body.push_str(&charts_over_time(
+        "p",
+        &figures::monthly([detail]),
+        &months,
+        ctx.locale,
+        true,
+    ));
+    body.push_str(&province_lists(detail, l));
+    body.push_str(&recent_activities(ctx, detail));
+    let devices: Vec<&DeviceReport> = dataset
+        .report
+        .devices
+        .iter()
+        .filter(|d| d.provinces.iter().any(|p| p == code.as_str()))
+        .collect();
+    body.push_str(&sync_health(ctx, &devices));
+    shell(ctx, &heading, &body)
+}
+
+/// A province's headline figures as cards, then every figure of the report in one table.
+fn province_figures(report: &ProvinceReport, l: &Labels, lang: Lang) -> String {
+    let mut body = String::from("<dl class=\"cards\">");
+    for (key, label, value) in figure_rows(report, l, lang)
         .into_iter()
         .filter(|(key, _, _)| !key.contains('.'))
     {
@@ -669,7 +691,7 @@ pub fn province(ctx: &Context<'_>, dataset: &Dataset, code: ProvinceCode) -> Str
         "</dl><details class=\"all\"><summary>{}</summary><table class=\"fallback\"><tbody>",
         l.all_figures
     );
-    for (key, label, value) in figure_rows(&report, l, lang) {
+    for (key, label, value) in figure_rows(report, l, lang) {
         let _ = write!(
             body,
             "<tr><th scope=\"row\">{}</th>{}</tr>",
@@ -677,7 +699,13 @@ pub fn province(ctx: &Context<'_>, dataset: &Dataset, code: ProvinceCode) -> Str
             figure_cell(&report.code, &key, value)
         );
     }
-    body.push_str("</tbody></table></details><div class=\"charts\">");
+    body.push_str("</tbody></table></details>");
+    body
+}
+
+/// Members by role and audiences reached, as bar charts with their tables.
+fn province_bars(report: &ProvinceReport, l: &Labels, lang: Lang) -> String {
+    let mut body = String::from("<div class=\"charts\">");
     let roles: Vec<(String, i64)> = MemberRole::ALL
         .iter()
         .map(|r| {
@@ -724,15 +752,12 @@ pub fn province(ctx: &Context<'_>, dataset: &Dataset, code: ProvinceCode) -> Str
         );
     }
     body.push_str("</div>");
-    let months = figures::window(current_month(ctx.now), [detail]);
-    body.push_str(&charts_over_time(
-        "p",
-        &figures::monthly([detail]),
-        &months,
-        ctx.locale,
-        true,
-    ));
-    // Lists of user text.
+    body
+}
+
+/// The leader candidates and centres of a province (user text).
+fn province_lists(detail: &ProvinceDetail, l: &Labels) -> String {
+    let mut body = String::new();
     let _ = write!(
         body,
         "<div class=\"lists\"><section aria-labelledby=\"cand\"><h2 id=\"cand\">{}</h2>",
@@ -767,6 +792,14 @@ pub fn province(ctx: &Context<'_>, dataset: &Dataset, code: ProvinceCode) -> Str
         body.push_str("</ul>");
     }
     body.push_str("</section></div>");
+    body
+}
+
+/// Every counted activity of a province, newest first, in one table (user text).
+fn recent_activities(ctx: &Context<'_>, detail: &ProvinceDetail) -> String {
+    let l = ctx.locale.labels();
+    let lang = ctx.locale.lang;
+    let mut body = String::new();
     let _ = write!(
         body,
         "<section aria-labelledby=\"acts\"><h2 id=\"acts\">{}</h2>",
@@ -811,14 +844,7 @@ pub fn province(ctx: &Context<'_>, dataset: &Dataset, code: ProvinceCode) -> Str
         body.push_str("</tbody></table></div>");
     }
     body.push_str("</section>");
-    let devices: Vec<&DeviceReport> = dataset
-        .report
-        .devices
-        .iter()
-        .filter(|d| d.provinces.iter().any(|p| p == code.as_str()))
-        .collect();
-    body.push_str(&sync_health(ctx, &devices));
-    shell(ctx, &heading, &body)
+    body
 }
 
 #[cfg(test)]
