@@ -14,6 +14,8 @@ mod attach_stream;
 mod attach_strip;
 #[path = "attach_tip.rs"]
 mod attach_tip;
+#[path = "desk_cover.rs"]
+mod desk_cover;
 #[path = "desk_flow.rs"]
 mod desk_flow;
 #[path = "device_flow.rs"]

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use automerge::AutoCommit;
-use phakhi_core::device::{Device, SyncStep};
+use phakhi_core::device::{BundleKind, Device, SyncStep, encode_bundle};
 use phakhi_core::mailbox::{
     Ack, EnvelopeKind, MailItem, Mailbox, MailboxMessage, Scope as MailScope, Want,
 };
@@ -18,9 +18,10 @@ use phakhi_core::model::{
 };
 use phakhi_core::protocol::{EnrolRequest, EnrolResponse, decode_section, encode_section};
 use phakhi_core::seal::keys::generate_hq_signing_key;
+use phakhi_core::seal::slot::{PartOf, Slot, open_slot};
 use phakhi_core::seal::{
-    Invite, InviteToken, MemberCode, MemoryReplayGuard, Reply, ReplyStatus, Role, SignedInvite,
-    StaticKeyPair, TipCategory, TipDraft, open_request, open_tip, seal_reply,
+    Invite, InviteToken, MemberCode, MemoryReplayGuard, ReceiptId, Reply, ReplyStatus, Role,
+    SignedInvite, StaticKeyPair, TipCategory, TipDraft, open_request, open_tip, seal_reply,
 };
 use phakhi_core::store::StorageKey;
 use phakhi_core::sync::{self, PrefixScope, Responder};
@@ -44,6 +45,8 @@ struct TestServer {
     guard: MemoryReplayGuard,
     used_tokens: Vec<[u8; 16]>,
     devices: BTreeMap<[u8; 32], Vec<String>>,
+    /// Per request that carried a mailbox push: the kind and length of each envelope pushed.
+    pushes: Vec<Vec<(EnvelopeKind, usize)>>,
 }
 
 impl TestServer {
@@ -57,6 +60,7 @@ impl TestServer {
             guard: MemoryReplayGuard::new(),
             used_tokens: Vec::new(),
             devices: BTreeMap::new(),
+            pushes: Vec::new(),
         }
     }
 
@@ -114,6 +118,12 @@ impl TestServer {
                 match message {
                     MailboxMessage::Have(have) => cursor = have.cursor,
                     MailboxMessage::Push(push) => {
+                        self.pushes.push(
+                            push.items
+                                .iter()
+                                .map(|i| (i.kind, i.envelope.len()))
+                                .collect(),
+                        );
                         for item in push.items {
                             assert!(provinces.contains(&item.province));
                             assert_eq!(item.kind, EnvelopeKind::Tip);
@@ -303,8 +313,25 @@ fn device_day_enrol_record_sync_tip_and_reply() {
         .items_since(0)
         .map(|s| s.item.clone())
         .collect();
-    assert_eq!(held.len(), 1);
-    let tip = open_tip(&server.tip_desk, &held[0].envelope).unwrap();
+    // Every exchange of every phone pushed two cover slots; only the tip desk tells the one
+    // that carries the tip (whole: it fits one slot) from the dummies.
+    let mut parts = Vec::new();
+    for item in &held {
+        match open_slot(&server.tip_desk, &item.envelope).unwrap() {
+            Some(Slot::Part(part)) => parts.push(part),
+            Some(Slot::Dummy) => {}
+            None => panic!("a tip sent without cover"),
+        }
+    }
+    assert!(held.len() > 2, "{} slots", held.len());
+    assert_eq!(parts.len(), 1);
+    assert_eq!((parts[0].of, parts[0].count), (PartOf::Tip, 1));
+    assert!(
+        held.iter()
+            .all(|item| ReceiptId::of_envelope(&item.envelope) != receipt),
+        "the server holds no envelope that hashes to the receipt"
+    );
+    let tip = open_tip(&server.tip_desk, &parts[0].data).unwrap();
     assert_eq!(tip.report, "มีการฮั้วประมูลโครงการถนนในตำบล");
     assert_eq!(tip.receipt, receipt);
     let reply = seal_reply(
@@ -417,9 +444,113 @@ fn device_keeps_no_plaintext_of_a_submitted_tip_in_its_store_files() {
     check("after syncing");
     drop(phone);
     check("after closing");
-    // The control: the tip desk reads all of it from the envelope the server holds.
-    let held = server.mailbox.items_since(0).next().unwrap().item.clone();
-    let tip = open_tip(&server.tip_desk, &held.envelope).unwrap();
+    // The control: the tip desk reads all of it from the slot the server holds.
+    let envelope = server
+        .mailbox
+        .items_since(0)
+        .find_map(
+            |held| match open_slot(&server.tip_desk, &held.item.envelope) {
+                Ok(Some(Slot::Part(part))) => Some(part.data),
+                _ => None,
+            },
+        )
+        .unwrap();
+    let tip = open_tip(&server.tip_desk, &envelope).unwrap();
     assert_eq!(tip.report, report);
     assert_eq!(tip.member_code.to_string(), code_text);
+}
+
+/// Cover: every request of every phone pushes the same two 4 KiB slots, whether its member
+/// tipped, has evidence waiting or did nothing; a bundle carried by hand is such a request and
+/// carries them too. The tip leaves in the next request, its evidence in the ones after.
+#[test]
+fn every_request_and_bundle_pushes_the_same_slots_whether_or_not_its_member_tipped() {
+    use phakhi_core::attach::{AttachLimits, PreparedAttachment};
+    use phakhi_core::device::{SLOT_BUCKET, SLOTS_PER_EXCHANGE, decode_bundle};
+    let rng = &mut ChaCha20Rng::seed_from_u64(12);
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::new(rng);
+    let mut tipper = enrolled_device(dir.path(), "tipper", &mut server, "TH-44", rng);
+    let mut other = enrolled_device(dir.path(), "other", &mut server, "TH-44", rng);
+    let slots = vec![(EnvelopeKind::Tip, SLOT_BUCKET); SLOTS_PER_EXCHANGE];
+    sync(&mut tipper, &mut server, rng);
+    sync(&mut other, &mut server, rng);
+    assert_eq!(server.pushes, vec![slots.clone(); 2], "before any tip");
+
+    let date = Date::from_ymd(2026, 11, 20).unwrap();
+    let mut wav = vec![0u8; 5_000];
+    wav[..4].copy_from_slice(b"RIFF");
+    wav[8..12].copy_from_slice(b"WAVE");
+    let mut evidence = PreparedAttachment::prepare(&wav, None, &AttachLimits::default()).unwrap();
+    evidence.accept_residual_risks();
+    let receipt = tipper
+        .submit_tip_with_attachments(
+            TipDraft {
+                category: TipCategory::Bribery,
+                report: "ผู้ใหญ่บ้านเรียกเก็บเงินค่าเบี้ยยังชีพ".into(),
+                date: date.as_time(),
+                province: "TH-44".into(),
+                district: "เมืองมหาสารคาม".into(),
+                place: None,
+                involved: vec![],
+                member_code: MemberCode::generate(rng),
+                want_reply: true,
+            },
+            vec![evidence],
+            &AttachLimits::default(),
+            date,
+            rng,
+            &Edit::new("tip", now()),
+        )
+        .unwrap();
+    assert_eq!(
+        tipper.tips_waiting().unwrap(),
+        1,
+        "the tip waits for a request"
+    );
+    assert_eq!(tipper.pending_chunks().unwrap().len(), 2);
+    // The evidence would take the separate upload only at the fast pace.
+    assert!(tipper.chunks_in_slots().unwrap());
+
+    // Carried by hand: both bundles push two slots, and the tipper's holds its tip.
+    server.pushes.clear();
+    for phone in [&mut tipper, &mut other] {
+        let bundle = phone.export_bundle(rng, NOW).unwrap();
+        let request = decode_bundle(&bundle, BundleKind::Request)
+            .unwrap()
+            .to_vec();
+        let answer = server.sync(&request);
+        let answer = encode_bundle(BundleKind::Answer, &answer);
+        let mut step = phone.import_bundle(&answer, rng, now()).unwrap();
+        while step == SyncStep::Again {
+            let bundle = phone.export_bundle(rng, NOW).unwrap();
+            let request = decode_bundle(&bundle, BundleKind::Request)
+                .unwrap()
+                .to_vec();
+            let answer = encode_bundle(BundleKind::Answer, &server.sync(&request));
+            step = phone.import_bundle(&answer, rng, now()).unwrap();
+        }
+    }
+    assert_eq!(server.pushes, vec![slots.clone(); 2], "bundles");
+    assert_eq!(
+        tipper.tips_waiting().unwrap(),
+        0,
+        "the tip left in the bundle"
+    );
+    let receipts = tipper.tip_receipts(rng).unwrap();
+    assert_eq!(receipts[0].receipt, receipt.to_string());
+    assert_eq!(receipts[0].status, TipStatus::Received);
+
+    // Then the evidence: 17 slots a chunk, two a request, the same pushes as the other phone's.
+    server.pushes.clear();
+    let mut requests = 0;
+    while !tipper.pending_chunks().unwrap().is_empty() {
+        requests += 1;
+        assert!(requests <= 40, "the evidence never left");
+        sync(&mut tipper, &mut server, rng);
+        sync(&mut other, &mut server, rng);
+    }
+    assert_eq!(server.pushes, vec![slots; 2 * requests]);
+    // The tip's slot went in the bundle with the first part of the manifest chunk beside it.
+    assert_eq!(requests, (2 * 17 - 1_usize).div_ceil(SLOTS_PER_EXCHANGE));
 }

@@ -2,6 +2,7 @@
 //! passphrases and the member code come from the environment (`PW`, `TD`, `MC`), never from
 //! arguments, and the command's own words are what a test reads.
 
+use std::cell::Cell;
 use std::process::{Command, Output, Stdio};
 
 use crate::server::phakhi_bin;
@@ -10,6 +11,25 @@ use crate::server::phakhi_bin;
 pub const STORE_PASSPHRASE: &str = "รหัสผ่าน-ของ-โทรศัพท์";
 /// The tip desk's passphrase, in `TD`.
 pub const DESK_PASSPHRASE: &str = "desk passphrase ภาคี";
+
+thread_local! {
+    static TIPS_BARE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// From now on, the `phakhi` commands this test runs (from its own thread) make phones send
+/// their tips and chunks bare, without cover slots (`PHAKHI_TEST_COVER=off`, a test build's
+/// setting): for tests that count or open the very tips a server holds. What cover hides is
+/// `cover.rs`'s to show.
+pub fn send_tips_bare() {
+    TIPS_BARE.with(|bare| bare.set(true));
+}
+
+/// Adds `PHAKHI_TEST_COVER=off` to `command` if this test chose [`send_tips_bare`].
+pub fn cover_setting(command: &mut Command) {
+    if TIPS_BARE.with(Cell::get) {
+        command.env("PHAKHI_TEST_COVER", "off");
+    }
+}
 
 /// Runs `phakhi <args>` with the passphrases, and `code` as the member code if given.
 pub fn run(args: &[&str], code: Option<&str>) -> Output {
@@ -22,6 +42,7 @@ pub fn run(args: &[&str], code: Option<&str>) -> Output {
     if let Some(code) = code {
         command.env("MC", code);
     }
+    cover_setting(&mut command);
     command.output().expect("run the phakhi binary")
 }
 

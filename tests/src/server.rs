@@ -41,7 +41,7 @@ pub fn phakhi_bin() -> PathBuf {
             "--bin",
             "phakhi",
             "--features",
-            "test-kdf,test-wire",
+            "test-kdf,test-wire,test-cover",
         ])
         .join("phakhi")
     })
@@ -397,10 +397,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
 
 /// Runs `phakhi <args>` to completion.
 pub fn phakhi(args: &[&str]) -> Output {
-    Command::new(phakhi_bin())
-        .args(args)
-        .output()
-        .expect("run phakhi")
+    let mut command = Command::new(phakhi_bin());
+    command.args(args);
+    crate::cli::cover_setting(&mut command);
+    command.output().expect("run phakhi")
 }
 
 /// The operator tokens of the servers this process started, by their `http://addr`.

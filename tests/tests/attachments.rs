@@ -43,6 +43,12 @@ fn phone(dir: &Path, invite: &str, rng: &mut ChaCha20Rng) -> Device {
         &mut ChaCha20Rng::from_rng(&mut *rng).unwrap(),
     )
     .unwrap();
+    // The chunk upload route: the member chose speed over cover for evidence; the tip leaves
+    // bare (a test build's setting), since the test opens the one tip HQ holds.
+    device
+        .set_evidence_pace(phakhi_core::device::EvidencePace::Fast)
+        .unwrap();
+    device.switch_cover_off_for_tests().unwrap();
     device
         .enrol_http(
             invite,

@@ -326,6 +326,10 @@ fn deliver(links: &Links, seed: u64) -> Delivered {
         &mut ChaCha20Rng::from_rng(&mut *rng).unwrap(),
     )
     .unwrap();
+    // The chunk upload route: the member chose speed over cover for evidence.
+    phone
+        .set_evidence_pace(phakhi_core::device::EvidencePace::Fast)
+        .unwrap();
     phone
         .enrol_http(
             &phone_invite,

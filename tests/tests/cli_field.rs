@@ -14,6 +14,8 @@ use rand_core::OsRng;
 
 #[test]
 fn phones_tip_desk_and_report_work_end_to_end() {
+    // It checks the tips figure the servers count: tips leave bare, without cover slots.
+    phakhi_tests::cli::send_tips_bare();
     let tmp = tempfile::tempdir().unwrap();
     let path = |name: &str| tmp.path().join(name).to_str().unwrap().to_owned();
     let (hq, desk_dir, a, b) = (path("hq"), path("desk"), path("a.store"), path("b.store"));

@@ -267,6 +267,9 @@ fn screenshot_path() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_in_a_real_browser_shows_the_reports_figures_live() {
+    // It checks the tips figure the servers count: tips leave bare, without cover slots (with
+    // cover every slot is a tip envelope to a server).
+    phakhi_tests::cli::send_tips_bare();
     let tmp = tempfile::tempdir().unwrap();
     let hq = tmp.path().join("hq");
     let desk = tmp.path().join("desk");

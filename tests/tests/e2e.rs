@@ -24,6 +24,8 @@ mod bundle;
 mod cli_field;
 #[path = "cli_manners.rs"]
 mod cli_manners;
+#[path = "cover.rs"]
+mod cover;
 #[path = "crash.rs"]
 mod crash;
 #[path = "dashboard_browser.rs"]

@@ -181,6 +181,8 @@ fn phones_synced_only_at_a_relay_show_their_last_sync_at_hq() {
 
 #[test]
 fn a_relays_health_counts_what_waits_for_hq_when_it_is_read() {
+    // It counts or opens the tips the servers hold: tips leave bare, without cover slots.
+    phakhi_tests::cli::send_tips_bare();
     let tmp = tempfile::tempdir().unwrap();
     let (hq_dir, relay_dir) = (tmp.path().join("hq"), tmp.path().join("relay"));
     let desk_dir = tmp.path().join("desk");

@@ -83,6 +83,8 @@ fn replies_received(phone: &mut Device) -> Vec<MailItem> {
 
 #[test]
 fn the_tip_desk_pulls_replies_and_releases_over_the_network_while_hq_runs() {
+    // It counts or opens the tips the servers hold: tips leave bare, without cover slots.
+    phakhi_tests::cli::send_tips_bare();
     let tmp = tempfile::tempdir().unwrap();
     let path = |name: &str| tmp.path().join(name).to_str().unwrap().to_owned();
     let (hq, desk_dir, a, b) = (path("hq"), path("desk"), path("a.store"), path("b.store"));

@@ -25,6 +25,7 @@
 //! `phakhi tipdesk`, so a desk folder made by any version opens.
 
 mod attachments;
+mod cover;
 mod error;
 mod keys;
 mod link;
@@ -230,17 +231,51 @@ impl Desk {
         })
     }
 
-    /// Opens and keeps the tips among `items` the desk does not hold yet. Tips that open are
-    /// remembered for release at HQ ([`Desk::ack_requests`]) when `release` is set.
+    /// Opens and keeps the tips among `items` the desk does not hold yet. Tips that open, and
+    /// cover slots, are remembered for release at HQ ([`Desk::ack_requests`]) when `release`
+    /// is set.
+    ///
+    /// Most of what HQ hands over are cover slots (`cover.rs`): a dummy is dropped, a part of a
+    /// tip or of an evidence chunk is kept until its message is whole; a tip whose last part
+    /// arrived goes on as if it had been pulled whole, a chunk joins the desk's chunks.
     pub fn take_tips(&mut self, items: Vec<MailItem>, release: bool) -> Result<Pulled> {
         let mut counts = Pulled::default();
         let mut pulled = u64::try_from(self.store.list(ns::TIPS)?.len()).unwrap_or(u64::MAX);
-        for item in items {
+        for mut item in items {
+            let slot = cover::open(&mut self.store, &self.keys.keys, &item.envelope)?;
+            let bare = matches!(slot, cover::Opened::NotASlot);
+            if !bare && release {
+                // The slot itself is what HQ holds: released like any pulled tip.
+                self.store.put(ns::UNRELEASED, &item.id().0, &[])?;
+            }
+            match slot {
+                cover::Opened::NotASlot => {}
+                cover::Opened::Dummy => {
+                    counts.dummies += 1;
+                    continue;
+                }
+                cover::Opened::Part | cover::Opened::Chunk => {
+                    counts.parts += 1;
+                    continue;
+                }
+                cover::Opened::Known => {
+                    counts.known += 1;
+                    continue;
+                }
+                cover::Opened::Damaged => {
+                    counts.foreign += 1;
+                    continue;
+                }
+                cover::Opened::Tip(envelope) => {
+                    counts.parts += 1;
+                    item.envelope = envelope;
+                }
+            }
             let Ok(tip) = open_tip(&self.keys.keys, &item.envelope) else {
                 counts.foreign += 1;
                 continue;
             };
-            if release {
+            if release && bare {
                 self.store.put(ns::UNRELEASED, &item.id().0, &[])?;
             }
             let key = tip.receipt.to_string();
@@ -258,6 +293,12 @@ impl Desk {
             counts.new += 1;
         }
         Ok(counts)
+    }
+
+    /// Tips and evidence chunks of which only some cover slots arrived: the rest come with the
+    /// phones' next exchanges.
+    pub fn incomplete_messages(&self) -> Result<usize> {
+        cover::incomplete(&self.store)
     }
 
     /// Every tip held, in the order they were pulled.

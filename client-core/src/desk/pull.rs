@@ -23,6 +23,10 @@ pub struct Pulled {
     pub known: usize,
     /// Envelopes that did not open with this desk's key (sealed to another desk, or damaged).
     pub foreign: usize,
+    /// Cover slots that carried nothing (dropped).
+    pub dummies: usize,
+    /// Cover slots that carried a part of a tip or of evidence.
+    pub parts: usize,
 }
 
 impl std::ops::AddAssign for Pulled {
@@ -30,6 +34,8 @@ impl std::ops::AddAssign for Pulled {
         self.new += other.new;
         self.known += other.known;
         self.foreign += other.foreign;
+        self.dummies += other.dummies;
+        self.parts += other.parts;
     }
 }
 

@@ -99,7 +99,13 @@ impl Conversation for ChunkUpload<'_> {
             .ok_or(DeviceError::NotEnrolled)?
             .as_str()
             .to_owned();
-        let pending = device.pending_chunks()?;
+        // At the default pace the chunks ride in the cover slots of the sync (`cover.rs`): this
+        // separate upload, which shows, has nothing to send.
+        let pending = if device.chunks_in_slots()? {
+            Vec::new()
+        } else {
+            device.pending_chunks()?
+        };
         self.total.get_or_insert(pending.len());
         if pending.is_empty() {
             return Ok(None);

@@ -17,6 +17,7 @@
 
 mod bundle;
 mod chunks;
+mod cover;
 mod enrolment;
 mod error;
 #[cfg(feature = "http")]
@@ -33,6 +34,7 @@ use rand_core::CryptoRngCore;
 
 pub use bundle::{BundleError, BundleKind, decode_bundle, encode_bundle};
 pub use chunks::{ChunkAsk, ChunkProgress, ChunkUpload, ChunkUploadReport};
+pub use cover::{EvidencePace, SLOT_BUCKET, SLOTS_PER_EXCHANGE};
 pub use enrolment::{Enrolment, PendingEnrolment};
 pub use error::{DeviceError, Result};
 #[cfg(feature = "http")]

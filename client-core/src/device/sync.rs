@@ -63,6 +63,9 @@ impl sync::Scope for DeviceScope {
 #[derive(Debug)]
 pub struct PhoneSync {
     talk: SyncTalk<DeviceScope>,
+    /// Whether the mailbox section is made: once per exchange, since making it seals the cover
+    /// slots (a first request sent again carries the same slots).
+    mailbox_made: bool,
 }
 
 impl Conversation for PhoneSync {
@@ -80,7 +83,10 @@ impl Conversation for PhoneSync {
         now: OffsetDateTime,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Option<Vec<u8>>> {
-        self.talk.set_mailbox(Some(device.mailbox_section()?));
+        if !self.mailbox_made {
+            self.talk.set_mailbox(Some(device.mailbox_section(rng)?));
+            self.mailbox_made = true;
+        }
         Ok(self.talk.request(&mut (), now, rng)?)
     }
 
@@ -175,8 +181,15 @@ impl Device {
             DeviceScope(enrolment.provinces.clone()),
         );
         // Two rounds at most; a third request would be a protocol error on the other side.
-        let driver =
-            Driver::new(&self.keys, enrolment.server_key, PhoneSync { talk }).with_max_rounds(2);
+        let driver = Driver::new(
+            &self.keys,
+            enrolment.server_key,
+            PhoneSync {
+                talk,
+                mailbox_made: false,
+            },
+        )
+        .with_max_rounds(2);
         Ok(SyncSession { driver })
     }
 
@@ -190,8 +203,9 @@ impl Device {
     }
 
     /// The mailbox section of a request: the cursor of what this device has, the request for
-    /// the server's backup mark, and the tips waiting in the outbox.
-    fn mailbox_section(&self) -> Result<Vec<u8>> {
+    /// the server's backup mark, and the push: with cover traffic always the same number of
+    /// same-size slots (`cover.rs`).
+    fn mailbox_section(&mut self, rng: &mut impl CryptoRngCore) -> Result<Vec<u8>> {
         let server_key = self.enrolled()?.server_key;
         let cursor = match self.store.get(ns::MAILBOX_CURSOR, server_key.as_bytes())? {
             Some(b) => b.as_slice().try_into().map(u64::from_be_bytes).unwrap_or(0),
@@ -206,7 +220,7 @@ impl Device {
             // Tips stay here until a finished backup of the server holds them.
             MailboxMessage::Mark(Mark::REQUEST),
         ];
-        let outbox = self.outbox()?;
+        let outbox = self.outgoing_push(rng)?;
         if !outbox.is_empty() {
             section.push(MailboxMessage::Push(Push { items: outbox }));
         }

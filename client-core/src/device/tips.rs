@@ -112,8 +112,7 @@ impl Device {
                         secret.secret_bytes().as_slice(),
                     )?;
                 }
-                self.store
-                    .put(ns::OUTBOX, &item.id().0, &encode_item(&item))?;
+                self.send_later(&item, &sealed.receipt)?;
                 Ok(sealed.receipt)
             });
         let receipt = match queued {
@@ -147,8 +146,22 @@ impl Device {
         Ok(out.into_iter().map(|(_, r)| r).collect())
     }
 
-    /// Sealed tips not yet held by a server.
+    /// Sealed tips not yet held by a server: those waiting for cover slots, or with a part a
+    /// server has not acknowledged yet, and (cover off, tests only) those sent bare.
     pub fn outbox(&self) -> Result<Vec<MailItem>> {
+        let mut items = Vec::new();
+        for item in self.outbox_items()? {
+            if !self.is_cover_part(&item.id())? {
+                items.push(item);
+            }
+        }
+        items.extend(self.tips_in_cover_queue()?);
+        Ok(items)
+    }
+
+    /// What the next push offers before any new slot: the outbox as stored (cover parts and
+    /// tips sent bare).
+    pub(super) fn outbox_items(&self) -> Result<Vec<MailItem>> {
         self.store
             .list(ns::OUTBOX)?
             .into_iter()
@@ -266,13 +279,20 @@ impl Device {
         for id in held {
             if let Some(value) = self.store.get(ns::OUTBOX, &id.0)? {
                 let item = decode_item(&value)?;
-                let receipt = ReceiptId::of_envelope(&item.envelope).to_string();
-                self.edit_private(rng, |p| match p.tip_receipt(&receipt) {
-                    Ok(r) if r.status == TipStatus::Sent => {
-                        p.set_tip_status(&receipt, TipStatus::Received, edit)
-                    }
-                    _ => Ok(()),
-                })?;
+                // A cover slot names its tip only once its last part is held.
+                let receipt = match self.slot_held(id)? {
+                    None => Some(ReceiptId::of_envelope(&item.envelope).to_string()),
+                    Some(super::cover::SlotDone::Tip(receipt)) => Some(receipt),
+                    Some(_) => None,
+                };
+                if let Some(receipt) = &receipt {
+                    self.edit_private(rng, |p| match p.tip_receipt(receipt) {
+                        Ok(r) if r.status == TipStatus::Sent => {
+                            p.set_tip_status(receipt, TipStatus::Received, edit)
+                        }
+                        _ => Ok(()),
+                    })?;
+                }
                 // A server that is backed up keeps it in its next backup: until then it waits
                 // here, not sent again unless the server is restored without it.
                 if let Some(mark) = mark {
@@ -281,7 +301,7 @@ impl Device {
                     self.store.put(ns::HELD, &id.0, &entry)?;
                 }
                 self.store.delete(ns::OUTBOX, &id.0)?;
-                dropped += 1;
+                dropped += usize::from(receipt.is_some());
             }
         }
         Ok(dropped)
@@ -401,7 +421,7 @@ fn status_of(status: ReplyStatus) -> TipStatus {
     }
 }
 
-fn encode_item(item: &MailItem) -> Vec<u8> {
+pub(super) fn encode_item(item: &MailItem) -> Vec<u8> {
     MailboxMessage::Push(Push {
         items: vec![item.clone()],
     })

@@ -21,6 +21,7 @@ mod pad;
 pub mod padme;
 pub mod receipt;
 pub mod reply;
+pub mod slot;
 pub mod suite;
 pub mod tip;
 pub mod transport;

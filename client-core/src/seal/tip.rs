@@ -32,7 +32,7 @@ use super::{KIND_TIP, SealError};
 use crate::attach::MAX_ATTACHMENTS_PER_TIP;
 use crate::attach::manifest::{AttachmentRef, REF_LEN};
 
-const INFO_TIP: &[u8] = b"phakhi/v1/tip";
+pub(super) const INFO_TIP: &[u8] = b"phakhi/v1/tip";
 const PAYLOAD_VERSION: u8 = 1;
 /// The payload version of tips that carry attachments.
 const PAYLOAD_VERSION_ATTACHMENTS: u8 = 2;

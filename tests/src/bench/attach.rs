@@ -152,6 +152,8 @@ pub fn run(scale: &Scale) -> Result<Section> {
         StorageKey::generate(rng),
         &mut ChaCha20Rng::from_rng(&mut *rng)?,
     )?;
+    // The chunk upload at link speed (the member's choice); cover slots are `cover.rs`'s.
+    phone.set_evidence_pace(phakhi_core::device::EvidencePace::Fast)?;
     let network_key = crate::server::network_verifying_key(&server.data);
     phone.enrol_http(
         &invites[0],

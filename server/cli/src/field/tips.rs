@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use phakhi_core::attach::{AttachError, AttachLimits, Pace, PreparedAttachment, StripError};
-use phakhi_core::device::DeviceError;
+use phakhi_core::device::{DeviceError, EvidencePace, SLOTS_PER_EXCHANGE};
 use phakhi_core::seal::{MemberCode, TipCategory, TipDraft};
 use phakhi_core::transport::HttpError;
 use zeroize::Zeroizing;
@@ -79,6 +79,19 @@ pub struct TipSubmit {
     /// The member read the strip report and accepts the risks it lists as remaining.
     #[arg(long)]
     pub accept_risks: bool,
+    /// How this phone's evidence leaves it: `trickle` (the default) sends it a few kilobytes
+    /// per sync inside the cover slots every sync carries, so nobody watching the network or
+    /// the server can tell this phone from another; `fast` uploads it at the next sync at link
+    /// speed, which shows that this phone is sending evidence. Kept for later tips.
+    #[arg(long, value_enum)]
+    pub evidence_pace: Option<PaceArg>,
+}
+
+/// `--evidence-pace`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PaceArg {
+    Trickle,
+    Fast,
 }
 
 /// Reads and strips each file, printing its report; refuses to go on when a risk remains and
@@ -265,6 +278,12 @@ fn submit(session: &mut Session, t: TipSubmit) -> Result<(), FieldError> {
     };
     let edit = session.edit("submit tip");
     let count = attachments.len();
+    if let Some(pace) = t.evidence_pace {
+        session.device.set_evidence_pace(match pace {
+            PaceArg::Trickle => EvidencePace::Trickle,
+            PaceArg::Fast => EvidencePace::Fast,
+        })?;
+    }
     let receipt = session.device.submit_tip_with_attachments(
         draft,
         attachments,
@@ -275,10 +294,20 @@ fn submit(session: &mut Session, t: TipSubmit) -> Result<(), FieldError> {
     )?;
     println!("receipt: {receipt}");
     if count > 0 {
-        println!(
-            "{count} attachment(s) encrypted; {} chunk(s) wait to be uploaded after the tip",
-            session.device.pending_chunks()?.len()
-        );
+        let chunks = session.device.pending_chunks()?.len();
+        if session.device.chunks_in_slots()? {
+            println!(
+                "{count} attachment(s) encrypted; {chunks} chunk(s) leave a few kilobytes per \
+                 sync in the cover slots (about {} syncs; `--evidence-pace fast` sends them at \
+                 the next sync, which shows)",
+                chunks_slots(chunks).div_ceil(SLOTS_PER_EXCHANGE)
+            );
+        } else {
+            println!(
+                "{count} attachment(s) encrypted; {chunks} chunk(s) wait to be uploaded after \
+                 the tip"
+            );
+        }
     }
     println!(
         "the tip is sealed: only the tip desk can read it. It leaves with the next \
@@ -371,7 +400,16 @@ pub(super) fn sync(session: &mut Session, server: Option<&str>) -> Result<(), Fi
         eprintln!("warning: the server refused {doc}: {error}");
     }
     // Attachment chunks only after records and tip envelopes.
-    if session.device.pending_chunks()?.is_empty() {
+    let pending = session.device.pending_chunks()?.len();
+    if pending == 0 {
+        return Ok(());
+    }
+    if session.device.chunks_in_slots()? {
+        println!(
+            "attachments: {pending} chunk(s) leave in the cover slots of the next syncs (about \
+             {} more); `tip submit --evidence-pace fast` sends them at once, which shows",
+            chunks_slots(pending).div_ceil(SLOTS_PER_EXCHANGE)
+        );
         return Ok(());
     }
     let bar = super::stderr_is_terminal().then(|| {
@@ -423,4 +461,9 @@ pub(super) fn sync(session: &mut Session, server: Option<&str>) -> Result<(), Fi
         upload.chunks_sent, upload.already_held, upload.left
     );
     Ok(())
+}
+
+/// Cover slots that `chunks` evidence chunks take.
+fn chunks_slots(chunks: usize) -> usize {
+    chunks * phakhi_core::seal::slot::parts_for(phakhi_core::attach::CHUNK_LEN)
 }

@@ -523,11 +523,26 @@ fn enroll(
     Ok(())
 }
 
-fn print_pulled(counts: &Pulled) {
+fn print_pulled(desk: &Desk, counts: &Pulled) -> Result<(), TipdeskError> {
     println!(
         "pulled {} new tip(s); {} already here",
         counts.new, counts.known
     );
+    if counts.dummies + counts.parts > 0 {
+        println!(
+            "opened {} cover slot(s): {} empty (dropped), {} part(s) of tips and evidence",
+            counts.dummies + counts.parts,
+            counts.dummies,
+            counts.parts
+        );
+    }
+    let incomplete = desk.incomplete_messages()?;
+    if incomplete > 0 {
+        println!(
+            "{incomplete} tip(s) or evidence chunk(s) have only some of their parts here: the \
+             rest come with the phones' next exchanges; pull again later"
+        );
+    }
     if counts.foreign > 0 {
         println!(
             "{} tip(s) did not open with this desk's key (sealed to another tip desk, or \
@@ -535,12 +550,12 @@ fn print_pulled(counts: &Pulled) {
             counts.foreign
         );
     }
+    Ok(())
 }
 
 fn pull_folder(desk: &mut Desk, data: &Path) -> Result<(), TipdeskError> {
     let counts = desk.take_tips(hq::tips(data)?, false)?;
-    print_pulled(&counts);
-    Ok(())
+    print_pulled(desk, &counts)
 }
 
 /// Most pages in one pull (then the summary says to pull again).
@@ -548,7 +563,7 @@ const MAX_PAGES: usize = 10_000;
 
 fn pull(desk: &mut Desk, server: Option<&str>) -> Result<(), TipdeskError> {
     let pull = net::converse(desk, Pull::new(MAX_PAGES), server)?.into_conversation();
-    print_pulled(&pull.counts);
+    print_pulled(desk, &pull.counts)?;
     if pull.more {
         println!("more tips wait at HQ: run `tipdesk pull` again");
     }
