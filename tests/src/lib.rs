@@ -6,3 +6,4 @@ pub mod cli;
 pub mod cluster;
 pub mod dbsum;
 pub mod server;
+pub mod webdriver;
