@@ -10,7 +10,6 @@
 mod attach_common;
 
 use attach_common::*;
-use image::ImageFormat;
 use img_parts::Bytes;
 use img_parts::png::Png;
 use phakhi_core::attach::{
@@ -75,14 +74,10 @@ fn jpeg_loses_gps_serial_and_every_metadata_block_and_still_decodes_to_the_same_
         "a stripped photo needs no consent"
     );
 
-    let before = image::load_from_memory_with_format(&original, ImageFormat::Jpeg).unwrap();
-    let after = image::load_from_memory_with_format(out, ImageFormat::Jpeg).unwrap();
-    assert_eq!((after.width(), after.height()), (48, 32));
-    assert_eq!(
-        before.to_rgb8(),
-        after.to_rgb8(),
-        "the scan data must be untouched"
-    );
+    let before = decode(Format::Jpeg, &original);
+    let after = decode(Format::Jpeg, out);
+    assert_eq!((after.width, after.height), (48, 32));
+    assert_eq!(before.rgb, after.rgb, "the scan data must be untouched");
     assert!(out.ends_with(&[0xFF, 0xD9]));
     assert!(out.len() < original.len());
 
@@ -94,7 +89,7 @@ fn jpeg_loses_gps_serial_and_every_metadata_block_and_still_decodes_to_the_same_
 
 #[test]
 fn jpeg_metadata_hidden_between_scan_data_and_end_of_image_is_removed() {
-    let clean = encode(ImageFormat::Jpeg);
+    let clean = encode(Format::Jpeg);
     let mut hidden = clean[..clean.len() - 2].to_vec();
     let mut segment = b"Exif\0\0".to_vec();
     segment.extend_from_slice(&exif_block());
@@ -111,7 +106,7 @@ fn jpeg_metadata_hidden_between_scan_data_and_end_of_image_is_removed() {
 
 #[test]
 fn jpeg_thumbnail_in_the_jfif_header_is_dropped() {
-    let clean = encode(ImageFormat::Jpeg);
+    let clean = encode(Format::Jpeg);
     let mut jpeg = img_parts::jpeg::Jpeg::from_bytes(Bytes::from(clean.clone())).unwrap();
     // JFIF 1.02, no units, 1:1, with a 2×1 RGB thumbnail.
     let app0 = b"JFIF\0\x01\x02\0\0\x01\0\x01\x02\x01\xAA\xBB\xCC\xDD\xEE\xFF".to_vec();
@@ -128,7 +123,7 @@ fn jpeg_thumbnail_in_the_jfif_header_is_dropped() {
             .removed
             .contains(&Removed::Thumbnail { bytes: 6 })
     );
-    image::load_from_memory_with_format(prepared.bytes(), ImageFormat::Jpeg).unwrap();
+    decode(Format::Jpeg, prepared.bytes());
 }
 
 #[test]
@@ -176,9 +171,9 @@ fn png_loses_exif_xmp_text_and_time_chunks_and_trailing_bytes() {
             .iter()
             .any(|r| matches!(r, Removed::TrailingData { .. }))
     );
-    let before = image::load_from_memory_with_format(&original, ImageFormat::Png).unwrap();
-    let after = image::load_from_memory_with_format(out, ImageFormat::Png).unwrap();
-    assert_eq!(before.to_rgb8(), after.to_rgb8());
+    let before = decode(Format::Png, &original);
+    let after = decode(Format::Png, out);
+    assert_eq!(before.rgb, after.rgb);
 }
 
 #[test]
@@ -277,8 +272,8 @@ fn pdf_loses_info_xmp_file_id_and_photo_exif_and_still_parses() {
             _ => None,
         })
         .unwrap();
-    let decoded = image::load_from_memory_with_format(&photo, ImageFormat::Jpeg).unwrap();
-    assert_eq!((decoded.width(), decoded.height()), (48, 32));
+    let decoded = decode(Format::Jpeg, &photo);
+    assert_eq!((decoded.width, decoded.height), (48, 32));
 }
 
 #[test]
@@ -384,7 +379,7 @@ fn unknown_damaged_and_oversized_files_are_refused() {
 
 #[test]
 fn file_names_keep_thai_and_refuse_paths() {
-    let jpeg = encode(ImageFormat::Jpeg);
+    let jpeg = encode(Format::Jpeg);
     let limits = AttachLimits::default();
     let name = "ใบเสร็จรับเงิน_อบต._๒๕๖๘.jpg";
     let prepared = PreparedAttachment::prepare(&jpeg, Some(name), &limits).unwrap();

@@ -1,7 +1,7 @@
 //! A document that stays in memory across many exchanges, as the server's cache keeps a
 //! province document, holds no more memory than the same document loaded fresh: applying
-//! changes leaves nothing behind in it. Measured with dhat's counting allocator; this file is its
-//! own test binary with a single test, so nothing else allocates meanwhile.
+//! changes leaves nothing behind in it. Measured with a counting allocator (`cap`, with no limit
+//! set); this file is its own test binary with a single test, so nothing else allocates meanwhile.
 
 #![allow(clippy::unwrap_used)] // test code: a failed step is a failed test
 
@@ -12,13 +12,13 @@ use phakhi_core::sync::{
 };
 
 #[global_allocator]
-static ALLOCATOR: dhat::Alloc = dhat::Alloc;
+static ALLOCATOR: cap::Cap<std::alloc::System> = cap::Cap::new(std::alloc::System, usize::MAX);
 
 /// The bytes `value` holds: what dropping it gives back.
 fn held<T>(value: T) -> u64 {
-    let before = dhat::HeapStats::get().curr_bytes;
+    let before = ALLOCATOR.allocated();
     drop(value);
-    (before - dhat::HeapStats::get().curr_bytes) as u64
+    (before - ALLOCATOR.allocated()) as u64
 }
 
 /// A phone's records: a Thai title and description (text), as the field app writes them.
@@ -45,7 +45,6 @@ const PHONES: usize = 30;
 
 #[test]
 fn a_cached_document_holds_no_more_after_many_syncs_than_loaded_fresh() {
-    let _profiler = dhat::Profiler::builder().testing().build();
     let province = DocName::parse("activities/TH-40/2026").unwrap();
     let responder = Responder::new(Limits::default());
     let scope = PrefixScope::everything();

@@ -7,3 +7,4 @@ pub mod cluster;
 pub mod dbsum;
 pub mod server;
 pub mod tap;
+pub mod webdriver;

@@ -13,10 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use hyper_util::client::legacy::connect::HttpConnector;
 use phakhi_tests::cli::{ok_with, run};
 use phakhi_tests::server::{ServerProcess, invite, network_key};
+use phakhi_tests::webdriver::Session;
 use serde_json::Value;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -147,14 +146,12 @@ fn add_activity(store: &Path, kind: &str, audience: &str, title: &str, date: &st
 }
 
 /// Every figure on the page, read in one script run so a live update cannot tear it.
-async fn page_figures(client: &Client) -> Vec<(String, String, String)> {
+fn page_figures(client: &Session) -> Vec<(String, String, String)> {
     let value = client
         .execute(
             "return Array.from(document.querySelectorAll('[data-province][data-figure]'))\
              .map(e => [e.dataset.province, e.dataset.figure, e.dataset.value]);",
-            vec![],
         )
-        .await
         .unwrap();
     value
         .as_array()
@@ -167,32 +164,28 @@ async fn page_figures(client: &Client) -> Vec<(String, String, String)> {
         .collect()
 }
 
-async fn text_of(client: &Client, css: &str) -> String {
-    client
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"))
-        .text()
-        .await
-        .unwrap()
+fn text_of(client: &Session, css: &str) -> String {
+    let element = client.find(css).unwrap_or_else(|e| panic!("no {css}: {e}"));
+    client.text(&element).unwrap()
 }
 
-async fn wait_for(client: &Client, css: &str) {
+fn wait_for(client: &Session, css: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while client.find(Locator::Css(css)).await.is_err() {
+    while client.find(css).is_err() {
         assert!(Instant::now() < deadline, "{css} never appeared");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
-async fn click(client: &Client, css: &str) {
-    client
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"))
-        .click()
-        .await
-        .unwrap();
+fn click(client: &Session, css: &str) {
+    let element = client.find(css).unwrap_or_else(|e| panic!("no {css}: {e}"));
+    client.click(&element).unwrap();
+}
+
+/// The attribute `name` of the first element matching `css`.
+fn attr_of(client: &Session, css: &str, name: &str) -> Option<String> {
+    let element = client.find(css).unwrap_or_else(|e| panic!("no {css}: {e}"));
+    client.attr(&element, name).unwrap()
 }
 
 fn report_json(data: &Path) -> Value {
@@ -265,8 +258,8 @@ fn screenshot_path() -> PathBuf {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_in_a_real_browser_shows_the_reports_figures_live() {
+#[test]
+fn the_dashboard_in_a_real_browser_shows_the_reports_figures_live() {
     // It checks the tips figure the servers count: tips leave bare, without cover slots (with
     // cover every slot is a tip envelope to a server).
     phakhi_tests::cli::send_tips_bare();
@@ -441,119 +434,89 @@ async fn the_dashboard_in_a_real_browser_shows_the_reports_figures_live() {
                      "--disable-dev-shm-usage", "--window-size=1280,1600"],
         }),
     );
-    let client = ClientBuilder::new(HttpConnector::new())
-        .capabilities(capabilities)
-        .connect(&driver.url)
-        .await
-        .expect("connect to chromedriver");
+    let client = Session::start(&driver.url, capabilities.into()).expect("start a browser session");
 
     // The link signs in and moves on to the dashboard (Thai by default).
-    client.goto(&link).await.unwrap();
-    wait_for(&client, "main[data-version] [data-total='activities']").await;
-    let url = client.current_url().await.unwrap();
-    assert_eq!(url.path(), "/dashboard");
-    let html_lang = client
-        .find(Locator::Css("html"))
-        .await
-        .unwrap()
-        .attr("lang")
-        .await
-        .unwrap();
-    assert_eq!(html_lang.as_deref(), Some("th"));
+    client.goto(&link).unwrap();
+    wait_for(&client, "main[data-version] [data-total='activities']");
+    let url = client.current_url().unwrap();
+    let path = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.find('/').map(|at| &rest[at..]))
+        .and_then(|path| path.split(['?', '#']).next());
+    assert_eq!(path, Some("/dashboard"), "{url}");
+    assert_eq!(attr_of(&client, "html", "lang").as_deref(), Some("th"));
 
     // English, then the figures equal the report's.
-    click(&client, "a[data-lang-switch='en']").await;
-    wait_for(&client, "html[lang='en'] main[data-lang='en']").await;
+    click(&client, "a[data-lang-switch='en']");
+    wait_for(&client, "html[lang='en'] main[data-lang='en']");
     let report = report_json(&hq);
-    assert_figures_match(&report, &page_figures(&client).await);
+    assert_figures_match(&report, &page_figures(&client));
     for p in report["provinces"].as_array().unwrap() {
         let code = p["code"].as_str().unwrap();
-        let tile = client
-            .find(Locator::Css(&format!("[data-tile='{code}']")))
-            .await
-            .unwrap();
         assert_eq!(
-            tile.attr("data-activities").await.unwrap(),
+            attr_of(&client, &format!("[data-tile='{code}']"), "data-activities"),
             Some(p["activities"].to_string())
         );
     }
     for d in report["devices"].as_array().unwrap() {
-        let row = client
-            .find(Locator::Css(&format!(
-                "tr[data-device='{}']",
-                d["device"].as_str().unwrap()
-            )))
-            .await
-            .unwrap();
+        let row = format!("tr[data-device='{}']", d["device"].as_str().unwrap());
         assert_eq!(
-            row.attr("data-last-sync-unix").await.unwrap(),
+            attr_of(&client, &row, "data-last-sync-unix"),
             Some(d["last_sync_unix"].to_string())
         );
         assert_eq!(
-            row.attr("data-silent").await.unwrap().as_deref(),
+            attr_of(&client, &row, "data-silent").as_deref(),
             Some("false")
         );
     }
-    let tips_total = text_of(&client, "[data-total='tips']").await;
+    let tips_total = text_of(&client, "[data-total='tips']");
     assert_eq!(tips_total, "1");
-    let attendance = text_of(&client, "[data-total='attendance']").await;
+    let attendance = text_of(&client, "[data-total='attendance']");
     assert_eq!(attendance, "1,355", "English numbers are grouped");
 
     // Thai and back: labels, and the Buddhist era in Thai, the Common era in English.
-    click(&client, "a[data-lang-switch='th']").await;
-    wait_for(&client, "html[lang='th'] main[data-lang='th']").await;
-    assert_eq!(text_of(&client, "main h1").await, "ภาพรวม");
-    let status = text_of(&client, "#live-status").await;
+    click(&client, "a[data-lang-switch='th']");
+    wait_for(&client, "html[lang='th'] main[data-lang='th']");
+    assert_eq!(text_of(&client, "main h1"), "ภาพรวม");
+    let status = text_of(&client, "#live-status");
     assert!(status.contains(&year_be.to_string()), "{status}");
     assert!(status.contains("ข้อมูล ณ"), "{status}");
-    assert!(text_of(&client, "main").await.contains("มหาสารคาม"));
-    click(&client, "a[data-lang-switch='en']").await;
-    wait_for(&client, "html[lang='en'] main[data-lang='en']").await;
-    assert_eq!(text_of(&client, "main h1").await, "Overview");
-    let status = text_of(&client, "#live-status").await;
+    assert!(text_of(&client, "main").contains("มหาสารคาม"));
+    click(&client, "a[data-lang-switch='en']");
+    wait_for(&client, "html[lang='en'] main[data-lang='en']");
+    assert_eq!(text_of(&client, "main h1"), "Overview");
+    let status = text_of(&client, "#live-status");
     assert!(status.contains(&year_ce.to_string()), "{status}");
     assert!(!status.contains(&year_be.to_string()), "{status}");
 
     // A province in detail: Thai titles intact, the hostile title shown as text, never run.
-    click(&client, "a[data-tile='TH-44']").await;
-    wait_for(&client, "td[data-title]").await;
+    click(&client, "a[data-tile='TH-44']");
+    wait_for(&client, "td[data-title]");
     let titles: Vec<String> = {
         let mut out = Vec::new();
-        for cell in client
-            .find_all(Locator::Css("td[data-title]"))
-            .await
-            .unwrap()
-        {
-            out.push(cell.text().await.unwrap());
+        for cell in client.find_all("td[data-title]").unwrap() {
+            out.push(client.text(&cell).unwrap());
         }
         out
     };
     assert!(titles.iter().any(|t| t == thai_title), "{titles:?}");
     assert!(titles.iter().any(|t| t == hostile), "{titles:?}");
-    let pwned = client
-        .execute("return typeof window.__pwned;", vec![])
-        .await
-        .unwrap();
+    let pwned = client.execute("return typeof window.__pwned;").unwrap();
     assert_eq!(pwned, Value::from("undefined"));
     assert_figures_match(
         &serde_json::json!({
             "provinces": [report["provinces"].as_array().unwrap().iter()
                 .find(|p| p["code"] == "TH-44").unwrap()]
         }),
-        &page_figures(&client).await,
+        &page_figures(&client),
     );
 
     // A device syncs a new activity: the overview shows it without a reload.
-    client
-        .goto(&format!("{}/dashboard", server.url))
-        .await
-        .unwrap();
-    wait_for(&client, "main[data-version]").await;
-    client
-        .execute("window.__sameDocument = 'yes';", vec![])
-        .await
-        .unwrap();
-    let before = page_figures(&client).await;
+    client.goto(&format!("{}/dashboard", server.url)).unwrap();
+    wait_for(&client, "main[data-version]");
+    client.execute("window.__sameDocument = 'yes';").unwrap();
+    let before = page_figures(&client);
     let count = |figures: &[(String, String, String)]| {
         figures
             .iter()
@@ -572,7 +535,7 @@ async fn the_dashboard_in_a_real_browser_shows_the_reports_figures_live() {
     device(&b, &["sync"]);
     let deadline = Instant::now() + LIVE_WAIT;
     loop {
-        let figures = page_figures(&client).await;
+        let figures = page_figures(&client);
         if count(&figures).as_deref() == Some("2") {
             assert_figures_match(&report_json(&hq), &figures);
             break;
@@ -581,18 +544,17 @@ async fn the_dashboard_in_a_real_browser_shows_the_reports_figures_live() {
             Instant::now() < deadline,
             "the page did not show the new activity within {LIVE_WAIT:?}"
         );
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        std::thread::sleep(Duration::from_millis(250));
     }
     let same = client
-        .execute("return window.__sameDocument || null;", vec![])
-        .await
+        .execute("return window.__sameDocument || null;")
         .unwrap();
     assert_eq!(same, Value::from("yes"), "the page was reloaded");
 
     // The screenshot for the README, in Thai.
-    click(&client, "a[data-lang-switch='th']").await;
-    wait_for(&client, "html[lang='th'] main[data-lang='th']").await;
-    let png = client.screenshot().await.unwrap();
+    click(&client, "a[data-lang-switch='th']");
+    wait_for(&client, "html[lang='th'] main[data-lang='th']");
+    let png = client.screenshot().unwrap();
     assert!(png.starts_with(b"\x89PNG"));
     let path = screenshot_path();
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -603,27 +565,21 @@ async fn the_dashboard_in_a_real_browser_shows_the_reports_figures_live() {
     assert_eq!(status, 401);
     assert!(!sets_cookie);
     assert!(body.contains("dashboard-login"));
-    client.goto(&link).await.unwrap();
-    wait_for(&client, "main[data-page='message']").await;
-    assert!(text_of(&client, "main").await.contains("ใช้ไปแล้ว"));
+    client.goto(&link).unwrap();
+    wait_for(&client, "main[data-page='message']");
+    assert!(text_of(&client, "main").contains("ใช้ไปแล้ว"));
 
     // Logging out ends the session.
-    client
-        .goto(&format!("{}/dashboard", server.url))
-        .await
-        .unwrap();
-    wait_for(&client, "button[data-action='logout']").await;
-    click(&client, "button[data-action='logout']").await;
-    wait_for(&client, "main[data-page='message']").await;
-    client
-        .goto(&format!("{}/dashboard", server.url))
-        .await
-        .unwrap();
-    wait_for(&client, "main[data-page='message']").await;
-    assert!(text_of(&client, "main").await.contains("dashboard-login"));
-    assert!(client.find(Locator::Css("[data-figure]")).await.is_err());
+    client.goto(&format!("{}/dashboard", server.url)).unwrap();
+    wait_for(&client, "button[data-action='logout']");
+    click(&client, "button[data-action='logout']");
+    wait_for(&client, "main[data-page='message']");
+    client.goto(&format!("{}/dashboard", server.url)).unwrap();
+    wait_for(&client, "main[data-page='message']");
+    assert!(text_of(&client, "main").contains("dashboard-login"));
+    assert!(client.find("[data-figure]").is_err());
 
-    client.close().await.unwrap();
+    drop(client);
     drop(driver);
     let (exit, _) = server.terminate();
     assert!(exit.success());

@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use attach_common::{AUTHOR, LATITUDE, LONGITUDE, SERIAL, contains, rationals};
-use image::{ImageFormat, RgbImage};
 use img_parts::jpeg::Jpeg;
 use img_parts::{Bytes, ImageEXIF};
 use phakhi_core::attach::{AttachLimits, CHUNK_DATA_LEN, CHUNK_LEN, ChunkId, PreparedAttachment};
@@ -69,10 +68,13 @@ fn receipt_of(out: &str) -> String {
 fn camera_photo(rng: &mut ChaCha20Rng) -> Vec<u8> {
     let mut pixels = vec![0u8; 1000 * 750 * 3];
     rng.fill_bytes(&mut pixels);
-    let picture = RgbImage::from_raw(1000, 750, pixels).unwrap();
-    let mut out = std::io::Cursor::new(Vec::new());
-    picture.write_to(&mut out, ImageFormat::Jpeg).unwrap();
-    let mut jpeg = Jpeg::from_bytes(Bytes::from(out.into_inner())).unwrap();
+    let picture = attach_common::Picture {
+        width: 1000,
+        height: 750,
+        rgb: pixels,
+    };
+    let encoded = attach_common::encode_picture(attach_common::Format::Jpeg, &picture);
+    let mut jpeg = Jpeg::from_bytes(Bytes::from(encoded)).unwrap();
     jpeg.set_exif(Some(Bytes::from(attach_common::exif_block())));
     jpeg.encoder().bytes().to_vec()
 }
@@ -313,8 +315,8 @@ fn attachments_go_from_the_phone_cli_to_checked_files_at_the_desk_resuming_after
         let sha = hex::encode(Sha256::digest(bytes));
         assert!(last.contains(&sha), "{name}'s SHA-256 is printed: {last}");
     }
-    let decoded = image::load_from_memory_with_format(&photo_saved, ImageFormat::Jpeg).unwrap();
-    assert_eq!((decoded.width(), decoded.height()), (1000, 750));
+    let decoded = attach_common::decode(attach_common::Format::Jpeg, &photo_saved);
+    assert_eq!((decoded.width, decoded.height), (1000, 750));
     for secret in [
         SERIAL.as_bytes().to_vec(),
         rationals(&LATITUDE),

@@ -1,10 +1,9 @@
-//! Test files for the attachment tests, built here: small real images encoded with the `image`
-//! crate, EXIF blocks assembled tag by tag (GPS position, camera serial), PDFs written with
-//! `lopdf`. Nothing is read from disk.
+//! Test files for the attachment tests, built here: small real images encoded and decoded with
+//! the format crates (`jpeg-encoder`, `zune-jpeg`, `png`), EXIF blocks assembled tag by tag (GPS
+//! position, camera serial), PDFs written with `lopdf`. Nothing is read from disk.
 
 #![allow(clippy::unwrap_used, dead_code)]
 
-use image::{ImageFormat, RgbImage};
 use img_parts::jpeg::{Jpeg, JpegSegment, markers};
 use img_parts::png::{Png, PngChunk};
 use img_parts::{Bytes, ImageEXIF};
@@ -29,17 +28,91 @@ pub fn rationals(values: &[(u32, u32); 3]) -> Vec<u8> {
         .collect()
 }
 
-/// A small test picture with a gradient, so decoding can be compared pixel by pixel.
-pub fn picture() -> RgbImage {
-    RgbImage::from_fn(48, 32, |x, y| {
-        image::Rgb([(x * 5) as u8, (y * 7) as u8, 128])
-    })
+/// A test picture's two encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Jpeg,
+    Png,
 }
 
-pub fn encode(format: ImageFormat) -> Vec<u8> {
-    let mut out = std::io::Cursor::new(Vec::new());
-    picture().write_to(&mut out, format).unwrap();
-    out.into_inner()
+/// Decoded pixels: 8-bit RGB, row by row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Picture {
+    pub width: u32,
+    pub height: u32,
+    pub rgb: Vec<u8>,
+}
+
+/// A small test picture with a gradient, so decoding can be compared pixel by pixel.
+pub fn picture() -> Picture {
+    let (width, height) = (48, 32);
+    let rgb = (0..height)
+        .flat_map(|y| (0..width).flat_map(move |x| [(x * 5) as u8, (y * 7) as u8, 128]))
+        .collect();
+    Picture { width, height, rgb }
+}
+
+/// The gradient picture, encoded.
+pub fn encode(format: Format) -> Vec<u8> {
+    encode_picture(format, &picture())
+}
+
+/// `picture` as a baseline JPEG (quality 75) or an 8-bit RGB PNG.
+pub fn encode_picture(format: Format, picture: &Picture) -> Vec<u8> {
+    let mut out = Vec::new();
+    match format {
+        Format::Jpeg => {
+            let (width, height) = (picture.width as u16, picture.height as u16);
+            jpeg_encoder::Encoder::new(&mut out, 75)
+                .encode(&picture.rgb, width, height, jpeg_encoder::ColorType::Rgb)
+                .unwrap();
+        }
+        Format::Png => {
+            let mut encoder = png::Encoder::new(&mut out, picture.width, picture.height);
+            encoder.set_color(png::ColorType::Rgb);
+            encoder.set_depth(png::BitDepth::Eight);
+            let mut writer = encoder.write_header().unwrap();
+            writer.write_image_data(&picture.rgb).unwrap();
+            writer.finish().unwrap();
+        }
+    }
+    out
+}
+
+/// Decodes `bytes` as `format` to 8-bit RGB; panics when they are not a picture of that format.
+pub fn decode(format: Format, bytes: &[u8]) -> Picture {
+    match format {
+        Format::Jpeg => {
+            let options = zune_core::options::DecoderOptions::default()
+                .jpeg_set_out_colorspace(zune_core::colorspace::ColorSpace::RGB);
+            let mut decoder = zune_jpeg::JpegDecoder::new_with_options(
+                zune_core::bytestream::ZCursor::new(bytes),
+                options,
+            );
+            let rgb = decoder.decode().unwrap();
+            let info = decoder.info().unwrap();
+            Picture {
+                width: u32::from(info.width),
+                height: u32::from(info.height),
+                rgb,
+            }
+        }
+        Format::Png => {
+            let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+            decoder.set_transformations(png::Transformations::EXPAND);
+            let mut reader = decoder.read_info().unwrap();
+            let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+            let frame = reader.next_frame(&mut buf).unwrap();
+            assert_eq!(frame.color_type, png::ColorType::Rgb);
+            assert_eq!(frame.bit_depth, png::BitDepth::Eight);
+            buf.truncate(frame.buffer_size());
+            Picture {
+                width: frame.width,
+                height: frame.height,
+                rgb: buf,
+            }
+        }
+    }
 }
 
 struct Entry {
@@ -162,7 +235,7 @@ pub fn xmp_packet() -> String {
 /// A phone photo: EXIF with GPS and serial, XMP, IPTC, a comment, and after the end of the
 /// image a second picture carrying the same EXIF (as multi-picture and motion photos do).
 pub fn camera_jpeg() -> Vec<u8> {
-    let mut jpeg = Jpeg::from_bytes(Bytes::from(encode(ImageFormat::Jpeg))).unwrap();
+    let mut jpeg = Jpeg::from_bytes(Bytes::from(encode(Format::Jpeg))).unwrap();
     jpeg.set_exif(Some(Bytes::from(exif_block())));
     let mut xmp = b"http://ns.adobe.com/xap/1.0/\0".to_vec();
     xmp.extend_from_slice(xmp_packet().as_bytes());
@@ -179,7 +252,7 @@ pub fn camera_jpeg() -> Vec<u8> {
         segments.insert(2 + i, segment);
     }
     let mut bytes = jpeg.encoder().bytes().to_vec();
-    let mut trailer = Jpeg::from_bytes(Bytes::from(encode(ImageFormat::Jpeg))).unwrap();
+    let mut trailer = Jpeg::from_bytes(Bytes::from(encode(Format::Jpeg))).unwrap();
     trailer.set_exif(Some(Bytes::from(exif_block())));
     bytes.extend_from_slice(&trailer.encoder().bytes());
     bytes
@@ -188,7 +261,7 @@ pub fn camera_jpeg() -> Vec<u8> {
 /// A PNG with EXIF (`eXIf`), XMP (`iTXt`), an author (`tEXt`), a time (`tIME`) and bytes after
 /// `IEND`.
 pub fn tagged_png() -> Vec<u8> {
-    let mut png = Png::from_bytes(Bytes::from(encode(ImageFormat::Png))).unwrap();
+    let mut png = Png::from_bytes(Bytes::from(encode(Format::Png))).unwrap();
     let mut itxt = b"XML:com.adobe.xmp\0\0\0\0\0".to_vec();
     itxt.extend_from_slice(xmp_packet().as_bytes());
     let mut text = b"Author\0".to_vec();

@@ -416,29 +416,34 @@ fn log_filter(flag: Option<&str>, env: Option<&str>, to_terminal: bool) -> Strin
 }
 
 fn init_tracing(cli: &Cli) -> Result<(), CliError> {
-    let env = std::env::var(tracing_subscriber::EnvFilter::DEFAULT_ENV).ok();
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let env = std::env::var("RUST_LOG").ok();
     let stderr_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let to_terminal = cli.log_file.is_none() && stderr_terminal;
     let filter = log_filter(cli.log_level.as_deref(), env.as_deref(), to_terminal);
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // `level` or `target=level,…` (RUST_LOG's common form); anything else logs at info.
+    let filter: tracing_subscriber::filter::Targets = filter.parse().unwrap_or_else(|_| {
+        tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)
+    });
+    let registry = tracing_subscriber::registry().with(filter);
     match &cli.log_file {
         Some(path) => {
             let file = open_log_file(path).map_err(|source| CliError::LogFile {
                 path: path.display().to_string(),
                 source,
             })?;
-            let _ = builder
+            let layer = tracing_subscriber::fmt::layer()
                 .with_writer(std::sync::Mutex::new(file))
-                .with_ansi(false)
-                .try_init();
+                .with_ansi(false);
+            let _ = registry.with(layer).try_init();
         }
         None => {
-            let _ = builder
+            let layer = tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
-                .with_ansi(stderr_terminal)
-                .try_init();
+                .with_ansi(stderr_terminal);
+            let _ = registry.with(layer).try_init();
         }
     }
     Ok(())
