@@ -9,9 +9,9 @@
 //! instructions of hashing seeds), whatever else the machine is doing. Fixtures (the province
 //! document, the phone stores) are built once, natively, in a temporary folder.
 //!
-//! `cargo run --release -p phakhi-tests --bin counts` prints every case beside its baseline;
-//! the benchmark runner includes them with `--only counts` (or in a full run when valgrind is
-//! installed). Nothing here runs in the test suite.
+//! `target/debug/counts` (built by the CI build command: dependencies such as automerge and
+//! SQLCipher at opt-level 2, this workspace unoptimised) prints every case beside its baseline.
+//! Nothing here runs in the test suite.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -20,7 +20,9 @@ use std::process::{Command, Stdio};
 
 use automerge::{AutoCommit, ChangeHash};
 use phakhi_core::store::{StorageKey, Store};
-use phakhi_core::sync::{DocName, Initiator, Limits, PeerState, PrefixScope, Responder};
+use phakhi_core::sync::{
+    DocName, Initiator, Limits, PeerState, PrefixScope, Responder, SavedForms,
+};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -235,7 +237,8 @@ fn setup(case: &str, dir: &Path) -> Result<Step> {
             let mut server = server_docs(dir, &[])?;
             let request = Initiator::new(PeerState::new(), Limits::default())
                 .poll_request(&mut BTreeMap::new(), None)?;
-            server_step(request, server_take(&mut server))
+            let saved = std::fs::read(dir.join("province.am"))?;
+            server_step(request, server_take(&mut server), Some(saved))
         }
         "server-first-sync-own" | "server-first-sync-save" => {
             let store = phone_store(dir, "own.db")?;
@@ -248,7 +251,12 @@ fn setup(case: &str, dir: &Path) -> Result<Step> {
             let first = round(&mut initiator, &mut phone, &mut server)?;
             initiator.handle_response(&first, &mut phone, &everything())?;
             let request = initiator.poll_request(&mut phone, None)?;
-            server_step(request, server_take(&mut server))
+            let saved = if case == "server-first-sync-own" {
+                Some(std::fs::read(dir.join("province.am"))?)
+            } else {
+                None
+            };
+            server_step(request, server_take(&mut server), saved)
         }
         "server-receive-10" => {
             let mut server = server_docs(dir, &[])?;
@@ -262,7 +270,7 @@ fn setup(case: &str, dir: &Path) -> Result<Step> {
             state.set_shared_heads(doc_name, heads);
             let request =
                 Initiator::new(state, Limits::default()).poll_request(&mut phone, None)?;
-            server_step(request, server_take(&mut server))
+            server_step(request, server_take(&mut server), None)
         }
         other => return Err(format!("unknown case {other}").into()),
     })
@@ -272,11 +280,33 @@ fn server_take(server: &mut BTreeMap<DocName, AutoCommit>) -> BTreeMap<DocName, 
     std::mem::take(server)
 }
 
-/// The server's side: the engine answers `request` over `docs`.
-fn server_step(request: Vec<u8>, mut docs: BTreeMap<DocName, AutoCommit>) -> Step {
+/// The bytes a server stores for the province: what it answers a device new to it with.
+struct Stored(Vec<u8>);
+
+impl SavedForms for Stored {
+    fn saved(&mut self, _: &DocName, _: &[ChangeHash]) -> Option<Vec<u8>> {
+        Some(self.0.clone())
+    }
+}
+
+/// The server's side: the engine answers `request` over `docs`, from the stored bytes `saved`
+/// when given (the path since serving stored bytes), else encoding with `save()`.
+fn server_step(
+    request: Vec<u8>,
+    mut docs: BTreeMap<DocName, AutoCommit>,
+    saved: Option<Vec<u8>>,
+) -> Step {
     Box::new(move || {
-        let reply =
-            Responder::new(Limits::default()).handle_request(&request, &mut docs, &everything())?;
+        let responder = Responder::new(Limits::default());
+        let reply = match saved {
+            Some(bytes) => responder.handle_request_saved(
+                &request,
+                &mut docs,
+                &everything(),
+                &mut Stored(bytes),
+            )?,
+            None => responder.handle_request(&request, &mut docs, &everything())?,
+        };
         let bytes = reply.into_bytes(None);
         if bytes.is_empty() {
             return Err("empty answer".into());

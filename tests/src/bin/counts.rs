@@ -1,7 +1,7 @@
 //! Instruction counts of the phone's and the server's side of the main exchanges, each beside
 //! its baseline (see `phakhi_tests::bench::counts`). Needs valgrind.
 //!
-//! `cargo run --release -p phakhi-tests --bin counts [-- --records N] [-- --case NAME,...]`
+//! `target/debug/counts [--records N] [--case NAME,...]` (built by the CI build command)
 
 use std::process::ExitCode;
 
