@@ -9,9 +9,11 @@
 //! instructions of hashing seeds), whatever else the machine is doing. Fixtures (the province
 //! document, the phone stores) are built once, natively, in a temporary folder.
 //!
-//! `target/debug/counts` (built by the CI build command: dependencies such as automerge and
-//! SQLCipher at opt-level 2, this workspace unoptimised) prints every case beside its baseline.
-//! Nothing here runs in the test suite.
+//! `cargo build --profile counts -p phakhi-tests --bin counts && target/counts/counts` prints
+//! every case beside its baseline. `target/debug/counts` (the CI build) runs too, but its counts
+//! are mostly automerge's debug assertions (`OpSet::validate_op_order` walks the whole document
+//! on every applied batch): read them with `callgrind_annotate` minus that function. Nothing here
+//! runs in the test suite.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};

@@ -1,7 +1,8 @@
 //! Instruction counts of the phone's and the server's side of the main exchanges, each beside
 //! its baseline (see `phakhi_tests::bench::counts`). Needs valgrind.
 //!
-//! `target/debug/counts [--records N] [--case NAME,...]` (built by the CI build command)
+//! `cargo build --profile counts -p phakhi-tests --bin counts`, then
+//! `target/counts/counts [--records N] [--case NAME,...]`
 
 use std::process::ExitCode;
 
