@@ -64,3 +64,5 @@ mod sync_convergence;
 mod sync_decode;
 #[path = "sync_engine.rs"]
 mod sync_engine;
+#[path = "sync_received.rs"]
+mod sync_received;

@@ -373,7 +373,7 @@ fn sync_inner(
     let mut working = load_working(cache, &tx, &asked)?;
     let relay_answer = relay_section(state, &mut tx, &asked)?;
     laps.load_us = clock.lap();
-    let reply = run_engine(state, &tx, &asked, &mut working.docs)?;
+    let reply = run_engine(state, &tx, &asked, &mut working.docs, &working.heads_before)?;
     laps.engine_us = clock.lap();
     let added = persist_changed(&tx, &asked, &reply, &mut working)?;
 
@@ -594,11 +594,17 @@ fn run_engine(
     tx: &Connection,
     asked: &Asked<'_>,
     docs: &mut BTreeMap<DocName, AutoCommit>,
+    heads_before: &BTreeMap<DocName, Vec<ChangeHash>>,
 ) -> Result<sync::Reply, AppError> {
     let responder = sync::Responder::new(asked.engine_limits);
     let checked = crate::authority::scope(tx, &asked.device)?;
+    // A device new to a document gets the bytes stored for it, not a `save()` made for it.
+    let mut stored = Stored {
+        conn: tx,
+        heads: heads_before,
+    };
     let reply = responder
-        .handle_request(asked.payload, docs, &checked)
+        .handle_request_saved(asked.payload, docs, &checked, &mut stored)
         .map_err(|error| AppError::BadRequest(format!("sync message: {error}")))?;
     for (name, stats) in &reply.stats().docs {
         if let Some(error) = stats.error {
@@ -725,6 +731,34 @@ fn after_commit(state: &AppState, conn: &Connection, pushed: bool, changed: bool
     }
     if pushed || changed {
         state.nudge_upstream();
+    }
+}
+
+/// The stored chunks of a document, concatenated: what the server sends a device new to it
+/// (they load as one document). Offered only while the document in memory is the stored one:
+/// its heads as loaded for this exchange are the heads asked for.
+struct Stored<'a> {
+    conn: &'a Connection,
+    heads: &'a BTreeMap<DocName, Vec<ChangeHash>>,
+}
+
+impl sync::SavedForms for Stored<'_> {
+    fn saved(&mut self, name: &DocName, heads: &[ChangeHash]) -> Option<Vec<u8>> {
+        let mut loaded = self.heads.get(name)?.clone();
+        loaded.sort_unstable();
+        loaded.dedup();
+        if loaded != heads {
+            return None;
+        }
+        match documents::load(self.conn, name.as_str()) {
+            Ok(Some(chunks)) => Some(chunks.concat()),
+            Ok(None) => None,
+            Err(error) => {
+                // The engine encodes the document itself instead.
+                tracing::warn!(%error, "cannot read a stored document to serve it");
+                None
+            }
+        }
     }
 }
 

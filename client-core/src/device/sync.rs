@@ -260,7 +260,8 @@ impl Device {
     pub fn sync_lost(&mut self, mut session: SyncSession) -> Result<()> {
         session.driver.handle_lost(self);
         let docs = session.driver.conversation_mut().talk.take_docs();
-        self.return_docs(docs, &BTreeMap::new())?;
+        // What arrived is stored re-encoded: the exchange did not end.
+        self.return_docs(docs, BTreeMap::new(), &BTreeMap::new())?;
         Ok(())
     }
 
@@ -268,10 +269,12 @@ impl Device {
     fn return_docs(
         &mut self,
         docs: sync::Docs,
+        mut received: BTreeMap<sync::DocName, sync::Received>,
         gained: &BTreeMap<String, sync::DocStats>,
     ) -> Result<Vec<String>> {
         let mut changed = Vec::new();
         for (wire_name, doc) in docs {
+            let arrived = received.remove(&wire_name);
             let Ok(name) = DocName::parse(wire_name.as_str()) else {
                 continue;
             };
@@ -290,8 +293,12 @@ impl Device {
                 }
             }
             // Saving an unchanged document writes nothing; round-1 changes of an abandoned
-            // exchange are worth keeping.
-            self.persist(&key)?;
+            // exchange are worth keeping. What arrived is stored as it arrived when that is
+            // the document (the store checks), not re-encoded.
+            match (arrived, self.docs.get_mut(&key)) {
+                (Some(arrived), Some(doc)) => self.store.save_doc_received(&key, doc, &arrived)?,
+                _ => self.persist(&key)?,
+            }
             // A document that arrived new holds the engine's random actor: the next edit must
             // be written under this device's (reloaded from the store by `doc`).
             let own = crate::policy::authority::actor_tag(self.keys.public().as_bytes());
@@ -328,7 +335,8 @@ impl Device {
             ..SyncReport::default()
         };
         // Documents first: back into the cache, and saved.
-        report.docs_changed = self.return_docs(talk.take_docs(), &stats.docs)?;
+        let received = talk.initiator.take_received();
+        report.docs_changed = self.return_docs(talk.take_docs(), received, &stats.docs)?;
         for (name, error) in stats.errors() {
             report.doc_errors.push((name.to_owned(), error.to_string()));
         }

@@ -329,6 +329,117 @@ impl Store {
         Ok(())
     }
 
+    /// Saves `doc` as the document `name` after it received `received` in a sync exchange,
+    /// storing the received bytes as they arrived instead of re-encoding them: changes on top
+    /// of the stored state become one sealed increment row as they are, and a saved document
+    /// kept whole becomes the snapshot row (followed by one row of `doc`'s changes it lacked).
+    ///
+    /// Falls back to [`Store::save_doc`] whenever the stored bytes would not be exactly `doc`:
+    /// the document changed since it received them (`received.heads`), the stored state is not
+    /// the one the changes were applied to (`received.base`), or the stored document holds
+    /// changes `doc` lacks. Compaction works as for [`Store::save_doc`].
+    pub fn save_doc_received(
+        &mut self,
+        name: &str,
+        doc: &mut AutoCommit,
+        received: &crate::sync::Received,
+    ) -> Result<()> {
+        check_name(name)?;
+        if sorted(doc.get_heads()) != received.heads {
+            return self.save_doc(name, doc);
+        }
+        let id = self.doc_id(name);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let rng = &mut *self.rng;
+        let mut root = db::read_root(&tx, &self.cipher)?;
+        let existing = match root.doc_generation(&id) {
+            Some(generation) => Some(db::read_manifest(&tx, &self.cipher, &id, name, generation)?),
+            None if db::doc_row_exists(&tx, &id)? => {
+                return Err(StoreError::integrity(
+                    format!("document {name:?}"),
+                    "has rows but is not listed in the store root (rows were put back)",
+                ));
+            }
+            None => None,
+        };
+        let mut manifest = if received.whole {
+            if existing
+                .as_ref()
+                .is_some_and(|m| m.heads.iter().any(|h| doc.get_change_by_hash(h).is_none()))
+            {
+                drop(tx);
+                return self.save_doc(name, doc);
+            }
+            let mut m = Manifest {
+                name: name.to_owned(),
+                generation: 0,
+                next_seq: existing.as_ref().map_or(0, |m| m.next_seq),
+                heads: received.heads.clone(),
+                chunks: Vec::new(),
+            };
+            db::delete_chunks(&tx, &id)?;
+            push_chunk(
+                &tx,
+                &self.cipher,
+                rng,
+                &id,
+                &mut m,
+                KIND_SNAPSHOT,
+                &received.bytes,
+            )?;
+            if received.base != received.heads {
+                // `doc`'s own changes that the saved document lacked.
+                let own = doc.save_after(&received.base);
+                push_chunk(&tx, &self.cipher, rng, &id, &mut m, KIND_INCREMENT, &own)?;
+            }
+            m
+        } else {
+            let Some(mut m) = existing.filter(|m| sorted(m.heads.clone()) == received.base) else {
+                drop(tx);
+                return self.save_doc(name, doc);
+            };
+            let (count, bytes) = m.increments();
+            let compact = count + 1 >= self.policy.max_increments
+                || bytes.saturating_add(received.bytes.len() as u64)
+                    > self.policy.max_increment_bytes;
+            m.heads = received.heads.clone();
+            if compact {
+                let snapshot = doc.save();
+                db::delete_chunks(&tx, &id)?;
+                m.chunks.clear();
+                push_chunk(
+                    &tx,
+                    &self.cipher,
+                    rng,
+                    &id,
+                    &mut m,
+                    KIND_SNAPSHOT,
+                    &snapshot,
+                )?;
+            } else {
+                push_chunk(
+                    &tx,
+                    &self.cipher,
+                    rng,
+                    &id,
+                    &mut m,
+                    KIND_INCREMENT,
+                    &received.bytes,
+                )?;
+            }
+            m
+        };
+        root.generation += 1;
+        manifest.generation = root.generation;
+        root.set_doc(id, root.generation);
+        db::write_manifest(&tx, &self.cipher, rng, &id, &manifest)?;
+        db::write_root(&tx, &self.cipher, rng, &root)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Folds the stored chunks of `name` into one snapshot row. Returns `false` if the document
     /// does not exist.
     pub fn compact_doc(&mut self, name: &str) -> Result<bool> {
@@ -690,6 +801,13 @@ fn verify(conn: &Connection, cipher: &Cipher) -> Result<()> {
         return Err(StoreError::integrity("key-check value", "unexpected token"));
     }
     db::read_root(conn, cipher).map(|_| ())
+}
+
+/// Heads sorted and deduplicated, as [`crate::sync::Received`] holds them.
+fn sorted(mut heads: Vec<ChangeHash>) -> Vec<ChangeHash> {
+    heads.sort_unstable();
+    heads.dedup();
+    heads
 }
 
 fn check_name(name: &str) -> Result<()> {

@@ -256,12 +256,15 @@ impl Budget {
     }
 }
 
-/// Decodes a chunk into changes without touching any document.
+/// Decodes a chunk into changes without touching any document. With `swap`, a saved document
+/// that holds more changes than `doc` is kept whole ([`Decoded::Swap`]): `doc`'s few changes are
+/// then applied to it rather than its many changes to `doc`.
 fn decode(
     doc: &mut AutoCommit,
     chunk: &Chunk,
     limits: &Limits,
     budget: &mut Budget,
+    swap: bool,
 ) -> Result<Decoded, DocError> {
     if chunk.byte_len() > limits.max_chunk_bytes {
         return Err(DocError::ChunkTooLarge);
@@ -306,6 +309,11 @@ fn decode(
             }
             if doc.get_heads().is_empty() {
                 Decoded::Whole(Box::new(loaded))
+            } else if swap
+                && doc.stats().num_changes < loaded.stats().num_changes
+                && doc.get_missing_deps(&[]).is_empty()
+            {
+                Decoded::Swap(Box::new(loaded))
             } else {
                 Decoded::Changes(doc.get_changes_added(&mut loaded))
             }
@@ -313,7 +321,7 @@ fn decode(
     };
     let count = match &decoded {
         Decoded::Changes(c) => c.len(),
-        Decoded::Whole(d) => d.stats().num_changes as usize,
+        Decoded::Whole(d) | Decoded::Swap(d) => d.stats().num_changes as usize,
     };
     if count > budget.changes {
         return Err(DocError::TooManyChanges);
@@ -401,7 +409,22 @@ impl Check<'_> {
 
 enum Decoded {
     Changes(Vec<Change>),
+    /// A saved document for an empty document: it becomes the document.
     Whole(Box<AutoCommit>),
+    /// A saved document larger than the document it is for: the document's own changes are
+    /// applied to it, and it becomes the document (a phone that recorded a few records offline
+    /// receiving its province).
+    Swap(Box<AutoCommit>),
+}
+
+/// What [`apply`] did with a chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Applied {
+    /// Changes the document gained.
+    pub gained: u64,
+    /// When the chunk was a saved document kept whole (the document was empty, or held fewer
+    /// changes): the heads of the chunk's bytes alone.
+    pub whole: Option<Vec<ChangeHash>>,
 }
 
 /// Why [`apply`] did not apply a chunk.
@@ -528,20 +551,35 @@ pub(crate) fn apply(
     budget: &mut Budget,
     check: Option<Check<'_>>,
 ) -> Result<u64, ApplyError> {
+    apply_keeping(doc, chunk, limits, budget, check).map(|applied| applied.gained)
+}
+
+/// [`apply`], saying whether a saved document was kept whole. Without a `check` (what a peer
+/// of this side's own server sends), a saved document larger than `doc` is loaded whole and
+/// `doc`'s own changes applied to it: a phone that recorded a few records offline receives
+/// its province in one load instead of one change at a time.
+pub(crate) fn apply_keeping(
+    doc: &mut AutoCommit,
+    chunk: &Chunk,
+    limits: &Limits,
+    budget: &mut Budget,
+    check: Option<Check<'_>>,
+) -> Result<Applied, ApplyError> {
     use std::panic::{AssertUnwindSafe, catch_unwind};
 
     let before = doc.stats().num_changes;
     let mut left = *budget;
+    let swap = check.is_none();
     let checked = catch_unwind(AssertUnwindSafe(|| {
-        let mut decoded = decode(doc, chunk, limits, &mut left)?;
+        let mut decoded = decode(doc, chunk, limits, &mut left, swap)?;
         let plan = match &decoded {
-            Decoded::Whole(_) => Plan::Copy,
+            Decoded::Whole(_) | Decoded::Swap(_) => Plan::Copy,
             Decoded::Changes(changes) => check_batch(doc, changes)?,
         };
         let touched = match (&check, &mut decoded) {
             (None, _) => None,
             (Some(check), Decoded::Changes(changes)) => Some(check.authority(doc, changes)?),
-            (Some(check), Decoded::Whole(loaded)) => {
+            (Some(check), Decoded::Whole(loaded) | Decoded::Swap(loaded)) => {
                 let changes = loaded.get_changes(&[]);
                 Some(check.authority(&mut AutoCommit::new(), &changes)?)
             }
@@ -561,12 +599,33 @@ pub(crate) fn apply(
         }
         _ => Ok(()),
     };
+    let mut whole = None;
     match (decoded, plan) {
         (Decoded::Whole(loaded), _) => {
             let mut loaded = *loaded;
             content(&loaded).map_err(ApplyError::Refused)?;
             loaded.set_actor(doc.get_actor().clone());
+            whole = Some(normalise(loaded.get_heads()));
             *doc = loaded;
+        }
+        (Decoded::Swap(loaded), _) => {
+            let mut loaded = *loaded;
+            let heads = normalise(loaded.get_heads());
+            // `doc` is only read: on any failure it stays as it was.
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                loaded.merge(doc).map(|_| ())?;
+                loaded.reset_diff_cursor();
+                Ok::<_, automerge::AutomergeError>(loaded)
+            }));
+            let mut merged = match outcome {
+                Ok(Ok(merged)) => merged,
+                Ok(Err(_)) => return Err(ApplyError::Refused(DocError::ApplyFailed)),
+                Err(_) => return Err(ApplyError::Refused(DocError::BadChunk)),
+            };
+            content(&merged).map_err(ApplyError::Refused)?;
+            merged.set_actor(doc.get_actor().clone());
+            whole = Some(heads);
+            *doc = merged;
         }
         (Decoded::Changes(changes), Plan::Copy) => {
             let outcome = catch_unwind(AssertUnwindSafe(|| {
@@ -618,7 +677,10 @@ pub(crate) fn apply(
     // asks automerge for patches, so the log is dropped after every apply.
     doc.reset_diff_cursor();
     *budget = left;
-    Ok(doc.stats().num_changes.saturating_sub(before))
+    Ok(Applied {
+        gained: doc.stats().num_changes.saturating_sub(before),
+        whole,
+    })
 }
 
 #[cfg(test)]

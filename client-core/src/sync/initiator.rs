@@ -9,6 +9,7 @@ use super::chunk::{self, ApplyError, normalise};
 use super::error::WireError;
 use super::error::{DocError, SyncError};
 use super::name::DocName;
+use super::received::Received;
 use super::scope::{Limits, Scope};
 use super::state::PeerState;
 use super::stats::ExchangeStats;
@@ -62,6 +63,9 @@ pub struct Initiator {
     mailbox: Option<Vec<u8>>,
     /// A document of this exchange sent only part of its changes and the peer took it.
     more: bool,
+    /// What each document received in this exchange, as it arrived (`None`: more than one
+    /// chunk, or one that left changes waiting, so the caller stores the document re-encoded).
+    received: BTreeMap<DocName, Option<Received>>,
 }
 
 /// Version byte of [`Initiator::encode_session`].
@@ -154,6 +158,7 @@ impl Initiator {
             stats: ExchangeStats::default(),
             mailbox: None,
             more: false,
+            received: BTreeMap::new(),
         }
     }
 
@@ -216,6 +221,7 @@ impl Initiator {
             self.stats = ExchangeStats::default();
             self.round2.clear();
             self.more = false;
+            self.received.clear();
             for (name, doc) in docs.iter_mut() {
                 let shared = self.state.shared_heads(name).to_vec();
                 let base = chunk::known(doc, &shared);
@@ -356,7 +362,18 @@ impl Initiator {
             stats: ExchangeStats::default(),
             mailbox,
             more: false,
+            received: BTreeMap::new(),
         })
+    }
+
+    /// What each document received in the exchange that just ended, as it arrived, for
+    /// [`crate::store::Store::save_doc_received`] (documents missing here are stored with
+    /// [`crate::store::Store::save_doc`]). Taking it empties it.
+    pub fn take_received(&mut self) -> BTreeMap<DocName, Received> {
+        std::mem::take(&mut self.received)
+            .into_iter()
+            .filter_map(|(name, received)| Some((name, received?)))
+            .collect()
     }
 
     /// Applies the peer's response (see the type's call order). `accept` decides which
@@ -451,25 +468,46 @@ impl Initiator {
         }
         let mut applied = 0;
         if let Some(chunk) = entry.chunk.as_ref() {
+            let mut outcome = None;
             let doc = match docs.get_mut(&name) {
                 Some(doc) => doc,
                 None => {
                     let mut fresh = AutoCommit::new();
-                    applied = chunk::apply(&mut fresh, chunk, &self.limits, budget, None)
+                    let done = chunk::apply_keeping(&mut fresh, chunk, &self.limits, budget, None)
                         .map_err(|e| (0, e.error()))?;
+                    applied = done.gained;
+                    outcome = Some((Vec::new(), done));
                     docs.entry(name.clone()).or_insert(fresh)
                 }
             };
             if applied == 0 {
-                applied = match chunk::apply(doc, chunk, &self.limits, budget, None) {
-                    Ok(n) => n,
+                let base = normalise(doc.get_heads());
+                let done = match chunk::apply_keeping(doc, chunk, &self.limits, budget, None) {
+                    Ok(done) => done,
                     Err(ApplyError::Refused(e)) => return Err((0, e)),
                     Err(ApplyError::Damaged(e)) => {
                         // Half-applied in memory: the caller reloads it from storage.
                         docs.remove(&name);
+                        self.received.insert(name.clone(), None);
                         return Err((0, e));
                     }
                 };
+                applied = done.gained;
+                outcome = Some((base, done));
+            }
+            if let Some((base, done)) = outcome
+                && done.gained > 0
+            {
+                let kept = docs
+                    .get_mut(&name)
+                    .and_then(|doc| received(doc, chunk, base, done));
+                // A second chunk for the same document in one exchange: store it re-encoded.
+                let kept = if self.received.contains_key(&name) {
+                    None
+                } else {
+                    kept
+                };
+                self.received.insert(name.clone(), kept);
             }
         }
         let complete = |docs: &mut BTreeMap<DocName, AutoCommit>| {
@@ -506,6 +544,43 @@ impl Initiator {
             }
             DocStatus::Error(e) => Err((applied, e)),
         }
+    }
+}
+
+/// What `doc` received from `chunk`, as it arrived, if storing those bytes stores it: every
+/// change applied (none left waiting for a dependency), and a saved document kept whole or
+/// changes on top of `base`.
+fn received(
+    doc: &mut AutoCommit,
+    chunk: &Chunk,
+    base: Vec<ChangeHash>,
+    applied: chunk::Applied,
+) -> Option<Received> {
+    if !doc.get_missing_deps(&[]).is_empty() {
+        return None;
+    }
+    let heads = normalise(doc.get_heads());
+    match (chunk, applied.whole) {
+        (Chunk::Document { bytes, .. }, Some(whole)) => Some(Received {
+            bytes: bytes.clone(),
+            whole: true,
+            base: whole,
+            heads,
+        }),
+        (Chunk::Changes(raw), None) => Some(Received {
+            bytes: raw.concat(),
+            whole: false,
+            base,
+            heads,
+        }),
+        (Chunk::Bundle { bytes, .. }, None) => Some(Received {
+            bytes: bytes.clone(),
+            whole: false,
+            base,
+            heads,
+        }),
+        // A saved document applied change by change: its bytes hold more than the changes.
+        _ => None,
     }
 }
 

@@ -59,6 +59,7 @@ mod chunk;
 mod error;
 mod initiator;
 mod name;
+mod received;
 mod responder;
 mod scope;
 mod state;
@@ -68,7 +69,8 @@ pub mod wire;
 pub use error::{DocError, SyncError, WireError};
 pub use initiator::{Initiator, Progress};
 pub use name::{DocName, MAX_NAME_LEN, NameError};
-pub use responder::{Reply, Responder};
+pub use received::Received;
+pub use responder::{Reply, Responder, SavedForms, Unsaved};
 pub use scope::{
     Limits, MAX_BODY_BYTES, MAX_CHANGES_PER_MESSAGE, MAX_DECODED_ROWS, MAX_INFLATED_BYTES,
     PrefixScope, Scope,

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use automerge::{AutoCommit, ChangeHash};
+use automerge::{AutoCommit, ChangeHash, ReadDoc};
 
 use super::chunk::{self, ApplyError, normalise};
 use super::error::{DocError, SyncError};
@@ -28,6 +28,25 @@ use super::wire::{Chunk, DocEntry, DocStatus, Kind, Message, request_digest};
 #[derive(Debug, Clone, Default)]
 pub struct Responder {
     limits: Limits,
+}
+
+/// Where a responder finds the saved form of a document it holds (the bytes its store keeps),
+/// so that a peer new to the document gets those bytes instead of a `save()` made for it.
+pub trait SavedForms {
+    /// Bytes that load into exactly the changes reaching `heads` (sorted) of `name`: every
+    /// change of the document as it was before this request touched it, and nothing more.
+    /// `None` when they are not at hand (the responder then encodes the document itself).
+    fn saved(&mut self, name: &DocName, heads: &[ChangeHash]) -> Option<Vec<u8>>;
+}
+
+/// No saved forms: every document is encoded when it is sent whole.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unsaved;
+
+impl SavedForms for Unsaved {
+    fn saved(&mut self, _: &DocName, _: &[ChangeHash]) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// The prepared answer to one request.
@@ -80,6 +99,22 @@ impl Responder {
         docs: &mut BTreeMap<DocName, AutoCommit>,
         scope: &impl Scope,
     ) -> Result<Reply, SyncError> {
+        self.handle_request_saved(bytes, docs, scope, &mut Unsaved)
+    }
+
+    /// [`Responder::handle_request`], sending a document a peer needs whole (or mostly) as the
+    /// bytes `saved` has for it rather than encoding it for this peer: a server answers each
+    /// phone new to a province from the bytes it stores, at the cost of a copy.
+    ///
+    /// What is sent is the document as it was before the request: what the peer itself sent
+    /// in this request it has already, so the answer still completes it.
+    pub fn handle_request_saved(
+        &self,
+        bytes: &[u8],
+        docs: &mut BTreeMap<DocName, AutoCommit>,
+        scope: &impl Scope,
+        saved: &mut dyn SavedForms,
+    ) -> Result<Reply, SyncError> {
         let request = Message::decode(bytes, &self.limits)?;
         if request.kind != Kind::Request {
             return Err(SyncError::UnexpectedKind {
@@ -103,7 +138,7 @@ impl Responder {
                 Err(_) => refuse(entry, DocError::InvalidName),
                 Ok(name) => {
                     let (answer, applied) =
-                        self.answer(&name, entry, request.round, docs, scope, &mut budget);
+                        self.answer(&name, entry, request.round, docs, scope, &mut budget, saved);
                     if applied > 0 {
                         changed.push(name);
                     }
@@ -127,7 +162,7 @@ impl Responder {
                 if !scope.may_read(name) || request.docs.iter().any(|d| d.name == name.as_str()) {
                     continue;
                 }
-                if let Some(chunk) = chunk::build(doc, &[]) {
+                if let Some(chunk) = build_whole(name, doc, &[], None, saved) {
                     stats.doc(name.as_str()).sent_bytes += chunk.byte_len();
                     answers.push(DocEntry {
                         name: name.as_str().to_owned(),
@@ -153,6 +188,7 @@ impl Responder {
     }
 
     /// The answer for one well-named document, and how many changes it gained.
+    #[allow(clippy::too_many_arguments)]
     fn answer(
         &self,
         name: &DocName,
@@ -161,6 +197,7 @@ impl Responder {
         docs: &mut BTreeMap<DocName, AutoCommit>,
         scope: &impl Scope,
         budget: &mut chunk::Budget,
+        saved: &mut dyn SavedForms,
     ) -> (DocEntry, u64) {
         if entry.status != DocStatus::Ok {
             return (refuse(entry, DocError::InvalidName), 0);
@@ -175,8 +212,13 @@ impl Responder {
         });
         let mut applied = 0;
         let mut write_refused = false;
+        // The document as stored, before this request: what a saved form must reach.
+        let mut stored: Option<(Vec<ChangeHash>, u64)> = None;
         let doc = match docs.get_mut(name) {
-            Some(doc) => doc,
+            Some(doc) => {
+                stored = Some((normalise(doc.get_heads()), doc.stats().num_changes));
+                doc
+            }
             None => {
                 if !scope.may_create(name) {
                     return (refuse(entry, DocError::NotFound), 0);
@@ -246,7 +288,7 @@ impl Responder {
             };
             return (status_only(entry, doc, status), applied);
         }
-        let chunk = chunk::build(doc, &their_heads);
+        let chunk = build_whole(name, doc, &their_heads, stored, saved);
         (
             DocEntry {
                 name: entry.name.clone(),
@@ -257,6 +299,31 @@ impl Responder {
             applied,
         )
     }
+}
+
+/// [`chunk::build`], except that a document the peer lacks whole or mostly goes as its saved
+/// form when `saved` has one for the document as it was before the request (`stored`: its
+/// heads and change count then; for a document the request did not name, as it is now).
+fn build_whole(
+    name: &DocName,
+    doc: &mut AutoCommit,
+    base: &[ChangeHash],
+    stored: Option<(Vec<ChangeHash>, u64)>,
+    saved: &mut dyn SavedForms,
+) -> Option<Chunk> {
+    let total = doc.stats().num_changes;
+    if total == 0 {
+        return None;
+    }
+    let mostly =
+        base.is_empty() || (doc.get_changes_meta(base).len() as u64).saturating_mul(3) > total;
+    if mostly {
+        let (heads, changes) = stored.unwrap_or_else(|| (normalise(doc.get_heads()), total));
+        if let Some(bytes) = saved.saved(name, &heads) {
+            return Some(Chunk::Document { changes, bytes });
+        }
+    }
+    chunk::build(doc, base)
 }
 
 fn refuse(entry: &DocEntry, error: DocError) -> DocEntry {

@@ -4,6 +4,7 @@
 //! and writes `BENCHMARKS.md`; tests never assert on these figures.
 
 pub mod attach;
+pub mod counts;
 pub mod docs;
 pub mod fleet;
 pub mod footprint;

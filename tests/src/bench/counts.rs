@@ -1,0 +1,440 @@
+//! Counted work: the instructions one side of an exchange executes, counted by valgrind's
+//! callgrind, so that a change's cost shows on a shared, noisy machine where wall time does not.
+//!
+//! Each case runs in a child process of its own under `valgrind --tool=callgrind
+//! --instr-atstart=no`: the child prepares everything outside the count (loads the documents,
+//! builds the peer's message), says `ready`, and the parent switches instrumentation on with
+//! `callgrind_control -i on` just before the counted step and off after it. The count is the
+//! step alone: the same exchange gives the same count run to run (within a few thousand
+//! instructions of hashing seeds), whatever else the machine is doing. Fixtures (the province
+//! document, the phone stores) are built once, natively, in a temporary folder.
+//!
+//! `cargo build --profile counts -p phakhi-tests --bin counts && target/counts/counts` prints
+//! every case beside its baseline. `target/debug/counts` (the CI build) runs too, but its counts
+//! are mostly automerge's debug assertions (`OpSet::validate_op_order` walks the whole document
+//! on every applied batch): read them with `callgrind_annotate` minus that function. Nothing here
+//! runs in the test suite.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use automerge::{AutoCommit, ChangeHash};
+use phakhi_core::store::{StorageKey, Store};
+use phakhi_core::sync::{
+    DocName, Initiator, Limits, PeerState, PrefixScope, Responder, SavedForms,
+};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+use super::docs::{actor, add_records, province};
+use super::{Result, progress};
+
+/// The province document every case syncs.
+pub const DOC: &str = "province/TH-44/activities/2026";
+
+/// One counted step: what it is, and how the child runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Case {
+    /// The name the child is started with.
+    pub name: &'static str,
+    /// What is counted, for the report.
+    pub what: &'static str,
+}
+
+/// Every case, in report order.
+pub const CASES: [Case; 9] = [
+    Case {
+        name: "phone-receive-10",
+        what: "phone: receive and store 10 new records on the province document (apply, sealed store write)",
+    },
+    Case {
+        name: "phone-receive-10-resave",
+        what: "the same, storing by re-encoding what arrived (`save_doc`, the path before stored-as-received)",
+    },
+    Case {
+        name: "phone-first-sync",
+        what: "phone: first sync of the province onto an empty phone, receive and store",
+    },
+    Case {
+        name: "phone-first-sync-own",
+        what: "phone: first sync of the province onto a phone holding 10 records of its own, receive and store",
+    },
+    Case {
+        name: "load-and-write",
+        what: "baseline: `AutoCommit::load` of the province's saved bytes plus one sealed store write of them",
+    },
+    Case {
+        name: "server-first-sync",
+        what: "server engine: answer an empty phone's first sync (the whole province)",
+    },
+    Case {
+        name: "server-first-sync-own",
+        what: "server engine: answer the first sync of a phone holding 10 records of its own (round 2)",
+    },
+    Case {
+        name: "server-first-sync-save",
+        what: "server engine: the same, encoding the answer with `save()` (the path before serving stored bytes)",
+    },
+    Case {
+        name: "server-receive-10",
+        what: "server engine: take 10 new records from a phone and answer",
+    },
+];
+
+fn key() -> StorageKey {
+    StorageKey::from_bytes([7; 32])
+}
+
+fn name() -> Result<DocName> {
+    Ok(DocName::parse(DOC)?)
+}
+
+/// Builds the fixtures in `dir`: the province document of `records` records (saved), 10 more
+/// records by a second phone, a phone's own 10 records on a document it started offline, and
+/// the phone stores holding each.
+pub fn prepare(dir: &Path, records: usize) -> Result<()> {
+    progress(format!(
+        "counts: building the {records}-record province document"
+    ));
+    let mut doc = province(records)?;
+    let saved = doc.save();
+    let heads = doc.get_heads();
+    std::fs::write(dir.join("province.am"), &saved)?;
+    // Ten more records by another phone, after the province's heads.
+    let mut other = AutoCommit::load(&saved)?.with_actor(actor(2));
+    add_records(&mut other, records, 10)?;
+    std::fs::write(dir.join("ten.am"), other.save_after(&heads))?;
+    // A phone that recorded 10 records of its own before it ever synced the province: its
+    // document starts from the province's first change (the activities map) only.
+    let first = doc
+        .get_changes(&[])
+        .first()
+        .cloned()
+        .ok_or("the province document has no changes")?;
+    let mut own = AutoCommit::new().with_actor(actor(3));
+    own.apply_changes([first])?;
+    add_records(&mut own, 900_000, 10)?;
+    std::fs::write(dir.join("own.am"), own.save())?;
+    let mut store = Store::open(dir.join("phone.db"), key(), ChaCha20Rng::seed_from_u64(1))?;
+    store.save_doc(DOC, &mut doc)?;
+    let mut store = Store::open(dir.join("own.db"), key(), ChaCha20Rng::seed_from_u64(2))?;
+    store.save_doc(DOC, &mut own)?;
+    Ok(())
+}
+
+/// What the child does between `ready` and `done`.
+type Step = Box<dyn FnOnce() -> Result<()>>;
+
+/// The documents a responder serves: the province, plus `extra` changes.
+fn server_docs(dir: &Path, extra: &[&str]) -> Result<BTreeMap<DocName, AutoCommit>> {
+    let mut doc = AutoCommit::load(&std::fs::read(dir.join("province.am"))?)?;
+    for file in extra {
+        doc.load_incremental(&std::fs::read(dir.join(file))?)?;
+    }
+    Ok(BTreeMap::from([(name()?, doc)]))
+}
+
+/// A copy of the fixture store `file` that the case may change.
+fn phone_store(dir: &Path, file: &str) -> Result<Store> {
+    let work = dir.join(format!("work-{}-{file}", std::process::id()));
+    std::fs::copy(dir.join(file), &work)?;
+    Ok(Store::open(&work, key(), ChaCha20Rng::seed_from_u64(9))?)
+}
+
+/// One round: the initiator's request answered by the responder over `server`.
+fn round(
+    initiator: &mut Initiator,
+    phone: &mut BTreeMap<DocName, AutoCommit>,
+    server: &mut BTreeMap<DocName, AutoCommit>,
+) -> Result<Vec<u8>> {
+    let request = initiator.poll_request(phone, None)?;
+    let reply =
+        Responder::new(Limits::default()).handle_request(&request, server, &everything())?;
+    Ok(reply.into_bytes(None))
+}
+
+fn everything() -> PrefixScope {
+    PrefixScope::everything()
+}
+
+/// The phone's side: applies `response` and stores what changed.
+fn phone_step(
+    mut initiator: Initiator,
+    mut phone: BTreeMap<DocName, AutoCommit>,
+    response: Vec<u8>,
+    mut store: Store,
+    resave: bool,
+) -> Step {
+    Box::new(move || {
+        initiator.handle_response(&response, &mut phone, &everything())?;
+        let received = initiator.take_received();
+        for (name, doc) in &mut phone {
+            match received.get(name) {
+                Some(arrived) if !resave => store.save_doc_received(name.as_str(), doc, arrived)?,
+                _ => store.save_doc(name.as_str(), doc)?,
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Sets a case up in this process and returns its counted step.
+fn setup(case: &str, dir: &Path) -> Result<Step> {
+    let doc_name = name()?;
+    Ok(match case {
+        "phone-receive-10" | "phone-receive-10-resave" => {
+            let store = phone_store(dir, "phone.db")?;
+            let mut doc = store
+                .load_doc(DOC)?
+                .ok_or("phone store lacks the document")?;
+            let mut state = PeerState::new();
+            state.set_shared_heads(doc_name.clone(), doc.get_heads());
+            let mut phone = BTreeMap::from([(doc_name, doc)]);
+            let mut server = server_docs(dir, &["ten.am"])?;
+            let mut initiator = Initiator::new(state, Limits::default());
+            let response = round(&mut initiator, &mut phone, &mut server)?;
+            phone_step(
+                initiator,
+                phone,
+                response,
+                store,
+                case == "phone-receive-10-resave",
+            )
+        }
+        "phone-first-sync" => {
+            let store = phone_store(dir, "phone-empty.db")?;
+            let mut phone = BTreeMap::new();
+            let mut server = server_docs(dir, &[])?;
+            let mut initiator = Initiator::new(PeerState::new(), Limits::default());
+            let response = round(&mut initiator, &mut phone, &mut server)?;
+            phone_step(initiator, phone, response, store, false)
+        }
+        "phone-first-sync-own" => {
+            let store = phone_store(dir, "own.db")?;
+            let doc = store
+                .load_doc(DOC)?
+                .ok_or("phone store lacks its document")?;
+            let mut phone = BTreeMap::from([(doc_name, doc)]);
+            let mut server = server_docs(dir, &[])?;
+            let mut initiator = Initiator::new(PeerState::new(), Limits::default());
+            // Round 1 (heads only) asks for round 2, whose answer is counted.
+            let first = round(&mut initiator, &mut phone, &mut server)?;
+            initiator.handle_response(&first, &mut phone, &everything())?;
+            let response = round(&mut initiator, &mut phone, &mut server)?;
+            phone_step(initiator, phone, response, store, false)
+        }
+        "load-and-write" => {
+            let bytes = std::fs::read(dir.join("province.am"))?;
+            let mut store = phone_store(dir, "phone-empty.db")?;
+            Box::new(move || {
+                let doc = AutoCommit::load(&bytes)?;
+                store.put("counts", b"province", &bytes)?;
+                drop(doc);
+                Ok(())
+            })
+        }
+        "server-first-sync" => {
+            let mut server = server_docs(dir, &[])?;
+            let request = Initiator::new(PeerState::new(), Limits::default())
+                .poll_request(&mut BTreeMap::new(), None)?;
+            let saved = std::fs::read(dir.join("province.am"))?;
+            server_step(request, server_take(&mut server), Some(saved))
+        }
+        "server-first-sync-own" | "server-first-sync-save" => {
+            let store = phone_store(dir, "own.db")?;
+            let doc = store
+                .load_doc(DOC)?
+                .ok_or("phone store lacks its document")?;
+            let mut phone = BTreeMap::from([(doc_name, doc)]);
+            let mut server = server_docs(dir, &[])?;
+            let mut initiator = Initiator::new(PeerState::new(), Limits::default());
+            let first = round(&mut initiator, &mut phone, &mut server)?;
+            initiator.handle_response(&first, &mut phone, &everything())?;
+            let request = initiator.poll_request(&mut phone, None)?;
+            let saved = if case == "server-first-sync-own" {
+                Some(std::fs::read(dir.join("province.am"))?)
+            } else {
+                None
+            };
+            server_step(request, server_take(&mut server), saved)
+        }
+        "server-receive-10" => {
+            let mut server = server_docs(dir, &[])?;
+            let mut phone = server_docs(dir, &["ten.am"])?;
+            let heads: Vec<ChangeHash> = server
+                .values_mut()
+                .next()
+                .map(|d| d.get_heads())
+                .unwrap_or_default();
+            let mut state = PeerState::new();
+            state.set_shared_heads(doc_name, heads);
+            let request =
+                Initiator::new(state, Limits::default()).poll_request(&mut phone, None)?;
+            server_step(request, server_take(&mut server), None)
+        }
+        other => return Err(format!("unknown case {other}").into()),
+    })
+}
+
+fn server_take(server: &mut BTreeMap<DocName, AutoCommit>) -> BTreeMap<DocName, AutoCommit> {
+    std::mem::take(server)
+}
+
+/// The bytes a server stores for the province: what it answers a device new to it with.
+struct Stored(Vec<u8>);
+
+impl SavedForms for Stored {
+    fn saved(&mut self, _: &DocName, _: &[ChangeHash]) -> Option<Vec<u8>> {
+        Some(self.0.clone())
+    }
+}
+
+/// The server's side: the engine answers `request` over `docs`, from the stored bytes `saved`
+/// when given (the path since serving stored bytes), else encoding with `save()`.
+fn server_step(
+    request: Vec<u8>,
+    mut docs: BTreeMap<DocName, AutoCommit>,
+    saved: Option<Vec<u8>>,
+) -> Step {
+    Box::new(move || {
+        let responder = Responder::new(Limits::default());
+        let reply = match saved {
+            Some(bytes) => responder.handle_request_saved(
+                &request,
+                &mut docs,
+                &everything(),
+                &mut Stored(bytes),
+            )?,
+            None => responder.handle_request(&request, &mut docs, &everything())?,
+        };
+        let bytes = reply.into_bytes(None);
+        if bytes.is_empty() {
+            return Err("empty answer".into());
+        }
+        Ok(())
+    })
+}
+
+/// The child: sets the case up, says `ready`, runs the step when told `go`, says `done`, and
+/// exits when told to (so that nothing after the step is counted).
+pub fn child(case: &str, dir: &Path) -> Result<()> {
+    let step = setup(case, dir)?;
+    let mut out = std::io::stdout();
+    let mut input = BufReader::new(std::io::stdin());
+    let mut line = String::new();
+    writeln!(out, "ready")?;
+    out.flush()?;
+    input.read_line(&mut line)?;
+    step()?;
+    writeln!(out, "done")?;
+    out.flush()?;
+    line.clear();
+    input.read_line(&mut line)?;
+    // Exit without dropping the documents: their teardown is nobody's exchange.
+    std::process::exit(0);
+}
+
+/// Whether valgrind and callgrind_control are installed.
+pub fn available() -> bool {
+    let runs = |program: &str| {
+        Command::new(program)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    runs("valgrind") && runs("callgrind_control")
+}
+
+/// Counts the instructions of `case`'s step, in a child started as `exe child CASE DIR`.
+pub fn count(exe: &Path, case: &str, dir: &Path) -> Result<u64> {
+    let out = dir.join(format!("callgrind.{case}.out"));
+    let mut child = Command::new("valgrind")
+        .arg("--tool=callgrind")
+        .arg("--instr-atstart=no")
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(exe)
+        .args(["child", case])
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let pid = child.id().to_string();
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    let mut lines = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
+    let mut expect = |word: &str| -> Result<()> {
+        match lines.next() {
+            Some(Ok(line)) if line == word => Ok(()),
+            other => Err(format!("case {case}: expected {word:?}, got {other:?}").into()),
+        }
+    };
+    let control = |on: &str| -> Result<()> {
+        let status = Command::new("callgrind_control")
+            .args(["-i", on, &pid])
+            .stdout(Stdio::null())
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("callgrind_control -i {on} {pid} failed").into())
+        }
+    };
+    let result = (|| -> Result<()> {
+        expect("ready")?;
+        control("on")?;
+        writeln!(stdin, "go")?;
+        expect("done")?;
+        control("off")?;
+        writeln!(stdin, "exit")?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = child.kill();
+    }
+    let status = child.wait()?;
+    result?;
+    if !status.success() {
+        return Err(format!("case {case}: child {status}").into());
+    }
+    let text = std::fs::read_to_string(&out)?;
+    let total = text
+        .lines()
+        // `summary:` is written before the toggled part is known (0); `totals:` is the count.
+        .find_map(|l| l.strip_prefix("totals:"))
+        .and_then(|n| n.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| format!("no totals in {}", out.display()))?;
+    Ok(total)
+}
+
+/// Every case's count, with fixtures of `records` records built in a fresh folder.
+pub fn run(records: usize, only: &[String]) -> Result<Vec<(Case, u64)>> {
+    if !available() {
+        return Err("valgrind is not installed (apt-get install valgrind)".into());
+    }
+    let exe = std::env::current_exe()?;
+    let dir = tempfile::tempdir()?;
+    prepare(dir.path(), records)?;
+    Store::open(
+        dir.path().join("phone-empty.db"),
+        key(),
+        ChaCha20Rng::seed_from_u64(3),
+    )?;
+    let mut counts = Vec::new();
+    for case in CASES {
+        if !only.is_empty() && !only.iter().any(|o| o == case.name) {
+            continue;
+        }
+        progress(format!("counts: {} under callgrind", case.name));
+        counts.push((case, count(&exe, case.name, dir.path())?));
+    }
+    Ok(counts)
+}
+
+/// The child's folder argument.
+pub fn child_dir(arg: Option<String>) -> Result<PathBuf> {
+    Ok(PathBuf::from(arg.ok_or("child needs a folder")?))
+}
