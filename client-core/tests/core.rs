@@ -2,7 +2,7 @@
 //! it, so the crate and its dependencies (automerge, SQLite, the crypto stack) are linked once
 //! rather than once per file. `sync_memory.rs` stays a binary of its own: it installs a counting
 //! global allocator. A new test file is registered here with `#[path = "file.rs"] mod file;`;
-//! `cargo test -p phakhi-core --test core file::` runs it alone.
+//! `cargo test --workspace --test core file::` runs it alone.
 
 // Several files declare the same helper module (`attach_common` and `store_common`) themselves, so that each file
 // still reads, and builds, on its own; here that compiles the helper once per file that uses it.

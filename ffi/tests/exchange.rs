@@ -17,6 +17,7 @@ use phakhi_core::mailbox::{
 };
 use phakhi_core::protocol::{EnrolRequest, EnrolResponse, decode_section, encode_section};
 use phakhi_core::seal::keys::generate_hq_signing_key;
+use phakhi_core::seal::slot::{Part, PartOf, Slot, open_slot};
 use phakhi_core::seal::{
     HqSigningKey, Invite, InviteToken, MemoryReplayGuard, Reply, ReplyStatus, Role, SignedInvite,
     StaticKeyPair, open_request, open_tip, seal_reply,
@@ -164,16 +165,42 @@ impl StandIn {
         encode_bundle(BundleKind::Answer, &self.sync(request))
     }
 
-    /// The tip desk opens every tip held and answers each.
+    /// The tip envelopes held, as the tip desk gets them out of the phones' cover slots: every
+    /// slot opened, dummies dropped, a tip's parts put back together (`phakhi_core::desk` does
+    /// the same with its store).
+    fn tips_in_slots(&self) -> Vec<Vec<u8>> {
+        let mut parts: BTreeMap<[u8; 16], BTreeMap<u16, Part>> = BTreeMap::new();
+        for held in self.mailbox.items_since(0) {
+            if held.item.kind != EnvelopeKind::Tip {
+                continue;
+            }
+            match open_slot(&self.tip_desk, &held.item.envelope).expect("open slot") {
+                Some(Slot::Part(part)) if part.of == PartOf::Tip => {
+                    parts
+                        .entry(part.message)
+                        .or_default()
+                        .insert(part.index, part);
+                }
+                Some(_) => {}
+                None => panic!("a bare tip: the phone sent a tip outside its cover slots"),
+            }
+        }
+        parts
+            .into_values()
+            .filter(|p| {
+                p.values()
+                    .next()
+                    .is_some_and(|f| usize::from(f.count) == p.len())
+            })
+            .map(|p| p.into_values().flat_map(|part| part.data).collect())
+            .collect()
+    }
+
+    /// The tip desk opens every tip held and answers each; how many it answered.
     fn answer_tips(&mut self, status: ReplyStatus, message: &str) -> usize {
-        let held: Vec<MailItem> = self
-            .mailbox
-            .items_since(0)
-            .map(|s| s.item.clone())
-            .filter(|i| i.kind == EnvelopeKind::Tip)
-            .collect();
-        for item in &held {
-            let tip = open_tip(&self.tip_desk, &item.envelope).expect("open tip");
+        let held = self.tips_in_slots();
+        for envelope in &held {
+            let tip = open_tip(&self.tip_desk, envelope).expect("open tip");
             let reply = seal_reply(
                 &mut self.rng,
                 &tip.reply_key.expect("the member asked for replies"),

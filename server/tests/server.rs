@@ -1,6 +1,6 @@
 //! The integration tests of phakhi-server, one binary: each file beside this one is a module of
 //! it, so the server and its dependencies are linked once rather than once per file. A new test
-//! file is registered here with `#[path = "file.rs"] mod file;`; `cargo test -p phakhi-server
+//! file is registered here with `#[path = "file.rs"] mod file;`; `cargo test --workspace
 //! --test server file::` runs it alone.
 
 #[path = "exchange.rs"]

@@ -171,6 +171,9 @@ impl Phone {
             .device
             .enrol_response(pending, &answer, &mut phone.rng, at(now))
             .unwrap();
+        // These cases count the tips HQ holds once delivered: tips leave bare, not in cover slots
+        // (with cover every exchange brings slots, and the seized-relay tests show what they hide).
+        phone.device.switch_cover_off_for_tests().unwrap();
         phone
     }
 

@@ -63,7 +63,7 @@ const PHONE_CHUNKS_PER_REQUEST: usize = 7;
 const DESK_PASSPHRASE: &str = "รหัสผ่านโต๊ะรับเบาะแส";
 // The two deliveries run side by side like every scenario of the end-to-end binary: a lock
 // between them kept one of the harness's threads idle for the whole of the other delivery.
-// Figures of one delivery alone: `cargo test -p phakhi-tests --test e2e attachments_relay::
+// Figures of one delivery alone: `cargo test --workspace --test e2e attachments_relay::
 // -- --test-threads=1`.
 
 fn long_tests() -> bool {

@@ -790,7 +790,7 @@ fn evidence_trickles_through_the_slots_and_the_desk_puts_it_together() {
     }
 }
 
-/// The cost of cover on the 2G profile, measured by hand (`cargo test -p phakhi-tests --test e2e
+/// The cost of cover on the 2G profile, measured by hand (`cargo test --workspace --test e2e
 /// cover::measure -- --ignored --nocapture`): two phones at one server, one with cover and one
 /// without, each adding one record per sync through `Profile::two_g`, alternating, seven syncs
 /// each; prints the medians of the sealed bytes each way and of the wall time. Nothing is

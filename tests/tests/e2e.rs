@@ -1,8 +1,8 @@
 //! The end-to-end tests, one binary: each file beside this one is a module of it, so the helpers
 //! and their dependencies are linked once rather than once per file, and the harness runs the
 //! files' scenarios side by side. Every scenario uses free loopback ports and temporary folders.
-//! A new test file is registered here with `#[path = "file.rs"] mod file;`; `cargo test -p
-//! phakhi-tests --test e2e file::` runs it alone.
+//! A new test file is registered here with `#[path = "file.rs"] mod file;`; `cargo test
+//! --workspace --test e2e file::` runs it alone.
 
 // Several files declare the same helper module (`attach_common`) themselves, so that each file
 // still reads, and builds, on its own; here that compiles the helper once per file that uses it.
