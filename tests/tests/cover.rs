@@ -179,11 +179,15 @@ fn seized(cover: bool) -> Vec<String> {
     let desk_dir = path("desk");
     let hq = serve(&hq_data, &[]);
     let hq_tap = Tap::start(&hq.url);
+    // The relay reaches HQ through a proxy of its own: HQ's operator tells the relay's
+    // connections from its phones' by their addresses, and a relay round that overlaps an HQ
+    // phone's exchange is then never counted as that phone's.
+    let relay_up_tap = Tap::start(&hq.url);
     let nk = phakhi_tests::server::network_key(&hq_data);
     let (desk_key, code) = desk_with_code(&desk_dir, "ผู้แจ้งเบาะแส");
     let joined = relay_join(
         &relay_data,
-        &invite(&hq_data, "TH-44", "relay", &hq_tap.url, &desk_key),
+        &invite(&hq_data, "TH-44", "relay", &relay_up_tap.url, &desk_key),
         &nk,
     );
     assert!(joined.status.success());
@@ -286,6 +290,7 @@ fn seized(cover: bool) -> Vec<String> {
             let window = index * 100 + round;
             relay_tap.watch(Some(window));
             hq_tap.watch(Some(window));
+            relay_up_tap.watch(Some(window));
             let (rounds, _, _, _) = upstream(&relay);
             // As the app does: the sync (records, tips, slots), then any chunks.
             phone
@@ -310,6 +315,7 @@ fn seized(cover: bool) -> Vec<String> {
             }
             relay_tap.watch(None);
             hq_tap.watch(None);
+            relay_up_tap.watch(None);
             let now_seen = (scrape(&relay), scrape(&hq));
             phone
                 .watched
@@ -418,7 +424,8 @@ fn seized(cover: bool) -> Vec<String> {
     // server (its operator sees them); what the relay sent HQ while a relay phone synced is
     // compared among the relay's phones; the rest within the phones of one server.
     let mut features = Features::default();
-    let (relay_seen, hq_seen) = (relay_tap.seen(), hq_tap.seen());
+    let (relay_seen, hq_seen, relay_up_seen) =
+        (relay_tap.seen(), hq_tap.seen(), relay_up_tap.seen());
     for (index, phone) in phones.iter().enumerate() {
         let group = if phone.at_hq { "HQ" } else { "relay" };
         let own = if phone.at_hq { &hq_seen } else { &relay_seen };
@@ -446,7 +453,7 @@ fn seized(cover: bool) -> Vec<String> {
             conns += s.connections;
             active += u64::from(s.connections > 0);
             if !phone.at_hq {
-                let h = hq_seen
+                let h = relay_up_seen
                     .get(&(index * 100 + round))
                     .cloned()
                     .unwrap_or_default();
@@ -524,7 +531,7 @@ fn seized(cover: bool) -> Vec<String> {
             );
         }
     }
-    for tap in [&relay_tap, &hq_tap] {
+    for tap in [&relay_tap, &hq_tap, &relay_up_tap] {
         assert!(
             !tap.connections().is_empty(),
             "the proxy carried the traffic"
