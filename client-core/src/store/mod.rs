@@ -71,7 +71,7 @@ use cipher::{Ad, Cipher, NameHash};
 pub use error::{Result, StoreError};
 use key::KdfRecord;
 pub use key::{Argon2Params, KEY_LEN, SALT_LEN, StorageKey};
-use manifest::{ChunkEntry, KIND_INCREMENT, KIND_SNAPSHOT, Manifest};
+use manifest::{ChunkEntry, KIND_INCREMENT, KIND_SNAPSHOT, Manifest, Root};
 pub use schema::VERSION as SCHEMA_VERSION;
 
 /// Longest document name, namespace or key accepted, in bytes.
@@ -88,6 +88,16 @@ pub struct CompactionPolicy {
     pub max_increments: usize,
     /// Compact once a document's incremental chunks exceed this many bytes.
     pub max_increment_bytes: u64,
+}
+
+impl CompactionPolicy {
+    /// Whether adding an increment of `adding` bytes to `manifest`'s document calls for a
+    /// compaction instead.
+    fn due(&self, manifest: &Manifest, adding: usize) -> bool {
+        let (count, bytes) = manifest.increments();
+        count + 1 >= self.max_increments
+            || bytes.saturating_add(adding as u64) > self.max_increment_bytes
+    }
 }
 
 impl Default for CompactionPolicy {
@@ -235,16 +245,7 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let rng = &mut *self.rng;
         let mut root = db::read_root(&tx, &self.cipher)?;
-        let existing = match root.doc_generation(&id) {
-            Some(generation) => Some(db::read_manifest(&tx, &self.cipher, &id, name, generation)?),
-            None if db::doc_row_exists(&tx, &id)? => {
-                return Err(StoreError::integrity(
-                    format!("document {name:?}"),
-                    "has rows but is not listed in the store root (rows were put back)",
-                ));
-            }
-            None => None,
-        };
+        let existing = stored_manifest(&tx, &self.cipher, &root, &id, name)?;
         let mut manifest = match existing {
             None => {
                 let snapshot = doc.save();
@@ -255,16 +256,7 @@ impl Store {
                     heads: doc.get_heads(),
                     chunks: Vec::new(),
                 };
-                db::delete_chunks(&tx, &id)?;
-                push_chunk(
-                    &tx,
-                    &self.cipher,
-                    rng,
-                    &id,
-                    &mut m,
-                    KIND_SNAPSHOT,
-                    &snapshot,
-                )?;
+                replace_with_snapshot(&tx, &self.cipher, rng, &id, &mut m, &snapshot)?;
                 m
             }
             Some(mut m) => {
@@ -281,10 +273,7 @@ impl Store {
                 heads.sort();
                 heads.dedup();
                 m.heads = heads;
-                let (count, bytes) = m.increments();
-                let compact = count + 1 >= self.policy.max_increments
-                    || bytes.saturating_add(changes.len() as u64) > self.policy.max_increment_bytes;
-                if compact {
+                if self.policy.due(&m, changes.len()) {
                     let snapshot = if unknown.is_empty() {
                         doc.save()
                     } else {
@@ -295,17 +284,7 @@ impl Store {
                         m.heads = stored.get_heads();
                         stored.save()
                     };
-                    db::delete_chunks(&tx, &id)?;
-                    m.chunks.clear();
-                    push_chunk(
-                        &tx,
-                        &self.cipher,
-                        rng,
-                        &id,
-                        &mut m,
-                        KIND_SNAPSHOT,
-                        &snapshot,
-                    )?;
+                    replace_with_snapshot(&tx, &self.cipher, rng, &id, &mut m, &snapshot)?;
                 } else {
                     push_chunk(
                         &tx,
@@ -320,13 +299,7 @@ impl Store {
                 m
             }
         };
-        root.generation += 1;
-        manifest.generation = root.generation;
-        root.set_doc(id, root.generation);
-        db::write_manifest(&tx, &self.cipher, rng, &id, &manifest)?;
-        db::write_root(&tx, &self.cipher, rng, &root)?;
-        tx.commit()?;
-        Ok(())
+        commit_doc(tx, &self.cipher, rng, &mut root, id, &mut manifest)
     }
 
     /// Saves `doc` as the document `name` after it received `received` in a sync exchange,
@@ -354,16 +327,7 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let rng = &mut *self.rng;
         let mut root = db::read_root(&tx, &self.cipher)?;
-        let existing = match root.doc_generation(&id) {
-            Some(generation) => Some(db::read_manifest(&tx, &self.cipher, &id, name, generation)?),
-            None if db::doc_row_exists(&tx, &id)? => {
-                return Err(StoreError::integrity(
-                    format!("document {name:?}"),
-                    "has rows but is not listed in the store root (rows were put back)",
-                ));
-            }
-            None => None,
-        };
+        let existing = stored_manifest(&tx, &self.cipher, &root, &id, name)?;
         let mut manifest = if received.whole {
             if existing
                 .as_ref()
@@ -379,16 +343,7 @@ impl Store {
                 heads: received.heads.clone(),
                 chunks: Vec::new(),
             };
-            db::delete_chunks(&tx, &id)?;
-            push_chunk(
-                &tx,
-                &self.cipher,
-                rng,
-                &id,
-                &mut m,
-                KIND_SNAPSHOT,
-                &received.bytes,
-            )?;
+            replace_with_snapshot(&tx, &self.cipher, rng, &id, &mut m, &received.bytes)?;
             if received.base != received.heads {
                 // `doc`'s own changes that the saved document lacked.
                 let own = doc.save_after(&received.base);
@@ -400,24 +355,10 @@ impl Store {
                 drop(tx);
                 return self.save_doc(name, doc);
             };
-            let (count, bytes) = m.increments();
-            let compact = count + 1 >= self.policy.max_increments
-                || bytes.saturating_add(received.bytes.len() as u64)
-                    > self.policy.max_increment_bytes;
+            let compact = self.policy.due(&m, received.bytes.len());
             m.heads = received.heads.clone();
             if compact {
-                let snapshot = doc.save();
-                db::delete_chunks(&tx, &id)?;
-                m.chunks.clear();
-                push_chunk(
-                    &tx,
-                    &self.cipher,
-                    rng,
-                    &id,
-                    &mut m,
-                    KIND_SNAPSHOT,
-                    &snapshot,
-                )?;
+                replace_with_snapshot(&tx, &self.cipher, rng, &id, &mut m, &doc.save())?;
             } else {
                 push_chunk(
                     &tx,
@@ -431,13 +372,7 @@ impl Store {
             }
             m
         };
-        root.generation += 1;
-        manifest.generation = root.generation;
-        root.set_doc(id, root.generation);
-        db::write_manifest(&tx, &self.cipher, rng, &id, &manifest)?;
-        db::write_root(&tx, &self.cipher, rng, &root)?;
-        tx.commit()?;
-        Ok(())
+        commit_doc(tx, &self.cipher, rng, &mut root, id, &mut manifest)
     }
 
     /// Folds the stored chunks of `name` into one snapshot row. Returns `false` if the document
@@ -457,24 +392,9 @@ impl Store {
             .ok_or_else(|| StoreError::integrity(format!("document {name:?}"), "vanished"))?;
         let mut m = db::read_manifest(&tx, &self.cipher, &id, name, generation)?;
         let snapshot = doc.save();
-        db::delete_chunks(&tx, &id)?;
-        m.chunks.clear();
         m.heads = doc.get_heads();
-        push_chunk(
-            &tx,
-            &self.cipher,
-            rng,
-            &id,
-            &mut m,
-            KIND_SNAPSHOT,
-            &snapshot,
-        )?;
-        root.generation += 1;
-        m.generation = root.generation;
-        root.set_doc(id, root.generation);
-        db::write_manifest(&tx, &self.cipher, rng, &id, &m)?;
-        db::write_root(&tx, &self.cipher, rng, &root)?;
-        tx.commit()?;
+        replace_with_snapshot(&tx, &self.cipher, rng, &id, &mut m, &snapshot)?;
+        commit_doc(tx, &self.cipher, rng, &mut root, id, &mut m)?;
         Ok(true)
     }
 
@@ -734,6 +654,57 @@ fn assemble(
         })?;
     }
     Ok(am)
+}
+
+/// The manifest of the stored document `name` (`id`), if the root lists it; an integrity error
+/// if rows of it are there that the root does not list (put back from elsewhere).
+fn stored_manifest(
+    conn: &Connection,
+    cipher: &Cipher,
+    root: &Root,
+    id: &NameHash,
+    name: &str,
+) -> Result<Option<Manifest>> {
+    match root.doc_generation(id) {
+        Some(generation) => Ok(Some(db::read_manifest(conn, cipher, id, name, generation)?)),
+        None if db::doc_row_exists(conn, id)? => Err(StoreError::integrity(
+            format!("document {name:?}"),
+            "has rows but is not listed in the store root (rows were put back)",
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Drops every chunk of `doc` and makes `snapshot` its only one.
+fn replace_with_snapshot(
+    conn: &Connection,
+    cipher: &Cipher,
+    rng: &mut dyn CryptoRngCore,
+    doc: &NameHash,
+    manifest: &mut Manifest,
+    snapshot: &[u8],
+) -> Result<()> {
+    db::delete_chunks(conn, doc)?;
+    manifest.chunks.clear();
+    push_chunk(conn, cipher, rng, doc, manifest, KIND_SNAPSHOT, snapshot)
+}
+
+/// Records `manifest` as the document `id`'s new generation in the root and commits `tx`.
+fn commit_doc(
+    tx: rusqlite::Transaction<'_>,
+    cipher: &Cipher,
+    rng: &mut dyn CryptoRngCore,
+    root: &mut Root,
+    id: NameHash,
+    manifest: &mut Manifest,
+) -> Result<()> {
+    root.generation += 1;
+    manifest.generation = root.generation;
+    root.set_doc(id, root.generation);
+    db::write_manifest(&tx, cipher, rng, &id, manifest)?;
+    db::write_root(&tx, cipher, rng, root)?;
+    tx.commit()?;
+    Ok(())
 }
 
 /// Seals `bytes` as the next chunk of `doc` and records it in the manifest.
