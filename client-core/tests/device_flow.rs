@@ -509,8 +509,16 @@ fn every_request_and_bundle_pushes_the_same_slots_whether_or_not_its_member_tipp
         "the tip waits for a request"
     );
     assert_eq!(tipper.pending_chunks().unwrap().len(), 2);
-    // The evidence would take the separate upload only at the fast pace.
-    assert!(tipper.chunks_in_slots().unwrap());
+    // The evidence waits for the scheduled exchanges' slots (the default pace).
+    assert!(tipper.chunks_in_slots());
+    assert!(tipper.evidence_trickles().unwrap());
+    assert_eq!(
+        tipper
+            .fast_evidence_slots(&phakhi_core::attach::Pace::default())
+            .unwrap(),
+        None,
+        "no exchange of its own at the default pace"
+    );
 
     // Carried by hand: both bundles push two slots, and the tipper's holds its tip.
     server.pushes.clear();

@@ -42,9 +42,12 @@ pub struct Limits {
     pub max_documents_per_exchange: usize,
     /// Most automerge changes one message may carry, over all its documents.
     pub max_changes_per_message: usize,
-    /// Most unacknowledged mailbox envelopes one device may have stored.
+    /// Mailbox envelopes one device may hand over before what it handed leaves this server's
+    /// care, and at most per day (see `crate::allowance`). Tips and evidence travel in 4 KiB
+    /// cover slots, two per sync, and many more when a member sends evidence at the fast pace:
+    /// the default takes a 25 MiB attachment (about 6,800 slots) twice over in a day.
     pub mailbox_envelopes_per_device: i64,
-    /// Most unacknowledged mailbox bytes one device may have stored.
+    /// Mailbox bytes one device may hand over, counted the same way.
     pub mailbox_bytes_per_device: i64,
     /// Most attachment chunks one device may have stored and not yet passed on (the default
     /// holds eight attachments of 25 MiB).
@@ -101,8 +104,8 @@ impl Default for Limits {
             max_body_bytes: phakhi_core::sync::MAX_BODY_BYTES,
             max_documents_per_exchange: 64,
             max_changes_per_message: phakhi_core::sync::MAX_CHANGES_PER_MESSAGE,
-            mailbox_envelopes_per_device: 1_000,
-            mailbox_bytes_per_device: 16 * 1024 * 1024,
+            mailbox_envelopes_per_device: 16_384,
+            mailbox_bytes_per_device: 64 * 1024 * 1024,
             chunks_per_device: 8 * CHUNKS_PER_25_MIB,
             chunks_per_relay: 64 * CHUNKS_PER_25_MIB,
             chunk_uploads_per_minute: 240,

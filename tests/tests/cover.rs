@@ -23,7 +23,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use phakhi_core::attach::{AttachLimits, Pace, PreparedAttachment};
@@ -672,81 +671,150 @@ fn without_cover_the_same_seizure_finds_the_phones_that_tipped() {
     );
 }
 
+/// A phone at HQ behind a byte-counting proxy, with a tip and `file_len` bytes of evidence
+/// written, and the desk that will open it.
+struct EvidenceRun {
+    dir: tempfile::TempDir,
+    hq: ServerProcess,
+    tap: Tap,
+    desk_key: String,
+    device: Device,
+    receipt: String,
+    /// The attachment as the desk must write it out.
+    expected: Vec<u8>,
+}
+
+impl EvidenceRun {
+    fn start(rng: &mut ChaCha20Rng, file_len: usize) -> EvidenceRun {
+        let dir = tempfile::tempdir().unwrap();
+        let hq_data = dir.path().join("hq");
+        let hq = serve(&hq_data, &[]);
+        let tap = Tap::start(&hq.url);
+        let desk_dir = dir.path().join("desk").to_string_lossy().into_owned();
+        let (desk_key, code) = desk_with_code(&desk_dir, "ผู้แจ้งเบาะแส");
+        let mut device = Device::open(
+            dir.path().join("phone.db"),
+            StorageKey::generate(rng),
+            &mut ChaCha20Rng::from_rng(&mut *rng).unwrap(),
+        )
+        .unwrap();
+        device
+            .enrol_http(
+                &invite(&hq_data, "TH-44", "leader", &tap.url, &desk_key),
+                &phakhi_tests::server::network_verifying_key(&hq_data),
+                None,
+                rng,
+                OffsetDateTime::now_utc(),
+            )
+            .unwrap();
+        let now = OffsetDateTime::now_utc();
+        let today = Date::from_time(now.date()).unwrap();
+        let mut file = vec![0u8; file_len];
+        rng.fill_bytes(&mut file);
+        file[..4].copy_from_slice(b"RIFF");
+        file[8..12].copy_from_slice(b"WAVE");
+        let mut prepared =
+            PreparedAttachment::prepare(&file, None, &AttachLimits::default()).unwrap();
+        prepared.accept_residual_risks();
+        let expected = prepared.bytes().to_vec();
+        let receipt = device
+            .submit_tip_with_attachments(
+                TipDraft {
+                    category: TipCategory::Bribery,
+                    report: "หลักฐานเสียง นายก อบต.".into(),
+                    date: now.date(),
+                    province: "TH-44".into(),
+                    district: "เมืองมหาสารคาม".into(),
+                    place: None,
+                    involved: vec![],
+                    member_code: MemberCode::parse(&code).unwrap(),
+                    want_reply: false,
+                },
+                vec![prepared],
+                &AttachLimits::default(),
+                today,
+                rng,
+                &Edit::new("tip", now),
+            )
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            device.tips_waiting().unwrap(),
+            1,
+            "the tip waits for its slots"
+        );
+        EvidenceRun {
+            dir,
+            hq,
+            tap,
+            desk_key,
+            device,
+            receipt,
+            expected,
+        }
+    }
+
+    fn waiting(&self) -> bool {
+        self.device.tips_waiting().unwrap() > 0 || !self.device.pending_chunks().unwrap().is_empty()
+    }
+
+    /// The desk pulls the tip and writes its evidence out, which must be the file as attached;
+    /// then HQ stops. Returns HQ's log.
+    fn desk_puts_it_together(self) -> String {
+        let path = |name: &str| self.dir.path().join(name).to_string_lossy().into_owned();
+        let (hq_data, desk_dir) = (self.dir.path().join("hq"), path("desk"));
+        let nk = phakhi_tests::server::network_key(&hq_data);
+        let admin = invite(&hq_data, "TH-44", "admin", &self.hq.url, &self.desk_key);
+        let enrolled = ok(&desk(&desk_dir, &["enroll", &admin, "--network-key", &nk]));
+        assert!(enrolled.contains("enrolled"), "{enrolled}");
+        let pulled = ok(&desk(&desk_dir, &["pull"]));
+        assert!(pulled.contains("pulled 1 new tip(s)"), "{pulled}");
+        let out = path("evidence");
+        ok(&desk(
+            &desk_dir,
+            &["attachments", &self.receipt, "--out", &out],
+        ));
+        let written: Vec<_> = std::fs::read_dir(&out).unwrap().flatten().collect();
+        assert_eq!(written.len(), 1);
+        assert_eq!(std::fs::read(written[0].path()).unwrap(), self.expected);
+        drop(self.tap);
+        let (exit, log) = self.hq.terminate();
+        assert!(exit.success());
+        // What a server stores never gives the receipt away: no stored envelope hashes to it.
+        for (table, row) in all_rows(&hq_data) {
+            for (_, _, blob) in row {
+                if let Some(blob) = blob {
+                    assert_ne!(
+                        ReceiptId::of_envelope(&blob).to_string(),
+                        self.receipt,
+                        "{table} holds the tip's own envelope"
+                    );
+                }
+            }
+        }
+        log
+    }
+}
+
 /// A tip with evidence from a phone at HQ: the chunks trickle through the cover slots, a few
 /// kilobytes per exchange, and the desk puts the tip and the file together from the slots. No
 /// separate chunk upload happens, and the phone sends the same slots after it is done.
 #[test]
 fn evidence_trickles_through_the_slots_and_the_desk_puts_it_together() {
     let rng = &mut ChaCha20Rng::seed_from_u64(162);
-    let dir = tempfile::tempdir().unwrap();
-    let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
-    let hq_data = dir.path().join("hq");
-    let desk_dir = path("desk");
-    let hq = serve(&hq_data, &[]);
-    let tap = Tap::start(&hq.url);
-    let nk = phakhi_tests::server::network_key(&hq_data);
-    let (desk_key, code) = desk_with_code(&desk_dir, "ผู้แจ้งเบาะแส");
-    let mut device = Device::open(
-        dir.path().join("phone.db"),
-        StorageKey::generate(rng),
-        &mut ChaCha20Rng::from_rng(&mut *rng).unwrap(),
-    )
-    .unwrap();
-    device
-        .enrol_http(
-            &invite(&hq_data, "TH-44", "leader", &tap.url, &desk_key),
-            &phakhi_tests::server::network_verifying_key(&hq_data),
-            None,
-            rng,
-            OffsetDateTime::now_utc(),
-        )
-        .unwrap();
-    let now = OffsetDateTime::now_utc();
-    let today = Date::from_time(now.date()).unwrap();
-    let mut file = vec![0u8; 30_000];
-    rng.fill_bytes(&mut file);
-    file[..4].copy_from_slice(b"RIFF");
-    file[8..12].copy_from_slice(b"WAVE");
-    let mut prepared = PreparedAttachment::prepare(&file, None, &AttachLimits::default()).unwrap();
-    prepared.accept_residual_risks();
-    let expected = prepared.bytes().to_vec();
-    let receipt = device
-        .submit_tip_with_attachments(
-            TipDraft {
-                category: TipCategory::Bribery,
-                report: "หลักฐานเสียง นายก อบต.".into(),
-                date: now.date(),
-                province: "TH-44".into(),
-                district: "เมืองมหาสารคาม".into(),
-                place: None,
-                involved: vec![],
-                member_code: MemberCode::parse(&code).unwrap(),
-                want_reply: false,
-            },
-            vec![prepared],
-            &AttachLimits::default(),
-            today,
-            rng,
-            &Edit::new("tip", now),
-        )
-        .unwrap()
-        .to_string();
-    assert_eq!(
-        device.tips_waiting().unwrap(),
-        1,
-        "the tip waits for its slots"
-    );
-    let chunks = device.pending_chunks().unwrap().len();
+    let mut run = EvidenceRun::start(rng, 30_000);
+    let chunks = run.device.pending_chunks().unwrap().len();
     assert_eq!(chunks, 2, "a manifest and one data chunk");
     let mut exchanges = 0;
-    while device.tips_waiting().unwrap() > 0 || !device.pending_chunks().unwrap().is_empty() {
+    while run.waiting() {
         exchanges += 1;
         assert!(exchanges <= 40, "the evidence never finished");
-        tap.watch(Some(exchanges));
-        device
+        run.tap.watch(Some(exchanges));
+        run.device
             .sync_http(None, rng, OffsetDateTime::now_utc(), &mut |_, _| {})
             .unwrap();
-        let upload = device
+        let upload = run
+            .device
             .upload_chunks_http(
                 None,
                 &mut Pace::default(),
@@ -757,44 +825,78 @@ fn evidence_trickles_through_the_slots_and_the_desk_puts_it_together() {
             .unwrap();
         assert_eq!(
             upload.bytes_sent, 0,
-            "no separate chunk upload at the default pace"
+            "no exchange of its own at the default pace"
         );
-        tap.watch(None);
+        run.tap.watch(None);
     }
     // One tip part, then 17 parts per chunk, two slots an exchange.
     assert_eq!(exchanges, (1 + 17 * chunks).div_ceil(SLOTS_PER_EXCHANGE));
-    let pulled = ok(&desk(
-        &desk_dir,
-        &[
-            "enroll",
-            &invite(&hq_data, "TH-44", "admin", &hq.url, &desk_key),
-            "--network-key",
-            &nk,
-        ],
-    ));
-    assert!(pulled.contains("enrolled"), "{pulled}");
-    let pulled = ok(&desk(&desk_dir, &["pull"]));
-    assert!(pulled.contains("pulled 1 new tip(s)"), "{pulled}");
-    let out = path("evidence");
-    ok(&desk(&desk_dir, &["attachments", &receipt, "--out", &out]));
-    let written: Vec<_> = std::fs::read_dir(&out).unwrap().flatten().collect();
-    assert_eq!(written.len(), 1);
-    assert_eq!(std::fs::read(written[0].path()).unwrap(), expected);
-    drop(tap);
-    let (exit, _) = hq.terminate();
-    assert!(exit.success());
-    // What a server stores never gives the receipt away: no stored envelope hashes to it.
-    for (table, row) in all_rows(Path::new(&hq_data)) {
-        for (_, _, blob) in row {
-            if let Some(blob) = blob {
-                assert_ne!(
-                    ReceiptId::of_envelope(&blob).to_string(),
-                    receipt,
-                    "{table} holds the tip's own envelope"
-                );
-            }
-        }
-    }
+    run.desk_puts_it_together();
+}
+
+/// The member chose speed: the evidence leaves at once, in sync exchanges of its own right after
+/// the scheduled one, each carrying as many slots as the link takes. It takes the same route as
+/// every sync (HQ's log shows no other path, and HQ received no chunk), is sealed into the same
+/// slots, and the desk puts it together the same way.
+#[test]
+fn fast_evidence_leaves_at_once_in_slots_on_the_sync_route() {
+    let rng = &mut ChaCha20Rng::seed_from_u64(163);
+    let mut run = EvidenceRun::start(rng, 250_000);
+    run.device
+        .set_evidence_pace(phakhi_core::device::EvidencePace::Fast)
+        .unwrap();
+    let chunks = run.device.pending_chunks().unwrap().len();
+    assert_eq!(chunks, 5, "a manifest and four data chunks");
+    run.tap.watch(Some(1));
+    let synced = run
+        .device
+        .sync_http(None, rng, OffsetDateTime::now_utc(), &mut |_, _| {})
+        .unwrap();
+    assert_eq!(
+        synced.tips_delivered, 1,
+        "the tip leaves in the scheduled slots"
+    );
+    let mut pace = Pace::default();
+    let mut reported = Vec::new();
+    let upload = run
+        .device
+        .upload_chunks_http(
+            None,
+            &mut pace,
+            rng,
+            OffsetDateTime::now_utc(),
+            &mut |report, total| reported.push((report.chunks_held, total)),
+        )
+        .unwrap();
+    run.tap.watch(None);
+    assert!(!run.waiting(), "everything left in one upload: {upload:?}");
+    assert_eq!((upload.chunks_held, upload.left), (chunks, 0));
+    assert!(
+        upload.bytes_sent as usize >= (17 * chunks - 1) * phakhi_core::device::SLOT_BUCKET,
+        "every part went in a slot: {upload:?}"
+    );
+    assert_eq!(reported.last(), Some(&(chunks, chunks)), "{reported:?}");
+    assert!(
+        reported.len() < (17 * chunks).div_ceil(SLOTS_PER_EXCHANGE),
+        "faster than the scheduled slots: {} exchanges",
+        reported.len()
+    );
+    let seen = run.tap.seen().remove(&1).unwrap();
+    assert!(seen.up >= upload.bytes_sent, "{seen:?}");
+    let (_, metrics) = phakhi_tests::server::get(&format!("{}/metrics", run.hq.url));
+    assert!(
+        metrics.contains("\nphakhi_chunks_received_total 0\n"),
+        "no chunk arrived on the chunk route:\n{metrics}"
+    );
+    let log = run.desk_puts_it_together();
+    assert!(
+        log.contains("path=/v1/sync"),
+        "requests are logged with their path"
+    );
+    assert!(
+        !log.contains("/v1/chunks"),
+        "no request named the chunk route:\n{log}"
+    );
 }
 
 /// The cost of cover on the 2G profile, measured by hand (`cargo test --workspace --test e2e

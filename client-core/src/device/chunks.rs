@@ -1,6 +1,8 @@
-//! Carrying this device's attachment chunks to its server, chunk by chunk, after the sync (so
-//! records and tip envelopes always go first). Each exchange is one sealed request to
-//! `POST /v1/chunks` and one sealed answer listing the ids the server now holds; only those are
+//! Carrying this device's attachment chunks to its server over the separate chunk route, as
+//! phones did before cover traffic; a phone of this version uses it only with cover switched off
+//! in a test build, since the route itself says that evidence is moving (with cover on, chunks
+//! leave in the sync's slots: `cover.rs`). Chunk by chunk, after the sync (so records and tip
+//! envelopes always go first). Each exchange is one sealed request to `POST /v1/chunks` and one sealed answer listing the ids the server now holds; only those are
 //! dropped here ([`Device::chunks_held`]). A lost answer loses nothing: an upload starts with a
 //! question ([`ChunkAsk::Have`]) so a chunk the server stored before the link broke is not sent
 //! again, and only chunks that were really cut in flight cost bytes twice.
@@ -99,9 +101,9 @@ impl Conversation for ChunkUpload<'_> {
             .ok_or(DeviceError::NotEnrolled)?
             .as_str()
             .to_owned();
-        // At the default pace the chunks ride in the cover slots of the sync (`cover.rs`): this
-        // separate upload, which shows, has nothing to send.
-        let pending = if device.chunks_in_slots()? {
+        // With cover on, the chunks ride in the cover slots of the sync (`cover.rs`) at either
+        // pace: this separate route, which names evidence, has nothing to send.
+        let pending = if device.chunks_in_slots() {
             Vec::new()
         } else {
             device.pending_chunks()?

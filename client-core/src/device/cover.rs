@@ -6,10 +6,12 @@
 //!
 //! A written tip does not leave when it is written: it waits in the cover queue and goes out in
 //! the next exchange's slots (a tip in the 1 or 4 KiB bucket fits one exchange; a 64 KiB one
-//! takes nine). Evidence chunks follow the tips at the member's pace ([`EvidencePace`]): by
-//! default they trickle through the same slots, so they take the same route as everything else
-//! and a phone uploading evidence looks like every other phone; `Fast` keeps them for the
-//! separate chunk upload, when the member accepts that it shows.
+//! takes nine). Evidence chunks follow the tips, always in slots of the same sync route, at the
+//! member's pace ([`EvidencePace`]): by default they trickle through the scheduled exchanges'
+//! slots, so a phone uploading evidence looks like every other phone; `Fast` adds exchanges right
+//! after the scheduled one, each with as many slots as the link takes ([`Device::evidence_sync`]),
+//! when the member accepts that their number and size show. No route and no header names
+//! evidence either way.
 //!
 //! A part waits in the outbox, like a tip without cover did, until the server acknowledges it
 //! (and until a finished backup holds it, `tips.rs`); a tip is received, and a chunk held, once
@@ -23,8 +25,8 @@ use rand_core::CryptoRngCore;
 
 use super::tips::encode_item;
 use super::{Device, DeviceError, Result, ns};
-use crate::attach::ChunkId;
-use crate::mailbox::{EnvelopeId, EnvelopeKind, MailItem};
+use crate::attach::{CHUNK_LEN, ChunkId, Pace};
+use crate::mailbox::{EnvelopeId, EnvelopeKind, MAX_PUSH_ENVELOPES, MailItem};
 use crate::seal::ReceiptId;
 use crate::seal::slot::{PartOf, Slot, seal_slot, split};
 use crate::seal::wire::{LenWidth, Reader, put_blob};
@@ -35,6 +37,15 @@ pub use crate::seal::slot::SLOT_BUCKET;
 /// profile and carry any tip up to the 4 KiB bucket in one exchange (`BENCHMARKS.md`, "cover
 /// traffic", has the measurements and the trade-off).
 pub const SLOTS_PER_EXCHANGE: usize = 2;
+
+/// The most slots one exchange at the fast pace carries: what a server takes in one push
+/// ([`MAX_PUSH_ENVELOPES`], about 1 MiB of slots).
+pub const MAX_SLOTS_PER_EXCHANGE: usize = MAX_PUSH_ENVELOPES;
+
+/// Slots one evidence chunk takes (17 of 4 KiB for a 64 KiB chunk).
+pub fn slots_per_chunk() -> usize {
+    crate::seal::slot::parts_for(CHUNK_LEN)
+}
 
 /// Messages waiting for slots, by sequence number: `u8 version | u8 kind | [16] message id |
 /// u16 parts sealed | str8 receipt or [32] chunk id | str32 message`.
@@ -50,12 +61,14 @@ const COVER_OFF_KEY: &[u8] = b"cover-off-for-tests";
 /// How evidence chunks leave the phone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EvidencePace {
-    /// Through the cover slots, after any waiting tip: about 8 KB per exchange, the same traffic
-    /// as every phone's. The default.
+    /// Through the scheduled exchanges' cover slots, after any waiting tip: about 8 KB per
+    /// exchange, the same traffic as every phone's. The default.
     #[default]
     Trickle,
-    /// Through the separate chunk upload (`Device::chunk_request`), as fast as the link allows:
-    /// an observer of the network, and the server while it runs, see a phone uploading evidence.
+    /// Through the same slots on the same sync route, in extra exchanges right after the
+    /// scheduled one, each as large as the link takes ([`Device::evidence_sync`]): an observer of
+    /// the network, and the server while it runs, see a phone sending more and larger exchanges
+    /// than the others, which is to say a phone uploading evidence.
     Fast,
 }
 
@@ -175,10 +188,47 @@ impl Device {
         Ok(())
     }
 
-    /// Whether pending chunks ride in the cover slots (and the separate upload has nothing to
-    /// send).
-    pub fn chunks_in_slots(&self) -> Result<bool> {
-        Ok(self.cover_on() && self.evidence_pace()? == EvidencePace::Trickle)
+    /// Whether pending chunks ride in the cover slots of the sync route (and the separate chunk
+    /// upload has nothing to send): always, but with cover switched off in a test build.
+    pub fn chunks_in_slots(&self) -> bool {
+        self.cover_on()
+    }
+
+    /// Whether evidence waits for the scheduled exchanges' slots (the default pace), rather than
+    /// leaving in exchanges of its own ([`EvidencePace::Fast`]).
+    pub fn evidence_trickles(&self) -> Result<bool> {
+        Ok(self.chunks_in_slots() && self.evidence_pace()? == EvidencePace::Trickle)
+    }
+
+    /// Slots of the next exchange at the fast pace, `None` when it has none to make: the pace is
+    /// the default one, cover is off, or no evidence waits. Two like every exchange, and a
+    /// chunk's worth more ([`slots_per_chunk`]) for each chunk `pace` says the link takes in one
+    /// exchange ([`Pace`], the one pacing policy), as long as that many wait; never more than
+    /// [`MAX_SLOTS_PER_EXCHANGE`].
+    pub fn fast_evidence_slots(&self, pace: &Pace) -> Result<Option<usize>> {
+        if !self.chunks_in_slots() || self.evidence_pace()? != EvidencePace::Fast {
+            return Ok(None);
+        }
+        let pending = self.pending_chunks()?;
+        if pending.is_empty() {
+            return Ok(None);
+        }
+        // Parts still to send: the outbox, what queued messages have left, and the chunks not
+        // queued yet.
+        let flying = self.in_flight()?;
+        let unqueued = pending
+            .iter()
+            .filter(|id| !flying.contains(&Whole::Chunk(**id)))
+            .count();
+        let queued: usize = self
+            .queue()?
+            .iter()
+            .map(|q| split_count(&q.bytes).saturating_sub(usize::from(q.sealed)))
+            .sum();
+        let waiting = self.outbox_items()?.len() + queued + unqueued * slots_per_chunk();
+        let chunks = waiting.div_ceil(slots_per_chunk()).clamp(1, pace.batch());
+        let slots = SLOTS_PER_EXCHANGE + chunks * slots_per_chunk();
+        Ok(Some(slots.min(MAX_SLOTS_PER_EXCHANGE)))
     }
 
     /// A sealed tip waits for its slots (or, with cover off, in the outbox).
@@ -258,10 +308,15 @@ impl Device {
         Ok(false)
     }
 
-    /// The push of the next sync request: with cover, exactly [`SLOTS_PER_EXCHANGE`] slots —
-    /// parts waiting for the server's acknowledgement first, then the next parts of queued
-    /// messages, then dummies. Without cover (tests only), the outbox as it is.
-    pub(super) fn outgoing_push(&mut self, rng: &mut impl CryptoRngCore) -> Result<Vec<MailItem>> {
+    /// The push of the next sync request: with cover, exactly `slots` slots ([`SLOTS_PER_EXCHANGE`]
+    /// but in an exchange at the fast pace) — parts waiting for the server's acknowledgement
+    /// first, then the next parts of queued messages, then dummies. Without cover (tests only),
+    /// the outbox as it is.
+    pub(super) fn outgoing_push(
+        &mut self,
+        rng: &mut impl CryptoRngCore,
+        slots: usize,
+    ) -> Result<Vec<MailItem>> {
         if !self.cover_on() {
             return self.outbox_items();
         }
@@ -273,12 +328,12 @@ impl Device {
             .as_str()
             .to_owned();
         let mut outbox = self.outbox_items()?;
-        while outbox.len() < SLOTS_PER_EXCHANGE {
+        while outbox.len() < slots {
             // A message stays queued until its last part is acknowledged; the next to seal is
             // the first with parts left.
             let unsealed = |q: &Queued| usize::from(q.sealed) < split_count(&q.bytes);
             let mut next = self.queue()?.into_iter().find(unsealed);
-            if next.is_none() && self.chunks_in_slots()? && self.queue_next_chunk()? {
+            if next.is_none() && self.chunks_in_slots() && self.queue_next_chunk()? {
                 next = self.queue()?.into_iter().find(unsealed);
             }
             let Some(mut next) = next else {
@@ -314,8 +369,8 @@ impl Device {
             self.store.put(NS_QUEUE, &next.key, &encode_queued(&next))?;
             outbox.push(item);
         }
-        outbox.truncate(SLOTS_PER_EXCHANGE);
-        while outbox.len() < SLOTS_PER_EXCHANGE {
+        outbox.truncate(slots);
+        while outbox.len() < slots {
             outbox.push(MailItem {
                 kind: EnvelopeKind::Tip,
                 province: province.clone(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rand_core::CryptoRngCore;
 use time::OffsetDateTime;
 
-use super::{ChunkUploadReport, Device, DeviceError, Enrolment, Result, SyncReport};
+use super::{ChunkUploadReport, Device, DeviceError, Enrolment, Result, SyncReport, SyncSession};
 use crate::attach::Pace;
 use crate::client::{Hooks, drive, drive_with};
 use crate::seal::HqVerifyingKey;
@@ -101,19 +101,24 @@ impl Device {
         if cancelled() {
             return Err(DeviceError::Cancelled);
         }
-        let mut session = self.begin_sync(rng)?;
+        let session = self.begin_sync(rng)?;
         let hooks = Hooks {
             progress: Some(progress),
             cancelled: Some(cancelled),
         };
-        match drive_with(
-            &mut session.driver,
-            self,
-            transport,
-            &mut || now,
-            rng,
-            hooks,
-        ) {
+        self.carry_sync(session, transport, &mut || now, rng, hooks)
+    }
+
+    /// Drives one sync exchange to its end; a cut one is forgotten (nothing is lost).
+    fn carry_sync(
+        &mut self,
+        mut session: SyncSession,
+        transport: &mut HttpTransport,
+        clock: &mut dyn FnMut() -> OffsetDateTime,
+        rng: &mut impl CryptoRngCore,
+        hooks: Hooks<'_>,
+    ) -> Result<SyncReport> {
+        match drive_with(&mut session.driver, self, transport, clock, rng, hooks) {
             Ok(Some(report)) => Ok(report),
             Ok(None) => {
                 self.sync_lost(session)?;
@@ -128,14 +133,22 @@ impl Device {
 }
 
 impl Device {
-    /// Uploads every pending attachment chunk to the enrolled server (or `server_url`), as many
-    /// per exchange as `pace` says the link takes (the one pacing policy, [`Pace`]: keep it for
-    /// the next upload on the same link; it learns here from each exchange's answer or loss).
-    /// It first asks which chunks the server already holds, so resuming after a cut connection
-    /// sends again only the chunks that were in flight. `progress` gets this call's figures so far
-    /// after every answer (also when a later exchange fails) and the number of chunks there were
-    /// to send. Run it after [`Device::sync_http`]: records and tip envelopes go first. A cut link
-    /// returns the HTTP error; call again to resume.
+    /// Sends the pending evidence chunks to the enrolled server (or `server_url`) the way the
+    /// member chose ([`super::EvidencePace`]); run it after [`Device::sync_http`], since records
+    /// and tips go first.
+    ///
+    /// - At the default pace it sends nothing: the chunks leave in the scheduled syncs' cover
+    ///   slots, and the report says how many wait.
+    /// - At the fast pace it makes sync exchanges of its own ([`Device::evidence_sync`]), on the
+    ///   same route as every sync, each with as many slots as `pace` says the link takes (the one
+    ///   pacing policy, [`Pace`]: keep it for the next upload on the same link; it learns here
+    ///   from each exchange's delay or loss), until no chunk waits or the server stops taking
+    ///   slots.
+    /// - With cover switched off (test builds only), through the separate chunk route, asking
+    ///   first which chunks the server already holds.
+    ///
+    /// `progress` gets this call's figures after every answer and the number of chunks there
+    /// were to send. A cut link returns the HTTP error; nothing is lost, call again to resume.
     pub fn upload_chunks_http(
         &mut self,
         server_url: Option<&str>,
@@ -154,12 +167,58 @@ impl Device {
                 .ok_or(DeviceError::NotEnrolled)?,
         };
         let mut transport = HttpTransport::new(&url, DEFAULT_TIMEOUT)?;
-        let mut driver = self.chunk_upload(pace, progress)?;
         // The pace learns from how long each exchange took: the driver's clock is the caller's
         // `now` moved on by the time spent carrying.
         let mut clock = elapsed_since(now);
+        if self.chunks_in_slots() {
+            return self.evidence_exchanges(&mut transport, pace, &mut clock, rng, progress);
+        }
+        let mut driver = self.chunk_upload(pace, progress)?;
         let report = drive(&mut driver, self, &mut transport, &mut clock, rng)?;
         Ok(report.unwrap_or_default())
+    }
+
+    /// The fast pace's exchanges, one after another while evidence waits and the server takes
+    /// every slot it is sent (a server that leaves some unacknowledged, or refuses the exchange,
+    /// ends the upload: the slots wait here for the next one).
+    fn evidence_exchanges(
+        &mut self,
+        transport: &mut HttpTransport,
+        pace: &mut Pace,
+        clock: &mut dyn FnMut() -> OffsetDateTime,
+        rng: &mut impl CryptoRngCore,
+        progress: &mut dyn FnMut(&ChunkUploadReport, usize),
+    ) -> Result<ChunkUploadReport> {
+        let total = self.pending_chunks()?.len();
+        let mut report = ChunkUploadReport {
+            left: total,
+            ..ChunkUploadReport::default()
+        };
+        while let Some(session) = self.evidence_sync(rng, pace)? {
+            let carried = pace.batch();
+            let started = clock();
+            let done = self.carry_sync(session, transport, clock, rng, Hooks::default());
+            let done = match done {
+                Ok(done) => done,
+                Err(e) => {
+                    pace.lost();
+                    return Err(e);
+                }
+            };
+            let took = (clock() - started).try_into().unwrap_or_default();
+            pace.answered(carried, took);
+            let left = self.pending_chunks()?.len();
+            let held = report.left.saturating_sub(left);
+            report.chunks_sent += held;
+            report.chunks_held += held;
+            report.bytes_sent += done.bytes_sent as u64;
+            report.left = left;
+            progress(&report, total);
+            if !self.outbox_items()?.is_empty() {
+                break;
+            }
+        }
+        Ok(report)
     }
 }
 

@@ -34,7 +34,9 @@ use rand_core::CryptoRngCore;
 
 pub use bundle::{BundleError, BundleKind, decode_bundle, encode_bundle};
 pub use chunks::{ChunkAsk, ChunkProgress, ChunkUpload, ChunkUploadReport};
-pub use cover::{EvidencePace, SLOT_BUCKET, SLOTS_PER_EXCHANGE};
+pub use cover::{
+    EvidencePace, MAX_SLOTS_PER_EXCHANGE, SLOT_BUCKET, SLOTS_PER_EXCHANGE, slots_per_chunk,
+};
 pub use enrolment::{Enrolment, PendingEnrolment};
 pub use error::{DeviceError, Result};
 #[cfg(feature = "http")]

@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use rand_core::CryptoRngCore;
 use time::OffsetDateTime;
 
-use super::{Device, DeviceError, Result, ns};
+use super::{Device, DeviceError, Result, SLOTS_PER_EXCHANGE, ns};
+use crate::attach::Pace;
 use crate::client::talk::{SyncDone, SyncTalk};
 use crate::client::{Conversation, Driver, Route, Turn};
 use crate::mailbox::EnvelopeId;
@@ -66,6 +67,9 @@ pub struct PhoneSync {
     /// Whether the mailbox section is made: once per exchange, since making it seals the cover
     /// slots (a first request sent again carries the same slots).
     mailbox_made: bool,
+    /// Cover slots the mailbox section pushes: [`SLOTS_PER_EXCHANGE`] but in an exchange at the
+    /// fast evidence pace.
+    slots: usize,
 }
 
 impl Conversation for PhoneSync {
@@ -84,7 +88,8 @@ impl Conversation for PhoneSync {
         rng: &mut impl CryptoRngCore,
     ) -> Result<Option<Vec<u8>>> {
         if !self.mailbox_made {
-            self.talk.set_mailbox(Some(device.mailbox_section(rng)?));
+            self.talk
+                .set_mailbox(Some(device.mailbox_section(rng, self.slots)?));
             self.mailbox_made = true;
         }
         Ok(self.talk.request(&mut (), now, rng)?)
@@ -151,6 +156,32 @@ impl Device {
     /// Starts an exchange with the enrolled server over every shared document held here, plus
     /// the province and directory documents even if they are not here yet.
     pub fn begin_sync(&mut self, rng: &mut impl CryptoRngCore) -> Result<SyncSession> {
+        self.begin_sync_with_slots(rng, SLOTS_PER_EXCHANGE)
+    }
+
+    /// Starts the next exchange of evidence at the fast pace ([`EvidencePace::Fast`]): a sync
+    /// like every other (the same route, documents and mailbox), whose push carries as many
+    /// slots as `pace` says the link takes, after the scheduled exchange. `None` when there is
+    /// none to make: the pace is the default one, or no evidence waits. Tell `pace` how long the
+    /// exchange took ([`Pace::answered`], with [`Pace::batch`] chunks) or that it was lost.
+    ///
+    /// [`EvidencePace::Fast`]: super::EvidencePace::Fast
+    pub fn evidence_sync(
+        &mut self,
+        rng: &mut impl CryptoRngCore,
+        pace: &Pace,
+    ) -> Result<Option<SyncSession>> {
+        match self.fast_evidence_slots(pace)? {
+            Some(slots) => Ok(Some(self.begin_sync_with_slots(rng, slots)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn begin_sync_with_slots(
+        &mut self,
+        rng: &mut impl CryptoRngCore,
+        slots: usize,
+    ) -> Result<SyncSession> {
         let enrolment = self.enrolled()?.clone();
         let state = match self
             .store
@@ -187,6 +218,7 @@ impl Device {
             PhoneSync {
                 talk,
                 mailbox_made: false,
+                slots,
             },
         )
         .with_max_rounds(2);
@@ -203,9 +235,9 @@ impl Device {
     }
 
     /// The mailbox section of a request: the cursor of what this device has, the request for
-    /// the server's backup mark, and the push: with cover traffic always the same number of
-    /// same-size slots (`cover.rs`).
-    fn mailbox_section(&mut self, rng: &mut impl CryptoRngCore) -> Result<Vec<u8>> {
+    /// the server's backup mark, and the push: with cover traffic `slots` same-size slots, the
+    /// same number in every scheduled exchange (`cover.rs`).
+    fn mailbox_section(&mut self, rng: &mut impl CryptoRngCore, slots: usize) -> Result<Vec<u8>> {
         let server_key = self.enrolled()?.server_key;
         let cursor = match self.store.get(ns::MAILBOX_CURSOR, server_key.as_bytes())? {
             Some(b) => b.as_slice().try_into().map(u64::from_be_bytes).unwrap_or(0),
@@ -220,7 +252,7 @@ impl Device {
             // Tips stay here until a finished backup of the server holds them.
             MailboxMessage::Mark(Mark::REQUEST),
         ];
-        let outbox = self.outgoing_push(rng)?;
+        let outbox = self.outgoing_push(rng, slots)?;
         if !outbox.is_empty() {
             section.push(MailboxMessage::Push(Push { items: outbox }));
         }

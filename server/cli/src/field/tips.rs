@@ -295,7 +295,7 @@ fn submit(session: &mut Session, t: TipSubmit) -> Result<(), FieldError> {
     println!("receipt: {receipt}");
     if count > 0 {
         let chunks = session.device.pending_chunks()?.len();
-        if session.device.chunks_in_slots()? {
+        if session.device.evidence_trickles()? {
             println!(
                 "{count} attachment(s) encrypted; {chunks} chunk(s) leave a few kilobytes per \
                  sync in the cover slots (about {} syncs; `--evidence-pace fast` sends them at \
@@ -404,7 +404,7 @@ pub(super) fn sync(session: &mut Session, server: Option<&str>) -> Result<(), Fi
     if pending == 0 {
         return Ok(());
     }
-    if session.device.chunks_in_slots()? {
+    if session.device.evidence_trickles()? {
         println!(
             "attachments: {pending} chunk(s) leave in the cover slots of the next syncs (about \
              {} more); `tip submit --evidence-pace fast` sends them at once, which shows",
