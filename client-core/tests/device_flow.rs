@@ -26,7 +26,7 @@ use phakhi_core::seal::{
 use phakhi_core::store::StorageKey;
 use phakhi_core::sync::{self, PrefixScope, Responder};
 use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
+use rand_core::{RngCore, SeedableRng};
 use time::OffsetDateTime;
 
 const NOW: u64 = 1_764_000_000;
@@ -161,7 +161,17 @@ fn sync(
     server: &mut TestServer,
     rng: &mut ChaCha20Rng,
 ) -> phakhi_core::device::SyncReport {
-    let mut session = device.begin_sync(rng).unwrap();
+    let session = device.begin_sync(rng).unwrap();
+    carry(device, session, server, rng)
+}
+
+/// Drives one exchange with the stand-in server to its end.
+fn carry(
+    device: &mut Device,
+    mut session: phakhi_core::device::SyncSession,
+    server: &mut TestServer,
+    rng: &mut ChaCha20Rng,
+) -> phakhi_core::device::SyncReport {
     for _ in 0..2 {
         let request = device.sync_request(&mut session, rng, NOW).unwrap();
         let response = server.sync(&request);
@@ -561,4 +571,92 @@ fn every_request_and_bundle_pushes_the_same_slots_whether_or_not_its_member_tipp
     assert_eq!(server.pushes, vec![slots; 2 * requests]);
     // The tip's slot went in the bundle with the first part of the manifest chunk beside it.
     assert_eq!(requests, (2 * 17 - 1_usize).div_ceil(SLOTS_PER_EXCHANGE));
+}
+
+/// The member chose speed: after the scheduled exchange (two slots, as always), the evidence
+/// leaves in exchanges of its own on the same sync route, each two slots and a chunk's 17 more
+/// per chunk the pace says the link takes, as many as wait; the default pace makes none.
+#[test]
+fn fast_evidence_exchanges_carry_a_chunk_of_slots_per_chunk_the_link_takes() {
+    use phakhi_core::attach::{AttachLimits, Pace, PreparedAttachment};
+    use phakhi_core::device::{EvidencePace, SLOT_BUCKET, SLOTS_PER_EXCHANGE, slots_per_chunk};
+    let rng = &mut ChaCha20Rng::seed_from_u64(13);
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::new(rng);
+    let mut tipper = enrolled_device(dir.path(), "tipper", &mut server, "TH-44", rng);
+    let date = Date::from_ymd(2026, 11, 20).unwrap();
+    // Three data chunks and the manifest.
+    let mut wav = vec![0u8; 150_000];
+    rng.fill_bytes(&mut wav);
+    wav[..4].copy_from_slice(b"RIFF");
+    wav[8..12].copy_from_slice(b"WAVE");
+    let mut evidence = PreparedAttachment::prepare(&wav, None, &AttachLimits::default()).unwrap();
+    evidence.accept_residual_risks();
+    tipper
+        .submit_tip_with_attachments(
+            TipDraft {
+                category: TipCategory::Bribery,
+                report: "หลักฐานเสียงการเรียกรับเงิน".into(),
+                date: date.as_time(),
+                province: "TH-44".into(),
+                district: "เมืองมหาสารคาม".into(),
+                place: None,
+                involved: vec![],
+                member_code: MemberCode::generate(rng),
+                want_reply: false,
+            },
+            vec![evidence],
+            &AttachLimits::default(),
+            date,
+            rng,
+            &Edit::new("tip", now()),
+        )
+        .unwrap();
+    let chunks = tipper.pending_chunks().unwrap().len();
+    assert_eq!(chunks, 4);
+    let mut pace = Pace::default();
+    assert!(
+        tipper.evidence_sync(rng, &pace).unwrap().is_none(),
+        "none at the default pace"
+    );
+    tipper.set_evidence_pace(EvidencePace::Fast).unwrap();
+    assert!(!tipper.evidence_trickles().unwrap());
+
+    // The scheduled exchange is the same as ever: the tip and the first part of a chunk.
+    let report = sync(&mut tipper, &mut server, rng);
+    assert_eq!(report.tips_delivered, 1);
+    let per_chunk = slots_per_chunk();
+    assert_eq!(per_chunk, 17);
+    // One chunk's worth, then two as the link proves fast, then what is left.
+    let mut sizes = Vec::new();
+    while let Some(session) = tipper.evidence_sync(rng, &pace).unwrap() {
+        assert!(sizes.len() < 10, "the evidence never finished: {sizes:?}");
+        let carried = pace.batch();
+        carry(&mut tipper, session, &mut server, rng);
+        pace.answered(carried, std::time::Duration::ZERO);
+        sizes.push(server.pushes.last().unwrap().len());
+        assert!(
+            server
+                .pushes
+                .last()
+                .unwrap()
+                .iter()
+                .all(|&(kind, len)| kind == EnvelopeKind::Tip && len == SLOT_BUCKET),
+            "every slot is the same sealed 4 KiB"
+        );
+    }
+    let two = SLOTS_PER_EXCHANGE;
+    assert_eq!(
+        sizes,
+        vec![two + per_chunk, two + 2 * per_chunk, two + per_chunk]
+    );
+    assert!(tipper.pending_chunks().unwrap().is_empty());
+    assert_eq!(
+        tipper.outbox().unwrap(),
+        vec![],
+        "every slot was acknowledged"
+    );
+    // Afterwards the phone is back to two slots an exchange.
+    sync(&mut tipper, &mut server, rng);
+    assert_eq!(server.pushes.last().unwrap().len(), two);
 }

@@ -2,7 +2,7 @@
 //! `phakhi serve` on loopback. A phone submits a tip with a camera photo (GPS position, camera
 //! serial) and a PDF naming its author; the strip report is printed, a recording is refused
 //! without `--accept-risks` and a HEIC photo with its reason. The phone syncs (tip first, then
-//! chunks). The desk pulls the tip, `show` lists both attachments as incomplete, then
+//! chunks, on the separate chunk route: cover is off here, as for phones of earlier versions). The desk pulls the tip, `show` lists both attachments as incomplete, then
 //! `attachments --out` fetches the chunks through a link that is cut twice: each run cut
 //! mid-answer stops with advice to run again, the next resumes without fetching a kept chunk twice, and
 //! the files written are byte-identical to the stripped versions — the photo decodes and has no
@@ -46,7 +46,8 @@ fn submit_args<'a>(store: &'a str, report: &'a str, attach: &[&'a str]) -> Vec<&
         "--code-env",
         "MC",
         "--keep-file-names",
-        // The chunk upload at the next sync; the cover slots' trickle is `cover.rs`'s.
+        // Sent at once, on the chunk route (cover is off for this test); evidence in cover
+        // slots, at either pace, is `cover.rs`'s.
         "--evidence-pace",
         "fast",
     ];
@@ -112,6 +113,9 @@ fn files_in(dir: &str) -> Vec<String> {
 
 #[test]
 fn attachments_go_from_the_phone_cli_to_checked_files_at_the_desk_resuming_after_cuts() {
+    // The chunk route end to end, as phones of earlier versions use it: HQ stores the chunks,
+    // the desk fetches them. A phone of this version sends them in cover slots (`cover.rs`).
+    phakhi_tests::cli::send_tips_bare();
     let rng = &mut ChaCha20Rng::seed_from_u64(4444);
     let tmp = tempfile::tempdir().unwrap();
     let path = |name: &str| tmp.path().join(name).to_str().unwrap().to_owned();
