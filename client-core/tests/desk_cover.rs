@@ -88,6 +88,11 @@ fn the_desk_puts_tips_and_evidence_together_from_slots_and_drops_dummies_and_dam
     let counts = desk.take_tips(first, true).unwrap();
     assert_eq!((counts.new, counts.dummies, counts.foreign), (0, 2, 0));
     assert_eq!(counts.parts, slots_first - 2);
+    assert_eq!(
+        (counts.tips_put_together, counts.chunks_put_together),
+        (0, 0),
+        "nothing is whole yet"
+    );
     assert_eq!(desk.incomplete_messages().unwrap(), 3);
     assert!(desk.tips().unwrap().is_empty());
     assert_eq!(
@@ -111,6 +116,11 @@ fn the_desk_puts_tips_and_evidence_together_from_slots_and_drops_dummies_and_dam
     second.extend(slots(r, &key, &tip_parts[..1]));
     let counts = desk.take_tips(second, true).unwrap();
     assert_eq!(counts.new, 1, "the tip is whole");
+    assert_eq!(
+        (counts.tips_put_together, counts.chunks_put_together),
+        (1, 2),
+        "the tip and both chunks were put together, each once"
+    );
     assert_eq!(
         counts.foreign, 2,
         "the contradicting part and the slot sealed to another desk"

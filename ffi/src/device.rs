@@ -494,6 +494,20 @@ impl PhakhiDevice {
         })
     }
 
+    /// How evidence leaves this phone ([`EvidencePace::Trickle`] unless the member chose
+    /// otherwise).
+    pub fn evidence_pace(&self) -> Result<EvidencePace> {
+        self.with_device(|d| Ok(d.evidence_pace()?.into()))
+    }
+
+    /// Sets how evidence leaves this phone, from the next sync on: for the chunks waiting and
+    /// every later tip.
+    /// [`EvidencePace::Fast`] shows on the network that this phone is uploading evidence: set
+    /// it only when the member chose it knowing that.
+    pub fn set_evidence_pace(&self, pace: EvidencePace) -> Result<()> {
+        self.with_device(|d| Ok(d.set_evidence_pace(pace.into())?))
+    }
+
     /// How many encrypted attachment chunks wait to be uploaded.
     pub fn pending_chunks(&self) -> Result<u64> {
         self.with_device(|d| Ok(d.pending_chunks()?.len() as u64))

@@ -48,6 +48,7 @@ use core::Language as CoreLanguage;
 use core::MemberRole as CoreMemberRole;
 use core::MemberStatus as CoreMemberStatus;
 use core::TipStatus as CoreTipStatus;
+use phakhi_core::device::EvidencePace as CoreEvidencePace;
 use phakhi_core::policy::Role as CoreRole;
 use phakhi_core::seal::TipCategory as CoreTipCategory;
 
@@ -122,6 +123,23 @@ mirror_enum!(
 mirror_enum!(
     /// The era years are shown in: Buddhist (พ.ศ., CE + 543) or Common.
     DisplayEra => CoreEra { Buddhist, Common }
+);
+
+mirror_enum!(
+    /// How a tip's evidence attachments leave the phone: the member's choice, kept in the store
+    /// for every later tip.
+    EvidencePace => CoreEvidencePace {
+        /// The default. The encrypted chunks ride, a few kilobytes per sync, in the two sealed
+        /// cover slots every sync of every phone carries anyway, real or dummy: nobody watching
+        /// the network, and no server, can tell this phone sends evidence. A 64 KiB chunk takes
+        /// about nine syncs.
+        Trickle,
+        /// As fast as the link allows, in a separate chunk upload after the sync. The member
+        /// accepts that this shows: a network observer sees this phone uploading evidence now,
+        /// and roughly how much (to within 64 KiB a chunk); the server it syncs with sees it
+        /// while it runs. Offer it only with that said plainly.
+        Fast,
+    }
 );
 
 // ----- parsing what comes in -------------------------------------------------------------

@@ -6,8 +6,10 @@ the three languages share one C interface): open a passphrase store, enrol with 
 `phakhi tipdesk`, sync over HTTP, receive the tip desk's reply, read the province back on a
 second phone, carry a sync as bundle files through `phakhi admin import-bundle` on the stopped
 server's data folder (the phone app closed and opened again while the files travel, a replaced
-export's answer and damaged files refused), and get typed errors for a wrong passphrase, a
-cancelled sync, an unreachable server and a revoked device.
+export's answer and damaged files refused), send a photo at the fast evidence pace the member
+chose, and get typed errors for a wrong passphrase, a cancelled sync, an unreachable server, a
+revoked device and an evidence pace that is not one. Every sync carries cover slots, as on a
+real phone.
 
 Run by `tests/tests/ffi_python.rs` (so by `cargo test --workspace`), which sets:
   PHAKHI_FFI_BINDINGS  folder holding phakhi_ffi.py and the library it loads
@@ -334,8 +336,16 @@ class PhoneDay(unittest.TestCase):
         )
         self.assertTrue(archived.archived)
 
+        # Evidence pace: by default the chunks trickle through the cover slots every sync
+        # carries; this member chooses speed, accepting that the upload shows on the network.
+        self.assertEqual(phone.evidence_pace(), phakhi.EvidencePace.TRICKLE)
+        phone.set_evidence_pace(phakhi.EvidencePace.FAST)
+        self.assertEqual(phone.evidence_pace(), phakhi.EvidencePace.FAST)
+
         # Evidence: a phone photo with GPS and a camera serial is stripped before it is stored;
-        # the app shows the report, the tip carries it, and the chunks go up with the sync.
+        # the app shows the report, the tip carries it, and at the fast pace the chunks go up
+        # in the separate upload right after the sync (at the default pace they would take
+        # about eighteen syncs' slots).
         with open(os.environ["PHAKHI_TEST_JPEG"], "rb") as f:
             photo = f.read()
         self.assertIn(os.environ["PHAKHI_TEST_SERIAL"].encode(), photo)
@@ -465,6 +475,21 @@ class PhoneDay(unittest.TestCase):
         with self.assertRaises(phakhi.PhakhiError.InvalidInput):
             phone.archive_member(PROVINCE, "not-an-id")
         self.assertEqual(phone.members(PROVINCE, True), [])
+        # The evidence pace takes only its two values; anything else is refused by the bindings
+        # before it reaches the core, and the member's choice stays as it was, across a reopen.
+        key = phakhi.generate_storage_key()
+        paced = phakhi.PhakhiDevice.open_with_key(self.store("phone-e.db"), key)
+        self.assertEqual(paced.evidence_pace(), phakhi.EvidencePace.TRICKLE)
+        paced.set_evidence_pace(phakhi.EvidencePace.FAST)
+        for wrong in ("fast", 2, None, phakhi.DisplayEra.COMMON):
+            with self.assertRaises(ValueError):
+                paced.set_evidence_pace(wrong)
+        self.assertEqual(paced.evidence_pace(), phakhi.EvidencePace.FAST)
+        del paced
+        paced = phakhi.PhakhiDevice.open_with_key(self.store("phone-e.db"), key)
+        self.assertEqual(paced.evidence_pace(), phakhi.EvidencePace.FAST)
+        paced.set_evidence_pace(phakhi.EvidencePace.TRICKLE)
+        self.assertEqual(paced.evidence_pace(), phakhi.EvidencePace.TRICKLE)
         with self.assertRaises(phakhi.PhakhiError.NoExchangeInFlight):
             phone.sync_response(b"\x01\x04")
         with self.assertRaises(phakhi.PhakhiError.InviteRefused):

@@ -1,7 +1,8 @@
 //! `phakhi report`: headquarters' figures per province, read from the server's data folder —
 //! members by role, coordination centres, activities by kind and by audience, total attendance,
-//! leader candidates, tips received (counts only: the server cannot read them) — and each
-//! device's last successful sync. Documents are loaded from their stored automerge chunks and
+//! leader candidates, sealed mailbox slots received (tips and cover alike: every phone's sync
+//! carries two, and only the tip desk can tell a tip from cover, so a server never counts tips)
+//! — and each device's last successful sync. Documents are loaded from their stored automerge chunks and
 //! read through the typed model, so the report counts exactly what the phones show. The
 //! dashboard shows the same dataset ([`collect`]); the `phakhi report` command prints it as a
 //! table, JSON or CSV.
@@ -60,7 +61,11 @@ pub struct ProvinceReport {
     pub activities_by_audience: BTreeMap<String, u64>,
     pub attendance: i64,
     pub leader_candidates: u64,
-    pub tips: u64,
+    /// Sealed envelopes of the tip kind this server received for the province: the cover slots
+    /// every phone's sync carries (two an exchange, real or dummy) and any tip sent bare. It
+    /// moves with the phones' exchanges, not with tips: only the tip desk knows how many are
+    /// tips.
+    pub sealed_slots: u64,
     /// Records of the province's documents that cannot be read (listed in `damaged`), so not
     /// counted in the figures above.
     pub damaged_records: u64,
@@ -165,8 +170,9 @@ pub struct ProvinceDetail {
     pub activities_by_month: BTreeMap<Month, BTreeMap<String, u64>>,
     /// Attendance per month.
     pub attendance_by_month: BTreeMap<Month, i64>,
-    /// Tips per month of arrival on this server.
-    pub tips_by_month: BTreeMap<Month, u64>,
+    /// Sealed slots per month of arrival on this server (see
+    /// [`ProvinceReport::sealed_slots`]).
+    pub sealed_slots_by_month: BTreeMap<Month, u64>,
     /// Every counted activity, newest first.
     pub activities: Vec<ActivityRow>,
     /// Aliases of the active leader candidates.
@@ -203,13 +209,13 @@ fn month_of(date: Date) -> Month {
 /// running server's writes do not tear the figures).
 pub fn collect(conn: &rusqlite::Connection, lang: Lang, era: Era) -> Result<Dataset, ReportError> {
     let stored = Stored::load(conn)?;
-    let mut tips = Tips::read(conn)?;
+    let mut slots = SealedSlots::read(conn)?;
     let device_rows = devices::list(conn)?;
     let mut out = Vec::new();
     let mut details = BTreeMap::new();
     let mut damaged = Vec::new();
-    for code in stored.codes(&tips, &device_rows) {
-        let (report, detail) = stored.province(code, lang, &mut tips, &mut damaged)?;
+    for code in stored.codes(&slots, &device_rows) {
+        let (report, detail) = stored.province(code, lang, &mut slots, &mut damaged)?;
         details.insert(report.code.clone(), detail);
         out.push(report);
     }
@@ -316,14 +322,19 @@ impl Stored {
         }
     }
 
-    /// Every province the report lists: those with documents (readable or not), tips or
-    /// devices.
-    fn codes(&self, tips: &Tips, device_rows: &[devices::Device]) -> BTreeSet<ProvinceCode> {
+    /// Every province the report lists: those with documents (readable or not), sealed slots
+    /// or devices.
+    fn codes(
+        &self,
+        slots: &SealedSlots,
+        device_rows: &[devices::Device],
+    ) -> BTreeSet<ProvinceCode> {
         let mut codes: BTreeSet<ProvinceCode> = self.provinces.keys().copied().collect();
         codes.extend(self.activities.keys().copied());
         codes.extend(self.unreadable.iter().map(|(code, ..)| *code));
         codes.extend(
-            tips.count
+            slots
+                .count
                 .keys()
                 .filter_map(|p| ProvinceCode::parse(p).ok()),
         );
@@ -343,7 +354,7 @@ impl Stored {
         &self,
         code: ProvinceCode,
         lang: Lang,
-        tips: &mut Tips,
+        slots: &mut SealedSlots,
         damaged: &mut Vec<DamagedReport>,
     ) -> Result<(ProvinceReport, ProvinceDetail), ReportError> {
         let mut r = ProvinceReport {
@@ -353,11 +364,11 @@ impl Stored {
                 Lang::En => code.name_en(),
             }
             .to_owned(),
-            tips: tips.count.get(code.as_str()).copied().unwrap_or(0),
+            sealed_slots: slots.count.get(code.as_str()).copied().unwrap_or(0),
             ..ProvinceReport::default()
         };
         let mut detail = ProvinceDetail {
-            tips_by_month: tips.by_month.remove(code.as_str()).unwrap_or_default(),
+            sealed_slots_by_month: slots.by_month.remove(code.as_str()).unwrap_or_default(),
             ..ProvinceDetail::default()
         };
         for role in MemberRole::ALL {
@@ -477,16 +488,18 @@ fn count_activities(
     Ok(())
 }
 
-/// Tips per province (counts only: the server cannot read them), in total and per month of
-/// arrival: those held, those released by the tip desk, and those acknowledged upstream.
-struct Tips {
+/// Sealed envelopes of the tip kind per province, in total and per month of arrival: those
+/// held, those released by the tip desk, and those acknowledged upstream. With cover traffic
+/// nearly all are slots (two per exchange of every phone, real or dummy), which a server cannot
+/// tell apart: this counts exchanges more than tips, and says nothing of which phone tipped.
+struct SealedSlots {
     count: BTreeMap<String, u64>,
     by_month: BTreeMap<String, BTreeMap<Month, u64>>,
 }
 
-impl Tips {
-    fn read(conn: &rusqlite::Connection) -> Result<Tips, ReportError> {
-        let mut tips = Tips {
+impl SealedSlots {
+    fn read(conn: &rusqlite::Connection) -> Result<SealedSlots, ReportError> {
+        let mut slots = SealedSlots {
             count: BTreeMap::new(),
             by_month: BTreeMap::new(),
         };
@@ -506,9 +519,9 @@ impl Tips {
             .map_err(DbError::from)?;
         for row in rows {
             let (province, received_at) = row.map_err(DbError::from)?;
-            *tips.count.entry(province.clone()).or_default() += 1;
+            *slots.count.entry(province.clone()).or_default() += 1;
             if let Ok(at) = time::OffsetDateTime::from_unix_timestamp(received_at) {
-                *tips
+                *slots
                     .by_month
                     .entry(province)
                     .or_default()
@@ -516,7 +529,7 @@ impl Tips {
                     .or_default() += 1;
             }
         }
-        Ok(tips)
+        Ok(slots)
     }
 }
 
@@ -675,7 +688,7 @@ mod tests {
         assert_eq!(dataset.report, report);
         let p = &report.provinces[0];
         assert_eq!(p.activities, 300);
-        assert_eq!(p.tips, 4);
+        assert_eq!(p.sealed_slots, 4);
         let detail = &dataset.details["TH-44"];
         let by_month: u64 = detail
             .activities_by_month
@@ -697,7 +710,7 @@ mod tests {
         );
         assert_eq!(
             detail
-                .tips_by_month
+                .sealed_slots_by_month
                 .iter()
                 .map(|(m, n)| (*m, *n))
                 .collect::<Vec<_>>(),

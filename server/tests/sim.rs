@@ -118,7 +118,8 @@ impl Hq {
         hash.finalize().into()
     }
 
-    /// What HQ's report counts for the province: leader candidates by alias, and tips.
+    /// What HQ's report counts for the province: leader candidates by alias, and sealed slots
+    /// (here tips, sent bare: see `Phone::enrolled`).
     fn figures(&self) -> (Vec<String>, u64) {
         let mut conn = db::open(self.dir.path()).unwrap();
         let tx = conn.transaction().unwrap();
@@ -128,7 +129,7 @@ impl Hq {
         };
         let mut aliases = dataset.details[PROVINCE].candidates.clone();
         aliases.sort();
-        (aliases, province.tips)
+        (aliases, province.sealed_slots)
     }
 }
 

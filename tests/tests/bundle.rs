@@ -303,7 +303,9 @@ fn th44_report(data: &str) -> serde_json::Value {
         .as_array()
         .and_then(|provinces| provinces.iter().find(|p| p["code"] == "TH-44"))
         .cloned()
-        .unwrap_or_else(|| serde_json::json!({ "activities": 0, "tips": 0, "attendance": 0 }))
+        .unwrap_or_else(
+            || serde_json::json!({ "activities": 0, "sealed_slots": 0, "attendance": 0 }),
+        )
 }
 
 /// Adds an activity in TH-44 on `store`, organised by สมชาย (whom the store must know).
@@ -478,7 +480,7 @@ fn a_phone_syncs_with_a_stopped_relay_by_files_and_the_relay_forwards_to_hq() {
     let at_relay = th44_report(&relay_dir);
     assert_eq!(at_relay["activities"], 3, "{at_relay}");
     assert_eq!(at_relay["attendance"], 35 + 20 + 12, "{at_relay}");
-    assert_eq!(at_relay["tips"], 1, "{at_relay}");
+    assert_eq!(at_relay["sealed_slots"], 1, "{at_relay}");
     assert_eq!(DbSum::of_data(Path::new(&relay_dir)).rows("mailbox"), 1);
     let listed = ok(&device(&a, &["activity", "list"]));
     for title in [title_a1, title_a2, title_b] {
@@ -488,7 +490,7 @@ fn a_phone_syncs_with_a_stopped_relay_by_files_and_the_relay_forwards_to_hq() {
     // HQ has none of it yet; the relay, started with --upstream, forwards what came by hand.
     let before_upstream = th44_report(&hq);
     assert_eq!(before_upstream["activities"], 0, "{before_upstream}");
-    assert_eq!(before_upstream["tips"], 0, "{before_upstream}");
+    assert_eq!(before_upstream["sealed_slots"], 0, "{before_upstream}");
     let relay = ServerProcess::start_relay(
         Path::new(&relay_dir),
         Some(&hq_server.url),
@@ -498,7 +500,7 @@ fn a_phone_syncs_with_a_stopped_relay_by_files_and_the_relay_forwards_to_hq() {
     );
     let at_hq = wait_for("HQ to hold what the relay got by hand", CATCH_UP, || {
         let report = th44_report(&hq);
-        (report["activities"] == 3 && report["tips"] == 1).then_some(report)
+        (report["activities"] == 3 && report["sealed_slots"] == 1).then_some(report)
     });
     assert_eq!(at_hq["attendance"], at_relay["attendance"], "{at_hq}");
     // C, at HQ over HTTP, reads A's Thai records.

@@ -273,7 +273,7 @@ fn phones_tip_desk_and_report_work_end_to_end() {
     assert_eq!(p["activities_by_audience"]["public"], 1);
     assert_eq!(p["activities_by_audience"]["officials"], 0);
     assert_eq!(p["attendance"], 35);
-    assert_eq!(p["tips"], 2);
+    assert_eq!(p["sealed_slots"], 2);
     let devices = report["devices"].as_array().unwrap();
     assert_eq!(devices.len(), 2);
     assert!(

@@ -789,8 +789,8 @@ impl EvidenceRun {
     }
 
     /// The desk pulls the tip and writes its evidence out, which must be the file as attached;
-    /// then HQ stops. Returns HQ's log.
-    fn desk_puts_it_together(self) -> String {
+    /// then HQ stops. Returns what the desk's pull printed, and HQ's log.
+    fn desk_puts_it_together(self) -> (String, String) {
         let path = |name: &str| self.dir.path().join(name).to_string_lossy().into_owned();
         let (hq_data, desk_dir) = (self.dir.path().join("hq"), path("desk"));
         let nk = phakhi_tests::server::network_key(&hq_data);
@@ -800,10 +800,7 @@ impl EvidenceRun {
         let pulled = ok(&desk(&desk_dir, &["pull"]));
         assert!(pulled.contains("pulled 1 new tip(s)"), "{pulled}");
         let out = path("evidence");
-        ok(&desk(
-            &desk_dir,
-            &["attachments", &self.receipt, "--out", &out],
-        ));
+        ok(&desk(&desk_dir, &["attachments", &self.receipt, "--out", &out]));
         let written: Vec<_> = std::fs::read_dir(&out).unwrap().flatten().collect();
         assert_eq!(written.len(), 1);
         assert_eq!(std::fs::read(written[0].path()).unwrap(), self.expected);
@@ -822,7 +819,7 @@ impl EvidenceRun {
                 }
             }
         }
-        log
+        (pulled, log)
     }
 }
 
@@ -861,7 +858,20 @@ fn evidence_trickles_through_the_slots_and_the_desk_puts_it_together() {
     }
     // One tip part, then 17 parts per chunk, two slots an exchange.
     assert_eq!(exchanges, (1 + 17 * chunks).div_ceil(SLOTS_PER_EXCHANGE));
-    run.desk_puts_it_together();
+    let (pulled, _) = run.desk_puts_it_together();
+    // The desk says what the slots held: one tip, both chunks, and the one slot left over.
+    let slots = exchanges * SLOTS_PER_EXCHANGE;
+    let parts = 1 + 17 * chunks;
+    for line in [
+        format!(
+            "opened {slots} cover slot(s): {parts} carried parts of tips or evidence, {} carried \
+             nothing (cover, discarded)",
+            slots - parts
+        ),
+        format!("put together 1 tip(s) and {chunks} evidence chunk(s) from their slots"),
+    ] {
+        assert!(pulled.contains(&line), "no {line:?} in:\n{pulled}");
+    }
 }
 
 /// The member chose speed: the evidence leaves at once, in sync exchanges of its own right after
@@ -918,7 +928,11 @@ fn fast_evidence_leaves_at_once_in_slots_on_the_sync_route() {
         metrics.contains("\nphakhi_chunks_received_total 0\n"),
         "no chunk arrived on the chunk route:\n{metrics}"
     );
-    let log = run.desk_puts_it_together();
+    let (pulled, log) = run.desk_puts_it_together();
+    assert!(
+        pulled.contains(&format!("put together 1 tip(s) and {chunks} evidence chunk(s)")),
+        "{pulled}"
+    );
     assert!(
         log.contains("path=/v1/sync"),
         "requests are logged with their path"
@@ -1097,4 +1111,187 @@ fn measure_fast_evidence_over_2g() {
     );
     link.shutdown();
     let _ = hq.terminate();
+
+/// Each province's figure in HQ's `phakhi report --format json`: the sealed slots it received.
+fn slot_figures(data: &Path) -> BTreeMap<String, u64> {
+    let json = ok(&[
+        "report",
+        "--data",
+        &data.to_string_lossy(),
+        "--format",
+        "json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    report["provinces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert!(p.get("tips").is_none(), "a server counts no tips: {p}");
+            let slots = p["sealed_slots"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no sealed_slots in {p}"));
+            (p["code"].as_str().unwrap().to_owned(), slots)
+        })
+        .collect()
+}
+
+/// A server counts what it can see: sealed slots, two per exchange of every phone. A phone that
+/// tips (three tips) and a phone that only syncs, each alone in its province, make the same
+/// figure after every exchange in `phakhi report` (JSON, CSV, table in both languages) and on
+/// the dashboard, and the words say slots, not tips. Only the tip desk, which opens the slots,
+/// counts tips: its pull says three, and how many slots it discarded as cover.
+#[test]
+fn a_phone_that_tips_and_one_that_does_not_make_the_same_server_figure_and_only_the_desk_counts_tips()
+ {
+    const TIPS: usize = 3;
+    let rng = &mut ChaCha20Rng::seed_from_u64(164);
+    let dir = tempfile::tempdir().unwrap();
+    let hq_data = dir.path().join("hq");
+    let desk_dir = dir.path().join("desk").to_string_lossy().into_owned();
+    let hq = serve(&hq_data, &[]);
+    let nk = phakhi_tests::server::network_key(&hq_data);
+    let network = phakhi_tests::server::network_verifying_key(&hq_data);
+    let (desk_key, code) = desk_with_code(&desk_dir, "ผู้แจ้งเบาะแส");
+    // TH-44's phone tips; TH-40's only syncs.
+    let mut phones = Vec::new();
+    for province in ["TH-44", "TH-40"] {
+        let mut device = Device::open(
+            dir.path().join(format!("{province}.db")),
+            StorageKey::generate(rng),
+            &mut ChaCha20Rng::from_rng(&mut *rng).unwrap(),
+        )
+        .unwrap();
+        device
+            .enrol_http(
+                &invite(&hq_data, province, "leader", &hq.url, &desk_key),
+                &network,
+                None,
+                rng,
+                OffsetDateTime::now_utc(),
+            )
+            .unwrap();
+        phones.push(device);
+    }
+    let now = OffsetDateTime::now_utc();
+    let today = Date::from_time(now.date()).unwrap();
+    for n in 0..TIPS {
+        phones[0]
+            .submit_tip(
+                TipDraft {
+                    category: TipCategory::Bribery,
+                    report: format!("เบาะแสที่ {n}: นายก อบต. เรียกรับเงิน"),
+                    date: now.date(),
+                    province: "TH-44".into(),
+                    district: "เมืองมหาสารคาม".into(),
+                    place: None,
+                    involved: vec![],
+                    member_code: MemberCode::parse(&code).unwrap(),
+                    want_reply: false,
+                },
+                today,
+                rng,
+                &Edit::new("tip", now),
+            )
+            .unwrap();
+    }
+    let mut exchanges = 0;
+    while phones[0].tips_waiting().unwrap() > 0 {
+        exchanges += 1;
+        assert!(exchanges <= 10, "the tips never left");
+        for phone in &mut phones {
+            phone
+                .sync_http(None, rng, OffsetDateTime::now_utc(), &mut |_, _| {})
+                .unwrap();
+        }
+        let figures = slot_figures(&hq_data);
+        assert_eq!(
+            figures,
+            BTreeMap::from([
+                ("TH-40".to_owned(), (exchanges * SLOTS_PER_EXCHANGE) as u64),
+                ("TH-44".to_owned(), (exchanges * SLOTS_PER_EXCHANGE) as u64),
+            ]),
+            "after exchange {exchanges}"
+        );
+    }
+    // Each short tip fits one slot.
+    assert_eq!(exchanges, TIPS.div_ceil(SLOTS_PER_EXCHANGE));
+    let slots = exchanges * SLOTS_PER_EXCHANGE;
+    let data = hq_data.to_string_lossy().into_owned();
+    let csv = ok(&["report", "--data", &data, "--format", "csv"]);
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    assert!(!header.contains(&"tips"), "{csv}");
+    let column = header.iter().position(|c| *c == "sealed_slots").unwrap();
+    for row in csv.lines().skip(1).take_while(|l| !l.is_empty()) {
+        assert_eq!(
+            row.split(',').nth(column),
+            Some(&*slots.to_string()),
+            "{csv}"
+        );
+    }
+    for (lang, label, note) in [
+        (
+            "en",
+            "SEALED SLOTS",
+            "only the tip desk knows how many are tips",
+        ),
+        ("th", "ซองปิดผนึก", "มีเพียงโต๊ะรับเบาะแสเท่านั้นที่รู้ว่ามีเบาะแสกี่เรื่อง"),
+    ] {
+        let table = ok(&["report", "--data", &data, "--lang", lang]);
+        assert!(table.contains(label) && table.contains(note), "{table}");
+        assert!(!table.contains("TIPS"), "{table}");
+    }
+    for (lang, label, note) in [
+        (
+            "en",
+            "Sealed slots received",
+            "only the tip desk knows how many are tips",
+        ),
+        (
+            "th",
+            "ซองปิดผนึกที่ได้รับ",
+            "มีเพียงโต๊ะรับเบาะแสเท่านั้นที่รู้ว่ามีเบาะแสกี่เรื่อง",
+        ),
+    ] {
+        for province in ["TH-44", "TH-40"] {
+            let page = super::relay_last_sync::dashboard_page(
+                &hq_data,
+                &hq.url,
+                &format!("/dashboard/province/{province}?lang={lang}"),
+            );
+            let figure = format!(
+                "data-province=\"{province}\" data-figure=\"sealed_slots\" data-value=\"{slots}\""
+            );
+            assert!(page.contains(&figure), "{province} {lang}: no {figure}");
+            assert!(page.contains(label) && page.contains(note), "{page}");
+            assert!(!page.contains("Tips received") && !page.contains("เบาะแสที่ได้รับ"));
+        }
+    }
+
+    ok(&desk(
+        &desk_dir,
+        &[
+            "enroll",
+            &invite(&hq_data, "TH-44", "admin", &hq.url, &desk_key),
+            "--network-key",
+            &nk,
+        ],
+    ));
+    let pulled = ok(&desk(&desk_dir, &["pull"]));
+    let all = phones.len() * slots;
+    for line in [
+        format!("pulled {TIPS} new tip(s); 0 already here"),
+        format!(
+            "opened {all} cover slot(s): {TIPS} carried parts of tips or evidence, {} carried \
+             nothing (cover, discarded)",
+            all - TIPS
+        ),
+        format!("put together {TIPS} tip(s) and 0 evidence chunk(s) from their slots"),
+    ] {
+        assert!(pulled.contains(&line), "no {line:?} in:\n{pulled}");
+    }
+    let listed = ok(&desk(&desk_dir, &["list"]));
+    assert_eq!(listed.matches("นายก อบต.").count(), TIPS, "{listed}");
+    let (exit, _) = hq.terminate();
+    assert!(exit.success());
 }

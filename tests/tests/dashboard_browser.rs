@@ -220,7 +220,7 @@ fn assert_figures_match(report: &Value, figures: &[(String, String, String)]) {
             "centres",
             "activities",
             "attendance",
-            "tips",
+            "sealed_slots",
         ] {
             expected.push((key.to_owned(), p[key].as_i64().unwrap()));
         }
@@ -260,8 +260,8 @@ fn screenshot_path() -> PathBuf {
 
 #[test]
 fn the_dashboard_in_a_real_browser_shows_the_reports_figures_live() {
-    // It checks the tips figure the servers count: tips leave bare, without cover slots (with
-    // cover every slot is a tip envelope to a server).
+    // It checks the sealed-slot figure the servers count against the tip sent: tips leave bare,
+    // without cover slots (with cover every exchange adds two slots to it).
     phakhi_tests::cli::send_tips_bare();
     let tmp = tempfile::tempdir().unwrap();
     let hq = tmp.path().join("hq");
@@ -470,8 +470,8 @@ fn the_dashboard_in_a_real_browser_shows_the_reports_figures_live() {
             Some("false")
         );
     }
-    let tips_total = text_of(&client, "[data-total='tips']");
-    assert_eq!(tips_total, "1");
+    let slots_total = text_of(&client, "[data-total='sealed_slots']");
+    assert_eq!(slots_total, "1");
     let attendance = text_of(&client, "[data-total='attendance']");
     assert_eq!(attendance, "1,355", "English numbers are grouped");
 

@@ -4,7 +4,9 @@
 //! process and `phakhi admin import-bundle` on its stopped data folder. Also checks that the
 //! committed Kotlin and Swift bindings in `ffi/bindings/` are exactly what the current library
 //! generates. The phone's day includes a tip with a photo: the test hands Python a JPEG carrying
-//! GPS coordinates and a camera serial, built with the attachment tests' own builder.
+//! GPS coordinates and a camera serial, built with the attachment tests' own builder. The phone
+//! sends its cover slots as every phone does; the member sets the fast evidence pace through the
+//! bindings, so the photo's chunks leave in the upload right after the sync.
 
 #[path = "../../client-core/tests/attach_common/mod.rs"]
 mod attach_common;
@@ -139,9 +141,6 @@ fn python_phone_day_against_a_real_server() {
         .env("PHAKHI_FFI_BINDINGS", bindings.path())
         .env("PHAKHI_BIN", &phakhi)
         .env("PYTHONDONTWRITEBYTECODE", "1")
-        // The phone day checks the chunk upload's figures: tips and chunks leave bare, as
-        // before cover slots (a test build's setting; the bindings have no pace setting yet).
-        .env("PHAKHI_TEST_COVER", "off")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

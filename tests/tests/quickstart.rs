@@ -264,8 +264,8 @@ fn all_heads(data: &Path) -> BTreeMap<String, Vec<ChangeHash>> {
     out
 }
 
-/// TH-44's figures in `phakhi report --format json` of a data folder, without the tip count
-/// (a relay drops the tips HQ holds).
+/// TH-44's figures in `phakhi report --format json` of a data folder, without the count of
+/// sealed slots (a relay drops the tips HQ holds).
 fn th44_figures(data: &Path) -> serde_json::Value {
     let out = Command::new(phakhi_bin())
         .args(["report", "--format", "json", "--data"])
@@ -281,7 +281,7 @@ fn th44_figures(data: &Path) -> serde_json::Value {
         .find(|p| p["code"] == "TH-44")
         .cloned()
         .expect("TH-44 in the report");
-    province.as_object_mut().unwrap().remove("tips");
+    province.as_object_mut().unwrap().remove("sealed_slots");
     province
 }
 

@@ -27,7 +27,7 @@ fn reported(hq: &std::path::Path, id: &str) -> serde_json::Value {
 }
 
 /// A dashboard page, signed in with a one-time login link.
-fn dashboard_page(hq_dir: &std::path::Path, url: &str, path: &str) -> String {
+pub(super) fn dashboard_page(hq_dir: &std::path::Path, url: &str, path: &str) -> String {
     let link = phakhi_tests::server::admin(hq_dir, &["dashboard-login", "--server-url", url]);
     assert!(link.status.success(), "{link:?}");
     let link = String::from_utf8(link.stdout).unwrap().trim().to_owned();

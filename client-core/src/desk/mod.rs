@@ -254,8 +254,13 @@ impl Desk {
                     counts.dummies += 1;
                     continue;
                 }
-                cover::Opened::Part | cover::Opened::Chunk => {
+                cover::Opened::Part => {
                     counts.parts += 1;
+                    continue;
+                }
+                cover::Opened::Chunk => {
+                    counts.parts += 1;
+                    counts.chunks_put_together += 1;
                     continue;
                 }
                 cover::Opened::Known => {
@@ -268,6 +273,7 @@ impl Desk {
                 }
                 cover::Opened::Tip(envelope) => {
                     counts.parts += 1;
+                    counts.tips_put_together += 1;
                     item.envelope = envelope;
                 }
             }

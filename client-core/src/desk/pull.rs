@@ -27,6 +27,12 @@ pub struct Pulled {
     pub dummies: usize,
     /// Cover slots that carried a part of a tip or of evidence.
     pub parts: usize,
+    /// Tips put together from their slots in this batch (their last part arrived). Each is
+    /// counted in `new` too unless the desk held it already.
+    pub tips_put_together: usize,
+    /// Evidence chunks put together from their slots in this batch, now kept with the desk's
+    /// chunks.
+    pub chunks_put_together: usize,
 }
 
 impl std::ops::AddAssign for Pulled {
@@ -36,6 +42,8 @@ impl std::ops::AddAssign for Pulled {
         self.foreign += other.foreign;
         self.dummies += other.dummies;
         self.parts += other.parts;
+        self.tips_put_together += other.tips_put_together;
+        self.chunks_put_together += other.chunks_put_together;
     }
 }
 

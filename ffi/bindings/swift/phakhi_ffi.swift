@@ -922,6 +922,12 @@ public protocol PhakhiDeviceProtocol: AnyObject, Sendable {
     func enrolment() throws  -> EnrolmentInfo?
     
     /**
+     * How evidence leaves this phone ([`EvidencePace::Trickle`] unless the member chose
+     * otherwise).
+     */
+    func evidencePace() throws  -> EvidencePace
+    
+    /**
      * Writes the next sync request to a bundle file for a carrier — a USB stick, a phone that
      * reaches signal — to hand to the server (`phakhi admin import-bundle FILE --answer OUT`);
      * the answer comes back as a file for [`PhakhiDevice::import_bundle`]. Only the enrolled
@@ -977,6 +983,14 @@ public protocol PhakhiDeviceProtocol: AnyObject, Sendable {
      * Brings an archived activity back.
      */
     func restoreActivity(province: String, activityId: String) throws 
+    
+    /**
+     * Sets how evidence leaves this phone, from the next sync on: for the chunks waiting and
+     * every later tip.
+     * [`EvidencePace::Fast`] shows on the network that this phone is uploading evidence: set
+     * it only when the member chose it knowing that.
+     */
+    func setEvidencePace(pace: EvidencePace) throws 
     
     /**
      * Seals a tip to the tip desk and queues it for the next sync; returns the receipt number
@@ -1371,6 +1385,19 @@ open func enrolment()throws  -> EnrolmentInfo?  {
 }
     
     /**
+     * How evidence leaves this phone ([`EvidencePace::Trickle`] unless the member chose
+     * otherwise).
+     */
+open func evidencePace()throws  -> EvidencePace  {
+    return try  FfiConverterTypeEvidencePace_lift(try rustCallWithError(FfiConverterTypePhakhiError_lift) {
+        uniffiCallStatus in
+    uniffi_phakhi_ffi_fn_method_phakhidevice_evidence_pace(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * Writes the next sync request to a bundle file for a carrier — a USB stick, a phone that
      * reaches signal — to hand to the server (`phakhi admin import-bundle FILE --answer OUT`);
      * the answer comes back as a file for [`PhakhiDevice::import_bundle`]. Only the enrolled
@@ -1495,6 +1522,21 @@ open func restoreActivity(province: String, activityId: String)throws   {try rus
             self.uniffiCloneHandle(),
         FfiConverterString.lower(province),
         FfiConverterString.lower(activityId),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Sets how evidence leaves this phone, from the next sync on: for the chunks waiting and
+     * every later tip.
+     * [`EvidencePace::Fast`] shows on the network that this phone is uploading evidence: set
+     * it only when the member chose it knowing that.
+     */
+open func setEvidencePace(pace: EvidencePace)throws   {try rustCallWithError(FfiConverterTypePhakhiError_lift) {
+        uniffiCallStatus in
+    uniffi_phakhi_ffi_fn_method_phakhidevice_set_evidence_pace(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeEvidencePace_lower(pace),uniffiCallStatus
     )
 }
 }
@@ -4143,6 +4185,88 @@ public func FfiConverterTypeDisplayLanguage_lower(_ value: DisplayLanguage) -> R
 
 
 /**
+ * How a tip's evidence attachments leave the phone: the member's choice, kept in the store
+ * for every later tip.
+ */
+
+public enum EvidencePace: Equatable, Hashable {
+    
+    /**
+     * The default. The encrypted chunks ride, a few kilobytes per sync, in the two sealed
+     * cover slots every sync of every phone carries anyway, real or dummy: nobody watching
+     * the network, and no server, can tell this phone sends evidence. A 64 KiB chunk takes
+     * about nine syncs.
+     */
+    case trickle
+    /**
+     * As fast as the link allows, in a separate chunk upload after the sync. The member
+     * accepts that this shows: a network observer sees this phone uploading evidence now,
+     * and roughly how much (to within 64 KiB a chunk); the server it syncs with sees it
+     * while it runs. Offer it only with that said plainly.
+     */
+    case fast
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension EvidencePace: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeEvidencePace: FfiConverterRustBuffer {
+    typealias SwiftType = EvidencePace
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> EvidencePace {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .trickle
+        
+        case 2: return .fast
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: EvidencePace, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .trickle:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .fast:
+            writeInt(&buf, Int32(2))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEvidencePace_lift(_ buf: RustBuffer) throws -> EvidencePace {
+    return try FfiConverterTypeEvidencePace.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEvidencePace_lower(_ value: EvidencePace) -> RustBuffer {
+    return FfiConverterTypeEvidencePace.lower(value)
+}
+
+
+
+/**
  * What to do after handing the server's answer to the device.
  */
 
@@ -5642,6 +5766,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_phakhi_ffi_checksum_method_phakhidevice_enrolment() != 55211) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_phakhi_ffi_checksum_method_phakhidevice_evidence_pace() != 35120) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_phakhi_ffi_checksum_method_phakhidevice_export_bundle() != 36377) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -5667,6 +5794,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_phakhi_ffi_checksum_method_phakhidevice_restore_activity() != 46617) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_phakhi_ffi_checksum_method_phakhidevice_set_evidence_pace() != 21768) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_phakhi_ffi_checksum_method_phakhidevice_submit_tip() != 55643) {

@@ -402,6 +402,11 @@ RustBuffer uniffi_phakhi_ffi_fn_method_phakhidevice_enrol_response(uint64_t ptr,
 RustBuffer uniffi_phakhi_ffi_fn_method_phakhidevice_enrolment(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIDEVICE_EVIDENCE_PACE
+#define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIDEVICE_EVIDENCE_PACE
+RustBuffer uniffi_phakhi_ffi_fn_method_phakhidevice_evidence_pace(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIDEVICE_EXPORT_BUNDLE
 #define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIDEVICE_EXPORT_BUNDLE
 void uniffi_phakhi_ffi_fn_method_phakhidevice_export_bundle(uint64_t ptr, RustBuffer path, RustCallStatus *_Nonnull out_status
@@ -445,6 +450,11 @@ RustBuffer uniffi_phakhi_ffi_fn_method_phakhidevice_record_activity(uint64_t ptr
 #ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIDEVICE_RESTORE_ACTIVITY
 #define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIDEVICE_RESTORE_ACTIVITY
 void uniffi_phakhi_ffi_fn_method_phakhidevice_restore_activity(uint64_t ptr, RustBuffer province, RustBuffer activity_id, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIDEVICE_SET_EVIDENCE_PACE
+#define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIDEVICE_SET_EVIDENCE_PACE
+void uniffi_phakhi_ffi_fn_method_phakhidevice_set_evidence_pace(uint64_t ptr, RustBuffer pace, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_FN_METHOD_PHAKHIDEVICE_SUBMIT_TIP
@@ -971,6 +981,12 @@ uint16_t uniffi_phakhi_ffi_checksum_method_phakhidevice_enrolment(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_METHOD_PHAKHIDEVICE_EVIDENCE_PACE
+#define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_METHOD_PHAKHIDEVICE_EVIDENCE_PACE
+uint16_t uniffi_phakhi_ffi_checksum_method_phakhidevice_evidence_pace(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_METHOD_PHAKHIDEVICE_EXPORT_BUNDLE
 #define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_METHOD_PHAKHIDEVICE_EXPORT_BUNDLE
 uint16_t uniffi_phakhi_ffi_checksum_method_phakhidevice_export_bundle(void
@@ -1022,6 +1038,12 @@ uint16_t uniffi_phakhi_ffi_checksum_method_phakhidevice_record_activity(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_METHOD_PHAKHIDEVICE_RESTORE_ACTIVITY
 #define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_METHOD_PHAKHIDEVICE_RESTORE_ACTIVITY
 uint16_t uniffi_phakhi_ffi_checksum_method_phakhidevice_restore_activity(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_METHOD_PHAKHIDEVICE_SET_EVIDENCE_PACE
+#define UNIFFI_FFIDEF_UNIFFI_PHAKHI_FFI_CHECKSUM_METHOD_PHAKHIDEVICE_SET_EVIDENCE_PACE
+uint16_t uniffi_phakhi_ffi_checksum_method_phakhidevice_set_evidence_pace(void
     
 );
 #endif

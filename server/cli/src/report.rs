@@ -51,7 +51,9 @@ struct Labels {
     centres: &'static str,
     activities: &'static str,
     attendance: &'static str,
-    tips: &'static str,
+    sealed_slots: &'static str,
+    /// Printed under the figures: what `sealed_slots` counts, and who knows the tips.
+    sealed_slots_note: &'static str,
     device: &'static str,
     role: &'static str,
     provinces: &'static str,
@@ -66,7 +68,11 @@ fn labels(lang: Lang) -> Labels {
             centres: "ศูนย์ประสานงาน",
             activities: "กิจกรรม",
             attendance: "ผู้เข้าร่วม",
-            tips: "เบาะแส",
+            sealed_slots: "ซองปิดผนึก",
+            sealed_slots_note: "ซองปิดผนึก: ซองที่เซิร์ฟเวอร์นี้ได้รับ ทั้งเบาะแสและซองอำพราง \
+                                (โทรศัพท์ทุกเครื่องส่งสองซองทุกครั้งที่ซิงก์ ไม่ว่าสมาชิกจะแจ้งเบาะแสหรือไม่) \
+                                เซิร์ฟเวอร์แยกสองอย่างนี้ออกจากกันไม่ได้ \
+                                มีเพียงโต๊ะรับเบาะแสเท่านั้นที่รู้ว่ามีเบาะแสกี่เรื่อง",
             device: "อุปกรณ์",
             role: "บทบาท",
             provinces: "จังหวัด",
@@ -78,7 +84,11 @@ fn labels(lang: Lang) -> Labels {
             centres: "CENTRES",
             activities: "ACTIVITIES",
             attendance: "ATTENDANCE",
-            tips: "TIPS",
+            sealed_slots: "SEALED SLOTS",
+            sealed_slots_note: "SEALED SLOTS: sealed envelopes this server received, tips and cover \
+                                alike (every phone's sync carries two, whether or not its member \
+                                tipped); the server cannot tell them apart: only the tip desk \
+                                knows how many are tips.",
             device: "DEVICE",
             role: "ROLE",
             provinces: "PROVINCES",
@@ -131,7 +141,7 @@ fn render_table(report: &Report, lang: Lang) -> String {
         l.centres,
         l.activities,
         l.attendance,
-        l.tips,
+        l.sealed_slots,
     ]));
     let mut kinds = Table::new(
         std::iter::once(l.province.to_owned())
@@ -155,7 +165,7 @@ fn render_table(report: &Report, lang: Lang) -> String {
                     p.centres.to_string(),
                     p.activities.to_string(),
                     p.attendance.to_string(),
-                    p.tips.to_string(),
+                    p.sealed_slots.to_string(),
                 ]),
         );
         kinds.row(
@@ -191,7 +201,8 @@ fn render_table(report: &Report, lang: Lang) -> String {
         out.push_str("no provinces have data yet\n");
     } else {
         out.push_str(&summary.render());
-        out.push('\n');
+        out.push_str(l.sealed_slots_note);
+        out.push_str("\n\n");
         out.push_str(&kinds.render());
         out.push('\n');
         out.push_str(&audiences.render());
@@ -250,7 +261,7 @@ fn render_csv(report: &Report) -> String {
             .iter()
             .map(|a| format!("audience_{}", a.as_str())),
     );
-    header.extend(["attendance", "leader_candidates", "tips"].map(String::from));
+    header.extend(["attendance", "leader_candidates", "sealed_slots"].map(String::from));
     let mut out = csv_line(&header);
     for p in &report.provinces {
         let mut row = vec![p.code.clone(), p.name.clone()];
@@ -273,7 +284,7 @@ fn render_csv(report: &Report) -> String {
         row.extend([
             p.attendance.to_string(),
             p.leader_candidates.to_string(),
-            p.tips.to_string(),
+            p.sealed_slots.to_string(),
         ]);
         out.push_str(&csv_line(&row));
     }

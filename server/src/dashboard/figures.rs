@@ -138,7 +138,7 @@ pub fn window<'a>(
         for month in detail
             .activities_by_month
             .keys()
-            .chain(detail.tips_by_month.keys())
+            .chain(detail.sealed_slots_by_month.keys())
         {
             last = last.max(*month);
         }
@@ -165,7 +165,8 @@ pub fn window<'a>(
 pub struct Monthly {
     pub activities: BTreeMap<Month, BTreeMap<String, u64>>,
     pub attendance: BTreeMap<Month, i64>,
-    pub tips: BTreeMap<Month, u64>,
+    /// Sealed slots (tips and cover alike), as [`ProvinceDetail::sealed_slots_by_month`].
+    pub sealed_slots: BTreeMap<Month, u64>,
 }
 
 pub fn monthly<'a>(details: impl IntoIterator<Item = &'a ProvinceDetail>) -> Monthly {
@@ -181,8 +182,8 @@ pub fn monthly<'a>(details: impl IntoIterator<Item = &'a ProvinceDetail>) -> Mon
             let entry = out.attendance.entry(*month).or_default();
             *entry = entry.saturating_add(*n);
         }
-        for (month, n) in &detail.tips_by_month {
-            *out.tips.entry(*month).or_default() += n;
+        for (month, n) in &detail.sealed_slots_by_month {
+            *out.sealed_slots.entry(*month).or_default() += n;
         }
     }
     out
@@ -200,7 +201,7 @@ mod tests {
         assert_eq!(months.first(), Some(&(2025, 12)));
         assert_eq!(months.last(), Some(&(2026, 11)));
         let mut detail = ProvinceDetail::default();
-        detail.tips_by_month.insert((2027, 2), 1);
+        detail.sealed_slots_by_month.insert((2027, 2), 1);
         let months = window((2026, 11), [&detail]);
         assert_eq!(months.first(), Some(&(2026, 3)));
         assert_eq!(months.last(), Some(&(2027, 2)));

@@ -546,8 +546,8 @@ async fn figures_json(
                 .iter()
                 .map(|(m, n)| (month_key(*m), serde_json::json!(n)))
                 .collect();
-            let tips: serde_json::Map<String, serde_json::Value> = detail
-                .tips_by_month
+            let sealed_slots: serde_json::Map<String, serde_json::Value> = detail
+                .sealed_slots_by_month
                 .iter()
                 .map(|(m, n)| (month_key(*m), serde_json::json!(n)))
                 .collect();
@@ -556,7 +556,7 @@ async fn figures_json(
                 serde_json::json!({
                     "activities": activities,
                     "attendance": attendance,
-                    "tips": tips,
+                    "sealed_slots": sealed_slots,
                 }),
             )
         })

@@ -231,7 +231,11 @@ fn figure_rows(p: &ProvinceReport, l: &Labels, lang: Lang) -> Vec<(String, Strin
         ));
     }
     rows.push(("attendance".into(), l.attendance.into(), p.attendance));
-    rows.push(("tips".into(), l.tips.into(), as_i64(p.tips)));
+    rows.push((
+        "sealed_slots".into(),
+        l.sealed_slots.into(),
+        as_i64(p.sealed_slots),
+    ));
     rows
 }
 
@@ -351,18 +355,18 @@ fn charts_over_time(
     }
     let values = months
         .iter()
-        .map(|m| as_i64(data.tips.get(m).copied().unwrap_or(0)))
+        .map(|m| as_i64(data.sealed_slots.get(m).copied().unwrap_or(0)))
         .collect();
     out.push_str(&figure(
         &single_chart(
-            &format!("{prefix}-tips"),
-            l.tips_per_month,
+            &format!("{prefix}-sealed-slots"),
+            l.sealed_slots_per_month,
             months,
             values,
             locale,
         ),
         locale,
-        Some(l.tips_note),
+        Some(l.sealed_slots_note),
     ));
     out.push_str("</div>");
     out
@@ -522,7 +526,11 @@ fn totals(ctx: &Context<'_>, dataset: &Dataset) -> String {
         ("centres", l.centres, sum(&|p| as_i64(p.centres))),
         ("activities", l.activities, sum(&|p| as_i64(p.activities))),
         ("attendance", l.attendance, sum(&|p| p.attendance)),
-        ("tips", l.tips, sum(&|p| as_i64(p.tips))),
+        (
+            "sealed_slots",
+            l.sealed_slots,
+            sum(&|p| as_i64(p.sealed_slots)),
+        ),
     ];
     let mut out = format!(
         "<section aria-labelledby=\"totals\"><h2 id=\"totals\">{}</h2><dl class=\"cards\">",
@@ -864,7 +872,7 @@ mod tests {
             members,
             activities: 1,
             attendance: 35,
-            tips: 2,
+            sealed_slots: 2,
             ..ProvinceReport::default()
         };
         let mut detail = ProvinceDetail::default();

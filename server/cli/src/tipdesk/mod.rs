@@ -528,12 +528,19 @@ fn print_pulled(desk: &Desk, counts: &Pulled) -> Result<(), TipdeskError> {
         "pulled {} new tip(s); {} already here",
         counts.new, counts.known
     );
+    // HQ and the relays count every slot alike (`sealed_slots` in `phakhi report`): only here
+    // does it show which held tips and which were cover.
     if counts.dummies + counts.parts > 0 {
         println!(
-            "opened {} cover slot(s): {} empty (dropped), {} part(s) of tips and evidence",
+            "opened {} cover slot(s): {} carried parts of tips or evidence, {} carried nothing \
+             (cover, discarded)",
             counts.dummies + counts.parts,
-            counts.dummies,
-            counts.parts
+            counts.parts,
+            counts.dummies
+        );
+        println!(
+            "put together {} tip(s) and {} evidence chunk(s) from their slots",
+            counts.tips_put_together, counts.chunks_put_together
         );
     }
     let incomplete = desk.incomplete_messages()?;

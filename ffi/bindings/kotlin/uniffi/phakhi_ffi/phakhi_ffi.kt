@@ -757,6 +757,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_phakhi_ffi_checksum_method_phakhidevice_enrolment(
     ): Int
+    external fun uniffi_phakhi_ffi_checksum_method_phakhidevice_evidence_pace(
+    ): Int
     external fun uniffi_phakhi_ffi_checksum_method_phakhidevice_export_bundle(
     ): Int
     external fun uniffi_phakhi_ffi_checksum_method_phakhidevice_import_bundle(
@@ -774,6 +776,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_phakhi_ffi_checksum_method_phakhidevice_record_activity(
     ): Int
     external fun uniffi_phakhi_ffi_checksum_method_phakhidevice_restore_activity(
+    ): Int
+    external fun uniffi_phakhi_ffi_checksum_method_phakhidevice_set_evidence_pace(
     ): Int
     external fun uniffi_phakhi_ffi_checksum_method_phakhidevice_submit_tip(
     ): Int
@@ -876,6 +880,8 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_phakhi_ffi_fn_method_phakhidevice_enrolment(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_phakhi_ffi_fn_method_phakhidevice_evidence_pace(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_phakhi_ffi_fn_method_phakhidevice_export_bundle(`ptr`: Long,`path`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_phakhi_ffi_fn_method_phakhidevice_import_bundle(`ptr`: Long,`path`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -893,6 +899,8 @@ internal object UniffiLib {
     external fun uniffi_phakhi_ffi_fn_method_phakhidevice_record_activity(`ptr`: Long,`province`: RustBuffer.ByValue,`activity`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_phakhi_ffi_fn_method_phakhidevice_restore_activity(`ptr`: Long,`province`: RustBuffer.ByValue,`activityId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_phakhi_ffi_fn_method_phakhidevice_set_evidence_pace(`ptr`: Long,`pace`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_phakhi_ffi_fn_method_phakhidevice_submit_tip(`ptr`: Long,`tip`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1134,6 +1142,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_enrolment() and 0xFFFF) != 55211) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_evidence_pace() and 0xFFFF) != 35120) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_export_bundle() and 0xFFFF) != 36377) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1159,6 +1170,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_restore_activity() and 0xFFFF) != 46617) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_set_evidence_pace() and 0xFFFF) != 21768) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_phakhi_ffi_checksum_method_phakhidevice_submit_tip() and 0xFFFF) != 55643) {
@@ -2144,6 +2158,12 @@ public interface PhakhiDeviceInterface {
     fun `enrolment`(): EnrolmentInfo?
     
     /**
+     * How evidence leaves this phone ([`EvidencePace::Trickle`] unless the member chose
+     * otherwise).
+     */
+    fun `evidencePace`(): EvidencePace
+    
+    /**
      * Writes the next sync request to a bundle file for a carrier — a USB stick, a phone that
      * reaches signal — to hand to the server (`phakhi admin import-bundle FILE --answer OUT`);
      * the answer comes back as a file for [`PhakhiDevice::import_bundle`]. Only the enrolled
@@ -2199,6 +2219,14 @@ public interface PhakhiDeviceInterface {
      * Brings an archived activity back.
      */
     fun `restoreActivity`(`province`: kotlin.String, `activityId`: kotlin.String)
+    
+    /**
+     * Sets how evidence leaves this phone, from the next sync on: for the chunks waiting and
+     * every later tip.
+     * [`EvidencePace::Fast`] shows on the network that this phone is uploading evidence: set
+     * it only when the member chose it knowing that.
+     */
+    fun `setEvidencePace`(`pace`: EvidencePace)
     
     /**
      * Seals a tip to the tip desk and queues it for the next sync; returns the receipt number
@@ -2704,6 +2732,24 @@ open class PhakhiDevice: Disposable, AutoCloseable, PhakhiDeviceInterface
 
     
     /**
+     * How evidence leaves this phone ([`EvidencePace::Trickle`] unless the member chose
+     * otherwise).
+     */
+    @Throws(PhakhiException::class)override fun `evidencePace`(): EvidencePace {
+            return FfiConverterTypeEvidencePace.lift(
+    callWithHandle {
+    uniffiRustCallWithError(PhakhiException) { _status ->
+    UniffiLib.uniffi_phakhi_ffi_fn_method_phakhidevice_evidence_pace(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * Writes the next sync request to a bundle file for a carrier — a USB stick, a phone that
      * reaches signal — to hand to the server (`phakhi admin import-bundle FILE --answer OUT`);
      * the answer comes back as a file for [`PhakhiDevice::import_bundle`]. Only the enrolled
@@ -2871,6 +2917,26 @@ open class PhakhiDevice: Disposable, AutoCloseable, PhakhiDeviceInterface
         
         FfiConverterString.lower(`province`),
         FfiConverterString.lower(`activityId`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Sets how evidence leaves this phone, from the next sync on: for the chunks waiting and
+     * every later tip.
+     * [`EvidencePace::Fast`] shows on the network that this phone is uploading evidence: set
+     * it only when the member chose it knowing that.
+     */
+    @Throws(PhakhiException::class)override fun `setEvidencePace`(`pace`: EvidencePace)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(PhakhiException) { _status ->
+    UniffiLib.uniffi_phakhi_ffi_fn_method_phakhidevice_set_evidence_pace(
+        it,
+        
+        FfiConverterTypeEvidencePace.lower(`pace`),_status)
 }
     }
     
@@ -5092,6 +5158,56 @@ public object FfiConverterTypeDisplayLanguage: FfiConverterRustBuffer<DisplayLan
     override fun allocationSize(value: DisplayLanguage) = 4UL
 
     override fun write(value: DisplayLanguage, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
+ * How a tip's evidence attachments leave the phone: the member's choice, kept in the store
+ * for every later tip.
+ */
+
+enum class EvidencePace {
+    
+    /**
+     * The default. The encrypted chunks ride, a few kilobytes per sync, in the two sealed
+     * cover slots every sync of every phone carries anyway, real or dummy: nobody watching
+     * the network, and no server, can tell this phone sends evidence. A 64 KiB chunk takes
+     * about nine syncs.
+     */
+    TRICKLE,
+    /**
+     * As fast as the link allows, in a separate chunk upload after the sync. The member
+     * accepts that this shows: a network observer sees this phone uploading evidence now,
+     * and roughly how much (to within 64 KiB a chunk); the server it syncs with sees it
+     * while it runs. Offer it only with that said plainly.
+     */
+    FAST;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeEvidencePace: FfiConverterRustBuffer<EvidencePace> {
+    override fun read(buf: ByteBuffer) = try {
+        EvidencePace.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: EvidencePace) = 4UL
+
+    override fun write(value: EvidencePace, buf: ByteBuffer) {
         buf.putInt(value.ordinal + 1)
     }
 }
