@@ -930,11 +930,15 @@ mod tests {
         );
         // Asked for other heads (the document as it was, or as the request left it): the
         // stored bytes do not load into that document, so the engine encodes it itself.
-        assert_eq!(stored.saved(&name, &sorted(before)), None);
+        let offered = "stored bytes offered for heads they do not reach";
+        assert!(stored.saved(&name, &sorted(before)).is_none(), "{offered}");
         record(&mut doc, "สมปอง");
-        assert_eq!(stored.saved(&name, &sorted(doc.get_heads())), None);
+        assert!(
+            stored.saved(&name, &sorted(doc.get_heads())).is_none(),
+            "{offered}"
+        );
         // A document this exchange did not load (created by the request) has no stored form.
         let other = DocName::parse("province/TH-40").unwrap();
-        assert_eq!(stored.saved(&other, &sorted(doc.get_heads())), None);
+        assert!(stored.saved(&other, &sorted(doc.get_heads())).is_none());
     }
 }
