@@ -256,10 +256,15 @@ fn a_phone_that_recorded_before_its_first_sync_gets_the_stored_bytes_of_the_prov
     // HQ took the phone's records, and the first phone gets them.
     first.sync(&hq);
     assert_eq!(first.aliases(), aliases);
+    // Stored: HQ's bytes as they came, then one row of the phone's own records on top.
     let rows = late.into_rows();
     assert!(
-        matches!(rows.first(), Some(StoredRow::Snapshot(bytes)) if *bytes == before),
-        "the phone stores {rows:?}, not the {} bytes HQ stored before its push",
+        matches!(
+            rows.as_slice(),
+            [StoredRow::Snapshot(bytes), StoredRow::Increment(_)] if *bytes == before
+        ),
+        "the phone stores {rows:?}, not the {} bytes HQ stored before its push and its own \
+         records",
         before.len()
     );
 }
