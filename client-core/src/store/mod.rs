@@ -12,7 +12,8 @@
 //!   [`automerge::AutoCommit`]. Each [`Store::save_doc`] appends only the changes since the last
 //!   save as one sealed chunk row; when increments pile up (see [`CompactionPolicy`]) they are
 //!   replaced by one sealed snapshot row in the same transaction. Opening a compacted document is
-//!   one decrypt and one automerge load.
+//!   one decrypt and one automerge load. [`Store::save_doc_received`] stores what a sync
+//!   received as it arrived; [`Store::doc_rows`] shows the rows a document is stored as.
 //! - The key-value area ([`Store::put`], [`Store::get`], [`Store::list`]) holds what other modules
 //!   need: sync states per peer and document, mailbox envelopes, settings.
 //!
