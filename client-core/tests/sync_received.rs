@@ -2,7 +2,9 @@
 //! `Store::save_doc_received`): changes on top of the stored document, a saved document kept
 //! whole, and a phone holding a few records of its own that receives its province whole. Each
 //! stored document reloads to exactly the document in memory; when the document changed after
-//! it received the bytes, the store re-encodes instead.
+//! it received the bytes, the store re-encodes instead. The stored rows, opened, are the bytes
+//! the answer carried on the wire, and a device new to a document gets the bytes the responder
+//! stores for it rather than a `save()` made for it.
 
 #![allow(clippy::unwrap_used)] // test code: a failed step is a failed test
 
@@ -11,9 +13,11 @@ use std::path::Path;
 
 use automerge::transaction::Transactable;
 use automerge::{ActorId, AutoCommit, ChangeHash, ObjType, ROOT, ReadDoc};
-use phakhi_core::store::{StorageKey, Store};
+use phakhi_core::store::{StorageKey, Store, StoredRow};
+use phakhi_core::sync::wire::{Chunk, Message};
 use phakhi_core::sync::{
     DocName, Docs, Initiator, Limits, PeerState, PrefixScope, Progress, Received, Responder,
+    SavedForms,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -217,4 +221,177 @@ fn received_bytes_for_another_stored_state_are_not_stored_over_it() {
     // Nothing stored is lost, and what arrived is there.
     assert_eq!(title(&loaded, 700).as_deref(), Some("ประชุมเครือข่าย 700"));
     assert_eq!(title(&loaded, 29).as_deref(), Some("ประชุมเครือข่าย 29"));
+}
+
+/// A responder's store, as the server keeps one: the bytes it saved the document as (a snapshot
+/// and the increments after it) and the heads they reach. Offered only for those heads.
+struct Saved {
+    heads: Vec<ChangeHash>,
+    bytes: Vec<u8>,
+    asked: usize,
+}
+
+impl SavedForms for Saved {
+    fn saved(&mut self, name: &DocName, heads: &[ChangeHash]) -> Option<Vec<u8>> {
+        self.asked += 1;
+        (name.as_str() == DOC && heads == self.heads).then(|| self.bytes.clone())
+    }
+}
+
+/// Runs an exchange to its end against a responder with stored forms; returns what the phone
+/// received and the chunk each answer carried for the document, as it was on the wire.
+fn sync_saved(
+    init: &mut Initiator,
+    phone: &mut Docs,
+    server: &mut Docs,
+    saved: &mut Saved,
+) -> (BTreeMap<DocName, Received>, Vec<Chunk>) {
+    let responder = Responder::new(Limits::default());
+    let all = PrefixScope::everything();
+    let mut carried = Vec::new();
+    loop {
+        let request = init.poll_request(phone, None).unwrap();
+        let wire = responder
+            .handle_request_saved(&request, server, &all, saved)
+            .unwrap()
+            .into_bytes(None);
+        let message = Message::decode(&wire, &Limits::default()).unwrap();
+        carried.extend(
+            message
+                .docs
+                .into_iter()
+                .filter(|entry| entry.name == DOC)
+                .filter_map(|entry| entry.chunk),
+        );
+        match init.handle_response(&wire, phone, &all).unwrap() {
+            Progress::Done => return (init.take_received(), carried),
+            Progress::NeedsRound2 | Progress::More => {}
+        }
+    }
+}
+
+#[test]
+fn the_rows_a_phone_stores_are_the_bytes_its_server_stores_as_they_came_on_the_wire() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("phone.db");
+    // The server stores the province as it grew: a snapshot of 30 records and the 10 added
+    // after it. That is not what `save()` makes of the document, so a phone or a server that
+    // re-encodes cannot produce these bytes.
+    let mut doc = province(30);
+    let mut stored = doc.save();
+    let snapshot_heads = doc.get_heads();
+    add_records(&mut doc, 30, 10);
+    stored.extend(doc.save_after(&snapshot_heads));
+    assert_ne!(stored, doc.save(), "the fixture's stored form is a save()");
+    let mut saved = Saved {
+        heads: sorted(doc.get_heads()),
+        bytes: stored.clone(),
+        asked: 0,
+    };
+    let mut server = BTreeMap::from([(name(), doc)]);
+    let mut phone = Docs::new();
+    let mut init = Initiator::new(PeerState::new(), Limits::default());
+
+    // A phone new to the province: the answer carries the server's stored bytes, and the phone
+    // stores them as its snapshot row.
+    let (received, carried) = sync_saved(&mut init, &mut phone, &mut server, &mut saved);
+    assert_eq!(saved.asked, 1);
+    let [Chunk::Document { changes, bytes }] = carried.as_slice() else {
+        panic!("the province did not come whole: {carried:?}");
+    };
+    assert_eq!(*changes, 41, "the activities map and 40 records");
+    assert!(
+        *bytes == stored,
+        "the answer is not the server's stored bytes"
+    );
+    let mut store = open(&path);
+    let arrived = received.get(&name()).unwrap();
+    store
+        .save_doc_received(DOC, phone.get_mut(&name()).unwrap(), arrived)
+        .unwrap();
+    let rows = store.doc_rows(DOC).unwrap().unwrap();
+    assert!(
+        rows == [StoredRow::Snapshot(stored.clone())],
+        "the phone stored {rows:?}, not the {} bytes that arrived",
+        stored.len()
+    );
+
+    // Ten records more at the server: they come as a bundle and are stored as that bundle.
+    add_records(server.get_mut(&name()).unwrap(), 40, 10);
+    let state = init.state().clone();
+    let mut init = Initiator::new(state, Limits::default());
+    let (received, carried) = sync_saved(&mut init, &mut phone, &mut server, &mut saved);
+    let [
+        Chunk::Bundle {
+            changes: 10,
+            bytes: bundle,
+        },
+    ] = carried.as_slice()
+    else {
+        panic!("the ten records did not come as one bundle: {carried:?}");
+    };
+    let doc = phone.get_mut(&name()).unwrap();
+    // The bundle is not the phone's own encoding of the changes it holds.
+    let base = received.get(&name()).unwrap().base.clone();
+    assert_ne!(*bundle, doc.save_after(&base));
+    store
+        .save_doc_received(DOC, doc, received.get(&name()).unwrap())
+        .unwrap();
+    let rows = store.doc_rows(DOC).unwrap().unwrap();
+    assert!(
+        rows == [
+            StoredRow::Snapshot(stored.clone()),
+            StoredRow::Increment(bundle.clone())
+        ],
+        "the phone stored {rows:?}, not the snapshot and the {}-byte bundle that arrived",
+        bundle.len()
+    );
+    drop(store);
+
+    // The rows are the document.
+    let expected = sorted(server.get_mut(&name()).unwrap().get_heads());
+    let mut loaded = open(&path).load_doc(DOC).unwrap().unwrap();
+    assert_eq!(sorted(loaded.get_heads()), expected);
+    assert_eq!(title(&loaded, 49).as_deref(), Some("ประชุมเครือข่าย 49"));
+    assert_eq!(title(&loaded, 0).as_deref(), Some("ประชุมเครือข่าย 0"));
+}
+
+#[test]
+fn a_responder_whose_stored_form_is_for_other_heads_encodes_the_document_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("phone.db");
+    // The store holds the province as it was 5 records ago; the document in memory has moved
+    // on. The stored bytes no longer reach the document's heads, so they are not offered.
+    let mut doc = province(30);
+    let stale = doc.save();
+    let mut saved = Saved {
+        heads: sorted(doc.get_heads()),
+        bytes: stale.clone(),
+        asked: 0,
+    };
+    add_records(&mut doc, 30, 5);
+    let heads = sorted(doc.get_heads());
+    let mut server = BTreeMap::from([(name(), doc)]);
+    let mut phone = Docs::new();
+    let mut init = Initiator::new(PeerState::new(), Limits::default());
+    let (received, carried) = sync_saved(&mut init, &mut phone, &mut server, &mut saved);
+    assert_eq!(
+        saved.asked, 1,
+        "the responder did not ask for a stored form"
+    );
+    let [Chunk::Document { changes: 36, bytes }] = carried.as_slice() else {
+        panic!("the province did not come whole: {carried:?}");
+    };
+    assert_ne!(*bytes, stale);
+    // The phone holds the document the server holds, and stores what arrived.
+    let doc = phone.get_mut(&name()).unwrap();
+    assert_eq!(sorted(doc.get_heads()), heads);
+    let mut store = open(&path);
+    store
+        .save_doc_received(DOC, doc, received.get(&name()).unwrap())
+        .unwrap();
+    assert!(store.doc_rows(DOC).unwrap().unwrap() == [StoredRow::Snapshot(bytes.clone())]);
+    drop(store);
+    let loaded = open(&path).load_doc(DOC).unwrap().unwrap();
+    assert_eq!(title(&loaded, 34).as_deref(), Some("ประชุมเครือข่าย 34"));
 }

@@ -878,3 +878,67 @@ pub fn chunks(
     crate::chunkroom::committed(state, &taken);
     transport::seal_response(opened.responder, &answer.encode())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a failed step is a failed test
+
+    use automerge::transaction::Transactable;
+    use automerge::{ObjType, ROOT};
+    use phakhi_core::sync::SavedForms;
+
+    use super::*;
+
+    const DOC: &str = "province/TH-44";
+
+    fn record(doc: &mut AutoCommit, alias: &str) {
+        let members = match doc.get(ROOT, "members").unwrap() {
+            Some((_, id)) => id,
+            None => doc.put_object(ROOT, "members", ObjType::Map).unwrap(),
+        };
+        doc.put(&members, alias, alias).unwrap();
+        doc.commit();
+    }
+
+    fn sorted(mut heads: Vec<ChangeHash>) -> Vec<ChangeHash> {
+        heads.sort_unstable();
+        heads
+    }
+
+    #[test]
+    fn stored_bytes_are_offered_only_for_the_heads_they_reach() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = db::open(dir.path()).unwrap();
+        let mut doc = AutoCommit::new();
+        record(&mut doc, "สมชาย");
+        let first = doc.save();
+        let before = doc.get_heads();
+        documents::append(&conn, DOC, &first, 1).unwrap();
+        record(&mut doc, "สมหญิง");
+        let second = doc.save_after(&before);
+        documents::append(&conn, DOC, &second, 2).unwrap();
+        let name = DocName::parse(DOC).unwrap();
+        // The document as loaded for the exchange: what the stored chunks reach.
+        let loaded = BTreeMap::from([(name.clone(), doc.get_heads())]);
+        let mut stored = Stored {
+            conn: &conn,
+            heads: &loaded,
+        };
+        assert_eq!(
+            stored.saved(&name, &sorted(doc.get_heads())),
+            Some([first, second].concat())
+        );
+        // Asked for other heads (the document as it was, or as the request left it): the
+        // stored bytes do not load into that document, so the engine encodes it itself.
+        let offered = "stored bytes offered for heads they do not reach";
+        assert!(stored.saved(&name, &sorted(before)).is_none(), "{offered}");
+        record(&mut doc, "สมปอง");
+        assert!(
+            stored.saved(&name, &sorted(doc.get_heads())).is_none(),
+            "{offered}"
+        );
+        // A document this exchange did not load (created by the request) has no stored form.
+        let other = DocName::parse("province/TH-40").unwrap();
+        assert!(stored.saved(&other, &sorted(doc.get_heads())).is_none());
+    }
+}

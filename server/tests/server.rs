@@ -11,5 +11,7 @@ mod relay_chunks;
 mod router;
 #[path = "sim.rs"]
 mod sim;
+#[path = "stored_bytes.rs"]
+mod stored_bytes;
 #[path = "upgrade_fixtures.rs"]
 mod upgrade_fixtures;

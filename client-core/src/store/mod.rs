@@ -12,7 +12,8 @@
 //!   [`automerge::AutoCommit`]. Each [`Store::save_doc`] appends only the changes since the last
 //!   save as one sealed chunk row; when increments pile up (see [`CompactionPolicy`]) they are
 //!   replaced by one sealed snapshot row in the same transaction. Opening a compacted document is
-//!   one decrypt and one automerge load.
+//!   one decrypt and one automerge load. [`Store::save_doc_received`] stores what a sync
+//!   received as it arrived; [`Store::doc_rows`] shows the rows a document is stored as.
 //! - The key-value area ([`Store::put`], [`Store::get`], [`Store::list`]) holds what other modules
 //!   need: sync states per peer and document, mailbox envelopes, settings.
 //!
@@ -105,6 +106,24 @@ impl Default for CompactionPolicy {
         CompactionPolicy {
             max_increments: 32,
             max_increment_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// One stored row of a document, opened: the automerge bytes a save wrote ([`Store::doc_rows`]).
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoredRow {
+    /// A saved document: the first row, that the rows after it build on.
+    Snapshot(Vec<u8>),
+    /// Changes on top of the rows before it.
+    Increment(Vec<u8>),
+}
+
+impl std::fmt::Debug for StoredRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoredRow::Snapshot(bytes) => write!(f, "Snapshot({} bytes)", bytes.len()),
+            StoredRow::Increment(bytes) => write!(f, "Increment({} bytes)", bytes.len()),
         }
     }
 }
@@ -228,6 +247,32 @@ impl Store {
         let rows = db::read_chunks(&tx, &doc)?;
         drop(tx);
         assemble(&self.cipher, name, &doc, &manifest, &rows).map(Some)
+    }
+
+    /// The rows the document `name` is stored as, in order, opened and checked as
+    /// [`Store::load_doc`] opens them but not loaded: which automerge bytes each save wrote (a
+    /// received saved document or received changes are stored as they arrived). `None` if the
+    /// store has never saved it.
+    pub fn doc_rows(&self, name: &str) -> Result<Option<Vec<StoredRow>>> {
+        check_name(name)?;
+        let tx = self.conn.unchecked_transaction()?;
+        let doc = self.doc_id(name);
+        let root = db::read_root(&tx, &self.cipher)?;
+        let Some(manifest) = stored_manifest(&tx, &self.cipher, &root, &doc, name)? else {
+            return Ok(None);
+        };
+        let rows = db::read_chunks(&tx, &doc)?;
+        drop(tx);
+        let opened = open_rows(&self.cipher, name, &doc, &manifest, &rows)?;
+        Ok(Some(
+            opened
+                .into_iter()
+                .map(|(kind, bytes)| match kind {
+                    KIND_SNAPSHOT => StoredRow::Snapshot(bytes),
+                    _ => StoredRow::Increment(bytes),
+                })
+                .collect(),
+        ))
     }
 
     /// Saves `doc` as the document `name`: only the changes since the stored state, as one
@@ -598,39 +643,10 @@ fn assemble(
     manifest: &Manifest,
     rows: &[db::ChunkRow],
 ) -> Result<AutoCommit> {
-    let what = |seq: u64| format!("chunk {seq} of document {name:?}");
-    if rows.len() != manifest.chunks.len() {
-        return Err(StoreError::integrity(
-            format!("chunks of document {name:?}"),
-            "rows were deleted or old rows were put back (the manifest lists a different set)",
-        ));
-    }
     let mut snapshot = None;
     let mut increments = Vec::new();
-    for (row, entry) in rows.iter().zip(&manifest.chunks) {
-        if row.seq != entry.seq || row.kind != entry.kind {
-            return Err(StoreError::integrity(
-                what(row.seq),
-                "is not the row the manifest lists at this position (deleted or put back)",
-            ));
-        }
-        let plain = cipher
-            .open(
-                Ad::Chunk {
-                    doc,
-                    seq: row.seq,
-                    kind: row.kind,
-                },
-                &row.data,
-            )
-            .map_err(|e| StoreError::integrity(what(row.seq), e.reason()))?;
-        if db::digest(&row.data) != entry.digest {
-            return Err(StoreError::integrity(
-                what(row.seq),
-                "is an older row put back in place of the current one",
-            ));
-        }
-        if row.kind == KIND_SNAPSHOT {
+    for (kind, plain) in open_rows(cipher, name, doc, manifest, rows)? {
+        if kind == KIND_SNAPSHOT {
             snapshot = Some(plain);
         } else {
             increments.extend_from_slice(&plain);
@@ -654,6 +670,50 @@ fn assemble(
         })?;
     }
     Ok(am)
+}
+
+/// Checks the chunk rows against the manifest and opens them: each row's kind and plaintext.
+fn open_rows(
+    cipher: &Cipher,
+    name: &str,
+    doc: &NameHash,
+    manifest: &Manifest,
+    rows: &[db::ChunkRow],
+) -> Result<Vec<(u8, Vec<u8>)>> {
+    let what = |seq: u64| format!("chunk {seq} of document {name:?}");
+    if rows.len() != manifest.chunks.len() {
+        return Err(StoreError::integrity(
+            format!("chunks of document {name:?}"),
+            "rows were deleted or old rows were put back (the manifest lists a different set)",
+        ));
+    }
+    let mut opened = Vec::with_capacity(rows.len());
+    for (row, entry) in rows.iter().zip(&manifest.chunks) {
+        if row.seq != entry.seq || row.kind != entry.kind {
+            return Err(StoreError::integrity(
+                what(row.seq),
+                "is not the row the manifest lists at this position (deleted or put back)",
+            ));
+        }
+        let plain = cipher
+            .open(
+                Ad::Chunk {
+                    doc,
+                    seq: row.seq,
+                    kind: row.kind,
+                },
+                &row.data,
+            )
+            .map_err(|e| StoreError::integrity(what(row.seq), e.reason()))?;
+        if db::digest(&row.data) != entry.digest {
+            return Err(StoreError::integrity(
+                what(row.seq),
+                "is an older row put back in place of the current one",
+            ));
+        }
+        opened.push((row.kind, plain));
+    }
+    Ok(opened)
 }
 
 /// The manifest of the stored document `name` (`id`), if the root lists it; an integrity error
