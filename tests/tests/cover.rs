@@ -800,7 +800,10 @@ impl EvidenceRun {
         let pulled = ok(&desk(&desk_dir, &["pull"]));
         assert!(pulled.contains("pulled 1 new tip(s)"), "{pulled}");
         let out = path("evidence");
-        ok(&desk(&desk_dir, &["attachments", &self.receipt, "--out", &out]));
+        ok(&desk(
+            &desk_dir,
+            &["attachments", &self.receipt, "--out", &out],
+        ));
         let written: Vec<_> = std::fs::read_dir(&out).unwrap().flatten().collect();
         assert_eq!(written.len(), 1);
         assert_eq!(std::fs::read(written[0].path()).unwrap(), self.expected);
@@ -930,7 +933,9 @@ fn fast_evidence_leaves_at_once_in_slots_on_the_sync_route() {
     );
     let (pulled, log) = run.desk_puts_it_together();
     assert!(
-        pulled.contains(&format!("put together 1 tip(s) and {chunks} evidence chunk(s)")),
+        pulled.contains(&format!(
+            "put together 1 tip(s) and {chunks} evidence chunk(s)"
+        )),
         "{pulled}"
     );
     assert!(
@@ -1111,6 +1116,7 @@ fn measure_fast_evidence_over_2g() {
     );
     link.shutdown();
     let _ = hq.terminate();
+}
 
 /// Each province's figure in HQ's `phakhi report --format json`: the sealed slots it received.
 fn slot_figures(data: &Path) -> BTreeMap<String, u64> {
