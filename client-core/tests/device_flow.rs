@@ -475,7 +475,6 @@ fn device_keeps_no_plaintext_of_a_submitted_tip_in_its_store_files() {
 /// carries them too. The tip leaves in the next request, its evidence in the ones after.
 #[test]
 fn every_request_and_bundle_pushes_the_same_slots_whether_or_not_its_member_tipped() {
-    use phakhi_core::attach::{AttachLimits, PreparedAttachment};
     use phakhi_core::device::{SLOT_BUCKET, SLOTS_PER_EXCHANGE, decode_bundle};
     let rng = &mut ChaCha20Rng::seed_from_u64(12);
     let dir = tempfile::tempdir().unwrap();
@@ -487,32 +486,7 @@ fn every_request_and_bundle_pushes_the_same_slots_whether_or_not_its_member_tipp
     sync(&mut other, &mut server, rng);
     assert_eq!(server.pushes, vec![slots.clone(); 2], "before any tip");
 
-    let date = Date::from_ymd(2026, 11, 20).unwrap();
-    let mut wav = vec![0u8; 5_000];
-    wav[..4].copy_from_slice(b"RIFF");
-    wav[8..12].copy_from_slice(b"WAVE");
-    let mut evidence = PreparedAttachment::prepare(&wav, None, &AttachLimits::default()).unwrap();
-    evidence.accept_residual_risks();
-    let receipt = tipper
-        .submit_tip_with_attachments(
-            TipDraft {
-                category: TipCategory::Bribery,
-                report: "ผู้ใหญ่บ้านเรียกเก็บเงินค่าเบี้ยยังชีพ".into(),
-                date: date.as_time(),
-                province: "TH-44".into(),
-                district: "เมืองมหาสารคาม".into(),
-                place: None,
-                involved: vec![],
-                member_code: MemberCode::generate(rng),
-                want_reply: true,
-            },
-            vec![evidence],
-            &AttachLimits::default(),
-            date,
-            rng,
-            &Edit::new("tip", now()),
-        )
-        .unwrap();
+    let receipt = tip_with_recording(&mut tipper, 5_000, rng);
     assert_eq!(
         tipper.tips_waiting().unwrap(),
         1,
@@ -578,40 +552,14 @@ fn every_request_and_bundle_pushes_the_same_slots_whether_or_not_its_member_tipp
 /// the pace says the link takes, as many as wait; the default pace makes none.
 #[test]
 fn fast_evidence_exchanges_carry_a_chunk_of_slots_per_chunk_the_link_takes() {
-    use phakhi_core::attach::{AttachLimits, Pace, PreparedAttachment};
+    use phakhi_core::attach::Pace;
     use phakhi_core::device::{EvidencePace, SLOT_BUCKET, SLOTS_PER_EXCHANGE, slots_per_chunk};
     let rng = &mut ChaCha20Rng::seed_from_u64(13);
     let dir = tempfile::tempdir().unwrap();
     let mut server = TestServer::new(rng);
     let mut tipper = enrolled_device(dir.path(), "tipper", &mut server, "TH-44", rng);
-    let date = Date::from_ymd(2026, 11, 20).unwrap();
     // Three data chunks and the manifest.
-    let mut wav = vec![0u8; 150_000];
-    rng.fill_bytes(&mut wav);
-    wav[..4].copy_from_slice(b"RIFF");
-    wav[8..12].copy_from_slice(b"WAVE");
-    let mut evidence = PreparedAttachment::prepare(&wav, None, &AttachLimits::default()).unwrap();
-    evidence.accept_residual_risks();
-    tipper
-        .submit_tip_with_attachments(
-            TipDraft {
-                category: TipCategory::Bribery,
-                report: "หลักฐานเสียงการเรียกรับเงิน".into(),
-                date: date.as_time(),
-                province: "TH-44".into(),
-                district: "เมืองมหาสารคาม".into(),
-                place: None,
-                involved: vec![],
-                member_code: MemberCode::generate(rng),
-                want_reply: false,
-            },
-            vec![evidence],
-            &AttachLimits::default(),
-            date,
-            rng,
-            &Edit::new("tip", now()),
-        )
-        .unwrap();
+    tip_with_recording(&mut tipper, 150_000, rng);
     let chunks = tipper.pending_chunks().unwrap().len();
     assert_eq!(chunks, 4);
     let mut pace = Pace::default();
@@ -655,4 +603,40 @@ fn fast_evidence_exchanges_carry_a_chunk_of_slots_per_chunk_the_link_takes() {
     // Afterwards the phone is back to two slots an exchange.
     sync(&mut tipper, &mut server, rng);
     assert_eq!(server.pushes.last().unwrap().len(), SLOTS_PER_EXCHANGE);
+}
+
+/// Writes a tip with a recording of `len` random bytes as its evidence; its receipt.
+fn tip_with_recording(
+    device: &mut Device,
+    len: usize,
+    rng: &mut ChaCha20Rng,
+) -> phakhi_core::seal::ReceiptId {
+    use phakhi_core::attach::{AttachLimits, PreparedAttachment};
+    let date = Date::from_ymd(2026, 11, 20).unwrap();
+    let mut wav = vec![0u8; len];
+    rng.fill_bytes(&mut wav);
+    wav[..4].copy_from_slice(b"RIFF");
+    wav[8..12].copy_from_slice(b"WAVE");
+    let mut evidence = PreparedAttachment::prepare(&wav, None, &AttachLimits::default()).unwrap();
+    evidence.accept_residual_risks();
+    device
+        .submit_tip_with_attachments(
+            TipDraft {
+                category: TipCategory::Bribery,
+                report: "ผู้ใหญ่บ้านเรียกเก็บเงินค่าเบี้ยยังชีพ".into(),
+                date: date.as_time(),
+                province: "TH-44".into(),
+                district: "เมืองมหาสารคาม".into(),
+                place: None,
+                involved: vec![],
+                member_code: MemberCode::generate(rng),
+                want_reply: true,
+            },
+            vec![evidence],
+            &AttachLimits::default(),
+            date,
+            rng,
+            &Edit::new("tip", now()),
+        )
+        .unwrap()
 }

@@ -31,27 +31,27 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 /// The simulation's first moment (Unix seconds): 2026-11-20.
-const START: u64 = 1_795_132_800;
+pub(super) const START: u64 = 1_795_132_800;
 const HOUR: u64 = 60 * 60;
 const DAY: u64 = 24 * HOUR;
-const PROVINCE: &str = "TH-44";
+pub(super) const PROVINCE: &str = "TH-44";
 
-fn at(unix: u64) -> OffsetDateTime {
+pub(super) fn at(unix: u64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(i64::try_from(unix).unwrap()).unwrap()
 }
 
-fn th44() -> ProvinceCode {
+pub(super) fn th44() -> ProvinceCode {
     ProvinceCode::parse(PROVINCE).unwrap()
 }
 
 /// HQ, answering sealed requests in process at the simulated time.
-struct Hq {
-    dir: tempfile::TempDir,
-    state: AppState,
+pub(super) struct Hq {
+    pub(super) dir: tempfile::TempDir,
+    pub(super) state: AppState,
 }
 
 impl Hq {
-    fn start() -> Hq {
+    pub(super) fn start() -> Hq {
         let dir = tempfile::tempdir().unwrap();
         let state = AppState::open(Config {
             data: dir.path().to_path_buf(),
@@ -85,7 +85,12 @@ impl Hq {
     }
 
     /// The server's answer to one request, or its refusal code.
-    fn answer(&self, route: Route, request: &[u8], now: u64) -> Result<Vec<u8>, ErrorCode> {
+    pub(super) fn answer(
+        &self,
+        route: Route,
+        request: &[u8],
+        now: u64,
+    ) -> Result<Vec<u8>, ErrorCode> {
         answer_sealed(&self.state, route, request, now).map_err(|error| error.code())
     }
 
@@ -134,18 +139,18 @@ impl Hq {
 }
 
 /// A phone with its own (possibly wrong) clock.
-struct Phone {
-    dir: tempfile::TempDir,
-    key: StorageKey,
-    device: Device,
-    rng: StdRng,
+pub(super) struct Phone {
+    pub(super) dir: tempfile::TempDir,
+    pub(super) key: StorageKey,
+    pub(super) device: Device,
+    pub(super) rng: StdRng,
     /// Seconds the phone's clock is ahead of the true time (behind when negative).
     skew: i64,
 }
 
 impl Phone {
     /// A phone enrolled at HQ over a perfect link at `now`.
-    fn enrolled(hq: &Hq, now: u64, seed: u64) -> Phone {
+    pub(super) fn enrolled(hq: &Hq, now: u64, seed: u64) -> Phone {
         let mut rng = StdRng::seed_from_u64(seed);
         let dir = tempfile::tempdir().unwrap();
         let key = StorageKey::generate(&mut rng);
@@ -195,7 +200,7 @@ impl Phone {
     }
 
     /// Records a leader candidate (Thai alias) in the province, offline.
-    fn record(&mut self, alias: &str, now: u64) {
+    pub(super) fn record(&mut self, alias: &str, now: u64) {
         let edit = Edit::new("record", at(self.clock(now)));
         let joined = Date::from_ymd(2026, 11, 20).unwrap();
         self.device
@@ -240,7 +245,7 @@ impl Phone {
     }
 
     /// The leader candidates the phone holds, by alias.
-    fn aliases(&mut self) -> Vec<String> {
+    pub(super) fn aliases(&mut self) -> Vec<String> {
         let mut aliases = self
             .device
             .province(th44(), &mut self.rng, |p| {
@@ -445,7 +450,7 @@ impl Sim {
     }
 }
 
-fn alias(n: usize) -> String {
+pub(super) fn alias(n: usize) -> String {
     format!("ผู้สมัครที่ {n} มหาสารคาม")
 }
 
