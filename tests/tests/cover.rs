@@ -1131,8 +1131,9 @@ fn measure_fast_evidence_over_2g() {
             );
         }
         let up = link.stats().bytes_up - before.bytes_up;
+        let down = link.stats().bytes_down - before.bytes_down;
         println!(
-            "cover {}: {} ms, {up} B up, {calls} call(s), answers at {answers:?} ms",
+            "cover {}: {} ms, {up} B up, {down} B down, {calls} call(s), answers at {answers:?} ms",
             if cover {
                 "on (slots)"
             } else {
