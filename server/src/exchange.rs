@@ -809,7 +809,8 @@ fn sent_whole<'m>(message: &'m Message, name: &DocName, doc: &mut AutoCommit) ->
 }
 
 /// Takes a document out of the cache, or loads it from its stored chunks (evicting cold
-/// documents to make room for it). `None` when the document does not exist. Public for the memory tests of HQ's cache (`tests/tests/hq_memory.rs`).
+/// documents to make room for it). `None` when the document does not exist. Public for the
+/// memory tests of HQ's cache (`tests/tests/hq_memory.rs`).
 pub fn load_doc(
     cache: &mut DocCache,
     conn: &Connection,
