@@ -5,14 +5,30 @@
 //! A request *takes* its documents out of the cache and *puts* them back only after its
 //! transaction committed, so the cache never holds a change that is not on disk: when a request
 //! fails, its documents are simply dropped and reloaded from SQLite next time.
+//!
+//! The budget bounds the heap of every loaded document, cached or in use: a document a request
+//! took or loaded stays charged ("lent") until it is put back, so loading an uncached province
+//! first evicts cold ones to make room for it. Requests run one at a time under the writer's
+//! lock, and nothing is lent between them: taking the lock settles what a failed request
+//! dropped ([`DocCache::settle`]).
 
 use std::collections::HashMap;
 
-use automerge::AutoCommit;
+use automerge::{AutoCommit, ReadDoc};
 
-/// How much more memory a loaded document takes than its stored (compressed) bytes. An estimate:
-/// the budget is a bound on the sum of these estimates.
-pub const MEMORY_FACTOR: usize = 10;
+/// Heap bytes a loaded document holds per operation (automerge's op set: one op per map key
+/// set, per counter, per character of text). Measured with a counting allocator on the
+/// project's province documents: about 9 B per op besides the per-change cost below
+/// (`tests/tests/hq_memory.rs` fails if the estimate drifts from what documents hold).
+pub const BYTES_PER_OP: usize = 10;
+
+/// Heap bytes a loaded document holds per change in its history (the change graph: hash,
+/// dependencies, actor and sequence number, the index from hashes to changes). Measured at
+/// about 180 B on a document of small one-op changes.
+pub const BYTES_PER_CHANGE: usize = 180;
+
+/// What an empty loaded document and its cache entry hold.
+pub const BYTES_PER_DOCUMENT: usize = 4 * 1024;
 
 #[derive(Debug)]
 struct Entry {
@@ -27,6 +43,8 @@ struct Entry {
 pub struct DocCache {
     budget: usize,
     used: usize,
+    /// Charged for the documents the request under way has taken or loaded.
+    lent: usize,
     clock: u64,
     entries: HashMap<String, Entry>,
 }
@@ -38,23 +56,57 @@ impl DocCache {
         DocCache {
             budget,
             used: 0,
+            lent: 0,
             clock: 0,
             entries: HashMap::new(),
         }
     }
 
-    /// Removes a document from the cache and hands it to the caller, with its stored size.
+    /// Removes a document from the cache and hands it to the caller, with its stored size. It
+    /// stays charged until it is put back or the request ends.
     pub fn take(&mut self, name: &str) -> Option<(AutoCommit, usize)> {
+        let entry = self.remove(name)?;
+        self.lent = self.lent.saturating_add(entry.bytes);
+        Some((entry.doc, entry.stored))
+    }
+
+    /// Charges a document just loaded from storage for the request under way, and evicts cold
+    /// documents to make room for it.
+    pub fn lend(&mut self, doc: &AutoCommit) {
+        self.lent = self.lent.saturating_add(Self::estimate(doc));
+        self.evict_except("");
+    }
+
+    /// Ends a request: no document is out any more (those a failed request took were dropped).
+    pub fn settle(&mut self) {
+        self.lent = 0;
+    }
+
+    fn remove(&mut self, name: &str) -> Option<Entry> {
         let entry = self.entries.remove(name)?;
         self.used = self.used.saturating_sub(entry.bytes);
-        Some((entry.doc, entry.stored))
+        Some(entry)
+    }
+
+    /// The heap bytes the cache charges for a loaded document: counted from the document's own
+    /// operations and changes (both kept by automerge, so this costs nothing), not from its
+    /// stored size: what a stored byte unfolds to in memory varies from 30× (a province's
+    /// records, Thai text compressing well) to 90× (a history of small edits) and more.
+    pub fn estimate(doc: &AutoCommit) -> usize {
+        let stats = doc.stats();
+        let ops = usize::try_from(stats.num_ops).unwrap_or(usize::MAX);
+        let changes = usize::try_from(stats.num_changes).unwrap_or(usize::MAX);
+        ops.saturating_mul(BYTES_PER_OP)
+            .saturating_add(changes.saturating_mul(BYTES_PER_CHANGE))
+            .saturating_add(BYTES_PER_DOCUMENT)
     }
 
     /// Puts a document (back) in the cache as the most recently used one, with its stored size,
     /// and evicts cold documents until the cache is within budget.
     pub fn put(&mut self, name: String, doc: AutoCommit, stored_bytes: usize) {
         self.clock += 1;
-        let bytes = stored_bytes.saturating_mul(MEMORY_FACTOR);
+        let bytes = Self::estimate(&doc);
+        self.lent = self.lent.saturating_sub(bytes);
         if let Some(old) = self.entries.insert(
             name.clone(),
             Entry {
@@ -72,11 +124,11 @@ impl DocCache {
 
     /// Drops a document (its stored form changed behind the cache's back).
     pub fn forget(&mut self, name: &str) {
-        self.take(name);
+        self.remove(name);
     }
 
     fn evict_except(&mut self, keep: &str) {
-        while self.used > self.budget {
+        while self.used.saturating_add(self.lent) > self.budget {
             let coldest = self
                 .entries
                 .iter()
@@ -85,7 +137,7 @@ impl DocCache {
                 .map(|(name, _)| name.clone());
             let Some(name) = coldest else { break };
             tracing::debug!(doc = %name, "evicting cold document");
-            self.take(&name);
+            self.remove(&name);
         }
     }
 
@@ -116,7 +168,8 @@ mod tests {
 
     #[test]
     fn evicts_least_recently_used_over_budget() {
-        let mut cache = DocCache::new(300 * MEMORY_FACTOR);
+        let one = DocCache::estimate(&AutoCommit::new());
+        let mut cache = DocCache::new(3 * one);
         cache.put("a".into(), AutoCommit::new(), 100);
         cache.put("b".into(), AutoCommit::new(), 100);
         cache.put("c".into(), AutoCommit::new(), 100);
@@ -128,14 +181,45 @@ mod tests {
         cache.put("d".into(), AutoCommit::new(), 100);
         assert!(!cache.contains("b"));
         assert!(cache.contains("a") && cache.contains("c") && cache.contains("d"));
-        assert_eq!(cache.used_bytes(), 300 * MEMORY_FACTOR);
+        assert_eq!(cache.used_bytes(), 3 * one);
+    }
+
+    #[test]
+    fn documents_out_for_a_request_stay_charged_until_put_back_or_settled() {
+        let one = DocCache::estimate(&AutoCommit::new());
+        let mut cache = DocCache::new(3 * one);
+        cache.put("a".into(), AutoCommit::new(), 1);
+        cache.put("b".into(), AutoCommit::new(), 1);
+        cache.put("c".into(), AutoCommit::new(), 1);
+        // A request takes "c" and loads "d" and "e": the two coldest make room for them.
+        let (c, stored) = cache.take("c").unwrap();
+        let (d, e) = (AutoCommit::new(), AutoCommit::new());
+        cache.lend(&d);
+        assert!(!cache.contains("a") && cache.contains("b"));
+        cache.lend(&e);
+        assert!(cache.is_empty());
+        cache.put("c".into(), c, stored);
+        cache.put("d".into(), d, 1);
+        cache.put("e".into(), e, 1);
+        assert_eq!((cache.len(), cache.used_bytes()), (3, 3 * one));
+        // A failed request drops what it took; settling forgets its charge.
+        let (_dropped, _) = cache.take("c").unwrap();
+        cache.lend(&AutoCommit::new());
+        assert_eq!(cache.len(), 1);
+        cache.settle();
+        cache.put("f".into(), AutoCommit::new(), 1);
+        cache.put("g".into(), AutoCommit::new(), 1);
+        assert_eq!(cache.len(), 3);
     }
 
     #[test]
     fn a_document_larger_than_the_budget_is_kept_alone() {
-        let mut cache = DocCache::new(10);
+        let mut huge = AutoCommit::new();
+        automerge::transaction::Transactable::put(&mut huge, automerge::ROOT, "k", "v").unwrap();
+        huge.commit();
+        let mut cache = DocCache::new(DocCache::estimate(&AutoCommit::new()));
         cache.put("small".into(), AutoCommit::new(), 0);
-        cache.put("huge".into(), AutoCommit::new(), 1_000);
+        cache.put("huge".into(), huge, 1_000);
         assert!(cache.contains("huge"));
         assert!(!cache.contains("small"));
         cache.forget("huge");

@@ -13,6 +13,25 @@ pub const DEFAULT_PORT: u16 = 7744;
 /// The data folder `phakhi serve` uses by default.
 pub const DEFAULT_DATA: &str = "./phakhi-data";
 
+/// The document cache's default budget (192 MiB), chosen so that a national HQ on a 1 GB
+/// machine peaks under 512 MB resident (488 MiB), leaving the rest to the system:
+///
+/// | part | MiB |
+/// | --- | --- |
+/// | the binary, runtime, keys, mailbox and per-device maps (an HQ after a 250-phone fleet peaked at 25 MB) | 32 |
+/// | SQLite's page caches: the writer and the reader connection, 2 MiB each by default, and SQLCipher's buffers | 8 |
+/// | one document loaded outside the cache for the request that uses it: a 20,000-record province holds 17 MiB; twice that allowed for while it loads (not measured) | 40 |
+/// | request bodies in flight: `max_requests_in_flight` × their size; phones' syncs are kilobytes, a first upload of a province about 0.5 MiB; 8 × 16 MiB at most with `max_requests_in_flight = 8` | 128 |
+/// | the cache: 192 MiB of documents' heap × 1.3 for the allocator's overhead (271 MB resident over about 210 MB of documents' heap, measured at HQ with 12 provinces) | 250 |
+/// | total | 458 |
+///
+/// 192 MiB holds about ten 20,000-record provinces (19 MB charged each); the other provinces are
+/// loaded from SQLite when their phones sync, which costs a measured load (BENCHMARKS.md, "HQ's
+/// document cache"). The default `max_requests_in_flight` (32) × `max_body_bytes` (16 MiB) is
+/// 512 MiB of bodies at worst: a 1 GB HQ should set `max_requests_in_flight = 8` under
+/// `[limits]`. A bigger machine raises `cache_mb` by what it adds, divided by 1.3.
+pub const DEFAULT_CACHE_BYTES: usize = 192 * 1024 * 1024;
+
 /// Which of the two server roles this process plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -168,7 +187,10 @@ pub struct Config {
     pub data: PathBuf,
     /// The URL devices use to reach this server, written into invites.
     pub public_url: Option<String>,
-    /// Memory budget of the document cache, in bytes.
+    /// Memory budget of the document cache, in bytes: the heap its loaded documents hold,
+    /// charged per document from its operations and changes (`crate::cache::DocCache::estimate`,
+    /// measured true to within a tenth on province documents), so it bounds memory whatever the
+    /// number of provinces. Default [`DEFAULT_CACHE_BYTES`].
     pub cache_bytes: usize,
     /// HQ's invite-verifying key (hex), needed by a relay to check invites; HQ uses its own.
     pub hq_key: Option<String>,
@@ -187,7 +209,7 @@ impl Default for Config {
             port: DEFAULT_PORT,
             data: PathBuf::from(DEFAULT_DATA),
             public_url: None,
-            cache_bytes: 256 * 1024 * 1024,
+            cache_bytes: DEFAULT_CACHE_BYTES,
             hq_key: None,
             tip_desk_key: None,
             limits: Limits::default(),

@@ -808,9 +808,10 @@ fn sent_whole<'m>(message: &'m Message, name: &DocName, doc: &mut AutoCommit) ->
     }
 }
 
-/// Takes a document out of the cache, or loads it from its stored chunks. `None` when the
-/// document does not exist.
-pub(crate) fn load_doc(
+/// Takes a document out of the cache, or loads it from its stored chunks (evicting cold
+/// documents to make room for it). `None` when the document does not exist. Public for the
+/// memory tests of HQ's cache (`tests/tests/hq_memory.rs`).
+pub fn load_doc(
     cache: &mut DocCache,
     conn: &Connection,
     name: &str,
@@ -833,6 +834,7 @@ pub(crate) fn load_doc(
     for chunk in chunks {
         doc.load_incremental(&chunk).map_err(corrupt)?;
     }
+    cache.lend(&doc);
     Ok(Some((doc, bytes)))
 }
 

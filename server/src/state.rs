@@ -451,7 +451,7 @@ impl AppState {
     /// The writer's state, locked on the calling thread (a poisoned lock starts the cache and
     /// the mailbox afresh from disk).
     pub(crate) fn lock_core(&self) -> MutexGuard<'_, Core> {
-        self.inner.core.lock().unwrap_or_else(|poisoned| {
+        let mut core = self.inner.core.lock().unwrap_or_else(|poisoned| {
             // A task panicked mid-request: its transaction rolled back when dropped, but the
             // cache and the mailbox may hold what it had changed. Start both afresh from disk.
             let mut core = poisoned.into_inner();
@@ -461,7 +461,10 @@ impl AppState {
             }
             self.inner.core.clear_poison();
             core
-        })
+        });
+        // Between requests no document is out of the cache.
+        core.cache.settle();
+        core
     }
 
     /// Runs `work` on a blocking thread with the reader connection.

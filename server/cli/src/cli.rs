@@ -115,7 +115,7 @@ pub struct ServeArgs {
     /// URL devices use to reach this server, written into invites.
     #[arg(long, env = "PHAKHI_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
-    /// Memory budget of the document cache, in MiB [default: 256].
+    /// Memory budget of the document cache, in MiB [default: 192, for a 1 GB HQ; see the README].
     #[arg(long, env = "PHAKHI_CACHE_MB", value_name = "MIB")]
     pub cache_mb: Option<usize>,
     /// A relay's copy of HQ's invite-verifying key (hex, printed on HQ's first start); not

@@ -368,7 +368,8 @@ fn region_inner(scale: &Scale, doc: &[u8]) -> Result<Vec<Section>> {
         "Measured on HQ (`phakhi serve` in its default role; the relays are the same binary \
          and storage). The binary is the release profile (LTO, one codegen unit, stripped). \
          Idle RSS is VmRSS 2 s after start; the loaded figure is VmRSS after the merge with the \
-         default 256 MiB document cache; each province document is {}.",
+         default {} MiB document cache; each province document is {}.",
+        phakhi_server::config::DEFAULT_CACHE_BYTES >> 20,
         bytes(doc.len() as u64)
     ));
 
