@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use phakhi_core::attach::{AttachLimits, Pace, PreparedAttachment};
 use phakhi_core::device::{Device, SLOTS_PER_EXCHANGE};
-use phakhi_core::model::{Date, Edit, MemberRole, NewMember, ProvinceCode};
+use phakhi_core::model::{Date, Edit};
 use phakhi_core::seal::{MemberCode, ReceiptId, TipCategory, TipDraft};
 use phakhi_core::store::StorageKey;
 use phakhi_server::db::devices::device_id;
@@ -39,7 +39,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use time::OffsetDateTime;
 
-use super::unlinkable::{all_rows, changed, contains, files, regions, scrape, serve};
+use super::unlinkable::{add_member, all_rows, changed, contains, files, regions, scrape, serve};
 
 const RELAY_PHONES: usize = 20;
 const HQ_PHONES: usize = 4;
@@ -59,10 +59,6 @@ struct Phone {
     receipt: Option<String>,
     /// Per exchange: what changed in health and metrics (relay, HQ) after it.
     watched: Vec<(BTreeSet<String>, BTreeSet<String>)>,
-}
-
-fn th44() -> ProvinceCode {
-    ProvinceCode::parse("TH-44").unwrap()
 }
 
 /// The relay's link to HQ as anyone reads it: rounds started, the number of the last round
@@ -289,22 +285,13 @@ fn seized(cover: bool) -> Vec<String> {
             }
         }
         for (index, phone) in phones.iter_mut().enumerate() {
-            phone
-                .device
-                .edit_province(th44(), rng, |p, rng| {
-                    p.add_member(
-                        NewMember {
-                            // The same length for every phone and round.
-                            alias: format!("สมาชิก {round}-{index:02}"),
-                            role: MemberRole::Member,
-                            centre: None,
-                            joined: today,
-                        },
-                        &Edit::new("add member", now),
-                        &mut &mut *rng,
-                    )
-                })
-                .unwrap();
+            add_member(
+                &mut phone.device,
+                &format!("สมาชิก {round}-{index:02}"),
+                today,
+                now,
+                rng,
+            );
             let window = index * 100 + round;
             relay_tap.watch(Some(window));
             hq_tap.watch(Some(window));
@@ -1034,20 +1021,7 @@ fn measure_cover_cost_over_2g() {
     }
     for round in 0..8 {
         for (_, device, samples) in &mut phones {
-            device
-                .edit_province(th44(), rng, |p, rng| {
-                    p.add_member(
-                        NewMember {
-                            alias: format!("สมาชิก {round}"),
-                            role: MemberRole::Member,
-                            centre: None,
-                            joined: today,
-                        },
-                        &Edit::new("add member", now),
-                        &mut &mut *rng,
-                    )
-                })
-                .unwrap();
+            add_member(device, &format!("สมาชิก {round}"), today, now, rng);
             let before = link.stats();
             let started = Instant::now();
             // A cut connection is retried at once, as an app does; the time includes it.

@@ -108,6 +108,30 @@ fn flatten(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, S
     }
 }
 
+/// Records a member in the province on `device`, offline, as a phone's app does.
+pub(super) fn add_member(
+    device: &mut Device,
+    alias: &str,
+    today: Date,
+    now: OffsetDateTime,
+    rng: &mut ChaCha20Rng,
+) {
+    device
+        .edit_province(th44(), rng, |p, rng| {
+            p.add_member(
+                NewMember {
+                    alias: alias.to_owned(),
+                    role: MemberRole::Member,
+                    centre: None,
+                    joined: today,
+                },
+                &Edit::new("add member", now),
+                &mut &mut *rng,
+            )
+        })
+        .unwrap();
+}
+
 /// The names whose values differ between two scrapes.
 pub(super) fn changed(
     before: &BTreeMap<String, String>,
@@ -355,21 +379,13 @@ fn a_seized_relay_and_hq_do_not_say_which_phone_tipped() {
     let now = OffsetDateTime::now_utc();
     let today = Date::from_time(now.date()).unwrap();
     for (index, phone) in phones.iter_mut().enumerate() {
-        phone
-            .device
-            .edit_province(th44(), rng, |p, rng| {
-                p.add_member(
-                    NewMember {
-                        alias: format!("ผู้ประสานงาน {index}"),
-                        role: MemberRole::Member,
-                        centre: None,
-                        joined: today,
-                    },
-                    &Edit::new("add member", now),
-                    &mut &mut *rng,
-                )
-            })
-            .unwrap();
+        add_member(
+            &mut phone.device,
+            &format!("ผู้ประสานงาน {index}"),
+            today,
+            now,
+            rng,
+        );
         let rounds = relay_rounds(&relay);
         let report = phone
             .device
@@ -382,21 +398,13 @@ fn a_seized_relay_and_hq_do_not_say_which_phone_tipped() {
 
     // Everyone records; some tip.
     for (index, phone) in phones.iter_mut().enumerate() {
-        phone
-            .device
-            .edit_province(th44(), rng, |p, rng| {
-                p.add_member(
-                    NewMember {
-                        alias: format!("สมาชิก {index}"),
-                        role: MemberRole::Member,
-                        centre: None,
-                        joined: today,
-                    },
-                    &Edit::new("add member", now),
-                    &mut &mut *rng,
-                )
-            })
-            .unwrap();
+        add_member(
+            &mut phone.device,
+            &format!("สมาชิก {index}"),
+            today,
+            now,
+            rng,
+        );
         if !phone.tips {
             continue;
         }
@@ -495,21 +503,7 @@ fn a_seized_relay_and_hq_do_not_say_which_phone_tipped() {
     ok(&desk(&desk_dir, &["ack"]));
     let rounds = relay_rounds(&relay);
     // A phone brings a record: the relay goes to HQ and learns what it may prune.
-    phones[1]
-        .device
-        .edit_province(th44(), rng, |p, rng| {
-            p.add_member(
-                NewMember {
-                    alias: "สมาชิกใหม่".into(),
-                    role: MemberRole::Member,
-                    centre: None,
-                    joined: today,
-                },
-                &Edit::new("add member", now),
-                &mut &mut *rng,
-            )
-        })
-        .unwrap();
+    add_member(&mut phones[1].device, "สมาชิกใหม่", today, now, rng);
     phones[1]
         .device
         .sync_http(None, rng, OffsetDateTime::now_utc(), &mut |_, _| {})
