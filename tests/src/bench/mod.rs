@@ -9,6 +9,7 @@ pub mod docs;
 pub mod fleet;
 pub mod footprint;
 pub mod local;
+pub mod national;
 pub mod procs;
 pub mod report;
 pub mod wire;
@@ -38,6 +39,12 @@ pub struct Scale {
     pub sample: usize,
     /// Provinces merged at HQ.
     pub provinces: usize,
+    /// Provinces of the whole country's run.
+    pub national_provinces: usize,
+    /// Relays of the whole country's run.
+    pub national_relays: usize,
+    /// Phones of the whole country's run, each making one incremental sync.
+    pub national_phones: usize,
     /// Repetitions of the short measurements (medians are reported).
     pub repeats: usize,
     /// Whether this is a smoke run.
@@ -55,6 +62,9 @@ impl Scale {
             per_device: 10,
             sample: 250,
             provinces: 12,
+            national_provinces: 77,
+            national_relays: 9,
+            national_phones: 10_000,
             repeats: 5,
             smoke: false,
         }
@@ -70,6 +80,9 @@ impl Scale {
             per_device: 3,
             sample: 6,
             provinces: 3,
+            national_provinces: 5,
+            national_relays: 2,
+            national_phones: 30,
             repeats: 2,
             smoke: true,
         }

@@ -16,12 +16,12 @@ use std::time::Instant;
 
 use phakhi_tests::bench::fleet::{self, External, Fleet};
 use phakhi_tests::bench::{
-    Report, Row, Scale, Section, Verdict, attach, bytes, footprint, local, ms, progress, ratio,
-    wire,
+    Report, Row, Scale, Section, Verdict, attach, bytes, footprint, local, ms, national, progress,
+    ratio, wire,
 };
 
-const WORKLOADS: [&str; 9] = [
-    "wire", "store", "client", "fleet", "node", "samod", "region", "badlink", "attach",
+const WORKLOADS: [&str; 10] = [
+    "wire", "store", "client", "fleet", "node", "samod", "region", "badlink", "attach", "national",
 ];
 
 fn root() -> PathBuf {
@@ -212,6 +212,14 @@ fn main() -> ExitCode {
                 .push(Section::failed("relay footprint / HQ merge", e)),
         }
     }
+    if want("national") {
+        match guarded("national", || national::national(&scale)) {
+            Ok(s) => report.sections.push(s),
+            Err(e) => report
+                .sections
+                .push(Section::failed("a whole country on one HQ", e)),
+        }
+    }
     if want("store") {
         let s = guarded("store open", || local::store_open(&scale));
         report.sections.push(flatten("open an encrypted store", s));
@@ -252,7 +260,7 @@ fn main() -> ExitCode {
 
 /// Table order: the goals' list.
 fn order(workload: &str) -> usize {
-    const KEYS: [&str; 11] = [
+    const KEYS: [&str; 12] = [
         "first sync",
         "reconnect pushing",
         "one server",
@@ -262,6 +270,7 @@ fn order(workload: &str) -> usize {
         "open an encrypted",
         "reconnect sync through",
         "HQ merging",
+        "a whole country",
         "sealing",
         "evidence attachments",
     ];
