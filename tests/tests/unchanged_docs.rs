@@ -191,3 +191,106 @@ fn a_relays_rounds_with_nothing_new_cost_hq_no_load() {
         assert!(exit.success() && !stderr.contains("panicked"), "{stderr}");
     }
 }
+
+/// Microseconds after `field=` in a log line (the HQ's "exchange committed" line).
+fn logged_us(line: &str, field: &str) -> Option<u64> {
+    let rest = &line[line.find(&format!("{field}="))? + field.len() + 1..];
+    rest.chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()
+}
+
+/// The load and total microseconds of each exchange HQ committed, from its log.
+fn exchanges(log: &str) -> Vec<(u64, u64)> {
+    log.lines()
+        .filter(|line| line.contains("exchange committed"))
+        .filter_map(|line| Some((logged_us(line, "load_us")?, logged_us(line, "total_us")?)))
+        .collect()
+}
+
+fn median(mut values: Vec<u64>) -> u64 {
+    values.sort_unstable();
+    values.get(values.len() / 2).copied().unwrap_or(0)
+}
+
+/// What a relay's closing exchange costs HQ when the relay's big documents are not cached: the
+/// first closing exchange after HQ restarts (an empty cache that remembers nothing: every
+/// document is loaded, as every closing exchange did before the cache remembered evicted
+/// heads), against the closing exchanges of the rounds after it (the documents evicted, and
+/// remembered). Eight 20,000-record documents of one province, the same bytes stored at HQ and
+/// at the relay, and a cache with room for none (`--cache-mb 0`). Minutes of CPU, so ignored:
+/// `PHAKHI_BIN=target/release/phakhi cargo test --workspace --locked --test e2e --
+/// --ignored --nocapture unchanged_docs::measure` for release figures.
+#[test]
+#[ignore = "a measurement: minutes of CPU"]
+fn measure_a_relays_closing_exchange_at_hq_with_its_documents_evicted() {
+    const RECORDS: usize = 20_000;
+    const DOCUMENTS: i32 = 8;
+    const ROUNDS_AFTER: u64 = 6;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hq_dir = dir.path().join("hq");
+    let relay_dir = dir.path().join("relay");
+    std::fs::create_dir_all(dir.path().join("config")).expect("mkdir");
+    let config = config_with_limits(&dir.path().join("config"), "");
+    let hq = ServerProcess::start(&hq_dir, &["--cache-mb", "0", "--config", &config]);
+    join_relay(&hq_dir, &hq.url, &relay_dir, "TH-44", TIP_DESK);
+    let port = hq.addr.port();
+    let (exit, stderr) = hq.terminate();
+    assert!(exit.success(), "{stderr}");
+
+    let saved = phakhi_tests::bench::docs::province(RECORDS)
+        .expect("a province")
+        .save();
+    let names: Vec<String> = (0..DOCUMENTS)
+        .map(|i| format!("province/TH-44/activities/{}", 2019 + i))
+        .collect();
+    for data in [&hq_dir, &relay_dir] {
+        let conn = phakhi_server::db::open_existing(data)
+            .expect("open the data folder")
+            .expect("a database");
+        for name in &names {
+            phakhi_server::db::documents::append(&conn, name, &saved, 1).expect("store");
+        }
+    }
+
+    // The relay learns that HQ holds what it holds (its first round names each document).
+    let hq = ServerProcess::start_at(&hq_dir, port, &["--cache-mb", "0", "--config", &config]);
+    let relay = ServerProcess::start_relay(&relay_dir, None, 1, 1, &["--config", &config]);
+    let upstream = |relay: &ServerProcess| relay.health()["upstream"].clone();
+    let long = Duration::from_secs(1800);
+    wait_for("the relay's first round", long, || {
+        (upstream(&relay)["rounds"].as_u64() >= Some(2)).then_some(())
+    });
+    let (exit, stderr) = hq.terminate();
+    assert!(exit.success(), "{stderr}");
+
+    // HQ restarted: nothing cached, nothing remembered.
+    let hq = ServerProcess::start_at(&hq_dir, port, &["--cache-mb", "0", "--config", &config]);
+    let started = upstream(&relay)["rounds_started"].as_u64().expect("rounds");
+    wait_for("rounds after HQ restarted", long, || {
+        (upstream(&relay)["last_success_round"].as_u64() > Some(started + ROUNDS_AFTER))
+            .then_some(())
+    });
+    let loaded = loads(&hq);
+    let (exit, log) = hq.terminate();
+    assert!(exit.success(), "{log}");
+    let (exit, stderr) = relay.terminate();
+    assert!(exit.success(), "{stderr}");
+    let seen = exchanges(&log);
+    assert!(seen.len() > 2, "{log}");
+    let (cold_load, cold_total) = seen[0];
+    let after: Vec<(u64, u64)> = seen[1..].to_vec();
+    let warm_load = median(after.iter().map(|(load, _)| *load).collect());
+    let warm_total = median(after.iter().map(|(_, total)| *total).collect());
+    println!(
+        "a relay's closing exchange at HQ, {DOCUMENTS} documents of {RECORDS} records, none cached: \
+         first after HQ restarted (every document loaded) load {cold_load} us, total {cold_total} us; \
+         the next {} (documents remembered) median load {warm_load} us, total {warm_total} us; \
+         documents loaded since the restart: {loaded}",
+        after.len()
+    );
+    assert_eq!(loaded, u64::try_from(DOCUMENTS).unwrap_or(0));
+}
