@@ -10,7 +10,7 @@ use automerge::{ActorId, AutoCommit, ObjType, ROOT, ReadDoc, ScalarValue};
 use phakhi_core::sync::wire::{Chunk, DocEntry, DocStatus, Kind, Message};
 use phakhi_core::sync::{
     DocError, DocName, Docs, Initiator, Limits, NameError, PeerState, PrefixScope, Progress,
-    Responder, Scope, SyncError, WireError,
+    Responder, SavedForms, Scope, SyncError, Unsaved, WireError,
 };
 
 fn name(s: &str) -> DocName {
@@ -814,4 +814,192 @@ fn sync_a_phone_refuses_a_decompression_bomb_from_its_server() {
     );
     assert_eq!(heads(phone.get_mut(&n).unwrap()), before);
     assert!(!phone.contains_key(&name(offered)));
+}
+
+/// A server's store that holds document `name` with `heads`, not loaded: it says so only for
+/// exactly those heads, and records every question.
+struct Holds {
+    name: DocName,
+    heads: Vec<automerge::ChangeHash>,
+    asked: Vec<(String, Vec<automerge::ChangeHash>)>,
+}
+
+impl SavedForms for Holds {
+    fn saved(&mut self, _: &DocName, _: &[automerge::ChangeHash]) -> Option<Vec<u8>> {
+        None
+    }
+
+    fn holds_exactly(&mut self, name: &DocName, heads: &[automerge::ChangeHash]) -> bool {
+        self.asked.push((name.as_str().to_owned(), heads.to_vec()));
+        *name == self.name && heads == self.heads.as_slice()
+    }
+}
+
+/// The request a phone in sync with its server sends: `doc` named with its heads, and a
+/// state that says the server has them.
+fn in_sync_request(n: &DocName, doc: &mut AutoCommit) -> (Initiator, Docs, Vec<u8>) {
+    let mut state = PeerState::new();
+    state.set_shared_heads(n.clone(), doc.get_heads());
+    let mut init = Initiator::new(state, Limits::default());
+    let mut phone: Docs = BTreeMap::from([(n.clone(), doc.fork())]);
+    let request = init.poll_request(&mut phone, None).unwrap();
+    (init, phone, request)
+}
+
+#[test]
+fn sync_a_document_stored_unchanged_is_answered_without_loading_it() {
+    let n = name("province/TH-44/activities/2026");
+    let mut stored = new_doc(1);
+    add_records(&mut stored, 0, 20);
+    let stored_heads = heads(&mut stored);
+    let (mut init, mut phone, request) = in_sync_request(&n, &mut stored);
+    let sent = Message::decode(&request, &Limits::default()).unwrap();
+    assert_eq!(sent.docs.len(), 1);
+    assert!(
+        sent.docs[0].chunk.is_none(),
+        "an in-sync phone sends heads only"
+    );
+    let responder = Responder::new(Limits::default());
+
+    // What a loaded, in-sync document is answered today.
+    let mut loaded: Docs = BTreeMap::from([(n.clone(), stored.fork())]);
+    let from_loaded = responder
+        .handle_request_saved(&request, &mut loaded, &all(), &mut Unsaved)
+        .unwrap();
+
+    // Not loaded, and the store holds exactly those heads: the same answer, nothing applied,
+    // nothing created in memory.
+    let mut holds = Holds {
+        name: n.clone(),
+        heads: stored_heads.clone(),
+        asked: Vec::new(),
+    };
+    let mut none = Docs::new();
+    let reply = responder
+        .handle_request_saved(&request, &mut none, &all(), &mut holds)
+        .unwrap();
+    assert_eq!(reply.message().docs, from_loaded.message().docs);
+    let entry = &reply.message().docs[0];
+    assert_eq!(
+        (entry.status, &entry.heads, &entry.chunk),
+        (DocStatus::Ok, &stored_heads, &None)
+    );
+    assert!(reply.changed().is_empty());
+    assert_eq!(reply.stats().changes_applied(), 0);
+    assert!(none.is_empty(), "nothing was loaded or created");
+    assert_eq!(
+        holds.asked,
+        vec![(n.as_str().to_owned(), stored_heads.clone())]
+    );
+    // The phone takes the answer as complete, and nothing changes on it.
+    let state_before = init.state().clone();
+    let answer = reply.into_bytes(None);
+    assert_eq!(
+        init.handle_response(&answer, &mut phone, &all()).unwrap(),
+        Progress::Done
+    );
+    assert_eq!(heads(phone.get_mut(&n).unwrap()), stored_heads);
+    assert_eq!(init.state(), &state_before);
+
+    // The store holds other heads (the document moved on): today's answer for a document the
+    // server did not load, asking for it in round 1.
+    let mut moved = new_doc(2);
+    add_records(&mut moved, 0, 1);
+    let mut other = Holds {
+        name: n.clone(),
+        heads: heads(&mut moved),
+        asked: Vec::new(),
+    };
+    let reply = responder
+        .handle_request_saved(&request, &mut Docs::new(), &all(), &mut other)
+        .unwrap();
+    let today = responder
+        .handle_request(&request, &mut Docs::new(), &all())
+        .unwrap();
+    assert_eq!(reply.message().docs, today.message().docs);
+    assert_eq!(reply.message().docs[0].status, DocStatus::NeedFrom);
+    assert_eq!(other.asked.len(), 1);
+
+    // A peer that may not read the document is refused before the store is asked.
+    let mut holds = Holds {
+        name: n.clone(),
+        heads: stored_heads.clone(),
+        asked: Vec::new(),
+    };
+    let directory_only = PrefixScope {
+        read: vec!["directory".into()],
+        write: Vec::new(),
+    };
+    let reply = responder
+        .handle_request_saved(&request, &mut Docs::new(), &directory_only, &mut holds)
+        .unwrap();
+    assert_eq!(
+        reply.message().docs[0].status,
+        DocStatus::Error(DocError::NotReadable)
+    );
+    assert!(holds.asked.is_empty());
+}
+
+#[test]
+fn sync_a_document_named_with_changes_or_no_heads_is_not_taken_as_unchanged() {
+    let n = name("province/TH-44/activities/2026");
+    let mut stored = new_doc(1);
+    add_records(&mut stored, 0, 20);
+    let responder = Responder::new(Limits::default());
+    // The phone added a record: its request carries a chunk, named with its new heads. A store
+    // that claims to hold exactly those heads is not even asked: the changes go through the
+    // engine as today.
+    let mut ahead = stored.fork().with_actor(ActorId::from(vec![7; 16]));
+    let mut state = PeerState::new();
+    state.set_shared_heads(n.clone(), stored.get_heads());
+    add_records(&mut ahead, 100, 1);
+    let mut init = Initiator::new(state, Limits::default());
+    let mut phone: Docs = BTreeMap::from([(n.clone(), ahead.fork())]);
+    let request = init.poll_request(&mut phone, None).unwrap();
+    let sent = Message::decode(&request, &Limits::default()).unwrap();
+    assert!(sent.docs[0].chunk.is_some());
+    let mut holds = Holds {
+        name: n.clone(),
+        heads: heads(&mut ahead),
+        asked: Vec::new(),
+    };
+    let reply = responder
+        .handle_request_saved(&request, &mut Docs::new(), &all(), &mut holds)
+        .unwrap();
+    let today = responder
+        .handle_request(&request, &mut Docs::new(), &all())
+        .unwrap();
+    assert_eq!(reply.message().docs, today.message().docs);
+    assert!(
+        holds.asked.is_empty(),
+        "asked about a document sent with changes"
+    );
+
+    // Named with no heads: not found, as today, without asking.
+    let empty = Message {
+        kind: Kind::Request,
+        round: 1,
+        echo: [0; 8],
+        docs: vec![DocEntry {
+            name: n.as_str().into(),
+            status: DocStatus::Ok,
+            heads: Vec::new(),
+            chunk: None,
+        }],
+        mailbox: None,
+    }
+    .encode();
+    let mut holds = Holds {
+        name: n.clone(),
+        heads: Vec::new(),
+        asked: Vec::new(),
+    };
+    let reply = responder
+        .handle_request_saved(&empty, &mut Docs::new(), &all(), &mut holds)
+        .unwrap();
+    assert_eq!(
+        reply.message().docs[0].status,
+        DocStatus::Error(DocError::NotFound)
+    );
+    assert!(holds.asked.is_empty());
 }

@@ -11,10 +11,14 @@
 //! first evicts cold ones to make room for it. Requests run one at a time under the writer's
 //! lock, and nothing is lent between them: taking the lock settles what a failed request
 //! dropped ([`DocCache::settle`]).
+//!
+//! The cache also remembers the heads of each document it evicts, so that an exchange naming a
+//! document with exactly those heads and nothing to add is answered without loading it
+//! ([`DocCache::unchanged`]): a relay's closing exchange names every province it holds.
 
 use std::collections::HashMap;
 
-use automerge::{AutoCommit, ReadDoc};
+use automerge::{AutoCommit, ChangeHash, ReadDoc};
 
 /// Heap bytes a loaded document holds per operation (automerge's op set: one op per map key
 /// set, per counter, per character of text). Measured with a counting allocator on the
@@ -47,6 +51,20 @@ pub struct DocCache {
     lent: usize,
     clock: u64,
     entries: HashMap<String, Entry>,
+    /// The heads (sorted, deduplicated, never empty) of documents this cache evicted.
+    ///
+    /// Invariant: a name is here only while its document is neither cached nor out with a
+    /// request, so its heads are the stored heads. Every change to a stored document goes
+    /// through a loaded copy (`exchange::load_doc`: [`DocCache::take`], or a load and
+    /// [`DocCache::lend`]), and [`DocCache::take`], [`DocCache::lend`], [`DocCache::put`] and
+    /// [`DocCache::forget`] drop the name; only eviction writes it, with the heads of the
+    /// committed copy the cache held. A write behind the cache's back calls `forget` (or runs
+    /// with the server stopped: `phakhi admin undo`, the at-rest migration at open, a restore;
+    /// a new process starts with an empty cache). It holds names of stored documents only, a
+    /// few hashes each.
+    evicted: HashMap<String, Vec<ChangeHash>>,
+    /// Documents loaded from storage (cache misses) not yet counted in the metrics.
+    loads: u64,
 }
 
 impl DocCache {
@@ -59,22 +77,39 @@ impl DocCache {
             lent: 0,
             clock: 0,
             entries: HashMap::new(),
+            evicted: HashMap::new(),
+            loads: 0,
         }
     }
 
     /// Removes a document from the cache and hands it to the caller, with its stored size. It
     /// stays charged until it is put back or the request ends.
     pub fn take(&mut self, name: &str) -> Option<(AutoCommit, usize)> {
+        self.evicted.remove(name);
         let entry = self.remove(name)?;
         self.lent = self.lent.saturating_add(entry.bytes);
         Some((entry.doc, entry.stored))
     }
 
-    /// Charges a document just loaded from storage for the request under way, and evicts cold
-    /// documents to make room for it.
-    pub fn lend(&mut self, doc: &AutoCommit) {
+    /// Charges document `name`, just loaded from storage, for the request under way, counts the
+    /// load, and evicts cold documents to make room for it.
+    pub fn lend(&mut self, name: &str, doc: &AutoCommit) {
+        self.evicted.remove(name);
+        self.loads = self.loads.saturating_add(1);
         self.lent = self.lent.saturating_add(Self::estimate(doc));
         self.evict_except("");
+    }
+
+    /// True when document `name` is not cached and was evicted with exactly `heads` (sorted and
+    /// deduplicated, as the sync engine's `normalise` gives them): it is stored with those
+    /// heads, so a peer that has them and sends nothing needs no loaded copy.
+    pub fn unchanged(&self, name: &str, heads: &[ChangeHash]) -> bool {
+        !heads.is_empty() && self.evicted.get(name).is_some_and(|held| held == heads)
+    }
+
+    /// Documents loaded from storage since the last call (the metrics add them up).
+    pub fn take_loads(&mut self) -> u64 {
+        std::mem::take(&mut self.loads)
     }
 
     /// Ends a request: no document is out any more (those a failed request took were dropped).
@@ -104,6 +139,7 @@ impl DocCache {
     /// Puts a document (back) in the cache as the most recently used one, with its stored size,
     /// and evicts cold documents until the cache is within budget.
     pub fn put(&mut self, name: String, doc: AutoCommit, stored_bytes: usize) {
+        self.evicted.remove(&name);
         self.clock += 1;
         let bytes = Self::estimate(&doc);
         self.lent = self.lent.saturating_sub(bytes);
@@ -124,6 +160,7 @@ impl DocCache {
 
     /// Drops a document (its stored form changed behind the cache's back).
     pub fn forget(&mut self, name: &str) {
+        self.evicted.remove(name);
         self.remove(name);
     }
 
@@ -137,7 +174,14 @@ impl DocCache {
                 .map(|(name, _)| name.clone());
             let Some(name) = coldest else { break };
             tracing::debug!(doc = %name, "evicting cold document");
-            self.remove(&name);
+            if let Some(mut entry) = self.remove(&name) {
+                let mut heads = entry.doc.get_heads();
+                heads.sort_unstable();
+                heads.dedup();
+                if !heads.is_empty() {
+                    self.evicted.insert(name, heads);
+                }
+            }
         }
     }
 
@@ -194,9 +238,9 @@ mod tests {
         // A request takes "c" and loads "d" and "e": the two coldest make room for them.
         let (c, stored) = cache.take("c").unwrap();
         let (d, e) = (AutoCommit::new(), AutoCommit::new());
-        cache.lend(&d);
+        cache.lend("d", &d);
         assert!(!cache.contains("a") && cache.contains("b"));
-        cache.lend(&e);
+        cache.lend("e", &e);
         assert!(cache.is_empty());
         cache.put("c".into(), c, stored);
         cache.put("d".into(), d, 1);
@@ -204,7 +248,7 @@ mod tests {
         assert_eq!((cache.len(), cache.used_bytes()), (3, 3 * one));
         // A failed request drops what it took; settling forgets its charge.
         let (_dropped, _) = cache.take("c").unwrap();
-        cache.lend(&AutoCommit::new());
+        cache.lend("h", &AutoCommit::new());
         assert_eq!(cache.len(), 1);
         cache.settle();
         cache.put("f".into(), AutoCommit::new(), 1);
@@ -225,5 +269,81 @@ mod tests {
         cache.forget("huge");
         assert!(cache.is_empty());
         assert_eq!(cache.used_bytes(), 0);
+    }
+
+    fn doc_with(key: &str) -> AutoCommit {
+        let mut doc = AutoCommit::new();
+        automerge::transaction::Transactable::put(&mut doc, automerge::ROOT, key, "ค่า").unwrap();
+        doc.commit();
+        doc
+    }
+
+    fn sorted_heads(doc: &mut AutoCommit) -> Vec<ChangeHash> {
+        let mut heads = doc.get_heads();
+        heads.sort_unstable();
+        heads
+    }
+
+    #[test]
+    fn an_evicted_document_is_remembered_by_its_heads_until_anything_touches_it() {
+        let mut a = doc_with("a");
+        let a_heads = sorted_heads(&mut a);
+        // Room for one document: putting "b" evicts "a".
+        let mut cache = DocCache::new(DocCache::estimate(&a));
+        cache.put("a".into(), a, 10);
+        assert!(
+            !cache.unchanged("a", &a_heads),
+            "a cached document is not remembered"
+        );
+        cache.put("b".into(), doc_with("b"), 10);
+        assert!(!cache.contains("a"));
+        assert!(cache.unchanged("a", &a_heads));
+        // Other heads, no heads, another name: not unchanged.
+        let mut other = doc_with("a");
+        assert!(!cache.unchanged("a", &sorted_heads(&mut other)));
+        assert!(!cache.unchanged("a", &[]));
+        assert!(!cache.unchanged("c", &a_heads));
+
+        // Loading it again (as `exchange::load_doc` does: `take` misses, then `lend`) forgets
+        // the heads: the request may change the document.
+        assert!(cache.take("a").is_none());
+        assert!(!cache.unchanged("a", &a_heads));
+        let mut reloaded = doc_with("a");
+        cache.lend("a", &reloaded);
+        assert_eq!(cache.take_loads(), 1);
+        assert_eq!(cache.take_loads(), 0, "counted once");
+        assert!(!cache.unchanged("a", &a_heads));
+        // The request changed it, committed and put it back; then it is evicted again: it is
+        // remembered by its new heads only.
+        automerge::transaction::Transactable::put(&mut reloaded, automerge::ROOT, "k", "ใหม่")
+            .unwrap();
+        reloaded.commit();
+        let new_heads = sorted_heads(&mut reloaded);
+        cache.put("a".into(), reloaded, 20);
+        assert!(!cache.unchanged("a", &new_heads));
+        cache.put("c".into(), doc_with("c"), 10);
+        assert!(cache.unchanged("a", &new_heads));
+        assert!(!cache.unchanged("a", &a_heads));
+
+        // A lend under another name does not touch it; `lend` of it, `put` and `forget` do.
+        cache.lend("d", &AutoCommit::new());
+        assert!(cache.unchanged("a", &new_heads));
+        cache.lend("a", &AutoCommit::new());
+        assert!(!cache.unchanged("a", &new_heads));
+        cache.settle();
+        // A write behind the cache's back forgets what it remembered.
+        let (mut b, mut c) = (doc_with("b"), doc_with("c"));
+        let (b_heads, c_heads) = (sorted_heads(&mut b), sorted_heads(&mut c));
+        cache.put("b".into(), b, 1);
+        cache.put("c".into(), c, 1);
+        assert!(cache.unchanged("b", &b_heads));
+        cache.forget("b");
+        assert!(!cache.unchanged("b", &b_heads));
+        assert!(cache.contains("c") && !cache.unchanged("c", &c_heads));
+        // An empty document (no heads) is never remembered.
+        cache.put("empty".into(), AutoCommit::new(), 0);
+        cache.put("f".into(), doc_with("f"), 1);
+        assert!(!cache.contains("empty"));
+        assert!(!cache.evicted.contains_key("empty"));
     }
 }

@@ -253,7 +253,7 @@ pub fn sync_within(
             for (name, (doc, stored_bytes)) in loaded {
                 core.cache.put(name.as_str().to_string(), doc, stored_bytes);
             }
-            state.record_cache(&core.cache);
+            state.record_cache(&mut core.cache);
             Ok(answer)
         }
         Err(error) => {
@@ -267,7 +267,7 @@ pub fn sync_within(
             {
                 tracing::error!(%reload, "cannot rebuild the mailbox from disk");
             }
-            state.record_cache(&core.cache);
+            state.record_cache(&mut core.cache);
             Err(error)
         }
     }
@@ -327,6 +327,9 @@ struct Working {
     heads_before: BTreeMap<DocName, Vec<ChangeHash>>,
     sizes: BTreeMap<DocName, usize>,
     docs: BTreeMap<DocName, AutoCommit>,
+    /// Documents named with exactly their stored heads and nothing to add, left unloaded
+    /// ([`DocCache::unchanged`]), with those heads (sorted): the engine answers them as in sync.
+    unchanged: BTreeMap<DocName, Vec<ChangeHash>>,
 }
 
 /// What the mailbox section of an exchange gives back (nothing, when the request had none).
@@ -373,7 +376,7 @@ fn sync_inner(
     let mut working = load_working(cache, &tx, &asked)?;
     let relay_answer = relay_section(state, &mut tx, &asked)?;
     laps.load_us = clock.lap();
-    let reply = run_engine(state, &tx, &asked, &mut working.docs, &working.heads_before)?;
+    let reply = run_engine(state, &tx, &asked, &mut working)?;
     laps.engine_us = clock.lap();
     let added = persist_changed(&tx, &asked, &reply, &mut working)?;
 
@@ -552,6 +555,9 @@ fn read_request<'p>(
 
 /// Every stored document the device may read, plus those it names, taken out of the cache or
 /// loaded. (A relay's resumable step names only some documents: the answer is for those alone.)
+/// A document it names with exactly the heads the cache remembers it was evicted with, and
+/// no changes, is not loaded: it is listed as unchanged. Readable documents it does not name
+/// are still loaded: they are offered whole.
 fn load_working(
     cache: &mut DocCache,
     tx: &Connection,
@@ -567,12 +573,26 @@ fn load_working(
             .collect()
     };
     wanted.extend(asked.message.docs.iter().map(|entry| entry.name.clone()));
+    // Names are unique within a message (`Message::decode` refuses a repeated one).
+    let named: HashMap<&str, &sync::wire::DocEntry> = asked
+        .message
+        .docs
+        .iter()
+        .map(|entry| (entry.name.as_str(), entry))
+        .collect();
     let mut working = Working::default();
     for name in wanted {
         let Ok(doc_name) = DocName::parse(&name) else {
             continue;
         };
-        if working.docs.contains_key(&doc_name) {
+        if working.docs.contains_key(&doc_name) || working.unchanged.contains_key(&doc_name) {
+            continue;
+        }
+        if let Some(heads) = named
+            .get(name.as_str())
+            .and_then(|entry| unchanged_heads(cache, entry))
+        {
+            working.unchanged.insert(doc_name, heads);
             continue;
         }
         if let Some((mut doc, bytes)) = load_doc(cache, tx, &name)? {
@@ -586,6 +606,18 @@ fn load_working(
     Ok(working)
 }
 
+/// The heads (sorted) a document is named with, when it carries no changes and the cache
+/// evicted it with exactly those heads: it is stored so, and answering it needs no load.
+fn unchanged_heads(cache: &DocCache, entry: &sync::wire::DocEntry) -> Option<Vec<ChangeHash>> {
+    if entry.chunk.is_some() || entry.heads.is_empty() {
+        return None;
+    }
+    let mut heads = entry.heads.clone();
+    heads.sort_unstable();
+    heads.dedup();
+    cache.unchanged(&entry.name, &heads).then_some(heads)
+}
+
 /// The engine applies each document's chunk as one batch and prepares the answer; every change
 /// is checked for its author's rights and the model's content on the way. A refused document is
 /// counted in the metrics under its code.
@@ -593,18 +625,19 @@ fn run_engine(
     state: &AppState,
     tx: &Connection,
     asked: &Asked<'_>,
-    docs: &mut BTreeMap<DocName, AutoCommit>,
-    heads_before: &BTreeMap<DocName, Vec<ChangeHash>>,
+    working: &mut Working,
 ) -> Result<sync::Reply, AppError> {
     let responder = sync::Responder::new(asked.engine_limits);
     let checked = crate::authority::scope(tx, &asked.device)?;
-    // A device new to a document gets the bytes stored for it, not a `save()` made for it.
+    // A device new to a document gets the bytes stored for it, not a `save()` made for it; a
+    // document it names unchanged is answered without being loaded.
     let mut stored = Stored {
         conn: tx,
-        heads: heads_before,
+        heads: &working.heads_before,
+        unchanged: &working.unchanged,
     };
     let reply = responder
-        .handle_request_saved(asked.payload, docs, &checked, &mut stored)
+        .handle_request_saved(asked.payload, &mut working.docs, &checked, &mut stored)
         .map_err(|error| AppError::BadRequest(format!("sync message: {error}")))?;
     for (name, stats) in &reply.stats().docs {
         if let Some(error) = stats.error {
@@ -736,10 +769,12 @@ fn after_commit(state: &AppState, conn: &Connection, pushed: bool, changed: bool
 
 /// The stored chunks of a document, concatenated: what the server sends a device new to it
 /// (they load as one document). Offered only while the document in memory is the stored one:
-/// its heads as loaded for this exchange are the heads asked for.
+/// its heads as loaded for this exchange are the heads asked for. And the documents this
+/// exchange left unloaded because they were named with exactly their stored heads.
 struct Stored<'a> {
     conn: &'a Connection,
     heads: &'a BTreeMap<DocName, Vec<ChangeHash>>,
+    unchanged: &'a BTreeMap<DocName, Vec<ChangeHash>>,
 }
 
 impl sync::SavedForms for Stored<'_> {
@@ -759,6 +794,12 @@ impl sync::SavedForms for Stored<'_> {
                 None
             }
         }
+    }
+
+    fn holds_exactly(&mut self, name: &DocName, heads: &[ChangeHash]) -> bool {
+        self.unchanged
+            .get(name)
+            .is_some_and(|stored| stored.as_slice() == heads)
     }
 }
 
@@ -834,7 +875,7 @@ pub fn load_doc(
     for chunk in chunks {
         doc.load_incremental(&chunk).map_err(corrupt)?;
     }
-    cache.lend(&doc);
+    cache.lend(name, &doc);
     Ok(Some((doc, bytes)))
 }
 
@@ -922,9 +963,11 @@ mod tests {
         let name = DocName::parse(DOC).unwrap();
         // The document as loaded for the exchange: what the stored chunks reach.
         let loaded = BTreeMap::from([(name.clone(), doc.get_heads())]);
+        let unchanged = BTreeMap::new();
         let mut stored = Stored {
             conn: &conn,
             heads: &loaded,
+            unchanged: &unchanged,
         };
         assert_eq!(
             stored.saved(&name, &sorted(doc.get_heads())),
@@ -942,5 +985,80 @@ mod tests {
         // A document this exchange did not load (created by the request) has no stored form.
         let other = DocName::parse("province/TH-40").unwrap();
         assert!(stored.saved(&other, &sorted(doc.get_heads())).is_none());
+    }
+
+    #[test]
+    fn only_a_document_named_with_its_evicted_heads_and_no_changes_is_left_unloaded() {
+        use sync::wire::{Chunk, DocEntry, DocStatus};
+        let mut doc = AutoCommit::new();
+        record(&mut doc, "สมชาย");
+        record(&mut doc, "สมหญิง");
+        let mut branch = doc.fork();
+        record(&mut doc, "สมปอง");
+        record(&mut branch, "สมศรี");
+        doc.merge(&mut branch).unwrap();
+        let heads = sorted(doc.get_heads());
+        assert_eq!(
+            heads.len(),
+            2,
+            "two heads, to check their order does not matter"
+        );
+        // Room for one document: putting another evicts it.
+        let mut cache = DocCache::new(DocCache::estimate(&doc));
+        cache.put(DOC.into(), doc.fork(), 1);
+        let named = |heads: Vec<ChangeHash>, chunk: Option<Chunk>| DocEntry {
+            name: DOC.into(),
+            status: DocStatus::Ok,
+            heads,
+            chunk,
+        };
+        let mut reversed = heads.clone();
+        reversed.reverse();
+        reversed.push(reversed[0]);
+        // Cached: taken from the cache as before.
+        assert_eq!(unchanged_heads(&cache, &named(heads.clone(), None)), None);
+        cache.put("province/TH-40".into(), AutoCommit::new(), 1);
+        assert!(!cache.contains(DOC));
+        // Evicted, named with its heads (in any order, repeated) and nothing else: unloaded.
+        assert_eq!(
+            unchanged_heads(&cache, &named(reversed, None)),
+            Some(heads.clone())
+        );
+        // Named with changes, with other heads, with some of its heads, or with none: loaded.
+        let chunk = Chunk::Document {
+            changes: 4,
+            bytes: doc.save(),
+        };
+        assert_eq!(
+            unchanged_heads(&cache, &named(heads.clone(), Some(chunk))),
+            None
+        );
+        assert_eq!(
+            unchanged_heads(&cache, &named(heads[..1].to_vec(), None)),
+            None
+        );
+        assert_eq!(unchanged_heads(&cache, &named(Vec::new(), None)), None);
+        let mut other = doc.fork();
+        record(&mut other, "สมใจ");
+        assert_eq!(
+            unchanged_heads(&cache, &named(sorted(other.get_heads()), None)),
+            None
+        );
+
+        // The engine is told only of the documents left unloaded, with exactly those heads.
+        let dir = tempfile::tempdir().unwrap();
+        let conn = db::open(dir.path()).unwrap();
+        let name = DocName::parse(DOC).unwrap();
+        let unchanged = BTreeMap::from([(name.clone(), heads.clone())]);
+        let loaded = BTreeMap::new();
+        let mut stored = Stored {
+            conn: &conn,
+            heads: &loaded,
+            unchanged: &unchanged,
+        };
+        assert!(stored.holds_exactly(&name, &heads));
+        assert!(!stored.holds_exactly(&name, &heads[..1]));
+        let other_name = DocName::parse("province/TH-40").unwrap();
+        assert!(!stored.holds_exactly(&other_name, &heads));
     }
 }

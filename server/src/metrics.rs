@@ -32,6 +32,7 @@ pub struct Metrics {
     chunks_received: AtomicU64,
     chunks_stored: AtomicU64,
     writer_requests: AtomicU64,
+    documents_loaded: AtomicU64,
     errors: Mutex<BTreeMap<ErrorCode, u64>>,
 }
 
@@ -75,6 +76,11 @@ impl Metrics {
             .fetch_add(received as u64, Ordering::Relaxed);
         self.chunks_stored
             .fetch_add(stored as u64, Ordering::Relaxed);
+    }
+
+    /// Documents loaded from storage into memory (the document cache missed them).
+    pub fn documents_loaded(&self, loaded: u64) {
+        self.documents_loaded.fetch_add(loaded, Ordering::Relaxed);
     }
 
     /// One error answered (or one document refused), by its code.
@@ -184,6 +190,14 @@ impl Metrics {
             "Documents held in the cache.",
             gauges.cached_documents.to_string(),
         );
+        metric(
+            "phakhi_documents_loaded_total",
+            "counter",
+            "Documents loaded from storage because the cache did not hold them (each costs CPU \
+             in proportion to the document; an exchange that names a document unchanged since \
+             it was evicted, with nothing to add, loads nothing).",
+            load(&self.documents_loaded),
+        );
         let _ = writeln!(
             out,
             "# HELP phakhi_errors_total Requests refused, by error code."
@@ -215,6 +229,8 @@ mod tests {
         metrics.error(ErrorCode::BadEnvelope);
         metrics.error(ErrorCode::BadEnvelope);
         metrics.error(ErrorCode::RateLimited);
+        metrics.documents_loaded(2);
+        metrics.documents_loaded(1);
         let text = metrics.render(Gauges {
             devices: 3,
             full: true,
@@ -226,6 +242,7 @@ mod tests {
         assert!(text.contains("\nphakhi_devices 3\n"));
         assert!(text.contains("\nphakhi_chunks_received_total 16\n"));
         assert!(text.contains("\nphakhi_chunks_stored_total 15\n"));
+        assert!(text.contains("\nphakhi_documents_loaded_total 3\n"));
         assert!(text.contains("phakhi_errors_total{code=\"bad_envelope\"} 2\n"));
         assert!(text.contains("phakhi_errors_total{code=\"rate_limited\"} 1\n"));
         assert!(text.contains("# TYPE phakhi_mailbox_bytes gauge\n"));

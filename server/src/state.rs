@@ -511,8 +511,9 @@ impl AppState {
         Ok(gauges)
     }
 
-    /// Records the document cache's size for `/metrics`.
-    pub fn record_cache(&self, cache: &DocCache) {
+    /// Records the document cache's size, and the documents it loaded since, for `/metrics`.
+    pub fn record_cache(&self, cache: &mut DocCache) {
+        self.metrics().documents_loaded(cache.take_loads());
         self.inner
             .cache_bytes
             .store(cache.used_bytes(), Ordering::Relaxed);

@@ -74,6 +74,8 @@ mod tipdesk_net;
 mod tipdesk_shares;
 #[path = "trust.rs"]
 mod trust;
+#[path = "unchanged_docs.rs"]
+mod unchanged_docs;
 #[path = "unlinkable.rs"]
 mod unlinkable;
 #[path = "version_skew.rs"]

@@ -37,6 +37,15 @@ pub trait SavedForms {
     /// change of the document as it was before this request touched it, and nothing more.
     /// `None` when they are not at hand (the responder then encodes the document itself).
     fn saved(&mut self, name: &DocName, heads: &[ChangeHash]) -> Option<Vec<u8>>;
+
+    /// True when the store holds document `name` with exactly `heads` (sorted, deduplicated,
+    /// never empty), though the caller did not load it: a peer that names it with those heads
+    /// and sends no changes is answered as for a loaded document it is in sync with (`Ok`, the
+    /// same heads, nothing to send), without loading it. The default knows of no such
+    /// document.
+    fn holds_exactly(&mut self, _name: &DocName, _heads: &[ChangeHash]) -> bool {
+        false
+    }
 }
 
 /// No saved forms: every document is encoded when it is sent whole.
@@ -220,6 +229,22 @@ impl Responder {
                 doc
             }
             None => {
+                // Stored with exactly their heads, not loaded, and they send nothing: the
+                // answer a loaded document in sync with them gets (no write, nothing to send).
+                if entry.chunk.is_none()
+                    && !their_heads.is_empty()
+                    && saved.holds_exactly(name, &their_heads)
+                {
+                    return (
+                        DocEntry {
+                            name: entry.name.clone(),
+                            status: DocStatus::Ok,
+                            heads: their_heads,
+                            chunk: None,
+                        },
+                        0,
+                    );
+                }
                 if !scope.may_create(name) {
                     return (refuse(entry, DocError::NotFound), 0);
                 }

@@ -38,7 +38,7 @@ pub(super) fn commit(
             for (name, (doc, bytes)) in merged {
                 core.cache.put(name, doc, bytes);
             }
-            state.record_cache(&core.cache);
+            state.record_cache(&mut core.cache);
             Ok(more)
         }
         Err(error) => {
@@ -46,6 +46,7 @@ pub(super) fn commit(
             if let Err(reload) = core.reload_mailbox() {
                 tracing::error!(%reload, "cannot rebuild the mailbox from disk");
             }
+            state.record_cache(&mut core.cache);
             Err(error)
         }
     }
