@@ -148,6 +148,14 @@ impl ServerProcess {
         serde_json::from_str(&body).expect("health is JSON")
     }
 
+    /// This server's `/v1/health` JSON, or `None` when it does not answer in time (a server
+    /// busy with a long exchange), for a caller that polls until its own deadline.
+    pub fn try_health(&self) -> Option<serde_json::Value> {
+        let url = format!("{}/v1/health", self.url);
+        let (status, body) = try_get_with(&url, operator_token(&url).as_deref()).ok()?;
+        (status == 200).then(|| serde_json::from_str(&body).ok())?
+    }
+
     /// Starts `phakhi <args> --data <data>` with extra environment variables.
     pub fn start_with(data: &Path, args: &[&str], env: &[(&str, &str)]) -> ServerProcess {
         let mut command = Command::new(phakhi_bin());
@@ -409,13 +417,17 @@ static OPERATOR_TOKENS: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mut
 /// A plain GET: (status, body). To a server this process started, it goes as its operator
 /// (with the data folder's `operator.token`), so `/v1/health` and `/metrics` show every figure.
 pub fn get(url: &str) -> (u16, String) {
-    let token = OPERATOR_TOKENS
+    get_with(url, operator_token(url).as_deref())
+}
+
+/// The operator token of the server this process started at `url`, if any.
+fn operator_token(url: &str) -> Option<String> {
+    OPERATOR_TOKENS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .iter()
         .find(|(base, _)| url.starts_with(&format!("{base}/")))
-        .map(|(_, token)| token.clone());
-    get_with(url, token.as_deref())
+        .map(|(_, token)| token.clone())
 }
 
 /// A GET as anyone who reaches the server would send it: no operator token.
@@ -424,6 +436,10 @@ pub fn get_as_anyone(url: &str) -> (u16, String) {
 }
 
 fn get_with(url: &str, token: Option<&str>) -> (u16, String) {
+    try_get_with(url, token).expect("GET")
+}
+
+fn try_get_with(url: &str, token: Option<&str>) -> Result<(u16, String), String> {
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))
@@ -433,10 +449,13 @@ fn get_with(url: &str, token: Option<&str>) -> (u16, String) {
     if let Some(token) = token {
         request = request.header("authorization", &format!("Bearer {token}"));
     }
-    let mut response = request.call().expect("GET");
+    let mut response = request.call().map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
-    let body = response.body_mut().read_to_string().expect("body");
-    (status, body)
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| e.to_string())?;
+    Ok((status, body))
 }
 
 /// A POST of raw bytes as `application/octet-stream`: (status, error code header, body).

@@ -428,7 +428,11 @@ fn round_with_hq(
                 continue;
             }
             let process = relay.process()?;
-            let upstream = process.health()["upstream"].clone();
+            // A relay in the middle of a long exchange may not answer in time: ask again.
+            let Some(health) = process.try_health() else {
+                continue;
+            };
+            let upstream = health["upstream"].clone();
             if upstream["rounds"].as_u64().unwrap_or(0) >= 1 {
                 if !upstream["last_error"].is_null() {
                     return Err(format!(
