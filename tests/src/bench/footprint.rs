@@ -149,11 +149,67 @@ pub(super) fn stored_heads(
 }
 
 /// What one relay reported when its first round with HQ completed.
-struct RelayDone {
-    at: Duration,
-    exchanges: u64,
-    bytes_sent: u64,
-    cpu: Option<Duration>,
+/// A relay's first round with HQ, done: when (since the start of the wait), its exchanges and
+/// bytes sent, and its CPU then.
+pub(super) struct RelayDone {
+    pub(super) at: Duration,
+    pub(super) exchanges: u64,
+    pub(super) bytes_sent: u64,
+    pub(super) cpu: Option<Duration>,
+}
+
+/// Waits until each relay's `/v1/health` reports a first round with HQ finished without error
+/// (a failed round is tried again by the relay; a relay busy with a long exchange may not
+/// answer, and is asked again), at most `limit` after `t`; `what` names the wait in progress
+/// lines.
+pub(super) fn first_rounds(
+    relays: &[&ServerProcess],
+    t: Instant,
+    limit: Duration,
+    what: &str,
+) -> Result<Vec<RelayDone>> {
+    let mut done: Vec<Option<RelayDone>> = relays.iter().map(|_| None).collect();
+    let mut last_error = serde_json::Value::Null;
+    let mut last_report = Instant::now();
+    while done.iter().any(Option::is_none) {
+        if t.elapsed() > limit {
+            return Err(format!(
+                "the relays did not finish a round with HQ within {limit:?} (last error: \
+                 {last_error})"
+            )
+            .into());
+        }
+        for (relay, slot) in relays.iter().zip(done.iter_mut()) {
+            if slot.is_some() {
+                continue;
+            }
+            let Some(health) = relay.try_health() else {
+                continue;
+            };
+            let upstream = &health["upstream"];
+            if !upstream["last_error"].is_null() {
+                last_error = upstream["last_error"].clone();
+            } else if upstream["rounds"].as_u64().unwrap_or(0) >= 1 {
+                *slot = Some(RelayDone {
+                    at: t.elapsed(),
+                    exchanges: upstream["exchanges"].as_u64().unwrap_or(0),
+                    bytes_sent: upstream["bytes_sent"].as_u64().unwrap_or(0),
+                    cpu: procs::cpu_time(relay.pid()),
+                });
+            }
+        }
+        if last_report.elapsed() >= Duration::from_secs(10) {
+            progress(format!(
+                "{what}: {} of {} relays done after {}",
+                done.iter().filter(|d| d.is_some()).count(),
+                relays.len(),
+                ms(t.elapsed())
+            ));
+            last_report = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(done.into_iter().flatten().collect())
 }
 
 fn region_inner(scale: &Scale, doc: &[u8]) -> Result<Vec<Section>> {
@@ -285,40 +341,8 @@ fn region_inner(scale: &Scale, doc: &[u8]) -> Result<Vec<Section>> {
             )
         })
         .collect();
-    let mut done: Vec<Option<RelayDone>> = relays.iter().map(|_| None).collect();
     let limit = Duration::from_secs(if scale.smoke { 120 } else { 600 });
-    let mut last_report = Instant::now();
-    while done.iter().any(Option::is_none) {
-        if t.elapsed() > limit {
-            return Err(
-                format!("the relays did not finish a round with HQ within {limit:?}").into(),
-            );
-        }
-        for (relay, slot) in relays.iter().zip(done.iter_mut()) {
-            if slot.is_some() {
-                continue;
-            }
-            let upstream = relay.health()["upstream"].clone();
-            if upstream["rounds"].as_u64().unwrap_or(0) >= 1 && upstream["last_error"].is_null() {
-                *slot = Some(RelayDone {
-                    at: t.elapsed(),
-                    exchanges: upstream["exchanges"].as_u64().unwrap_or(0),
-                    bytes_sent: upstream["bytes_sent"].as_u64().unwrap_or(0),
-                    cpu: procs::cpu_time(relay.pid()),
-                });
-            }
-        }
-        if last_report.elapsed() >= Duration::from_secs(5) {
-            progress(format!(
-                "HQ merge: {} of 3 relays done after {}",
-                done.iter().filter(|d| d.is_some()).count(),
-                ms(t.elapsed())
-            ));
-            last_report = Instant::now();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let done: Vec<RelayDone> = done.into_iter().flatten().collect();
+    let done = first_rounds(&relays.iter().collect::<Vec<_>>(), t, limit, "HQ merge")?;
     let wall = done.iter().map(|d| d.at).max().unwrap_or_default();
     let cpu = procs::cpu_time(server.pid())
         .zip(cpu_before)

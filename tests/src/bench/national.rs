@@ -30,7 +30,9 @@ use phakhi_server::db::devices::Role;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
-use super::footprint::{activities, bench_config_with, exchange_profile, upload_doc_by};
+use super::footprint::{
+    activities, bench_config_with, exchange_profile, first_rounds, upload_doc_by,
+};
 use super::procs::{self, peak_rss, rss};
 use super::{Result, Row, Scale, Section, Verdict, bytes, ms, progress};
 use crate::server::{Device, ServerProcess};
@@ -414,63 +416,22 @@ fn round_with_hq(
     for relay in relays.iter_mut() {
         relay.start(config, Some(&hq.url));
     }
-    let mut done: Vec<Option<(Duration, u64, u64, Duration)>> = vec![None; relays.len()];
     let limit = Duration::from_secs(if scale.smoke { 120 } else { 900 });
-    let mut last_report = Instant::now();
-    while done.iter().any(Option::is_none) {
-        if t.elapsed() > limit {
-            return Err(
-                format!("the relays did not finish a round with HQ within {limit:?}").into(),
-            );
-        }
-        for (relay, slot) in relays.iter().zip(done.iter_mut()) {
-            if slot.is_some() {
-                continue;
-            }
-            let process = relay.process()?;
-            // A relay in the middle of a long exchange may not answer in time: ask again.
-            let Some(health) = process.try_health() else {
-                continue;
-            };
-            let upstream = health["upstream"].clone();
-            if upstream["rounds"].as_u64().unwrap_or(0) >= 1 {
-                if !upstream["last_error"].is_null() {
-                    return Err(format!(
-                        "a relay's round with HQ failed: {}",
-                        upstream["last_error"]
-                    )
-                    .into());
-                }
-                *slot = Some((
-                    t.elapsed(),
-                    upstream["exchanges"].as_u64().unwrap_or(0),
-                    upstream["bytes_sent"].as_u64().unwrap_or(0),
-                    procs::cpu_time(process.pid()).unwrap_or_default(),
-                ));
-            }
-        }
-        if last_report.elapsed() >= Duration::from_secs(10) {
-            progress(format!(
-                "country: {} of {} relays done after {}",
-                done.iter().filter(|d| d.is_some()).count(),
-                relays.len(),
-                ms(t.elapsed())
-            ));
-            last_report = Instant::now();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let done: Vec<_> = done.into_iter().flatten().collect();
+    let running = relays
+        .iter()
+        .map(Relay::process)
+        .collect::<Result<Vec<_>>>()?;
+    let done = first_rounds(&running, t, limit, "country")?;
     let hq_cpu = procs::cpu_time(hq.pid())
         .zip(hq_before)
         .map(|(a, b)| a.saturating_sub(b))
         .unwrap_or_default();
     Ok(Round {
-        wall: done.iter().map(|d| d.0).max().unwrap_or_default(),
+        wall: done.iter().map(|d| d.at).max().unwrap_or_default(),
         hq_cpu,
-        relays_cpu: done.iter().map(|d| d.3).sum(),
-        exchanges: done.iter().map(|d| d.1).sum(),
-        sent: done.iter().map(|d| d.2).sum(),
+        relays_cpu: done.iter().filter_map(|d| d.cpu).sum(),
+        exchanges: done.iter().map(|d| d.exchanges).sum(),
+        sent: done.iter().map(|d| d.bytes_sent).sum(),
     })
 }
 
