@@ -925,6 +925,10 @@ fn header(args: &Args, started: Instant, load_before: &str) -> Vec<String> {
             " with PHAKHI_BENCH_FULL=1 (every baseline at full size)"
         } else {
             ""
+        } + &if args.only.is_empty() {
+            String::new()
+        } else {
+            format!(" -- --only {} (these workloads alone)", args.only.join(","))
         },
     ]
 }
