@@ -9,6 +9,7 @@ pub mod docs;
 pub mod fleet;
 pub mod footprint;
 pub mod local;
+pub mod phones;
 pub mod procs;
 pub mod report;
 pub mod wire;

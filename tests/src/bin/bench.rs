@@ -15,6 +15,7 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use phakhi_tests::bench::fleet::{self, External, Fleet};
+use phakhi_tests::bench::phones;
 use phakhi_tests::bench::{
     Report, Row, Scale, Section, Verdict, attach, bytes, footprint, local, ms, progress, ratio,
     wire,
@@ -150,7 +151,27 @@ fn guarded<T>(name: &str, f: impl FnOnce() -> T) -> Result<T, String> {
     })
 }
 
+/// The bench binary itself, started again as the fleet's phones ([`phones::MODE`]).
+fn phones_exe() -> PathBuf {
+    std::env::current_exe().unwrap_or_else(|_| "bench".into())
+}
+
 fn main() -> ExitCode {
+    // `bench --fleet-phones <spec.json>`: the fleet's phones, started by the runner itself.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == phones::MODE) {
+        let Some(spec) = argv.get(2) else {
+            eprintln!("error: {} needs a spec file", phones::MODE);
+            return ExitCode::FAILURE;
+        };
+        return match phones::child(Path::new(spec)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: fleet phones: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let args = match args() {
         Ok(a) => a,
         Err(e) => {
@@ -290,7 +311,7 @@ fn run_fleet(
     let mut ours = None;
     if phakhi {
         progress(format!("fleet: Phakhi, {n} devices"));
-        match guarded("phakhi fleet", || fleet::phakhi(scale, &[])) {
+        match guarded("phakhi fleet", || fleet::phakhi(scale, &[], &phones_exe())) {
             Ok(Ok(f)) => ours = Some(f),
             Ok(Err(e)) => {
                 s.note(format!("Phakhi could not run the {n}-device workload: {e}"));
@@ -338,7 +359,11 @@ fn run_fleet(
 fn compare(s: &mut Section, p: &Fleet, b: &Fleet, prefix: &str, decides: bool) {
     let label = |m: &str| format!("{prefix}{m}");
     let speedup = b.wall.as_secs_f64() / p.wall.as_secs_f64().max(1e-9);
-    let wall = Row::new(label("wall time"), ms(p.wall)).baseline(
+    let wall = Row::new(
+        label("wall time (Phakhi's phones in a process of their own)"),
+        ms(p.wall),
+    )
+    .baseline(
         format!("{} {}", b.system, ms(b.wall)),
         format!("{speedup:.2}× faster"),
     );
@@ -352,6 +377,28 @@ fn compare(s: &mut Section, p: &Fleet, b: &Fleet, prefix: &str, decides: bool) {
             Row::new(label("server CPU time (user + system)"), ms(pc)).baseline(
                 format!("{} {}", b.system, ms(bc)),
                 format!("{:.2}× less", bc.as_secs_f64() / pc.as_secs_f64().max(1e-9)),
+            ),
+        );
+        let per_record =
+            |c: std::time::Duration, f: &Fleet| c.as_secs_f64() * 1e3 / f.records.max(1) as f64;
+        let (pr, br) = (per_record(pc, p), per_record(bc, b));
+        let row = Row::new(label("server CPU per synced record"), format!("{pr:.3} ms"))
+            .baseline(format!("{} {br:.3} ms", b.system), ratio(pr, br));
+        s.row(if decides {
+            row.goal("≤ ⅕ of the faster baseline's", pr * 5.0 <= br)
+        } else {
+            row
+        });
+    }
+    if let (Some(pc), Some(bc)) = (p.clients_cpu, b.clients_cpu) {
+        s.row(
+            Row::new(
+                label("clients' CPU time (Phakhi's phones process; the baseline's driver)"),
+                ms(pc),
+            )
+            .baseline(
+                format!("{} {}", b.system, ms(bc)),
+                ratio(pc.as_secs_f64(), bc.as_secs_f64()),
             ),
         );
     }
@@ -436,11 +483,21 @@ fn fleet_section(scale: &Scale, want: &dyn Fn(&str) -> bool) -> Section {
         want("node"),
         full && want("samod"),
     );
-    let (small_phakhi, small_baselines) = if !full && want("samod") {
-        run_fleet(&sample, &mut s, want("fleet"), want("node"), true)
-    } else {
-        (None, Vec::new())
-    };
+    // Phakhi runs the sample too whenever it is smaller than the fleet: its server CPU per
+    // device there is the baseline of the per-device row (flat in province size).
+    let baselines_sampled = !full && want("samod");
+    let (small_phakhi, small_baselines) =
+        if scale.sample < scale.devices && (baselines_sampled || want("fleet")) {
+            run_fleet(
+                &sample,
+                &mut s,
+                want("fleet"),
+                baselines_sampled && want("node"),
+                baselines_sampled,
+            )
+        } else {
+            (None, Vec::new())
+        };
 
     // Which baseline is faster is decided where both ran the same workload; the verdict then
     // compares Phakhi with it at the largest size both ran.
@@ -479,6 +536,9 @@ fn fleet_section(scale: &Scale, want: &dyn Fn(&str) -> bool) -> Section {
                     .verdict(Verdict::NotMeasured),
             );
         }
+    }
+    if want("fleet") && scale.sample < scale.devices {
+        per_device_row(&mut s, phakhi.as_ref(), small_phakhi.as_ref());
     }
     // Every other same-size comparison, reported.
     let decided_pair = decided
@@ -581,41 +641,7 @@ fn fleet_section(scale: &Scale, want: &dyn Fn(&str) -> bool) -> Section {
     }
     if let Some((p, b, _)) = &decided {
         if b.wall.as_secs_f64() < 3.0 * p.wall.as_secs_f64() {
-            s.note(format!(
-                "What holds the wall-time goal back. First, the workloads differ in Phakhi's \
-                 disfavour: its phones share province documents, so each sync also downloads \
-                 what the province's earlier phones recorded ({} down against {} up), and the \
-                 phones' own work (applying those changes, sealed writes to {} encrypted \
-                 stores) runs in the runner's process on the same two cores. Server CPU shows \
-                 the server side alone: {} for Phakhi against {} for {}. Second, a phone new to \
-                 a document gets all of it, re-encoded (`doc.save()`) per phone by the sync \
-                 engine, and the phone then loads it. Third, this shared machine may run other \
-                 builds meanwhile, so wall times here are long for every system.{}",
-                bytes(p.down),
-                bytes(p.up),
-                p.devices,
-                p.server_cpu.map_or("?".into(), ms),
-                b.server_cpu.map_or("?".into(), ms),
-                b.system,
-                p.clients_cpu
-                    .map(|c| format!(
-                        " While timed, the runner's process (the {} phones and the \
-                         byte-counting proxy) used {} of CPU and the server {}, on two \
-                         cores. A profile of the runner at 250 devices (perf, 2026-11-26) put \
-                         29% of its CPU in the phones applying what they received \
-                         (`sync::chunk::apply`: 14% decoding and checking the changes, 17% \
-                         automerge's batch apply) and 15% in saving the grown documents to the \
-                         encrypted store. What would help, not yet tried: a phone that holds \
-                         only its own changes of a document loads the server's saved form \
-                         whole instead of applying the province's changes one by one, and the \
-                         store keeps the received changes' bytes as they arrived instead of \
-                         re-encoding them with `save_after`.",
-                        p.devices,
-                        ms(c),
-                        p.server_cpu.map_or("?".into(), ms)
-                    ))
-                    .unwrap_or_default()
-            ));
+            s.note(wall_note(p, b));
             if let (Some(big), Some(small)) = (&phakhi, &small_phakhi) {
                 s.note(growth_note(big, small, &baselines, &small_baselines));
             }
@@ -663,6 +689,116 @@ fn fleet_section(scale: &Scale, want: &dyn Fn(&str) -> bool) -> Section {
         fleet::BASELINE_CONCURRENCY
     ));
     s
+}
+
+/// Server CPU per device of the phones' first syncs, the full fleet against the sample of the
+/// same run: goal ≤ 1.2× (flat in province size). With a note of where it grew, from the
+/// server's per-exchange timings, when it misses.
+fn per_device_row(s: &mut Section, big: Option<&Fleet>, small: Option<&Fleet>) {
+    let per_device = |f: &Fleet| {
+        f.server_cpu
+            .map(|c| c.as_secs_f64() * 1e3 / f.devices.max(1) as f64)
+    };
+    let label = "server CPU per device, first sync (each phone recorded offline, then its first \
+                 sync: its records up, the province's earlier records down)";
+    let (Some(big), Some(small)) = (big, small) else {
+        s.row(
+            Row::new(label, "—")
+                .goal("≤ 1.2× (flat in province size)", false)
+                .verdict(Verdict::NotMeasured),
+        );
+        return;
+    };
+    let (Some(b), Some(a)) = (per_device(big), per_device(small)) else {
+        s.row(
+            Row::new(label, "—")
+                .goal("≤ 1.2× (flat in province size)", false)
+                .verdict(Verdict::NotMeasured),
+        );
+        return;
+    };
+    s.row(
+        Row::new(
+            format!("{label}: {} devices against {}", big.devices, small.devices),
+            format!("{b:.2} ms"),
+        )
+        .baseline(
+            format!("{} devices, same run: {a:.2} ms", small.devices),
+            ratio(b, a),
+        )
+        .goal("≤ 1.2× (flat in province size)", b <= 1.2 * a),
+    );
+    let (Some(lb), Some(la)) = (&big.laps, &small.laps) else {
+        return;
+    };
+    let steps = [
+        "open", "load", "engine", "persist", "commit", "answer", "total",
+    ];
+    let each = |l: &phakhi_tests::bench::footprint::ExchangeLaps| {
+        steps
+            .iter()
+            .map(|k| format!("{k} {:.2} ms", l.mean_ms(k)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    s.note(format!(
+        "Server CPU per device, first sync: the server's own timings of its writer per \
+         exchange (logged as `exchange committed`, the post-run check's syncs included), means \
+         per exchange: at {} devices ({} exchanges) {}; at {} devices ({} exchanges) {}. The \
+         writer's total per exchange went {:.2}× from the sample to the full fleet, its server \
+         CPU per device {:.2}×; a phone downloaded {} on average at {} devices and {} at {}.",
+        small.devices,
+        la.count,
+        each(la),
+        big.devices,
+        lb.count,
+        each(lb),
+        lb.mean_ms("total") / la.mean_ms("total").max(1e-9),
+        b / a.max(1e-9),
+        bytes(small.down / small.devices.max(1) as u64),
+        small.devices,
+        bytes(big.down / big.devices.max(1) as u64),
+        big.devices,
+    ));
+}
+
+/// Where the fleet's wall time went: the phones process, the server and the runner's proxy,
+/// against the baseline's server and driver.
+fn wall_note(p: &Fleet, b: &Fleet) -> String {
+    let cpu = |c: Option<std::time::Duration>| c.map_or("?".into(), ms);
+    let busy = |f: &Fleet| {
+        let total: f64 = [f.server_cpu, f.clients_cpu, f.runner_cpu]
+            .iter()
+            .flatten()
+            .map(|c| c.as_secs_f64())
+            .sum();
+        total / f.wall.as_secs_f64().max(1e-9)
+    };
+    format!(
+        "What holds the wall-time goal back. The workloads differ in Phakhi's disfavour: its \
+         phones share province documents, so each first sync also downloads what the \
+         province's earlier phones recorded ({} down against {} up), and each phone applies \
+         and stores it. While timed, Phakhi's phones process used {} of CPU, its server {} and \
+         the runner (the byte-counting proxy) {}: {:.2} cores busy on average over {} of wall \
+         time on a two-core machine; {}'s driver used {}, its server {} and the runner {} \
+         ({:.2} cores over {}). On two shared cores the wall time is bounded by the CPU of \
+         all three processes, so the phones' own work (decoding, applying and storing what \
+         they receive, sealing, the encrypted stores' writes) counts as much as the \
+         server's. Other work on the machine shows in the load average.",
+        bytes(p.down),
+        bytes(p.up),
+        cpu(p.clients_cpu),
+        cpu(p.server_cpu),
+        cpu(p.runner_cpu),
+        busy(p),
+        ms(p.wall),
+        b.system,
+        cpu(b.clients_cpu),
+        cpu(b.server_cpu),
+        cpu(b.runner_cpu),
+        busy(b),
+        ms(b.wall),
+    )
 }
 
 /// How each system's work per device grew from the sample to the full fleet: Phakhi's phones
@@ -724,9 +860,11 @@ fn arena_note(scale: &Scale) -> String {
     };
     progress("fleet: profiling the server's memory with fewer malloc arenas");
     let run = |env: &[(&str, &str)]| {
-        guarded("arena profile", || fleet::phakhi(&small, env))
-            .ok()
-            .and_then(|r| r.ok())
+        guarded("arena profile", || {
+            fleet::phakhi(&small, env, &phones_exe())
+        })
+        .ok()
+        .and_then(|r| r.ok())
     };
     match (run(&[]), run(&[("MALLOC_ARENA_MAX", "2")])) {
         (Some(a), Some(b)) => format!(
