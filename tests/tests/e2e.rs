@@ -36,6 +36,8 @@ mod decode_bounds;
 mod ffi_python;
 #[path = "field_sim.rs"]
 mod field_sim;
+#[path = "fleet_phones.rs"]
+mod fleet_phones;
 #[path = "hostile.rs"]
 mod hostile;
 #[path = "hostile_phone.rs"]

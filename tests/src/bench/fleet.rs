@@ -9,21 +9,20 @@ use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use automerge::{Automerge, ChangeHash, ReadDoc};
 use phakhi_core::device::Device;
-use phakhi_core::model::{Date, Edit, MemberRole, NewMember, ProvinceCode};
+use phakhi_core::model::ProvinceCode;
 use phakhi_core::seal::StaticKeyPair;
 use phakhi_core::store::StorageKey;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use time::OffsetDateTime;
 
-use super::local::activity;
+use super::footprint::ExchangeLaps;
+use super::phones::{self, Phones};
 use super::procs::{self, REGION, peak_rss};
 use super::{Result, Scale, bytes, ms, progress};
 use crate::badlink::{BadLink, Profile, StatsSnapshot};
@@ -50,9 +49,13 @@ pub struct Fleet {
     /// Peak private memory of the server ([`procs::AnonPeak`]).
     pub peak_anon: u64,
     pub server_cpu: Option<Duration>,
-    /// CPU the clients used while timed, where the runner can see it (Phakhi's phones run in
-    /// the runner's own process, with the byte-counting proxy).
+    /// CPU the clients used while timed: Phakhi's phones process, a baseline's driver process.
     pub clients_cpu: Option<Duration>,
+    /// CPU the runner's own process used while timed (the byte-counting proxy, mostly).
+    pub runner_cpu: Option<Duration>,
+    /// Phakhi only: the server's per-exchange timings from its log (the timed syncs and the
+    /// post-run check's).
+    pub laps: Option<ExchangeLaps>,
     pub notes: Vec<String>,
 }
 
@@ -122,8 +125,9 @@ impl Counter {
 }
 
 /// Phakhi: one `phakhi serve` (with `env` added to its environment), `devices` phones over the
-/// region's provinces.
-pub fn phakhi(scale: &Scale, env: &[(&str, &str)]) -> Result<Fleet> {
+/// region's provinces, in a process of their own ([`phones`]): `phones_exe` started with
+/// `--fleet-phones` (the bench binary itself).
+pub fn phakhi(scale: &Scale, env: &[(&str, &str)], phones_exe: &Path) -> Result<Fleet> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("hq");
     let server =
@@ -135,7 +139,6 @@ pub fn phakhi(scale: &Scale, env: &[(&str, &str)]) -> Result<Fleet> {
     let desk = StaticKeyPair::generate(rng);
     let provinces: Vec<&str> = REGION.iter().take(scale.provinces).copied().collect();
     progress(format!("phakhi fleet: issuing {} invites", scale.devices));
-    let network_key = crate::server::network_verifying_key(&server.data);
     let invites = procs::invites(
         &server.data,
         &url,
@@ -144,133 +147,58 @@ pub fn phakhi(scale: &Scale, env: &[(&str, &str)]) -> Result<Fleet> {
         scale.devices,
     )?;
 
-    progress(format!(
-        "phakhi fleet: {} phones enrol and record {} activities each, offline",
-        scale.devices, scale.per_device
-    ));
     let t = Instant::now();
-    let next = AtomicUsize::new(0);
-    let devices: Vec<Mutex<Option<Device>>> =
-        (0..scale.devices).map(|_| Mutex::new(None)).collect();
-    let failure: Mutex<Option<String>> = Mutex::new(None);
-    std::thread::scope(|s| {
-        for w in 0..4 {
-            let (next, devices, invites, failure, dir) =
-                (&next, &devices, &invites, &failure, dir.path());
-            s.spawn(move || {
-                let rng = &mut ChaCha20Rng::seed_from_u64(2000 + w);
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(invite) = invites.get(i) else { break };
-                    match prepare(dir, i, invite, &network_key, scale.per_device, rng) {
-                        Ok(d) => {
-                            if let Ok(mut slot) = devices[i].lock() {
-                                *slot = Some(d);
-                            }
-                        }
-                        Err(e) => {
-                            if let Ok(mut f) = failure.lock() {
-                                f.get_or_insert(format!("device {i}: {e}"));
-                            }
-                            break;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    if let Some(e) = failure.lock().map_err(|_| "lock")?.take() {
-        return Err(e.into());
-    }
-    progress(format!("phakhi fleet: prepared in {}", ms(t.elapsed())));
+    let limit = Duration::from_secs(if scale.smoke { 120 } else { 900 });
+    let phones = Phones::start(
+        phones_exe,
+        &phones::Spec {
+            url: url.clone(),
+            hq_data: server.data.clone(),
+            invites,
+            per_device: scale.per_device,
+            seed: 0,
+            dir: dir.path().join("phones"),
+            concurrency: PHAKHI_CONCURRENCY,
+        },
+        limit,
+    )?;
+    progress(format!(
+        "phakhi fleet: phones ready in {} (process {})",
+        ms(t.elapsed()),
+        phones.pid()
+    ));
 
     let before = counter.stats();
     let cpu_before = procs::cpu_time(server.pid());
     let runner_before = procs::cpu_time(std::process::id());
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    let t = Instant::now();
-    std::thread::scope(|s| {
-        for w in 0..PHAKHI_CONCURRENCY {
-            let (next, done, devices, failure, url) = (&next, &done, &devices, &failure, &url);
-            s.spawn(move || {
-                let rng = &mut ChaCha20Rng::seed_from_u64(3000 + w as u64);
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(slot) = devices.get(i) else { break };
-                    // Taken out and dropped after its sync: its store keeps everything, and a
-                    // thousand phones' documents need not stay in this process's memory.
-                    let Some(mut device) = slot.lock().ok().and_then(|mut s| s.take()) else {
-                        break;
-                    };
-                    let outcome = device
-                        .sync_http(Some(url), rng, OffsetDateTime::now_utc(), &mut |_, _| {})
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| match r.doc_errors.first() {
-                            None => Ok(()),
-                            Some((d, e)) => Err(format!("{d}: {e}")),
-                        });
-                    drop(device);
-                    let done = done.fetch_add(1, Ordering::Relaxed) + 1;
-                    if done % 100 == 0 {
-                        progress(format!("phakhi fleet: {done} phones synced"));
-                    }
-                    if let Err(e) = outcome
-                        && let Ok(mut f) = failure.lock()
-                    {
-                        f.get_or_insert(format!("device {i} sync: {e}"));
-                    }
-                }
-            });
-        }
-    });
-    let wall = t.elapsed();
-    if let Some(e) = failure.lock().map_err(|_| "lock")?.take() {
-        return Err(e.into());
-    }
+    let outcome = phones.go(limit)?;
     let after = counter.stats();
     let server_cpu = procs::cpu_time(server.pid())
         .zip(cpu_before)
         .map(|(a, b)| a.saturating_sub(b));
-    let clients_cpu = procs::cpu_time(std::process::id())
+    let runner_cpu = procs::cpu_time(std::process::id())
         .zip(runner_before)
         .map(|(a, b)| a.saturating_sub(b));
     let peak = peak_rss(server.pid()).unwrap_or(0);
     let peak_anon = anon.finish();
 
-    // Check: one new phone per province pulls its province and finds every record.
-    let mut found = 0;
-    let rng = &mut ChaCha20Rng::seed_from_u64(4000);
-    let each: Vec<Vec<String>> = provinces.iter().map(|p| vec![p.to_string()]).collect();
-    let checkers = procs::invites_for(
+    let records = scale.devices * scale.per_device;
+    let network_key = crate::server::network_verifying_key(&server.data);
+    check_records(
         &server.data,
         &url,
+        &network_key,
         &hex::encode(desk.public().as_bytes()),
-        &each,
-        phakhi_server::db::devices::Role::Leader,
+        &provinces,
+        dir.path(),
+        records,
     )?;
-    for (p, invite) in checkers.iter().enumerate() {
-        let mut device = Device::open(
-            dir.path().join(format!("checker-{p}.db")),
-            StorageKey::generate(rng),
-            &mut ChaCha20Rng::from_rng(&mut *rng)?,
-        )?;
-        device.enrol_http(invite, &network_key, None, rng, OffsetDateTime::now_utc())?;
-        device.sync_http(Some(&url), rng, OffsetDateTime::now_utc(), &mut |_, _| {})?;
-        let code = ProvinceCode::parse(provinces[p])?;
-        found += device.activities(code, rng, |acts, _| acts.year(2026).map_or(0, |d| d.len()))?;
-    }
-    let records = scale.devices * scale.per_device;
-    if found != records {
-        return Err(
-            format!("the server holds {found} of the {records} records after the run").into(),
-        );
-    }
     counter.stop();
-    let (_status, _stderr) = server.terminate();
+    let (_status, log) = server.terminate();
     Ok(Fleet {
         system: "Phakhi".into(),
-        wall,
+        laps: Some(ExchangeLaps::from_log(&log)),
+        wall: outcome.wall,
         devices: scale.devices,
         records,
         up: after.bytes_up - before.bytes_up,
@@ -278,17 +206,22 @@ pub fn phakhi(scale: &Scale, env: &[(&str, &str)]) -> Result<Fleet> {
         peak_rss: peak,
         peak_anon,
         server_cpu,
-        clients_cpu,
+        clients_cpu: Some(outcome.cpu),
+        runner_cpu,
         notes: vec![format!(
             "Phakhi: {} phones (phakhi_core::device::Device with its encrypted SQLite store) \
              enrolled on one `phakhi serve` (release build, HQ role) and spread over {} \
              provinces; offline, each added itself as a member and recorded {} activities \
              (one commit each) into its province's shared 2026 activities document. Timed: \
-             every phone's one sync over sealed HTTP, {} at a time; the server answers only \
-             after its SQLite transaction commits, so an answered sync is durable. Afterwards \
-             one phone per province pulled its province and found all {records} records. A \
-             phone also downloads what the others of its province recorded before it (shared \
-             documents), which the baselines' private documents never do.",
+             every phone's first sync over sealed HTTP, {} at a time, the phones running in \
+             a process of their own (`bench --fleet-phones`, prepared before the clock \
+             starts; timed from the runner's \"go\" to the process's result); the server \
+             answers only after its SQLite transaction commits, so an answered sync is \
+             durable. Afterwards one phone per province pulled its province and found all \
+             {records} records. A phone also downloads what the others of its province \
+             recorded before it (shared documents), which the baselines' private documents \
+             never do: a phone's first sync sends its own records and receives the \
+             province's earlier ones.",
             scale.devices,
             provinces.len(),
             scale.per_device,
@@ -297,52 +230,48 @@ pub fn phakhi(scale: &Scale, env: &[(&str, &str)]) -> Result<Fleet> {
     })
 }
 
-/// One phone: store, enrolment, a member and `records` activities.
-fn prepare(
-    dir: &Path,
-    i: usize,
-    invite: &str,
+/// The post-run check: one new leader phone per province (enrolled on HQ's data folder `hq`,
+/// stores under `dir`) pulls its province from `url`; together they must find `records`
+/// activities of 2026.
+pub fn check_records(
+    hq: &Path,
+    url: &str,
     network_key: &phakhi_core::seal::HqVerifyingKey,
+    tip_desk_hex: &str,
+    provinces: &[&str],
+    dir: &Path,
     records: usize,
-    rng: &mut ChaCha20Rng,
-) -> Result<Device> {
-    let mut device = Device::open(
-        dir.join(format!("phone-{i}.db")),
-        StorageKey::generate(rng),
-        &mut ChaCha20Rng::from_rng(&mut *rng)?,
+) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut found = 0;
+    // Fresh randomness each call: a second check on the same server must not replay the
+    // first one's sealed requests.
+    let rng = &mut ChaCha20Rng::from_rng(rand_core::OsRng)?;
+    let each: Vec<Vec<String>> = provinces.iter().map(|p| vec![p.to_string()]).collect();
+    let checkers = procs::invites_for(
+        hq,
+        url,
+        tip_desk_hex,
+        &each,
+        phakhi_server::db::devices::Role::Leader,
     )?;
-    let now = OffsetDateTime::now_utc();
-    device.enrol_http(invite, network_key, None, rng, now)?;
-    let code = device
-        .enrolment()
-        .and_then(|e| e.home_province())
-        .ok_or("enrolled without a province")?;
-    let edit = Edit::new("record", now);
-    let joined = Date::from_ymd(2026, 1, 5)?;
-    let organiser = device.edit_province(code, rng, |p, rng| {
-        p.add_member(
-            NewMember {
-                alias: format!("ผู้นำ {i}"),
-                role: MemberRole::Member,
-                centre: None,
-                joined,
-            },
-            &edit,
-            &mut &mut *rng,
-        )
-    })?;
-    for r in 0..records {
-        let date = Date::from_ymd(2026, 1 + (r % 12) as u8, 1 + (i % 28) as u8)?;
-        device.edit_activities(code, rng, |acts, province, rng| {
-            acts.create(
-                province,
-                activity(i * 100 + r, date, organiser),
-                &edit,
-                &mut &mut *rng,
-            )
-        })?;
+    for (p, invite) in checkers.iter().enumerate() {
+        let mut device = Device::open(
+            dir.join(format!("checker-{p}.db")),
+            StorageKey::generate(rng),
+            &mut ChaCha20Rng::from_rng(&mut *rng)?,
+        )?;
+        device.enrol_http(invite, network_key, None, rng, OffsetDateTime::now_utc())?;
+        device.sync_http(Some(url), rng, OffsetDateTime::now_utc(), &mut |_, _| {})?;
+        let code = ProvinceCode::parse(provinces[p])?;
+        found += device.activities(code, rng, |acts, _| acts.year(2026).map_or(0, |d| d.len()))?;
     }
-    Ok(device)
+    if found != records {
+        return Err(
+            format!("the server holds {found} of the {records} records after the run").into(),
+        );
+    }
+    Ok(())
 }
 
 /// Makes the command that starts a baseline server on a port with a data folder.
@@ -428,6 +357,7 @@ pub fn external(ext: &External, scale: &Scale) -> Result<Fleet> {
     ));
     let before = counter.stats();
     let cpu_before = procs::cpu_time(pid);
+    let runner_before = procs::cpu_time(std::process::id());
     let mut driver = Reaped(
         (ext.driver)(&url, scale.devices, scale.per_device, BASELINE_CONCURRENCY)
             .stdin(Stdio::null())
@@ -520,6 +450,11 @@ pub fn external(ext: &External, scale: &Scale) -> Result<Fleet> {
     let server_cpu = procs::cpu_time(pid)
         .zip(cpu_before)
         .map(|(a, b)| a.saturating_sub(b));
+    let runner_cpu = procs::cpu_time(std::process::id())
+        .zip(runner_before)
+        .map(|(a, b)| a.saturating_sub(b));
+    // The driver is not reaped yet: its /proc entry holds its CPU even if it has exited.
+    let clients_cpu = procs::cpu_time(driver.0.id());
     let peak = peak_rss(pid).unwrap_or(0);
     let peak_anon = anon.finish();
     drop(driver);
@@ -535,7 +470,9 @@ pub fn external(ext: &External, scale: &Scale) -> Result<Fleet> {
         peak_rss: peak,
         peak_anon,
         server_cpu,
-        clients_cpu: None,
+        clients_cpu,
+        runner_cpu,
+        laps: None,
         notes: ext.notes.clone(),
     })
 }

@@ -471,44 +471,69 @@ fn region_inner(scale: &Scale, doc: &[u8]) -> Result<Vec<Section>> {
     Ok(vec![foot, hq])
 }
 
+/// The timings a server logged per committed exchange (`exchange committed ... open_us=..`),
+/// summed per step.
+#[derive(Debug, Clone, Default)]
+pub struct ExchangeLaps {
+    /// Exchanges logged.
+    pub count: u64,
+    /// Microseconds per step (`open`, `load`, `engine`, `persist`, `commit`, `answer`, `total`).
+    pub sums: std::collections::BTreeMap<String, u64>,
+    /// The longest exchange's `total`, in microseconds.
+    pub longest: u64,
+}
+
+impl ExchangeLaps {
+    /// Sums the `exchange committed` lines of a server's log.
+    pub fn from_log(log: &str) -> ExchangeLaps {
+        let mut laps = ExchangeLaps::default();
+        for line in log.lines().filter(|l| l.contains("exchange committed")) {
+            laps.count += 1;
+            for word in line.split_whitespace() {
+                let Some((key, value)) = word.split_once('=') else {
+                    continue;
+                };
+                let Some(key) = key.strip_suffix("_us") else {
+                    continue;
+                };
+                let Ok(value) = value
+                    .trim_matches(|c: char| !c.is_ascii_digit())
+                    .parse::<u64>()
+                else {
+                    continue;
+                };
+                *laps.sums.entry(key.to_string()).or_default() += value;
+                if key == "total" {
+                    laps.longest = laps.longest.max(value);
+                }
+            }
+        }
+        laps
+    }
+
+    /// A step's mean per exchange, in milliseconds.
+    pub fn mean_ms(&self, step: &str) -> f64 {
+        self.sums.get(step).copied().unwrap_or(0) as f64 / 1e3 / self.count.max(1) as f64
+    }
+}
+
 /// Sums the timings HQ logs per committed exchange (`exchange committed ... open_us=..`):
 /// where its CPU went.
 pub(super) fn exchange_profile(log: &str) -> String {
-    let mut count = 0u64;
-    let mut sums: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
-    let mut longest = 0u64;
-    for line in log.lines().filter(|l| l.contains("exchange committed")) {
-        count += 1;
-        for word in line.split_whitespace() {
-            let Some((key, value)) = word.split_once('=') else {
-                continue;
-            };
-            let Some(key) = key.strip_suffix("_us") else {
-                continue;
-            };
-            let Ok(value) = value
-                .trim_matches(|c: char| !c.is_ascii_digit())
-                .parse::<u64>()
-            else {
-                continue;
-            };
-            *sums.entry(key).or_default() += value;
-            if key == "total" {
-                longest = longest.max(value);
-            }
-        }
-    }
-    if count == 0 || sums.is_empty() {
+    let laps = ExchangeLaps::from_log(log);
+    if laps.count == 0 || laps.sums.is_empty() {
         return String::new();
     }
-    let parts: Vec<String> = sums
+    let parts: Vec<String> = laps
+        .sums
         .iter()
         .map(|(k, v)| format!("{k} {}", ms(Duration::from_micros(*v))))
         .collect();
     format!(
-        "{count} exchanges, summed per step: {}; the longest exchange took {}.",
+        "{} exchanges, summed per step: {}; the longest exchange took {}.",
+        laps.count,
         parts.join(", "),
-        ms(Duration::from_micros(longest))
+        ms(Duration::from_micros(laps.longest))
     )
 }
 

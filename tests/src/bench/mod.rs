@@ -10,6 +10,7 @@ pub mod fleet;
 pub mod footprint;
 pub mod local;
 pub mod national;
+pub mod phones;
 pub mod procs;
 pub mod report;
 pub mod wire;
