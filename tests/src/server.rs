@@ -834,3 +834,25 @@ impl Device {
             .map(|(_, mailbox)| mailbox)
     }
 }
+
+/// Heads (sorted) of every stored document of a data folder, by name; the server may be running
+/// on it (WAL lets a reader see its last commit).
+pub fn stored_heads(data: &Path) -> BTreeMap<String, Vec<automerge::ChangeHash>> {
+    let conn = phakhi_server::db::open_existing(data)
+        .expect("open the data folder")
+        .expect("a database");
+    let mut out = BTreeMap::new();
+    for name in phakhi_server::db::documents::names(&conn).expect("names") {
+        let chunks = phakhi_server::db::documents::load(&conn, &name)
+            .expect("load")
+            .expect("stored");
+        let mut doc = AutoCommit::new();
+        for chunk in chunks {
+            doc.load_incremental(&chunk).expect("a stored chunk");
+        }
+        let mut heads = doc.get_heads();
+        heads.sort();
+        out.insert(name, heads);
+    }
+    out
+}

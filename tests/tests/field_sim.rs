@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use automerge::{AutoCommit, ChangeHash};
 use phakhi_tests::server::{
     ServerProcess, admin, invite, joined_relay_key, network_key, phakhi_bin, relay_join, wait_for,
 };
@@ -118,27 +117,6 @@ fn config(dir: &Path) -> String {
     )
     .expect("config");
     path.display().to_string()
-}
-
-/// Heads of every stored document of a data folder, by name (the server may be running).
-fn all_heads(data: &Path) -> BTreeMap<String, Vec<ChangeHash>> {
-    let conn = phakhi_server::db::open_existing(data)
-        .expect("open the data folder")
-        .expect("a database");
-    let mut out = BTreeMap::new();
-    for name in phakhi_server::db::documents::names(&conn).expect("names") {
-        let chunks = phakhi_server::db::documents::load(&conn, &name)
-            .expect("load")
-            .expect("stored");
-        let mut doc = AutoCommit::new();
-        for chunk in chunks {
-            doc.load_incremental(&chunk).expect("a chunk");
-        }
-        let mut heads = doc.get_heads();
-        heads.sort();
-        out.insert(name, heads);
-    }
-    out
 }
 
 /// Count of mailbox rows of a kind (1 tip, 2 reply) in a data folder.
@@ -564,8 +542,8 @@ fn the_field_converges_through_relays_hq_outage_and_bundles_and_keeps_sources_hi
             for (r, dir) in relay_dirs.iter().enumerate() {
                 let scope: Vec<&String> = provinces[r * 4..r * 4 + 4].iter().collect();
                 wait_for("a relay to hold HQ's heads", CATCH_UP, || {
-                    let hq_heads = all_heads(&hq_dir);
-                    let relay_heads = all_heads(dir);
+                    let hq_heads = phakhi_tests::server::stored_heads(&hq_dir);
+                    let relay_heads = phakhi_tests::server::stored_heads(dir);
                     hq_heads
                         .iter()
                         .filter(|(name, _)| scope.iter().any(|p| name.contains(p.as_str())))
@@ -580,17 +558,17 @@ fn the_field_converges_through_relays_hq_outage_and_bundles_and_keeps_sources_hi
     // Same heads at each relay and at HQ for every document the relay holds.
     for dir in &relay_dirs {
         wait_for("relay and HQ to hold the same heads", CATCH_UP, || {
-            let hq_heads = all_heads(&hq_dir);
-            all_heads(dir)
+            let hq_heads = phakhi_tests::server::stored_heads(&hq_dir);
+            phakhi_tests::server::stored_heads(dir)
                 .iter()
                 .all(|(name, heads)| hq_heads.get(name) == Some(heads))
                 .then_some(())
         });
     }
-    let hq_heads = all_heads(&hq_dir);
+    let hq_heads = phakhi_tests::server::stored_heads(&hq_dir);
     let mut compared = 0;
     for (r, dir) in relay_dirs.iter().enumerate() {
-        let relay_heads = all_heads(dir);
+        let relay_heads = phakhi_tests::server::stored_heads(dir);
         for (name, heads) in &relay_heads {
             assert_eq!(hq_heads.get(name), Some(heads), "relay {r}: {name}");
             compared += 1;

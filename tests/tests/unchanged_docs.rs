@@ -5,10 +5,9 @@
 //! document of the relay), load nothing; a document that changed is loaded, alone.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
-use automerge::{AutoCommit, ChangeHash};
+use automerge::ChangeHash;
 use phakhi_core::sync::PeerState;
 use phakhi_tests::cluster::{join_relay, relay_phone_invite};
 use phakhi_tests::server::{Device, ServerProcess, config_with_limits, get, invite, wait_for};
@@ -54,27 +53,6 @@ fn held(device: &mut Device) -> (BTreeMap<String, Vec<ChangeHash>>, PeerState) {
         })
         .collect();
     (heads, device.state.clone())
-}
-
-/// Heads (sorted) of every stored document of a running server's data folder.
-fn stored_heads(data: &Path) -> BTreeMap<String, Vec<ChangeHash>> {
-    let conn = phakhi_server::db::open_existing(data)
-        .expect("open the data folder")
-        .expect("a database");
-    let mut out = BTreeMap::new();
-    for name in phakhi_server::db::documents::names(&conn).expect("names") {
-        let chunks = phakhi_server::db::documents::load(&conn, &name)
-            .expect("load")
-            .expect("stored");
-        let mut doc = AutoCommit::new();
-        for chunk in chunks {
-            doc.load_incremental(&chunk).expect("a stored chunk");
-        }
-        let mut heads = doc.get_heads();
-        heads.sort();
-        out.insert(name, heads);
-    }
-    out
 }
 
 #[test]
@@ -156,9 +134,10 @@ fn a_relays_rounds_with_nothing_new_cost_hq_no_load() {
         "HQ to hold the relay's documents",
         Duration::from_secs(60),
         || {
-            let at_hq = stored_heads(&hq_dir);
-            (DOCS.iter().all(|name| at_hq.contains_key(*name)) && at_hq == stored_heads(&relay_dir))
-                .then_some(())
+            let at_hq = phakhi_tests::server::stored_heads(&hq_dir);
+            (DOCS.iter().all(|name| at_hq.contains_key(*name))
+                && at_hq == phakhi_tests::server::stored_heads(&relay_dir))
+            .then_some(())
         },
     );
     let settled = upstream(&relay)["rounds_started"].as_u64().expect("rounds");
