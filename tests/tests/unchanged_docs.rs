@@ -111,13 +111,18 @@ fn a_phone_in_sync_costs_hq_no_load_and_a_changed_document_loads_alone() {
     assert!(exit.success() && !stderr.contains("panicked"), "{stderr}");
 }
 
+/// HQ's and the relay's data folders under `dir`, and a config file with rate limits no test
+/// reaches.
+fn folders(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    std::fs::create_dir_all(dir.join("config")).expect("mkdir");
+    let config = config_with_limits(&dir.join("config"), "");
+    (dir.join("hq"), dir.join("relay"), config)
+}
+
 #[test]
 fn a_relays_rounds_with_nothing_new_cost_hq_no_load() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hq_dir = dir.path().join("hq");
-    let relay_dir = dir.path().join("relay");
-    std::fs::create_dir_all(dir.path().join("config")).expect("mkdir");
-    let config = config_with_limits(&dir.path().join("config"), "");
+    let (hq_dir, relay_dir, config) = folders(dir.path());
     let hq = ServerProcess::start(&hq_dir, &["--cache-mb", "0", "--config", &config]);
     let relay_key = join_relay(&hq_dir, &hq.url, &relay_dir, "TH-44", TIP_DESK);
     let relay = ServerProcess::start_relay(&relay_dir, None, 1, 1, &["--config", &config]);
@@ -210,10 +215,7 @@ fn measure_a_relays_closing_exchange_at_hq_with_its_documents_evicted() {
     const DOCUMENTS: i32 = 8;
     const ROUNDS_AFTER: u64 = 6;
     let dir = tempfile::tempdir().expect("tempdir");
-    let hq_dir = dir.path().join("hq");
-    let relay_dir = dir.path().join("relay");
-    std::fs::create_dir_all(dir.path().join("config")).expect("mkdir");
-    let config = config_with_limits(&dir.path().join("config"), "");
+    let (hq_dir, relay_dir, config) = folders(dir.path());
     let hq = ServerProcess::start(&hq_dir, &["--cache-mb", "0", "--config", &config]);
     join_relay(&hq_dir, &hq.url, &relay_dir, "TH-44", TIP_DESK);
     let port = hq.addr.port();
