@@ -663,7 +663,16 @@ fn persist_changed(
             continue;
         };
         let chunk = match working.heads_before.get(name) {
-            Some(heads) => doc.save_after(heads),
+            // What a document gained is stored as it came whenever it can be: `save_after`
+            // re-encodes the changes from the whole document, at a cost that grows with it.
+            Some(heads) => {
+                let gained = reply
+                    .stats()
+                    .docs
+                    .get(name.as_str())
+                    .map_or(0, |stats| stats.changes_applied);
+                sent_changes(&asked.message, name, gained).unwrap_or_else(|| doc.save_after(heads))
+            }
             // A new document that came whole (a relay's or a phone's first upload) is stored
             // as it came: re-encoding it would cost as much as the sender's `save()`.
             None => sent_whole(&asked.message, name, doc)
@@ -671,13 +680,7 @@ fn persist_changed(
                 .unwrap_or_else(|| doc.save()),
         };
         added = added.saturating_add(u64::try_from(chunk.len()).unwrap_or(u64::MAX));
-        let stats = documents::append(tx, name.as_str(), &chunk, now_i)?;
-        let mut bytes = stats.byte_count;
-        if stats.wants_compaction() {
-            let full = doc.save();
-            bytes = i64::try_from(full.len()).unwrap_or(i64::MAX);
-            documents::replace(tx, name.as_str(), &full, now_i)?;
-        }
+        let bytes = documents::store(tx, name.as_str(), &chunk, now_i, || doc.save())?;
         working
             .sizes
             .insert(name.clone(), usize::try_from(bytes).unwrap_or(usize::MAX));
@@ -844,6 +847,26 @@ fn sent_whole<'m>(message: &'m Message, name: &DocName, doc: &mut AutoCommit) ->
             if doc.stats().num_changes == *changes =>
         {
             Some(bytes.as_slice())
+        }
+        _ => None,
+    }
+}
+
+/// The changes a device sent for a document the server held, as they came, when they are
+/// exactly what the document gained (`gained` changes): each of them new to it, none repeated.
+/// Each sent change decoded as exactly one change chunk (automerge refuses leftover bytes) and
+/// applied with every dependency present, so their concatenation is an incremental save of
+/// those changes, the bytes `save_after` would have made.
+fn sent_changes(message: &Message, name: &DocName, gained: u64) -> Option<Vec<u8>> {
+    let entry = message
+        .docs
+        .iter()
+        .find(|entry| entry.name == name.as_str())?;
+    match &entry.chunk {
+        Some(sync::wire::Chunk::Changes(raw))
+            if gained > 0 && u64::try_from(raw.len()).is_ok_and(|sent| sent == gained) =>
+        {
+            Some(raw.concat())
         }
         _ => None,
     }
@@ -1060,5 +1083,56 @@ mod tests {
         assert!(!stored.holds_exactly(&name, &heads[..1]));
         let other_name = DocName::parse("province/TH-40").unwrap();
         assert!(!stored.holds_exactly(&other_name, &heads));
+    }
+
+    #[test]
+    fn changes_a_device_sent_are_stored_as_they_came_only_when_each_was_new() {
+        use sync::wire::{Chunk, DocEntry, DocStatus, Kind};
+        let mut held = AutoCommit::new();
+        record(&mut held, "สมชาย");
+        let before = held.get_heads();
+        let mut phone = held.fork();
+        record(&mut phone, "สมหญิง");
+        record(&mut phone, "สมปอง");
+        let raw: Vec<Vec<u8>> = phone
+            .get_changes(&before)
+            .iter()
+            .map(|change| change.raw_bytes().to_vec())
+            .collect();
+        let message = |chunk: Chunk| Message {
+            kind: Kind::Request,
+            round: 1,
+            echo: [0; 8],
+            docs: vec![DocEntry {
+                name: DOC.into(),
+                status: DocStatus::Ok,
+                heads: Vec::new(),
+                chunk: Some(chunk),
+            }],
+            mailbox: None,
+        };
+        let name = DocName::parse(DOC).unwrap();
+        let sent = message(Chunk::Changes(raw.clone()));
+        // Both changes were new: stored as they came, and the stored chunks load into the
+        // phone's document.
+        let stored = sent_changes(&sent, &name, 2).unwrap();
+        assert_eq!(stored, raw.concat());
+        let mut loaded = AutoCommit::load(&held.save()).unwrap();
+        loaded.load_incremental(&stored).unwrap();
+        assert_eq!(sorted(loaded.get_heads()), sorted(phone.get_heads()));
+        // One of them was held already, or one was sent twice: the bytes sent are not what the
+        // document gained, and the server encodes that itself.
+        assert_eq!(sent_changes(&sent, &name, 1), None);
+        let repeated = message(Chunk::Changes(vec![raw[0].clone(), raw[0].clone()]));
+        assert_eq!(sent_changes(&repeated, &name, 1), None);
+        // Nothing gained, another document, or a saved document: not stored from the request.
+        assert_eq!(sent_changes(&sent, &name, 0), None);
+        let other = DocName::parse("province/TH-40").unwrap();
+        assert_eq!(sent_changes(&sent, &other, 2), None);
+        let whole = message(Chunk::Document {
+            changes: 3,
+            bytes: phone.save(),
+        });
+        assert_eq!(sent_changes(&whole, &name, 2), None);
     }
 }

@@ -1,6 +1,8 @@
 //! Shared documents as stored automerge chunks. A sync appends one incremental chunk per changed
-//! document (cheap, durable at once); when a document has gathered many chunks it is compacted
-//! into a single full save, in one transaction, so loading stays fast and the file stays small.
+//! document (cheap, durable at once); when a document has gathered many chunks, or its chunks
+//! outweigh its last full save, it is compacted into a single full save, in one transaction, so
+//! loading stays fast, the file stays small, and the stored form a new device is sent
+//! ([`load`]) stays near the compacted size.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -14,13 +16,39 @@ pub const COMPACT_AFTER_CHUNKS: i64 = 64;
 pub struct DocStats {
     pub chunk_count: i64,
     pub byte_count: i64,
+    /// Bytes of the first chunk: the last full save (or the document's first upload).
+    pub base_bytes: i64,
 }
 
 impl DocStats {
-    /// True when the document should be rewritten as one full save.
+    /// True when the document should be rewritten as one full save: it holds more than
+    /// [`COMPACT_AFTER_CHUNKS`] chunks, or the chunks after its last full save outweigh it.
+    /// Increments hold changes one by one (about 600 bytes a record where a full save holds
+    /// about 26), so by bytes the stored form stays under about twice the compacted size, and
+    /// each compaction (a `save()`, costing about what the document's size does) follows at least
+    /// as many bytes of increments as it writes: its cost per stored byte stays flat.
     pub fn wants_compaction(self) -> bool {
         self.chunk_count > COMPACT_AFTER_CHUNKS
+            || (self.chunk_count > 1 && self.byte_count - self.base_bytes > self.base_bytes)
     }
+}
+
+/// Appends one chunk to a document and compacts it when [`DocStats::wants_compaction`] says so,
+/// with the full save `full` makes (called only then). Returns the document's stored bytes.
+pub fn store(
+    conn: &Connection,
+    name: &str,
+    chunk: &[u8],
+    now: i64,
+    full: impl FnOnce() -> Vec<u8>,
+) -> Result<i64, DbError> {
+    let stats = append(conn, name, chunk, now)?;
+    if !stats.wants_compaction() {
+        return Ok(stats.byte_count);
+    }
+    let full = full();
+    replace(conn, name, &full, now)?;
+    Ok(i64::try_from(full.len()).unwrap_or(i64::MAX))
 }
 
 /// Appends one chunk (an automerge save or incremental save) to a document, creating it.
@@ -73,12 +101,15 @@ pub fn load(conn: &Connection, name: &str) -> Result<Option<Vec<Vec<u8>>>, DbErr
 pub fn stats(conn: &Connection, name: &str) -> Result<Option<DocStats>, DbError> {
     Ok(conn
         .query_row(
-            "SELECT chunk_count, byte_count FROM documents WHERE name = ?1",
+            "SELECT chunk_count, byte_count,
+                    (SELECT length(bytes) FROM document_chunks WHERE doc = ?1 ORDER BY seq LIMIT 1)
+             FROM documents WHERE name = ?1",
             [name],
             |row| {
                 Ok(DocStats {
                     chunk_count: row.get(0)?,
                     byte_count: row.get(1)?,
+                    base_bytes: row.get::<_, Option<i64>>(2)?.unwrap_or(0),
                 })
             },
         )
@@ -118,7 +149,8 @@ mod tests {
             stats,
             DocStats {
                 chunk_count: 2,
-                byte_count: 8
+                byte_count: 8,
+                base_bytes: 3,
             }
         );
         assert_eq!(
@@ -133,5 +165,42 @@ mod tests {
         append(&conn, "directory", b"d", 4).unwrap();
         assert_eq!(names(&conn).unwrap(), vec!["directory", "province/TH-44"]);
         assert_eq!(totals(&conn).unwrap(), (2, 5));
+    }
+
+    #[test]
+    fn a_document_is_compacted_once_its_increments_outweigh_its_last_full_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::db::open(dir.path()).unwrap();
+        let name = "province/TH-44";
+        let full = |tag: &'static str| move || format!("full save {tag}").into_bytes();
+        // A 100-byte base takes increments up to its own size, and no more.
+        let base = vec![0u8; 100];
+        assert_eq!(store(&conn, name, &base, 1, full("a")).unwrap(), 100);
+        assert_eq!(store(&conn, name, &[1u8; 60], 2, full("b")).unwrap(), 160);
+        assert_eq!(store(&conn, name, &[2u8; 40], 3, full("c")).unwrap(), 200);
+        assert_eq!(load(&conn, name).unwrap().unwrap().len(), 3);
+        let compacted = store(&conn, name, &[3u8; 1], 4, full("d")).unwrap();
+        assert_eq!(
+            load(&conn, name).unwrap().unwrap(),
+            vec![b"full save d".to_vec()]
+        );
+        assert_eq!(compacted, 11);
+        let stats = stats(&conn, name).unwrap().unwrap();
+        assert_eq!((stats.chunk_count, stats.base_bytes), (1, 11));
+        // Small increments on a large base: compacted by count, after 64 of them.
+        let other = "province/TH-40";
+        store(&conn, other, &[0u8; 10_000], 5, full("e")).unwrap();
+        for n in 0..COMPACT_AFTER_CHUNKS - 1 {
+            store(&conn, other, &[9u8; 10], 6 + n, full("f")).unwrap();
+        }
+        assert_eq!(
+            load(&conn, other).unwrap().unwrap().len() as i64,
+            COMPACT_AFTER_CHUNKS
+        );
+        store(&conn, other, &[9u8; 10], 100, full("g")).unwrap();
+        assert_eq!(
+            load(&conn, other).unwrap().unwrap(),
+            vec![b"full save g".to_vec()]
+        );
     }
 }

@@ -155,13 +155,7 @@ fn merge_documents(
         };
         let mut bytes = 0;
         if !chunk.is_empty() {
-            let stored = documents::append(tx, &name, &chunk, now)?;
-            bytes = stored.byte_count;
-            if stored.wants_compaction() {
-                let full = doc.save();
-                bytes = i64::try_from(full.len()).unwrap_or(i64::MAX);
-                documents::replace(tx, &name, &full, now)?;
-            }
+            bytes = documents::store(tx, &name, &chunk, now, || doc.save())?;
         }
         merged.insert(name, (doc, usize::try_from(bytes).unwrap_or(0)));
     }
