@@ -854,19 +854,23 @@ fn sent_whole<'m>(message: &'m Message, name: &DocName, doc: &mut AutoCommit) ->
 
 /// The changes a device sent for a document the server held, as they came, when they are
 /// exactly what the document gained (`gained` changes): each of them new to it, none repeated.
-/// Each sent change decoded as exactly one change chunk (automerge refuses leftover bytes) and
-/// applied with every dependency present, so their concatenation is an incremental save of
-/// those changes, the bytes `save_after` would have made.
+/// Each sent change decoded as exactly one change chunk (automerge refuses leftover bytes), a
+/// bundle as exactly one checksummed chunk (the engine checks its length), and they applied
+/// with every dependency present: the bytes are an incremental save of those changes, which
+/// `save_after` would have re-encoded from the whole document. A bundle is counted again here
+/// (its declared count is the sender's word); that costs what decoding it did, not what the
+/// document's size would.
 fn sent_changes(message: &Message, name: &DocName, gained: u64) -> Option<Vec<u8>> {
     let entry = message
         .docs
         .iter()
         .find(|entry| entry.name == name.as_str())?;
-    match &entry.chunk {
-        Some(sync::wire::Chunk::Changes(raw))
-            if gained > 0 && u64::try_from(raw.len()).is_ok_and(|sent| sent == gained) =>
-        {
-            Some(raw.concat())
+    let exactly = |sent: usize| gained > 0 && u64::try_from(sent).is_ok_and(|n| n == gained);
+    match entry.chunk.as_ref()? {
+        sync::wire::Chunk::Changes(raw) if exactly(raw.len()) => Some(raw.concat()),
+        sync::wire::Chunk::Bundle { changes, bytes } if *changes == gained => {
+            let bundle = automerge::Bundle::try_from(bytes.as_slice()).ok()?;
+            exactly(bundle.iter_changes().count()).then(|| bytes.clone())
         }
         _ => None,
     }
@@ -1134,5 +1138,25 @@ mod tests {
             bytes: phone.save(),
         });
         assert_eq!(sent_changes(&whole, &name, 2), None);
+        // A bundle (what a relay forwards) is stored as it came when it holds exactly the
+        // changes gained, whatever count its sender declared.
+        let hashes: Vec<ChangeHash> = phone
+            .get_changes_meta(&before)
+            .iter()
+            .map(|meta| meta.hash)
+            .collect();
+        let bytes = phone.bundle(hashes).unwrap().bytes().to_vec();
+        let bundle = |changes: u64| {
+            message(Chunk::Bundle {
+                changes,
+                bytes: bytes.clone(),
+            })
+        };
+        assert_eq!(sent_changes(&bundle(2), &name, 2), Some(bytes.clone()));
+        let mut loaded = AutoCommit::load(&held.save()).unwrap();
+        loaded.load_incremental(&bytes).unwrap();
+        assert_eq!(sorted(loaded.get_heads()), sorted(phone.get_heads()));
+        assert_eq!(sent_changes(&bundle(2), &name, 1), None);
+        assert_eq!(sent_changes(&bundle(1), &name, 1), None);
     }
 }
