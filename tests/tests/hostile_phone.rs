@@ -717,3 +717,86 @@ fn an_undo_after_revocation_restores_the_province_everywhere() {
     assert!(restored(&newcomer));
     net.finish();
 }
+
+/// A server stores the changes it takes as they came, without re-encoding them, so nothing
+/// around them may reach its file: a change with one byte after it, two changes glued into one
+/// entry, and a bundle with bytes after it are refused (`bad_chunk`) at the relay and at HQ.
+/// The same changes sent properly are stored as they came, and the document still loads from
+/// the stored bytes: a phone new to it is sent those bytes and reads both records.
+#[test]
+fn bytes_around_the_changes_a_server_stores_as_they_came_are_refused() {
+    let net = Network::start();
+    let mut relay_honest = net.relay_phone();
+    let mut hq_honest = net.hq_phone("TH-40");
+    for (server, mut attacker, name, reader) in [
+        (&net.relay, net.relay_phone(), ACT44, net.relay_phone()),
+        (&net.hq, net.hq_phone("TH-40"), ACT40, net.hq_phone("TH-40")),
+    ] {
+        // The attacker's phone holds the document as the server stores it.
+        attacker.write(name, "ก่อน", "บันทึกแรก");
+        attacker.sync().expect("the attacker's first record syncs");
+        let doc = phakhi_core::sync::DocName::parse(name).expect("name");
+        let heads = attacker.docs[&doc].clone().get_heads();
+        attacker.write(name, "หนึ่ง", "บันทึกที่หนึ่ง");
+        attacker.write(name, "สอง", "บันทึกที่สอง");
+        let mut copy = attacker.docs[&doc].clone();
+        let changes = copy.get_changes(&heads);
+        let raw: Vec<Vec<u8>> = changes
+            .iter()
+            .map(|change| change.raw_bytes().to_vec())
+            .collect();
+        let hashes: Vec<automerge::ChangeHash> = changes.iter().map(|c| c.hash()).collect();
+        assert_eq!(raw.len(), 2);
+        let bundle = copy.bundle(hashes.clone()).expect("bundle").bytes().to_vec();
+        // The second change alone, as a bundle.
+        let second = copy.bundle([hashes[1]]).expect("bundle").bytes().to_vec();
+        let before = refusals(server, "document_refused");
+        let padded = [raw[0].as_slice(), &[0]].concat();
+        let glued = raw.concat();
+        let bundle_and_more = [bundle.as_slice(), &raw[0]].concat();
+        let statuses: Vec<DocStatus> = [
+            Chunk::Changes(vec![padded]),
+            Chunk::Changes(vec![glued]),
+            Chunk::Bundle {
+                changes: 2,
+                bytes: bundle_and_more,
+            },
+        ]
+        .into_iter()
+        .map(|chunk| {
+            let answer = attacker
+                .exchange("/v1/sync", &request(name, chunk))
+                .expect("the exchange is answered");
+            status_of(&answer, name)
+        })
+        .collect();
+        assert_eq!(statuses, [DocStatus::Error(DocError::BadChunk); 3]);
+        assert_eq!(refusals(server, "document_refused"), before + 3);
+        // Sent properly, the first as a change and the second in a bundle: taken.
+        for (head, chunk) in [
+            (hashes[0], Chunk::Changes(vec![raw[0].clone()])),
+            (
+                hashes[1],
+                Chunk::Bundle {
+                    changes: 1,
+                    bytes: second,
+                },
+            ),
+        ] {
+            let mut message = Message::decode(&request(name, chunk), &Limits::default())
+                .expect("the request decodes");
+            message.docs[0].heads = vec![head];
+            let answer = attacker
+                .exchange("/v1/sync", &message.encode())
+                .expect("the exchange is answered");
+            assert_eq!(status_of(&answer, name), DocStatus::Ok);
+        }
+        // A phone new to the document gets the stored bytes and reads both records.
+        let mut reader = reader;
+        reader.sync().expect("the reader syncs");
+        assert_eq!(reader.read(name, "หนึ่ง").as_deref(), Some("บันทึกที่หนึ่ง"));
+        assert_eq!(reader.read(name, "สอง").as_deref(), Some("บันทึกที่สอง"));
+    }
+    honest_traffic_still_flows(&net, &mut relay_honest, &mut hq_honest);
+    net.finish();
+}
