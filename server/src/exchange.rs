@@ -855,11 +855,11 @@ fn sent_whole<'m>(message: &'m Message, name: &DocName, doc: &mut AutoCommit) ->
 /// The changes a device sent for a document the server held, as they came, when they are
 /// exactly what the document gained (`gained` changes): each of them new to it, none repeated.
 /// Each sent change decoded as exactly one change chunk (automerge refuses leftover bytes), a
-/// bundle as exactly one checksummed chunk (the engine checks its length), and they applied
-/// with every dependency present: the bytes are an incremental save of those changes, which
-/// `save_after` would have re-encoded from the whole document. A bundle is counted again here
-/// (its declared count is the sender's word); that costs what decoding it did, not what the
-/// document's size would.
+/// bundle as exactly one checksummed chunk (the engine checks its length), a saved document as
+/// chunks with nothing left over, and they applied with every dependency present: the bytes
+/// are an incremental save of those changes, which `save_after` would have re-encoded from the
+/// whole document. A bundle or a saved document is counted again here (the declared count is
+/// the sender's word); that costs what decoding it did, not what the document's size would.
 fn sent_changes(message: &Message, name: &DocName, gained: u64) -> Option<Vec<u8>> {
     let entry = message
         .docs
@@ -871,6 +871,13 @@ fn sent_changes(message: &Message, name: &DocName, gained: u64) -> Option<Vec<u8
         sync::wire::Chunk::Bundle { changes, bytes } if *changes == gained => {
             let bundle = automerge::Bundle::try_from(bytes.as_slice()).ok()?;
             exactly(bundle.iter_changes().count()).then(|| bytes.clone())
+        }
+        // A phone's first sync of a document it began offline: its whole copy, every change of
+        // it new here. Automerge loads a saved document after other chunks as its changes.
+        sync::wire::Chunk::Document { changes, bytes } if *changes == gained => {
+            let saved = AutoCommit::load(bytes).ok()?;
+            (saved.get_missing_deps(&[]).is_empty() && saved.stats().num_changes == gained)
+                .then(|| bytes.clone())
         }
         _ => None,
     }
@@ -1138,6 +1145,24 @@ mod tests {
             bytes: phone.save(),
         });
         assert_eq!(sent_changes(&whole, &name, 2), None);
+        // A phone's whole copy of a document it began offline, every change of it new: stored
+        // as it came. Declared with another count, or holding a change already held: not.
+        let mut offline = AutoCommit::new();
+        record(&mut offline, "สมศรี");
+        record(&mut offline, "สมใจ");
+        let saved = offline.save();
+        let first_sync = |changes: u64| {
+            message(Chunk::Document {
+                changes,
+                bytes: saved.clone(),
+            })
+        };
+        assert_eq!(sent_changes(&first_sync(2), &name, 2), Some(saved.clone()));
+        let mut loaded = AutoCommit::load(&held.save()).unwrap();
+        loaded.load_incremental(&saved).unwrap();
+        assert_eq!(loaded.get_changes(&[]).len(), 3);
+        assert_eq!(sent_changes(&first_sync(2), &name, 1), None);
+        assert_eq!(sent_changes(&first_sync(1), &name, 1), None);
         // A bundle (what a relay forwards) is stored as it came when it holds exactly the
         // changes gained, whatever count its sender declared.
         let hashes: Vec<ChangeHash> = phone

@@ -152,6 +152,15 @@ fn status_of(answer: &[u8], name: &str) -> DocStatus {
         .expect("the answer names the document")
 }
 
+/// Sends `phone`'s one-document request carrying `chunk` for `name` ([`request`]); the status
+/// the server's answer gives `name`.
+fn send(phone: &Device, name: &str, chunk: Chunk) -> DocStatus {
+    let answer = phone
+        .exchange("/v1/sync", &request(name, chunk))
+        .expect("the exchange is answered");
+    status_of(&answer, name)
+}
+
 /// The peak resident memory of a process, in bytes (`VmHWM` of `/proc/<pid>/status`).
 fn peak_rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
@@ -226,12 +235,7 @@ fn a_decompression_bomb_from_an_enrolled_phone_is_refused_within_bounded_memory(
             Chunk::Changes(vec![bomb.clone()]),
         ]
         .into_iter()
-        .map(|chunk| {
-            let answer = attacker
-                .exchange("/v1/sync", &request(name, chunk))
-                .expect("the exchange is answered");
-            status_of(&answer, name)
-        })
+        .map(|chunk| send(&attacker, name, chunk))
         .collect();
         let peak = peak_rss(server.pid());
         println!(
@@ -277,27 +281,20 @@ fn a_crafted_bundle_with_a_valid_checksum_is_refused_before_it_is_decoded() {
     ] {
         let before = refusals(server, "document_refused");
         let started = Instant::now();
-        let answer = attacker
-            .exchange(
-                "/v1/sync",
-                &request(
-                    name,
-                    Chunk::Bundle {
-                        changes: 20,
-                        bytes: bundle.clone(),
-                    },
-                ),
-            )
-            .expect("the exchange is answered");
+        let status = send(
+            &attacker,
+            name,
+            Chunk::Bundle {
+                changes: 20,
+                bytes: bundle.clone(),
+            },
+        );
         println!(
             "{}: crafted bundle answered in {:?}",
             server.url,
             started.elapsed()
         );
-        assert_eq!(
-            status_of(&answer, name),
-            DocStatus::Error(DocError::BadChunk)
-        );
+        assert_eq!(status, DocStatus::Error(DocError::BadChunk));
         assert_eq!(refusals(server, "document_refused"), before + 1);
     }
     honest_traffic_still_flows(&net, &mut relay_honest, &mut hq_honest);
@@ -371,10 +368,7 @@ fn send_edit(
         .into_iter()
         .map(|c| c.raw_bytes().to_vec())
         .collect();
-    let answer = phone
-        .exchange("/v1/sync", &request(doc, Chunk::Changes(changes)))
-        .expect("the exchange is answered");
-    status_of(&answer, doc)
+    send(phone, doc, Chunk::Changes(changes))
 }
 
 /// The object of the record at root key `key` in `phone`'s copy of `doc`.
@@ -720,7 +714,8 @@ fn an_undo_after_revocation_restores_the_province_everywhere() {
 
 /// A server stores the changes it takes as they came, without re-encoding them, so nothing
 /// around them may reach its file: a change with one byte after it, two changes glued into one
-/// entry, and a bundle with bytes after it are refused (`bad_chunk`) at the relay and at HQ.
+/// entry, a bundle with bytes after it and a saved document with a byte after it are refused
+/// (`bad_chunk`) at the relay and at HQ.
 /// The same changes sent properly are stored as they came, and the document still loads from
 /// the stored bytes: a phone new to it is sent those bytes and reads both records.
 #[test]
@@ -747,7 +742,11 @@ fn bytes_around_the_changes_a_server_stores_as_they_came_are_refused() {
             .collect();
         let hashes: Vec<automerge::ChangeHash> = changes.iter().map(|c| c.hash()).collect();
         assert_eq!(raw.len(), 2);
-        let bundle = copy.bundle(hashes.clone()).expect("bundle").bytes().to_vec();
+        let bundle = copy
+            .bundle(hashes.clone())
+            .expect("bundle")
+            .bytes()
+            .to_vec();
         // The second change alone, as a bundle.
         let second = copy.bundle([hashes[1]]).expect("bundle").bytes().to_vec();
         let before = refusals(server, "document_refused");
@@ -761,17 +760,16 @@ fn bytes_around_the_changes_a_server_stores_as_they_came_are_refused() {
                 changes: 2,
                 bytes: bundle_and_more,
             },
+            Chunk::Document {
+                changes: 3,
+                bytes: [copy.save().as_slice(), &[0]].concat(),
+            },
         ]
         .into_iter()
-        .map(|chunk| {
-            let answer = attacker
-                .exchange("/v1/sync", &request(name, chunk))
-                .expect("the exchange is answered");
-            status_of(&answer, name)
-        })
+        .map(|chunk| send(&attacker, name, chunk))
         .collect();
-        assert_eq!(statuses, [DocStatus::Error(DocError::BadChunk); 3]);
-        assert_eq!(refusals(server, "document_refused"), before + 3);
+        assert_eq!(statuses, [DocStatus::Error(DocError::BadChunk); 4]);
+        assert_eq!(refusals(server, "document_refused"), before + 4);
         // Sent properly, the first as a change and the second in a bundle: taken.
         for (head, chunk) in [
             (hashes[0], Chunk::Changes(vec![raw[0].clone()])),
