@@ -647,10 +647,11 @@ fn fleet_section(scale: &Scale, want: &dyn Fn(&str) -> bool) -> Section {
             scale.devices,
             if per(pc, p) * 5.0 > per(bc, b) {
                 format!(
-                    "The goal (≤ ⅕) is missed at {:.2}×; what holds it back is what makes the \
-                     server's work per device grow with the province (see the per-device \
-                     row's notes): the re-encoding `save_after` per exchange and a first \
-                     sync's answer holding every incremental chunk since the last compaction.",
+                    "The goal (≤ ⅕) is missed at {:.2}×; what holds it back: the work per \
+                     record that the baseline has no counterpart for (the sealed exchange, \
+                     the cover slots HQ stores, each change's author and content checks, the \
+                     province's earlier records sent down) and what still grows with the \
+                     province (automerge's batch apply; see the per-device row's notes).",
                     per(pc, p) / per(bc, b).max(1e-9)
                 )
             } else {
@@ -827,23 +828,23 @@ fn per_device_row(s: &mut Section, big: Option<&Fleet>, small: Option<&Fleet>) {
     ));
     if b > 1.2 * a {
         s.note(
-            "What holds the per-device goal back, from a profile of the server (perf with \
-             DWARF call graphs on the debug build, which has symbols, the same fleet at 1000 \
-             and 250 devices, 2026-12-03): `Automerge::save_after`, with which the server \
-             stores what an exchange changed (`persist_changed`), took 3.6 ms per device at 250 \
-             devices and 15.9 ms at 1000 (4.4×): it re-encodes the changes after the \
-             document's old heads from the whole document, so its cost grows with the \
-             province, not with the 10 records stored. Automerge's batch apply grew from 4.8 \
-             to 6.3 ms per device. Sealing the answers grew with their bytes: a phone's first \
-             sync is answered with the province's stored form, the last compaction plus every \
-             incremental chunk since (up to 64, each a phone's raw changes, about 600 B a \
-             record against about 26 B compacted), 72 KB at 250 devices and 215 KB at 1000 on \
-             average; in the release build sealing is a small part. What would fix it: store \
-             the changes a phone sent as they came (the request carries them encoded, as \
-             `sent_whole` already does for a new document's first upload) instead of \
-             re-encoding them with `save_after`; and compact by bytes (once the incremental \
-             chunks outweigh the last full save) rather than after 64 chunks, so the form a \
-             new phone is sent stays near the compacted size.",
+            "What holds the per-device goal back. A profile of the server before this \
+             benchmark's 2026-12-03 changes (perf with DWARF call graphs on the debug build, \
+             the same fleet at 1000 and 250 devices) found `Automerge::save_after`, with which \
+             the server stored what an exchange changed, at 3.6 ms per device at 250 devices \
+             and 15.9 ms at 1000: it re-encodes the changes after the document's old heads \
+             from the whole document. The server now stores what a phone sent as it came (its \
+             changes, a bundle, or the whole copy of a document it began offline, when every \
+             change in it is new: `exchange::sent_changes`) and compacts a document once its \
+             increments outweigh its last full save, not only after 64 of them; in the same \
+             runs before and after those changes the ratio went from 1.93× to 1.28× and a \
+             phone's download at 1000 devices from 215 KB to 35 KB. What still grows with the \
+             province is in the step timings above: the engine (automerge's batch apply of the \
+             phone's changes, which walks the document's op tree, 4.8 → 6.3 ms per device in \
+             that profile, plus the content check of what they touched) and the commit \
+             (SQLite writing what is stored, the occasional full save of a compaction \
+             included). What would fix it: a batch apply whose cost does not grow with the \
+             document (automerge's), and a compaction that writes only what changed.",
         );
     }
 }
@@ -871,15 +872,16 @@ fn wall_note(p: &Fleet, b: &Fleet) -> String {
          all three processes, so the phones' own work (decoding, applying and storing what \
          they receive, sealing, the encrypted stores' writes) counts as much as the \
          server's. Other work on the machine shows in the load average. A profile of the \
-         phones process (perf with DWARF call graphs, this workspace's code unoptimised, \
-         automerge optimised, 1000 devices, 2026-12-03): 28% of its CPU in `Automerge::load` \
-         of what the server sent (the province's stored form, mostly incremental chunks of \
-         raw changes, so loading it applies them change by change), 21% sealing it into the \
-         encrypted store as it came and 20% opening the sealed answer (both in proportion to \
-         the bytes received, and cheaper in the release build), 7% `save_after`. The phones' \
-         CPU per phone grows with their download as the server's does (see the per-device \
-         row); what would cut both is a served form near the compacted size (compaction by \
-         bytes), which a phone loads whole.",
+         phones process before the server compacted by bytes (perf with DWARF call graphs, \
+         this workspace's code unoptimised, automerge optimised, 1000 devices, 2026-12-03) \
+         found 28% of its CPU in `Automerge::load` of what the server sent (the province's \
+         stored form, then mostly incremental chunks of raw changes, so loading it applied \
+         them change by change), 21% sealing it into the encrypted store as it came and 20% \
+         opening the sealed answer (both in proportion to the bytes received), 7% \
+         `save_after`. The served form now stays under about twice the compacted size (see \
+         the per-device row for the download per phone), so those parts shrank with it; what \
+         is left per phone is its own records' encryption and storing, the sealed exchange \
+         and the load of its province.",
         bytes(p.down),
         bytes(p.up),
         cpu(p.clients_cpu),
