@@ -662,23 +662,22 @@ fn persist_changed(
         let Some(doc) = working.docs.get_mut(name) else {
             continue;
         };
-        let chunk = match working.heads_before.get(name) {
-            // What a document gained is stored as it came whenever it can be: `save_after`
-            // re-encodes the changes from the whole document, at a cost that grows with it.
-            Some(heads) => {
-                let gained = reply
-                    .stats()
-                    .docs
-                    .get(name.as_str())
-                    .map_or(0, |stats| stats.changes_applied);
-                sent_changes(&asked.message, name, gained).unwrap_or_else(|| doc.save_after(heads))
-            }
-            // A new document that came whole (a relay's or a phone's first upload) is stored
-            // as it came: re-encoding it would cost as much as the sender's `save()`.
-            None => sent_whole(&asked.message, name, doc)
-                .map(<[u8]>::to_vec)
-                .unwrap_or_else(|| doc.save()),
-        };
+        // What a document gained is stored as it came whenever it can be: re-encoding it costs
+        // what the document's size does (`save_after` rebuilds the changes from the whole
+        // document, `save` the document itself), not what the exchange added.
+        let gained = reply
+            .stats()
+            .docs
+            .get(name.as_str())
+            .map_or(0, |stats| stats.changes_applied);
+        let before = working.heads_before.get(name);
+        let chunk =
+            as_sent(&asked.message, name, gained, before.is_none()).unwrap_or_else(
+                || match before {
+                    Some(heads) => doc.save_after(heads),
+                    None => doc.save(),
+                },
+            );
         added = added.saturating_add(u64::try_from(chunk.len()).unwrap_or(u64::MAX));
         let bytes = documents::store(tx, name.as_str(), &chunk, now_i, || doc.save())?;
         working
@@ -834,33 +833,16 @@ impl Stopwatch {
     }
 }
 
-/// The saved-document bytes a new document arrived as, when the message carried it whole and
-/// the document holds exactly the changes those bytes declare (the engine checked that count
-/// while loading them into the empty document), so storing them stores this document.
-fn sent_whole<'m>(message: &'m Message, name: &DocName, doc: &mut AutoCommit) -> Option<&'m [u8]> {
-    let entry = message
-        .docs
-        .iter()
-        .find(|entry| entry.name == name.as_str())?;
-    match &entry.chunk {
-        Some(sync::wire::Chunk::Document { changes, bytes })
-            if doc.stats().num_changes == *changes =>
-        {
-            Some(bytes.as_slice())
-        }
-        _ => None,
-    }
-}
-
-/// The changes a device sent for a document the server held, as they came, when they are
-/// exactly what the document gained (`gained` changes): each of them new to it, none repeated.
+/// What a device sent for a document, as it came, when it is exactly what the document gained
+/// (`gained` changes: each of them new to it, none repeated), so that storing those bytes
+/// stores the change. `fresh`: the document is new, built by the engine from these bytes alone.
 /// Each sent change decoded as exactly one change chunk (automerge refuses leftover bytes), a
 /// bundle as exactly one checksummed chunk (the engine checks its length), a saved document as
 /// chunks with nothing left over, and they applied with every dependency present: the bytes
-/// are an incremental save of those changes, which `save_after` would have re-encoded from the
-/// whole document. A bundle or a saved document is counted again here (the declared count is
-/// the sender's word); that costs what decoding it did, not what the document's size would.
-fn sent_changes(message: &Message, name: &DocName, gained: u64) -> Option<Vec<u8>> {
+/// are an incremental save of those changes (or, for a new document, its first save). A bundle,
+/// or a saved document added to one the server held, is counted again here (the declared count
+/// is the sender's word); that costs what decoding it did, not what the document's size would.
+fn as_sent(message: &Message, name: &DocName, gained: u64, fresh: bool) -> Option<Vec<u8>> {
     let entry = message
         .docs
         .iter()
@@ -871,6 +853,11 @@ fn sent_changes(message: &Message, name: &DocName, gained: u64) -> Option<Vec<u8
         sync::wire::Chunk::Bundle { changes, bytes } if *changes == gained => {
             let bundle = automerge::Bundle::try_from(bytes.as_slice()).ok()?;
             exactly(bundle.iter_changes().count()).then(|| bytes.clone())
+        }
+        // A relay's or a phone's first upload of a document new here: the engine loaded the
+        // empty document from these bytes whole, so they hold exactly what it gained.
+        sync::wire::Chunk::Document { changes, bytes } if fresh && *changes == gained => {
+            Some(bytes.clone())
         }
         // A phone's first sync of a document it began offline: its whole copy, every change of
         // it new here. Automerge loads a saved document after other chunks as its changes.
@@ -1097,7 +1084,7 @@ mod tests {
     }
 
     #[test]
-    fn changes_a_device_sent_are_stored_as_they_came_only_when_each_was_new() {
+    fn what_a_device_sent_is_stored_as_it_came_only_when_each_change_was_new() {
         use sync::wire::{Chunk, DocEntry, DocStatus, Kind};
         let mut held = AutoCommit::new();
         record(&mut held, "สมชาย");
@@ -1126,25 +1113,25 @@ mod tests {
         let sent = message(Chunk::Changes(raw.clone()));
         // Both changes were new: stored as they came, and the stored chunks load into the
         // phone's document.
-        let stored = sent_changes(&sent, &name, 2).unwrap();
+        let stored = as_sent(&sent, &name, 2, false).unwrap();
         assert_eq!(stored, raw.concat());
         let mut loaded = AutoCommit::load(&held.save()).unwrap();
         loaded.load_incremental(&stored).unwrap();
         assert_eq!(sorted(loaded.get_heads()), sorted(phone.get_heads()));
         // One of them was held already, or one was sent twice: the bytes sent are not what the
         // document gained, and the server encodes that itself.
-        assert_eq!(sent_changes(&sent, &name, 1), None);
+        assert_eq!(as_sent(&sent, &name, 1, false), None);
         let repeated = message(Chunk::Changes(vec![raw[0].clone(), raw[0].clone()]));
-        assert_eq!(sent_changes(&repeated, &name, 1), None);
+        assert_eq!(as_sent(&repeated, &name, 1, false), None);
         // Nothing gained, another document, or a saved document: not stored from the request.
-        assert_eq!(sent_changes(&sent, &name, 0), None);
+        assert_eq!(as_sent(&sent, &name, 0, false), None);
         let other = DocName::parse("province/TH-40").unwrap();
-        assert_eq!(sent_changes(&sent, &other, 2), None);
+        assert_eq!(as_sent(&sent, &other, 2, false), None);
         let whole = message(Chunk::Document {
             changes: 3,
             bytes: phone.save(),
         });
-        assert_eq!(sent_changes(&whole, &name, 2), None);
+        assert_eq!(as_sent(&whole, &name, 2, false), None);
         // A phone's whole copy of a document it began offline, every change of it new: stored
         // as it came. Declared with another count, or holding a change already held: not.
         let mut offline = AutoCommit::new();
@@ -1157,12 +1144,19 @@ mod tests {
                 bytes: saved.clone(),
             })
         };
-        assert_eq!(sent_changes(&first_sync(2), &name, 2), Some(saved.clone()));
+        assert_eq!(
+            as_sent(&first_sync(2), &name, 2, false),
+            Some(saved.clone())
+        );
         let mut loaded = AutoCommit::load(&held.save()).unwrap();
         loaded.load_incremental(&saved).unwrap();
         assert_eq!(loaded.get_changes(&[]).len(), 3);
-        assert_eq!(sent_changes(&first_sync(2), &name, 1), None);
-        assert_eq!(sent_changes(&first_sync(1), &name, 1), None);
+        assert_eq!(as_sent(&first_sync(2), &name, 1, false), None);
+        assert_eq!(as_sent(&first_sync(1), &name, 1, false), None);
+        // A document new to the server, sent whole: the engine built it from those bytes
+        // alone, so they are stored as they came.
+        assert_eq!(as_sent(&first_sync(2), &name, 2, true), Some(saved.clone()));
+        assert_eq!(as_sent(&first_sync(2), &name, 1, true), None);
         // A bundle (what a relay forwards) is stored as it came when it holds exactly the
         // changes gained, whatever count its sender declared.
         let hashes: Vec<ChangeHash> = phone
@@ -1177,11 +1171,11 @@ mod tests {
                 bytes: bytes.clone(),
             })
         };
-        assert_eq!(sent_changes(&bundle(2), &name, 2), Some(bytes.clone()));
+        assert_eq!(as_sent(&bundle(2), &name, 2, false), Some(bytes.clone()));
         let mut loaded = AutoCommit::load(&held.save()).unwrap();
         loaded.load_incremental(&bytes).unwrap();
         assert_eq!(sorted(loaded.get_heads()), sorted(phone.get_heads()));
-        assert_eq!(sent_changes(&bundle(2), &name, 1), None);
-        assert_eq!(sent_changes(&bundle(1), &name, 1), None);
+        assert_eq!(as_sent(&bundle(2), &name, 1, false), None);
+        assert_eq!(as_sent(&bundle(1), &name, 1, false), None);
     }
 }
