@@ -835,7 +835,7 @@ fn per_device_row(s: &mut Section, big: Option<&Fleet>, small: Option<&Fleet>) {
              and 15.9 ms at 1000: it re-encodes the changes after the document's old heads \
              from the whole document. The server now stores what a phone sent as it came (its \
              changes, a bundle, or the whole copy of a document it began offline, when every \
-             change in it is new: `exchange::sent_changes`) and compacts a document once its \
+             change in it is new: `exchange::as_sent`) and compacts a document once its \
              increments outweigh its last full save, not only after 64 of them; in the same \
              runs before and after those changes the ratio went from 1.93× to 1.28× and a \
              phone's download at 1000 devices from 215 KB to 35 KB. What still grows with the \
