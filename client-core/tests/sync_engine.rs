@@ -164,6 +164,67 @@ fn sync_first_sync_costs_about_one_save() {
 }
 
 #[test]
+fn sync_a_phone_pushes_what_it_recorded_offline_in_the_first_round_trip() {
+    use phakhi_core::sync::PHONE_FIRST_PUSH_CHANGES;
+
+    let n = name("province/TH-44/activities/2026");
+    // The document as created for the province, then as its server holds it, from other phones.
+    let mut created = new_doc(1);
+    add_records(&mut created, 0, 0);
+    let mut province = created.fork();
+    add_records(&mut province, 0, 200);
+    // A phone that recorded 10 records offline, sharing no heads with the server yet.
+    let mut offline = || {
+        let mut doc = created.fork().with_actor(ActorId::from(vec![2; 16]));
+        add_records(&mut doc, 1000, 10);
+        doc
+    };
+    let together = |phone: &mut Docs, server: &mut Docs| {
+        let (p, s) = (phone.get_mut(&n).unwrap(), server.get_mut(&n).unwrap());
+        let same = heads(p) == heads(s);
+        let records = s.get(ROOT, "activities").unwrap().unwrap().1;
+        (same, s.length(&records))
+    };
+
+    // With a phone's limits: its records up and the province down in one round trip, onto a
+    // server that holds the document and onto one that does not yet.
+    for held in [true, false] {
+        let mut phone: Docs = BTreeMap::from([(n.clone(), offline())]);
+        let mut server = Docs::new();
+        if held {
+            server.insert(n.clone(), province.fork());
+        }
+        let mut init = Initiator::new(PeerState::new(), Limits::for_phone());
+        assert_eq!(exchange(&mut init, &mut phone, &mut server, &all()).unwrap(), 1);
+        let records = if held { 210 } else { 10 };
+        assert_eq!(together(&mut phone, &mut server), (true, records), "held: {held}");
+        // The shared heads are set: the next exchange sends only what is new.
+        add_records(phone.get_mut(&n).unwrap(), 2000, 1);
+        assert_eq!(exchange(&mut init, &mut phone, &mut server, &all()).unwrap(), 1);
+        assert_eq!(init.stats().changes_sent(), 1);
+    }
+
+    // A relay's limits (the default) send heads first: two round trips for the same document.
+    let mut phone: Docs = BTreeMap::from([(n.clone(), offline())]);
+    let mut server: Docs = BTreeMap::from([(n.clone(), province.fork())]);
+    let mut init = Initiator::new(PeerState::new(), Limits::default());
+    assert_eq!(exchange(&mut init, &mut phone, &mut server, &all()).unwrap(), 2);
+    assert_eq!(together(&mut phone, &mut server), (true, 210));
+
+    // A phone holding more than its limit of a document it shares no heads for (a restored
+    // phone that holds the province) sends heads only: the server has most of it.
+    let mut big = province.fork().with_actor(ActorId::from(vec![3; 16]));
+    add_records(&mut big, 3000, 1);
+    assert!(big.get_changes(&[]).len() as u64 > PHONE_FIRST_PUSH_CHANGES);
+    let mut phone: Docs = BTreeMap::from([(n.clone(), big)]);
+    let mut server: Docs = BTreeMap::from([(n.clone(), province.fork())]);
+    let mut init = Initiator::new(PeerState::new(), Limits::for_phone());
+    assert_eq!(exchange(&mut init, &mut phone, &mut server, &all()).unwrap(), 2);
+    assert_eq!(init.stats().changes_sent(), 1);
+    assert_eq!(together(&mut phone, &mut server), (true, 201));
+}
+
+#[test]
 fn sync_many_documents_in_one_exchange() {
     let mut a = Docs::new();
     let mut b = Docs::new();

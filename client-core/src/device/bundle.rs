@@ -226,7 +226,7 @@ impl Device {
                 secret: None,
                 session: saved,
             }) => {
-                *session.initiator_mut() = Initiator::resume(saved, Limits::default())
+                *session.initiator_mut() = Initiator::resume(saved, Limits::for_phone())
                     .map_err(|_| DeviceError::Corrupt("pending bundle exchange"))?;
             }
             // An answer was awaited: remember that export as replaced.
@@ -296,7 +296,7 @@ impl Device {
             .into());
         }
         let mut session = self.begin_sync(rng)?;
-        *session.initiator_mut() = Initiator::resume(&record.session, Limits::default())
+        *session.initiator_mut() = Initiator::resume(&record.session, Limits::for_phone())
             .map_err(|_| DeviceError::Corrupt("pending bundle exchange"))?;
         session.driver.expect_answer(pending);
         match self.sync_response(&mut session, envelope, rng, now) {

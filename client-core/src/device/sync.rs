@@ -207,7 +207,7 @@ impl Device {
             }
         }
         let talk = SyncTalk::new(
-            Initiator::new(state, Limits::default()),
+            Initiator::new(state, Limits::for_phone()),
             docs,
             DeviceScope(enrolment.provinces.clone()),
         );

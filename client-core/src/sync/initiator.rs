@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use automerge::{AutoCommit, ChangeHash};
+use automerge::{AutoCommit, ChangeHash, ReadDoc};
 
 use super::chunk::{self, ApplyError, normalise};
 use super::error::WireError;
@@ -228,8 +228,10 @@ impl Initiator {
                 let heads = normalise(doc.get_heads());
                 // With no shared heads the peer may already have most of the document (a lost
                 // state, a new relay): send heads only and let it say where it stands, rather
-                // than the whole document.
-                if heads == base || base.is_empty() {
+                // than the whole document, unless the document is small enough that sending it
+                // costs less than the round trip (a phone's first push, `first_push_changes`).
+                let small = doc.stats().num_changes <= self.limits.first_push_changes;
+                if heads == base || (base.is_empty() && !small) {
                     self.push(&mut entries, &mut sent, name.clone(), heads, None);
                 } else {
                     let out = budget.take(name, doc, &base);

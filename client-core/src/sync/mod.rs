@@ -16,7 +16,9 @@
 //! * **Round 1.** The request carries, for every document of the scope in one message, the
 //!   initiator's heads and the changes that follow the shared heads (heads only when there are
 //!   no shared heads yet: the peer may already hold most of the document, and one extra round
-//!   trip is cheaper than resending it whole), as the smallest of: change
+//!   trip is cheaper than resending it whole; except, on a phone, for a document of at most
+//!   [`Limits::first_push_changes`] changes, what it recorded offline before its first sync,
+//!   which costs less to send than the round trip), as the smallest of: change
 //!   chunks (a handful of changes), an automerge bundle (changes compressed column-wise, like a
 //!   saved document), or the whole saved document (first sync, or when most is missing).
 //!   The responder applies each document's chunk as **one batch** (automerge charges each applied
@@ -73,7 +75,7 @@ pub use received::Received;
 pub use responder::{Reply, Responder, SavedForms, Unsaved};
 pub use scope::{
     Limits, MAX_BODY_BYTES, MAX_CHANGES_PER_MESSAGE, MAX_DECODED_ROWS, MAX_INFLATED_BYTES,
-    PrefixScope, Scope,
+    PHONE_FIRST_PUSH_CHANGES, PrefixScope, Scope,
 };
 pub use state::{PeerState, STATE_VERSION};
 pub use stats::{DocStats, ExchangeStats};

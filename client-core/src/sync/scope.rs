@@ -92,7 +92,18 @@ pub struct Limits {
     /// change larger than this still goes, alone). Must leave the sealed, padded envelope under
     /// the peer's body limit ([`MAX_BODY_BYTES`] on a server with default limits).
     pub max_send_bytes: usize,
+    /// The most changes a document may hold to go whole in round 1 when it shares no heads
+    /// with the peer yet; a larger one sends its heads only and waits to be told where the peer
+    /// stands. A phone sets it ([`Limits::for_phone`]): what it recorded offline before its first
+    /// sync goes up in the first round trip, not the second, over a link where a round trip
+    /// costs seconds. 0 (the default, a relay's upstream) always sends heads only: a relay that
+    /// lost its state may hold a province HQ has already.
+    pub first_push_changes: u64,
 }
+
+/// Changes a phone's document may hold to go whole in round 1 of its first exchange
+/// ([`Limits::first_push_changes`]): a few weeks of one leader's records, a few kilobytes.
+pub const PHONE_FIRST_PUSH_CHANGES: u64 = 64;
 
 /// Changes a server accepts in one message by default, and so the most a client sends in one:
 /// the one place both defaults come from.
@@ -121,6 +132,18 @@ impl Default for Limits {
             max_send_changes: MAX_CHANGES_PER_MESSAGE,
             // Sealing and padding add at most an eighth: well under the body limit.
             max_send_bytes: MAX_BODY_BYTES / 2,
+            first_push_changes: 0,
+        }
+    }
+}
+
+impl Limits {
+    /// A phone's limits: the defaults, with what it recorded before its first exchange of a
+    /// document sent in round 1 ([`PHONE_FIRST_PUSH_CHANGES`]).
+    pub fn for_phone() -> Self {
+        Limits {
+            first_push_changes: PHONE_FIRST_PUSH_CHANGES,
+            ..Limits::default()
         }
     }
 }
