@@ -186,6 +186,22 @@ fn sync_a_phone_pushes_what_it_recorded_offline_in_the_first_round_trip() {
         (same, s.length(&records))
     };
 
+    // The first request carries all 11 of the phone's changes, as a bundle: a server that holds
+    // the province takes its changes without building a document from them.
+    let mut phone: Docs = BTreeMap::from([(n.clone(), offline())]);
+    let request = Initiator::new(PeerState::new(), Limits::for_phone())
+        .poll_request(&mut phone, None)
+        .unwrap();
+    let request = Message::decode(&request, &Limits::default()).unwrap();
+    assert!(
+        matches!(
+            request.docs[0].chunk,
+            Some(Chunk::Bundle { changes: 11, .. })
+        ),
+        "{:?}",
+        request.docs[0].chunk
+    );
+
     // With a phone's limits: its records up and the province down in one round trip, onto a
     // server that holds the document and onto one that does not yet.
     for held in [true, false] {
@@ -195,12 +211,22 @@ fn sync_a_phone_pushes_what_it_recorded_offline_in_the_first_round_trip() {
             server.insert(n.clone(), province.fork());
         }
         let mut init = Initiator::new(PeerState::new(), Limits::for_phone());
-        assert_eq!(exchange(&mut init, &mut phone, &mut server, &all()).unwrap(), 1);
+        assert_eq!(
+            exchange(&mut init, &mut phone, &mut server, &all()).unwrap(),
+            1
+        );
         let records = if held { 210 } else { 10 };
-        assert_eq!(together(&mut phone, &mut server), (true, records), "held: {held}");
+        assert_eq!(
+            together(&mut phone, &mut server),
+            (true, records),
+            "held: {held}"
+        );
         // The shared heads are set: the next exchange sends only what is new.
         add_records(phone.get_mut(&n).unwrap(), 2000, 1);
-        assert_eq!(exchange(&mut init, &mut phone, &mut server, &all()).unwrap(), 1);
+        assert_eq!(
+            exchange(&mut init, &mut phone, &mut server, &all()).unwrap(),
+            1
+        );
         assert_eq!(init.stats().changes_sent(), 1);
     }
 
@@ -208,7 +234,10 @@ fn sync_a_phone_pushes_what_it_recorded_offline_in_the_first_round_trip() {
     let mut phone: Docs = BTreeMap::from([(n.clone(), offline())]);
     let mut server: Docs = BTreeMap::from([(n.clone(), province.fork())]);
     let mut init = Initiator::new(PeerState::new(), Limits::default());
-    assert_eq!(exchange(&mut init, &mut phone, &mut server, &all()).unwrap(), 2);
+    assert_eq!(
+        exchange(&mut init, &mut phone, &mut server, &all()).unwrap(),
+        2
+    );
     assert_eq!(together(&mut phone, &mut server), (true, 210));
 
     // A phone holding more than its limit of a document it shares no heads for (a restored
@@ -219,7 +248,10 @@ fn sync_a_phone_pushes_what_it_recorded_offline_in_the_first_round_trip() {
     let mut phone: Docs = BTreeMap::from([(n.clone(), big)]);
     let mut server: Docs = BTreeMap::from([(n.clone(), province.fork())]);
     let mut init = Initiator::new(PeerState::new(), Limits::for_phone());
-    assert_eq!(exchange(&mut init, &mut phone, &mut server, &all()).unwrap(), 2);
+    assert_eq!(
+        exchange(&mut init, &mut phone, &mut server, &all()).unwrap(),
+        2
+    );
     assert_eq!(init.stats().changes_sent(), 1);
     assert_eq!(together(&mut phone, &mut server), (true, 201));
 }

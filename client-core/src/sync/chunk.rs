@@ -175,6 +175,39 @@ pub(crate) fn build_bounded(
     }
 }
 
+/// A document the peer shares no heads for, sent whole although the peer may hold it already (a
+/// phone's first push of what it recorded offline, [`super::Limits::first_push_changes`]): all
+/// its changes as one bundle rather than its saved form, when that fits the bounds. The two are
+/// about the same size for a few dozen changes, but a peer that holds the document takes a
+/// bundle's changes without building a document from it: decoding a phone's 10 records
+/// (11 changes, 840 B as a bundle, 811 B saved) took 0.29 ms as a bundle against 0.83 ms to load
+/// the saved form and take its changes (automerge 0.12, release build, this machine).
+pub(crate) fn build_first_push(
+    doc: &mut AutoCommit,
+    max_changes: usize,
+    max_bytes: usize,
+) -> Outgoing {
+    let hashes: Vec<ChangeHash> = doc.get_changes_meta(&[]).iter().map(|m| m.hash).collect();
+    let n = hashes.len();
+    if n > 0
+        && n <= max_changes
+        && let Ok(bundle) = doc.bundle(hashes)
+    {
+        let chunk = Chunk::Bundle {
+            changes: n as u64,
+            bytes: bundle.bytes().to_vec(),
+        };
+        if chunk.byte_len() <= max_bytes {
+            return Outgoing {
+                chunk: Some(chunk),
+                heads: normalise(doc.get_heads()),
+                partial: false,
+            };
+        }
+    }
+    build_bounded(doc, &[], max_changes, max_bytes)
+}
+
 /// The changes of `doc` after `base`, each after its dependencies (with its dependencies).
 fn causal_order(doc: &mut AutoCommit, base: &[ChangeHash]) -> Vec<(ChangeHash, Vec<ChangeHash>)> {
     use std::collections::{HashMap, HashSet};

@@ -121,6 +121,17 @@ impl Budget {
         base: &[ChangeHash],
     ) -> chunk::Outgoing {
         let out = chunk::build_bounded(doc, base, self.changes, self.bytes);
+        self.spend(name, out)
+    }
+
+    /// What `doc` sends whole to a peer that may hold it already ([`chunk::build_first_push`]).
+    fn take_first_push(&mut self, name: &DocName, doc: &mut AutoCommit) -> chunk::Outgoing {
+        let out = chunk::build_first_push(doc, self.changes, self.bytes);
+        self.spend(name, out)
+    }
+
+    /// Takes what `out` carries from what is left.
+    fn spend(&mut self, name: &DocName, out: chunk::Outgoing) -> chunk::Outgoing {
         if let Some(c) = &out.chunk {
             let changes = usize::try_from(c.declared_changes()).unwrap_or(usize::MAX);
             self.changes = self.changes.saturating_sub(changes);
@@ -233,6 +244,9 @@ impl Initiator {
                 let small = doc.stats().num_changes <= self.limits.first_push_changes;
                 if heads == base || (base.is_empty() && !small) {
                     self.push(&mut entries, &mut sent, name.clone(), heads, None);
+                } else if base.is_empty() {
+                    let out = budget.take_first_push(name, doc);
+                    self.push(&mut entries, &mut sent, name.clone(), out.heads, out.chunk);
                 } else {
                     let out = budget.take(name, doc, &base);
                     self.push(&mut entries, &mut sent, name.clone(), out.heads, out.chunk);
