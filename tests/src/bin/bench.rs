@@ -841,10 +841,17 @@ fn per_device_row(s: &mut Section, big: Option<&Fleet>, small: Option<&Fleet>) {
              change in it is new: `exchange::as_sent`) and compacts a document once its \
              increments outweigh its last full save, not only after 64 of them; in the same \
              runs before and after those changes the ratio went from 1.93× to 1.28× and a \
-             phone's download at 1000 devices from 215 KB to 35 KB. What still grows with the \
-             province is in the step timings above: the engine (automerge's batch apply of the \
-             phone's changes, which walks the document's op tree, 4.8 → 6.3 ms per device in \
-             that profile, plus the content check of what they touched) and the commit \
+             phone's download at 1000 devices from 215 KB to 35 KB. A later profile (perf \
+             with DWARF call graphs, release code generation with symbols, the whole fleet \
+             run) found 11.5% of the server's CPU in loading the saved document each phone \
+             pushed first (automerge rebuilds every change of a loaded document to check its \
+             heads): a phone's first push now goes as a bundle of its changes, in the first \
+             round trip, and the server's CPU per device fell by about a quarter at both \
+             sizes, so the part that does not grow shrank and the ratio did not fall with it. \
+             What still grows with the province is in the step timings above: the engine \
+             (automerge's batch apply of the phone's changes, which walks the document's op \
+             tree, 19.7% of the server's CPU in that profile, plus the content check of what \
+             they touched, 6.8%) and the commit \
              (SQLite writing what is stored, the occasional full save of a compaction \
              included). What would fix it: a batch apply whose cost does not grow with the \
              document (automerge's), and a compaction that writes only what changed.",
