@@ -148,7 +148,7 @@ fn decode_part(value: &[u8]) -> Option<([u8; 16], Whole)> {
 
 impl Device {
     /// Whether this device sends cover traffic. Always, except in a debug test build where a
-    /// test switched it off ([`Device::switch_cover_off_for_tests`] or `PHAKHI_TEST_COVER=off`).
+    /// test switched it off (`Device::switch_cover_off_for_tests` or `PHAKHI_TEST_COVER=off`).
     pub fn cover_on(&self) -> bool {
         #[cfg(all(debug_assertions, feature = "test-cover"))]
         {

@@ -104,7 +104,7 @@ pub fn decode(text: &str) -> Result<Vec<u8>, DecodeError> {
     Ok(out)
 }
 
-/// Multiplication in GF(32) = GF(2)[x] / (x^5 + x^2 + 1). The polynomial is primitive, so `x`
+/// Multiplication in GF(32) = GF(2)\[x\] / (x^5 + x^2 + 1). The polynomial is primitive, so `x`
 /// (the value 2) generates all 31 non-zero elements.
 pub const fn gf32_mul(a: u8, b: u8) -> u8 {
     let mut a = a & 31;
