@@ -104,7 +104,7 @@ impl PhakhiDevice {
     // ----- opening -----------------------------------------------------------------------
 
     /// Opens (or creates) the store at `path` with a 32-byte key the app keeps in the platform
-    /// keystore (make one with [`generate_storage_key`]).
+    /// keystore (make one with [`crate::generate_storage_key`]).
     #[uniffi::constructor]
     pub fn open_with_key(path: String, mut key: Vec<u8>) -> Result<Arc<Self>> {
         let bytes: Result<[u8; 32]> = key.as_slice().try_into().map_err(|_| {
