@@ -1106,7 +1106,7 @@ open class PhakhiDevice: PhakhiDeviceProtocol, @unchecked Sendable {
     
     /**
      * Opens (or creates) the store at `path` with a 32-byte key the app keeps in the platform
-     * keystore (make one with [`generate_storage_key`]).
+     * keystore (make one with [`crate::generate_storage_key`]).
      */
 public static func openWithKey(path: String, key: Data)throws  -> PhakhiDevice  {
     return try  FfiConverterTypePhakhiDevice_lift(try rustCallWithError(FfiConverterTypePhakhiError_lift) {
@@ -5832,7 +5832,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_phakhi_ffi_checksum_method_syncprogress_is_cancelled() != 7700) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_phakhi_ffi_checksum_constructor_phakhidevice_open_with_key() != 34892) {
+    if (uniffi_phakhi_ffi_checksum_constructor_phakhidevice_open_with_key() != 30384) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_phakhi_ffi_checksum_constructor_phakhidevice_open_with_passphrase() != 51219) {

@@ -1208,7 +1208,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_phakhi_ffi_checksum_method_syncprogress_is_cancelled() and 0xFFFF) != 7700) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_phakhi_ffi_checksum_constructor_phakhidevice_open_with_key() and 0xFFFF) != 34892) {
+    if ((lib.uniffi_phakhi_ffi_checksum_constructor_phakhidevice_open_with_key() and 0xFFFF) != 30384) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_phakhi_ffi_checksum_constructor_phakhidevice_open_with_passphrase() and 0xFFFF) != 51219) {
@@ -3129,7 +3129,7 @@ open class PhakhiDevice: Disposable, AutoCloseable, PhakhiDeviceInterface
         
     /**
      * Opens (or creates) the store at `path` with a 32-byte key the app keeps in the platform
-     * keystore (make one with [`generate_storage_key`]).
+     * keystore (make one with [`crate::generate_storage_key`]).
      */
     @Throws(PhakhiException::class) fun `openWithKey`(`path`: kotlin.String, `key`: kotlin.ByteArray): PhakhiDevice {
             return FfiConverterTypePhakhiDevice.lift(
