@@ -505,9 +505,9 @@ fn extensions(media: MediaType) -> &'static [&'static str] {
 }
 
 /// The name an attachment is written under: the manifest's name reduced to one plain file name
-/// (no separators, no characters Windows refuses, no leading dots, at most
-/// 100 characters, `MAX_NAME_CHARS`), `attachment-N` when nothing is left, and always an extension
-/// of its media type so a viewer opens it as what it is.
+/// (no separators, no characters Windows refuses, no leading dots, at most 100 characters,
+/// `MAX_NAME_CHARS`), `attachment-N` when nothing is left, and always an extension of its media
+/// type so a viewer opens it as what it is.
 pub fn safe_file_name(name: Option<&str>, media: MediaType, number: usize) -> String {
     let cleaned: String = name
         .unwrap_or_default()

@@ -7,7 +7,7 @@
 //! take the sealed answer back ([`Device::enrol_request`] / [`Device::enrol_response`],
 //! [`Device::sync_request`] / [`Device::sync_response`]). Every exchange goes through the core's
 //! one client driver ([`crate::client`]), which seals and opens; the `http` feature drives it
-//! over HTTP (`Device::sync_http`, with the `http` feature); apps may carry the bytes any other way, a file on a USB
+//! over HTTP (`Device::sync_http`); apps may carry the bytes any other way, a file on a USB
 //! stick included ([`Device::export_bundle`] / [`Device::import_bundle`] keep the exchange in
 //! the store between processes).
 //!

@@ -56,12 +56,8 @@ pub(crate) fn build(doc: &mut AutoCommit, base: &[ChangeHash]) -> Option<Chunk> 
         return None;
     }
     let n = hashes.len();
-    let bundle = doc.bundle(hashes).ok().map(|b| b.bytes().to_vec());
-    let mut best = match bundle {
-        Some(bytes) => Chunk::Bundle {
-            changes: n as u64,
-            bytes,
-        },
+    let mut best = match bundle_of(doc, hashes) {
+        Some(bundle) => bundle,
         None => Chunk::Changes(
             doc.get_changes(base)
                 .iter_mut()
@@ -157,12 +153,8 @@ pub(crate) fn build_bounded(
         let Some(part) = order.get(..n) else {
             return nothing;
         };
-        let Ok(bundle) = doc.bundle(part.iter().map(|(h, _)| *h).collect::<Vec<_>>()) else {
+        let Some(chunk) = bundle_of(doc, part.iter().map(|(h, _)| *h).collect()) else {
             return nothing;
-        };
-        let chunk = Chunk::Bundle {
-            changes: n as u64,
-            bytes: bundle.bytes().to_vec(),
         };
         if chunk.byte_len() <= max_bytes || n == 1 {
             return Outgoing {
@@ -191,21 +183,26 @@ pub(crate) fn build_first_push(
     let n = hashes.len();
     if n > 0
         && n <= max_changes
-        && let Ok(bundle) = doc.bundle(hashes)
+        && let Some(chunk) = bundle_of(doc, hashes)
+        && chunk.byte_len() <= max_bytes
     {
-        let chunk = Chunk::Bundle {
-            changes: n as u64,
-            bytes: bundle.bytes().to_vec(),
+        return Outgoing {
+            chunk: Some(chunk),
+            heads: normalise(doc.get_heads()),
+            partial: false,
         };
-        if chunk.byte_len() <= max_bytes {
-            return Outgoing {
-                chunk: Some(chunk),
-                heads: normalise(doc.get_heads()),
-                partial: false,
-            };
-        }
     }
     build_bounded(doc, &[], max_changes, max_bytes)
+}
+
+/// The changes `hashes` of `doc` as one bundle chunk (`None` when automerge cannot bundle them).
+fn bundle_of(doc: &AutoCommit, hashes: Vec<ChangeHash>) -> Option<Chunk> {
+    let changes = hashes.len() as u64;
+    let bundle = doc.bundle(hashes).ok()?;
+    Some(Chunk::Bundle {
+        changes,
+        bytes: bundle.bytes().to_vec(),
+    })
 }
 
 /// The changes of `doc` after `base`, each after its dependencies (with its dependencies).

@@ -241,15 +241,20 @@ impl Initiator {
                 // state, a new relay): send heads only and let it say where it stands, rather
                 // than the whole document, unless the document is small enough that sending it
                 // costs less than the round trip (a phone's first push, `first_push_changes`).
-                let small = doc.stats().num_changes <= self.limits.first_push_changes;
-                if heads == base || (base.is_empty() && !small) {
-                    self.push(&mut entries, &mut sent, name.clone(), heads, None);
-                } else if base.is_empty() {
-                    let out = budget.take_first_push(name, doc);
-                    self.push(&mut entries, &mut sent, name.clone(), out.heads, out.chunk);
+                let out = if heads == base {
+                    None
+                } else if !base.is_empty() {
+                    Some(budget.take(name, doc, &base))
+                } else if doc.stats().num_changes <= self.limits.first_push_changes {
+                    Some(budget.take_first_push(name, doc))
                 } else {
-                    let out = budget.take(name, doc, &base);
-                    self.push(&mut entries, &mut sent, name.clone(), out.heads, out.chunk);
+                    None
+                };
+                match out {
+                    Some(out) => {
+                        self.push(&mut entries, &mut sent, name.clone(), out.heads, out.chunk)
+                    }
+                    None => self.push(&mut entries, &mut sent, name.clone(), heads, None),
                 }
             }
             1
