@@ -381,6 +381,70 @@ fn device_day_enrol_record_sync_tip_and_reply() {
 }
 
 /// Every byte of the store files that start with `prefix` in `dir` (database, WAL, journal).
+/// automerge keeps a document's actors sorted and refers to them by index: a new actor that
+/// sorts last is appended, any other renumbers every operation of the document on every replica
+/// its first change reaches (about 25 times the cost of applying the change itself on a
+/// 20,000-record province, `BENCHMARKS.md`). Each device here opens its documents one hour after
+/// the one before, records a member and syncs; at the server, every actor of a later device sorts
+/// after every actor of an earlier one, whatever their keys. (With the earlier layout, tag then
+/// random bytes, the order was the keys' hashes: eight devices in their clocks' order by chance
+/// once in 40,320 runs.)
+#[test]
+fn a_device_writes_under_actors_that_sort_after_those_made_before_it() {
+    use phakhi_core::policy::authority::{actor_tag, tag_of};
+
+    let rng = &mut ChaCha20Rng::seed_from_u64(11);
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::new(rng);
+    let th44 = ProvinceCode::parse("TH-44").unwrap();
+    let mut tags = Vec::new();
+    for i in 0..8 {
+        let mut device = enrolled_device(dir.path(), &format!("d{i}"), &mut server, "TH-44", rng);
+        device.set_clock(now() + time::Duration::hours(i));
+        let edit = Edit::new("record", now());
+        device
+            .edit_province(th44, rng, |p, rng| {
+                p.add_member(
+                    NewMember {
+                        alias: format!("ผู้นำ {i}"),
+                        role: MemberRole::Member,
+                        centre: None,
+                        joined: Date::from_ymd(2026, 11, 20).unwrap(),
+                    },
+                    &edit,
+                    &mut &mut *rng,
+                )
+            })
+            .unwrap();
+        sync(&mut device, &mut server, rng);
+        tags.push(actor_tag(device.public_key().as_bytes()));
+    }
+    let mut checked = 0;
+    for doc in server.docs.values_mut() {
+        let mut actors: Vec<(usize, automerge::ActorId)> = doc
+            .get_changes(&[])
+            .iter()
+            .filter_map(|change| {
+                let tag = tag_of(change.actor_id())?;
+                let device = tags.iter().position(|t| *t == tag)?;
+                Some((device, change.actor_id().clone()))
+            })
+            .collect();
+        if actors.is_empty() {
+            continue;
+        }
+        // Sorted by actor, the devices must come in the order their clocks said.
+        actors.sort_by(|a, b| a.1.cmp(&b.1));
+        let order: Vec<usize> = actors.iter().map(|(device, _)| *device).collect();
+        let mut by_clock = order.clone();
+        by_clock.sort_unstable();
+        assert_eq!(order, by_clock, "actors sort by when they were made");
+        checked += 1;
+        assert!(order.len() >= 8, "every device wrote to the province");
+    }
+    assert!(checked > 0, "the server holds the province");
+}
+
 fn store_bytes(dir: &std::path::Path, prefix: &str) -> Vec<(String, Vec<u8>)> {
     std::fs::read_dir(dir)
         .unwrap()

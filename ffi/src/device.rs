@@ -85,12 +85,15 @@ impl PhakhiDevice {
         })
     }
 
+    /// The device, its clock set to now for the actors it may make (`Device::set_clock`).
     fn lock(&self) -> Result<MutexGuard<'_, Inner>> {
-        self.inner.lock().map_err(|_| PhakhiError::Internal {
+        let mut inner = self.inner.lock().map_err(|_| PhakhiError::Internal {
             message: "an earlier call on this device stopped half-way; close it and open the \
                       store again (everything saved is intact)"
                 .into(),
-        })
+        })?;
+        inner.device.set_clock(now());
+        Ok(inner)
     }
 
     fn with_device<T>(&self, f: impl FnOnce(&mut Device) -> Result<T>) -> Result<T> {

@@ -208,7 +208,11 @@ impl Phone {
 
     /// The automerge actor this phone writes under (bound to its key, as a phone's is).
     fn actor(&self) -> automerge::ActorId {
-        phakhi_core::policy::authority::device_actor(self.key.public().as_bytes(), [0; 16])
+        phakhi_core::policy::authority::device_actor(
+            self.key.public().as_bytes(),
+            0,
+            [0; phakhi_core::policy::authority::FRESH_BYTES],
+        )
     }
 
     fn write(&mut self, doc: &str, key: &str, value: &str) {

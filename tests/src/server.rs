@@ -491,9 +491,14 @@ pub fn try_post(url: &str, body: &[u8]) -> Result<(u16, String, Vec<u8>), String
 
 /// Seconds since the Unix epoch (what a phone's clock says).
 pub fn now() -> u64 {
+    now_ms() / 1000
+}
+
+/// Milliseconds since the Unix epoch (when a phone's new actor is born).
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
 
@@ -656,7 +661,11 @@ impl Device {
 
     /// The automerge actor this device writes under (bound to its key, as a phone's is).
     pub fn actor(&self) -> automerge::ActorId {
-        phakhi_core::policy::authority::device_actor(self.key.public().as_bytes(), [0; 16])
+        phakhi_core::policy::authority::device_actor(
+            self.key.public().as_bytes(),
+            0,
+            [0; phakhi_core::policy::authority::FRESH_BYTES],
+        )
     }
 
     /// Writes `key` in `doc` under the document's actor when it is one of this device's (a

@@ -102,9 +102,13 @@ impl Lane {
             .docs
             .iter_mut()
             .map(|(name, doc)| {
-                let mut fresh = [0u8; phakhi_core::policy::authority::TAG_BYTES];
+                let mut fresh = [0u8; phakhi_core::policy::authority::FRESH_BYTES];
                 OsRng.fill_bytes(&mut fresh);
-                let actor = phakhi_core::policy::authority::device_actor(&device_key, fresh);
+                let actor = phakhi_core::policy::authority::device_actor(
+                    &device_key,
+                    phakhi_tests::server::now_ms(),
+                    fresh,
+                );
                 (name.clone(), doc.fork().with_actor(actor))
             })
             .collect();

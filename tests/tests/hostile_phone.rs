@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ObjType, ROOT, ReadDoc};
 use phakhi_core::model::{Date, Edit, MemberId, MemberRole, NewMember, ProvinceCode, ProvinceDoc};
+use phakhi_core::policy::authority;
 use phakhi_core::seal::PublicKey;
 use phakhi_core::sync::bounds::craft;
 use phakhi_core::sync::wire::{Chunk, DocEntry, DocStatus, Kind, Message};
@@ -353,8 +354,9 @@ fn send_edit(
     // A device's actor with fresh random bytes after its tag (as each session of a phone
     // uses), so edits sent one after another never reuse a sequence number.
     let mut bytes = actor.to_bytes().to_vec();
-    if bytes.len() == 32 {
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes[16..]);
+    if bytes.len() == authority::ACTOR_BYTES {
+        let fresh = authority::ACTOR_BYTES - authority::FRESH_BYTES;
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes[fresh..]);
     }
     work.set_actor(automerge::ActorId::from(bytes.as_slice()));
     let heads = work.get_heads();

@@ -133,6 +133,7 @@ impl Device {
         rng: &mut impl CryptoRngCore,
         now: OffsetDateTime,
     ) -> Result<&Enrolment> {
+        self.set_clock(now);
         let Turn::Done(answer) = pending.driver.handle_answer(&mut (), envelope, now, rng)? else {
             return Err(DeviceError::Answer("an enrolment takes one answer"));
         };

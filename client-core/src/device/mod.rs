@@ -72,6 +72,9 @@ pub struct Device {
     keys: StaticKeyPair,
     enrolment: Option<Enrolment>,
     docs: BTreeMap<String, AutoCommit>,
+    /// The time last given ([`Device::set_clock`], or a sync's `now`), in milliseconds since the
+    /// Unix epoch: when the next actor this device makes is born. 0 until a time is given.
+    clock_ms: u64,
 }
 
 impl std::fmt::Debug for Device {
@@ -129,7 +132,18 @@ impl Device {
             keys,
             enrolment,
             docs: BTreeMap::new(),
+            clock_ms: 0,
         })
+    }
+
+    /// Tells the device what time it is, for the actors it makes from now on: an actor id
+    /// begins with the time it was made, so it sorts after those a document already holds and
+    /// every replica appends it instead of renumbering the document (`policy::authority`). A
+    /// sync's `now` sets it too; an app sets it before each user action. A wrong clock costs
+    /// only that renumbering.
+    pub fn set_clock(&mut self, now: time::OffsetDateTime) {
+        let ms = now.unix_timestamp_nanos() / 1_000_000;
+        self.clock_ms = u64::try_from(ms).unwrap_or(0);
     }
 
     /// This device's static public key (what the server lists it under).
@@ -167,11 +181,11 @@ impl Device {
             .ok_or(DeviceError::Corrupt("document cache"))
     }
 
-    /// A new actor id for this device: its tag, then fresh randomness.
+    /// A new actor id for this device: born at its clock, its tag, then fresh randomness.
     fn fresh_actor(&self, rng: &mut impl CryptoRngCore) -> automerge::ActorId {
-        let mut fresh = [0u8; crate::policy::authority::TAG_BYTES];
+        let mut fresh = [0u8; crate::policy::authority::FRESH_BYTES];
         rng.fill_bytes(&mut fresh);
-        crate::policy::authority::device_actor(self.keys.public().as_bytes(), fresh)
+        crate::policy::authority::device_actor(self.keys.public().as_bytes(), self.clock_ms, fresh)
     }
 
     /// Writes a cached document's new changes to the store.

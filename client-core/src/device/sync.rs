@@ -266,6 +266,7 @@ impl Device {
         rng: &mut impl CryptoRngCore,
         now_unix: u64,
     ) -> Result<Vec<u8>> {
+        self.clock_ms = now_unix.saturating_mul(1000);
         let transmit = session
             .driver
             .poll_transmit(self, crate::client::at_unix(now_unix), rng)?
@@ -281,6 +282,7 @@ impl Device {
         rng: &mut impl CryptoRngCore,
         now: OffsetDateTime,
     ) -> Result<SyncStep> {
+        self.set_clock(now);
         match session.driver.handle_answer(self, envelope, now, rng)? {
             Turn::Again => Ok(SyncStep::Again),
             Turn::Done(report) => Ok(SyncStep::Done(report)),

@@ -1,10 +1,16 @@
 //! Per-record authority: who wrote a change, and whether the records it touches are theirs.
 //!
-//! A change's author is its automerge actor. A device's actor is bound to its static key: the
-//! first [`TAG_BYTES`] bytes are [`actor_tag`] of the key, the rest is fresh randomness (so a
-//! store restored from an old copy still never reuses a sequence number). A server knows each
-//! sender's key, so it knows the only tag that sender may write under; a phone cannot write as
-//! another device, whose tag it can read in the document but not match with its own key.
+//! A change's author is its automerge actor. A device's actor is bound to its static key: it
+//! holds [`actor_tag`] of the key, and fresh randomness (so a store restored from an old copy
+//! still never reuses a sequence number). A server knows each sender's key, so it knows the only
+//! tag that sender may write under; a phone cannot write as another device, whose tag it can read
+//! in the document but not match with its own key.
+//!
+//! An actor id begins with the time it was made ([`device_actor`]), so a new actor sorts after
+//! the actors a document already holds. automerge keeps a document's actors sorted and refers to
+//! them by index: an actor that sorts last is appended, one that sorts anywhere else renumbers
+//! every operation of the document, on every replica that receives its first change (measured in
+//! `BENCHMARKS.md`, "Counted work").
 //!
 //! Records sit at root keys `<kind>:<id>` (see `model`); a record is owned by the actor that
 //! created its map object, which is that object's id. A leader ([`Rights::OwnRecords`]) may
@@ -29,8 +35,16 @@ use super::Role;
 
 /// Bytes of an actor id that name the device ([`actor_tag`]).
 pub const TAG_BYTES: usize = 16;
-/// Bytes of a device's actor id: the tag and as many random bytes.
-pub const ACTOR_BYTES: usize = 2 * TAG_BYTES;
+/// Fresh random bytes at the end of a device's actor id.
+pub const FRESH_BYTES: usize = 15;
+/// Bytes of a device's actor id: [`ACTOR_MARK`], the time it was made (milliseconds since the
+/// Unix epoch, big-endian, so ids sort by it), the tag, then [`FRESH_BYTES`] random bytes.
+pub const ACTOR_BYTES: usize = 1 + 8 + TAG_BYTES + FRESH_BYTES;
+/// First byte of a device's actor id: the greatest, so these ids sort after the earlier layout's.
+pub const ACTOR_MARK: u8 = 0xFF;
+/// Bytes of the earlier layout of a device's actor id, still read: the tag, then 16 random bytes
+/// (it sorts by the random tag, so each new actor landed among the others).
+const UNTIMED_ACTOR_BYTES: usize = 2 * TAG_BYTES;
 
 /// The root keys of a document header: every writer of a new document sets them (to the same
 /// values), nobody deletes them.
@@ -50,22 +64,32 @@ pub fn actor_tag(device_key: &[u8; 32]) -> [u8; TAG_BYTES] {
     tag
 }
 
-/// An actor id for the device with static public key `device_key`: its tag, then `fresh`.
-pub fn device_actor(device_key: &[u8; 32], fresh: [u8; TAG_BYTES]) -> ActorId {
+/// An actor id for the device with static public key `device_key`, made at `born_ms`
+/// (milliseconds since the Unix epoch): [`ACTOR_MARK`], `born_ms`, its tag, then `fresh`.
+///
+/// Ids sort by `born_ms` first, so an actor made after every actor a document holds is appended
+/// to automerge's sorted actor table instead of renumbering the document. A wrong clock costs
+/// only that renumbering, never correctness: the tag and the fresh bytes keep ids apart.
+pub fn device_actor(device_key: &[u8; 32], born_ms: u64, fresh: [u8; FRESH_BYTES]) -> ActorId {
     let mut bytes = [0u8; ACTOR_BYTES];
-    bytes[..TAG_BYTES].copy_from_slice(&actor_tag(device_key));
-    bytes[TAG_BYTES..].copy_from_slice(&fresh);
+    bytes[0] = ACTOR_MARK;
+    bytes[1..9].copy_from_slice(&born_ms.to_be_bytes());
+    bytes[9..9 + TAG_BYTES].copy_from_slice(&actor_tag(device_key));
+    bytes[9 + TAG_BYTES..].copy_from_slice(&fresh);
     ActorId::from(&bytes[..])
 }
 
-/// The device tag of an actor id, if it has the shape of a device's.
+/// The device tag of an actor id, if it has the shape of a device's (this layout or the earlier
+/// one, whose changes a document may still hold).
 pub fn tag_of(actor: &ActorId) -> Option<[u8; TAG_BYTES]> {
     let bytes = actor.to_bytes();
-    if bytes.len() != ACTOR_BYTES {
-        return None;
-    }
+    let at = match bytes.len() {
+        ACTOR_BYTES if bytes[0] == ACTOR_MARK => 9,
+        UNTIMED_ACTOR_BYTES => 0,
+        _ => return None,
+    };
     let mut tag = [0u8; TAG_BYTES];
-    tag.copy_from_slice(&bytes[..TAG_BYTES]);
+    tag.copy_from_slice(&bytes[at..at + TAG_BYTES]);
     Some(tag)
 }
 
@@ -310,7 +334,7 @@ mod tests {
     const BOB: [u8; 32] = [2; 32];
 
     fn phone(key: &[u8; 32], fresh: u8) -> AutoCommit {
-        AutoCommit::new().with_actor(device_actor(key, [fresh; TAG_BYTES]))
+        AutoCommit::new().with_actor(device_actor(key, u64::from(fresh), [fresh; FRESH_BYTES]))
     }
 
     fn leader(key: &[u8; 32]) -> OneDevice {
@@ -346,10 +370,38 @@ mod tests {
     }
 
     #[test]
+    fn an_actor_names_its_device_in_either_layout_and_sorts_by_when_it_was_made() {
+        let alice = device_actor(&ALICE, 2_000, [0; FRESH_BYTES]);
+        let bob_earlier = device_actor(&BOB, 1_999, [0xFF; FRESH_BYTES]);
+        assert_eq!(tag_of(&alice), Some(actor_tag(&ALICE)));
+        assert_eq!(tag_of(&bob_earlier), Some(actor_tag(&BOB)));
+        assert!(
+            bob_earlier < alice,
+            "the time comes before the tag and the fresh bytes"
+        );
+
+        // The earlier layout (tag, then 16 random bytes) is still read, and sorts first.
+        let mut untimed = actor_tag(&ALICE).to_vec();
+        untimed.extend_from_slice(&[7; TAG_BYTES]);
+        let untimed = ActorId::from(untimed.as_slice());
+        assert_eq!(tag_of(&untimed), Some(actor_tag(&ALICE)));
+        if actor_tag(&ALICE)[0] != ACTOR_MARK {
+            assert!(untimed < bob_earlier);
+        }
+
+        // Any other shape names no device: not the mark, or not a layout's length.
+        let mut unmarked = alice.to_bytes().to_vec();
+        unmarked[0] = 0;
+        assert_eq!(tag_of(&ActorId::from(unmarked.as_slice())), None);
+        let short = &alice.to_bytes()[..ACTOR_BYTES - 1];
+        assert_eq!(tag_of(&ActorId::from(short)), None);
+    }
+
+    #[test]
     fn a_leader_changes_its_own_records_and_no_one_elses() {
         let mut doc = with_record(&ALICE);
         let rec = doc.get(automerge::ROOT, "activity:01").unwrap().unwrap().1;
-        let own = edit(&mut doc, device_actor(&ALICE, [3; 16]), |d| {
+        let own = edit(&mut doc, device_actor(&ALICE, 3, [3; FRESH_BYTES]), |d| {
             d.put(&rec, "title", "ประชุมใหญ่").unwrap();
             let new = d
                 .put_object(automerge::ROOT, "activity:02", ObjType::Map)
@@ -362,7 +414,7 @@ mod tests {
             ["activity:01", "activity:02"]
         );
 
-        let bob = device_actor(&BOB, [4; 16]);
+        let bob = device_actor(&BOB, 4, [4; FRESH_BYTES]);
         for attack in [
             edit(&mut doc, bob.clone(), |d| {
                 d.put(&rec, "title", "ถูกแก้").unwrap()
@@ -392,7 +444,7 @@ mod tests {
     #[test]
     fn a_change_under_another_devices_actor_is_refused() {
         let mut doc = with_record(&ALICE);
-        let forged = edit(&mut doc, device_actor(&ALICE, [5; 16]), |d| {
+        let forged = edit(&mut doc, device_actor(&ALICE, 5, [5; FRESH_BYTES]), |d| {
             d.put(automerge::ROOT, "activity:09", "x").unwrap();
         });
         assert!(matches!(
@@ -414,7 +466,7 @@ mod tests {
     #[test]
     fn headers_are_set_never_deleted() {
         let mut doc = with_record(&ALICE);
-        let delete = edit(&mut doc, device_actor(&BOB, [6; 16]), |d| {
+        let delete = edit(&mut doc, device_actor(&BOB, 6, [6; FRESH_BYTES]), |d| {
             d.delete(automerge::ROOT, "schema").unwrap();
         });
         let coordinator = OneDevice {
@@ -425,7 +477,7 @@ mod tests {
             check_changes(&mut doc, &delete, &coordinator),
             Err(Refusal::Malformed(_))
         ));
-        let set = edit(&mut doc, device_actor(&BOB, [6; 16]), |d| {
+        let set = edit(&mut doc, device_actor(&BOB, 6, [6; FRESH_BYTES]), |d| {
             d.put(automerge::ROOT, "schema", 99u64).unwrap();
         });
         assert!(check_changes(&mut doc, &set, &leader(&BOB)).is_ok());

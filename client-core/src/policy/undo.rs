@@ -242,12 +242,12 @@ mod tests {
     #![allow(clippy::unwrap_used)] // test code: a failed step is a failed test
 
     use super::*;
-    use crate::policy::authority::{actor_tag, device_actor};
+    use crate::policy::authority::{FRESH_BYTES, actor_tag, device_actor};
 
     #[test]
     fn undo_restores_what_one_device_changed_and_keeps_the_rest() {
-        let honest = device_actor(&[1; 32], [1; 16]);
-        let thief = device_actor(&[2; 32], [2; 16]);
+        let honest = device_actor(&[1; 32], 1, [1; FRESH_BYTES]);
+        let thief = device_actor(&[2; 32], 2, [2; FRESH_BYTES]);
         let mut doc = AutoCommit::new().with_actor(honest.clone());
         let rec = doc
             .put_object(automerge::ROOT, "member:a", ObjType::Map)

@@ -563,6 +563,16 @@ fn check_batch(doc: &mut AutoCommit, changes: &[Change]) -> Result<Plan, DocErro
     Ok(Plan::InPlace)
 }
 
+/// `changes` sorted by actor, each actor's in the order they came (so still by sequence
+/// number). automerge applies a batch's ready changes in the order given and adds each new actor
+/// to its sorted actor table as it meets it: in actor order, new actors that sort after the
+/// document's (as a device's do, `policy::authority::device_actor`) are each appended, where
+/// any other order would renumber the whole document for each one that lands before another.
+fn in_actor_order(mut changes: Vec<Change>) -> Vec<Change> {
+    changes.sort_by(|a, b| a.actor_id().cmp(b.actor_id()));
+    changes
+}
+
 /// Applies a chunk to `doc` as one batch and returns how many changes the document gained.
 ///
 /// The chunk is decoded and verified first ([`decode`], [`check_batch`]); a refusal there
@@ -630,6 +640,10 @@ pub(crate) fn apply_keeping(
         _ => Ok(()),
     };
     let mut whole = None;
+    let decoded = match decoded {
+        Decoded::Changes(changes) => Decoded::Changes(in_actor_order(changes)),
+        other => other,
+    };
     match (decoded, plan) {
         (Decoded::Whole(loaded), _) => {
             let mut loaded = *loaded;

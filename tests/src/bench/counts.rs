@@ -20,7 +20,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use automerge::{AutoCommit, ChangeHash};
+use automerge::{ActorId, AutoCommit, ChangeHash};
+use phakhi_core::policy::authority::{FRESH_BYTES, actor_tag, device_actor};
 use phakhi_core::store::{StorageKey, Store};
 use phakhi_core::sync::{
     DocName, Initiator, Limits, PeerState, PrefixScope, Responder, SavedForms,
@@ -44,7 +45,7 @@ pub struct Case {
 }
 
 /// Every case, in report order.
-pub const CASES: [Case; 9] = [
+pub const CASES: [Case; 11] = [
     Case {
         name: "phone-receive-10",
         what: "phone: receive and store 10 new records on the province document (apply, sealed store write)",
@@ -52,6 +53,14 @@ pub const CASES: [Case; 9] = [
     Case {
         name: "phone-receive-10-resave",
         what: "the same, storing by re-encoding what arrived (`save_doc`, the path before stored-as-received)",
+    },
+    Case {
+        name: "phone-receive-10-phones",
+        what: "phone: receive and store 10 new records from 10 phones new to a province of 51 writers, their actors made after the province's (time first)",
+    },
+    Case {
+        name: "phone-receive-10-phones-untimed",
+        what: "the same, the 10 actors of the earlier layout (tag first): they sort among the province's",
     },
     Case {
         name: "phone-first-sync",
@@ -119,8 +128,50 @@ pub fn prepare(dir: &Path, records: usize) -> Result<()> {
     std::fs::write(dir.join("own.am"), own.save())?;
     let mut store = Store::open(dir.join("phone.db"), key(), ChaCha20Rng::seed_from_u64(1))?;
     store.save_doc(DOC, &mut doc)?;
+    prepare_writers(dir, &saved, records)?;
     let mut store = Store::open(dir.join("own.db"), key(), ChaCha20Rng::seed_from_u64(2))?;
     store.save_doc(DOC, &mut own)?;
+    Ok(())
+}
+
+/// An actor of the earlier layout for the device with key `[k; 32]`: its tag, then 16 bytes.
+fn untimed_actor(k: u8) -> ActorId {
+    let mut bytes = actor_tag(&[k; 32]).to_vec();
+    bytes.extend_from_slice(&[k; 16]);
+    ActorId::from(bytes.as_slice())
+}
+
+/// The fixtures of the `phone-receive-10-phones` cases: the province after 50 more devices of
+/// the earlier layout wrote a record each (`many.am`, and the phone store `many.db`), as a
+/// province written over many sessions holds actors all over the sort order; then 10 phones new
+/// to it, a record each, under actors of the current layout (`ten-timed.am`) or of the earlier
+/// one (`ten-untimed.am`).
+fn prepare_writers(dir: &Path, saved: &[u8], records: usize) -> Result<()> {
+    let mut many = AutoCommit::load(saved)?;
+    for k in 0..50u8 {
+        let mut writer = many.fork().with_actor(untimed_actor(100 + k));
+        add_records(&mut writer, 800_000 + usize::from(k), 1)?;
+        many.merge(&mut writer)?;
+    }
+    let many_saved = many.save();
+    std::fs::write(dir.join("many.am"), &many_saved)?;
+    let heads = many.get_heads();
+    for (file, timed) in [("ten-timed.am", true), ("ten-untimed.am", false)] {
+        let mut bytes = Vec::new();
+        for p in 0..10u8 {
+            let actor = if timed {
+                device_actor(&[p; 32], 1_764_000_000_000 + u64::from(p), [p; FRESH_BYTES])
+            } else {
+                untimed_actor(p)
+            };
+            let mut phone = AutoCommit::load(&many_saved)?.with_actor(actor);
+            add_records(&mut phone, records + 100 * usize::from(p), 1)?;
+            bytes.extend(phone.save_after(&heads));
+        }
+        std::fs::write(dir.join(file), bytes)?;
+    }
+    let mut store = Store::open(dir.join("many.db"), key(), ChaCha20Rng::seed_from_u64(3))?;
+    store.save_doc(DOC, &mut many)?;
     Ok(())
 }
 
@@ -129,7 +180,16 @@ type Step = Box<dyn FnOnce() -> Result<()>>;
 
 /// The documents a responder serves: the province, plus `extra` changes.
 fn server_docs(dir: &Path, extra: &[&str]) -> Result<BTreeMap<DocName, AutoCommit>> {
-    let mut doc = AutoCommit::load(&std::fs::read(dir.join("province.am"))?)?;
+    server_docs_from(dir, "province.am", extra)
+}
+
+/// The documents a responder serves: the saved document `base`, plus `extra` changes.
+fn server_docs_from(
+    dir: &Path,
+    base: &str,
+    extra: &[&str],
+) -> Result<BTreeMap<DocName, AutoCommit>> {
+    let mut doc = AutoCommit::load(&std::fs::read(dir.join(base))?)?;
     for file in extra {
         doc.load_incremental(&std::fs::read(dir.join(file))?)?;
     }
@@ -202,6 +262,24 @@ fn setup(case: &str, dir: &Path) -> Result<Step> {
                 store,
                 case == "phone-receive-10-resave",
             )
+        }
+        "phone-receive-10-phones" | "phone-receive-10-phones-untimed" => {
+            let store = phone_store(dir, "many.db")?;
+            let mut doc = store
+                .load_doc(DOC)?
+                .ok_or("phone store lacks the document")?;
+            let mut state = PeerState::new();
+            state.set_shared_heads(doc_name.clone(), doc.get_heads());
+            let mut phone = BTreeMap::from([(doc_name, doc)]);
+            let ten = if case == "phone-receive-10-phones" {
+                "ten-timed.am"
+            } else {
+                "ten-untimed.am"
+            };
+            let mut server = server_docs_from(dir, "many.am", &[ten])?;
+            let mut initiator = Initiator::new(state, Limits::default());
+            let response = round(&mut initiator, &mut phone, &mut server)?;
+            phone_step(initiator, phone, response, store, false)
         }
         "phone-first-sync" => {
             let store = phone_store(dir, "phone-empty.db")?;

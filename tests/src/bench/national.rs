@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ChangeHash, ObjType, ROOT, ScalarValue};
 use phakhi_core::model::{ActivityId, ActivityKind, Audience, Date, MemberId, ProvinceCode};
-use phakhi_core::policy::authority::device_actor;
+use phakhi_core::policy::authority::{FRESH_BYTES, device_actor};
 use phakhi_core::seal::{PublicKey, StaticKeyPair};
 use phakhi_core::sync::Limits;
 use phakhi_core::sync::wire::{Chunk, DocEntry, DocStatus, Kind, Message};
@@ -504,9 +504,15 @@ fn province_phones(
     let name = activities(code)?;
     let mut heads = doc.get_heads();
     for phone in phones.iter().filter(|ph| ph.province == p) {
-        let mut fresh = [0u8; 16];
+        let mut fresh = [0u8; FRESH_BYTES];
         rng.fill_bytes(&mut fresh);
-        doc.set_actor(device_actor(phone.device.key.public().as_bytes(), fresh));
+        // Born now, as a phone's actor is when it opens the document.
+        let born = crate::server::now_ms();
+        doc.set_actor(device_actor(
+            phone.device.key.public().as_bytes(),
+            born,
+            fresh,
+        ));
         record(&mut doc, rng, synced.load(Ordering::Relaxed))?;
         let hash = doc.commit().ok_or("the record made no change")?;
         let change = doc

@@ -9,8 +9,9 @@ use std::process::ExitCode;
 use phakhi_tests::bench::counts::{self, Case};
 
 /// Which case each case is read against, and what the ratio is checked against.
-const PAIRS: [(&str, &str); 4] = [
+const PAIRS: [(&str, &str); 5] = [
     ("phone-receive-10", "phone-receive-10-resave"),
+    ("phone-receive-10-phones", "phone-receive-10-phones-untimed"),
     ("phone-first-sync", "load-and-write"),
     ("phone-first-sync-own", "load-and-write"),
     ("server-first-sync-own", "server-first-sync-save"),

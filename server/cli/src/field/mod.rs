@@ -184,7 +184,7 @@ fn open(args: &DeviceArgs) -> Result<Session, FieldError> {
     }
     let mut rng = OsRng;
     let now = OffsetDateTime::now_utc();
-    let device = match &args.key_file {
+    let mut device = match &args.key_file {
         Some(path) => {
             let key = read_key_file(path)?;
             Device::open(&args.store, key, &mut rng)?
@@ -220,6 +220,7 @@ fn open(args: &DeviceArgs) -> Result<Session, FieldError> {
             device
         }
     };
+    device.set_clock(now);
     Ok(Session { device, rng, now })
 }
 
