@@ -23,8 +23,9 @@
 //!   whatever persists it) never ties an envelope to a device. What a device may push is
 //!   bounded by its holder with counts that name no envelope (the server's `allowance`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, btree_map};
 use std::fmt;
+use std::iter::Peekable;
 
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -327,6 +328,9 @@ pub enum Inserted {
 pub struct Mailbox {
     items: BTreeMap<EnvelopeId, StoredItem>,
     by_seq: BTreeMap<u64, EnvelopeId>,
+    /// The same, per kind: what [`Mailbox::have_since`] walks, so a phone asking for replies
+    /// does not walk every tip and cover slot the server holds.
+    by_kind: BTreeMap<EnvelopeKind, BTreeMap<u64, EnvelopeId>>,
     next_seq: u64,
     acknowledged: BTreeSet<EnvelopeId>,
 }
@@ -337,6 +341,7 @@ impl Mailbox {
         Self {
             items: BTreeMap::new(),
             by_seq: BTreeMap::new(),
+            by_kind: BTreeMap::new(),
             next_seq: 1,
             acknowledged: BTreeSet::new(),
         }
@@ -356,7 +361,7 @@ impl Mailbox {
                 return Err(MailboxError::CorruptItem);
             }
             mb.next_seq = mb.next_seq.max(stored.seq.saturating_add(1));
-            mb.by_seq.insert(stored.seq, stored.id);
+            mb.index(&stored);
             mb.items.insert(stored.id, stored);
         }
         Ok(mb)
@@ -390,9 +395,25 @@ impl Mailbox {
     fn insert_unchecked(&mut self, id: EnvelopeId, item: MailItem) -> Inserted {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.by_seq.insert(seq, id);
-        self.items.insert(id, StoredItem { id, seq, item });
+        let stored = StoredItem { id, seq, item };
+        self.index(&stored);
+        self.items.insert(id, stored);
         Inserted::New { seq }
+    }
+
+    fn index(&mut self, stored: &StoredItem) {
+        self.by_seq.insert(stored.seq, stored.id);
+        self.by_kind
+            .entry(stored.item.kind)
+            .or_default()
+            .insert(stored.seq, stored.id);
+    }
+
+    fn unindex(&mut self, stored: &StoredItem) {
+        self.by_seq.remove(&stored.seq);
+        if let Some(seqs) = self.by_kind.get_mut(&stored.item.kind) {
+            seqs.remove(&stored.seq);
+        }
     }
 
     /// What of `items` is new here (neither held nor acknowledged), counted once per id:
@@ -476,11 +497,19 @@ impl Mailbox {
             ids: Vec::new(),
             more: false,
         };
-        for (&seq, id) in self.by_seq.range(cursor.saturating_add(1)..) {
+        // Each asked kind's envelopes after the cursor, merged in arrival order.
+        let mut runs: Vec<_> = kinds
+            .iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .filter_map(|kind| self.by_kind.get(kind))
+            .map(|seqs| seqs.range(cursor.saturating_add(1)..).peekable())
+            .collect();
+        while let Some((&seq, id)) = next_arrival(&mut runs) {
             let Some(stored) = self.items.get(id) else {
                 continue;
             };
-            if !scope.contains(&stored.item.province) || !kinds.contains(&stored.item.kind) {
+            if !scope.contains(&stored.item.province) {
                 have.cursor = seq;
                 continue;
             }
@@ -550,7 +579,7 @@ impl Mailbox {
     pub fn remove(&mut self, id: &EnvelopeId) -> bool {
         match self.items.remove(id) {
             Some(stored) => {
-                self.by_seq.remove(&stored.seq);
+                self.unindex(&stored);
                 true
             }
             None => false,
@@ -567,11 +596,23 @@ impl Mailbox {
             .collect();
         for id in &doomed {
             if let Some(stored) = self.items.remove(id) {
-                self.by_seq.remove(&stored.seq);
+                self.unindex(&stored);
             }
         }
         doomed
     }
+}
+
+/// The next envelope of `runs` (each in arrival order) by arrival number.
+fn next_arrival<'a>(
+    runs: &mut [Peekable<btree_map::Range<'a, u64, EnvelopeId>>],
+) -> Option<(&'a u64, &'a EnvelopeId)> {
+    let (_, at) = runs
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(at, run)| run.peek().map(|(seq, _)| (**seq, at)))
+        .min()?;
+    runs.get_mut(at)?.next()
 }
 
 impl MailboxMessage {
@@ -766,6 +807,65 @@ mod authorised_tests {
         assert_eq!(mailbox.next_seq(), 10);
         mailbox.reserve_seq(5);
         assert_eq!(mailbox.next_seq(), 10);
+    }
+
+    fn envelope(kind: EnvelopeKind, province: &str, fill: u8) -> MailItem {
+        let mut envelope = vec![fill; 1024];
+        envelope[0] = ENVELOPE_VERSION;
+        envelope[1] = kind.to_byte();
+        MailItem {
+            kind,
+            province: province.into(),
+            envelope,
+        }
+    }
+
+    /// `have_since` walks only the asked kinds' envelopes (a phone asking for its replies does
+    /// not walk every tip the server holds), and pages through exactly what a walk of every
+    /// envelope in arrival order would have found.
+    #[test]
+    fn what_arrived_since_a_cursor_is_every_envelope_of_the_asked_kinds_in_scope_in_order() {
+        let mut mailbox = Mailbox::new();
+        for fill in 1..=60u8 {
+            let kind = if fill % 3 == 0 {
+                EnvelopeKind::Reply
+            } else {
+                EnvelopeKind::Tip
+            };
+            let province = if fill % 2 == 0 { "TH-44" } else { "TH-40" };
+            mailbox.insert(envelope(kind, province, fill)).unwrap();
+        }
+        assert!(mailbox.remove(&envelope(EnvelopeKind::Reply, "TH-44", 6).id()));
+        let scope = Scope::provinces(["TH-44"]);
+        for kinds in [
+            &[EnvelopeKind::Reply][..],
+            &[EnvelopeKind::Tip],
+            &[EnvelopeKind::Tip, EnvelopeKind::Reply],
+            &[EnvelopeKind::Reply, EnvelopeKind::Reply],
+            &[],
+        ] {
+            let expected: Vec<EnvelopeId> = mailbox
+                .items_since(0)
+                .filter(|s| kinds.contains(&s.item.kind) && scope.contains(&s.item.province))
+                .map(|s| s.id)
+                .collect();
+            let (mut cursor, mut found) = (0, Vec::new());
+            loop {
+                let have = mailbox.have_since(cursor, &scope, kinds, 4);
+                assert!(have.cursor >= cursor, "the cursor never goes back");
+                found.extend(have.ids);
+                cursor = have.cursor;
+                if !have.more {
+                    break;
+                }
+            }
+            assert_eq!(found, expected, "kinds {kinds:?}");
+            assert_eq!(
+                cursor,
+                mailbox.next_seq() - 1,
+                "a finished walk ends at the newest"
+            );
+        }
     }
 
     #[test]
