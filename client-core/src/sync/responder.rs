@@ -340,8 +340,7 @@ fn build_whole(
     if total == 0 {
         return None;
     }
-    let mostly =
-        base.is_empty() || (doc.get_changes_meta(base).len() as u64).saturating_mul(3) > total;
+    let mostly = base.is_empty() || lacks_a_third(doc, base, total);
     if mostly {
         let (heads, changes) = stored.unwrap_or_else(|| (normalise(doc.get_heads()), total));
         if let Some(bytes) = saved.saved(name, &heads) {
@@ -349,6 +348,35 @@ fn build_whole(
         }
     }
     chunk::build(doc, base)
+}
+
+/// Ancestors of a peer's heads counted one by one before the count over the whole document is
+/// used instead: as many as a phone's first push may carry ([`super::PHONE_FIRST_PUSH_CHANGES`]).
+const ANCESTORS_WALKED: usize = 64;
+
+/// Whether a peer at `base` lacks more than a third of `doc`'s `total` changes. A peer that
+/// holds only what it wrote itself (a phone's first sync, after its first push) has a few
+/// ancestors, counted by walking back from its heads; past [`ANCESTORS_WALKED`] the changes it
+/// lacks are listed from the whole document, which costs the document's size.
+fn lacks_a_third(doc: &mut AutoCommit, base: &[ChangeHash], total: u64) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = base.to_vec();
+    while let Some(hash) = stack.pop() {
+        if seen.len() > ANCESTORS_WALKED {
+            let lacks = doc.get_changes_meta(base).len() as u64;
+            return lacks.saturating_mul(3) > total;
+        }
+        if seen.contains(&hash) {
+            continue;
+        }
+        // A hash this side does not hold is no ancestor it counts.
+        if let Some(meta) = doc.get_change_meta_by_hash(&hash) {
+            stack.extend(meta.deps.iter().copied());
+            seen.insert(hash);
+        }
+    }
+    let lacks = total.saturating_sub(seen.len() as u64);
+    lacks.saturating_mul(3) > total
 }
 
 fn refuse(entry: &DocEntry, error: DocError) -> DocEntry {
@@ -367,5 +395,55 @@ fn status_only(entry: &DocEntry, doc: &mut AutoCommit, status: DocStatus) -> Doc
         status,
         heads,
         chunk: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a failed step is a failed test
+
+    use automerge::transaction::Transactable;
+    use automerge::{ActorId, ROOT};
+
+    use super::*;
+
+    fn commits(doc: &mut AutoCommit, from: usize, n: usize) {
+        for i in from..from + n {
+            doc.put(ROOT, format!("k{i}"), i as i64).unwrap();
+            doc.commit();
+        }
+    }
+
+    /// Counting a peer's ancestors one by one says what listing the changes it lacks says, for
+    /// a peer holding a few changes of its own, one past the walk's bound, and one holding
+    /// hashes this side does not know.
+    #[test]
+    fn whether_a_peer_lacks_a_third_is_counted_the_same_walked_or_listed() {
+        let mut doc = AutoCommit::new().with_actor(ActorId::from(vec![1u8; 8]));
+        commits(&mut doc, 0, 1);
+        let mut own = doc.fork().with_actor(ActorId::from(vec![2u8; 8]));
+        commits(&mut own, 1000, 5);
+        let mut unknown = doc.fork().with_actor(ActorId::from(vec![3u8; 8]));
+        commits(&mut unknown, 2000, 1);
+        commits(&mut doc, 1, 150);
+        let most = doc.get_heads();
+        commits(&mut doc, 151, 49);
+        doc.merge(&mut own).unwrap();
+        let total = doc.stats().num_changes;
+        let mut bases = vec![own.get_heads(), most, doc.get_heads()];
+        bases.push([own.get_heads(), unknown.get_heads()].concat());
+        bases.push(unknown.get_heads());
+        let mut answers = Vec::new();
+        for base in &bases {
+            let listed = (doc.get_changes_meta(base).len() as u64).saturating_mul(3) > total;
+            assert_eq!(
+                lacks_a_third(&mut doc, base, total),
+                listed,
+                "base {base:?}"
+            );
+            answers.push(listed);
+        }
+        // Both answers occur: the peers of a few changes lack most, the others do not.
+        assert_eq!(answers, [true, false, false, true, true]);
     }
 }
