@@ -240,46 +240,36 @@ fn phone_step(
     })
 }
 
+/// A phone holding the document of the fixture store `files.0` receives the changes `files.2`
+/// that a server holding `files.1` has on top of it.
+fn receive(dir: &Path, files: (&str, &str, &str), resave: bool) -> Result<Step> {
+    let (store_file, base, extra) = files;
+    let doc_name = name()?;
+    let store = phone_store(dir, store_file)?;
+    let mut doc = store
+        .load_doc(DOC)?
+        .ok_or("phone store lacks the document")?;
+    let mut state = PeerState::new();
+    state.set_shared_heads(doc_name.clone(), doc.get_heads());
+    let mut phone = BTreeMap::from([(doc_name, doc)]);
+    let mut server = server_docs_from(dir, base, &[extra])?;
+    let mut initiator = Initiator::new(state, Limits::default());
+    let response = round(&mut initiator, &mut phone, &mut server)?;
+    Ok(phone_step(initiator, phone, response, store, resave))
+}
+
 /// Sets a case up in this process and returns its counted step.
 fn setup(case: &str, dir: &Path) -> Result<Step> {
     let doc_name = name()?;
     Ok(match case {
-        "phone-receive-10" | "phone-receive-10-resave" => {
-            let store = phone_store(dir, "phone.db")?;
-            let mut doc = store
-                .load_doc(DOC)?
-                .ok_or("phone store lacks the document")?;
-            let mut state = PeerState::new();
-            state.set_shared_heads(doc_name.clone(), doc.get_heads());
-            let mut phone = BTreeMap::from([(doc_name, doc)]);
-            let mut server = server_docs(dir, &["ten.am"])?;
-            let mut initiator = Initiator::new(state, Limits::default());
-            let response = round(&mut initiator, &mut phone, &mut server)?;
-            phone_step(
-                initiator,
-                phone,
-                response,
-                store,
-                case == "phone-receive-10-resave",
-            )
-        }
-        "phone-receive-10-phones" | "phone-receive-10-phones-untimed" => {
-            let store = phone_store(dir, "many.db")?;
-            let mut doc = store
-                .load_doc(DOC)?
-                .ok_or("phone store lacks the document")?;
-            let mut state = PeerState::new();
-            state.set_shared_heads(doc_name.clone(), doc.get_heads());
-            let mut phone = BTreeMap::from([(doc_name, doc)]);
-            let ten = if case == "phone-receive-10-phones" {
-                "ten-timed.am"
-            } else {
-                "ten-untimed.am"
-            };
-            let mut server = server_docs_from(dir, "many.am", &[ten])?;
-            let mut initiator = Initiator::new(state, Limits::default());
-            let response = round(&mut initiator, &mut phone, &mut server)?;
-            phone_step(initiator, phone, response, store, false)
+        "phone-receive-10" | "phone-receive-10-resave" => receive(
+            dir,
+            ("phone.db", "province.am", "ten.am"),
+            case == "phone-receive-10-resave",
+        )?,
+        "phone-receive-10-phones" => receive(dir, ("many.db", "many.am", "ten-timed.am"), false)?,
+        "phone-receive-10-phones-untimed" => {
+            receive(dir, ("many.db", "many.am", "ten-untimed.am"), false)?
         }
         "phone-first-sync" => {
             let store = phone_store(dir, "phone-empty.db")?;
