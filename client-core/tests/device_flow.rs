@@ -380,15 +380,14 @@ fn device_day_enrol_record_sync_tip_and_reply() {
     let _ = (th44, &mut b);
 }
 
-/// Every byte of the store files that start with `prefix` in `dir` (database, WAL, journal).
 /// automerge keeps a document's actors sorted and refers to them by index: a new actor that
 /// sorts last is appended, any other renumbers every operation of the document on every replica
-/// its first change reaches (about 25 times the cost of applying the change itself on a
-/// 20,000-record province, `BENCHMARKS.md`). Each device here opens its documents one hour after
-/// the one before, records a member and syncs; at the server, every actor of a later device sorts
-/// after every actor of an earlier one, whatever their keys. (With the earlier layout, tag then
-/// random bytes, the order was the keys' hashes: eight devices in their clocks' order by chance
-/// once in 40,320 runs.)
+/// its first change reaches (for ten phones' records on a 20,000-record province, 5.6 times the
+/// instructions: `BENCHMARKS.md`, "Counted work"). Each device here opens its documents one hour
+/// after the one before, records a member and syncs; at the server, every actor of a later device
+/// sorts after every actor of an earlier one, whatever their keys. (With the earlier layout, tag
+/// then random bytes, the order was the keys' hashes: eight devices in their clocks' order by
+/// chance once in 40,320 runs.)
 #[test]
 fn a_device_writes_under_actors_that_sort_after_those_made_before_it() {
     use phakhi_core::policy::authority::{actor_tag, tag_of};
@@ -445,6 +444,7 @@ fn a_device_writes_under_actors_that_sort_after_those_made_before_it() {
     assert!(checked > 0, "the server holds the province");
 }
 
+/// Every byte of the store files that start with `prefix` in `dir` (database, WAL, journal).
 fn store_bytes(dir: &std::path::Path, prefix: &str) -> Vec<(String, Vec<u8>)> {
     std::fs::read_dir(dir)
         .unwrap()
