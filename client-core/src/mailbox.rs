@@ -772,14 +772,7 @@ mod authorised_tests {
     use super::*;
 
     fn reply(fill: u8) -> MailItem {
-        let mut envelope = vec![fill; 1024];
-        envelope[0] = ENVELOPE_VERSION;
-        envelope[1] = KIND_REPLY;
-        MailItem {
-            kind: EnvelopeKind::Reply,
-            province: "TH-44".into(),
-            envelope,
-        }
+        envelope(EnvelopeKind::Reply, "TH-44", fill)
     }
 
     #[test]
@@ -820,9 +813,8 @@ mod authorised_tests {
         }
     }
 
-    /// `have_since` walks only the asked kinds' envelopes (a phone asking for its replies does
-    /// not walk every tip the server holds), and pages through exactly what a walk of every
-    /// envelope in arrival order would have found.
+    /// `have_since` walks only the asked kinds' envelopes (an index per kind); it pages through
+    /// exactly what a walk of every envelope in arrival order finds.
     #[test]
     fn what_arrived_since_a_cursor_is_every_envelope_of_the_asked_kinds_in_scope_in_order() {
         let mut mailbox = Mailbox::new();

@@ -39,9 +39,11 @@ pub const TAG_BYTES: usize = 16;
 pub const FRESH_BYTES: usize = 15;
 /// Bytes of a device's actor id: [`ACTOR_MARK`], the time it was made (milliseconds since the
 /// Unix epoch, big-endian, so ids sort by it), the tag, then [`FRESH_BYTES`] random bytes.
-pub const ACTOR_BYTES: usize = 1 + 8 + TAG_BYTES + FRESH_BYTES;
+pub const ACTOR_BYTES: usize = TAG_AT + TAG_BYTES + FRESH_BYTES;
 /// First byte of a device's actor id: the greatest, so these ids sort after the earlier layout's.
 pub const ACTOR_MARK: u8 = 0xFF;
+/// Where the tag starts in a device's actor id: after the mark and the time.
+const TAG_AT: usize = 1 + 8;
 /// Bytes of the earlier layout of a device's actor id, still read: the tag, then 16 random bytes
 /// (it sorts by the random tag, so each new actor landed among the others).
 const UNTIMED_ACTOR_BYTES: usize = 2 * TAG_BYTES;
@@ -73,9 +75,9 @@ pub fn actor_tag(device_key: &[u8; 32]) -> [u8; TAG_BYTES] {
 pub fn device_actor(device_key: &[u8; 32], born_ms: u64, fresh: [u8; FRESH_BYTES]) -> ActorId {
     let mut bytes = [0u8; ACTOR_BYTES];
     bytes[0] = ACTOR_MARK;
-    bytes[1..9].copy_from_slice(&born_ms.to_be_bytes());
-    bytes[9..9 + TAG_BYTES].copy_from_slice(&actor_tag(device_key));
-    bytes[9 + TAG_BYTES..].copy_from_slice(&fresh);
+    bytes[1..TAG_AT].copy_from_slice(&born_ms.to_be_bytes());
+    bytes[TAG_AT..TAG_AT + TAG_BYTES].copy_from_slice(&actor_tag(device_key));
+    bytes[TAG_AT + TAG_BYTES..].copy_from_slice(&fresh);
     ActorId::from(&bytes[..])
 }
 
@@ -84,7 +86,7 @@ pub fn device_actor(device_key: &[u8; 32], born_ms: u64, fresh: [u8; FRESH_BYTES
 pub fn tag_of(actor: &ActorId) -> Option<[u8; TAG_BYTES]> {
     let bytes = actor.to_bytes();
     let at = match bytes.len() {
-        ACTOR_BYTES if bytes[0] == ACTOR_MARK => 9,
+        ACTOR_BYTES if bytes[0] == ACTOR_MARK => TAG_AT,
         UNTIMED_ACTOR_BYTES => 0,
         _ => return None,
     };
@@ -449,6 +451,30 @@ mod tests {
         });
         assert!(matches!(
             check_changes(&mut doc, &forged, &leader(&BOB)),
+            Err(Refusal::WrongAuthor(_))
+        ));
+        // The earlier layout, still read, names its device as strictly: Alice's tag first is
+        // Alice's actor, whoever sends it.
+        let mut untimed = actor_tag(&ALICE).to_vec();
+        untimed.extend_from_slice(&[5; TAG_BYTES]);
+        let forged = edit(&mut doc, ActorId::from(untimed.as_slice()), |d| {
+            d.put(automerge::ROOT, "activity:08", "x").unwrap();
+        });
+        assert!(matches!(
+            check_changes(&mut doc, &forged, &leader(&BOB)),
+            Err(Refusal::WrongAuthor(_))
+        ));
+        assert!(check_changes(&mut doc, &forged, &leader(&ALICE)).is_ok());
+        // Alice's tag where the current layout keeps it, without the mark: no device's.
+        let mut unmarked = device_actor(&ALICE, 5, [5; FRESH_BYTES])
+            .to_bytes()
+            .to_vec();
+        unmarked[0] = 0;
+        let forged = edit(&mut doc, ActorId::from(unmarked.as_slice()), |d| {
+            d.put(automerge::ROOT, "activity:07", "x").unwrap();
+        });
+        assert!(matches!(
+            check_changes(&mut doc, &forged, &leader(&ALICE)),
             Err(Refusal::WrongAuthor(_))
         ));
         let untagged = edit(&mut doc, ActorId::from(&[7u8; 16][..]), |d| {
