@@ -68,7 +68,7 @@ pub const CASES: [Case; 11] = [
     },
     Case {
         name: "phone-first-sync-own",
-        what: "phone: first sync of the province onto a phone holding 10 records of its own, receive and store",
+        what: "phone: first sync of the province onto a phone holding 10 records of its own (its records up in round 1, the province down from the stored bytes), receive and store",
     },
     Case {
         name: "load-and-write",
@@ -80,7 +80,7 @@ pub const CASES: [Case; 11] = [
     },
     Case {
         name: "server-first-sync-own",
-        what: "server engine: answer the first sync of a phone holding 10 records of its own (round 2)",
+        what: "server engine: answer the first sync of a phone holding 10 records of its own (its records up in round 1)",
     },
     Case {
         name: "server-first-sync-save",
@@ -203,6 +203,21 @@ fn phone_store(dir: &Path, file: &str) -> Result<Store> {
     Ok(Store::open(&work, key(), ChaCha20Rng::seed_from_u64(9))?)
 }
 
+/// The phone that recorded 10 records of its own before its first sync, as a phone syncs:
+/// its initiator (a first sync carries what it recorded in round 1), its document and its store.
+fn own_phone(dir: &Path) -> Result<(Initiator, BTreeMap<DocName, AutoCommit>, Store)> {
+    let store = phone_store(dir, "own.db")?;
+    let doc = store
+        .load_doc(DOC)?
+        .ok_or("phone store lacks its document")?;
+    let phone = BTreeMap::from([(name()?, doc)]);
+    Ok((
+        Initiator::new(PeerState::new(), Limits::for_phone()),
+        phone,
+        store,
+    ))
+}
+
 /// One round: the initiator's request answered by the responder over `server`.
 fn round(
     initiator: &mut Initiator,
@@ -280,18 +295,17 @@ fn setup(case: &str, dir: &Path) -> Result<Step> {
             phone_step(initiator, phone, response, store, false)
         }
         "phone-first-sync-own" => {
-            let store = phone_store(dir, "own.db")?;
-            let doc = store
-                .load_doc(DOC)?
-                .ok_or("phone store lacks its document")?;
-            let mut phone = BTreeMap::from([(doc_name, doc)]);
+            let (mut initiator, mut phone, store) = own_phone(dir)?;
             let mut server = server_docs(dir, &[])?;
-            let mut initiator = Initiator::new(PeerState::new(), Limits::default());
-            // Round 1 (heads only) asks for round 2, whose answer is counted.
-            let first = round(&mut initiator, &mut phone, &mut server)?;
-            initiator.handle_response(&first, &mut phone, &everything())?;
-            let response = round(&mut initiator, &mut phone, &mut server)?;
-            phone_step(initiator, phone, response, store, false)
+            // Round 1 carries the phone's records up; the server answers from its stored bytes.
+            let request = initiator.poll_request(&mut phone, None)?;
+            let reply = Responder::new(Limits::default()).handle_request_saved(
+                &request,
+                &mut server,
+                &everything(),
+                &mut Stored(std::fs::read(dir.join("province.am"))?),
+            )?;
+            phone_step(initiator, phone, reply.into_bytes(None), store, false)
         }
         "load-and-write" => {
             let bytes = std::fs::read(dir.join("province.am"))?;
@@ -311,22 +325,14 @@ fn setup(case: &str, dir: &Path) -> Result<Step> {
             server_step(request, server_take(&mut server), Some(saved))
         }
         "server-first-sync-own" | "server-first-sync-save" => {
-            let store = phone_store(dir, "own.db")?;
-            let doc = store
-                .load_doc(DOC)?
-                .ok_or("phone store lacks its document")?;
-            let mut phone = BTreeMap::from([(doc_name, doc)]);
-            let mut server = server_docs(dir, &[])?;
-            let mut initiator = Initiator::new(PeerState::new(), Limits::default());
-            let first = round(&mut initiator, &mut phone, &mut server)?;
-            initiator.handle_response(&first, &mut phone, &everything())?;
+            let (mut initiator, mut phone, _) = own_phone(dir)?;
             let request = initiator.poll_request(&mut phone, None)?;
             let saved = if case == "server-first-sync-own" {
                 Some(std::fs::read(dir.join("province.am"))?)
             } else {
                 None
             };
-            server_step(request, server_take(&mut server), saved)
+            server_step(request, server_take(&mut server_docs(dir, &[])?), saved)
         }
         "server-receive-10" => {
             let mut server = server_docs(dir, &[])?;
@@ -484,10 +490,20 @@ pub fn run(records: usize, only: &[String]) -> Result<Vec<(Case, u64)>> {
         return Err("valgrind is not installed (apt-get install valgrind)".into());
     }
     let exe = std::env::current_exe()?;
-    let dir = tempfile::tempdir()?;
-    prepare(dir.path(), records)?;
+    let temp = tempfile::tempdir()?;
+    // `PHAKHI_COUNTS_KEEP=<empty folder>` keeps the fixtures and each case's `callgrind.<case>.out`
+    // there, for `callgrind_annotate`.
+    let dir = match std::env::var_os("PHAKHI_COUNTS_KEEP") {
+        Some(folder) => {
+            std::fs::create_dir_all(&folder)?;
+            PathBuf::from(folder)
+        }
+        None => temp.path().to_path_buf(),
+    };
+    let dir = dir.as_path();
+    prepare(dir, records)?;
     Store::open(
-        dir.path().join("phone-empty.db"),
+        dir.join("phone-empty.db"),
         key(),
         ChaCha20Rng::seed_from_u64(3),
     )?;
@@ -497,7 +513,7 @@ pub fn run(records: usize, only: &[String]) -> Result<Vec<(Case, u64)>> {
             continue;
         }
         progress(format!("counts: {} under callgrind", case.name));
-        counts.push((case, count(&exe, case.name, dir.path())?));
+        counts.push((case, count(&exe, case.name, dir)?));
     }
     Ok(counts)
 }

@@ -151,8 +151,13 @@ fn guarded<T>(name: &str, f: impl FnOnce() -> T) -> Result<T, String> {
     })
 }
 
-/// The bench binary itself, started again as the fleet's phones ([`phones::MODE`]).
+/// The bench binary itself, started again as the fleet's phones ([`phones::MODE`]), or
+/// `PHAKHI_BENCH_PHONES` when set: a wrapper that profiles the phones process alone, e.g. a
+/// script running `perf record … target/release/bench "$@"`.
 fn phones_exe() -> PathBuf {
+    if let Some(wrapper) = std::env::var_os("PHAKHI_BENCH_PHONES") {
+        return PathBuf::from(wrapper);
+    }
     std::env::current_exe().unwrap_or_else(|_| "bench".into())
 }
 
