@@ -142,15 +142,41 @@ fn a_phone_with_records_of_its_own_receives_the_province_whole_and_keeps_them() 
     store.save_doc(DOC, &mut own).unwrap();
     let mut phone = BTreeMap::from([(name(), own)]);
     let mut server = BTreeMap::from([(name(), province.clone())]);
-    let mut init = Initiator::new(PeerState::new(), Limits::default());
-    let received = sync(&mut init, &mut phone, &mut server);
+    // As a phone syncs: its records go up in round 1, and the server answers from what it
+    // stores, the province as it was before the request.
+    let mut saved = Saved {
+        heads: province.get_heads(),
+        bytes: province.save(),
+        asked: 0,
+    };
+    let mut init = Initiator::new(PeerState::new(), Limits::for_phone());
+    let (received, _) = sync_saved(&mut init, &mut phone, &mut server, &mut saved);
     let doc = phone.get_mut(&name()).unwrap();
     // The phone's own records stay its own: its actor is kept.
     assert_eq!(doc.get_actor(), &ActorId::from(vec![3; 16]));
     let arrived = received.get(&name()).expect("the province arrived");
     let heads = sorted(doc.get_heads());
     assert_eq!(arrived.heads, heads);
+    // The phone's own changes the province lacked travel with it as they were encoded: exactly
+    // its three records, which the store keeps after the province instead of re-encoding them
+    // from the merged document.
+    let mut check = province.clone();
+    check.load_incremental(&arrived.own).unwrap();
+    assert_eq!(
+        check.stats().num_changes - province.stats().num_changes,
+        3,
+        "the own changes are the phone's three records"
+    );
+    assert_eq!(title(&check, 901).as_deref(), Some("ประชุมเครือข่าย 901"));
     store.save_doc_received(DOC, doc, arrived).unwrap();
+    assert!(
+        store.doc_rows(DOC).unwrap().unwrap()
+            == [
+                StoredRow::Snapshot(arrived.bytes.clone()),
+                StoredRow::Increment(arrived.own.clone())
+            ],
+        "the phone stored the province and its own changes as they came"
+    );
     drop(store);
 
     let loaded = open(&path).load_doc(DOC).unwrap().expect("stored");

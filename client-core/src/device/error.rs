@@ -48,10 +48,10 @@ pub enum DeviceError {
 
 impl From<crate::client::ClientError> for DeviceError {
     fn from(error: crate::client::ClientError) -> Self {
-        use crate::client::{CarryError, ClientError};
+        use crate::client::ClientError;
         match error {
             #[cfg(feature = "http")]
-            ClientError::Carry(CarryError::Http(http)) => DeviceError::Http(http),
+            ClientError::Carry(crate::client::CarryError::Http(http)) => DeviceError::Http(http),
             ClientError::Carry(carry) => DeviceError::Carry(carry),
             ClientError::Seal(seal) | ClientError::Open(seal) => DeviceError::Seal(seal),
             ClientError::Protocol(protocol) => DeviceError::Protocol(protocol),

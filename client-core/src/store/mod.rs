@@ -374,10 +374,11 @@ impl Store {
         let mut root = db::read_root(&tx, &self.cipher)?;
         let existing = stored_manifest(&tx, &self.cipher, &root, &id, name)?;
         let mut manifest = if received.whole {
-            if existing
-                .as_ref()
-                .is_some_and(|m| m.heads.iter().any(|h| doc.get_change_by_hash(h).is_none()))
-            {
+            if existing.as_ref().is_some_and(|m| {
+                m.heads
+                    .iter()
+                    .any(|h| doc.get_change_meta_by_hash(h).is_none())
+            }) {
                 drop(tx);
                 return self.save_doc(name, doc);
             }
@@ -390,8 +391,13 @@ impl Store {
             };
             replace_with_snapshot(&tx, &self.cipher, rng, &id, &mut m, &received.bytes)?;
             if received.base != received.heads {
-                // `doc`'s own changes that the saved document lacked.
-                let own = doc.save_after(&received.base);
+                // `doc`'s own changes that the saved document lacked, as they were encoded
+                // (re-encoded from the merged document only if the caller did not keep them).
+                let own = if received.own.is_empty() {
+                    doc.save_after(&received.base)
+                } else {
+                    received.own.clone()
+                };
                 push_chunk(&tx, &self.cipher, rng, &id, &mut m, KIND_INCREMENT, &own)?;
             }
             m

@@ -455,6 +455,10 @@ pub(crate) struct Applied {
     /// When the chunk was a saved document kept whole (the document was empty, or held fewer
     /// changes): the heads of the chunk's bytes alone.
     pub whole: Option<Vec<ChangeHash>>,
+    /// When a saved document was kept whole: the document's own changes it lacked, as they were
+    /// encoded (empty when it lacked none), so that they are stored without re-encoding them
+    /// from the merged document.
+    pub own: Vec<u8>,
 }
 
 /// Why [`apply`] did not apply a chunk.
@@ -640,6 +644,7 @@ pub(crate) fn apply_keeping(
         _ => Ok(()),
     };
     let mut whole = None;
+    let mut own = Vec::new();
     let decoded = match decoded {
         Decoded::Changes(changes) => Decoded::Changes(in_actor_order(changes)),
         other => other,
@@ -657,12 +662,18 @@ pub(crate) fn apply_keeping(
             let heads = normalise(loaded.get_heads());
             // `doc` is only read: on any failure it stays as it was.
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                loaded.merge(doc).map(|_| ())?;
+                // What `merge` does, keeping the bytes of the changes it adds.
+                let lacked = loaded.get_changes_added(doc);
+                let bytes: Vec<u8> = lacked.iter().flat_map(Change::raw_bytes).copied().collect();
+                loaded.apply_changes_batch(lacked)?;
                 loaded.reset_diff_cursor();
-                Ok::<_, automerge::AutomergeError>(loaded)
+                Ok::<_, automerge::AutomergeError>((loaded, bytes))
             }));
             let mut merged = match outcome {
-                Ok(Ok(merged)) => merged,
+                Ok(Ok((merged, bytes))) => {
+                    own = bytes;
+                    merged
+                }
                 Ok(Err(_)) => return Err(ApplyError::Refused(DocError::ApplyFailed)),
                 Err(_) => return Err(ApplyError::Refused(DocError::BadChunk)),
             };
@@ -724,6 +735,7 @@ pub(crate) fn apply_keeping(
     Ok(Applied {
         gained: doc.stats().num_changes.saturating_sub(before),
         whole,
+        own,
     })
 }
 

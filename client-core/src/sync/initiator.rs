@@ -587,18 +587,21 @@ fn received(
             whole: true,
             base: whole,
             heads,
+            own: applied.own,
         }),
         (Chunk::Changes(raw), None) => Some(Received {
             bytes: raw.concat(),
             whole: false,
             base,
             heads,
+            own: Vec::new(),
         }),
         (Chunk::Bundle { bytes, .. }, None) => Some(Received {
             bytes: bytes.clone(),
             whole: false,
             base,
             heads,
+            own: Vec::new(),
         }),
         // A saved document applied change by change: its bytes hold more than the changes.
         _ => None,

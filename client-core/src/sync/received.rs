@@ -17,6 +17,10 @@ pub struct Received {
     pub base: Vec<ChangeHash>,
     /// The document's heads once the bytes were applied (sorted).
     pub heads: Vec<ChangeHash>,
+    /// A saved document: the document's own changes that its bytes lacked, as they were
+    /// encoded (change chunks, empty when it lacked none). Storing them as they are spares a
+    /// `save_after` on the merged document, which walks all of it.
+    pub own: Vec<u8>,
 }
 
 impl std::fmt::Debug for Received {
@@ -26,6 +30,7 @@ impl std::fmt::Debug for Received {
             .field("whole", &self.whole)
             .field("base", &self.base.len())
             .field("heads", &self.heads.len())
+            .field("own", &self.own.len())
             .finish()
     }
 }
