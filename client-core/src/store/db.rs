@@ -19,16 +19,17 @@ pub(crate) const KEY_CHECK_TOKEN: &[u8] = b"phakhi store key check v1";
 
 pub(crate) fn read_meta(conn: &Connection, key: &str) -> Result<Option<Vec<u8>>> {
     Ok(conn
-        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
         .optional()?)
 }
 
 pub(crate) fn write_meta(conn: &Connection, key: &str, value: &[u8]) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO meta (key, value) VALUES (?1, ?2)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        params![key, value],
-    )?;
+    )?
+    .execute(params![key, value])?;
     Ok(())
 }
 
@@ -62,9 +63,8 @@ pub(crate) fn read_manifest(
 ) -> Result<Manifest> {
     let what = || format!("manifest of document {name:?}");
     let sealed: Vec<u8> = conn
-        .query_row("SELECT manifest FROM docs WHERE id = ?1", [&doc[..]], |r| {
-            r.get(0)
-        })
+        .prepare_cached("SELECT manifest FROM docs WHERE id = ?1")?
+        .query_row([&doc[..]], |r| r.get(0))
         .optional()?
         .ok_or_else(|| StoreError::integrity(what(), "listed in the root but missing"))?;
     let plain = cipher
@@ -92,23 +92,26 @@ pub(crate) fn write_manifest(
     manifest: &Manifest,
 ) -> Result<()> {
     let sealed = cipher.seal(rng, Ad::Manifest { doc }, &manifest.encode())?;
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO docs (id, manifest) VALUES (?1, ?2)
          ON CONFLICT (id) DO UPDATE SET manifest = excluded.manifest",
-        params![&doc[..], sealed],
-    )?;
+    )?
+    .execute(params![&doc[..], sealed])?;
     Ok(())
 }
 
 pub(crate) fn doc_row_exists(conn: &Connection, doc: &NameHash) -> Result<bool> {
     Ok(conn
-        .query_row("SELECT 1 FROM docs WHERE id = ?1", [&doc[..]], |_| Ok(()))
+        .prepare_cached("SELECT 1 FROM docs WHERE id = ?1")?
+        .query_row([&doc[..]], |_| Ok(()))
         .optional()?
         .is_some())
 }
 
 pub(crate) fn count_docs(conn: &Connection) -> Result<u64> {
-    let n: i64 = conn.query_row("SELECT count(*) FROM docs", [], |r| r.get(0))?;
+    let n: i64 = conn
+        .prepare_cached("SELECT count(*) FROM docs")?
+        .query_row([], |r| r.get(0))?;
     Ok(n.unsigned_abs())
 }
 
@@ -152,20 +155,20 @@ pub(crate) fn insert_chunk(
 ) -> Result<()> {
     let seq =
         i64::try_from(seq).map_err(|_| StoreError::InvalidInput("chunk sequence exhausted"))?;
-    conn.execute(
-        "INSERT INTO chunks (doc, seq, kind, data) VALUES (?1, ?2, ?3, ?4)",
-        params![&doc[..], seq, kind, sealed],
-    )?;
+    conn.prepare_cached("INSERT INTO chunks (doc, seq, kind, data) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![&doc[..], seq, kind, sealed])?;
     Ok(())
 }
 
 pub(crate) fn delete_chunks(conn: &Connection, doc: &NameHash) -> Result<()> {
-    conn.execute("DELETE FROM chunks WHERE doc = ?1", [&doc[..]])?;
+    conn.prepare_cached("DELETE FROM chunks WHERE doc = ?1")?
+        .execute([&doc[..]])?;
     Ok(())
 }
 
 pub(crate) fn delete_doc_row(conn: &Connection, doc: &NameHash) -> Result<()> {
-    conn.execute("DELETE FROM docs WHERE id = ?1", [&doc[..]])?;
+    conn.prepare_cached("DELETE FROM docs WHERE id = ?1")?
+        .execute([&doc[..]])?;
     Ok(())
 }
 
@@ -175,28 +178,25 @@ pub(crate) fn digest(data: &[u8]) -> [u8; 32] {
 
 pub(crate) fn kv_get(conn: &Connection, ns: &NameHash, id: &NameHash) -> Result<Option<Vec<u8>>> {
     Ok(conn
-        .query_row(
-            "SELECT value FROM kv WHERE ns = ?1 AND id = ?2",
-            [&ns[..], &id[..]],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT value FROM kv WHERE ns = ?1 AND id = ?2")?
+        .query_row([&ns[..], &id[..]], |r| r.get(0))
         .optional()?)
 }
 
 pub(crate) fn kv_put(conn: &Connection, ns: &NameHash, id: &NameHash, sealed: &[u8]) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO kv (ns, id, value) VALUES (?1, ?2, ?3)
          ON CONFLICT (ns, id) DO UPDATE SET value = excluded.value",
-        params![&ns[..], &id[..], sealed],
-    )?;
+    )?
+    .execute(params![&ns[..], &id[..], sealed])?;
     Ok(())
 }
 
 pub(crate) fn kv_delete(conn: &Connection, ns: &NameHash, id: &NameHash) -> Result<bool> {
-    Ok(conn.execute(
-        "DELETE FROM kv WHERE ns = ?1 AND id = ?2",
-        [&ns[..], &id[..]],
-    )? > 0)
+    Ok(conn
+        .prepare_cached("DELETE FROM kv WHERE ns = ?1 AND id = ?2")?
+        .execute([&ns[..], &id[..]])?
+        > 0)
 }
 
 pub(crate) fn kv_list(conn: &Connection, ns: &NameHash) -> Result<Vec<(NameHash, Vec<u8>)>> {

@@ -802,6 +802,8 @@ fn connect(path: &Path) -> Result<Connection> {
     // Owner-only before SQLite creates anything (the -wal and -shm files take the file's mode).
     private::private_database(path).map_err(StoreError::Files)?;
     let conn = Connection::open(path)?;
+    // Each statement is parsed once per open store (`prepare_cached`), not at every write.
+    conn.set_prepared_statement_cache_capacity(32);
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))

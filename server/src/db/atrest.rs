@@ -327,6 +327,10 @@ fn parse_kdf_file(path: &Path, bytes: &[u8]) -> Result<([u8; SALT_LEN], Argon2Pa
     ))
 }
 
+/// Statements a connection keeps prepared. rusqlite's default (16) is fewer than one exchange
+/// uses, which would parse most of them again for every phone.
+const STATEMENT_CACHE: usize = 128;
+
 /// Opens the database file at `path` with `key` and checks the key opens it: a wrong key is
 /// [`DbError::WrongKey`], and nothing has been written.
 pub fn connect(
@@ -336,6 +340,9 @@ pub fn connect(
     flags: OpenFlags,
 ) -> Result<Connection, DbError> {
     let conn = Connection::open_with_flags(path, flags)?;
+    // Every statement of an exchange is prepared once per connection (`prepare_cached`) rather
+    // than parsed again for every phone: room for all of them, the rarely used ones included.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // SQLCipher would print its own lines for a wrong key on stderr; the error below says it.
     let _ = conn.execute_batch("PRAGMA cipher_log_level = NONE");
     key.apply(&conn)?;

@@ -28,14 +28,11 @@ fn to_i64(n: u64) -> i64 {
 /// This server's mark, once a backup was ever begun.
 pub fn mark(conn: &Connection) -> Result<Option<Mark>, DbError> {
     Ok(conn
-        .query_row(
-            "SELECT lineage, started, completed FROM backup_mark WHERE id = 1",
-            [],
-            |row| {
-                let lineage: Vec<u8> = row.get(0)?;
-                Ok((lineage, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
-            },
-        )
+        .prepare_cached("SELECT lineage, started, completed FROM backup_mark WHERE id = 1")?
+        .query_row([], |row| {
+            let lineage: Vec<u8> = row.get(0)?;
+            Ok((lineage, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        })
         .optional()?
         .map(|(lineage, started, completed)| {
             let mut mark = Mark {
@@ -61,45 +58,41 @@ fn lineage(rng: &mut impl CryptoRngCore) -> [u8; 16] {
 /// Begins a backup: returns its number. Commit before copying the database, so every tip
 /// acknowledged under an earlier number is in the copy.
 pub fn begin(conn: &Connection) -> Result<u64, DbError> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO backup_mark (id, lineage, started, completed) VALUES (1, ?1, 0, 0)
          ON CONFLICT (id) DO NOTHING",
-        params![&lineage(&mut OsRng)[..]],
-    )?;
-    conn.execute(
-        "UPDATE backup_mark SET started = started + 1 WHERE id = 1",
-        [],
-    )?;
+    )?
+    .execute(params![&lineage(&mut OsRng)[..]])?;
+    conn.prepare_cached("UPDATE backup_mark SET started = started + 1 WHERE id = 1")?
+        .execute([])?;
     Ok(mark(conn)?.map_or(0, |mark| mark.started))
 }
 
 /// Backup `number` is on disk, whole.
 pub fn complete(conn: &Connection, number: u64) -> Result<(), DbError> {
-    conn.execute(
-        "UPDATE backup_mark SET completed = max(completed, ?1) WHERE id = 1",
-        params![to_i64(number)],
-    )?;
+    conn.prepare_cached("UPDATE backup_mark SET completed = max(completed, ?1) WHERE id = 1")?
+        .execute(params![to_i64(number)])?;
     Ok(())
 }
 
 /// A restored database is another copy: a new lineage, so phones and relays offer again what
 /// they hold that it may lack.
 pub fn restored(conn: &Connection) -> Result<(), DbError> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO backup_mark (id, lineage, started, completed) VALUES (1, ?1, 0, 0)
          ON CONFLICT (id) DO UPDATE SET lineage = excluded.lineage",
-        params![&lineage(&mut OsRng)[..]],
-    )?;
+    )?
+    .execute(params![&lineage(&mut OsRng)[..]])?;
     Ok(())
 }
 
 /// On a relay: HQ acknowledged `id` under `mark`; it waits for HQ's next finished backup.
 pub fn hold_upstream(conn: &Connection, id: &EnvelopeId, mark: &Mark) -> Result<(), DbError> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO upstream_held (id, mark) VALUES (?1, ?2)
          ON CONFLICT (id) DO NOTHING",
-        params![&id.0[..], &mark.to_bytes()[..]],
-    )?;
+    )?
+    .execute(params![&id.0[..], &mark.to_bytes()[..]])?;
     Ok(())
 }
 
@@ -123,10 +116,8 @@ pub fn held_upstream(conn: &Connection) -> Result<Vec<(EnvelopeId, Mark)>, DbErr
 
 /// On a relay: forgets a held tip (HQ's backup holds it, or it goes to HQ again).
 pub fn release_upstream(conn: &Connection, id: &EnvelopeId) -> Result<(), DbError> {
-    conn.execute(
-        "DELETE FROM upstream_held WHERE id = ?1",
-        params![&id.0[..]],
-    )?;
+    conn.prepare_cached("DELETE FROM upstream_held WHERE id = ?1")?
+        .execute(params![&id.0[..]])?;
     Ok(())
 }
 
@@ -134,15 +125,14 @@ pub fn release_upstream(conn: &Connection, id: &EnvelopeId) -> Result<(), DbErro
 /// last one seen (HQ was restored).
 pub fn note_upstream_mark(conn: &Connection, mark: &Mark) -> Result<bool, DbError> {
     let before: Option<Vec<u8>> = conn
-        .query_row("SELECT mark FROM upstream_mark WHERE id = 1", [], |row| {
-            row.get(0)
-        })
+        .prepare_cached("SELECT mark FROM upstream_mark WHERE id = 1")?
+        .query_row([], |row| row.get(0))
         .optional()?;
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO upstream_mark (id, mark) VALUES (1, ?1)
          ON CONFLICT (id) DO UPDATE SET mark = excluded.mark",
-        params![&mark.to_bytes()[..]],
-    )?;
+    )?
+    .execute(params![&mark.to_bytes()[..]])?;
     Ok(before
         .and_then(|bytes| Mark::from_bytes(&bytes))
         .is_some_and(|before| before.lineage != mark.lineage))

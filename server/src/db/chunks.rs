@@ -44,21 +44,17 @@ pub fn insert(
     if !held(conn, &[*id])?.is_empty() {
         return Ok(false);
     }
-    let inserted = conn.execute(
-        "INSERT OR IGNORE INTO chunks (id, bytes, province) VALUES (?1, ?2, ?3)",
-        params![&id.0[..], bytes, province],
-    )?;
+    let inserted = conn
+        .prepare_cached("INSERT OR IGNORE INTO chunks (id, bytes, province) VALUES (?1, ?2, ?3)")?
+        .execute(params![&id.0[..], bytes, province])?;
     Ok(inserted == 1)
 }
 
 /// The bytes of a held chunk; `None` when unknown or already pruned.
 pub fn get(conn: &Connection, id: &ChunkId) -> Result<Option<Vec<u8>>, DbError> {
     let bytes: Option<Vec<u8>> = conn
-        .query_row(
-            "SELECT bytes FROM chunks WHERE id = ?1",
-            [&id.0[..]],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT bytes FROM chunks WHERE id = ?1")?
+        .query_row([&id.0[..]], |row| row.get(0))
         .optional()?;
     match bytes {
         Some(bytes) if bytes.len() != CHUNK_LEN => Err(DbError::Corrupt(format!(
@@ -86,27 +82,27 @@ pub fn unacked(conn: &Connection, limit: usize) -> Result<Vec<(ChunkId, String)>
 
 /// How many chunks [`unacked`] would list without a limit: what a relay still has to forward.
 pub fn count_unacked(conn: &Connection) -> Result<i64, DbError> {
-    Ok(conn.query_row("SELECT count(*) FROM chunks", [], |row| row.get(0))?)
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM chunks")?
+        .query_row([], |row| row.get(0))?)
 }
 
 /// The chunk left this server's care (HQ acknowledged it, or the tip desk released it): its row
 /// and bytes are deleted, its id is kept as passed on. Returns false unless its bytes were here.
 pub fn pass_on(conn: &Connection, id: &ChunkId) -> Result<bool, DbError> {
-    let deleted = conn.execute("DELETE FROM chunks WHERE id = ?1", [&id.0[..]])?;
-    conn.execute(
-        "INSERT OR IGNORE INTO chunks_passed_on (id) VALUES (?1)",
-        [&id.0[..]],
-    )?;
+    let deleted = conn
+        .prepare_cached("DELETE FROM chunks WHERE id = ?1")?
+        .execute([&id.0[..]])?;
+    conn.prepare_cached("INSERT OR IGNORE INTO chunks_passed_on (id) VALUES (?1)")?
+        .execute([&id.0[..]])?;
     Ok(deleted == 1)
 }
 
 /// Chunks whose bytes are stored: (count, bytes).
 pub fn totals(conn: &Connection) -> Result<(i64, i64), DbError> {
-    Ok(conn.query_row(
-        "SELECT count(*), coalesce(sum(length(bytes)), 0) FROM chunks",
-        [],
-        |row| Ok((row.get(0)?, row.get(1)?)),
-    )?)
+    Ok(conn
+        .prepare_cached("SELECT count(*), coalesce(sum(length(bytes)), 0) FROM chunks")?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?)
 }
 
 #[cfg(test)]

@@ -42,11 +42,17 @@ pub fn insert(
     let id = device_id(public_key);
     let provinces_json =
         serde_json::to_string(provinces).map_err(|e| DbError::Corrupt(e.to_string()))?;
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO devices (device_id, public_key, role, provinces, enrolled_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![id, &public_key[..], role.as_str(), provinces_json, now],
-    )?;
+    )?
+    .execute(params![
+        id,
+        &public_key[..],
+        role.as_str(),
+        provinces_json,
+        now
+    ])?;
     by_key(conn, public_key)
 }
 
@@ -118,12 +124,13 @@ pub fn find(conn: &Connection, prefix: &str) -> Result<Vec<Device>, DbError> {
 pub fn revoke(conn: &Connection, row: i64, now: i64) -> Result<bool, DbError> {
     // Numbered in the order revocations happen (not by their times, which a clock set back
     // could reorder), so HQ pages them to relays from a cursor and none is ever skipped.
-    let changed = conn.execute(
-        "UPDATE devices SET revoked_at = ?2,
+    let changed = conn
+        .prepare_cached(
+            "UPDATE devices SET revoked_at = ?2,
              revoked_seq = (SELECT coalesce(max(revoked_seq), 0) + 1 FROM devices)
          WHERE id = ?1 AND revoked_at IS NULL",
-        params![row, now],
-    )?;
+        )?
+        .execute(params![row, now])?;
     Ok(changed == 1)
 }
 
@@ -140,11 +147,9 @@ pub fn number_revocations(conn: &Connection) -> Result<(), DbError> {
     if rows.is_empty() {
         return Ok(());
     }
-    let first: i64 = conn.query_row(
-        "SELECT coalesce(max(revoked_seq), 0) + 1 FROM devices",
-        [],
-        |row| row.get(0),
-    )?;
+    let first: i64 = conn
+        .prepare_cached("SELECT coalesce(max(revoked_seq), 0) + 1 FROM devices")?
+        .query_row([], |row| row.get(0))?;
     let mut number = conn.prepare("UPDATE devices SET revoked_seq = ?2 WHERE id = ?1")?;
     for (next, row) in (first..).zip(rows) {
         number.execute(params![row, next])?;
@@ -210,12 +215,12 @@ pub fn revocations_for_upstream(conn: &Connection, limit: usize) -> Result<Vec<D
 
 /// Relay: how many of its revocations wait for HQ.
 pub fn count_revocations_for_upstream(conn: &Connection) -> Result<i64, DbError> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM devices
+    Ok(conn
+        .prepare_cached(
+            "SELECT count(*) FROM devices
          WHERE revoked_at IS NOT NULL AND revocation_upstream_at IS NULL AND role != 'relay'",
-        [],
-        |row| row.get(0),
-    )?)
+        )?
+        .query_row([], |row| row.get(0))?)
 }
 
 /// Relay: HQ holds this device's revocation (it took it, or sent it).
@@ -224,11 +229,11 @@ pub fn mark_revocation_upstream(
     public_key: &[u8; 32],
     now: i64,
 ) -> Result<(), DbError> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE devices SET revocation_upstream_at = ?2
          WHERE public_key = ?1 AND revoked_at IS NOT NULL",
-        params![&public_key[..], now],
-    )?;
+    )?
+    .execute(params![&public_key[..], now])?;
     Ok(())
 }
 
@@ -268,21 +273,21 @@ pub fn record_refused(
 ) -> Result<(), DbError> {
     let provinces =
         serde_json::to_string(&refused.provinces).map_err(|e| DbError::Corrupt(e.to_string()))?;
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO refused_registrations
              (public_key, device_id, role, provinces, relay, reason, refused_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (public_key) DO UPDATE SET reason = excluded.reason",
-        params![
-            &refused.public_key[..],
-            refused.device_id,
-            refused.role.as_str(),
-            provinces,
-            relay,
-            refused.reason,
-            day
-        ],
-    )?;
+    )?
+    .execute(params![
+        &refused.public_key[..],
+        refused.device_id,
+        refused.role.as_str(),
+        provinces,
+        relay,
+        refused.reason,
+        day
+    ])?;
     Ok(())
 }
 
@@ -328,58 +333,48 @@ pub fn find_refused(conn: &Connection, prefix: &str) -> Result<Vec<RefusedRegist
 
 /// Records a successful sync.
 pub fn touch(conn: &Connection, row: i64, now: i64) -> Result<(), DbError> {
-    conn.execute(
-        "UPDATE devices SET last_sync = ?2 WHERE id = ?1",
-        params![row, now],
-    )?;
+    conn.prepare_cached("UPDATE devices SET last_sync = ?2 WHERE id = ?1")?
+        .execute(params![row, now])?;
     Ok(())
 }
 
 /// Records a sync seen elsewhere (a relay's phone, reported by the relay): `last_sync` moves
 /// forward to `at`, never back.
 pub fn touch_at_least(conn: &Connection, row: i64, at: i64) -> Result<(), DbError> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE devices SET last_sync = ?2 WHERE id = ?1 AND (last_sync IS NULL OR last_sync < ?2)",
-        params![row, at],
-    )?;
+    )?
+    .execute(params![row, at])?;
     Ok(())
 }
 
 /// The signed invite a device enrolled with, if it was kept.
 pub fn invite(conn: &Connection, row: i64) -> Result<Option<String>, DbError> {
-    Ok(
-        conn.query_row("SELECT invite FROM devices WHERE id = ?1", [row], |r| {
-            r.get(0)
-        })?,
-    )
+    Ok(conn
+        .prepare_cached("SELECT invite FROM devices WHERE id = ?1")?
+        .query_row([row], |r| r.get(0))?)
 }
 
 /// HQ, on a relay's row: the time up to which the relay had reported every device it enrolled
 /// (the last exchange whose registrations were not a full batch), if any.
 pub fn registered_through(conn: &Connection, row: i64) -> Result<Option<i64>, DbError> {
-    Ok(conn.query_row(
-        "SELECT registered_through FROM devices WHERE id = ?1",
-        [row],
-        |r| r.get(0),
-    )?)
+    Ok(conn
+        .prepare_cached("SELECT registered_through FROM devices WHERE id = ?1")?
+        .query_row([row], |r| r.get(0))?)
 }
 
 /// Records [`registered_through`] for a relay's row.
 pub fn set_registered_through(conn: &Connection, row: i64, now: i64) -> Result<(), DbError> {
-    conn.execute(
-        "UPDATE devices SET registered_through = ?2 WHERE id = ?1",
-        params![row, now],
-    )?;
+    conn.prepare_cached("UPDATE devices SET registered_through = ?2 WHERE id = ?1")?
+        .execute(params![row, now])?;
     Ok(())
 }
 
 /// Keeps the signed invite a device enrolled with (a relay sends it to HQ with the
 /// registration, so HQ can check that it issued it).
 pub fn set_invite(conn: &Connection, row: i64, invite: &str) -> Result<(), DbError> {
-    conn.execute(
-        "UPDATE devices SET invite = ?2 WHERE id = ?1",
-        params![row, invite],
-    )?;
+    conn.prepare_cached("UPDATE devices SET invite = ?2 WHERE id = ?1")?
+        .execute(params![row, invite])?;
     Ok(())
 }
 
@@ -404,11 +399,11 @@ pub fn pending_upstream(conn: &Connection, limit: usize) -> Result<Vec<(Device, 
 
 /// Number of devices whose registration HQ has not answered yet.
 pub fn count_pending_upstream(conn: &Connection) -> Result<i64, DbError> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM devices WHERE invite IS NOT NULL AND upstream_at IS NULL",
-        [],
-        |row| row.get(0),
-    )?)
+    Ok(conn
+        .prepare_cached(
+            "SELECT count(*) FROM devices WHERE invite IS NOT NULL AND upstream_at IS NULL",
+        )?
+        .query_row([], |row| row.get(0))?)
 }
 
 /// Records HQ's answer to a device's registration: taken (`note` `None`) or refused with why.
@@ -418,20 +413,18 @@ pub fn mark_upstream(
     now: i64,
     note: Option<&str>,
 ) -> Result<(), DbError> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE devices SET upstream_at = ?2, upstream_note = ?3 WHERE public_key = ?1",
-        params![&public_key[..], now, note],
-    )?;
+    )?
+    .execute(params![&public_key[..], now, note])?;
     Ok(())
 }
 
 /// Number of devices that are not revoked.
 pub fn count_active(conn: &Connection) -> Result<i64, DbError> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM devices WHERE revoked_at IS NULL",
-        [],
-        |row| row.get(0),
-    )?)
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM devices WHERE revoked_at IS NULL")?
+        .query_row([], |row| row.get(0))?)
 }
 
 #[cfg(test)]

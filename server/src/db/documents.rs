@@ -54,33 +54,36 @@ pub fn store(
 /// Appends one chunk (an automerge save or incremental save) to a document, creating it.
 pub fn append(conn: &Connection, name: &str, chunk: &[u8], now: i64) -> Result<DocStats, DbError> {
     let bytes = i64::try_from(chunk.len()).unwrap_or(i64::MAX);
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO documents (name, chunk_count, byte_count, updated_at) VALUES (?1, 1, ?2, ?3)
          ON CONFLICT(name) DO UPDATE SET chunk_count = chunk_count + 1,
              byte_count = byte_count + excluded.byte_count, updated_at = excluded.updated_at",
-        params![name, bytes, now],
-    )?;
-    conn.execute(
+    )?
+    .execute(params![name, bytes, now])?;
+    conn.prepare_cached(
         "INSERT INTO document_chunks (doc, seq, bytes)
          VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM document_chunks WHERE doc = ?1), ?2)",
-        params![name, chunk],
-    )?;
+    )?
+    .execute(params![name, chunk])?;
     stats(conn, name)?.ok_or_else(|| DbError::Corrupt(format!("document {name} vanished")))
 }
 
 /// Replaces every chunk of a document by one full save.
 pub fn replace(conn: &Connection, name: &str, full: &[u8], now: i64) -> Result<(), DbError> {
-    conn.execute("DELETE FROM document_chunks WHERE doc = ?1", [name])?;
-    conn.execute(
+    conn.prepare_cached("DELETE FROM document_chunks WHERE doc = ?1")?
+        .execute([name])?;
+    conn.prepare_cached(
         "INSERT INTO documents (name, chunk_count, byte_count, updated_at) VALUES (?1, 1, ?2, ?3)
          ON CONFLICT(name) DO UPDATE SET chunk_count = 1, byte_count = excluded.byte_count,
              updated_at = excluded.updated_at",
-        params![name, i64::try_from(full.len()).unwrap_or(i64::MAX), now],
-    )?;
-    conn.execute(
-        "INSERT INTO document_chunks (doc, seq, bytes) VALUES (?1, 1, ?2)",
-        params![name, full],
-    )?;
+    )?
+    .execute(params![
+        name,
+        i64::try_from(full.len()).unwrap_or(i64::MAX),
+        now
+    ])?;
+    conn.prepare_cached("INSERT INTO document_chunks (doc, seq, bytes) VALUES (?1, 1, ?2)")?
+        .execute(params![name, full])?;
     Ok(())
 }
 
@@ -100,19 +103,18 @@ pub fn load(conn: &Connection, name: &str) -> Result<Option<Vec<Vec<u8>>>, DbErr
 /// Size accounting of a document, or `None` when it does not exist.
 pub fn stats(conn: &Connection, name: &str) -> Result<Option<DocStats>, DbError> {
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT chunk_count, byte_count,
                     (SELECT length(bytes) FROM document_chunks WHERE doc = ?1 ORDER BY seq LIMIT 1)
              FROM documents WHERE name = ?1",
-            [name],
-            |row| {
-                Ok(DocStats {
-                    chunk_count: row.get(0)?,
-                    byte_count: row.get(1)?,
-                    base_bytes: row.get::<_, Option<i64>>(2)?.unwrap_or(0),
-                })
-            },
-        )
+        )?
+        .query_row([name], |row| {
+            Ok(DocStats {
+                chunk_count: row.get(0)?,
+                byte_count: row.get(1)?,
+                base_bytes: row.get::<_, Option<i64>>(2)?.unwrap_or(0),
+            })
+        })
         .optional()?)
 }
 
@@ -127,11 +129,9 @@ pub fn names(conn: &Connection) -> Result<Vec<String>, DbError> {
 
 /// Number of stored documents and their total stored bytes.
 pub fn totals(conn: &Connection) -> Result<(i64, i64), DbError> {
-    Ok(conn.query_row(
-        "SELECT count(*), coalesce(sum(byte_count), 0) FROM documents",
-        [],
-        |row| Ok((row.get(0)?, row.get(1)?)),
-    )?)
+    Ok(conn
+        .prepare_cached("SELECT count(*), coalesce(sum(byte_count), 0) FROM documents")?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?)
 }
 
 #[cfg(test)]

@@ -49,31 +49,32 @@ fn array32(bytes: Vec<u8>, what: &str) -> Result<[u8; 32], DbError> {
 /// Stores one envelope the mailbox accepted, with the day of `now`. Returns false when its id
 /// was already stored.
 pub fn insert(conn: &Connection, stored: &StoredItem, now: i64) -> Result<bool, DbError> {
-    let inserted = conn.execute(
-        "INSERT OR IGNORE INTO mailbox (id, seq, kind, province, bytes, received_at)
+    let inserted = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO mailbox (id, seq, kind, province, bytes, received_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
+        )?
+        .execute(params![
             &stored.id.0[..],
             i64::try_from(stored.seq).unwrap_or(i64::MAX),
             kind_code(stored.item.kind),
             stored.item.province,
             stored.item.envelope,
             day_of(now)
-        ],
-    )?;
+        ])?;
     Ok(inserted == 1)
 }
 
 /// Records that HQ holds this envelope, with its kind, province and arrival day (for the
 /// reports, once the body is pruned), on the day of `now`. Call it before deleting the body.
 pub fn record_ack(conn: &Connection, id: &EnvelopeId, now: i64) -> Result<(), DbError> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT OR IGNORE INTO mailbox_acked (id, acked_at, kind, province, received_at)
          VALUES (?1, ?2, (SELECT kind FROM mailbox WHERE id = ?1),
                  (SELECT province FROM mailbox WHERE id = ?1),
                  (SELECT received_at FROM mailbox WHERE id = ?1))",
-        params![&id.0[..], day_of(now)],
-    )?;
+    )?
+    .execute(params![&id.0[..], day_of(now)])?;
     Ok(())
 }
 
@@ -87,39 +88,38 @@ pub fn record_release(
     by_device: i64,
     now: i64,
 ) -> Result<bool, DbError> {
-    let inserted = conn.execute(
-        "INSERT OR IGNORE INTO mailbox_released
+    let inserted = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO mailbox_released
              (id, seq, released_at, released_by, province, received_at)
          SELECT id, ?2, ?3, ?4, province, received_at FROM mailbox WHERE id = ?1",
-        params![
+        )?
+        .execute(params![
             &id.0[..],
             i64::try_from(seq).unwrap_or(i64::MAX),
             day_of(now),
             by_device
-        ],
-    )?;
+        ])?;
     Ok(inserted == 1)
 }
 
 /// The lowest arrival number the next envelope may get: above every envelope stored or
 /// released, so a deleted envelope's number is never handed out again.
 pub fn next_seq_floor(conn: &Connection) -> Result<u64, DbError> {
-    let max: i64 = conn.query_row(
-        "SELECT max(coalesce((SELECT max(seq) FROM mailbox), 0),
+    let max: i64 = conn
+        .prepare_cached(
+            "SELECT max(coalesce((SELECT max(seq) FROM mailbox), 0),
                     coalesce((SELECT max(seq) FROM mailbox_released), 0))",
-        [],
-        |row| row.get(0),
-    )?;
+        )?
+        .query_row([], |row| row.get(0))?;
     Ok(u64::try_from(max).unwrap_or(0).saturating_add(1))
 }
 
 /// How many tips the tip desk released.
 pub fn released_count(conn: &Connection) -> Result<i64, DbError> {
-    Ok(
-        conn.query_row("SELECT count(*) FROM mailbox_released", [], |row| {
-            row.get(0)
-        })?,
-    )
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM mailbox_released")?
+        .query_row([], |row| row.get(0))?)
 }
 
 /// The replies that arrived on a day before `before` (unix seconds).
@@ -138,7 +138,8 @@ pub fn replies_received_before(conn: &Connection, before: i64) -> Result<Vec<Env
 /// Removes an envelope (one HQ acknowledged, a tip the tip desk released, or a reply delivered
 /// or expired).
 pub fn delete(conn: &Connection, id: &EnvelopeId) -> Result<(), DbError> {
-    conn.execute("DELETE FROM mailbox WHERE id = ?1", [&id.0[..]])?;
+    conn.prepare_cached("DELETE FROM mailbox WHERE id = ?1")?
+        .execute([&id.0[..]])?;
     Ok(())
 }
 
@@ -179,11 +180,9 @@ pub fn load(conn: &Connection) -> Result<(Vec<StoredItem>, Vec<EnvelopeId>), DbE
 
 /// Every stored envelope: (count, bytes).
 pub fn totals(conn: &Connection) -> Result<(i64, i64), DbError> {
-    Ok(conn.query_row(
-        "SELECT count(*), coalesce(sum(length(bytes)), 0) FROM mailbox",
-        [],
-        |row| Ok((row.get(0)?, row.get(1)?)),
-    )?)
+    Ok(conn
+        .prepare_cached("SELECT count(*), coalesce(sum(length(bytes)), 0) FROM mailbox")?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?)
 }
 
 #[cfg(test)]

@@ -59,10 +59,9 @@ pub fn check_and_record(
     sent_at: u64,
 ) -> Result<bool, DbError> {
     let day = day_of(i64::try_from(sent_at).unwrap_or(i64::MAX));
-    let inserted = conn.execute(
-        "INSERT OR IGNORE INTO replay_guard (tag, day) VALUES (?1, ?2)",
-        params![&key.tag(sender, request_id)[..], day],
-    )?;
+    let inserted = conn
+        .prepare_cached("INSERT OR IGNORE INTO replay_guard (tag, day) VALUES (?1, ?2)")?
+        .execute(params![&key.tag(sender, request_id)[..], day])?;
     Ok(inserted == 1)
 }
 
@@ -75,11 +74,8 @@ pub fn seen(
     request_id: &[u8; 16],
 ) -> Result<bool, DbError> {
     Ok(conn
-        .query_row(
-            "SELECT 1 FROM replay_guard WHERE tag = ?1",
-            params![&key.tag(sender, request_id)[..]],
-            |_| Ok(()),
-        )
+        .prepare_cached("SELECT 1 FROM replay_guard WHERE tag = ?1")?
+        .query_row(params![&key.tag(sender, request_id)[..]], |_| Ok(()))
         .optional()?
         .is_some())
 }
@@ -87,21 +83,19 @@ pub fn seen(
 /// Forgets the days that ended at or before `before` (unix seconds): every request of them was
 /// sent before it. Returns how many were removed.
 pub fn prune(conn: &Connection, before: i64) -> Result<usize, DbError> {
-    Ok(conn.execute(
-        "DELETE FROM replay_guard WHERE day <= ?1 - ?2",
-        params![before, DAY_SECS],
-    )?)
+    Ok(conn
+        .prepare_cached("DELETE FROM replay_guard WHERE day <= ?1 - ?2")?
+        .execute(params![before, DAY_SECS])?)
 }
 
 /// Turns the rows an older version kept (sender keys and send times, in
 /// `replay_guard_legacy`) into hashes, then drops them. Does nothing when there are none.
 pub fn adopt_legacy(conn: &mut Connection, key: &ReplayKey) -> Result<usize, DbError> {
     let exists = conn
-        .query_row(
+        .prepare_cached(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'replay_guard_legacy'",
-            [],
-            |_| Ok(()),
-        )
+        )?
+        .query_row([], |_| Ok(()))
         .optional()?
         .is_some();
     if !exists {

@@ -57,40 +57,40 @@ fn key32(bytes: Vec<u8>, what: &str) -> Result<[u8; 32], DbError> {
 pub fn record_join(conn: &Connection, joined: &Joined) -> Result<bool, DbError> {
     let provinces =
         serde_json::to_string(&joined.provinces).map_err(|e| DbError::Corrupt(e.to_string()))?;
-    let inserted = conn.execute(
-        "INSERT OR IGNORE INTO upstream
+    let inserted = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO upstream
              (id, hq_url, hq_key, hq_verifying, device_id, provinces, joined_at)
          VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
+        )?
+        .execute(params![
             joined.hq_url,
             &joined.hq_key.as_bytes()[..],
             &joined.hq_verifying[..],
             joined.device_id,
             provinces,
             joined.joined_at
-        ],
-    )?;
+        ])?;
     Ok(inserted == 1)
 }
 
 /// The join record, if this data folder joined HQ.
 pub fn joined(conn: &Connection) -> Result<Option<Joined>, DbError> {
     let row = conn
-        .query_row(
+        .prepare_cached(
             "SELECT hq_url, hq_key, hq_verifying, device_id, provinces, joined_at
              FROM upstream WHERE id = 1",
-            [],
-            |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, Vec<u8>>(1)?,
-                    row.get::<_, Vec<u8>>(2)?,
-                    row.get::<_, String>(3)?,
-                    row.get::<_, String>(4)?,
-                    row.get::<_, i64>(5)?,
-                ))
-            },
-        )
+        )?
+        .query_row([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, Vec<u8>>(1)?,
+                row.get::<_, Vec<u8>>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, i64>(5)?,
+            ))
+        })
         .optional()?;
     let Some((hq_url, hq_key, hq_verifying, device_id, provinces, joined_at)) = row else {
         return Ok(None);
@@ -108,45 +108,41 @@ pub fn joined(conn: &Connection) -> Result<Option<Joined>, DbError> {
 /// The upstream task's memory (empty before the first exchange).
 pub fn progress(conn: &Connection) -> Result<Progress, DbError> {
     let row = conn
-        .query_row(
+        .prepare_cached(
             "SELECT sync_state, mailbox_cursor, last_success, last_error, revocation_cursor
              FROM upstream WHERE id = 1",
-            [],
-            |row| {
-                Ok(Progress {
-                    sync_state: row.get(0)?,
-                    mailbox_cursor: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
-                    last_success: row.get(2)?,
-                    last_error: row.get(3)?,
-                    revocation_cursor: u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
-                })
-            },
-        )
+        )?
+        .query_row([], |row| {
+            Ok(Progress {
+                sync_state: row.get(0)?,
+                mailbox_cursor: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
+                last_success: row.get(2)?,
+                last_error: row.get(3)?,
+                revocation_cursor: u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
+            })
+        })
         .optional()?;
     Ok(row.unwrap_or_default())
 }
 
 /// Stores the shared heads after a completed exchange.
 pub fn save_sync_state(conn: &Connection, state: &[u8]) -> Result<(), DbError> {
-    conn.execute("UPDATE upstream SET sync_state = ?1 WHERE id = 1", [state])?;
+    conn.prepare_cached("UPDATE upstream SET sync_state = ?1 WHERE id = 1")?
+        .execute([state])?;
     Ok(())
 }
 
 /// Stores how far HQ's replies were read.
 pub fn save_mailbox_cursor(conn: &Connection, cursor: u64) -> Result<(), DbError> {
-    conn.execute(
-        "UPDATE upstream SET mailbox_cursor = ?1 WHERE id = 1",
-        [i64::try_from(cursor).unwrap_or(i64::MAX)],
-    )?;
+    conn.prepare_cached("UPDATE upstream SET mailbox_cursor = ?1 WHERE id = 1")?
+        .execute([i64::try_from(cursor).unwrap_or(i64::MAX)])?;
     Ok(())
 }
 
 /// Stores how far HQ's revocations were applied.
 pub fn save_revocation_cursor(conn: &Connection, cursor: u64) -> Result<(), DbError> {
-    conn.execute(
-        "UPDATE upstream SET revocation_cursor = ?1 WHERE id = 1",
-        [i64::try_from(cursor).unwrap_or(i64::MAX)],
-    )?;
+    conn.prepare_cached("UPDATE upstream SET revocation_cursor = ?1 WHERE id = 1")?
+        .execute([i64::try_from(cursor).unwrap_or(i64::MAX)])?;
     Ok(())
 }
 
@@ -158,20 +154,20 @@ pub fn set_aside(
     kind: i64,
     envelope: &[u8],
 ) -> Result<(), DbError> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT OR IGNORE INTO upstream_set_aside
              (id, kind, province, bytes, code, reason, set_aside_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            &tip.id[..],
-            kind,
-            tip.province,
-            envelope,
-            tip.code,
-            tip.reason,
-            tip.day
-        ],
-    )?;
+    )?
+    .execute(params![
+        &tip.id[..],
+        kind,
+        tip.province,
+        envelope,
+        tip.code,
+        tip.reason,
+        tip.day
+    ])?;
     Ok(())
 }
 
@@ -206,14 +202,14 @@ pub fn set_aside_tips(conn: &Connection) -> Result<Vec<SetAsideTip>, DbError> {
 /// Records the outcome of one upstream round.
 pub fn record_outcome(conn: &Connection, now: i64, error: Option<&str>) -> Result<(), DbError> {
     match error {
-        None => conn.execute(
-            "UPDATE upstream SET last_success = ?1, last_error = NULL WHERE id = 1",
-            params![now],
-        )?,
-        Some(error) => conn.execute(
-            "UPDATE upstream SET last_error = ?1 WHERE id = 1",
-            params![error],
-        )?,
+        None => conn
+            .prepare_cached(
+                "UPDATE upstream SET last_success = ?1, last_error = NULL WHERE id = 1",
+            )?
+            .execute(params![now])?,
+        Some(error) => conn
+            .prepare_cached("UPDATE upstream SET last_error = ?1 WHERE id = 1")?
+            .execute(params![error])?,
     };
     Ok(())
 }
