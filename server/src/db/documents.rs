@@ -51,6 +51,27 @@ pub fn store(
     Ok(i64::try_from(full.len()).unwrap_or(i64::MAX))
 }
 
+// Statements on a document's chunks in chunk order. Each binds the document's name as
+// `CAST(?1 AS TEXT)`: with a bare `?1`, SQLite's plan for `doc = ?1 ORDER BY seq` (and for
+// `max(seq)`) depends on the type of the value bound, so a cached statement is prepared again
+// whenever the next document's name is bound to it (4.5% of the server's CPU over a fleet's
+// first syncs). The cast fixes the type; the plan is the same search of the (doc, seq) index.
+
+/// Adds a document's next chunk.
+const APPEND_CHUNK: &str = "INSERT INTO document_chunks (doc, seq, bytes)
+     VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM document_chunks
+                  WHERE doc = CAST(?1 AS TEXT)), ?2)";
+
+/// A document's chunks in order.
+const LOAD_CHUNKS: &str =
+    "SELECT bytes FROM document_chunks WHERE doc = CAST(?1 AS TEXT) ORDER BY seq";
+
+/// A document's accounting and the size of its first chunk.
+const STATS: &str = "SELECT chunk_count, byte_count,
+        (SELECT length(bytes) FROM document_chunks WHERE doc = CAST(?1 AS TEXT)
+         ORDER BY seq LIMIT 1)
+     FROM documents WHERE name = ?1";
+
 /// Appends one chunk (an automerge save or incremental save) to a document, creating it.
 pub fn append(conn: &Connection, name: &str, chunk: &[u8], now: i64) -> Result<DocStats, DbError> {
     let bytes = i64::try_from(chunk.len()).unwrap_or(i64::MAX);
@@ -60,11 +81,8 @@ pub fn append(conn: &Connection, name: &str, chunk: &[u8], now: i64) -> Result<D
              byte_count = byte_count + excluded.byte_count, updated_at = excluded.updated_at",
     )?
     .execute(params![name, bytes, now])?;
-    conn.prepare_cached(
-        "INSERT INTO document_chunks (doc, seq, bytes)
-         VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM document_chunks WHERE doc = ?1), ?2)",
-    )?
-    .execute(params![name, chunk])?;
+    conn.prepare_cached(APPEND_CHUNK)?
+        .execute(params![name, chunk])?;
     stats(conn, name)?.ok_or_else(|| DbError::Corrupt(format!("document {name} vanished")))
 }
 
@@ -92,8 +110,7 @@ pub fn load(conn: &Connection, name: &str) -> Result<Option<Vec<Vec<u8>>>, DbErr
     if stats(conn, name)?.is_none() {
         return Ok(None);
     }
-    let mut statement =
-        conn.prepare_cached("SELECT bytes FROM document_chunks WHERE doc = ?1 ORDER BY seq")?;
+    let mut statement = conn.prepare_cached(LOAD_CHUNKS)?;
     let chunks = statement
         .query_map([name], |row| row.get::<_, Vec<u8>>(0))?
         .collect::<Result<Vec<_>, _>>()?;
@@ -103,11 +120,7 @@ pub fn load(conn: &Connection, name: &str) -> Result<Option<Vec<Vec<u8>>>, DbErr
 /// Size accounting of a document, or `None` when it does not exist.
 pub fn stats(conn: &Connection, name: &str) -> Result<Option<DocStats>, DbError> {
     Ok(conn
-        .prepare_cached(
-            "SELECT chunk_count, byte_count,
-                    (SELECT length(bytes) FROM document_chunks WHERE doc = ?1 ORDER BY seq LIMIT 1)
-             FROM documents WHERE name = ?1",
-        )?
+        .prepare_cached(STATS)?
         .query_row([name], |row| {
             Ok(DocStats {
                 chunk_count: row.get(0)?,
@@ -137,6 +150,31 @@ pub fn totals(conn: &Connection) -> Result<(i64, i64), DbError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One prepared statement serves every document: binding the next document's name does
+    /// not make SQLite prepare it again.
+    #[test]
+    fn the_chunk_statements_are_prepared_once_for_every_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::db::open(dir.path()).unwrap();
+        let names = ["province/TH-44", "province/TH-40", "directory"];
+        for (i, name) in names.iter().cycle().take(9).enumerate() {
+            append(&conn, name, b"chunk", i as i64).unwrap();
+            assert_eq!(load(&conn, name).unwrap().unwrap().len(), i / 3 + 1);
+        }
+        for sql in [APPEND_CHUNK, LOAD_CHUNKS, STATS] {
+            let statement = conn.prepare_cached(sql).unwrap();
+            assert!(
+                statement.get_status(rusqlite::StatementStatus::Run) >= 9,
+                "{sql}"
+            );
+            assert_eq!(
+                statement.get_status(rusqlite::StatementStatus::RePrepare),
+                0,
+                "prepared again for another document: {sql}"
+            );
+        }
+    }
 
     #[test]
     fn append_then_replace_keeps_order_and_accounting() {
