@@ -91,11 +91,11 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Result<Device, DbError>> {
 
 /// The device with this static public key, revoked or not.
 pub fn by_key(conn: &Connection, public_key: &[u8; 32]) -> Result<Option<Device>, DbError> {
-    conn.query_row(
-        &format!("SELECT {COLUMNS} FROM devices WHERE public_key = ?1"),
-        [&public_key[..]],
-        from_row,
-    )
+    // Looked up for every exchange: prepared once per connection.
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM devices WHERE public_key = ?1"
+    ))?
+    .query_row([&public_key[..]], from_row)
     .optional()?
     .transpose()
 }
