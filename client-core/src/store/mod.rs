@@ -394,9 +394,9 @@ impl Store {
                 // `doc`'s own changes that the saved document lacked, as they were encoded
                 // (re-encoded from the merged document only if the caller did not keep them).
                 let own = if received.own.is_empty() {
-                    doc.save_after(&received.base)
+                    std::borrow::Cow::Owned(doc.save_after(&received.base))
                 } else {
-                    received.own.clone()
+                    std::borrow::Cow::Borrowed(received.own.as_slice())
                 };
                 push_chunk(&tx, &self.cipher, rng, &id, &mut m, KIND_INCREMENT, &own)?;
             }
