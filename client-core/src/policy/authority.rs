@@ -28,7 +28,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use automerge::legacy::{Key, ObjectId, OpId, OpType};
-use automerge::{ActorId, AutoCommit, Change, ObjId, ReadDoc};
+use automerge::{ActorId, AutoCommit, Change, ExpandedChange, ObjId, ReadDoc};
 use sha2::{Digest, Sha256};
 
 use super::Role;
@@ -184,22 +184,32 @@ pub fn check_changes(
     changes: &[Change],
     authors: &dyn Authors,
 ) -> Result<Touched, Refusal> {
+    let fresh: Vec<ExpandedChange> = changes
+        .iter()
+        .filter(|change| doc.get_change_meta_by_hash(&change.hash()).is_none())
+        .map(Change::decode)
+        .collect();
+    check_expanded(doc, &fresh, authors)
+}
+
+/// [`check_changes`] of changes already decoded, every one of them new to `doc` (the sync
+/// engine decodes each received change once, for its own checks and for this one).
+pub fn check_expanded(
+    doc: &mut AutoCommit,
+    fresh: &[ExpandedChange],
+    authors: &dyn Authors,
+) -> Result<Touched, Refusal> {
     let mut touched = Touched::new();
     // Objects made in this batch, and objects of the document already placed.
     let mut places: HashMap<(u64, ActorId), Place> = HashMap::new();
-    for change in changes {
-        if doc.get_change_by_hash(&change.hash()).is_some() {
-            continue;
-        }
-        let actor = change.actor_id().clone();
+    for change in fresh {
+        let actor = &change.actor_id;
         let rights = authors
-            .rights(&actor)
+            .rights(actor)
             .ok_or_else(|| Refusal::WrongAuthor(actor.to_hex_string()))?;
-        let author = tag_of(&actor);
-        let expanded = change.decode();
-        let start = expanded.start_op.get();
-        for (index, op) in expanded.operations.iter().enumerate() {
-            let op_id = (start.saturating_add(index as u64), actor.clone());
+        let author = tag_of(actor);
+        let start = change.start_op.get();
+        for (index, op) in change.operations.iter().enumerate() {
             let place = match &op.obj {
                 ObjectId::Root => {
                     let Key::Map(key) = &op.key else {
@@ -224,6 +234,7 @@ pub fn check_changes(
                 }
             };
             if matches!(op.action, OpType::Make(_)) {
+                let op_id = (start.saturating_add(index as u64), actor.clone());
                 places.insert(op_id, place.clone());
             }
             touched.insert(place.key);

@@ -2,7 +2,7 @@
 //! chunk as one batch, validated before the document is touched and then applied in place (a
 //! server answering a phone must not copy a large document to apply one small change).
 
-use automerge::{AutoCommit, Bundle, Change, ChangeHash, ReadDoc};
+use automerge::{AutoCommit, Bundle, Change, ChangeHash, ExpandedChange, ReadDoc};
 
 use super::bounds::{self, DecodeBudget};
 use super::error::DocError;
@@ -426,10 +426,10 @@ impl Check<'_> {
     fn authority(
         &self,
         doc: &mut AutoCommit,
-        changes: &[Change],
+        fresh: &[ExpandedChange],
     ) -> Result<std::collections::BTreeSet<String>, DocError> {
-        use crate::policy::authority::{Refusal, check_changes};
-        check_changes(doc, changes, self.authors).map_err(|refusal| match refusal {
+        use crate::policy::authority::{Refusal, check_expanded};
+        check_expanded(doc, fresh, self.authors).map_err(|refusal| match refusal {
             Refusal::WrongAuthor(_) => DocError::WrongAuthor,
             Refusal::NotOwner { .. } => DocError::NotOwner,
             Refusal::Malformed(_) => DocError::InvalidContent,
@@ -493,54 +493,64 @@ enum Plan {
     Copy,
 }
 
+/// The changes of `changes` that `doc` does not hold, expanded to their operations: each is
+/// decoded once, for both the batch's check and the authority check.
+fn fresh_changes(doc: &mut AutoCommit, changes: &[Change]) -> Vec<ExpandedChange> {
+    changes
+        .iter()
+        .filter(|change| doc.get_change_meta_by_hash(&change.hash()).is_none())
+        .map(Change::decode)
+        .collect()
+}
+
 /// Checks a decoded batch against `doc` without changing it, so that automerge's batch apply
 /// cannot fail part-way on anything checked here: no two changes of the batch claim one
 /// (actor, sequence number) pair, no change claims an author already bound to its actor, and
-/// every object an operation names is the root, exists in `doc` or is made in the batch. Each
-/// change is expanded to its operations for the last check; automerge 0.12 panics after it has
-/// changed the document when an operation names an object that does not exist.
-fn check_batch(doc: &mut AutoCommit, changes: &[Change]) -> Result<Plan, DocError> {
+/// every object an operation names is the root, exists in `doc` or is made in the batch
+/// (automerge 0.12 panics after it has changed the document when an operation names an object
+/// that does not exist). `fresh` is the batch's changes that `doc` lacks, expanded to their
+/// operations ([`fresh_changes`]).
+fn check_batch(doc: &mut AutoCommit, fresh: &[ExpandedChange]) -> Result<Plan, DocError> {
     use std::collections::{HashMap, HashSet};
 
     if !doc.get_missing_deps(&[]).is_empty() {
         return Ok(Plan::Copy);
     }
-    let hashes: Vec<ChangeHash> = changes.iter().map(Change::hash).collect();
     // The hashes of the batch that the document lacks; the others automerge skips.
-    let new: HashSet<ChangeHash> = doc.get_missing_deps(&hashes).into_iter().collect();
+    let new: HashSet<ChangeHash> = fresh.iter().filter_map(|change| change.hash).collect();
     let mut seqs: HashMap<(&automerge::ActorId, u64), ChangeHash> = HashMap::new();
     let mut authored: HashSet<&automerge::ActorId> = HashSet::new();
     let mut outside: Vec<ChangeHash> = Vec::new();
-    let mut made: HashSet<(u64, automerge::ActorId)> = HashSet::new();
-    let mut named: HashSet<(u64, automerge::ActorId)> = HashSet::new();
-    let mut ops: HashSet<(u64, automerge::ActorId)> = HashSet::new();
-    let mut after: HashSet<(u64, automerge::ActorId)> = HashSet::new();
-    for change in changes.iter().filter(|c| new.contains(&c.hash())) {
-        if let Some(other) = seqs.insert((change.actor_id(), change.seq()), change.hash())
-            && other != change.hash()
+    let mut made: HashSet<(u64, &automerge::ActorId)> = HashSet::new();
+    let mut named: HashSet<(u64, &automerge::ActorId)> = HashSet::new();
+    let mut ops: HashSet<(u64, &automerge::ActorId)> = HashSet::new();
+    let mut after: HashSet<(u64, &automerge::ActorId)> = HashSet::new();
+    for change in fresh {
+        let actor = &change.actor_id;
+        let hash = change.hash.ok_or(DocError::BadChunk)?;
+        if let Some(other) = seqs.insert((actor, change.seq), hash)
+            && other != hash
         {
             return Err(DocError::ApplyFailed);
         }
-        if change.author().is_some()
-            && (doc.get_author_for_actor(change.actor_id()).is_some()
-                || !authored.insert(change.actor_id()))
+        if change.author.is_some()
+            && (doc.get_author_for_actor(actor).is_some() || !authored.insert(actor))
         {
             return Err(DocError::ApplyFailed);
         }
-        outside.extend(change.deps().iter().filter(|d| !new.contains(d)).copied());
-        let expanded = change.decode();
-        let start = change.start_op().get();
-        for (i, op) in expanded.operations.iter().enumerate() {
+        outside.extend(change.deps.iter().filter(|d| !new.contains(d)).copied());
+        let start = change.start_op.get();
+        for (i, op) in change.operations.iter().enumerate() {
             let counter = start.checked_add(i as u64).ok_or(DocError::BadChunk)?;
             if let automerge::legacy::OpType::Make(_) = op.action {
-                made.insert((counter, change.actor_id().clone()));
+                made.insert((counter, actor));
             }
-            ops.insert((counter, change.actor_id().clone()));
+            ops.insert((counter, actor));
             if let automerge::legacy::ObjectId::Id(id) = &op.obj {
-                named.insert((id.0, id.1.clone()));
+                named.insert((id.0, &id.1));
             }
             if let automerge::legacy::Key::Seq(automerge::legacy::ElementId::Id(id)) = &op.key {
-                after.insert((id.0, id.1.clone()));
+                after.insert((id.0, &id.1));
             }
         }
     }
@@ -616,18 +626,24 @@ pub(crate) fn apply_keeping(
     let swap = check.is_none();
     let checked = catch_unwind(AssertUnwindSafe(|| {
         let mut decoded = decode(doc, chunk, limits, &mut left, swap)?;
+        let mut touched = None;
         let plan = match &decoded {
             Decoded::Whole(_) | Decoded::Swap(_) => Plan::Copy,
-            Decoded::Changes(changes) => check_batch(doc, changes)?,
-        };
-        let touched = match (&check, &mut decoded) {
-            (None, _) => None,
-            (Some(check), Decoded::Changes(changes)) => Some(check.authority(doc, changes)?),
-            (Some(check), Decoded::Whole(loaded) | Decoded::Swap(loaded)) => {
-                let changes = loaded.get_changes(&[]);
-                Some(check.authority(&mut AutoCommit::new(), &changes)?)
+            Decoded::Changes(changes) => {
+                let fresh = fresh_changes(doc, changes);
+                let plan = check_batch(doc, &fresh)?;
+                if let Some(check) = &check {
+                    touched = Some(check.authority(doc, &fresh)?);
+                }
+                plan
             }
         };
+        if let (Some(check), Decoded::Whole(loaded) | Decoded::Swap(loaded)) =
+            (&check, &mut decoded)
+        {
+            let all = fresh_changes(&mut AutoCommit::new(), &loaded.get_changes(&[]));
+            touched = Some(check.authority(&mut AutoCommit::new(), &all)?);
+        }
         Ok::<_, DocError>((decoded, plan, touched))
     }));
     budget.decode = left.decode;
@@ -748,6 +764,12 @@ mod tests {
 
     use super::*;
 
+    /// What [`check_batch`] makes of `changes` for `doc`, decoded as `apply` decodes them.
+    fn batch_plan(doc: &mut AutoCommit, changes: &[Change]) -> Result<Plan, DocError> {
+        let fresh = fresh_changes(doc, changes);
+        check_batch(doc, &fresh)
+    }
+
     /// A message's budget allowing `changes` changes.
     fn budget(changes: usize) -> Budget {
         Budget {
@@ -817,7 +839,7 @@ mod tests {
             copy.apply_changes_batch(changes.clone()).unwrap();
             let mut budget = budget(1000);
             let before = snapshot(&mut doc);
-            assert_eq!(check_batch(&mut doc, &changes), Ok(Plan::InPlace));
+            assert_eq!(batch_plan(&mut doc, &changes), Ok(Plan::InPlace));
             let gained = apply(
                 &mut doc,
                 &raw(&mut changes),
@@ -951,7 +973,7 @@ mod tests {
         let mut budget = budget(10);
         // The control: after an element that exists, the insert applies in place.
         let mut good = [insert_after(&mut doc, 4)];
-        assert_eq!(check_batch(&mut doc, &good), Ok(Plan::InPlace));
+        assert_eq!(batch_plan(&mut doc, &good), Ok(Plan::InPlace));
         // After an operation no change of the document made.
         let mut missing = [insert_after(&mut doc, 999)];
         let outcome = apply(
@@ -983,7 +1005,7 @@ mod tests {
         let mut doc = base_doc();
         let mut budget = budget(10);
         let mut forged = [insert_after(&mut doc, 7)];
-        assert_eq!(check_batch(&mut doc, &forged), Ok(Plan::InPlace));
+        assert_eq!(batch_plan(&mut doc, &forged), Ok(Plan::InPlace));
         let outcome = apply(
             &mut doc,
             &raw(&mut forged),
@@ -1005,7 +1027,7 @@ mod tests {
             copy.apply_changes_batch(vec![poison.clone()])
         }));
         assert!(!matches!(outcome, Ok(Ok(()))), "automerge accepted it");
-        assert_eq!(check_batch(&mut doc, &[poison]), Err(DocError::BadChunk));
+        assert_eq!(batch_plan(&mut doc, &[poison]), Err(DocError::BadChunk));
     }
 
     #[test]
@@ -1014,7 +1036,7 @@ mod tests {
         let mut later = changes_after(&mut doc, 2, 4);
         let mut gap = later.split_off(2);
         // Only the last two of four: their deps are not in the document.
-        assert_eq!(check_batch(&mut doc, &gap), Ok(Plan::Copy));
+        assert_eq!(batch_plan(&mut doc, &gap), Ok(Plan::Copy));
         let mut budget = budget(1000);
         let before = snapshot(&mut doc).0;
         assert_eq!(
@@ -1030,7 +1052,7 @@ mod tests {
         assert_eq!(snapshot(&mut doc).0, before);
         assert!(!doc.get_missing_deps(&[]).is_empty());
         // With changes queued, the next batch goes to a copy too; it completes the document.
-        assert_eq!(check_batch(&mut doc, &later), Ok(Plan::Copy));
+        assert_eq!(batch_plan(&mut doc, &later), Ok(Plan::Copy));
         assert_eq!(
             apply(
                 &mut doc,
