@@ -365,7 +365,7 @@ mod tests {
 
     #[test]
     fn devices_and_revoke_on_a_data_folder() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         assert!(matches!(
             devices_table(dir.path()).unwrap_err(),
             AdminError::NoData(_)

@@ -321,7 +321,7 @@ mod tests {
     #[test]
     fn chunks_are_fetched_by_id_bounded_and_released_to_markers() {
         use phakhi_core::attach::CHUNK_LEN;
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let conn = crate::db::open(dir.path()).unwrap();
         let desk = devices::insert(&conn, &[9; 32], Role::Admin, &["TH-44".into()], 0)
             .unwrap()

@@ -182,8 +182,8 @@ mod tests {
         bytes
     }
 
-    fn setup() -> (tempfile::TempDir, Connection, Device) {
-        let dir = tempfile::tempdir().unwrap();
+    fn setup() -> (crate::db::tempdata::TempData, Connection, Device) {
+        let dir = crate::db::tempdata::TempData::new();
         let conn = crate::db::open(dir.path()).unwrap();
         let device = devices::insert(&conn, &[1; 32], Role::Leader, &["TH-44".into()], 0)
             .unwrap()
@@ -390,7 +390,7 @@ mod tests {
     /// syncs' budget; a relay pays one ordinary token per request; garbage pays a token too.
     #[test]
     fn chunk_requests_are_paced_by_the_chunks_they_carry() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let state = AppState::open(crate::config::Config {
             data: dir.path().to_path_buf(),
             limits: Limits {

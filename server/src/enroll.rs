@@ -69,7 +69,7 @@ mod tests {
 
     #[test]
     fn registers_once_and_spends_the_token() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let mut conn = crate::db::open(dir.path()).unwrap();
         let tx = conn.transaction().unwrap();
         let device = register(&tx, &[1; 32], &admission(b"t1"), 10).unwrap();
@@ -92,7 +92,7 @@ mod tests {
 
     #[test]
     fn a_revoked_device_cannot_enrol_again_and_bad_provinces_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let conn = crate::db::open(dir.path()).unwrap();
         let device = register(&conn, &[1; 32], &admission(b"t1"), 10).unwrap();
         devices::revoke(&conn, device.row, 20).unwrap();

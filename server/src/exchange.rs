@@ -971,7 +971,7 @@ mod tests {
 
     #[test]
     fn stored_bytes_are_offered_only_for_the_heads_they_reach() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let conn = db::open(dir.path()).unwrap();
         let mut doc = AutoCommit::new();
         record(&mut doc, "สมชาย");
@@ -1067,7 +1067,7 @@ mod tests {
         );
 
         // The engine is told only of the documents left unloaded, with exactly those heads.
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let conn = db::open(dir.path()).unwrap();
         let name = DocName::parse(DOC).unwrap();
         let unchanged = BTreeMap::from([(name.clone(), heads.clone())]);

@@ -150,7 +150,7 @@ mod tests {
 
     #[test]
     fn an_issued_invite_verifies_with_the_hq_key_and_pins_this_server() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let config = Config {
             data: dir.path().to_path_buf(),
             ..Config::default()
@@ -176,7 +176,7 @@ mod tests {
 
     #[test]
     fn a_relay_folder_or_missing_tip_desk_key_cannot_issue() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let config = Config {
             data: dir.path().to_path_buf(),
             ..Config::default()
@@ -192,7 +192,7 @@ mod tests {
             "{err}"
         );
 
-        let hq = tempfile::tempdir().unwrap();
+        let hq = crate::db::tempdata::TempData::new();
         crate::keys::load_or_create(hq.path(), true, &mut OsRng).unwrap();
         let config = Config {
             data: hq.path().to_path_buf(),

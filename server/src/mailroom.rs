@@ -363,7 +363,7 @@ mod tests {
     fn replies_go_once_delivered_to_every_phone_or_expired() {
         use crate::db::{self, devices, mailbox::DAY_SECS};
         use std::collections::HashMap;
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let conn = db::open(dir.path()).unwrap();
         let a = devices::insert(&conn, &[1; 32], Role::Leader, &["TH-44".into()], 0)
             .unwrap()

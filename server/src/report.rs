@@ -582,7 +582,7 @@ mod tests {
     fn a_province_that_cannot_be_read_is_shown_damaged_and_the_others_still_show() {
         use automerge::transaction::Transactable;
         use phakhi_core::model::fixtures;
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let conn = db::open(dir.path()).unwrap();
         let (mut province, mut activities) = fixtures::activities_document(3, 20).unwrap();
         documents::append(&conn, "province/TH-44", &province.doc_mut().save(), 1).unwrap();
@@ -633,7 +633,7 @@ mod tests {
     #[test]
     fn the_dashboards_months_add_up_to_the_reports_totals() {
         use phakhi_core::model::fixtures;
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let conn = db::open(dir.path()).unwrap();
         let (mut province, mut activities) = fixtures::activities_document(7, 300).unwrap();
         documents::append(&conn, "province/TH-44", &province.doc_mut().save(), 1).unwrap();
@@ -728,7 +728,7 @@ mod tests {
 
     #[test]
     fn a_missing_folder_is_refused_with_advice() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let err = build(dir.path(), Lang::En, Era::Buddhist).unwrap_err();
         assert!(err.to_string().contains("--data DIR"), "{err}");
         assert!(!dir.path().join(db::DB_FILE).exists());

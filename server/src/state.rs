@@ -531,8 +531,8 @@ mod tests {
 
     use super::*;
 
-    fn joined_folder() -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
+    fn joined_folder() -> crate::db::tempdata::TempData {
+        let dir = crate::db::tempdata::TempData::new();
         keys::load_or_create(dir.path(), false, &mut rand_core::OsRng).unwrap();
         let conn = db::open(dir.path()).unwrap();
         let joined = db::upstream::Joined {
@@ -569,7 +569,7 @@ mod tests {
     /// queue is refused at once; a place that frees goes to the one waiting.
     #[tokio::test]
     async fn requests_past_the_cap_wait_in_a_bounded_queue() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let config = Config {
             data: dir.path().to_path_buf(),
             limits: crate::config::Limits {
@@ -604,7 +604,7 @@ mod tests {
 
     #[test]
     fn a_folder_that_never_joined_keeps_the_configured_role() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let config = Config {
             data: dir.path().to_path_buf(),
             ..Config::default()

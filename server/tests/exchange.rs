@@ -29,13 +29,13 @@ use rand_core::OsRng;
 use tower::ServiceExt;
 
 struct Server {
-    dir: tempfile::TempDir,
+    dir: crate::tempdata::TempData,
     state: AppState,
 }
 
 impl Server {
     fn start(limits: Limits) -> Server {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::tempdata::TempData::new();
         let state = open(&dir, limits);
         Server { dir, state }
     }
@@ -168,7 +168,7 @@ fn now() -> time::OffsetDateTime {
 }
 
 fn start_relay(hq_key: Option<String>) -> Server {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdata::TempData::new();
     let state = AppState::open(Config {
         data: dir.path().to_path_buf(),
         role: phakhi_server::config::ServerRole::Relay,
@@ -180,7 +180,7 @@ fn start_relay(hq_key: Option<String>) -> Server {
     Server { dir, state }
 }
 
-fn open(dir: &tempfile::TempDir, limits: Limits) -> AppState {
+fn open(dir: &crate::tempdata::TempData, limits: Limits) -> AppState {
     AppState::open(Config {
         data: dir.path().to_path_buf(),
         limits,
@@ -721,7 +721,7 @@ async fn replies_go_down_to_every_device_of_their_province_only() {
 
 #[tokio::test]
 async fn many_syncs_compact_the_document_and_a_tiny_cache_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdata::TempData::new();
     let state = AppState::open(Config {
         data: dir.path().to_path_buf(),
         cache_bytes: 0,

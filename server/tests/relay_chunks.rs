@@ -152,7 +152,7 @@ fn limits() -> Limits {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relay_sends_hq_only_the_chunks_it_lacks_and_prunes_them_after_the_answer() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdata::TempData::new();
     let (hq, hq_url, hq_stop) = start_hq(&dir.path().join("hq"), limits()).await;
     let relay_dir = dir.path().join("relay");
     let sent = relay_with_chunks(&hq, &hq_url, &relay_dir, 40).await;
@@ -231,7 +231,7 @@ async fn the_relay_sends_hq_only_the_chunks_it_lacks_and_prunes_them_after_the_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_chunk_quota_at_hq_keeps_the_rest_at_the_relay_and_names_the_setting() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdata::TempData::new();
     let (hq, hq_url, hq_stop) = start_hq(
         &dir.path().join("hq"),
         Limits {

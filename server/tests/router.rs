@@ -10,7 +10,7 @@ use phakhi_server::http::app;
 use phakhi_server::state::AppState;
 use tower::ServiceExt;
 
-fn state(dir: &tempfile::TempDir, limits: Limits) -> AppState {
+fn state(dir: &crate::tempdata::TempData, limits: Limits) -> AppState {
     let config = Config {
         data: dir.path().to_path_buf(),
         limits,
@@ -39,7 +39,7 @@ fn post(uri: &str, content_type: &str, body: Vec<u8>) -> Request<Body> {
 }
 
 /// Rows in every table that a request could change.
-fn snapshot(dir: &tempfile::TempDir) -> Vec<i64> {
+fn snapshot(dir: &crate::tempdata::TempData) -> Vec<i64> {
     let conn = phakhi_server::db::open(dir.path()).unwrap();
     [
         "devices",
@@ -59,7 +59,7 @@ fn snapshot(dir: &tempfile::TempDir) -> Vec<i64> {
 
 #[tokio::test]
 async fn healthz_answers_with_role_and_version() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdata::TempData::new();
     let state = state(&dir, Limits::default());
     let (status, _, body) = call(
         &state,
@@ -74,7 +74,7 @@ async fn healthz_answers_with_role_and_version() {
 
 #[tokio::test]
 async fn metrics_are_prometheus_text_and_count_errors_by_code() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdata::TempData::new();
     let state = state(&dir, Limits::default());
     call(
         &state,
@@ -114,7 +114,7 @@ async fn metrics_are_prometheus_text_and_count_errors_by_code() {
 
 #[tokio::test]
 async fn garbage_envelopes_are_refused_and_change_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdata::TempData::new();
     let state = state(&dir, Limits::default());
     let before = snapshot(&dir);
     for uri in ["/v1/enroll", "/v1/sync"] {
@@ -138,7 +138,7 @@ async fn garbage_envelopes_are_refused_and_change_nothing() {
 
 #[tokio::test]
 async fn wrong_content_type_is_415() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdata::TempData::new();
     let state = state(&dir, Limits::default());
     let (status, code, _) = call(
         &state,
@@ -151,7 +151,7 @@ async fn wrong_content_type_is_415() {
 
 #[tokio::test]
 async fn oversized_bodies_get_a_json_413() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdata::TempData::new();
     let state = state(
         &dir,
         Limits {
@@ -188,7 +188,7 @@ fn futures_stream(
 
 #[tokio::test]
 async fn unknown_routes_and_methods_get_json_errors() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdata::TempData::new();
     let state = state(&dir, Limits::default());
     let (status, code, text) = call(
         &state,
@@ -210,7 +210,7 @@ async fn unknown_routes_and_methods_get_json_errors() {
 #[tokio::test]
 async fn run_serves_any_listener_until_the_shutdown_future_resolves() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdata::TempData::new();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -245,7 +245,7 @@ async fn run_serves_any_listener_until_the_shutdown_future_resolves() {
 
 #[test]
 fn one_server_per_data_folder() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdata::TempData::new();
     let config = Config {
         data: dir.path().to_path_buf(),
         ..Config::default()
@@ -259,7 +259,7 @@ fn one_server_per_data_folder() {
 
 #[tokio::test]
 async fn a_panic_on_the_storage_side_is_an_internal_error_not_a_dead_server() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdata::TempData::new();
     let state = state(&dir, Limits::default());
     let failed = state
         .with_core(|_core| -> Result<(), phakhi_server::error::AppError> {
@@ -287,7 +287,7 @@ async fn a_panic_on_the_storage_side_is_an_internal_error_not_a_dead_server() {
 
 #[tokio::test(start_paused = true)]
 async fn a_request_that_never_finishes_arriving_times_out_with_a_json_408() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdata::TempData::new();
     let state = state(
         &dir,
         Limits {

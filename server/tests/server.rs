@@ -13,5 +13,8 @@ mod router;
 mod sim;
 #[path = "stored_bytes.rs"]
 mod stored_bytes;
+/// The unit tests' data folder, whose key file goes with it (`src/db/tempdata.rs`).
+#[path = "../src/db/tempdata.rs"]
+mod tempdata;
 #[path = "upgrade_fixtures.rs"]
 mod upgrade_fixtures;

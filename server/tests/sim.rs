@@ -46,13 +46,13 @@ pub(super) fn th44() -> ProvinceCode {
 
 /// HQ, answering sealed requests in process at the simulated time.
 pub(super) struct Hq {
-    pub(super) dir: tempfile::TempDir,
+    pub(super) dir: crate::tempdata::TempData,
     pub(super) state: AppState,
 }
 
 impl Hq {
     pub(super) fn start() -> Hq {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::tempdata::TempData::new();
         let state = AppState::open(Config {
             data: dir.path().to_path_buf(),
             limits: Limits {
@@ -140,7 +140,7 @@ impl Hq {
 
 /// A phone with its own (possibly wrong) clock.
 pub(super) struct Phone {
-    pub(super) dir: tempfile::TempDir,
+    pub(super) dir: crate::tempdata::TempData,
     pub(super) key: StorageKey,
     pub(super) device: Device,
     pub(super) rng: StdRng,
@@ -152,7 +152,7 @@ impl Phone {
     /// A phone enrolled at HQ over a perfect link at `now`.
     pub(super) fn enrolled(hq: &Hq, now: u64, seed: u64) -> Phone {
         let mut rng = StdRng::seed_from_u64(seed);
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::tempdata::TempData::new();
         let key = StorageKey::generate(&mut rng);
         let device = Device::open(
             dir.path().join("phone.db"),

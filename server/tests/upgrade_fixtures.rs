@@ -50,8 +50,8 @@ fn id_of(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// A data folder holding a copy of the version-`version` fixture as its database.
-fn data_folder(version: i64) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
+fn data_folder(version: i64) -> crate::tempdata::TempData {
+    let dir = crate::tempdata::TempData::new();
     let fixture = fixtures().join(format!("server-v{version}.sqlite3"));
     std::fs::copy(&fixture, dir.path().join(db::DB_FILE))
         .unwrap_or_else(|e| panic!("{}: {e}", fixture.display()));

@@ -29,7 +29,7 @@ fn stored_documents(data: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn three_devices_two_provinces_converge_scope_holds_and_revocation_bites() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = phakhi_tests::tempdata::TempData::new();
     let server = ServerProcess::start(dir.path(), &[]);
     let key = server.static_key();
     let invite_a = invite(dir.path(), "TH-44", "leader", &server.url, TIP_DESK);
@@ -94,7 +94,7 @@ fn three_devices_two_provinces_converge_scope_holds_and_revocation_bites() {
 
 #[test]
 fn sigkill_during_syncs_loses_no_acknowledged_change() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = phakhi_tests::tempdata::TempData::new();
     let config = dir.path().join("phakhi.toml");
     std::fs::write(
         &config,
@@ -166,7 +166,7 @@ fn an_upload_over_the_servers_change_limit_goes_in_several_exchanges() {
     // The server's limit is lowered so the test stays fast; the client bound is set to match,
     // as the defaults are (`phakhi_core::sync::MAX_CHANGES_PER_MESSAGE` on both sides).
     const LIMIT: usize = 300;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = phakhi_tests::tempdata::TempData::new();
     let config = phakhi_tests::server::config_with_limits(
         dir.path(),
         &format!("max_changes_per_message = {LIMIT}"),

@@ -11,7 +11,7 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn serve_prints_its_address_answers_healthz_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = phakhi_tests::tempdata::TempData::new();
     let data = dir.path().join("data");
     let server = ServerProcess::start(&data, &[]);
     assert_ne!(server.addr.port(), 0);
@@ -61,7 +61,7 @@ fn serve_prints_its_address_answers_healthz_and_stops_on_sigterm() {
 
 #[test]
 fn a_second_start_reuses_the_keys_and_stops_on_sigint() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = phakhi_tests::tempdata::TempData::new();
     let first = ServerProcess::start(dir.path(), &[]);
     let first_banner = first.banner.clone();
     let static_key = std::fs::read(dir.path().join("server-static.key")).expect("key");
@@ -97,7 +97,7 @@ fn a_second_start_reuses_the_keys_and_stops_on_sigint() {
 
 #[test]
 fn flags_beat_environment_which_beats_the_config_file() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = phakhi_tests::tempdata::TempData::new();
     let from_file = dir.path().join("from-file");
     let from_env = dir.path().join("from-env");
     let config = dir.path().join("phakhi.toml");
@@ -169,7 +169,7 @@ fn stop(mut child: std::process::Child) {
 
 #[test]
 fn a_bad_config_file_busy_port_or_busy_data_folder_fails_with_what_to_do_next() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = phakhi_tests::tempdata::TempData::new();
     let config = dir.path().join("phakhi.toml");
     std::fs::write(&config, "prot = 7744\n").expect("write");
     let out = phakhi(&["serve", "--config", &config.display().to_string()]);
@@ -232,7 +232,7 @@ fn help_is_available_on_every_command() {
 
 #[test]
 fn admin_devices_and_revoke_work_on_a_running_servers_folder() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = phakhi_tests::tempdata::TempData::new();
     let missing = admin(&dir.path().join("nothing"), &["devices"]);
     assert!(!missing.status.success());
     assert!(text(&missing.stderr).contains("phakhi serve --data"));
@@ -294,7 +294,7 @@ fn admin_devices_and_revoke_work_on_a_running_servers_folder() {
 
 #[test]
 fn admin_invite_prints_an_invite_or_says_what_is_missing() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = phakhi_tests::tempdata::TempData::new();
     let hq = dir.path().join("hq");
     let server = ServerProcess::start(&hq, &[]);
     let (exit, _) = server.terminate();

@@ -817,8 +817,11 @@ mod tests {
         assert_eq!(expires, "15m");
         assert_eq!(server_url, None);
 
+        // The data folder inside a temporary one, so its key file (beside it) goes with it.
         let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().to_str().unwrap();
+        let folder = dir.path().join("data");
+        std::fs::create_dir(&folder).unwrap();
+        let data = folder.to_str().unwrap();
         let login = |expires: &str| {
             run(Cli::try_parse_from([
                 "phakhi",
@@ -838,7 +841,7 @@ mod tests {
                 .to_string()
                 .contains("phakhi serve")
         );
-        phakhi_server::db::open(dir.path()).unwrap();
+        phakhi_server::db::open(&folder).unwrap();
         login("15m").unwrap();
         assert!(matches!(
             login("2d").unwrap_err(),
@@ -848,7 +851,7 @@ mod tests {
             login("soon").unwrap_err(),
             CliError::Admin(AdminError::BadDuration(_))
         ));
-        let conn = phakhi_server::db::open(dir.path()).unwrap();
+        let conn = phakhi_server::db::open(&folder).unwrap();
         let logins: i64 = conn
             .query_row("SELECT count(*) FROM dashboard_logins", [], |r| r.get(0))
             .unwrap();

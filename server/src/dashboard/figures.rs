@@ -250,7 +250,7 @@ mod tests {
 
     #[test]
     fn the_fingerprint_follows_the_data() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let conn = crate::db::open(dir.path()).unwrap();
         let first = fingerprint(&conn, 0).unwrap();
         assert_eq!(first, fingerprint(&conn, 3599).unwrap());

@@ -688,7 +688,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_relay_serves_the_dashboard_behind_a_session() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let config = crate::config::Config {
             role: crate::config::ServerRole::Relay,
             data: dir.path().to_path_buf(),
@@ -778,7 +778,7 @@ mod tests {
 
     #[test]
     fn a_login_link_needs_an_existing_data_folder() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         assert!(login_link(dir.path(), "http://x", 60, 0).is_err());
         db::open(dir.path()).unwrap();
         let link = login_link(dir.path(), "http://127.0.0.1:7744/", 60, 0).unwrap();

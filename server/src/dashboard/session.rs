@@ -230,8 +230,8 @@ mod tests {
     use super::*;
     use rand_core::OsRng;
 
-    fn db() -> (tempfile::TempDir, Connection) {
-        let dir = tempfile::tempdir().unwrap();
+    fn db() -> (crate::db::tempdata::TempData, Connection) {
+        let dir = crate::db::tempdata::TempData::new();
         let conn = crate::db::open(dir.path()).unwrap();
         (dir, conn)
     }

@@ -144,7 +144,7 @@ mod tests {
 
     #[test]
     fn a_mark_appears_with_the_first_backup_and_a_restore_changes_its_lineage() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let conn = super::super::open(dir.path()).unwrap();
         assert_eq!(mark(&conn).unwrap(), None);
         assert_eq!(begin(&conn).unwrap(), 1);

@@ -117,7 +117,7 @@ mod tests {
 
     #[test]
     fn chunks_are_stored_once_deleted_when_passed_on_and_still_held() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let conn = crate::db::open(dir.path()).unwrap();
         let (a, a_bytes) = chunk(7);
         let (b, _) = chunk(8);
@@ -147,7 +147,7 @@ mod tests {
 
     #[test]
     fn sqlite_refuses_a_chunk_of_the_wrong_length() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let conn = crate::db::open(dir.path()).unwrap();
         let short = vec![1u8; CHUNK_LEN - 1];
         let result = conn.execute(

@@ -431,8 +431,8 @@ pub fn count_active(conn: &Connection) -> Result<i64, DbError> {
 mod tests {
     use super::*;
 
-    fn db() -> (tempfile::TempDir, Connection) {
-        let dir = tempfile::tempdir().unwrap();
+    fn db() -> (crate::db::tempdata::TempData, Connection) {
+        let dir = crate::db::tempdata::TempData::new();
         let conn = super::super::open(dir.path()).unwrap();
         (dir, conn)
     }

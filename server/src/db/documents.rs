@@ -155,7 +155,7 @@ mod tests {
     /// not make SQLite prepare it again.
     #[test]
     fn the_chunk_statements_are_prepared_once_for_every_document() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let conn = crate::db::open(dir.path()).unwrap();
         let names = ["province/TH-44", "province/TH-40", "directory"];
         for (i, name) in names.iter().cycle().take(9).enumerate() {
@@ -178,7 +178,7 @@ mod tests {
 
     #[test]
     fn append_then_replace_keeps_order_and_accounting() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let conn = crate::db::open(dir.path()).unwrap();
         assert_eq!(load(&conn, "province/TH-44").unwrap(), None);
         append(&conn, "province/TH-44", b"one", 1).unwrap();
@@ -207,7 +207,7 @@ mod tests {
 
     #[test]
     fn a_document_is_compacted_once_its_increments_outweigh_its_last_full_save() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let conn = crate::db::open(dir.path()).unwrap();
         let name = "province/TH-44";
         let full = |tag: &'static str| move || format!("full save {tag}").into_bytes();

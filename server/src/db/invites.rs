@@ -38,7 +38,7 @@ mod tests {
 
     #[test]
     fn a_token_is_spent_once() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let conn = crate::db::open(dir.path()).unwrap();
         let device = devices::insert(&conn, &[1; 32], Role::Leader, &[], 1)
             .unwrap()

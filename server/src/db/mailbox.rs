@@ -210,7 +210,7 @@ mod tests {
 
     #[test]
     fn stored_items_and_acks_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let conn = crate::db::open(dir.path()).unwrap();
         let stored = StoredItem {
             id: tip(7).id(),
@@ -235,7 +235,7 @@ mod tests {
 
     #[test]
     fn released_tips_count_as_acknowledged_and_keep_their_numbers() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let conn = crate::db::open(dir.path()).unwrap();
         let device = crate::db::devices::insert(
             &conn,

@@ -16,6 +16,8 @@ pub mod invites;
 pub mod mailbox;
 pub mod replay;
 pub mod schema;
+#[cfg(test)]
+pub(crate) mod tempdata;
 pub mod upstream;
 
 use std::path::{Path, PathBuf};
@@ -160,7 +162,7 @@ mod tests {
 
     #[test]
     fn opens_in_wal_with_full_sync_and_reopens() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let conn = open(dir.path()).unwrap();
         let mode: String = conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -177,7 +179,7 @@ mod tests {
 
     #[test]
     fn open_existing_does_not_create() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         assert!(open_existing(dir.path()).unwrap().is_none());
         assert!(!dir.path().join(DB_FILE).exists());
     }

@@ -128,7 +128,7 @@ mod tests {
 
     #[test]
     fn a_request_id_is_accepted_once_per_sender_until_its_day_is_pruned() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let conn = crate::db::open(dir.path()).unwrap();
         let key = ReplayKey::derive(&[3; 32]);
         let id = [9u8; 16];
@@ -156,7 +156,7 @@ mod tests {
 
     #[test]
     fn the_rows_of_an_older_version_become_hashes() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let mut conn = crate::db::open(dir.path()).unwrap();
         let key = ReplayKey::derive(&[3; 32]);
         conn.execute(

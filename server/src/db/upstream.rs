@@ -220,7 +220,7 @@ mod tests {
 
     #[test]
     fn a_join_is_recorded_once_and_progress_round_trips() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let conn = crate::db::open(dir.path()).unwrap();
         assert_eq!(joined(&conn).unwrap(), None);
         assert_eq!(progress(&conn).unwrap(), Progress::default());

@@ -396,14 +396,14 @@ mod tests {
     use rand_core::OsRng;
 
     struct Hq {
-        _dir: tempfile::TempDir,
+        _dir: crate::db::tempdata::TempData,
         conn: rusqlite::Connection,
         signing: HqSigningKey,
         relay: Device,
     }
 
     fn hq() -> Hq {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::db::tempdata::TempData::new();
         let conn = crate::db::open(dir.path()).unwrap();
         let relay = devices::insert(&conn, &[9; 32], Role::Relay, &["TH-44".into()], 1)
             .unwrap()
