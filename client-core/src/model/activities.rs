@@ -809,22 +809,24 @@ fn audience_obj(doc: &AutoCommit, obj: &ObjId) -> Result<ObjId> {
 }
 
 fn read_activity(doc: &AutoCommit, id: ActivityId, obj: &ObjId) -> Result<Activity> {
-    let set = audience_obj(doc, obj)?;
+    // One pass over the record's fields, not a seek per field.
+    let fields = raw::Fields::of(doc, obj);
+    let set = fields.map("audiences", "audience set")?;
     let audiences = doc
         .keys(&set)
         .filter_map(|key| key.parse::<Audience>().ok())
         .collect();
     Ok(Activity {
         id,
-        kind: raw::parsed(doc, obj, "kind")?,
+        kind: fields.parsed("kind")?,
         audiences,
-        title: raw::req_str(doc, obj, "title")?,
-        description: raw::text(doc, obj, "description")?,
-        date: raw::parsed(doc, obj, "date")?,
-        district: raw::req_str(doc, obj, "district")?,
-        attendance: raw::counter(doc, obj, "attendance")?,
-        organiser: raw::parsed(doc, obj, "organiser")?,
-        centre: raw::opt_parsed(doc, obj, "centre")?,
-        archived: raw::flag(doc, obj, "archived")?,
+        title: fields.req_str("title")?,
+        description: fields.text("description")?,
+        date: fields.parsed("date")?,
+        district: fields.req_str("district")?,
+        attendance: fields.counter("attendance")?,
+        organiser: fields.parsed("organiser")?,
+        centre: fields.opt_parsed("centre")?,
+        archived: fields.flag("archived")?,
     })
 }

@@ -197,9 +197,18 @@ pub(crate) fn opt_str(
     obj: &ObjId,
     field: &'static str,
 ) -> Result<Option<String>> {
-    match doc.get(obj, field)? {
+    opt_str_in(doc, field, found(&doc.get(obj, field)?))
+}
+
+/// [`opt_str`] of what a field holds (`found`).
+fn opt_str_in(
+    doc: &AutoCommit,
+    field: &'static str,
+    found: Option<(&Value<'_>, &ObjId)>,
+) -> Result<Option<String>> {
+    match found {
         None => Ok(None),
-        Some((Value::Object(ObjType::Text), id)) => Ok(Some(doc.text(&id)?)),
+        Some((Value::Object(ObjType::Text), id)) => Ok(Some(doc.text(id)?)),
         Some((value, _)) => value
             .as_str()
             .map(|s| Some(s.to_owned()))
@@ -215,8 +224,17 @@ pub(crate) fn req_str(doc: &AutoCommit, obj: &ObjId, field: &'static str) -> Res
 /// Reads a field holding an automerge Text object (or, written by another implementation, a
 /// scalar string, which means the same).
 pub(crate) fn text(doc: &AutoCommit, obj: &ObjId, field: &'static str) -> Result<String> {
-    match doc.get(obj, field)? {
-        Some((Value::Object(ObjType::Text), id)) => Ok(doc.text(&id)?),
+    text_in(doc, field, found(&doc.get(obj, field)?))
+}
+
+/// [`text`] of what a field holds (`found`).
+fn text_in(
+    doc: &AutoCommit,
+    field: &'static str,
+    found: Option<(&Value<'_>, &ObjId)>,
+) -> Result<String> {
+    match found {
+        Some((Value::Object(ObjType::Text), id)) => Ok(doc.text(id)?),
         Some((Value::Scalar(scalar), _)) => match scalar.as_ref() {
             ScalarValue::Str(s) => Ok(s.to_string()),
             _ => Err(malformed("text field", field)),
@@ -308,7 +326,12 @@ pub(crate) fn splice_text_chars(
 
 /// Reads a boolean field; absent means `false`.
 pub(crate) fn flag(doc: &AutoCommit, obj: &ObjId, field: &'static str) -> Result<bool> {
-    match doc.get(obj, field)? {
+    flag_in(field, found(&doc.get(obj, field)?))
+}
+
+/// [`flag`] of what a field holds (`found`).
+fn flag_in(field: &'static str, found: Option<(&Value<'_>, &ObjId)>) -> Result<bool> {
+    match found {
         None => Ok(false),
         Some((value, _)) => value.as_bool().ok_or_else(|| malformed("flag", field)),
     }
@@ -317,7 +340,12 @@ pub(crate) fn flag(doc: &AutoCommit, obj: &ObjId, field: &'static str) -> Result
 /// Reads a counter field (or a plain integer, as another automerge implementation writes a
 /// number: the value is the same, only concurrent increments would not add up to it).
 pub(crate) fn counter(doc: &AutoCommit, obj: &ObjId, field: &'static str) -> Result<i64> {
-    match doc.get(obj, field)? {
+    counter_in(field, found(&doc.get(obj, field)?))
+}
+
+/// [`counter`] of what a field holds (`found`).
+fn counter_in(field: &'static str, found: Option<(&Value<'_>, &ObjId)>) -> Result<i64> {
+    match found {
         Some((Value::Scalar(scalar), _)) => match scalar.as_ref() {
             ScalarValue::Counter(c) => Ok(i64::from(c)),
             ScalarValue::Int(v) => Ok(*v),
@@ -333,9 +361,11 @@ pub(crate) fn parsed<T: std::str::FromStr>(
     obj: &ObjId,
     field: &'static str,
 ) -> Result<T> {
-    req_str(doc, obj, field)?
-        .parse()
-        .map_err(|_| malformed("field value", field))
+    parse_required(field, req_str(doc, obj, field)?)
+}
+
+fn parse_required<T: std::str::FromStr>(field: &'static str, text: String) -> Result<T> {
+    text.parse().map_err(|_| malformed("field value", field))
 }
 
 /// Reads an optional parsed field (an empty string also means absent).
@@ -344,13 +374,98 @@ pub(crate) fn opt_parsed<T: std::str::FromStr>(
     obj: &ObjId,
     field: &'static str,
 ) -> Result<Option<T>> {
-    match opt_str(doc, obj, field)? {
+    parse_optional(field, opt_str(doc, obj, field)?)
+}
+
+fn parse_optional<T: std::str::FromStr>(
+    field: &'static str,
+    text: Option<String>,
+) -> Result<Option<T>> {
+    match text {
         None => Ok(None),
         Some(s) if s.is_empty() => Ok(None),
         Some(s) => s
             .parse()
             .map(Some)
             .map_err(|_| malformed("field value", field)),
+    }
+}
+
+/// A `get`'s answer, borrowed.
+fn found<'v>(got: &'v Option<(Value<'_>, ObjId)>) -> Option<(&'v Value<'v>, &'v ObjId)> {
+    got.as_ref().map(|(value, id)| (value, id))
+}
+
+/// Every field of a map object, read in one pass, for readers of a whole record (the content
+/// check of each record a device sends, reports). Each `get` on a record's field seeks the
+/// record's object in the document again: about 9 µs a field on a 20,000-record province
+/// (release build), where one pass over all of a record's fields costs about as much as one
+/// `get`. Each reader answers what the function of the same name answers for that field.
+pub(crate) struct Fields<'d> {
+    doc: &'d AutoCommit,
+    found: Vec<(String, Value<'static>, ObjId)>,
+}
+
+impl<'d> Fields<'d> {
+    /// The fields of `obj` as `doc` holds them now (each key's winning value, as `get` gives).
+    pub(crate) fn of(doc: &'d AutoCommit, obj: &ObjId) -> Fields<'d> {
+        let found = doc
+            .map_range(obj, ..)
+            .map(|item| {
+                let id = item.id();
+                (item.key.into_owned(), item.value.into_value(), id)
+            })
+            .collect();
+        Fields { doc, found }
+    }
+
+    fn get(&self, field: &str) -> Option<(&Value<'static>, &ObjId)> {
+        self.found
+            .iter()
+            .find(|(key, _, _)| key == field)
+            .map(|(_, value, id)| (value, id))
+    }
+
+    /// The map object at `field`.
+    pub(crate) fn map(&self, field: &'static str, what: &'static str) -> Result<ObjId> {
+        match self.get(field) {
+            Some((Value::Object(ObjType::Map), id)) => Ok(id.clone()),
+            _ => Err(malformed(what, field)),
+        }
+    }
+
+    /// See [`req_str`].
+    pub(crate) fn req_str(&self, field: &'static str) -> Result<String> {
+        opt_str_in(self.doc, field, self.get(field))?
+            .ok_or_else(|| malformed("missing field", field))
+    }
+
+    /// See [`text`].
+    pub(crate) fn text(&self, field: &'static str) -> Result<String> {
+        text_in(self.doc, field, self.get(field))
+    }
+
+    /// See [`flag`].
+    pub(crate) fn flag(&self, field: &'static str) -> Result<bool> {
+        flag_in(field, self.get(field))
+    }
+
+    /// See [`counter`].
+    pub(crate) fn counter(&self, field: &'static str) -> Result<i64> {
+        counter_in(field, self.get(field))
+    }
+
+    /// See [`parsed`].
+    pub(crate) fn parsed<T: std::str::FromStr>(&self, field: &'static str) -> Result<T> {
+        parse_required(field, self.req_str(field)?)
+    }
+
+    /// See [`opt_parsed`].
+    pub(crate) fn opt_parsed<T: std::str::FromStr>(
+        &self,
+        field: &'static str,
+    ) -> Result<Option<T>> {
+        parse_optional(field, opt_str_in(self.doc, field, self.get(field))?)
     }
 }
 
@@ -442,3 +557,75 @@ macro_rules! tagged_enum {
     };
 }
 pub(crate) use tagged_enum;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a failed step is a failed test
+
+    use automerge::{ROOT, transaction::Transactable};
+
+    use super::*;
+
+    /// A record whose fields two replicas wrote concurrently, each kind a reader meets: a
+    /// scalar string, a Text object, a string where Text is expected (another implementation),
+    /// a counter, a flag, a map, an empty optional, a field of the wrong type.
+    fn conflicted() -> (AutoCommit, ObjId) {
+        let mut a = AutoCommit::new().with_actor(ActorId::from(b"aaaaaaaa".as_slice()));
+        let rec = a.put_object(ROOT, "activity:1", ObjType::Map).unwrap();
+        a.put(&rec, "title", "ก่อน").unwrap();
+        put_text(&mut a, &rec, "description", "รายละเอียด").unwrap();
+        a.put(&rec, "note", "ข้อความธรรมดา").unwrap();
+        a.put(&rec, "attendance", ScalarValue::counter(3)).unwrap();
+        a.put(&rec, "archived", false).unwrap();
+        a.put_object(&rec, "audiences", ObjType::Map).unwrap();
+        a.put(&rec, "centre", "").unwrap();
+        a.put(&rec, "date", 20_260_101).unwrap();
+        a.commit();
+        let mut b = a.fork().with_actor(ActorId::from(b"bbbbbbbb".as_slice()));
+        a.put(&rec, "title", "จากเอ").unwrap();
+        b.put(&rec, "title", "จากบี").unwrap();
+        b.put(&rec, "archived", true).unwrap();
+        b.increment(&rec, "attendance", 2).unwrap();
+        a.merge(&mut b).unwrap();
+        (a, rec)
+    }
+
+    #[test]
+    fn one_pass_over_a_record_reads_what_a_get_per_field_reads() {
+        let (doc, rec) = conflicted();
+        let fields = Fields::of(&doc, &rec);
+        let same = |a: Result<String>, b: Result<String>| match (a, b) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+            (a, b) => panic!("{a:?} against {b:?}"),
+        };
+        for field in ["title", "description", "note", "date", "centre", "missing"] {
+            same(fields.req_str(field), req_str(&doc, &rec, field));
+            same(fields.text(field), text(&doc, &rec, field));
+        }
+        assert_eq!(
+            fields.req_str("title").unwrap(),
+            req_str(&doc, &rec, "title").unwrap()
+        );
+        assert_eq!(fields.text("description").unwrap(), "รายละเอียด");
+        assert_eq!(fields.counter("attendance").unwrap(), 5);
+        assert_eq!(
+            fields.counter("attendance").unwrap(),
+            counter(&doc, &rec, "attendance").unwrap()
+        );
+        assert!(fields.flag("archived").unwrap());
+        assert!(!fields.flag("missing").unwrap());
+        assert!(fields.flag("title").is_err() && flag(&doc, &rec, "title").is_err());
+        assert!(fields.counter("title").is_err() && counter(&doc, &rec, "title").is_err());
+        assert_eq!(fields.opt_parsed::<u32>("centre").unwrap(), None);
+        assert_eq!(
+            fields.opt_parsed::<u32>("missing").unwrap(),
+            opt_parsed::<u32>(&doc, &rec, "missing").unwrap()
+        );
+        assert!(
+            fields.parsed::<u32>("date").is_err() && parsed::<u32>(&doc, &rec, "date").is_err()
+        );
+        assert!(fields.map("audiences", "audience set").is_ok());
+        assert!(fields.map("title", "audience set").is_err());
+    }
+}
