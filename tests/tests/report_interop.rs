@@ -41,7 +41,7 @@ fn the_report_counts_what_javascript_wrote_and_names_what_it_cannot_read() {
         .find(|a| a.id.to_string() == ids[0])
         .unwrap();
 
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = phakhi_tests::tempdata::TempData::new();
     let conn = phakhi_server::db::open(tmp.path()).unwrap();
     phakhi_server::db::documents::append(&conn, &name, &edited, 1).unwrap();
     drop(conn);
