@@ -56,6 +56,33 @@ pub fn national(scale: &Scale) -> Section {
     }
 }
 
+/// The environment the packaged service starts the server with (its unit's `Environment=`
+/// lines: glibc's malloc settings): HQ and the relays run here as a centre's service runs them.
+pub fn service_environment() -> Vec<(&'static str, &'static str)> {
+    include_str!("../../../server/packaging/phakhi.service")
+        .lines()
+        .filter_map(|line| line.strip_prefix("Environment="))
+        .filter_map(|setting| setting.split_once('='))
+        .collect()
+}
+
+/// Starts HQ on a free port with `config`, as the packaged service runs it.
+fn start_hq(data: &std::path::Path, config: &str) -> ServerProcess {
+    ServerProcess::start_with(
+        data,
+        &[
+            "serve",
+            "--addr",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--config",
+            config,
+        ],
+        &service_environment(),
+    )
+}
+
 /// One relay of the country: its data folder and key, and the process while it runs.
 struct Relay {
     dir: std::path::PathBuf,
@@ -87,7 +114,11 @@ impl Relay {
             ]),
             None => args.extend_from_slice(&["--role", "relay"]),
         }
-        self.process = Some(ServerProcess::start_with(&self.dir, &args, &[]));
+        self.process = Some(ServerProcess::start_with(
+            &self.dir,
+            &args,
+            &service_environment(),
+        ));
     }
 
     fn stop(&mut self) -> Result<()> {
@@ -126,7 +157,7 @@ fn national_inner(scale: &Scale) -> Result<Section> {
     let relay_config = bench_config_with(dir.path(), "relay.toml", "")?;
     let hq_config = bench_config_with(dir.path(), "hq.toml", "max_requests_in_flight = 8\n")?;
     let hq_data = dir.path().join("hq");
-    let mut hq = ServerProcess::start(&hq_data, &["--config", &hq_config]);
+    let mut hq = start_hq(&hq_data, &hq_config);
     let codes: Vec<String> = ProvinceCode::all()
         .take(scale.national_provinces)
         .map(|c| c.as_str().to_string())
@@ -260,7 +291,7 @@ fn national_inner(scale: &Scale) -> Result<Section> {
     // The relays forward the phones' records to a freshly started HQ (its cache cold, as it is
     // after any restart; with 77 provinces it could not hold them all anyway).
     progress("country: the relays forward the phones' records to HQ");
-    hq = ServerProcess::start(&hq_data, &["--config", &hq_config]);
+    hq = start_hq(&hq_data, &hq_config);
     let forward = round_with_hq(scale, &hq, &mut relays, &relay_config)?;
     let hq_rss_after = rss(hq.pid()).unwrap_or(0);
     let forward_peak = peak_rss(hq.pid()).unwrap_or(0);
@@ -718,7 +749,8 @@ fn report(r: Report<'_>) -> Section {
         "How: HQ (`phakhi serve`, release build, its default document cache of {} MiB, the \
          budget for a 1 GB machine, and `max_requests_in_flight = 8` as the README advises for \
          one) and {} relays (`phakhi serve --upstream`, joined with `phakhi relay join`), each \
-         holding {}–{} provinces, all on 127.0.0.1. Pre-built documents: every province starts \
+         holding {}–{} provinces, all on 127.0.0.1, every one with the environment of the \
+         packaged service (`server/packaging/phakhi.service`: {}). Pre-built documents: every province starts \
          as the same document ({} records, {} per commit, {} changes, {} saved), authored by a \
          coordinator of every province enrolled at HQ, written straight into each relay's store \
          before it starts. Seeded phones: {} leaders enrolled at their relays over HTTP (`/v1/\
@@ -733,6 +765,11 @@ fn report(r: Report<'_>) -> Section {
         r.relays_n,
         provinces / r.relays_n.max(1),
         provinces.div_ceil(r.relays_n.max(1)),
+        service_environment()
+            .iter()
+            .map(|(key, value)| format!("`{key}={value}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
         r.scale.records,
         super::footprint::UPLOAD_PER_COMMIT,
         r.doc_changes,
@@ -775,4 +812,19 @@ fn report(r: Report<'_>) -> Section {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_servers_run_with_the_packaged_services_malloc_settings() {
+        let env = service_environment();
+        assert!(env.contains(&("MALLOC_ARENA_MAX", "2")), "{env:?}");
+        assert!(
+            env.contains(&("MALLOC_MMAP_THRESHOLD_", "262144")),
+            "{env:?}"
+        );
+    }
 }
