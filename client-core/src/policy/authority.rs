@@ -184,16 +184,23 @@ pub fn check_changes(
     changes: &[Change],
     authors: &dyn Authors,
 ) -> Result<Touched, Refusal> {
-    let fresh: Vec<ExpandedChange> = changes
-        .iter()
-        .filter(|change| doc.get_change_meta_by_hash(&change.hash()).is_none())
-        .map(Change::decode)
-        .collect();
+    let fresh = fresh_changes(doc, changes);
     check_expanded(doc, &fresh, authors)
 }
 
-/// [`check_changes`] of changes already decoded, every one of them new to `doc` (the sync
-/// engine decodes each received change once, for its own checks and for this one).
+/// The changes of `changes` that `doc` does not hold, expanded to their operations: what the
+/// checks read (the sync engine decodes each received change once, for its own check of the
+/// batch and for [`check_expanded`]).
+pub fn fresh_changes(doc: &mut AutoCommit, changes: &[Change]) -> Vec<ExpandedChange> {
+    changes
+        .iter()
+        .filter(|change| doc.get_change_meta_by_hash(&change.hash()).is_none())
+        .map(Change::decode)
+        .collect()
+}
+
+/// [`check_changes`] of changes already decoded, every one of them new to `doc`
+/// ([`fresh_changes`]).
 pub fn check_expanded(
     doc: &mut AutoCommit,
     fresh: &[ExpandedChange],

@@ -8,6 +8,7 @@ use super::bounds::{self, DecodeBudget};
 use super::error::DocError;
 use super::scope::Limits;
 use super::wire::{Chunk, put_varint};
+use crate::policy::authority::fresh_changes;
 
 /// Up to this many missing changes, both the change-by-change and the bundle form are built and
 /// the smaller is sent; above it a bundle always wins.
@@ -491,16 +492,6 @@ enum Plan {
     /// queue some changes and may drop queued ones on a refusal, so the batch is applied to a
     /// copy that replaces the document only on success.
     Copy,
-}
-
-/// The changes of `changes` that `doc` does not hold, expanded to their operations: each is
-/// decoded once, for both the batch's check and the authority check.
-fn fresh_changes(doc: &mut AutoCommit, changes: &[Change]) -> Vec<ExpandedChange> {
-    changes
-        .iter()
-        .filter(|change| doc.get_change_meta_by_hash(&change.hash()).is_none())
-        .map(Change::decode)
-        .collect()
 }
 
 /// Checks a decoded batch against `doc` without changing it, so that automerge's batch apply
