@@ -95,7 +95,9 @@ pub fn region(scale: &Scale, doc: &[u8]) -> Vec<Section> {
     }
 }
 
-/// Limits high enough that the benchmark's bursts are never rate-limited.
+/// Limits high enough that the benchmark's bursts are never rate-limited, and a daily document
+/// budget that takes a coordinator's bulk upload of twelve provinces (as an operator raises it
+/// for an import).
 fn bench_config(dir: &std::path::Path) -> Result<String> {
     bench_config_with(dir, "phakhi.toml", "")
 }
@@ -106,7 +108,10 @@ pub(super) fn bench_config_with(dir: &std::path::Path, file: &str, limits: &str)
     let path = dir.join(file);
     std::fs::write(
         &path,
-        format!("[limits]\nrequests_per_minute = 100000\nrequest_burst = 100000\n{limits}"),
+        format!(
+            "[limits]\nrequests_per_minute = 100000\nrequest_burst = 100000\n\
+             document_bytes_per_device_per_day = 1073741824\n{limits}"
+        ),
     )?;
     Ok(path.display().to_string())
 }
