@@ -66,21 +66,25 @@ pub fn service_environment() -> Vec<(&'static str, &'static str)> {
         .collect()
 }
 
-/// Starts HQ on a free port with `config`, as the packaged service runs it.
+/// Starts `phakhi serve` on a free port of 127.0.0.1 with `config` and `extra` arguments, as
+/// the packaged service runs it.
+fn serve(data: &std::path::Path, config: &str, extra: &[&str]) -> ServerProcess {
+    let mut args = vec![
+        "serve",
+        "--addr",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--config",
+        config,
+    ];
+    args.extend_from_slice(extra);
+    ServerProcess::start_with(data, &args, &service_environment())
+}
+
+/// Starts HQ with `config`.
 fn start_hq(data: &std::path::Path, config: &str) -> ServerProcess {
-    ServerProcess::start_with(
-        data,
-        &[
-            "serve",
-            "--addr",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--config",
-            config,
-        ],
-        &service_environment(),
-    )
+    serve(data, config, &[])
 }
 
 /// One relay of the country: its data folder and key, and the process while it runs.
@@ -94,31 +98,18 @@ impl Relay {
     /// Starts the relay on a free port, with its upstream task pointed at `hq` (a round at
     /// once, then one an hour) or without one.
     fn start(&mut self, config: &str, hq: Option<&str>) {
-        let mut args = vec![
-            "serve",
-            "--addr",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--config",
-            config,
-        ];
-        match hq {
-            Some(url) => args.extend_from_slice(&[
+        let extra: &[&str] = match hq {
+            Some(url) => &[
                 "--upstream-interval",
                 "3600",
                 "--upstream-backoff-cap",
                 "1",
                 "--upstream",
                 url,
-            ]),
-            None => args.extend_from_slice(&["--role", "relay"]),
-        }
-        self.process = Some(ServerProcess::start_with(
-            &self.dir,
-            &args,
-            &service_environment(),
-        ));
+            ],
+            None => &["--role", "relay"],
+        };
+        self.process = Some(serve(&self.dir, config, extra));
     }
 
     fn stop(&mut self) -> Result<()> {
