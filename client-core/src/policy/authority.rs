@@ -184,8 +184,12 @@ pub fn check_changes(
     changes: &[Change],
     authors: &dyn Authors,
 ) -> Result<Touched, Refusal> {
-    let fresh = fresh_changes(doc, changes);
-    check_expanded(doc, &fresh, authors)
+    // Decoded one at a time: a whole province expanded at once is hundreds of megabytes.
+    let fresh: Vec<&Change> = changes
+        .iter()
+        .filter(|change| doc.get_change_meta_by_hash(&change.hash()).is_none())
+        .collect();
+    check_expanded(doc, fresh.into_iter().map(Change::decode), authors)
 }
 
 /// The changes of `changes` that `doc` does not hold, expanded to their operations: what the
@@ -199,17 +203,18 @@ pub fn fresh_changes(doc: &mut AutoCommit, changes: &[Change]) -> Vec<ExpandedCh
         .collect()
 }
 
-/// [`check_changes`] of changes already decoded, every one of them new to `doc`
-/// ([`fresh_changes`]).
-pub fn check_expanded(
+/// [`check_changes`] of changes already decoded (or decoded as they are read), every one of
+/// them new to `doc` ([`fresh_changes`]).
+pub fn check_expanded<C: std::borrow::Borrow<ExpandedChange>>(
     doc: &mut AutoCommit,
-    fresh: &[ExpandedChange],
+    fresh: impl IntoIterator<Item = C>,
     authors: &dyn Authors,
 ) -> Result<Touched, Refusal> {
     let mut touched = Touched::new();
     // Objects made in this batch, and objects of the document already placed.
     let mut places: HashMap<(u64, ActorId), Place> = HashMap::new();
     for change in fresh {
+        let change = change.borrow();
         let actor = &change.actor_id;
         let rights = authors
             .rights(actor)

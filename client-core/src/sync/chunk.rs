@@ -424,10 +424,10 @@ pub(crate) struct Check<'a> {
 }
 
 impl Check<'_> {
-    fn authority(
+    fn authority<C: std::borrow::Borrow<ExpandedChange>>(
         &self,
         doc: &mut AutoCommit,
-        fresh: &[ExpandedChange],
+        fresh: impl IntoIterator<Item = C>,
     ) -> Result<std::collections::BTreeSet<String>, DocError> {
         use crate::policy::authority::{Refusal, check_expanded};
         check_expanded(doc, fresh, self.authors).map_err(|refusal| match refusal {
@@ -632,8 +632,11 @@ pub(crate) fn apply_keeping(
         if let (Some(check), Decoded::Whole(loaded) | Decoded::Swap(loaded)) =
             (&check, &mut decoded)
         {
-            let all = fresh_changes(&mut AutoCommit::new(), &loaded.get_changes(&[]));
-            touched = Some(check.authority(&mut AutoCommit::new(), &all)?);
+            // Every change of a whole document, decoded one at a time as the check reads it:
+            // a province's changes expanded at once hold hundreds of megabytes.
+            let all = loaded.get_changes(&[]);
+            touched =
+                Some(check.authority(&mut AutoCommit::new(), all.iter().map(Change::decode))?);
         }
         Ok::<_, DocError>((decoded, plan, touched))
     }));
