@@ -185,20 +185,24 @@ pub fn check_changes(
     authors: &dyn Authors,
 ) -> Result<Touched, Refusal> {
     // Decoded one at a time: a whole province expanded at once is hundreds of megabytes.
-    let fresh: Vec<&Change> = changes
+    let fresh = lacked(doc, changes);
+    check_expanded(doc, fresh.into_iter().map(Change::decode), authors)
+}
+
+/// The changes of `changes` that `doc` does not hold.
+fn lacked<'c>(doc: &mut AutoCommit, changes: &'c [Change]) -> Vec<&'c Change> {
+    changes
         .iter()
         .filter(|change| doc.get_change_meta_by_hash(&change.hash()).is_none())
-        .collect();
-    check_expanded(doc, fresh.into_iter().map(Change::decode), authors)
+        .collect()
 }
 
 /// The changes of `changes` that `doc` does not hold, expanded to their operations: what the
 /// checks read (the sync engine decodes each received change once, for its own check of the
 /// batch and for [`check_expanded`]).
 pub fn fresh_changes(doc: &mut AutoCommit, changes: &[Change]) -> Vec<ExpandedChange> {
-    changes
-        .iter()
-        .filter(|change| doc.get_change_meta_by_hash(&change.hash()).is_none())
+    lacked(doc, changes)
+        .into_iter()
         .map(Change::decode)
         .collect()
 }
